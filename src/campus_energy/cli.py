@@ -1,0 +1,407 @@
+"""The command line: `campus-energy <command> [-c CONFIG]`.
+
+This module only parses options, loads the configuration and turns the
+project's exceptions into messages and exit codes: 0 success, 1 runtime
+failure, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+
+from campus_energy import __version__
+from campus_energy.config import DEFAULT_CONFIG_PATH, Config, SimulationConfig, load_config
+from campus_energy.core.models import unit_of
+from campus_energy.core.planner import ReadRequest
+from campus_energy.errors import CampusEnergyError, ConfigError, ProfileError
+from campus_energy.profiles import load_profiles
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("campus_energy")
+
+
+class UsageError(CampusEnergyError):
+    """The command line itself is wrong."""
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config, os.environ)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+async def _until_signalled(main: Callable[[asyncio.Event], object]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    result = main(stop)
+    if asyncio.iscoroutine(result):
+        await result
+
+
+# --- init -----------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    target: Path = args.config or Path(
+        os.environ.get("CAMPUS_ENERGY_CONFIG") or DEFAULT_CONFIG_PATH
+    )
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} exists; use --force to overwrite it")
+    text = resources.files("campus_energy").joinpath("sample-config.toml").read_text("utf-8")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    print(f"wrote {target}: edit the buses and meters, then try `campus-energy read --all`")
+    return EXIT_OK
+
+
+# --- profiles -------------------------------------------------------------------------------
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    user_dir = (
+        _config(args).profiles_dir if (args.config or Path("campus-energy.toml").exists()) else None
+    )
+    profiles = load_profiles(user_dir)
+    if args.action == "show":
+        if not args.name or args.name not in profiles:
+            known = ", ".join(profiles)
+            raise UsageError(f"unknown profile {args.name!r} (known: {known})")
+        p = profiles[args.name]
+        print(f"{p.name}: {p.description}")
+        fc = p.function_code
+        print(
+            f"  function {p.function} (FC {fc:02d}), byte order {p.byte_order}, phases {p.phases}"
+        )
+        print(
+            f"  max {p.max_registers_per_request} registers per request, "
+            f"pause {p.pause_between_requests_s:g} s, gaps readable: {p.read_gaps}"
+        )
+        print(f"  {'field':<18} {'address':>13} {'type':<8} {'scale':>8}  unit")
+        for f in sorted(p.fields, key=lambda f: f.address):
+            address = f"{f.address} (0x{f.address:04X})"
+            print(f"  {f.name:<18} {address:>13} {f.type:<8} {f.scale:>8g}  {unit_of(f.name)}")
+        return EXIT_OK
+    for p in profiles.values():
+        print(f"{p.name:<18} {p.description}")
+    return EXIT_OK
+
+
+# --- read -----------------------------------------------------------------------------------
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    from campus_energy.polling import open_buses, pollers
+    from campus_energy.reader import (
+        format_detail,
+        format_table,
+        json_line,
+        read_all,
+        sleep_until_grid,
+    )
+
+    config = _config(args)
+    if args.all:
+        meters = list(config.meters)
+        if not meters:
+            raise UsageError("no meters configured (see `campus-energy init`)")
+    elif args.meter:
+        try:
+            meters = [config.meter(m) for m in args.meter]
+        except KeyError as exc:
+            known = ", ".join(m.id for m in config.meters) or "none configured"
+            raise UsageError(f"unknown meter {exc.args[0]!r} (meters: {known})") from None
+    else:
+        raise UsageError("name a meter, or use --all")
+
+    def trace(bus: str, sending: bool, frame: bytes) -> None:
+        print(f"  {bus} {'->' if sending else '<-'} {frame.hex(' ')}", file=sys.stderr)
+
+    async def run(stop: asyncio.Event) -> int:
+        buses = open_buses(config, trace=trace if args.verbose else None)
+        planned = pollers(config, buses, meters)
+        by_id = {p.meter.id: p for p in planned}
+        if args.verbose:
+            for p in planned:
+                spans = ", ".join(f"FC{r.function:02d} {r.start}+{r.count}" for r in p.plan)
+                print(f"plan for {p.meter.id}: {spans}", file=sys.stderr)
+        interval = args.interval or min(m.interval_s for m in meters)
+        failed = False
+        try:
+            while True:
+                results = await read_all(planned)
+                failed = any(r.error is not None for r in results)
+                if args.json:
+                    for r in results:
+                        print(json_line(r), flush=True)
+                elif args.all:
+                    print(format_table(results, config), flush=True)
+                else:
+                    for r in results:
+                        print(format_detail(r, by_id[r.meter_id]), flush=True)
+                if not args.watch:
+                    break
+                sleeper = asyncio.ensure_future(sleep_until_grid(interval))
+                stopper = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                sleeper.cancel()
+                stopper.cancel()
+                if stop.is_set():
+                    break
+                if not args.json:
+                    print(flush=True)
+        finally:
+            for bus in buses.values():
+                await bus.close()
+        return EXIT_FAILURE if failed and not args.watch else EXIT_OK
+
+    return _run_async(run)
+
+
+def _run_async(run: Callable[[asyncio.Event], object]) -> int:
+    outcome: list[int] = []
+
+    async def wrapper(stop: asyncio.Event) -> None:
+        result = run(stop)
+        if asyncio.iscoroutine(result):
+            result = await result
+        outcome.append(int(result) if isinstance(result, int) else EXIT_OK)
+
+    asyncio.run(_until_signalled(wrapper))
+    return outcome[0] if outcome else EXIT_OK
+
+
+# --- scan -----------------------------------------------------------------------------------
+
+
+def _unit_range(text: str) -> list[int]:
+    units: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"not a unit list: {text!r} (e.g. 1-247 or 1,5,9)"
+            ) from None
+        if not 1 <= first <= last <= 247:
+            raise argparse.ArgumentTypeError(f"units must be within 1-247, got {part!r}")
+        units.extend(range(first, last + 1))
+    return sorted(set(units))
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from campus_energy.reader import scan
+
+    config = _config(args)
+    try:
+        bus = config.bus(args.bus)
+    except KeyError:
+        known = ", ".join(b.name for b in config.buses) or "none configured"
+        raise UsageError(f"unknown bus {args.bus!r} (buses: {known})") from None
+    function = 4 if args.function == "input" else 3
+    request = ReadRequest(function, args.address, 1)
+    print(
+        f"scanning {bus.name} units {args.units[0]}-{args.units[-1]} "
+        f"(FC{function:02d} register {args.address}, {args.timeout:g} s per unit)",
+        file=sys.stderr,
+    )
+    hits = asyncio.run(scan(bus, args.units, request=request, timeout_s=args.timeout))
+    for hit in hits:
+        if hit.registers is not None:
+            print(f"unit {hit.unit}: answers (register {args.address} = 0x{hit.registers[0]:04X})")
+        else:
+            print(f"unit {hit.unit}: answers with exception code {hit.exception_code}")
+    print(f"{len(hits)} device(s) found", file=sys.stderr)
+    return EXIT_OK if hits else EXIT_FAILURE
+
+
+# --- simulate -------------------------------------------------------------------------------
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from campus_energy.simulator.server import Simulator
+
+    config = _config(args)
+    if not config.meters:
+        raise UsageError("no meters configured to simulate (see `campus-energy init`)")
+    if args.meter:
+        unknown = [m for m in args.meter if m not in {x.id for x in config.meters}]
+        if unknown:
+            raise UsageError(f"unknown meter {unknown[0]!r}")
+    fault_flags = {
+        "timeout_rate": args.timeout_rate,
+        "exception_rate": args.exception_rate,
+        "corrupt_rate": args.corrupt_rate,
+        "disconnect_after_s": args.disconnect_after,
+        "reconnect_after_s": args.reconnect_after,
+    }
+    given = {k: v for k, v in fault_flags.items() if v is not None}
+    faults = SimulationConfig(**given) if given else None
+
+    async def run(stop: asyncio.Event) -> None:
+        simulator = Simulator(config, meter_ids=args.meter, host=args.host, faults=faults)
+        async with simulator:
+            for server in simulator.servers:
+                units = ", ".join(str(u) for u in sorted(server.meters))
+                print(
+                    f"bus {server.bus.name} ({server.bus.transport}) on {server.endpoint}: "
+                    f"units {units}",
+                    flush=True,
+                )
+            print("simulator ready", flush=True)
+            await stop.wait()
+
+    return _run_async(run)
+
+
+# --- demo -----------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from campus_energy import demo
+
+    path = demo.prepare(args.dir)
+    config = load_config(path, os.environ)
+    print(f"demo configuration: {path}", flush=True)
+
+    async def run(stop: asyncio.Event) -> None:
+        task = asyncio.ensure_future(demo.run_demo(config, rounds=args.rounds))
+        waiter = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            print("demo stopped", flush=True)
+
+    return _run_async(run)
+
+
+# --- the parser -----------------------------------------------------------------------------
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        help="configuration file (default: $CAMPUS_ENERGY_CONFIG, else ./campus-energy.toml)",
+    )
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more output")
+
+    parser = argparse.ArgumentParser(
+        prog="campus-energy",
+        description="Campus electricity monitoring: Modbus meters, exact energy, dashboards.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("init", parents=[common], help="write a commented sample configuration")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("profiles", parents=[common], help="list meter profiles, or show one")
+    p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    p.add_argument("name", nargs="?", help="profile to show")
+    p.set_defaults(func=cmd_profiles)
+
+    p = sub.add_parser(
+        "read", parents=[common], help="poll meters once (or --watch) and print values"
+    )
+    p.add_argument("meter", nargs="*", help="meter id(s)")
+    p.add_argument("--all", action="store_true", help="every configured meter")
+    p.add_argument("--json", action="store_true", help="one JSON object per meter per line")
+    p.add_argument("--watch", action="store_true", help="repeat on the meters' polling grid")
+    p.add_argument("--interval", type=_positive, help="seconds between polls with --watch")
+    p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser("scan", parents=[common], help="find the devices that answer on a bus")
+    p.add_argument("bus", help="bus name from the configuration")
+    p.add_argument(
+        "--units", type=_unit_range, default=_unit_range("1-247"), help="e.g. 1-247 or 1,5,9"
+    )
+    p.add_argument("--function", choices=["input", "holding"], default="input")
+    p.add_argument("--address", type=int, default=0, help="register to read (0-based)")
+    p.add_argument("--timeout", type=_positive, default=0.3, help="seconds to wait per unit")
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser(
+        "simulate", parents=[common], help="serve the configured meters as virtual meters"
+    )
+    p.add_argument("--host", help="address to listen on for TCP buses (default: each bus's host)")
+    p.add_argument("--meter", action="append", help="simulate only this meter (repeatable)")
+    p.add_argument("--timeout-rate", type=_probability, help="share of requests left unanswered")
+    p.add_argument("--exception-rate", type=_probability, help="share answered with an exception")
+    p.add_argument("--corrupt-rate", type=_probability, help="share answered with a broken CRC")
+    p.add_argument(
+        "--disconnect-after", type=_positive, metavar="S", help="stop answering after S seconds"
+    )
+    p.add_argument(
+        "--reconnect-after", type=_positive, metavar="S", help="answer again after S seconds"
+    )
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("demo", parents=[common], help="run the system on simulated meters")
+    p.add_argument(
+        "--dir", type=Path, default=Path("demo-data"), help="where the demo keeps its files"
+    )
+    p.add_argument("--rounds", type=int, help="stop after this many polls")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        for key, message in exc.problems:
+            print(f"campus-energy: configuration error: {key}: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except (UsageError, ProfileError) as exc:
+        print(f"campus-energy: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CampusEnergyError as exc:
+        print(f"campus-energy: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    return code

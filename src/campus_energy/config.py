@@ -1,0 +1,394 @@
+"""The configuration: one TOML file, validated once at start-up into a frozen `Config`.
+
+Every key may be overridden by an environment variable
+`CAMPUS_ENERGY__<SECTION>__<KEY>` (list items by index, e.g.
+`CAMPUS_ENERGY__METERS__0__UNIT`). Relative paths in the file are relative to
+the file's own directory. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from campus_energy.core.models import Profile
+from campus_energy.core.planner import BusCostModel
+from campus_energy.errors import ConfigError, ProfileError
+from campus_energy.profiles import load_profiles
+from campus_energy.validation import problems
+
+CONFIG_ENV = "CAMPUS_ENERGY_CONFIG"
+DEFAULT_CONFIG_PATH = Path("campus-energy.toml")
+ENV_PREFIX = "CAMPUS_ENERGY__"
+_ID = re.compile(r"^[a-z0-9_-]+$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SiteConfig(_Section):
+    name: str = "Campus"
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. 'Asia/Kolkata')") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class StorageConfig(_Section):
+    path: Path = Path("var/smart_meter.db")
+
+
+class MqttConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    topic_prefix: str = "campus/energy"
+    username: str | None = None
+    password_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not value or value.startswith("/") or value.endswith("/") or set("#+") & set(value):
+            raise ValueError(f"must be a topic without wildcards or outer '/', got {value!r}")
+        return value
+
+
+_SERIAL_KEYS = ("baudrate", "parity", "stopbits", "bytesize")
+
+
+class BusConfig(_Section):
+    """One Modbus bus: an RS-485 line (`rtu`), an RS-485 gateway (`rtu-tcp`) or Modbus TCP."""
+
+    name: str
+    transport: Literal["rtu", "rtu-tcp", "tcp"]
+    device: str | None = None
+    baudrate: int = Field(default=9600, ge=300, le=1_000_000)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    host: str | None = None
+    port: int = Field(default=502, ge=1, le=65535)
+    timeout_s: float = Field(default=1.0, gt=0, le=60)
+    retries: int = Field(default=3, ge=0, le=10)
+    turnaround_s: float | None = Field(
+        default=None, ge=0, le=5, description="device turnaround for the read planner's model"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError(f"must use only a-z, 0-9, '-' and '_', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_transport_keys(self) -> BusConfig:
+        given = self.model_fields_set
+        wrong: list[str]
+        if self.transport == "rtu":
+            if not self.device:
+                raise ValueError("transport 'rtu' needs 'device' (e.g. '/dev/ttyUSB0')")
+            wrong = [k for k in ("host", "port") if k in given]
+        else:
+            if not self.host:
+                raise ValueError(f"transport {self.transport!r} needs 'host'")
+            wrong = ["device"] if "device" in given else []
+            if self.transport == "tcp":
+                wrong += [k for k in _SERIAL_KEYS if k in given]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)} not used with transport {self.transport!r}")
+        return self
+
+    @property
+    def cost_model(self) -> BusCostModel:
+        """The read planner's model of one request's bus time on this bus."""
+        if self.transport == "tcp":
+            return BusCostModel.tcp(0.002 if self.turnaround_s is None else self.turnaround_s)
+        return BusCostModel.serial(
+            self.baudrate,
+            parity=self.parity,
+            stopbits=self.stopbits,
+            bytesize=self.bytesize,
+            turnaround_s=0.02 if self.turnaround_s is None else self.turnaround_s,
+        )
+
+
+class SimulationConfig(_Section):
+    """How the simulator plays this meter (ignored by everything else)."""
+
+    seed: int | None = None
+    base_w: float | None = Field(default=None, ge=0)
+    peak_w: float | None = Field(default=None, ge=0)
+    timeout_rate: float = Field(default=0.0, ge=0, le=1)
+    exception_rate: float = Field(default=0.0, ge=0, le=1)
+    corrupt_rate: float = Field(default=0.0, ge=0, le=1)
+    disconnect_after_s: float | None = Field(default=None, ge=0)
+    reconnect_after_s: float | None = Field(default=None, ge=0)
+
+
+class MeterConfig(_Section):
+    id: str
+    bus: str
+    unit: int
+    profile: str
+    building: str = ""
+    floor: str = ""
+    interval_s: float = Field(default=5.0, gt=0, le=3600)
+    simulate: SimulationConfig = SimulationConfig()
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError(f"must use only a-z, 0-9, '-' and '_', got {value!r}")
+        return value
+
+    @field_validator("unit")
+    @classmethod
+    def _check_unit(cls, value: int) -> int:
+        if not 1 <= value <= 247:
+            raise ValueError(f"must be between 1 and 247, got {value}")
+        return value
+
+
+class SqliteSinkConfig(_Section):
+    path: Path = Path("var/windows.db")
+
+
+class FirestoreSinkConfig(_Section):
+    project: str | None = None
+    credentials_file: Path | None = None
+    collection: str = "readings_5min_avg"
+
+
+class PostgresSinkConfig(_Section):
+    dsn: str | None = Field(default=None, repr=False)
+
+
+class BridgeConfig(_Section):
+    window_s: int = Field(default=300, ge=10, le=86400)
+    grace_s: float = Field(default=60, ge=0, le=3600)
+    sink: Literal["sqlite", "firestore", "postgres"] = "sqlite"
+    sqlite: SqliteSinkConfig = SqliteSinkConfig()
+    firestore: FirestoreSinkConfig = FirestoreSinkConfig()
+    postgres: PostgresSinkConfig = PostgresSinkConfig()
+
+
+class ApiConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+
+class DashboardConfig(_Section):
+    port: int = Field(default=8501, ge=1, le=65535)
+
+
+class Config(_Section):
+    profiles_dir: Path | None = None
+    site: SiteConfig = SiteConfig()
+    storage: StorageConfig = StorageConfig()
+    mqtt: MqttConfig = MqttConfig()
+    buses: tuple[BusConfig, ...] = ()
+    meters: tuple[MeterConfig, ...] = ()
+    bridge: BridgeConfig = BridgeConfig()
+    api: ApiConfig = ApiConfig()
+    dashboard: DashboardConfig = DashboardConfig()
+
+    _profiles: dict[str, Profile] = PrivateAttr(default_factory=dict)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def profiles(self) -> Mapping[str, Profile]:
+        """Every known meter profile (built-in and from `profiles_dir`)."""
+        return self._profiles
+
+    @property
+    def source(self) -> Path | None:
+        """The file this configuration was read from (None: embedded defaults)."""
+        return self._source
+
+    def bus(self, name: str) -> BusConfig:
+        for bus in self.buses:
+            if bus.name == name:
+                return bus
+        raise KeyError(name)
+
+    def meter(self, meter_id: str) -> MeterConfig:
+        for meter in self.meters:
+            if meter.id == meter_id:
+                return meter
+        raise KeyError(meter_id)
+
+    def profile_of(self, meter: MeterConfig) -> Profile:
+        return self._profiles[meter.profile]
+
+
+def _set_path(data: dict[str, Any], parts: list[str], value: str, variable: str) -> None:
+    node: Any = data
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError.single(variable, f"no list item {part!r} to override")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise ConfigError.single(variable, f"{parts[depth - 1]!r} is not a table")
+
+
+def apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of `data` with every `CAMPUS_ENERGY__SECTION__KEY` variable applied (as a string)."""
+    result: dict[str, Any] = _deep_copy(data)
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in variable.removeprefix(ENV_PREFIX).split("__")]
+        if not all(parts):
+            raise ConfigError.single(variable, "malformed override variable name")
+        _set_path(result, parts, environ[variable], variable)
+    return result
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _cross_check(config: Config, profiles: Mapping[str, Profile]) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    bus_names = [b.name for b in config.buses]
+    for i, bus in enumerate(config.buses):
+        if bus_names.index(bus.name) != i:
+            found.append((f"buses[{i}].name", f"duplicate bus name {bus.name!r}"))
+    seen_ids: set[str] = set()
+    seen_units: set[tuple[str, int]] = set()
+    for i, meter in enumerate(config.meters):
+        where = f"meters[{i}]"
+        if meter.id in seen_ids:
+            found.append((f"{where}.id", f"duplicate meter id {meter.id!r}"))
+        seen_ids.add(meter.id)
+        if meter.bus not in bus_names:
+            known = ", ".join(bus_names) or "none configured"
+            found.append((f"{where}.bus", f"unknown bus {meter.bus!r} (buses: {known})"))
+        elif (meter.bus, meter.unit) in seen_units:
+            found.append((f"{where}.unit", f"unit {meter.unit} is already used on {meter.bus!r}"))
+        seen_units.add((meter.bus, meter.unit))
+        if meter.profile not in profiles:
+            found.append(
+                (
+                    f"{where}.profile",
+                    f"unknown profile {meter.profile!r} (see: campus-energy profiles)",
+                )
+            )
+    return found
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make relative file paths relative to the config file's directory."""
+
+    def fix(section: dict[str, Any] | None, key: str) -> None:
+        if isinstance(section, dict) and isinstance(section.get(key), str):
+            path = Path(section[key]).expanduser()
+            section[key] = str(path if path.is_absolute() else base / path)
+
+    fix(data, "profiles_dir")
+    fix(data.get("storage"), "path")
+    for key in ("password_file", "tls_ca_file", "tls_cert_file", "tls_key_file"):
+        fix(data.get("mqtt"), key)
+    bridge = data.get("bridge")
+    if isinstance(bridge, dict):
+        fix(bridge.get("sqlite"), "path")
+        fix(bridge.get("firestore"), "credentials_file")
+
+
+def config_path(explicit: Path | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
+    """The config file to read and whether the user named it (explicitly or by environment)."""
+    if explicit is not None:
+        return explicit, True
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV]), True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> Config:
+    """Validate a configuration mapping (plus environment overrides) into a `Config`.
+
+    With `base_dir`, relative file paths are taken relative to it.
+    """
+    merged = apply_environment(dict(data), environ or {})
+    if base_dir is not None:
+        _resolve_paths(merged, base_dir)
+    try:
+        config = Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(problems(exc)) from exc
+    try:
+        profiles = load_profiles(config.profiles_dir)
+    except ProfileError as exc:
+        raise ConfigError.single("profiles_dir", str(exc)) from exc
+    found = _cross_check(config, profiles)
+    if found:
+        raise ConfigError(found)
+    config._profiles = profiles
+    return config
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, override and validate the configuration. Raises ConfigError naming the key."""
+    environ = environ or {}
+    file, named = config_path(path, environ)
+    if not file.exists():
+        if named:
+            raise ConfigError.single("config", f"file not found: {file}")
+        return parse_config({}, environ)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError.single("config", f"cannot read {file}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError.single("config", f"{file} is not valid TOML: {exc}") from exc
+    config = parse_config(data, environ, base_dir=file.resolve().parent)
+    config._source = file.resolve()
+    return config

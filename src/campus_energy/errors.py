@@ -1,0 +1,119 @@
+"""The project's exception types.
+
+Adapters translate every failure of the libraries they wrap into one of these;
+the CLI and the API turn them into words and exit codes or HTTP statuses.
+"""
+
+from __future__ import annotations
+
+
+class CampusEnergyError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigError(CampusEnergyError):
+    """The configuration is invalid. `problems` holds `(key path, message)` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{key}: {message}" for key, message in self.problems))
+
+    @classmethod
+    def single(cls, key: str, message: str) -> ConfigError:
+        return cls([(key, message)])
+
+
+class ProfileError(CampusEnergyError):
+    """A meter profile file is invalid or a profile name is unknown."""
+
+
+class ModbusError(CampusEnergyError):
+    """A Modbus request failed. Carries where: bus, unit, function, address, count."""
+
+    reason = "request failed"
+
+    def __init__(
+        self,
+        bus: str,
+        unit: int,
+        *,
+        function: int | None = None,
+        address: int | None = None,
+        count: int | None = None,
+        detail: str = "",
+    ) -> None:
+        self.bus = bus
+        self.unit = unit
+        self.function = function
+        self.address = address
+        self.count = count
+        self.detail = detail
+        where = f"bus {bus!r} unit {unit}"
+        if function is not None and address is not None:
+            where += f" FC{function:02d} address {address}"
+            if count is not None:
+                where += f" count {count}"
+        text = f"{where}: {self.reason}"
+        super().__init__(f"{text} ({detail})" if detail else text)
+
+
+class ModbusTimeoutError(ModbusError):
+    """The device did not answer within the bus timeout."""
+
+    reason = "no response (timeout)"
+
+
+class ModbusFrameError(ModbusError):
+    """Bytes arrived but did not form a valid frame (CRC error, garbled or truncated frame)."""
+
+    reason = "invalid response frame"
+
+
+class ModbusExceptionResponseError(ModbusError):
+    """The device answered with a Modbus exception code."""
+
+    reason = "exception response"
+
+    def __init__(
+        self,
+        bus: str,
+        unit: int,
+        *,
+        code: int,
+        function: int | None = None,
+        address: int | None = None,
+        count: int | None = None,
+    ) -> None:
+        self.code = code
+        name = EXCEPTION_CODE_NAMES.get(code, "unknown")
+        super().__init__(
+            bus,
+            unit,
+            function=function,
+            address=address,
+            count=count,
+            detail=f"code {code}: {name}",
+        )
+
+
+class ModbusConnectionError(ModbusError):
+    """The bus could not be opened or the connection was lost."""
+
+    reason = "bus not connected"
+
+
+EXCEPTION_CODE_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "device failure",
+    5: "acknowledge",
+    6: "device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
+
+
+class ServiceError(CampusEnergyError):
+    """A service cannot start or run: a port in use, a missing device, an unreachable peer."""

@@ -1,0 +1,1 @@
+"""Virtual meters: deterministic campus loads served over Modbus by pymodbus's simulator."""

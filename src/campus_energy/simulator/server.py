@@ -1,0 +1,222 @@
+"""Serving virtual meters over Modbus with pymodbus's simulator (`SimDevice`/`SimData`).
+
+One pymodbus server per configured bus: Modbus TCP or RTU over TCP on the
+bus's host and port, RTU on its serial device. Requests for units that no
+meter answers to go unanswered, as on a real RS-485 line. Faults are injected
+per meter: no answer (the request is dropped before it is processed), a
+Modbus exception response (device failure), or a corrupted frame (the
+response's CRC is broken; RTU framings only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+from pymodbus.constants import ExcCodes
+from pymodbus.framer import FramerType
+from pymodbus.pdu import ModbusPDU
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.server.base import ModbusBaseServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from campus_energy.config import BusConfig, Config, SimulationConfig
+from campus_energy.errors import ServiceError
+from campus_energy.simulator.meter import VirtualMeter
+
+log = logging.getLogger(__name__)
+
+
+def _register_blocks(meter: VirtualMeter) -> list[SimData]:
+    """The device's address space: one block from 0 to the last field, or only the fields."""
+    fields = sorted(meter.profile.fields, key=lambda f: f.address)
+    if meter.profile.read_gaps:
+        end = max(f.end for f in fields)
+        return [SimData(0, count=end, datatype=DataType.REGISTERS)]
+    blocks: list[SimData] = []
+    start, end = fields[0].address, fields[0].end
+    for spec in fields[1:]:
+        if spec.address <= end:
+            end = max(end, spec.end)
+        else:
+            blocks.append(SimData(start, count=end - start, datatype=DataType.REGISTERS))
+            start, end = spec.address, spec.end
+    blocks.append(SimData(start, count=end - start, datatype=DataType.REGISTERS))
+    return blocks
+
+
+class BusServer:
+    """The virtual meters of one bus behind one pymodbus server."""
+
+    def __init__(
+        self,
+        bus: BusConfig,
+        meters: Iterable[VirtualMeter],
+        *,
+        clock: Callable[[], float],
+        host: str | None = None,
+    ) -> None:
+        self.bus = bus
+        self.meters = {m.unit: m for m in meters}
+        self.host = host or bus.host or "127.0.0.1"
+        self._clock = clock
+        self._pending: dict[int, str] = {}
+        self._corrupt_next: set[int] = set()
+        self._server: ModbusBaseServer | None = None
+        self.framer = FramerType.SOCKET if bus.transport == "tcp" else FramerType.RTU
+
+    @property
+    def endpoint(self) -> str:
+        if self.bus.transport == "rtu":
+            return str(self.bus.device)
+        return f"{self.host}:{self.bus.port}"
+
+    def _devices(self) -> list[SimDevice]:
+        return [
+            SimDevice(
+                id=unit,
+                simdata=_register_blocks(meter),
+                action=functools.partial(self._action, meter),
+            )
+            for unit, meter in sorted(self.meters.items())
+        ]
+
+    def _on_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        if sending:
+            return pdu
+        meter = self.meters.get(pdu.dev_id)
+        if meter is None:
+            return cast(ModbusPDU, None)  # nobody on the line answers this unit
+        fault = meter.draw_fault(self._clock())
+        if fault == "timeout":
+            return cast(ModbusPDU, None)  # dropped: the request is never processed
+        self._pending[pdu.dev_id] = fault
+        return pdu
+
+    def _on_packet(self, sending: bool, data: bytes) -> bytes:
+        if sending and data and data[0] in self._corrupt_next:
+            self._corrupt_next.discard(data[0])
+            return data[:-1] + bytes([data[-1] ^ 0xFF])  # break the CRC
+        return data
+
+    async def _action(
+        self,
+        meter: VirtualMeter,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        fault = self._pending.pop(meter.unit, "ok")
+        if set_values is not None:
+            return ExcCodes.ILLEGAL_FUNCTION  # meters are read-only here
+        if fault == "exception":
+            return ExcCodes.DEVICE_FAILURE
+        if fault == "corrupt" and self.framer == FramerType.RTU:
+            self._corrupt_next.add(meter.unit)
+        for field_address, words in meter.registers_at(self._clock()).items():
+            offset = field_address - start_address
+            if offset >= 0 and offset + len(words) <= len(registers):
+                registers[offset : offset + len(words)] = words
+        return None
+
+    async def start(self) -> None:
+        common: dict[str, Any] = {
+            "framer": self.framer,
+            "trace_pdu": self._on_pdu,
+            "trace_packet": self._on_packet,
+        }
+        server: ModbusBaseServer
+        if self.bus.transport == "rtu":
+            assert self.bus.device is not None
+            server = ModbusSerialServer(
+                self._devices(),
+                port=self.bus.device,
+                baudrate=self.bus.baudrate,
+                parity=self.bus.parity,
+                stopbits=self.bus.stopbits,
+                bytesize=self.bus.bytesize,
+                **common,
+            )
+        else:
+            server = ModbusTcpServer(self._devices(), address=(self.host, self.bus.port), **common)
+        try:
+            await server.serve_forever(background=True)
+        except (RuntimeError, OSError) as exc:
+            raise ServiceError(
+                f"bus {self.bus.name!r}: cannot serve on {self.endpoint}: {exc}"
+            ) from None
+        self._server = server
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.shutdown()  # type: ignore[no-untyped-call]
+            self._server = None
+
+
+class Simulator:
+    """Every meter of a configuration, served on its bus."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        meter_ids: Iterable[str] | None = None,
+        host: str | None = None,
+        faults: SimulationConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.clock = clock
+        wanted = set(meter_ids) if meter_ids is not None else None
+        started = clock()
+        self.meters: dict[str, VirtualMeter] = {
+            m.id: VirtualMeter(
+                m,
+                config.profile_of(m),
+                config.site.zone,
+                started_at=started,
+                faults=faults,
+            )
+            for m in config.meters
+            if wanted is None or m.id in wanted
+        }
+        self.servers = [
+            BusServer(
+                bus,
+                [vm for vm in self.meters.values() if vm.meter.bus == bus.name],
+                clock=clock,
+                host=host,
+            )
+            for bus in config.buses
+            if any(vm.meter.bus == bus.name for vm in self.meters.values())
+        ]
+
+    async def start(self) -> None:
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+        try:
+            for server in self.servers:
+                await server.start()
+        except ServiceError:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            await server.stop()
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        async with self:
+            await stop.wait()
