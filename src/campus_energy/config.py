@@ -153,6 +153,15 @@ class SimulationConfig(_Section):
     disconnect_after_s: float | None = Field(default=None, ge=0)
     reconnect_after_s: float | None = Field(default=None, ge=0)
 
+    @model_validator(mode="after")
+    def _check_outage(self) -> SimulationConfig:
+        if self.reconnect_after_s is not None:
+            if self.disconnect_after_s is None:
+                raise ValueError("reconnect_after_s needs disconnect_after_s")
+            if self.reconnect_after_s <= self.disconnect_after_s:
+                raise ValueError("reconnect_after_s must be later than disconnect_after_s")
+        return self
+
 
 class MeterConfig(_Section):
     id: str
@@ -265,6 +274,8 @@ def _set_path(data: dict[str, Any], parts: list[str], value: str, variable: str)
         elif isinstance(node, dict):
             if last:
                 node[part] = value
+            elif part not in node and parts[depth + 1].isdigit():
+                raise ConfigError.single(variable, f"no list {part!r} in the file to override")
             else:
                 node = node.setdefault(part, {})
         else:
@@ -387,6 +398,8 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError.single("config", f"cannot read {file}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError.single("config", f"{file} is not UTF-8 text: {exc.reason}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError.single("config", f"{file} is not valid TOML: {exc}") from exc
     config = parse_config(data, environ, base_dir=file.resolve().parent)

@@ -16,7 +16,7 @@ from campus_energy.core.registers import BYTE_ORDERS, REGISTER_TYPES, decode, en
 
 def registers_of_frame(frame_hex: str) -> list[int]:
     """The registers carried by a raw Modbus RTU response frame (CRC checked by pymodbus)."""
-    used, pdu = FramerRTU(DecodePDU(False)).handleFrame(bytes.fromhex(frame_hex), 1, 0)
+    _used, pdu = FramerRTU(DecodePDU(False)).handleFrame(bytes.fromhex(frame_hex), 1, 0)
     assert pdu is not None, "frame rejected"
     return list(pdu.registers)
 
@@ -34,7 +34,8 @@ def test_raw_sdm_frames_decode_to_the_datasheet_values(frame: str, expected: flo
 
 
 def test_a_frame_with_a_bad_crc_is_rejected_by_the_framer() -> None:
-    used, pdu = FramerRTU(DecodePDU(False)).handleFrame(bytes.fromhex("01040443 67af55e2 11"), 1, 0)
+    frame = bytes.fromhex("01 04 04 43 67 af 55 e2 11")  # last CRC byte wrong
+    _used, pdu = FramerRTU(DecodePDU(False)).handleFrame(frame, 1, 0)
     assert pdu is None
 
 

@@ -42,20 +42,27 @@ class ReadRequest:
 
 @dataclass(frozen=True)
 class BusCostModel:
-    """Modelled bus time of a read request of `count` registers: overhead + count × per-register."""
+    """Modelled bus time: each request costs overhead + count × per-register time, and
+    consecutive requests to one device are `pause_s` apart."""
 
     request_overhead_s: float
     register_s: float
+    pause_s: float = 0.0
 
     def request_s(self, count: int) -> float:
-        return self.request_overhead_s + count * self.register_s
+        """One request followed by the device's pause."""
+        return self.request_overhead_s + count * self.register_s + self.pause_s
 
     def plan_s(self, requests: Iterable[ReadRequest]) -> float:
-        return sum(self.request_s(r.count) for r in requests)
+        """One poll: every request, with a pause between consecutive ones (not after the last)."""
+        requests = list(requests)
+        if not requests:
+            return 0.0
+        return sum(self.request_s(r.count) for r in requests) - self.pause_s
 
     def with_pause(self, pause_s: float) -> BusCostModel:
-        """The same bus for a device that needs `pause_s` of quiet after each request."""
-        return BusCostModel(self.request_overhead_s + pause_s, self.register_s)
+        """The same bus for a device that needs `pause_s` of quiet between requests."""
+        return BusCostModel(self.request_overhead_s, self.register_s, pause_s)
 
     @classmethod
     def serial(

@@ -21,16 +21,19 @@ KNOT_S = 1.0
 _MASK = (1 << 64) - 1
 
 
+def _mix(x: int) -> int:
+    """The splitmix64 finaliser: a bijective scramble of 64 bits."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
 def unit_random(seed: int, *keys: int) -> float:
-    """A uniform number in [0, 1) that depends only on `seed` and `keys` (splitmix64)."""
-    x = seed & _MASK
+    """A uniform number in [0, 1) that depends only on `seed` and `keys`, in order."""
+    x = _mix(seed & _MASK)
     for key in keys:
-        x = (x ^ (key & _MASK)) & _MASK
-        x = (x + 0x9E3779B97F4A7C15) & _MASK
-        z = x
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-        x = z ^ (z >> 31)
+        x = _mix(x ^ (key & _MASK))
     return (x >> 11) / float(1 << 53)
 
 

@@ -1,0 +1,211 @@
+"""The command line as a user runs it: real processes, real exit codes, real output."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import free_port
+
+from campus_energy.cli import build_parser
+
+COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+
+
+def run(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "campus_energy", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+
+
+def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 20) -> str:
+    """What `process` printed up to the first line containing `text` (unbuffered reads)."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    seen = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while text.encode() not in seen or not seen.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                raise AssertionError(f"no {text!r} within {timeout} s; got {seen!r}")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise AssertionError(f"process ended before {text!r}; got {seen!r}")
+            seen += chunk
+    return seen.decode()
+
+
+def write_config(folder: Path, port: int, unit: int = 0) -> Path:
+    path = folder / "campus-energy.toml"
+    path.write_text(
+        f"""
+[site]
+timezone = "Europe/London"
+
+[[buses]]
+name = "plant"
+transport = "tcp"
+host = "127.0.0.1"
+port = {port}
+timeout_s = 0.3
+
+[[meters]]
+id = "boiler-house"
+bus = "plant"
+unit = {unit or 1}
+profile = "eastron-sdm630"
+building = "Plant"
+
+[[meters]]
+id = "old-meter"
+bus = "plant"
+unit = 2
+profile = "campus-legacy"
+building = "Admin"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def simulated(tmp_path: Path) -> Iterator[Path]:
+    """A config file and a `campus-energy simulate` process serving its meters."""
+    config = write_config(tmp_path, free_port())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "campus_energy", "simulate", "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_line(process, "simulator ready")
+        yield config
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert process.stderr is not None
+        assert "Traceback" not in process.stderr.read()
+        process.stdout.close()  # type: ignore[union-attr]
+        process.stderr.close()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    result = run(command, "--help")
+    assert result.returncode == 0
+    assert "usage: campus-energy" in result.stdout
+
+
+def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 502)
+    config.write_text(config.read_text().replace("unit = 2", "unit = 0"))
+    result = run("read", "--all", "-c", str(config))
+    assert result.returncode == 2
+    assert "meters[1].unit: must be between 1 and 247, got 0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_env_override_error_exits_2(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 502)
+    result = run("read", "--all", "-c", str(config), env={"CAMPUS_ENERGY__MQTT__PORT": "many"})
+    assert result.returncode == 2
+    assert "mqtt.port: must be an integer, got 'many'" in result.stderr
+
+
+def test_init_writes_a_valid_sample_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "etc" / "campus-energy.toml"
+    assert run("init", "-c", str(target)).returncode == 0
+    assert "[[meters]]" in target.read_text()
+    again = run("init", "-c", str(target))
+    assert again.returncode == 2
+    assert "--force" in again.stderr
+    assert run("init", "-c", str(target), "--force").returncode == 0
+    assert run("profiles", "-c", str(target)).returncode == 0  # the sample validates
+
+
+def test_profiles_lists_and_shows(tmp_path: Path) -> None:
+    listing = run("profiles", cwd=tmp_path)
+    assert listing.returncode == 0
+    for name in (
+        "eastron-sdm120",
+        "eastron-sdm230",
+        "eastron-sdm630",
+        "eastron-sdm72d",
+        "campus-legacy",
+    ):
+        assert name in listing.stdout
+    shown = run("profiles", "show", "eastron-sdm630", cwd=tmp_path)
+    assert "power_w" in shown.stdout and "52 (0x0034)" in shown.stdout
+    assert run("profiles", "show", "nope", cwd=tmp_path).returncode == 2
+
+
+def test_read_json_prints_one_object_per_meter(simulated: Path) -> None:
+    result = run("read", "--all", "--json", "-c", str(simulated))
+    assert result.returncode == 0, result.stderr
+    objects = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["meter_id"] for o in objects] == ["boiler-house", "old-meter"]
+    for o in objects:
+        assert o["ts"].endswith("Z") and len(o["ts"]) == len("2026-01-01T00:00:00.000Z")
+        assert o["power_w"] > 0
+        assert 200 < o["voltage_v"] < 260
+    assert {"power_l1_w", "current_l3_a", "import_energy_wh"} <= set(objects[0])
+
+
+def test_read_one_meter_verbose_shows_the_requests(simulated: Path) -> None:
+    result = run("read", "old-meter", "-v", "-c", str(simulated))
+    assert result.returncode == 0, result.stderr
+    assert "frequency_hz" in result.stdout and " Hz" in result.stdout
+    assert "plan for old-meter: FC03" in result.stderr
+    assert "plant ->" in result.stderr and "plant <-" in result.stderr
+
+
+def test_read_unknown_meter_exits_2(simulated: Path) -> None:
+    result = run("read", "nope", "-c", str(simulated))
+    assert result.returncode == 2
+    assert "unknown meter 'nope'" in result.stderr
+
+
+def test_read_without_a_device_exits_1_naming_the_bus(tmp_path: Path) -> None:
+    config = write_config(tmp_path, free_port())
+    result = run("read", "boiler-house", "-c", str(config))
+    assert result.returncode == 1
+    assert "bus 'plant'" in result.stdout
+
+
+def test_scan_finds_the_devices_that_answer(simulated: Path) -> None:
+    result = run("scan", "plant", "--units", "1-4", "--timeout", "0.2", "-c", str(simulated))
+    assert result.returncode == 0, result.stderr
+    assert "unit 1: answers" in result.stdout and "unit 2: answers" in result.stdout
+    assert "unit 3" not in result.stdout
+    assert "2 device(s) found" in result.stderr
+
+
+def test_demo_shows_every_meter(tmp_path: Path) -> None:
+    env = {
+        "CAMPUS_ENERGY__BUSES__0__PORT": str(free_port()),
+        "CAMPUS_ENERGY__BUSES__1__PORT": str(free_port()),
+    }
+    result = run("demo", "--rounds", "1", "--dir", str(tmp_path / "demo"), env=env)
+    assert result.returncode == 0, result.stderr
+    table = result.stdout
+    for meter in ("ece-f1-001", "lib-main", "hostel-main", "admin-legacy"):
+        assert meter in table
+    assert (tmp_path / "demo" / "campus-energy.toml").exists()
