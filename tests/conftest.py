@@ -51,10 +51,19 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: floa
 
 @pytest.fixture(autouse=True)
 def no_leftovers() -> Iterator[None]:
-    """No test may leave a thread or a child process behind."""
+    """No test may leave a thread, a child process or a listening port behind."""
     threads_before = set(threading.enumerate())
     me = psutil.Process()
     children_before = {p.pid for p in me.children(recursive=True)}
+
+    def listening() -> set[tuple[str, int]]:
+        return {
+            (c.laddr.ip, c.laddr.port)
+            for c in me.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        }
+
+    ports_before = listening()
     yield
 
     def leftover_threads() -> list[threading.Thread]:
@@ -75,6 +84,8 @@ def no_leftovers() -> Iterator[None]:
         child.kill()
     assert not threads, f"test left threads running: {threads}"
     assert not children, f"test left processes running: {[c.cmdline() for c in children]}"
+    ports = listening() - ports_before
+    assert not ports, f"test left ports listening: {sorted(ports)}"
 
 
 def make_config(buses: list[dict[str, Any]], meters: list[dict[str, Any]], **extra: Any) -> Config:
