@@ -131,3 +131,96 @@ def socat_pair(tmp_path: Path) -> Iterator[SocatPair]:
         yield pair
     finally:
         pair.unplug()
+
+
+# --- MQTT -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Any]:
+    """A private Mosquitto on a free port, with persistence in tmp_path."""
+    from campus_energy.mosquitto import Mosquitto, mosquitto_executable
+
+    if mosquitto_executable() is None:
+        require_program("mosquitto")
+    broker = Mosquitto(tmp_path / "mosquitto", free_port())
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+class Collector:
+    """A QoS 1 subscriber with a persistent session that reconnects by itself."""
+
+    def __init__(
+        self, port: int, topic: str = "campus/energy/#", client_id: str = "collector"
+    ) -> None:
+        self.port = port
+        self.topic = topic
+        self.client_id = client_id
+        self.messages: list[tuple[str, Any, bool]] = []  # topic, payload, retained
+        self.subscribed = None  # an asyncio.Event, made inside the loop
+        self._task: Any = None
+
+    async def __aenter__(self) -> Collector:
+        import asyncio
+
+        self.subscribed = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.subscribed.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        import asyncio
+        import contextlib
+
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        import asyncio
+        import json
+
+        import aiomqtt
+
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    "127.0.0.1", self.port, identifier=self.client_id, clean_session=False
+                ) as client:
+                    await client.subscribe(self.topic, qos=1)
+                    assert self.subscribed is not None
+                    self.subscribed.set()
+                    async for message in client.messages:
+                        payload = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                        self.messages.append((str(message.topic), payload, message.retain))
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.1)
+
+    def readings(self) -> list[dict[str, Any]]:
+        return [p for t, p, _ in self.messages if t.endswith("/reading")]
+
+    def statuses(self, topic_suffix: str) -> list[str]:
+        return [p["state"] for t, p, _ in self.messages if t.endswith(topic_suffix)]
+
+
+async def eventually(
+    condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05
+) -> Any:
+    """Await until `condition()` (sync or async) is truthy; fail after `timeout` seconds."""
+    import asyncio
+    import inspect
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)

@@ -36,9 +36,19 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config, os.environ)
 
 
-def _setup_logging(verbose: int) -> None:
-    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+SERVICES = frozenset({"logger", "bridge", "api", "dashboard"})
+
+
+def _setup_logging(verbose: int, service: bool) -> None:
+    """One line per event. Services log INFO by default; under journald without timestamps."""
+    if verbose > 1:
+        level = logging.DEBUG
+    elif verbose or service:
+        level = logging.INFO
+    else:
+        level = logging.WARNING
+    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
+    logging.basicConfig(level=level, format=f"{stamp}%(levelname)s %(name)s: %(message)s")
 
 
 async def _until_signalled(main: Callable[[asyncio.Event], object]) -> None:
@@ -267,6 +277,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return _run_async(run)
 
 
+# --- logger -----------------------------------------------------------------------------------
+
+
+def cmd_logger(args: argparse.Namespace) -> int:
+    from campus_energy.logger import MeterLogger
+
+    config = _config(args)
+    if not config.meters:
+        raise UsageError("no meters configured: the logger has nothing to poll")
+    return _run_async(MeterLogger(config).run)
+
+
 # --- demo -----------------------------------------------------------------------------------
 
 
@@ -377,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_simulate)
 
+    p = sub.add_parser(
+        "logger", parents=[common], help="poll, integrate, store and publish (service)"
+    )
+    p.set_defaults(func=cmd_logger)
+
     p = sub.add_parser("demo", parents=[common], help="run the system on simulated meters")
     p.add_argument(
         "--dir", type=Path, default=Path("demo-data"), help="where the demo keeps its files"
@@ -389,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.command in SERVICES)
     try:
         code: int = args.func(args)
     except ConfigError as exc:

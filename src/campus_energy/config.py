@@ -9,6 +9,7 @@ the file's own directory. Unknown keys are errors.
 from __future__ import annotations
 
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,6 +62,7 @@ class SiteConfig(_Section):
 
 class StorageConfig(_Section):
     path: Path = Path("var/smart_meter.db")
+    retention_days: int | None = Field(default=None, ge=1, description="None: keep every reading")
 
 
 class MqttConfig(_Section):
@@ -72,6 +74,7 @@ class MqttConfig(_Section):
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
 
     @field_validator("topic_prefix")
     @classmethod
@@ -171,7 +174,22 @@ class MeterConfig(_Section):
     building: str = ""
     floor: str = ""
     interval_s: float = Field(default=5.0, gt=0, le=3600)
+    max_gap_s: float | None = Field(default=None, gt=0, description="default: 3 × interval_s")
+    max_power_w: float | None = Field(default=None, gt=0, description="default: the profile's")
     simulate: SimulationConfig = SimulationConfig()
+
+    @model_validator(mode="after")
+    def _check_gap(self) -> MeterConfig:
+        if self.max_gap_s is not None and self.max_gap_s < self.interval_s:
+            raise ValueError(
+                f"max_gap_s ({self.max_gap_s:g}) must be at least interval_s ({self.interval_s:g})"
+            )
+        return self
+
+    @property
+    def gap_limit_s(self) -> float:
+        """Longest interval between readings that is still integrated."""
+        return self.max_gap_s if self.max_gap_s is not None else 3 * self.interval_s
 
     @field_validator("id")
     @classmethod
@@ -185,6 +203,22 @@ class MeterConfig(_Section):
     def _check_unit(cls, value: int) -> int:
         if not 1 <= value <= 247:
             raise ValueError(f"must be between 1 and 247, got {value}")
+        return value
+
+
+def _default_logger_id() -> str:
+    name = re.sub(r"[^a-z0-9_-]+", "-", socket.gethostname().lower()).strip("-")
+    return name or "logger"
+
+
+class LoggerConfig(_Section):
+    id: str = Field(default_factory=_default_logger_id, description="default: the host name")
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError(f"must use only a-z, 0-9, '-' and '_', got {value!r}")
         return value
 
 
@@ -227,6 +261,7 @@ class Config(_Section):
     mqtt: MqttConfig = MqttConfig()
     buses: tuple[BusConfig, ...] = ()
     meters: tuple[MeterConfig, ...] = ()
+    logger: LoggerConfig = LoggerConfig()
     bridge: BridgeConfig = BridgeConfig()
     api: ApiConfig = ApiConfig()
     dashboard: DashboardConfig = DashboardConfig()
@@ -258,6 +293,12 @@ class Config(_Section):
 
     def profile_of(self, meter: MeterConfig) -> Profile:
         return self._profiles[meter.profile]
+
+    def power_limit_w(self, meter: MeterConfig) -> float | None:
+        """The largest plausible |power| of a meter (None: any finite value)."""
+        if meter.max_power_w is not None:
+            return meter.max_power_w
+        return self._profiles[meter.profile].max_power_w
 
 
 def _set_path(data: dict[str, Any], parts: list[str], value: str, variable: str) -> None:

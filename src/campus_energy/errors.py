@@ -117,3 +117,11 @@ EXCEPTION_CODE_NAMES = {
 
 class ServiceError(CampusEnergyError):
     """A service cannot start or run: a port in use, a missing device, an unreachable peer."""
+
+
+class StoreError(CampusEnergyError):
+    """The logger's SQLite store failed (disk full, file locked, corrupt, unwritable)."""
+
+
+class BrokerError(CampusEnergyError):
+    """The MQTT broker is unreachable or refused us."""

@@ -43,7 +43,10 @@ def key_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
 
 def _describe(error: Any) -> str:
     kind = error["type"]
-    ctx = error.get("ctx") or {}
+    ctx = {
+        k: int(v) if isinstance(v, float) and v.is_integer() else v
+        for k, v in (error.get("ctx") or {}).items()
+    }
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
     template = _MESSAGES.get(kind)

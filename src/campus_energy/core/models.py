@@ -105,6 +105,11 @@ class Profile(_Frozen):
         description="registers between fields may be read (false: each request covers fields only)",
     )
     phases: Literal[1, 3] = 1
+    max_power_w: float | None = Field(
+        default=None,
+        gt=0,
+        description="largest plausible |power_w|; beyond it a reading is refused",
+    )
     fields: tuple[FieldSpec, ...]
 
     @field_validator("name")

@@ -49,7 +49,7 @@ class VirtualMeter:
         base = (
             sim.base_w
             if sim.base_w is not None
-            else scale * (500 + 2500 * unit_random(self.seed, 21))
+            else scale * (300 + 1200 * unit_random(self.seed, 21))
         )
         peak = sim.peak_w if sim.peak_w is not None else base * (3 + 3 * unit_random(self.seed, 22))
         self.load = CampusLoad(self.seed, base, max(peak, base), zone)

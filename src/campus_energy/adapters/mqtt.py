@@ -1,0 +1,97 @@
+"""MQTT over aiomqtt (paho-mqtt 2): connecting with credentials, TLS and a last will.
+
+Every aiomqtt failure becomes a `BrokerError` naming the broker (never the
+password). The password is read from `mqtt.password_file` when connecting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiomqtt
+
+from campus_energy.config import MqttConfig
+from campus_energy.errors import BrokerError
+
+
+def _password(config: MqttConfig) -> str | None:
+    if config.password_file is None:
+        return None
+    try:
+        return config.password_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise BrokerError(f"cannot read mqtt.password_file: {exc.strerror}") from None
+
+
+def _tls(config: MqttConfig) -> aiomqtt.TLSParameters | None:
+    if config.tls_ca_file is None and config.tls_cert_file is None:
+        return None
+    return aiomqtt.TLSParameters(
+        ca_certs=str(config.tls_ca_file) if config.tls_ca_file else None,
+        certfile=str(config.tls_cert_file) if config.tls_cert_file else None,
+        keyfile=str(config.tls_key_file) if config.tls_key_file else None,
+        cert_reqs=ssl.CERT_REQUIRED,
+    )
+
+
+def encode(document: dict[str, Any]) -> bytes:
+    """Compact JSON, as published."""
+    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+
+
+class Broker:
+    """A connected MQTT session."""
+
+    def __init__(self, client: aiomqtt.Client, endpoint: str) -> None:
+        self.client = client
+        self.endpoint = endpoint
+
+    async def publish(
+        self, topic: str, document: dict[str, Any], *, qos: int = 1, retain: bool = False
+    ) -> None:
+        """Publish and, for QoS 1, wait for the broker's acknowledgement."""
+        try:
+            await self.client.publish(topic, encode(document), qos=qos, retain=retain)
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"broker {self.endpoint}: publish failed: {exc}") from None
+
+
+@asynccontextmanager
+async def connect(
+    config: MqttConfig,
+    *,
+    client_id: str,
+    will: tuple[str, dict[str, Any]] | None = None,
+    clean_session: bool = True,
+    max_inflight: int = 100,
+    timeout_s: float = 10.0,
+) -> AsyncIterator[Broker]:
+    """Connect to the configured broker; raises BrokerError when it is unreachable or refuses."""
+    endpoint = f"{config.host}:{config.port}"
+    client = aiomqtt.Client(
+        config.host,
+        config.port,
+        username=config.username,
+        password=_password(config),
+        identifier=client_id,
+        will=aiomqtt.Will(will[0], encode(will[1]), qos=1, retain=True) if will else None,
+        clean_session=clean_session,
+        keepalive=config.keepalive_s,
+        timeout=timeout_s,
+        tls_params=_tls(config),
+        max_inflight_messages=max_inflight,
+    )
+    try:
+        await client.__aenter__()
+    except aiomqtt.MqttError as exc:
+        raise BrokerError(f"broker {endpoint}: cannot connect: {exc}") from None
+    try:
+        yield Broker(client, endpoint)
+    finally:
+        with contextlib.suppress(aiomqtt.MqttError):  # already gone: nothing left to close
+            await client.__aexit__(None, None, None)

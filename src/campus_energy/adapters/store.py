@@ -1,0 +1,433 @@
+"""The logger's SQLite store: high-resolution readings, the MQTT outbox cursor, gaps and rejects.
+
+Layout (schema 1):
+- `meters`: one row per meter, with a small integer key, its metadata, the
+  outbox cursor (`published_seq`, `published_ts_ms`: every reading up to it was
+  acknowledged by the broker) and the monotonic-clock continuity of its last
+  reading (`boot_id`, `mono_ms`), so energy integration can continue across a
+  restart of the logger within one boot.
+- `samples`: one compact row per reading, clustered by (meter, ts_ms); the core
+  values are integers at the resolution of `core.resolution`, fields beyond
+  them are a JSON object in `extra`.
+- `readings`: the public view with the column names and units of the contract.
+- `latest_readings`: the newest reading of every meter.
+- `gaps`, `rejects`: intervals left unintegrated, readings refused as implausible.
+
+The readings table is the outbox: nothing is copied to publish it, so the
+outbox is bounded by the disk, not by memory. All access goes through one
+thread that owns the connection: one writer per file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from campus_energy.core.readings import Reading
+from campus_energy.core.resolution import RESOLUTION, STEPS_PER_UNIT, from_steps, to_steps
+from campus_energy.errors import StoreError
+
+SCHEMA_VERSION = 1
+T = TypeVar("T")
+
+# field name -> column of `samples` (integer steps of core.resolution)
+COLUMNS: dict[str, str] = {
+    "voltage_v": "voltage",
+    "current_a": "current",
+    "power_w": "power",
+    "power_factor": "pf",
+    "frequency_hz": "freq",
+    "import_energy_wh": "import_energy",
+}
+assert set(COLUMNS) == set(RESOLUTION)
+
+
+def _view_columns() -> str:
+    return ",\n    ".join(
+        f"s.{column} / {float(STEPS_PER_UNIT[name])!r} AS {name}"
+        for name, column in COLUMNS.items()
+    )
+
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meters (
+    id INTEGER PRIMARY KEY,
+    meter_id TEXT NOT NULL UNIQUE,
+    building TEXT NOT NULL DEFAULT '',
+    floor TEXT NOT NULL DEFAULT '',
+    profile TEXT NOT NULL DEFAULT '',
+    published_seq INTEGER NOT NULL DEFAULT 0,
+    published_ts_ms INTEGER NOT NULL DEFAULT 0,
+    boot_id TEXT,
+    mono_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS samples (
+    meter INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    {", ".join(f"{c} INTEGER" for c in COLUMNS.values())},
+    energy INTEGER NOT NULL,
+    energy_total INTEGER NOT NULL,
+    extra TEXT,
+    PRIMARY KEY (meter, ts_ms)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS gaps (
+    meter INTEGER NOT NULL,
+    start_ts_ms INTEGER NOT NULL,
+    end_ts_ms INTEGER NOT NULL,
+    PRIMARY KEY (meter, start_ts_ms)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rejects (
+    meter INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    power_w REAL,
+    PRIMARY KEY (meter, ts_ms)
+) WITHOUT ROWID;
+CREATE VIEW IF NOT EXISTS readings AS
+SELECT
+    m.meter_id AS meter_id,
+    s.ts_ms AS ts_ms,
+    {_view_columns()},
+    CAST(s.energy / 1000000.0 AS REAL) AS energy_wh,
+    CAST(s.energy_total / 1000000.0 AS REAL) AS energy_total_wh,
+    s.seq AS seq,
+    s.extra AS extra
+FROM meters m JOIN samples s ON s.meter = m.id;
+CREATE VIEW IF NOT EXISTS latest_readings AS
+SELECT r.* FROM meters m JOIN readings r ON r.meter_id = m.meter_id
+WHERE r.ts_ms = (SELECT max(ts_ms) FROM samples WHERE meter = m.id);
+"""
+
+_SAMPLE_COLUMNS = ("meter", "ts_ms", "seq", *COLUMNS.values(), "energy", "energy_total", "extra")
+_INSERT_SAMPLE = (
+    f"INSERT INTO samples ({', '.join(_SAMPLE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _SAMPLE_COLUMNS)})"
+)
+
+
+@dataclass(frozen=True)
+class MeterRecord:
+    """What the store keeps of a meter."""
+
+    meter_id: str
+    building: str = ""
+    floor: str = ""
+    profile: str = ""
+
+
+@dataclass(frozen=True)
+class Restored:
+    """A meter's last stored reading, to continue its sequence and its energy."""
+
+    seq: int
+    ts_ms: int
+    total_uwh: int
+    power_w: float | None
+    boot_id: str | None
+    mono_ms: int | None
+
+
+@dataclass
+class Cycle:
+    """Everything one poll cycle writes, committed in one transaction."""
+
+    readings: list[Reading] = field(default_factory=list)
+    gaps: list[tuple[str, int, int]] = field(default_factory=list)  # meter_id, start, end ts_ms
+    rejects: list[tuple[str, int, str, float | None]] = field(default_factory=list)
+    continuity: list[tuple[str, str | None, int]] = field(default_factory=list)  # id, boot, mono_ms
+
+
+def _encode(reading: Reading, meter: int) -> tuple[Any, ...]:
+    extra = {k: v for k, v in reading.values.items() if k not in COLUMNS and v is not None}
+    return (
+        meter,
+        reading.ts_ms,
+        reading.seq,
+        *(to_steps(name, reading.values.get(name)) for name in COLUMNS),
+        reading.energy_uwh,
+        reading.total_uwh,
+        json.dumps(extra, separators=(",", ":")) if extra else None,
+    )
+
+
+def _decode(meter_id: str, row: Sequence[Any]) -> Reading:
+    # row: ts_ms, seq, <columns...>, energy, energy_total, extra
+    values: dict[str, float | None] = {}
+    for offset, name in enumerate(COLUMNS, start=2):
+        value = from_steps(name, row[offset])
+        if value is not None:
+            values[name] = value
+    n = 2 + len(COLUMNS)
+    if row[n + 2]:
+        values.update(json.loads(row[n + 2]))
+    return Reading(meter_id, row[0], row[1], row[n], row[n + 1], values)
+
+
+class ReadingStore:
+    """The logger's SQLite file. Every call runs on the store's own thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._conn: sqlite3.Connection | None = None
+        self._ids: dict[str, int] = {}
+        self._names: dict[int, str] = {}
+        self._closed = False
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreError(f"store {self.path} is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._guarded, fn)
+
+    def _guarded(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            return fn(self._conn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path}: {exc}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"store {self.path}: cannot create its folder: {exc.strerror}"
+            ) from None
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        try:
+            self._prepare(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # a committed reading survives power loss
+        conn.execute("PRAGMA foreign_keys=ON")
+        with _transaction(conn):
+            for statement in _statements(SCHEMA):
+                conn.execute(statement)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"store {self.path} has schema {row[0]}, newer than this version understands"
+                )
+
+    async def close(self) -> None:
+        def shut(conn: sqlite3.Connection) -> None:
+            conn.close()
+
+        if self._closed:
+            return
+        if self._conn is not None:
+            await self._call(shut)
+            self._conn = None
+        self._closed = True
+        self._executor.shutdown(wait=True)
+
+    # -- meters -----------------------------------------------------------------------------
+
+    async def register(self, meters: Iterable[MeterRecord]) -> None:
+        """Insert or update the meters' metadata (their readings are kept)."""
+        records = list(meters)
+
+        def work(conn: sqlite3.Connection) -> dict[str, int]:
+            with _transaction(conn):
+                for m in records:
+                    conn.execute(
+                        "INSERT INTO meters (meter_id, building, floor, profile) "
+                        "VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (meter_id) DO UPDATE SET building = excluded.building, "
+                        "floor = excluded.floor, profile = excluded.profile",
+                        (m.meter_id, m.building, m.floor, m.profile),
+                    )
+                return dict(conn.execute("SELECT meter_id, id FROM meters").fetchall())
+
+        self._ids = await self._call(work)
+        self._names = {v: k for k, v in self._ids.items()}
+
+    def _id(self, meter_id: str) -> int:
+        try:
+            return self._ids[meter_id]
+        except KeyError:
+            raise StoreError(f"meter {meter_id!r} is not registered in {self.path}") from None
+
+    async def restore(self) -> dict[str, Restored]:
+        """The last reading of every registered meter that has one."""
+
+        def work(conn: sqlite3.Connection) -> dict[str, Restored]:
+            found = {}
+            for meter_id, meter, boot_id, mono_ms in conn.execute(
+                "SELECT meter_id, id, boot_id, mono_ms FROM meters"
+            ):
+                row = conn.execute(
+                    "SELECT seq, ts_ms, energy_total, power FROM samples "
+                    "WHERE meter = ? ORDER BY ts_ms DESC LIMIT 1",
+                    (meter,),
+                ).fetchone()
+                if row is not None:
+                    found[meter_id] = Restored(
+                        seq=row[0],
+                        ts_ms=row[1],
+                        total_uwh=row[2],
+                        power_w=from_steps("power_w", row[3]),
+                        boot_id=boot_id,
+                        mono_ms=mono_ms,
+                    )
+            return found
+
+        return await self._call(work)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def commit(self, cycle: Cycle) -> None:
+        """Write one poll cycle in one transaction."""
+        samples = [_encode(r, self._id(r.meter_id)) for r in cycle.readings]
+        gaps = [(self._id(m), a, b) for m, a, b in cycle.gaps]
+        rejects = [(self._id(m), t, why, p) for m, t, why, p in cycle.rejects]
+        continuity = [(boot, mono, self._id(m)) for m, boot, mono in cycle.continuity]
+
+        def work(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.executemany(_INSERT_SAMPLE, samples)
+                conn.executemany("INSERT OR REPLACE INTO gaps VALUES (?, ?, ?)", gaps)
+                conn.executemany("INSERT OR IGNORE INTO rejects VALUES (?, ?, ?, ?)", rejects)
+                conn.executemany(
+                    "UPDATE meters SET boot_id = ?, mono_ms = ? WHERE id = ?", continuity
+                )
+
+        await self._call(work)
+
+    async def insert_many(self, readings: Iterable[Reading], batch: int = 10_000) -> None:
+        """Bulk insert (imports, benchmarks, fixtures): one transaction per `batch` readings."""
+        rows = [_encode(r, self._id(r.meter_id)) for r in readings]
+
+        def work(conn: sqlite3.Connection) -> None:
+            for start in range(0, len(rows), batch):
+                with _transaction(conn):
+                    conn.executemany(_INSERT_SAMPLE, rows[start : start + batch])
+
+        await self._call(work)
+
+    # -- the outbox -------------------------------------------------------------------------
+
+    async def unpublished(self, limit: int = 500) -> list[Reading]:
+        """The oldest readings the broker has not acknowledged, in time order (per meter: seq)."""
+
+        def work(conn: sqlite3.Connection) -> list[Reading]:
+            found: list[Reading] = []
+            meters = conn.execute("SELECT meter_id, id, published_ts_ms FROM meters").fetchall()
+            for meter_id, meter, cursor in meters:
+                rows = conn.execute(
+                    f"SELECT {', '.join(_SAMPLE_COLUMNS[1:])} FROM samples "
+                    "WHERE meter = ? AND ts_ms > ? ORDER BY ts_ms LIMIT ?",
+                    (meter, cursor, limit),
+                ).fetchall()
+                found.extend(_decode(meter_id, row) for row in rows)
+            found.sort(key=lambda r: (r.ts_ms, r.meter_id))
+            return found[:limit]
+
+        return await self._call(work)
+
+    async def mark_published(self, readings: Iterable[Reading]) -> None:
+        """Advance each meter's outbox cursor to the newest of `readings` (all acknowledged)."""
+        newest: dict[str, Reading] = {}
+        for r in readings:
+            if r.meter_id not in newest or r.seq > newest[r.meter_id].seq:
+                newest[r.meter_id] = r
+        updates = [(r.seq, r.ts_ms, self._id(m), r.ts_ms) for m, r in newest.items()]
+
+        def work(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.executemany(
+                    "UPDATE meters SET published_seq = ?, published_ts_ms = ? "
+                    "WHERE id = ? AND published_ts_ms < ?",
+                    updates,
+                )
+
+        await self._call(work)
+
+    async def outbox_depth(self) -> dict[str, int]:
+        """Readings not yet acknowledged by the broker, per meter."""
+
+        def work(conn: sqlite3.Connection) -> dict[str, int]:
+            return {
+                meter_id: conn.execute(
+                    "SELECT count(*) FROM samples WHERE meter = ? AND ts_ms > ?", (meter, cursor)
+                ).fetchone()[0]
+                for meter_id, meter, cursor in conn.execute(
+                    "SELECT meter_id, id, published_ts_ms FROM meters"
+                ).fetchall()
+            }
+
+        return await self._call(work)
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    async def apply_retention(self, cutoff_ms: int) -> int:
+        """Delete readings older than `cutoff_ms` that the broker has acknowledged.
+
+        A meter's newest reading is always kept: it carries the meter's sequence
+        and cumulative total across restarts.
+        """
+
+        def work(conn: sqlite3.Connection) -> int:
+            with _transaction(conn):
+                cur = conn.execute(
+                    "DELETE FROM samples WHERE ts_ms < ? "
+                    "AND ts_ms <= (SELECT published_ts_ms FROM meters WHERE id = samples.meter) "
+                    "AND ts_ms < (SELECT max(ts_ms) FROM samples AS newest "
+                    "WHERE newest.meter = samples.meter)",
+                    (cutoff_ms,),
+                )
+                conn.execute("DELETE FROM gaps WHERE end_ts_ms < ?", (cutoff_ms,))
+                conn.execute("DELETE FROM rejects WHERE ts_ms < ?", (cutoff_ms,))
+                return cur.rowcount
+
+        return await self._call(work)
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read-only query on the store's thread (diagnostics and tests)."""
+
+        def work(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(sql, params).fetchall()
+
+        return await self._call(work)
+
+
+class _transaction:
+    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any exception."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        if kind is None:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";\n") if s.strip()]

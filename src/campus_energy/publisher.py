@@ -1,0 +1,182 @@
+"""The logger's MQTT side: drains the store's outbox in order and keeps status topics current.
+
+A reading is published only after it is committed to SQLite. The publisher
+reads the oldest unacknowledged readings from the store, publishes them at
+QoS 1, and moves each meter's outbox cursor past the readings the broker
+acknowledged. After a disconnect it reconnects with back-off and resumes at
+the cursor, so every stored reading reaches the broker, in order, at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from campus_energy import __version__
+from campus_energy.adapters.mqtt import Broker, connect
+from campus_energy.adapters.store import ReadingStore
+from campus_energy.clock import SystemClock, sleep_or_stop
+from campus_energy.config import Config, MeterConfig
+from campus_energy.core.readings import Reading
+from campus_energy.core.timestamps import epoch_ms
+from campus_energy.core.topics import (
+    logger_status_topic,
+    meter_status_topic,
+    reading_topic,
+    status_document,
+)
+from campus_energy.errors import BrokerError
+from campus_energy.outages import Outage
+
+log = logging.getLogger("campus_energy.publisher")
+BATCH = 500
+RECONNECT_MIN_S = 1.0
+RECONNECT_MAX_S = 30.0
+
+
+@dataclass
+class Status:
+    state: str
+    ts_ms: int
+    detail: str = ""
+
+
+class StatusBoard:
+    """The current state of every meter; changes are published as retained status messages."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, Status] = {}
+        self.dirty: set[str] = set()
+
+    def set(self, meter_id: str, state: str, ts_ms: int, detail: str = "") -> None:
+        previous = self.current.get(meter_id)
+        if previous is None or (previous.state, previous.detail) != (state, detail):
+            self.current[meter_id] = Status(state, ts_ms, detail)
+            self.dirty.add(meter_id)
+
+    def mark_all_dirty(self) -> None:
+        self.dirty = set(self.current)
+
+
+def acknowledged_prefix(batch: Sequence[Reading], ok: Sequence[bool]) -> list[Reading]:
+    """Per meter, the readings up to (not including) the first one that was not acknowledged."""
+    failed: set[str] = set()
+    done = []
+    for reading, success in sorted(zip(batch, ok, strict=True), key=lambda x: x[0].seq):
+        if reading.meter_id in failed:
+            continue
+        if success:
+            done.append(reading)
+        else:
+            failed.add(reading.meter_id)
+    return done
+
+
+class Publisher:
+    def __init__(
+        self,
+        config: Config,
+        store: ReadingStore,
+        statuses: StatusBoard,
+        *,
+        clock: SystemClock | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.statuses = statuses
+        self.clock = clock or SystemClock()
+        self.meters: Mapping[str, MeterConfig] = {m.id: m for m in config.meters}
+        self.prefix = config.mqtt.topic_prefix
+        self.logger_topic = logger_status_topic(self.prefix, config.logger.id)
+        self.outage = Outage(f"MQTT broker {config.mqtt.host}:{config.mqtt.port}", log)
+        self._wake = asyncio.Event()
+        self.connected = False
+        self.published = 0
+        self.drained = asyncio.Event()
+
+    def wake(self) -> None:
+        """New readings were committed."""
+        self._wake.set()
+
+    def _logger_status(self, state: str) -> dict[str, str]:
+        detail = f"campus-energy {__version__}, {len(self.meters)} meters"
+        return status_document(state, epoch_ms(self.clock.wall()), detail)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until `stop` is set and the outbox is drained (or the caller gives up)."""
+        delay = RECONNECT_MIN_S
+        while True:
+            try:
+                async with connect(
+                    self.config.mqtt,
+                    client_id=f"campus-energy-logger-{self.config.logger.id}",
+                    will=(self.logger_topic, self._logger_status("offline")),
+                ) as broker:
+                    self.connected = True
+                    delay = RECONNECT_MIN_S
+                    await broker.publish(
+                        self.logger_topic, self._logger_status("online"), retain=True
+                    )
+                    self.outage.recovered(self.clock.wall())
+                    self.statuses.mark_all_dirty()
+                    await self._pump(broker, stop)
+                    offline = self._logger_status("offline")
+                    await broker.publish(self.logger_topic, offline, retain=True)
+                    return
+            except BrokerError as exc:
+                self.connected = False
+                self.outage.failed(str(exc), self.clock.wall())
+            if await sleep_or_stop(delay, stop):
+                return
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _publish_statuses(self, broker: Broker) -> None:
+        while self.statuses.dirty:
+            meter_id = self.statuses.dirty.pop()
+            s = self.statuses.current[meter_id]
+            try:
+                await broker.publish(
+                    meter_status_topic(self.prefix, meter_id),
+                    status_document(s.state, s.ts_ms, s.detail),
+                    retain=True,
+                )
+            except BrokerError:
+                self.statuses.dirty.add(meter_id)
+                raise
+
+    async def _publish_one(self, broker: Broker, reading: Reading) -> bool:
+        meter = self.meters.get(reading.meter_id)
+        building, floor = (meter.building, meter.floor) if meter else ("", "")
+        try:
+            await broker.publish(
+                reading_topic(self.prefix, reading.meter_id), reading.payload(building, floor)
+            )
+        except BrokerError:
+            return False
+        return True
+
+    async def _pump(self, broker: Broker, stop: asyncio.Event) -> None:
+        while True:
+            self._wake.clear()  # before looking, so a commit during the look is not missed
+            await self._publish_statuses(broker)
+            batch = await self.store.unpublished(BATCH)
+            if batch:
+                self.drained.clear()
+                ok = await asyncio.gather(*(self._publish_one(broker, r) for r in batch))
+                done = acknowledged_prefix(batch, ok)
+                if done:
+                    await self.store.mark_published(done)
+                    self.published += len(done)
+                if len(done) < len(batch):
+                    raise BrokerError(f"broker {broker.endpoint}: publishing interrupted")
+                continue
+            self.drained.set()
+            if stop.is_set():
+                return
+            waiter = asyncio.ensure_future(self._wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiter, stopper}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()

@@ -1,0 +1,390 @@
+"""The logger's SQLite store: the `readings` contract, the outbox, transactions, failures, size."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from campus_energy.adapters.store import Cycle, MeterRecord, ReadingStore, Restored
+from campus_energy.core.readings import Reading
+from campus_energy.core.resolution import quantize
+from campus_energy.errors import StoreError
+
+CONTRACT = {
+    "meter_id": "text",
+    "ts_ms": "integer",
+    "voltage_v": "real",
+    "current_a": "real",
+    "power_w": "real",
+    "power_factor": "real",
+    "frequency_hz": "real",
+    "energy_wh": "real",
+    "energy_total_wh": "real",
+    "seq": "integer",
+}
+METERS = [
+    MeterRecord("m-1", building="ECE", floor="1", profile="eastron-sdm120"),
+    MeterRecord("m-2", building="MECH", floor="2", profile="eastron-sdm630"),
+]
+
+
+def reading(
+    meter_id: str, ts_ms: int, seq: int, energy_uwh: int = 0, total_uwh: int = 0, **values: float
+) -> Reading:
+    return Reading(meter_id, ts_ms, seq, energy_uwh, total_uwh, values or {"power_w": 100.0})
+
+
+def series(meter_id: str, count: int, start_ms: int = 1_000, step_ms: int = 1_000) -> list[Reading]:
+    return [reading(meter_id, start_ms + i * step_ms, i + 1) for i in range(count)]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[ReadingStore]:
+    s = ReadingStore(tmp_path / "var" / "store.db")
+    try:
+        await s.register(METERS)
+        yield s
+    finally:
+        await s.close()
+
+
+async def count(store: ReadingStore, table: str = "readings") -> int:
+    return int((await store.query(f"SELECT count(*) FROM {table}"))[0][0])
+
+
+# -- the `readings` contract ----------------------------------------------------------------
+
+
+async def test_readings_view_has_the_contract_columns_and_the_file_is_wal(
+    store: ReadingStore,
+) -> None:
+    rows = await store.query("SELECT name FROM pragma_table_info('readings')")
+    assert sorted(r[0] for r in rows) == sorted([*CONTRACT, "import_energy_wh", "extra"])
+    assert await store.query("PRAGMA journal_mode") == [("wal",)]
+
+    full = dict(voltage_v=230.0, current_a=1.0, power_factor=1.0, frequency_hz=50.0)
+    await store.commit(Cycle(readings=[reading("m-1", 1_000, 1, 0, 0, power_w=230.0, **full)]))
+    (row,) = await store.query(
+        f"SELECT {', '.join(f'typeof({c})' for c in CONTRACT)} FROM readings"
+    )
+    assert dict(zip(CONTRACT, row, strict=True)) == CONTRACT
+
+
+async def test_same_meter_and_ts_twice_raises_and_keeps_the_first_row(store: ReadingStore) -> None:
+    await store.commit(Cycle(readings=[reading("m-1", 5_000, 1, power_w=10.0)]))
+    with pytest.raises(StoreError, match="UNIQUE"):
+        await store.commit(Cycle(readings=[reading("m-1", 5_000, 2, power_w=99.0)]))
+    assert await store.query("SELECT seq, power_w FROM readings") == [(1, 10.0)]
+    # the same ts_ms on another meter is fine
+    await store.commit(Cycle(readings=[reading("m-2", 5_000, 1)]))
+    assert await count(store) == 2
+
+
+async def test_reading_reads_back_equal_at_stored_resolution(store: ReadingStore) -> None:
+    raw = dict(voltage_v=230.1234, current_a=5.36789, power_w=1234.5678, power_factor=0.987654)
+    raw |= dict(frequency_hz=50.01234, import_energy_wh=12345.678)
+    extra = {"power_l1_w": 400.5, "power_l2_w": -3.25}
+    ts, energy, total = 1_700_000_000_123, 1_234_567, 98_765_432_101
+    await store.commit(Cycle(readings=[Reading("m-1", ts, 7, energy, total, raw | extra)]))
+
+    stored = {name: quantize(name, value) for name, value in raw.items()} | extra
+    assert stored["power_w"] == 1234.57
+    assert await store.unpublished() == [Reading("m-1", ts, 7, energy, total, stored)]
+    (row,) = await store.query("SELECT extra FROM readings")
+    assert json.loads(row[0]) == extra
+
+
+async def test_values_through_the_view_are_in_contract_units(store: ReadingStore) -> None:
+    r = reading("m-1", 2_000, 3, 1_500_000, 2_500_001, power_w=1234.56, voltage_v=230.1)
+    await store.commit(Cycle(readings=[r]))
+    rows = await store.query(
+        "SELECT meter_id, ts_ms, seq, power_w, voltage_v, current_a, energy_wh, energy_total_wh,"
+        " extra FROM readings"
+    )
+    assert rows == [("m-1", 2_000, 3, 1234.56, 230.1, None, 1.5, 2.500001, None)]
+
+
+# -- the outbox -----------------------------------------------------------------------------
+
+
+async def test_unpublished_is_in_time_order_across_meters(store: ReadingStore) -> None:
+    await store.commit(Cycle(readings=[reading("m-2", 2_000, 1), reading("m-2", 4_000, 2)]))
+    await store.commit(Cycle(readings=[reading("m-1", 5_000, 3), reading("m-1", 1_000, 1)]))
+    await store.commit(Cycle(readings=[reading("m-1", 3_000, 2)]))
+
+    order = [(r.meter_id, r.ts_ms) for r in await store.unpublished()]
+    assert order == [("m-1", 1_000), ("m-2", 2_000), ("m-1", 3_000), ("m-2", 4_000), ("m-1", 5_000)]
+    assert [(r.meter_id, r.seq) for r in await store.unpublished(limit=3)] == [
+        ("m-1", 1),
+        ("m-2", 1),
+        ("m-1", 2),
+    ]
+
+
+async def test_mark_published_moves_each_cursor_only_forward(store: ReadingStore) -> None:
+    first, second = series("m-1", 4), series("m-2", 2)
+    await store.commit(Cycle(readings=first + second))
+    assert await store.outbox_depth() == {"m-1": 4, "m-2": 2}
+
+    await store.mark_published(first[:3])
+    assert await store.unpublished() == [second[0], second[1], first[3]]
+    assert await store.outbox_depth() == {"m-1": 1, "m-2": 2}
+
+    await store.mark_published(first[:2])  # a late acknowledgement of an older batch
+    assert await store.unpublished() == [second[0], second[1], first[3]]
+    assert await store.outbox_depth() == {"m-1": 1, "m-2": 2}
+
+    await store.mark_published(second + first[3:])
+    assert await store.unpublished() == []
+    assert await store.outbox_depth() == {"m-1": 0, "m-2": 0}
+
+
+async def test_outbox_survives_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    first = ReadingStore(path)
+    try:
+        await first.register(METERS)
+        await first.commit(Cycle(readings=series("m-1", 5) + series("m-2", 3)))
+        await first.mark_published(series("m-1", 2))
+        depth, pending = await first.outbox_depth(), await first.unpublished()
+    finally:
+        await first.close()
+    assert depth == {"m-1": 3, "m-2": 3}
+
+    again = ReadingStore(path)
+    try:
+        await again.register(METERS)
+        assert await again.outbox_depth() == depth
+        assert await again.unpublished() == pending
+    finally:
+        await again.close()
+
+
+# -- meters and restart ---------------------------------------------------------------------
+
+
+async def test_restore_returns_each_meters_last_reading_and_continuity(
+    store: ReadingStore,
+) -> None:
+    await store.register([MeterRecord("m-3")])
+    await store.commit(
+        Cycle(
+            readings=[
+                reading("m-1", 1_000, 1, 0, 500, power_w=10.0),
+                reading("m-1", 6_000, 2, 700, 1_200, power_w=-42.42),
+            ],
+            continuity=[("m-1", "boot-a", 123_456)],
+        )
+    )
+    await store.commit(Cycle(readings=[reading("m-2", 2_000, 9, 0, 77, power_w=5.0)]))
+
+    assert await store.restore() == {
+        "m-1": Restored(
+            seq=2, ts_ms=6_000, total_uwh=1_200, power_w=-42.42, boot_id="boot-a", mono_ms=123_456
+        ),
+        "m-2": Restored(seq=9, ts_ms=2_000, total_uwh=77, power_w=5.0, boot_id=None, mono_ms=None),
+    }
+
+
+async def test_register_updates_metadata_and_keeps_readings(store: ReadingStore) -> None:
+    await store.commit(Cycle(readings=series("m-1", 3)))
+    await store.register([MeterRecord("m-1", building="LIB", floor="G", profile="eastron-sdm72d")])
+    rows = await store.query(
+        "SELECT meter_id, building, floor, profile FROM meters ORDER BY meter_id"
+    )
+    assert rows == [("m-1", "LIB", "G", "eastron-sdm72d"), ("m-2", "MECH", "2", "eastron-sdm630")]
+    assert await store.unpublished() == series("m-1", 3)
+
+
+async def test_commit_for_an_unregistered_meter_raises(store: ReadingStore) -> None:
+    with pytest.raises(StoreError, match="'m-9' is not registered"):
+        await store.commit(Cycle(readings=[reading("m-1", 1_000, 1), reading("m-9", 1_000, 1)]))
+    assert await count(store) == 0
+
+
+# -- transactions, gaps, rejects ------------------------------------------------------------
+
+
+async def test_one_commit_is_one_transaction(store: ReadingStore) -> None:
+    await store.commit(Cycle(readings=[reading("m-1", 1_000, 1)]))
+    failing = Cycle(
+        readings=[reading("m-2", 1_000, 1), reading("m-1", 1_000, 2)],  # the second is a duplicate
+        gaps=[("m-2", 0, 1_000)],
+        rejects=[("m-1", 1_500, "power is NaN", None)],
+        continuity=[("m-1", "boot-x", 5)],
+    )
+    with pytest.raises(StoreError):
+        await store.commit(failing)
+
+    assert await store.query("SELECT meter_id, seq FROM readings") == [("m-1", 1)]
+    assert await count(store, "gaps") == 0
+    assert await count(store, "rejects") == 0
+    assert (await store.restore())["m-1"].boot_id is None
+    # the failed transaction was rolled back: the store accepts the next cycle
+    await store.commit(Cycle(readings=[reading("m-2", 1_000, 1)]))
+    assert await count(store) == 2
+
+
+async def test_gaps_and_rejects_are_stored(store: ReadingStore) -> None:
+    gaps = [("m-1", 1_000, 61_000), ("m-2", 5_000, 9_000)]
+    rejects = [("m-1", 70_000, "power 1e+09 W beyond ±1e+06 W", 1e9), ("m-2", 8, "NaN", None)]
+    await store.commit(Cycle(gaps=gaps, rejects=rejects))
+    join = "JOIN meters m ON m.id = t.meter ORDER BY m.meter_id"
+    q_gaps = f"SELECT m.meter_id, t.start_ts_ms, t.end_ts_ms FROM gaps t {join}"
+    assert await store.query(q_gaps) == gaps
+    q_rejects = f"SELECT m.meter_id, t.ts_ms, t.reason, t.power_w FROM rejects t {join}"
+    assert await store.query(q_rejects) == rejects
+
+
+# -- retention ------------------------------------------------------------------------------
+
+
+async def test_retention_deletes_only_published_readings_before_the_cutoff(
+    store: ReadingStore,
+) -> None:
+    m1, m2 = series("m-1", 5), series("m-2", 3)  # ts 1000, 2000, ...
+    await store.commit(Cycle(readings=m1 + m2))
+    await store.mark_published(m1[:3])  # m-1 published up to ts 3000; m-2 not at all
+
+    assert await store.apply_retention(3_000) == 2  # m-1 at 1000 and 2000 (the cutoff is strict)
+    assert await store.apply_retention(10_000) == 1  # m-1 at 3000; 4000 and 5000 are unpublished
+    remaining = await store.query("SELECT meter_id, ts_ms FROM readings ORDER BY meter_id, ts_ms")
+    assert remaining == [
+        ("m-1", 4_000),
+        ("m-1", 5_000),
+        ("m-2", 1_000),
+        ("m-2", 2_000),
+        ("m-2", 3_000),
+    ]
+    assert await store.apply_retention(10_000) == 0
+    assert await store.outbox_depth() == {"m-1": 2, "m-2": 3}
+
+
+async def test_retention_keeps_each_meters_newest_reading_and_its_totals(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.db"
+    store = ReadingStore(path)
+    try:
+        await store.register(METERS[:1])
+        old = [reading("m-1", t, t // 1000, 10, t * 10) for t in (1_000, 2_000, 3_000)]
+        await store.commit(Cycle(readings=old))
+        await store.mark_published(old)
+        assert await store.apply_retention(10_000) == 2  # an idle meter keeps its last row
+        restored = (await store.restore())["m-1"]
+        assert (restored.seq, restored.total_uwh) == (3, 30_000)
+        newer = reading("m-1", 20_000, 4, 0, 30_000)
+        await store.commit(Cycle(readings=[newer]))
+        assert await store.outbox_depth() == {"m-1": 1}
+        await store.mark_published([newer])
+        assert await store.unpublished() == []
+        assert await store.outbox_depth() == {"m-1": 0}
+    finally:
+        await store.close()
+
+
+async def test_a_closed_store_raises_store_error(tmp_path: Path) -> None:
+    store = ReadingStore(tmp_path / "store.db")
+    await store.register(METERS)
+    await store.close()
+    with pytest.raises(StoreError, match="closed"):
+        await store.outbox_depth()
+    await store.close()  # closing twice is harmless
+
+
+# -- query plans ----------------------------------------------------------------------------
+
+
+async def plan(store: ReadingStore, sql: str, params: tuple[object, ...] = ()) -> list[str]:
+    return [row[3] for row in await store.query(f"EXPLAIN QUERY PLAN {sql}", params)]
+
+
+def scans_samples(details: list[str]) -> bool:
+    """A step reads samples without seeking its key: a SCAN, or a SEARCH without `meter=`."""
+    steps = [d for d in details if re.match(r"(SCAN|SEARCH) (s|samples)\b", d)]
+    return not steps or any("(meter=" not in d for d in steps)
+
+
+async def test_range_query_on_readings_uses_the_samples_primary_key(store: ReadingStore) -> None:
+    await store.insert_many(series("m-1", 100) + series("m-2", 100))
+    details = await plan(
+        store, "SELECT * FROM readings WHERE meter_id = ? AND ts_ms BETWEEN ? AND ?", ("m-1", 0, 9)
+    )
+    assert any(
+        re.match(r"SEARCH s USING PRIMARY KEY \(meter=\? AND ts_ms>\? AND ts_ms<\?\)", d)
+        for d in details
+    ), details
+    assert not scans_samples(details), details
+
+
+async def test_latest_readings_does_not_scan_samples(store: ReadingStore) -> None:
+    await store.insert_many(series("m-1", 100) + series("m-2", 100))
+    details = await plan(store, "SELECT * FROM latest_readings")
+    assert not scans_samples(details), details
+    rows = await store.query("SELECT meter_id, ts_ms, seq FROM latest_readings ORDER BY meter_id")
+    assert rows == [("m-1", 100_000, 100), ("m-2", 100_000, 100)]
+
+
+# -- failures -------------------------------------------------------------------------------
+
+
+async def test_folder_that_cannot_be_created_raises_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    path = blocker / "var" / "store.db"
+    store = ReadingStore(path)
+    try:
+        with pytest.raises(StoreError, match=re.escape(str(path))):
+            await store.register(METERS)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "directory"])
+async def test_corrupt_or_unopenable_file_raises_store_error(tmp_path: Path, damage: str) -> None:
+    # A directory stands in for an unwritable file: as root, chmod has no effect.
+    path = tmp_path / "store.db"
+    if damage == "garbage":
+        path.write_bytes(b"\xde\xad\xbe\xef not an sqlite file " * 256)
+    else:
+        path.mkdir()
+    store = ReadingStore(path)
+    try:
+        with pytest.raises(StoreError, match=re.escape(str(path))) as raised:
+            await store.register(METERS)
+        assert not isinstance(raised.value, sqlite3.Error)
+    finally:
+        await store.close()
+
+
+# -- size -----------------------------------------------------------------------------------
+
+
+async def test_bulk_insert_stays_compact_on_disk(store: ReadingStore) -> None:
+    readings, start_ms = [], 1_700_000_000_000
+    for meter_id in ("m-1", "m-2"):
+        total = 0
+        for i in range(5_000):
+            power = 1500.0 + 700.0 * math.sin(i / 50) + (i % 7) * 0.37
+            energy = round(power * 5 / 3600 * 1_000_000)
+            total += energy
+            values = dict(voltage_v=230.0 + 3.0 * math.sin(i / 30), current_a=power / 230.0)
+            values |= dict(power_w=power, power_factor=0.95 + 0.04 * math.cos(i / 40))
+            values |= dict(frequency_hz=50.0 + 0.05 * math.sin(i / 20))
+            values |= dict(import_energy_wh=1_000_000.0 + total / 1_000_000)
+            readings.append(Reading(meter_id, start_ms + i * 5_000, i + 1, energy, total, values))
+    await store.insert_many(readings)
+
+    assert await count(store) == 10_000
+    await store.query("PRAGMA wal_checkpoint(TRUNCATE)")
+    wal = store.path.with_name(store.path.name + "-wal")
+    size = store.path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    per_reading = size / 10_000
+    print(f"store: {size} bytes for 10000 readings = {per_reading:.1f} bytes per reading")
+    assert per_reading < 80
