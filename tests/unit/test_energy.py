@@ -160,7 +160,8 @@ powers = st.floats(0, 100_000, allow_nan=False)
 @given(power=powers, seconds=st.floats(0.001, 3600))
 def test_constant_power_over_dt_is_p_times_dt(power: float, seconds: float) -> None:
     _steps, state = run([(0.0, power), (seconds, power)])
-    assert state.total_uwh == round(power * seconds / 3600 * UWH_PER_WH)
+    # exact up to the rounding of the one stored energy to a whole µWh
+    assert abs(state.total_uwh - power * seconds / 3600 * UWH_PER_WH) <= 0.5 + 1e-6
 
 
 @settings(max_examples=200, deadline=None)
