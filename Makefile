@@ -28,6 +28,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/read_plan.py
+	$(BIN)/python benchmarks/logger.py
 
 # Re-resolve the pinned dependency set (needs network access to PyPI).
 lock:

@@ -119,6 +119,7 @@ def cmd_read(args: argparse.Namespace) -> int:
         format_table,
         json_line,
         read_all,
+        rows_of,
         sleep_until_grid,
     )
 
@@ -157,7 +158,7 @@ def cmd_read(args: argparse.Namespace) -> int:
                     for r in results:
                         print(json_line(r), flush=True)
                 elif args.all:
-                    print(format_table(results, config), flush=True)
+                    print(format_table(rows_of(results), config), flush=True)
                 else:
                     for r in results:
                         print(format_detail(r, by_id[r.meter_id]), flush=True)
@@ -300,16 +301,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo configuration: {path}", flush=True)
 
     async def run(stop: asyncio.Event) -> None:
-        task = asyncio.ensure_future(demo.run_demo(config, rounds=args.rounds))
-        waiter = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if not task.done():
-            task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            print("demo stopped", flush=True)
+        await demo.run_demo(config, args.dir, stop, rounds=args.rounds, broker_kind=args.broker)
+        print("demo stopped", flush=True)
 
     return _run_async(run)
 
@@ -408,7 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dir", type=Path, default=Path("demo-data"), help="where the demo keeps its files"
     )
-    p.add_argument("--rounds", type=int, help="stop after this many polls")
+    p.add_argument("--rounds", type=int, help="stop after showing the table this many times")
+    p.add_argument(
+        "--broker",
+        choices=["auto", "mosquitto", "embedded"],
+        default="auto",
+        help="MQTT broker to run (auto: Mosquitto when installed, else the embedded one)",
+    )
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -1,24 +1,38 @@
-"""`campus-energy demo`: a simulated campus, polled live, with embedded defaults.
+"""`campus-energy demo`: the system on a simulated campus, with embedded defaults.
 
-The demo writes its configuration under one folder (`./demo-data/` by
-default) on the first run and reuses it afterwards.
+Runs an MQTT broker (Mosquitto when installed, otherwise the embedded amqtt
+broker), the meter simulator, and the logger, and shows readings flowing:
+the newest reading of every meter, what was stored, published and received
+over MQTT, and the outbox. Its configuration and data live in one folder
+(`./demo-data/` by default), reused on the next run so history accumulates.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from campus_energy.config import Config, load_config
-from campus_energy.polling import open_buses, pollers
-from campus_energy.reader import format_table, read_all, sleep_until_grid
+import aiomqtt
+
+from campus_energy.clock import sleep_or_stop
+from campus_energy.config import Config
+from campus_energy.core.topics import reading_topic
+from campus_energy.logger import MeterLogger
+from campus_energy.mosquitto import Mosquitto, mosquitto_executable
+from campus_energy.reader import TABLE_COLUMNS, TableRow, format_table
 from campus_energy.simulator.server import Simulator
 
 DEMO_DIR = Path("demo-data")
 GATEWAY_PORT = 15020
 TCP_PORT = 15021
+BROKER_PORT = 18830
+log = logging.getLogger("campus_energy.demo")
 
 # (meter id, building, floor, bus, unit, profile)
 DEMO_METERS = (
@@ -35,6 +49,7 @@ DEMO_METERS = (
     ("admin-legacy", "Admin", "G", "plant-tcp", 5, "campus-legacy"),
     ("admin-main", "Admin", "G", "plant-tcp", 6, "eastron-sdm72d"),
 )
+DEMO_COLUMNS = (*TABLE_COLUMNS[:3], ("energy_total_wh", "logged kWh", 1000), TABLE_COLUMNS[5])
 
 
 def demo_config_text(interval_s: float = 5.0) -> str:
@@ -49,6 +64,13 @@ def demo_config_text(interval_s: float = 5.0) -> str:
         "",
         "[storage]",
         'path = "smart_meter.db"',
+        "",
+        "[mqtt]",
+        'host = "127.0.0.1"',
+        f"port = {BROKER_PORT}",
+        "",
+        "[logger]",
+        'id = "demo"',
         "",
         "[[buses]]",
         'name = "gateway-north"',
@@ -91,32 +113,117 @@ def prepare(folder: Path) -> Path:
     return path
 
 
-async def run_demo(config: Config, *, rounds: int | None = None) -> None:
-    """Serve the simulated campus and print a live table until interrupted (or `rounds` polls)."""
+@contextlib.asynccontextmanager
+async def demo_broker(config: Config, folder: Path, kind: str = "auto") -> AsyncIterator[str]:
+    """Mosquitto (`auto` when it is installed), else the embedded amqtt broker; yields its name."""
+    port = config.mqtt.port
+    if kind == "mosquitto" or (kind == "auto" and mosquitto_executable() is not None):
+        broker = Mosquitto(folder / "mosquitto", port)
+        await asyncio.to_thread(broker.start)
+        try:
+            yield f"Mosquitto on 127.0.0.1:{port}"
+        finally:
+            await asyncio.to_thread(broker.stop)
+        return
+    from amqtt.broker import Broker
+
+    embedded = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
+        }
+    )
+    await embedded.start()
+    try:
+        yield f"embedded amqtt broker on 127.0.0.1:{port} (install mosquitto for production)"
+    finally:
+        await embedded.shutdown()
+
+
+class Receiver:
+    """Counts the readings that arrive over MQTT: proof that they flow through the broker."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.received = 0
+        self.last: dict[str, int] = {}
+
+    async def run(self) -> None:
+        topic = reading_topic(self.config.mqtt.topic_prefix, "+")
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.config.mqtt.host, self.config.mqtt.port, identifier="campus-energy-demo"
+                ) as client:
+                    await client.subscribe(topic, qos=1)
+                    async for message in client.messages:
+                        body = json.loads(bytes(message.payload))
+                        self.received += 1
+                        self.last[body["meter_id"]] = body["seq"]
+            except aiomqtt.MqttError:
+                await asyncio.sleep(1)
+
+
+def screen(config: Config, logger: MeterLogger, receiver: Receiver, broker: str) -> str:
+    rows = []
+    for meter in config.meters:
+        latest = logger.latest.get(meter.id)
+        status = logger.statuses.current.get(meter.id)
+        values: dict[str, float | None] = {}
+        if latest is not None:
+            values = {**latest.values, "energy_total_wh": latest.energy_total_wh}
+        note = ""
+        if status is not None and status.state != "online":
+            note = f"{status.state}: {status.detail}"
+        rows.append(TableRow(meter.id, values, note))
+    c = logger.counters
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return "\n".join(
+        [
+            f"Campus Energy demo — {config.site.name} — {stamp}",
+            f"broker: {broker}; store: {config.storage.path}",
+            "",
+            format_table(rows, config, DEMO_COLUMNS),
+            "",
+            f"readings stored {c.readings} · published {logger.publisher.published} · "
+            f"received over MQTT {receiver.received} · failed polls {c.failed_polls} · "
+            f"rejected {c.rejected} · gaps {c.gaps}",
+        ]
+    )
+
+
+async def run_demo(
+    config: Config,
+    folder: Path,
+    stop: asyncio.Event,
+    *,
+    rounds: int | None = None,
+    broker_kind: str = "auto",
+) -> None:
+    """The simulated campus, the broker and the logger, with a live view, until `stop`."""
     interval = min((m.interval_s for m in config.meters), default=5.0)
     interactive = sys.stdout.isatty()
-    async with Simulator(config):
-        buses = open_buses(config)
-        meters = pollers(config, buses, config.meters)
+    async with demo_broker(config, folder, broker_kind) as broker, Simulator(config):
+        logger = MeterLogger(config)
+        logger_stop = asyncio.Event()
+        logging_task = asyncio.create_task(logger.run(logger_stop))
+        receiver = Receiver(config)
+        receiving = asyncio.create_task(receiver.run())
         try:
-            done = 0
-            while rounds is None or done < rounds:
-                results = await read_all(meters)
-                stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-                table = format_table(results, config)
-                screen = f"Campus Energy demo — {config.site.name} — {stamp}\n\n{table}\n"
+            shown = 0
+            while rounds is None or shown < rounds:
+                if await sleep_or_stop(interval, stop):
+                    break
+                text = screen(config, logger, receiver, broker)
                 if interactive:
-                    screen = "\033[H\033[2J" + screen + "\nCtrl-C to stop.\n"
-                print(screen, flush=True)
-                done += 1
-                if rounds is None or done < rounds:
-                    await sleep_until_grid(interval)
+                    text = "\033[H\033[2J" + text + "\n\nCtrl-C to stop."
+                print(text, flush=True)
+                shown += 1
         finally:
-            for bus in buses.values():
-                await bus.close()
-
-
-def main(folder: Path = DEMO_DIR, rounds: int | None = None) -> None:
-    config = load_config(prepare(folder), {})
-    print(f"demo configuration: {config.source}", flush=True)
-    asyncio.run(run_demo(config, rounds=rounds))
+            receiving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiving
+            logger_stop.set()
+            await logging_task

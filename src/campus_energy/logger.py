@@ -96,6 +96,7 @@ class MeterLogger:
         self.boot_id = boot_id()
         self.store_outage = Outage(f"store {config.storage.path}", log)
         self.runs: dict[str, MeterRun] = {}
+        self.latest: dict[str, Reading] = {}  # the newest committed reading of each meter
         self.ready = asyncio.Event()
 
     async def _prepare(self) -> dict[str, list[MeterRun]]:
@@ -192,6 +193,7 @@ class MeterLogger:
             return
         self.store_outage.recovered(self.clock.wall())
         self.counters.readings += len(cycle.readings)
+        self.latest.update((r.meter_id, r) for r in cycle.readings)
         self.publisher.wake()
 
     async def _poll(self, run: MeterRun, cycle: Cycle) -> None:

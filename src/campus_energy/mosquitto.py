@@ -73,6 +73,7 @@ class Mosquitto:
             [executable, "-c", str(self.config_file)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C meant for us must not stop it before we flush
         )
         deadline = time.monotonic() + timeout_s
         while not port_open("127.0.0.1", self.port):

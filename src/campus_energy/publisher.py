@@ -119,7 +119,9 @@ class Publisher:
                     await broker.publish(
                         self.logger_topic, self._logger_status("online"), retain=True
                     )
-                    self.outage.recovered(self.clock.wall())
+                    if self.outage.down:
+                        depth = sum((await self.store.outbox_depth()).values())
+                        self.outage.recovered(self.clock.wall(), f"{depth} readings to deliver")
                     self.statuses.mark_all_dirty()
                     await self._pump(broker, stop)
                     offline = self._logger_status("offline")

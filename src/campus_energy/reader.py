@@ -6,7 +6,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from campus_energy.adapters.modbus import ModbusBus
@@ -70,43 +70,60 @@ def format_detail(result: ReadResult, poller: MeterPoller) -> str:
     return "\n".join(lines)
 
 
-_TABLE_COLUMNS = (
-    ("voltage_v", "V"),
-    ("current_a", "A"),
-    ("power_w", "W"),
-    ("power_factor", "PF"),
-    ("frequency_hz", "Hz"),
-    ("import_energy_wh", "import kWh"),
+# (field, title, divisor): kWh columns show Wh fields divided by 1000
+Column = tuple[str, str, float]
+TABLE_COLUMNS: tuple[Column, ...] = (
+    ("voltage_v", "V", 1),
+    ("current_a", "A", 1),
+    ("power_w", "W", 1),
+    ("power_factor", "PF", 1),
+    ("frequency_hz", "Hz", 1),
+    ("import_energy_wh", "import kWh", 1000),
 )
 
 
-def format_table(results: Iterable[ReadResult], config: Config) -> str:
-    """One line per meter with the core values (the demo's and `read --all`'s view)."""
-    rows = [("meter", "building", "floor", *(title for _, title in _TABLE_COLUMNS))]
-    errors = []
-    for result in results:
-        meter = config.meter(result.meter_id)
-        if result.error is not None:
-            rows.append((meter.id, meter.building, meter.floor, *("—" for _ in _TABLE_COLUMNS)))
-            errors.append(f"  {meter.id}: {result.error}")
-            continue
+@dataclass(frozen=True)
+class TableRow:
+    """A meter's line in a table: its values (empty when none) and a note shown under the table."""
+
+    meter_id: str
+    values: Mapping[str, float | None]
+    note: str = ""
+
+
+def rows_of(results: Iterable[ReadResult]) -> list[TableRow]:
+    return [
+        TableRow(r.meter_id, r.values, str(r.error) if r.error is not None else "") for r in results
+    ]
+
+
+def format_table(
+    entries: Iterable[TableRow], config: Config, columns: Sequence[Column] = TABLE_COLUMNS
+) -> str:
+    """One line per meter with its core values (`read --all` and the demo)."""
+    rows = [("meter", "building", "floor", *(title for _, title, _ in columns))]
+    notes = []
+    for entry in entries:
+        meter = config.meter(entry.meter_id)
         cells = []
-        for name, _ in _TABLE_COLUMNS:
-            value = result.values.get(name)
+        for name, _, divisor in columns:
+            value = entry.values.get(name)
             if value is None:
-                cells.append("")
-            elif name == "import_energy_wh":
-                cells.append(f"{value / 1000:,.3f}")
+                cells.append("—" if not entry.values else "")
+            elif divisor != 1:
+                cells.append(f"{value / divisor:,.3f}")
             else:
                 cells.append(_number(value))
         rows.append((meter.id, meter.building, meter.floor, *cells))
+        if entry.note:
+            notes.append(f"  {meter.id}: {entry.note}")
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
         left = [cell.ljust(widths[i]) for i, cell in enumerate(row[:3])]
         right = [cell.rjust(widths[i + 3]) for i, cell in enumerate(row[3:])]
         lines.append("  ".join(left + right).rstrip())
-    return "\n".join(lines + errors)
+    return "\n".join(lines + notes)
 
 
 def json_line(result: ReadResult) -> str:

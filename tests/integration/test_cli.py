@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import free_port
+from tests.conftest import free_port, require_program
 
 from campus_energy.cli import build_parser
 
@@ -198,14 +199,28 @@ def test_scan_finds_the_devices_that_answer(simulated: Path) -> None:
     assert "2 device(s) found" in result.stderr
 
 
-def test_demo_shows_every_meter(tmp_path: Path) -> None:
+@pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
+def test_demo_shows_readings_flowing(tmp_path: Path, broker: str) -> None:
+    if broker == "mosquitto":
+        from campus_energy.mosquitto import mosquitto_executable
+
+        if mosquitto_executable() is None:
+            require_program("mosquitto")
     env = {
         "CAMPUS_ENERGY__BUSES__0__PORT": str(free_port()),
         "CAMPUS_ENERGY__BUSES__1__PORT": str(free_port()),
+        "CAMPUS_ENERGY__MQTT__PORT": str(free_port()),
     }
-    result = run("demo", "--rounds", "1", "--dir", str(tmp_path / "demo"), env=env)
+    folder = tmp_path / "demo"
+    result = run("demo", "--rounds", "2", "--broker", broker, "--dir", str(folder), env=env)
     assert result.returncode == 0, result.stderr
-    table = result.stdout
+    assert "Traceback" not in result.stderr
+    last = result.stdout.split("Campus Energy demo")[-1]
     for meter in ("ece-f1-001", "lib-main", "hostel-main", "admin-legacy"):
-        assert meter in table
-    assert (tmp_path / "demo" / "campus-energy.toml").exists()
+        assert meter in last
+    counts = re.search(r"readings stored (\d+) · published (\d+) · received over MQTT (\d+)", last)
+    assert counts is not None, last
+    stored, published, received = map(int, counts.groups())
+    assert stored >= 12 and published >= 12 and received >= 12
+    assert (folder / "campus-energy.toml").exists()
+    assert (folder / "smart_meter.db").exists()

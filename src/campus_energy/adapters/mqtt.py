@@ -86,6 +86,7 @@ async def connect(
         tls_params=_tls(config),
         max_inflight_messages=max_inflight,
     )
+    client.pending_calls_threshold = 10 * max_inflight  # batches of QoS 1 publishes are normal
     try:
         await client.__aenter__()
     except aiomqtt.MqttError as exc:
