@@ -174,7 +174,9 @@ class MeterConfig(_Section):
     building: str = ""
     floor: str = ""
     interval_s: float = Field(default=5.0, gt=0, le=3600)
-    max_gap_s: float | None = Field(default=None, gt=0, description="default: 3 × interval_s")
+    max_gap_s: float | None = Field(
+        default=None, gt=0, description="default: 3 × interval_s, plus half an interval of slack"
+    )
     max_power_w: float | None = Field(default=None, gt=0, description="default: the profile's")
     simulate: SimulationConfig = SimulationConfig()
 
@@ -188,8 +190,12 @@ class MeterConfig(_Section):
 
     @property
     def gap_limit_s(self) -> float:
-        """Longest interval between readings that is still integrated."""
-        return self.max_gap_s if self.max_gap_s is not None else 3 * self.interval_s
+        """Longest interval between readings that is still integrated.
+
+        By default two missed polls in a row are still integrated: three intervals,
+        plus half an interval so that response-time jitter cannot decide it.
+        """
+        return self.max_gap_s if self.max_gap_s is not None else 3.5 * self.interval_s
 
     @field_validator("id")
     @classmethod

@@ -28,7 +28,11 @@ class ProfileError(CampusEnergyError):
 
 
 class ModbusError(CampusEnergyError):
-    """A Modbus request failed. Carries where: bus, unit, function, address, count."""
+    """A Modbus request failed. Carries where: bus, unit, function, address, count.
+
+    `summary` names the bus, the unit and the kind of failure only: it stays the
+    same from one failed attempt to the next (a status, not a log line).
+    """
 
     reason = "request failed"
 
@@ -54,6 +58,7 @@ class ModbusError(CampusEnergyError):
             if count is not None:
                 where += f" count {count}"
         text = f"{where}: {self.reason}"
+        self.summary = f"bus {bus!r} unit {unit}: {self.reason}"
         super().__init__(f"{text} ({detail})" if detail else text)
 
 
@@ -94,6 +99,7 @@ class ModbusExceptionResponseError(ModbusError):
             count=count,
             detail=f"code {code}: {name}",
         )
+        self.summary += f" (code {code}: {name})"
 
 
 class ModbusConnectionError(ModbusError):

@@ -32,6 +32,7 @@ OFFLINE_AFTER_FAILURES = 3
 SHUTDOWN_FLUSH_S = 3.0
 RETENTION_EVERY_S = 3600.0
 SAME_SLOT_S = 1e-3
+CLOCK_STEP_WARN_S = 1.0
 
 
 @dataclass
@@ -43,6 +44,7 @@ class MeterRun:
     limit_w: float | None
     outage: Outage
     failures_in_row: int = 0
+    clock_behind: bool = False
 
     @property
     def meter(self) -> MeterConfig:
@@ -144,19 +146,33 @@ class MeterLogger:
         finally:
             for task in tasks:
                 task.cancel()
-            publisher_stop.set()
             try:
-                await asyncio.wait_for(asyncio.shield(publishing), SHUTDOWN_FLUSH_S)
-            except TimeoutError:
-                publishing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await publishing
-                depth = sum((await self.store.outbox_depth()).values())
-                log.warning("stopping with %d readings not yet delivered to the broker", depth)
-            for bus in {r.poller.bus for r in self.runs.values()}:
-                await bus.close()
-            await self.store.close()
-            log.info("logger stopped")
+                await self._stop_publisher(publishing, publisher_stop)
+            finally:
+                for bus in {r.poller.bus for r in self.runs.values()}:
+                    await bus.close()
+                await self.store.close()
+                log.info("logger stopped")
+
+    async def _stop_publisher(self, publishing: asyncio.Task[None], stop: asyncio.Event) -> None:
+        """Let the publisher drain for a few seconds, then give up; report what is left."""
+        stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(publishing), SHUTDOWN_FLUSH_S)
+            return
+        except TimeoutError:
+            publishing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publishing
+        except Exception:
+            log.exception("publisher failed")
+        try:
+            depth = sum((await self.store.outbox_depth()).values())
+        except StoreError as exc:
+            log.error("outbox: %s", exc)
+            return
+        if depth:
+            log.warning("stopping with %d readings not yet delivered to the broker", depth)
 
     async def _bus_loop(self, runs: Sequence[MeterRun], stop: asyncio.Event) -> None:
         last_slot: dict[str, float] = {}
@@ -193,7 +209,13 @@ class MeterLogger:
             return
         self.store_outage.recovered(self.clock.wall())
         self.counters.readings += len(cycle.readings)
-        self.latest.update((r.meter_id, r) for r in cycle.readings)
+        wall = self.clock.wall()
+        for reading in cycle.readings:
+            self.latest[reading.meter_id] = reading
+            run = self.runs[reading.meter_id]
+            run.failures_in_row = 0
+            run.outage.recovered(wall)
+            self.statuses.set(reading.meter_id, "online", reading.ts_ms)
         self.publisher.wake()
 
     async def _poll(self, run: MeterRun, cycle: Cycle) -> None:
@@ -212,7 +234,8 @@ class MeterLogger:
             self.counters.rejected += 1
             finite = power if math.isfinite(power) else None
             cycle.rejects.append((meter.id, epoch_ms(wall), reason, finite))
-            self.statuses.set(meter.id, "error", epoch_ms(wall), f"reading refused: {reason}")
+            refused = "reading refused: implausible power"
+            self.statuses.set(meter.id, "error", epoch_ms(wall), refused)
             run.outage.failed(f"reading refused: {reason}", wall)
             return
         previous_ts = run.state.last_ts_ms
@@ -230,9 +253,15 @@ class MeterLogger:
             Reading(meter.id, step.ts_ms, step.seq, step.energy_uwh, step.total_uwh, values)
         )
         cycle.continuity.append((meter.id, self.boot_id, round(mono * 1000)))
-        run.failures_in_row = 0
-        run.outage.recovered(wall)
-        self.statuses.set(meter.id, "online", step.ts_ms)
+        behind_s = step.ts_ms / 1000 - wall
+        if behind_s > CLOCK_STEP_WARN_S and not run.clock_behind:
+            log.warning(
+                "meter %s: the wall clock is %.1f s behind its last reading (stepped back?); "
+                "timestamps advance at half speed until it catches up",
+                meter.id,
+                behind_s,
+            )
+        run.clock_behind = behind_s > CLOCK_STEP_WARN_S
 
     def _failed(self, run: MeterRun, exc: ModbusError) -> None:
         meter_id = run.meter.id
@@ -244,7 +273,7 @@ class MeterLogger:
         run.failures_in_row += 1
         silent = isinstance(exc, ModbusTimeoutError | ModbusConnectionError)
         state = "offline" if silent and run.failures_in_row >= OFFLINE_AFTER_FAILURES else "error"
-        self.statuses.set(meter_id, state, epoch_ms(wall), str(exc))
+        self.statuses.set(meter_id, state, epoch_ms(wall), exc.summary)
         run.outage.failed(str(exc), wall)
 
     async def _retention_loop(self, stop: asyncio.Event) -> None:

@@ -10,6 +10,7 @@ the cursor, so every stored reading reaches the broker, in order, at least once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from campus_energy.core.topics import (
     reading_topic,
     status_document,
 )
-from campus_energy.errors import BrokerError
+from campus_energy.errors import BrokerError, StoreError
 from campus_energy.outages import Outage
 
 log = logging.getLogger("campus_energy.publisher")
@@ -90,7 +91,8 @@ class Publisher:
         self.meters: Mapping[str, MeterConfig] = {m.id: m for m in config.meters}
         self.prefix = config.mqtt.topic_prefix
         self.logger_topic = logger_status_topic(self.prefix, config.logger.id)
-        self.outage = Outage(f"MQTT broker {config.mqtt.host}:{config.mqtt.port}", log)
+        self.outage = Outage("MQTT", log)  # BrokerError messages name the broker
+        self.store_outage = Outage("outbox", log)
         self._wake = asyncio.Event()
         self.connected = False
         self.published = 0
@@ -105,7 +107,10 @@ class Publisher:
         return status_document(state, epoch_ms(self.clock.wall()), detail)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish until `stop` is set and the outbox is drained (or the caller gives up)."""
+        """Publish until `stop` is set and the outbox is drained (or the caller cancels).
+
+        Broker and store failures are outages: logged once, retried with back-off.
+        """
         delay = RECONNECT_MIN_S
         while True:
             try:
@@ -123,13 +128,24 @@ class Publisher:
                         depth = sum((await self.store.outbox_depth()).values())
                         self.outage.recovered(self.clock.wall(), f"{depth} readings to deliver")
                     self.statuses.mark_all_dirty()
-                    await self._pump(broker, stop)
+                    try:
+                        await self._pump(broker, stop)
+                    except asyncio.CancelledError:
+                        # Given up on at shutdown: a clean disconnect drops the will, so say it.
+                        with contextlib.suppress(BrokerError, TimeoutError):
+                            offline = self._logger_status("offline")
+                            await asyncio.wait_for(
+                                broker.publish(self.logger_topic, offline, retain=True), 1.0
+                            )
+                        raise
                     offline = self._logger_status("offline")
                     await broker.publish(self.logger_topic, offline, retain=True)
                     return
             except BrokerError as exc:
                 self.connected = False
                 self.outage.failed(str(exc), self.clock.wall())
+            except StoreError as exc:
+                self.store_outage.failed(str(exc), self.clock.wall())
             if await sleep_or_stop(delay, stop):
                 return
             delay = min(delay * 2, RECONNECT_MAX_S)
@@ -164,6 +180,7 @@ class Publisher:
             self._wake.clear()  # before looking, so a commit during the look is not missed
             await self._publish_statuses(broker)
             batch = await self.store.unpublished(BATCH)
+            self.store_outage.recovered(self.clock.wall())
             if batch:
                 self.drained.clear()
                 ok = await asyncio.gather(*(self._publish_one(broker, r) for r in batch))

@@ -153,7 +153,9 @@ interval_s = 0.5
     process = logger_process(config, log)
     try:
         await eventually(
-            lambda: "cannot open" in log.read_text() and "MQTT broker" in log.read_text(),
+            lambda: (
+                "cannot open" in log.read_text() and "MQTT: broker 127.0.0.1" in log.read_text()
+            ),
             timeout=15,
         )
         await eventually(lambda: log.read_text().count("\n") >= 3)

@@ -409,3 +409,14 @@ def test_a_simulated_outage_must_end_after_it_starts(
     ((key, text),) = caught.value.problems
     assert key == "meters[0].simulate"
     assert message in text
+
+
+def test_the_gap_limit_defaults_to_three_intervals_and_a_half_and_can_be_set() -> None:
+    bus = {"name": "b", "transport": "tcp", "host": "h"}
+    meter = {"id": "m", "bus": "b", "unit": 1, "profile": "eastron-sdm120", "interval_s": 5}
+    assert parse_config({"buses": [bus], "meters": [meter]}).meters[0].gap_limit_s == 17.5
+    chosen = parse_config({"buses": [bus], "meters": [dict(meter, max_gap_s=60)]})
+    assert chosen.meters[0].gap_limit_s == 60
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"buses": [bus], "meters": [dict(meter, max_gap_s=2)]})
+    assert caught.value.problems == [("meters[0]", "max_gap_s (2) must be at least interval_s (5)")]

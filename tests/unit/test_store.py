@@ -388,3 +388,19 @@ async def test_bulk_insert_stays_compact_on_disk(store: ReadingStore) -> None:
     per_reading = size / 10_000
     print(f"store: {size} bytes for 10000 readings = {per_reading:.1f} bytes per reading")
     assert per_reading < 80
+
+
+async def test_values_beyond_the_integer_range_are_stored_as_missing(store: ReadingStore) -> None:
+    garbage = reading("m-1", 1_000, 1, voltage_v=3.4e38, power_w=100.0, frequency_hz=-1e300)
+    await store.commit(Cycle(readings=[garbage]))
+    assert await store.query("SELECT voltage_v, power_w, frequency_hz FROM readings") == [
+        (None, 100.0, None)
+    ]
+
+
+async def test_retention_in_small_chunks_deletes_the_same(store: ReadingStore) -> None:
+    m1 = series("m-1", 25)
+    await store.commit(Cycle(readings=m1))
+    await store.mark_published(m1)
+    assert await store.apply_retention(20_500, chunk=4) == 20  # ts 1000 … 20000
+    assert await count(store) == 5

@@ -34,6 +34,7 @@ from campus_energy.core.resolution import RESOLUTION, STEPS_PER_UNIT, from_steps
 from campus_energy.errors import StoreError
 
 SCHEMA_VERSION = 1
+RETENTION_CHUNK = 10_000
 T = TypeVar("T")
 
 # field name -> column of `samples` (integer steps of core.resolution)
@@ -195,7 +196,7 @@ class ReadingStore:
             if self._conn is None:
                 self._conn = self._connect()
             return fn(self._conn)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OverflowError, ValueError) as exc:
             raise StoreError(f"store {self.path}: {exc}") from None
 
     def _connect(self) -> sqlite3.Connection:
@@ -300,12 +301,12 @@ class ReadingStore:
 
     async def commit(self, cycle: Cycle) -> None:
         """Write one poll cycle in one transaction."""
-        samples = [_encode(r, self._id(r.meter_id)) for r in cycle.readings]
-        gaps = [(self._id(m), a, b) for m, a, b in cycle.gaps]
-        rejects = [(self._id(m), t, why, p) for m, t, why, p in cycle.rejects]
-        continuity = [(boot, mono, self._id(m)) for m, boot, mono in cycle.continuity]
 
         def work(conn: sqlite3.Connection) -> None:
+            samples = [_encode(r, self._id(r.meter_id)) for r in cycle.readings]
+            gaps = [(self._id(m), a, b) for m, a, b in cycle.gaps]
+            rejects = [(self._id(m), t, why, p) for m, t, why, p in cycle.rejects]
+            continuity = [(boot, mono, self._id(m)) for m, boot, mono in cycle.continuity]
             with _transaction(conn):
                 conn.executemany(_INSERT_SAMPLE, samples)
                 conn.executemany("INSERT OR REPLACE INTO gaps VALUES (?, ?, ?)", gaps)
@@ -318,9 +319,10 @@ class ReadingStore:
 
     async def insert_many(self, readings: Iterable[Reading], batch: int = 10_000) -> None:
         """Bulk insert (imports, benchmarks, fixtures): one transaction per `batch` readings."""
-        rows = [_encode(r, self._id(r.meter_id)) for r in readings]
+        pending = list(readings)
 
         def work(conn: sqlite3.Connection) -> None:
+            rows = [_encode(r, self._id(r.meter_id)) for r in pending]
             for start in range(0, len(rows), batch):
                 with _transaction(conn):
                     conn.executemany(_INSERT_SAMPLE, rows[start : start + batch])
@@ -335,11 +337,12 @@ class ReadingStore:
         def work(conn: sqlite3.Connection) -> list[Reading]:
             found: list[Reading] = []
             meters = conn.execute("SELECT meter_id, id, published_ts_ms FROM meters").fetchall()
+            per_meter = max(16, limit // max(1, len(meters)))  # bounded work however many meters
             for meter_id, meter, cursor in meters:
                 rows = conn.execute(
                     f"SELECT {', '.join(_SAMPLE_COLUMNS[1:])} FROM samples "
                     "WHERE meter = ? AND ts_ms > ? ORDER BY ts_ms LIMIT ?",
-                    (meter, cursor, limit),
+                    (meter, cursor, per_meter),
                 ).fetchall()
                 found.extend(_decode(meter_id, row) for row in rows)
             found.sort(key=lambda r: (r.ts_ms, r.meter_id))
@@ -382,27 +385,54 @@ class ReadingStore:
 
     # -- maintenance ------------------------------------------------------------------------
 
-    async def apply_retention(self, cutoff_ms: int) -> int:
+    async def apply_retention(self, cutoff_ms: int, chunk: int = RETENTION_CHUNK) -> int:
         """Delete readings older than `cutoff_ms` that the broker has acknowledged.
 
         A meter's newest reading is always kept: it carries the meter's sequence
-        and cumulative total across restarts.
+        and cumulative total across restarts. Deletes run in transactions of at
+        most `chunk` rows, so the logger's commits are never held up for long.
         """
 
-        def work(conn: sqlite3.Connection) -> int:
+        def bounds(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+            found = []
+            for meter, published in conn.execute("SELECT id, published_ts_ms FROM meters"):
+                newest = conn.execute(
+                    "SELECT max(ts_ms) FROM samples WHERE meter = ?", (meter,)
+                ).fetchone()[0]
+                if newest is not None:
+                    found.append((meter, min(cutoff_ms, published + 1, newest)))
+            return found
+
+        def delete_some(meter: int, bound: int) -> Callable[[sqlite3.Connection], int]:
+            def work(conn: sqlite3.Connection) -> int:
+                with _transaction(conn):
+                    row = conn.execute(
+                        "SELECT ts_ms FROM samples WHERE meter = ? AND ts_ms < ? "
+                        "ORDER BY ts_ms LIMIT 1 OFFSET ?",
+                        (meter, bound, chunk),
+                    ).fetchone()
+                    end = bound if row is None else row[0]
+                    cur = conn.execute(
+                        "DELETE FROM samples WHERE meter = ? AND ts_ms < ?", (meter, end)
+                    )
+                    return cur.rowcount
+
+            return work
+
+        def tidy(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
-                cur = conn.execute(
-                    "DELETE FROM samples WHERE ts_ms < ? "
-                    "AND ts_ms <= (SELECT published_ts_ms FROM meters WHERE id = samples.meter) "
-                    "AND ts_ms < (SELECT max(ts_ms) FROM samples AS newest "
-                    "WHERE newest.meter = samples.meter)",
-                    (cutoff_ms,),
-                )
                 conn.execute("DELETE FROM gaps WHERE end_ts_ms < ?", (cutoff_ms,))
                 conn.execute("DELETE FROM rejects WHERE ts_ms < ?", (cutoff_ms,))
-                return cur.rowcount
 
-        return await self._call(work)
+        deleted = 0
+        for meter, bound in await self._call(bounds):
+            while True:
+                removed = await self._call(delete_some(meter, bound))
+                deleted += removed
+                if removed < chunk:
+                    break
+        await self._call(tidy)
+        return deleted
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only query on the store's thread (diagnostics and tests)."""

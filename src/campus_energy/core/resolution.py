@@ -19,13 +19,15 @@ RESOLUTION: dict[str, float] = {
     "import_energy_wh": 0.1,
 }
 STEPS_PER_UNIT: dict[str, int] = {name: round(1 / step) for name, step in RESOLUTION.items()}
+MAX_STEPS = 2**63 - 1  # SQLite's INTEGER range
 
 
 def to_steps(name: str, value: float | None) -> int | None:
-    """The stored integer for `value` (None stays None; non-finite values are not stored)."""
+    """The stored integer for `value`; None for None, non-finite or out-of-range values."""
     if value is None or not math.isfinite(value):
         return None
-    return round(value * STEPS_PER_UNIT[name])
+    steps = round(value * STEPS_PER_UNIT[name])
+    return steps if -MAX_STEPS <= steps <= MAX_STEPS else None
 
 
 def from_steps(name: str, steps: int | None) -> float | None:
