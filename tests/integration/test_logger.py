@@ -143,6 +143,7 @@ def payload_keys(profile_fields: list[str]) -> set[str]:
         *CORE_FIELDS,
         "energy_wh",
         "energy_total_wh",
+        "interval_start",
     }
     return base | set(profile_fields)
 
@@ -181,6 +182,11 @@ async def test_readings_land_in_sqlite_and_on_mqtt_with_the_contract_payload(
             assert payload["schema"] == 1
             assert (payload["building"], payload["floor"]) == (meter.building, meter.floor)
             assert payload["ts"] == iso_utc(row[1])
+            previous = [r for r in mine if r[2] == row[2] - 1]
+            if row[8] > 0:  # energy covers (previous reading, this one]
+                assert payload["interval_start"] == iso_utc(previous[0][1])
+            else:
+                assert payload["interval_start"] is None
             core = dict(
                 zip(
                     [

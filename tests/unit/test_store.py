@@ -253,9 +253,12 @@ async def test_retention_deletes_only_published_readings_before_the_cutoff(
     await store.mark_published(m1[:3])  # m-1 published up to ts 3000; m-2 not at all
 
     assert await store.apply_retention(3_000) == 2  # m-1 at 1000 and 2000 (the cutoff is strict)
-    assert await store.apply_retention(10_000) == 1  # m-1 at 3000; 4000 and 5000 are unpublished
+    # m-1 at 3000 is the last published reading: kept, it starts the next one's interval;
+    # 4000 and 5000 are unpublished
+    assert await store.apply_retention(10_000) == 0
     remaining = await store.query("SELECT meter_id, ts_ms FROM readings ORDER BY meter_id, ts_ms")
     assert remaining == [
+        ("m-1", 3_000),
         ("m-1", 4_000),
         ("m-1", 5_000),
         ("m-2", 1_000),
@@ -404,3 +407,15 @@ async def test_retention_in_small_chunks_deletes_the_same(store: ReadingStore) -
     await store.mark_published(m1)
     assert await store.apply_retention(20_500, chunk=4) == 20  # ts 1000 … 20000
     assert await count(store) == 5
+
+
+async def test_unpublished_readings_know_where_their_interval_starts(store: ReadingStore) -> None:
+    first = reading("m-1", 1_000, 1, 0, 0)  # integrates nothing
+    more = [reading("m-1", 1_000 * k, k, 500, 500 * (k - 1)) for k in (2, 3, 4)]
+    after_gap = reading("m-1", 60_000, 5, 0, 1_500)
+    await store.commit(Cycle(readings=[first, *more, after_gap]))
+    starts = [(r.seq, r.interval_start_ms) for r in await store.unpublished()]
+    assert starts == [(1, None), (2, 1_000), (3, 2_000), (4, 3_000), (5, None)]
+    await store.mark_published([first, more[0]])  # the cursor is now at ts 2000
+    starts = [(r.seq, r.interval_start_ms) for r in await store.unpublished()]
+    assert starts == [(3, 2_000), (4, 3_000), (5, None)]

@@ -20,22 +20,20 @@ thread that owns the connection: one writer per file.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from campus_energy.adapters.sqlite import SqliteFile, transaction
 from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import RESOLUTION, STEPS_PER_UNIT, from_steps, to_steps
 from campus_energy.errors import StoreError
 
 SCHEMA_VERSION = 1
 RETENTION_CHUNK = 10_000
-T = TypeVar("T")
 
 # field name -> column of `samples` (integer steps of core.resolution)
 COLUMNS: dict[str, str] = {
@@ -57,7 +55,6 @@ def _view_columns() -> str:
 
 
 SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meters (
     id INTEGER PRIMARY KEY,
     meter_id TEXT NOT NULL UNIQUE,
@@ -172,77 +169,18 @@ def _decode(meter_id: str, row: Sequence[Any]) -> Reading:
     return Reading(meter_id, row[0], row[1], row[n], row[n + 1], values)
 
 
-class ReadingStore:
+class ReadingStore(SqliteFile):
     """The logger's SQLite file. Every call runs on the store's own thread."""
 
+    label = "store"
+    error = StoreError
+    schema = SCHEMA
+    schema_version = SCHEMA_VERSION
+
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        self._conn: sqlite3.Connection | None = None
+        super().__init__(path)
         self._ids: dict[str, int] = {}
         self._names: dict[int, str] = {}
-        self._closed = False
-
-    # -- plumbing ---------------------------------------------------------------------------
-
-    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closed:
-            raise StoreError(f"store {self.path} is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._guarded, fn)
-
-    def _guarded(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            if self._conn is None:
-                self._conn = self._connect()
-            return fn(self._conn)
-        except (sqlite3.Error, OverflowError, ValueError) as exc:
-            raise StoreError(f"store {self.path}: {exc}") from None
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"store {self.path}: cannot create its folder: {exc.strerror}"
-            ) from None
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        try:
-            self._prepare(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _prepare(self, conn: sqlite3.Connection) -> None:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")  # a committed reading survives power loss
-        conn.execute("PRAGMA foreign_keys=ON")
-        with _transaction(conn):
-            for statement in _statements(SCHEMA):
-                conn.execute(statement)
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise StoreError(
-                    f"store {self.path} has schema {row[0]}, newer than this version understands"
-                )
-
-    async def close(self) -> None:
-        def shut(conn: sqlite3.Connection) -> None:
-            conn.close()
-
-        if self._closed:
-            return
-        if self._conn is not None:
-            await self._call(shut)
-            self._conn = None
-        self._closed = True
-        self._executor.shutdown(wait=True)
 
     # -- meters -----------------------------------------------------------------------------
 
@@ -251,7 +189,7 @@ class ReadingStore:
         records = list(meters)
 
         def work(conn: sqlite3.Connection) -> dict[str, int]:
-            with _transaction(conn):
+            with transaction(conn):
                 for m in records:
                     conn.execute(
                         "INSERT INTO meters (meter_id, building, floor, profile) "
@@ -307,7 +245,7 @@ class ReadingStore:
             gaps = [(self._id(m), a, b) for m, a, b in cycle.gaps]
             rejects = [(self._id(m), t, why, p) for m, t, why, p in cycle.rejects]
             continuity = [(boot, mono, self._id(m)) for m, boot, mono in cycle.continuity]
-            with _transaction(conn):
+            with transaction(conn):
                 conn.executemany(_INSERT_SAMPLE, samples)
                 conn.executemany("INSERT OR REPLACE INTO gaps VALUES (?, ?, ?)", gaps)
                 conn.executemany("INSERT OR IGNORE INTO rejects VALUES (?, ?, ?, ?)", rejects)
@@ -324,7 +262,7 @@ class ReadingStore:
         def work(conn: sqlite3.Connection) -> None:
             rows = [_encode(r, self._id(r.meter_id)) for r in pending]
             for start in range(0, len(rows), batch):
-                with _transaction(conn):
+                with transaction(conn):
                     conn.executemany(_INSERT_SAMPLE, rows[start : start + batch])
 
         await self._call(work)
@@ -339,12 +277,20 @@ class ReadingStore:
             meters = conn.execute("SELECT meter_id, id, published_ts_ms FROM meters").fetchall()
             per_meter = max(16, limit // max(1, len(meters)))  # bounded work however many meters
             for meter_id, meter, cursor in meters:
+                # From the last published reading (kept by retention) to know each interval's start.
                 rows = conn.execute(
                     f"SELECT {', '.join(_SAMPLE_COLUMNS[1:])} FROM samples "
-                    "WHERE meter = ? AND ts_ms > ? ORDER BY ts_ms LIMIT ?",
-                    (meter, cursor, per_meter),
+                    "WHERE meter = ? AND ts_ms >= ? ORDER BY ts_ms LIMIT ?",
+                    (meter, cursor, per_meter + 1),
                 ).fetchall()
-                found.extend(_decode(meter_id, row) for row in rows)
+                previous: int | None = None
+                for row in rows:
+                    ts_ms = row[0]
+                    if ts_ms > cursor:
+                        reading = _decode(meter_id, row)
+                        start = previous if reading.energy_uwh else None
+                        found.append(replace(reading, interval_start_ms=start))
+                    previous = ts_ms
             found.sort(key=lambda r: (r.ts_ms, r.meter_id))
             return found[:limit]
 
@@ -359,7 +305,7 @@ class ReadingStore:
         updates = [(r.seq, r.ts_ms, self._id(m), r.ts_ms) for m, r in newest.items()]
 
         def work(conn: sqlite3.Connection) -> None:
-            with _transaction(conn):
+            with transaction(conn):
                 conn.executemany(
                     "UPDATE meters SET published_seq = ?, published_ts_ms = ? "
                     "WHERE id = ? AND published_ts_ms < ?",
@@ -400,12 +346,14 @@ class ReadingStore:
                     "SELECT max(ts_ms) FROM samples WHERE meter = ?", (meter,)
                 ).fetchone()[0]
                 if newest is not None:
-                    found.append((meter, min(cutoff_ms, published + 1, newest)))
+                    # strictly older than the last published reading, which is kept: it
+                    # tells the next unpublished reading where its interval starts
+                    found.append((meter, min(cutoff_ms, published, newest)))
             return found
 
         def delete_some(meter: int, bound: int) -> Callable[[sqlite3.Connection], int]:
             def work(conn: sqlite3.Connection) -> int:
-                with _transaction(conn):
+                with transaction(conn):
                     row = conn.execute(
                         "SELECT ts_ms FROM samples WHERE meter = ? AND ts_ms < ? "
                         "ORDER BY ts_ms LIMIT 1 OFFSET ?",
@@ -420,7 +368,7 @@ class ReadingStore:
             return work
 
         def tidy(conn: sqlite3.Connection) -> None:
-            with _transaction(conn):
+            with transaction(conn):
                 conn.execute("DELETE FROM gaps WHERE end_ts_ms < ?", (cutoff_ms,))
                 conn.execute("DELETE FROM rejects WHERE ts_ms < ?", (cutoff_ms,))
 
@@ -441,23 +389,3 @@ class ReadingStore:
             return conn.execute(sql, params).fetchall()
 
         return await self._call(work)
-
-
-class _transaction:
-    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any exception."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: object, exc: object, tb: object) -> None:
-        if kind is None:
-            self.conn.execute("COMMIT")
-        elif self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
-
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";\n") if s.strip()]

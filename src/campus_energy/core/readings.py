@@ -24,6 +24,9 @@ class Reading:
     energy_uwh: int
     total_uwh: int
     values: Mapping[str, float | None] = field(default_factory=dict)
+    # The timestamp of the previous reading: `energy_wh` covers (interval_start, ts].
+    # None when the reading integrated nothing (the first reading, or after a gap).
+    interval_start_ms: int | None = None
 
     @property
     def energy_wh(self) -> float:
@@ -47,6 +50,8 @@ class Reading:
             body[name] = _number(self.values.get(name))
         body["energy_wh"] = self.energy_wh
         body["energy_total_wh"] = self.energy_total_wh
+        start = self.interval_start_ms
+        body["interval_start"] = iso_utc(start) if start is not None else None
         for name, value in self.values.items():
             if name not in body:
                 body[name] = _number(value)
