@@ -6,7 +6,9 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install test lint demo bench lock clean
 
-install: $(STAMP)
+EMULATOR := tests/firestore_emulator/node_modules/.installed
+
+install: $(STAMP) $(EMULATOR)
 
 # Rebuilt only when the lock file or the project metadata changes.
 $(STAMP): requirements.lock pyproject.toml
@@ -15,7 +17,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-test: $(STAMP)
+# The Firestore emulator the tests start (test-only; skipped when npm is missing).
+$(EMULATOR): tests/firestore_emulator/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd tests/firestore_emulator && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: the Firestore emulator tests will be skipped"; fi
+
+test: $(STAMP) $(EMULATOR)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -224,3 +224,117 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+# --- sinks: PostgreSQL, the Firestore emulator, a TCP proxy to cut them off -------------------
+
+POSTGRES_BASE_DSN = os.environ.get(
+    "CAMPUS_ENERGY_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
+)
+EMULATOR_DIR = Path(__file__).parent / "firestore_emulator"
+
+
+def _unavailable(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} (CI=true: .ci/run must provide it)")
+    pytest.skip(what)
+
+
+@pytest.fixture
+def postgres_dsn() -> Iterator[tuple[str, str]]:
+    """(DSN, a throw-away schema name) on the local PostgreSQL; the schema is dropped after."""
+    import uuid
+
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(POSTGRES_BASE_DSN, connect_timeout=5, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+    except psycopg.OperationalError as exc:
+        _unavailable(f"PostgreSQL at {POSTGRES_BASE_DSN} is not reachable: {exc}")
+    try:
+        yield POSTGRES_BASE_DSN, schema
+    finally:
+        with psycopg.connect(POSTGRES_BASE_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture
+def firestore_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The Firestore gRPC emulator (npm @firestore-emulator/server) on a free port: 'host:port'."""
+    node = shutil.which("node")
+    if node is None or not (EMULATOR_DIR / "node_modules" / "@firestore-emulator").is_dir():
+        _unavailable("the Firestore emulator is not installed (node and `make install`)")
+    port = free_port()
+    process = subprocess.Popen(
+        [str(node), str(EMULATOR_DIR / "serve.js"), str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=EMULATOR_DIR,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().decode()
+        assert line.startswith("ready"), f"emulator did not start: {line!r}"
+        host = f"127.0.0.1:{port}"
+        monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", host)
+        yield host
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+class TcpProxy:
+    """A TCP relay to a real service that a test can cut and restore (a network outage)."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._server: Any = None
+        self._writers: set[Any] = set()
+
+    async def start(self) -> None:
+        import asyncio
+
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def _handle(self, reader: Any, writer: Any) -> None:
+        import asyncio
+        import contextlib
+
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pump(source: Any, sink: Any) -> None:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+    async def cut(self) -> None:
+        """Refuse new connections and break the open ones."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        if server is not None:
+            await server.wait_closed()
+
+    async def restore(self) -> None:
+        await self.start()
+
+    async def close(self) -> None:
+        await self.cut()

@@ -290,6 +290,15 @@ def cmd_logger(args: argparse.Namespace) -> int:
     return _run_async(MeterLogger(config).run)
 
 
+# --- bridge -----------------------------------------------------------------------------------
+
+
+def cmd_bridge(args: argparse.Namespace) -> int:
+    from campus_energy.bridge import Bridge
+
+    return _run_async(Bridge(_config(args)).run)
+
+
 # --- demo -----------------------------------------------------------------------------------
 
 
@@ -396,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
         "logger", parents=[common], help="poll, integrate, store and publish (service)"
     )
     p.set_defaults(func=cmd_logger)
+
+    p = sub.add_parser("bridge", parents=[common], help="readings from MQTT into windows (service)")
+    p.set_defaults(func=cmd_bridge)
 
     p = sub.add_parser("demo", parents=[common], help="run the system on simulated meters")
     p.add_argument(

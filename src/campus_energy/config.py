@@ -35,6 +35,7 @@ from campus_energy.validation import problems
 CONFIG_ENV = "CAMPUS_ENERGY_CONFIG"
 DEFAULT_CONFIG_PATH = Path("campus-energy.toml")
 ENV_PREFIX = "CAMPUS_ENERGY__"
+POSTGRES_DSN_ENV = "CAMPUS_ENERGY_POSTGRES_DSN"
 _ID = re.compile(r"^[a-z0-9_-]+$")
 
 
@@ -236,19 +237,54 @@ class FirestoreSinkConfig(_Section):
     project: str | None = None
     credentials_file: Path | None = None
     collection: str = "readings_5min_avg"
+    layout: Literal["per-meter", "per-window"] = "per-meter"
 
 
 class PostgresSinkConfig(_Section):
     dsn: str | None = Field(default=None, repr=False)
+    schema_name: str = Field(default="public", alias="schema")
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @field_validator("schema_name")
+    @classmethod
+    def _check_schema(cls, value: str) -> str:
+        if not re.match(r"^[a-z_][a-z0-9_]*$", value):
+            raise ValueError(f"must be a plain lower-case SQL name, got {value!r}")
+        return value
+
+
+def _default_bridge_id() -> str:
+    return f"campus-energy-bridge-{_default_logger_id()}"
 
 
 class BridgeConfig(_Section):
-    window_s: int = Field(default=300, ge=10, le=86400)
+    window_s: int = Field(default=300, ge=1, le=86400)
     grace_s: float = Field(default=60, ge=0, le=3600)
     sink: Literal["sqlite", "firestore", "postgres"] = "sqlite"
+    spool_path: Path = Path("var/bridge-spool.db")
+    client_id: str = Field(
+        default_factory=_default_bridge_id, description="MQTT client id of the persistent session"
+    )
+    shared_group: str | None = Field(
+        default=None, description="share the load with other bridges ($share/<group>/...)"
+    )
     sqlite: SqliteSinkConfig = SqliteSinkConfig()
     firestore: FirestoreSinkConfig = FirestoreSinkConfig()
     postgres: PostgresSinkConfig = PostgresSinkConfig()
+
+    @model_validator(mode="after")
+    def _check_sink(self) -> BridgeConfig:
+        if self.sink == "postgres" and not self.postgres.dsn:
+            raise ValueError("sink 'postgres' needs postgres.dsn (or $CAMPUS_ENERGY_POSTGRES_DSN)")
+        return self
+
+    @field_validator("shared_group")
+    @classmethod
+    def _check_group(cls, value: str | None) -> str | None:
+        if value is not None and not _ID.match(value):
+            raise ValueError(f"must use only a-z, 0-9, '-' and '_', got {value!r}")
+        return value
 
 
 class ApiConfig(_Section):
@@ -393,6 +429,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         fix(data.get("mqtt"), key)
     bridge = data.get("bridge")
     if isinstance(bridge, dict):
+        fix(bridge, "spool_path")
         fix(bridge.get("sqlite"), "path")
         fix(bridge.get("firestore"), "credentials_file")
 
@@ -415,7 +452,11 @@ def parse_config(
 
     With `base_dir`, relative file paths are taken relative to it.
     """
-    merged = apply_environment(dict(data), environ or {})
+    environ = environ or {}
+    merged = apply_environment(dict(data), environ)
+    dsn = environ.get(POSTGRES_DSN_ENV)
+    if dsn and not (merged.get("bridge") or {}).get("postgres", {}).get("dsn"):
+        merged.setdefault("bridge", {}).setdefault("postgres", {})["dsn"] = dsn
     if base_dir is not None:
         _resolve_paths(merged, base_dir)
     try:

@@ -131,3 +131,11 @@ class StoreError(CampusEnergyError):
 
 class BrokerError(CampusEnergyError):
     """The MQTT broker is unreachable or refused us."""
+
+
+class SpoolError(CampusEnergyError):
+    """The bridge's spool (its own SQLite file) failed."""
+
+
+class SinkError(CampusEnergyError):
+    """A window sink (SQLite, PostgreSQL, Firestore) is unreachable or refused a write."""

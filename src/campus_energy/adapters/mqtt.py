@@ -11,6 +11,7 @@ import json
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
@@ -95,4 +96,82 @@ async def connect(
         yield Broker(client, endpoint)
     finally:
         with contextlib.suppress(aiomqtt.MqttError):  # already gone: nothing left to close
+            await client.__aexit__(None, None, None)
+
+
+@dataclass(frozen=True)
+class Received:
+    """A message as the subscriber receives it; acknowledge it with `Subscription.ack`."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+
+
+class Subscription:
+    """A subscribed session whose QoS 1 messages are acknowledged only when the caller says so."""
+
+    def __init__(self, client: aiomqtt.Client, endpoint: str) -> None:
+        self.client = client
+        self.endpoint = endpoint
+
+    async def batch(self, limit: int) -> list[Received]:
+        """Wait for the next message, then take whatever else has already arrived (≤ limit)."""
+        found: list[Received] = []
+        try:
+            async for message in self.client.messages:
+                payload = message.payload
+                raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
+                found.append(Received(str(message.topic), raw, message.mid, message.qos))
+                if len(found) >= limit or len(self.client.messages) == 0:
+                    break
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"broker {self.endpoint}: {exc}") from None
+        return found
+
+    def ack(self, message: Received) -> None:
+        """Tell the broker the message is durably recorded (QoS ≥ 1)."""
+        if message.qos > 0:
+            # aiomqtt does not wrap paho's manual acknowledgement; its paho client does it.
+            self.client._client.ack(message.mid, message.qos)
+
+
+@asynccontextmanager
+async def subscribe(
+    config: MqttConfig,
+    *,
+    client_id: str,
+    topics: list[str],
+    clean_session: bool = False,
+    max_inflight: int = 100,
+    timeout_s: float = 10.0,
+) -> AsyncIterator[Subscription]:
+    """A persistent QoS 1 session on `topics` with manual acknowledgement."""
+    endpoint = f"{config.host}:{config.port}"
+    client = aiomqtt.Client(
+        config.host,
+        config.port,
+        username=config.username,
+        password=_password(config),
+        identifier=client_id,
+        clean_session=clean_session,
+        keepalive=config.keepalive_s,
+        timeout=timeout_s,
+        tls_params=_tls(config),
+        max_inflight_messages=max_inflight,
+    )
+    client._client.manual_ack_set(True)  # acknowledge only what is durably recorded
+    try:
+        await client.__aenter__()
+        for topic in topics:
+            await client.subscribe(topic, qos=1)
+    except aiomqtt.MqttError as exc:
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.__aexit__(None, None, None)
+        raise BrokerError(f"broker {endpoint}: cannot subscribe: {exc}") from None
+    try:
+        yield Subscription(client, endpoint)
+    finally:
+        with contextlib.suppress(aiomqtt.MqttError):
             await client.__aexit__(None, None, None)

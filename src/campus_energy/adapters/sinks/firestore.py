@@ -1,0 +1,199 @@
+"""The Firestore window sink (google-cloud-firestore).
+
+Two layouts:
+- `per-meter` (default): collection `readings_5min_avg`, one document per meter
+  per window, id `<meter_id>_<YYYYmmddTHHMMSSZ>` — the original deployment's
+  shape. 288 writes a day per meter: the free tier's 20,000 writes a day are
+  exceeded at 70 meters.
+- `per-window`: one document per window, id `<YYYYmmddTHHMMSSZ>`, with a map
+  `meters` holding each meter's fields — 288 writes a day for any campus, at
+  the price of one larger document (about 1 KB per meter; the 1 MiB document
+  limit allows several hundred meters) and of readers fetching every meter.
+Merges run in transactions (read the accumulators, write the documents), at
+most 250 documents each, so concurrent bridges retry rather than overwrite.
+Credentials: `credentials_file` (a service account key), else Application
+Default Credentials; none when `FIRESTORE_EMULATOR_HOST` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from campus_energy.config import FirestoreSinkConfig
+from campus_energy.core.windows import Accumulator, WindowDelta, window_document, window_stamp
+from campus_energy.errors import SinkError
+
+T = TypeVar("T")
+PER_TRANSACTION = 250
+RPC_TIMEOUT_S = 10.0  # one attempt of one call
+RPC_DEADLINE_S = 20.0  # all attempts of one call, retries included
+
+
+class FirestoreSink:
+    name = "firestore"
+
+    def __init__(self, config: FirestoreSinkConfig, window_s: int) -> None:
+        self.config = config
+        self.window_s = window_s
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="firestore")
+        self._client: Any = None
+
+    def _db(self) -> Any:
+        if self._client is None:
+            from google.cloud import firestore
+
+            credentials = None
+            if self.config.credentials_file is not None:
+                from google.oauth2 import service_account
+
+                credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+                    str(self.config.credentials_file)
+                )
+            client = firestore.Client(project=self.config.project, credentials=credentials)
+            _bound_transaction_calls(client)
+            self._client = client
+        return self._client
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        from google.api_core import exceptions as api
+        from google.auth import exceptions as auth
+
+        def guarded() -> T:
+            try:
+                return fn()
+            except (api.GoogleAPIError, auth.GoogleAuthError, OSError, ValueError) as exc:
+                self._reset()  # a fresh channel: gRPC's own reconnect back-off can reach minutes
+                reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+                raise SinkError(f"firestore {self.config.collection}: {reason}") from None
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, guarded)
+
+    async def merge(self, deltas: Sequence[WindowDelta], now_ms: int) -> int:
+        write = (
+            self._merge_per_window if self.config.layout == "per-window" else self._merge_per_meter
+        )
+        written = 0
+        for start in range(0, len(deltas), PER_TRANSACTION):
+            chunk = list(deltas[start : start + PER_TRANSACTION])
+            written += await self._run(functools.partial(write, chunk, now_ms))
+        return written
+
+    def _merge_per_meter(self, deltas: list[WindowDelta], now_ms: int) -> int:
+        from google.cloud import firestore
+
+        db = self._db()
+        collection = db.collection(self.config.collection)
+        refs = [collection.document(d.document_id) for d in deltas]
+
+        @firestore.transactional
+        def merge(transaction: Any) -> None:
+            held = {
+                snap.id: snap.to_dict()
+                for snap in db.get_all(
+                    refs, transaction=transaction, retry=_retry(), timeout=RPC_TIMEOUT_S
+                )
+                if snap.exists
+            }
+            for ref, delta in zip(refs, deltas, strict=True):
+                existing = Accumulator.from_dict((held.get(ref.id) or {}).get("accumulator"))
+                doc = window_document(delta, existing, now_ms)
+                transaction.set(ref, {**doc.fields(), "accumulator": doc.accumulator.to_dict()})
+
+        merge(db.transaction())
+        return len(deltas)
+
+    def _merge_per_window(self, deltas: list[WindowDelta], now_ms: int) -> int:
+        from google.cloud import firestore
+
+        db = self._db()
+        collection = db.collection(self.config.collection)
+        by_window: dict[int, list[WindowDelta]] = {}
+        for d in deltas:
+            by_window.setdefault(d.window_start_ms, []).append(d)
+        refs = {start: collection.document(window_stamp(start)) for start in by_window}
+
+        @firestore.transactional
+        def merge(transaction: Any) -> None:
+            held = {
+                snap.id: snap.to_dict()
+                for snap in db.get_all(
+                    list(refs.values()),
+                    transaction=transaction,
+                    retry=_retry(),
+                    timeout=RPC_TIMEOUT_S,
+                )
+                if snap.exists
+            }
+            for start, group in by_window.items():
+                ref = refs[start]
+                meters = dict((held.get(ref.id) or {}).get("meters") or {})
+                for delta in group:
+                    entry = meters.get(delta.meter_id) or {}
+                    doc = window_document(
+                        delta, Accumulator.from_dict(entry.get("accumulator")), now_ms
+                    )
+                    fields = doc.fields()
+                    meters[delta.meter_id] = {
+                        **{
+                            k: v
+                            for k, v in fields.items()
+                            if k not in ("window_start", "window_end", "timestamp")
+                        },
+                        "accumulator": doc.accumulator.to_dict(),
+                    }
+                first = window_document(group[0], None, now_ms).fields()
+                transaction.set(
+                    ref,
+                    {
+                        "window_start": first["window_start"],
+                        "window_end": first["window_end"],
+                        "timestamp": first["timestamp"],
+                        "total_energy_wh": sum(m["total_energy_wh"] for m in meters.values()),
+                        "meters": meters,
+                        "updated_at": first["updated_at"],
+                    },
+                )
+
+        merge(db.transaction())
+        return len(by_window)
+
+    def _reset(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._reset)
+        self._executor.shutdown(wait=True)
+
+
+def _retry() -> Any:
+    from google.api_core import exceptions as api
+    from google.api_core import retry
+
+    return retry.Retry(
+        initial=0.2,
+        maximum=2.0,
+        multiplier=2.0,
+        timeout=RPC_DEADLINE_S,
+        predicate=retry.if_exception_type(
+            api.ServiceUnavailable, api.DeadlineExceeded, api.InternalServerError
+        ),
+    )
+
+
+def _bound_transaction_calls(client: Any) -> None:
+    """Give BeginTransaction, Commit and Rollback a bounded retry and timeout.
+
+    The transaction helpers of google-cloud-firestore call them with the library
+    defaults (retries for up to a minute); a bridge must notice an outage sooner
+    and must be able to stop in seconds.
+    """
+    api = client._firestore_api
+    for name in ("begin_transaction", "commit", "rollback"):
+        method = getattr(api, name)
+        setattr(api, name, functools.partial(method, retry=_retry(), timeout=RPC_TIMEOUT_S))

@@ -1,0 +1,221 @@
+"""`campus-energy bridge`: readings from MQTT into exact 5-minute windows in the configured sink.
+
+Receiving: a persistent QoS 1 session (optionally a shared subscription, so
+several bridges split the load). Each batch of messages is validated, cut into
+window contributions and committed to the spool; only then are the messages
+acknowledged. Malformed messages go to the spool's dead-letter table.
+
+Writing: once the wall clock has passed a window's end plus `grace_s`, its
+contributions are merged into the sink (and removed from the spool only after
+the sink has committed). Late readings merge into an already written window;
+on shutdown every pending window, complete or not, is written. While the sink
+is unreachable, windows wait in the spool and are retried with back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from campus_energy.adapters.mqtt import Received, subscribe
+from campus_energy.adapters.sinks import WindowSink, open_sink
+from campus_energy.adapters.spool import DeadLetter, Spool
+from campus_energy.clock import SystemClock, sleep_or_stop
+from campus_energy.config import Config
+from campus_energy.core.incoming import Malformed, parse_reading
+from campus_energy.core.timestamps import epoch_ms
+from campus_energy.core.topics import reading_topic
+from campus_energy.core.windows import Contribution, IncomingReading, contributions, group
+from campus_energy.errors import BrokerError, SinkError, SpoolError
+from campus_energy.outages import Outage
+
+log = logging.getLogger("campus_energy.bridge")
+BATCH = 500
+FLUSH_EVERY_S = 1.0
+RETRY_MIN_S = 1.0
+RETRY_MAX_S = 60.0
+FINAL_FLUSH_S = 10.0
+
+
+@dataclass
+class BridgeCounters:
+    received: int = 0
+    readings: int = 0
+    duplicates: int = 0  # contributions already in the spool (redeliveries, replays)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    windows_written: int = 0
+    flushes: int = 0
+
+
+class Bridge:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        sink: WindowSink | None = None,
+        clock: SystemClock | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.spool = Spool(config.bridge.spool_path)
+        self.sink = sink or open_sink(config)
+        self.window_s = config.bridge.window_s
+        self.window_ms = config.bridge.window_s * 1000
+        self.known_meters = {m.id for m in config.meters} or None
+        self.counters = BridgeCounters()
+        self.broker_outage = Outage("MQTT", log)
+        self.spool_outage = Outage("spool", log)
+        self.sink_outage = Outage(f"sink {self.sink.name}", log)
+        self.subscribed = asyncio.Event()
+
+    @property
+    def topic(self) -> str:
+        topic = reading_topic(self.config.mqtt.topic_prefix, "+")
+        group_name = self.config.bridge.shared_group
+        return f"$share/{group_name}/{topic}" if group_name else topic
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info(
+            "bridge %s: %s → %s sink, %d s windows, spool %s",
+            self.config.bridge.client_id,
+            self.topic,
+            self.sink.name,
+            self.window_s,
+            self.config.bridge.spool_path,
+        )
+        receiving = asyncio.create_task(self._receive(stop), name="receive")
+        flushing = asyncio.create_task(self._flush_loop(stop), name="flush")
+        try:
+            await asyncio.gather(receiving, flushing)
+        finally:
+            for task in (receiving, flushing):
+                task.cancel()
+            await asyncio.gather(receiving, flushing, return_exceptions=True)
+            try:
+                await asyncio.wait_for(self._final_flush(), FINAL_FLUSH_S)
+            except (TimeoutError, SinkError, SpoolError) as exc:
+                log.warning("stopping with windows still in the spool: %s", exc or "timed out")
+            finally:
+                await self.sink.close()
+                await self.spool.close()
+                log.info("bridge stopped")
+
+    # -- receiving --------------------------------------------------------------------------
+
+    async def _receive(self, stop: asyncio.Event) -> None:
+        delay = RETRY_MIN_S
+        while not stop.is_set():
+            try:
+                async with subscribe(
+                    self.config.mqtt, client_id=self.config.bridge.client_id, topics=[self.topic]
+                ) as subscription:
+                    self.broker_outage.recovered(self.clock.wall())
+                    if not self.subscribed.is_set():
+                        log.info(
+                            "subscribed to %s (persistent session %s)",
+                            self.topic,
+                            self.config.bridge.client_id,
+                        )
+                    self.subscribed.set()
+                    delay = RETRY_MIN_S
+                    while not stop.is_set():
+                        getting = asyncio.ensure_future(subscription.batch(BATCH))
+                        stopping = asyncio.ensure_future(stop.wait())
+                        await asyncio.wait({getting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                        stopping.cancel()
+                        if not getting.done():
+                            getting.cancel()
+                            break  # unacknowledged messages are redelivered next time
+                        messages = getting.result()
+                        await self._record(messages)
+                        self.spool_outage.recovered(self.clock.wall())
+                        for message in messages:
+                            subscription.ack(message)
+            except BrokerError as exc:
+                self.subscribed.clear()
+                self.broker_outage.failed(str(exc), self.clock.wall())
+            except SpoolError as exc:
+                # Nothing of the batch was acknowledged: reconnecting makes the broker resend it.
+                self.spool_outage.failed(str(exc), self.clock.wall())
+            if await sleep_or_stop(delay, stop):
+                return
+            delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _record(self, messages: Sequence[Received]) -> None:
+        now = epoch_ms(self.clock.wall())
+        readings: list[IncomingReading] = []
+        items: list[Contribution] = []
+        dead: list[DeadLetter] = []
+        for message in messages:
+            parsed = parse_reading(
+                message.topic,
+                message.payload,
+                prefix=self.config.mqtt.topic_prefix,
+                now_ms=now,
+                meters=self.known_meters,
+            )
+            if isinstance(parsed, Malformed):
+                dead.append(
+                    DeadLetter(now, message.topic, message.payload, parsed.kind, parsed.reason)
+                )
+                self._count_dead(parsed)
+                continue
+            readings.append(parsed)
+            items.extend(contributions(parsed, self.window_ms))
+        added = await self.spool.add(readings, items, dead)
+        self.counters.received += len(messages)
+        self.counters.readings += len(readings)
+        self.counters.duplicates += len(items) - added
+
+    def _count_dead(self, verdict: Malformed) -> None:
+        self.counters.dead_letters[verdict.kind] += 1
+        if self.counters.dead_letters[verdict.kind] == 1:
+            log.warning(
+                "refused a message (%s): %s — kept in the spool's dead_letters table; "
+                "more of this kind are counted quietly",
+                verdict.kind,
+                verdict.reason,
+            )
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def flush(self, before_ms: int | None) -> int:
+        """Merge every window ending by `before_ms` (None: every window) into the sink."""
+        written = 0
+        while True:
+            keys = await self.spool.due(before_ms, self.window_ms, BATCH)
+            if not keys:
+                return written
+            items, meta = await self.spool.load(keys)
+            deltas = group(items, self.window_s, meta)
+            await self.sink.merge(deltas, epoch_ms(self.clock.wall()))
+            await self.spool.remove(items)
+            written += len(deltas)
+            self.counters.windows_written += len(deltas)
+
+    async def _flush_loop(self, stop: asyncio.Event) -> None:
+        delay = FLUSH_EVERY_S
+        while True:
+            try:
+                due_by = epoch_ms(self.clock.wall() - self.config.bridge.grace_s)
+                await self.flush(due_by)
+                self.counters.flushes += 1
+                self.sink_outage.recovered(self.clock.wall())
+                self.spool_outage.recovered(self.clock.wall())
+                delay = FLUSH_EVERY_S
+            except SinkError as exc:
+                self.sink_outage.failed(str(exc), self.clock.wall())
+                delay = min(max(delay * 2, RETRY_MIN_S), RETRY_MAX_S)
+            except SpoolError as exc:
+                self.spool_outage.failed(str(exc), self.clock.wall())
+                delay = min(max(delay * 2, RETRY_MIN_S), RETRY_MAX_S)
+            if await sleep_or_stop(delay, stop):
+                return
+
+    async def _final_flush(self) -> None:
+        written = await self.flush(None)
+        if written:
+            log.info("wrote %d pending windows on shutdown", written)

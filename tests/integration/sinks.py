@@ -1,0 +1,107 @@
+"""Reading window documents back from each sink, the way a test checks the books."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from campus_energy.config import Config
+
+
+@dataclass(frozen=True)
+class Doc:
+    id: str
+    meter_id: str
+    window_start_ms: int
+    total_energy_wh: float
+    readings_in_batch: int
+    coverage: float
+
+
+def _ms(value: Any) -> int:
+    return round(value.timestamp() * 1000)
+
+
+def sqlite_docs(path: Path) -> list[Doc]:
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT id, meter_id, window_start_ms, total_energy_wh, readings_in_batch, coverage "
+            "FROM window_aggregates"
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+    return [Doc(*row) for row in rows]
+
+
+def postgres_docs(dsn: str, schema: str) -> list[Doc]:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = %s "
+            "AND table_name = 'window_aggregates'",
+            (schema,),
+        ).fetchone()
+        if not exists:
+            return []
+        rows = conn.execute(
+            f"SELECT id, meter_id, window_start, total_energy_wh, readings_in_batch, coverage "
+            f"FROM {schema}.window_aggregates"
+        ).fetchall()
+    return [Doc(r[0], r[1], _ms(r[2]), r[3], r[4], r[5]) for r in rows]
+
+
+def firestore_docs(project: str, collection: str, layout: str) -> list[Doc]:
+    from google.cloud import firestore
+
+    client = firestore.Client(project=project)
+    try:
+        found = []
+        for snap in client.collection(collection).stream():
+            data = snap.to_dict()
+            if layout == "per-window":
+                for meter_id, entry in data["meters"].items():
+                    found.append(
+                        Doc(
+                            f"{meter_id}_{snap.id}",
+                            meter_id,
+                            _ms(data["window_start"]),
+                            entry["total_energy_wh"],
+                            entry["readings_in_batch"],
+                            entry["coverage"],
+                        )
+                    )
+            else:
+                found.append(
+                    Doc(
+                        snap.id,
+                        data["meter_id"],
+                        _ms(data["window_start"]),
+                        data["total_energy_wh"],
+                        data["readings_in_batch"],
+                        data["coverage"],
+                    )
+                )
+        return found
+    finally:
+        client.close()
+
+
+def docs_of(config: Config) -> list[Doc]:
+    bridge = config.bridge
+    if bridge.sink == "sqlite":
+        return sqlite_docs(bridge.sqlite.path)
+    if bridge.sink == "postgres":
+        assert bridge.postgres.dsn is not None
+        return postgres_docs(bridge.postgres.dsn, bridge.postgres.schema_name)
+    assert bridge.firestore.project is not None
+    return firestore_docs(
+        bridge.firestore.project, bridge.firestore.collection, bridge.firestore.layout
+    )

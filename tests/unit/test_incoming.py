@@ -1,0 +1,271 @@
+"""Validating MQTT readings: the logger's payload parses back; everything else is a `Malformed`."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from campus_energy.core.incoming import (
+    EARLIEST_MS,
+    FUTURE_TOLERANCE_MS,
+    MAX_PAYLOAD_BYTES,
+    Malformed,
+    parse_reading,
+)
+from campus_energy.core.readings import Reading
+from campus_energy.core.timestamps import iso_utc
+from campus_energy.core.windows import IncomingReading
+
+PREFIX = "campus/energy"
+METER = "ece-f1-001"
+TOPIC = f"{PREFIX}/{METER}/reading"
+NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+VALUES: dict[str, float | None] = {
+    "voltage_v": 231.5,
+    "current_a": 4.25,
+    "power_w": 980.5,
+    "power_factor": 0.97,
+    "frequency_hz": 50.01,
+    "power_w_l1": 326.8,  # an extra profile field rides along
+}
+LOGGED = Reading(METER, NOW - 5_123, 42, 1_361_805, 9_876_543_210, VALUES, NOW - 10_123)
+DROP = object()  # a change that removes the key
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    """The logger's payload for LOGGED, with some keys changed or dropped."""
+    payload = LOGGED.payload("ECE", "1") | changes
+    return {k: v for k, v in payload.items() if v is not DROP}
+
+
+def parse(
+    payload: dict[str, Any] | bytes, topic: str = TOPIC, meters: set[str] | None = None
+) -> IncomingReading | Malformed:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return parse_reading(topic, raw, prefix=PREFIX, now_ms=NOW, meters=meters)
+
+
+def test_the_loggers_payload_parses_back() -> None:
+    assert parse(body()) == IncomingReading(
+        meter_id=METER,
+        ts_ms=NOW - 5_123,
+        seq=42,
+        energy_wh=1.361805,
+        interval_start_ms=NOW - 10_123,
+        power_w=980.5,
+        voltage_v=231.5,
+        current_a=4.25,
+        power_factor=0.97,
+        frequency_hz=50.01,
+        building="ECE",
+        floor="1",
+    )
+
+
+finite = st.floats(-1e6, 1e6, allow_nan=False) | st.none()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ts=st.integers(EARLIEST_MS + 1, NOW + FUTURE_TOLERANCE_MS),
+    interval=st.none() | st.integers(1, 3_600_000),
+    seq=st.integers(1, 2**62),
+    energy_uwh=st.integers(0, 10**15),
+    power=st.floats(-1e6, 1e6, allow_nan=False),
+    others=st.tuples(finite, finite, finite, finite | st.just(float("nan"))),
+    place=st.tuples(st.text(max_size=20), st.text(max_size=5)),
+)
+def test_any_logged_reading_parses_back(
+    ts: int,
+    interval: int | None,
+    seq: int,
+    energy_uwh: int,
+    power: float,
+    others: tuple[float | None, ...],
+    place: tuple[str, str],
+) -> None:
+    names = ("voltage_v", "current_a", "power_factor", "frequency_hz")
+    values = {"power_w": power, **dict(zip(names, others, strict=True))}
+    start = None if interval is None else ts - interval
+    logged = Reading(METER, ts, seq, energy_uwh, energy_uwh, values, start)
+    parsed = parse(logged.payload(*place))
+    assert isinstance(parsed, IncomingReading)
+    assert (parsed.meter_id, parsed.ts_ms, parsed.interval_start_ms) == (METER, ts, start)
+    assert (parsed.seq, parsed.energy_wh, parsed.power_w) == (seq, logged.energy_wh, power)
+    published = [None if v is None or math.isnan(v) else v for v in others]  # NaN → null
+    assert [getattr(parsed, n) for n in names] == published
+    assert (parsed.building, parsed.floor) == place
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+HOUR = 3_600_000
+REFUSALS: list[tuple[str, bytes | dict[str, Any]]] = [
+    ("oversized", body(padding="x" * MAX_PAYLOAD_BYTES)),
+    ("not-json", b"\xff\xfe{}"),  # not UTF-8
+    ("not-json", b'{"schema": 1,'),
+    ("not-json", b""),
+    ("not-object", b"[1, 2, 3]"),
+    ("not-object", b'"a reading"'),
+    ("not-object", b"null"),
+    ("schema", body(schema=DROP)),
+    ("schema", body(schema=2)),
+    ("schema", body(schema="1")),
+    ("missing", body(meter_id=DROP)),
+    ("missing", body(meter_id="")),
+    ("missing", body(ts=DROP)),
+    ("missing", body(power_w=DROP)),
+    ("missing", body(power_w=None)),
+    ("missing", body(energy_wh=DROP)),
+    ("missing", body(energy_wh=None)),
+    ("types", body(power_w=True)),
+    ("types", body(energy_wh="1.5")),
+    ("types", body(voltage_v="231")),
+    ("types", body(seq=0)),
+    ("types", body(seq=-3)),
+    ("types", body(seq=1.5)),
+    ("types", body(seq="7")),
+    ("types", body(seq=True)),
+    ("types", body(seq=DROP)),
+    ("types", body(energy_wh=-0.001)),
+    ("types", body(ts=NOW)),  # epoch ms instead of ISO text
+    ("types", body(building=5)),
+    ("not-finite", body(power_w=float("nan"))),  # json.dumps writes NaN / Infinity literals
+    ("not-finite", body(energy_wh=float("inf"))),
+    ("not-finite", body(current_a=float("-inf"))),
+    (
+        "not-finite",
+        json.dumps(body()).replace('"energy_wh": 1.361805', '"energy_wh": 1e999').encode(),
+    ),
+    ("timestamp", body(ts="yesterday")),
+    ("timestamp", body(ts="2025-12-31T23:00:00")),  # no zone
+    ("timestamp", body(ts="1999-12-31T23:59:59.999Z")),
+    ("timestamp", body(ts=iso_utc(NOW + HOUR + 1))),
+    ("timestamp", body(interval_start="soon")),
+    ("timestamp", body(interval_start=iso_utc(LOGGED.ts_ms))),
+    ("timestamp", body(interval_start=iso_utc(LOGGED.ts_ms + 1))),
+]
+
+
+@pytest.mark.parametrize(("kind", "payload"), REFUSALS)
+def test_refusals(kind: str, payload: bytes | dict[str, Any]) -> None:
+    verdict = parse(payload)
+    assert isinstance(verdict, Malformed)
+    assert verdict.kind == kind
+    assert verdict.reason
+
+
+def test_the_meter_must_match_the_topic() -> None:
+    for topic in (f"{PREFIX}/ece-f1-002/reading", f"other/{METER}/reading", f"{PREFIX}/{METER}"):
+        verdict = parse(body(), topic=topic)
+        assert isinstance(verdict, Malformed) and verdict.kind == "topic", topic
+
+
+def test_known_meters_when_given() -> None:
+    refused = parse(body(), meters={"ece-f1-002"})
+    assert isinstance(refused, Malformed) and refused.kind == "unknown-meter"
+    assert isinstance(parse(body(), meters={METER, "ece-f1-002"}), IncomingReading)
+    anyone = parse(body(meter_id="never-configured"), topic=f"{PREFIX}/never-configured/reading")
+    assert isinstance(anyone, IncomingReading) and anyone.meter_id == "never-configured"
+
+
+def test_limits_are_inclusive() -> None:
+    padded = json.dumps(body(padding="")).encode()
+    exact = padded.replace(b'"padding": ""', b'"padding": "' + b"x" * 10 + b'"')
+    exact = exact.replace(b"x" * 10, b"x" * (10 + MAX_PAYLOAD_BYTES - len(exact)))
+    assert len(exact) == MAX_PAYLOAD_BYTES
+    assert isinstance(parse(exact), IncomingReading)
+    assert isinstance(parse(body(ts=iso_utc(NOW + HOUR), interval_start=None)), IncomingReading)
+    first = parse(body(ts="2000-01-01T00:00:00Z", interval_start=None))
+    assert isinstance(first, IncomingReading) and first.ts_ms == EARLIEST_MS
+    shifted = parse(body(ts="2026-01-01T05:30:00+05:30", interval_start=None))
+    assert isinstance(shifted, IncomingReading) and shifted.ts_ms == NOW
+
+
+def test_null_values_other_than_power_are_none() -> None:
+    nulls = ("voltage_v", "current_a", "power_factor", "frequency_hz", "energy_total_wh")
+    for change in ({k: None for k in nulls}, {k: DROP for k in nulls}):
+        parsed = parse(body(**change, interval_start=None, building=None, floor=DROP))
+        assert isinstance(parsed, IncomingReading)
+        assert (parsed.voltage_v, parsed.current_a, parsed.power_factor) == (None, None, None)
+        assert (parsed.frequency_hz, parsed.interval_start_ms) == (None, None)
+        assert (parsed.building, parsed.floor, parsed.power_w) == ("", "", 980.5)
+
+
+# --- never an exception ----------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(max_size=2000))
+def test_random_bytes_are_refused(raw: bytes) -> None:
+    assert isinstance(parse(raw), Malformed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(obj=st.dictionaries(st.text(), json_values, max_size=8))
+def test_random_objects_are_refused(obj: dict[str, Any]) -> None:
+    assert isinstance(parse(obj), Malformed)
+
+
+@settings(max_examples=500, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from(sorted(body())), json_values, max_size=4))
+def test_a_payload_with_random_values_is_parsed_or_refused(changes: dict[str, Any]) -> None:
+    verdict = parse(body(**changes))
+    assert isinstance(verdict, IncomingReading | Malformed)
+    if isinstance(verdict, IncomingReading):
+        assert verdict.seq >= 1 and verdict.energy_wh >= 0
+        assert EARLIEST_MS <= verdict.ts_ms <= NOW + HOUR
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "oversized"),
+        (b"[" * 30_000 + b"]" * 30_000, "not-json"),
+        (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "not-json"),
+        (b'{"schema": 1, "x": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", "not-json"),
+    ],
+)
+def test_deep_nesting_is_refused(raw: bytes, kind: str) -> None:
+    verdict = parse(raw)
+    assert isinstance(verdict, Malformed) and verdict.kind == kind
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # an integer too large for a float: math.isfinite raises OverflowError
+        json.dumps(body(energy_wh=10**400)).encode(),
+        # more than 4300 digits: json.loads raises ValueError (int max str digits), anywhere
+        b'{"schema": 1, "x": ' + b"7" * 5000 + b"}",
+    ],
+)
+def test_huge_integers_are_refused_not_raised(raw: bytes) -> None:
+    assert isinstance(parse(raw), Malformed)
+
+
+@pytest.mark.parametrize(
+    ("changes", "kind"),
+    [
+        ({"seq": 2**63}, "types"),
+        ({"schema": True}, "schema"),
+        ({"schema": 1.0}, "schema"),
+        ({"interval_start": "0001-01-01T00:00:00Z"}, "timestamp"),
+    ],
+)
+def test_values_beyond_what_the_pipeline_can_hold_are_refused(
+    changes: dict[str, object], kind: str
+) -> None:
+    verdict = parse(json.dumps(body(**changes)).encode())
+    assert isinstance(verdict, Malformed) and verdict.kind == kind
