@@ -1,10 +1,11 @@
 """`campus-energy demo`: the system on a simulated campus, with embedded defaults.
 
 Runs an MQTT broker (Mosquitto when installed, otherwise the embedded amqtt
-broker), the meter simulator, and the logger, and shows readings flowing:
-the newest reading of every meter, what was stored, published and received
-over MQTT, and the outbox. Its configuration and data live in one folder
-(`./demo-data/` by default), reused on the next run so history accumulates.
+broker), the meter simulator, the logger and the bridge (SQLite sink), and
+shows readings flowing: the newest reading of every meter, what was stored,
+published, received over MQTT, and the windows written. Its configuration and
+data live in one folder (`./demo-data/` by default), reused on the next run so
+history accumulates.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import aiomqtt
 
+from campus_energy.bridge import Bridge
 from campus_energy.clock import sleep_or_stop
 from campus_energy.config import Config
 from campus_energy.core.topics import reading_topic
@@ -71,6 +73,16 @@ def demo_config_text(interval_s: float = 5.0) -> str:
         "",
         "[logger]",
         'id = "demo"',
+        "",
+        "[bridge]",
+        "window_s = 300",
+        "grace_s = 30",
+        'spool_path = "bridge-spool.db"',
+        'client_id = "campus-energy-demo-bridge"',
+        'sink = "sqlite"',
+        "",
+        "[bridge.sqlite]",
+        'path = "windows.db"',
         "",
         "[[buses]]",
         'name = "gateway-north"',
@@ -166,7 +178,9 @@ class Receiver:
                 await asyncio.sleep(1)
 
 
-def screen(config: Config, logger: MeterLogger, receiver: Receiver, broker: str) -> str:
+def screen(
+    config: Config, logger: MeterLogger, bridge: Bridge, receiver: Receiver, broker: str
+) -> str:
     rows = []
     for meter in config.meters:
         latest = logger.latest.get(meter.id)
@@ -190,6 +204,10 @@ def screen(config: Config, logger: MeterLogger, receiver: Receiver, broker: str)
             f"readings stored {c.readings} · published {logger.publisher.published} · "
             f"received over MQTT {receiver.received} · failed polls {c.failed_polls} · "
             f"rejected {c.rejected} · gaps {c.gaps}",
+            f"bridge: readings {bridge.counters.readings} · windows written "
+            f"{bridge.counters.windows_written} to {config.bridge.sqlite.path.name} "
+            f"({config.bridge.window_s} s windows, written {config.bridge.grace_s:g} s after "
+            "they end)",
         ]
     )
 
@@ -206,9 +224,12 @@ async def run_demo(
     interval = min((m.interval_s for m in config.meters), default=5.0)
     interactive = sys.stdout.isatty()
     async with demo_broker(config, folder, broker_kind) as broker, Simulator(config):
+        services_stop = asyncio.Event()
+        bridge = Bridge(config)
+        bridging = asyncio.create_task(bridge.run(services_stop))
+        await asyncio.wait_for(bridge.subscribed.wait(), 15)  # its session exists before data flows
         logger = MeterLogger(config)
-        logger_stop = asyncio.Event()
-        logging_task = asyncio.create_task(logger.run(logger_stop))
+        logging_task = asyncio.create_task(logger.run(services_stop))
         receiver = Receiver(config)
         receiving = asyncio.create_task(receiver.run())
         try:
@@ -216,7 +237,7 @@ async def run_demo(
             while rounds is None or shown < rounds:
                 if await sleep_or_stop(interval, stop):
                     break
-                text = screen(config, logger, receiver, broker)
+                text = screen(config, logger, bridge, receiver, broker)
                 if interactive:
                     text = "\033[H\033[2J" + text + "\n\nCtrl-C to stop."
                 print(text, flush=True)
@@ -225,5 +246,6 @@ async def run_demo(
             receiving.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await receiving
-            logger_stop.set()
+            services_stop.set()
             await logging_task
+            await bridging

@@ -7,6 +7,7 @@ import os
 import re
 import selectors
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -224,3 +225,17 @@ def test_demo_shows_readings_flowing(tmp_path: Path, broker: str) -> None:
     assert stored >= 12 and published >= 12 and received >= 12
     assert (folder / "campus-energy.toml").exists()
     assert (folder / "smart_meter.db").exists()
+    bridged = re.search(r"bridge: readings (\d+)", last)
+    assert bridged is not None and int(bridged.group(1)) >= 12
+    # on shutdown the bridge writes the open windows: the books balance
+    windows = sqlite3.connect(folder / "windows.db")
+    store = sqlite3.connect(folder / "smart_meter.db")
+    try:
+        in_windows = windows.execute(
+            "SELECT sum(total_energy_wh) FROM window_aggregates"
+        ).fetchone()
+        in_store = store.execute("SELECT sum(energy_wh) FROM readings").fetchone()
+    finally:
+        windows.close()
+        store.close()
+    assert in_windows[0] == pytest.approx(in_store[0], abs=1e-6)
