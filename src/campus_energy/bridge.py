@@ -38,6 +38,8 @@ FLUSH_EVERY_S = 1.0
 RETRY_MIN_S = 1.0
 RETRY_MAX_S = 60.0
 FINAL_FLUSH_S = 10.0
+DEAD_LETTER_DAYS = 30
+PRUNE_EVERY_S = 3600.0
 
 
 @dataclass
@@ -198,8 +200,14 @@ class Bridge:
 
     async def _flush_loop(self, stop: asyncio.Event) -> None:
         delay = FLUSH_EVERY_S
+        pruned_at = 0.0
         while True:
             try:
+                if self.clock.mono() - pruned_at > PRUNE_EVERY_S:
+                    cutoff = epoch_ms(self.clock.wall() - DEAD_LETTER_DAYS * 86400)
+                    if await self.spool.prune_dead_letters(cutoff):
+                        log.info("dead letters older than %d days deleted", DEAD_LETTER_DAYS)
+                    pruned_at = self.clock.mono()
                 due_by = epoch_ms(self.clock.wall() - self.config.bridge.grace_s)
                 await self.flush(due_by)
                 self.counters.flushes += 1

@@ -192,6 +192,17 @@ class Spool(SqliteFile):
             )[0]
         )
 
+    async def prune_dead_letters(self, before_ms: int) -> int:
+        """Forget dead letters received before `before_ms`; returns how many."""
+
+        def work(conn: sqlite3.Connection) -> int:
+            with transaction(conn):
+                return conn.execute(
+                    "DELETE FROM dead_letters WHERE received_ms < ?", (before_ms,)
+                ).rowcount
+
+        return await self._call(work)
+
     async def dead_letter_counts(self) -> dict[str, int]:
         def work(conn: sqlite3.Connection) -> dict[str, int]:
             return dict(conn.execute("SELECT kind, count(*) FROM dead_letters GROUP BY kind"))
