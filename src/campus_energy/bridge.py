@@ -40,6 +40,7 @@ RETRY_MAX_S = 60.0
 FINAL_FLUSH_S = 10.0
 DEAD_LETTER_DAYS = 30
 PRUNE_EVERY_S = 3600.0
+MAX_HOLD_S = 60.0  # a backlog holds windows back at most this long
 
 
 @dataclass
@@ -48,7 +49,7 @@ class BridgeCounters:
     readings: int = 0
     duplicates: int = 0  # contributions already in the spool (redeliveries, replays)
     dead_letters: Counter[str] = field(default_factory=Counter)
-    windows_written: int = 0
+    window_writes: int = 0  # documents merged into the sink (a rewrite counts again)
     flushes: int = 0
 
 
@@ -72,6 +73,7 @@ class Bridge:
         self.spool_outage = Outage("spool", log)
         self.sink_outage = Outage(f"sink {self.sink.name}", log)
         self.subscribed = asyncio.Event()
+        self.draining_since: float | None = None  # monotonic time a backlog began
 
     @property
     def topic(self) -> str:
@@ -132,12 +134,20 @@ class Bridge:
                             getting.cancel()
                             break  # unacknowledged messages are redelivered next time
                         messages = getting.result()
+                        # A full batch means a backlog (after an outage): hold windows back
+                        # until it is drained, so each is written once, not once per batch.
+                        full = len(messages) >= BATCH
+                        if full and self.draining_since is None:
+                            self.draining_since = self.clock.mono()
+                        elif not full:
+                            self.draining_since = None
                         await self._record(messages)
                         self.spool_outage.recovered(self.clock.wall())
                         for message in messages:
                             subscription.ack(message)
             except BrokerError as exc:
                 self.subscribed.clear()
+                self.draining_since = None
                 self.broker_outage.failed(str(exc), self.clock.wall())
             except SpoolError as exc:
                 # Nothing of the batch was acknowledged: reconnecting makes the broker resend it.
@@ -196,7 +206,7 @@ class Bridge:
             await self.sink.merge(deltas, epoch_ms(self.clock.wall()))
             await self.spool.remove(items)
             written += len(deltas)
-            self.counters.windows_written += len(deltas)
+            self.counters.window_writes += len(deltas)
 
     async def _flush_loop(self, stop: asyncio.Event) -> None:
         delay = FLUSH_EVERY_S
@@ -209,7 +219,9 @@ class Bridge:
                         log.info("dead letters older than %d days deleted", DEAD_LETTER_DAYS)
                     pruned_at = self.clock.mono()
                 due_by = epoch_ms(self.clock.wall() - self.config.bridge.grace_s)
-                await self.flush(due_by)
+                backlog = self.draining_since
+                if backlog is None or self.clock.mono() - backlog > MAX_HOLD_S:
+                    await self.flush(due_by)
                 self.counters.flushes += 1
                 self.sink_outage.recovered(self.clock.wall())
                 self.spool_outage.recovered(self.clock.wall())

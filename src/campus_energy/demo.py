@@ -205,7 +205,7 @@ def screen(
             f"received over MQTT {receiver.received} · failed polls {c.failed_polls} · "
             f"rejected {c.rejected} · gaps {c.gaps}",
             f"bridge: readings {bridge.counters.readings} · windows written "
-            f"{bridge.counters.windows_written} to {config.bridge.sqlite.path.name} "
+            f"{bridge.counters.window_writes} to {config.bridge.sqlite.path.name} "
             f"({config.bridge.window_s} s windows, written {config.bridge.grace_s:g} s after "
             "they end)",
         ]

@@ -56,7 +56,7 @@ class Mosquitto:
                     "autosave_interval 1",
                     f"max_queued_messages {self.max_queued}",
                     "max_queued_bytes 0",
-                    "max_inflight_messages 100",
+                    "max_inflight_messages 500",  # a subscriber that acknowledges in batches
                     f"log_dest file {self.folder / 'mosquitto.log'}",
                     "",
                 ]

@@ -134,7 +134,7 @@ async def test_windows_balance_with_the_logger_in_every_sink(
     async with Simulator(config), service(bridge):
         await asyncio.wait_for(bridge.subscribed.wait(), 10)
         async with service(MeterLogger(config)):
-            await eventually(lambda: bridge.counters.windows_written >= 3 * len(METERS), timeout=30)
+            await eventually(lambda: bridge.counters.window_writes >= 3 * len(METERS), timeout=30)
         await eventually(lambda: bridge.counters.readings >= count(config.storage.path))
     balance(config, docs_of(config))
     full = [d for d in docs_of(config) if d.readings_in_batch >= WINDOW_S / INTERVAL]
@@ -229,14 +229,14 @@ async def test_an_unreachable_sink_loses_nothing(
     try:
         async with Simulator(config), service(bridge):
             async with service(MeterLogger(config)):
-                await eventually(lambda: bridge.counters.windows_written >= len(METERS), timeout=30)
+                await eventually(lambda: bridge.counters.window_writes >= len(METERS), timeout=30)
                 await proxy.cut()
                 await eventually(lambda: bridge.sink_outage.down, timeout=30)
-                written = bridge.counters.windows_written
+                written = bridge.counters.window_writes
                 await eventually(lambda: count(config.storage.path) >= 30)
                 assert await bridge.spool.pending() > 0  # windows wait in the spool
                 await proxy.restore()
-                await eventually(lambda: bridge.counters.windows_written > written + 3, timeout=60)
+                await eventually(lambda: bridge.counters.window_writes > written + 3, timeout=60)
             await eventually(lambda: bridge.counters.readings >= count(config.storage.path))
     finally:
         await proxy.close()
@@ -295,7 +295,7 @@ async def test_malformed_payloads_are_dead_lettered_while_good_ones_flow(
                 await eventually(
                     lambda: sum(bridge.counters.dead_letters.values()) >= 1000, timeout=30
                 )
-                await eventually(lambda: bridge.counters.windows_written >= 2 * len(METERS))
+                await eventually(lambda: bridge.counters.window_writes >= 2 * len(METERS))
             await eventually(lambda: bridge.counters.readings >= count(config.storage.path))
     assert sum(bridge.counters.dead_letters.values()) == 1000
     spool = sqlite3.connect(tmp_path / "spool.db")

@@ -171,6 +171,26 @@ class FirestoreSink:
         self._executor.shutdown(wait=True)
 
 
+def transactions(deltas: Sequence[WindowDelta], layout: str) -> list[list[WindowDelta]]:
+    """The deltas cut into transactions of at most PER_TRANSACTION documents.
+
+    Per window, every meter of a window goes into the same transaction, so each
+    window's document is written once however many meters it holds.
+    """
+    if layout != "per-window":
+        return [
+            list(deltas[i : i + PER_TRANSACTION]) for i in range(0, len(deltas), PER_TRANSACTION)
+        ]
+    by_window: dict[int, list[WindowDelta]] = {}
+    for d in deltas:
+        by_window.setdefault(d.window_start_ms, []).append(d)
+    windows = [by_window[w] for w in sorted(by_window)]
+    return [
+        [d for group in windows[i : i + PER_TRANSACTION] for d in group]
+        for i in range(0, len(windows), PER_TRANSACTION)
+    ]
+
+
 def _retry() -> Any:
     from google.api_core import exceptions as api
     from google.api_core import retry
