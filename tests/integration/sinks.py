@@ -105,3 +105,32 @@ def docs_of(config: Config) -> list[Doc]:
     return firestore_docs(
         bridge.firestore.project, bridge.firestore.collection, bridge.firestore.layout
     )
+
+
+def rollup_totals(config: Config) -> dict[str, tuple[float, float, int, int]] | None:
+    """meter -> (Σ daily energy, Σ hourly energy, Σ daily readings, Σ daily windows); None for
+    sinks without stored rollups (Firestore: the API keeps them in memory)."""
+    bridge = config.bridge
+    queries = (
+        "SELECT meter_id, sum(energy_wh), sum(readings), sum(windows) FROM {p}rollup_daily "
+        "GROUP BY meter_id",
+        "SELECT meter_id, sum(energy_wh) FROM {p}rollup_hourly GROUP BY meter_id",
+    )
+    if bridge.sink == "sqlite":
+        conn = sqlite3.connect(f"file:{bridge.sqlite.path}?mode=ro", uri=True)
+        try:
+            daily = conn.execute(queries[0].format(p="")).fetchall()
+            hourly = dict(conn.execute(queries[1].format(p="")).fetchall())
+        finally:
+            conn.close()
+    elif bridge.sink == "postgres":
+        import psycopg
+
+        assert bridge.postgres.dsn is not None
+        prefix = f"{bridge.postgres.schema_name}."
+        with psycopg.connect(bridge.postgres.dsn) as pg:
+            daily = pg.execute(queries[0].format(p=prefix)).fetchall()
+            hourly = dict(pg.execute(queries[1].format(p=prefix)).fetchall())
+    else:
+        return None
+    return {m: (e, hourly[m], int(r), int(w)) for m, e, r, w in daily}

@@ -23,7 +23,7 @@ from typing import Any
 import aiomqtt
 import pytest
 from tests.conftest import TcpProxy, eventually, free_port
-from tests.integration.sinks import Doc, docs_of
+from tests.integration.sinks import Doc, docs_of, rollup_totals
 from tests.integration.test_logger import count, rows
 
 from campus_energy.bridge import Bridge
@@ -91,9 +91,11 @@ def sink_settings(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
     }
 
 
-def balance(config: Config, docs: list[Doc]) -> None:
-    """The books: the windows hold exactly the logger's energy and readings, once each."""
+def balance(config: Config, docs: list[Doc], rollups: bool = True) -> None:
+    """The books: the windows hold exactly the logger's energy and readings, once each,
+    and the sink's hourly and daily rollups hold exactly the windows."""
     db = config.storage.path
+    sums = rollup_totals(config) if rollups else None
     assert len({d.id for d in docs}) == len(docs), "a document was written twice"
     assert len({(d.meter_id, d.window_start_ms) for d in docs}) == len(docs)
     for meter in config.meters:
@@ -106,6 +108,11 @@ def balance(config: Config, docs: list[Doc]) -> None:
         assert sum(d.readings_in_batch for d in mine) == stored[1]
         assert all(d.window_start_ms % (WINDOW_S * 1000) == 0 for d in mine)
         assert all(0 <= d.coverage <= 1 for d in mine)
+        if sums is not None:
+            daily, hourly, readings, windows = sums[meter.id]
+            assert daily == pytest.approx(stored[0], abs=1e-6)
+            assert hourly == pytest.approx(stored[0], abs=1e-6)
+            assert (readings, windows) == (stored[1], len(mine))
 
 
 @contextlib.asynccontextmanager
@@ -242,7 +249,7 @@ async def test_an_unreachable_sink_loses_nothing(
         await proxy.close()
     if kind != "postgres":
         monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"{host}:{port}")
-    balance(config, docs_of(direct))
+    balance(direct, docs_of(direct))
 
 
 MALFORMED = [

@@ -29,13 +29,13 @@ class WindowSink(Protocol):
 def _sqlite(config: Config) -> WindowSink:
     from campus_energy.adapters.sinks.sqlite import SqliteSink
 
-    return SqliteSink(config.bridge.sqlite.path)
+    return SqliteSink(config.bridge.sqlite.path, config.site.zone)
 
 
 def _postgres(config: Config) -> WindowSink:
     from campus_energy.adapters.sinks.postgres import PostgresSink
 
-    return PostgresSink(config.bridge.postgres)
+    return PostgresSink(config.bridge.postgres, config.site.zone)
 
 
 def _firestore(config: Config) -> WindowSink:

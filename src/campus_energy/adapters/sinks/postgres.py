@@ -13,14 +13,16 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from campus_energy.config import PostgresSinkConfig
+from campus_energy.core.rollups import RollupChange, change
 from campus_energy.core.windows import Accumulator, WindowDelta, window_document
 from campus_energy.errors import SinkError
 
@@ -72,6 +74,52 @@ CREATE TABLE IF NOT EXISTS {table} (
 """
 
 
+ROLLUPS = """
+CREATE TABLE IF NOT EXISTS {hourly} (
+    hour_start TIMESTAMPTZ NOT NULL,
+    meter_id TEXT NOT NULL,
+    energy_wh DOUBLE PRECISION NOT NULL,
+    covered_s DOUBLE PRECISION NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    PRIMARY KEY (hour_start, meter_id)
+);
+CREATE TABLE IF NOT EXISTS {daily} (
+    day DATE NOT NULL,
+    meter_id TEXT NOT NULL,
+    energy_wh DOUBLE PRECISION NOT NULL,
+    covered_s DOUBLE PRECISION NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    last_window TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (day, meter_id)
+);
+CREATE TABLE IF NOT EXISTS {meters} (
+    meter_id TEXT PRIMARY KEY,
+    building TEXT NOT NULL,
+    floor TEXT NOT NULL,
+    last_window TIMESTAMPTZ NOT NULL,
+    last_avg_power_w DOUBLE PRECISION,
+    last_coverage DOUBLE PRECISION NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL)
+"""
+REBUILD = """
+DELETE FROM {hourly};
+DELETE FROM {daily};
+INSERT INTO {hourly} (hour_start, meter_id, energy_wh, covered_s, readings, windows)
+SELECT date_trunc('hour', window_start), meter_id, sum(total_energy_wh),
+       sum((accumulator->>'covered_s')::float8), sum(readings_in_batch), count(*)
+FROM {windows} GROUP BY 1, 2;
+INSERT INTO {daily} (day, meter_id, energy_wh, covered_s, readings, windows, last_window)
+SELECT (window_start AT TIME ZONE %(zone)s)::date, meter_id, sum(total_energy_wh),
+       sum((accumulator->>'covered_s')::float8), sum(readings_in_batch), count(*),
+       max(window_start)
+FROM {windows} GROUP BY 1, 2
+"""
+
+
 def _when(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
@@ -89,10 +137,19 @@ def endpoint(dsn: str) -> str:
 class PostgresSink:
     name = "postgres"
 
-    def __init__(self, config: PostgresSinkConfig) -> None:
+    def __init__(self, config: PostgresSinkConfig, zone: ZoneInfo) -> None:
         if not config.dsn:
             raise SinkError("postgres sink: bridge.postgres.dsn is not set")
         self.config = config
+        self.zone = zone
+        schema = config.schema_name
+        self.names = {
+            "windows": sql.Identifier(schema, "window_aggregates"),
+            "hourly": sql.Identifier(schema, "rollup_hourly"),
+            "daily": sql.Identifier(schema, "rollup_daily"),
+            "meters": sql.Identifier(schema, "window_meters"),
+            "meta": sql.Identifier(schema, "sink_meta"),
+        }
         self.where = endpoint(config.dsn)
         self.table = sql.Identifier(config.schema_name, "window_aggregates")
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -120,6 +177,27 @@ class PostgresSink:
                 )
             )
             await conn.execute(sql.SQL(TABLE).format(table=self.table))
+            for statement in ROLLUPS.split(";\n"):
+                await conn.execute(sql.SQL(statement).format(**self.names))
+            zone = await (
+                await conn.execute(
+                    sql.SQL("SELECT value FROM {} WHERE key = 'rollup_zone'").format(
+                        self.names["meta"]
+                    )
+                )
+            ).fetchone()
+            if zone is None or zone[0] != self.zone.key:
+                for statement in REBUILD.split(";\n"):
+                    await conn.execute(
+                        sql.SQL(statement).format(**self.names), {"zone": self.zone.key}
+                    )
+                await conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (key, value) VALUES ('rollup_zone', %s) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                    ).format(self.names["meta"]),
+                    (self.zone.key,),
+                )
             timescale = await (
                 await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
             ).fetchone()
@@ -176,9 +254,24 @@ class PostgresSink:
             )
             held = {(m, w): acc for m, w, acc in await cur.fetchall()}
             rows = []
+            changes = []
+            latest = []
             for d in deltas:
-                existing = Accumulator.from_dict(held.get((d.meter_id, _when(d.window_start_ms))))
+                raw = held.get((d.meter_id, _when(d.window_start_ms)))
+                existing = Accumulator.from_dict(raw) if raw else None
                 doc = window_document(d, existing, now_ms)
+                changes.append(change(existing, doc, self.zone))
+                latest.append(
+                    (
+                        doc.meter_id,
+                        doc.building,
+                        doc.floor,
+                        _when(doc.window_start_ms),
+                        doc.avg_power_w,
+                        doc.coverage,
+                        _when(now_ms),
+                    )
+                )
                 fields = doc.fields(_when)
                 rows.append(
                     (
@@ -198,6 +291,74 @@ class PostgresSink:
                 ),
                 rows,
             )
+            await self._roll_up(cur, changes, latest, now_ms)
+
+    async def _roll_up(
+        self,
+        cur: psycopg.AsyncCursor[Any],
+        changes: list[RollupChange],
+        latest: list[tuple[Any, ...]],
+        now_ms: int,
+    ) -> None:
+        await cur.executemany(
+            sql.SQL(
+                "INSERT INTO {} AS r (hour_start, meter_id, energy_wh, covered_s, readings, "
+                "windows) VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (hour_start, meter_id) DO UPDATE SET "
+                "energy_wh = r.energy_wh + excluded.energy_wh, "
+                "covered_s = r.covered_s + excluded.covered_s, "
+                "readings = r.readings + excluded.readings, windows = r.windows + excluded.windows"
+            ).format(self.names["hourly"]),
+            [
+                (_when(c.hour_ms), c.meter_id, c.energy_wh, c.covered_s, c.readings, c.windows)
+                for c in changes
+            ],
+        )
+        await cur.executemany(
+            sql.SQL(
+                "INSERT INTO {} AS r (day, meter_id, energy_wh, covered_s, readings, windows, "
+                "last_window) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (day, meter_id) DO UPDATE SET "
+                "energy_wh = r.energy_wh + excluded.energy_wh, "
+                "covered_s = r.covered_s + excluded.covered_s, "
+                "readings = r.readings + excluded.readings, "
+                "windows = r.windows + excluded.windows, "
+                "last_window = greatest(r.last_window, excluded.last_window)"
+            ).format(self.names["daily"]),
+            [
+                (
+                    date.fromisoformat(c.day),
+                    c.meter_id,
+                    c.energy_wh,
+                    c.covered_s,
+                    c.readings,
+                    c.windows,
+                    _when(c.window_start_ms),
+                )
+                for c in changes
+            ],
+        )
+        await cur.executemany(
+            sql.SQL(
+                "INSERT INTO {} AS m (meter_id, building, floor, last_window, last_avg_power_w, "
+                "last_coverage, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (meter_id) DO UPDATE SET building = excluded.building, "
+                "floor = excluded.floor, updated_at = excluded.updated_at, "
+                "last_window = greatest(m.last_window, excluded.last_window), "
+                "last_avg_power_w = CASE WHEN excluded.last_window >= m.last_window "
+                "THEN excluded.last_avg_power_w ELSE m.last_avg_power_w END, "
+                "last_coverage = CASE WHEN excluded.last_window >= m.last_window "
+                "THEN excluded.last_coverage ELSE m.last_coverage END"
+            ).format(self.names["meters"]),
+            latest,
+        )
+        await cur.execute(
+            sql.SQL(
+                "INSERT INTO {} (key, value) VALUES ('data_version', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            ).format(self.names["meta"]),
+            (str(now_ms),),
+        )
 
     async def _drop(self) -> None:
         if self._conn is not None:

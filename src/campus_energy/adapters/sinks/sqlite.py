@@ -6,8 +6,11 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from campus_energy.adapters.sqlite import SqliteFile, transaction
+from campus_energy.core.rollups import RollupChange, change, hour_of, local_day
 from campus_energy.core.windows import Accumulator, WindowDelta, window_document
 from campus_energy.errors import SinkError
 
@@ -36,8 +39,58 @@ CREATE TABLE IF NOT EXISTS window_aggregates (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS window_aggregates_meter_start
     ON window_aggregates (meter_id, window_start_ms);
-CREATE INDEX IF NOT EXISTS window_aggregates_start ON window_aggregates (window_start_ms)
+CREATE INDEX IF NOT EXISTS window_aggregates_start ON window_aggregates (window_start_ms);
+CREATE TABLE IF NOT EXISTS rollup_hourly (
+    hour_ms INTEGER NOT NULL,
+    meter_id TEXT NOT NULL,
+    energy_wh REAL NOT NULL,
+    covered_s REAL NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    PRIMARY KEY (hour_ms, meter_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_daily (
+    day TEXT NOT NULL,
+    meter_id TEXT NOT NULL,
+    energy_wh REAL NOT NULL,
+    covered_s REAL NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    last_window_ms INTEGER NOT NULL,
+    PRIMARY KEY (day, meter_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS window_meters (
+    meter_id TEXT PRIMARY KEY,
+    building TEXT NOT NULL,
+    floor TEXT NOT NULL,
+    last_window_ms INTEGER NOT NULL,
+    last_avg_power_w REAL,
+    last_coverage REAL NOT NULL,
+    updated_ms INTEGER NOT NULL
+)
 """
+
+ROLLUP_SQL = (
+    "INSERT INTO rollup_hourly (hour_ms, meter_id, energy_wh, covered_s, readings, windows) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hour_ms, meter_id) DO UPDATE SET "
+    "energy_wh = energy_wh + excluded.energy_wh, covered_s = covered_s + excluded.covered_s, "
+    "readings = readings + excluded.readings, windows = windows + excluded.windows",
+    "INSERT INTO rollup_daily (day, meter_id, energy_wh, covered_s, readings, windows, "
+    "last_window_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (day, meter_id) DO UPDATE SET "
+    "energy_wh = energy_wh + excluded.energy_wh, covered_s = covered_s + excluded.covered_s, "
+    "readings = readings + excluded.readings, windows = windows + excluded.windows, "
+    "last_window_ms = max(last_window_ms, excluded.last_window_ms)",
+)
+METER_SQL = (
+    "INSERT INTO window_meters (meter_id, building, floor, last_window_ms, last_avg_power_w, "
+    "last_coverage, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (meter_id) DO UPDATE SET "
+    "building = excluded.building, floor = excluded.floor, updated_ms = excluded.updated_ms, "
+    "last_window_ms = max(last_window_ms, excluded.last_window_ms), "
+    "last_avg_power_w = CASE WHEN excluded.last_window_ms >= last_window_ms "
+    "THEN excluded.last_avg_power_w ELSE last_avg_power_w END, "
+    "last_coverage = CASE WHEN excluded.last_window_ms >= last_window_ms "
+    "THEN excluded.last_coverage ELSE last_coverage END"
+)
 
 
 def iso_seconds(ms: int) -> str:
@@ -45,10 +98,27 @@ def iso_seconds(ms: int) -> str:
 
 
 class SqliteSink(SqliteFile):
+    """Windows, their hourly and daily rollups and each meter's latest window, in one file."""
+
     name = "sqlite"
     label = "window sink"
     error = SinkError
     schema = SCHEMA
+
+    def __init__(self, path: Path, zone: ZoneInfo) -> None:
+        super().__init__(path)
+        self.zone = zone
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        super()._prepare(conn)
+        with transaction(conn):
+            row = conn.execute("SELECT value FROM meta WHERE key = 'rollup_zone'").fetchone()
+            if row is None or row[0] != self.zone.key:
+                _rebuild_rollups(conn, self.zone)
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('rollup_zone', ?)",
+                    (self.zone.key,),
+                )
 
     async def merge(self, deltas: Sequence[WindowDelta], now_ms: int) -> int:
         def work(conn: sqlite3.Connection) -> int:
@@ -60,6 +130,19 @@ class SqliteSink(SqliteFile):
                     ).fetchone()
                     existing = Accumulator.from_dict(json.loads(row[0])) if row else None
                     doc = window_document(delta, existing, now_ms)
+                    _roll_up(conn, change(existing, doc, self.zone))
+                    conn.execute(
+                        METER_SQL,
+                        (
+                            doc.meter_id,
+                            doc.building,
+                            doc.floor,
+                            doc.window_start_ms,
+                            doc.avg_power_w,
+                            doc.coverage,
+                            now_ms,
+                        ),
+                    )
                     fields = doc.fields(iso_seconds)
                     fields["updated_at"] = iso_seconds(now_ms)
                     columns = ["id", *fields, "window_start_ms", "accumulator"]
@@ -74,6 +157,41 @@ class SqliteSink(SqliteFile):
                         f"VALUES ({', '.join('?' for _ in columns)})",
                         values,
                     )
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('data_version', ?)",
+                    (str(now_ms),),
+                )
             return len(deltas)
 
         return await self._call(work)
+
+
+def _roll_up(conn: sqlite3.Connection, c: RollupChange) -> None:
+    hourly, daily = ROLLUP_SQL
+    conn.execute(hourly, (c.hour_ms, c.meter_id, c.energy_wh, c.covered_s, c.readings, c.windows))
+    conn.execute(
+        daily,
+        (c.day, c.meter_id, c.energy_wh, c.covered_s, c.readings, c.windows, c.window_start_ms),
+    )
+
+
+def _rebuild_rollups(conn: sqlite3.Connection, zone: ZoneInfo) -> None:
+    """Recompute every rollup from the windows (a new file, an upgrade, or a new time zone)."""
+    conn.execute("DELETE FROM rollup_hourly")
+    conn.execute("DELETE FROM rollup_daily")
+    rows = conn.execute("SELECT meter_id, window_start_ms, accumulator FROM window_aggregates")
+    for meter_id, start_ms, accumulator in rows:
+        acc = Accumulator.from_dict(json.loads(accumulator))
+        _roll_up(
+            conn,
+            RollupChange(
+                meter_id,
+                local_day(start_ms, zone),
+                hour_of(start_ms),
+                start_ms,
+                acc.energy_wh,
+                acc.covered_s,
+                acc.readings,
+                1,
+            ),
+        )
