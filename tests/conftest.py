@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
+from tests.support import SHARED_PROCESSES
 
 from campus_energy.config import Config, parse_config
 
@@ -69,11 +71,17 @@ def no_leftovers() -> Iterator[None]:
     def leftover_threads() -> list[threading.Thread]:
         return [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
 
+    def alive(process: psutil.Process) -> bool:
+        try:
+            return process.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:  # gone, or a zombie already
+            return False
+
     def leftover_children() -> list[psutil.Process]:
         return [
             p
             for p in me.children(recursive=True)
-            if p.pid not in children_before and p.status() != psutil.STATUS_ZOMBIE
+            if p.pid not in children_before and p.pid not in SHARED_PROCESSES and alive(p)
         ]
 
     deadline = time.monotonic() + 5
@@ -260,8 +268,8 @@ def postgres_dsn() -> Iterator[tuple[str, str]]:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-@pytest.fixture
-def firestore_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+@contextlib.contextmanager
+def running_emulator(shared: bool = False) -> Iterator[str]:
     """The Firestore gRPC emulator (npm @firestore-emulator/server) on a free port: 'host:port'."""
     node = shutil.which("node")
     if node is None or not (EMULATOR_DIR / "node_modules" / "@firestore-emulator").is_dir():
@@ -273,18 +281,27 @@ def firestore_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
         cwd=EMULATOR_DIR,
     )
+    if shared:
+        SHARED_PROCESSES.add(process.pid)
     try:
         assert process.stdout is not None
         line = process.stdout.readline().decode()
         assert line.startswith("ready"), f"emulator did not start: {line!r}"
-        host = f"127.0.0.1:{port}"
-        monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", host)
-        yield host
+        yield f"127.0.0.1:{port}"
     finally:
+        SHARED_PROCESSES.discard(process.pid)
         process.terminate()
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+@pytest.fixture
+def firestore_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh emulator for one test, with FIRESTORE_EMULATOR_HOST pointing at it."""
+    with running_emulator() as host:
+        monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", host)
+        yield host
 
 
 class TcpProxy:

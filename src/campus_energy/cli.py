@@ -299,6 +299,16 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     return _run_async(Bridge(_config(args)).run)
 
 
+# --- api ------------------------------------------------------------------------------------
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from campus_energy.api.server import serve
+
+    serve(_config(args), dev=args.dev)
+    return EXIT_OK
+
+
 # --- demo -----------------------------------------------------------------------------------
 
 
@@ -408,6 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bridge", parents=[common], help="readings from MQTT into windows (service)")
     p.set_defaults(func=cmd_bridge)
+
+    p = sub.add_parser("api", parents=[common], help="the HTTP API and the web dashboard (service)")
+    p.add_argument("--dev", action="store_true", help="Flask's development server, not Gunicorn")
+    p.set_defaults(func=cmd_api)
 
     p = sub.add_parser("demo", parents=[common], help="run the system on simulated meters")
     p.add_argument(

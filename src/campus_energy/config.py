@@ -290,6 +290,21 @@ class BridgeConfig(_Section):
 class ApiConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    source: Literal["sqlite", "firestore", "postgres"] | None = Field(
+        default=None, description="where to read windows (default: bridge.sink)"
+    )
+    workers: int = Field(default=2, ge=1, le=64)
+    cache_s: float = Field(default=30, ge=0, le=3600)
+    refresh_s: int = Field(default=60, ge=5, le=3600)
+    cors_origins: tuple[str, ...] = ()
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not re.match(r"^https?://[^/\s]+$", origin):
+                raise ValueError(f"must be origins like 'https://example.org', got {origin!r}")
+        return value
 
 
 class DashboardConfig(_Section):

@@ -139,3 +139,7 @@ class SpoolError(CampusEnergyError):
 
 class SinkError(CampusEnergyError):
     """A window sink (SQLite, PostgreSQL, Firestore) is unreachable or refused a write."""
+
+
+class SourceError(CampusEnergyError):
+    """The API cannot read its data source (the windows sink)."""

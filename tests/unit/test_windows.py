@@ -350,3 +350,20 @@ def test_order_and_duplicates_do_not_matter(
     cuts = sorted(data.draw(st.lists(st.integers(0, len(shuffled)), max_size=5)))
     chunks = [shuffled[a:b] for a, b in zip([0, *cuts], [*cuts, len(shuffled)], strict=True)]
     assert_same(documents(readings, window_s), merge_in_order(chunks, window_s))
+
+
+def test_firestore_transactions_keep_every_meter_of_a_window_together() -> None:
+    from campus_energy.adapters.sinks.firestore import PER_TRANSACTION, transactions
+    from campus_energy.core.windows import group
+
+    items = [
+        Contribution(f"m{i:03d}", w * 300_000, 1, 1.0, 300.0, True)
+        for i in range(100)
+        for w in range(6)
+    ]
+    deltas = group(items, 300, {})
+    chunks = transactions(deltas, "per-window")
+    windows = [{d.window_start_ms for d in chunk} for chunk in chunks]
+    assert sum(len(w) for w in windows) == 6  # each window's document in exactly one chunk
+    assert all(len(c) <= PER_TRANSACTION * 100 for c in chunks)
+    assert [len(c) for c in transactions(deltas, "per-meter")] == [250, 250, 100]

@@ -77,8 +77,7 @@ class FirestoreSink:
             self._merge_per_window if self.config.layout == "per-window" else self._merge_per_meter
         )
         written = 0
-        for start in range(0, len(deltas), PER_TRANSACTION):
-            chunk = list(deltas[start : start + PER_TRANSACTION])
+        for chunk in transactions(deltas, self.config.layout):
             written += await self._run(functools.partial(write, chunk, now_ms))
         return written
 

@@ -108,6 +108,12 @@ CREATE TABLE IF NOT EXISTS {meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL)
 REBUILD = """
 DELETE FROM {hourly};
 DELETE FROM {daily};
+DELETE FROM {meters};
+INSERT INTO {meters} (meter_id, building, floor, last_window, last_avg_power_w, last_coverage,
+                      updated_at)
+SELECT DISTINCT ON (meter_id) meter_id, building, floor, window_start, avg_power_w, coverage,
+       updated_at
+FROM {windows} ORDER BY meter_id, window_start DESC;
 INSERT INTO {hourly} (hour_start, meter_id, energy_wh, covered_s, readings, windows)
 SELECT date_trunc('hour', window_start), meter_id, sum(total_energy_wh),
        sum((accumulator->>'covered_s')::float8), sum(readings_in_batch), count(*)
@@ -352,12 +358,11 @@ class PostgresSink:
             ).format(self.names["meters"]),
             latest,
         )
-        await cur.execute(
+        await cur.execute(  # a counter: readers use it to tell whether anything changed
             sql.SQL(
-                "INSERT INTO {} (key, value) VALUES ('data_version', %s) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-            ).format(self.names["meta"]),
-            (str(now_ms),),
+                "INSERT INTO {} AS m (key, value) VALUES ('data_version', '1') "
+                "ON CONFLICT (key) DO UPDATE SET value = (m.value::bigint + 1)::text"
+            ).format(self.names["meta"])
         )
 
     async def _drop(self) -> None:

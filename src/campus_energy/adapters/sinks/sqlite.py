@@ -157,9 +157,9 @@ class SqliteSink(SqliteFile):
                         f"VALUES ({', '.join('?' for _ in columns)})",
                         values,
                     )
-                conn.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('data_version', ?)",
-                    (str(now_ms),),
+                conn.execute(  # a counter: readers use it to tell whether anything changed
+                    "INSERT INTO meta (key, value) VALUES ('data_version', '1') "
+                    "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
                 )
             return len(deltas)
 
@@ -179,6 +179,13 @@ def _rebuild_rollups(conn: sqlite3.Connection, zone: ZoneInfo) -> None:
     """Recompute every rollup from the windows (a new file, an upgrade, or a new time zone)."""
     conn.execute("DELETE FROM rollup_hourly")
     conn.execute("DELETE FROM rollup_daily")
+    conn.execute("DELETE FROM window_meters")
+    conn.execute(
+        "INSERT INTO window_meters (meter_id, building, floor, last_window_ms, last_avg_power_w, "
+        "last_coverage, updated_ms) SELECT w.meter_id, w.building, w.floor, w.window_start_ms, "
+        "w.avg_power_w, w.coverage, 0 FROM window_aggregates w WHERE w.window_start_ms = "
+        "(SELECT max(window_start_ms) FROM window_aggregates x WHERE x.meter_id = w.meter_id)"
+    )
     rows = conn.execute("SELECT meter_id, window_start_ms, accumulator FROM window_aggregates")
     for meter_id, start_ms, accumulator in rows:
         acc = Accumulator.from_dict(json.loads(accumulator))

@@ -1,0 +1,416 @@
+"""The REST API and the public dashboard (Flask). Serve with `campus-energy api` or
+`gunicorn "campus_energy.api:create_app()"`.
+
+Views only parse parameters and shape answers: the source reads rollups, the
+pure helpers in `queries` do the sums, and one error handler turns the
+project's exceptions into statuses.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import timedelta
+from importlib import resources
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+from campus_energy.api.metrics import Metrics
+from campus_energy.api.openapi import openapi_document
+from campus_energy.api.queries import (
+    MAX_POINTS,
+    MAX_RANGE_DAYS,
+    STEPS,
+    BadParameter,
+    NotFound,
+    Period,
+    by_building,
+    day_of,
+    finite,
+    kwh,
+    midnight_ms,
+    parse_day,
+    parse_instant,
+    series_points,
+)
+from campus_energy.api.sources import MeterLatest, WindowSource, open_source
+from campus_energy.config import Config, load_config
+from campus_energy.core.timestamps import iso_utc
+from campus_energy.errors import CampusEnergyError, SourceError
+
+CACHE_ENTRIES = 256
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else iso_utc(ms).replace(".000Z", "Z")
+
+
+class Campus:
+    """What the views need: the config, the source, the clock, and a small response cache."""
+
+    def __init__(self, config: Config, source: WindowSource, clock: Callable[[], float]) -> None:
+        self.config = config
+        self.source = source
+        self.clock = clock
+        self.zone = config.site.zone
+        self.cache: OrderedDict[str, tuple[str, bytes, str]] = OrderedDict()
+
+    def now_ms(self) -> int:
+        return round(self.clock() * 1000)
+
+    @property
+    def fresh_ms(self) -> int:
+        """A meter whose latest window started within this of now is reporting."""
+        bridge = self.config.bridge
+        return round((2 * bridge.window_s + bridge.grace_s) * 1000)
+
+    def meters(self) -> list[MeterLatest]:
+        """The source's meters, plus configured meters that have no window yet."""
+        found = {m.meter_id: m for m in self.source.meters()}
+        for m in self.config.meters:
+            found.setdefault(m.id, MeterLatest(m.id, m.building, m.floor, None, None, None))
+        return sorted(found.values(), key=lambda m: m.meter_id)
+
+    def online(self, meter: MeterLatest, now_ms: int) -> bool:
+        last = meter.last_window_ms
+        return last is not None and now_ms - last <= self.fresh_ms
+
+    def scope(
+        self, meter: str | None, building: str | None
+    ) -> tuple[str, str | None, list[str] | None]:
+        """(scope, name, meter ids or None for the whole campus) of a request."""
+        if meter is not None and building is not None:
+            raise BadParameter("meter", "give either meter or building, not both")
+        meters = self.meters()
+        if meter is not None:
+            if meter not in {m.meter_id for m in meters}:
+                raise NotFound(f"unknown meter {meter[:80]!r}")
+            return "meter", meter, [meter]
+        if building is not None:
+            ids = [m.meter_id for m in meters if m.building == building]
+            if not ids:
+                raise NotFound(f"unknown building {building[:80]!r}")
+            return "building", building, ids
+        return "campus", None, None
+
+
+def create_app(
+    config: Config | None = None,
+    *,
+    source: WindowSource | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Flask:
+    """The API. With no config, it is read as every command reads it (environment, file)."""
+    config = config or load_config(None, os.environ)
+    app = Flask(__name__, static_folder="static", static_url_path="/static")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    campus = Campus(config, source or open_source(config), clock)
+    metrics = Metrics()
+    app.extensions["campus_energy"] = campus
+
+    @app.before_request
+    def started() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def finished(response: Response) -> Response:
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.observe(endpoint, response.status_code, time.perf_counter() - g.started)
+        origin = request.headers.get("Origin")
+        if origin and origin in config.api.cors_origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.errorhandler(CampusEnergyError)
+    def failed(exc: CampusEnergyError) -> tuple[Response, int]:
+        if isinstance(exc, BadParameter):
+            return _json({"error": str(exc)}), 400
+        if isinstance(exc, NotFound):
+            return _json({"error": str(exc)}), 404
+        if isinstance(exc, SourceError):
+            metrics.source_errors.inc()
+        return _json({"error": str(exc)}), 503
+
+    @app.errorhandler(404)
+    def missing(_: Exception) -> tuple[Response, int]:
+        return _json({"error": f"no such endpoint: {request.path[:100]}"}), 404
+
+    @app.errorhandler(405)
+    def read_only(_: Exception) -> tuple[Response, int]:
+        return _json({"error": "this API is read-only: GET only"}), 405
+
+    def cached(build: Callable[[], tuple[bytes, str]]) -> Response:
+        """Serve from the response cache, with an ETag tied to the data's version."""
+        version = campus.source.version()
+        key = f"{version}|{request.full_path}"
+        hit = campus.cache.get(key)
+        if hit is None:
+            body, mimetype = build()
+            etag = hashlib.sha1(key.encode() + body).hexdigest()[:20]
+            hit = (etag, body, mimetype)
+            campus.cache[key] = hit
+            if len(campus.cache) > CACHE_ENTRIES:
+                campus.cache.popitem(last=False)
+        else:
+            campus.cache.move_to_end(key)
+            metrics.cache_hits.inc()
+        etag, body, mimetype = hit
+        response = Response(body, mimetype=mimetype)
+        response.set_etag(etag)
+        response.headers["Cache-Control"] = f"public, max-age={int(config.api.cache_s)}"
+        response.make_conditional(request)
+        return response
+
+    def as_json(build: Callable[[], dict[str, Any]]) -> Response:
+        return cached(
+            lambda: (json.dumps(build(), separators=(",", ":")).encode(), "application/json")
+        )
+
+    # --- endpoints -----------------------------------------------------------------------------
+
+    @app.get("/")
+    def page() -> Response:
+        html = resources.files("campus_energy.api").joinpath("static/index.html").read_text("utf-8")
+        html = html.replace('data-refresh-s="60"', f'data-refresh-s="{config.api.refresh_s}"')
+        response = Response(html, mimetype="text/html")
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @app.get("/api/health")
+    def health() -> Response:
+        now = campus.now_ms()
+        try:
+            meters = campus.meters()
+        except SourceError as exc:
+            metrics.source_errors.inc()
+            body = {"status": "unavailable", "error": str(exc), "source": campus.source.name}
+            return Response(json.dumps(body), status=503, mimetype="application/json")
+        last = max((m.last_window_ms for m in meters if m.last_window_ms is not None), default=None)
+        online = [m for m in meters if campus.online(m, now)]
+        reporting = len(online)
+        ok = last is not None and reporting == len(meters)
+        covered = [m.coverage for m in online if m.coverage is not None]
+        return _json(
+            {
+                "status": "ok" if ok else "degraded",
+                "source": campus.source.name,
+                "timezone": campus.zone.key,
+                "last_window": _iso(last),
+                "meters": len(meters),
+                "meters_reporting": reporting,
+                "coverage": round(sum(covered) / len(covered), 4) if covered else None,
+                "checked_at": _iso(now - now % 1000),
+                "refresh_s": config.api.refresh_s,
+            }
+        )
+
+    @app.get("/api/meters")
+    def meters() -> Response:
+        def build() -> dict[str, Any]:
+            now = campus.now_ms()
+            return {
+                "timezone": campus.zone.key,
+                "meters": [
+                    {
+                        "meter_id": m.meter_id,
+                        "building": m.building,
+                        "floor": m.floor,
+                        "last_window": _iso(m.last_window_ms),
+                        "power_w": finite(m.power_w),
+                        "coverage": m.coverage,
+                        "online": campus.online(m, now),
+                    }
+                    for m in campus.meters()
+                ],
+            }
+
+        return as_json(build)
+
+    @app.get("/api/summary")
+    def summary() -> Response:
+        def build() -> dict[str, Any]:
+            now = campus.now_ms()
+            period = Period.at(now, campus.zone)
+            meters = campus.meters()
+            building_of = {m.meter_id: m.building for m in meters}
+            month = campus.source.buckets(
+                "day",
+                period.month_start.isoformat(),
+                (period.today + timedelta(days=1)).isoformat(),
+                None,
+            )
+            today = [b for b in month if b.key == period.today.isoformat()]
+            week = [b for b in month if str(b.key) >= period.week_start.isoformat()]
+            if period.week_start < period.month_start:  # the week began last month
+                week = campus.source.buckets(
+                    "day",
+                    period.week_start.isoformat(),
+                    (period.today + timedelta(days=1)).isoformat(),
+                    None,
+                )
+            online = [m for m in meters if campus.online(m, now)]
+            power = {m.meter_id: finite(m.power_w) or 0.0 for m in online}
+            per = {
+                "today": by_building(today, building_of),
+                "week": by_building(week, building_of),
+                "month": by_building(month, building_of),
+            }
+            total_today = sum(per["today"].values())
+            buildings = sorted({m.building for m in meters})
+            last = max(
+                (m.last_window_ms for m in meters if m.last_window_ms is not None), default=None
+            )
+            return {
+                "timezone": campus.zone.key,
+                "generated_at": _iso(now - now % 1000),
+                "last_window": _iso(last),
+                "power_w": sum(power.values()),
+                "meters": len(meters),
+                "meters_online": len(online),
+                "today_kwh": kwh(total_today),
+                "week_kwh": kwh(sum(per["week"].values())),
+                "month_kwh": kwh(sum(per["month"].values())),
+                "buildings": [
+                    {
+                        "building": name,
+                        "power_w": sum(p for mid, p in power.items() if building_of[mid] == name),
+                        "today_kwh": kwh(per["today"].get(name, 0.0)),
+                        "week_kwh": kwh(per["week"].get(name, 0.0)),
+                        "month_kwh": kwh(per["month"].get(name, 0.0)),
+                        "share_today": round(per["today"].get(name, 0.0) / total_today, 4)
+                        if total_today > 0
+                        else 0.0,
+                    }
+                    for name in buildings
+                ],
+            }
+
+        return as_json(build)
+
+    def aggregate(scope: str, building: str | None) -> Response:
+        today = day_of(campus.now_ms(), campus.zone)
+        first = parse_day("start_date", request.args.get("start_date"), today)
+        last = parse_day("end_date", request.args.get("end_date"), today)
+        if last < first:
+            raise BadParameter("end_date", "must not be before start_date")
+        if (last - first).days >= MAX_RANGE_DAYS:
+            raise BadParameter("end_date", f"the range may span at most {MAX_RANGE_DAYS} days")
+        ids = campus.scope(None, building)[2] if building is not None else None
+
+        def build() -> dict[str, Any]:
+            total = campus.source.total(first.isoformat(), last.isoformat(), ids)
+            body: dict[str, Any] = {
+                "scope": scope,
+                "time_range_start": _iso(midnight_ms(first, campus.zone)),
+                "time_range_end": _iso(midnight_ms(last + timedelta(days=1), campus.zone)),
+                "total_energy_kwh": kwh(total.energy_wh),
+                "meters_found": total.meters_found,
+                "readings_processed": total.readings,
+                "last_reading_in_range": _iso(total.last_window_ms),
+                "timezone": campus.zone.key,
+            }
+            if building is not None:
+                body["building_name"] = building
+            return body
+
+        return as_json(build)
+
+    @app.get("/api/aggregate/campus")
+    def aggregate_campus() -> Response:
+        return aggregate("campus", None)
+
+    @app.get("/api/aggregate/building/<name>")
+    def aggregate_building(name: str) -> Response:
+        return aggregate("building", name)
+
+    def series_request() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        step = request.args.get("step", "5m")
+        if step not in STEPS:
+            raise BadParameter("step", f"must be one of {', '.join(STEPS)}, got {step[:20]!r}")
+        grain, step_s = STEPS[step]
+        end = parse_instant("end", request.args.get("end"), campus.zone) or campus.now_ms()
+        default_span_ms = (30 if grain == "day" else 1) * 86_400_000
+        start = (
+            parse_instant("start", request.args.get("start"), campus.zone) or end - default_span_ms
+        )
+        if end <= start:
+            raise BadParameter("end", "must be after start")
+        if (end - start) / 1000 / step_s > MAX_POINTS:
+            raise BadParameter("start", f"the range holds more than {MAX_POINTS} steps of {step}")
+        scope, name, ids = campus.scope(request.args.get("meter"), request.args.get("building"))
+        in_scope = len(ids) if ids is not None else len(campus.meters())
+        if grain == "day":
+            first, after = (
+                day_of(start, campus.zone),
+                day_of(end - 1, campus.zone) + timedelta(days=1),
+            )
+            rows = campus.source.buckets("day", first.isoformat(), after.isoformat(), ids)
+        else:
+            aligned = start - start % (step_s * 1000)
+            rows = campus.source.buckets(grain, aligned, end, ids)
+        points = [p.as_json() for p in series_points(rows, grain, step_s, in_scope, campus.zone)]
+        head = {
+            "scope": scope,
+            "name": name,
+            "step": step,
+            "timezone": campus.zone.key,
+            "start": _iso(start),
+            "end": _iso(end),
+        }
+        return head, points
+
+    @app.get("/api/series")
+    def series() -> Response:
+        head, points = series_request()  # parameters are checked before the cache is consulted
+        return as_json(lambda: {**head, "points": points})
+
+    @app.get("/api/export.csv")
+    def export() -> Response:
+        head, points = series_request()
+
+        def build() -> tuple[bytes, str]:
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(["t", "energy_wh", "avg_power_w", "coverage"])
+            for p in points:
+                writer.writerow([p["t"], p["energy_wh"], p["avg_power_w"] or "", p["coverage"]])
+            return out.getvalue().encode(), "text/csv"
+
+        response = cached(build)
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="campus-energy-{head["scope"]}-{head["step"]}.csv"'
+        )
+        return response
+
+    @app.get("/api/openapi.json")
+    def openapi() -> Response:
+        return _json(openapi_document())
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(metrics.render(), mimetype=metrics.content_type)
+
+    return app
+
+
+def _json(body: dict[str, Any]) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), mimetype="application/json")

@@ -1,0 +1,164 @@
+"""Turning request parameters into ranges and source rows into answers. Pure, no Flask, no I/O."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from campus_energy.api.sources import Bucket, Grain
+from campus_energy.core.timestamps import iso_utc
+from campus_energy.errors import CampusEnergyError
+
+MAX_POINTS = 10_000
+MAX_RANGE_DAYS = 3660
+STEPS: dict[str, tuple[Grain, int]] = {
+    "5m": ("window", 300),
+    "1h": ("hour", 3600),
+    "1d": ("day", 86400),
+}
+
+
+class BadParameter(CampusEnergyError):
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        super().__init__(f"{name}: {message}")
+
+
+class NotFound(CampusEnergyError):
+    pass
+
+
+def parse_day(name: str, value: str | None, default: date) -> date:
+    if value is None or value == "":
+        return default
+    try:
+        if len(value) != 10:
+            raise ValueError
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise BadParameter(name, f"must be a date YYYY-MM-DD, got {value[:40]!r}") from None
+    if not 2000 <= day.year <= 2099:
+        raise BadParameter(name, "must lie between 2000 and 2099")
+    return day
+
+
+def midnight_ms(day: date, zone: ZoneInfo) -> int:
+    """UTC epoch ms of the local midnight that starts `day`."""
+    return round(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp() * 1000)
+
+
+def parse_instant(name: str, value: str | None, zone: ZoneInfo) -> int | None:
+    """ISO 8601 with a zone, or a local day (its midnight), to epoch ms."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    if len(text) == 10:
+        return midnight_ms(parse_day(name, text, date.today()), zone)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadParameter(
+            name, f"must be ISO 8601 (e.g. 2026-01-02T03:04:05Z), got {text[:40]!r}"
+        ) from None
+    if moment.tzinfo is None:
+        raise BadParameter(name, "needs a time zone (e.g. a trailing Z for UTC)")
+    try:
+        ms = moment.timestamp() * 1000
+    except (OverflowError, ValueError):
+        raise BadParameter(name, "is out of range") from None
+    if not 946_684_800_000 <= ms <= 4_102_444_800_000:  # 2000 .. 2100
+        raise BadParameter(name, "must lie between 2000 and 2100")
+    return round(ms)
+
+
+def day_of(ms: int, zone: ZoneInfo) -> date:
+    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(zone).date()
+
+
+@dataclass(frozen=True)
+class Period:
+    """today / this week (from Monday) / this month, as local days."""
+
+    today: date
+    week_start: date
+    month_start: date
+
+    @classmethod
+    def at(cls, now_ms: int, zone: ZoneInfo) -> Period:
+        today = day_of(now_ms, zone)
+        return cls(today, today - timedelta(days=today.weekday()), today.replace(day=1))
+
+
+@dataclass(frozen=True)
+class Point:
+    t_ms: int
+    energy_wh: float
+    avg_power_w: float | None
+    coverage: float
+    day: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        body: dict[str, object] = {
+            "t": iso_utc(self.t_ms).replace(".000Z", "Z"),
+            "energy_wh": self.energy_wh,
+            "avg_power_w": self.avg_power_w,
+            "coverage": self.coverage,
+        }
+        if self.day is not None:
+            body["date"] = self.day
+        return body
+
+
+def series_points(
+    buckets: Iterable[Bucket], grain: Grain, step_s: int, meters_in_scope: int, zone: ZoneInfo
+) -> list[Point]:
+    """One point per step: Σ energy, Σ of the meters' average powers, coverage of the scope."""
+    energy: dict[int | str, float] = defaultdict(float)
+    power: dict[int | str, float] = defaultdict(float)
+    covered: dict[int | str, float] = defaultdict(float)
+    for b in buckets:
+        energy[b.key] += b.energy_wh
+        covered[b.key] += b.covered_s
+        if b.covered_s > 0:
+            power[b.key] += b.energy_wh * 3600 / b.covered_s
+    points = []
+    for key in sorted(energy, key=str):
+        if grain == "day":
+            assert isinstance(key, str)
+            day = date.fromisoformat(key)
+            start = midnight_ms(day, zone)
+            length_s = (midnight_ms(day + timedelta(days=1), zone) - start) / 1000
+        else:
+            assert isinstance(key, int)
+            start, length_s = key, float(step_s)
+        possible = length_s * max(1, meters_in_scope)
+        points.append(
+            Point(
+                t_ms=start,
+                energy_wh=energy[key],
+                avg_power_w=power[key] if covered[key] > 0 else None,
+                coverage=min(1.0, covered[key] / possible) if possible else 0.0,
+                day=key if grain == "day" else None,  # type: ignore[arg-type]
+            )
+        )
+    points.sort(key=lambda p: p.t_ms)
+    return points
+
+
+def kwh(wh: float) -> float:
+    return round(wh / 1000, 6)
+
+
+def by_building(rows: Iterable[Bucket], building_of: Mapping[str, str]) -> dict[str, float]:
+    found: dict[str, float] = defaultdict(float)
+    for b in rows:
+        found[building_of.get(b.meter_id, "")] += b.energy_wh
+    return dict(found)
+
+
+def finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

@@ -1,0 +1,102 @@
+"""Reading the SQLite window sink (read-only; safe while the bridge writes, thanks to WAL)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+from campus_energy.api.sources import Bucket, Grain, MeterLatest, Total
+from campus_energy.errors import SourceError
+
+GRAIN_SQL = {
+    "window": (
+        "SELECT meter_id, window_start_ms, total_energy_wh, "
+        "json_extract(accumulator, '$.covered_s'), readings_in_batch "
+        "FROM window_aggregates WHERE window_start_ms >= ? AND window_start_ms < ?"
+    ),
+    "hour": (
+        "SELECT meter_id, hour_ms, energy_wh, covered_s, readings FROM rollup_hourly "
+        "WHERE hour_ms >= ? AND hour_ms < ?"
+    ),
+    "day": (
+        "SELECT meter_id, day, energy_wh, covered_s, readings FROM rollup_daily "
+        "WHERE day >= ? AND day < ?"
+    ),
+}
+
+
+class SqliteSource:
+    name = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()  # one connection per thread (Gunicorn threads, tests)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if not self.path.exists():
+                raise SourceError(f"window store {self.path} does not exist yet")
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+            self._local.conn = conn
+        return conn
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []  # the bridge has not written anything yet
+            raise SourceError(f"window store {self.path}: {exc}") from None
+        except sqlite3.Error as exc:
+            raise SourceError(f"window store {self.path}: {exc}") from None
+
+    def version(self) -> str:
+        rows = self._query("SELECT value FROM meta WHERE key = 'data_version'")
+        return rows[0][0] if rows else "0"
+
+    def meters(self) -> list[MeterLatest]:
+        return [
+            MeterLatest(*row)
+            for row in self._query(
+                "SELECT meter_id, building, floor, last_window_ms, last_avg_power_w, last_coverage "
+                "FROM window_meters ORDER BY meter_id"
+            )
+        ]
+
+    def total(self, first_day: str, last_day: str, meters: Collection[str] | None) -> Total:
+        where, params = _meter_filter(meters)
+        rows = self._query(
+            "SELECT coalesce(sum(energy_wh), 0), coalesce(sum(readings), 0), "
+            "count(DISTINCT meter_id), max(last_window_ms) FROM rollup_daily "
+            f"WHERE day >= ? AND day <= ? {where}",
+            [first_day, last_day, *params],
+        )
+        if not rows:
+            return Total(0.0, 0, 0, None)
+        energy, readings, found, last = rows[0]
+        return Total(float(energy), int(readings), int(found), last)
+
+    def buckets(
+        self, grain: Grain, start: int | str, end: int | str, meters: Collection[str] | None
+    ) -> list[Bucket]:
+        where, params = _meter_filter(meters)
+        rows = self._query(f"{GRAIN_SQL[grain]} {where}", [start, end, *params])
+        return [Bucket(m, k, float(e), float(c or 0.0), int(r)) for m, k, e, c, r in rows]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def _meter_filter(meters: Collection[str] | None) -> tuple[str, list[str]]:
+    if meters is None:
+        return "", []
+    if not meters:
+        return "AND 0", []
+    return f"AND meter_id IN ({', '.join('?' for _ in meters)})", list(meters)

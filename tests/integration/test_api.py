@@ -1,0 +1,298 @@
+"""The API on a deterministic fixture of windows, through the real SQLite and PostgreSQL sinks."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import os
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from tests.conftest import running_emulator
+from tests.integration import api_fixture as fx
+
+from campus_energy.adapters.sinks import open_sink
+from campus_energy.api import create_app
+from campus_energy.api.sources import open_source
+from campus_energy.api.sources.firestore import FirestoreSource
+from campus_energy.config import Config
+
+LEGACY_KEYS = {
+    "scope",
+    "time_range_start",
+    "time_range_end",
+    "total_energy_kwh",
+    "meters_found",
+    "readings_processed",
+    "last_reading_in_range",
+}
+
+
+def write(config: Config, items: list[fx.FixtureWindow]) -> None:
+    async def go() -> None:
+        sink = open_sink(config)
+        try:
+            await sink.merge(fx.deltas(items), fx.NOW_MS)
+        finally:
+            await sink.close()
+
+    asyncio.run(go())
+
+
+@pytest.fixture(scope="module")
+def firestore_campus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+    """The fixture written once to one emulator for the whole module (writing it is slow)."""
+    with running_emulator(shared=True) as host:
+        previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        os.environ["FIRESTORE_EMULATOR_HOST"] = host
+        try:
+            sink = {"sink": "firestore", "firestore": {"project": "demo-api", "collection": "w"}}
+            config = fx.config_for(tmp_path_factory.mktemp("fs"), sink)
+            write(config, fx.windows())
+            yield config
+        finally:
+            if previous is None:
+                del os.environ["FIRESTORE_EMULATOR_HOST"]
+            else:
+                os.environ["FIRESTORE_EMULATOR_HOST"] = previous
+
+
+@pytest.fixture(params=["sqlite", "postgres", "firestore"])
+def campus(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Config, Flask]]:
+    if request.param == "firestore":
+        config = request.getfixturevalue("firestore_campus")
+        source = FirestoreSource(config.bridge.firestore, config.site.zone, cache_s=0)
+        try:
+            yield config, create_app(config, source=source, clock=lambda: fx.NOW_MS / 1000)
+        finally:
+            source.close()
+        return
+    if request.param == "postgres":
+        dsn, schema = request.getfixturevalue("postgres_dsn")
+        sink = {"sink": "postgres", "postgres": {"dsn": dsn, "schema": schema}}
+        config = fx.config_for(tmp_path, sink)
+    else:
+        config = fx.config_for(tmp_path)
+    write(config, fx.windows())
+    source = open_source(config)
+    app = create_app(config, source=source, clock=lambda: fx.NOW_MS / 1000)
+    try:
+        yield config, app
+    finally:
+        source.close()
+
+
+@pytest.fixture
+def client(campus: tuple[Config, Flask]) -> FlaskClient:
+    return campus[1].test_client()
+
+
+def get(client: FlaskClient, url: str, status: int = 200) -> Any:
+    response = client.get(url)
+    assert response.status_code == status, (url, response.status_code, response.data[:300])
+    return response.get_json()
+
+
+def test_health_names_the_meter_that_never_reported(client: FlaskClient) -> None:
+    body = get(client, "/api/health")
+    assert body["status"] == "degraded"  # lib-2 has never reported
+    assert (body["meters"], body["meters_reporting"]) == (4, 3)
+    assert body["timezone"] == "Asia/Kolkata"
+    assert body["last_window"] == "2026-11-27T07:50:00Z"
+
+
+def test_meters_list_every_meter_with_its_latest_window(client: FlaskClient) -> None:
+    meters = {m["meter_id"]: m for m in get(client, "/api/meters")["meters"]}
+    assert set(meters) == set(fx.METERS)
+    assert meters["lib-2"]["last_window"] is None and meters["lib-2"]["online"] is False
+    latest = max((w for w in fx.windows() if w.meter_id == "ece-1"), key=lambda w: w.start_ms)
+    assert meters["ece-1"]["power_w"] == pytest.approx(latest.power_w)
+    assert meters["ece-1"]["online"] is True
+
+
+def test_summary_matches_the_fixture(client: FlaskClient) -> None:
+    items = fx.windows()
+    body = get(client, "/api/summary")
+    assert body["today_kwh"] == pytest.approx(fx.energy_wh(items, fx.TODAY, fx.TODAY) / 1000)
+    assert body["week_kwh"] == pytest.approx(fx.energy_wh(items, fx.WEEK_START, fx.TODAY) / 1000)
+    assert body["month_kwh"] == pytest.approx(fx.energy_wh(items, fx.MONTH_START, fx.TODAY) / 1000)
+    latest = {}
+    for w in items:
+        if w.start_ms >= latest.get(w.meter_id, (0, 0))[0]:
+            latest[w.meter_id] = (w.start_ms, w.power_w)
+    assert body["power_w"] == pytest.approx(sum(p for _, p in latest.values()))
+    buildings = {b["building"]: b for b in body["buildings"]}
+    assert set(buildings) == {"ECE", "Library"}
+    ece_today = fx.energy_wh(items, fx.TODAY, fx.TODAY, {"ece-1", "ece-2"}) / 1000
+    assert buildings["ECE"]["today_kwh"] == pytest.approx(ece_today)
+    assert sum(b["share_today"] for b in body["buildings"]) == pytest.approx(1, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [
+        (date(2026, 11, 27), date(2026, 11, 27)),
+        (date(2026, 11, 1), date(2026, 11, 26)),
+        (date(2026, 10, 1), date(2026, 12, 31)),
+    ],
+)
+def test_campus_aggregate_keeps_the_legacy_keys_and_sums(
+    client: FlaskClient, first: date, last: date
+) -> None:
+    body = get(client, f"/api/aggregate/campus?start_date={first}&end_date={last}")
+    assert set(body) >= LEGACY_KEYS
+    items = fx.windows()
+    assert body["total_energy_kwh"] == pytest.approx(fx.energy_wh(items, first, last) / 1000)
+    in_range = [w for w in items if first <= fx.local_day(w.start_ms) <= last]
+    assert body["readings_processed"] == len(in_range)  # one reading per fixture window
+    assert body["meters_found"] == len({w.meter_id for w in in_range})
+    assert body["scope"] == "campus"
+
+
+def test_building_aggregate_names_the_building(client: FlaskClient) -> None:
+    body = get(client, "/api/aggregate/building/Library?start_date=2026-11-20&end_date=2026-11-27")
+    assert LEGACY_KEYS | {"building_name"} <= set(body)
+    assert body["building_name"] == "Library" and body["scope"] == "building"
+    expected = fx.energy_wh(
+        fx.windows(), date(2026, 11, 20), date(2026, 11, 27), {"lib-1", "lib-2"}
+    )
+    assert body["total_energy_kwh"] == pytest.approx(expected / 1000)
+    assert body["meters_found"] == 1
+
+
+def test_days_are_cut_in_the_site_time_zone(client: FlaskClient) -> None:
+    before, after = fx.EDGE_MS  # 23:55 on the 26th and 00:00 on the 27th, local time
+    day26 = get(client, "/api/aggregate/campus?start_date=2026-11-26&end_date=2026-11-26")
+    assert day26["time_range_start"] == "2026-11-25T18:30:00Z"
+    assert day26["time_range_end"] == "2026-11-26T18:30:00Z"
+    assert day26["last_reading_in_range"] == "2026-11-26T18:25:00Z"
+    day27 = get(client, "/api/aggregate/campus?start_date=2026-11-27&end_date=2026-11-27")
+    items = fx.windows()
+    edge = [w for w in items if w.start_ms == after]
+    assert edge and day27["total_energy_kwh"] == pytest.approx(
+        fx.energy_wh(items, date(2026, 11, 27), date(2026, 11, 27)) / 1000
+    )
+    assert fx.local_day(before) == date(2026, 11, 26) and fx.local_day(after) == date(2026, 11, 27)
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "named"),
+    [
+        ("/api/aggregate/campus?start_date=2026-13-01", 400, "start_date"),
+        ("/api/aggregate/campus?end_date=yesterday", 400, "end_date"),
+        ("/api/aggregate/campus?start_date=2026-11-27&end_date=2026-11-01", 400, "end_date"),
+        ("/api/aggregate/campus?start_date=2000-01-01&end_date=2026-11-01", 400, "end_date"),
+        ("/api/aggregate/building/Nowhere", 404, "Nowhere"),
+        ("/api/series?step=2m", 400, "step"),
+        ("/api/series?start=soon", 400, "start"),
+        ("/api/series?end=2026-11-27T08:00:00", 400, "end"),
+        ("/api/series?start=2026-11-27T08:00:00Z&end=2026-11-26T08:00:00Z", 400, "end"),
+        ("/api/series?step=5m&start=2026-01-01T00:00:00Z&end=2026-11-27T00:00:00Z", 400, "start"),
+        ("/api/series?meter=ghost", 404, "ghost"),
+        ("/api/series?meter=ece-1&building=ECE", 400, "meter"),
+        ("/api/series?start=1900-01-01T00:00:00Z", 400, "start"),
+        ("/api/export.csv?step=1w", 400, "step"),
+        ("/api/nothing-here", 404, "nothing-here"),
+    ],
+)
+def test_bad_parameters_are_named(client: FlaskClient, url: str, status: int, named: str) -> None:
+    body = get(client, url, status)
+    assert named in body["error"]
+
+
+def test_series_at_every_step(client: FlaskClient) -> None:
+    items = fx.windows()
+    day = get(client, "/api/series?step=5m&start=2026-11-26T08:00:00Z&end=2026-11-27T08:00:00Z")
+    in_day = [w for w in items if fx.NOW_MS - 86_400_000 <= w.start_ms < fx.NOW_MS]
+    assert sum(p["energy_wh"] for p in day["points"]) == pytest.approx(
+        sum(w.energy_wh for w in in_day)
+    )
+    assert len(day["points"]) == len({w.start_ms for w in in_day})
+    full = day["points"][-1]
+    assert full["coverage"] == pytest.approx(3 / 4)  # 3 of 4 meters cover the window
+    hourly = get(
+        client,
+        "/api/series?step=1h&meter=ece-1&start=2026-11-26T08:00:00Z&end=2026-11-27T08:00:00Z",
+    )
+    assert hourly["scope"] == "meter" and hourly["name"] == "ece-1"
+    assert sum(p["energy_wh"] for p in hourly["points"]) == pytest.approx(
+        sum(w.energy_wh for w in in_day if w.meter_id == "ece-1")
+    )
+    daily = get(client, "/api/series?step=1d&building=ECE&start=2026-11-20&end=2026-11-28")
+    by_date = {p["date"]: p["energy_wh"] for p in daily["points"]}
+    for d, energy in by_date.items():
+        day_ = date.fromisoformat(d)
+        assert energy == pytest.approx(fx.energy_wh(items, day_, day_, {"ece-1", "ece-2"}))
+    assert daily["points"][0]["t"] == "2026-11-19T18:30:00Z"  # local midnight of the 20th
+
+
+def test_export_csv_has_the_series(client: FlaskClient) -> None:
+    response = client.get("/api/export.csv?step=1h&building=Library")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert rows[0] == ["t", "energy_wh", "avg_power_w", "coverage"]
+    series = get(client, "/api/series?step=1h&building=Library")
+    assert len(rows) - 1 == len(series["points"])
+
+
+def test_etags_make_refreshes_cheap_and_change_with_the_data(
+    campus: tuple[Config, Flask], client: FlaskClient
+) -> None:
+    config, _ = campus
+    if config.bridge.sink == "firestore":
+        pytest.skip("shared module fixture; refreshes are tested in test_firestore_source.py")
+    first = client.get("/api/summary")
+    etag = first.headers["ETag"]
+    assert "max-age=30" in first.headers["Cache-Control"]
+    again = client.get("/api/summary", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    late = fx.FixtureWindow("ece-1", fx.NOW_MS - 300_000, 50.0, 600.0)
+    write(config, [late])
+    changed = client.get("/api/summary", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+    before = first.get_json()["today_kwh"]
+    assert changed.get_json()["today_kwh"] == pytest.approx(before + 0.05)
+
+
+def test_cors_is_an_allow_list(client: FlaskClient) -> None:
+    allowed = client.get("/api/health", headers={"Origin": "https://energy.example.edu"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://energy.example.edu"
+    other = client.get("/api/health", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_the_page_is_served_with_a_strict_policy(client: FlaskClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert b'data-refresh-s="60"' in response.data
+
+
+def test_read_only_and_metrics(client: FlaskClient) -> None:
+    assert client.post("/api/summary").status_code == 405
+    get(client, "/api/summary")
+    get(client, "/api/summary")
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'campus_energy_api_requests_total{endpoint="/api/summary",status="200"} 2.0' in metrics
+    assert "campus_energy_api_cache_hits_total 1.0" in metrics
+    assert get(client, "/api/openapi.json")["openapi"].startswith("3.")
+
+
+def test_an_unreachable_source_is_503_not_500(tmp_path: Path) -> None:
+    config = fx.config_for(tmp_path)  # the window file was never written
+    source = open_source(config)
+    app = create_app(config, source=source, clock=lambda: fx.NOW_MS / 1000)
+    client = app.test_client()
+    try:
+        assert client.get("/api/health").status_code == 503
+        body = get(client, "/api/summary", 503)
+        assert "does not exist" in body["error"]
+    finally:
+        source.close()
