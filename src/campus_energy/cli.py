@@ -309,6 +309,34 @@ def cmd_api(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- dashboard ------------------------------------------------------------------------------
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    config = _config(args)  # validated here, so a bad config exits 2 before Streamlit starts
+    script = resources.files("campus_energy.dashboard").joinpath("app.py")
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.address",
+        config.dashboard.host,
+        "--server.port",
+        str(config.dashboard.port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--",
+    ]
+    if config.source is not None:
+        command += ["--config", str(config.source)]
+    sys.stdout.flush()
+    os.execv(sys.executable, command)  # Streamlit takes over this process (signals, exit code)
+
+
 # --- demo -----------------------------------------------------------------------------------
 
 
@@ -422,6 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("api", parents=[common], help="the HTTP API and the web dashboard (service)")
     p.add_argument("--dev", action="store_true", help="Flask's development server, not Gunicorn")
     p.set_defaults(func=cmd_api)
+
+    p = sub.add_parser(
+        "dashboard", parents=[common], help="the local Streamlit dashboard (service)"
+    )
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("demo", parents=[common], help="run the system on simulated meters")
     p.add_argument(

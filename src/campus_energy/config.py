@@ -308,6 +308,7 @@ class ApiConfig(_Section):
 
 
 class DashboardConfig(_Section):
+    host: str = "127.0.0.1"
     port: int = Field(default=8501, ge=1, le=65535)
 
 

@@ -1,0 +1,1 @@
+"""The local high-resolution dashboard (Streamlit) on the logger's SQLite store."""

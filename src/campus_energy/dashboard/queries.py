@@ -1,0 +1,245 @@
+"""The dashboard's reads of the logger's store: parameterised, index-friendly, bucketed in SQL.
+
+Energy over any range comes from the cumulative `energy_total` column: the
+energy of readings with ts in [a, b) is total(last reading before b) minus
+total(last reading before a) — two index seeks per meter and boundary, however
+many readings lie in between. Long power profiles are averaged per bucket in
+SQL; raw rows are only ever read for short ranges or with a limit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from campus_energy.errors import CampusEnergyError
+
+UWH = 1_000_000
+
+
+class StoreUnavailable(CampusEnergyError):
+    """The logger's store cannot be read (missing, locked, not a store)."""
+
+
+@dataclass(frozen=True)
+class Meter:
+    key: int  # samples.meter
+    meter_id: str
+    building: str
+    floor: str
+    profile: str
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A read-only connection (safe while the logger writes: WAL)."""
+    if not path.exists():
+        raise StoreUnavailable(f"the logger's store {path} does not exist yet")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2, check_same_thread=False)
+        conn.execute("SELECT 1 FROM samples LIMIT 1").fetchall()
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"the logger's store {path} cannot be read: {exc}") from None
+    return conn
+
+
+def _rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"reading the store failed: {exc}") from None
+
+
+def meters(conn: sqlite3.Connection) -> list[Meter]:
+    return [
+        Meter(*row)
+        for row in _rows(
+            conn, "SELECT id, meter_id, building, floor, profile FROM meters ORDER BY meter_id"
+        )
+    ]
+
+
+def _total_before(conn: sqlite3.Connection, meter: int, t_ms: int) -> int | None:
+    """Cumulative µWh just before `t_ms` (None: the meter has no reading at all)."""
+    row = _rows(
+        conn,
+        "SELECT energy_total FROM samples WHERE meter = ? AND ts_ms < ? "
+        "ORDER BY ts_ms DESC LIMIT 1",
+        (meter, t_ms),
+    )
+    if row:
+        return int(row[0][0])
+    first = _rows(
+        conn,
+        "SELECT energy_total - energy FROM samples WHERE meter = ? AND ts_ms >= ? "
+        "ORDER BY ts_ms LIMIT 1",
+        (meter, t_ms),
+    )
+    return int(first[0][0]) if first else None
+
+
+def energy_per_interval(
+    conn: sqlite3.Connection, meter_keys: Sequence[int], boundaries: Sequence[int]
+) -> dict[int, list[float]]:
+    """Wh per meter for each [boundaries[i], boundaries[i+1]), from cumulative totals."""
+    found: dict[int, list[float]] = {}
+    if len(boundaries) < 2:
+        return {m: [] for m in meter_keys}
+    values = ", ".join("(?)" for _ in boundaries)
+    for meter in meter_keys:
+        rows = _rows(
+            conn,
+            f"WITH b(t) AS (VALUES {values}) SELECT t, (SELECT energy_total FROM samples "
+            "WHERE meter = ? AND ts_ms < b.t ORDER BY ts_ms DESC LIMIT 1) FROM b ORDER BY t",
+            (*boundaries, meter),
+        )
+        totals = [r[1] for r in rows]
+        if totals[0] is None:  # nothing before the range: start from the first reading in it
+            totals[0] = _total_before(conn, meter, boundaries[0])
+        base = totals[0]
+        series: list[float] = []
+        for value in totals[1:]:
+            if value is None or base is None:
+                series.append(0.0)
+                continue
+            series.append((value - base) / UWH)
+            base = value
+        found[meter] = series
+    return found
+
+
+def energy_between(
+    conn: sqlite3.Connection, meter_keys: Sequence[int], start_ms: int, end_ms: int
+) -> dict[int, float]:
+    per = energy_per_interval(conn, meter_keys, [start_ms, end_ms])
+    return {m: (v[0] if v else 0.0) for m, v in per.items()}
+
+
+def latest(conn: sqlite3.Connection, meter_keys: Sequence[int]) -> list[dict[str, Any]]:
+    found = []
+    for meter in meter_keys:
+        row = _rows(
+            conn,
+            "SELECT s.ts_ms, s.power, s.voltage, s.current, s.pf, s.freq, m.meter_id "
+            "FROM samples s JOIN meters m ON m.id = s.meter WHERE s.meter = ? "
+            "ORDER BY s.ts_ms DESC LIMIT 1",
+            (meter,),
+        )
+        if row:
+            ts, p, v, i, pf, hz, meter_id = row[0]
+            found.append(
+                {
+                    "meter_id": meter_id,
+                    "ts_ms": ts,
+                    "power_w": None if p is None else p / 100,
+                    "voltage_v": None if v is None else v / 100,
+                    "current_a": None if i is None else i / 1000,
+                    "power_factor": None if pf is None else pf / 10000,
+                    "frequency_hz": None if hz is None else hz / 1000,
+                }
+            )
+    return found
+
+
+def power_profile(
+    conn: sqlite3.Connection,
+    meter_keys: Sequence[int],
+    start_ms: int,
+    end_ms: int,
+    bucket_ms: int,
+) -> list[tuple[str, int, float, float, float]]:
+    """(meter_id, bucket start ms, mean, min, max power W) per bucket, averaged in SQL."""
+    if not meter_keys:
+        return []
+    marks = ", ".join("?" for _ in meter_keys)
+    rows = _rows(
+        conn,
+        "SELECT m.meter_id, (s.ts_ms / ?) * ?, avg(s.power) / 100.0, min(s.power) / 100.0, "
+        "max(s.power) / 100.0 FROM samples s JOIN meters m ON m.id = s.meter "
+        f"WHERE s.meter IN ({marks}) AND s.ts_ms >= ? AND s.ts_ms < ? "
+        "GROUP BY s.meter, s.ts_ms / ? ORDER BY 2",
+        (bucket_ms, bucket_ms, *meter_keys, start_ms, end_ms, bucket_ms),
+    )
+    return [(m, int(t), float(a), float(lo), float(hi)) for m, t, a, lo, hi in rows]
+
+
+def raw_readings(
+    conn: sqlite3.Connection, meter_ids: Sequence[str], start_ms: int, end_ms: int, limit: int
+) -> list[tuple[Any, ...]]:
+    """The newest readings in the range (the `readings` view), at most `limit`."""
+    if not meter_ids:
+        return []
+    marks = ", ".join("?" for _ in meter_ids)
+    return _rows(
+        conn,
+        "SELECT meter_id, ts_ms, seq, voltage_v, current_a, power_w, power_factor, frequency_hz, "
+        f"energy_wh, energy_total_wh, import_energy_wh FROM readings WHERE meter_id IN ({marks}) "
+        "AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms DESC LIMIT ?",
+        (*meter_ids, start_ms, end_ms, limit),
+    )
+
+
+def gaps(
+    conn: sqlite3.Connection, meter_keys: Sequence[int], start_ms: int, end_ms: int
+) -> list[tuple[str, int, int]]:
+    if not meter_keys:
+        return []
+    marks = ", ".join("?" for _ in meter_keys)
+    return [
+        (m, a, b)
+        for m, a, b in _rows(
+            conn,
+            "SELECT m.meter_id, g.start_ts_ms, g.end_ts_ms FROM gaps g JOIN meters m "
+            f"ON m.id = g.meter WHERE g.meter IN ({marks}) AND g.end_ts_ms >= ? "
+            "AND g.start_ts_ms < ? ORDER BY g.start_ts_ms DESC",
+            (*meter_keys, start_ms, end_ms),
+        )
+    ]
+
+
+def rejects(
+    conn: sqlite3.Connection, meter_keys: Sequence[int], start_ms: int, end_ms: int
+) -> list[tuple[str, int, str, float | None]]:
+    if not meter_keys:
+        return []
+    marks = ", ".join("?" for _ in meter_keys)
+    return [
+        (m, t, why, p)
+        for m, t, why, p in _rows(
+            conn,
+            "SELECT m.meter_id, r.ts_ms, r.reason, r.power_w FROM rejects r JOIN meters m "
+            f"ON m.id = r.meter WHERE r.meter IN ({marks}) AND r.ts_ms >= ? AND r.ts_ms < ? "
+            "ORDER BY r.ts_ms DESC",
+            (*meter_keys, start_ms, end_ms),
+        )
+    ]
+
+
+def register_drift(
+    conn: sqlite3.Connection, meter_keys: Sequence[int], start_ms: int, end_ms: int
+) -> list[tuple[str, float, float]]:
+    """(meter_id, integrated Wh, the meter's own register Wh) between its first and last
+    reading in the range that carry the register."""
+    found = []
+    for meter in meter_keys:
+        ends = _rows(
+            conn,
+            "SELECT min(ts_ms), max(ts_ms) FROM samples WHERE meter = ? AND ts_ms >= ? "
+            "AND ts_ms < ? AND import_energy IS NOT NULL",
+            (meter, start_ms, end_ms),
+        )
+        first, last = ends[0] if ends else (None, None)
+        if first is None or last is None or first == last:
+            continue
+        pair = _rows(
+            conn,
+            "SELECT m.meter_id, s.ts_ms, s.import_energy, s.energy_total FROM samples s "
+            "JOIN meters m ON m.id = s.meter WHERE s.meter = ? AND s.ts_ms IN (?, ?) "
+            "ORDER BY s.ts_ms",
+            (meter, first, last),
+        )
+        (meter_id, _, reg_a, tot_a), (_, _, reg_b, tot_b) = pair
+        found.append((meter_id, (tot_b - tot_a) / UWH, (reg_b - reg_a) / 10))
+    return found
