@@ -32,7 +32,10 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 def _config() -> Config:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("-c", "--config", type=Path)
-    args, _ = parser.parse_known_args(sys.argv[1:])
+    # `streamlit run app.py -- --config FILE` makes sys.argv [app.py, --config, FILE]; under
+    # any other runner (a test harness) the command line is not ours to read.
+    ours = Path(sys.argv[0]).resolve() == Path(__file__).resolve() if sys.argv else False
+    args, _ = parser.parse_known_args(sys.argv[1:] if ours else [])
     return load_config(args.config, os.environ)
 
 
@@ -79,7 +82,7 @@ def main() -> None:
         _connection.clear()
         st.warning(f"{exc}. Start the logger (`campus-energy logger`) and reload.")
         return
-    if not all_meters:
+    if not all_meters or not q.has_readings(conn):
         st.info("No readings yet: the store is empty. Start the logger and reload.")
         return
 
@@ -113,7 +116,7 @@ def main() -> None:
     with tabs[1]:
         _live(path, selected, zone)
     with tabs[2]:
-        _history(path, keys, by_key, zone, first, last)
+        _history(now_ms, path, keys, by_key, zone, first, last)
     with tabs[3]:
         _day_detail(path, keys, zone, today)
     with tabs[4]:
@@ -257,6 +260,7 @@ def _live(path: str, selected: list[q.Meter], zone: ZoneInfo) -> None:
 
 
 def _history(
+    now_ms: int,
     path: str,
     keys: tuple[int, ...],
     by_key: dict[int, q.Meter],
@@ -294,7 +298,12 @@ def _history(
         width="stretch",
     )
     st.subheader("Consumption by weekday (average per day)")
-    weekday = frame.groupby(["weekday", "day"], as_index=False)["energy (kWh)"].sum()
+    complete = [d.isoformat() for d in days if _midnight_ms(d + timedelta(days=1), zone) <= now_ms]
+    weekday = frame[frame["day"].isin(complete)]  # a day still under way is not a whole day
+    if weekday.empty:
+        st.info("No complete day in this range yet.")
+        return
+    weekday = weekday.groupby(["weekday", "day"], as_index=False)["energy (kWh)"].sum()
     weekday = weekday.groupby("weekday", as_index=False)["energy (kWh)"].mean()
     st.altair_chart(
         alt.Chart(weekday)
@@ -306,8 +315,11 @@ def _history(
         width="stretch",
     )
     st.subheader("Average power by hour of day")
-    hours = list(range(bounds[0], bounds[-1] + 1, 3_600_000))
+    hours = [t for t in range(bounds[0], bounds[-1] + 1, 3_600_000) if t <= now_ms]
     hourly = _energy(path, keys, tuple(hours))
+    if len(hours) < 2:
+        st.info("No complete hour in this range yet.")
+        return
     profile = pd.DataFrame(
         [
             {

@@ -61,6 +61,10 @@ def meters(conn: sqlite3.Connection) -> list[Meter]:
     ]
 
 
+def has_readings(conn: sqlite3.Connection) -> bool:
+    return bool(_rows(conn, "SELECT 1 FROM samples LIMIT 1"))
+
+
 def _total_before(conn: sqlite3.Connection, meter: int, t_ms: int) -> int | None:
     """Cumulative µWh just before `t_ms` (None: the meter has no reading at all)."""
     row = _rows(
