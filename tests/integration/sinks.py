@@ -115,12 +115,14 @@ def rollup_totals(config: Config) -> dict[str, tuple[float, float, int, int]] | 
         "SELECT meter_id, sum(energy_wh), sum(readings), sum(windows) FROM {p}rollup_daily "
         "GROUP BY meter_id",
         "SELECT meter_id, sum(energy_wh) FROM {p}rollup_hourly GROUP BY meter_id",
+        "SELECT '', sum(energy_wh) FROM {p}rollup_daily_campus",
     )
     if bridge.sink == "sqlite":
         conn = sqlite3.connect(f"file:{bridge.sqlite.path}?mode=ro", uri=True)
         try:
             daily = conn.execute(queries[0].format(p="")).fetchall()
             hourly = dict(conn.execute(queries[1].format(p="")).fetchall())
+            hourly |= dict(conn.execute(queries[2].format(p="")).fetchall())
         finally:
             conn.close()
     elif bridge.sink == "postgres":
@@ -131,6 +133,9 @@ def rollup_totals(config: Config) -> dict[str, tuple[float, float, int, int]] | 
         with psycopg.connect(bridge.postgres.dsn) as pg:
             daily = pg.execute(queries[0].format(p=prefix)).fetchall()
             hourly = dict(pg.execute(queries[1].format(p=prefix)).fetchall())
+            hourly |= dict(pg.execute(queries[2].format(p=prefix)).fetchall())
     else:
         return None
-    return {m: (e, hourly[m], int(r), int(w)) for m, e, r, w in daily}
+    found = {m: (e, hourly[m], int(r), int(w)) for m, e, r, w in daily}
+    found[""] = (hourly[""], hourly[""], 0, 0)  # the campus rollup, as one more "meter"
+    return found

@@ -113,6 +113,9 @@ def balance(config: Config, docs: list[Doc], rollups: bool = True) -> None:
             assert daily == pytest.approx(stored[0], abs=1e-6)
             assert hourly == pytest.approx(stored[0], abs=1e-6)
             assert (readings, windows) == (stored[1], len(mine))
+    if sums is not None:
+        everything = rows(db, "SELECT sum(energy_wh) FROM readings")[0][0]
+        assert sums[""][0] == pytest.approx(everything, abs=1e-6)  # the campus rollup
 
 
 @contextlib.asynccontextmanager

@@ -13,12 +13,14 @@ import hashlib
 import io
 import json
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
 from importlib import resources
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Flask, Response, g, request
 
@@ -46,6 +48,7 @@ from campus_energy.core.timestamps import iso_utc
 from campus_energy.errors import CampusEnergyError, SourceError
 
 CACHE_ENTRIES = 256
+PARAMETERS = frozenset({"start_date", "end_date", "meter", "building", "start", "end", "step"})
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -70,6 +73,7 @@ class Campus:
         self.clock = clock
         self.zone = config.site.zone
         self.cache: OrderedDict[str, tuple[str, bytes, str]] = OrderedDict()
+        self.lock = threading.Lock()  # Gunicorn's gthread workers share the cache
 
     def now_ms(self) -> int:
         return round(self.clock() * 1000)
@@ -159,19 +163,29 @@ def create_app(
         return _json({"error": "this API is read-only: GET only"}), 405
 
     def cached(build: Callable[[], tuple[bytes, str]]) -> Response:
-        """Serve from the response cache, with an ETag tied to the data's version."""
-        version = campus.source.version()
-        key = f"{version}|{request.full_path}"
-        hit = campus.cache.get(key)
+        """Serve from the response cache, with an ETag of the body.
+
+        An answer is reused while the data's version and the `cache_s` period are the
+        same (answers such as "online" change with time alone), for the same endpoint and
+        the same known parameters (unknown ones cannot force a recomputation).
+        """
+        cache_s = config.api.cache_s
+        hit = None
+        key = ""
+        if cache_s > 0:
+            known = sorted((k, v) for k, v in request.args.items(multi=True) if k in PARAMETERS)
+            period = int(campus.clock() // cache_s)
+            key = f"{campus.source.version()}|{period}|{request.path}|{urlencode(known)}"
+            hit = campus.cache.get(key)
         if hit is None:
             body, mimetype = build()
-            etag = hashlib.sha1(key.encode() + body).hexdigest()[:20]
-            hit = (etag, body, mimetype)
-            campus.cache[key] = hit
-            if len(campus.cache) > CACHE_ENTRIES:
-                campus.cache.popitem(last=False)
+            hit = (hashlib.sha1(body).hexdigest()[:20], body, mimetype)
+            if key:
+                with campus.lock:
+                    campus.cache[key] = hit
+                    while len(campus.cache) > CACHE_ENTRIES:
+                        campus.cache.popitem(last=False)
         else:
-            campus.cache.move_to_end(key)
             metrics.cache_hits.inc()
         etag, body, mimetype = hit
         response = Response(body, mimetype=mimetype)

@@ -163,11 +163,19 @@ class FirestoreSink:
     def _reset(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            client.close()
+            close_client(client)
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._reset)
         self._executor.shutdown(wait=True)
+
+
+def close_client(client: Any) -> None:
+    """Close a Firestore client, its gRPC channel included (`close()` leaves it open)."""
+    client.close()
+    transport = getattr(getattr(client, "_firestore_api_internal", None), "_transport", None)
+    if transport is not None:
+        transport.close()
 
 
 def transactions(deltas: Sequence[WindowDelta], layout: str) -> list[list[WindowDelta]]:

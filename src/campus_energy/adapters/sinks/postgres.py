@@ -94,6 +94,15 @@ CREATE TABLE IF NOT EXISTS {daily} (
     last_window TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (day, meter_id)
 );
+CREATE INDEX IF NOT EXISTS rollup_daily_by_meter ON {daily} (meter_id, day);
+CREATE TABLE IF NOT EXISTS {campus} (
+    day DATE PRIMARY KEY,
+    energy_wh DOUBLE PRECISION NOT NULL,
+    covered_s DOUBLE PRECISION NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    last_window TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS {meters} (
     meter_id TEXT PRIMARY KEY,
     building TEXT NOT NULL,
@@ -122,8 +131,15 @@ INSERT INTO {daily} (day, meter_id, energy_wh, covered_s, readings, windows, las
 SELECT (window_start AT TIME ZONE %(zone)s)::date, meter_id, sum(total_energy_wh),
        sum((accumulator->>'covered_s')::float8), sum(readings_in_batch), count(*),
        max(window_start)
-FROM {windows} GROUP BY 1, 2
+FROM {windows} GROUP BY 1, 2;
+DELETE FROM {campus};
+INSERT INTO {campus} (day, energy_wh, covered_s, readings, windows, last_window)
+SELECT day, sum(energy_wh), sum(covered_s), sum(readings), sum(windows), max(last_window)
+FROM {daily} GROUP BY day
 """
+
+
+ROLLUP_LAYOUT = 2  # bump when the rollup tables change: existing schemas are rebuilt
 
 
 def _when(ms: int) -> datetime:
@@ -155,6 +171,7 @@ class PostgresSink:
             "daily": sql.Identifier(schema, "rollup_daily"),
             "meters": sql.Identifier(schema, "window_meters"),
             "meta": sql.Identifier(schema, "sink_meta"),
+            "campus": sql.Identifier(schema, "rollup_daily_campus"),
         }
         self.where = endpoint(config.dsn)
         self.table = sql.Identifier(config.schema_name, "window_aggregates")
@@ -192,7 +209,8 @@ class PostgresSink:
                     )
                 )
             ).fetchone()
-            if zone is None or zone[0] != self.zone.key:
+            wanted = f"{self.zone.key}|{ROLLUP_LAYOUT}"
+            if zone is None or zone[0] != wanted:
                 for statement in REBUILD.split(";\n"):
                     await conn.execute(
                         sql.SQL(statement).format(**self.names), {"zone": self.zone.key}
@@ -202,7 +220,7 @@ class PostgresSink:
                         "INSERT INTO {} (key, value) VALUES ('rollup_zone', %s) "
                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
                     ).format(self.names["meta"]),
-                    (self.zone.key,),
+                    (wanted,),
                 )
             timescale = await (
                 await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
@@ -335,6 +353,28 @@ class PostgresSink:
                 (
                     date.fromisoformat(c.day),
                     c.meter_id,
+                    c.energy_wh,
+                    c.covered_s,
+                    c.readings,
+                    c.windows,
+                    _when(c.window_start_ms),
+                )
+                for c in changes
+            ],
+        )
+        await cur.executemany(
+            sql.SQL(
+                "INSERT INTO {} AS r (day, energy_wh, covered_s, readings, windows, last_window) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (day) DO UPDATE SET "
+                "energy_wh = r.energy_wh + excluded.energy_wh, "
+                "covered_s = r.covered_s + excluded.covered_s, "
+                "readings = r.readings + excluded.readings, "
+                "windows = r.windows + excluded.windows, "
+                "last_window = greatest(r.last_window, excluded.last_window)"
+            ).format(self.names["campus"]),
+            [
+                (
+                    date.fromisoformat(c.day),
                     c.energy_wh,
                     c.covered_s,
                     c.readings,

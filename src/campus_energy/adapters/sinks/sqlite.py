@@ -59,6 +59,15 @@ CREATE TABLE IF NOT EXISTS rollup_daily (
     last_window_ms INTEGER NOT NULL,
     PRIMARY KEY (day, meter_id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollup_daily_by_meter ON rollup_daily (meter_id, day);
+CREATE TABLE IF NOT EXISTS rollup_daily_campus (
+    day TEXT PRIMARY KEY,
+    energy_wh REAL NOT NULL,
+    covered_s REAL NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    last_window_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS window_meters (
     meter_id TEXT PRIMARY KEY,
     building TEXT NOT NULL,
@@ -80,6 +89,11 @@ ROLLUP_SQL = (
     "energy_wh = energy_wh + excluded.energy_wh, covered_s = covered_s + excluded.covered_s, "
     "readings = readings + excluded.readings, windows = windows + excluded.windows, "
     "last_window_ms = max(last_window_ms, excluded.last_window_ms)",
+    "INSERT INTO rollup_daily_campus (day, energy_wh, covered_s, readings, windows, "
+    "last_window_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (day) DO UPDATE SET "
+    "energy_wh = energy_wh + excluded.energy_wh, covered_s = covered_s + excluded.covered_s, "
+    "readings = readings + excluded.readings, windows = windows + excluded.windows, "
+    "last_window_ms = max(last_window_ms, excluded.last_window_ms)",
 )
 METER_SQL = (
     "INSERT INTO window_meters (meter_id, building, floor, last_window_ms, last_avg_power_w, "
@@ -91,6 +105,9 @@ METER_SQL = (
     "last_coverage = CASE WHEN excluded.last_window_ms >= last_window_ms "
     "THEN excluded.last_coverage ELSE last_coverage END"
 )
+
+
+ROLLUP_LAYOUT = 2  # bump when the rollup tables change: existing files are rebuilt
 
 
 def iso_seconds(ms: int) -> str:
@@ -112,12 +129,13 @@ class SqliteSink(SqliteFile):
     def _prepare(self, conn: sqlite3.Connection) -> None:
         super()._prepare(conn)
         with transaction(conn):
+            # Rollups depend on the time zone and on their own layout: rebuild on a change.
+            wanted = f"{self.zone.key}|{ROLLUP_LAYOUT}"
             row = conn.execute("SELECT value FROM meta WHERE key = 'rollup_zone'").fetchone()
-            if row is None or row[0] != self.zone.key:
+            if row is None or row[0] != wanted:
                 _rebuild_rollups(conn, self.zone)
                 conn.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('rollup_zone', ?)",
-                    (self.zone.key,),
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('rollup_zone', ?)", (wanted,)
                 )
 
     async def merge(self, deltas: Sequence[WindowDelta], now_ms: int) -> int:
@@ -167,11 +185,14 @@ class SqliteSink(SqliteFile):
 
 
 def _roll_up(conn: sqlite3.Connection, c: RollupChange) -> None:
-    hourly, daily = ROLLUP_SQL
+    hourly, daily, campus = ROLLUP_SQL
     conn.execute(hourly, (c.hour_ms, c.meter_id, c.energy_wh, c.covered_s, c.readings, c.windows))
     conn.execute(
         daily,
         (c.day, c.meter_id, c.energy_wh, c.covered_s, c.readings, c.windows, c.window_start_ms),
+    )
+    conn.execute(
+        campus, (c.day, c.energy_wh, c.covered_s, c.readings, c.windows, c.window_start_ms)
     )
 
 
@@ -179,6 +200,7 @@ def _rebuild_rollups(conn: sqlite3.Connection, zone: ZoneInfo) -> None:
     """Recompute every rollup from the windows (a new file, an upgrade, or a new time zone)."""
     conn.execute("DELETE FROM rollup_hourly")
     conn.execute("DELETE FROM rollup_daily")
+    conn.execute("DELETE FROM rollup_daily_campus")
     conn.execute("DELETE FROM window_meters")
     conn.execute(
         "INSERT INTO window_meters (meter_id, building, floor, last_window_ms, last_avg_power_w, "

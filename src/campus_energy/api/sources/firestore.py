@@ -42,6 +42,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
+from campus_energy.adapters.sinks.firestore import close_client
 from campus_energy.api.sources import Bucket, Grain, MeterLatest, Total
 from campus_energy.config import FirestoreSinkConfig
 from campus_energy.core.rollups import hour_of, local_day
@@ -434,7 +435,7 @@ class FirestoreSource:
     def _reset(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            client.close()
+            close_client(client)
 
     def _snapshots(self, query: Any) -> Iterator[Any]:
         self.queries += 1

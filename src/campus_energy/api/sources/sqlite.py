@@ -68,6 +68,19 @@ class SqliteSource:
         ]
 
     def total(self, first_day: str, last_day: str, meters: Collection[str] | None) -> Total:
+        if meters is None:  # the campus: one rollup row per day, however many meters
+            rows = self._query(
+                "SELECT coalesce(sum(energy_wh), 0), coalesce(sum(readings), 0), "
+                "max(last_window_ms), (SELECT count(*) FROM window_meters m WHERE EXISTS "
+                "(SELECT 1 FROM rollup_daily d WHERE d.meter_id = m.meter_id "
+                "AND d.day >= ?1 AND d.day <= ?2)) FROM rollup_daily_campus "
+                "WHERE day >= ?1 AND day <= ?2",
+                [first_day, last_day],
+            )
+            if not rows:
+                return Total(0.0, 0, 0, None)
+            energy, readings, last, found = rows[0]
+            return Total(float(energy), int(readings), int(found), last)
         where, params = _meter_filter(meters)
         rows = self._query(
             "SELECT coalesce(sum(energy_wh), 0), coalesce(sum(readings), 0), "
