@@ -259,7 +259,7 @@ def _default_bridge_id() -> str:
 
 
 class BridgeConfig(_Section):
-    window_s: int = Field(default=300, ge=1, le=86400)
+    window_s: int = Field(default=300, ge=1, le=900)
     grace_s: float = Field(default=60, ge=0, le=3600)
     sink: Literal["sqlite", "firestore", "postgres"] = "sqlite"
     spool_path: Path = Path("var/bridge-spool.db")
@@ -272,6 +272,16 @@ class BridgeConfig(_Section):
     sqlite: SqliteSinkConfig = SqliteSinkConfig()
     firestore: FirestoreSinkConfig = FirestoreSinkConfig()
     postgres: PostgresSinkConfig = PostgresSinkConfig()
+
+    @field_validator("window_s")
+    @classmethod
+    def _check_window(cls, value: int) -> int:
+        if 900 % value:
+            raise ValueError(
+                "must divide 900 (e.g. 60, 300, 900), so that windows never straddle a local "
+                f"hour or day in any time zone, got {value}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_sink(self) -> BridgeConfig:

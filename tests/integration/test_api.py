@@ -7,6 +7,7 @@ import csv
 import io
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -216,13 +217,18 @@ def test_series_at_every_step(client: FlaskClient) -> None:
     assert len(day["points"]) == len({w.start_ms for w in in_day})
     full = day["points"][-1]
     assert full["coverage"] == pytest.approx(3 / 4)  # 3 of 4 meters cover the window
+    # local hours: in Asia/Kolkata they start at :30 UTC
     hourly = get(
         client,
-        "/api/series?step=1h&meter=ece-1&start=2026-11-26T08:00:00Z&end=2026-11-27T08:00:00Z",
+        "/api/series?step=1h&meter=ece-1&start=2026-11-26T07:30:00Z&end=2026-11-27T07:30:00Z",
     )
     assert hourly["scope"] == "meter" and hourly["name"] == "ece-1"
+    assert len(hourly["points"]) == 24 and hourly["points"][0]["t"] == "2026-11-26T07:30:00Z"
+    local_day_hours = [
+        w for w in items if fx.NOW_MS - 86_400_000 - 1_800_000 <= w.start_ms < fx.NOW_MS - 1_800_000
+    ]
     assert sum(p["energy_wh"] for p in hourly["points"]) == pytest.approx(
-        sum(w.energy_wh for w in in_day if w.meter_id == "ece-1")
+        sum(w.energy_wh for w in local_day_hours if w.meter_id == "ece-1")
     )
     daily = get(client, "/api/series?step=1d&building=ECE&start=2026-11-20&end=2026-11-28")
     by_date = {p["date"]: p["energy_wh"] for p in daily["points"]}
@@ -294,5 +300,60 @@ def test_an_unreachable_source_is_503_not_500(tmp_path: Path) -> None:
         assert client.get("/api/health").status_code == 503
         body = get(client, "/api/summary", 503)
         assert "does not exist" in body["error"]
+    finally:
+        source.close()
+
+
+def test_repeated_parameters_do_not_share_a_cached_answer(client: FlaskClient) -> None:
+    first = get(client, "/api/series?meter=ece-1&meter=lib-1&step=1h")
+    second = get(client, "/api/series?meter=lib-1&meter=ece-1&step=1h")
+    assert (first["name"], second["name"]) == ("ece-1", "lib-1")  # the first value is used
+
+
+def test_a_meter_stays_online_until_two_windows_after_its_last_ended(tmp_path: Path) -> None:
+    config = fx.config_for(tmp_path)
+    write(config, fx.windows())  # the last window started 07:50Z and ended 07:55Z
+    source = open_source(config)
+    try:
+        # online until 07:55Z + 2 × 300 s + 60 s of grace = 08:06Z
+        for now_s, online in ((8 * 3600 + 5 * 60 + 59, True), (8 * 3600 + 6 * 60 + 1, False)):
+            at = fx.NOW_MS / 1000 - 8 * 3600 + now_s
+            app = create_app(config, source=source, clock=lambda at=at: at)
+            meters = {m["meter_id"]: m for m in get(app.test_client(), "/api/meters")["meters"]}
+            assert meters["ece-1"]["online"] is online, now_s
+    finally:
+        source.close()
+
+
+def test_too_many_rows_for_one_request_is_a_bad_parameter(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import campus_energy.api
+
+    monkeypatch.setattr(campus_energy.api, "MAX_ROWS", 1_000)  # 4 meters × 288 steps > 1,000
+    url = "/api/series?step=5m&start=2026-11-26T00:00:00Z&end=2026-11-27T00:00:00Z"
+    body = get(client, url, 400)
+    assert "start" in body["error"] and "larger step" in body["error"]
+
+
+def test_building_names_may_contain_a_slash(tmp_path: Path) -> None:
+    config = fx.config_for(tmp_path)
+    item = fx.FixtureWindow("ece-1", fx.NOW_MS - 600_000, 10.0, 120.0)
+    delta = fx.deltas([item])[0]
+    annex = replace(delta, building="ECE/Annex")
+
+    async def go() -> None:
+        sink = open_sink(config)
+        try:
+            await sink.merge([annex], fx.NOW_MS)
+        finally:
+            await sink.close()
+
+    asyncio.run(go())
+    source = open_source(config)
+    try:
+        client = create_app(config, source=source, clock=lambda: fx.NOW_MS / 1000).test_client()
+        body = get(client, "/api/aggregate/building/ECE/Annex")
+        assert body["building_name"] == "ECE/Annex" and body["total_energy_kwh"] == 0.01
     finally:
         source.close()

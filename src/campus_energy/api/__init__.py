@@ -17,6 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from importlib import resources
 from typing import Any
@@ -44,10 +45,13 @@ from campus_energy.api.queries import (
 )
 from campus_energy.api.sources import MeterLatest, WindowSource, open_source
 from campus_energy.config import Config, load_config
+from campus_energy.core.rollups import hour_of
 from campus_energy.core.timestamps import iso_utc
 from campus_energy.errors import CampusEnergyError, SourceError
 
 CACHE_ENTRIES = 256
+CACHE_BODY_MAX = 256 * 1024  # larger answers are recomputed rather than kept
+MAX_ROWS = 200_000  # source rows one series request may read (steps × meters)
 PARAMETERS = frozenset({"start_date", "end_date", "meter", "building", "start", "end", "step"})
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -80,9 +84,11 @@ class Campus:
 
     @property
     def fresh_ms(self) -> int:
-        """A meter whose latest window started within this of now is reporting."""
+        """A meter whose latest window *ended* within this of now is reporting: the next
+        window is written `grace_s` after its end, and a source may lag by `cache_s`."""
         bridge = self.config.bridge
-        return round((2 * bridge.window_s + bridge.grace_s) * 1000)
+        lag = self.config.api.cache_s if self.source.name == "firestore" else 0.0
+        return round((2 * bridge.window_s + bridge.grace_s + lag) * 1000)
 
     def meters(self) -> list[MeterLatest]:
         """The source's meters, plus configured meters that have no window yet."""
@@ -93,7 +99,9 @@ class Campus:
 
     def online(self, meter: MeterLatest, now_ms: int) -> bool:
         last = meter.last_window_ms
-        return last is not None and now_ms - last <= self.fresh_ms
+        if last is None:
+            return False
+        return now_ms - (last + self.config.bridge.window_s * 1000) <= self.fresh_ms
 
     def scope(
         self, meter: str | None, building: str | None
@@ -136,10 +144,13 @@ def create_app(
     def finished(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         metrics.observe(endpoint, response.status_code, time.perf_counter() - g.started)
-        origin = request.headers.get("Origin")
-        if origin and origin in config.api.cors_origins:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Vary"] = "Origin"
+        if config.api.cors_origins:
+            response.vary.add("Origin")  # shared caches must not mix answers across origins
+            origin = request.headers.get("Origin")
+            if origin and origin in config.api.cors_origins:
+                response.headers["Access-Control-Allow-Origin"] = origin
+                response.headers["Access-Control-Expose-Headers"] = "ETag"
+                response.headers["Access-Control-Allow-Headers"] = "If-None-Match"
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         return response
@@ -173,14 +184,14 @@ def create_app(
         hit = None
         key = ""
         if cache_s > 0:
-            known = sorted((k, v) for k, v in request.args.items(multi=True) if k in PARAMETERS)
+            known = [(k, request.args.get(k)) for k in sorted(PARAMETERS) if k in request.args]
             period = int(campus.clock() // cache_s)
             key = f"{campus.source.version()}|{period}|{request.path}|{urlencode(known)}"
             hit = campus.cache.get(key)
         if hit is None:
             body, mimetype = build()
             hit = (hashlib.sha1(body).hexdigest()[:20], body, mimetype)
-            if key:
+            if key and len(body) <= CACHE_BODY_MAX:
                 with campus.lock:
                     campus.cache[key] = hit
                     while len(campus.cache) > CACHE_ENTRIES:
@@ -352,11 +363,12 @@ def create_app(
     def aggregate_campus() -> Response:
         return aggregate("campus", None)
 
-    @app.get("/api/aggregate/building/<name>")
+    @app.get("/api/aggregate/building/<path:name>")
     def aggregate_building(name: str) -> Response:
         return aggregate("building", name)
 
-    def series_request() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def series_request() -> tuple[dict[str, Any], Callable[[], list[dict[str, Any]]]]:
+        """Check the parameters now; the points are computed only on a cache miss."""
         step = request.args.get("step", "5m")
         if step not in STEPS:
             raise BadParameter("step", f"must be one of {', '.join(STEPS)}, got {step[:20]!r}")
@@ -368,20 +380,15 @@ def create_app(
         )
         if end <= start:
             raise BadParameter("end", "must be after start")
-        if (end - start) / 1000 / step_s > MAX_POINTS:
+        steps = (end - start) / 1000 / step_s
+        if steps > MAX_POINTS:
             raise BadParameter("start", f"the range holds more than {MAX_POINTS} steps of {step}")
         scope, name, ids = campus.scope(request.args.get("meter"), request.args.get("building"))
         in_scope = len(ids) if ids is not None else len(campus.meters())
-        if grain == "day":
-            first, after = (
-                day_of(start, campus.zone),
-                day_of(end - 1, campus.zone) + timedelta(days=1),
+        if steps * max(1, in_scope) > MAX_ROWS:
+            raise BadParameter(
+                "start", f"too long a range for {in_scope} meters at {step}: use a larger step"
             )
-            rows = campus.source.buckets("day", first.isoformat(), after.isoformat(), ids)
-        else:
-            aligned = start - start % (step_s * 1000)
-            rows = campus.source.buckets(grain, aligned, end, ids)
-        points = [p.as_json() for p in series_points(rows, grain, step_s, in_scope, campus.zone)]
         head = {
             "scope": scope,
             "name": name,
@@ -390,12 +397,28 @@ def create_app(
             "start": _iso(start),
             "end": _iso(end),
         }
+
+        def points() -> list[dict[str, Any]]:
+            if grain == "day":
+                first = day_of(start, campus.zone)
+                after = day_of(end - 1, campus.zone) + timedelta(days=1)
+                rows = campus.source.buckets("day", first.isoformat(), after.isoformat(), ids)
+            else:  # from the local hour (or 5-minute step) containing start
+                aligned = (
+                    hour_of(start, campus.zone) if grain == "hour" else start - start % 300_000
+                )
+                rows = campus.source.buckets(grain, aligned, end, ids)
+                if grain == "window":  # windows of any length into 5-minute steps
+                    rows = [replace(b, key=int(b.key) - int(b.key) % 300_000) for b in rows]
+            found = series_points(rows, grain, step_s, in_scope, campus.zone)
+            return [p.as_json() for p in found]
+
         return head, points
 
     @app.get("/api/series")
     def series() -> Response:
         head, points = series_request()  # parameters are checked before the cache is consulted
-        return as_json(lambda: {**head, "points": points})
+        return as_json(lambda: {**head, "points": points()})
 
     @app.get("/api/export.csv")
     def export() -> Response:
@@ -405,8 +428,9 @@ def create_app(
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow(["t", "energy_wh", "avg_power_w", "coverage"])
-            for p in points:
-                writer.writerow([p["t"], p["energy_wh"], p["avg_power_w"] or "", p["coverage"]])
+            for p in points():
+                power = "" if p["avg_power_w"] is None else p["avg_power_w"]
+                writer.writerow([p["t"], p["energy_wh"], power, p["coverage"]])
             return out.getvalue().encode(), "text/csv"
 
         response = cached(build)

@@ -38,7 +38,8 @@ def connect(path: Path) -> sqlite3.Connection:
     if not path.exists():
         raise StoreUnavailable(f"the logger's store {path} does not exist yet")
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2, check_same_thread=False)
+        uri = f"{path.resolve().as_uri()}?mode=ro"  # a path with '#' or '?' stays this path
+        conn = sqlite3.connect(uri, uri=True, timeout=2, check_same_thread=False)
         conn.execute("SELECT 1 FROM samples LIMIT 1").fetchall()
     except sqlite3.Error as exc:
         raise StoreUnavailable(f"the logger's store {path} cannot be read: {exc}") from None
@@ -154,17 +155,29 @@ def power_profile(
     end_ms: int,
     bucket_ms: int,
 ) -> list[tuple[str, int, float, float, float]]:
-    """(meter_id, bucket start ms, mean, min, max power W) per bucket, averaged in SQL."""
+    """(meter_id, bucket start ms, mean, min, max power W) per bucket, averaged in SQL.
+
+    Buckets are counted from `start_ms` (a local midnight, say), not from the epoch."""
     if not meter_keys:
         return []
     marks = ", ".join("?" for _ in meter_keys)
     rows = _rows(
         conn,
-        "SELECT m.meter_id, (s.ts_ms / ?) * ?, avg(s.power) / 100.0, min(s.power) / 100.0, "
-        "max(s.power) / 100.0 FROM samples s JOIN meters m ON m.id = s.meter "
-        f"WHERE s.meter IN ({marks}) AND s.ts_ms >= ? AND s.ts_ms < ? "
-        "GROUP BY s.meter, s.ts_ms / ? ORDER BY 2",
-        (bucket_ms, bucket_ms, *meter_keys, start_ms, end_ms, bucket_ms),
+        "SELECT m.meter_id, ? + ((s.ts_ms - ?) / ?) * ?, avg(s.power) / 100.0, "
+        "min(s.power) / 100.0, max(s.power) / 100.0 FROM samples s JOIN meters m "
+        f"ON m.id = s.meter WHERE s.meter IN ({marks}) AND s.ts_ms >= ? AND s.ts_ms < ? "
+        "GROUP BY s.meter, (s.ts_ms - ?) / ? ORDER BY 2",
+        (
+            start_ms,
+            start_ms,
+            bucket_ms,
+            bucket_ms,
+            *meter_keys,
+            start_ms,
+            end_ms,
+            start_ms,
+            bucket_ms,
+        ),
     )
     return [(m, int(t), float(a), float(lo), float(hi)) for m, t, a, lo, hi in rows]
 
@@ -228,13 +241,14 @@ def register_drift(
     reading in the range that carry the register."""
     found = []
     for meter in meter_keys:
-        ends = _rows(
-            conn,
-            "SELECT min(ts_ms), max(ts_ms) FROM samples WHERE meter = ? AND ts_ms >= ? "
-            "AND ts_ms < ? AND import_energy IS NOT NULL",
-            (meter, start_ms, end_ms),
-        )
-        first, last = ends[0] if ends else (None, None)
+        edge = (
+            "SELECT ts_ms FROM samples WHERE meter = ? AND ts_ms >= ? AND ts_ms < ? "
+            "AND import_energy IS NOT NULL ORDER BY ts_ms {} LIMIT 1"
+        )  # key-order seeks from either end, not a scan of the range
+        found_first = _rows(conn, edge.format("ASC"), (meter, start_ms, end_ms))
+        found_last = _rows(conn, edge.format("DESC"), (meter, start_ms, end_ms))
+        first = found_first[0][0] if found_first else None
+        last = found_last[0][0] if found_last else None
         if first is None or last is None or first == last:
             continue
         pair = _rows(

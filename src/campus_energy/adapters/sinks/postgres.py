@@ -124,7 +124,8 @@ SELECT DISTINCT ON (meter_id) meter_id, building, floor, window_start, avg_power
        updated_at
 FROM {windows} ORDER BY meter_id, window_start DESC;
 INSERT INTO {hourly} (hour_start, meter_id, energy_wh, covered_s, readings, windows)
-SELECT date_trunc('hour', window_start), meter_id, sum(total_energy_wh),
+SELECT date_trunc('hour', window_start AT TIME ZONE %(zone)s) AT TIME ZONE %(zone)s, meter_id,
+       sum(total_energy_wh),
        sum((accumulator->>'covered_s')::float8), sum(readings_in_batch), count(*)
 FROM {windows} GROUP BY 1, 2;
 INSERT INTO {daily} (day, meter_id, energy_wh, covered_s, readings, windows, last_window)
@@ -139,7 +140,7 @@ FROM {daily} GROUP BY day
 """
 
 
-ROLLUP_LAYOUT = 2  # bump when the rollup tables change: existing schemas are rebuilt
+ROLLUP_LAYOUT = 3  # bump when the rollup tables change: existing schemas are rebuilt
 
 
 def _when(ms: int) -> datetime:

@@ -107,7 +107,7 @@ METER_SQL = (
 )
 
 
-ROLLUP_LAYOUT = 2  # bump when the rollup tables change: existing files are rebuilt
+ROLLUP_LAYOUT = 3  # bump when the rollup tables change: existing files are rebuilt
 
 
 def iso_seconds(ms: int) -> str:
@@ -216,7 +216,7 @@ def _rebuild_rollups(conn: sqlite3.Connection, zone: ZoneInfo) -> None:
             RollupChange(
                 meter_id,
                 local_day(start_ms, zone),
-                hour_of(start_ms),
+                hour_of(start_ms, zone),
                 start_ms,
                 acc.energy_wh,
                 acc.covered_s,

@@ -214,7 +214,7 @@ class WindowIndex:
         if self._kept(start) or first_version:
             return False
         # Older than the windows kept: a rewrite only if this meter has data in that hour.
-        return entry.meter_id in self.hourly.get(hour_of(start), {})
+        return entry.meter_id in self.hourly.get(hour_of(start, self.zone), {})
 
     def _put(self, entry: WindowEntry, updated_at: datetime | None) -> None:
         start, meter = entry.window_start_ms, entry.meter_id
@@ -226,7 +226,7 @@ class WindowIndex:
                 self._sorted.pop("window", None)
             window[meter] = (entry.energy_wh, entry.covered_s, entry.readings)
         for sums in (
-            self._sums(self.hourly, hour_of(start), "hour", meter),
+            self._sums(self.hourly, hour_of(start, self.zone), "hour", meter),
             self._sums(self.daily, local_day(start, self.zone), "day", meter),
         ):
             if old is not None:

@@ -40,7 +40,8 @@ class SqliteSource:
         if conn is None:
             if not self.path.exists():
                 raise SourceError(f"window store {self.path} does not exist yet")
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"  # '#' or '?' in a path stay in it
+            conn = sqlite3.connect(uri, uri=True, timeout=5)
             self._local.conn = conn
         return conn
 
@@ -48,11 +49,21 @@ class SqliteSource:
         try:
             return self._conn().execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
+            if "no such table" in str(exc) and not self._has_windows():
                 return []  # the bridge has not written anything yet
             raise SourceError(f"window store {self.path}: {exc}") from None
         except sqlite3.Error as exc:
             raise SourceError(f"window store {self.path}: {exc}") from None
+
+    def _has_windows(self) -> bool:
+        try:
+            return bool(
+                self._conn()
+                .execute("SELECT 1 FROM sqlite_master WHERE name = 'window_aggregates'")
+                .fetchall()
+            )
+        except sqlite3.Error:
+            return False
 
     def version(self) -> str:
         rows = self._query("SELECT value FROM meta WHERE key = 'data_version'")

@@ -1,0 +1,848 @@
+"""The local dashboard: its queries on a month of 5-second readings vs the unbucketed ways.
+
+Builds a store of 30 days of 5 s readings of 20 meters (10,368,000 readings) in a
+temporary folder with the store's own bulk insert (`ReadingStore.insert_many`,
+or rows written straight into `samples` when an estimate on 200,000 readings
+says that would take too long), then times each query the local dashboard
+(`dashboard/app.py`) runs, as app.py calls it, against the same answer got:
+- by a scan in SQL: `sum(energy)` / `GROUP BY` over every row in the range, and
+- the legacy dashboard's way: `pd.read_sql` of the raw rows, then sum / resample.
+Prints (a) the build, (b) the Overview's KPIs, (c) the History tab's energy per
+day and per hour, (d) power profiles (Day detail; a month at 1 h buckets),
+(e) the other tabs' queries (no baseline), (f) resident memory of a month's
+charts, ours vs the raw month in pandas.
+Times: median of up to 5 runs after one warm-up (at least 2; fewer than 5 when
+runs are slow, and a warm-up of ≥ 5 s counts as a run; n = runs), all in this
+process against one read-only connection (`queries.connect`) to the file in
+the OS page cache. Ratios are baseline / ours; Δ compares each baseline's
+answer with ours. No assertions.
+
+Run: .venv/bin/python benchmarks/dashboard.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import shutil
+import sqlite3
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import psutil
+
+from campus_energy.adapters.store import MeterRecord, ReadingStore
+from campus_energy.core.readings import Reading
+from campus_energy.core.resolution import STEPS_PER_UNIT
+from campus_energy.dashboard import queries as q
+from campus_energy.simulator.load import unit_random
+
+ZONE = ZoneInfo("Asia/Kolkata")  # no DST: every local day is 86,400,000 ms
+FIRST_DAY = date(2026, 2, 28)  # the month ends on Sunday 29 March: a full week, a month to date
+DAYS = 30
+METERS = 20
+POLL_MS = 5_000
+PER_DAY = 86_400_000 // POLL_MS  # 17,280 readings per meter and day
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+ESTIMATE_READINGS = 200_000
+BUILD_TARGET_S = 180.0  # insert_many when its estimate fits, else rows straight into samples
+CHUNK_CYCLES = 4_320  # 6 h of cycles: 86,400 readings per insert_many call (one transaction)
+MIN_FREE_BYTES = 6 * 2**30
+RUNS = 5
+RUN_BUDGET_S = 20.0  # after 2 runs, stop repeating a query once its runs add up to this
+SLOW_S = 5.0  # a warm-up this slow counts as the first run (the file is in the page cache)
+SAMPLE_S = 0.005  # RSS sampling period
+LEGACY_COLUMNS = ("meter_id", "ts_ms", "voltage_v", "current_a", "power_w", "energy_wh")
+LEGACY_COLUMNS += ("power_factor",)  # the columns of the legacy meter_readings table
+# the columns of `samples` in the order MeterSeries.next() gives them
+SAMPLE_COLUMNS = (
+    "ts_ms",
+    "seq",
+    "voltage",
+    "current",
+    "power",
+    "pf",
+    "freq",
+    "import_energy",
+    "energy",
+    "energy_total",
+)
+FIELDS = {  # samples column -> Reading field
+    "voltage": "voltage_v",
+    "current": "current_a",
+    "power": "power_w",
+    "pf": "power_factor",
+    "freq": "frequency_hz",
+    "import_energy": "import_energy_wh",
+}
+INSERT = (
+    f"INSERT INTO samples (meter, {', '.join(SAMPLE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in range(len(SAMPLE_COLUMNS) + 1))})"
+)
+
+
+def midnight_ms(day: date) -> int:
+    return round(datetime(day.year, day.month, day.day, tzinfo=ZONE).timestamp() * 1000)
+
+
+def rss_mib() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def rule(head: str) -> None:
+    print(head)
+    print("-" * len(head))
+
+
+def seconds(s: float | None) -> str:
+    if s is None:
+        return "—"
+    if s < 0.001:
+        return f"{s * 1e6:.0f} µs"
+    if s < 1:
+        return f"{s * 1000:.1f} ms"
+    return f"{s:.2f} s"
+
+
+def ratio(base: float | None, ours: float) -> str:
+    if base is None:
+        return "—"
+    return f"{base / ours:,.0f}×" if base / ours >= 10 else f"{base / ours:.1f}×"
+
+
+def delta(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1e}" if value else "0"
+
+
+# -- (a) the month -------------------------------------------------------------------------
+
+
+def ramp(x: np.ndarray, start: float, end: float) -> np.ndarray:
+    return np.clip((x - start) / (end - start), 0.0, 1.0)
+
+
+class MeterSeries:
+    """One meter's readings, chunk after chunk, as the logger would have stored them.
+
+    Power follows `simulator.load.occupancy` (vectorised: working hours, a lunch
+    dip, quiet weekends in the site's local time) plus HVAC cycling and noise;
+    every stored value is an integer at `core.resolution`; energy is the
+    trapezoid of the stored power over the measured interval, rounded to µWh as
+    `core.energy.trapezoid_uwh` does, and energy_total its running sum.
+    """
+
+    def __init__(self, index: int, start_ms: int) -> None:
+        self.index = index
+        self.rng = np.random.default_rng(1000 + index)
+        self.base = 300 + 1200 * unit_random(index, 21)
+        self.peak = self.base * (3 + 3 * unit_random(index, 22))
+        self.hvac_period_s = 600 + 600 * unit_random(index, 1)
+        self.start_ms = start_ms
+        self.offset_s = datetime.fromtimestamp(start_ms / 1000, ZONE).utcoffset().total_seconds()
+        self.k = 0  # readings made so far
+        self.last_ts = 0
+        self.last_w = 0.0  # stored power of the last reading, W
+        self.total = 10**9 * (1 + 7 * index)  # µWh: the meter has been logged before
+        self.import_wh = 1e6 * (1 + unit_random(index, 23))
+
+    def next(self, n: int) -> dict[str, np.ndarray]:
+        rng, span = self.rng, self.peak - self.base
+        k = np.arange(self.k, self.k + n, dtype=np.int64)
+        ts = self.start_ms + k * POLL_MS + 3 * self.index + rng.integers(5, 60, n)
+        local_s = ts / 1000 + self.offset_s
+        hour = (local_s % 86_400) / 3_600
+        weekday = ((local_s // 86_400).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
+        day = ramp(hour, 7.5, 8.5) * (1 - ramp(hour, 17.5, 18.5))
+        lunch = 1 - 0.2 * ramp(hour, 12.25, 12.5) * (1 - ramp(hour, 13.25, 13.5))
+        evening = 0.15 * ramp(hour, 17.5, 18.5) * (1 - ramp(hour, 21.5, 22.5))
+        occupancy = (day * lunch + evening) * np.where(weekday < 5, 1.0, 0.25)
+        hvac_on = (ts / 1000 % self.hvac_period_s) < 0.5 * self.hvac_period_s
+        level = self.base + 0.6 * span * occupancy + 0.25 * span * (0.4 + 0.6 * occupancy) * hvac_on
+        power = np.maximum(level * (1 + rng.uniform(-0.03, 0.03, n)), 0.0)
+        volts = 230.0 + rng.uniform(-3, 3, n)
+        pf = np.minimum(0.99, 0.82 + 0.15 * power / self.peak + 0.01 * rng.random(n))
+        steps = STEPS_PER_UNIT
+        power_steps = np.rint(power * steps["power_w"]).astype(np.int64)
+        stored_w = power_steps / steps["power_w"]
+        previous_w = np.concatenate(([self.last_w], stored_w[:-1]))
+        previous_ts = np.concatenate(([self.last_ts], ts[:-1]))
+        interval_s = (ts - previous_ts) / 1000
+        energy = np.rint((previous_w + stored_w) / 2 * interval_s / 3600 * 1_000_000)
+        energy = energy.astype(np.int64)
+        if self.k == 0:
+            energy[0] = 0  # the first reading integrates nothing
+        total = self.total + np.cumsum(energy)
+        imported = self.import_wh + np.cumsum(energy) / 1_000_000
+        self.k += n
+        self.last_ts, self.last_w = int(ts[-1]), float(stored_w[-1])
+        self.total, self.import_wh = int(total[-1]), float(imported[-1])
+        return {
+            "ts_ms": ts,
+            "seq": k + 1,
+            "voltage": np.rint(volts * steps["voltage_v"]).astype(np.int64),
+            "current": np.rint(power / (volts * pf) * steps["current_a"]).astype(np.int64),
+            "power": power_steps,
+            "pf": np.rint(pf * steps["power_factor"]).astype(np.int64),
+            "freq": np.rint((50 + rng.uniform(-0.03, 0.03, n)) * steps["frequency_hz"]).astype(
+                np.int64
+            ),
+            "import_energy": np.rint(imported * steps["import_energy_wh"]).astype(np.int64),
+            "energy": energy,
+            "energy_total": total,
+        }
+
+
+METER_RECORDS = [
+    MeterRecord(f"meter-{i:02d}", f"block-{chr(65 + i // 5)}", str(i % 5), "eastron-sdm120")
+    for i in range(METERS)
+]
+
+
+def cycles(start_ms: int, total_cycles: int) -> Iterator[list[dict[str, list[int]]]]:
+    """Chunks of CHUNK_CYCLES poll cycles: per meter, its columns as Python lists."""
+    series = [MeterSeries(i, start_ms) for i in range(METERS)]
+    done = 0
+    while done < total_cycles:
+        n = min(CHUNK_CYCLES, total_cycles - done)
+        yield [{c: v.tolist() for c, v in s.next(n).items()} for s in series]
+        done += n
+
+
+def readings_of(chunk: list[dict[str, list[int]]]) -> list[Reading]:
+    """The chunk as the logger's Readings, in the logger's order: cycle by cycle."""
+    found = []
+    names = [m.meter_id for m in METER_RECORDS]
+    scales = {column: STEPS_PER_UNIT[name] for column, name in FIELDS.items()}
+    for j in range(len(chunk[0]["ts_ms"])):
+        for meter_id, cols in zip(names, chunk, strict=True):
+            found.append(
+                Reading(
+                    meter_id,
+                    cols["ts_ms"][j],
+                    cols["seq"][j],
+                    cols["energy"][j],
+                    cols["energy_total"][j],
+                    {name: cols[column][j] / scales[column] for column, name in FIELDS.items()},
+                )
+            )
+    return found
+
+
+def rows_of(chunk: list[dict[str, list[int]]], keys: Sequence[int]) -> Iterator[tuple[int, ...]]:
+    """The chunk as rows of `samples`, cycle by cycle."""
+    columns = [list(zip(*(cols[c] for c in SAMPLE_COLUMNS), strict=True)) for cols in chunk]
+    for j in range(len(columns[0])):
+        for key, rows in zip(keys, columns, strict=True):
+            yield (key, *rows[j])
+
+
+@dataclass
+class Build:
+    path: Path
+    days: int
+    readings: int = 0
+    estimate_rate: float = 0.0  # readings/s of insert_many, making the Readings included
+    way: str = ""
+    seconds: float = 0.0
+    size: int = 0
+    free_gib: float = 0.0
+    note: str = ""
+
+
+async def estimate(folder: Path, start_ms: int) -> float:
+    store = ReadingStore(folder / "estimate.db")
+    try:
+        await store.register(METER_RECORDS)
+        started = time.perf_counter()
+        made = 0
+        for chunk in cycles(start_ms, ESTIMATE_READINGS // METERS):
+            readings = readings_of(chunk)
+            await store.insert_many(readings, batch=len(readings))
+            made += len(readings)
+        return made / (time.perf_counter() - started)
+    finally:
+        await store.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{folder / 'estimate.db'}{suffix}").unlink(missing_ok=True)
+
+
+async def build(folder: Path) -> Build:
+    free = shutil.disk_usage(folder).free
+    days = DAYS if free >= MIN_FREE_BYTES else max(3, int(DAYS * free / MIN_FREE_BYTES))
+    result = Build(folder / "store.db", days, free_gib=free / 2**30)
+    if days < DAYS:
+        result.note = f"SCALED DOWN to {days} days: only {result.free_gib:.1f} GiB free"
+    start_ms = midnight_ms(FIRST_DAY)
+    total_cycles = days * PER_DAY
+    result.estimate_rate = await estimate(folder, start_ms)
+    bulk = total_cycles * METERS / result.estimate_rate <= BUILD_TARGET_S
+    store = ReadingStore(result.path)
+    try:
+        await store.register(METER_RECORDS)
+        started = time.perf_counter()
+        if bulk:
+            result.way = "ReadingStore.insert_many, one transaction per 6 h of cycles"
+            for chunk in cycles(start_ms, total_cycles):
+                readings = readings_of(chunk)
+                await store.insert_many(readings, batch=len(readings))
+                del readings
+        else:
+            result.way = "executemany into samples (synchronous=OFF), 6 h per transaction"
+            ids = dict(await store.query("SELECT meter_id, id FROM meters"))
+            keys = [ids[m.meter_id] for m in METER_RECORDS]
+            conn = sqlite3.connect(result.path, isolation_level=None)
+            try:
+                conn.execute("PRAGMA synchronous=OFF")
+                for chunk in cycles(start_ms, total_cycles):
+                    conn.execute("BEGIN")
+                    conn.executemany(INSERT, rows_of(chunk, keys))
+                    conn.execute("COMMIT")
+            finally:
+                conn.close()
+        await store.query("PRAGMA wal_checkpoint(TRUNCATE)")
+        result.seconds = time.perf_counter() - started
+        result.readings = (await store.query("SELECT count(*) FROM samples"))[0][0]
+    finally:
+        await store.close()
+    result.size = result.path.stat().st_size
+    return result
+
+
+def build_section(b: Build) -> None:
+    print(
+        f"(a) The store: {b.days} days × {METERS} meters × 5 s in {ZONE.key}, "
+        f"{midnight_ms(FIRST_DAY)} ms = {FIRST_DAY} 00:00 local onwards"
+    )
+    head = (
+        f"{'way':<64} {'readings':>11} {'time':>8} {'readings/s':>11} {'file':>10} "
+        f"{'B/reading':>10}"
+    )
+    rule(head)
+    rate = b.readings / b.seconds
+    print(
+        f"{b.way:<64} {b.readings:>11,} {b.seconds:>6.1f} s {rate:>11,.0f} "
+        f"{b.size / 2**20:>6.0f} MiB {b.size / b.readings:>10.1f}"
+    )
+    full = b.days * PER_DAY * METERS
+    print(
+        f"estimate first: insert_many of {ESTIMATE_READINGS:,} readings (making the Readings "
+        f"included) ran at {b.estimate_rate:,.0f}/s → {full / b.estimate_rate:.0f} s for "
+        f"{full:,} (target ≤ {BUILD_TARGET_S:.0f} s)"
+    )
+    print(
+        f"file size after PRAGMA wal_checkpoint(TRUNCATE); no gaps or rejects; "
+        f"{b.free_gib:.0f} GiB free on the temp disk. {b.note}".rstrip()
+    )
+    print()
+
+
+# -- timing --------------------------------------------------------------------------------
+
+
+@dataclass
+class Timed:
+    median_s: float
+    runs: int
+    result: Any = None
+
+
+def timed(fn: Callable[[], Any]) -> Timed:
+    started = time.perf_counter()
+    result = fn()  # the warm-up
+    warm_up_s = time.perf_counter() - started
+    times: list[float] = [warm_up_s] if warm_up_s >= SLOW_S else []
+    while len(times) < RUNS and (len(times) < 2 or sum(times) < RUN_BUDGET_S):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return Timed(statistics.median(times), len(times), result)
+
+
+@dataclass
+class Peak:
+    before_mib: float = 0.0
+    peak_mib: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def delta_mib(self) -> float:
+        return self.peak_mib - self.before_mib
+
+
+@contextmanager
+def peak_rss() -> Iterator[Peak]:
+    """The highest RSS while the block runs, sampled every SAMPLE_S by a thread."""
+    gc.collect()
+    peak = Peak(before_mib=rss_mib())
+    peak.peak_mib = peak.before_mib
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak.peak_mib = max(peak.peak_mib, rss_mib())
+            stop.wait(SAMPLE_S)
+
+    sampler = threading.Thread(target=sample, name="rss-sampler")
+    sampler.start()
+    started = time.perf_counter()
+    try:
+        yield peak
+    finally:
+        peak.seconds = time.perf_counter() - started
+        stop.set()
+        sampler.join()
+        peak.peak_mib = max(peak.peak_mib, rss_mib())
+
+
+class Month:
+    """The dashboard's view of the store: meters, 'now' and the ranges app.py asks for."""
+
+    def __init__(self, conn: sqlite3.Connection, days: int) -> None:
+        self.conn = conn
+        self.meters = q.meters(conn)
+        self.keys = tuple(m.key for m in self.meters)
+        self.ids = [m.meter_id for m in self.meters]
+        self.key_of = {m.meter_id: m.key for m in self.meters}
+        self.first = FIRST_DAY
+        self.last = FIRST_DAY + timedelta(days=days - 1)
+        self.now_ms = midnight_ms(self.last + timedelta(days=1)) - 1  # 23:59:59.999, last day
+        self.end = self.now_ms + 1  # app.py: now_ms + 1
+        today = self.last
+        self.kpis = {
+            "today": midnight_ms(today),
+            "this week": midnight_ms(today - timedelta(days=today.weekday())),
+            "this month": midnight_ms(today.replace(day=1)),
+        }
+        days_list = [self.first + timedelta(days=i) for i in range(days)]
+        self.day_bounds = [midnight_ms(d) for d in [*days_list, self.last + timedelta(days=1)]]
+        self.hour_bounds = list(range(self.day_bounds[0], self.day_bounds[-1] + 1, HOUR_MS))
+        self.start = self.day_bounds[0]
+
+    def count(self, start: int, end: int, keys: Sequence[int] | None = None) -> int:
+        keys = keys or self.keys
+        marks = ", ".join("?" for _ in keys)
+        return int(
+            self.conn.execute(
+                f"SELECT count(*) FROM samples WHERE meter IN ({marks}) AND ts_ms >= ? "
+                "AND ts_ms < ?",
+                (*keys, start, end),
+            ).fetchone()[0]
+        )
+
+    # -- the baselines ----------------------------------------------------------------------
+
+    def scan_sum(self, start: int, end: int) -> float:
+        marks = ", ".join("?" for _ in self.keys)
+        uwh = self.conn.execute(
+            f"SELECT sum(energy) FROM samples WHERE meter IN ({marks}) AND ts_ms BETWEEN ? AND ?",
+            (*self.keys, start, end - 1),
+        ).fetchone()[0]
+        return (uwh or 0) / q.UWH
+
+    def scan_grouped(self, bounds: Sequence[int], step_ms: int) -> dict[int, list[float]]:
+        """Wh per meter and interval by GROUP BY over every row (equal intervals only)."""
+        marks = ", ".join("?" for _ in self.keys)
+        rows = self.conn.execute(
+            f"SELECT meter, (ts_ms - ?) / ?, sum(energy) FROM samples WHERE meter IN ({marks}) "
+            "AND ts_ms >= ? AND ts_ms < ? GROUP BY 1, 2",
+            (bounds[0], step_ms, *self.keys, bounds[0], bounds[-1]),
+        ).fetchall()
+        found = {k: [0.0] * (len(bounds) - 1) for k in self.keys}
+        for meter, i, uwh in rows:
+            found[meter][i] = uwh / q.UWH
+        return found
+
+    def raw(
+        self, columns: Sequence[str], start: int, end: int, meter_ids: Sequence[str] = ()
+    ) -> pd.DataFrame:
+        """The legacy dashboard's load: every raw row of the range into a DataFrame."""
+        sql = f"SELECT {', '.join(columns)} FROM readings WHERE ts_ms >= ? AND ts_ms < ?"
+        params: list[Any] = [start, end]
+        if meter_ids:
+            sql += f" AND meter_id IN ({', '.join('?' for _ in meter_ids)})"
+            params += meter_ids
+        frame = pd.read_sql(sql, self.conn, params=params)
+        frame["time"] = pd.to_datetime(frame["ts_ms"], unit="ms", utc=True).dt.tz_convert(ZONE.key)
+        return frame
+
+    def pandas_sum(self, start: int, end: int) -> float:
+        return float(self.raw(LEGACY_COLUMNS, start, end)["energy_wh"].sum())
+
+    def pandas_grouped(self, bounds: Sequence[int], freq: str) -> dict[int, list[float]]:
+        frame = self.raw(("meter_id", "ts_ms", "energy_wh"), bounds[0], bounds[-1])
+        sums = frame.groupby(["meter_id", pd.Grouper(key="time", freq=freq)])["energy_wh"].sum()
+        index = {b: i for i, b in enumerate(bounds)}
+        found = {k: [0.0] * (len(bounds) - 1) for k in self.keys}
+        for (meter_id, start), wh in sums.items():
+            found[self.key_of[meter_id]][index[round(start.timestamp() * 1000)]] = float(wh)
+        return found
+
+    def pandas_profile(
+        self, start: int, end: int, freq: str, meter_ids: Sequence[str] = ()
+    ) -> list[tuple[str, int, float, float, float]]:
+        frame = self.raw(("meter_id", "ts_ms", "power_w"), start, end, meter_ids)
+        stats = frame.groupby(["meter_id", pd.Grouper(key="time", freq=freq)])["power_w"].agg(
+            ["mean", "min", "max"]
+        )
+        return [
+            (m, round(t.timestamp() * 1000), float(a), float(lo), float(hi))
+            for (m, t), (a, lo, hi) in zip(stats.index, stats.to_numpy(), strict=True)
+        ]
+
+
+def grid_delta(ours: dict[int, list[float]], other: dict[int, list[float]]) -> float:
+    return max(abs(a - b) for k in ours for a, b in zip(ours[k], other[k], strict=True))
+
+
+@dataclass
+class Row:
+    label: str
+    rows: int
+    ours: Timed
+    scan: Timed | None = None
+    scan_delta: float | None = None
+    legacy: Timed | None = None
+    legacy_delta: float | None = None
+    legacy_note: str = ""
+
+
+def print_rows(rows: Sequence[Row], scan_head: str) -> None:
+    head = (
+        f"{'query':<36} {'rows in range':>13} {'ours':>9} {scan_head:>9} {'×':>6} "
+        f"{'Δ Wh':>7} {'pandas':>9} {'×':>6} {'Δ Wh':>7} {'n':>5}"
+    )
+    rule(head)
+    for r in rows:
+        runs = "/".join(str(t.runs) for t in (r.ours, r.scan, r.legacy) if t is not None)
+        legacy = seconds(r.legacy.median_s) if r.legacy else r.legacy_note or "—"
+        print(
+            f"{r.label:<36} {r.rows:>13,} {seconds(r.ours.median_s):>9} "
+            f"{seconds(r.scan.median_s if r.scan else None):>9} "
+            f"{ratio(r.scan.median_s if r.scan else None, r.ours.median_s):>6} "
+            f"{delta(r.scan_delta):>7} {legacy:>9} "
+            f"{ratio(r.legacy.median_s if r.legacy else None, r.ours.median_s):>6} "
+            f"{delta(r.legacy_delta):>7} {runs:>5}"
+        )
+
+
+# -- (b) KPIs ------------------------------------------------------------------------------
+
+
+def kpi_section(m: Month, month_load: Peak) -> None:
+    rows = []
+    for label, start in m.kpis.items():
+        ours = timed(lambda start=start: q.energy_between(m.conn, m.keys, start, m.end))
+        ours_wh = sum(ours.result.values())
+        scan = timed(lambda start=start: m.scan_sum(start, m.end))
+        row = Row(f"{label} ({span_label(m.end - start)})", m.count(start, m.end), ours)
+        row.scan, row.scan_delta = scan, abs(scan.result - ours_wh)
+        if label != "this month":
+            legacy = timed(lambda start=start: m.pandas_sum(start, m.end))
+            row.legacy, row.legacy_delta = legacy, abs(legacy.result - ours_wh)
+        else:
+            row.legacy_note = f"~{month_load.seconds:.0f} s *"
+        rows.append(row)
+    print(
+        f"(b) Overview KPIs: energy of all {METERS} meters from local midnight / Monday / the 1st "
+        "to now; ours = queries.energy_between (energy_total by index seeks)"
+    )
+    print_rows(rows, "SQL scan")
+    print(
+        "SQL scan = SELECT sum(energy) FROM samples WHERE meter IN (…) AND ts_ms BETWEEN a AND "
+        "b − 1; pandas = pd.read_sql of the legacy columns"
+    )
+    print(
+        f"({', '.join(LEGACY_COLUMNS)}) from the readings view, then .sum(); "
+        "Δ = |baseline − ours| over the 20 meters, Wh; n = timed runs ours/scan/pandas"
+    )
+    print(
+        f"* one run of the month's raw load alone, from (f) (not repeated: "
+        f"~{month_load.seconds:.0f} s a run); 'now' = 23:59:59.999 local on the last day"
+    )
+    print()
+
+
+def span_label(ms: int) -> str:
+    days = ms / DAY_MS
+    return f"{days:.0f} day" if round(days) == 1 else f"{days:.0f} days"
+
+
+# -- (c) history ---------------------------------------------------------------------------
+
+
+def history_section(m: Month) -> None:
+    rows = []
+    for label, bounds, step, freq in (
+        (f"per day, {len(m.day_bounds) - 1} days", m.day_bounds, DAY_MS, "1D"),
+        (f"per hour, {len(m.hour_bounds)} boundaries", m.hour_bounds, HOUR_MS, "1h"),
+    ):
+        ours = timed(lambda bounds=bounds: q.energy_per_interval(m.conn, m.keys, bounds))
+        scan = timed(lambda bounds=bounds, step=step: m.scan_grouped(bounds, step))
+        legacy = timed(lambda bounds=bounds, freq=freq: m.pandas_grouped(bounds, freq))
+        rows.append(
+            Row(
+                label,
+                m.count(bounds[0], bounds[-1]),
+                ours,
+                scan,
+                grid_delta(ours.result, scan.result),
+                legacy,
+                grid_delta(ours.result, legacy.result),
+            )
+        )
+    print(
+        f"(c) History tab over {len(m.day_bounds) - 1} days, all {METERS} meters: Wh per meter "
+        "and local day / hour; ours = queries.energy_per_interval (seeks per boundary)"
+    )
+    print_rows(rows, "GROUP BY")
+    print(
+        "GROUP BY = SELECT meter, (ts_ms − first) / interval, sum(energy) … GROUP BY 1, 2 "
+        "(every row); pandas = read_sql of meter_id, ts_ms, energy_wh,"
+    )
+    print(
+        "then resampled per meter: groupby(meter_id, pd.Grouper(local time, '1D' / '1h')).sum(); "
+        "Δ = the largest |baseline − ours| of one meter's interval, Wh"
+    )
+    print()
+
+
+# -- (d) power profiles --------------------------------------------------------------------
+
+
+@dataclass
+class Profile:
+    label: str
+    rows: int
+    ours: Timed
+    legacy: Timed
+
+    def compare(self) -> tuple[str, str, str, str]:
+        ours = {(r[0], r[1]): r[2:] for r in self.ours.result}
+        theirs = {(r[0], r[1]): r[2:] for r in self.legacy.result}
+        common = ours.keys() & theirs.keys()
+        worst = max((abs(ours[k][0] - theirs[k][0]) for k in common), default=None)
+        first = min(ours)[1] if ours else 0
+        local = datetime.fromtimestamp(first / 1000, ZONE).strftime("%d %H:%M")
+        return (
+            f"{len(ours):,}/{len(theirs):,}",
+            f"{len(common):,}",
+            "—" if worst is None else delta(worst),
+            local,
+        )
+
+
+def profile_section(m: Month) -> None:
+    day_start = midnight_ms(m.last)
+    one = [m.ids[0]]
+    cases = (
+        ("Day detail, 1 meter, 60 s", m.keys[:1], one, day_start, m.end, 60_000, "1min"),
+        (
+            f"Day detail, {METERS} meters, 60 s",
+            m.keys,
+            (),
+            day_start,
+            m.end,
+            60_000,
+            "1min",
+        ),
+        (
+            f"{len(m.day_bounds) - 1} days, {METERS} meters, 1 h",
+            m.keys,
+            (),
+            m.start,
+            m.end,
+            HOUR_MS,
+            "1h",
+        ),
+    )
+    found = []
+    for label, keys, ids, start, end, bucket, freq in cases:
+        ours = timed(
+            lambda keys=keys, start=start, end=end, bucket=bucket: q.power_profile(
+                m.conn, keys, start, end, bucket
+            )
+        )
+        legacy = timed(
+            lambda start=start, end=end, freq=freq, ids=ids: m.pandas_profile(start, end, freq, ids)
+        )
+        found.append(Profile(label, m.count(start, end, keys), ours, legacy))
+    print(
+        "(d) Power profiles (mean/min/max W per meter and bucket) of the last day and of the "
+        "month; ours = queries.power_profile (bucketed in SQL)"
+    )
+    head = (
+        f"{'query':<30} {'rows in range':>13} {'ours':>9} {'pandas':>9} {'×':>6} "
+        f"{'buckets ours/pandas':>20} {'same':>7} {'Δ mean W':>9} {'ours 1st':>9} {'n':>5}"
+    )
+    rule(head)
+    for p in found:
+        buckets, common, worst, first = p.compare()
+        runs = f"{p.ours.runs}/{p.legacy.runs}"
+        print(
+            f"{p.label:<30} {p.rows:>13,} {seconds(p.ours.median_s):>9} "
+            f"{seconds(p.legacy.median_s):>9} {ratio(p.legacy.median_s, p.ours.median_s):>6} "
+            f"{buckets:>20} {common:>7} {worst:>9} {first:>9} {runs:>5}"
+        )
+    print(
+        "pandas = read_sql of meter_id, ts_ms, power_w from the readings view, then "
+        "groupby(meter_id, pd.Grouper(local time, freq)).agg(mean, min, max)"
+    )
+    print(
+        "same = buckets with the same (meter, start) in both; Δ mean W over those; ours 1st = "
+        "the local start (day hh:mm) of ours' first bucket"
+    )
+    print(
+        "app.py's Day detail passes every selected meter (row 2); power_profile buckets on "
+        f"ts_ms / bucket, i.e. UTC-aligned: in {ZONE.key} (UTC+5:30) 1 h buckets start at :30"
+    )
+    print()
+
+
+# -- (e) the other tabs --------------------------------------------------------------------
+
+
+def other_section(m: Month) -> None:
+    week = m.kpis["this week"]
+    cases: list[tuple[str, Callable[[], Any]]] = [
+        ("Overview: latest, all meters", lambda: q.latest(m.conn, m.keys)),
+        (
+            "Live: raw_readings, last 15 min",
+            lambda: q.raw_readings(m.conn, m.ids, m.now_ms - 15 * 60_000, m.end, 50_000),
+        ),
+        (
+            "Raw data: newest 1,000 of 7 days",
+            lambda: q.raw_readings(m.conn, m.ids, week, m.end, 1_000),
+        ),
+        ("Data quality, 7 days: gaps", lambda: q.gaps(m.conn, m.keys, week, m.end)),
+        ("Data quality, 7 days: rejects", lambda: q.rejects(m.conn, m.keys, week, m.end)),
+        (
+            "Data quality, 7 days: register_drift",
+            lambda: q.register_drift(m.conn, m.keys, week, m.end),
+        ),
+        (
+            f"Data quality, {len(m.day_bounds) - 1} days: register_drift",
+            lambda: q.register_drift(m.conn, m.keys, m.start, m.end),
+        ),
+    ]
+    print(
+        "(e) The other tabs' queries, as app.py calls them for all meters (no baseline: "
+        "the time and the rows returned)"
+    )
+    head = f"{'query':<42} {'time':>9} {'rows returned':>14} {'n':>3}"
+    rule(head)
+    for label, fn in cases:
+        t = timed(fn)
+        print(f"{label:<42} {seconds(t.median_s):>9} {len(t.result):>14,} {t.runs:>3}")
+    print(
+        "Live reads the view `readings` (ORDER BY ts_ms DESC LIMIT); register_drift reads "
+        "min/max(ts_ms) of rows with import_energy per meter"
+    )
+    print()
+
+
+# -- (f) memory ----------------------------------------------------------------------------
+
+
+@dataclass
+class Memory:
+    ours: Peak = field(default_factory=Peak)
+    legacy: Peak = field(default_factory=Peak)
+    frame_mib: float = 0.0
+    frame_rows: int = 0
+
+
+def measure_memory(m: Month) -> Memory:
+    """Ours first, before any big frame was made, then the raw month into pandas."""
+    memory = Memory()
+
+    def ours() -> None:
+        q.energy_between(m.conn, m.keys, m.kpis["this month"], m.end)
+        q.energy_per_interval(m.conn, m.keys, m.day_bounds)
+        q.energy_per_interval(m.conn, m.keys, m.hour_bounds)
+        q.power_profile(m.conn, m.keys, m.start, m.end, HOUR_MS)
+
+    ours()  # the warm-up
+    with peak_rss() as memory.ours:
+        ours()
+    with peak_rss() as memory.legacy:
+        frame = m.raw(LEGACY_COLUMNS, m.start, m.end)
+        memory.frame_rows = len(frame)
+        memory.frame_mib = frame.memory_usage(deep=True).sum() / 2**20
+    del frame
+    gc.collect()
+    return memory
+
+
+def memory_section(memory: Memory, days: int) -> None:
+    print(
+        f"(f) Resident memory (psutil RSS, sampled every {SAMPLE_S * 1000:.0f} ms) of the "
+        f"month's charts: ours vs the raw {days} days in pandas"
+    )
+    head = f"{'way':<66} {'time':>8} {'before':>10} {'peak':>10} {'peak − before':>14}"
+    rule(head)
+    for label, p in (
+        (
+            "ours: KPI month + per day + per hour + 1 h power profile",
+            memory.ours,
+        ),
+        (
+            f"pandas: read_sql of {memory.frame_rows:,} rows, legacy columns, + local time",
+            memory.legacy,
+        ),
+    ):
+        print(
+            f"{label:<66} {seconds(p.seconds):>8} {p.before_mib:>6.0f} MiB {p.peak_mib:>6.0f} MiB "
+            f"{p.delta_mib:>+10.0f} MiB"
+        )
+    print(
+        f"the DataFrame itself: {memory.frame_mib:,.0f} MiB (memory_usage(deep=True)); "
+        f"× ours (peak − before): {memory.legacy.delta_mib / max(memory.ours.delta_mib, 1):,.0f}× "
+        "(ours floored at 1 MiB); measured before (b)–(e), one run each (ours after a warm-up)"
+    )
+    print()
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    started = time.perf_counter()
+    load_start = os.getloadavg()[0]  # other processes on the machine skew every time below
+    with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as folder:
+        built = asyncio.run(build(Path(folder)))
+        build_section(built)
+        conn = q.connect(built.path)
+        try:
+            month = Month(conn, built.days)
+            memory = measure_memory(month)
+            kpi_section(month, memory.legacy)
+            history_section(month)
+            profile_section(month)
+            other_section(month)
+            memory_section(memory, built.days)
+        finally:
+            conn.close()
+        left_folder = folder
+    leftovers = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    print(
+        f"total {time.perf_counter() - started:.0f} s; threads left: {leftovers or 'none'}; "
+        f"temp folder removed: {not Path(left_folder).exists()}; load average (1 min) at the "
+        f"start {load_start:.1f}, at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+
+
+if __name__ == "__main__":
+    main()
