@@ -262,8 +262,10 @@ def fill_rollups(conn: sqlite3.Connection, first_ms: int, last_ms: int) -> None:
     conn.execute("DELETE FROM rollup_daily")
     conn.execute("DELETE FROM rollup_daily_campus")
     conn.execute("DELETE FROM window_meters")
-    for utc_day in range(first_ms // DAY_MS, last_ms // DAY_MS + 1):
-        conn.execute(HOURLY_SQL, (utc_day * DAY_MS, (utc_day + 1) * DAY_MS))
+    # in slices of whole local days (+05:30, no DST), so no local hour is split between two
+    for day_no in range(first_ms // DAY_MS - 1, last_ms // DAY_MS + 2):
+        start = day_no * DAY_MS - 19_800_000
+        conn.execute(HOURLY_SQL, (start, start + DAY_MS))
     day = day_of(first_ms, ZONE)
     while day <= day_of(last_ms, ZONE):
         after = day + timedelta(days=1)

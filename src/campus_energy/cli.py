@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import signal
@@ -21,15 +22,11 @@ from campus_energy import __version__
 from campus_energy.config import DEFAULT_CONFIG_PATH, Config, SimulationConfig, load_config
 from campus_energy.core.models import unit_of
 from campus_energy.core.planner import ReadRequest
-from campus_energy.errors import CampusEnergyError, ConfigError, ProfileError
+from campus_energy.errors import CampusEnergyError, ConfigError, ProfileError, UsageError
 from campus_energy.profiles import load_profiles
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("campus_energy")
-
-
-class UsageError(CampusEnergyError):
-    """The command line itself is wrong."""
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -354,6 +351,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run_async(run)
 
 
+# --- operations: each command lives in its own module under campus_energy.ops --------------
+
+OPERATIONS = {
+    "fix-db": "campus_energy.ops.fixdb",
+    "import-legacy": "campus_energy.ops.legacy",
+    "reconcile": "campus_energy.ops.reconcile",
+    "doctor": "campus_energy.ops.doctor",
+    "install-systemd": "campus_energy.ops.systemd",
+}
+
+
 # --- the parser -----------------------------------------------------------------------------
 
 
@@ -468,6 +476,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="MQTT broker to run (auto: Mosquitto when installed, else the embedded one)",
     )
     p.set_defaults(func=cmd_demo)
+
+    for name, module in OPERATIONS.items():
+        ops = importlib.import_module(module)
+        p = sub.add_parser(name, parents=[common], help=ops.HELP, description=ops.__doc__)
+        ops.configure(p)
+        p.set_defaults(func=ops.run)
     return parser
 
 

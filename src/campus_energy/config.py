@@ -76,6 +76,8 @@ class MqttConfig(_Section):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
+    homeassistant_discovery: bool = False
+    homeassistant_prefix: str = "homeassistant"
 
     @field_validator("topic_prefix")
     @classmethod
@@ -220,6 +222,8 @@ def _default_logger_id() -> str:
 
 class LoggerConfig(_Section):
     id: str = Field(default_factory=_default_logger_id, description="default: the host name")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, description="None: no /metrics")
 
     @field_validator("id")
     @classmethod
@@ -260,6 +264,8 @@ def _default_bridge_id() -> str:
 
 class BridgeConfig(_Section):
     window_s: int = Field(default=300, ge=1, le=900)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, description="None: no /metrics")
     grace_s: float = Field(default=60, ge=0, le=3600)
     sink: Literal["sqlite", "firestore", "postgres"] = "sqlite"
     spool_path: Path = Path("var/bridge-spool.db")

@@ -11,6 +11,10 @@ class CampusEnergyError(Exception):
     """Base of every error this project raises on purpose."""
 
 
+class UsageError(CampusEnergyError):
+    """The command line itself is wrong (exit 2)."""
+
+
 class ConfigError(CampusEnergyError):
     """The configuration is invalid. `problems` holds `(key path, message)` pairs."""
 
