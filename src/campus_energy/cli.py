@@ -340,12 +340,19 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from campus_energy import demo
 
-    path = demo.prepare(args.dir)
+    path = demo.prepare(args.dir, demo.FAST if args.fast else demo.NORMAL)
     config = load_config(path, os.environ)
     print(f"demo configuration: {path}", flush=True)
 
     async def run(stop: asyncio.Event) -> None:
-        await demo.run_demo(config, args.dir, stop, rounds=args.rounds, broker_kind=args.broker)
+        await demo.run_demo(
+            config,
+            path.parent,
+            stop,
+            rounds=args.rounds,
+            broker_kind=args.broker,
+            with_dashboard=args.with_dashboard,
+        )
         print("demo stopped", flush=True)
 
     return _run_async(run)
@@ -474,6 +481,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "mosquitto", "embedded"],
         default="auto",
         help="MQTT broker to run (auto: Mosquitto when installed, else the embedded one)",
+    )
+    p.add_argument(
+        "--fast", action="store_true", help="1 s polls and 10 s windows (kept in <dir>/fast)"
+    )
+    p.add_argument(
+        "--with-dashboard", action="store_true", help="also run the local Streamlit dashboard"
     )
     p.set_defaults(func=cmd_demo)
 
