@@ -137,6 +137,22 @@ class BrokerError(CampusEnergyError):
     """The MQTT broker is unreachable or refused us."""
 
 
+class BrokerRefusedError(BrokerError):
+    """Nothing accepts connections at the broker's address and port."""
+
+
+class BrokerAuthError(BrokerError):
+    """The broker refused the credentials (bad user name or password, or not authorised)."""
+
+
+class BrokerTLSError(BrokerError):
+    """The TLS handshake with the broker failed (certificate, CA, or a port without TLS)."""
+
+
+class BrokerTimeoutError(BrokerError):
+    """The broker did not answer in time."""
+
+
 class SpoolError(CampusEnergyError):
     """The bridge's spool (its own SQLite file) failed."""
 
@@ -147,3 +163,7 @@ class SinkError(CampusEnergyError):
 
 class SourceError(CampusEnergyError):
     """The API cannot read its data source (the windows sink)."""
+
+
+class InstallError(CampusEnergyError):
+    """Installing the service units failed (no program to run, a folder that cannot be written)."""

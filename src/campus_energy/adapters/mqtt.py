@@ -1,7 +1,8 @@
 """MQTT over aiomqtt (paho-mqtt 2): connecting with credentials, TLS and a last will.
 
 Every aiomqtt failure becomes a `BrokerError` naming the broker (never the
-password). The password is read from `mqtt.password_file` when connecting.
+password); a failed connection says why with a subclass (refused, credentials,
+TLS, timeout). The password is read from `mqtt.password_file` when connecting.
 """
 
 from __future__ import annotations
@@ -15,9 +16,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 
 from campus_energy.config import MqttConfig
-from campus_energy.errors import BrokerError
+from campus_energy.errors import (
+    BrokerAuthError,
+    BrokerError,
+    BrokerRefusedError,
+    BrokerTimeoutError,
+    BrokerTLSError,
+)
+
+# CONNACK codes for refused credentials: MQTT 3.1.1 (4, 5) and MQTT 5 (134, 135).
+AUTH_REFUSED_CODES = frozenset({4, 5, 134, 135})
 
 
 def _password(config: MqttConfig) -> str | None:
@@ -40,6 +51,26 @@ def _tls(config: MqttConfig) -> aiomqtt.TLSParameters | None:
     )
 
 
+def _connect_error(endpoint: str, action: str, exc: aiomqtt.MqttError, *, tls: bool) -> BrokerError:
+    """The `BrokerError` type that says why a connection attempt failed."""
+    # aiomqtt re-raises socket, TLS and timeout errors as a plain MqttError inside its
+    # `except` clause, so the original error is the context of `exc`.
+    cause = exc.__context__
+    kind: type[BrokerError] = BrokerError
+    if isinstance(exc, MqttConnectError):  # a negative CONNACK
+        if getattr(exc.rc, "value", exc.rc) in AUTH_REFUSED_CODES:
+            kind = BrokerAuthError
+    elif isinstance(cause, ssl.SSLError):
+        kind = BrokerTLSError
+    elif tls and isinstance(cause, ConnectionResetError | FileNotFoundError | PermissionError):
+        kind = BrokerTLSError  # a handshake cut short (a port without TLS), or unreadable files
+    elif isinstance(cause, ConnectionRefusedError):
+        kind = BrokerRefusedError
+    elif isinstance(cause, TimeoutError):
+        kind = BrokerTimeoutError
+    return kind(f"broker {endpoint}: {action}: {exc}")
+
+
 def encode(document: dict[str, Any]) -> bytes:
     """Compact JSON, as published."""
     return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
@@ -58,6 +89,13 @@ class Broker:
         """Publish and, for QoS 1, wait for the broker's acknowledgement."""
         try:
             await self.client.publish(topic, encode(document), qos=qos, retain=retain)
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"broker {self.endpoint}: publish failed: {exc}") from None
+
+    async def clear_retained(self, topic: str) -> None:
+        """Delete the retained message of `topic` (an empty retained payload, QoS 1)."""
+        try:
+            await self.client.publish(topic, b"", qos=1, retain=True)
         except aiomqtt.MqttError as exc:
             raise BrokerError(f"broker {self.endpoint}: publish failed: {exc}") from None
 
@@ -91,7 +129,9 @@ async def connect(
     try:
         await client.__aenter__()
     except aiomqtt.MqttError as exc:
-        raise BrokerError(f"broker {endpoint}: cannot connect: {exc}") from None
+        raise _connect_error(
+            endpoint, "cannot connect", exc, tls=_tls(config) is not None
+        ) from None
     try:
         yield Broker(client, endpoint)
     finally:
@@ -169,7 +209,9 @@ async def subscribe(
     except aiomqtt.MqttError as exc:
         with contextlib.suppress(aiomqtt.MqttError):
             await client.__aexit__(None, None, None)
-        raise BrokerError(f"broker {endpoint}: cannot subscribe: {exc}") from None
+        raise _connect_error(
+            endpoint, "cannot subscribe", exc, tls=_tls(config) is not None
+        ) from None
     try:
         yield Subscription(client, endpoint)
     finally:
