@@ -176,6 +176,7 @@ class ReadingStore(SqliteFile):
     error = StoreError
     schema = SCHEMA
     schema_version = SCHEMA_VERSION
+    _unlimited_pages: int | None = None  # SQLite's own page limit, kept by `limit_growth`
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -208,6 +209,14 @@ class ReadingStore(SqliteFile):
             return self._ids[meter_id]
         except KeyError:
             raise StoreError(f"meter {meter_id!r} is not registered in {self.path}") from None
+
+    async def meter_ids(self) -> list[str]:
+        """Every meter the store has registered, configured today or not."""
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            return [row[0] for row in conn.execute("SELECT meter_id FROM meters ORDER BY meter_id")]
+
+        return await self._call(work)
 
     async def restore(self) -> dict[str, Restored]:
         """The last reading of every registered meter that has one."""
@@ -329,6 +338,61 @@ class ReadingStore(SqliteFile):
 
         return await self._call(work)
 
+    # -- reading back -----------------------------------------------------------------------
+
+    async def meter_records(self) -> list[MeterRecord]:
+        """Every meter the store knows, with the metadata the logger registered."""
+
+        def work(conn: sqlite3.Connection) -> list[MeterRecord]:
+            return [
+                MeterRecord(*row)
+                for row in conn.execute(
+                    "SELECT meter_id, building, floor, profile FROM meters ORDER BY meter_id"
+                )
+            ]
+
+        return await self._call(work)
+
+    async def readings_around(self, meter_id: str, start_ms: int, end_ms: int) -> list[Reading]:
+        """A meter's readings with start_ms <= ts_ms < end_ms, in time order, framed by its last
+        reading before start_ms and its first at or after end_ms (when there are such).
+
+        Each carries its interval start as `unpublished` gives it (the previous reading's
+        ts_ms when it integrated energy); the first has None, its predecessor not being read.
+        """
+        columns = ", ".join(_SAMPLE_COLUMNS[1:])
+
+        def work(conn: sqlite3.Connection) -> list[Reading]:
+            found = conn.execute("SELECT id FROM meters WHERE meter_id = ?", (meter_id,)).fetchone()
+            if found is None:
+                return []
+            meter = found[0]
+            before = conn.execute(
+                f"SELECT {columns} FROM samples WHERE meter = ? AND ts_ms < ? "
+                "ORDER BY ts_ms DESC LIMIT 1",
+                (meter, start_ms),
+            ).fetchall()
+            inside = conn.execute(
+                f"SELECT {columns} FROM samples WHERE meter = ? AND ts_ms >= ? AND ts_ms < ? "
+                "ORDER BY ts_ms",
+                (meter, start_ms, end_ms),
+            ).fetchall()
+            after = conn.execute(
+                f"SELECT {columns} FROM samples WHERE meter = ? AND ts_ms >= ? "
+                "ORDER BY ts_ms LIMIT 1",
+                (meter, end_ms),
+            ).fetchall()
+            readings: list[Reading] = []
+            previous: int | None = None
+            for row in [*before, *inside, *after]:
+                reading = _decode(meter_id, row)
+                start = previous if reading.energy_uwh else None
+                readings.append(replace(reading, interval_start_ms=start))
+                previous = reading.ts_ms
+            return readings
+
+        return await self._call(work)
+
     # -- maintenance ------------------------------------------------------------------------
 
     async def apply_retention(self, cutoff_ms: int, chunk: int = RETENTION_CHUNK) -> int:
@@ -381,6 +445,23 @@ class ReadingStore(SqliteFile):
                     break
         await self._call(tidy)
         return deleted
+
+    async def limit_growth(self, pages: int | None) -> int:
+        """Let the file grow by at most `pages` more database pages (None: lift the limit).
+
+        Writes that need more fail with SQLITE_FULL, the error of a full disk: a
+        fault-injection hook for drills and tests. Returns the page limit now in effect.
+        """
+
+        def work(conn: sqlite3.Connection) -> int:
+            if self._unlimited_pages is None:
+                self._unlimited_pages = int(conn.execute("PRAGMA max_page_count").fetchone()[0])
+            limit = self._unlimited_pages
+            if pages is not None:
+                limit = int(conn.execute("PRAGMA page_count").fetchone()[0]) + pages
+            return int(conn.execute(f"PRAGMA max_page_count = {limit:d}").fetchone()[0])
+
+        return await self._call(work)
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only query on the store's thread (diagnostics and tests)."""

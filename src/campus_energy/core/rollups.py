@@ -4,13 +4,16 @@ A query over a year must cost about as much as over a day, so sinks keep, next
 to the windows, per-meter sums by local clock hour and by local calendar day (in the
 site's time zone, where days are cut for people). Writing a window adds the
 difference it makes — a rewrite adds only what changed — so rollups never
-double-count. Pure: the time zone comes in as an argument.
+double-count. A window replaced outright (by `campus-energy reconcile`) has the
+hours and the day of its meter counted afresh from the windows (`recount`).
+Pure: the time zone comes in as an argument.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from campus_energy.core.windows import Accumulator, WindowDoc
@@ -60,4 +63,51 @@ def change(before: Accumulator | None, doc: WindowDoc, zone: ZoneInfo) -> Rollup
         covered_s=acc.covered_s - old.covered_s,
         readings=acc.readings - old.readings,
         windows=0 if before is not None else 1,
+    )
+
+
+@dataclass(frozen=True)
+class Sums:
+    """A meter's sums over one local hour or day, counted afresh from its windows."""
+
+    energy_wh: float
+    covered_s: float
+    readings: int
+    windows: int
+    last_window_ms: int
+
+
+def day_span(day: str, zone: ZoneInfo) -> tuple[int, int]:
+    """A UTC range (epoch ms, end exclusive) holding every instant of the local `day`, padded."""
+    first = date.fromisoformat(day)
+    after = first + timedelta(days=1)
+    pad = 3 * HOUR_MS  # wider than any daylight-saving shift
+    return (
+        round(datetime(first.year, first.month, first.day, tzinfo=zone).timestamp() * 1000) - pad,
+        round(datetime(after.year, after.month, after.day, tzinfo=zone).timestamp() * 1000) + pad,
+    )
+
+
+def recount(
+    windows: Iterable[tuple[int, Accumulator]], day: str, zone: ZoneInfo
+) -> tuple[dict[int, Sums], Sums | None]:
+    """One meter's hourly sums and its sum for the local `day`, from its windows
+    (window start, accumulator). Windows of other days are left out, so a caller may
+    pass every window of `day_span(day)`. What a sink rebuilds its rollups from."""
+    hours: dict[int, list[tuple[int, Accumulator]]] = {}
+    for start, acc in windows:
+        if local_day(start, zone) == day:
+            hours.setdefault(hour_of(start, zone), []).append((start, acc))
+    hourly = {hour: _sums(found) for hour, found in hours.items()}
+    every = [item for found in hours.values() for item in found]
+    return hourly, (_sums(every) if every else None)
+
+
+def _sums(windows: list[tuple[int, Accumulator]]) -> Sums:
+    return Sums(
+        energy_wh=sum(acc.energy_wh for _, acc in windows),
+        covered_s=sum(acc.covered_s for _, acc in windows),
+        readings=sum(acc.readings for _, acc in windows),
+        windows=len(windows),
+        last_window_ms=max(start for start, _ in windows),
     )

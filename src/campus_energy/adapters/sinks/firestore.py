@@ -11,6 +11,8 @@ Two layouts:
   limit allows several hundred meters) and of readers fetching every meter.
 Merges run in transactions (read the accumulators, write the documents), at
 most 250 documents each, so concurrent bridges retry rather than overwrite.
+Replacing documents (`campus-energy reconcile --apply`) writes them with a
+fresh `updated_at`, so the API's index takes each in place of the old one.
 Credentials: `credentials_file` (a service account key), else Application
 Default Credentials; none when `FIRESTORE_EMULATOR_HOST` is set.
 """
@@ -18,15 +20,26 @@ Default Credentials; none when `FIRESTORE_EMULATOR_HOST` is set.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from campus_energy.adapters.sinks import stored_window
 from campus_energy.config import FirestoreSinkConfig
-from campus_energy.core.windows import Accumulator, WindowDelta, window_document, window_stamp
+from campus_energy.core.windows import (
+    Accumulator,
+    WindowDelta,
+    WindowDoc,
+    window_document,
+    window_stamp,
+)
 from campus_energy.errors import SinkError
 
+log = logging.getLogger("campus_energy.sinks")
 T = TypeVar("T")
 PER_TRANSACTION = 250
 RPC_TIMEOUT_S = 10.0  # one attempt of one call
@@ -135,30 +148,115 @@ class FirestoreSink:
                     doc = window_document(
                         delta, Accumulator.from_dict(entry.get("accumulator")), now_ms
                     )
-                    fields = doc.fields()
-                    meters[delta.meter_id] = {
-                        **{
-                            k: v
-                            for k, v in fields.items()
-                            if k not in ("window_start", "window_end", "timestamp")
-                        },
-                        "accumulator": doc.accumulator.to_dict(),
-                    }
-                first = window_document(group[0], None, now_ms).fields()
+                    meters[delta.meter_id] = _meter_entry(doc)
                 transaction.set(
-                    ref,
-                    {
-                        "window_start": first["window_start"],
-                        "window_end": first["window_end"],
-                        "timestamp": first["timestamp"],
-                        "total_energy_wh": sum(m["total_energy_wh"] for m in meters.values()),
-                        "meters": meters,
-                        "updated_at": first["updated_at"],
-                    },
+                    ref, _window_fields(window_document(group[0], None, now_ms), meters)
                 )
 
         merge(db.transaction())
         return len(by_window)
+
+    async def windows(
+        self, start_ms: int, end_ms: int, meters: Collection[str] | None
+    ) -> list[WindowDoc]:
+        return await self._run(functools.partial(self._read, start_ms, end_ms, meters))
+
+    def _read(self, start_ms: int, end_ms: int, meters: Collection[str] | None) -> list[WindowDoc]:
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = (
+            self._db()
+            .collection(self.config.collection)
+            .where(filter=FieldFilter("window_start", ">=", _when(start_ms)))
+            .where(filter=FieldFilter("window_start", "<", _when(end_ms)))
+        )
+        found: list[WindowDoc] = []
+        for snap in query.stream(retry=_retry(), timeout=RPC_TIMEOUT_S):
+            data = snap.to_dict() or {}
+            try:
+                docs = self._stored(data)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                log.warning(
+                    "firestore %s: document %s skipped (not a window: %s)",
+                    self.config.collection,
+                    snap.id,
+                    exc,
+                )
+                continue
+            found.extend(d for d in docs if meters is None or d.meter_id in meters)
+        found.sort(key=lambda d: (d.window_start_ms, d.meter_id))
+        return found
+
+    def _stored(self, data: dict[str, Any]) -> list[WindowDoc]:
+        start, end = _ms(data["window_start"]), _ms(data["window_end"])
+        if self.config.layout == "per-window":
+            entries = [{**e, "meter_id": m} for m, e in data["meters"].items()]
+        else:
+            entries = [data]
+        return [
+            stored_window(e, start, end, _ms(e["updated_at"]) if e.get("updated_at") else 0)
+            for e in entries
+        ]
+
+    async def replace(self, docs: Sequence[WindowDoc], now_ms: int) -> int:
+        write = (
+            self._replace_per_window
+            if self.config.layout == "per-window"
+            else self._replace_per_meter
+        )
+        for i in range(0, len(docs), PER_TRANSACTION):
+            chunk = [
+                dataclasses.replace(d, updated_at_ms=now_ms) for d in docs[i : i + PER_TRANSACTION]
+            ]
+            await self._run(functools.partial(write, chunk))
+        return len(docs)
+
+    def _replace_per_meter(self, docs: list[WindowDoc]) -> None:
+        from google.cloud import firestore
+
+        db = self._db()
+        collection = db.collection(self.config.collection)
+
+        @firestore.transactional
+        def write(transaction: Any) -> None:
+            for doc in docs:
+                transaction.set(
+                    collection.document(doc.document_id),
+                    {**doc.fields(), "accumulator": doc.accumulator.to_dict()},
+                )
+
+        write(db.transaction())
+
+    def _replace_per_window(self, docs: list[WindowDoc]) -> None:
+        from google.cloud import firestore
+
+        db = self._db()
+        collection = db.collection(self.config.collection)
+        by_window: dict[int, list[WindowDoc]] = {}
+        for d in docs:
+            by_window.setdefault(d.window_start_ms, []).append(d)
+        refs = {start: collection.document(window_stamp(start)) for start in by_window}
+
+        @firestore.transactional
+        def write(transaction: Any) -> None:
+            held = {
+                snap.id: snap.to_dict()
+                for snap in db.get_all(
+                    list(refs.values()),
+                    transaction=transaction,
+                    retry=_retry(),
+                    timeout=RPC_TIMEOUT_S,
+                )
+                if snap.exists
+            }
+            for start, group in by_window.items():
+                ref = refs[start]
+                meters = dict((held.get(ref.id) or {}).get("meters") or {})
+                for doc in group:
+                    meters[doc.meter_id] = _meter_entry(doc)
+                transaction.set(ref, _window_fields(group[0], meters))
+
+        write(db.transaction())
 
     def _reset(self) -> None:
         client, self._client = self._client, None
@@ -168,6 +266,36 @@ class FirestoreSink:
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._reset)
         self._executor.shutdown(wait=True)
+
+
+def _when(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+def _meter_entry(doc: WindowDoc) -> dict[str, Any]:
+    """A meter's entry in a per-window document: its fields but the window's times."""
+    fields = doc.fields()
+    return {
+        **{k: v for k, v in fields.items() if k not in ("window_start", "window_end", "timestamp")},
+        "accumulator": doc.accumulator.to_dict(),
+    }
+
+
+def _window_fields(doc: WindowDoc, meters: dict[str, Any]) -> dict[str, Any]:
+    """A per-window document: the window's times (those of `doc`) and every meter's entry."""
+    fields = doc.fields()
+    return {
+        "window_start": fields["window_start"],
+        "window_end": fields["window_end"],
+        "timestamp": fields["timestamp"],
+        "total_energy_wh": sum(m["total_energy_wh"] for m in meters.values()),
+        "meters": meters,
+        "updated_at": fields["updated_at"],
+    }
 
 
 def close_client(client: Any) -> None:

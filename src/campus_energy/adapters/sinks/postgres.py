@@ -4,28 +4,33 @@ Table `<schema>.window_aggregates`, primary key (meter_id, window_start). A
 merge runs in one transaction: missing rows are created empty
 (`ON CONFLICT DO NOTHING`), every row is then locked with `SELECT … FOR
 UPDATE`, so two bridges merging the same window take turns and neither
-overwrites the other. With the TimescaleDB extension the table becomes a
-hypertable on `window_start`.
+overwrites the other. Replacing documents (`campus-energy reconcile --apply`)
+locks the table against writers for its transaction and counts the rollups it
+touches afresh. With the TimescaleDB extension the table becomes a hypertable
+on `window_start`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
 
+from campus_energy.adapters.sinks import stored_window
 from campus_energy.config import PostgresSinkConfig
-from campus_energy.core.rollups import RollupChange, change
-from campus_energy.core.windows import Accumulator, WindowDelta, window_document
+from campus_energy.core.rollups import RollupChange, change, day_span, local_day, recount
+from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc, window_document
 from campus_energy.errors import SinkError
 
+T = TypeVar("T")
 COLUMNS = (
     "meter_id",
     "window_start",
@@ -139,12 +144,31 @@ SELECT day, sum(energy_wh), sum(covered_s), sum(readings), sum(windows), max(las
 FROM {daily} GROUP BY day
 """
 
+METERS_SQL = (  # each meter's latest window
+    "INSERT INTO {} AS m (meter_id, building, floor, last_window, last_avg_power_w, "
+    "last_coverage, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (meter_id) DO UPDATE SET building = excluded.building, "
+    "floor = excluded.floor, updated_at = excluded.updated_at, "
+    "last_window = greatest(m.last_window, excluded.last_window), "
+    "last_avg_power_w = CASE WHEN excluded.last_window >= m.last_window "
+    "THEN excluded.last_avg_power_w ELSE m.last_avg_power_w END, "
+    "last_coverage = CASE WHEN excluded.last_window >= m.last_window "
+    "THEN excluded.last_coverage ELSE m.last_coverage END"
+)
+DATA_VERSION_SQL = (  # a counter: readers use it to tell whether anything changed
+    "INSERT INTO {} AS m (key, value) VALUES ('data_version', '1') "
+    "ON CONFLICT (key) DO UPDATE SET value = (m.value::bigint + 1)::text"
+)
 
 ROLLUP_LAYOUT = 3  # bump when the rollup tables change: existing schemas are rebuilt
 
 
 def _when(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
 
 
 def endpoint(dsn: str) -> str:
@@ -233,20 +257,178 @@ class PostgresSink:
                     (f"{self.config.schema_name}.window_aggregates",),
                 )
 
-    async def merge(self, deltas: Sequence[WindowDelta], now_ms: int) -> int:
-        if not deltas:
-            return 0
+    async def _transaction(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """`work(conn)` in one transaction; every failure becomes a SinkError."""
         try:
             conn = await self._connection()
             async with conn.transaction():
-                await self._merge(conn, deltas, now_ms)
+                return await work(conn)
         except psycopg.Error as exc:
             await self._drop()
             raise SinkError(f"{self.where}: {type(exc).__name__}: {exc}".strip()) from None
         except OSError as exc:
             await self._drop()
             raise SinkError(f"{self.where}: {exc}") from None
+
+    async def merge(self, deltas: Sequence[WindowDelta], now_ms: int) -> int:
+        if not deltas:
+            return 0
+        await self._transaction(lambda conn: self._merge(conn, deltas, now_ms))
         return len(deltas)
+
+    async def windows(
+        self, start_ms: int, end_ms: int, meters: Collection[str] | None
+    ) -> list[WindowDoc]:
+        where = sql.SQL("AND meter_id = ANY(%s)" if meters is not None else "")
+        params: list[Any] = [_when(start_ms), _when(end_ms)]
+        if meters is not None:
+            params.append(list(meters))
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> list[WindowDoc]:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    sql.SQL(
+                        "SELECT * FROM {} WHERE window_start >= %s AND window_start < %s {} "
+                        "ORDER BY window_start, meter_id"
+                    ).format(self.table, where),
+                    params,
+                )
+                rows = await cur.fetchall()
+            return [
+                stored_window(
+                    row,
+                    _ms(row["window_start"]),
+                    _ms(row["window_end"]),
+                    _ms(row["updated_at"]),
+                )
+                for row in rows
+            ]
+
+        return await self._transaction(work)
+
+    async def replace(self, docs: Sequence[WindowDoc], now_ms: int) -> int:
+        if not docs:
+            return 0
+        await self._transaction(lambda conn: self._replace(conn, docs, now_ms))
+        return len(docs)
+
+    async def _replace(
+        self, conn: psycopg.AsyncConnection[Any], docs: Sequence[WindowDoc], now_ms: int
+    ) -> None:
+        # Bridges merging meanwhile wait (their INSERT needs ROW EXCLUSIVE): the rollups
+        # are counted from windows nobody changes until this transaction ends.
+        await conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self.table))
+        columns = [c for c in COLUMNS if c != "accumulator"]
+        rows = []
+        for doc in docs:
+            fields = {**doc.fields(_when), "id": doc.document_id, "updated_at": _when(now_ms)}
+            rows.append((*(fields[c] for c in columns), json.dumps(doc.accumulator.to_dict())))
+        names = [*columns, "accumulator"]
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                sql.SQL(
+                    "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (meter_id, window_start) "
+                    "DO UPDATE SET {}"
+                ).format(
+                    self.table,
+                    sql.SQL(", ").join(sql.Identifier(c) for c in names),
+                    sql.SQL(", ").join(sql.Placeholder() for _ in names),
+                    sql.SQL(", ").join(
+                        sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in names[2:]
+                    ),
+                ),
+                rows,
+            )
+            await cur.executemany(
+                sql.SQL(METERS_SQL).format(self.names["meters"]),
+                [
+                    (
+                        d.meter_id,
+                        d.building,
+                        d.floor,
+                        _when(d.window_start_ms),
+                        d.avg_power_w,
+                        d.coverage,
+                        _when(now_ms),
+                    )
+                    for d in docs
+                ],
+            )
+            touched = sorted({(d.meter_id, local_day(d.window_start_ms, self.zone)) for d in docs})
+            for meter_id, day in touched:
+                await self._recount(cur, meter_id, day)
+            for day in sorted({day for _, day in touched}):
+                await cur.execute(
+                    sql.SQL("DELETE FROM {} WHERE day = %s").format(self.names["campus"]),
+                    (date.fromisoformat(day),),
+                )
+                await cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (day, energy_wh, covered_s, readings, windows, "
+                        "last_window) SELECT day, sum(energy_wh), sum(covered_s), sum(readings), "
+                        "sum(windows), max(last_window) FROM {} WHERE day = %s GROUP BY day"
+                    ).format(self.names["campus"], self.names["daily"]),
+                    (date.fromisoformat(day),),
+                )
+            await cur.execute(sql.SQL(DATA_VERSION_SQL).format(self.names["meta"]))
+
+    async def _recount(self, cur: psycopg.AsyncCursor[Any], meter_id: str, day: str) -> None:
+        """Count a meter's hourly and daily rollups of the local `day` afresh from its windows."""
+        low, high = (_when(ms) for ms in day_span(day, self.zone))
+        await cur.execute(
+            sql.SQL(
+                "SELECT window_start, accumulator FROM {} WHERE meter_id = %s "
+                "AND window_start >= %s AND window_start < %s"
+            ).format(self.table),
+            (meter_id, low, high),
+        )
+        windows = [(_ms(start), Accumulator.from_dict(acc)) for start, acc in await cur.fetchall()]
+        hourly, daily = recount(windows, day, self.zone)
+        await cur.execute(
+            sql.SQL(
+                "SELECT hour_start FROM {} WHERE meter_id = %s AND hour_start >= %s "
+                "AND hour_start < %s"
+            ).format(self.names["hourly"]),
+            (meter_id, low, high),
+        )
+        stale = [h for (h,) in await cur.fetchall() if local_day(_ms(h), self.zone) == day]
+        if stale:
+            await cur.execute(
+                sql.SQL("DELETE FROM {} WHERE meter_id = %s AND hour_start = ANY(%s)").format(
+                    self.names["hourly"]
+                ),
+                (meter_id, stale),
+            )
+        await cur.executemany(
+            sql.SQL(
+                "INSERT INTO {} (hour_start, meter_id, energy_wh, covered_s, readings, windows) "
+                "VALUES (%s, %s, %s, %s, %s, %s)"
+            ).format(self.names["hourly"]),
+            [
+                (_when(hour), meter_id, s.energy_wh, s.covered_s, s.readings, s.windows)
+                for hour, s in sorted(hourly.items())
+            ],
+        )
+        await cur.execute(
+            sql.SQL("DELETE FROM {} WHERE day = %s AND meter_id = %s").format(self.names["daily"]),
+            (date.fromisoformat(day), meter_id),
+        )
+        if daily is not None:
+            await cur.execute(
+                sql.SQL(
+                    "INSERT INTO {} (day, meter_id, energy_wh, covered_s, readings, windows, "
+                    "last_window) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                ).format(self.names["daily"]),
+                (
+                    date.fromisoformat(day),
+                    meter_id,
+                    daily.energy_wh,
+                    daily.covered_s,
+                    daily.readings,
+                    daily.windows,
+                    _when(daily.last_window_ms),
+                ),
+            )
 
     async def _merge(
         self, conn: psycopg.AsyncConnection[Any], deltas: Sequence[WindowDelta], now_ms: int
@@ -385,26 +567,8 @@ class PostgresSink:
                 for c in changes
             ],
         )
-        await cur.executemany(
-            sql.SQL(
-                "INSERT INTO {} AS m (meter_id, building, floor, last_window, last_avg_power_w, "
-                "last_coverage, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (meter_id) DO UPDATE SET building = excluded.building, "
-                "floor = excluded.floor, updated_at = excluded.updated_at, "
-                "last_window = greatest(m.last_window, excluded.last_window), "
-                "last_avg_power_w = CASE WHEN excluded.last_window >= m.last_window "
-                "THEN excluded.last_avg_power_w ELSE m.last_avg_power_w END, "
-                "last_coverage = CASE WHEN excluded.last_window >= m.last_window "
-                "THEN excluded.last_coverage ELSE m.last_coverage END"
-            ).format(self.names["meters"]),
-            latest,
-        )
-        await cur.execute(  # a counter: readers use it to tell whether anything changed
-            sql.SQL(
-                "INSERT INTO {} AS m (key, value) VALUES ('data_version', '1') "
-                "ON CONFLICT (key) DO UPDATE SET value = (m.value::bigint + 1)::text"
-            ).format(self.names["meta"])
-        )
+        await cur.executemany(sql.SQL(METERS_SQL).format(self.names["meters"]), latest)
+        await cur.execute(sql.SQL(DATA_VERSION_SQL).format(self.names["meta"]))
 
     async def _drop(self) -> None:
         if self._conn is not None:

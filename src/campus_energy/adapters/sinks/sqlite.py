@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from campus_energy.adapters.sinks import stored_window
 from campus_energy.adapters.sqlite import SqliteFile, transaction
-from campus_energy.core.rollups import RollupChange, change, hour_of, local_day
-from campus_energy.core.windows import Accumulator, WindowDelta, window_document
+from campus_energy.core.rollups import RollupChange, change, day_span, hour_of, local_day, recount
+from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc, window_document
 from campus_energy.errors import SinkError
 
 SCHEMA = """
@@ -106,6 +107,15 @@ METER_SQL = (
     "THEN excluded.last_coverage ELSE last_coverage END"
 )
 
+DATA_VERSION_SQL = (  # a counter: readers use it to tell whether anything changed
+    "INSERT INTO meta (key, value) VALUES ('data_version', '1') "
+    "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+)
+CAMPUS_RECOUNT_SQL = (
+    "INSERT INTO rollup_daily_campus (day, energy_wh, covered_s, readings, windows, "
+    "last_window_ms) SELECT day, sum(energy_wh), sum(covered_s), sum(readings), sum(windows), "
+    "max(last_window_ms) FROM rollup_daily WHERE day = ? GROUP BY day"
+)
 
 ROLLUP_LAYOUT = 3  # bump when the rollup tables change: existing files are rebuilt
 
@@ -149,39 +159,142 @@ class SqliteSink(SqliteFile):
                     existing = Accumulator.from_dict(json.loads(row[0])) if row else None
                     doc = window_document(delta, existing, now_ms)
                     _roll_up(conn, change(existing, doc, self.zone))
-                    conn.execute(
-                        METER_SQL,
-                        (
-                            doc.meter_id,
-                            doc.building,
-                            doc.floor,
-                            doc.window_start_ms,
-                            doc.avg_power_w,
-                            doc.coverage,
-                            now_ms,
-                        ),
-                    )
-                    fields = doc.fields(iso_seconds)
-                    fields["updated_at"] = iso_seconds(now_ms)
-                    columns = ["id", *fields, "window_start_ms", "accumulator"]
-                    values = [
-                        doc.document_id,
-                        *fields.values(),
-                        doc.window_start_ms,
-                        json.dumps(doc.accumulator.to_dict()),
-                    ]
-                    conn.execute(
-                        f"INSERT OR REPLACE INTO window_aggregates ({', '.join(columns)}) "
-                        f"VALUES ({', '.join('?' for _ in columns)})",
-                        values,
-                    )
-                conn.execute(  # a counter: readers use it to tell whether anything changed
-                    "INSERT INTO meta (key, value) VALUES ('data_version', '1') "
-                    "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-                )
+                    _write(conn, doc, now_ms)
+                conn.execute(DATA_VERSION_SQL)
             return len(deltas)
 
         return await self._call(work)
+
+    async def windows(
+        self, start_ms: int, end_ms: int, meters: Collection[str] | None
+    ) -> list[WindowDoc]:
+        where = ""
+        params: list[object] = [start_ms, end_ms]
+        if meters is not None:
+            where = f"AND meter_id IN ({', '.join('?' for _ in meters)})"
+            params += list(meters)
+
+        def work(conn: sqlite3.Connection) -> list[WindowDoc]:
+            conn.row_factory = sqlite3.Row
+            try:
+                rows = conn.execute(
+                    "SELECT * FROM window_aggregates WHERE window_start_ms >= ? "
+                    f"AND window_start_ms < ? {where} ORDER BY window_start_ms, meter_id",
+                    params,
+                ).fetchall()
+            finally:
+                conn.row_factory = None
+            return [
+                stored_window(
+                    {**dict(row), "accumulator": json.loads(row["accumulator"])},
+                    row["window_start_ms"],
+                    _ms(row["window_end"]),
+                    _ms(row["updated_at"]),
+                )
+                for row in rows
+            ]
+
+        return await self._call(work)
+
+    async def replace(self, docs: Sequence[WindowDoc], now_ms: int) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            with transaction(conn):
+                for doc in docs:
+                    _write(conn, doc, now_ms)
+                touched = sorted(
+                    {(d.meter_id, local_day(d.window_start_ms, self.zone)) for d in docs}
+                )
+                for meter_id, day in touched:
+                    _recount(conn, meter_id, day, self.zone)
+                for day in sorted({day for _, day in touched}):
+                    conn.execute("DELETE FROM rollup_daily_campus WHERE day = ?", (day,))
+                    conn.execute(CAMPUS_RECOUNT_SQL, (day,))
+                if docs:
+                    conn.execute(DATA_VERSION_SQL)
+            return len(docs)
+
+        return await self._call(work)
+
+
+def _ms(text: str) -> int:
+    moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)
+
+
+def _write(conn: sqlite3.Connection, doc: WindowDoc, now_ms: int) -> None:
+    """Store `doc` in place of its window's row, and note it as its meter's latest window."""
+    conn.execute(
+        METER_SQL,
+        (
+            doc.meter_id,
+            doc.building,
+            doc.floor,
+            doc.window_start_ms,
+            doc.avg_power_w,
+            doc.coverage,
+            now_ms,
+        ),
+    )
+    fields = doc.fields(iso_seconds)
+    fields["updated_at"] = iso_seconds(now_ms)
+    columns = ["id", *fields, "window_start_ms", "accumulator"]
+    values = [
+        doc.document_id,
+        *fields.values(),
+        doc.window_start_ms,
+        json.dumps(doc.accumulator.to_dict()),
+    ]
+    conn.execute(
+        f"INSERT OR REPLACE INTO window_aggregates ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' for _ in columns)})",
+        values,
+    )
+
+
+def _recount(conn: sqlite3.Connection, meter_id: str, day: str, zone: ZoneInfo) -> None:
+    """Count a meter's hourly and daily rollups of the local `day` afresh from its windows."""
+    low, high = day_span(day, zone)
+    windows = [
+        (start, Accumulator.from_dict(json.loads(accumulator)))
+        for start, accumulator in conn.execute(
+            "SELECT window_start_ms, accumulator FROM window_aggregates "
+            "WHERE meter_id = ? AND window_start_ms >= ? AND window_start_ms < ?",
+            (meter_id, low, high),
+        )
+    ]
+    hourly, daily = recount(windows, day, zone)
+    stale = [
+        (hour, meter_id)
+        for (hour,) in conn.execute(
+            "SELECT hour_ms FROM rollup_hourly WHERE meter_id = ? AND hour_ms >= ? AND hour_ms < ?",
+            (meter_id, low, high),
+        ).fetchall()
+        if local_day(hour, zone) == day
+    ]
+    conn.executemany("DELETE FROM rollup_hourly WHERE hour_ms = ? AND meter_id = ?", stale)
+    conn.executemany(
+        "INSERT INTO rollup_hourly (hour_ms, meter_id, energy_wh, covered_s, readings, windows) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (hour, meter_id, s.energy_wh, s.covered_s, s.readings, s.windows)
+            for hour, s in sorted(hourly.items())
+        ],
+    )
+    conn.execute("DELETE FROM rollup_daily WHERE day = ? AND meter_id = ?", (day, meter_id))
+    if daily is not None:
+        conn.execute(
+            "INSERT INTO rollup_daily (day, meter_id, energy_wh, covered_s, readings, windows, "
+            "last_window_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                day,
+                meter_id,
+                daily.energy_wh,
+                daily.covered_s,
+                daily.readings,
+                daily.windows,
+                daily.last_window_ms,
+            ),
+        )
 
 
 def _roll_up(conn: sqlite3.Connection, c: RollupChange) -> None:

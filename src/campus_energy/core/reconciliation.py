@@ -1,0 +1,231 @@
+"""Reconciliation: the windows the bridge would have written, set against what a sink holds.
+
+The windows are rebuilt from the logger's readings with the bridge's own
+functions (`contributions`, `group`, `window_document`), so the two cannot
+disagree about how a reading is cut into windows. Each window of the range is
+then one `Finding`:
+
+- `equal`: the sink holds what the readings give (energy within 1e-6 Wh,
+  readings exactly, averages and coverage to float rounding);
+- `differs`: it holds something else (the fields that differ say by how much);
+- `missing`: the readings give a window the sink does not hold;
+- `extra`: the sink holds a window no stored reading gives (readings since
+  deleted by retention, or written by something else) — reported, never deleted;
+- `partial`: the store no longer holds the readings before this window's first
+  one (retention, an import), so it cannot tell what the window should hold —
+  reported, never rewritten.
+
+Pure: no I/O, no clock reads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from campus_energy.core.windows import (
+    IncomingReading,
+    WindowDoc,
+    contributions,
+    document_id,
+    group,
+    window_document,
+)
+
+ENERGY_TOLERANCE_WH = 1e-6
+RELATIVE_TOLERANCE = 1e-9  # averages and coverage: sums of the same values in another order
+
+Status = Literal["equal", "differs", "missing", "extra", "partial"]
+Key = tuple[str, int]  # (meter_id, window_start_ms)
+REWRITTEN: frozenset[Status] = frozenset({"differs", "missing"})
+
+
+def _exact(a: float, b: float) -> bool:
+    return a == b
+
+
+def _energy(a: float, b: float) -> bool:
+    return abs(a - b) <= ENERGY_TOLERANCE_WH
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=RELATIVE_TOLERANCE, abs_tol=RELATIVE_TOLERANCE)
+
+
+# field -> when two values of it agree; compared (and reported) in this order
+COMPARED: dict[str, Callable[[float, float], bool]] = {
+    "total_energy_wh": _energy,
+    "readings_in_batch": _exact,
+    "coverage": _close,
+    "avg_power_w": _close,
+    "min_power_w": _close,
+    "max_power_w": _close,
+    "avg_voltage_v": _close,
+    "avg_current_a": _close,
+    "avg_power_factor": _close,
+    "avg_frequency_hz": _close,
+    "window_end_ms": _exact,
+}
+
+
+@dataclass(frozen=True)
+class FieldDifference:
+    name: str
+    sink: float | None
+    local: float | None
+
+    @property
+    def by(self) -> float | None:
+        """local - sink, when both are numbers."""
+        if self.sink is None or self.local is None:
+            return None
+        return self.local - self.sink
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One meter's window: what the readings give (`local`), what the sink holds (`sink`)."""
+
+    meter_id: str
+    window_start_ms: int
+    status: Status
+    local: WindowDoc | None
+    sink: WindowDoc | None
+    differences: tuple[FieldDifference, ...] = ()
+
+    @property
+    def document_id(self) -> str:
+        return document_id(self.meter_id, self.window_start_ms)
+
+    @property
+    def local_energy_wh(self) -> float | None:
+        return None if self.local is None else self.local.total_energy_wh
+
+    @property
+    def sink_energy_wh(self) -> float | None:
+        return None if self.sink is None else self.sink.total_energy_wh
+
+    @property
+    def energy_difference_wh(self) -> float:
+        """local - sink (a side without the window counts as 0 Wh)."""
+        return (self.local_energy_wh or 0.0) - (self.sink_energy_wh or 0.0)
+
+    def replacement(self) -> WindowDoc:
+        """The document to write in the sink's place: the local one, keeping the building and
+        floor the sink recorded (they describe where the meter was, not what it measured)."""
+        if self.status not in REWRITTEN or self.local is None:
+            raise ValueError(f"{self.document_id} is {self.status}: nothing to rewrite")
+        if self.sink is None:
+            return self.local
+        return replace(self.local, building=self.sink.building, floor=self.sink.floor)
+
+
+def recompute(
+    readings: Iterable[IncomingReading],
+    window_s: int,
+    start_ms: int,
+    end_ms: int,
+    meta: Mapping[str, tuple[str, str]],
+    updated_at_ms: int,
+) -> dict[Key, WindowDoc]:
+    """The documents the bridge builds from `readings` for windows starting in [start, end).
+
+    Pass every reading whose interval may overlap the range: per meter, the
+    readings of the range, the one before it (whose time starts the interval of
+    the first) and the first one at or after its end (whose interval may reach
+    back into the last window).
+    """
+    window_ms = window_s * 1000
+    items = [
+        c
+        for r in readings
+        for c in contributions(r, window_ms)
+        if start_ms <= c.window_start_ms < end_ms
+    ]
+    return {
+        (d.meter_id, d.window_start_ms): window_document(d, None, updated_at_ms)
+        for d in group(items, window_s, meta)
+    }
+
+
+def differences(local: WindowDoc, sink: WindowDoc) -> tuple[FieldDifference, ...]:
+    """The compared fields on which the two documents disagree beyond their tolerance."""
+    found = []
+    for name, agree in COMPARED.items():
+        mine: float | None = getattr(local, name)
+        theirs: float | None = getattr(sink, name)
+        if mine is None or theirs is None:
+            same = mine is None and theirs is None
+        else:
+            same = agree(mine, theirs)
+        if not same:
+            found.append(FieldDifference(name, theirs, mine))
+    return tuple(found)
+
+
+def compare(
+    local: Mapping[Key, WindowDoc],
+    sink: Mapping[Key, WindowDoc],
+    partial_until: Mapping[str, int] | None = None,
+) -> list[Finding]:
+    """One finding per window either side holds, in (window start, meter) order.
+
+    `partial_until` maps a meter to the start of the last window the store cannot
+    rebuild in full (its history begins with a reading whose predecessor is gone).
+    """
+    partial = partial_until or {}
+    found = []
+    for key in sorted(set(local) | set(sink), key=lambda k: (k[1], k[0])):
+        meter_id, start = key
+        mine, theirs = local.get(key), sink.get(key)
+        incomplete = meter_id in partial and start <= partial[meter_id]
+        diffs: tuple[FieldDifference, ...] = ()
+        status: Status
+        if mine is None:
+            status = "extra"
+        elif theirs is None:
+            status = "partial" if incomplete else "missing"
+        else:
+            diffs = differences(mine, theirs)
+            status = "equal" if not diffs else "partial" if incomplete else "differs"
+        found.append(Finding(meter_id, start, status, mine, theirs, diffs))
+    return found
+
+
+@dataclass
+class Summary:
+    """Counts and energy over every window checked."""
+
+    statuses: Counter[Status] = field(default_factory=Counter)
+    local_energy_wh: float = 0.0
+    sink_energy_wh: float = 0.0
+    refused: int = 0  # readings the bridge would refuse (and so never count)
+    rewritten: int = 0
+
+    def add(self, findings: Iterable[Finding]) -> None:
+        for f in findings:
+            self.statuses[f.status] += 1
+            self.local_energy_wh += f.local_energy_wh or 0.0
+            self.sink_energy_wh += f.sink_energy_wh or 0.0
+
+    @property
+    def checked(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def to_rewrite(self) -> int:
+        return sum(self.statuses[s] for s in REWRITTEN)
+
+    def counts(self) -> dict[str, int]:
+        """The counts by the names the report uses."""
+        return {
+            "checked": self.checked,
+            "equal": self.statuses["equal"],
+            "differing": self.statuses["differs"],
+            "missing": self.statuses["missing"],
+            "extra": self.statuses["extra"],
+            "partial": self.statuses["partial"],
+        }

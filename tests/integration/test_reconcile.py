@@ -1,0 +1,490 @@
+"""`campus-energy reconcile`: windows rebuilt from the logger's store against every sink.
+
+The windows are written by the real pipeline (the store's outbox → the
+publisher → Mosquitto → the bridge → the sink). Then the sink is damaged the
+ways a sink gets damaged — a window deleted, a window's energy changed, a
+window holding a reading that is not in the store, a window with no readings
+behind it — and reconcile must report exactly those, rewrite the first three
+with --apply (leaving the last alone), report nothing the second time, and
+leave the rollups equal to the sum of the windows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from tests.conftest import eventually
+from tests.integration.sinks import Doc, docs_of, rollup_totals
+from tests.integration.test_bridge import service, sink_settings
+
+from campus_energy.adapters.sinks import open_sink
+from campus_energy.adapters.store import MeterRecord, ReadingStore
+from campus_energy.bridge import Bridge
+from campus_energy.config import Config, parse_config
+from campus_energy.core.readings import Reading
+from campus_energy.core.reconciliation import Finding
+from campus_energy.core.timestamps import epoch_ms
+from campus_energy.core.windows import Contribution, WindowDelta, document_id, window_stamp
+from campus_energy.ops.reconcile import Report, reconcile
+from campus_energy.publisher import Publisher, StatusBoard
+
+ZONE = ZoneInfo("Asia/Kolkata")
+WINDOW_S = 300
+WINDOW_MS = WINDOW_S * 1000
+
+
+def utc_ms(text: str) -> int:
+    return round(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+# 40 minutes of readings every 5 s across the local midnight (18:30 UTC in Asia/Kolkata):
+# two local days, and the day-long chunks reconcile works in meet in the middle of the data.
+T0 = utc_ms("2026-01-14T18:10:00")
+COUNT = 480
+# meter -> (building, timestamp offset in ms: readings off, and exactly on, window boundaries)
+METERS = {"lib-main": ("LIB", 1300), "lib-f1": ("LIB", 2700), "admin-old": ("ADM", 0)}
+FIRST_DAY, LAST_DAY = "2026-01-14", "2026-01-15"
+RANGE = (utc_ms("2026-01-13T18:30:00"), utc_ms("2026-01-15T18:30:00"))  # the two local days
+
+DELETED = ("lib-f1", utc_ms("2026-01-14T18:30:00"))  # the first window of the second day
+CHANGED = ("lib-main", utc_ms("2026-01-14T18:25:00"))
+ADDED_TO = ("admin-old", utc_ms("2026-01-14T18:40:00"))
+EXTRA = ("lib-main", utc_ms("2026-01-14T10:00:00"))  # no reading anywhere near
+
+
+def meter_readings(meter_id: str, offset_ms: int, hole: range | None = None) -> list[Reading]:
+    """Trapezoidal energy from a varying power, as the logger stores it; `hole`: a gap
+    (the first reading after it integrates nothing)."""
+    found: list[Reading] = []
+    total = 0
+    previous: tuple[int, float] | None = None
+    for i in range(COUNT):
+        if hole is not None and i in hole:
+            previous = None
+            continue
+        ts = T0 + offset_ms + i * 5000
+        power = round(1200 + 500 * math.sin(i / 9) + 40 * math.cos(i * 1.7), 2)
+        energy = 0
+        if previous is not None:
+            energy = round((previous[1] + power) / 2 * (ts - previous[0]) / 3600 * 1000)
+        total += energy
+        values = {
+            "power_w": power,
+            "voltage_v": round(230 + math.sin(i / 5), 2),
+            "current_a": round(power / 230, 3),
+            "power_factor": 0.95,
+            "frequency_hz": 50.0,
+        }
+        found.append(Reading(meter_id, ts, i + 1, energy, total, values))
+        previous = (ts, power)
+    return found
+
+
+def all_readings() -> list[Reading]:
+    holes = {"lib-f1": range(200, 212)}  # a minute without readings
+    return [
+        r
+        for meter, (_, offset) in METERS.items()
+        for r in meter_readings(meter, offset, holes.get(meter))
+    ]
+
+
+def configure(tmp_path: Path, broker_port: int, sink: dict[str, Any]) -> Config:
+    return parse_config(
+        {
+            "site": {"timezone": ZONE.key},
+            "storage": {"path": str(tmp_path / "store.db")},
+            "mqtt": {"port": broker_port},
+            "logger": {"id": "reconcile-test"},
+            "bridge": {
+                "window_s": WINDOW_S,
+                "grace_s": 0,
+                "spool_path": str(tmp_path / "spool.db"),
+                "client_id": "bridge-reconcile",
+                **sink,
+            },
+            "buses": [{"name": "plant", "transport": "tcp", "host": "127.0.0.1", "port": 1502}],
+            "meters": [
+                {
+                    "id": meter,
+                    "bus": "plant",
+                    "unit": unit,
+                    "profile": "eastron-sdm120",
+                    "building": building,
+                    "floor": "1",
+                }
+                for unit, (meter, (building, _)) in enumerate(METERS.items(), start=1)
+            ],
+        }
+    )
+
+
+async def fill_store(config: Config, readings: Iterable[Reading]) -> ReadingStore:
+    store = ReadingStore(config.storage.path)
+    await store.register(MeterRecord(m.id, m.building, m.floor, m.profile) for m in config.meters)
+    await store.insert_many(readings)
+    return store
+
+
+async def through_the_pipeline(config: Config) -> None:
+    """Every stored reading: published from the outbox, received by the bridge, written."""
+    store = await fill_store(config, all_readings())
+    bridge = Bridge(config)
+    try:
+        async with service(bridge):
+            await asyncio.wait_for(bridge.subscribed.wait(), 10)
+            drained = asyncio.Event()
+            drained.set()  # publish until the outbox is empty, then return
+            await asyncio.wait_for(Publisher(config, store, StatusBoard()).run(drained), 60)
+            await eventually(lambda: bridge.counters.readings >= len(METERS) * COUNT - 12)
+    finally:
+        await store.close()
+
+
+def stored(config: Config, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{config.storage.path}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def by_status(report: Report) -> dict[str, str]:
+    return {f.document_id: f.status for f in report.findings}
+
+
+# --- damaging a sink, the same way in each -----------------------------------------------------
+
+
+def damage(config: Config, kind: str) -> None:
+    """Delete DELETED and add 12.5 Wh to CHANGED, behind the sink's back."""
+    deleted, changed = document_id(*DELETED), document_id(*CHANGED)
+    if kind == "sqlite":
+        conn = sqlite3.connect(config.bridge.sqlite.path)
+        with conn:
+            conn.execute("DELETE FROM window_aggregates WHERE id = ?", (deleted,))
+            conn.execute(
+                "UPDATE window_aggregates SET total_energy_wh = total_energy_wh + 12.5 "
+                "WHERE id = ?",
+                (changed,),
+            )
+        conn.close()
+    elif kind == "postgres":
+        import psycopg
+
+        pg = config.bridge.postgres
+        assert pg.dsn is not None
+        table = f"{pg.schema_name}.window_aggregates"
+        with psycopg.connect(pg.dsn) as conn:
+            conn.execute(f"DELETE FROM {table} WHERE id = %s", (deleted,))
+            conn.execute(
+                f"UPDATE {table} SET total_energy_wh = total_energy_wh + 12.5 WHERE id = %s",
+                (changed,),
+            )
+    else:
+        from google.cloud import firestore
+
+        fs = config.bridge.firestore
+        client = firestore.Client(project=fs.project)
+        try:
+            collection = client.collection(fs.collection)
+            if fs.layout == "per-meter":
+                collection.document(deleted).delete()
+                ref = collection.document(changed)
+                ref.update({"total_energy_wh": ref.get().to_dict()["total_energy_wh"] + 12.5})
+            else:
+                for (meter, start), change in ((DELETED, "delete"), (CHANGED, "energy")):
+                    ref = collection.document(window_stamp(start))
+                    data = ref.get().to_dict()
+                    if change == "delete":
+                        del data["meters"][meter]
+                    else:
+                        data["meters"][meter]["total_energy_wh"] += 12.5
+                    ref.set(data)
+        finally:
+            client.close()
+
+
+async def write_through_the_sink(config: Config) -> None:
+    """A reading the store never had, into ADDED_TO; a window of EXTRA with no readings."""
+    sink = open_sink(config)
+    try:
+        stray = Contribution(ADDED_TO[0], ADDED_TO[1], 10**9, 0.0, 0.0, True, power_w=9000.0)
+        ghost = Contribution(EXTRA[0], EXTRA[1], 10**9, 3.0, 30.0, True, power_w=360.0)
+        await sink.merge(
+            [
+                WindowDelta(ADDED_TO[0], ADDED_TO[1], WINDOW_S, (stray,), "ADM", "1"),
+                WindowDelta(EXTRA[0], EXTRA[1], WINDOW_S, (ghost,), "LIB", "1"),
+            ],
+            epoch_ms(time.time()),
+        )
+    finally:
+        await sink.close()
+
+
+def balanced(config: Config, docs: list[Doc]) -> None:
+    """The windows hold the store's energy and readings once each (the extra window aside), and
+    the sink's rollups hold exactly its windows."""
+    extra = document_id(*EXTRA)
+    assert len({d.id for d in docs}) == len(docs)
+    for meter in METERS:
+        mine = [d for d in docs if d.meter_id == meter and d.id != extra]
+        energy, count = stored(
+            config, "SELECT sum(energy_wh), count(*) FROM readings WHERE meter_id = ?", (meter,)
+        )[0]
+        assert sum(d.total_energy_wh for d in mine) == pytest.approx(energy, abs=1e-6)
+        assert sum(d.readings_in_batch for d in mine) == count
+    sums = rollup_totals(config)
+    if sums is None:
+        return
+    for meter in METERS:
+        mine = [d for d in docs if d.meter_id == meter]
+        daily, hourly, readings, windows = sums[meter]
+        assert daily == pytest.approx(sum(d.total_energy_wh for d in mine), abs=1e-6)
+        assert hourly == pytest.approx(daily, abs=1e-6)
+        assert (readings, windows) == (sum(d.readings_in_batch for d in mine), len(mine))
+    assert sums[""][0] == pytest.approx(sum(d.total_energy_wh for d in docs), abs=1e-6)
+
+
+def firestore_source(config: Config) -> Any:
+    """The API's Firestore source, refreshed on every call."""
+    from campus_energy.api.sources.firestore import FirestoreSource
+
+    return FirestoreSource(config.bridge.firestore, ZONE, cache_s=0)
+
+
+# --- the tests ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind", ["sqlite", "postgres", "firestore-per-meter", "firestore-per-window"]
+)
+async def test_reconcile_reports_exactly_the_damage_and_apply_repairs_it(
+    kind: str, tmp_path: Path, mosquitto: Any, request: pytest.FixtureRequest
+) -> None:
+    config = configure(tmp_path, mosquitto.port, sink_settings(kind, tmp_path, request))
+    await through_the_pipeline(config)
+    windows = len(docs_of(config))
+    assert windows == 3 * 8
+
+    # What the bridge wrote is what reconcile rebuilds, over any range: the edges of a
+    # range (readings whose interval starts before it or ends after it) included.
+    clean = await reconcile(config, *RANGE)
+    assert clean.findings == []
+    assert clean.summary.counts()["equal"] == windows
+    stored_energy = stored(config, "SELECT sum(energy_wh) FROM readings")[0][0]
+    assert clean.summary.local_energy_wh == pytest.approx(stored_energy, abs=1e-6)
+    assert clean.summary.sink_energy_wh == pytest.approx(stored_energy, abs=1e-6)
+    middle = await reconcile(config, utc_ms("2026-01-14T18:15:00"), utc_ms("2026-01-14T18:40:00"))
+    assert (middle.findings, middle.summary.counts()["equal"]) == ([], 3 * 5)
+
+    deleted = next(d for d in docs_of(config) if d.id == document_id(*DELETED))
+    damage(config, kind.split("-")[0])
+    await write_through_the_sink(config)
+    source = firestore_source(config) if kind.startswith("firestore") else None
+    try:
+        if source is not None:  # the API has read the damaged windows
+            damaged = source.total(FIRST_DAY, LAST_DAY, None).energy_wh
+            expected = stored_energy - deleted.total_energy_wh + 12.5 + 3.0
+            assert damaged == pytest.approx(expected, abs=1e-6)
+        await damage_is_reported_and_repaired(config, windows, stored_energy)
+        if source is not None:  # the API's index takes each rewrite in place of the old one
+            total = source.total(FIRST_DAY, LAST_DAY, None)
+            assert total.energy_wh == pytest.approx(stored_energy + 3.0, abs=1e-6)
+    finally:
+        if source is not None:
+            source.close()
+
+
+async def damage_is_reported_and_repaired(
+    config: Config, windows: int, stored_energy: float
+) -> None:
+    report = await reconcile(config, *RANGE)
+    assert by_status(report) == {
+        document_id(*DELETED): "missing",
+        document_id(*CHANGED): "differs",
+        document_id(*ADDED_TO): "differs",
+        document_id(*EXTRA): "extra",
+    }
+    found: dict[str, Finding] = {f.document_id: f for f in report.findings}
+    changed = found[document_id(*CHANGED)]
+    assert [(d.name, d.by) for d in changed.differences] == [("total_energy_wh", -12.5)]
+    assert changed.energy_difference_wh == pytest.approx(-12.5, abs=1e-9)
+    added = {d.name: d for d in found[document_id(*ADDED_TO)].differences}
+    assert added["readings_in_batch"].by == -1
+    assert added["max_power_w"].sink == 9000.0
+    assert "total_energy_wh" not in added
+    missing = found[document_id(*DELETED)]
+    assert missing.sink_energy_wh is None
+    assert missing.local_energy_wh is not None and missing.local_energy_wh > 0
+    assert found[document_id(*EXTRA)].energy_difference_wh == -3.0
+    assert report.summary.counts() == {
+        "checked": windows + 1,
+        "equal": windows - 3,
+        "differing": 2,
+        "missing": 1,
+        "extra": 1,
+        "partial": 0,
+    }
+    assert report.summary.rewritten == 0
+    assert len(docs_of(config)) == windows  # a report changes nothing
+
+    applied = await reconcile(config, *RANGE, apply=True)
+    assert by_status(applied) == by_status(report)
+    assert applied.summary.rewritten == 3
+
+    again = await reconcile(config, *RANGE, apply=True)
+    assert by_status(again) == {document_id(*EXTRA): "extra"}  # reported, never deleted
+    assert again.summary.rewritten == 0
+    assert again.summary.local_energy_wh == pytest.approx(stored_energy, abs=1e-6)
+    assert again.summary.sink_energy_wh == pytest.approx(stored_energy + 3.0, abs=1e-6)
+
+    docs = docs_of(config)
+    assert len(docs) == windows + 1
+    balanced(config, docs)
+
+
+async def test_only_the_chosen_meters_are_checked_and_rewritten(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    config = configure(tmp_path, mosquitto.port, sink_settings("sqlite", tmp_path, None))  # type: ignore[arg-type]
+    await through_the_pipeline(config)
+    damage(config, "sqlite")
+    report = await reconcile(config, *RANGE, meters=["lib-main"], apply=True)
+    assert by_status(report) == {document_id(*CHANGED): "differs"}
+    assert report.summary.counts()["checked"] == 8
+    after = await reconcile(config, *RANGE)
+    assert by_status(after) == {document_id(*DELETED): "missing"}  # lib-f1 was left alone
+
+
+async def test_windows_older_than_the_stored_readings_are_never_rewritten(
+    tmp_path: Path,
+) -> None:
+    """After retention, the first stored reading integrated from one that is gone: the windows
+    before it are extra, its own is partial, and --apply touches neither."""
+    config = configure(tmp_path, 1883, sink_settings("sqlite", tmp_path, None))  # type: ignore[arg-type]
+    readings = [r for r in all_readings() if r.meter_id == "lib-main"]
+    everything = await reconcile_into_an_empty_sink(config, readings)
+    assert everything.summary.rewritten == 8
+    cutoff = utc_ms("2026-01-14T18:22:00")
+    conn = sqlite3.connect(config.storage.path)
+    with conn:
+        conn.execute("DELETE FROM samples WHERE ts_ms < ?", (cutoff,))
+    conn.close()
+    report = await reconcile(config, *RANGE, apply=True)
+    assert by_status(report) == {
+        document_id("lib-main", utc_ms(f"2026-01-14T18:{m}:00")): "extra" for m in (10, 15)
+    } | {document_id("lib-main", utc_ms("2026-01-14T18:20:00")): "partial"}
+    assert report.summary.rewritten == 0
+    assert len(docs_of(config)) == 8
+
+
+async def reconcile_into_an_empty_sink(config: Config, readings: list[Reading]) -> Report:
+    store = await fill_store(config, readings)
+    await store.close()
+    report = await reconcile(config, *RANGE, apply=True)
+    assert {f.status for f in report.findings} == {"missing"}
+    return report
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "campus_energy", "reconcile", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "CAMPUS_ENERGY_CONFIG": str(cwd / "campus-energy.toml")},
+        timeout=60,
+    )
+
+
+def test_the_command_line(tmp_path: Path) -> None:
+    (tmp_path / "campus-energy.toml").write_text(
+        f"""
+[site]
+timezone = "{ZONE.key}"
+[storage]
+path = "{tmp_path / "store.db"}"
+[bridge]
+window_s = {WINDOW_S}
+sink = "sqlite"
+[bridge.sqlite]
+path = "{tmp_path / "windows.db"}"
+"""
+    )
+    days = ("--start", FIRST_DAY, "--end", LAST_DAY)
+
+    result = run_cli(*days, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "store.db" in result.stderr and "does not exist" in result.stderr
+
+    async def fill() -> None:
+        store = ReadingStore(tmp_path / "store.db")
+        await store.register(MeterRecord(m, b, "1") for m, (b, _) in METERS.items())
+        await store.insert_many(all_readings())
+        await store.close()
+
+    asyncio.run(fill())
+
+    for args, named in [
+        (("--end", LAST_DAY), "--start"),
+        (("--start", "yesterday", "--end", LAST_DAY), "--start"),
+        (("--start", FIRST_DAY, "--end", "2026-13-01"), "--end"),
+        (("--start", LAST_DAY, "--end", FIRST_DAY), "--end"),
+        (("--start", "1999-01-01", "--end", FIRST_DAY), "--start"),
+        ((*days, "--meter", "lib-main", "nowhere"), "--meter"),
+    ]:
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stderr)
+        assert named in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+    result = run_cli(*days, "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["summary"]["missing"] == report["summary"]["checked"] == 24
+    assert report["summary"]["sink_energy_wh"] == 0
+    assert report["start"] == "2026-01-13T18:30:00.000Z"
+    assert report["end"] == "2026-01-15T18:30:00.000Z"
+    assert {w["status"] for w in report["windows"]} == {"missing"}
+
+    result = run_cli(*days, "--apply", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "rewrote 24 windows" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if "lib-main_20260114T181000Z" in line)
+    assert row.split()[1:3] == ["missing", "-"]
+
+    # a time without a zone is local; the end of a range is widened to a whole window
+    result = run_cli(
+        "--start", "2026-01-15T00:00", "--end", "2026-01-14T18:41:00Z", "--json", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["start"], report["end"]) == (
+        "2026-01-14T18:30:00.000Z",
+        "2026-01-14T18:45:00.000Z",
+    )
+    assert report["windows"] == []
+    assert report["summary"]["equal"] == report["summary"]["checked"] == 9
+
+    result = run_cli(*days, cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[-1].startswith(
+        "checked 24 windows: 24 equal, 0 differing, 0 missing, 0 extra; energy local"
+    )

@@ -1,0 +1,116 @@
+"""Reconciliation's pure parts: rebuilding windows as the bridge does, and telling them apart."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from campus_energy.core.reconciliation import Summary, compare, differences, recompute
+from campus_energy.core.windows import Accumulator, IncomingReading, WindowDoc, contributions, group
+
+WINDOW_S = 300
+WINDOW_MS = WINDOW_S * 1000
+
+
+def readings(gaps_s: list[int], energies: list[float]) -> list[IncomingReading]:
+    found, ts, previous = [], 1_800_000_000_000, None
+    for seq, (gap, energy) in enumerate(zip(gaps_s, energies, strict=False), start=1):
+        ts += gap * 1000
+        found.append(
+            IncomingReading("m", ts, seq, energy, previous, power_w=energy * 10, voltage_v=230.0)
+        )
+        previous = ts
+    return found
+
+
+@given(
+    st.lists(st.integers(1, 700), min_size=2, max_size=60),
+    st.lists(st.floats(0, 50), min_size=60, max_size=60),
+    st.integers(0, 40),
+    st.integers(1, 40),
+)
+def test_a_range_rebuilt_from_the_readings_around_it_is_the_bridges_windows(
+    gaps: list[int], energies: list[float], skip: int, length: int
+) -> None:
+    every = readings(gaps, energies)
+    items = [c for r in every for c in contributions(r, WINDOW_MS)]
+    bridge = {(d.meter_id, d.window_start_ms): d for d in group(items, WINDOW_S, {})}
+    first = min(k[1] for k in bridge)
+    start = first + skip * WINDOW_MS
+    end = start + length * WINDOW_MS
+    # as the store frames a range: the reading before it, its readings, the first after it
+    before = [r for r in every if r.ts_ms < start][-1:]
+    inside = [r for r in every if start <= r.ts_ms < end]
+    after = [r for r in every if r.ts_ms >= end][:1]
+    rebuilt = recompute([*before, *inside, *after], WINDOW_S, start, end, {}, 0)
+    expected = {k for k in bridge if start <= k[1] < end}
+    assert set(rebuilt) == expected
+    for key in expected:
+        doc = rebuilt[key]
+        assert doc.total_energy_wh == pytest.approx(
+            sum(c.energy_wh for c in bridge[key].items), abs=1e-9
+        )
+        assert doc.readings_in_batch == sum(1 for c in bridge[key].items if c.in_window)
+
+
+def doc(energy: float, readings: int = 3, **changes: object) -> WindowDoc:
+    base = WindowDoc(
+        "m", "B", "1", 0, WINDOW_MS, energy, 100.0, 90.0, 110.0, 230.0, 0.4, 0.95, 50.0,
+        readings, 1.0, 0, Accumulator(),
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("local", "sink", "named"),
+    [
+        (doc(10.0), doc(10.0 + 9e-7), []),  # within 1e-6 Wh
+        (doc(10.0), doc(10.000002), ["total_energy_wh"]),
+        (doc(10.0), doc(10.0, readings=4), ["readings_in_batch"]),
+        (doc(10.0), doc(10.0, coverage=1.0 + 1e-13), []),  # float rounding
+        (doc(10.0), doc(10.0, coverage=0.5), ["coverage"]),
+        (doc(10.0), doc(10.0, avg_voltage_v=None), ["avg_voltage_v"]),
+        (doc(10.0), doc(10.0, building="elsewhere"), []),  # where the meter was: not compared
+    ],
+)
+def test_differences_within_their_tolerance(
+    local: WindowDoc, sink: WindowDoc, named: list[str]
+) -> None:
+    assert [d.name for d in differences(local, sink)] == named
+
+
+def test_every_window_either_side_holds_is_one_finding() -> None:
+    local = {("m", 0): doc(1.0), ("m", WINDOW_MS): doc(2.0), ("m", 2 * WINDOW_MS): doc(3.0)}
+    sink = {("m", 0): doc(1.5), ("m", 2 * WINDOW_MS): doc(3.0), ("m", 3 * WINDOW_MS): doc(4.0)}
+    findings = compare(local, sink)
+    assert [(f.window_start_ms // WINDOW_MS, f.status) for f in findings] == [
+        (0, "differs"),
+        (1, "missing"),
+        (2, "equal"),
+        (3, "extra"),
+    ]
+    assert [f.energy_difference_wh for f in findings] == [-0.5, 2.0, 0.0, -4.0]
+    assert compare(local, sink, {"m": WINDOW_MS})[0].status == "partial"
+    summary = Summary()
+    summary.add(findings)
+    assert summary.counts() == {
+        "checked": 4,
+        "equal": 1,
+        "differing": 1,
+        "missing": 1,
+        "extra": 1,
+        "partial": 0,
+    }
+    assert (summary.local_energy_wh, summary.sink_energy_wh, summary.to_rewrite) == (6.0, 8.5, 2)
+
+
+def test_a_rewrite_keeps_where_the_sink_says_the_meter_was() -> None:
+    local, sink = doc(1.0), doc(2.0, building="Old block", floor="G")
+    (finding,) = compare({("m", 0): local}, {("m", 0): sink})
+    assert finding.replacement() == dataclasses.replace(local, building="Old block", floor="G")
+    (extra,) = compare({}, {("m", 0): sink})
+    with pytest.raises(ValueError):
+        extra.replacement()
