@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from campus_energy.adapters.mqtt import Received, subscribe
 from campus_energy.adapters.sinks import WindowSink, open_sink
 from campus_energy.adapters.spool import DeadLetter, Spool
+from campus_energy.bridge_metrics import BridgeMetrics
 from campus_energy.clock import SystemClock, sleep_or_stop
 from campus_energy.config import Config
 from campus_energy.core.incoming import Malformed, parse_reading
@@ -30,6 +31,7 @@ from campus_energy.core.timestamps import epoch_ms
 from campus_energy.core.topics import reading_topic
 from campus_energy.core.windows import Contribution, IncomingReading, contributions, group
 from campus_energy.errors import BrokerError, SinkError, SpoolError
+from campus_energy.notify import Notifier, Watchdog
 from campus_energy.outages import Outage
 
 log = logging.getLogger("campus_energy.bridge")
@@ -41,6 +43,7 @@ FINAL_FLUSH_S = 10.0
 DEAD_LETTER_DAYS = 30
 PRUNE_EVERY_S = 3600.0
 MAX_HOLD_S = 60.0  # a backlog holds windows back at most this long
+HUNG_AFTER_S = 600.0  # a batch still not recorded or written after this long is stuck
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Bridge:
         *,
         sink: WindowSink | None = None,
         clock: SystemClock | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
@@ -74,6 +78,9 @@ class Bridge:
         self.sink_outage = Outage(f"sink {self.sink.name}", log)
         self.subscribed = asyncio.Event()
         self.draining_since: float | None = None  # monotonic time a backlog began
+        self.notifier = notifier or Notifier()  # systemd's, when it runs us
+        self.watchdog = Watchdog(self.notifier)
+        self.metrics = BridgeMetrics(self)
 
     @property
     def topic(self) -> str:
@@ -90,19 +97,24 @@ class Bridge:
             self.window_s,
             self.config.bridge.spool_path,
         )
+        self.metrics.start()
         receiving = asyncio.create_task(self._receive(stop), name="receive")
         flushing = asyncio.create_task(self._flush_loop(stop), name="flush")
+        watching = asyncio.create_task(self.watchdog.run(stop), name="watchdog")
+        self.notifier.ready(f"{self.topic} → {self.sink.name} sink")
         try:
             await asyncio.gather(receiving, flushing)
         finally:
-            for task in (receiving, flushing):
+            self.notifier.stopping()
+            for task in (receiving, flushing, watching):
                 task.cancel()
-            await asyncio.gather(receiving, flushing, return_exceptions=True)
+            await asyncio.gather(receiving, flushing, watching, return_exceptions=True)
             try:
                 await asyncio.wait_for(self._final_flush(), FINAL_FLUSH_S)
             except (TimeoutError, SinkError, SpoolError) as exc:
                 log.warning("stopping with windows still in the spool: %s", exc or "timed out")
             finally:
+                self.metrics.stop()
                 await self.sink.close()
                 await self.spool.close()
                 log.info("bridge stopped")
@@ -141,7 +153,8 @@ class Bridge:
                             self.draining_since = self.clock.mono()
                         elif not full:
                             self.draining_since = None
-                        await self._record(messages)
+                        with self.watchdog.working("receive", HUNG_AFTER_S):
+                            await self._record(messages)
                         self.spool_outage.recovered(self.clock.wall())
                         for message in messages:
                             subscription.ack(message)
@@ -181,6 +194,7 @@ class Bridge:
         self.counters.received += len(messages)
         self.counters.readings += len(readings)
         self.counters.duplicates += len(items) - added
+        self.metrics.received(now, readings)
 
     def _count_dead(self, verdict: Malformed) -> None:
         self.counters.dead_letters[verdict.kind] += 1
@@ -203,10 +217,11 @@ class Bridge:
                 return written
             items, meta = await self.spool.load(keys)
             deltas = group(items, self.window_s, meta)
-            await self.sink.merge(deltas, epoch_ms(self.clock.wall()))
+            await self.metrics.merge(self.sink, deltas, epoch_ms(self.clock.wall()))
             await self.spool.remove(items)
             written += len(deltas)
             self.counters.window_writes += len(deltas)
+            self.watchdog.progress("flush")
 
     async def _flush_loop(self, stop: asyncio.Event) -> None:
         delay = FLUSH_EVERY_S
@@ -221,7 +236,8 @@ class Bridge:
                 due_by = epoch_ms(self.clock.wall() - self.config.bridge.grace_s)
                 backlog = self.draining_since
                 if backlog is None or self.clock.mono() - backlog > MAX_HOLD_S:
-                    await self.flush(due_by)
+                    with self.watchdog.working("flush", HUNG_AFTER_S):
+                        await self.flush(due_by)
                 self.counters.flushes += 1
                 self.sink_outage.recovered(self.clock.wall())
                 self.spool_outage.recovered(self.clock.wall())

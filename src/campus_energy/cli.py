@@ -23,6 +23,7 @@ from campus_energy.config import DEFAULT_CONFIG_PATH, Config, SimulationConfig, 
 from campus_energy.core.models import unit_of
 from campus_energy.core.planner import ReadRequest
 from campus_energy.errors import CampusEnergyError, ConfigError, ProfileError, UsageError
+from campus_energy.notify import Notifier
 from campus_energy.profiles import load_profiles
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -31,6 +32,11 @@ log = logging.getLogger("campus_energy")
 
 def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config, os.environ)
+
+
+def _notifier() -> Notifier:
+    """systemd's notification socket and watchdog for this process (a no-op without systemd)."""
+    return Notifier.from_environ(os.environ, os.getpid())
 
 
 SERVICES = frozenset({"logger", "bridge", "api", "dashboard"})
@@ -240,7 +246,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from campus_energy.simulator.server import Simulator
+    from campus_energy.simulator.server import AnswerLog, Simulator
 
     config = _config(args)
     if not config.meters:
@@ -259,8 +265,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     given = {k: v for k, v in fault_flags.items() if v is not None}
     faults = SimulationConfig(**given) if given else None
 
+    answers: AnswerLog | None = None
+    if args.answers is not None:
+        try:
+            answers = AnswerLog(args.answers)
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.answers}: {exc.strerror}") from None
+
     async def run(stop: asyncio.Event) -> None:
-        simulator = Simulator(config, meter_ids=args.meter, host=args.host, faults=faults)
+        simulator = Simulator(
+            config, meter_ids=args.meter, host=args.host, faults=faults, on_answer=answers
+        )
         async with simulator:
             for server in simulator.servers:
                 units = ", ".join(str(u) for u in sorted(server.meters))
@@ -272,7 +287,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             print("simulator ready", flush=True)
             await stop.wait()
 
-    return _run_async(run)
+    try:
+        return _run_async(run)
+    finally:
+        if answers is not None:
+            answers.close()
 
 
 # --- logger -----------------------------------------------------------------------------------
@@ -284,7 +303,7 @@ def cmd_logger(args: argparse.Namespace) -> int:
     config = _config(args)
     if not config.meters:
         raise UsageError("no meters configured: the logger has nothing to poll")
-    return _run_async(MeterLogger(config).run)
+    return _run_async(MeterLogger(config, notifier=_notifier()).run)
 
 
 # --- bridge -----------------------------------------------------------------------------------
@@ -293,7 +312,7 @@ def cmd_logger(args: argparse.Namespace) -> int:
 def cmd_bridge(args: argparse.Namespace) -> int:
     from campus_energy.bridge import Bridge
 
-    return _run_async(Bridge(_config(args)).run)
+    return _run_async(Bridge(_config(args), notifier=_notifier()).run)
 
 
 # --- api ------------------------------------------------------------------------------------
@@ -302,7 +321,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     from campus_energy.api.server import serve
 
-    serve(_config(args), dev=args.dev)
+    serve(_config(args), dev=args.dev, notifier=_notifier())
     return EXIT_OK
 
 
@@ -451,6 +470,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--reconnect-after", type=_positive, metavar="S", help="answer again after S seconds"
+    )
+    p.add_argument(
+        "--answers",
+        type=Path,
+        metavar="FILE",
+        help="append one JSON line per answered request (meter, time, served power) to FILE",
     )
     p.set_defaults(func=cmd_simulate)
 

@@ -133,6 +133,14 @@ class StoreError(CampusEnergyError):
     """The logger's SQLite store failed (disk full, file locked, corrupt, unwritable)."""
 
 
+class StoreBusyError(StoreError):
+    """Another process (a running logger, the dashboard) has the store open: no exclusive use."""
+
+
+class LegacyDataError(CampusEnergyError):
+    """A database of the original deployment cannot be read (not SQLite, tables missing)."""
+
+
 class BrokerError(CampusEnergyError):
     """The MQTT broker is unreachable or refused us."""
 

@@ -23,6 +23,8 @@ from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import RESOLUTION, quantize
 from campus_energy.core.timestamps import epoch_ms, next_grid_time
 from campus_energy.errors import ModbusConnectionError, ModbusError, ModbusTimeoutError, StoreError
+from campus_energy.logger_metrics import LoggerMetrics
+from campus_energy.notify import Notifier, Watchdog
 from campus_energy.outages import Outage
 from campus_energy.polling import MeterPoller, open_buses, pollers
 from campus_energy.publisher import Publisher, StatusBoard
@@ -33,6 +35,7 @@ SHUTDOWN_FLUSH_S = 3.0
 RETENTION_EVERY_S = 3600.0
 SAME_SLOT_S = 1e-3
 CLOCK_STEP_WARN_S = 1.0
+HUNG_SLACK_S = 60.0  # beyond a cycle's worst case of Modbus timeouts, its bus loop is hung
 
 
 @dataclass
@@ -85,10 +88,26 @@ def quantized(values: dict[str, float]) -> dict[str, float | None]:
     }
 
 
+def cycle_limit_s(due: Sequence[MeterRun]) -> float:
+    """How long a cycle of `due` may take before its bus loop counts as hung (watchdog).
+
+    At worst every request of every meter times out on every attempt, each after a
+    connection attempt that timed out too; the store's commit has the slack.
+    """
+    worst = 0.0
+    for run in due:
+        bus = run.poller.bus.config
+        attempt = 2 * bus.timeout_s + run.poller.profile.pause_between_requests_s
+        worst += len(run.poller.plan) * (1 + bus.retries) * attempt
+    return worst + HUNG_SLACK_S
+
+
 class MeterLogger:
     """The logger service."""
 
-    def __init__(self, config: Config, *, clock: SystemClock | None = None) -> None:
+    def __init__(
+        self, config: Config, *, clock: SystemClock | None = None, notifier: Notifier | None = None
+    ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.store = ReadingStore(config.storage.path)
@@ -100,6 +119,9 @@ class MeterLogger:
         self.runs: dict[str, MeterRun] = {}
         self.latest: dict[str, Reading] = {}  # the newest committed reading of each meter
         self.ready = asyncio.Event()
+        self.notifier = notifier or Notifier()  # systemd's, when it runs us
+        self.watchdog = Watchdog(self.notifier)
+        self.metrics = LoggerMetrics(self)
 
     async def _prepare(self) -> dict[str, list[MeterRun]]:
         await self.store.register(
@@ -123,6 +145,7 @@ class MeterLogger:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; then finish the cycle, flush the outbox briefly, and close."""
         by_bus = await self._prepare()
+        self.metrics.start()
         log.info(
             "logger %s: %d meters on %d buses, store %s, broker %s:%d",
             self.config.logger.id,
@@ -140,15 +163,19 @@ class MeterLogger:
         ]
         if self.config.storage.retention_days is not None:
             tasks.append(asyncio.create_task(self._retention_loop(stop), name="retention"))
+        tasks.append(asyncio.create_task(self.watchdog.run(stop), name="watchdog"))
         self.ready.set()
+        self.notifier.ready(f"polling {len(self.runs)} meters on {len(by_bus)} buses")
         try:
             await asyncio.gather(*tasks)
         finally:
+            self.notifier.stopping()
             for task in tasks:
                 task.cancel()
             try:
                 await self._stop_publisher(publishing, publisher_stop)
             finally:
+                self.metrics.stop()
                 for bus in {r.poller.bus for r in self.runs.values()}:
                     await bus.close()
                 await self.store.close()
@@ -184,13 +211,15 @@ class MeterLogger:
             # step during the sleep moves this slot, never stalls the loop.
             if await sleep_or_stop(slot - self.clock.wall(), stop):
                 return
+            self.metrics.cycle_started(runs[0].meter.bus, self.clock.wall() - slot)
             due = [r for r in runs if due_at[r.meter.id] - slot < SAME_SLOT_S]
             for r in due:
                 previous = last_slot.get(r.meter.id)
                 if previous is not None and slot - previous > r.meter.interval_s * 1.5:
                     self.counters.skipped_slots += round((slot - previous) / r.meter.interval_s) - 1
                 last_slot[r.meter.id] = slot
-            await self._cycle(due)
+            with self.watchdog.working(f"bus {runs[0].meter.bus}", cycle_limit_s(due)):
+                await self._cycle(due)
 
     async def _cycle(self, due: Sequence[MeterRun]) -> None:
         before = {r.meter.id: r.state for r in due}
@@ -222,7 +251,7 @@ class MeterLogger:
         meter = run.meter
         self.counters.polls += 1
         try:
-            raw = await run.poller.poll()
+            raw = await self.metrics.poll(run.poller)
         except ModbusError as exc:
             self._failed(run, exc)
             return
@@ -232,6 +261,7 @@ class MeterLogger:
         reason = implausible(power, run.limit_w)
         if reason is not None:
             self.counters.rejected += 1
+            self.metrics.refused(meter.id, power)
             finite = power if math.isfinite(power) else None
             cycle.rejects.append((meter.id, epoch_ms(wall), reason, finite))
             refused = "reading refused: implausible power"

@@ -1,0 +1,404 @@
+"""The systemd units and the services' notifications, checked with systemd's own tools.
+
+Every rendered unit passes `systemd-analyze verify` and scores at most 4.0 in
+`systemd-analyze security`; the copies under deploy/systemd/ are the render
+with the default paths; `install-systemd` writes (or, dry, only prints) them.
+The logger, the bridge and the API, run as processes with a notification
+socket, say READY=1, ping the watchdog, and say STOPPING=1 on SIGTERM before
+exiting 0 within their unit's TimeoutStopSec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.conftest import eventually, free_port, require_program
+from tests.integration.test_logger_process import toml_for
+
+from campus_energy.config import load_config, parse_config
+from campus_energy.ops.systemd import (
+    DEFAULT,
+    UNITS,
+    Installation,
+    find_executable,
+    render,
+    template,
+)
+from campus_energy.simulator.server import Simulator
+
+DEPLOY = Path(__file__).parents[2] / "deploy" / "systemd"
+MAX_EXPOSURE = 4.0
+WATCHDOG_S = 2  # the services must ping at least this often
+
+
+def unit_setting(unit: str, key: str) -> str:
+    found = re.search(rf"^{key}=(.*)$", template(unit), re.MULTILINE)
+    assert found is not None, f"{unit} has no {key}="
+    return found.group(1)
+
+
+@pytest.fixture
+def analyze() -> str:
+    return require_program("systemd-analyze")
+
+
+@pytest.fixture(params=["yes", "read-only"])
+def rendered(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Path]:
+    """Every unit rendered for this environment's program, written into tmp_path."""
+    installation = Installation(
+        find_executable(), tmp_path / "campus-energy.toml", protect_home=request.param
+    )
+    paths = {}
+    for name, text in render(installation).items():
+        paths[name] = tmp_path / name
+        paths[name].write_text(text, encoding="utf-8")
+    return paths
+
+
+# --- the units ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_every_unit_passes_systemd_analyze_verify(
+    unit: str, rendered: dict[str, Path], analyze: str
+) -> None:
+    result = subprocess.run(
+        [analyze, "verify", str(rendered[unit])], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout + result.stderr == ""  # not even a warning (an unknown key)
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_every_unit_scores_4_or_better_in_systemd_analyze_security(
+    unit: str, rendered: dict[str, Path], analyze: str
+) -> None:
+    result = subprocess.run(
+        [analyze, "security", "--offline=true", "--no-pager", str(rendered[unit])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert found is not None, result.stdout + result.stderr
+    assert float(found.group(1)) <= MAX_EXPOSURE, result.stdout
+
+
+def test_the_committed_units_are_the_render_with_default_paths() -> None:
+    expected = render(DEFAULT)
+    assert sorted(p.name for p in DEPLOY.glob("*.service")) == sorted(expected)
+    for name, text in expected.items():
+        assert (DEPLOY / name).read_text(encoding="utf-8") == text, (
+            f"deploy/systemd/{name} differs from its template: "
+            "python -m campus_energy.ops.systemd deploy/systemd"
+        )
+
+
+def test_the_logger_may_use_serial_devices_and_the_others_none() -> None:
+    for unit in UNITS:
+        text = template(unit)
+        if unit == "campus-energy-logger.service":
+            assert "SupplementaryGroups=dialout" in text
+            assert "DevicePolicy=closed" in text and "DeviceAllow=char-ttyUSB rw" in text
+            assert "PrivateDevices" not in text
+        else:
+            assert "PrivateDevices=yes" in text and "DeviceAllow" not in text
+
+
+def test_stop_timeouts_leave_room_for_each_services_own_shutdown() -> None:
+    from campus_energy.api.server import Gunicorn
+    from campus_energy.bridge import FINAL_FLUSH_S
+    from campus_energy.logger import SHUTDOWN_FLUSH_S
+
+    budgets = {
+        "campus-energy-logger.service": SHUTDOWN_FLUSH_S,
+        "campus-energy-bridge.service": FINAL_FLUSH_S,
+        "campus-energy-api.service": Gunicorn(parse_config({})).cfg.graceful_timeout,
+    }
+    for unit, budget in budgets.items():
+        assert float(unit_setting(unit, "TimeoutStopSec")) >= 2 * budget, unit
+        assert unit_setting(unit, "Type") == "notify"
+        assert int(unit_setting(unit, "WatchdogSec")) >= 10
+
+
+# --- install-systemd ----------------------------------------------------------------------------
+
+
+def install(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "campus_energy", "install-systemd", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+    )
+
+
+def test_a_dry_run_writes_nothing_and_prints_the_units(tmp_path: Path) -> None:
+    prefix = tmp_path / "units"
+    result = install("--prefix", str(prefix), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert not prefix.exists()
+    for unit in UNITS:
+        assert f"# --- {prefix / unit} (dry run: not written) ---" in result.stdout
+    assert f"ExecStart={find_executable()} logger -c /etc/campus-energy/campus-energy.toml" in (
+        result.stdout
+    )
+    assert "systemctl daemon-reload" in result.stdout
+
+
+def test_install_writes_the_units_for_this_environment(tmp_path: Path) -> None:
+    config = tmp_path / "campus-energy.toml"
+    config.write_text(
+        """
+[storage]
+path = "/var/lib/campus-energy/smart_meter.db"
+[bridge]
+spool_path = "var/spool.db"
+[bridge.sqlite]
+path = "/var/lib/campus-energy/windows.db"
+""",
+        encoding="utf-8",
+    )
+    prefix = tmp_path / "units"
+    result = install("--prefix", str(prefix), "-c", "campus-energy.toml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in prefix.iterdir()) == sorted(UNITS)
+    for unit in UNITS:
+        text = (prefix / unit).read_text(encoding="utf-8")
+        protect_home = re.search(r"^ProtectHome=(.*)$", text, re.MULTILINE)
+        assert protect_home is not None and protect_home.group(1) in ("yes", "read-only")
+        installation = Installation(
+            find_executable(),
+            config,
+            protect_home="yes" if protect_home.group(1) == "yes" else "read-only",
+        )
+        assert text == render(installation)[unit]
+        assert f"wrote {prefix / unit}" in result.stdout
+    # the bridge's spool would land beside the configuration, which the units cannot write
+    assert f"bridge.spool_path = {tmp_path / 'var/spool.db'} is outside" in result.stderr
+    assert "storage.path" not in result.stderr
+    # no meters configured: nothing for the logger to do
+    enable = next(line for line in result.stdout.splitlines() if "enable --now" in line)
+    assert enable.split() == [
+        "systemctl",
+        "enable",
+        "--now",
+        "campus-energy-bridge.service",
+        "campus-energy-api.service",
+    ]
+
+
+def test_the_user_is_created_only_when_missing(tmp_path: Path) -> None:
+    missing = f"ce-{uuid.uuid4().hex[:8]}"
+    result = install("--prefix", str(tmp_path), "--dry-run", "--user", missing)
+    assert "useradd --system --user-group --home-dir /var/lib/campus-energy" in result.stdout
+    assert f"User={missing}" in result.stdout
+    result = install("--prefix", str(tmp_path), "--dry-run", "--user", "root")
+    assert "useradd" not in result.stdout
+
+
+def test_a_prefix_that_cannot_be_written_exits_1_with_a_message(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    result = install("--prefix", str(tmp_path / "a-file" / "units"))
+    assert result.returncode == 1
+    assert "cannot write the units into" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_user_name_exits_2(tmp_path: Path) -> None:
+    result = install("--prefix", str(tmp_path), "--user", "Not A User")
+    assert result.returncode == 2
+    assert "--user" in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the services' notifications ----------------------------------------------------------------
+
+
+class Manager:
+    """A notification socket standing in for systemd's: what a service sent, as it arrives."""
+
+    def __init__(self, address: str, bind_to: str) -> None:
+        self.address = address  # as $NOTIFY_SOCKET names it
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(bind_to)
+        self.sock.setblocking(False)
+        self.messages: list[tuple[float, dict[str, str]]] = []
+
+    def environ(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "NOTIFY_SOCKET": self.address,
+            "WATCHDOG_USEC": str(WATCHDOG_S * 1_000_000),
+        }
+
+    async def until(self, key: str, timeout: float) -> dict[str, str]:
+        """Receive until a message with `key` arrives (fail after `timeout` seconds)."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {key} within {timeout} s; got {self.messages}")
+            try:
+                data = await asyncio.wait_for(loop.sock_recv(self.sock, 4096), remaining)
+            except TimeoutError:
+                continue
+            message = dict(line.split("=", 1) for line in data.decode().split("\n"))
+            self.messages.append((time.monotonic(), message))
+            if key in message:
+                return message
+
+    async def pings(self, count: int) -> None:
+        """`count` watchdog pings in a row, none later than the watchdog timeout after the last."""
+        last = time.monotonic()
+        for _ in range(count):
+            await self.until("WATCHDOG", WATCHDOG_S)
+            now = time.monotonic()
+            assert now - last < WATCHDOG_S
+            last = now
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def manager() -> Iterator[Manager]:
+    name = f"campus-energy-test-{uuid.uuid4().hex}"
+    m = Manager(f"@{name}", f"\0{name}")  # the abstract namespace
+    try:
+        yield m
+    finally:
+        m.close()
+
+
+@pytest.fixture
+def file_manager(tmp_path: Path) -> Iterator[Manager]:
+    path = str(tmp_path / "notify")
+    m = Manager(path, path)
+    try:
+        yield m
+    finally:
+        m.close()
+
+
+def start(command: str, config: Path, manager: Manager, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "campus_energy", command, "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=manager.environ(),
+        )
+
+
+async def stops_cleanly(process: subprocess.Popen[bytes], manager: Manager, unit: str) -> None:
+    """SIGTERM: STOPPING=1, then exit status 0, all within the unit's TimeoutStopSec."""
+    timeout = float(unit_setting(unit, "TimeoutStopSec"))
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    await manager.until("STOPPING", timeout)
+    await eventually(lambda: process.poll() is not None, timeout=timeout)
+    assert process.returncode == 0
+    assert time.monotonic() - started < timeout
+
+
+def finish(process: subprocess.Popen[bytes], log: Path) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    assert "Traceback" not in log.read_text()
+
+
+async def test_the_logger_is_ready_pings_the_watchdog_and_stops_cleanly(
+    tmp_path: Path, mosquitto: Any, manager: Manager
+) -> None:
+    config_file = tmp_path / "c.toml"
+    config_file.write_text(toml_for(tmp_path, mosquitto.port, free_port()), encoding="utf-8")
+    log = tmp_path / "logger.log"
+    async with Simulator(load_config(config_file, {})):
+        process = start("logger", config_file, manager, log)
+        try:
+            ready = await manager.until("READY", 30)
+            assert ready == {"READY": "1", "STATUS": "polling 2 meters on 1 buses"}
+            await manager.pings(4)
+            await stops_cleanly(process, manager, "campus-energy-logger.service")
+        finally:
+            finish(process, log)
+
+
+async def test_the_bridge_is_ready_pings_the_watchdog_and_stops_cleanly(
+    tmp_path: Path, mosquitto: Any, file_manager: Manager
+) -> None:
+    config_file = tmp_path / "c.toml"
+    config_file.write_text(
+        f"""
+[mqtt]
+port = {mosquitto.port}
+[bridge]
+spool_path = "{tmp_path / "spool.db"}"
+client_id = "bridge-notify"
+sink = "sqlite"
+[bridge.sqlite]
+path = "{tmp_path / "windows.db"}"
+""",
+        encoding="utf-8",
+    )
+    log = tmp_path / "bridge.log"
+    process = start("bridge", config_file, file_manager, log)
+    try:
+        ready = await file_manager.until("READY", 30)
+        assert ready["STATUS"] == "campus/energy/+/reading → sqlite sink"
+        await file_manager.pings(4)
+        await stops_cleanly(process, file_manager, "campus-energy-bridge.service")
+    finally:
+        finish(process, log)
+
+
+async def test_the_api_under_gunicorn_is_ready_when_it_listens_and_pings_the_watchdog(
+    tmp_path: Path, manager: Manager
+) -> None:
+    port = free_port()
+    config_file = tmp_path / "c.toml"
+    config_file.write_text(
+        f"""
+[api]
+port = {port}
+workers = 1
+[bridge.sqlite]
+path = "{tmp_path / "windows.db"}"
+""",
+        encoding="utf-8",
+    )
+    log = tmp_path / "api.log"
+    process = start("api", config_file, manager, log)
+    try:
+        await manager.until("READY", 60)
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # listening once it said READY=1
+        await manager.pings(4)
+        assert sum("READY" in m for _, m in manager.messages) == 1
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=30):
+                pass
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 503  # no windows yet: an answer all the same
+            exc.close()
+        await stops_cleanly(process, manager, "campus-energy-api.service")
+    finally:
+        finish(process, log)
