@@ -79,7 +79,7 @@ class MqttConfig(_Section):
     homeassistant_discovery: bool = False
     homeassistant_prefix: str = "homeassistant"
 
-    @field_validator("topic_prefix")
+    @field_validator("topic_prefix", "homeassistant_prefix")
     @classmethod
     def _check_prefix(cls, value: str) -> str:
         if not value or value.startswith("/") or value.endswith("/") or set("#+") & set(value):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from campus_energy import __version__
+from campus_energy import __version__, homeassistant
 from campus_energy.adapters.mqtt import Broker, connect
 from campus_energy.adapters.store import ReadingStore
 from campus_energy.clock import SystemClock, sleep_or_stop
@@ -97,6 +97,7 @@ class Publisher:
         self.connected = False
         self.published = 0
         self.drained = asyncio.Event()
+        self._discovery_announced = False  # Home Assistant configs published once this run
 
     def wake(self) -> None:
         """New readings were committed."""
@@ -124,6 +125,7 @@ class Publisher:
                     await broker.publish(
                         self.logger_topic, self._logger_status("online"), retain=True
                     )
+                    await self._publish_discovery(broker)
                     if self.outage.down:
                         depth = sum((await self.store.outbox_depth()).values())
                         self.outage.recovered(self.clock.wall(), f"{depth} readings to deliver")
@@ -149,6 +151,32 @@ class Publisher:
             if await sleep_or_stop(delay, stop):
                 return
             delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _publish_discovery(self, broker: Broker) -> None:
+        """Home Assistant discovery configs, retained, on every connection (when enabled).
+
+        The first time in a run, the configs this logger no longer describes (meters
+        removed from the configuration, fields a changed profile dropped) are cleared.
+        """
+        if not self.config.mqtt.homeassistant_discovery:
+            return
+        stale: list[str] = []
+        if not self._discovery_announced:
+            stale = homeassistant.stale_config_topics(self.config, await self.store.meter_ids())
+        for start in range(0, len(stale), BATCH):
+            await _all_or_raise(broker.clear_retained(t) for t in stale[start : start + BATCH])
+        configs = homeassistant.discovery_configs(self.config, __version__)
+        for start in range(0, len(configs), BATCH):
+            chunk = configs[start : start + BATCH]
+            await _all_or_raise(broker.publish(t, p, retain=True) for t, p in chunk)
+        if not self._discovery_announced:
+            self._discovery_announced = True
+            log.info(
+                "Home Assistant discovery: %d configs under %s/, %d stale ones cleared",
+                len(configs),
+                self.config.mqtt.homeassistant_prefix,
+                len(stale),
+            )
 
     async def _publish_statuses(self, broker: Broker) -> None:
         while self.statuses.dirty:
@@ -199,3 +227,11 @@ class Publisher:
             await asyncio.wait({waiter, stopper}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
             stopper.cancel()
+
+
+async def _all_or_raise(publishes: Iterable[Awaitable[None]]) -> None:
+    """Run the publishes concurrently (QoS 1, in flight together); raise the first failure."""
+    results = await asyncio.gather(*publishes, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
