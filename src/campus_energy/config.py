@@ -450,19 +450,28 @@ def _cross_check(config: Config, profiles: Mapping[str, Profile]) -> list[tuple[
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     """Make relative file paths relative to the config file's directory."""
 
-    def fix(section: dict[str, Any] | None, key: str) -> None:
-        if isinstance(section, dict) and isinstance(section.get(key), str):
-            path = Path(section[key]).expanduser()
+    def fix(section: dict[str, Any] | None, key: str, default: Path | None = None) -> None:
+        if not isinstance(section, dict):
+            return
+        value = section.get(key, None if default is None else str(default))
+        if isinstance(value, str):
+            path = Path(value).expanduser()
             section[key] = str(path if path.is_absolute() else base / path)
 
+    def part(parent: dict[str, Any], name: str) -> dict[str, Any] | None:
+        found = parent.setdefault(name, {})
+        return found if isinstance(found, dict) else None
+
+    # Data files left at their defaults live next to the config file too, not in whatever
+    # folder the service happens to start in.
     fix(data, "profiles_dir")
-    fix(data.get("storage"), "path")
+    fix(part(data, "storage"), "path", StorageConfig().path)
     for key in ("password_file", "tls_ca_file", "tls_cert_file", "tls_key_file"):
         fix(data.get("mqtt"), key)
-    bridge = data.get("bridge")
-    if isinstance(bridge, dict):
-        fix(bridge, "spool_path")
-        fix(bridge.get("sqlite"), "path")
+    bridge = part(data, "bridge")
+    if bridge is not None:
+        fix(bridge, "spool_path", BridgeConfig.model_fields["spool_path"].default)
+        fix(part(bridge, "sqlite"), "path", SqliteSinkConfig().path)
         fix(bridge.get("firestore"), "credentials_file")
 
 

@@ -257,6 +257,15 @@ def test_relative_paths_in_a_file_are_relative_to_its_folder(tmp_path: Path) -> 
     assert config.source == file.resolve()
 
 
+def test_default_data_files_live_next_to_the_config_file(tmp_path: Path) -> None:
+    file = tmp_path / "site.toml"
+    file.write_text('[site]\nname = "x"\n')
+    config = load_config(file)
+    assert config.storage.path == tmp_path / "var" / "smart_meter.db"
+    assert config.bridge.spool_path == tmp_path / "var" / "bridge-spool.db"
+    assert config.bridge.sqlite.path == tmp_path / "var" / "windows.db"
+
+
 def test_absolute_paths_in_a_file_are_kept(tmp_path: Path) -> None:
     file = tmp_path / "site.toml"
     file.write_text('[storage]\npath = "/srv/meter.db"\n[bridge.sqlite]\npath = "/srv/w.db"\n')
