@@ -219,11 +219,17 @@ class PostgresSink:
         async with conn.transaction():
             # Bridges starting together would race on CREATE … IF NOT EXISTS: take turns.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('campus_energy.schema'))")
-            await conn.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                    sql.Identifier(self.config.schema_name)
-                )
+            # CREATE SCHEMA needs the CREATE right on the database even when the schema exists:
+            # only ask for it when the schema is really missing.
+            found = await conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.config.schema_name,)
             )
+            if await found.fetchone() is None:
+                await conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                        sql.Identifier(self.config.schema_name)
+                    )
+                )
             await conn.execute(sql.SQL(TABLE).format(table=self.table))
             for statement in ROLLUPS.split(";\n"):
                 await conn.execute(sql.SQL(statement).format(**self.names))
