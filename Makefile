@@ -26,6 +26,11 @@ $(EMULATOR): tests/firestore_emulator/package-lock.json
 test: $(STAMP) $(EMULATOR)
 	$(BIN)/python -m pytest
 
+# The long fault-injection run (10-20 minutes; `make test` runs the short one).
+.PHONY: faults
+faults: $(STAMP) $(EMULATOR)
+	CAMPUS_ENERGY_FAULTS=long $(BIN)/python -m pytest tests/faults -s
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
@@ -35,8 +40,7 @@ demo: $(STAMP)
 	$(BIN)/campus-energy demo
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/read_plan.py
-	$(BIN)/python benchmarks/logger.py
+	$(BIN)/python benchmarks/report.py
 
 # Re-resolve the pinned dependency set (needs network access to PyPI).
 lock:

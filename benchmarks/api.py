@@ -17,6 +17,10 @@ Ratios are against the naive scan / the legacy model. No assertions: the goal
 of each measurement is printed next to it.
 
 Run: .venv/bin/python benchmarks/api.py
+Quick mode (`CAMPUS_ENERGY_BENCH_QUICK=1`, `report.py --quick`): 60 days × 20
+meters, 60 requests per case, shorter naive budgets, 20 refreshes of 10 meters
+× 1 day. Headline figures go to benchmarks/REPORT.md (`benchmarks/report.py`,
+`results.py`).
 """
 
 from __future__ import annotations
@@ -52,11 +56,13 @@ from zoneinfo import ZoneInfo
 import psutil
 from flask import Flask, Response, request
 
+import results as bench
 from campus_energy.adapters.sinks.sqlite import SqliteSink, _rebuild_rollups, iso_seconds
 from campus_energy.api.queries import Period, day_of, midnight_ms
 from campus_energy.config import Config, load_config, parse_config
 from campus_energy.core.windows import Contribution, WindowDelta, window_stamp
 
+TIER = "API"
 REPO = Path(__file__).resolve().parent.parent
 ZONE = ZoneInfo("Asia/Kolkata")
 WINDOW_S = 300
@@ -104,8 +110,8 @@ class Collect(logging.Handler):
 
 # -- (a) a year of windows -------------------------------------------------------------------
 
-DAYS = 365
-METERS = 100
+DAYS = bench.sized(365, 60)
+METERS = bench.sized(100, 20)
 MIN_FREE_BYTES = 8 * 2**30  # below this free on the temp disk, fewer meters
 DAYS_PER_TRANSACTION = 10
 BUILDINGS = ("ECE", "CSE", "MECH", "CIVIL", "LIB", "ADMIN", "HOSTEL-A", "HOSTEL-B", "MESS", "GYM")
@@ -414,9 +420,10 @@ def build_section(build: Build, check: RollupCheck) -> None:
 
 CONCURRENCY = 8
 CLIENTS = (1, CONCURRENCY)
-REQUESTS = 300
+REQUESTS = bench.sized(300, 60)
 WARMUP = 16
-NAIVE_BUDGET_S = {1: 15.0, CONCURRENCY: 20.0}  # per case: the naive scan's time to start requests
+# per case: the naive scan's time to start requests
+NAIVE_BUDGET_S = bench.sized({1: 15.0, CONCURRENCY: 20.0}, {1: 3.0, CONCURRENCY: 4.0})
 WORKERS = 2
 SCAN_SQL = (
     "SELECT meter_id, total_energy_wh, readings_in_batch, window_start_ms FROM window_aggregates "
@@ -696,6 +703,7 @@ def bust(path: str, i: int) -> str:
     return f"{path}{'&' if '?' in path else '?'}_={i}"
 
 
+APPS = ("ours", "naive")
 YEAR = "aggregate, 1 year"
 DAY = "aggregate, 1 day"
 CACHED = "aggregate, 1 year, cached"
@@ -892,6 +900,27 @@ def latency_section(result: Latency, build: Build) -> None:
     def ratio(app: str, clients: int) -> float:
         return result.runs[app, clients, YEAR].p(95) / result.runs[app, clients, DAY].p(95)
 
+    for case in result.cases:
+        for clients in CLIENTS:
+            ours_run, naive_run = (result.runs.get((a, clients, case.label)) for a in APPS)
+            if ours_run is None or naive_run is None:
+                continue
+            year_note = (
+                f"; 1-year / 1-day p95: ours {ratio('ours', clients):.1f}×, "
+                f"naive {ratio('naive', clients):.0f}×"
+                if case.label == YEAR
+                else ""
+            )
+            bench.record(
+                TIER,
+                f"p95 latency, {case.label}, {clients} client{'s' if clients > 1 else ''}, "
+                "vs the naive scan",
+                ours_run.p(95),
+                naive_run.p(95),
+                "ms",
+                f"n {len(ours_run.latencies_ms)}/{len(naive_run.latencies_ms)}; naive streams "
+                f"{case.windows:,} windows{year_note}",
+            )
     print("goal: ours p95 ≤ 50 ms and 1-year / 1-day p95 ≤ 2")
     for clients in CLIENTS:
         worst = max(r.p(95) for (a, c, _), r in result.runs.items() if a == "ours" and c == clients)
@@ -943,9 +972,9 @@ def latency_section(result: Latency, build: Build) -> None:
 
 # -- (c) Firestore reads per refresh ---------------------------------------------------------
 
-FS_METERS = 20
-FS_DAYS = 2
-REFRESHES = 100
+FS_METERS = bench.sized(20, 10)
+FS_DAYS = bench.sized(2, 1)
+REFRESHES = bench.sized(100, 20)
 WRITE_EVERY = 10
 FS_CACHE_S = 0.25  # a binary fraction: the injected clock adds up exactly
 DASHBOARD = (
@@ -1166,6 +1195,15 @@ def reads_section(reads: Reads | None, skipped: str) -> None:
     for label, docs, queries, per in rows:
         times = f"{docs / ours_docs:>7.0f}×" if label.startswith("legacy") else ""
         print(f"{label:<40} {docs:>10,} {queries:>8,} {per:>13,.1f} {times:>8}")
+    bench.record(
+        TIER,
+        f"Firestore documents read, {REFRESHES} dashboard refreshes, vs the legacy model",
+        ours_docs,
+        legacy_docs,
+        "docs",
+        f"{FS_METERS} meters × {FS_DAYS} day(s), per-meter layout, emulator; ours after the "
+        f"first refresh: {sum(reads.docs[1:]) / (REFRESHES - 1):,.1f} a refresh",
+    )
     expected = reads.initial_docs + reads.written
     print(
         f"writes: {reads.initial_docs:,} documents before the first refresh ({reads.write_s:.1f} s "
@@ -1279,4 +1317,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        bench.emit()

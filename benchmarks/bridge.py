@@ -21,6 +21,9 @@ Ratios are against the legacy bridge. No assertions: each number is printed
 next to what it should be.
 
 Run: .venv/bin/python benchmarks/bridge.py
+Quick mode (`CAMPUS_ENERGY_BENCH_QUICK=1`, `report.py --quick`): 10,000 messages,
+one round, one CPU repeat. Headline figures go to benchmarks/REPORT.md
+(`benchmarks/report.py`, `results.py`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from typing import Any
 import aiomqtt
 import psutil
 
+import results as bench
 from campus_energy.adapters.sinks.firestore import PER_TRANSACTION, transactions
 from campus_energy.bridge import BATCH, Bridge
 from campus_energy.config import Config, parse_config
@@ -63,11 +67,12 @@ from campus_energy.core.windows import (
 )
 from campus_energy.mosquitto import Mosquitto
 
+TIER = "bridge"
 PREFIX = "campus/energy"
 METERS = 20
 POLL_S = 5
 WINDOW_S = 300
-MESSAGES = 20_000
+MESSAGES = bench.sized(20_000, 10_000)
 LEGACY_BATCH = METERS * WINDOW_S // POLL_S  # arrivals in "300 s of uptime" at the real-time rate
 FREE_TIER_WRITES = 20_000
 IDLE_TIMEOUT_S = 15.0  # no progress for this long: report what arrived and stop waiting
@@ -526,7 +531,7 @@ async def run_ours(
     return result
 
 
-ROUNDS = 3
+ROUNDS = bench.sized(3, 1)
 MODES = ("live", "drain")
 
 
@@ -588,6 +593,16 @@ def throughput_section(results: dict[str, list[RunResult]], messages: Sequence[M
                 f"{median_of(runs, lambda r: r.broker_cpu_s):>5.2f} s "
                 f"{median_of(runs, lambda r: r.publisher_cpu_s):>7.2f} s"
             )
+            if name == "ours":
+                bench.record(
+                    TIER,
+                    f"end-to-end throughput through Mosquitto, {mode}, vs the legacy bridge",
+                    statistics.median(rates),
+                    base_rate,
+                    "msgs/s",
+                    f"{len(messages):,} QoS 1 readings of {METERS} meters; median of {ROUNDS}",
+                    better="higher",
+                )
     print(
         "live: subscribed, then the publisher goes; all in = go → the last message recorded "
         "(ours: bridge.counters.readings == N; legacy: buffered"
@@ -708,6 +723,24 @@ def throughput_section(results: dict[str, list[RunResult]], messages: Sequence[M
         "meters have no document"
     )
     print()
+    bench.record(
+        TIER,
+        f"meters with documents of their own (of {METERS}), vs the legacy bridge",
+        meters,
+        len(labels),
+        "meters",
+        f"legacy documents mix {mixed:g} meters (median) under the first message's meter_id",
+        better="higher",
+    )
+    bench.record(
+        TIER,
+        "|energy error| of what was written, vs the published energy",
+        abs(energy / true_wh - 1) * 100,
+        abs(l_est5 / true_wh - 1) * 100,
+        "%",
+        "legacy stores no energy: its closest estimate, Σ avg power × n × 5 s (the logger's "
+        f"rule); Σ avg power × 300 s per document: {(l_est300 / true_wh - 1) * 100:+.2f} %",
+    )
 
 
 # -- (b) sink writes per day ----------------------------------------------------------------
@@ -857,6 +890,14 @@ def writes_section(day: list[tuple[str, CountingSink]]) -> None:
         f"per-meter exceeds the free tier from {threshold} meters ({per_day} × {threshold} = "
         f"{per_day * threshold:,}); per-window stays at {per_day} for any campus"
     )
+    bench.record(
+        TIER,
+        "sink document writes a day, 100 meters: per-window layout vs legacy (a box per meter)",
+        per_day,
+        per_day * 100,
+        "writes",
+        f"computed; free tier {FREE_TIER_WRITES:,} a day",
+    )
     print(
         "legacy: one box per meter as deployed, each bridge one batch document per 300 s of "
         "uptime; one legacy bridge for all meters writes 288, but mixes the meters"
@@ -878,6 +919,15 @@ def writes_section(day: list[tuple[str, CountingSink]]) -> None:
             f"{len(sink.per_meter_ids):>6,} {sink.per_window:>18,} {len(sink.per_window_ids):>5,} "
             f"{per_day:>9,}"
         )
+    label, sink = day[0]
+    bench.record(
+        TIER,
+        f"per-window writes of a measured day, {DAY_METERS} meters, vs legacy (computed)",
+        sink.per_window,
+        per_day * DAY_METERS,
+        "writes",
+        f"Bridge.flush into a counting sink, {label}",
+    )
     print(
         "writes = documents written (a rewrite of a window counts again); docs = distinct ids. "
         "With grace_s 0 the reading"
@@ -897,7 +947,7 @@ def writes_section(day: list[tuple[str, CountingSink]]) -> None:
 # -- (c) CPU per 10,000 readings ------------------------------------------------------------
 
 CPU_READINGS = 10_000
-CPU_REPEATS = 3
+CPU_REPEATS = bench.sized(3, 1)
 
 
 @dataclass
@@ -1036,6 +1086,15 @@ def cpu_section(ours: Stages, legacy: Stages, count: int) -> None:
         )
     ours_total = sum(s.cpu_s for s in ours.stages.values()) * scale
     per_day = METERS * 86_400 // POLL_S
+    bench.record(
+        TIER,
+        "CPU of the bridge's own work per 10,000 readings (no MQTT), vs the legacy bridge",
+        ours_total,
+        legacy_total,
+        "CPU-s",
+        "ratio as printed (ours/legacy); ours validates, cuts windows and spools durably",
+        ratio="ours/baseline",
+    )
     print(
         f"ours: {ours_total / 10_000 * 1e6:.0f} µs CPU per reading; {METERS} meters at {POLL_S} s "
         f"({per_day:,} readings a day) ≈ {ours_total * per_day / 10_000:.0f} CPU-s a day"
@@ -1087,4 +1146,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        bench.emit()

@@ -18,6 +18,9 @@ the OS page cache. Ratios are baseline / ours; Δ compares each baseline's
 answer with ours. No assertions.
 
 Run: .venv/bin/python benchmarks/dashboard.py
+Quick mode (`CAMPUS_ENERGY_BENCH_QUICK=1`, `report.py --quick`): 4 days, a
+50,000-reading estimate, up to 3 runs per query. Headline figures go to
+benchmarks/REPORT.md (`benchmarks/report.py`, `results.py`).
 """
 
 from __future__ import annotations
@@ -43,26 +46,28 @@ import numpy as np
 import pandas as pd
 import psutil
 
+import results as bench
 from campus_energy.adapters.store import MeterRecord, ReadingStore
 from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import STEPS_PER_UNIT
 from campus_energy.dashboard import queries as q
 from campus_energy.simulator.load import unit_random
 
+TIER = "dashboard"
 ZONE = ZoneInfo("Asia/Kolkata")  # no DST: every local day is 86,400,000 ms
 FIRST_DAY = date(2026, 2, 28)  # the month ends on Sunday 29 March: a full week, a month to date
-DAYS = 30
+DAYS = bench.sized(30, 4)
 METERS = 20
 POLL_MS = 5_000
 PER_DAY = 86_400_000 // POLL_MS  # 17,280 readings per meter and day
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
-ESTIMATE_READINGS = 200_000
+ESTIMATE_READINGS = bench.sized(200_000, 50_000)
 BUILD_TARGET_S = 180.0  # insert_many when its estimate fits, else rows straight into samples
 CHUNK_CYCLES = 4_320  # 6 h of cycles: 86,400 readings per insert_many call (one transaction)
 MIN_FREE_BYTES = 6 * 2**30
-RUNS = 5
-RUN_BUDGET_S = 20.0  # after 2 runs, stop repeating a query once its runs add up to this
+RUNS = bench.sized(5, 3)
+RUN_BUDGET_S = bench.sized(20.0, 5.0)  # after 2 runs, stop repeating once the runs add up to this
 SLOW_S = 5.0  # a warm-up this slow counts as the first run (the file is in the page cache)
 SAMPLE_S = 0.005  # RSS sampling period
 LEGACY_COLUMNS = ("meter_id", "ts_ms", "voltage_v", "current_a", "power_w", "energy_wh")
@@ -538,6 +543,24 @@ def print_rows(rows: Sequence[Row], scan_head: str) -> None:
         )
 
 
+def record_rows(section: str, rows: Sequence[Row], scan_name: str) -> None:
+    """Each row's median time, ours vs the SQL baseline and vs pandas (where run)."""
+    for r in rows:
+        for name, other, diff in (
+            (scan_name, r.scan, r.scan_delta),
+            ("pandas", r.legacy, r.legacy_delta),
+        ):
+            if other is not None:
+                bench.record(
+                    TIER,
+                    f"{section}, {r.label}, vs {name}",
+                    r.ours.median_s * 1000,
+                    other.median_s * 1000,
+                    "ms",
+                    f"{r.rows:,} rows in range; Δ {delta(diff)} Wh; n {r.ours.runs}/{other.runs}",
+                )
+
+
 # -- (b) KPIs ------------------------------------------------------------------------------
 
 
@@ -560,6 +583,7 @@ def kpi_section(m: Month, month_load: Peak) -> None:
         "to now; ours = queries.energy_between (energy_total by index seeks)"
     )
     print_rows(rows, "SQL scan")
+    record_rows("Overview KPI", rows, "SQL scan")
     print(
         "SQL scan = SELECT sum(energy) FROM samples WHERE meter IN (…) AND ts_ms BETWEEN a AND "
         "b − 1; pandas = pd.read_sql of the legacy columns"
@@ -608,6 +632,7 @@ def history_section(m: Month) -> None:
         "and local day / hour; ours = queries.energy_per_interval (seeks per boundary)"
     )
     print_rows(rows, "GROUP BY")
+    record_rows("History, energy", rows, "GROUP BY")
     print(
         "GROUP BY = SELECT meter, (ts_ms − first) / interval, sum(energy) … GROUP BY 1, 2 "
         "(every row); pandas = read_sql of meter_id, ts_ms, energy_wh,"
@@ -695,6 +720,14 @@ def profile_section(m: Month) -> None:
             f"{p.label:<30} {p.rows:>13,} {seconds(p.ours.median_s):>9} "
             f"{seconds(p.legacy.median_s):>9} {ratio(p.legacy.median_s, p.ours.median_s):>6} "
             f"{buckets:>20} {common:>7} {worst:>9} {first:>9} {runs:>5}"
+        )
+        bench.record(
+            TIER,
+            f"power profile, {p.label}, vs pandas",
+            p.ours.median_s * 1000,
+            p.legacy.median_s * 1000,
+            "ms",
+            f"{p.rows:,} rows in range; buckets ours/pandas {buckets}; Δ mean {worst} W",
         )
     print(
         "pandas = read_sql of meter_id, ts_ms, power_w from the readings view, then "
@@ -813,6 +846,15 @@ def memory_section(memory: Memory, days: int) -> None:
         "(ours floored at 1 MiB); measured before (b)–(e), one run each (ours after a warm-up)"
     )
     print()
+    bench.record(
+        TIER,
+        f"peak RSS growth of the month's charts ({days} days), vs the raw range in pandas",
+        max(memory.ours.delta_mib, 1),
+        memory.legacy.delta_mib,
+        "MiB",
+        f"ours floored at 1 MiB, as printed (measured {memory.ours.delta_mib:+.0f} MiB); "
+        f"the DataFrame itself {memory.frame_mib:,.0f} MiB",
+    )
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -845,4 +887,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        bench.emit()

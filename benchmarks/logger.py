@@ -17,6 +17,9 @@ Ratios are against the legacy way / the naive loop. No assertions: the goal
 of each section is printed next to the measurement.
 
 Run: .venv/bin/python benchmarks/logger.py
+Quick mode (`CAMPUS_ENERGY_BENCH_QUICK=1`, `report.py --quick`): 60/50 polls per meter
+in (b), 500 cycles and 500 legacy rows in (c). Headline figures go to
+benchmarks/REPORT.md (`benchmarks/report.py`, `results.py`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from zoneinfo import ZoneInfo
 
 import psutil
 
+import results as bench
 from campus_energy.adapters.store import Cycle, MeterRecord, ReadingStore
 from campus_energy.config import Config, parse_config
 from campus_energy.core.energy import MeterState, advance, trapezoid_uwh
@@ -50,6 +54,8 @@ from campus_energy.logger import MeterLogger, quantized
 from campus_energy.polling import open_buses, pollers
 from campus_energy.simulator.load import CampusLoad, unit_random
 from campus_energy.simulator.server import Simulator
+
+TIER = "logger"
 
 
 def free_port() -> int:
@@ -258,6 +264,7 @@ def energy_section() -> None:
                 )
             )
         done: dict[float | None, list[Integrated]] = {}
+        headline: dict[str, tuple[float, float]] = {}  # goal rows: rule -> (|worst|, campus)
         for r in case.rules:
             if r.max_gap_s not in done:
                 done[r.max_gap_s] = [
@@ -278,6 +285,8 @@ def energy_section() -> None:
             limit = float(r.goal.split()[1]) if r.goal else None
             met = "" if limit is None else ("yes" if max(map(abs, errors)) <= limit else "NO")
             ours_rule = r.max_gap_s is not None
+            if r.goal:
+                headline[r.name] = (abs(worst), campus)
             rows.append(
                 (
                     case.label,
@@ -291,6 +300,16 @@ def energy_section() -> None:
                     r.goal or "(context)",
                     met,
                 )
+            )
+        if OURS in headline and LEGACY in headline:
+            bench.record(
+                TIER,
+                f"energy error of the worst meter over a day, {case.label}",
+                headline[OURS][0],
+                headline[LEGACY][0],
+                "%",
+                f"|error| vs the exact integral; campus total ours {headline[OURS][1]:+.4f} %, "
+                f"legacy {headline[LEGACY][1]:+.4f} %",
             )
     elapsed = time.perf_counter() - started
 
@@ -341,9 +360,9 @@ def energy_section() -> None:
 METERS = 20
 BUSES = 2
 INTERVAL_S = 0.2
-OUR_POLLS = 260  # per meter
-NAIVE_POLLS = 200  # per meter
-RSS_MARK_POLL = 100
+OUR_POLLS = bench.sized(260, 60)  # per meter
+NAIVE_POLLS = bench.sized(200, 50)  # per meter
+RSS_MARK_POLL = bench.sized(100, 20)
 
 
 def logger_config(folder: Path) -> Config:
@@ -541,6 +560,22 @@ def timing_section(ours_t: Timing, naive_t: Timing, records: list[logging.LogRec
         )
     p99, drift = summary["ours"]
     met = "met" if p99 <= 20 and abs(drift) <= DRIFT_OK_MS else "NOT met"
+    bench.record(
+        TIER,
+        "p99 |poll time − wall-clock grid point|, vs a naive poll-then-sleep loop",
+        p99,
+        summary["naive"][0],
+        "ms",
+        f"{METERS} meters, {BUSES} TCP buses, {INTERVAL_S:g} s interval; goal ≤ 20 ms",
+    )
+    bench.record(
+        TIER,
+        "|drift| of the median meter (last − first deviation), vs the naive loop",
+        abs(drift),
+        abs(summary["naive"][1]),
+        "ms",
+        f"goal ≤ {DRIFT_OK_MS:g} ms",
+    )
     print(
         f"goal: p99 ≤ 20 ms and no drift (|drift| ≤ {DRIFT_OK_MS:g} ms) — ours: {met}. "
         f"drift = last − first deviation of a meter, median of the {METERS} meters"
@@ -582,14 +617,22 @@ def memory_section(memory: Memory) -> None:
     for label, value in rows:
         print(f"{label:<46} {value:>11}")
     print()
+    bench.record(
+        TIER,
+        f"RSS growth while logging, poll {RSS_MARK_POLL} → {memory.polls_at_last} (leak check)",
+        memory.at_last_mib - memory.at_mark_mib,
+        None,
+        "MiB",
+        f"no baseline; running − before: {memory.at_last_mib - memory.before_mib:+.1f} MiB",
+    )
 
 
 # -- (c) storage ---------------------------------------------------------------------------
 
 TOTAL_READINGS = 1_000_000
 BULK_CHUNK = 100_000
-CYCLES = 2_000
-LEGACY_TIMED_ROWS = 2_000
+CYCLES = bench.sized(2_000, 500)
+LEGACY_TIMED_ROWS = bench.sized(2_000, 500)
 LEGACY_SIZE_ROWS = 100_000
 STORE_METERS = [f"meter-{i:02d}" for i in range(METERS)]
 LEGACY_SCHEMA = (
@@ -782,6 +825,33 @@ def storage_section(s: Storage) -> None:
     )
     print(f"legacy {s.legacy_s * 1000:.2f} ms per reading (both synchronous=FULL, same disk)")
     print()
+    bench.record(
+        TIER,
+        "insert throughput, ReadingStore.insert_many vs legacy connect + INSERT + commit per row",
+        s.bulk_rate,
+        s.legacy_rate,
+        "readings/s",
+        f"{s.count:,} readings; legacy timed on {LEGACY_TIMED_ROWS:,} rows",
+        better="higher",
+    )
+    bench.record(
+        TIER,
+        f"insert throughput, ReadingStore.commit per cycle of {METERS} vs legacy per row",
+        s.cycle_rate,
+        s.legacy_rate,
+        "readings/s",
+        f"{CYCLES:,} cycles, synchronous=FULL",
+        better="higher",
+    )
+    bench.record(
+        TIER,
+        "bytes per reading on disk, vs legacy meter_readings",
+        s.bulk_bytes,
+        s.legacy_bytes,
+        "B",
+        "ratio as printed (ours/legacy): below 1× is smaller",
+        ratio="ours/baseline",
+    )
 
 
 async def storage() -> Storage:
@@ -809,4 +879,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        bench.emit()

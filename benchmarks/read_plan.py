@@ -8,6 +8,7 @@ Then it measures the wall time of a poll over TCP against the simulator
 for (a) and (b), in this process. Ratios are against the planner.
 
 Run: .venv/bin/python benchmarks/read_plan.py
+Headline figures go to benchmarks/REPORT.md (`benchmarks/report.py`, `results.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import socket
 import statistics
 import time
 
+import results as bench
 from campus_energy.adapters.modbus import ModbusBus
 from campus_energy.config import parse_config
 from campus_energy.core.models import Profile
@@ -37,6 +39,8 @@ BUSES = {
     "RTU 9600": BusCostModel.serial(9600),
     "TCP": BusCostModel.tcp(),
 }
+TIER = "meter side"
+RECORDED_BUS = "RTU 9600"  # the modelled bus whose figures go to the report
 
 
 def modelled_table(profiles: dict[str, Profile]) -> None:
@@ -56,6 +60,16 @@ def modelled_table(profiles: dict[str, Profile]) -> None:
             for other in strategies:
                 other_s = cost.plan_s(other)
                 cells.append(f"{len(other)} req {other_s * 1000:7.1f} ms ×{other_s / base_s:5.2f}")
+                if bus_name == RECORDED_BUS:
+                    way = "per field" if other is strategies[0] else "legacy blocks"
+                    bench.record(
+                        TIER,
+                        f"{name}: modelled bus time of a poll, {bus_name}, vs {way}",
+                        base_s * 1000,
+                        other_s * 1000,
+                        "ms",
+                        f"{len(plan)} vs {len(other)} requests",
+                    )
             legacy = cells[2] if len(cells) > 2 else ""
             print(f"{name:<16} {bus_name:<9} {cells[0]:>16} {cells[1]:>22} {legacy:>22}")
     print()
@@ -102,6 +116,15 @@ async def measured(profiles: dict[str, Profile], polls: int) -> None:
                     f"{profile.name:<16} {len(plans['planner'])} req {base * 1000:7.2f} ms"
                     f" {len(plans['per field']):>5} req {other * 1000:7.2f} ms ×{other / base:5.2f}"
                 )
+                bench.record(
+                    TIER,
+                    f"{profile.name}: measured poll over Modbus TCP (simulator), vs per field",
+                    base * 1000,
+                    other * 1000,
+                    "ms",
+                    f"median of {polls}; {len(plans['planner'])} vs "
+                    f"{len(plans['per field'])} requests",
+                )
         finally:
             await bus.close()
 
@@ -113,4 +136,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        bench.emit()
