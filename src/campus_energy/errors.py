@@ -133,6 +133,10 @@ class StoreError(CampusEnergyError):
     """The logger's SQLite store failed (disk full, file locked, corrupt, unwritable)."""
 
 
+class StoreFullError(StoreError):
+    """The logger's store cannot grow: its disk is full (SQLITE_FULL)."""
+
+
 class StoreBusyError(StoreError):
     """Another process (a running logger, the dashboard) has the store open: no exclusive use."""
 

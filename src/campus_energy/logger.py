@@ -116,6 +116,7 @@ class MeterLogger:
         self.counters = Counters()
         self.boot_id = boot_id()
         self.store_outage = Outage(f"store {config.storage.path}", log)
+        self.disk_full = Outage(f"store {config.storage.path} (disk full)", log)
         self.runs: dict[str, MeterRun] = {}
         self.latest: dict[str, Reading] = {}  # the newest committed reading of each meter
         self.ready = asyncio.Event()
@@ -227,7 +228,7 @@ class MeterLogger:
         for run in due:
             await self._poll(run, cycle)
         try:
-            await self.store.commit(cycle)
+            evicted = await self.store.commit_making_room(cycle)
         except StoreError as exc:
             # Nothing of this cycle is stored: forget it, so the next reading integrates
             # across (energy is kept within max_gap_s) and sequences stay contiguous.
@@ -237,6 +238,7 @@ class MeterLogger:
             self.store_outage.failed(str(exc), self.clock.wall())
             return
         self.store_outage.recovered(self.clock.wall())
+        await self._disk_full(evicted)
         self.counters.readings += len(cycle.readings)
         wall = self.clock.wall()
         for reading in cycle.readings:
@@ -246,6 +248,15 @@ class MeterLogger:
             run.outage.recovered(wall)
             self.statuses.set(reading.meter_id, "online", reading.ts_ms)
         self.publisher.wake()
+
+    async def _disk_full(self, evicted: int) -> None:
+        """A full disk costs the oldest delivered readings, never the newest: said once at
+        ERROR, then once at INFO when the store can grow again."""
+        if evicted:
+            detail = f"deleted the {evicted} oldest readings the broker has, to keep the newest"
+            self.disk_full.failed(detail, self.clock.wall())
+        elif self.disk_full.down and await self.store.has_grown():
+            self.disk_full.recovered(self.clock.wall(), "the store grows again")
 
     async def _poll(self, run: MeterRun, cycle: Cycle) -> None:
         meter = run.meter

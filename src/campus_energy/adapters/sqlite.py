@@ -42,6 +42,7 @@ class SqliteFile:
 
     label = "database"  # how errors name the file: "<label> <path>: ..."
     error: type[CampusEnergyError] = CampusEnergyError
+    full_error: type[CampusEnergyError] | None = None  # raised instead when the disk is full
     schema = ""
     schema_version = 1
     synchronous = "FULL"  # a committed row survives power loss
@@ -64,7 +65,10 @@ class SqliteFile:
                 self._conn = self._connect()
             return fn(self._conn)
         except (sqlite3.Error, OverflowError, ValueError) as exc:
-            raise self.error(f"{self.label} {self.path}: {exc}") from None
+            error = self.error
+            if self.full_error and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                error = self.full_error
+            raise error(f"{self.label} {self.path}: {exc}") from None
 
     def _connect(self) -> sqlite3.Connection:
         try:

@@ -14,13 +14,16 @@ Layout (schema 1):
 - `gaps`, `rejects`: intervals left unintegrated, readings refused as implausible.
 
 The readings table is the outbox: nothing is copied to publish it, so the
-outbox is bounded by the disk, not by memory. All access goes through one
-thread that owns the connection: one writer per file.
+outbox is bounded by the disk, not by memory. When the disk is full,
+`commit_making_room` deletes the oldest readings the broker has acknowledged
+to keep the newest. All access goes through one thread that owns the
+connection: one writer per file.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,10 +33,11 @@ from typing import Any
 from campus_energy.adapters.sqlite import SqliteFile, transaction
 from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import RESOLUTION, STEPS_PER_UNIT, from_steps, to_steps
-from campus_energy.errors import StoreError
+from campus_energy.errors import StoreError, StoreFullError
 
 SCHEMA_VERSION = 1
 RETENTION_CHUNK = 10_000
+MAKE_ROOM_SHARE = 0.01  # a full disk: delete this share of the published readings, until it fits
 
 # field name -> column of `samples` (integer steps of core.resolution)
 COLUMNS: dict[str, str] = {
@@ -169,17 +173,46 @@ def _decode(meter_id: str, row: Sequence[Any]) -> Reading:
     return Reading(meter_id, row[0], row[1], row[n], row[n + 1], values)
 
 
+def _page_count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA page_count").fetchone()[0])
+
+
+def _delete_oldest_published(conn: sqlite3.Connection, share: float) -> int:
+    """Delete the oldest `share` (at least one) of each meter's acknowledged readings.
+
+    A meter's last acknowledged reading is kept: the next one's interval starts there.
+    """
+    deleted = 0
+    with transaction(conn):
+        for meter, published in conn.execute("SELECT id, published_ts_ms FROM meters").fetchall():
+            older = conn.execute(
+                "SELECT count(*) FROM samples WHERE meter = ? AND ts_ms < ?", (meter, published)
+            ).fetchone()[0]
+            if not older:
+                continue
+            last = conn.execute(
+                "SELECT ts_ms FROM samples WHERE meter = ? ORDER BY ts_ms LIMIT 1 OFFSET ?",
+                (meter, min(older, math.ceil(older * share)) - 1),
+            ).fetchone()[0]
+            deleted += conn.execute(
+                "DELETE FROM samples WHERE meter = ? AND ts_ms <= ?", (meter, last)
+            ).rowcount
+    return deleted
+
+
 class ReadingStore(SqliteFile):
     """The logger's SQLite file. Every call runs on the store's own thread."""
 
     label = "store"
     error = StoreError
+    full_error = StoreFullError
     schema = SCHEMA
     schema_version = SCHEMA_VERSION
-    _unlimited_pages: int | None = None  # SQLite's own page limit, kept by `limit_growth`
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
+        self._full_at_pages: int | None = None  # the file's size when it last made room
+        self._unlimited_pages: int | None = None  # SQLite's own page limit (`limit_growth`)
         self._ids: dict[str, int] = {}
         self._names: dict[int, str] = {}
 
@@ -264,6 +297,46 @@ class ReadingStore(SqliteFile):
 
         await self._call(work)
 
+    async def commit_making_room(self, cycle: Cycle, share: float = MAKE_ROOM_SHARE) -> int:
+        """Commit one poll cycle; when the disk is full, make room for it first.
+
+        Room is made by deleting the oldest readings the broker has acknowledged, a
+        `share` of each meter's at a time, until the cycle fits. Returns how many
+        readings were deleted; raises StoreFullError when no more may be deleted.
+        """
+        try:
+            await self.commit(cycle)
+            return 0
+        except StoreFullError:
+            pass
+        deleted = 0
+        while True:
+            removed = await self._call(lambda conn: _delete_oldest_published(conn, share))
+            if not removed:
+                raise StoreFullError(
+                    f"store {self.path}: the disk is full and every older reading waits for "
+                    "the broker"
+                )
+            deleted += removed
+            try:
+                await self.commit(cycle)
+            except StoreFullError:
+                continue
+            self._full_at_pages = await self._call(_page_count)
+            return deleted
+
+    async def has_grown(self) -> bool:
+        """Whether the file grew past its size when it last had to make room (the disk has room)."""
+        if self._full_at_pages is None:
+            return True
+        try:
+            grown = await self._call(_page_count) > self._full_at_pages
+        except StoreError:
+            return False
+        if grown:
+            self._full_at_pages = None
+        return grown
+
     async def insert_many(self, readings: Iterable[Reading], batch: int = 10_000) -> None:
         """Bulk insert (imports, benchmarks, fixtures): one transaction per `batch` readings."""
         pending = list(readings)
@@ -275,6 +348,39 @@ class ReadingStore(SqliteFile):
                     conn.executemany(_INSERT_SAMPLE, rows[start : start + batch])
 
         await self._call(work)
+
+    async def insert_history(
+        self, readings: Sequence[Reading], gaps: Sequence[tuple[str, int, int]] = ()
+    ) -> int:
+        """Insert past readings (an import) in one transaction; the number inserted.
+
+        A reading whose (meter, ts_ms) is stored already is left as it is, so importing
+        twice adds nothing. Each meter's outbox cursor moves up to the newest of
+        `readings` when it is behind it: they never enter the MQTT outbox.
+        """
+        newest: dict[str, Reading] = {}
+        for r in readings:
+            if r.meter_id not in newest or r.ts_ms > newest[r.meter_id].ts_ms:
+                newest[r.meter_id] = r
+
+        def work(conn: sqlite3.Connection) -> int:
+            rows = [_encode(r, self._id(r.meter_id)) for r in readings]
+            with transaction(conn):
+                before = conn.total_changes
+                conn.executemany(_INSERT_SAMPLE.replace("INSERT", "INSERT OR IGNORE", 1), rows)
+                inserted = conn.total_changes - before
+                conn.executemany(
+                    "INSERT OR IGNORE INTO gaps VALUES (?, ?, ?)",
+                    [(self._id(m), a, b) for m, a, b in gaps],
+                )
+                conn.executemany(
+                    "UPDATE meters SET published_seq = ?, published_ts_ms = ? "
+                    "WHERE id = ? AND published_ts_ms < ?",
+                    [(r.seq, r.ts_ms, self._id(m), r.ts_ms) for m, r in newest.items()],
+                )
+            return inserted
+
+        return await self._call(work)
 
     # -- the outbox -------------------------------------------------------------------------
 

@@ -6,15 +6,23 @@ meter answers to go unanswered, as on a real RS-485 line. Faults are injected
 per meter: no answer (the request is dropped before it is processed), a
 Modbus exception response (device failure), or a corrupted frame (the
 response's CRC is broken; RTU framings only).
+
+Every request answered intact can be reported to an `on_answer` hook (with
+`campus-energy simulate --answers FILE`, one JSON line per answer): the meter,
+the time its values were taken and the power it served. That is the ground
+truth a fault-injection test holds the logger's store against.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, cast
 
 from pymodbus.constants import ExcCodes
@@ -25,10 +33,48 @@ from pymodbus.server.base import ModbusBaseServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from campus_energy.config import BusConfig, Config, SimulationConfig
+from campus_energy.core.registers import decode
 from campus_energy.errors import ServiceError
 from campus_energy.simulator.meter import VirtualMeter
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request a virtual meter answered intact."""
+
+    meter_id: str
+    t: float  # the simulator's clock (UTC epoch seconds) when the values were taken
+    start: int  # first register of the request
+    count: int
+    power_w: float | None  # the power field as the client decodes it (None: not requested)
+
+
+AnswerHook = Callable[[Answer], None]
+
+
+class AnswerLog:
+    """Answers appended to a file as JSON lines, each written through as it happens."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("a", encoding="utf-8", buffering=1)
+
+    def __call__(self, answer: Answer) -> None:
+        self._file.write(json.dumps(asdict(answer), separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def served_power(meter: VirtualMeter, start: int, registers: Sequence[int]) -> float | None:
+    """The power value in a response holding `registers` from `start` (None: not in it)."""
+    spec = meter.profile.field("power_w")
+    offset = spec.address - start
+    if offset < 0 or offset + spec.width > len(registers):
+        return None
+    words = registers[offset : offset + spec.width]
+    return decode(words, spec.type, meter.profile.byte_order) * spec.scale
 
 
 def _register_blocks(meter: VirtualMeter) -> list[SimData]:
@@ -59,11 +105,13 @@ class BusServer:
         *,
         clock: Callable[[], float],
         host: str | None = None,
+        on_answer: AnswerHook | None = None,
     ) -> None:
         self.bus = bus
         self.meters = {m.unit: m for m in meters}
         self.host = host or bus.host or "127.0.0.1"
         self._clock = clock
+        self._on_answer = on_answer
         self._pending: dict[int, str] = {}
         self._corrupt_next: set[int] = set()
         self._server: ModbusBaseServer | None = None
@@ -118,12 +166,17 @@ class BusServer:
             return ExcCodes.ILLEGAL_FUNCTION  # meters are read-only here
         if fault == "exception":
             return ExcCodes.DEVICE_FAILURE
-        if fault == "corrupt" and self.framer == FramerType.RTU:
+        broken = fault == "corrupt" and self.framer == FramerType.RTU
+        if broken:
             self._corrupt_next.add(meter.unit)
-        for field_address, words in meter.registers_at(self._clock()).items():
+        now = self._clock()
+        for field_address, words in meter.registers_at(now).items():
             offset = field_address - start_address
             if offset >= 0 and offset + len(words) <= len(registers):
                 registers[offset : offset + len(words)] = words
+        if self._on_answer is not None and not broken:
+            power = served_power(meter, start_address, registers)
+            self._on_answer(Answer(meter.meter.id, now, start_address, count, power))
         return None
 
     async def start(self) -> None:
@@ -171,6 +224,7 @@ class Simulator:
         host: str | None = None,
         faults: SimulationConfig | None = None,
         clock: Callable[[], float] = time.time,
+        on_answer: AnswerHook | None = None,
     ) -> None:
         self.clock = clock
         wanted = set(meter_ids) if meter_ids is not None else None
@@ -192,6 +246,7 @@ class Simulator:
                 [vm for vm in self.meters.values() if vm.meter.bus == bus.name],
                 clock=clock,
                 host=host,
+                on_answer=on_answer,
             )
             for bus in config.buses
             if any(vm.meter.bus == bus.name for vm in self.meters.values())
