@@ -20,6 +20,7 @@ class Outage:
 
     def failed(self, detail: str, now: float) -> None:
         self.failures += 1
+        detail = detail.removeprefix(f"{self.what}: ")  # errors that already name the thing
         if self.down_since is None:
             self.down_since = now
             self.log.error("%s: %s", self.what, detail)
