@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from campus_energy.errors import SinkError
-from campus_energy.exporter import Exporter
+from campus_energy.exporter import Exporter, Families
 
 if TYPE_CHECKING:
     from campus_energy.adapters.sinks import WindowSink
@@ -103,12 +103,8 @@ class BridgeMetrics:
             self.lag.observe(max(0, now_ms - reading.ts_ms) / 1000)
 
 
-def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
-    return CounterMetricFamily(PREFIX + name, documentation, value=value)
-
-
-def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(PREFIX + name, documentation, value=value)
+_families = Families(PREFIX)
+_counter, _gauge = _families.counter, _families.gauge
 
 
 class BridgeCollector(Collector):

@@ -18,16 +18,31 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from campus_energy.errors import CampusEnergyError
 
 log = logging.getLogger("campus_energy.exporter")
 T = TypeVar("T")
 ASK_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Families:
+    """Metric families under one name prefix, for collectors that read values at scrape time."""
+
+    prefix: str
+
+    def counter(self, name: str, documentation: str, value: float) -> CounterMetricFamily:
+        return CounterMetricFamily(self.prefix + name, documentation, value=value)
+
+    def gauge(self, name: str, documentation: str, value: float) -> GaugeMetricFamily:
+        return GaugeMetricFamily(self.prefix + name, documentation, value=value)
 
 
 class Exporter:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from campus_energy.errors import (
@@ -26,7 +26,7 @@ from campus_energy.errors import (
     ModbusFrameError,
     ModbusTimeoutError,
 )
-from campus_energy.exporter import Exporter
+from campus_energy.exporter import Exporter, Families
 
 if TYPE_CHECKING:
     from campus_energy.logger import MeterLogger
@@ -143,12 +143,8 @@ class LoggerMetrics:
         self.rejected.labels(meter_id, rejection_reason(power_w)).inc()
 
 
-def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
-    return CounterMetricFamily(PREFIX + name, documentation, value=value)
-
-
-def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(PREFIX + name, documentation, value=value)
+_families = Families(PREFIX)
+_counter, _gauge = _families.counter, _families.gauge
 
 
 class LoggerCollector(Collector):
