@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from campus_energy.adapters.sinks import stored_window
 from campus_energy.config import FirestoreSinkConfig
@@ -41,6 +41,14 @@ from campus_energy.errors import SinkError
 
 log = logging.getLogger("campus_energy.sinks")
 T = TypeVar("T")
+
+
+class _InWindow(Protocol):
+    @property
+    def window_start_ms(self) -> int: ...
+
+
+_W = TypeVar("_W", bound=_InWindow)
 PER_TRANSACTION = 250
 RPC_TIMEOUT_S = 10.0  # one attempt of one call
 RPC_DEADLINE_S = 20.0  # all attempts of one call, retries included
@@ -119,17 +127,33 @@ class FirestoreSink:
         return len(deltas)
 
     def _merge_per_window(self, deltas: list[WindowDelta], now_ms: int) -> int:
+        def update(meters: dict[str, Any], group: list[WindowDelta]) -> dict[str, Any]:
+            for delta in group:
+                entry = meters.get(delta.meter_id) or {}
+                doc = window_document(
+                    delta, Accumulator.from_dict(entry.get("accumulator")), now_ms
+                )
+                meters[delta.meter_id] = _meter_entry(doc)
+            return _window_fields(window_document(group[0], None, now_ms), meters)
+
+        return self._update_windows(deltas, update)
+
+    def _update_windows(
+        self, items: Sequence[_W], update: Callable[[dict[str, Any], list[_W]], dict[str, Any]]
+    ) -> int:
+        """Per-window layout: in one transaction, read each window's document, let `update`
+        change its map of meters (for the items of that window) and write it back."""
         from google.cloud import firestore
 
         db = self._db()
         collection = db.collection(self.config.collection)
-        by_window: dict[int, list[WindowDelta]] = {}
-        for d in deltas:
-            by_window.setdefault(d.window_start_ms, []).append(d)
+        by_window: dict[int, list[_W]] = {}
+        for item in items:
+            by_window.setdefault(item.window_start_ms, []).append(item)
         refs = {start: collection.document(window_stamp(start)) for start in by_window}
 
         @firestore.transactional
-        def merge(transaction: Any) -> None:
+        def write(transaction: Any) -> None:
             held = {
                 snap.id: snap.to_dict()
                 for snap in db.get_all(
@@ -143,17 +167,9 @@ class FirestoreSink:
             for start, group in by_window.items():
                 ref = refs[start]
                 meters = dict((held.get(ref.id) or {}).get("meters") or {})
-                for delta in group:
-                    entry = meters.get(delta.meter_id) or {}
-                    doc = window_document(
-                        delta, Accumulator.from_dict(entry.get("accumulator")), now_ms
-                    )
-                    meters[delta.meter_id] = _meter_entry(doc)
-                transaction.set(
-                    ref, _window_fields(window_document(group[0], None, now_ms), meters)
-                )
+                transaction.set(ref, update(meters, group))
 
-        merge(db.transaction())
+        write(db.transaction())
         return len(by_window)
 
     async def windows(
@@ -228,35 +244,12 @@ class FirestoreSink:
         write(db.transaction())
 
     def _replace_per_window(self, docs: list[WindowDoc]) -> None:
-        from google.cloud import firestore
+        def update(meters: dict[str, Any], group: list[WindowDoc]) -> dict[str, Any]:
+            for doc in group:
+                meters[doc.meter_id] = _meter_entry(doc)
+            return _window_fields(group[0], meters)
 
-        db = self._db()
-        collection = db.collection(self.config.collection)
-        by_window: dict[int, list[WindowDoc]] = {}
-        for d in docs:
-            by_window.setdefault(d.window_start_ms, []).append(d)
-        refs = {start: collection.document(window_stamp(start)) for start in by_window}
-
-        @firestore.transactional
-        def write(transaction: Any) -> None:
-            held = {
-                snap.id: snap.to_dict()
-                for snap in db.get_all(
-                    list(refs.values()),
-                    transaction=transaction,
-                    retry=_retry(),
-                    timeout=RPC_TIMEOUT_S,
-                )
-                if snap.exists
-            }
-            for start, group in by_window.items():
-                ref = refs[start]
-                meters = dict((held.get(ref.id) or {}).get("meters") or {})
-                for doc in group:
-                    meters[doc.meter_id] = _meter_entry(doc)
-                transaction.set(ref, _window_fields(group[0], meters))
-
-        write(db.transaction())
+        self._update_windows(docs, update)
 
     def _reset(self) -> None:
         client, self._client = self._client, None
