@@ -136,27 +136,37 @@ def _recover_fix(path: Path) -> str:
     )
 
 
-def _integrity(label: str, path: Path) -> Result:
-    title = f"sqlite {label}"
+def access_problem(path: Path, title: str, why: str) -> Result | None:
+    """A failure when this user cannot create `path` in its folder or write it; else None.
+
+    `why` says what an unwritable folder prevents."""
     who = identity()
     folder = existing_ancestor(path.parent)
     if not os.access(folder, os.W_OK | os.X_OK):
         return Result(
             Status.FAIL,
             title,
-            f"{folder} is not writable by user {who.user} (SQLite keeps its -wal and -shm "
-            f"files next to {path.name})",
+            f"{folder} is not writable by user {who.user}{why}",
             f"sudo install -d -o {who.user} {path.parent}",
         )
-    if not path.exists():
-        return Result(Status.SKIP, title, f"{path}: not created yet; its folder is writable")
-    if not os.access(path, os.R_OK | os.W_OK):
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         return Result(
             Status.FAIL,
             title,
             f"{path} is not readable and writable by user {who.user}",
             f"sudo chown {who.user} {path}",
         )
+    return None
+
+
+def _integrity(label: str, path: Path) -> Result:
+    title = f"sqlite {label}"
+    why = f" (SQLite keeps its -wal and -shm files next to {path.name})"
+    problem = access_problem(path, title, why)
+    if problem is not None:
+        return problem
+    if not path.exists():
+        return Result(Status.SKIP, title, f"{path}: not created yet; its folder is writable")
     size = binary_size(path.stat().st_size)
     try:
         with open_read_only(path, deadline_s=QUICK_CHECK_DEADLINE_S) as conn:

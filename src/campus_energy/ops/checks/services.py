@@ -24,12 +24,11 @@ from campus_energy.ops.checks import (
     Identity,
     Result,
     Status,
-    existing_ancestor,
     identity,
     readable_file,
     readable_fix,
 )
-from campus_energy.ops.checks.files import open_read_only
+from campus_energy.ops.checks.files import access_problem, open_read_only
 
 BROKER_TIMEOUT_S = 5.0
 SINK_TIMEOUT_S = 5.0
@@ -129,24 +128,11 @@ async def broker(ctx: Context) -> list[Result]:
 def _sqlite_sink(config: Config) -> Result:
     path = config.bridge.sqlite.path.absolute()
     title = "sink sqlite"
-    who = identity()
-    folder = existing_ancestor(path.parent)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return Result(
-            Status.FAIL,
-            title,
-            f"{folder} is not writable by user {who.user}: the bridge cannot create {path}",
-            f"sudo install -d -o {who.user} {path.parent}",
-        )
+    problem = access_problem(path, title, f": the bridge cannot create {path}")
+    if problem is not None:
+        return problem
     if not path.exists():
         return Result(Status.OK, title, f"{path}: not created yet; its folder is writable")
-    if not os.access(path, os.R_OK | os.W_OK):
-        return Result(
-            Status.FAIL,
-            title,
-            f"{path} is not readable and writable by user {who.user}",
-            f"sudo chown {who.user} {path}",
-        )
     try:
         with open_read_only(path, deadline_s=SINK_TIMEOUT_S) as conn:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
