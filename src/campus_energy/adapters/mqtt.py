@@ -100,6 +100,31 @@ class Broker:
             raise BrokerError(f"broker {self.endpoint}: publish failed: {exc}") from None
 
 
+def _client(
+    config: MqttConfig,
+    *,
+    client_id: str,
+    clean_session: bool,
+    max_inflight: int,
+    timeout_s: float,
+    will: aiomqtt.Will | None = None,
+) -> aiomqtt.Client:
+    """An aiomqtt client for the configured broker, credentials and TLS (not yet connected)."""
+    return aiomqtt.Client(
+        config.host,
+        config.port,
+        username=config.username,
+        password=_password(config),
+        identifier=client_id,
+        will=will,
+        clean_session=clean_session,
+        keepalive=config.keepalive_s,
+        timeout=timeout_s,
+        tls_params=_tls(config),
+        max_inflight_messages=max_inflight,
+    )
+
+
 @asynccontextmanager
 async def connect(
     config: MqttConfig,
@@ -112,18 +137,13 @@ async def connect(
 ) -> AsyncIterator[Broker]:
     """Connect to the configured broker; raises BrokerError when it is unreachable or refuses."""
     endpoint = f"{config.host}:{config.port}"
-    client = aiomqtt.Client(
-        config.host,
-        config.port,
-        username=config.username,
-        password=_password(config),
-        identifier=client_id,
-        will=aiomqtt.Will(will[0], encode(will[1]), qos=1, retain=True) if will else None,
+    client = _client(
+        config,
+        client_id=client_id,
         clean_session=clean_session,
-        keepalive=config.keepalive_s,
-        timeout=timeout_s,
-        tls_params=_tls(config),
-        max_inflight_messages=max_inflight,
+        max_inflight=max_inflight,
+        timeout_s=timeout_s,
+        will=aiomqtt.Will(will[0], encode(will[1]), qos=1, retain=True) if will else None,
     )
     client.pending_calls_threshold = 10 * max_inflight  # batches of QoS 1 publishes are normal
     try:
@@ -189,17 +209,12 @@ async def subscribe(
 ) -> AsyncIterator[Subscription]:
     """A persistent QoS 1 session on `topics` with manual acknowledgement."""
     endpoint = f"{config.host}:{config.port}"
-    client = aiomqtt.Client(
-        config.host,
-        config.port,
-        username=config.username,
-        password=_password(config),
-        identifier=client_id,
+    client = _client(
+        config,
+        client_id=client_id,
         clean_session=clean_session,
-        keepalive=config.keepalive_s,
-        timeout=timeout_s,
-        tls_params=_tls(config),
-        max_inflight_messages=max_inflight,
+        max_inflight=max_inflight,
+        timeout_s=timeout_s,
     )
     client._client.manual_ack_set(True)  # acknowledge only what is durably recorded
     try:
