@@ -319,19 +319,25 @@ def transactions(deltas: Sequence[WindowDelta], layout: str) -> list[list[Window
     ]
 
 
-def _retry() -> Any:
+def retry_policy(deadline_s: float, maximum_s: float) -> Any:
+    """Firestore calls retried on transient errors (unavailable, deadline, internal) with
+    exponential back-off up to `maximum_s` between attempts, for `deadline_s` in all."""
     from google.api_core import exceptions as api
     from google.api_core import retry
 
     return retry.Retry(
         initial=0.2,
-        maximum=2.0,
+        maximum=maximum_s,
         multiplier=2.0,
-        timeout=RPC_DEADLINE_S,
+        timeout=deadline_s,
         predicate=retry.if_exception_type(
             api.ServiceUnavailable, api.DeadlineExceeded, api.InternalServerError
         ),
     )
+
+
+def _retry() -> Any:
+    return retry_policy(RPC_DEADLINE_S, maximum_s=2.0)
 
 
 def _bound_transaction_calls(client: Any) -> None:

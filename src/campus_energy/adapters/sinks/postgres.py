@@ -181,6 +181,27 @@ def endpoint(dsn: str) -> str:
     return f"postgres {host}:{port}/{parts.get('dbname', '')}"
 
 
+TABLES = {
+    "windows": "window_aggregates",
+    "hourly": "rollup_hourly",
+    "daily": "rollup_daily",
+    "meters": "window_meters",
+    "meta": "sink_meta",
+    "campus": "rollup_daily_campus",
+}
+# A rollup row absorbs a change: its sums grow by the change's (the rows are named r and excluded).
+ADD_TO_ROLLUP = (
+    "energy_wh = r.energy_wh + excluded.energy_wh, "
+    "covered_s = r.covered_s + excluded.covered_s, "
+    "readings = r.readings + excluded.readings, windows = r.windows + excluded.windows"
+)
+
+
+def table_names(schema: str) -> dict[str, sql.Identifier]:
+    """The sink's tables in `schema`, by role; the API's source reads the same ones."""
+    return {role: sql.Identifier(schema, name) for role, name in TABLES.items()}
+
+
 class PostgresSink:
     name = "postgres"
 
@@ -189,15 +210,7 @@ class PostgresSink:
             raise SinkError("postgres sink: bridge.postgres.dsn is not set")
         self.config = config
         self.zone = zone
-        schema = config.schema_name
-        self.names = {
-            "windows": sql.Identifier(schema, "window_aggregates"),
-            "hourly": sql.Identifier(schema, "rollup_hourly"),
-            "daily": sql.Identifier(schema, "rollup_daily"),
-            "meters": sql.Identifier(schema, "window_meters"),
-            "meta": sql.Identifier(schema, "sink_meta"),
-            "campus": sql.Identifier(schema, "rollup_daily_campus"),
-        }
+        self.names = table_names(config.schema_name)
         self.where = endpoint(config.dsn)
         self.table = sql.Identifier(config.schema_name, "window_aggregates")
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -517,10 +530,7 @@ class PostgresSink:
             sql.SQL(
                 "INSERT INTO {} AS r (hour_start, meter_id, energy_wh, covered_s, readings, "
                 "windows) VALUES (%s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (hour_start, meter_id) DO UPDATE SET "
-                "energy_wh = r.energy_wh + excluded.energy_wh, "
-                "covered_s = r.covered_s + excluded.covered_s, "
-                "readings = r.readings + excluded.readings, windows = r.windows + excluded.windows"
+                "ON CONFLICT (hour_start, meter_id) DO UPDATE SET " + ADD_TO_ROLLUP
             ).format(self.names["hourly"]),
             [
                 (_when(c.hour_ms), c.meter_id, c.energy_wh, c.covered_s, c.readings, c.windows)
@@ -532,11 +542,8 @@ class PostgresSink:
                 "INSERT INTO {} AS r (day, meter_id, energy_wh, covered_s, readings, windows, "
                 "last_window) VALUES (%s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (day, meter_id) DO UPDATE SET "
-                "energy_wh = r.energy_wh + excluded.energy_wh, "
-                "covered_s = r.covered_s + excluded.covered_s, "
-                "readings = r.readings + excluded.readings, "
-                "windows = r.windows + excluded.windows, "
-                "last_window = greatest(r.last_window, excluded.last_window)"
+                + ADD_TO_ROLLUP
+                + ", last_window = greatest(r.last_window, excluded.last_window)"
             ).format(self.names["daily"]),
             [
                 (
@@ -555,11 +562,8 @@ class PostgresSink:
             sql.SQL(
                 "INSERT INTO {} AS r (day, energy_wh, covered_s, readings, windows, last_window) "
                 "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (day) DO UPDATE SET "
-                "energy_wh = r.energy_wh + excluded.energy_wh, "
-                "covered_s = r.covered_s + excluded.covered_s, "
-                "readings = r.readings + excluded.readings, "
-                "windows = r.windows + excluded.windows, "
-                "last_window = greatest(r.last_window, excluded.last_window)"
+                + ADD_TO_ROLLUP
+                + ", last_window = greatest(r.last_window, excluded.last_window)"
             ).format(self.names["campus"]),
             [
                 (

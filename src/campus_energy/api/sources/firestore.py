@@ -42,7 +42,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from campus_energy.adapters.sinks.firestore import close_client
+from campus_energy.adapters.sinks.firestore import close_client, retry_policy
 from campus_energy.api.sources import Bucket, Grain, MeterLatest, Total
 from campus_energy.config import FirestoreSinkConfig
 from campus_energy.core.rollups import hour_of, local_day
@@ -367,18 +367,7 @@ def entries_of(layout: str, data: Mapping[str, Any]) -> list[WindowEntry]:
 
 
 def _retry() -> Any:
-    from google.api_core import exceptions as api
-    from google.api_core import retry
-
-    return retry.Retry(
-        initial=0.2,
-        maximum=1.0,
-        multiplier=2.0,
-        timeout=RETRY_DEADLINE_S,
-        predicate=retry.if_exception_type(
-            api.ServiceUnavailable, api.DeadlineExceeded, api.InternalServerError
-        ),
-    )
+    return retry_policy(RETRY_DEADLINE_S, maximum_s=1.0)
 
 
 class FirestoreSource:

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from campus_energy.adapters.sinks.postgres import endpoint
+from campus_energy.adapters.sinks.postgres import endpoint, table_names
 from campus_energy.api.sources import Bucket, Grain, MeterLatest, Total
 from campus_energy.config import PostgresSinkConfig
 from campus_energy.errors import SourceError
@@ -48,15 +48,7 @@ class PostgresSource:
             raise SourceError("postgres source: bridge.postgres.dsn is not set")
         self.config = config
         self.where = endpoint(config.dsn)
-        schema = config.schema_name
-        self.names = {
-            "windows": sql.Identifier(schema, "window_aggregates"),
-            "hourly": sql.Identifier(schema, "rollup_hourly"),
-            "daily": sql.Identifier(schema, "rollup_daily"),
-            "meters": sql.Identifier(schema, "window_meters"),
-            "meta": sql.Identifier(schema, "sink_meta"),
-            "campus": sql.Identifier(schema, "rollup_daily_campus"),
-        }
+        self.names = table_names(config.schema_name)
         self._local = threading.local()
 
     def _query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
