@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from campus_energy.adapters.store import Cycle, MeterRecord, ReadingStore, Restored
 from campus_energy.clock import SystemClock, boot_id, sleep_or_stop
 from campus_energy.config import Config, MeterConfig
-from campus_energy.core.energy import MeterState, advance, implausible
+from campus_energy.core.energy import MeterState, advance, implausibility
 from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import RESOLUTION, quantize
 from campus_energy.core.timestamps import epoch_ms, next_grid_time
@@ -269,15 +269,15 @@ class MeterLogger:
         wall, mono = self.clock.wall(), self.clock.mono()
         values = quantized(raw)
         power = raw.get("power_w", math.nan)
-        reason = implausible(power, run.limit_w)
-        if reason is not None:
+        found = implausibility(power, run.limit_w)
+        if found is not None:
             self.counters.rejected += 1
-            self.metrics.refused(meter.id, power)
+            self.metrics.refused(meter.id, found.kind)
             finite = power if math.isfinite(power) else None
-            cycle.rejects.append((meter.id, epoch_ms(wall), reason, finite))
+            cycle.rejects.append((meter.id, epoch_ms(wall), found.reason, finite))
             refused = "reading refused: implausible power"
             self.statuses.set(meter.id, "error", epoch_ms(wall), refused)
-            run.outage.failed(f"reading refused: {reason}", wall)
+            run.outage.failed(f"reading refused: {found.reason}", wall)
             return
         previous_ts = run.state.last_ts_ms
         step, run.state = advance(

@@ -11,7 +11,6 @@ places.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from campus_energy.core.energy import IMPLAUSIBLE_KINDS
 from campus_energy.errors import (
     ModbusConnectionError,
     ModbusError,
@@ -42,21 +42,11 @@ FAILURE_KINDS: dict[type[ModbusError], str] = {
     ModbusExceptionResponseError: "exception",
     ModbusConnectionError: "connection",
 }
-REJECTION_REASONS = ("nan", "infinite", "beyond-limit")
 
 
 def failure_kind(exc: ModbusError) -> str:
     """The `kind` label of a failed poll."""
     return next((kind for cls, kind in FAILURE_KINDS.items() if isinstance(exc, cls)), "other")
-
-
-def rejection_reason(power_w: float) -> str:
-    """The `reason` label of a refused reading: the three cases of `core.energy.implausible`."""
-    if math.isnan(power_w):
-        return "nan"
-    if math.isinf(power_w):
-        return "infinite"
-    return "beyond-limit"
 
 
 class LoggerMetrics:
@@ -105,7 +95,7 @@ class LoggerMetrics:
                 self.polls.labels(meter.id, outcome)
             for kind in FAILURE_KINDS.values():
                 self.failures.labels(meter.id, kind)
-            for reason in REJECTION_REASONS:
+            for reason in IMPLAUSIBLE_KINDS:
                 self.rejected.labels(meter.id, reason)
             self.poll_seconds.labels(meter.bus)
             self.lateness.labels(meter.bus)
@@ -138,9 +128,9 @@ class LoggerMetrics:
         """A poll cycle of `bus` started `late_s` after its grid slot."""
         self.lateness.labels(bus).observe(max(0.0, late_s))
 
-    def refused(self, meter_id: str, power_w: float) -> None:
-        """A reading of `meter_id` was refused for this implausible power."""
-        self.rejected.labels(meter_id, rejection_reason(power_w)).inc()
+    def refused(self, meter_id: str, kind: str) -> None:
+        """A reading of `meter_id` was refused as implausible, of this kind."""
+        self.rejected.labels(meter_id, kind).inc()
 
 
 _families = Families(PREFIX)

@@ -24,15 +24,32 @@ def trapezoid_uwh(power_a_w: float, power_b_w: float, seconds: float) -> int:
     return round((power_a_w + power_b_w) / 2 * seconds / 3600 * UWH_PER_WH)
 
 
-def implausible(power_w: float, max_abs_w: float | None) -> str | None:
+@dataclass(frozen=True)
+class Implausible:
+    """Why a power reading cannot be true."""
+
+    kind: str  # one of IMPLAUSIBLE_KINDS: a label for counting
+    reason: str  # in words, for the log and the `rejects` table
+
+
+IMPLAUSIBLE_KINDS = ("nan", "infinite", "beyond-limit")
+
+
+def implausibility(power_w: float, max_abs_w: float | None) -> Implausible | None:
     """Why a power reading cannot be true (None when it is plausible)."""
     if math.isnan(power_w):
-        return "power is NaN"
+        return Implausible("nan", "power is NaN")
     if math.isinf(power_w):
-        return "power is infinite"
+        return Implausible("infinite", "power is infinite")
     if max_abs_w is not None and abs(power_w) > max_abs_w:
-        return f"power {power_w:g} W beyond ±{max_abs_w:g} W"
+        return Implausible("beyond-limit", f"power {power_w:g} W beyond ±{max_abs_w:g} W")
     return None
+
+
+def implausible(power_w: float, max_abs_w: float | None) -> str | None:
+    """Why a power reading cannot be true, in words (None when it is plausible)."""
+    found = implausibility(power_w, max_abs_w)
+    return None if found is None else found.reason
 
 
 @dataclass(frozen=True)
