@@ -115,6 +115,14 @@ _INSERT_SAMPLE = (
 )
 
 
+# Per meter: the readings the broker has not acknowledged yet, and the oldest one's time
+# (the primary key (meter, ts_ms) makes each a range seek). Read by doctor too.
+OUTBOX_SQL = (
+    "SELECT m.meter_id, count(s.ts_ms), min(s.ts_ms) FROM meters m "
+    "LEFT JOIN samples s ON s.meter = m.id AND s.ts_ms > m.published_ts_ms GROUP BY m.id"
+)
+
+
 @dataclass(frozen=True)
 class MeterRecord:
     """What the store keeps of a meter."""
@@ -433,14 +441,7 @@ class ReadingStore(SqliteFile):
         """Readings not yet acknowledged by the broker, per meter."""
 
         def work(conn: sqlite3.Connection) -> dict[str, int]:
-            return {
-                meter_id: conn.execute(
-                    "SELECT count(*) FROM samples WHERE meter = ? AND ts_ms > ?", (meter, cursor)
-                ).fetchone()[0]
-                for meter_id, meter, cursor in conn.execute(
-                    "SELECT meter_id, id, published_ts_ms FROM meters"
-                ).fetchall()
-            }
+            return {meter_id: count for meter_id, count, _ in conn.execute(OUTBOX_SQL)}
 
         return await self._call(work)
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from campus_energy.adapters.store import OUTBOX_SQL
 from campus_energy.config import Config
 from campus_energy.core.timestamps import iso_utc
 from campus_energy.ops.checks import (
@@ -219,11 +220,7 @@ def _outbox(config: Config, now: float) -> Result:
         return Result(Status.SKIP, title, f"{path}: not created yet (the logger has not run)")
     try:
         with open_read_only(path, deadline_s=QUERY_DEADLINE_S) as conn:
-            rows = conn.execute(
-                "SELECT m.meter_id, count(s.ts_ms), min(s.ts_ms) FROM meters m "
-                "LEFT JOIN samples s ON s.meter = m.id AND s.ts_ms > m.published_ts_ms "
-                "GROUP BY m.id"
-            ).fetchall()
+            rows = conn.execute(OUTBOX_SQL).fetchall()
     except sqlite3.Error as exc:
         return _unreadable(title, path, exc, "store")
     depth = sum(count for _, count, _ in rows)
