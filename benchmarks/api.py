@@ -36,7 +36,6 @@ import os
 import random
 import select
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -61,6 +60,7 @@ from campus_energy.adapters.sinks.sqlite import SqliteSink, _rebuild_rollups, is
 from campus_energy.api.queries import Period, day_of, midnight_ms
 from campus_energy.config import Config, load_config, parse_config
 from campus_energy.core.windows import Contribution, WindowDelta, window_stamp
+from measure import free_port, percentile
 
 TIER = "API"
 REPO = Path(__file__).resolve().parent.parent
@@ -71,23 +71,6 @@ PER_DAY = 86_400 // WINDOW_S
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 GRACE_S = 60
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) with linear interpolation."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    position = (len(ordered) - 1) * q / 100
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def rule(head: str) -> None:

@@ -33,7 +33,6 @@ import json
 import logging
 import math
 import random
-import socket
 import sqlite3
 import statistics
 import sys
@@ -66,6 +65,7 @@ from campus_energy.core.windows import (
     group,
 )
 from campus_energy.mosquitto import Mosquitto
+from measure import free_port
 
 TIER = "bridge"
 PREFIX = "campus/energy"
@@ -77,12 +77,6 @@ LEGACY_BATCH = METERS * WINDOW_S // POLL_S  # arrivals in "300 s of uptime" at t
 FREE_TIER_WRITES = 20_000
 IDLE_TIMEOUT_S = 15.0  # no progress for this long: report what arrived and stop waiting
 PUBLISHERS = 100  # concurrent QoS 1 publishes (the client's in-flight window)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rule(head: str) -> None:

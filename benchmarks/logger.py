@@ -28,7 +28,6 @@ import asyncio
 import logging
 import math
 import random
-import socket
 import sqlite3
 import statistics
 import tempfile
@@ -54,25 +53,9 @@ from campus_energy.logger import MeterLogger, quantized
 from campus_energy.polling import open_buses, pollers
 from campus_energy.simulator.load import CampusLoad, unit_random
 from campus_energy.simulator.server import Simulator
+from measure import free_port, percentile
 
 TIER = "logger"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) with linear interpolation."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    position = (len(ordered) - 1) * q / 100
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def rss_mib() -> float:

@@ -14,7 +14,6 @@ Headline figures go to benchmarks/REPORT.md (`benchmarks/report.py`, `results.py
 from __future__ import annotations
 
 import asyncio
-import socket
 import statistics
 import time
 
@@ -25,13 +24,7 @@ from campus_energy.core.models import Profile
 from campus_energy.core.planner import BusCostModel, ReadRequest, plan_per_field, plan_profile
 from campus_energy.profiles import builtin_profiles
 from campus_energy.simulator.server import Simulator
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
+from measure import free_port
 
 LEGACY_BLOCKS = (ReadRequest(3, 6, 6), ReadRequest(3, 34, 2), ReadRequest(3, 54, 2))
 BUSES = {
