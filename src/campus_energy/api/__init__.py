@@ -41,6 +41,8 @@ from campus_energy.api.queries import (
     midnight_ms,
     parse_day,
     parse_instant,
+    round_share,
+    round_w,
     series_points,
 )
 from campus_energy.api.sources import MeterLatest, WindowSource, open_source
@@ -62,6 +64,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+
+
+def _rounded(value: float | None, how: Callable[[float], float]) -> float | None:
+    return None if value is None else how(value)
 
 
 def _iso(ms: int | None) -> str | None:
@@ -260,8 +266,8 @@ def create_app(
                         "building": m.building,
                         "floor": m.floor,
                         "last_window": _iso(m.last_window_ms),
-                        "power_w": finite(m.power_w),
-                        "coverage": m.coverage,
+                        "power_w": _rounded(finite(m.power_w), round_w),
+                        "coverage": _rounded(m.coverage, round_share),
                         "online": campus.online(m, now),
                     }
                     for m in campus.meters()
@@ -308,7 +314,7 @@ def create_app(
                 "timezone": campus.zone.key,
                 "generated_at": _iso(now - now % 1000),
                 "last_window": _iso(last),
-                "power_w": sum(power.values()),
+                "power_w": round_w(sum(power.values())),
                 "meters": len(meters),
                 "meters_online": len(online),
                 "today_kwh": kwh(total_today),
@@ -317,7 +323,9 @@ def create_app(
                 "buildings": [
                     {
                         "building": name,
-                        "power_w": sum(p for mid, p in power.items() if building_of[mid] == name),
+                        "power_w": round_w(
+                            sum(p for mid, p in power.items() if building_of[mid] == name)
+                        ),
                         "today_kwh": kwh(per["today"].get(name, 0.0)),
                         "week_kwh": kwh(per["week"].get(name, 0.0)),
                         "month_kwh": kwh(per["month"].get(name, 0.0)),

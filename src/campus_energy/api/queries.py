@@ -116,15 +116,25 @@ class Point:
 def series_points(
     buckets: Iterable[Bucket], grain: Grain, step_s: int, meters_in_scope: int, zone: ZoneInfo
 ) -> list[Point]:
-    """One point per step: Σ energy, Σ of the meters' average powers, coverage of the scope."""
+    """One point per step: Σ energy, coverage of the scope, and the average power.
+
+    A step may hold several buckets of one meter (windows shorter than the step), so
+    each meter's average is its energy over its covered time in the whole step; the
+    step's power is the sum of those averages over the meters that reported.
+    """
+    per_meter: dict[tuple[int | str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for b in buckets:
+        sums = per_meter[(b.key, b.meter_id)]
+        sums[0] += b.energy_wh
+        sums[1] += b.covered_s
     energy: dict[int | str, float] = defaultdict(float)
     power: dict[int | str, float] = defaultdict(float)
     covered: dict[int | str, float] = defaultdict(float)
-    for b in buckets:
-        energy[b.key] += b.energy_wh
-        covered[b.key] += b.covered_s
-        if b.covered_s > 0:
-            power[b.key] += b.energy_wh * 3600 / b.covered_s
+    for (key, _), (energy_wh, covered_s) in per_meter.items():
+        energy[key] += energy_wh
+        covered[key] += covered_s
+        if covered_s > 0:
+            power[key] += energy_wh * 3600 / covered_s
     points = []
     for key in sorted(energy, key=str):
         if grain == "day":
@@ -139,14 +149,28 @@ def series_points(
         points.append(
             Point(
                 t_ms=start,
-                energy_wh=energy[key],
-                avg_power_w=power[key] if covered[key] > 0 else None,
-                coverage=min(1.0, covered[key] / possible) if possible else 0.0,
+                energy_wh=round_wh(energy[key]),
+                avg_power_w=round_w(power[key]) if covered[key] > 0 else None,
+                coverage=round_share(min(1.0, covered[key] / possible) if possible else 0.0),
                 day=key if grain == "day" else None,  # type: ignore[arg-type]
             )
         )
     points.sort(key=lambda p: p.t_ms)
     return points
+
+
+# Answers carry no more digits than the books hold: energy in µWh (the windows sum
+# readings whose energy is exact to far below that), power in mW, shares to 1e-6.
+def round_wh(wh: float) -> float:
+    return round(wh, 6)
+
+
+def round_w(w: float) -> float:
+    return round(w, 3)
+
+
+def round_share(share: float) -> float:
+    return round(share, 6)
 
 
 def kwh(wh: float) -> float:

@@ -1,0 +1,132 @@
+"""A scenario made real: readings through the bridge's window code into a real sink, and the API.
+
+The books (tests/figures/books.py) are computed from the same readings without
+that code; the tests compare what the API answers with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from tests.conftest import POSTGRES_BASE_DSN, _unavailable
+from tests.figures.books import Books, Scenario, readings
+
+from campus_energy.adapters.sinks import open_sink
+from campus_energy.api import create_app
+from campus_energy.config import Config, parse_config
+from campus_energy.core.windows import contributions, group
+
+BATCH = 5000  # windows per sink write, as a busy bridge would flush them
+
+
+@dataclass(frozen=True)
+class Campus:
+    scenario: Scenario
+    books: Books
+    config: Config
+    client: FlaskClient
+
+    def get(self, url: str) -> Any:
+        answer = self.client.get(url)
+        assert answer.status_code == 200, (url, answer.get_json())
+        return answer.get_json()
+
+
+def config_of(s: Scenario, folder: Path, sink: dict[str, Any]) -> Config:
+    meters = [*s.meters]
+    return parse_config(
+        {
+            "site": {"name": f"Figures {s.name}", "timezone": s.zone},
+            "bridge": {"window_s": s.window_s, "grace_s": 5, **sink},
+            "api": {"cache_s": 0},
+            "buses": [{"name": "b", "transport": "tcp", "host": "127.0.0.1"}],
+            "meters": [
+                {
+                    "id": m,
+                    "bus": "b",
+                    "unit": i,
+                    "profile": "eastron-sdm120",
+                    "building": s.meters[m][0],
+                    "floor": s.meters[m][1],
+                    "interval_s": min(s.interval_s, 3600),
+                }
+                for i, m in enumerate(meters, start=1)
+            ],
+            "storage": {"path": str(folder / "smart_meter.db")},
+        }
+    )
+
+
+def write_windows(config: Config, s: Scenario, items: list[Any]) -> None:
+    """The readings as the bridge turns them into windows, written through the real sink."""
+    window_ms = s.window_s * 1000
+    parts = [c for r in items for c in contributions(r, window_ms)]
+    deltas = group(parts, s.window_s, s.meters)
+
+    async def go() -> None:
+        sink = open_sink(config)
+        try:
+            for i in range(0, len(deltas), BATCH):
+                await sink.merge(deltas[i : i + BATCH], s.now_ms)
+        finally:
+            await sink.close()
+
+    asyncio.run(go())
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[dict[str, Any]]:
+    import psycopg
+
+    schema = f"f_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(POSTGRES_BASE_DSN, connect_timeout=5, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+    except psycopg.OperationalError as exc:
+        _unavailable(f"PostgreSQL at {POSTGRES_BASE_DSN} is not reachable: {exc}")
+    try:
+        yield {"sink": "postgres", "postgres": {"dsn": POSTGRES_BASE_DSN, "schema": schema}}
+    finally:
+        with psycopg.connect(POSTGRES_BASE_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@contextlib.contextmanager
+def sink_settings(kind: str, folder: Path) -> Iterator[dict[str, Any]]:
+    if kind == "postgres":
+        with postgres_schema() as settings:
+            yield settings
+    else:
+        yield {"sink": "sqlite", "sqlite": {"path": str(folder / "windows.db")}}
+
+
+@contextlib.contextmanager
+def campus_of(s: Scenario, sink: str, folder: Path) -> Iterator[Campus]:
+    items = readings(s)
+    with sink_settings(sink, folder) as settings:
+        config = config_of(s, folder, settings)
+        write_windows(config, s, items)
+        app = create_app(config, clock=lambda: s.now_ms / 1000)
+        try:
+            yield Campus(s, Books(s, items), config, app.test_client())
+        finally:
+            app.extensions["campus_energy"].source.close()
+
+
+def close(a: float | None, b: float | None, *, abs_tol: float, rel_tol: float = 0.0) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= max(abs_tol, rel_tol * max(abs(a), abs(b)))
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        pytest.fail(message)
