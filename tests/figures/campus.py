@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from tests.conftest import POSTGRES_BASE_DSN, _unavailable
+from tests.conftest import POSTGRES_BASE_DSN, _unavailable, running_emulator
 from tests.figures.books import Books, Scenario, readings
 
 from campus_energy.adapters.sinks import open_sink
@@ -100,9 +101,26 @@ def postgres_schema() -> Iterator[dict[str, Any]]:
 
 
 @contextlib.contextmanager
+def firestore_project() -> Iterator[dict[str, Any]]:
+    with running_emulator(shared=True) as host:
+        previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        os.environ["FIRESTORE_EMULATOR_HOST"] = host
+        try:
+            yield {"sink": "firestore", "firestore": {"project": "demo-figures", "collection": "w"}}
+        finally:
+            if previous is None:
+                del os.environ["FIRESTORE_EMULATOR_HOST"]
+            else:
+                os.environ["FIRESTORE_EMULATOR_HOST"] = previous
+
+
+@contextlib.contextmanager
 def sink_settings(kind: str, folder: Path) -> Iterator[dict[str, Any]]:
     if kind == "postgres":
         with postgres_schema() as settings:
+            yield settings
+    elif kind == "firestore":
+        with firestore_project() as settings:
             yield settings
     else:
         yield {"sink": "sqlite", "sqlite": {"path": str(folder / "windows.db")}}

@@ -82,19 +82,23 @@ class Campus:
         self.source = source
         self.clock = clock
         self.zone = config.site.zone
+        self.intervals = {m.id: m.interval_s for m in config.meters}
         self.cache: OrderedDict[str, tuple[str, bytes, str]] = OrderedDict()
         self.lock = threading.Lock()  # Gunicorn's gthread workers share the cache
 
     def now_ms(self) -> int:
         return round(self.clock() * 1000)
 
-    @property
-    def fresh_ms(self) -> int:
+    def fresh_ms(self, meter_id: str) -> int:
         """A meter whose latest window *ended* within this of now is reporting: the next
-        window is written `grace_s` after its end, and a source may lag by `cache_s`."""
+        window is written `grace_s` after its end, a meter polled less often than once a
+        window fills only every few windows, and a source may lag by `cache_s`."""
         bridge = self.config.bridge
         lag = self.config.api.cache_s if self.source.name == "firestore" else 0.0
-        return round((2 * bridge.window_s + bridge.grace_s + lag) * 1000)
+        polled = self.intervals.get(meter_id, 0.0)
+        return round(
+            (2 * bridge.window_s + max(0.0, polled - bridge.window_s) + bridge.grace_s + lag) * 1000
+        )
 
     def meters(self) -> list[MeterLatest]:
         """The source's meters, plus configured meters that have no window yet."""
@@ -107,7 +111,7 @@ class Campus:
         last = meter.last_window_ms
         if last is None:
             return False
-        return now_ms - (last + self.config.bridge.window_s * 1000) <= self.fresh_ms
+        return now_ms - (last + self.config.bridge.window_s * 1000) <= self.fresh_ms(meter.meter_id)
 
     def scope(
         self, meter: str | None, building: str | None
