@@ -65,7 +65,10 @@ class WindowSource(Protocol):
         end: int | str,
         meters: Collection[str] | None,
     ) -> list[Bucket]:
-        """Per-meter sums per step with start <= key < end (ms for window/hour, days for day)."""
+        """Per-meter sums per step with start <= key < end (ms for window/hour, days for day).
+
+        For the window grain a source may return each window or, as the SQL sources
+        do, each meter's windows already summed per 5-minute step (key: its start)."""
         ...
 
     def close(self) -> None: ...

@@ -16,9 +16,11 @@ from campus_energy.config import PostgresSinkConfig
 from campus_energy.errors import SourceError
 
 GRAIN_SQL = {
+    # windows summed per meter per 5-minute step here, so short windows send no more rows
     "window": (
-        "SELECT meter_id, window_start, total_energy_wh, "
-        "coalesce((accumulator->>'covered_s')::float8, 0), readings_in_batch "
+        "SELECT meter_id, date_bin('5 minutes', window_start, TIMESTAMPTZ '2000-01-01Z') AS step, "
+        "sum(total_energy_wh), sum(coalesce((accumulator->>'covered_s')::float8, 0)), "
+        "sum(readings_in_batch) "
         "FROM {windows} WHERE window_start >= %s AND window_start < %s"
     ),
     "hour": (
@@ -114,7 +116,8 @@ class PostgresSource:
             bounds: list[Any] = [date.fromisoformat(str(start)), date.fromisoformat(str(end))]
         else:
             bounds = [_when(int(start)), _when(int(end))]
-        rows = self._query(f"{GRAIN_SQL[grain]} {where}", [*bounds, *params])
+        group = " GROUP BY meter_id, step" if grain == "window" else ""
+        rows = self._query(f"{GRAIN_SQL[grain]} {where}{group}", [*bounds, *params])
         found = []
         for meter_id, key, energy, covered, readings in rows:
             k: int | str = key.isoformat() if grain == "day" else round(key.timestamp() * 1000)
