@@ -32,12 +32,17 @@ faults: $(STAMP) $(EMULATOR)
 	CAMPUS_ENERGY_FAULTS=long $(BIN)/python -m pytest tests/faults -s
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
 	$(BIN)/mypy
 
 demo: $(STAMP)
 	$(BIN)/campus-energy demo
+
+# Pictures of both dashboards on a month of simulated history (docs/screenshots/; needs chromium).
+.PHONY: screenshots
+screenshots: $(STAMP)
+	$(BIN)/python tools/screenshots.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/report.py

@@ -292,7 +292,8 @@ def test_read_only_and_metrics(client: FlaskClient) -> None:
 
 
 def test_an_unreachable_source_is_503_not_500(tmp_path: Path) -> None:
-    config = fx.config_for(tmp_path)  # the window file was never written
+    missing = tmp_path / "no-such-folder"
+    config = fx.config_for(missing)  # a window file in a folder that is not there: a wrong path
     source = open_source(config)
     app = create_app(config, source=source, clock=lambda: fx.NOW_MS / 1000)
     client = app.test_client()
@@ -300,6 +301,28 @@ def test_an_unreachable_source_is_503_not_500(tmp_path: Path) -> None:
         assert client.get("/api/health").status_code == 503
         body = get(client, "/api/summary", 503)
         assert "does not exist" in body["error"]
+    finally:
+        source.close()
+
+
+def test_before_the_first_window_the_api_answers_empty_not_503(tmp_path: Path) -> None:
+    config = fx.config_for(tmp_path)  # the bridge has not written its window file yet
+    source = open_source(config)
+    app = create_app(config, source=source, clock=lambda: fx.NOW_MS / 1000)
+    client = app.test_client()
+    try:
+        health = get(client, "/api/health")
+        assert (health["status"], health["meters_reporting"]) == ("degraded", 0)
+        assert health["detail"] == "no windows yet"
+        summary = get(client, "/api/summary")
+        assert (summary["power_w"], summary["today_kwh"], summary["last_window"]) == (
+            0.0,
+            0.0,
+            None,
+        )
+        assert isinstance(summary["power_w"], float)
+        assert get(client, "/api/series?step=1h")["points"] == []
+        assert not (tmp_path / "windows.db").exists()  # reading never creates the file
     finally:
         source.close()
 

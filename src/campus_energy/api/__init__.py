@@ -253,6 +253,7 @@ def create_app(
                 "meters": len(meters),
                 "meters_reporting": reporting,
                 "coverage": round(sum(covered) / len(covered), 4) if covered else None,
+                "detail": _health_detail(meters, online),
                 "checked_at": _iso(now - now % 1000),
                 "refresh_s": config.api.refresh_s,
             }
@@ -460,6 +461,17 @@ def create_app(
         return Response(metrics.render(), mimetype=metrics.content_type)
 
     return app
+
+
+def _health_detail(meters: list[MeterLatest], online: list[MeterLatest]) -> str:
+    """Why the status is what it is, in words."""
+    if not any(m.last_window_ms is not None for m in meters):
+        return "no windows yet"
+    silent = sorted({m.meter_id for m in meters} - {m.meter_id for m in online})
+    if not silent:
+        return f"all {len(meters)} meters reporting"
+    named = ", ".join(silent[:5]) + (f" and {len(silent) - 5} more" if len(silent) > 5 else "")
+    return f"{len(silent)} of {len(meters)} meters not reporting: {named}"
 
 
 def _json(body: dict[str, Any]) -> Response:

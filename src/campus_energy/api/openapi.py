@@ -119,6 +119,7 @@ def openapi_document() -> dict[str, Any]:
                                     "meters": {"type": "integer"},
                                     "meters_reporting": {"type": "integer"},
                                     "coverage": _NUMBER,
+                                    "detail": {"type": "string"},
                                     "checked_at": _TIME,
                                     "refresh_s": {"type": "integer"},
                                 }

@@ -162,11 +162,11 @@ def series_points(
 # Answers carry no more digits than the books hold: energy in µWh (the windows sum
 # readings whose energy is exact to far below that), power in mW, shares to 1e-6.
 def round_wh(wh: float) -> float:
-    return round(wh, 6)
+    return float(round(wh, 6))
 
 
 def round_w(w: float) -> float:
-    return round(w, 3)
+    return float(round(w, 3))
 
 
 def round_share(share: float) -> float:

@@ -48,6 +48,8 @@ class SqliteSource:
         return conn
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if getattr(self._local, "conn", None) is None and self._not_written_yet():
+            return []  # a new installation: the bridge has not written its first window
         try:
             return self._conn().execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
@@ -56,6 +58,10 @@ class SqliteSource:
             raise SourceError(f"window store {self.path}: {exc}") from None
         except sqlite3.Error as exc:
             raise SourceError(f"window store {self.path}: {exc}") from None
+
+    def _not_written_yet(self) -> bool:
+        """The file is missing but its folder is there (a missing folder is a wrong path)."""
+        return not self.path.exists() and self.path.parent.is_dir()
 
     def _has_windows(self) -> bool:
         try:
