@@ -8,10 +8,12 @@ the file's own directory. Unknown keys are errors.
 
 from __future__ import annotations
 
+import difflib
+import json
 import re
 import socket
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -418,31 +420,73 @@ def _deep_copy(value: Any) -> Any:
     return value
 
 
+def quoted(name: str) -> str:
+    """A name as messages show it: in double quotes, escaped where needed."""
+    return json.dumps(name, ensure_ascii=False)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """' — did you mean "x"?' naming the closest of `choices` to a misspelled `name`, else ''."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" — did you mean {quoted(close[0])}?" if close else ""
+
+
+def unknown_name(kind: str, name: str, choices: Iterable[str], listing: str) -> str:
+    """'unknown KIND "name"', then the closest choice, or else `listing` (where to look)."""
+    hint = did_you_mean(name, choices)
+    return f"unknown {kind} {quoted(name)}{hint or ' ' + listing}"
+
+
+# list sections whose items have a name of their own: section -> the key holding it
+_ITEM_NAMES = {"meters": "id", "buses": "name"}
+_ITEM_KEY = re.compile(r"^(meters|buses)\[(\d+)\]")
+
+
+def named_key(key: str, data: Mapping[str, Any]) -> str:
+    """'meters[3].profile' -> 'meters[3] (id "lib-f2-004").profile', the item's name from `data`.
+
+    Left as it is when the item has no usable name, or when the key is that name itself.
+    """
+    match = _ITEM_KEY.match(key)
+    if match is None:
+        return key
+    section, index = match.group(1), int(match.group(2))
+    field = _ITEM_NAMES[section]
+    items = data.get(section)
+    if not isinstance(items, list) or index >= len(items) or not isinstance(items[index], dict):
+        return key
+    name = items[index].get(field)
+    rest = key[match.end() :]
+    if not isinstance(name, str) or not name or rest == f".{field}":
+        return key
+    return f"{match.group(0)} ({field} {quoted(name)}){rest}"
+
+
 def _cross_check(config: Config, profiles: Mapping[str, Profile]) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     bus_names = [b.name for b in config.buses]
     for i, bus in enumerate(config.buses):
         if bus_names.index(bus.name) != i:
-            found.append((f"buses[{i}].name", f"duplicate bus name {bus.name!r}"))
+            found.append((f"buses[{i}].name", f"duplicate bus name {quoted(bus.name)}"))
     seen_ids: set[str] = set()
     seen_units: set[tuple[str, int]] = set()
     for i, meter in enumerate(config.meters):
         where = f"meters[{i}]"
         if meter.id in seen_ids:
-            found.append((f"{where}.id", f"duplicate meter id {meter.id!r}"))
+            found.append((f"{where}.id", f"duplicate meter id {quoted(meter.id)}"))
         seen_ids.add(meter.id)
         if meter.bus not in bus_names:
-            known = ", ".join(bus_names) or "none configured"
-            found.append((f"{where}.bus", f"unknown bus {meter.bus!r} (buses: {known})"))
+            listing = f"(buses: {', '.join(bus_names) or 'none configured'})"
+            found.append((f"{where}.bus", unknown_name("bus", meter.bus, bus_names, listing)))
         elif (meter.bus, meter.unit) in seen_units:
-            found.append((f"{where}.unit", f"unit {meter.unit} is already used on {meter.bus!r}"))
+            found.append(
+                (f"{where}.unit", f"unit {meter.unit} is already used on {quoted(meter.bus)}")
+            )
         seen_units.add((meter.bus, meter.unit))
         if meter.profile not in profiles:
+            listing = "(see: campus-energy profiles)"
             found.append(
-                (
-                    f"{where}.profile",
-                    f"unknown profile {meter.profile!r} (see: campus-energy profiles)",
-                )
+                (f"{where}.profile", unknown_name("profile", meter.profile, profiles, listing))
             )
     return found
 
@@ -503,14 +547,14 @@ def parse_config(
     try:
         config = Config.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(problems(exc)) from exc
+        raise ConfigError([(named_key(k, merged), m) for k, m in problems(exc)]) from exc
     try:
         profiles = load_profiles(config.profiles_dir)
     except ProfileError as exc:
         raise ConfigError.single("profiles_dir", str(exc)) from exc
     found = _cross_check(config, profiles)
     if found:
-        raise ConfigError(found)
+        raise ConfigError([(named_key(k, merged), m) for k, m in found])
     config._profiles = profiles
     return config
 
@@ -523,6 +567,10 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         if named:
             raise ConfigError.single("config", f"file not found: {file}")
         return parse_config({}, environ)
+    if file.is_dir():
+        raise ConfigError.single(
+            "config", f"{file} is a folder: name the configuration file itself"
+        )
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except OSError as exc:

@@ -121,7 +121,7 @@ def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     config.write_text(config.read_text().replace("unit = 2", "unit = 0"))
     result = run("read", "--all", "-c", str(config))
     assert result.returncode == 2
-    assert "meters[1].unit: must be between 1 and 247, got 0" in result.stderr
+    assert 'meters[1] (id "old-meter").unit: must be between 1 and 247, got 0' in result.stderr
     assert "Traceback" not in result.stderr
 
 

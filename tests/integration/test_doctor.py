@@ -699,11 +699,12 @@ def test_an_invalid_config_exits_2_naming_each_key(
     assert code == 2
     lines = out.splitlines()
     assert any(
-        line.startswith("✘ config") and "meters[0].unit: must be between 1 and 247" in line
+        line.startswith("✘ config")
+        and 'meters[0] (id "m1").unit: must be between 1 and 247' in line
         for line in lines
     ), out
     assert any("mqtt_extra: unknown key" in line for line in lines), out
-    assert f"fix: correct meters[0].unit in {config_file}" in out
+    assert f'fix: correct meters[0] (id "m1").unit in {config_file}' in out
 
 
 def test_a_missing_config_file_exits_2_with_the_way_to_create_one(tmp_path: Path) -> None:

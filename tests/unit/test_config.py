@@ -64,7 +64,7 @@ def test_an_empty_config_is_valid_and_has_the_defaults() -> None:
 def test_an_out_of_range_unit_is_named_by_its_list_index() -> None:
     meters = [meter(), meter(id="m2", unit=2), meter(id="m3", unit=0)]
     assert problems_of({"buses": [RTU_BUS], "meters": meters}) == [
-        ("meters[2].unit", "must be between 1 and 247, got 0")
+        ('meters[2] (id "m3").unit', "must be between 1 and 247, got 0")
     ]
 
 
@@ -74,8 +74,11 @@ def test_an_out_of_range_unit_is_named_by_its_list_index() -> None:
         ({"colour": "blue"}, "colour"),
         ({"mqtt": {"hots": "broker"}}, "mqtt.hots"),
         ({"bridge": {"sqlite": {"file": "x.db"}}}, "bridge.sqlite.file"),
-        ({"buses": [RTU_BUS], "meters": [meter(adress=3)]}, "meters[0].adress"),
-        ({"buses": [RTU_BUS], "meters": [meter(simulate={"sed": 1})]}, "meters[0].simulate.sed"),
+        ({"buses": [RTU_BUS], "meters": [meter(adress=3)]}, 'meters[0] (id "m1").adress'),
+        (
+            {"buses": [RTU_BUS], "meters": [meter(simulate={"sed": 1})]},
+            'meters[0] (id "m1").simulate.sed',
+        ),
     ],
 )
 def test_unknown_keys_are_errors_at_every_level(data: dict[str, Any], key: str) -> None:
@@ -86,34 +89,70 @@ def test_unknown_keys_are_errors_at_every_level(data: dict[str, Any], key: str) 
     ("data", "expected"),
     [
         (
-            {"buses": [RTU_BUS], "meters": [meter(bus="rs485-9")]},
-            ("meters[0].bus", "unknown bus 'rs485-9' (buses: rs485-1)"),
+            {"buses": [RTU_BUS], "meters": [meter(bus="plant")]},
+            ('meters[0] (id "m1").bus', 'unknown bus "plant" (buses: rs485-1)'),
         ),
         (
             {"meters": [meter()]},
-            ("meters[0].bus", "unknown bus 'rs485-1' (buses: none configured)"),
+            ('meters[0] (id "m1").bus', 'unknown bus "rs485-1" (buses: none configured)'),
         ),
         (
             {"buses": [RTU_BUS], "meters": [meter(profile="sdm-9000")]},
-            ("meters[0].profile", "unknown profile 'sdm-9000' (see: campus-energy profiles)"),
+            (
+                'meters[0] (id "m1").profile',
+                'unknown profile "sdm-9000" (see: campus-energy profiles)',
+            ),
         ),
         (
             {"buses": [RTU_BUS], "meters": [meter(), meter(unit=2)]},
-            ("meters[1].id", "duplicate meter id 'm1'"),
+            ("meters[1].id", 'duplicate meter id "m1"'),
         ),
         (
             {"buses": [RTU_BUS, RTU_BUS | {"device": "/dev/ttyUSB1"}]},
-            ("buses[1].name", "duplicate bus name 'rs485-1'"),
+            ("buses[1].name", 'duplicate bus name "rs485-1"'),
         ),
         (
             {"buses": [RTU_BUS], "meters": [meter(), meter(id="m2")]},
-            ("meters[1].unit", "unit 1 is already used on 'rs485-1'"),
+            ('meters[1] (id "m2").unit', 'unit 1 is already used on "rs485-1"'),
         ),
     ],
     ids=["unknown-bus", "no-buses", "unknown-profile", "dup-id", "dup-bus", "dup-unit"],
 )
 def test_cross_references_are_checked(data: dict[str, Any], expected: tuple[str, str]) -> None:
     assert problems_of(data) == [expected]
+
+
+def test_a_misspelled_profile_gets_a_suggestion_and_the_meter_is_named_by_id() -> None:
+    meters = [meter(id=f"lib-f2-00{n}", unit=n) for n in (1, 2, 3)]
+    meters.append(meter(id="lib-f2-004", unit=4, profile="eastorn-sdm120"))
+    assert problems_of({"buses": [RTU_BUS], "meters": meters}) == [
+        (
+            'meters[3] (id "lib-f2-004").profile',
+            'unknown profile "eastorn-sdm120" — did you mean "eastron-sdm120"?',
+        )
+    ]
+
+
+def test_a_misspelled_bus_gets_a_suggestion() -> None:
+    other = RTU_BUS | {"name": "rs485-2", "device": "/dev/ttyUSB1"}
+    assert problems_of({"buses": [RTU_BUS, other], "meters": [meter(bus="rs458-2")]}) == [
+        ('meters[0] (id "m1").bus', 'unknown bus "rs458-2" — did you mean "rs485-2"?')
+    ]
+
+
+def test_a_bus_problem_names_the_bus() -> None:
+    other = {"name": "rs485-2", "transport": "rtu", "device": "/dev/ttyUSB1", "parity": "X"}
+    assert problems_of({"buses": [RTU_BUS, other]}) == [
+        ('buses[1] (name "rs485-2").parity', "must be one of 'N', 'E' or 'O', got 'X'")
+    ]
+
+
+def test_a_meter_without_a_usable_id_is_named_by_its_index_alone() -> None:
+    assert problems_of({"buses": [RTU_BUS], "meters": [{"bus": "rs485-1", "unit": 0}]}) == [
+        ("meters[0].id", "required key is missing"),
+        ("meters[0].unit", "must be between 1 and 247, got 0"),
+        ("meters[0].profile", "required key is missing"),
+    ]
 
 
 def test_the_same_unit_on_two_different_buses_is_fine() -> None:
@@ -149,7 +188,7 @@ def test_the_same_unit_on_two_different_buses_is_fine() -> None:
     ],
 )
 def test_bus_keys_must_fit_the_transport(bus: dict[str, Any], message: str) -> None:
-    assert problems_of({"buses": [{"name": "b1"} | bus]}) == [("buses[0]", message)]
+    assert problems_of({"buses": [{"name": "b1"} | bus]}) == [('buses[0] (name "b1")', message)]
 
 
 def test_a_gateway_bus_takes_both_host_and_serial_settings() -> None:
@@ -182,8 +221,8 @@ def test_several_problems_are_reported_together() -> None:
     assert [key for key, _ in caught.value.problems] == [
         "site.timezone",
         "mqtt.port",
-        "meters[0].unit",
-        "meters[0].colour",
+        'meters[0] (id "m1").unit',
+        'meters[0] (id "m1").colour',
     ]
     assert "mqtt.port: must be at least 1, got 0" in str(caught.value)
 
@@ -281,6 +320,21 @@ def test_an_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "absent.toml")
     assert caught.value.problems == [("config", f"file not found: {tmp_path / 'absent.toml'}")]
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["named", "default"])
+def test_a_folder_in_place_of_the_file_is_an_error_on_the_config_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named: bool
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "campus-energy.toml"
+    folder.mkdir()
+    with pytest.raises(ConfigError) as caught:
+        load_config(folder if named else None)
+    where = folder if named else Path("campus-energy.toml")
+    assert caught.value.problems == [
+        ("config", f"{where} is a folder: name the configuration file itself")
+    ]
 
 
 def test_a_missing_default_file_gives_the_defaults(
@@ -420,7 +474,7 @@ def test_a_simulated_outage_must_end_after_it_starts(
     with pytest.raises(ConfigError) as caught:
         parse_config(data)
     ((key, text),) = caught.value.problems
-    assert key == "meters[0].simulate"
+    assert key == 'meters[0] (id "m").simulate'
     assert message in text
 
 
@@ -432,4 +486,6 @@ def test_the_gap_limit_defaults_to_three_intervals_and_a_half_and_can_be_set() -
     assert chosen.meters[0].gap_limit_s == 60
     with pytest.raises(ConfigError) as caught:
         parse_config({"buses": [bus], "meters": [dict(meter, max_gap_s=2)]})
-    assert caught.value.problems == [("meters[0]", "max_gap_s (2) must be at least interval_s (5)")]
+    assert caught.value.problems == [
+        ('meters[0] (id "m")', "max_gap_s (2) must be at least interval_s (5)")
+    ]
