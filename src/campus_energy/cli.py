@@ -19,7 +19,14 @@ from importlib import resources
 from pathlib import Path
 
 from campus_energy import __version__
-from campus_energy.config import DEFAULT_CONFIG_PATH, Config, SimulationConfig, load_config
+from campus_energy.config import (
+    DEFAULT_CONFIG_PATH,
+    Config,
+    SimulationConfig,
+    config_path,
+    load_config,
+    unknown_name,
+)
 from campus_energy.core.models import unit_of
 from campus_energy.core.planner import ReadRequest
 from campus_energy.errors import CampusEnergyError, ConfigError, ProfileError, UsageError
@@ -71,11 +78,16 @@ def cmd_init(args: argparse.Namespace) -> int:
     target: Path = args.config or Path(
         os.environ.get("CAMPUS_ENERGY_CONFIG") or DEFAULT_CONFIG_PATH
     )
+    if target.is_dir():
+        raise UsageError(f"{target} is a folder: name the configuration file to write")
     if target.exists() and not args.force:
         raise UsageError(f"{target} exists; use --force to overwrite it")
     text = resources.files("campus_energy").joinpath("sample-config.toml").read_text("utf-8")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {target}: {exc.strerror}") from None
     print(f"wrote {target}: edit the buses and meters, then try `campus-energy read --all`")
     return EXIT_OK
 
@@ -84,14 +96,15 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    user_dir = (
-        _config(args).profiles_dir if (args.config or Path("campus-energy.toml").exists()) else None
-    )
+    path, named = config_path(args.config, os.environ)
+    user_dir = _config(args).profiles_dir if (named or path.exists()) else None
     profiles = load_profiles(user_dir)
     if args.action == "show":
-        if not args.name or args.name not in profiles:
-            known = ", ".join(profiles)
-            raise UsageError(f"unknown profile {args.name!r} (known: {known})")
+        known = f"(known: {', '.join(profiles)})"
+        if args.name is None:
+            raise UsageError(f"profiles show needs a profile name {known}")
+        if args.name not in profiles:
+            raise UsageError(unknown_name("profile", args.name, profiles, known))
         p = profiles[args.name]
         print(f"{p.name}: {p.description}")
         fc = p.function_code
@@ -135,8 +148,9 @@ def cmd_read(args: argparse.Namespace) -> int:
         try:
             meters = [config.meter(m) for m in args.meter]
         except KeyError as exc:
-            known = ", ".join(m.id for m in config.meters) or "none configured"
-            raise UsageError(f"unknown meter {exc.args[0]!r} (meters: {known})") from None
+            ids = [m.id for m in config.meters]
+            known = f"(meters: {', '.join(ids) or 'none configured'})"
+            raise UsageError(unknown_name("meter", exc.args[0], ids, known)) from None
     else:
         raise UsageError("name a meter, or use --all")
 
@@ -223,8 +237,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     try:
         bus = config.bus(args.bus)
     except KeyError:
-        known = ", ".join(b.name for b in config.buses) or "none configured"
-        raise UsageError(f"unknown bus {args.bus!r} (buses: {known})") from None
+        names = [b.name for b in config.buses]
+        known = f"(buses: {', '.join(names) or 'none configured'})"
+        raise UsageError(unknown_name("bus", args.bus, names, known)) from None
     function = 4 if args.function == "input" else 3
     request = ReadRequest(function, args.address, 1)
     print(
@@ -252,9 +267,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not config.meters:
         raise UsageError("no meters configured to simulate (see `campus-energy init`)")
     if args.meter:
-        unknown = [m for m in args.meter if m not in {x.id for x in config.meters}]
+        ids = [m.id for m in config.meters]
+        unknown = [m for m in args.meter if m not in ids]
         if unknown:
-            raise UsageError(f"unknown meter {unknown[0]!r}")
+            known = f"(meters: {', '.join(ids)})"
+            raise UsageError(unknown_name("meter", unknown[0], ids, known))
     fault_flags = {
         "timeout_rate": args.timeout_rate,
         "exception_rate": args.exception_rate,

@@ -159,6 +159,79 @@ def test_profiles_lists_and_shows(tmp_path: Path) -> None:
     assert run("profiles", "show", "nope", cwd=tmp_path).returncode == 2
 
 
+def test_profiles_show_without_a_name_says_so_and_lists_the_profiles(tmp_path: Path) -> None:
+    result = run("profiles", "show", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "None" not in result.stderr
+    assert "profiles show needs a profile name (known: campus-legacy, eastron-sdm120" in (
+        result.stderr
+    )
+
+
+def test_a_misspelled_profile_gets_a_suggestion(tmp_path: Path) -> None:
+    result = run("profiles", "show", "eastorn-sdm120", cwd=tmp_path)
+    assert result.returncode == 2
+    assert 'unknown profile "eastorn-sdm120" — did you mean "eastron-sdm120"?' in result.stderr
+    far = run("profiles", "show", "zzz", cwd=tmp_path)
+    assert far.returncode == 2
+    assert 'unknown profile "zzz" (known: campus-legacy, ' in far.stderr
+
+
+def test_a_misspelled_profile_in_the_config_names_the_meter_and_suggests(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 502)
+    config.write_text(config.read_text().replace('"campus-legacy"', '"campus-legasy"'))
+    result = run("read", "--all", "-c", str(config))
+    assert result.returncode == 2
+    assert (
+        'configuration error: meters[1] (id "old-meter").profile: unknown profile '
+        '"campus-legasy" — did you mean "campus-legacy"?'
+    ) in result.stderr
+
+
+def test_profiles_uses_the_config_named_by_the_environment(tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    builtin = Path(__file__).parents[2] / "src/campus_energy/profiles/eastron-sdm120.toml"
+    text = builtin.read_text().replace('name = "eastron-sdm120"', 'name = "site-meter"')
+    (folder / "site-meter.toml").write_text(text)
+    config = tmp_path / "site.toml"
+    config.write_text('profiles_dir = "mine"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = run("profiles", cwd=elsewhere, env={"CAMPUS_ENERGY_CONFIG": str(config)})
+    assert result.returncode == 0, result.stderr
+    assert "site-meter" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("folder", "is a folder: name the configuration file to write"),
+        ("under-a-file", "cannot write"),
+    ],
+)
+def test_init_where_no_file_can_be_written_exits_2_without_a_traceback(
+    tmp_path: Path, where: str, message: str
+) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / "folder" if where == "folder" else tmp_path / "a-file" / "c.toml"
+    result = run("init", "--force", "-c", str(target))
+    assert result.returncode == 2
+    assert f"{target} {message}" in result.stderr or f"{message} {target}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["read", "doctor", "profiles"])
+def test_a_folder_given_as_the_config_exits_2_naming_it(tmp_path: Path, command: str) -> None:
+    result = run(command, "-c", str(tmp_path))
+    assert result.returncode == 2
+    assert f"{tmp_path} is a folder: name the configuration file itself" in (
+        result.stdout + result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
 def test_read_json_prints_one_object_per_meter(simulated: Path) -> None:
     result = run("read", "--all", "--json", "-c", str(simulated))
     assert result.returncode == 0, result.stderr
@@ -179,10 +252,20 @@ def test_read_one_meter_verbose_shows_the_requests(simulated: Path) -> None:
     assert "plant ->" in result.stderr and "plant <-" in result.stderr
 
 
-def test_read_unknown_meter_exits_2(simulated: Path) -> None:
-    result = run("read", "nope", "-c", str(simulated))
+def test_read_unknown_meter_exits_2(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 502)
+    result = run("read", "nope", "-c", str(config))
     assert result.returncode == 2
-    assert "unknown meter 'nope'" in result.stderr
+    assert 'unknown meter "nope" (meters: boiler-house, old-meter)' in result.stderr
+    result = run("read", "old-meterr", "-c", str(config))
+    assert result.returncode == 2
+    assert 'unknown meter "old-meterr" — did you mean "old-meter"?' in result.stderr
+
+
+def test_scan_of_a_misspelled_bus_exits_2_with_a_suggestion(tmp_path: Path) -> None:
+    result = run("scan", "palnt", "-c", str(write_config(tmp_path, 502)))
+    assert result.returncode == 2
+    assert 'unknown bus "palnt" — did you mean "plant"?' in result.stderr
 
 
 def test_read_without_a_device_exits_1_naming_the_bus(tmp_path: Path) -> None:
