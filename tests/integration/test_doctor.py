@@ -15,6 +15,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -38,7 +39,7 @@ from campus_energy.config import Config, load_config
 from campus_energy.core.readings import Reading
 from campus_energy.core.windows import Contribution
 from campus_energy.mosquitto import port_open
-from campus_energy.ops.checks import Identity, Status
+from campus_energy.ops.checks import Identity, Status, binary_size
 from campus_energy.ops.checks.clock import clock_verdict
 from campus_energy.ops.checks.devices import analyse_serial
 from campus_energy.ops.checks.files import DISK_FAIL_BELOW, GIB, MIB, disk_verdict
@@ -660,6 +661,38 @@ async def test_a_damaged_sqlite_file_fails_the_integrity_check(
     assert fix is not None and ".recover" in fix
 
 
+@pytest.mark.parametrize("wal_bytes", [2 * MIB, 0], ids=["large-wal", "small-wal"])
+def test_a_store_is_measured_with_its_wal_and_a_large_wal_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], wal_bytes: int
+) -> None:
+    config_file = write_config(tmp_path, sqlite_sink(tmp_path))
+    store = load_config(config_file, {}).storage.path
+    store.parent.mkdir(parents=True)
+    writer = sqlite3.connect(store)  # open while doctor runs: its -wal and -shm stay in place
+    try:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("CREATE TABLE t (b BLOB)")
+        writer.commit()
+        writer.executemany("INSERT INTO t VALUES (?)", [(bytes(4096),)] * (wal_bytes // 4096))
+        writer.commit()
+        sizes = [Path(f"{store}{suffix}").stat().st_size for suffix in ("", "-wal", "-shm")]
+        assert all(sizes) and (sizes[1] >= MIB) == bool(wal_bytes)
+
+        _, results = doctor_json(capsys, "-c", str(config_file), "--skip-meters")
+    finally:
+        writer.close()
+    total, wal = binary_size(sum(sizes)), binary_size(sizes[1])
+    (disk,) = (r for title, r in results.items() if title.startswith("disk "))
+    integrity = results["sqlite store"]
+    if wal_bytes:
+        assert f"holds the store {total} (WAL {wal}), spool (not created yet)" in disk["detail"]
+        assert integrity["detail"] == f"{store} ({total}, WAL {wal}): quick_check ok"
+    else:
+        assert f"holds the store {total}, spool (not created yet)" in disk["detail"]
+        assert integrity["detail"] == f"{store} ({total}): quick_check ok"
+
+
 async def test_an_old_outbox_and_an_overdue_spool_are_warnings(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -705,6 +738,28 @@ def test_an_invalid_config_exits_2_naming_each_key(
     ), out
     assert any("mqtt_extra: unknown key" in line for line in lines), out
     assert f'fix: correct meters[0] (id "m1").unit in {config_file}' in out
+
+
+@pytest.mark.parametrize("kind", ["folder", "not-toml"])
+def test_a_config_path_that_is_no_config_file_exits_2_with_a_fitting_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    path = tmp_path / "campus-energy.toml"
+    if kind == "folder":
+        path.mkdir()
+    else:
+        path.write_text("[site\n", encoding="utf-8")
+    code, out = doctor(capsys, "-c", str(path))
+    assert code == 2
+    status, detail, fix = lines_of(out)["config"]
+    assert status == "fail"
+    assert fix is not None
+    if kind == "folder":
+        assert detail == f"config: {path} is a folder: name the configuration file itself"
+        assert fix == f"name the configuration file in {path} with -c or $CAMPUS_ENERGY_CONFIG"
+    else:
+        assert detail.startswith(f"config: {path} is not valid TOML: ")
+        assert fix.startswith(f"correct {path}, or start again from a sample: ")
 
 
 def test_a_missing_config_file_exits_2_with_the_way_to_create_one(tmp_path: Path) -> None:

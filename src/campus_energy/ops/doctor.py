@@ -106,6 +106,10 @@ async def diagnose(ctx: Context, table: Sequence[Entry]) -> list[Found]:
 
 
 def _config_fix(key: str, path: Path) -> str:
+    if key == "config" and path.is_dir():
+        return f"name the configuration file in {path} with -c or $CAMPUS_ENERGY_CONFIG"
+    if key == "config" and path.exists():
+        return f"correct {path}, or start again from a sample: campus-energy init -c {path} --force"
     if key == "config":
         return (
             f"write one with: campus-energy init -c {path} (then edit it), or name the right "

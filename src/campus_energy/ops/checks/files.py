@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from campus_energy.adapters.store import OUTBOX_SQL
@@ -39,6 +40,7 @@ OUTBOX_WARN_AGE_S = 300.0  # the logger publishes within seconds while the broke
 OUTBOX_WARN_DEPTH = 10_000
 SPOOL_WARN_OVERDUE_S = 300.0  # a window is written about a second after its end plus grace_s
 SPOOL_WARN_DEPTH = 100_000
+WAL_SHOWN_FROM = 1 * MIB  # a write-ahead log this large is named apart from the total
 
 # label -> the file of that role (None: not used with this configuration)
 FILES: tuple[tuple[str, Callable[[Config], Path | None]], ...] = (
@@ -55,6 +57,40 @@ def files_of(config: Config) -> list[tuple[str, Path]]:
         for label, path_of in FILES
         if (path := path_of(config)) is not None
     ]
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Bytes an SQLite file takes on disk: the database, its write-ahead log and shared memory."""
+
+    database: int
+    wal: int
+    shm: int
+
+    @property
+    def total(self) -> int:
+        return self.database + self.wal + self.shm
+
+    def describe(self, wal_format: str = "{total} (WAL {wal})") -> str:
+        """'12.3 MiB', or '12.3 MiB (WAL 4.1 MiB)' when the log is large (the total includes it)."""
+        total = binary_size(self.total)
+        if self.wal < WAL_SHOWN_FROM:
+            return total
+        return wal_format.format(total=total, wal=binary_size(self.wal))
+
+
+def footprint(path: Path) -> Footprint | None:
+    """The footprint of the SQLite file at `path` with its -wal and -shm (None: no such file)."""
+
+    def size(file: Path) -> int:
+        try:
+            return file.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    if not path.is_file():
+        return None
+    return Footprint(path.stat().st_size, size(Path(f"{path}-wal")), size(Path(f"{path}-shm")))
 
 
 @contextmanager
@@ -92,19 +128,24 @@ def mount_point(path: Path) -> Path:
     return current
 
 
+def _held(label: str, path: Path) -> str:
+    found = footprint(path)
+    return f"{label} (not created yet)" if found is None else f"{label} {found.describe()}"
+
+
 def _disk_space(config: Config) -> list[Result]:
-    by_mount: dict[Path, list[str]] = {}
+    by_mount: dict[Path, list[tuple[str, Path]]] = {}
     for label, path in files_of(config):
-        by_mount.setdefault(mount_point(path), []).append(label)
+        by_mount.setdefault(mount_point(path), []).append((label, path))
     results = []
-    for mount, labels in by_mount.items():
+    for mount, files in by_mount.items():
         fs = os.statvfs(mount)
         free, total = fs.f_bavail * fs.f_frsize, fs.f_blocks * fs.f_frsize
         share = free / total if total else 0.0
         status = disk_verdict(free, total)
         detail = (
             f"{binary_size(free)} free of {binary_size(total)} ({share:.0%}), "
-            f"holds the {', '.join(labels)}"
+            f"holds the {', '.join(_held(label, path) for label, path in files)}"
         )
         fix = None
         if status is Status.FAIL:
@@ -168,7 +209,10 @@ def _integrity(label: str, path: Path) -> Result:
         return problem
     if not path.exists():
         return Result(Status.SKIP, title, f"{path}: not created yet; its folder is writable")
-    size = binary_size(path.stat().st_size)
+    found = footprint(path)
+    size = (
+        binary_size(path.stat().st_size) if found is None else found.describe("{total}, WAL {wal}")
+    )
     try:
         with open_read_only(path, deadline_s=QUICK_CHECK_DEADLINE_S) as conn:
             problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
