@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -247,13 +248,38 @@ def cmd_scan(args: argparse.Namespace) -> int:
         f"(FC{function:02d} register {args.address}, {args.timeout:g} s per unit)",
         file=sys.stderr,
     )
-    hits = asyncio.run(scan(bus, args.units, request=request, timeout_s=args.timeout))
+    total = len(args.units)
+
+    def progress(position: int, unit: int, found: int) -> None:  # one line, rewritten
+        sys.stderr.write(f"\rscanning unit {unit} ({position}/{total}) … {found} found\x1b[K")
+        sys.stderr.flush()
+
+    started = time.monotonic()
+    try:
+        hits = asyncio.run(
+            scan(
+                bus,
+                args.units,
+                request=request,
+                timeout_s=args.timeout,
+                on_unit=progress if sys.stderr.isatty() else None,
+            )
+        )
+    finally:
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\x1b[K")  # the summary or the error takes the progress line
+    elapsed = time.monotonic() - started
     for hit in hits:
         if hit.registers is not None:
             print(f"unit {hit.unit}: answers (register {args.address} = 0x{hit.registers[0]:04X})")
         else:
             print(f"unit {hit.unit}: answers with exception code {hit.exception_code}")
-    print(f"{len(hits)} device(s) found", file=sys.stderr)
+    units = ", ".join(str(hit.unit) for hit in hits)
+    answered = f"unit(s) {units} answered" if hits else "no unit answered"
+    print(
+        f"{len(hits)} device(s) found in {elapsed:.1f} s: {answered} ({total} scanned)",
+        file=sys.stderr,
+    )
     return EXIT_OK if hits else EXIT_FAILURE
 
 

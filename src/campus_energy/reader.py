@@ -154,12 +154,19 @@ async def scan(
     *,
     request: ReadRequest,
     timeout_s: float,
+    on_unit: Callable[[int, int, int], None] | None = None,
 ) -> list[ScanHit]:
-    """Units on `bus_config` that answer `request` at all (with data or with an exception)."""
+    """Units on `bus_config` that answer `request` at all (with data or with an exception).
+
+    `on_unit(position, unit, found)` is called before each unit is asked: its 1-based
+    position in `units` and the number of units found so far.
+    """
     bus = ModbusBus(bus_config.model_copy(update={"timeout_s": timeout_s}))
     hits: list[ScanHit] = []
     try:
-        for unit in units:
+        for position, unit in enumerate(units, 1):
+            if on_unit is not None:
+                on_unit(position, unit, len(hits))
             try:
                 registers = await bus.read(unit, request, retries=0)
             except ModbusExceptionResponseError as exc:

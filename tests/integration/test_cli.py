@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import selectors
 import signal
@@ -275,12 +276,57 @@ def test_read_without_a_device_exits_1_naming_the_bus(tmp_path: Path) -> None:
     assert "bus 'plant'" in result.stdout
 
 
+SCAN_SUMMARY = re.compile(
+    r"^2 device\(s\) found in \d+\.\d s: unit\(s\) 1, 2 answered \(4 scanned\)$", re.M
+)
+
+
 def test_scan_finds_the_devices_that_answer(simulated: Path) -> None:
     result = run("scan", "plant", "--units", "1-4", "--timeout", "0.2", "-c", str(simulated))
     assert result.returncode == 0, result.stderr
-    assert "unit 1: answers" in result.stdout and "unit 2: answers" in result.stdout
-    assert "unit 3" not in result.stdout
-    assert "2 device(s) found" in result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["unit 1: answers", "unit 2: answers"]
+    assert all(re.fullmatch(r"unit \d: answers \(register 0 = 0x[0-9A-F]{4}\)", x) for x in lines)
+    assert SCAN_SUMMARY.search(result.stderr), result.stderr
+    assert "\r" not in result.stderr and "scanning unit" not in result.stderr  # not a terminal
+
+
+def test_scan_on_a_terminal_shows_its_progress_on_one_line(simulated: Path) -> None:
+    command = [sys.executable, "-m", "campus_energy", "scan", "plant", "-c", str(simulated)]
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [*command, "--units", "1-4", "--timeout", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        text=True,
+    )
+    os.close(terminal)
+    shown = b""
+    deadline = time.monotonic() + 30
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(controller, selectors.EVENT_READ)
+            while selector.select(max(0.0, deadline - time.monotonic())):
+                try:
+                    chunk = os.read(controller, 4096)
+                except OSError:  # EIO: the process closed its end of the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+        stdout, _ = process.communicate(timeout=30)
+    finally:
+        os.close(controller)
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0
+    text = shown.decode()
+    for position, found in ((1, 0), (2, 1), (3, 2), (4, 2)):
+        assert f"\rscanning unit {position} ({position}/4) … {found} found" in text, text
+    assert SCAN_SUMMARY.search(text.replace("\r\n", "\n").split("\r\x1b[K")[-1]), text
+    assert stdout.splitlines()[0].startswith("unit 1: answers (register 0 = 0x")
+    assert "scanning" not in stdout
 
 
 @pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
