@@ -121,6 +121,8 @@ def cmd_profiles(args: argparse.Namespace) -> int:
             address = f"{f.address} (0x{f.address:04X})"
             print(f"  {f.name:<18} {address:>13} {f.type:<8} {f.scale:>8g}  {unit_of(f.name)}")
         return EXIT_OK
+    if args.name is not None:
+        raise UsageError(f"profiles list takes no name; to see one: profiles show {args.name}")
     for p in profiles.values():
         print(f"{p.name:<18} {p.description}")
     return EXIT_OK

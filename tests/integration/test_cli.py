@@ -169,6 +169,13 @@ def test_profiles_show_without_a_name_says_so_and_lists_the_profiles(tmp_path: P
     )
 
 
+def test_profiles_list_with_a_name_points_to_show(tmp_path: Path) -> None:
+    result = run("profiles", "list", "eastron-sdm120", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "to see one: profiles show eastron-sdm120" in result.stderr
+    assert result.stdout == ""
+
+
 def test_a_misspelled_profile_gets_a_suggestion(tmp_path: Path) -> None:
     result = run("profiles", "show", "eastorn-sdm120", cwd=tmp_path)
     assert result.returncode == 2
