@@ -11,6 +11,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,9 @@ def write_windows(config: Config, s: Scenario, items: list[Any]) -> None:
         finally:
             await sink.close()
 
-    asyncio.run(go())
+    # in a thread of its own: Playwright's sync API may hold an event loop in this one
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, go()).result()
 
 
 @contextlib.contextmanager

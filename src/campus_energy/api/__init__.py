@@ -387,10 +387,13 @@ def create_app(
             raise BadParameter("step", f"must be one of {', '.join(STEPS)}, got {step[:20]!r}")
         grain, step_s = STEPS[step]
         end = parse_instant("end", request.args.get("end"), campus.zone) or campus.now_ms()
-        default_span_ms = (30 if grain == "day" else 1) * 86_400_000
-        start = (
-            parse_instant("start", request.args.get("start"), campus.zone) or end - default_span_ms
-        )
+        start = parse_instant("start", request.args.get("start"), campus.zone)
+        if start is None:  # the last 24 hours, or the 30 local days that end with end's day
+            start = (
+                midnight_ms(day_of(end - 1, campus.zone) - timedelta(days=29), campus.zone)
+                if grain == "day"
+                else end - 86_400_000
+            )
         if end <= start:
             raise BadParameter("end", "must be after start")
         steps = (end - start) / 1000 / step_s

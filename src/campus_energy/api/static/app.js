@@ -13,17 +13,46 @@
   const STATUSES = ["ok", "degraded", "unavailable"];
 
   // ---------------------------------------------------------------- formatting
+  // Every time on the page is the site's clock (the API names its zone), 24-hour, whatever
+  // the browser's zone: days, "today" and the charts are all counted at the site.
   const nf0 = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
   const nf1 = new Intl.NumberFormat(undefined, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
-  const axisNum = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
   const pct = new Intl.NumberFormat(undefined, { style: "percent", maximumFractionDigits: 1 });
-  const dateTime = new Intl.DateTimeFormat(undefined,
-    { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", timeZoneName: "short" });
-  const shortDateTime = new Intl.DateTimeFormat(undefined,
-    { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
-  const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-  const siteDay = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", timeZone: "UTC" });
   const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  const site = { zone: "UTC", formats: new Map() };
+  /** An Intl format in the site's zone, 24-hour clock (cached per zone and options). */
+  function siteFormat(name, options) {
+    const key = `${site.zone}|${name}`;
+    if (!site.formats.has(key)) {
+      site.formats.set(key, new Intl.DateTimeFormat("en-GB", { ...options, timeZone: site.zone, hourCycle: "h23" }));
+    }
+    return site.formats.get(key);
+  }
+  const FORMATS = {
+    dateTime: { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", timeZoneName: "short" },
+    shortDateTime: { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" },
+    clock: { hour: "2-digit", minute: "2-digit" },
+    day: { day: "numeric", month: "short" },
+  };
+  const fmtTime = (name) => ({ format: (ms) => siteFormat(name, FORMATS[name]).format(ms) });
+  const dateTime = fmtTime("dateTime");
+  const shortDateTime = fmtTime("shortDateTime");
+  const clock = fmtTime("clock");
+  // Daily points are site days, carried as UTC midnights: labelled in UTC they read as at the site.
+  const dayFormat = new Intl.DateTimeFormat("en-GB", { day: "numeric", month: "short", timeZone: "UTC" });
+  const siteDay = { format: (ms) => dayFormat.format(ms) };
+  function setZone(zone) {
+    if (typeof zone !== "string" || !zone || zone === site.zone) return;
+    try { new Intl.DateTimeFormat("en-GB", { timeZone: zone }); } catch (_) { return; }
+    site.zone = zone;
+  }
+  /** {y, m, d, h, min} of an instant on the site's clock. */
+  function siteParts(ms) {
+    const parts = {};
+    for (const p of siteFormat("parts", { year: "numeric", month: "numeric", day: "numeric",
+      hour: "numeric", minute: "numeric" }).formatToParts(ms)) parts[p.type] = Number(p.value);
+    return { y: parts.year, m: parts.month, d: parts.day, h: parts.hour % 24, min: parts.minute };
+  }
 
   const isNum = (v) => typeof v === "number" && Number.isFinite(v);
   const kW = (w) => (isNum(w) ? w / 1000 : null);
@@ -90,37 +119,86 @@
     return { stroke: COLOR.axis, grid: { stroke: COLOR.grid, width: 1 }, ticks: { stroke: COLOR.grid, width: 1 },
       font: `${px}px system-ui, sans-serif`, labelFont: `bold ${px}px system-ui, sans-serif` };
   };
-  const yFromZero = (u, min, max) => [0, isNum(max) && max > 0 ? max * 1.1 : 1];
+  const yFromZero = (u, min, max) => {
+    if (!isNum(max) || max <= 0) return [0, 1];
+    const step = niceStep(max / 4);
+    return [0, Math.ceil((max * 1.05) / step) * step];
+  };
+  /** 1, 2 or 5 × a power of ten: round ticks for any magnitude. */
+  function niceStep(raw) {
+    const power = 10 ** Math.floor(Math.log10(raw));
+    return [1, 2, 5, 10].map((k) => k * power).find((k) => k >= raw) || 10 * power;
+  }
+  const NICE = [];
+  for (let e = -3; e <= 9; e++) for (const k of [1, 2, 5]) NICE.push(k * 10 ** e);
+  /** Value labels with as many decimals as the tick step needs (0.25 is never shown as 0.3). */
+  const valueLabels = (u, splits, axisIdx, space, incr) => {
+    const decimals = Math.max(0, -Math.floor(Math.log10(incr || 1) + 1e-9));
+    const f = new Intl.NumberFormat(undefined, { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
+    return splits.map((v) => f.format(v));
+  };
+  const LABEL_PX = 44; // room for "23:30" or "30 Nov" at the axis font, centred on its tick
+  const RIGHT_PAD = 28; // keeps the last label inside the canvas on a phone
 
-  function powerOptions(seriesLabel) {
+  /** Ticks on the site's whole clock hours, every 1, 2, 3, 6 or 12 hours as the width allows,
+   *  none so close to an edge that its label would be cut. */
+  function hourSplits(u, axisIdx, min, max) {
+    const width = u.bbox.width / devicePixelRatio;
+    const hours = (max - min) / 3600;
+    const every = [1, 2, 3, 4, 6, 12, 24].find((h) => (width / hours) * h >= LABEL_PX * 1.6) || 24;
+    const found = [];
+    for (let t = Math.ceil(min / 900) * 900; t <= max; t += 900) {
+      const p = siteParts(t * 1000);
+      if (p.min === 0 && p.h % every === 0) found.push(t);
+    }
+    return found.filter((t) => {
+      const x = ((t - min) / (max - min)) * width;
+      return x >= LABEL_PX / 2 - 4 && x <= width + RIGHT_PAD - LABEL_PX / 2;
+    });
+  }
+  const hourLabels = (u, splits) => splits.map((t) => {
+    const p = siteParts(t * 1000);
+    return p.h === 0 ? siteDay.format(Date.UTC(p.y, p.m - 1, p.d)) : clock.format(t * 1000);
+  });
+
+  /** One tick a day, or every 2, 7 days as the width allows, counted back from the latest day. */
+  function daySplits(u, axisIdx, min, max) {
+    const width = u.bbox.width / devicePixelRatio;
+    const days = (max - min) / 86400;
+    const every = [1, 2, 3, 7, 14].find((d) => (width / days) * d >= LABEL_PX * 1.4) || 14;
+    const last = Math.floor(max / 86400) * 86400;
+    const found = [];
+    for (let t = last; t >= min; t -= every * 86400) found.unshift(t);
+    return found;
+  }
+  const dayLabels = (u, splits) => splits.map((t) => siteDay.format(t * 1000));
+
+  function powerOptions(seriesLabel, range) {
     return {
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: { range: yFromZero } },
+      padding: [12, RIGHT_PAD, 0, 0],
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), site.zone),
+      scales: { x: { time: true, range: () => range() }, y: { range: yFromZero } },
       axes: [
-        { ...axisStyle(), label: "Time (your local time)", space: 90,
-          values: (u, splits) => splits.map((s) => clock.format(s * 1000)) },
-        { ...axisStyle(), label: "Power (kW)", size: 64,
-          values: (u, splits) => splits.map((s) => axisNum.format(s)) },
+        { ...axisStyle(), label: `Time (${site.zone}, 24-hour)`, splits: hourSplits, values: hourLabels },
+        { ...axisStyle(), label: "Power (kW)", size: 64, incrs: NICE, values: valueLabels },
       ],
       series: [
-        { label: "Time", value: (u, v) => (v == null ? "—" : dateTime.format(v * 1000)) },
+        { label: "Time", value: (u, v) => (v == null ? "—" : shortDateTime.format(v * 1000)) },
         { label: seriesLabel, stroke: COLOR.line, fill: COLOR.fill, width: 2, spanGaps: false,
           points: { show: false }, value: (u, v) => (v == null ? "—" : `${fmtKW(v)} kW`) },
       ],
     };
   }
-  function dailyOptions() {
+  function dailyOptions(range) {
     return {
       cursor: { drag: { x: false, y: false } },
-      // x holds the site's calendar day as UTC midnight, so days are labelled as at the site.
+      padding: [12, RIGHT_PAD, 0, 0],
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
-      scales: { x: { time: true, range: (u, min, max) => (isNum(min) ? [min - 43200, max + 43200] : [0, 86400]) },
-        y: { range: yFromZero } },
+      scales: { x: { time: true, range: () => range() }, y: { range: yFromZero } },
       axes: [
-        { ...axisStyle(), label: "Day (site time zone)", space: 70,
-          values: (u, splits) => splits.map((s) => siteDay.format(s * 1000)) },
-        { ...axisStyle(), label: "Energy (kWh)", size: 64,
-          values: (u, splits) => splits.map((s) => axisNum.format(s)) },
+        { ...axisStyle(), label: `Day (${site.zone})`, splits: daySplits, values: dayLabels },
+        { ...axisStyle(), label: "Energy (kWh)", size: 64, incrs: NICE, values: valueLabels },
       ],
       series: [
         { label: "Day", value: (u, v) => (v == null ? "—" : siteDay.format(v * 1000)) },
@@ -139,10 +217,10 @@
   /** A chart slot: lazily creates its uPlot, follows its container's width,
    *  and swaps to the "no data" note when there is nothing to plot. update()
    *  takes a /api/series response; an unchanged one (same ETag) is not redrawn. */
-  function chartSlot(container, options, toColumns, describe) {
+  function chartSlot(container, options, toColumns, rangeOf, describe) {
     const note = container.parentElement.querySelector(".chart-empty");
     const noDataText = note.textContent;
-    const slot = { u: null, data: null, source: null };
+    const slot = { u: null, data: null, source: null, range: [0, 1], zone: null };
     new ResizeObserver(() => {
       if (!slot.u || container.clientWidth === 0) return;
       const size = chartSize(container);
@@ -150,7 +228,9 @@
     }).observe(container);
     slot.update = (source) => {
       if (source === slot.source && slot.data) return slot.data;
+      if (source) setZone(source.timezone);
       const data = toColumns(source && source.points);
+      slot.range = rangeOf(source, data);
       const empty = data[0].length === 0;
       slot.source = source;
       slot.data = empty ? null : data;
@@ -159,8 +239,12 @@
       note.textContent = noDataText;
       container.setAttribute("aria-label", empty ? NO_DATA_LABEL : describe(data));
       if (empty || typeof uPlot === "undefined") return data;
+      if (slot.u && slot.zone !== site.zone) { slot.u.destroy(); slot.u = null; }
       if (slot.u) slot.u.setData(data);
-      else slot.u = new uPlot({ ...chartSize(container), ...options() }, data, container);
+      else {
+        slot.u = new uPlot({ ...chartSize(container), ...options(() => slot.range) }, data, container);
+        slot.zone = site.zone;
+      }
       return data;
     };
     slot.clear = () => { slot.data = null; slot.source = null; container.hidden = true; note.hidden = true; };
@@ -225,11 +309,30 @@
   }
 
   const fiveMinutes = (points) => powerColumns(points, 300);
-  const chart24h = chartSlot($("#chart-24h"), () => powerOptions("Campus power"), fiveMinutes,
-    describePower("Campus average power"));
-  const chart30d = chartSlot($("#chart-30d"), dailyOptions, dailyColumns, describeDaily);
-  const chartMeter = chartSlot($("#chart-meter"), () => powerOptions("Meter power"), fiveMinutes,
-    describePower("Meter average power"));
+  /** The range asked for, so a chart spans its whole day or month from the first hour of data. */
+  function askedRange(source, [xs]) {
+    const start = parseTime(source && source.start), end = parseTime(source && source.end);
+    if (start !== null && end !== null && end > start) return [start / 1000, end / 1000];
+    return xs.length ? [xs[0], xs[xs.length - 1] + 300] : [0, 1];
+  }
+  /** The 30 site days that end with the day of the answer's end, as UTC midnights ± half a day. */
+  function monthRange(source, [xs]) {
+    const end = parseTime(source && source.end);
+    let last = xs.length ? xs[xs.length - 1] : null;
+    if (end !== null) {
+      const p = siteParts(end - 1);
+      last = Math.max(last ?? 0, Date.UTC(p.y, p.m - 1, p.d) / 1000);
+    }
+    if (last === null) return [0, 86400];
+    return [last - 29 * 86400 - 43200, last + 43200];
+  }
+  const chart24h = chartSlot($("#chart-24h"), (range) => powerOptions("Campus power", range), fiveMinutes,
+    askedRange, describePower("Campus average power"));
+  const chart30d = chartSlot($("#chart-30d"), dailyOptions, dailyColumns, monthRange, describeDaily);
+  const chartMeter = chartSlot($("#chart-meter"), (range) => powerOptions("Meter power", range), fiveMinutes,
+    askedRange, describePower("Meter average power"));
+  // What each chart drew, for people who script the page (and for its tests).
+  window.campusCharts = { power24h: chart24h, daily30d: chart30d, meter: chartMeter };
 
   // ---------------------------------------------------------------- tables
   /** Update table rows in place, keyed, so a refresh never rebuilds them. */
@@ -319,7 +422,8 @@
     setNumber($("#coverage"), coverage, fmtPct);
 
     const tz = h.timezone || s.timezone || (state.meters && state.meters.timezone);
-    if (tz) $("#site-tz").textContent = ` (${tz})`;
+    setZone(tz);
+    if (tz) $("#site-tz").textContent = ` (${tz}); every time shown is the site's clock`;
     const known = state.summary || state.health;
     $("#no-data").hidden = !known || (known.last_window != null) || status === "unavailable";
   }
@@ -420,6 +524,8 @@
 
   async function refresh() {
     const results = await Promise.allSettled(jobs.map(([path]) => getJSON(path)));
+    // the site's zone first: every time drawn below is on its clock
+    results.forEach((r) => { if (r.status === "fulfilled" && r.value) setZone(r.value.timezone); });
     let failure = null;
     results.forEach((r, i) => {
       const [path, apply, onFail] = jobs[i];
