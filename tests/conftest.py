@@ -248,8 +248,8 @@ def _unavailable(what: str) -> None:
     pytest.skip(what)
 
 
-@pytest.fixture
-def postgres_dsn() -> Iterator[tuple[str, str]]:
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[tuple[str, str]]:
     """(DSN, a throw-away schema name) on the local PostgreSQL; the schema is dropped after."""
     import uuid
 
@@ -266,6 +266,12 @@ def postgres_dsn() -> Iterator[tuple[str, str]]:
     finally:
         with psycopg.connect(POSTGRES_BASE_DSN, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture
+def postgres_dsn() -> Iterator[tuple[str, str]]:
+    with postgres_schema() as found:
+        yield found
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from tests.conftest import POSTGRES_BASE_DSN, _unavailable, running_emulator
+from tests.conftest import postgres_schema, running_emulator
 from tests.figures.books import Books, Scenario, readings
 
 from campus_energy.adapters.sinks import open_sink
@@ -87,23 +86,6 @@ def write_windows(config: Config, s: Scenario, items: list[Any]) -> None:
 
 
 @contextlib.contextmanager
-def postgres_schema() -> Iterator[dict[str, Any]]:
-    import psycopg
-
-    schema = f"f_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(POSTGRES_BASE_DSN, connect_timeout=5, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-    except psycopg.OperationalError as exc:
-        _unavailable(f"PostgreSQL at {POSTGRES_BASE_DSN} is not reachable: {exc}")
-    try:
-        yield {"sink": "postgres", "postgres": {"dsn": POSTGRES_BASE_DSN, "schema": schema}}
-    finally:
-        with psycopg.connect(POSTGRES_BASE_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
-
-@contextlib.contextmanager
 def firestore_project() -> Iterator[dict[str, Any]]:
     with running_emulator(shared=True) as host:
         previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
@@ -120,8 +102,8 @@ def firestore_project() -> Iterator[dict[str, Any]]:
 @contextlib.contextmanager
 def sink_settings(kind: str, folder: Path) -> Iterator[dict[str, Any]]:
     if kind == "postgres":
-        with postgres_schema() as settings:
-            yield settings
+        with postgres_schema() as (dsn, schema):
+            yield {"sink": "postgres", "postgres": {"dsn": dsn, "schema": schema}}
     elif kind == "firestore":
         with firestore_project() as settings:
             yield settings

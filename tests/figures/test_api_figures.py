@@ -43,6 +43,15 @@ def first_hour(window_s: int) -> Scenario:
     )  # fmt: skip
 
 
+def month_offline() -> Scenario:
+    """A month in UTC: one meter offline for a day, another never reporting."""
+    return Scenario(
+        "month-offline", "UTC", 300, utc_ms(2026, 11, 1), utc_ms(2026, 12, 1, 10), 120,
+        METERS, offline={"lib-1": (utc_ms(2026, 11, 10), utc_ms(2026, 11, 11))},
+        silent=("lib-2",),
+    )  # fmt: skip
+
+
 SCENARIOS: dict[str, tuple[Scenario, str]] = {
     **{f"first-hour-{w}s": (first_hour(w), "sqlite") for w in (10, 30, 60, 300)},
     "dst-spring-60s": (
@@ -61,22 +70,8 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
         ),
         "postgres",
     ),
-    "month-offline-300s": (
-        Scenario(
-            "month-offline", "UTC", 300, utc_ms(2026, 11, 1), utc_ms(2026, 12, 1, 10), 120,
-            METERS, offline={"lib-1": (utc_ms(2026, 11, 10), utc_ms(2026, 11, 11))},
-            silent=("lib-2",),
-        ),
-        "sqlite",
-    ),
-    "month-offline-300s-postgres": (
-        Scenario(
-            "month-offline", "UTC", 300, utc_ms(2026, 11, 1), utc_ms(2026, 12, 1, 10), 120,
-            METERS, offline={"lib-1": (utc_ms(2026, 11, 10), utc_ms(2026, 11, 11))},
-            silent=("lib-2",),
-        ),
-        "postgres",
-    ),
+    "month-offline-300s": (month_offline(), "sqlite"),
+    "month-offline-300s-postgres": (month_offline(), "postgres"),
     "first-hour-300s-firestore": (first_hour(300), "firestore"),
     "year-300s": (
         Scenario(

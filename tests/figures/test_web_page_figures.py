@@ -22,18 +22,10 @@ import pytest
 from tests.conftest import free_port, require_program
 from tests.figures.books import Scenario, local_ms, utc_ms
 from tests.figures.campus import Campus, campus_of, close
+from tests.support import CHROMIUM_ARGS
 
 BROWSER_ZONE = "America/New_York"
 SIZES = {"desktop": (1280, 900), "phone": (390, 844)}
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 METERS = {
     "ece-1": ("ECE", "1"),
     "ece-2": ("ECE", "2"),

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from tests.conftest import free_port, require_program, wait_for
+from tests.support import CHROMIUM_ARGS
 
 from campus_energy.adapters.sinks.sqlite import SqliteSink
 from campus_energy.core.windows import Contribution, WindowDelta
@@ -21,15 +22,6 @@ from campus_energy.mosquitto import port_open
 
 WINDOW_S = 300
 METERS = {"ece-1": ("ECE", "1"), "lib-1": ("Library", "1")}
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def delta(meter: str, start_ms: int, energy_wh: float, seq: int) -> WindowDelta:

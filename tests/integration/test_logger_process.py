@@ -123,7 +123,7 @@ def test_a_bad_config_exits_2(tmp_path: Path) -> None:
         timeout=30,
     )
     assert result.returncode == 2
-    assert "meters[0].interval_s: must be greater than 0, got -1" in result.stderr
+    assert 'meters[0] (id "m1").interval_s: must be greater than 0, got -1' in result.stderr
     assert "Traceback" not in result.stderr
 
 
