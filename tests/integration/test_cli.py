@@ -375,3 +375,32 @@ def test_demo_shows_readings_flowing(tmp_path: Path, broker: str) -> None:
         windows.close()
         store.close()
     assert in_windows[0] == pytest.approx(in_store[0], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["fix-db", "--db", "{folder}"], 1, "is a folder: name the store file itself"),
+        (
+            ["import-legacy", "--timezone", "UTC", "{folder}"],
+            2,
+            "is a folder: name the original deployment's database file",
+        ),
+        (
+            ["import-legacy", "--timezone", "UTC", "--meter-map", "{folder}", "{file}"],
+            2,
+            "--meter-map: cannot read",
+        ),
+    ],
+)
+def test_a_folder_where_a_file_belongs_is_named_plainly(
+    tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    (tmp_path / "old.db").write_bytes(b"")
+    filled = [a.format(folder=folder, file=tmp_path / "old.db") for a in args]
+    result = run(*filled, cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Errno" not in result.stderr and "Traceback" not in result.stderr

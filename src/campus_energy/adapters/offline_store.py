@@ -69,6 +69,8 @@ class OfflineStore:
 
     @classmethod
     def open(cls, path: Path, *, exclusive: bool) -> OfflineStore:
+        if path.is_dir():
+            raise StoreError(f"store {path} is a folder: name the store file itself")
         if not path.is_file():
             raise StoreError(f"store {path} does not exist")
         try:

@@ -143,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--timezone: unknown IANA time zone {args.timezone!r}") from None
     mapping = _read_map(args.meter_map) if args.meter_map is not None else {}
     store_path = config.storage.path
+    if args.legacy.is_dir():
+        raise UsageError(f"{args.legacy} is a folder: name the original deployment's database file")
     if not args.legacy.is_file():
         raise UsageError(f"{args.legacy}: no such file")
     if store_path.exists() and args.legacy.resolve() == store_path.resolve():
@@ -183,7 +185,8 @@ def _read_map(path: Path) -> dict[str, str | None]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--meter-map: cannot read {path}: {exc}") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"--meter-map: cannot read {path}: {reason}") from None
     try:
         return parse_meter_map(text, csv_format=path.suffix.lower() == ".csv")
     except ValueError as exc:
