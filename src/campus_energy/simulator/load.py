@@ -7,18 +7,62 @@ power is piecewise linear, its integral over any interval is computed exactly,
 which makes the simulated import-energy register the ground truth that the
 logger's integration is measured against.
 
+Every part of the load is built so that its sum over any run of knots has a
+closed form, which makes the integral since a fixed epoch (`EPOCH_S`) cheap
+however long ago that was: a meter's register is a function of wall-clock time
+alone, the same in every simulator process. The parts:
+
+- occupancy is piecewise linear in the local second of the day, times a
+  weekday factor: a sum over a run of seconds is a few arithmetic series;
+- the HVAC cycles with a whole-second period dividing the day, so its pattern
+  repeats every day and a day's HVAC energy is tabulated once per UTC offset;
+- the equipment steps repeat every `STEP_PERIOD_H` hours (about six weeks),
+  so their count is a tabulated prefix sum;
+- the noise comes in pairs of knots (2j, 2j+1) of opposite sign, so it cancels
+  over any run except at its two ends.
+
 Pure: time comes in as an argument (UTC epoch seconds), nothing reads a clock.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import cached_property
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 KNOT_S = 1.0
+DAY_S = 86_400
+WEEK_S = 7 * DAY_S
+EPOCH_S = 1_704_067_200  # 2024-01-01T00:00:00Z: where every simulated register starts counting
+STEP_PERIOD_H = 1009  # the equipment steps repeat after this many hours (a prime: ~6 weeks)
+HVAC_PERIODS_S = tuple(p for p in range(600, 1201) if DAY_S % p == 0)
+LOOP_LIMIT_S = 3600.0  # energy over spans up to this long: the trapezoid knot by knot
 _MASK = (1 << 64) - 1
+
+# The occupancy of a weekday: (second of the local day, share), linear in between. Working
+# hours ramp up 07:30-08:30, a lunch dip to 0.8 from 12:15 to 13:30, the day ends 17:30-18:30
+# into an evening of 0.15 that fades out 21:30-22:30.
+_SHAPE = (
+    (0, 0.0),
+    (27_000, 0.0),
+    (30_600, 1.0),
+    (44_100, 1.0),
+    (45_000, 0.8),
+    (47_700, 0.8),
+    (48_600, 1.0),
+    (63_000, 1.0),
+    (66_600, 0.15),
+    (77_400, 0.15),
+    (81_000, 0.0),
+    (DAY_S, 0.0),
+)
+_BREAKS = tuple(s for s, _ in _SHAPE)
+_SLOPES = tuple((v1 - v0) / (s1 - s0) for (s0, v0), (s1, v1) in pairwise(_SHAPE))
+WEEKEND_FACTOR = 0.25
 
 
 def _mix(x: int) -> int:
@@ -37,23 +81,98 @@ def unit_random(seed: int, *keys: int) -> float:
     return (x >> 11) / float(1 << 53)
 
 
-def _ramp(x: float, start: float, end: float) -> float:
-    """0 before `start`, 1 after `end`, linear in between."""
-    if x <= start:
-        return 0.0
-    if x >= end:
-        return 1.0
-    return (x - start) / (end - start)
+def _shape(second: int) -> float:
+    """Occupancy of a weekday at a whole second of the local day (0 <= second < DAY_S)."""
+    i = bisect_right(_BREAKS, second) - 1
+    return _SHAPE[i][1] + _SLOPES[i] * (second - _BREAKS[i])
+
+
+def _shape_sum(end: int) -> float:
+    """Σ _shape(s) for 0 <= s < end (0 <= end <= DAY_S): an arithmetic series per piece."""
+    total = 0.0
+    for i, (begin, value) in enumerate(_SHAPE[:-1]):
+        if end <= begin:
+            break
+        n = min(end, _BREAKS[i + 1]) - begin
+        total += n * value + _SLOPES[i] * n * (n - 1) / 2
+    return total
+
+
+_SHAPE_DAY = _shape_sum(DAY_S)
+
+
+def _weekday_factor(local_day: int) -> float:
+    """1 on Monday to Friday, `WEEKEND_FACTOR` at the weekend (local day 0 was a Thursday)."""
+    return 1.0 if (local_day + 3) % 7 < 5 else WEEKEND_FACTOR
+
+
+def _weekday_factor_sum(local_day: int) -> float:
+    """Σ _weekday_factor(d) for 0 <= d < local_day (negative below 0): the prefix of a week."""
+    weeks, rest = divmod(local_day, 7)
+    head = weeks * 7
+    return weeks * (5 + 2 * WEEKEND_FACTOR) + sum(
+        _weekday_factor(d) for d in range(head, head + rest)
+    )
 
 
 def occupancy(local: datetime) -> float:
     """Share of the daytime load in use: weekday working hours, a lunch dip, quiet weekends."""
-    hour = local.hour + local.minute / 60 + local.second / 3600
-    day = _ramp(hour, 7.5, 8.5) * (1 - _ramp(hour, 17.5, 18.5))
-    lunch = 1 - 0.2 * _ramp(hour, 12.25, 12.5) * (1 - _ramp(hour, 13.25, 13.5))
-    evening = 0.15 * _ramp(hour, 17.5, 18.5) * (1 - _ramp(hour, 21.5, 22.5))
-    weekday = local.weekday() < 5
-    return (day * lunch + evening) * (1.0 if weekday else 0.25)
+    second = local.hour * 3600 + local.minute * 60 + local.second
+    factor = 1.0 if local.weekday() < 5 else WEEKEND_FACTOR
+    return _shape(second) * factor
+
+
+def utc_offset_s(zone: ZoneInfo, t: int) -> int:
+    """The zone's offset from UTC at UTC epoch second `t`, in whole seconds."""
+    offset = datetime.fromtimestamp(t, UTC).astimezone(zone).utcoffset()
+    return 0 if offset is None else int(offset.total_seconds())
+
+
+def offset_runs(zone: ZoneInfo, a: int, b: int) -> list[tuple[int, int, int]]:
+    """[a, b) cut where the zone's offset changes: (start, end, offset) runs.
+
+    The offset is probed weekly and each change is located by bisection, so
+    changes closer together than a week (which no time zone has) are missed.
+    """
+    if b <= a:
+        return []
+    runs: list[tuple[int, int, int]] = []
+    start, offset = a, utc_offset_s(zone, a)
+    probe = a
+    while probe < b - 1:
+        nxt = min(probe + WEEK_S, b - 1)
+        changed = utc_offset_s(zone, nxt)
+        if changed != offset:
+            lo, hi = probe, nxt  # offset(lo) == offset, offset(hi) != offset
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if utc_offset_s(zone, mid) == offset:
+                    lo = mid
+                else:
+                    hi = mid
+            runs.append((start, hi, offset))
+            start, offset = hi, changed
+        probe = nxt
+    runs.append((start, b, offset))
+    return runs
+
+
+@dataclass(frozen=True)
+class _HvacDay:
+    """A local day's HVAC runs for one UTC offset: its on-intervals and Σ occupancy shape."""
+
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+    shape_before: tuple[float, ...]  # Σ _shape over the runs before run i
+    shape_total: float  # Σ _shape over every run of the day
+
+    def shape_sum(self, end: int) -> float:
+        """Σ _shape(s) over the HVAC's on-seconds s < end of a local day."""
+        i = bisect_right(self.starts, end - 1) - 1
+        if i < 0:
+            return 0.0
+        stop = min(end, self.ends[i])
+        return self.shape_before[i] + _shape_sum(stop) - _shape_sum(self.starts[i])
 
 
 @dataclass(frozen=True)
@@ -64,37 +183,80 @@ class CampusLoad:
     base_w: float
     peak_w: float
     zone: ZoneInfo
-    hvac_period_s: float = field(init=False)
-    hvac_duty: float = field(init=False)
-    hvac_phase_s: float = field(init=False)
+    hvac_period_s: int = field(init=False)
+    hvac_on_s: int = field(init=False)
+    hvac_phase_s: int = field(init=False)
+    _hvac_days: dict[int, _HvacDay] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hvac_period_s", 600 + 600 * unit_random(self.seed, 1))
-        object.__setattr__(self, "hvac_duty", 0.35 + 0.3 * unit_random(self.seed, 2))
-        object.__setattr__(self, "hvac_phase_s", self.hvac_period_s * unit_random(self.seed, 3))
+        if self.base_w < 0 or self.peak_w < 0:
+            raise ValueError("base_w and peak_w cannot be negative")
+        period = HVAC_PERIODS_S[int(len(HVAC_PERIODS_S) * unit_random(self.seed, 1))]
+        duty = 0.35 + 0.3 * unit_random(self.seed, 2)
+        object.__setattr__(self, "hvac_period_s", period)
+        object.__setattr__(self, "hvac_on_s", round(duty * period))
+        object.__setattr__(self, "hvac_phase_s", int(period * unit_random(self.seed, 3)))
+        object.__setattr__(self, "_hvac_days", {})
 
     @property
     def span_w(self) -> float:
         return max(self.peak_w - self.base_w, 0.0)
 
+    @property
+    def hvac_duty(self) -> float:
+        return self.hvac_on_s / self.hvac_period_s
+
+    # --- the knots ------------------------------------------------------------------------
+
+    def _hvac_on(self, k: int) -> bool:
+        return (k + self.hvac_phase_s) % self.hvac_period_s < self.hvac_on_s
+
+    @cached_property
+    def _steps(self) -> tuple[tuple[int, int], ...]:
+        """Per hour of the step period: the whole seconds [lo, hi) of the hour with a step."""
+        found = []
+        for hour in range(STEP_PERIOD_H):
+            lo = hi = 0
+            if unit_random(self.seed, 4, hour) < 0.3:
+                begin = 3000 * unit_random(self.seed, 5, hour)
+                length = 300 + 1500 * unit_random(self.seed, 6, hour)
+                lo, hi = math.ceil(begin), min(math.ceil(begin + length), 3600)
+            found.append((lo, hi))
+        return tuple(found)
+
+    @cached_property
+    def _steps_before(self) -> tuple[int, ...]:
+        """Seconds with a step in the hours of the period before each hour (and the total)."""
+        sums = [0]
+        for lo, hi in self._steps:
+            sums.append(sums[-1] + hi - lo)
+        return tuple(sums)
+
+    def _step_on(self, k: int) -> bool:
+        hour, second = divmod(k, 3600)
+        lo, hi = self._steps[hour % STEP_PERIOD_H]
+        return lo <= second < hi
+
+    def level_w(self, k: int) -> float:
+        """Power at knot k before the noise, in W."""
+        span = self.span_w
+        local = k + utc_offset_s(self.zone, k)
+        day, second = divmod(local, DAY_S)
+        occ = _shape(second) * _weekday_factor(day)
+        hvac = 0.25 * span * (0.4 + 0.6 * occ) if self._hvac_on(k) else 0.0
+        step = 0.15 * span if self._step_on(k) else 0.0
+        return self.base_w + 0.6 * span * occ + hvac + step
+
+    def _noise_w(self, j: int, first: float, second: float) -> float:
+        """The noise of knot 2j; knot 2j+1 has its opposite. Never more than 3 % of either."""
+        return 0.03 * min(first, second) * (2 * unit_random(self.seed, 7, j) - 1)
+
     def knot_w(self, k: int) -> float:
         """Power at knot k (time k × KNOT_S), in W, never negative."""
-        t = k * KNOT_S
-        span = self.span_w
-        occ = occupancy(datetime.fromtimestamp(t, self.zone))
-        cycle = (t + self.hvac_phase_s) % self.hvac_period_s
-        hvac_on = cycle < self.hvac_duty * self.hvac_period_s
-        hvac = 0.25 * span * (0.4 + 0.6 * occ) if hvac_on else 0.0
-        hour = int(t // 3600)
-        step = 0.0
-        if unit_random(self.seed, 4, hour) < 0.3:
-            begin = 3600 * hour + 3000 * unit_random(self.seed, 5, hour)
-            length = 300 + 1500 * unit_random(self.seed, 6, hour)
-            if begin <= t < begin + length:
-                step = 0.15 * span
-        level = self.base_w + 0.6 * span * occ + hvac + step
-        noise = 0.03 * level * (2 * unit_random(self.seed, 7, k) - 1)
-        return max(level + noise, 0.0)
+        j, odd = divmod(k, 2)
+        first, second = self.level_w(2 * j), self.level_w(2 * j + 1)
+        noise = self._noise_w(j, first, second)
+        return second - noise if odd else first + noise
 
     def power_w(self, t: float) -> float:
         """Instantaneous power at UTC epoch seconds `t` (linear between knots)."""
@@ -105,10 +267,14 @@ class CampusLoad:
             return a
         return a + (self.knot_w(k + 1) - a) * frac
 
+    # --- exact energy ---------------------------------------------------------------------
+
     def energy_wh(self, t0: float, t1: float) -> float:
         """Exact ∫ power dt over [t0, t1], in Wh (0 when t1 <= t0)."""
         if t1 <= t0:
             return 0.0
+        if t1 - t0 > LOOP_LIMIT_S:
+            return self.energy_since_epoch_wh(t1) - self.energy_since_epoch_wh(t0)
         joules = 0.0
         t = t0
         p = self.power_w(t0)
@@ -121,6 +287,83 @@ class CampusLoad:
             joules += (p + p_next) * (t_next - t) / 2
             t, p = t_next, p_next
         return joules / 3600.0
+
+    def energy_since_epoch_wh(self, t: float) -> float:
+        """Exact ∫ power dt over [EPOCH_S, t] in Wh (negative before the epoch), in closed form."""
+        k = math.floor(t / KNOT_S)
+        p_k = self.knot_w(k)
+        joules = self._knot_sum(EPOCH_S, k) + (p_k - self.knot_w(EPOCH_S)) / 2
+        frac = t / KNOT_S - k
+        if frac > 0:
+            joules += (2 * p_k + (self.knot_w(k + 1) - p_k) * frac) / 2 * frac * KNOT_S
+        return joules / 3600.0
+
+    def _knot_sum(self, a: int, b: int) -> float:
+        """Σ knot_w(k) for a <= k < b (its negative when b < a)."""
+        if b < a:
+            return -self._knot_sum(b, a)
+        span = self.span_w
+        steps = self._step_count(b) - self._step_count(a)
+        total = self.base_w * (b - a) + 0.15 * span * steps
+        for start, end, offset in offset_runs(self.zone, a, b):
+            total += self._local_sum(end + offset, offset) - self._local_sum(start + offset, offset)
+        return total + self._noise_before(b) - self._noise_before(a)
+
+    def _hvac_day(self, offset: int) -> _HvacDay:
+        """The HVAC's on-runs over a local day at this UTC offset (its cycle divides the day)."""
+        found = self._hvac_days.get(offset)
+        if found is not None:
+            return found
+        period, on = self.hvac_period_s, self.hvac_on_s
+        # on at the local second s when (s + shift) % period < on
+        shift = (self.hvac_phase_s - offset) % period
+        runs = [(0, on - shift)] if shift < on else []
+        runs += [(s, min(s + on, DAY_S)) for s in range(period - shift, DAY_S, period)]
+        before = [0.0]
+        for start, end in runs:
+            before.append(before[-1] + _shape_sum(end) - _shape_sum(start))
+        found = _HvacDay(
+            tuple(s for s, _ in runs), tuple(e for _, e in runs), tuple(before[:-1]), before[-1]
+        )
+        self._hvac_days[offset] = found
+        return found
+
+    def _hvac_count(self, local_end: int, offset: int) -> int:
+        """How many local seconds m, 0 <= m < local_end, the HVAC is on (at this offset)."""
+        period, on = self.hvac_period_s, self.hvac_on_s
+        shift = (self.hvac_phase_s - offset) % period
+
+        def before(m: int) -> int:
+            cycles, rest = divmod(m, period)
+            return cycles * on + min(rest, on)
+
+        return before(local_end + shift) - before(shift)
+
+    def _local_sum(self, local_end: int, offset: int) -> float:
+        """Σ over local seconds 0 <= m < local_end of the occupancy and HVAC parts of the load,
+        at a constant UTC offset (negative below 0)."""
+        span = self.span_w
+        day, second = divmod(local_end, DAY_S)
+        hvac = self._hvac_day(offset)
+        whole_days = _weekday_factor_sum(day) * (0.6 * _SHAPE_DAY + 0.15 * hvac.shape_total)
+        this_day = _weekday_factor(day) * (0.6 * _shape_sum(second) + 0.15 * hvac.shape_sum(second))
+        on = 0.1 * self._hvac_count(local_end, offset)
+        return span * (whole_days + this_day + on)
+
+    def _step_count(self, end: int) -> int:
+        """How many knots k < end have an equipment step (counted from 0; negative below)."""
+        hour, second = divmod(end, 3600)
+        periods, i = divmod(hour, STEP_PERIOD_H)
+        lo, hi = self._steps[i]
+        this_hour = max(0, min(second, hi) - lo)
+        return periods * self._steps_before[-1] + self._steps_before[i] + this_hour
+
+    def _noise_before(self, end: int) -> float:
+        """Σ of the noise of knots k < end: only an unpaired even knot end - 1 is left."""
+        if end % 2 == 0:
+            return 0.0
+        j = (end - 1) // 2
+        return self._noise_w(j, self.level_w(2 * j), self.level_w(2 * j + 1))
 
 
 PHASE_SHARES = (0.36, 0.33, 0.31)

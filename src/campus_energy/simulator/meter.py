@@ -1,7 +1,15 @@
-"""One virtual meter: its load, its exact energy register, its register image and its faults."""
+"""One virtual meter: its load, its exact energy register, its register image and its faults.
+
+The import register is a function of wall-clock time alone: a per-meter
+starting value plus the exact integral of the meter's load since
+`load.EPOCH_S`. Two simulators started at different times answer the same
+register for the same instant, so a demo restart never moves it backwards.
+Only an explicit `replace(t)` (a new meter installed at `t`) restarts it.
+"""
 
 from __future__ import annotations
 
+import math
 import random
 import zlib
 from dataclasses import dataclass
@@ -54,9 +62,9 @@ class VirtualMeter:
         peak = sim.peak_w if sim.peak_w is not None else base * (3 + 3 * unit_random(self.seed, 22))
         self.load = CampusLoad(self.seed, base, max(peak, base), zone)
         self.started_at = started_at
-        self._initial_wh = 1e6 * (1 + 8 * unit_random(self.seed, 23))
-        self._energy_wh = self._initial_wh
-        self._energy_at = started_at
+        self.initial_wh = 1e6 * (1 + 8 * unit_random(self.seed, 23))  # the register at EPOCH_S
+        self.replaced_at: float | None = None
+        self._highest_wh = -math.inf
         self._rng = random.Random(self.seed)
         self.counts = FaultCounts()
 
@@ -64,16 +72,27 @@ class VirtualMeter:
     def unit(self) -> int:
         return self.meter.unit
 
+    def register_wh(self, t: float) -> float:
+        """The import register at `t` as a pure function of time: the same in every process."""
+        if self.replaced_at is not None and t >= self.replaced_at:
+            return self.load.energy_wh(self.replaced_at, t)
+        return self.initial_wh + self.load.energy_since_epoch_wh(t)
+
     def import_energy_wh(self, t: float) -> float:
-        """The exact import energy register at `t` (time never runs backwards for the register)."""
-        if t > self._energy_at:
-            self._energy_wh += self.load.energy_wh(self._energy_at, t)
-            self._energy_at = t
-        return self._energy_wh
+        """The import register at `t`; never lower than an answer already given (a clock that
+        steps back, or rounding in the last digit, cannot make it run backwards)."""
+        value = max(self.register_wh(t), self._highest_wh)
+        self._highest_wh = value
+        return value
 
     def energy_since_start_wh(self, t: float) -> float:
         """Exact energy consumed since the simulator started: the ground truth."""
-        return self.import_energy_wh(t) - self._initial_wh
+        return self.load.energy_wh(self.started_at, t)
+
+    def replace(self, t: float) -> None:
+        """Fault injection: a new meter is installed at `t`, its register starting from zero."""
+        self.replaced_at = t
+        self._highest_wh = -math.inf
 
     def values_at(self, t: float) -> dict[str, float]:
         values = electrical_values(self.load, t, self.profile.phases)
