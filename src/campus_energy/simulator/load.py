@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 from itertools import pairwise
 from zoneinfo import ZoneInfo
@@ -124,7 +124,7 @@ def occupancy(local: datetime) -> float:
 
 def utc_offset_s(zone: ZoneInfo, t: int) -> int:
     """The zone's offset from UTC at UTC epoch second `t`, in whole seconds."""
-    offset = datetime.fromtimestamp(t, UTC).astimezone(zone).utcoffset()
+    offset = datetime.fromtimestamp(t, zone).utcoffset()
     return 0 if offset is None else int(offset.total_seconds())
 
 
@@ -187,6 +187,7 @@ class CampusLoad:
     hvac_on_s: int = field(init=False)
     hvac_phase_s: int = field(init=False)
     _hvac_days: dict[int, _HvacDay] = field(init=False, repr=False, compare=False)
+    _days_before: dict[int, float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.base_w < 0 or self.peak_w < 0:
@@ -197,6 +198,7 @@ class CampusLoad:
         object.__setattr__(self, "hvac_on_s", round(duty * period))
         object.__setattr__(self, "hvac_phase_s", int(period * unit_random(self.seed, 3)))
         object.__setattr__(self, "_hvac_days", {})
+        object.__setattr__(self, "_days_before", {})
 
     @property
     def span_w(self) -> float:
@@ -292,11 +294,19 @@ class CampusLoad:
         """Exact ∫ power dt over [EPOCH_S, t] in Wh (negative before the epoch), in closed form."""
         k = math.floor(t / KNOT_S)
         p_k = self.knot_w(k)
-        joules = self._knot_sum(EPOCH_S, k) + (p_k - self.knot_w(EPOCH_S)) / 2
+        day = k // DAY_S
+        before = self._days_before.get(day)
+        if before is None:  # Σ knot_w over [EPOCH_S, the UTC day's start), once per day
+            before = self._days_before[day] = self._knot_sum(EPOCH_S, day * DAY_S)
+        joules = before + self._knot_sum(day * DAY_S, k) + (p_k - self._epoch_knot_w) / 2
         frac = t / KNOT_S - k
         if frac > 0:
             joules += (2 * p_k + (self.knot_w(k + 1) - p_k) * frac) / 2 * frac * KNOT_S
         return joules / 3600.0
+
+    @cached_property
+    def _epoch_knot_w(self) -> float:
+        return self.knot_w(EPOCH_S)
 
     def _knot_sum(self, a: int, b: int) -> float:
         """Σ knot_w(k) for a <= k < b (its negative when b < a)."""
