@@ -401,6 +401,16 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 # --- demo -----------------------------------------------------------------------------------
 
 
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        days = -1
+    if not 0 <= days <= 366:
+        raise argparse.ArgumentTypeError(f"not a number of days from 0 to 366: {text!r}")
+    return days
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from campus_energy import demo
 
@@ -416,6 +426,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             rounds=args.rounds,
             broker_kind=args.broker,
             with_dashboard=args.with_dashboard,
+            api_port=args.port,
+            dashboard_port=args.dashboard_port,
+            backfill_days=args.backfill_days,
         )
         print("demo stopped", flush=True)
 
@@ -558,6 +571,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--with-dashboard", action="store_true", help="also run the local Streamlit dashboard"
     )
+    p.add_argument(
+        "--port",
+        type=int,
+        help="the web dashboard's and API's port (default: the config's, "
+        "8000); when it is taken, any free port, and the demo prints which",
+    )
+    p.add_argument(
+        "--dashboard-port",
+        type=int,
+        help="the Streamlit dashboard's port (default: 8501), or any free port when it is taken",
+    )
+    p.add_argument(
+        "--backfill-days", type=_days, default=0, metavar="N",
+        help="first write N days of simulated history (readings and windows; days already "
+        "there are kept)"
+    )  # fmt: skip
     p.set_defaults(func=cmd_demo)
 
     for name, module in OPERATIONS.items():

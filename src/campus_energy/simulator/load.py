@@ -27,42 +27,29 @@ Pure: time comes in as an argument (UTC epoch seconds), nothing reads a clock.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import cached_property
-from itertools import pairwise
 from zoneinfo import ZoneInfo
 
+from campus_energy.simulator.calendar import (
+    DAY_S,
+    SHAPE_DAY,
+    HvacDay,
+    offset_runs,
+    shape,
+    shape_sum,
+    utc_offset_s,
+    weekday_factor,
+    weekday_factor_sum,
+)
+from campus_energy.simulator.calendar import occupancy as occupancy
+
 KNOT_S = 1.0
-DAY_S = 86_400
-WEEK_S = 7 * DAY_S
 EPOCH_S = 1_704_067_200  # 2024-01-01T00:00:00Z: where every simulated register starts counting
 STEP_PERIOD_H = 1009  # the equipment steps repeat after this many hours (a prime: ~6 weeks)
 HVAC_PERIODS_S = tuple(p for p in range(600, 1201) if DAY_S % p == 0)
 LOOP_LIMIT_S = 3600.0  # energy over spans up to this long: the trapezoid knot by knot
 _MASK = (1 << 64) - 1
-
-# The occupancy of a weekday: (second of the local day, share), linear in between. Working
-# hours ramp up 07:30-08:30, a lunch dip to 0.8 from 12:15 to 13:30, the day ends 17:30-18:30
-# into an evening of 0.15 that fades out 21:30-22:30.
-_SHAPE = (
-    (0, 0.0),
-    (27_000, 0.0),
-    (30_600, 1.0),
-    (44_100, 1.0),
-    (45_000, 0.8),
-    (47_700, 0.8),
-    (48_600, 1.0),
-    (63_000, 1.0),
-    (66_600, 0.15),
-    (77_400, 0.15),
-    (81_000, 0.0),
-    (DAY_S, 0.0),
-)
-_BREAKS = tuple(s for s, _ in _SHAPE)
-_SLOPES = tuple((v1 - v0) / (s1 - s0) for (s0, v0), (s1, v1) in pairwise(_SHAPE))
-WEEKEND_FACTOR = 0.25
 
 
 def _mix(x: int) -> int:
@@ -81,100 +68,6 @@ def unit_random(seed: int, *keys: int) -> float:
     return (x >> 11) / float(1 << 53)
 
 
-def _shape(second: int) -> float:
-    """Occupancy of a weekday at a whole second of the local day (0 <= second < DAY_S)."""
-    i = bisect_right(_BREAKS, second) - 1
-    return _SHAPE[i][1] + _SLOPES[i] * (second - _BREAKS[i])
-
-
-def _shape_sum(end: int) -> float:
-    """Σ _shape(s) for 0 <= s < end (0 <= end <= DAY_S): an arithmetic series per piece."""
-    total = 0.0
-    for i, (begin, value) in enumerate(_SHAPE[:-1]):
-        if end <= begin:
-            break
-        n = min(end, _BREAKS[i + 1]) - begin
-        total += n * value + _SLOPES[i] * n * (n - 1) / 2
-    return total
-
-
-_SHAPE_DAY = _shape_sum(DAY_S)
-
-
-def _weekday_factor(local_day: int) -> float:
-    """1 on Monday to Friday, `WEEKEND_FACTOR` at the weekend (local day 0 was a Thursday)."""
-    return 1.0 if (local_day + 3) % 7 < 5 else WEEKEND_FACTOR
-
-
-def _weekday_factor_sum(local_day: int) -> float:
-    """Σ _weekday_factor(d) for 0 <= d < local_day (negative below 0): the prefix of a week."""
-    weeks, rest = divmod(local_day, 7)
-    head = weeks * 7
-    return weeks * (5 + 2 * WEEKEND_FACTOR) + sum(
-        _weekday_factor(d) for d in range(head, head + rest)
-    )
-
-
-def occupancy(local: datetime) -> float:
-    """Share of the daytime load in use: weekday working hours, a lunch dip, quiet weekends."""
-    second = local.hour * 3600 + local.minute * 60 + local.second
-    factor = 1.0 if local.weekday() < 5 else WEEKEND_FACTOR
-    return _shape(second) * factor
-
-
-def utc_offset_s(zone: ZoneInfo, t: int) -> int:
-    """The zone's offset from UTC at UTC epoch second `t`, in whole seconds."""
-    offset = datetime.fromtimestamp(t, zone).utcoffset()
-    return 0 if offset is None else int(offset.total_seconds())
-
-
-def offset_runs(zone: ZoneInfo, a: int, b: int) -> list[tuple[int, int, int]]:
-    """[a, b) cut where the zone's offset changes: (start, end, offset) runs.
-
-    The offset is probed weekly and each change is located by bisection, so
-    changes closer together than a week (which no time zone has) are missed.
-    """
-    if b <= a:
-        return []
-    runs: list[tuple[int, int, int]] = []
-    start, offset = a, utc_offset_s(zone, a)
-    probe = a
-    while probe < b - 1:
-        nxt = min(probe + WEEK_S, b - 1)
-        changed = utc_offset_s(zone, nxt)
-        if changed != offset:
-            lo, hi = probe, nxt  # offset(lo) == offset, offset(hi) != offset
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if utc_offset_s(zone, mid) == offset:
-                    lo = mid
-                else:
-                    hi = mid
-            runs.append((start, hi, offset))
-            start, offset = hi, changed
-        probe = nxt
-    runs.append((start, b, offset))
-    return runs
-
-
-@dataclass(frozen=True)
-class _HvacDay:
-    """A local day's HVAC runs for one UTC offset: its on-intervals and Σ occupancy shape."""
-
-    starts: tuple[int, ...]
-    ends: tuple[int, ...]
-    shape_before: tuple[float, ...]  # Σ _shape over the runs before run i
-    shape_total: float  # Σ _shape over every run of the day
-
-    def shape_sum(self, end: int) -> float:
-        """Σ _shape(s) over the HVAC's on-seconds s < end of a local day."""
-        i = bisect_right(self.starts, end - 1) - 1
-        if i < 0:
-            return 0.0
-        stop = min(end, self.ends[i])
-        return self.shape_before[i] + _shape_sum(stop) - _shape_sum(self.starts[i])
-
-
 @dataclass(frozen=True)
 class CampusLoad:
     """The active power of one simulated meter as a function of UTC time."""
@@ -186,8 +79,9 @@ class CampusLoad:
     hvac_period_s: int = field(init=False)
     hvac_on_s: int = field(init=False)
     hvac_phase_s: int = field(init=False)
-    _hvac_days: dict[int, _HvacDay] = field(init=False, repr=False, compare=False)
+    _hvac_days: dict[int, HvacDay] = field(init=False, repr=False, compare=False)
     _days_before: dict[int, float] = field(init=False, repr=False, compare=False)
+    _knots: dict[int, float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.base_w < 0 or self.peak_w < 0:
@@ -199,6 +93,7 @@ class CampusLoad:
         object.__setattr__(self, "hvac_phase_s", int(period * unit_random(self.seed, 3)))
         object.__setattr__(self, "_hvac_days", {})
         object.__setattr__(self, "_days_before", {})
+        object.__setattr__(self, "_knots", {})  # the last few knots: reads come in clusters
 
     @property
     def span_w(self) -> float:
@@ -210,8 +105,18 @@ class CampusLoad:
 
     # --- the knots ------------------------------------------------------------------------
 
+    @cached_property
+    def _hvac_starts(self) -> tuple[int, ...]:
+        """Where each cycle of a UTC day (from hvac_phase_s) switches on, within its period:
+        drawn per cycle, so that polls on a fixed grid do not always meet the same phase."""
+        room = self.hvac_period_s - self.hvac_on_s
+        cycles = DAY_S // self.hvac_period_s
+        return tuple(int(room * unit_random(self.seed, 8, c)) for c in range(cycles))
+
     def _hvac_on(self, k: int) -> bool:
-        return (k + self.hvac_phase_s) % self.hvac_period_s < self.hvac_on_s
+        cycle, position = divmod((k - self.hvac_phase_s) % DAY_S, self.hvac_period_s)
+        start = self._hvac_starts[cycle]
+        return start <= position < start + self.hvac_on_s
 
     @cached_property
     def _steps(self) -> tuple[tuple[int, int], ...]:
@@ -244,7 +149,7 @@ class CampusLoad:
         span = self.span_w
         local = k + utc_offset_s(self.zone, k)
         day, second = divmod(local, DAY_S)
-        occ = _shape(second) * _weekday_factor(day)
+        occ = shape(second) * weekday_factor(day)
         hvac = 0.25 * span * (0.4 + 0.6 * occ) if self._hvac_on(k) else 0.0
         step = 0.15 * span if self._step_on(k) else 0.0
         return self.base_w + 0.6 * span * occ + hvac + step
@@ -255,10 +160,16 @@ class CampusLoad:
 
     def knot_w(self, k: int) -> float:
         """Power at knot k (time k × KNOT_S), in W, never negative."""
-        j, odd = divmod(k, 2)
-        first, second = self.level_w(2 * j), self.level_w(2 * j + 1)
-        noise = self._noise_w(j, first, second)
-        return second - noise if odd else first + noise
+        found = self._knots.get(k)
+        if found is None:
+            j, odd = divmod(k, 2)
+            first, second = self.level_w(2 * j), self.level_w(2 * j + 1)
+            noise = self._noise_w(j, first, second)
+            if len(self._knots) > 64:
+                self._knots.clear()
+            self._knots[2 * j], self._knots[2 * j + 1] = first + noise, second - noise
+            found = second - noise if odd else first + noise
+        return found
 
     def power_w(self, t: float) -> float:
         """Instantaneous power at UTC epoch seconds `t` (linear between knots)."""
@@ -319,46 +230,27 @@ class CampusLoad:
             total += self._local_sum(end + offset, offset) - self._local_sum(start + offset, offset)
         return total + self._noise_before(b) - self._noise_before(a)
 
-    def _hvac_day(self, offset: int) -> _HvacDay:
-        """The HVAC's on-runs over a local day at this UTC offset (its cycle divides the day)."""
+    def _hvac_day(self, offset: int) -> HvacDay:
+        """The HVAC's on-runs over a local day at this UTC offset (they repeat every day)."""
         found = self._hvac_days.get(offset)
-        if found is not None:
-            return found
-        period, on = self.hvac_period_s, self.hvac_on_s
-        # on at the local second s when (s + shift) % period < on
-        shift = (self.hvac_phase_s - offset) % period
-        runs = [(0, on - shift)] if shift < on else []
-        runs += [(s, min(s + on, DAY_S)) for s in range(period - shift, DAY_S, period)]
-        before = [0.0]
-        for start, end in runs:
-            before.append(before[-1] + _shape_sum(end) - _shape_sum(start))
-        found = _HvacDay(
-            tuple(s for s, _ in runs), tuple(e for _, e in runs), tuple(before[:-1]), before[-1]
-        )
-        self._hvac_days[offset] = found
+        if found is None:
+            runs = []
+            for cycle, start in enumerate(self._hvac_starts):
+                begin = (self.hvac_phase_s + cycle * self.hvac_period_s + start + offset) % DAY_S
+                end = begin + self.hvac_on_s
+                runs += [(begin, end)] if end <= DAY_S else [(begin, DAY_S), (0, end - DAY_S)]
+            found = self._hvac_days[offset] = HvacDay.of(runs)
         return found
-
-    def _hvac_count(self, local_end: int, offset: int) -> int:
-        """How many local seconds m, 0 <= m < local_end, the HVAC is on (at this offset)."""
-        period, on = self.hvac_period_s, self.hvac_on_s
-        shift = (self.hvac_phase_s - offset) % period
-
-        def before(m: int) -> int:
-            cycles, rest = divmod(m, period)
-            return cycles * on + min(rest, on)
-
-        return before(local_end + shift) - before(shift)
 
     def _local_sum(self, local_end: int, offset: int) -> float:
         """Σ over local seconds 0 <= m < local_end of the occupancy and HVAC parts of the load,
         at a constant UTC offset (negative below 0)."""
-        span = self.span_w
         day, second = divmod(local_end, DAY_S)
         hvac = self._hvac_day(offset)
-        whole_days = _weekday_factor_sum(day) * (0.6 * _SHAPE_DAY + 0.15 * hvac.shape_total)
-        this_day = _weekday_factor(day) * (0.6 * _shape_sum(second) + 0.15 * hvac.shape_sum(second))
-        on = 0.1 * self._hvac_count(local_end, offset)
-        return span * (whole_days + this_day + on)
+        whole_days = weekday_factor_sum(day) * (0.6 * SHAPE_DAY + 0.15 * hvac.shape_total)
+        this_day = weekday_factor(day) * (0.6 * shape_sum(second) + 0.15 * hvac.shape_sum(second))
+        on = 0.1 * (day * hvac.on_total + hvac.on_count(second))
+        return self.span_w * (whole_days + this_day + on)
 
     def _step_count(self, end: int) -> int:
         """How many knots k < end have an equipment step (counted from 0; negative below)."""

@@ -1,0 +1,131 @@
+"""The demo's campus: 12 simulated meters in 4 buildings, its modes and its configuration file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from campus_energy.reader import TABLE_COLUMNS
+
+DEMO_DIR = Path("demo-data")
+GATEWAY_PORT = 15020
+TCP_PORT = 15021
+BROKER_PORT = 18830
+API_PORT = 8000
+DASHBOARD_PORT = 8501
+
+# (meter id, building, floor, bus, unit, profile)
+DEMO_METERS = (
+    ("ece-f1-001", "ECE", "1", "gateway-north", 1, "eastron-sdm120"),
+    ("ece-f2-001", "ECE", "2", "gateway-north", 2, "eastron-sdm120"),
+    ("ece-main", "ECE", "G", "gateway-north", 3, "eastron-sdm630"),
+    ("lib-f1-001", "Library", "1", "gateway-north", 4, "eastron-sdm230"),
+    ("lib-f2-001", "Library", "2", "gateway-north", 5, "eastron-sdm230"),
+    ("lib-main", "Library", "G", "gateway-north", 6, "eastron-sdm72d"),
+    ("hostel-a-001", "Hostel", "A", "plant-tcp", 1, "eastron-sdm120"),
+    ("hostel-b-001", "Hostel", "B", "plant-tcp", 2, "eastron-sdm120"),
+    ("hostel-main", "Hostel", "G", "plant-tcp", 3, "eastron-sdm630"),
+    ("admin-f1-001", "Admin", "1", "plant-tcp", 4, "eastron-sdm120"),
+    ("admin-legacy", "Admin", "G", "plant-tcp", 5, "campus-legacy"),
+    ("admin-main", "Admin", "G", "plant-tcp", 6, "eastron-sdm72d"),
+)
+DEMO_COLUMNS = (*TABLE_COLUMNS[:3], ("energy_total_wh", "logged kWh", 1000), TABLE_COLUMNS[5])
+
+
+@dataclass(frozen=True)
+class DemoMode:
+    """How fast the demo runs. Production uses 5 s polls and 300 s windows; the demo's windows
+    are shorter so the web dashboard has data within its first minute."""
+
+    folder: str  # under the demo folder: "" for the normal demo
+    interval_s: float
+    window_s: int
+    grace_s: int
+    refresh_s: int  # the web dashboard's auto-refresh
+
+
+NORMAL = DemoMode("", interval_s=5.0, window_s=30, grace_s=5, refresh_s=10)
+FAST = DemoMode("fast", interval_s=1.0, window_s=10, grace_s=2, refresh_s=5)
+
+
+def demo_config_text(mode: DemoMode = NORMAL) -> str:
+    """The demo's configuration file: 12 meters, 4 buildings, an RS-485 gateway and a TCP bus."""
+    lines = [
+        "# The Campus Energy demo: simulated meters on this machine.",
+        "# Written by `campus-energy demo`; edit it freely, it is reused on the next run.",
+        "",
+        "[site]",
+        'name = "Demo Campus"',
+        'timezone = "Asia/Kolkata"',
+        "",
+        "[storage]",
+        'path = "smart_meter.db"',
+        "",
+        "[mqtt]",
+        'host = "127.0.0.1"',
+        f"port = {BROKER_PORT}",
+        "",
+        "[logger]",
+        'id = "demo"',
+        "",
+        "[bridge]",
+        f"window_s = {mode.window_s}                        # production: 300",
+        f"grace_s = {mode.grace_s}",
+        'spool_path = "bridge-spool.db"',
+        'client_id = "campus-energy-demo-bridge"',
+        'sink = "sqlite"',
+        "",
+        "[bridge.sqlite]",
+        'path = "windows.db"',
+        "",
+        "[api]",
+        'host = "127.0.0.1"',
+        f"port = {API_PORT}",
+        "workers = 1",
+        "cache_s = 2",
+        f"refresh_s = {mode.refresh_s}",
+        "",
+        "[dashboard]",
+        'host = "127.0.0.1"',
+        f"port = {DASHBOARD_PORT}",
+        "",
+        "[[buses]]",
+        'name = "gateway-north"',
+        'transport = "rtu-tcp"',
+        'host = "127.0.0.1"',
+        f"port = {GATEWAY_PORT}",
+        "baudrate = 9600",
+        "timeout_s = 0.5",
+        "",
+        "[[buses]]",
+        'name = "plant-tcp"',
+        'transport = "tcp"',
+        'host = "127.0.0.1"',
+        f"port = {TCP_PORT}",
+        "timeout_s = 0.5",
+    ]
+    for meter_id, building, floor, bus, unit, profile in DEMO_METERS:
+        lines += [
+            "",
+            "[[meters]]",
+            f'id = "{meter_id}"',
+            f'bus = "{bus}"',
+            f"unit = {unit}",
+            f'profile = "{profile}"',
+            f'building = "{building}"',
+            f'floor = "{floor}"',
+            f"interval_s = {mode.interval_s:g}",
+        ]
+        if meter_id == "admin-legacy":
+            lines += ["", "[meters.simulate]", "timeout_rate = 0.02   # a little unreliability"]
+    return "\n".join(lines) + "\n"
+
+
+def prepare(folder: Path, mode: DemoMode = NORMAL) -> Path:
+    """The demo's config file, written on the first run (the fast demo keeps its own folder)."""
+    home = folder / mode.folder
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "campus-energy.toml"
+    if not path.exists():
+        path.write_text(demo_config_text(mode), encoding="utf-8")
+    return path
