@@ -8,7 +8,9 @@ logger integrates on from the last backfilled reading.
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
+import time
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
@@ -18,8 +20,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from tests.conftest import make_config
 
+from campus_energy.adapters.store import ReadingStore, Restored
+from campus_energy.clock import boot_id
 from campus_energy.config import Config
 from campus_energy.demo.backfill import backfill, history_start, poll_times
+from campus_energy.logger import restored_state
 
 KOLKATA = ZoneInfo("Asia/Kolkata")
 # Tuesday 1 December 2026, 14:07:23.4 in Kolkata
@@ -134,3 +139,41 @@ def test_a_later_run_only_appends_and_keeps_the_books_balanced(tmp_path: Path) -
     # continuous: the first appended reading integrates from the last one of the first run
     (gaps,) = query(config.storage.path, "SELECT count(*) FROM gaps")[0]
     assert gaps == 0
+
+
+def test_a_run_stopped_between_windows_and_readings_is_made_whole_without_double_counting(
+    tmp_path: Path,
+) -> None:
+    config = campus(tmp_path)
+    asyncio.run(backfill(config, 1, now=NOW))
+    windowed = windows_wh(config)
+    # as if stopped after the last day's windows were merged but before its readings were stored
+    cut_ms = round(NOW * 1000) - 3 * 3600 * 1000
+    with sqlite3.connect(config.storage.path) as conn:
+        conn.execute("DELETE FROM samples WHERE ts_ms > ?", (cut_ms,))
+    resumed = asyncio.run(backfill(config, 1, now=NOW))
+    assert resumed.readings == 2 * (3 * 60 + 1)  # 11:08 … 14:07 and 14:07:20, per meter
+    assert windows_wh(config) == pytest.approx(windowed, abs=1e-9)
+    for meter_id, energy in readings_wh(config).items():
+        assert windows_wh(config)[meter_id] == pytest.approx(energy, abs=1e-6), meter_id
+
+
+def test_the_live_logger_integrates_on_from_the_last_backfilled_reading(tmp_path: Path) -> None:
+    config = campus(tmp_path)
+    now = time.time()
+    asyncio.run(backfill(config, 1, now=now))
+    restored = asyncio.run(restored_meters(config))
+    last = restored["lib-1"]
+    state = restored_state(last, boot_id())
+    assert state.last_mono_s is not None  # same boot: the logger integrates on, no gap
+    age_s = time.time() - last.ts_ms / 1000
+    assert state.last_mono_s == pytest.approx(time.monotonic() - age_s, abs=0.5)
+    assert last.ts_ms == math.floor(now / 5) * 5000  # on the meter's own 5 s grid
+
+
+async def restored_meters(config: Config) -> dict[str, Restored]:
+    store = ReadingStore(config.storage.path)
+    try:
+        return await store.restore()
+    finally:
+        await store.close()

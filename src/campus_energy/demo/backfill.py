@@ -45,6 +45,7 @@ from campus_energy.simulator.meter import VirtualMeter
 
 BACKFILL_INTERVAL_S = 60.0
 HISTORY_WINDOW_S = 300
+CAUGHT_UP_S = 2.0  # a pass this quick leaves the live logger nothing worth filling
 GAP_INTERVALS = 3.5  # as a meter's default max_gap_s: two missed polls are still integrated
 
 Progress = Callable[[str], None]
@@ -133,7 +134,7 @@ class Backfill:
                     found.windows += windows
                     self.progress(f"history of {day.isoformat()}: {readings} readings")
                 day = nxt
-            await self._hand_over(store, meters, now)
+            await self._hand_over(store, meters)
             found.per_meter = {m.config.id: m.written for m in meters}
         finally:
             await sink.close()
@@ -230,15 +231,16 @@ class Backfill:
         await store.insert_history(readings, gaps)
         return len(readings), windows
 
-    async def _hand_over(self, store: ReadingStore, meters: list[_Meter], now: float) -> None:
+    async def _hand_over(self, store: ReadingStore, meters: list[_Meter]) -> None:
         """Let the live logger integrate on from each meter's last backfilled reading: its time
         on this boot's monotonic clock is where the wall clock says it was."""
         this_boot = boot_id()
-        mono_now = time.monotonic()
+        mono_now, wall_now = time.monotonic(), time.time()
         cycle = Cycle()
         for meter in meters:
             if meter.written and meter.state.last_ts_ms is not None:
-                mono_ms = round((mono_now - (now - meter.state.last_ts_ms / 1000)) * 1000)
+                age_s = wall_now - meter.state.last_ts_ms / 1000
+                mono_ms = round((mono_now - age_s) * 1000)
                 cycle.continuity.append((meter.config.id, this_boot, mono_ms))
         if cycle.continuity:
             await store.commit(cycle)
@@ -252,6 +254,22 @@ async def backfill(
     interval_s: float = BACKFILL_INTERVAL_S,
     progress: Progress | None = None,
 ) -> Backfilled:
-    """Write `days` days of simulated history (and today's so far) before the live services."""
+    """Write `days` days of simulated history (and today's so far) before the live services.
+
+    Without `now`, history reaches the present: the time a pass took is filled by
+    another, until one is quick.
+    """
     job = Backfill(config, interval_s=interval_s, progress=progress or (lambda _: None))
-    return await job.run(days, time.time() if now is None else now)
+    if now is not None:
+        return await job.run(days, now)
+    done = await job.run(days, time.time())
+    catching_up = done.seconds
+    while catching_up > CAUGHT_UP_S:
+        more = await job.run(days, time.time())
+        done.readings += more.readings
+        done.windows += more.windows
+        done.seconds += more.seconds
+        for meter_id, count in more.per_meter.items():
+            done.per_meter[meter_id] = done.per_meter.get(meter_id, 0) + count
+        catching_up = more.seconds
+    return done

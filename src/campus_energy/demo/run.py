@@ -167,7 +167,13 @@ async def show(
                     print(f"{child.name} did not start: see {child.log_file}", flush=True)
         if first_ms is None and logger.latest:
             first_ms = min(r.ts_ms for r in logger.latest.values())
-        waiting = waiting_line(config, logger, bridge, first_ms, time.time())
+        waiting = waiting_line(
+            config,
+            polled=len(logger.latest),
+            windows=bridge.counters.window_writes,
+            first_ms=first_ms,
+            now=time.time(),
+        )
         status = status_line(logger, bridge, receiver, await books(logger, bridge))
         lines = [*head, *service_lines(config, with_dashboard, children)]
         text = screen(config, logger, lines, status, notices=notices.lines, waiting=waiting)

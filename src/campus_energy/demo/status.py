@@ -12,15 +12,18 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from campus_energy.bridge import Bridge
 from campus_energy.config import Config
+from campus_energy.core.readings import Reading
 from campus_energy.demo.campus import DEMO_COLUMNS
 from campus_energy.demo.services import Receiver
 from campus_energy.errors import SpoolError, StoreError
 from campus_energy.logger import MeterLogger
+from campus_energy.publisher import StatusBoard
 from campus_energy.reader import TableRow, format_table
 
 
@@ -58,12 +61,12 @@ def clock_time(t: float) -> str:
 
 
 def waiting_line(
-    config: Config, logger: MeterLogger, bridge: Bridge, first_ms: int | None, now: float
+    config: Config, *, polled: int, windows: int, first_ms: int | None, now: float
 ) -> str | None:
-    """What the demo waits for until its bridge writes the first window (None: nothing)."""
-    if bridge.counters.window_writes:
+    """What the demo waits for until its bridge writes the first window (None: nothing):
+    `polled` meters have a reading, the first at `first_ms`; `windows` were written."""
+    if windows:
         return None
-    polled = len(logger.latest)
     meters = len(config.meters)
     interval = min((m.interval_s for m in config.meters), default=5.0)
     if first_ms is None:
@@ -118,9 +121,19 @@ def collecting(notices: Notices, *, quiet_stderr: bool) -> Iterator[Notices]:
             handler.removeFilter(mute)
 
 
+class Polled(Protocol):
+    """What the screen shows of the logger: each meter's newest reading and its state."""
+
+    @property
+    def latest(self) -> Mapping[str, Reading]: ...
+
+    @property
+    def statuses(self) -> StatusBoard: ...
+
+
 def screen(
     config: Config,
-    logger: MeterLogger,
+    logger: Polled,
     head: Sequence[str],
     status: str,
     *,
