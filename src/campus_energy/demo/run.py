@@ -149,7 +149,8 @@ async def show(
     rounds: int | None,
     interactive: bool,
 ) -> None:
-    """The screen: at once, then every `interval` (every second until the first window)."""
+    """The screen: at once, then every `interval` (on a terminal, every second until the first
+    window); `rounds` screens after the first, then it returns."""
     head = [
         f"broker: {broker}; store: {config.storage.path}",
         f"{config.bridge.window_s} s windows, written {config.bridge.grace_s:g} s after "
@@ -157,8 +158,9 @@ async def show(
     ]
     failed: set[str] = set()
     first_ms: int | None = None
-    shown = 0
-    while rounds is None or shown < rounds:
+    shown = 0  # screens a whole interval apart (what --rounds counts); the first is at once
+    counted_at = time.monotonic()
+    while True:
         for child in children:
             if child.state == "failed" and child.name not in failed:
                 failed.add(child.name)
@@ -180,6 +182,10 @@ async def show(
         if interactive:
             text = CLEAR + text + "\n\nCtrl-C to stop."
         print(text, flush=True)
-        shown += 1
+        if time.monotonic() - counted_at >= interval - 0.1:
+            shown += 1
+            counted_at = time.monotonic()
+        if rounds is not None and shown >= rounds:
+            break
         if await sleep_or_stop(1.0 if waiting and interactive else interval, stop):
             break
