@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,9 @@ import streamlit as st
 
 from campus_energy.config import Config, load_config
 from campus_energy.dashboard import queries as q
-from campus_energy.errors import CampusEnergyError
+from campus_energy.errors import CampusEnergyError, ConfigError
 
+NOW_ENV = "CAMPUS_ENERGY_DASHBOARD_NOW"  # a fixed instant (ISO 8601 with offset): tests, replays
 LIVE_EVERY_S = 5
 ONLINE_WITHIN_S = 60
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -37,6 +39,20 @@ def _config() -> Config:
     ours = Path(sys.argv[0]).resolve() == Path(__file__).resolve() if sys.argv else False
     args, _ = parser.parse_known_args(sys.argv[1:] if ours else [])
     return load_config(args.config, os.environ)
+
+
+def _clock() -> Callable[[], int]:
+    """UTC epoch ms now: the host's clock, or the instant `$CAMPUS_ENERGY_DASHBOARD_NOW` names."""
+    fixed = os.environ.get(NOW_ENV, "")
+    if not fixed:
+        return lambda: round(time.time() * 1000)
+    try:
+        moment = datetime.fromisoformat(fixed)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ConfigError.single(NOW_ENV, f"{fixed!r} is not an ISO 8601 time with an offset")
+    return lambda: round(moment.timestamp() * 1000)
 
 
 def _midnight_ms(day: date, zone: ZoneInfo) -> int:
@@ -68,6 +84,7 @@ def main() -> None:
     st.set_page_config(page_title="Campus Energy — local", layout="wide")
     try:
         config = _config()
+        clock = _clock()
     except CampusEnergyError as exc:
         st.error(f"Configuration problem: {exc}")
         return
@@ -97,8 +114,8 @@ def main() -> None:
     ids = [m.meter_id for m in in_floors]
     chosen_ids = st.sidebar.multiselect("Meters", ids, default=ids)
     selected = [m for m in in_floors if m.meter_id in chosen_ids]
-    now_ms = round(time.time() * 1000)
-    today = datetime.now(zone).date()
+    now_ms = clock()
+    today = datetime.fromtimestamp(now_ms / 1000, zone).date()
     picked = st.sidebar.date_input(
         "Range (local days)", value=(today - timedelta(days=6), today), max_value=today
     )
@@ -114,7 +131,7 @@ def main() -> None:
     with tabs[0]:
         _overview(path, conn, selected, keys, by_key, zone, today, now_ms)
     with tabs[1]:
-        _live(path, selected, zone)
+        _live(path, selected, zone, clock)
     with tabs[2]:
         _history(now_ms, path, keys, by_key, zone, first, last)
     with tabs[3]:
@@ -214,12 +231,12 @@ def _overview(
         st.info("No energy recorded today for the selected meters yet.")
 
 
-def _live(path: str, selected: list[q.Meter], zone: ZoneInfo) -> None:
+def _live(path: str, selected: list[q.Meter], zone: ZoneInfo, clock: Callable[[], int]) -> None:
     minutes = st.slider("Last minutes", 5, 120, 15, key="live_minutes")
 
     @st.fragment(run_every=LIVE_EVERY_S)
     def live() -> None:
-        now_ms = round(time.time() * 1000)
+        now_ms = clock()
         start = now_ms - minutes * 60_000
         raw = q.raw_readings(
             _connection(path), [m.meter_id for m in selected], start, now_ms + 1, 50_000
