@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from campus_energy.config import Config, parse_config
 from campus_energy.simulator.load import EPOCH_S, CampusLoad
 from campus_energy.simulator.meter import VirtualMeter
+from campus_energy.simulator.server import Simulator
 
 KOLKATA = ZoneInfo("Asia/Kolkata")
 BERLIN = ZoneInfo("Europe/Berlin")  # summer time: 23- and 25-hour days
@@ -122,3 +123,14 @@ def test_replacing_a_meter_is_explicit_and_restarts_its_register_at_zero() -> No
     later = subject.import_energy_wh(MONDAY + 2 * HOUR)
     assert later < before
     assert later == pytest.approx(subject.load.energy_wh(MONDAY + HOUR, MONDAY + 2 * HOUR), 1e-6)
+
+
+def test_the_simulator_replaces_a_meter_only_when_told(caplog: pytest.LogCaptureFixture) -> None:
+    now = [MONDAY + HOUR]
+    simulator = Simulator(config(), clock=lambda: now[0])
+    before = simulator.meters["lib-1"].import_energy_wh(now[0])
+    simulator.replace_meter("lib-1")
+    assert "lib-1 replaced" in caplog.text
+    now[0] += 60
+    assert simulator.meters["lib-1"].import_energy_wh(now[0]) < before
+    assert simulator.meters["lib-3"].import_energy_wh(now[0]) > 1e6  # the others go on

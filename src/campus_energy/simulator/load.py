@@ -14,8 +14,10 @@ alone, the same in every simulator process. The parts:
 
 - occupancy is piecewise linear in the local second of the day, times a
   weekday factor: a sum over a run of seconds is a few arithmetic series;
-- the HVAC cycles with a whole-second period dividing the day, so its pattern
-  repeats every day and a day's HVAC energy is tabulated once per UTC offset;
+- the HVAC cycles with a whole-second period dividing the day, each cycle
+  switching on at a drawn second within its period (so that polls on a fixed
+  grid meet every phase); the pattern repeats every UTC day, and a day's HVAC
+  runs are tabulated once per UTC offset;
 - the equipment steps repeat every `STEP_PERIOD_H` hours (about six weeks),
   so their count is a tabulated prefix sum;
 - the noise comes in pairs of knots (2j, 2j+1) of opposite sign, so it cancels

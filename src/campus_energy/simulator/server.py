@@ -252,6 +252,14 @@ class Simulator:
             if any(vm.meter.bus == bus.name for vm in self.meters.values())
         ]
 
+    def replace_meter(self, meter_id: str) -> None:
+        """Fault injection: a new meter takes `meter_id`'s place now, its register from 0.
+
+        The only way a simulated register restarts: otherwise it is a function of time.
+        """
+        self.meters[meter_id].replace(self.clock())
+        log.warning("simulated meter %s replaced: its import register restarts at 0", meter_id)
+
     async def start(self) -> None:
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
         try:
