@@ -57,7 +57,8 @@ def service_lines(
 
 async def write_history(config: Config, days: int, *, interactive: bool) -> None:
     """`--backfill-days`: the history, told as it goes (on one rewritten line on a terminal)."""
-    print(f"history: writing {days} days of simulated readings and windows …", flush=True)
+    span = "1 day" if days == 1 else f"{days} days"
+    print(f"history: writing {span} of simulated readings and windows …", flush=True)
 
     def progress(text: str) -> None:
         if interactive:
