@@ -390,6 +390,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",  # no developer menu or Deploy button for the people watching
+        "viewer",
         "--",
     ]
     if config.source is not None:

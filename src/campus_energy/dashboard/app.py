@@ -2,7 +2,8 @@
 
 Run with `campus-energy dashboard` (it starts `streamlit run` on this file).
 The configuration is found as for every command (`--config` after `--`,
-`$CAMPUS_ENERGY_CONFIG`, `./campus-energy.toml`).
+`$CAMPUS_ENERGY_CONFIG`, `./campus-energy.toml`). Every time shown is on the
+site's clock (`site.timezone`), 24-hour, whatever the browser's zone.
 """
 
 from __future__ import annotations
@@ -12,23 +13,48 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
 from campus_energy.config import Config, load_config
+from campus_energy.dashboard import charts
+from campus_energy.dashboard import history as h
 from campus_energy.dashboard import queries as q
 from campus_energy.errors import CampusEnergyError, ConfigError
 
 NOW_ENV = "CAMPUS_ENERGY_DASHBOARD_NOW"  # a fixed instant (ISO 8601 with offset): tests, replays
 LIVE_EVERY_S = 5
 ONLINE_WITHIN_S = 60
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+TABS = ["Overview", "Live", "History", "Day detail", "Data quality", "Raw data"]
+RAW_COLUMNS = [
+    "meter_id",
+    "ts_ms",
+    "seq",
+    "voltage_v",
+    "current_a",
+    "power_w",
+    "power_factor",
+    "frequency_hz",
+    "energy_wh",
+    "energy_total_wh",
+    "import_energy_wh",
+]
+NOW_COLUMNS = {
+    "meter_id": "meter",
+    "status": "status",
+    "power_w": "power (W)",
+    "voltage_v": "voltage (V)",
+    "current_a": "current (A)",
+    "power_factor": "PF",
+    "frequency_hz": "frequency (Hz)",
+    "last reading": "last reading",
+}
 
 
 def _config() -> Config:
@@ -55,12 +81,33 @@ def _clock() -> Callable[[], int]:
     return lambda: round(moment.timestamp() * 1000)
 
 
-def _midnight_ms(day: date, zone: ZoneInfo) -> int:
-    return round(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp() * 1000)
+@dataclass(frozen=True)
+class View:
+    """What every tab draws from: the store, the site's zone, the selection, now, the range."""
 
+    path: str
+    zone: ZoneInfo
+    selected: list[q.Meter]
+    clock: Callable[[], int]
+    now_ms: int
+    first: date
+    last: date
 
-def _local(ms_series: pd.Series, zone: ZoneInfo) -> pd.Series:
-    return pd.to_datetime(ms_series, unit="ms", utc=True).dt.tz_convert(zone.key)
+    @property
+    def keys(self) -> tuple[int, ...]:
+        return tuple(m.key for m in self.selected)
+
+    @property
+    def today(self) -> date:
+        return datetime.fromtimestamp(self.now_ms / 1000, self.zone).date()
+
+    def meter(self, key: int) -> q.Meter:
+        return next(m for m in self.selected if m.key == key)
+
+    def range_ms(self) -> tuple[int, int]:
+        """Local midnight of the first day to the end of the last, or now if sooner."""
+        end = h.midnight_ms(self.last + timedelta(days=1), self.zone)
+        return h.midnight_ms(self.first, self.zone), min(end, self.now_ms + 1)
 
 
 @st.cache_resource
@@ -69,15 +116,15 @@ def _connection(path: str) -> Any:
 
 
 @st.cache_data(ttl=5, show_spinner=False)
-def _energy(
+def _spans(
     path: str, keys: tuple[int, ...], boundaries: tuple[int, ...]
-) -> dict[int, list[float]]:
-    return q.energy_per_interval(_connection(path), keys, boundaries)
+) -> dict[int, list[q.Span]]:
+    return q.spans(_connection(path), keys, boundaries)
 
 
 @st.cache_data(ttl=5, show_spinner=False)
-def _profile(path: str, keys: tuple[int, ...], start: int, end: int, bucket: int) -> list[Any]:
-    return q.power_profile(_connection(path), keys, start, end, bucket)
+def _mean_power(path: str, keys: tuple[int, ...], start: int, end: int, bucket: int) -> list[Any]:
+    return q.mean_power(_connection(path), keys, start, end, bucket)
 
 
 def main() -> None:
@@ -91,19 +138,31 @@ def main() -> None:
     zone = config.site.zone
     path = str(config.storage.path)
     st.title(f"Campus Energy — {config.site.name}")
-    st.caption(f"The logger's store {path} · times in {zone.key}")
+    st.caption(f"The logger's store {path} · times in {zone.key}, 24-hour clock")
     try:
-        conn = _connection(path)
-        all_meters = q.meters(conn)
+        all_meters = q.meters(_connection(path))
+        has_readings = q.has_readings(_connection(path))
     except q.StoreUnavailable as exc:
         _connection.clear()
         st.warning(f"{exc}. Start the logger (`campus-energy logger`) and reload.")
         return
-    if not all_meters or not q.has_readings(conn):
+    if not all_meters or not has_readings:
         st.info("No readings yet: the store is empty. Start the logger and reload.")
         return
+    selected = _sidebar_meters(all_meters)
+    now_ms = clock()
+    first, last = _sidebar_range(datetime.fromtimestamp(now_ms / 1000, zone).date())
+    if not selected:
+        st.info("Select at least one meter in the sidebar.")
+        return
+    view = View(path, zone, selected, clock, now_ms, first, last)
+    for tab, draw in zip(st.tabs(TABS), DRAW, strict=True):
+        with tab:
+            draw(view)
 
-    # --- the sidebar: hierarchy building → floor → meter, and a time range -------------------
+
+def _sidebar_meters(all_meters: list[q.Meter]) -> list[q.Meter]:
+    """The hierarchy building → floor → meter."""
     st.sidebar.header("Meters")
     buildings = sorted({m.building or "(no building)" for m in all_meters})
     chosen_buildings = st.sidebar.multiselect("Buildings", buildings, default=buildings)
@@ -113,336 +172,198 @@ def main() -> None:
     in_floors = [m for m in in_buildings if (m.floor or "—") in chosen_floors]
     ids = [m.meter_id for m in in_floors]
     chosen_ids = st.sidebar.multiselect("Meters", ids, default=ids)
-    selected = [m for m in in_floors if m.meter_id in chosen_ids]
-    now_ms = clock()
-    today = datetime.fromtimestamp(now_ms / 1000, zone).date()
+    return [m for m in in_floors if m.meter_id in chosen_ids]
+
+
+def _sidebar_range(today: date) -> tuple[date, date]:
     picked = st.sidebar.date_input(
         "Range (local days)", value=(today - timedelta(days=6), today), max_value=today
     )
     days = list(picked) if isinstance(picked, tuple | list) else [picked]
-    first, last = (days[0], days[-1]) if days else (today, today)  # while a range is picked
-    if not selected:
-        st.info("Select at least one meter in the sidebar.")
-        return
-    keys = tuple(m.key for m in selected)
-    by_key = {m.key: m for m in selected}
-
-    tabs = st.tabs(["Overview", "Live", "History", "Day detail", "Data quality", "Raw data"])
-    with tabs[0]:
-        _overview(path, conn, selected, keys, by_key, zone, today, now_ms)
-    with tabs[1]:
-        _live(path, selected, zone, clock)
-    with tabs[2]:
-        _history(now_ms, path, keys, by_key, zone, first, last)
-    with tabs[3]:
-        _day_detail(path, keys, zone, today)
-    with tabs[4]:
-        _quality(conn, keys, zone, first, last)
-    with tabs[5]:
-        _raw(conn, selected, zone, first, last)
+    return (days[0], days[-1]) if days else (today, today)  # while a range is being picked
 
 
-def _overview(
-    path: str,
-    conn: Any,
-    selected: list[q.Meter],
-    keys: tuple[int, ...],
-    by_key: dict[int, q.Meter],
-    zone: ZoneInfo,
-    today: date,
-    now_ms: int,
-) -> None:
-    week = today - timedelta(days=today.weekday())
-    month = today.replace(day=1)
-    bounds = (
-        _midnight_ms(month, zone),
-        _midnight_ms(week, zone),
-        _midnight_ms(today, zone),
-        now_ms + 1,
-    )
-    month_start, week_start, today_start, end = bounds
-    spans = {
-        "Today": _energy(path, keys, (today_start, end)),
-        "This week": _energy(path, keys, (week_start, end)),
-        "This month": _energy(path, keys, (month_start, end)),
+def _today_kwh(view: View) -> dict[str, float]:
+    """kWh from local midnight of today, this week's Monday and the 1st of the month until now."""
+    today = view.today
+    starts = {
+        "Today": today,
+        "This week": today - timedelta(days=today.weekday()),
+        "This month": today.replace(day=1),
     }
-    cols = st.columns(3)
-    for col, (label, per) in zip(cols, spans.items(), strict=True):
-        total_kwh = sum(v[0] for v in per.values() if v) / 1000
-        col.metric(f"{label} (kWh)", f"{total_kwh:,.3f}")
+    found = {}
+    for label, day in starts.items():
+        per = _spans(view.path, view.keys, (h.midnight_ms(day, view.zone), view.now_ms + 1))
+        found[label] = sum(s[0].wh for s in per.values()) / 1000
+    return found
+
+
+def _overview(view: View) -> None:
+    for col, (label, kwh) in zip(st.columns(3), _today_kwh(view).items(), strict=True):
+        col.metric(f"{label} (kWh)", f"{kwh:,.3f}")
     st.subheader("Meters now")
-    latest = q.latest(conn, keys)
+    latest = q.latest(_connection(view.path), view.keys)
     if latest:
         frame = pd.DataFrame(latest)
-        frame["age_s"] = (now_ms - frame["ts_ms"]) / 1000
-        frame["status"] = frame["age_s"].map(
-            lambda a: "online" if a <= ONLINE_WITHIN_S else "offline"
-        )
-        frame["last reading"] = _local(frame["ts_ms"], zone).dt.strftime("%Y-%m-%d %H:%M:%S")
-        frame = frame.rename(
-            columns={
-                "power_w": "power (W)",
-                "voltage_v": "voltage (V)",
-                "current_a": "current (A)",
-                "power_factor": "PF",
-                "frequency_hz": "frequency (Hz)",
-                "meter_id": "meter",
-            }
-        )
-        st.dataframe(
-            frame[
-                [
-                    "meter",
-                    "status",
-                    "power (W)",
-                    "voltage (V)",
-                    "current (A)",
-                    "PF",
-                    "frequency (Hz)",
-                    "last reading",
-                ]
-            ],
-            hide_index=True,
-        )
+        age_s = (view.now_ms - frame["ts_ms"]) / 1000
+        frame["status"] = age_s.map(lambda a: "online" if a <= ONLINE_WITHIN_S else "offline")
+        frame["last reading"] = charts.local_text(frame["ts_ms"], view.zone)
+        frame["power_w"] = frame["power_w"].round(1)
+        st.dataframe(frame[list(NOW_COLUMNS)].rename(columns=NOW_COLUMNS), hide_index=True)
     st.subheader("Today by building and meter")
-    today_per = spans["Today"]
+    today = _spans(view.path, view.keys, (h.midnight_ms(view.today, view.zone), view.now_ms + 1))
     rows = [
         {
-            "building": by_key[k].building or "(none)",
-            "meter": by_key[k].meter_id,
-            "energy (kWh)": (v[0] if v else 0.0) / 1000,
+            "building": view.meter(k).building or "(none)",
+            "meter": view.meter(k).meter_id,
+            "energy (kWh)": round(v[0].wh / 1000, h.KWH),
         }
-        for k, v in today_per.items()
+        for k, v in today.items()
+        if v[0].covered_ms > 0 or v[0].wh != 0
     ]
-    breakdown = pd.DataFrame(rows)
-    if breakdown["energy (kWh)"].sum() > 0:
-        chart = (
-            alt.Chart(breakdown)
-            .mark_bar()
-            .encode(
-                x=alt.X("sum(energy (kWh)):Q", title="Energy today (kWh)"),
-                y=alt.Y("building:N", title="Building"),
-                color=alt.Color("meter:N", title="Meter"),
-                tooltip=["building", "meter", "energy (kWh)"],
-            )
-        )
-        st.altair_chart(chart, width="stretch")
+    if rows:
+        st.altair_chart(charts.building_bars(pd.DataFrame(rows)), width="stretch")
     else:
         st.info("No energy recorded today for the selected meters yet.")
 
 
-def _live(path: str, selected: list[q.Meter], zone: ZoneInfo, clock: Callable[[], int]) -> None:
+def _live(view: View) -> None:
     minutes = st.slider("Last minutes", 5, 120, 15, key="live_minutes")
 
     @st.fragment(run_every=LIVE_EVERY_S)
     def live() -> None:
-        now_ms = clock()
+        now_ms = view.clock()
+        ids = [m.meter_id for m in view.selected]
         start = now_ms - minutes * 60_000
-        raw = q.raw_readings(
-            _connection(path), [m.meter_id for m in selected], start, now_ms + 1, 50_000
-        )
+        raw = q.raw_readings(_connection(view.path), ids, start, now_ms + 1, 50_000)
         if not raw:
             st.info("No readings in the last minutes.")
             return
-        frame = pd.DataFrame(
-            raw,
-            columns=[
-                "meter",
-                "ts_ms",
-                "seq",
-                "V",
-                "A",
-                "W",
-                "PF",
-                "Hz",
-                "Wh",
-                "total Wh",
-                "register Wh",
-            ],
-        )
-        frame["time"] = _local(frame["ts_ms"], zone)
-        chart = (
-            alt.Chart(frame)
-            .mark_line()
-            .encode(
-                x=alt.X("time:T", title=f"Time ({zone.key})"),
-                y=alt.Y("W:Q", title="Power (W)"),
-                color=alt.Color("meter:N", title="Meter"),
-            )
-        )
+        frame = pd.DataFrame(raw, columns=RAW_COLUMNS).rename(columns={"meter_id": "meter"})
+        frame = charts.with_site_time(frame.assign(W=frame["power_w"].round(1)), view.zone)
+        chart = charts.power_over_time(frame, view.zone, "Power (W)", charts.CLOCK)
         st.altair_chart(chart, width="stretch")
         st.caption(f"{len(frame)} readings at full resolution; refreshes every {LIVE_EVERY_S} s")
 
     live()
 
 
-def _history(
-    now_ms: int,
-    path: str,
-    keys: tuple[int, ...],
-    by_key: dict[int, q.Meter],
-    zone: ZoneInfo,
-    first: date,
-    last: date,
-) -> None:
-    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    bounds = tuple(_midnight_ms(d, zone) for d in [*days, last + timedelta(days=1)])
-    per = _energy(path, keys, bounds)
-    rows = [
-        {
-            "day": d.isoformat(),
-            "weekday": WEEKDAYS[d.weekday()],
-            "meter": by_key[k].meter_id,
-            "building": by_key[k].building,
-            "energy (kWh)": v[i] / 1000,
-        }
-        for k, v in per.items()
-        for i, d in enumerate(days)
-    ]
-    frame = pd.DataFrame(rows)
-    if frame.empty or frame["energy (kWh)"].sum() == 0:
+def _history(view: View) -> None:
+    start, end = view.range_ms()
+    marks = h.hour_marks(start, end, view.zone)
+    table = h.span_table(_spans(view.path, view.keys, tuple(marks)), marks, view.zone)
+    if table.empty:
         st.info("No energy recorded in this range.")
         return
     st.subheader("Energy per day")
-    st.altair_chart(
-        alt.Chart(frame)
-        .mark_bar()
-        .encode(
-            x=alt.X("day:O", title=f"Day ({zone.key})"),
-            y=alt.Y("sum(energy (kWh)):Q", title="Energy (kWh)"),
-            color=alt.Color("building:N", title="Building"),
-        ),
-        width="stretch",
+    daily = h.daily_energy(table)
+    daily = daily.assign(
+        day=[d.isoformat() for d in daily["day"]],
+        weekday=[h.WEEKDAYS[d.weekday()] for d in daily["day"]],
+        building=[view.meter(k).building for k in daily["meter"]],
+        meter=[view.meter(k).meter_id for k in daily["meter"]],
     )
+    st.altair_chart(charts.day_bars(daily, view.zone), width="stretch")
+    _weekdays(view, table)
+    _hours(view, table)
+
+
+def _weekdays(view: View, table: pd.DataFrame) -> None:
     st.subheader("Consumption by weekday (average per day)")
-    complete = [d.isoformat() for d in days if _midnight_ms(d + timedelta(days=1), zone) <= now_ms]
-    weekday = frame[frame["day"].isin(complete)]  # a day still under way is not a whole day
+    weekday = h.weekday_energy(table, view.zone)
     if weekday.empty:
-        st.info("No complete day in this range yet.")
+        st.info("Not enough readings for an average yet.")
         return
-    weekday = weekday.groupby(["weekday", "day"], as_index=False)["energy (kWh)"].sum()
-    weekday = weekday.groupby("weekday", as_index=False)["energy (kWh)"].mean()
-    st.altair_chart(
-        alt.Chart(weekday)
-        .mark_bar()
-        .encode(
-            x=alt.X("weekday:O", sort=list(WEEKDAYS), title="Weekday"),
-            y=alt.Y("energy (kWh):Q", title="Average energy per day (kWh)"),
-        ),
-        width="stretch",
+    st.altair_chart(charts.weekday_bars(weekday), width="stretch")
+    absent = h.missing(h.WEEKDAYS, list(weekday["weekday"]))
+    st.caption(
+        "Each weekday: the selection's average power while its meters reported × the length "
+        "of the day (the day under way counts for the hours it has)."
+        + (f" No readings on: {', '.join(absent)} (no data, not zero)." if absent else "")
     )
+
+
+def _hours(view: View, table: pd.DataFrame) -> None:
     st.subheader("Average power by hour of day")
-    hours = [t for t in range(bounds[0], bounds[-1] + 1, 3_600_000) if t <= now_ms]
-    hourly = _energy(path, keys, tuple(hours))
-    if len(hours) < 2:
-        st.info("No complete hour in this range yet.")
-        return
-    profile = pd.DataFrame(
-        [
-            {
-                "hour": datetime.fromtimestamp(hours[i] / 1000, zone).hour,
-                "W": sum(v[i] for v in hourly.values()),
-            }
-            for i in range(len(hours) - 1)
-        ]
-    )
-    profile = profile.groupby("hour", as_index=False)["W"].mean()
-    st.altair_chart(
-        alt.Chart(profile)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("hour:O", title=f"Hour of day ({zone.key})"),
-            y=alt.Y("W:Q", title="Average power (W)"),
-        ),
-        width="stretch",
+    hourly = h.hourly_power(table)
+    st.altair_chart(charts.hour_bars(hourly, view.zone), width="stretch")
+    absent = h.missing([f"{i:02d}" for i in range(24)], [f"{i:02d}" for i in hourly["hour"]])
+    st.caption(
+        "Each clock hour: Σ energy ÷ the time the readings covered, summed over the selected "
+        "meters."
+        + (f" No readings in hours: {', '.join(absent)} (no data, not zero)." if absent else "")
     )
 
 
-def _day_detail(path: str, keys: tuple[int, ...], zone: ZoneInfo, today: date) -> None:
-    day = st.date_input("Day", value=today, max_value=today, key="detail_day")
-    start = _midnight_ms(day, zone)
-    end = _midnight_ms(day + timedelta(days=1), zone)
-    rows = _profile(path, keys, start, end, 60_000)
+def _day_detail(view: View) -> None:
+    day = st.date_input("Day", value=view.today, max_value=view.today, key="detail_day")
+    start = h.midnight_ms(day, view.zone)
+    end = h.midnight_ms(day + timedelta(days=1), view.zone)
+    rows = _mean_power(view.path, view.keys, start, end, 60_000)
     if not rows:
         st.info(f"No readings on {day.isoformat()}.")
         return
-    frame = pd.DataFrame(rows, columns=["meter", "ts_ms", "W", "min W", "max W"])
-    frame["time"] = _local(frame["ts_ms"], zone)
-    st.altair_chart(
-        alt.Chart(frame)
-        .mark_line()
-        .encode(
-            x=alt.X("time:T", title=f"Time of day ({zone.key})"),
-            y=alt.Y("W:Q", title="Average power per minute (W)"),
-            color=alt.Color("meter:N", title="Meter"),
-        ),
-        width="stretch",
-    )
+    frame = pd.DataFrame(rows, columns=["meter", "ts_ms", "W"])
+    frame = charts.with_site_time(frame.assign(W=frame["W"].round(1)), view.zone)
+    chart = charts.power_over_time(frame, view.zone, "Average power per minute (W)", charts.CLOCK)
+    st.altair_chart(chart, width="stretch")
 
 
-def _quality(conn: Any, keys: tuple[int, ...], zone: ZoneInfo, first: date, last: date) -> None:
-    start = _midnight_ms(first, zone)
-    end = _midnight_ms(last + timedelta(days=1), zone)
-    found = q.gaps(conn, keys, start, end)
+def _quality(view: View) -> None:
+    conn = _connection(view.path)
+    start = h.midnight_ms(view.first, view.zone)
+    end = h.midnight_ms(view.last + timedelta(days=1), view.zone)
+    found = q.gaps(conn, view.keys, start, end)
     st.subheader(f"Gaps ({len(found)})")
     if found:
         frame = pd.DataFrame(found, columns=["meter", "from_ms", "to_ms"])
-        frame["from"] = _local(frame["from_ms"], zone).dt.strftime("%Y-%m-%d %H:%M:%S")
-        frame["to"] = _local(frame["to_ms"], zone).dt.strftime("%Y-%m-%d %H:%M:%S")
+        frame["from"] = charts.local_text(frame["from_ms"], view.zone)
+        frame["to"] = charts.local_text(frame["to_ms"], view.zone)
         frame["seconds"] = (frame["to_ms"] - frame["from_ms"]) / 1000
         st.dataframe(frame[["meter", "from", "to", "seconds"]], hide_index=True)
     else:
         st.write("No gaps: every interval was integrated.")
-    refused = q.rejects(conn, keys, start, end)
+    refused = q.rejects(conn, view.keys, start, end)
     st.subheader(f"Rejected readings ({len(refused)})")
     if refused:
         frame = pd.DataFrame(refused, columns=["meter", "ts_ms", "reason", "power (W)"])
-        frame["time"] = _local(frame["ts_ms"], zone).dt.strftime("%Y-%m-%d %H:%M:%S")
+        frame["time"] = charts.local_text(frame["ts_ms"], view.zone)
         st.dataframe(frame[["meter", "time", "reason", "power (W)"]], hide_index=True)
     else:
         st.write("No reading was refused.")
+    _drift(conn, view.keys, start, end)
+
+
+def _drift(conn: Any, keys: tuple[int, ...], start: int, end: int) -> None:
     st.subheader("Integrated energy against the meters' own registers")
     drift = q.register_drift(conn, keys, start, end)
     if drift:
         frame = pd.DataFrame(drift, columns=["meter", "integrated (Wh)", "register (Wh)"])
         frame["difference (Wh)"] = frame["integrated (Wh)"] - frame["register (Wh)"]
-        st.dataframe(frame, hide_index=True)
+        st.dataframe(frame.round(3), hide_index=True)
         st.caption("Registers are float32 kWh: their resolution is about 0.5 Wh at 5,000 kWh.")
     else:
         st.write("No selected meter reports its own energy register in this range.")
 
 
-def _raw(conn: Any, selected: list[q.Meter], zone: ZoneInfo, first: date, last: date) -> None:
-    start = _midnight_ms(first, zone)
-    end = _midnight_ms(last + timedelta(days=1), zone)
-    rows = q.raw_readings(conn, [m.meter_id for m in selected], start, end, 1000)
+def _raw(view: View) -> None:
+    start = h.midnight_ms(view.first, view.zone)
+    end = h.midnight_ms(view.last + timedelta(days=1), view.zone)
+    ids = [m.meter_id for m in view.selected]
+    rows = q.raw_readings(_connection(view.path), ids, start, end, 1000)
     if not rows:
         st.info("No readings in this range.")
         return
-    frame = pd.DataFrame(
-        rows,
-        columns=[
-            "meter_id",
-            "ts_ms",
-            "seq",
-            "voltage_v",
-            "current_a",
-            "power_w",
-            "power_factor",
-            "frequency_hz",
-            "energy_wh",
-            "energy_total_wh",
-            "import_energy_wh",
-        ],
-    )
-    frame.insert(
-        2, "time", _local(frame["ts_ms"], zone).dt.strftime("%Y-%m-%d %H:%M:%S.%f").str[:-3]
-    )
+    frame = pd.DataFrame(rows, columns=RAW_COLUMNS)
+    times = charts.local_text(frame["ts_ms"], view.zone, "%Y-%m-%d %H:%M:%S.%f").str[:-3]
+    frame.insert(2, "time", times)
     st.dataframe(frame, hide_index=True)
     st.download_button(
         "Download CSV", frame.to_csv(index=False).encode(), "readings.csv", "text/csv"
     )
     st.caption("The newest 1,000 readings of the selection and range.")
 
+
+DRAW: list[Callable[[View], None]] = [_overview, _live, _history, _day_detail, _quality, _raw]
 
 main()

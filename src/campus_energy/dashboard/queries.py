@@ -3,12 +3,16 @@
 Energy over any range comes from the cumulative `energy_total` column: the
 energy of readings with ts in [a, b) is total(last reading before b) minus
 total(last reading before a) — two index seeks per meter and boundary, however
-many readings lie in between. Long power profiles are averaged per bucket in
-SQL; raw rows are only ever read for short ranges or with a limit.
+many readings lie in between. The time those readings cover is found the same
+way (the timestamps of the same two readings) less the gaps recorded in between,
+so an average power is always energy ÷ covered time, never energy ÷ clock time.
+Long power profiles are averaged per bucket in SQL; raw rows are only ever read
+for short ranges or with a limit.
 """
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +26,18 @@ UWH = 1_000_000
 
 class StoreUnavailable(CampusEnergyError):
     """The logger's store cannot be read (missing, locked, not a store)."""
+
+
+@dataclass(frozen=True)
+class Span:
+    """What one meter's readings with ts in [a, b) hold: energy, and the time they integrated."""
+
+    wh: float
+    covered_ms: int
+
+    @property
+    def mean_w(self) -> float | None:
+        return self.wh * 3_600_000 / self.covered_ms if self.covered_ms > 0 else None
 
 
 @dataclass(frozen=True)
@@ -115,6 +131,71 @@ def energy_per_interval(
     return found
 
 
+def _edges(conn: sqlite3.Connection, meter: int, boundaries: Sequence[int]) -> list[Any]:
+    """(ts, total µWh) of the meter's last reading before each boundary (None, None: none)."""
+    values = ", ".join("(?)" for _ in boundaries)
+    rows = _rows(
+        conn,
+        f"WITH b(t) AS (VALUES {values}), last(t, ts) AS (SELECT t, (SELECT ts_ms FROM samples "
+        "WHERE meter = ? AND ts_ms < b.t ORDER BY ts_ms DESC LIMIT 1) FROM b) "
+        "SELECT last.t, s.ts_ms, s.energy_total FROM last LEFT JOIN samples s "
+        "ON s.meter = ? AND s.ts_ms = last.ts ORDER BY last.t",
+        (*boundaries, meter, meter),
+    )
+    return [(ts, total) for _, ts, total in rows]
+
+
+def _first_edge(conn: sqlite3.Connection, meter: int, t_ms: int) -> tuple[Any, Any]:
+    """(ts, total before it) of the first reading at or after `t_ms`: where a meter began."""
+    row = _rows(
+        conn,
+        "SELECT ts_ms, energy_total - energy FROM samples WHERE meter = ? AND ts_ms >= ? "
+        "ORDER BY ts_ms LIMIT 1",
+        (meter, t_ms),
+    )
+    return (row[0][0], row[0][1]) if row else (None, None)
+
+
+def _gaps_ending(
+    conn: sqlite3.Connection, meter: int, start_ms: int, end_ms: int
+) -> list[tuple[int, int]]:
+    return [
+        (int(a), int(b))
+        for a, b in _rows(
+            conn,
+            "SELECT start_ts_ms, end_ts_ms FROM gaps WHERE meter = ? AND end_ts_ms >= ? "
+            "AND end_ts_ms < ?",
+            (meter, start_ms, end_ms),
+        )
+    ]
+
+
+def spans(
+    conn: sqlite3.Connection, meter_keys: Sequence[int], boundaries: Sequence[int]
+) -> dict[int, list[Span]]:
+    """Per meter, the Span of each [boundaries[i], boundaries[i+1]) (ascending boundaries)."""
+    if len(boundaries) < 2:
+        return {m: [] for m in meter_keys}
+    found: dict[int, list[Span]] = {}
+    for meter in meter_keys:
+        edges = _edges(conn, meter, boundaries)
+        if edges[0][0] is None:  # nothing before the range: start from its first reading
+            edges[0] = _first_edge(conn, meter, boundaries[0])
+        gaps_ms = [0] * (len(boundaries) - 1)
+        for a, b in _gaps_ending(conn, meter, boundaries[0], boundaries[-1]):
+            gaps_ms[bisect.bisect_right(boundaries, b) - 1] += b - a
+        series: list[Span] = []
+        base_ts, base_total = edges[0]
+        for (ts, total), gap_ms in zip(edges[1:], gaps_ms, strict=True):
+            if ts is None or base_ts is None:
+                series.append(Span(0.0, 0))
+                continue
+            series.append(Span((total - base_total) / UWH, max(0, ts - base_ts - gap_ms)))
+            base_ts, base_total = ts, total
+        found[meter] = series
+    return found
+
+
 def energy_between(
     conn: sqlite3.Connection, meter_keys: Sequence[int], start_ms: int, end_ms: int
 ) -> dict[int, float]:
@@ -180,6 +261,47 @@ def power_profile(
         ),
     )
     return [(m, int(t), float(a), float(lo), float(hi)) for m, t, a, lo, hi in rows]
+
+
+def mean_power(
+    conn: sqlite3.Connection,
+    meter_keys: Sequence[int],
+    start_ms: int,
+    end_ms: int,
+    bucket_ms: int,
+) -> list[tuple[str, int, float]]:
+    """(meter_id, bucket start ms, W) per bucket that integrated anything: Σ energy ÷ Σ time
+    of the readings in it (each reading's interval since the one before, gaps left out)."""
+    found: list[tuple[str, int, float]] = []
+    for meter in meter_keys:
+        before = _rows(
+            conn,
+            "SELECT ts_ms FROM samples WHERE meter = ? AND ts_ms < ? ORDER BY ts_ms DESC LIMIT 1",
+            (meter, start_ms),
+        )
+        rows = _rows(
+            conn,
+            "WITH r AS (SELECT ts_ms, energy, ts_ms - lag(ts_ms) OVER (ORDER BY ts_ms) AS dt "
+            "FROM samples WHERE meter = ? AND ts_ms >= ? AND ts_ms < ?) "
+            "SELECT (SELECT meter_id FROM meters WHERE id = ?), ? + ((r.ts_ms - ?) / ?) * ?, "
+            "sum(r.energy), sum(r.dt) FROM r LEFT JOIN gaps g ON g.meter = ? "
+            "AND g.end_ts_ms = r.ts_ms WHERE r.ts_ms >= ? AND r.dt IS NOT NULL "
+            "AND g.end_ts_ms IS NULL GROUP BY 2 ORDER BY 2",
+            (
+                meter,
+                before[0][0] if before else start_ms,
+                end_ms,
+                meter,
+                start_ms,
+                start_ms,
+                bucket_ms,
+                bucket_ms,
+                meter,
+                start_ms,
+            ),
+        )
+        found += [(m, int(t), uwh / UWH * 3_600_000 / dt) for m, t, uwh, dt in rows if dt > 0]
+    return sorted(found, key=lambda row: (row[1], row[0]))
 
 
 def raw_readings(
