@@ -209,6 +209,32 @@ def assert_kwh(shown: float, wh: float) -> None:
     assert shown * 1000 == pytest.approx(round(wh, 3), abs=1e-6)
 
 
+def decimals(column: str) -> int:
+    """The resolution a figure is shown to: W 0.1, Wh 0.001, kWh 0.000001 (0.001 Wh, shown
+    with 3 decimals); anything else is a stored value, exact to 6 decimals."""
+    for unit, places in (("(kWh)", 6), ("(Wh)", 3), ("(W)", 1)):
+        if column.endswith(unit):
+            return places
+    return 1 if column == "W" else 6
+
+
+def assert_no_float_noise(at: AppTest) -> None:
+    """Every number in every table and chart is a whole multiple of its resolution, and every
+    number a chart's tooltip shows is formatted."""
+    tables = [t.value for t in at.dataframe]
+    charts = at.get("vega_lite_chart")
+    for frame in [*tables, *(chart_data(c) for c in charts)]:
+        for column in frame.select_dtypes("float").columns:
+            values = frame[column].dropna()
+            assert (values == values.round(decimals(column))).all(), (column, list(values))
+    for chart in charts:
+        floats = set(chart_data(chart).select_dtypes("float").columns)
+        tips = [
+            t if isinstance(t, dict) else {"field": t} for t in spec(chart)["encoding"]["tooltip"]
+        ]
+        assert all("format" in t for t in tips if t["field"] in floats), tips
+
+
 @dataclass
 class Check:
     at: AppTest
@@ -363,6 +389,7 @@ class Check:
             figures()
         self.quality()
         self.raw()
+        assert_no_float_noise(self.at)
 
 
 @pytest.fixture(autouse=True)
