@@ -160,6 +160,15 @@ class Books:
     def midnight(self, day: date) -> int:
         return round(datetime(day.year, day.month, day.day, tzinfo=self.zone).timestamp() * 1000)
 
+    def day_ms(self, day: date) -> int:
+        return self.midnight(day + timedelta(days=1)) - self.midnight(day)
+
+    def day(self, row: tuple[Any, ...]) -> date:
+        return self.local(row[1]).date()
+
+    def weekday(self, row: tuple[Any, ...]) -> str:
+        return WEEKDAYS[self.local(row[1]).weekday()]
+
     def wh(self, meters: set[str], start: int, end: int) -> float:
         return sum(r[7] for r in self.rows if r[0] in meters and start <= r[1] < end)
 
@@ -303,15 +312,18 @@ class Check:
 
     def weekdays(self, chart: Any) -> None:
         b, (start, end) = self.books, self.range_ms()
-        power = b.mean_w(self.meters, start, end, lambda r: WEEKDAYS[b.local(r[1]).weekday()])
-        per_day = b.sums(self.meters, start, end, lambda r: b.local(r[1]).date())
+        power = b.mean_w(self.meters, start, end, b.weekday)
+        per_meter = b.sums(self.meters, start, end, b.weekday)
+        per_day = b.sums(self.meters, start, end, b.day)
         covered = {day for (_, day), (_, ms) in per_day.items() if ms > 0}
         shown = chart_data(chart)
         assert list(shown["weekday"]) == [w for w in WEEKDAYS if w in power]
-        for weekday, kwh in zip(shown["weekday"], shown["energy (kWh)"], strict=True):
-            days = [d for d in covered if WEEKDAYS[d.weekday()] == weekday]
-            hours = sum(b.midnight(d + timedelta(days=1)) - b.midnight(d) for d in days) / len(days)
-            assert kwh == pytest.approx(power[weekday] * hours / HOUR_MS / 1000, rel=1e-3)
+        for _, row in shown.iterrows():
+            lengths = [b.day_ms(d) for d in covered if WEEKDAYS[d.weekday()] == row["weekday"]]
+            per_day_wh = power[row["weekday"]] * sum(lengths) / len(lengths) / HOUR_MS
+            assert row["energy (kWh)"] == pytest.approx(per_day_wh / 1000, rel=1e-3)
+            spans = [ms for (_, w), (_, ms) in per_meter.items() if w == row["weekday"] and ms]
+            assert row["hours"] == round(sum(spans) / len(spans) / HOUR_MS, 1)
 
     def hours(self, chart: Any) -> None:
         b, (start, end) = self.books, self.range_ms()
@@ -456,6 +468,7 @@ def test_hours_and_weekdays_without_readings_are_named_not_drawn_as_zero(
     assert list(chart_data(weekday)["weekday"]) == ["Wed"]  # today, under way, still shown
     assert list(chart_data(hourly)["hour"]) == [10, 11]
     captions = " ".join(c.value for c in history.caption)
+    assert "Estimated from less than a day of readings: Wed (1.0 h)." in captions
     assert "No readings on: Mon, Tue, Thu, Fri, Sat, Sun (no data, not zero)." in captions
     absent = ", ".join(f"{i:02d}" for i in range(24) if i not in (10, 11))
     assert f"No readings in hours: {absent} (no data, not zero)." in captions

@@ -274,11 +274,13 @@ def _weekdays(view: View, table: pd.DataFrame) -> None:
     if weekday.empty:
         st.info("Not enough readings for an average yet.")
         return
-    st.altair_chart(charts.weekday_bars(weekday), width="stretch")
+    st.altair_chart(charts.weekday_bars(weekday.drop(columns="day h")), width="stretch")
     absent = h.missing(h.WEEKDAYS, list(weekday["weekday"]))
+    short = h.estimates(weekday)
     st.caption(
         "Each weekday: the selection's average power while its meters reported × the length "
         "of the day (the day under way counts for the hours it has)."
+        + (f" Estimated from less than a day of readings: {', '.join(short)}." if short else "")
         + (f" No readings on: {', '.join(absent)} (no data, not zero)." if absent else "")
     )
 

@@ -98,7 +98,12 @@ def weekday_bars(frame: pd.DataFrame) -> alt.Chart:
         .encode(
             x=alt.X("weekday:O", scale=alt.Scale(domain=list(WEEKDAYS)), title="Weekday"),
             y=alt.Y("energy (kWh):Q", title="Average energy per day (kWh)"),
-            tooltip=["weekday", alt.Tooltip("energy (kWh):Q", format=KWH_FORMAT), "days"],
+            tooltip=[
+                "weekday",
+                alt.Tooltip("energy (kWh):Q", format=KWH_FORMAT),
+                "days",
+                alt.Tooltip("hours:Q", title="hours of readings per meter", format=",.1f"),
+            ],
         )
     )
     return chart

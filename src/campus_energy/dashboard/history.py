@@ -77,7 +77,8 @@ def hourly_power(table: pd.DataFrame) -> pd.DataFrame:
 
 def weekday_energy(table: pd.DataFrame, zone: ZoneInfo) -> pd.DataFrame:
     """weekday, energy (kWh) per day (the selection's average power on that weekday × the mean
-    length of those days), days (how many days of that weekday had readings)."""
+    length of those days), days (how many of them had readings), hours (of readings, per
+    meter with any: below a day's length the figure is an estimate)."""
     table = table.assign(weekday=[WEEKDAYS[d.weekday()] for d in table["day"]])
     per_meter = _mean_w(table, "weekday")
     days = table[table["covered_ms"] > 0].groupby("weekday")["day"].unique()
@@ -86,10 +87,17 @@ def weekday_energy(table: pd.DataFrame, zone: ZoneInfo) -> pd.DataFrame:
         seen = days[weekday]
         length_ms = sum(day_length_ms(d, zone) for d in seen) / len(seen)
         kwh = group["w"].sum() * length_ms / HOUR_MS / 1000
-        rows.append((weekday, round(kwh, KWH), len(seen)))
-    found = pd.DataFrame(rows, columns=["weekday", "energy (kWh)", "days"])
+        hours = group["covered_ms"].mean() / HOUR_MS
+        rows.append((weekday, round(kwh, KWH), len(seen), round(hours, 1), length_ms / HOUR_MS))
+    found = pd.DataFrame(rows, columns=["weekday", "energy (kWh)", "days", "hours", "day h"])
     order = found["weekday"].map(WEEKDAYS.index)
     return found.iloc[order.argsort()].reset_index(drop=True)
+
+
+def estimates(weekday: pd.DataFrame) -> list[str]:
+    """'Wed (2.3 h)' for each weekday whose figure rests on less than a day of readings."""
+    short = weekday[weekday["hours"] < weekday["day h"]]
+    return [f"{w} ({h:.1f} h)" for w, h in zip(short["weekday"], short["hours"], strict=True)]
 
 
 def daily_energy(table: pd.DataFrame) -> pd.DataFrame:
