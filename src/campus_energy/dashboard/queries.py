@@ -35,10 +35,6 @@ class Span:
     wh: float
     covered_ms: int
 
-    @property
-    def mean_w(self) -> float | None:
-        return self.wh * 3_600_000 / self.covered_ms if self.covered_ms > 0 else None
-
 
 @dataclass(frozen=True)
 class Meter:
