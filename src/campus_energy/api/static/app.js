@@ -15,9 +15,10 @@
   // ---------------------------------------------------------------- formatting
   // Every time on the page is the site's clock (the API names its zone), 24-hour, whatever
   // the browser's zone: days, "today" and the charts are all counted at the site.
-  const nf0 = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
-  const nf1 = new Intl.NumberFormat(undefined, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
-  const pct = new Intl.NumberFormat(undefined, { style: "percent", maximumFractionDigits: 1 });
+  const fixed = [0, 1, 2, 3].map((d) => new Intl.NumberFormat(undefined,
+    { minimumFractionDigits: d, maximumFractionDigits: d }));
+  const nf0 = fixed[0];
+  const pct = new Intl.NumberFormat(undefined, { style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1 });
   const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
   const site = { zone: "UTC", formats: new Map() };
   /** An Intl format in the site's zone, 24-hour clock (cached per zone and options). */
@@ -29,14 +30,12 @@
     return site.formats.get(key);
   }
   const FORMATS = {
-    dateTime: { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", timeZoneName: "short" },
-    shortDateTime: { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" },
+    dateTime: { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" },
     clock: { hour: "2-digit", minute: "2-digit" },
     day: { day: "numeric", month: "short" },
   };
   const fmtTime = (name) => ({ format: (ms) => siteFormat(name, FORMATS[name]).format(ms) });
   const dateTime = fmtTime("dateTime");
-  const shortDateTime = fmtTime("shortDateTime");
   const clock = fmtTime("clock");
   // Daily points are site days, carried as UTC midnights: labelled in UTC they read as at the site.
   const dayFormat = new Intl.DateTimeFormat("en-GB", { day: "numeric", month: "short", timeZone: "UTC" });
@@ -55,9 +54,15 @@
   }
 
   const isNum = (v) => typeof v === "number" && Number.isFinite(v);
-  const kW = (w) => (isNum(w) ? w / 1000 : null);
-  const fmtKW = (v) => (isNum(v) ? nf1.format(v) : "—");
-  const fmtKWh = (v) => (isNum(v) ? (Math.abs(v) < 100 ? nf1 : nf0).format(v) : "—");
+  /** A value kept to `decimals` places: sums and unit changes add no float noise. */
+  const toPlaces = (v, decimals) => Number(v.toFixed(decimals));
+  // The API gives power to the mW and energy to the µWh: kW to 6 places, kWh to 9.
+  const kW = (w) => (isNum(w) ? toPlaces(w / 1000, 6) : null);
+  const kWh = (wh) => (isNum(wh) ? toPlaces(wh / 1000, 9) : null);
+  // Shown to about three significant figures, never fewer than one decimal:
+  // 0.78 kW, 3.40 kW, 46.2 kW; 0.512 kWh, 43.05 kWh, 21,160.4 kWh.
+  const fmtKW = (v) => (isNum(v) ? fixed[Math.abs(v) < 10 ? 2 : 1].format(v) : "—");
+  const fmtKWh = (v) => (isNum(v) ? fixed[Math.abs(v) < 10 ? 3 : Math.abs(v) < 100 ? 2 : 1].format(v) : "—");
   const fmtPct = (v) => (isNum(v) ? pct.format(v) : "—");
   const parseTime = (iso) => {
     const ms = typeof iso === "string" ? Date.parse(iso) : NaN;
@@ -117,7 +122,8 @@
     // Canvas text does not follow CSS: scale it with the root font size (larger on lobby screens).
     const px = Math.round(0.8125 * (Number.parseFloat(getComputedStyle(document.documentElement).fontSize) || 16));
     return { stroke: COLOR.axis, grid: { stroke: COLOR.grid, width: 1 }, ticks: { stroke: COLOR.grid, width: 1 },
-      font: `${px}px system-ui, sans-serif`, labelFont: `bold ${px}px system-ui, sans-serif` };
+      font: `${px}px system-ui, sans-serif`, labelFont: `bold ${px}px system-ui, sans-serif`,
+      labelSize: px + 10, labelGap: 2 }; // the axis title: a line of text, no more
   };
   const yFromZero = (u, min, max) => {
     if (!isNum(max) || max <= 0) return [0, 1];
@@ -137,41 +143,72 @@
     const f = new Intl.NumberFormat(undefined, { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
     return splits.map((v) => f.format(v));
   };
-  const LABEL_PX = 44; // room for "23:30" or "30 Nov" at the axis font, centred on its tick
-  const RIGHT_PAD = 28; // keeps the last label inside the canvas on a phone
-
-  /** Ticks on the site's whole clock hours, every 1, 2, 3, 6 or 12 hours as the width allows,
-   *  none so close to an edge that its label would be cut. */
-  function hourSplits(u, axisIdx, min, max) {
+  /** The y axis as wide as its widest label needs, and no wider (more room for the plot). */
+  const yAxisSize = (u, values, axisIdx, cycleNum) => {
+    const axis = u.axes[axisIdx];
+    if (cycleNum > 1) return axis._size;
+    u.ctx.font = axis.font[0];
+    const widest = Math.max(0, ...(values || []).filter((v) => v != null)
+      .map((v) => u.ctx.measureText(String(v)).width / devicePixelRatio));
+    return Math.ceil(axis.ticks.size + axis.gap + widest + 6);
+  };
+  const RIGHT_PAD = 28; // room for a label on the last tick of a power chart (its "now" end)
+  const LABEL_GAP = 8; // at least this much space between neighbouring x labels
+  /** Each label's width at the x axis font, in CSS pixels. */
+  function labelWidths(u, labels) {
+    u.ctx.font = u.axes[0].font[0];
+    return labels.map((t) => u.ctx.measureText(t).width / devicePixelRatio);
+  }
+  /** The first of the candidate tick sets (densest first) whose labels do not crowd each
+   *  other, keeping only ticks whose label lies wholly inside the canvas. */
+  function fitTicks(u, min, max, candidates, labelsOf) {
     const width = u.bbox.width / devicePixelRatio;
-    const hours = (max - min) / 3600;
-    const every = [1, 2, 3, 4, 6, 12, 24].find((h) => (width / hours) * h >= LABEL_PX * 1.6) || 24;
-    const found = [];
+    const right = u.width - u.bbox.left / devicePixelRatio - 2; // the canvas's right edge
+    const xOf = (t) => ((t - min) / (max - min)) * width;
+    let fitted = [];
+    for (const splits of candidates) {
+      const widths = labelWidths(u, labelsOf(u, splits));
+      fitted = splits.filter((t, i) => xOf(t) >= widths[i] / 2 - 4 && xOf(t) + widths[i] / 2 <= right);
+      const ok = splits.every((t, i) => i === 0
+        || xOf(t) - xOf(splits[i - 1]) >= (widths[i] + widths[i - 1]) / 2 + LABEL_GAP);
+      if (ok) break;
+    }
+    return fitted;
+  }
+
+  /** Ticks on the site's whole clock hours, every 1, 2, 3, 4, 6 or 12 hours as the width
+   *  allows, none so close to an edge that its label would be cut. */
+  function hourSplits(u, axisIdx, min, max) {
+    const hours = [];
     for (let t = Math.ceil(min / 900) * 900; t <= max; t += 900) {
       const p = siteParts(t * 1000);
-      if (p.min === 0 && p.h % every === 0) found.push(t);
+      if (p.min === 0) hours.push([t, p.h]);
     }
-    return found.filter((t) => {
-      const x = ((t - min) / (max - min)) * width;
-      return x >= LABEL_PX / 2 - 4 && x <= width + RIGHT_PAD - LABEL_PX / 2;
+    const candidates = [1, 2, 3, 4, 6, 12, 24]
+      .map((every) => hours.filter(([, h]) => h % every === 0).map(([t]) => t));
+    return fitTicks(u, min, max, candidates, hourLabels);
+  }
+  function hourLabels(u, splits) {
+    return splits.map((t) => {
+      const p = siteParts(t * 1000);
+      return p.h === 0 ? siteDay.format(Date.UTC(p.y, p.m - 1, p.d)) : clock.format(t * 1000);
     });
   }
-  const hourLabels = (u, splits) => splits.map((t) => {
-    const p = siteParts(t * 1000);
-    return p.h === 0 ? siteDay.format(Date.UTC(p.y, p.m - 1, p.d)) : clock.format(t * 1000);
-  });
 
-  /** One tick a day, or every 2, 7 days as the width allows, counted back from the latest day. */
+  /** One tick a day, or every 2 or 7 days as the width allows, counted back from the latest
+   *  day so that today is always named; each day labelled once at most. */
   function daySplits(u, axisIdx, min, max) {
-    const width = u.bbox.width / devicePixelRatio;
-    const days = (max - min) / 86400;
-    const every = [1, 2, 3, 7, 14].find((d) => (width / days) * d >= LABEL_PX * 1.4) || 14;
     const last = Math.floor(max / 86400) * 86400;
-    const found = [];
-    for (let t = last; t >= min; t -= every * 86400) found.unshift(t);
-    return found;
+    const candidates = [1, 2, 7, 14].map((every) => {
+      const found = [];
+      for (let t = last; t >= min; t -= every * 86400) found.unshift(t);
+      return found;
+    });
+    return fitTicks(u, min, max, candidates, dayLabels);
   }
-  const dayLabels = (u, splits) => splits.map((t) => siteDay.format(t * 1000));
+  function dayLabels(u, splits) {
+    return splits.map((t) => siteDay.format(t * 1000));
+  }
 
   function powerOptions(seriesLabel, range) {
     return {
@@ -181,10 +218,10 @@
       scales: { x: { time: true, range: () => range() }, y: { range: yFromZero } },
       axes: [
         { ...axisStyle(), label: `Time (${site.zone}, 24-hour)`, splits: hourSplits, values: hourLabels },
-        { ...axisStyle(), label: "Power (kW)", size: 64, incrs: NICE, values: valueLabels },
+        { ...axisStyle(), label: "Power (kW)", size: yAxisSize, incrs: NICE, values: valueLabels },
       ],
       series: [
-        { label: "Time", value: (u, v) => (v == null ? "—" : shortDateTime.format(v * 1000)) },
+        { label: "Time", value: (u, v) => (v == null ? "—" : dateTime.format(v * 1000)) },
         { label: seriesLabel, stroke: COLOR.line, fill: COLOR.fill, width: 2, spanGaps: false,
           points: { show: false }, value: (u, v) => (v == null ? "—" : `${fmtKW(v)} kW`) },
       ],
@@ -193,12 +230,12 @@
   function dailyOptions(range) {
     return {
       cursor: { drag: { x: false, y: false } },
-      padding: [12, RIGHT_PAD, 0, 0],
+      padding: [12, 24, 0, 0], // the last day's label, half a day from the edge, fits
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
       scales: { x: { time: true, range: () => range() }, y: { range: yFromZero } },
       axes: [
         { ...axisStyle(), label: `Day (${site.zone})`, splits: daySplits, values: dayLabels },
-        { ...axisStyle(), label: "Energy (kWh)", size: 64, incrs: NICE, values: valueLabels },
+        { ...axisStyle(), label: "Energy (kWh)", size: yAxisSize, incrs: NICE, values: valueLabels },
       ],
       series: [
         { label: "Day", value: (u, v) => (v == null ? "—" : siteDay.format(v * 1000)) },
@@ -277,7 +314,7 @@
     const rows = (Array.isArray(points) ? points : []).map((p) => {
       const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec((p && p.date) || "");
       const ms = m ? Date.UTC(+m[1], +m[2] - 1, +m[3]) : parseTime(p && p.t);
-      return [ms, p && isNum(p.energy_wh) ? p.energy_wh / 1000 : null];
+      return [ms, p && isNum(p.energy_wh) ? kWh(p.energy_wh) : null];
     }).filter(([ms]) => ms !== null).sort((a, b) => a[0] - b[0]);
     return [rows.map((r) => r[0] / 1000), rows.map((r) => r[1])];
   }
@@ -295,8 +332,8 @@
       const last = lastOf(data), peak = peakOf(data);
       const low = Math.min(...data[1].filter(isNum));
       return `${what}, last 24 hours in 5-minute steps, in kW. ` +
-        (last ? `Latest ${fmtKW(last.v)} kW at ${shortDateTime.format(last.t * 1000)}; ` : "") +
-        (peak ? `peak ${fmtKW(peak.v)} kW at ${shortDateTime.format(peak.t * 1000)}; lowest ${fmtKW(low)} kW.` : "");
+        (last ? `Latest ${fmtKW(last.v)} kW at ${dateTime.format(last.t * 1000)}; ` : "") +
+        (peak ? `peak ${fmtKW(peak.v)} kW at ${dateTime.format(peak.t * 1000)}; lowest ${fmtKW(low)} kW.` : "");
     };
   }
   function describeDaily(data) {
@@ -389,7 +426,7 @@
     tr.cells[1].textContent = m.building ?? "—";
     tr.cells[2].textContent = m.floor ?? "—";
     setNumber(tr.cells[3], kW(m.power_w), fmtKW);
-    setTime(tr.cells[4], m.last_window, shortDateTime);
+    setTime(tr.cells[4], m.last_window);
     const badge = tr.querySelector(".badge");
     badge.textContent = m.online ? "online" : "offline";
     badge.dataset.online = String(Boolean(m.online));
@@ -423,7 +460,7 @@
 
     const tz = h.timezone || s.timezone || (state.meters && state.meters.timezone);
     setZone(tz);
-    if (tz) $("#site-tz").textContent = ` (${tz}); every time shown is the site's clock`;
+    if (tz) $("#site-zone").textContent = tz;
     const known = state.summary || state.health;
     $("#no-data").hidden = !known || (known.last_window != null) || status === "unavailable";
   }
@@ -460,7 +497,7 @@
     const data = chartMeter.update(series);
     const points = series && Array.isArray(series.points) ? series.points : [];
     const wh = points.map((p) => p && p.energy_wh).filter(isNum);
-    setNumber($("#detail-kwh"), wh.length ? wh.reduce((a, b) => a + b, 0) / 1000 : null, fmtKWh);
+    setNumber($("#detail-kwh"), wh.length ? kWh(wh.reduce((a, b) => a + b, 0)) : null, fmtKWh);
     const peak = peakOf(data);
     setNumber($("#detail-peak"), peak ? peak.v : null, fmtKW);
   }
