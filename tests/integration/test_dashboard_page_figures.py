@@ -341,7 +341,12 @@ READ_TEXT = """() => {
     header: document.querySelector('.site-header').innerText,
     zone: document.getElementById('site-zone')?.textContent ?? null,
     lastWindow: document.getElementById('last-window').textContent,
-    overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth };
+    overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    kpiFits: [...document.querySelectorAll('.kpi-value')].map((el) => {
+      const value = el.querySelector('span[id]').getBoundingClientRect();
+      const unit = el.querySelector('.unit').getBoundingClientRect();
+      return el.scrollWidth <= el.clientWidth && unit.top < value.bottom;
+    }) };
 }"""
 READ_DETAIL = """() => Object.fromEntries(
   ['detail-power', 'detail-kwh', 'detail-peak', 'detail-last'].map((id) => {
@@ -544,6 +549,7 @@ def test_no_label_is_cut_off_and_nothing_overflows_the_page(shown: Shown) -> Non
         check_labels_fit(drawn)
         assert drawn["root"][0] >= 0 and drawn["root"][1] <= SIZES[shown.size][0], drawn["root"]
     assert shown.text["overflow"] <= 0, shown.text["overflow"]
+    assert all(shown.text["kpiFits"]), shown.text  # each KPI and its unit on one line, whole
     assert not shown.problems, shown.problems
 
 
