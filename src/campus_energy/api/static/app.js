@@ -118,9 +118,10 @@
   const NO_DATA_LABEL = "No data yet.";
   const COLOR = { line: "#1f5fbf", fill: "rgba(31, 95, 191, 0.16)", bar: "#2f6fcf",
     axis: "#1a1f29", grid: "#dfe3e9" };
+  // Canvas text does not follow CSS: scale it with the root font size (larger on lobby screens).
+  const axisPx = () => Math.round(0.8125 * (Number.parseFloat(getComputedStyle(document.documentElement).fontSize) || 16));
   const axisStyle = () => {
-    // Canvas text does not follow CSS: scale it with the root font size (larger on lobby screens).
-    const px = Math.round(0.8125 * (Number.parseFloat(getComputedStyle(document.documentElement).fontSize) || 16));
+    const px = axisPx();
     return { stroke: COLOR.axis, grid: { stroke: COLOR.grid, width: 1 }, ticks: { stroke: COLOR.grid, width: 1 },
       font: `${px}px system-ui, sans-serif`, labelFont: `bold ${px}px system-ui, sans-serif`,
       labelSize: px + 10, labelGap: 2 }; // the axis title: a line of text, no more
@@ -150,9 +151,9 @@
     u.ctx.font = axis.font[0];
     const widest = Math.max(0, ...(values || []).filter((v) => v != null)
       .map((v) => u.ctx.measureText(String(v)).width / devicePixelRatio));
-    return Math.ceil(axis.ticks.size + axis.gap + widest + 6);
+    return Math.ceil(axis.ticks.size + axis.gap + widest + 3);
   };
-  const RIGHT_PAD = 28; // room for a label on the last tick of a power chart (its "now" end)
+  const RIGHT_PAD = () => 2 * axisPx() + 2; // room for a label on a power chart's "now" end
   const LABEL_GAP = 8; // at least this much space between neighbouring x labels
   /** Each label's width at the x axis font, in CSS pixels. */
   function labelWidths(u, labels) {
@@ -213,7 +214,7 @@
   function powerOptions(seriesLabel, range) {
     return {
       cursor: { drag: { x: false, y: false } },
-      padding: [12, RIGHT_PAD, 0, 0],
+      padding: [12, RIGHT_PAD(), 0, 0],
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), site.zone),
       scales: { x: { time: true, range: () => range() }, y: { range: yFromZero } },
       axes: [
@@ -230,7 +231,7 @@
   function dailyOptions(range) {
     return {
       cursor: { drag: { x: false, y: false } },
-      padding: [12, 24, 0, 0], // the last day's label, half a day from the edge, fits
+      padding: [12, 2 * axisPx(), 0, 0], // today's label ("30 May"), half a day from the edge, fits
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
       scales: { x: { time: true, range: () => range() }, y: { range: yFromZero } },
       axes: [
