@@ -201,7 +201,8 @@ class Books:
         last = starts[-1]
         energy, covered = self.meter_sums(meter, last, last + 1)
         ended_ago = self.store.now_ms - (last + self.store.window_s * 1000)
-        return (last, energy * 3600 / covered) if ended_ago <= 10 * MINUTE else None
+        fresh = (2 * self.store.window_s + 60) * 1000  # two windows and the bridge's grace
+        return (last, energy * 3600 / covered) if ended_ago <= fresh else None
 
     def power_now_w(self, meters: list[str]) -> float:
         return math.fsum(found[1] for m in meters if (found := self.latest(m)) is not None)
