@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
-from tests.support import SHARED_PROCESSES
+from tests.support import CHROMIUM_ARGS, SHARED_PROCESSES
 
 from campus_energy.config import Config, parse_config
 
@@ -31,6 +31,20 @@ def require_program(name: str) -> str:
             pytest.fail(f"{message} (CI=true: .ci/run must install it)")
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Playwright) for a module's tests; skipped locally without chromium."""
+    chromium = require_program("chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 def free_port() -> int:

@@ -19,10 +19,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from tests.conftest import free_port, require_program
+from tests.conftest import free_port
 from tests.figures.books import Scenario, local_ms, utc_ms
 from tests.figures.campus import Campus, campus_of, close
-from tests.support import CHROMIUM_ARGS
 
 BROWSER_ZONE = "America/New_York"
 SIZES = {"desktop": (1280, 900), "phone": (390, 844)}
@@ -83,19 +82,6 @@ def served(
             server.shutdown()
             thread.join()
             server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    chromium = require_program("chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def site_label(s: Scenario, t_s: float) -> str:

@@ -32,8 +32,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from tests.conftest import free_port, require_program, wait_for
-from tests.support import CHROMIUM_ARGS, SHARED_PROCESSES
+from tests.conftest import free_port, wait_for
+from tests.support import SHARED_PROCESSES
 
 from campus_energy.adapters.sinks.sqlite import SqliteSink
 from campus_energy.core.windows import Contribution, WindowDelta
@@ -355,19 +355,6 @@ READ_DETAIL = """() => Object.fromEntries(
     return [id, { text: el.textContent.trim(), value: el.dataset.value ?? null }];
   }))"""
 DETAIL_METER = "ece-1"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    chromium = require_program("chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture(scope="module", params=sorted(STORES))
