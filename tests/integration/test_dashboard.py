@@ -27,6 +27,7 @@ from tests.conftest import free_port, wait_for
 from campus_energy.adapters.store import Cycle, MeterRecord, ReadingStore
 from campus_energy.core.energy import UWH_PER_WH
 from campus_energy.core.readings import Reading
+from campus_energy.dashboard.queries import register_step_wh
 
 APP = str(importlib.resources.files("campus_energy.dashboard").joinpath("app.py"))
 ZONE = ZoneInfo("Asia/Kolkata")
@@ -264,6 +265,21 @@ def test_data_quality_shows_the_gap_the_reject_and_the_register_drift(
     short = -per_step_uwh(METERS["ece-2"][2]) / UWH_PER_WH
     expected = {"ece-1": 0.0, "ece-2": short, "lib-1": 0.0}
     assert dict(zip(drift["meter"], drift["difference (Wh)"], strict=True)) == expected
+    shares = dict(zip(drift["meter"], drift["difference (%)"], strict=True))
+    register = dict(zip(drift["meter"], drift["register (Wh)"], strict=True))
+    assert shares == {m: round(100 * d / register[m], 3) for m, d in expected.items()}
+    # the caption names the register's real step at the largest register shown
+    largest_kwh = max(METERS[m][3] + register[m] for m in expected) / 1000
+    (caption,) = [c.value for c in quality.caption if "float32" in c.value]
+    assert f"({largest_kwh:,.0f} kWh)" in caption
+    assert f"steps of {register_step_wh(largest_kwh):.3g} Wh" in caption
+
+
+def test_a_float32_register_steps_by_its_unit_in_the_last_place() -> None:
+    assert register_step_wh(5000) == 0.48828125  # 4096 ≤ 5000 < 8192 kWh: 2**-11 kWh
+    assert register_step_wh(160_000) == 15.625
+    assert register_step_wh(8192) == 2 * register_step_wh(8191.9)
+    assert register_step_wh(0) == register_step_wh(1)  # an empty register: its smallest step
 
 
 def test_a_store_without_meters_says_it_is_empty(tmp_path: Path, run: Run) -> None:

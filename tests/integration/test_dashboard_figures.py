@@ -381,7 +381,9 @@ class Check:
             rows = [r for r in b.rows if r[0] == meter and start <= r[1] < end]
             integrated = sum(r[7] for r in rows[1:])
             register = rows[-1][8] - rows[0][8]
-            expected = [round(integrated, 3), round(register, 3), round(integrated - register, 3)]
+            difference = integrated - register
+            share = round(100 * difference / register, 3)
+            expected = [round(integrated, 3), round(register, 3), round(difference, 3), share]
             assert drift.loc[meter].tolist() == pytest.approx(expected, abs=1e-6), meter
 
     def raw(self) -> None:

@@ -340,10 +340,19 @@ def _drift(conn: Any, keys: tuple[int, ...], start: int, end: int) -> None:
     st.subheader("Integrated energy against the meters' own registers")
     drift = q.register_drift(conn, keys, start, end)
     if drift:
-        frame = pd.DataFrame(drift, columns=["meter", "integrated (Wh)", "register (Wh)"])
+        frame = pd.DataFrame(drift, columns=["meter", "integrated (Wh)", "register (Wh)", "end"])
         frame["difference (Wh)"] = frame["integrated (Wh)"] - frame["register (Wh)"]
-        st.dataframe(frame.round(3), hide_index=True)
-        st.caption("Registers are float32 kWh: their resolution is about 0.5 Wh at 5,000 kWh.")
+        counted = frame["register (Wh)"].where(frame["register (Wh)"] > 0)
+        frame["difference (%)"] = 100 * frame["difference (Wh)"] / counted
+        st.dataframe(frame.drop(columns="end").round(3), hide_index=True)
+        largest_kwh = float(frame["end"].max()) / 1000
+        step_wh = q.register_step_wh(largest_kwh)
+        st.caption(
+            f"A register is a float32 in kWh: at the largest here ({largest_kwh:,.0f} kWh) it "
+            f"counts in steps of {step_wh:.3g} Wh. Integrated energy is the trapezoid of the "
+            "polled power: a few tenths of a percent is a changing load between polls; a "
+            "larger, steady difference is a meter, CT or wiring to check."
+        )
     else:
         st.write("No selected meter reports its own energy register in this range.")
 

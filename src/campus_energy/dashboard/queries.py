@@ -13,6 +13,7 @@ for short ranges or with a limit.
 from __future__ import annotations
 
 import bisect
+import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -352,11 +353,17 @@ def rejects(
     ]
 
 
+def register_step_wh(value_kwh: float) -> float:
+    """The step in Wh of a float32 kWh register at `value_kwh` (its unit in the last place)."""
+    _, exponent = math.frexp(max(value_kwh, 1.0))  # value = m × 2**exponent, 0.5 ≤ m < 1
+    return 2.0 ** (exponent - 24) * 1000  # a float32 has 24 significant bits
+
+
 def register_drift(
     conn: sqlite3.Connection, meter_keys: Sequence[int], start_ms: int, end_ms: int
-) -> list[tuple[str, float, float]]:
-    """(meter_id, integrated Wh, the meter's own register Wh) between its first and last
-    reading in the range that carry the register."""
+) -> list[tuple[str, float, float, float]]:
+    """(meter_id, integrated Wh, the meter's own register Wh, the register's value at the end
+    Wh) between its first and last reading in the range that carry the register."""
     found = []
     for meter in meter_keys:
         edge = (
@@ -377,5 +384,5 @@ def register_drift(
             (meter, first, last),
         )
         (meter_id, _, reg_a, tot_a), (_, _, reg_b, tot_b) = pair
-        found.append((meter_id, (tot_b - tot_a) / UWH, (reg_b - reg_a) / 10))
+        found.append((meter_id, (tot_b - tot_a) / UWH, (reg_b - reg_a) / 10, reg_b / 10))
     return found
