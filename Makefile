@@ -29,7 +29,7 @@ test: $(STAMP) $(EMULATOR)
 # The long fault-injection run (10-20 minutes; `make test` runs the short one).
 .PHONY: faults
 faults: $(STAMP) $(EMULATOR)
-	CAMPUS_ENERGY_FAULTS=long $(BIN)/python -m pytest tests/faults -s
+	CAMPUS_ENERGY_FAULTS=long $(BIN)/python -m pytest tests/faults tests/attacks -s
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks tools
