@@ -445,6 +445,7 @@ OPERATIONS = {
     "reconcile": "campus_energy.ops.reconcile",
     "doctor": "campus_energy.ops.doctor",
     "install-systemd": "campus_energy.ops.systemd",
+    "mosquitto-acl": "campus_energy.ops.mosquitto_acl",
 }
 
 
