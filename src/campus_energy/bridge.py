@@ -1,9 +1,11 @@
 """`campus-energy bridge`: readings from MQTT into exact 5-minute windows in the configured sink.
 
 Receiving: a persistent QoS 1 session (optionally a shared subscription, so
-several bridges split the load). Each batch of messages is validated, cut into
-window contributions and committed to the spool; only then are the messages
-acknowledged. Malformed messages go to the spool's dead-letter table.
+several bridges split the load). Each batch of messages is validated (form,
+the meter's plausibility limits, the signature when a key is configured), cut
+into window contributions and committed to the spool; only then are the
+messages acknowledged. Refused messages, and a second, different reading with
+a (meter, seq) already received, go to the spool's dead-letter table.
 
 Writing: once the wall clock has passed a window's end plus `grace_s`, its
 contributions are merged into the sink (and removed from the spool only after
@@ -22,17 +24,18 @@ from dataclasses import dataclass, field
 
 from campus_energy.adapters.mqtt import Received, subscribe
 from campus_energy.adapters.sinks import WindowSink, open_sink
-from campus_energy.adapters.spool import DeadLetter, Spool
+from campus_energy.adapters.spool import Arrival, DeadLetter, Spool
 from campus_energy.bridge_metrics import BridgeMetrics
 from campus_energy.clock import SystemClock, sleep_or_stop
 from campus_energy.config import Config
-from campus_energy.core.incoming import Malformed, parse_reading
+from campus_energy.core.incoming import Limits, Malformed, parse_reading
 from campus_energy.core.timestamps import epoch_ms
 from campus_energy.core.topics import reading_topic
-from campus_energy.core.windows import Contribution, IncomingReading, contributions, group
+from campus_energy.core.windows import contributions, group
 from campus_energy.errors import BrokerError, SinkError, SpoolError
 from campus_energy.notify import Notifier, Watchdog
 from campus_energy.outages import Outage
+from campus_energy.signing import read_signing_key
 
 log = logging.getLogger("campus_energy.bridge")
 BATCH = 500
@@ -41,6 +44,7 @@ RETRY_MIN_S = 1.0
 RETRY_MAX_S = 60.0
 FINAL_FLUSH_S = 10.0
 DEAD_LETTER_DAYS = 30
+SEEN_FOR_S = 86_400  # a reading's (meter, seq) is remembered this long to tell conflicts
 PRUNE_EVERY_S = 3600.0
 MAX_HOLD_S = 60.0  # a backlog holds windows back at most this long
 HUNG_AFTER_S = 600.0  # a batch still not recorded or written after this long is stuck
@@ -52,6 +56,7 @@ class BridgeCounters:
     readings: int = 0
     duplicates: int = 0  # contributions already in the spool (redeliveries, replays)
     dead_letters: Counter[str] = field(default_factory=Counter)
+    dead_letters_evicted: int = 0  # old dead letters dropped to keep the table under its cap
     window_writes: int = 0  # documents merged into the sink (a rewrite counts again)
     flushes: int = 0
 
@@ -67,11 +72,20 @@ class Bridge:
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
-        self.spool = Spool(config.bridge.spool_path)
+        self.spool = Spool(
+            config.bridge.spool_path, max_dead_letter_bytes=config.bridge.dead_letters_max_bytes
+        )
         self.sink = sink or open_sink(config)
         self.window_s = config.bridge.window_s
         self.window_ms = config.bridge.window_s * 1000
         self.known_meters = {m.id for m in config.meters} or None
+        bound = config.bridge.max_interval_s
+        self.limits = {
+            m.id: Limits.of(config.power_limit_w(m), m.gap_limit_s, bound) for m in config.meters
+        }
+        self.fallback = Limits() if bound is None else Limits(max_interval_s=bound)
+        key_file = config.mqtt.signing_key_file
+        self.signing_key = read_signing_key(key_file) if key_file is not None else None
         self.counters = BridgeCounters()
         self.broker_outage = Outage("MQTT", log)
         self.spool_outage = Outage("spool", log)
@@ -90,12 +104,13 @@ class Bridge:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info(
-            "bridge %s: %s → %s sink, %d s windows, spool %s",
+            "bridge %s: %s → %s sink, %d s windows, spool %s%s",
             self.config.bridge.client_id,
             self.topic,
             self.sink.name,
             self.window_s,
             self.config.bridge.spool_path,
+            ", signed readings only" if self.signing_key is not None else "",
         )
         self.metrics.start()
         receiving = asyncio.create_task(self._receive(stop), name="receive")
@@ -171,8 +186,7 @@ class Bridge:
 
     async def _record(self, messages: Sequence[Received]) -> None:
         now = epoch_ms(self.clock.wall())
-        readings: list[IncomingReading] = []
-        items: list[Contribution] = []
+        arrivals: list[Arrival] = []
         dead: list[DeadLetter] = []
         for message in messages:
             parsed = parse_reading(
@@ -181,29 +195,41 @@ class Bridge:
                 prefix=self.config.mqtt.topic_prefix,
                 now_ms=now,
                 meters=self.known_meters,
+                limits=self.limits,
+                fallback=self.fallback,
+                key=self.signing_key,
             )
             if isinstance(parsed, Malformed):
                 dead.append(
                     DeadLetter(now, message.topic, message.payload, parsed.kind, parsed.reason)
                 )
-                self._count_dead(parsed)
                 continue
-            readings.append(parsed)
-            items.extend(contributions(parsed, self.window_ms))
-        added = await self.spool.add(readings, items, dead)
+            items = contributions(parsed, self.window_ms)
+            arrivals.append(Arrival(parsed, items, message.topic, message.payload))
+        recorded = await self.spool.record(arrivals, dead, now)
+        for letter in [*dead, *recorded.conflicts]:
+            self._count_dead(letter.kind, letter.reason)
+        if recorded.evicted:
+            if not self.counters.dead_letters_evicted:
+                log.warning(
+                    "the dead_letters table is full (bridge.dead_letters_max_bytes = %d): "
+                    "the oldest are dropped to make room; more are counted quietly",
+                    self.config.bridge.dead_letters_max_bytes,
+                )
+            self.counters.dead_letters_evicted += recorded.evicted
         self.counters.received += len(messages)
-        self.counters.readings += len(readings)
-        self.counters.duplicates += len(items) - added
-        self.metrics.received(now, readings)
+        self.counters.readings += len(arrivals) - len(recorded.conflicts)
+        self.counters.duplicates += recorded.duplicates
+        self.metrics.received(now, [a.reading for a in arrivals])
 
-    def _count_dead(self, verdict: Malformed) -> None:
-        self.counters.dead_letters[verdict.kind] += 1
-        if self.counters.dead_letters[verdict.kind] == 1:
+    def _count_dead(self, kind: str, reason: str) -> None:
+        self.counters.dead_letters[kind] += 1
+        if self.counters.dead_letters[kind] == 1:
             log.warning(
                 "refused a message (%s): %s — kept in the spool's dead_letters table; "
                 "more of this kind are counted quietly",
-                verdict.kind,
-                verdict.reason,
+                kind,
+                reason,
             )
 
     # -- writing ----------------------------------------------------------------------------
@@ -232,6 +258,7 @@ class Bridge:
                     cutoff = epoch_ms(self.clock.wall() - DEAD_LETTER_DAYS * 86400)
                     if await self.spool.prune_dead_letters(cutoff):
                         log.info("dead letters older than %d days deleted", DEAD_LETTER_DAYS)
+                    await self.spool.prune_seen(epoch_ms(self.clock.wall() - SEEN_FOR_S))
                     pruned_at = self.clock.mono()
                 due_by = epoch_ms(self.clock.wall() - self.config.bridge.grace_s)
                 backlog = self.draining_since

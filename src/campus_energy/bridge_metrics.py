@@ -1,10 +1,10 @@
 """The bridge's Prometheus metrics (`campus_energy_bridge_*`).
 
-Counts the bridge already keeps (messages, readings, duplicates, dead letters,
-window writes), its connection state and the spool's contents are read when
-Prometheus scrapes (`BridgeCollector`). Sink write latency and errors, and
-how old a reading is when it arrives, are measured where they happen, by
-`BridgeMetrics`.
+Counts the bridge already keeps (messages, readings, duplicates, dead letters
+by kind and those the table's cap dropped, window writes), its connection
+state and the spool's contents are read when Prometheus scrapes
+(`BridgeCollector`). Sink write latency and errors, and how old a reading is
+when it arrives, are measured where they happen, by `BridgeMetrics`.
 """
 
 from __future__ import annotations
@@ -135,12 +135,18 @@ class BridgeCollector(Collector):
         )
         dead = CounterMetricFamily(
             PREFIX + "dead_letters",
-            "Messages refused as malformed or from unknown meters, by kind",
+            "Messages refused (malformed, implausible, span, signature, unknown meter, ...) and "
+            "conflicting readings, by kind",
             labels=["kind"],
         )
         for kind, count in sorted(dict(counters.dead_letters).items()):
             dead.add_metric([kind], count)
         yield dead
+        yield _counter(
+            "dead_letters_evicted",
+            "Old dead letters dropped to keep the table under bridge.dead_letters_max_bytes",
+            counters.dead_letters_evicted,
+        )
         yield _gauge(
             "broker_connected",
             "1 while subscribed to the MQTT broker",
@@ -166,3 +172,10 @@ class BridgeCollector(Collector):
             for kind, count in sorted(kept.items()):
                 stored.add_metric([kind], count)
             yield stored
+        size = self.exporter.ask(bridge.spool.dead_letter_bytes)
+        if size is not None:
+            yield _gauge(
+                "dead_letters_stored_bytes",
+                "What the dead_letters table holds, as counted against its cap",
+                size,
+            )

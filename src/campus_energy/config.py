@@ -77,6 +77,10 @@ class MqttConfig(_Section):
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="HMAC key: the logger signs its readings, the bridge refuses unsigned ones",
+    )
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     homeassistant_discovery: bool = False
     homeassistant_prefix: str = "homeassistant"
@@ -276,6 +280,15 @@ class BridgeConfig(_Section):
     )
     shared_group: str | None = Field(
         default=None, description="share the load with other bridges ($share/<group>/...)"
+    )
+    max_interval_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=86_400,
+        description="longest ts - interval_start of a reading (default: max_gap_s + 1 %)",
+    )
+    dead_letters_max_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=64 * 1024, description="cap of the spool's dead_letters table"
     )
     sqlite: SqliteSinkConfig = SqliteSinkConfig()
     firestore: FirestoreSinkConfig = FirestoreSinkConfig()
@@ -510,7 +523,8 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     # folder the service happens to start in.
     fix(data, "profiles_dir")
     fix(part(data, "storage"), "path", StorageConfig().path)
-    for key in ("password_file", "tls_ca_file", "tls_cert_file", "tls_key_file"):
+    secrets = ("password_file", "signing_key_file")
+    for key in (*secrets, "tls_ca_file", "tls_cert_file", "tls_key_file"):
         fix(data.get("mqtt"), key)
     bridge = part(data, "bridge")
     if bridge is not None:

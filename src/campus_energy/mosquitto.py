@@ -2,7 +2,9 @@
 
 Listens on loopback only, persists its state in its own folder (so messages
 queued for persistent sessions survive a restart), and is sized for long
-outages: a persistent session may queue up to `max_queued` messages.
+outages: a persistent session may queue up to `max_queued` messages. Like the
+production broker (deploy/mosquitto/), it drops any message larger than
+`message_size_limit` bytes of payload.
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ import subprocess
 import time
 from pathlib import Path
 
+from campus_energy.core.incoming import MAX_PAYLOAD_BYTES
 from campus_energy.errors import ServiceError
 
+# Four times the largest reading the bridge accepts: a reading too large still reaches the
+# bridge, which counts it and keeps a bounded part in its dead letters; anything larger is
+# dropped by the broker before it costs memory or disk anywhere.
+MESSAGE_SIZE_LIMIT = 4 * MAX_PAYLOAD_BYTES
 SEARCH_PATH = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
 
@@ -33,10 +40,18 @@ def port_open(host: str, port: int) -> bool:
 
 
 class Mosquitto:
-    def __init__(self, folder: Path, port: int, *, max_queued: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        port: int,
+        *,
+        max_queued: int = 1_000_000,
+        message_size_limit: int = MESSAGE_SIZE_LIMIT,
+    ) -> None:
         self.folder = folder
         self.port = port
         self.max_queued = max_queued
+        self.message_size_limit = message_size_limit  # 0: MQTT's own limit (256 MiB)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -57,6 +72,7 @@ class Mosquitto:
                     f"max_queued_messages {self.max_queued}",
                     "max_queued_bytes 0",
                     "max_inflight_messages 500",  # a subscriber that acknowledges in batches
+                    f"message_size_limit {self.message_size_limit}",
                     f"log_dest file {self.folder / 'mosquitto.log'}",
                     "",
                 ]

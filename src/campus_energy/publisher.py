@@ -5,6 +5,7 @@ reads the oldest unacknowledged readings from the store, publishes them at
 QoS 1, and moves each meter's outbox cursor past the readings the broker
 acknowledged. After a disconnect it reconnects with back-off and resumes at
 the cursor, so every stored reading reaches the broker, in order, at least once.
+With `mqtt.signing_key_file`, every reading carries its HMAC `sig`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from campus_energy.adapters.store import ReadingStore
 from campus_energy.clock import SystemClock, sleep_or_stop
 from campus_energy.config import Config, MeterConfig
 from campus_energy.core.readings import Reading
+from campus_energy.core.signatures import signed
 from campus_energy.core.timestamps import epoch_ms
 from campus_energy.core.topics import (
     logger_status_topic,
@@ -30,6 +32,7 @@ from campus_energy.core.topics import (
 )
 from campus_energy.errors import BrokerError, StoreError
 from campus_energy.outages import Outage
+from campus_energy.signing import read_signing_key
 
 log = logging.getLogger("campus_energy.publisher")
 BATCH = 500
@@ -90,6 +93,8 @@ class Publisher:
         self.clock = clock or SystemClock()
         self.meters: Mapping[str, MeterConfig] = {m.id: m for m in config.meters}
         self.prefix = config.mqtt.topic_prefix
+        key_file = config.mqtt.signing_key_file
+        self.signing_key = read_signing_key(key_file) if key_file is not None else None
         self.logger_topic = logger_status_topic(self.prefix, config.logger.id)
         self.outage = Outage("MQTT", log)  # BrokerError messages name the broker
         self.store_outage = Outage("outbox", log)
@@ -195,10 +200,11 @@ class Publisher:
     async def _publish_one(self, broker: Broker, reading: Reading) -> bool:
         meter = self.meters.get(reading.meter_id)
         building, floor = (meter.building, meter.floor) if meter else ("", "")
+        payload = reading.payload(building, floor)
+        if self.signing_key is not None:
+            payload = signed(payload, self.signing_key)
         try:
-            await broker.publish(
-                reading_topic(self.prefix, reading.meter_id), reading.payload(building, floor)
-            )
+            await broker.publish(reading_topic(self.prefix, reading.meter_id), payload)
         except BrokerError:
             return False
         return True

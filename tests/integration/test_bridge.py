@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -311,11 +312,14 @@ async def test_malformed_payloads_are_dead_lettered_while_good_ones_flow(
     spool = sqlite3.connect(tmp_path / "spool.db")
     try:
         kept = spool.execute("SELECT count(*), count(DISTINCT kind) FROM dead_letters").fetchone()
-        raw = spool.execute("SELECT payload FROM dead_letters WHERE kind = 'oversized'").fetchone()
+        raw = spool.execute(
+            "SELECT payload, size, sha256 FROM dead_letters WHERE kind = 'oversized'"
+        ).fetchone()
     finally:
         spool.close()
     assert kept[0] == 1000
-    assert len(raw[0]) == 70_000  # the raw bytes are kept
+    oversized = MALFORMED[-1]  # its first 4 KiB are kept, with its size and hash
+    assert (raw[0], raw[1], raw[2]) == (oversized[:4096], 70_000, sha256(oversized).hexdigest())
     refused = [r for r in caplog.records if "refused a message" in r.getMessage()]
     assert len(refused) == kept[1]  # logged once per kind
     balance(config, docs_of(config))

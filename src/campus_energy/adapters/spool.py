@@ -3,20 +3,39 @@
 A message is acknowledged to the broker only after its contributions are
 committed here, so a bridge killed at any moment loses nothing: on restart
 the spool is still there, and the broker redelivers what was not acknowledged.
-Duplicates (QoS 1 redelivery, a logger's outbox replay) land on the same
-primary key and are ignored. Malformed messages are kept in `dead_letters`
-with their raw bytes and the reason.
+Each reading's (meter, seq) is remembered in `readings_seen` (the bridge
+prunes it after a day) with a fingerprint of its values and the windows it
+touches. The same reading again (QoS 1 redelivery, a logger's outbox replay)
+adds nothing. A *different* reading with the same (meter, seq) whose windows
+overlap the first one's would silently take or lose its place: it is kept in
+`dead_letters` as a "conflict" instead (the first one counts; `reconcile`
+against the logger's store decides).
+
+Refused messages are kept in `dead_letters` with the reason, the first
+`DEAD_LETTER_PREFIX_BYTES` of the payload, its size and SHA-256; the table is
+capped at `max_dead_letter_bytes`, the oldest dropped first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from campus_energy.adapters.sqlite import SqliteFile, transaction
+from campus_energy.core.incoming import fingerprint
+from campus_energy.core.timestamps import iso_utc
 from campus_energy.core.windows import Contribution, IncomingReading
 from campus_energy.errors import SpoolError
+
+DEAD_LETTER_PREFIX_BYTES = 4096  # of a refused payload, kept (with its size and SHA-256)
+DEAD_LETTER_TOPIC_CHARS = 512
+DEAD_LETTER_REASON_CHARS = 500
+DEAD_LETTER_ROW_BYTES = 128  # counted per row on top of payload, topic and reason
+DEFAULT_DEAD_LETTER_BYTES = 16 * 1024 * 1024
+_DEAD_COST = f"length(payload) + length(topic) + length(reason) + {DEAD_LETTER_ROW_BYTES}"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS contributions (
@@ -45,10 +64,24 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     kind TEXT NOT NULL,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    size INTEGER,
+    sha256 TEXT
 );
-CREATE INDEX IF NOT EXISTS dead_letters_by_kind ON dead_letters (kind)
+CREATE INDEX IF NOT EXISTS dead_letters_by_kind ON dead_letters (kind);
+CREATE TABLE IF NOT EXISTS readings_seen (
+    meter_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    fingerprint BLOB NOT NULL,
+    first_window_ms INTEGER NOT NULL,
+    last_window_ms INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    PRIMARY KEY (meter_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS readings_seen_by_time ON readings_seen (received_ms)
 """
+# Columns added after the first release, for spools made before them: (table, column, type).
+_ADDED_COLUMNS = (("dead_letters", "size", "INTEGER"), ("dead_letters", "sha256", "TEXT"))
 
 _COLUMNS = (
     "meter_id",
@@ -67,11 +100,50 @@ _COLUMNS = (
 
 @dataclass(frozen=True)
 class DeadLetter:
+    """A refused message as received (the spool keeps a bounded part of it)."""
+
     received_ms: int
     topic: str
     payload: bytes
     kind: str
     reason: str
+
+    def row(self) -> tuple[int, str, bytes, str, str, int, str]:
+        """The row kept: topic, payload and reason cut to their bounds, plus size and SHA-256."""
+        return (
+            self.received_ms,
+            self.topic[:DEAD_LETTER_TOPIC_CHARS],
+            self.payload[:DEAD_LETTER_PREFIX_BYTES],
+            self.kind,
+            self.reason[:DEAD_LETTER_REASON_CHARS],
+            len(self.payload),
+            hashlib.sha256(self.payload).hexdigest(),
+        )
+
+
+def _cost(row: tuple[int, str, bytes, str, str, int, str]) -> int:
+    """A kept row as counted against the cap (the same sum as `_DEAD_COST` in SQL)."""
+    return len(row[2]) + len(row[1]) + len(row[4]) + DEAD_LETTER_ROW_BYTES
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A valid reading, the window contributions cut from it, and the message it came in."""
+
+    reading: IncomingReading
+    items: Sequence[Contribution]
+    topic: str
+    payload: bytes
+
+
+@dataclass
+class Recorded:
+    """What a batch did to the spool."""
+
+    added: int = 0  # new window contributions
+    duplicates: int = 0  # contributions of readings already received (redeliveries)
+    conflicts: list[DeadLetter] = field(default_factory=list)  # kept as dead letters
+    evicted: int = 0  # old dead letters dropped to keep the table under its cap
 
 
 def _row(c: Contribution) -> tuple[object, ...]:
@@ -90,11 +162,58 @@ def _row(c: Contribution) -> tuple[object, ...]:
     )
 
 
+def _insert(conn: sqlite3.Connection, items: Iterable[Contribution]) -> int:
+    before = conn.total_changes
+    conn.executemany(
+        f"INSERT OR IGNORE INTO contributions ({', '.join(_COLUMNS)}) "
+        f"VALUES ({', '.join('?' for _ in _COLUMNS)})",
+        [_row(c) for c in items],
+    )
+    return conn.total_changes - before
+
+
+def _place(conn: sqlite3.Connection, readings: Iterable[IncomingReading]) -> None:
+    conn.executemany(
+        "INSERT INTO meters (meter_id, building, floor) VALUES (?, ?, ?) "
+        "ON CONFLICT (meter_id) DO UPDATE SET building = excluded.building, "
+        "floor = excluded.floor",
+        {(r.meter_id, r.building, r.floor) for r in readings},
+    )
+
+
+def _dead_bytes(conn: sqlite3.Connection) -> int:
+    found = conn.execute(f"SELECT coalesce(sum({_DEAD_COST}), 0) FROM dead_letters")
+    return int(found.fetchone()[0])
+
+
+def _conflict(arrival: Arrival, seen: tuple[bytes, int], received_ms: int) -> DeadLetter:
+    first, first_ms = seen
+    r = arrival.reading
+    reason = (
+        f"seq {r.seq} of meter {r.meter_id} was received at {iso_utc(first_ms)} with other "
+        f"values (fingerprint {first.hex()}); the first one counts, this one is kept here"
+    )
+    return DeadLetter(received_ms, arrival.topic, arrival.payload, "conflict", reason)
+
+
 class Spool(SqliteFile):
     label = "spool"
     error = SpoolError
     schema = SCHEMA
     synchronous = "FULL"  # an acknowledged message must survive power loss
+
+    def __init__(self, path: Path, *, max_dead_letter_bytes: int = DEFAULT_DEAD_LETTER_BYTES):
+        super().__init__(path)
+        self.max_dead_letter_bytes = max_dead_letter_bytes
+        self._dead_bytes: int | None = None  # what dead_letters holds (counted once, then kept)
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        super()._prepare(conn)
+        with transaction(conn):
+            for table, column, kind in _ADDED_COLUMNS:
+                have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     async def add(
         self,
@@ -102,31 +221,96 @@ class Spool(SqliteFile):
         items: Sequence[Contribution],
         dead: Sequence[DeadLetter] = (),
     ) -> int:
-        """Record a batch in one transaction; returns how many contributions were new."""
+        """Store contributions as they are (no conflict check); returns how many were new."""
 
         def work(conn: sqlite3.Connection) -> int:
             with transaction(conn):
-                before = conn.total_changes
-                conn.executemany(
-                    f"INSERT OR IGNORE INTO contributions ({', '.join(_COLUMNS)}) "
-                    f"VALUES ({', '.join('?' for _ in _COLUMNS)})",
-                    [_row(c) for c in items],
-                )
-                added = conn.total_changes - before
-                conn.executemany(
-                    "INSERT INTO meters (meter_id, building, floor) VALUES (?, ?, ?) "
-                    "ON CONFLICT (meter_id) DO UPDATE SET building = excluded.building, "
-                    "floor = excluded.floor",
-                    {(r.meter_id, r.building, r.floor) for r in readings},
-                )
-                conn.executemany(
-                    "INSERT INTO dead_letters (received_ms, topic, payload, kind, reason) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [(d.received_ms, d.topic, d.payload, d.kind, d.reason) for d in dead],
-                )
-                return added
+                added = _insert(conn, items)
+                _place(conn, readings)
+                _, total = self._bury(conn, dead)
+            self._dead_bytes = total
+            return added
 
         return await self._call(work)
+
+    async def record(
+        self, arrivals: Sequence[Arrival], dead: Sequence[DeadLetter], received_ms: int
+    ) -> Recorded:
+        """Record a batch of received messages in one transaction.
+
+        A reading already received adds nothing; a different reading with the same
+        (meter, seq) and overlapping windows becomes a "conflict" dead letter.
+        """
+
+        def work(conn: sqlite3.Connection) -> Recorded:
+            done = Recorded()
+            kept: list[IncomingReading] = []
+            with transaction(conn):
+                for arrival in arrivals:
+                    r = arrival.reading
+                    windows = [c.window_start_ms for c in arrival.items]
+                    first, last = min(windows), max(windows)
+                    mark = fingerprint(r)
+                    seen = conn.execute(
+                        "SELECT fingerprint, first_window_ms, last_window_ms, received_ms "
+                        "FROM readings_seen WHERE meter_id = ? AND seq = ?",
+                        (r.meter_id, r.seq),
+                    ).fetchone()
+                    if seen is None:
+                        conn.execute(
+                            "INSERT INTO readings_seen VALUES (?, ?, ?, ?, ?, ?)",
+                            (r.meter_id, r.seq, mark, first, last, received_ms),
+                        )
+                    elif seen[0] == mark:
+                        done.duplicates += len(arrival.items)
+                        continue
+                    elif first <= seen[2] and seen[1] <= last:
+                        done.conflicts.append(_conflict(arrival, (seen[0], seen[3]), received_ms))
+                        continue
+                    added = _insert(conn, arrival.items)
+                    done.added += added
+                    done.duplicates += len(arrival.items) - added
+                    kept.append(r)
+                _place(conn, kept)
+                done.evicted, total = self._bury(conn, [*dead, *done.conflicts])
+            self._dead_bytes = total
+            return done
+
+        return await self._call(work)
+
+    def _bury(self, conn: sqlite3.Connection, dead: Sequence[DeadLetter]) -> tuple[int, int | None]:
+        """Insert dead letters, then drop the oldest beyond the cap.
+
+        Runs inside the caller's transaction; returns how many were dropped and the bytes
+        the table then holds, for the caller to keep once the transaction has committed.
+        """
+        if not dead:
+            return 0, self._dead_bytes
+        total = _dead_bytes(conn) if self._dead_bytes is None else self._dead_bytes
+        self._dead_bytes = None  # unknown until the transaction commits
+        rows = [d.row() for d in dead]
+        conn.executemany(
+            "INSERT INTO dead_letters (received_ms, topic, payload, kind, reason, size, sha256) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        total += sum(_cost(row) for row in rows)
+        evicted = 0
+        while total > self.max_dead_letter_bytes:
+            oldest = conn.execute(
+                f"SELECT id, {_DEAD_COST} FROM dead_letters ORDER BY id LIMIT 1000"
+            ).fetchall()
+            upto = None
+            for row_id, cost in oldest:
+                total -= cost
+                evicted += 1
+                upto = row_id
+                if total <= self.max_dead_letter_bytes:
+                    break
+            if upto is None:
+                break
+            conn.execute("DELETE FROM dead_letters WHERE id <= ?", (upto,))
+        return evicted, total
 
     async def due(self, before_ms: int | None, window_ms: int, limit: int) -> list[tuple[str, int]]:
         """(meter_id, window_start_ms) of windows ending at or before `before_ms` (None: all)."""
@@ -197,11 +381,31 @@ class Spool(SqliteFile):
 
         def work(conn: sqlite3.Connection) -> int:
             with transaction(conn):
-                return conn.execute(
+                gone: int = conn.execute(
                     "DELETE FROM dead_letters WHERE received_ms < ?", (before_ms,)
                 ).rowcount
+            if gone:
+                self._dead_bytes = None
+            return gone
 
         return await self._call(work)
+
+    async def prune_seen(self, before_ms: int) -> int:
+        """Forget the (meter, seq) of readings received before `before_ms`; returns how many."""
+
+        def work(conn: sqlite3.Connection) -> int:
+            with transaction(conn):
+                gone: int = conn.execute(
+                    "DELETE FROM readings_seen WHERE received_ms < ?", (before_ms,)
+                ).rowcount
+                return gone
+
+        return await self._call(work)
+
+    async def dead_letter_bytes(self) -> int:
+        """What the dead_letters table holds, as counted against its cap."""
+
+        return await self._call(_dead_bytes)
 
     async def dead_letter_counts(self) -> dict[str, int]:
         def work(conn: sqlite3.Connection) -> dict[str, int]:

@@ -12,6 +12,8 @@ import csv
 import hashlib
 import io
 import json
+import logging
+import math
 import os
 import threading
 import time
@@ -24,6 +26,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Flask, Response, g, request
+from flask.json.provider import DefaultJSONProvider
 
 from campus_energy.api.metrics import Metrics
 from campus_energy.api.openapi import openapi_document
@@ -51,6 +54,7 @@ from campus_energy.core.rollups import hour_of
 from campus_energy.core.timestamps import iso_utc
 from campus_energy.errors import CampusEnergyError, SourceError
 
+log = logging.getLogger("campus_energy.api")
 CACHE_ENTRIES = 256
 CACHE_BODY_MAX = 256 * 1024  # larger answers are recomputed rather than kept
 MAX_ROWS = 200_000  # source rows one series request may read (steps × meters)
@@ -141,7 +145,8 @@ def create_app(
     """The API. With no config, it is read as every command reads it (environment, file)."""
     config = config or load_config(None, os.environ)
     app = Flask(__name__, static_folder="static", static_url_path="/static")
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = _StrictJSONProvider(app)
+    app.json.sort_keys = False
     campus = Campus(config, source or open_source(config), clock)
     metrics = Metrics()
     app.extensions["campus_energy"] = campus
@@ -174,6 +179,18 @@ def create_app(
         if isinstance(exc, SourceError):
             metrics.source_errors.inc()
         return _json({"error": str(exc)}), 503
+
+    unrepresentable_logged: set[str] = set()  # endpoints whose failure is logged already
+
+    @app.errorhandler(Unrepresentable)
+    def unrepresentable(exc: Unrepresentable) -> tuple[Response, int]:
+        endpoint = request.url_rule.rule if request.url_rule else request.path[:100]
+        with campus.lock:
+            first = endpoint not in unrepresentable_logged
+            unrepresentable_logged.add(endpoint)
+        if first:  # then quietly: every request for it would log the same
+            log.error("%s: %s; answered 503", endpoint, exc)
+        return _json({"error": "the answer cannot be computed from the stored windows"}), 503
 
     @app.errorhandler(404)
     def missing(_: Exception) -> tuple[Response, int]:
@@ -216,9 +233,7 @@ def create_app(
         return response
 
     def as_json(build: Callable[[], dict[str, Any]]) -> Response:
-        return cached(
-            lambda: (json.dumps(build(), separators=(",", ":")).encode(), "application/json")
-        )
+        return cached(lambda: (_dumps(build()), "application/json"))
 
     # --- endpoints -----------------------------------------------------------------------------
 
@@ -445,6 +460,9 @@ def create_app(
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow(["t", "energy_wh", "avg_power_w", "coverage"])
             for p in points():
+                numbers = [p["energy_wh"], p["avg_power_w"], p["coverage"]]
+                if not all(v is None or math.isfinite(v) for v in numbers):
+                    raise Unrepresentable(f"a step at {p['t']} holds {numbers}")
                 power = "" if p["avg_power_w"] is None else p["avg_power_w"]
                 writer.writerow([p["t"], p["energy_wh"], power, p["coverage"]])
             return out.getvalue().encode(), "text/csv"
@@ -477,5 +495,25 @@ def _health_detail(meters: list[MeterLatest], online: list[MeterLatest]) -> str:
     return f"{len(silent)} of {len(meters)} meters not reporting: {named}"
 
 
+class Unrepresentable(CampusEnergyError):
+    """An answer holds a number JSON cannot carry (NaN, ±Infinity): a corrupt stored window."""
+
+
+class _StrictJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, refusing NaN and ±Infinity (which no JSON parser reads back)."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        kwargs.setdefault("allow_nan", False)
+        return super().dumps(obj, **kwargs)
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    """Compact JSON; Unrepresentable when a number is NaN or infinite."""
+    try:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError as exc:  # "Out of range float values are not JSON compliant"
+        raise Unrepresentable(f"a value JSON cannot represent: {exc}") from None
+
+
 def _json(body: dict[str, Any]) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), mimetype="application/json")
+    return Response(_dumps(body), mimetype="application/json")

@@ -1,26 +1,83 @@
 """Validating a reading that arrives over MQTT: a clean `IncomingReading` or a `Malformed` verdict.
 
-Pure: the time it is now comes in as an argument.
+Beyond its form (JSON, schema, types, timestamps), a reading must be
+plausible for its meter (`Limits`, from the meter's configuration and profile):
+
+- `|power_w|` at most the meter's `max_power_w`;
+- `ts - interval_start` at most the meter's longest integrated interval
+  (`max_gap_s`, plus `SPAN_SLACK`), so one reading is split across a bounded
+  number of windows (kind "span");
+- `energy_wh` at most `max_power_w` over that interval, times
+  `ENERGY_FACTOR`; with no `interval_start`, over the longest interval;
+- every optional number within `BOUNDS` (kind "implausible").
+
+When a signing key is given, the payload must carry a valid `sig`
+(`core.signatures`; kind "signature").
+
+Pure: the time it is now, the limits and the key come in as arguments.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from campus_energy.core.energy import SLEW, UWH_PER_WH
 from campus_energy.core.readings import PAYLOAD_SCHEMA
+from campus_energy.core.signatures import signature_problem
 from campus_energy.core.windows import IncomingReading
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 EARLIEST_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 FUTURE_TOLERANCE_MS = 3_600_000  # a logger's clock may run this far ahead of ours
-LONGEST_INTERVAL_MS = 86_400_000  # no logger integrates across more than a day
 MAX_SEQ = 2**63 - 1
 OPTIONAL_NUMBERS = ("voltage_v", "current_a", "power_factor", "frequency_hz", "energy_total_wh")
+# Physical bounds of the optional numbers (inclusive); a value outside is implausible.
+BOUNDS: Mapping[str, tuple[float, float]] = {
+    "voltage_v": (0.0, 1e6),
+    "current_a": (-1e6, 1e6),
+    "power_factor": (-1.0, 1.0),
+    "frequency_hz": (0.0, 1000.0),
+    "energy_total_wh": (0.0, MAX_SEQ / UWH_PER_WH),  # the logger counts whole µWh in 64 bits
+}
+CEILING_POWER_W = 1e9  # |power| of a meter without a configured or profile limit
+FALLBACK_INTERVAL_S = 3600.0  # longest interval of a meter the configuration does not list
+SPAN_SLACK = 0.01  # ts - interval_start may exceed the meter's max_gap_s by 1 %: clock rates
+# The logger measures an interval on the monotonic clock but stamps readings with the wall
+# clock; after the wall clock is stepped back its stamps advance at (1 - SLEW) of real time,
+# so an interval's energy may cover up to 1 / (1 - SLEW) times its span of stamps. On top:
+# 1 % for clock rates and rounding, and one µWh (the logger's unit).
+ENERGY_FACTOR = (1 + SPAN_SLACK) / (1 - SLEW)
+ENERGY_ROUNDING_WH = 1 / UWH_PER_WH
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one meter can plausibly send: its largest |power| and longest integrated interval."""
+
+    max_power_w: float = CEILING_POWER_W
+    max_interval_s: float = FALLBACK_INTERVAL_S
+
+    @classmethod
+    def of(cls, max_power_w: float | None, max_gap_s: float, bound_s: float | None) -> Limits:
+        """A meter's limits: its power limit (None: the ceiling) and `max_gap_s` with slack,
+        or `bound_s` (the bridge's `max_interval_s`) when one is configured."""
+        return cls(
+            max_power_w=CEILING_POWER_W if max_power_w is None else max_power_w,
+            max_interval_s=bound_s if bound_s is not None else max_gap_s * (1 + SPAN_SLACK),
+        )
+
+    def max_energy_wh(self, span_s: float) -> float:
+        """The most energy an interval of `span_s` seconds of timestamps can hold."""
+        return self.max_power_w * span_s / 3600 * ENERGY_FACTOR + ENERGY_ROUNDING_WH
+
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
@@ -80,8 +137,41 @@ def parse_time_ms(value: Any, key: str) -> int:
     return round(moment.timestamp() * 1000)
 
 
+def _within(key: str, value: float | None, low: float, high: float) -> None:
+    if value is not None and not low <= value <= high:
+        raise _Refused("implausible", f"{key!r} is {value:g}, outside [{low:g}, {high:g}]")
+
+
+def _plausible(
+    energy: float, power: float | None, start_ms: int | None, ts_ms: int, limits: Limits
+) -> None:
+    if start_ms is not None and ts_ms - start_ms > limits.max_interval_s * 1000:
+        raise _Refused(
+            "span",
+            f"'interval_start' is {(ts_ms - start_ms) / 1000:g} s before 'ts' "
+            f"(at most {limits.max_interval_s:g} s)",
+        )
+    ceiling = limits.max_power_w
+    _within("power_w", power, -ceiling, ceiling)
+    span_s = limits.max_interval_s if start_ms is None else (ts_ms - start_ms) / 1000
+    most = limits.max_energy_wh(span_s)
+    if energy > most:
+        raise _Refused(
+            "implausible",
+            f"'energy_wh' is {energy:g}, more than {ceiling:g} W can deliver in {span_s:g} s "
+            f"({most:g} Wh)",
+        )
+
+
 def _parse(
-    topic: str, raw: bytes, prefix: str, now_ms: int, meters: Collection[str] | None
+    topic: str,
+    raw: bytes,
+    prefix: str,
+    now_ms: int,
+    meters: Collection[str] | None,
+    limits: Mapping[str, Limits],
+    fallback: Limits,
+    key: bytes | None,
 ) -> IncomingReading:
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise _Refused("oversized", f"{len(raw)} bytes (at most {MAX_PAYLOAD_BYTES})")
@@ -91,19 +181,25 @@ def _parse(
         raise _Refused("not-json", f"not JSON: {str(exc)[:200]}") from None
     if not isinstance(body, dict):
         raise _Refused("not-object", f"a JSON {type(body).__name__}, not an object")
+    if key is not None:
+        problem = signature_problem(body, key)
+        if problem is not None:
+            raise _Refused("signature", problem)
     schema = body.get("schema")
     if type(schema) is not int or schema != PAYLOAD_SCHEMA:
-        raise _Refused("schema", f"schema {body.get('schema')!r}, expected {PAYLOAD_SCHEMA}")
+        raise _Refused(
+            "schema", f"schema {str(body.get('schema'))[:40]!r}, expected {PAYLOAD_SCHEMA}"
+        )
     meter_id = body.get("meter_id")
     if not isinstance(meter_id, str) or not meter_id:
         raise _Refused("missing", "'meter_id' is missing")
     if topic != f"{prefix}/{meter_id}/reading":
-        raise _Refused("topic", f"meter {meter_id!r} published on {topic!r}")
+        raise _Refused("topic", f"meter {meter_id[:80]!r} published on {topic[:200]!r}")
     if meters is not None and meter_id not in meters:
-        raise _Refused("unknown-meter", f"meter {meter_id!r} is not configured")
+        raise _Refused("unknown-meter", f"meter {meter_id[:80]!r} is not configured")
     seq = body.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_SEQ:
-        raise _Refused("types", f"'seq' must be a positive integer, got {seq!r}")
+        raise _Refused("types", f"'seq' must be a positive integer, got {str(seq)[:40]!r}")
     if "ts" not in body:
         raise _Refused("missing", "'ts' is missing")
     ts_ms = parse_time_ms(body["ts"], "ts")
@@ -115,14 +211,15 @@ def _parse(
     start_ms = None if start is None else parse_time_ms(start, "interval_start")
     if start_ms is not None and start_ms >= ts_ms:
         raise _Refused("timestamp", "'interval_start' is not before 'ts'")
-    if start_ms is not None and ts_ms - start_ms > LONGEST_INTERVAL_MS:
-        raise _Refused("timestamp", "'interval_start' is more than a day before 'ts'")
     energy = _number(body, "energy_wh", required=True)
     assert energy is not None
     if energy < 0:
         raise _Refused("types", f"'energy_wh' is negative: {energy}")
     power = _number(body, "power_w", required=True)
     values = {key: _number(body, key, required=False) for key in OPTIONAL_NUMBERS}
+    _plausible(energy, power, start_ms, ts_ms, limits.get(meter_id, fallback))
+    for name, (low, high) in BOUNDS.items():
+        _within(name, values[name], low, high)
     return IncomingReading(
         meter_id=meter_id,
         ts_ms=ts_ms,
@@ -146,13 +243,41 @@ def parse_reading(
     prefix: str,
     now_ms: int,
     meters: Collection[str] | None = None,
+    limits: Mapping[str, Limits] | None = None,
+    fallback: Limits = DEFAULT_LIMITS,
+    key: bytes | None = None,
 ) -> IncomingReading | Malformed:
-    """Validate one `<prefix>/<meter_id>/reading` message (`meters`: the known ids, or None)."""
+    """Validate one `<prefix>/<meter_id>/reading` message.
+
+    `meters`: the known ids (None: any meter); `limits`: per meter (a meter not in it
+    gets `fallback`); `key`: the signing key (None: a `sig` is ignored).
+    """
     try:
-        return _parse(topic, raw, prefix, now_ms, meters)
+        return _parse(topic, raw, prefix, now_ms, meters, limits or {}, fallback, key)
     except _Refused as refused:
         return refused.verdict
     except RecursionError:
         return Malformed("not-json", "nested too deeply")
     except (ValueError, TypeError, OverflowError) as exc:  # never a crash on bad input
         return Malformed("types", str(exc)[:200])
+
+
+def fingerprint(reading: IncomingReading) -> bytes:
+    """16 bytes that differ between two readings with different values (not place names).
+
+    Two messages with the same (meter, seq) and the same fingerprint are one reading
+    delivered twice; with different fingerprints they conflict.
+    """
+    values = [
+        reading.meter_id,
+        reading.seq,
+        reading.ts_ms,
+        reading.interval_start_ms,
+        reading.energy_wh,
+        reading.power_w,
+        reading.voltage_v,
+        reading.current_a,
+        reading.power_factor,
+        reading.frequency_hz,
+    ]
+    return hashlib.sha256(json.dumps(values).encode()).digest()[:16]
