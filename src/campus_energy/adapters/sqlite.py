@@ -2,13 +2,19 @@
 
 The logger's store, the bridge's spool and the SQLite window sink are each a
 `SqliteFile`: WAL mode, a schema created on first use and checked for its
-version, and every sqlite3 failure turned into the owner's error type.
+version, and every sqlite3 failure turned into the owner's error type. A file
+whose class sets `integrity_budget_s` is checked with `PRAGMA quick_check`
+when it is opened, for at most that long: a damaged file is refused before
+anything is written to it, with the way to rebuild it in the message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import shlex
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -18,6 +24,60 @@ from typing import TypeVar
 from campus_energy.errors import CampusEnergyError
 
 T = TypeVar("T")
+log = logging.getLogger("campus_energy.sqlite")
+DAMAGED_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+PROGRESS_EVERY = 1_000  # SQLite virtual-machine steps between two looks at the clock
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether an sqlite3 error says the file is damaged (malformed, or not a database)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in DAMAGED_CODES
+
+
+def recovery_hint(path: Path) -> str:
+    """How to rebuild a damaged file, for people: keep it, copy out what reads, check the copy."""
+    where, rebuilt = shlex.quote(str(path)), shlex.quote(f"{path}.recovered")
+    return (
+        f"stop what uses it, keep a copy, then rebuild it: sqlite3 {where} .recover | "
+        f"sqlite3 {rebuilt} — or, where sqlite3 has no .recover (Debian 12): sqlite3 {where} "
+        f".dump | sed '$s/^ROLLBACK; -- due to errors$/COMMIT;/' | sqlite3 {rebuilt} — check "
+        f"it (sqlite3 {rebuilt} 'PRAGMA quick_check') and put it in place, or restore a backup"
+    )
+
+
+def quick_check(conn: sqlite3.Connection, budget_s: float | None) -> list[str] | None:
+    """The problems `PRAGMA quick_check` finds (empty: none), or None when `budget_s` ran out.
+
+    A damaged header or schema makes SQLite refuse the statement itself: that is
+    reported as the one problem found.
+    """
+    if budget_s is not None:
+        end = time.monotonic() + budget_s
+        conn.set_progress_handler(lambda: int(time.monotonic() > end), PROGRESS_EVERY)
+    try:
+        rows = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
+    except sqlite3.OperationalError as exc:
+        if budget_s is not None and "interrupted" in str(exc):
+            return None
+        raise
+    except sqlite3.DatabaseError as exc:
+        if is_damage(exc):
+            return [str(exc)]
+        raise
+    finally:
+        if budget_s is not None:
+            conn.set_progress_handler(None, 0)
+    if rows == ["ok"]:
+        return []
+    return [line for row in rows for line in row.splitlines() if line.strip()]
+
+
+def damage_summary(problems: list[str]) -> str:
+    """'3 problems, the first: …' (SQLite's '*** in database main ***' headings skipped)."""
+    first = next((p for p in problems if not p.startswith("***")), problems[0])
+    count = len(problems)
+    return f"{count} problem{'' if count == 1 else 's'}, the first: {first}"
 
 
 @contextmanager
@@ -46,6 +106,7 @@ class SqliteFile:
     schema = ""
     schema_version = 1
     synchronous = "FULL"  # a committed row survives power loss
+    integrity_budget_s: float | None = None  # quick_check at open for at most this long (None: no)
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -68,6 +129,10 @@ class SqliteFile:
             error = self.error
             if self.full_error and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
                 error = self.full_error
+            if is_damage(exc):
+                raise error(
+                    f"{self.label} {self.path} is damaged ({exc}): {recovery_hint(self.path)}"
+                ) from None
             raise error(f"{self.label} {self.path}: {exc}") from None
 
     def _connect(self) -> sqlite3.Connection:
@@ -77,13 +142,34 @@ class SqliteFile:
             raise self.error(
                 f"{self.label} {self.path}: cannot create its folder: {exc.strerror}"
             ) from None
+        existed = self.path.is_file() and self.path.stat().st_size > 0
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         try:
+            if existed and self.integrity_budget_s is not None:
+                self._check(conn, self.integrity_budget_s)
             self._prepare(conn)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _check(self, conn: sqlite3.Connection, budget_s: float) -> None:
+        """Refuse a damaged file before anything is written to it (at most `budget_s` spent)."""
+        problems = quick_check(conn, budget_s)
+        if problems is None:
+            log.warning(
+                "%s %s: its integrity check (PRAGMA quick_check) did not finish within %g s and "
+                "was left there; run `campus-energy doctor` to check the whole file",
+                self.label,
+                self.path,
+                budget_s,
+            )
+        elif problems:
+            raise self.error(
+                f"{self.label} {self.path} is damaged (PRAGMA quick_check: "
+                f"{damage_summary(problems)}); nothing was written to it. "
+                f"To rebuild it: {recovery_hint(self.path)}"
+            )
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA journal_mode=WAL")

@@ -18,6 +18,10 @@ outbox is bounded by the disk, not by memory. When the disk is full,
 `commit_making_room` deletes the oldest readings the broker has acknowledged
 to keep the newest. All access goes through one thread that owns the
 connection: one writer per file.
+
+When it is opened the file is checked with `PRAGMA quick_check` for at most
+`INTEGRITY_BUDGET_S` (a warm file of a few GB; the rest is left to `doctor`):
+a damaged store is refused before a reading is appended to it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from campus_energy.errors import StoreError, StoreFullError
 SCHEMA_VERSION = 1
 RETENTION_CHUNK = 10_000
 MAKE_ROOM_SHARE = 0.01  # a full disk: delete this share of the published readings, until it fits
+INTEGRITY_BUDGET_S = 10.0  # quick_check at open: ~350 MB/s from the page cache, far less cold
 
 # field name -> column of `samples` (integer steps of core.resolution)
 COLUMNS: dict[str, str] = {
@@ -216,6 +221,7 @@ class ReadingStore(SqliteFile):
     full_error = StoreFullError
     schema = SCHEMA
     schema_version = SCHEMA_VERSION
+    integrity_budget_s = INTEGRITY_BUDGET_S
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
