@@ -40,7 +40,7 @@ def digest(path: Path) -> str:
 def damage(db: Path, table: str) -> int:
     """Overwrite the middle leaf page of `table` with garbage; the page's number."""
     assert not Path(f"{db}-wal").exists(), "the store must be checkpointed (closed) first"
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"file:{db}?immutable=1", uri=True)  # leaves no -wal or -shm behind
     try:
         size = conn.execute("PRAGMA page_size").fetchone()[0]
         pages = [
@@ -168,3 +168,45 @@ async def test_an_integrity_check_out_of_time_is_said_and_the_store_opens(
         f"store {db}: its integrity check (PRAGMA quick_check) did not finish within 0 s and was "
         "left there; run `campus-energy doctor` to check the whole file"
     ]
+
+
+# --- fix-db -------------------------------------------------------------------------------------
+
+
+def fix_db(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CLI), "fix-db", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize("table", ["gaps", "samples"])
+@pytest.mark.parametrize("apply", [False, True], ids=["dry-run", "apply"])
+def test_fix_db_says_the_store_is_damaged(
+    table: str, apply: bool, store_files: tuple[Path, Path]
+) -> None:
+    """Before: with a page of `gaps` damaged fix-db said "no problems found" for every meter and
+    exited 0; with one of `samples` it died with a sqlite3.DatabaseError traceback."""
+    config, db = store_files
+    damage(db, table)
+    before = digest(db)
+    result = fix_db("-c", str(config), *(["--apply"] if apply else []))
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith(f"campus-energy: store {db} is damaged (PRAGMA quick_check: ")
+    assert "fix-db mends timestamps, not damaged pages, and changed nothing" in result.stderr
+    assert f"sqlite3 {db} .recover | sqlite3 {db}.recovered" in result.stderr
+    assert "no problems found" not in result.stdout
+    assert "Traceback" not in result.stderr
+    assert digest(db) == before
+    assert sorted(p.name for p in db.parent.iterdir()) == [db.name]  # no backup, no journal
+
+
+def test_fix_db_on_a_file_that_is_no_database_names_the_rebuild(
+    store_files: tuple[Path, Path],
+) -> None:
+    config, db = store_files
+    with db.open("r+b") as file:
+        file.write(random.Random(PAGE_SEED).randbytes(100))  # the header
+    result = fix_db("-c", str(config))
+    assert result.returncode == 1
+    assert f"store {db} is damaged (file is not a database): stop what uses it" in result.stderr
+    assert "Traceback" not in result.stderr

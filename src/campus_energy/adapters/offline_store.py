@@ -6,7 +6,8 @@ does: `OfflineStore.open(path, exclusive=True)` takes SQLite's exclusive lock
 it at once while any other process has the file open — a running logger, the
 dashboard, an `sqlite3` shell — and, once held, it keeps every other process
 out until `close()`. Every sqlite3 failure becomes a StoreError
-(StoreBusyError when the file is in use).
+(StoreBusyError when the file is in use); `check_integrity` refuses a damaged
+file, whose pages fix-db cannot mend, with the way to rebuild it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from campus_energy.adapters.sqlite import transaction
+from campus_energy.adapters.sqlite import (
+    damage_summary,
+    is_damage,
+    quick_check,
+    recovery_hint,
+    transaction,
+)
 from campus_energy.core.repair import Change, EnergyFix, MeterPlan, Raw, Row
 from campus_energy.core.resolution import from_steps
 from campus_energy.errors import StoreBusyError, StoreError
@@ -91,7 +98,7 @@ class OfflineStore:
             conn.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
                 raise StoreBusyError(_busy_message(path)) from None
-            raise StoreError(f"store {path}: {exc}") from None
+            raise failure(path, exc) from None
         except BaseException:
             conn.close()
             raise
@@ -110,6 +117,19 @@ class OfflineStore:
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
         self._conn.close()
+
+    def check_integrity(self) -> None:
+        """`PRAGMA quick_check` of the whole file; a StoreError naming the rebuild when damaged."""
+        try:
+            problems = quick_check(self._conn, None)
+        except sqlite3.Error as exc:
+            raise failure(self.path, exc) from None
+        if problems:
+            raise StoreError(
+                f"store {self.path} is damaged (PRAGMA quick_check: {damage_summary(problems)}); "
+                "fix-db mends timestamps, not damaged pages, and changed nothing. "
+                f"To rebuild it: {recovery_hint(self.path)}"
+            )
 
     def _check_schema(self) -> None:
         tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master")}
@@ -314,6 +334,13 @@ class OfflineStore:
             if new != (start, end):
                 moved.append((start, end, *new))
         return moved
+
+
+def failure(path: Path, exc: sqlite3.Error) -> StoreError:
+    """An sqlite3 failure on the store for people (a damaged file with the way to rebuild it)."""
+    if is_damage(exc):
+        return StoreError(f"store {path} is damaged ({exc}): {recovery_hint(path)}")
+    return StoreError(f"store {path}: {exc}")
 
 
 def _busy_message(path: Path) -> str:

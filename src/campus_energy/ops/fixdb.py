@@ -5,6 +5,9 @@ the clock was set or ahead of it, local time stored as UTC, seconds or text
 where milliseconds belong, spans out of order, duplicates), how many readings,
 where they would move and what becomes of their energy. Nothing is written.
 
+The store's pages are checked first (`PRAGMA quick_check`): a damaged file is
+reported with the way to rebuild it, and nothing else is done (exit code 1).
+
 --apply needs the logger stopped: the store is opened exclusively (refused
 while any other process has it open), copied with SQLite's online backup (next
 to it with a UTC time suffix, or to --backup PATH), and every change is made in
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +27,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from campus_energy.adapters.offline_store import OfflineStore, Repair, StoredMeter
+from campus_energy.adapters.offline_store import OfflineStore, Repair, StoredMeter, failure
 from campus_energy.config import Config, load_config
 from campus_energy.core.repair import (
     NOT_BEFORE_MS,
@@ -106,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     busy = not args.apply and OfflineStore.in_use(path)
     store = OfflineStore.open(path, exclusive=args.apply)
     try:
+        store.check_integrity()
         reports = [
             survey_meter(store, meter, config, zone, not_before, now_ms) for meter in store.meters()
         ]
@@ -124,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"repaired {_count_of(len(work), 'meter')} in one transaction")
         elif args.apply:
             print("nothing to repair: no backup made, nothing changed")
+    except sqlite3.Error as exc:  # damage quick_check cannot see, met while reading
+        raise failure(path, exc) from None
     finally:
         store.close()
     refused = any(r.repair.plan.refused for r in reports)
