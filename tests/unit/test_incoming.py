@@ -1,4 +1,5 @@
-"""Validating MQTT readings: the logger's payload parses back; everything else is a `Malformed`."""
+"""Validating MQTT readings: the logger's payload parses back; everything else is a `Malformed`
+(malformed, implausible for the meter, unsigned when a key is configured)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from campus_energy.core.energy import trapezoid_uwh
 from campus_energy.core.incoming import (
     DEFAULT_LIMITS,
     EARLIEST_MS,
+    ENERGY_FACTOR,
+    ENERGY_ROUNDING_WH,
     FUTURE_TOLERANCE_MS,
     MAX_PAYLOAD_BYTES,
+    Limits,
     Malformed,
+    fingerprint,
     parse_reading,
 )
 from campus_energy.core.readings import Reading
+from campus_energy.core.signatures import canonical, signature, signed
 from campus_energy.core.timestamps import iso_utc
 from campus_energy.core.windows import IncomingReading
 
@@ -276,3 +283,147 @@ def test_values_beyond_what_the_pipeline_can_hold_are_refused(
 ) -> None:
     verdict = parse(json.dumps(body(**changes)).encode())
     assert isinstance(verdict, Malformed) and verdict.kind == kind
+
+
+# --- plausibility: the meter's limits ---------------------------------------------------------
+
+SDM120 = Limits.of(20_000.0, 17.5, None)  # a 20 kW meter polled every 5 s
+SPAN_MS = LOGGED.ts_ms - NOW + 10_123  # LOGGED's interval: 5 s
+
+
+def within_limits(
+    payload: dict[str, Any] | bytes, limits: Limits = SDM120
+) -> IncomingReading | Malformed:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return parse_reading(
+        TOPIC, raw, prefix=PREFIX, now_ms=NOW, meters={METER}, limits={METER: limits}
+    )
+
+
+def test_limits_of_a_meter() -> None:
+    assert Limits(20_000.0, 17.5 * 1.01) == SDM120
+    assert Limits.of(None, 17.5, None).max_power_w == 1e9  # no limit in config or profile
+    assert Limits.of(20_000.0, 17.5, 60.0).max_interval_s == 60.0  # bridge.max_interval_s
+
+
+@pytest.mark.parametrize(
+    ("changes", "kind"),
+    [
+        ({"energy_wh": 1e300}, "implausible"),
+        ({"energy_wh": 1.7e308}, "implausible"),
+        ({"power_w": 20_000.01}, "implausible"),
+        ({"power_w": -20_000.01}, "implausible"),
+        ({"power_w": 1e300}, "implausible"),
+        ({"energy_wh": 200.0, "interval_start": None}, "implausible"),  # 20 kW × 17.7 s ≈ 98 Wh
+        ({"voltage_v": -1.0}, "implausible"),
+        ({"voltage_v": 1e300}, "implausible"),
+        ({"current_a": -1e7}, "implausible"),
+        ({"power_factor": 1.0001}, "implausible"),
+        ({"power_factor": -1.5}, "implausible"),
+        ({"frequency_hz": 5e3}, "implausible"),
+        ({"energy_total_wh": -0.5}, "implausible"),
+        ({"energy_total_wh": 1e300}, "implausible"),
+        ({"interval_start": iso_utc(LOGGED.ts_ms - 17_676)}, "span"),
+        ({"interval_start": iso_utc(LOGGED.ts_ms - 86_399_000)}, "span"),
+    ],
+)
+def test_implausible_readings_are_refused(changes: dict[str, Any], kind: str) -> None:
+    verdict = within_limits(body(**changes))
+    assert isinstance(verdict, Malformed), changes
+    assert verdict.kind == kind and verdict.reason
+
+
+def test_the_limits_themselves_are_plausible() -> None:
+    span_s = SPAN_MS / 1000
+    most = 20_000 * span_s / 3600 * ENERGY_FACTOR + ENERGY_ROUNDING_WH
+    edges = [
+        {"power_w": 20_000.0},
+        {"power_w": -20_000.0},
+        {"energy_wh": most},
+        {"energy_wh": 0.0, "interval_start": iso_utc(LOGGED.ts_ms - 17_675)},
+        {"energy_wh": 20_000 * 17.675 / 3600 * ENERGY_FACTOR, "interval_start": None},
+        {"power_factor": -1.0, "voltage_v": 0.0, "frequency_hz": 0.0, "energy_total_wh": 0.0},
+    ]
+    for changes in edges:
+        assert isinstance(within_limits(body(**changes)), IncomingReading), changes
+    above = within_limits(body(energy_wh=math.nextafter(most, math.inf)))
+    assert isinstance(above, Malformed) and above.kind == "implausible"
+
+
+def test_a_logger_behind_a_stepped_back_clock_is_plausible() -> None:
+    """Stamps advance at half speed then: full power over 5 s may span 2.5 s of stamps."""
+    full = trapezoid_uwh(20_000, 20_000, 5.0) / 1e6
+    half = body(energy_wh=full, interval_start=iso_utc(LOGGED.ts_ms - 2_500))
+    assert isinstance(within_limits(half), IncomingReading)
+
+
+def test_the_fallback_applies_to_a_meter_without_limits() -> None:
+    unlisted = parse_reading(
+        TOPIC,
+        json.dumps(body(energy_wh=1e300)).encode(),
+        prefix=PREFIX,
+        now_ms=NOW,
+        limits={"another-meter": SDM120},
+    )
+    assert isinstance(unlisted, Malformed) and unlisted.kind == "implausible"
+    hour = parse(body(interval_start=iso_utc(LOGGED.ts_ms - 3_600_001)))
+    assert isinstance(hour, Malformed) and hour.kind == "span"
+
+
+# --- signatures --------------------------------------------------------------------------------
+
+KEY = b"k" * 32
+
+
+def signed_parse(payload: dict[str, Any] | bytes, key: bytes | None = KEY) -> object:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return parse_reading(TOPIC, raw, prefix=PREFIX, now_ms=NOW, key=key)
+
+
+def test_a_signed_reading_is_accepted_however_its_json_is_written() -> None:
+    payload = signed(body(), KEY)
+    assert isinstance(signed_parse(payload), IncomingReading)
+    reordered = dict(reversed(list(payload.items())))
+    assert isinstance(signed_parse(json.dumps(reordered, indent=2).encode()), IncomingReading)
+    assert isinstance(signed_parse(payload, key=None), IncomingReading)  # no key: sig ignored
+    assert isinstance(signed_parse(body(sig="anything"), key=None), IncomingReading)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        body(),  # unsigned
+        body(sig=None),
+        body(sig=42),
+        body(sig="sha1:00"),
+        signed(body(), b"another key of thirty-two bytes!"),
+        signed(body(), KEY) | {"energy_wh": 2.0},  # changed after signing
+        signed(body(), KEY) | {"building": "elsewhere"},
+        signed(body(), KEY) | {"extra": 1},
+        signed(body(), KEY) | {"sig": signed(body(), KEY)["sig"].upper()},
+        signed(body(), KEY) | {"sig": "hmac-sha256:é"},
+    ],
+)
+def test_unsigned_or_wrongly_signed_readings_are_refused(payload: dict[str, Any]) -> None:
+    verdict = signed_parse(payload)
+    assert isinstance(verdict, Malformed) and verdict.kind == "signature", payload.get("sig")
+
+
+def test_the_signature_covers_the_canonical_json() -> None:
+    payload = {"b": 1.5, "a": "é", "sig": "ignored"}
+    assert canonical(payload) == '{"a":"é","b":1.5}'.encode()
+    assert signature(payload, KEY) == signature({"a": "é", "b": 1.5}, KEY)
+    assert signature(payload, KEY).startswith("hmac-sha256:") and len(signature(payload, KEY)) == 76
+
+
+# --- fingerprints ------------------------------------------------------------------------------
+
+
+def test_a_fingerprint_tells_readings_apart_not_their_place() -> None:
+    first = parse(body())
+    assert isinstance(first, IncomingReading)
+    same = parse(body(building="renamed", floor="9"))
+    other = parse(body(energy_wh=1.361806))
+    assert isinstance(same, IncomingReading) and isinstance(other, IncomingReading)
+    assert fingerprint(first) == fingerprint(same) != fingerprint(other)
+    assert len(fingerprint(first)) == 16
