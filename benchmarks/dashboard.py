@@ -7,10 +7,14 @@ says that would take too long), then times each query the local dashboard
 (`dashboard/app.py`) runs, as app.py calls it, against the same answer got:
 - by a scan in SQL: `sum(energy)` / `GROUP BY` over every row in the range, and
 - the legacy dashboard's way: `pd.read_sql` of the raw rows, then sum / resample.
-Prints (a) the build, (b) the Overview's KPIs, (c) the History tab's energy per
-day and per hour, (d) power profiles (Day detail; a month at 1 h buckets),
-(e) the other tabs' queries (no baseline), (f) resident memory of a month's
-charts, ours vs the raw month in pandas.
+Prints (a) the build, (b) the Overview's KPIs (`queries.spans` from local
+midnight / Monday / the 1st to now), (c) the History tab's energy per day and
+per hour (one `queries.spans` over the range's local hour marks; the days summed
+from those hours by `history.span_table` and `daily_energy`), (d) the Day
+detail tab's mean power per meter and minute of a day (`queries.mean_power`:
+energy ÷ covered time; against pandas only), (e) the other tabs' queries (no
+baseline), (f) resident memory of a month's charts, ours vs the raw month in
+pandas.
 Times: median of up to 5 runs after one warm-up (at least 2; fewer than 5 when
 runs are slow, and a warm-up of ≥ 5 s counts as a run; n = runs), all in this
 process against one read-only connection (`queries.connect`) to the file in
@@ -50,6 +54,7 @@ import results as bench
 from campus_energy.adapters.store import MeterRecord, ReadingStore
 from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import STEPS_PER_UNIT
+from campus_energy.dashboard import history as h
 from campus_energy.dashboard import queries as q
 from campus_energy.simulator.load import unit_random
 
@@ -62,6 +67,7 @@ POLL_MS = 5_000
 PER_DAY = 86_400_000 // POLL_MS  # 17,280 readings per meter and day
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
+MINUTE_MS = 60_000  # app.py's Day detail bucket
 ESTIMATE_READINGS = bench.sized(200_000, 50_000)
 BUILD_TARGET_S = 180.0  # insert_many when its estimate fits, else rows straight into samples
 CHUNK_CYCLES = 4_320  # 6 h of cycles: 86,400 readings per insert_many call (one transaction)
@@ -433,8 +439,10 @@ class Month:
         }
         days_list = [self.first + timedelta(days=i) for i in range(days)]
         self.day_bounds = [midnight_ms(d) for d in [*days_list, self.last + timedelta(days=1)]]
-        self.hour_bounds = list(range(self.day_bounds[0], self.day_bounds[-1] + 1, HOUR_MS))
         self.start = self.day_bounds[0]
+        # app.py's History: local hour marks from the first midnight to min(last + 1 day, now + 1)
+        # (whole hours here: no DST in the zone, so scan_grouped's equal steps cut the same)
+        self.hour_bounds = h.hour_marks(self.start, min(self.day_bounds[-1], self.end), ZONE)
 
     def count(self, start: int, end: int, keys: Sequence[int] | None = None) -> int:
         keys = keys or self.keys
@@ -495,17 +503,37 @@ class Month:
             found[self.key_of[meter_id]][index[round(start.timestamp() * 1000)]] = float(wh)
         return found
 
-    def pandas_profile(
-        self, start: int, end: int, freq: str, meter_ids: Sequence[str] = ()
-    ) -> list[tuple[str, int, float, float, float]]:
-        frame = self.raw(("meter_id", "ts_ms", "power_w"), start, end, meter_ids)
-        stats = frame.groupby(["meter_id", pd.Grouper(key="time", freq=freq)])["power_w"].agg(
-            ["mean", "min", "max"]
-        )
+    def pandas_mean_power(
+        self, start: int, end: int, bucket_ms: int, freq: str, meter_ids: Sequence[str] = ()
+    ) -> list[tuple[str, int, float]]:
+        """W per meter and bucket: Σ energy ÷ Σ time since each reading's predecessor (read
+        from one bucket before `start`, so the first reading of the range has one)."""
+        frame = self.raw(("meter_id", "ts_ms", "energy_wh"), start - bucket_ms, end, meter_ids)
+        frame = frame.sort_values("ts_ms", kind="stable")
+        frame["dt"] = frame.groupby("meter_id")["ts_ms"].diff()
+        frame = frame[frame["ts_ms"] >= start]
+        sums = frame.groupby(["meter_id", pd.Grouper(key="time", freq=freq)])[
+            ["energy_wh", "dt"]
+        ].sum()
+        sums = sums[sums["dt"] > 0]
         return [
-            (m, round(t.timestamp() * 1000), float(a), float(lo), float(hi))
-            for (m, t), (a, lo, hi) in zip(stats.index, stats.to_numpy(), strict=True)
+            (m, round(t.timestamp() * 1000), float(wh * HOUR_MS / dt))
+            for (m, t), (wh, dt) in zip(sums.index, sums.to_numpy(), strict=True)
         ]
+
+    def daily_wh(self, daily: pd.DataFrame) -> dict[int, list[float]]:
+        """history.daily_energy's frame (meter, day, kWh) as Wh per meter and local day."""
+        index = {
+            datetime.fromtimestamp(b / 1000, ZONE).date(): i for i, b in enumerate(self.day_bounds)
+        }
+        found = {k: [0.0] * (len(self.day_bounds) - 1) for k in self.keys}
+        for meter, day, kwh in daily[["meter", "day", "energy (kWh)"]].itertuples(index=False):
+            found[meter][index[day]] = kwh * 1000
+        return found
+
+
+def wh_of(spans: dict[int, list[q.Span]]) -> dict[int, list[float]]:
+    return {k: [s.wh for s in series] for k, series in spans.items()}
 
 
 def grid_delta(ours: dict[int, list[float]], other: dict[int, list[float]]) -> float:
@@ -567,8 +595,8 @@ def record_rows(section: str, rows: Sequence[Row], scan_name: str) -> None:
 def kpi_section(m: Month, month_load: Peak) -> None:
     rows = []
     for label, start in m.kpis.items():
-        ours = timed(lambda start=start: q.energy_between(m.conn, m.keys, start, m.end))
-        ours_wh = sum(ours.result.values())
+        ours = timed(lambda start=start: q.spans(m.conn, m.keys, (start, m.end)))
+        ours_wh = sum(series[0].wh for series in ours.result.values())
         scan = timed(lambda start=start: m.scan_sum(start, m.end))
         row = Row(f"{label} ({span_label(m.end - start)})", m.count(start, m.end), ours)
         row.scan, row.scan_delta = scan, abs(scan.result - ours_wh)
@@ -580,7 +608,8 @@ def kpi_section(m: Month, month_load: Peak) -> None:
         rows.append(row)
     print(
         f"(b) Overview KPIs: energy of all {METERS} meters from local midnight / Monday / the 1st "
-        "to now; ours = queries.energy_between (energy_total by index seeks)"
+        "to now; ours = queries.spans(keys, (start, now + 1)) as app.py calls it (energy_total "
+        "and ts_ms by index seeks)"
     )
     print_rows(rows, "SQL scan")
     record_rows("Overview KPI", rows, "SQL scan")
@@ -594,7 +623,8 @@ def kpi_section(m: Month, month_load: Peak) -> None:
     )
     print(
         f"* one run of the month's raw load alone, from (f) (not repeated: "
-        f"~{month_load.seconds:.0f} s a run); 'now' = 23:59:59.999 local on the last day"
+        f"~{month_load.seconds:.0f} s a run); 'now' = 23:59:59.999 local on the last day; "
+        "the Overview's 'Today by building and meter' reuses the today call (st.cache_data)"
     )
     print()
 
@@ -607,29 +637,46 @@ def span_label(ms: int) -> str:
 # -- (c) history ---------------------------------------------------------------------------
 
 
+def history_spans(m: Month) -> dict[int, list[q.Span]]:
+    """app.py's History query: one spans call over the range's local hour marks."""
+    return q.spans(m.conn, m.keys, tuple(m.hour_bounds))
+
+
+def history_days(m: Month) -> pd.DataFrame:
+    """What app.py's History draws its day bars from: the hours' spans summed per local day."""
+    return h.daily_energy(h.span_table(history_spans(m), m.hour_bounds, ZONE))
+
+
 def history_section(m: Month) -> None:
-    rows = []
-    for label, bounds, step, freq in (
-        (f"per day, {len(m.day_bounds) - 1} days", m.day_bounds, DAY_MS, "1D"),
-        (f"per hour, {len(m.hour_bounds)} boundaries", m.hour_bounds, HOUR_MS, "1h"),
-    ):
-        ours = timed(lambda bounds=bounds: q.energy_per_interval(m.conn, m.keys, bounds))
-        scan = timed(lambda bounds=bounds, step=step: m.scan_grouped(bounds, step))
-        legacy = timed(lambda bounds=bounds, freq=freq: m.pandas_grouped(bounds, freq))
-        rows.append(
-            Row(
-                label,
-                m.count(bounds[0], bounds[-1]),
-                ours,
-                scan,
-                grid_delta(ours.result, scan.result),
-                legacy,
-                grid_delta(ours.result, legacy.result),
-            )
-        )
+    days = len(m.day_bounds) - 1
+    per_day = Row(
+        f"per day, {days} days, from the hours",
+        m.count(m.start, m.end),
+        timed(lambda: history_days(m)),
+    )
+    ours_days = m.daily_wh(per_day.ours.result)
+    per_day.scan = timed(lambda: m.scan_grouped(m.day_bounds, DAY_MS))
+    per_day.scan_delta = grid_delta(ours_days, per_day.scan.result)
+    per_day.legacy = timed(lambda: m.pandas_grouped(m.day_bounds, "1D"))
+    per_day.legacy_delta = grid_delta(ours_days, per_day.legacy.result)
+    per_hour = Row(
+        f"per hour, {len(m.hour_bounds)} boundaries",
+        m.count(m.start, m.end),
+        timed(lambda: history_spans(m)),
+    )
+    ours_hours = wh_of(per_hour.ours.result)
+    per_hour.scan = timed(lambda: m.scan_grouped(m.hour_bounds, HOUR_MS))
+    per_hour.scan_delta = grid_delta(ours_hours, per_hour.scan.result)
+    per_hour.legacy = timed(lambda: m.pandas_grouped(m.hour_bounds, "1h"))
+    per_hour.legacy_delta = grid_delta(ours_hours, per_hour.legacy.result)
+    rows = [per_day, per_hour]
     print(
-        f"(c) History tab over {len(m.day_bounds) - 1} days, all {METERS} meters: Wh per meter "
-        "and local day / hour; ours = queries.energy_per_interval (seeks per boundary)"
+        f"(c) History tab over {days} days, all {METERS} meters: Wh per meter and local day / "
+        "hour; ours = one queries.spans over the local hour marks (seeks per mark), as app.py"
+    )
+    print(
+        "calls it; per day = that call + history.span_table + daily_energy (app.py's day bars); "
+        "per hour = the call alone"
     )
     print_rows(rows, "GROUP BY")
     record_rows("History, energy", rows, "GROUP BY")
@@ -641,25 +688,29 @@ def history_section(m: Month) -> None:
         "then resampled per meter: groupby(meter_id, pd.Grouper(local time, '1D' / '1h')).sum(); "
         "Δ = the largest |baseline − ours| of one meter's interval, Wh"
     )
+    print(
+        f"ours per day is kWh to {h.KWH} decimals, as the tab keeps it: a Δ up to 5e-04 Wh there "
+        "is that rounding"
+    )
     print()
 
 
-# -- (d) power profiles --------------------------------------------------------------------
+# -- (d) day detail ------------------------------------------------------------------------
 
 
 @dataclass
-class Profile:
+class MeanPower:
     label: str
     rows: int
     ours: Timed
     legacy: Timed
 
     def compare(self) -> tuple[str, str, str, str]:
-        ours = {(r[0], r[1]): r[2:] for r in self.ours.result}
-        theirs = {(r[0], r[1]): r[2:] for r in self.legacy.result}
+        ours = {(r[0], r[1]): r[2] for r in self.ours.result}
+        theirs = {(r[0], r[1]): r[2] for r in self.legacy.result}
         common = ours.keys() & theirs.keys()
-        worst = max((abs(ours[k][0] - theirs[k][0]) for k in common), default=None)
-        first = min(ours)[1] if ours else 0
+        worst = max((abs(ours[k] - theirs[k]) for k in common), default=None)
+        first = min(t for _, t in ours) if ours else 0
         local = datetime.fromtimestamp(first / 1000, ZONE).strftime("%d %H:%M")
         return (
             f"{len(ours):,}/{len(theirs):,}",
@@ -669,48 +720,25 @@ class Profile:
         )
 
 
-def profile_section(m: Month) -> None:
-    day_start = midnight_ms(m.last)
-    one = [m.ids[0]]
-    cases = (
-        ("Day detail, 1 meter, 60 s", m.keys[:1], one, day_start, m.end, 60_000, "1min"),
-        (
-            f"Day detail, {METERS} meters, 60 s",
-            m.keys,
-            (),
-            day_start,
-            m.end,
-            60_000,
-            "1min",
-        ),
-        (
-            f"{len(m.day_bounds) - 1} days, {METERS} meters, 1 h",
-            m.keys,
-            (),
-            m.start,
-            m.end,
-            HOUR_MS,
-            "1h",
-        ),
-    )
+def day_detail_section(m: Month) -> None:
+    day_start = midnight_ms(m.last)  # app.py: the day's local midnight to the next one
     found = []
-    for label, keys, ids, start, end, bucket, freq in cases:
-        ours = timed(
-            lambda keys=keys, start=start, end=end, bucket=bucket: q.power_profile(
-                m.conn, keys, start, end, bucket
-            )
-        )
+    for label, keys, ids in (
+        ("Day detail, 1 meter, 60 s", m.keys[:1], m.ids[:1]),
+        (f"Day detail, {METERS} meters, 60 s", m.keys, ()),
+    ):
+        ours = timed(lambda keys=keys: q.mean_power(m.conn, keys, day_start, m.end, MINUTE_MS))
         legacy = timed(
-            lambda start=start, end=end, freq=freq, ids=ids: m.pandas_profile(start, end, freq, ids)
+            lambda ids=ids: m.pandas_mean_power(day_start, m.end, MINUTE_MS, "1min", ids)
         )
-        found.append(Profile(label, m.count(start, end, keys), ours, legacy))
+        found.append(MeanPower(label, m.count(day_start, m.end, keys), ours, legacy))
     print(
-        "(d) Power profiles (mean/min/max W per meter and bucket) of the last day and of the "
-        "month; ours = queries.power_profile (bucketed in SQL)"
+        "(d) Day detail: mean power (Σ energy ÷ Σ covered time) per meter and minute of the "
+        "last day; ours = queries.mean_power (bucketed in SQL from local midnight)"
     )
     head = (
         f"{'query':<30} {'rows in range':>13} {'ours':>9} {'pandas':>9} {'×':>6} "
-        f"{'buckets ours/pandas':>20} {'same':>7} {'Δ mean W':>9} {'ours 1st':>9} {'n':>5}"
+        f"{'buckets ours/pandas':>20} {'same':>7} {'Δ W':>9} {'ours 1st':>9} {'n':>5}"
     )
     rule(head)
     for p in found:
@@ -723,24 +751,25 @@ def profile_section(m: Month) -> None:
         )
         bench.record(
             TIER,
-            f"power profile, {p.label}, vs pandas",
+            f"mean power, {p.label}, vs pandas",
             p.ours.median_s * 1000,
             p.legacy.median_s * 1000,
             "ms",
-            f"{p.rows:,} rows in range; buckets ours/pandas {buckets}; Δ mean {worst} W",
+            f"{p.rows:,} rows in range; buckets ours/pandas {buckets}; Δ {worst} W",
         )
     print(
-        "pandas = read_sql of meter_id, ts_ms, power_w from the readings view, then "
-        "groupby(meter_id, pd.Grouper(local time, freq)).agg(mean, min, max)"
+        "pandas = read_sql of meter_id, ts_ms, energy_wh from the readings view (from a minute "
+        "before the day: each reading's predecessor), dt = ts_ms.diff() per meter, then"
     )
     print(
-        "same = buckets with the same (meter, start) in both; Δ mean W over those; ours 1st = "
-        "the local start (day hh:mm) of ours' first bucket"
+        "groupby(meter_id, pd.Grouper(local time, '1min'))[energy_wh, dt].sum(), W = Wh × "
+        "3,600,000 / dt (this store has no gaps to leave out)"
     )
     print(
-        "app.py's Day detail passes every selected meter (row 2); power_profile buckets on "
-        f"ts_ms / bucket, i.e. UTC-aligned: in {ZONE.key} (UTC+5:30) 1 h buckets start at :30"
+        "same = buckets with the same (meter, start) in both; Δ W over those; ours 1st = the "
+        "local start (day hh:mm) of ours' first bucket; app.py's Day detail passes every"
     )
+    print("selected meter (row 2); the Live tab reads raw_readings, timed in (e)")
     print()
 
 
@@ -802,10 +831,12 @@ def measure_memory(m: Month) -> Memory:
     memory = Memory()
 
     def ours() -> None:
-        q.energy_between(m.conn, m.keys, m.kpis["this month"], m.end)
-        q.energy_per_interval(m.conn, m.keys, m.day_bounds)
-        q.energy_per_interval(m.conn, m.keys, m.hour_bounds)
-        q.power_profile(m.conn, m.keys, m.start, m.end, HOUR_MS)
+        q.spans(m.conn, m.keys, (m.kpis["this month"], m.end))
+        table = h.span_table(history_spans(m), m.hour_bounds, ZONE)
+        h.daily_energy(table)
+        h.weekday_energy(table, ZONE)
+        h.hourly_power(table)
+        q.mean_power(m.conn, m.keys, midnight_ms(m.last), m.end, MINUTE_MS)
 
     ours()  # the warm-up
     with peak_rss() as memory.ours:
@@ -828,7 +859,7 @@ def memory_section(memory: Memory, days: int) -> None:
     rule(head)
     for label, p in (
         (
-            "ours: KPI month + per day + per hour + 1 h power profile",
+            "ours: KPI month + History (hourly spans, its tables) + Day detail",
             memory.ours,
         ),
         (
@@ -872,7 +903,7 @@ def main() -> None:
             memory = measure_memory(month)
             kpi_section(month, memory.legacy)
             history_section(month)
-            profile_section(month)
+            day_detail_section(month)
             other_section(month)
             memory_section(memory, built.days)
         finally:
