@@ -79,55 +79,6 @@ def has_readings(conn: sqlite3.Connection) -> bool:
     return bool(_rows(conn, "SELECT 1 FROM samples LIMIT 1"))
 
 
-def _total_before(conn: sqlite3.Connection, meter: int, t_ms: int) -> int | None:
-    """Cumulative µWh just before `t_ms` (None: the meter has no reading at all)."""
-    row = _rows(
-        conn,
-        "SELECT energy_total FROM samples WHERE meter = ? AND ts_ms < ? "
-        "ORDER BY ts_ms DESC LIMIT 1",
-        (meter, t_ms),
-    )
-    if row:
-        return int(row[0][0])
-    first = _rows(
-        conn,
-        "SELECT energy_total - energy FROM samples WHERE meter = ? AND ts_ms >= ? "
-        "ORDER BY ts_ms LIMIT 1",
-        (meter, t_ms),
-    )
-    return int(first[0][0]) if first else None
-
-
-def energy_per_interval(
-    conn: sqlite3.Connection, meter_keys: Sequence[int], boundaries: Sequence[int]
-) -> dict[int, list[float]]:
-    """Wh per meter for each [boundaries[i], boundaries[i+1]), from cumulative totals."""
-    found: dict[int, list[float]] = {}
-    if len(boundaries) < 2:
-        return {m: [] for m in meter_keys}
-    values = ", ".join("(?)" for _ in boundaries)
-    for meter in meter_keys:
-        rows = _rows(
-            conn,
-            f"WITH b(t) AS (VALUES {values}) SELECT t, (SELECT energy_total FROM samples "
-            "WHERE meter = ? AND ts_ms < b.t ORDER BY ts_ms DESC LIMIT 1) FROM b ORDER BY t",
-            (*boundaries, meter),
-        )
-        totals = [r[1] for r in rows]
-        if totals[0] is None:  # nothing before the range: start from the first reading in it
-            totals[0] = _total_before(conn, meter, boundaries[0])
-        base = totals[0]
-        series: list[float] = []
-        for value in totals[1:]:
-            if value is None or base is None:
-                series.append(0.0)
-                continue
-            series.append((value - base) / UWH)
-            base = value
-        found[meter] = series
-    return found
-
-
 def _edges(conn: sqlite3.Connection, meter: int, boundaries: Sequence[int]) -> list[Any]:
     """(ts, total µWh) of the meter's last reading before each boundary (None, None: none)."""
     values = ", ".join("(?)" for _ in boundaries)
@@ -193,13 +144,6 @@ def spans(
     return found
 
 
-def energy_between(
-    conn: sqlite3.Connection, meter_keys: Sequence[int], start_ms: int, end_ms: int
-) -> dict[int, float]:
-    per = energy_per_interval(conn, meter_keys, [start_ms, end_ms])
-    return {m: (v[0] if v else 0.0) for m, v in per.items()}
-
-
 def latest(conn: sqlite3.Connection, meter_keys: Sequence[int]) -> list[dict[str, Any]]:
     found = []
     for meter in meter_keys:
@@ -224,40 +168,6 @@ def latest(conn: sqlite3.Connection, meter_keys: Sequence[int]) -> list[dict[str
                 }
             )
     return found
-
-
-def power_profile(
-    conn: sqlite3.Connection,
-    meter_keys: Sequence[int],
-    start_ms: int,
-    end_ms: int,
-    bucket_ms: int,
-) -> list[tuple[str, int, float, float, float]]:
-    """(meter_id, bucket start ms, mean, min, max power W) per bucket, averaged in SQL.
-
-    Buckets are counted from `start_ms` (a local midnight, say), not from the epoch."""
-    if not meter_keys:
-        return []
-    marks = ", ".join("?" for _ in meter_keys)
-    rows = _rows(
-        conn,
-        "SELECT m.meter_id, ? + ((s.ts_ms - ?) / ?) * ?, avg(s.power) / 100.0, "
-        "min(s.power) / 100.0, max(s.power) / 100.0 FROM samples s JOIN meters m "
-        f"ON m.id = s.meter WHERE s.meter IN ({marks}) AND s.ts_ms >= ? AND s.ts_ms < ? "
-        "GROUP BY s.meter, (s.ts_ms - ?) / ? ORDER BY 2",
-        (
-            start_ms,
-            start_ms,
-            bucket_ms,
-            bucket_ms,
-            *meter_keys,
-            start_ms,
-            end_ms,
-            start_ms,
-            bucket_ms,
-        ),
-    )
-    return [(m, int(t), float(a), float(lo), float(hi)) for m, t, a, lo, hi in rows]
 
 
 def mean_power(
