@@ -5,8 +5,10 @@ publisher → Mosquitto → the bridge → the sink). Then the sink is damaged t
 ways a sink gets damaged — a window deleted, a window's energy changed, a
 window holding a reading that is not in the store, a window with no readings
 behind it — and reconcile must report exactly those, rewrite the first three
-with --apply (leaving the last alone), report nothing the second time, and
-leave the rollups equal to the sum of the windows.
+with --apply (leaving the last alone: it is older than the store's readings),
+report nothing the second time, and leave the rollups equal to the sum of the
+windows. A forged day of windows in a time the store covers, with no reading
+behind them, is deleted by --apply, and only that.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ from tests.conftest import eventually
 from tests.integration.sinks import Doc, docs_of, rollup_totals
 from tests.integration.test_bridge import service, sink_settings
 
-from campus_energy.adapters.sinks import open_sink
+from campus_energy.adapters.sinks import RewritableSink, open_sink
 from campus_energy.adapters.store import MeterRecord, ReadingStore
 from campus_energy.bridge import Bridge
 from campus_energy.config import Config, parse_config
@@ -38,7 +41,7 @@ from campus_energy.core.readings import Reading
 from campus_energy.core.reconciliation import Finding
 from campus_energy.core.timestamps import epoch_ms
 from campus_energy.core.windows import Contribution, WindowDelta, document_id, window_stamp
-from campus_energy.ops.reconcile import Report, reconcile
+from campus_energy.ops.reconcile import Report, as_json, as_text, reconcile
 from campus_energy.publisher import Publisher, StatusBoard
 
 ZONE = ZoneInfo("Asia/Kolkata")
@@ -338,6 +341,7 @@ async def damage_is_reported_and_repaired(
         "missing": 1,
         "extra": 1,
         "partial": 0,
+        "orphan": 0,
     }
     assert report.summary.rewritten == 0
     assert len(docs_of(config)) == windows  # a report changes nothing
@@ -398,6 +402,207 @@ async def reconcile_into_an_empty_sink(config: Config, readings: list[Reading]) 
     report = await reconcile(config, *RANGE, apply=True)
     assert {f.status for f in report.findings} == {"missing"}
     return report
+
+
+# --- orphans: windows no reading stands behind ------------------------------------------------
+
+DAY_MS = 86_400_000
+LATER_MS = 3 * DAY_MS  # the logger's second visit: three days after the first
+FORGED_DAY = "2026-01-16"  # local; 2026-01-15T18:30Z to 2026-01-16T18:30Z, between the visits
+FORGED = (utc_ms("2026-01-15T18:30:00"), utc_ms("2026-01-16T18:30:00"))
+BEFORE_FIRST = (utc_ms("2026-01-13T12:00:00"), utc_ms("2026-01-13T13:00:00"))
+WHOLE = (utc_ms("2026-01-13T00:00:00"), utc_ms("2026-01-18T00:00:00"))
+FORGED_WH = 100.0  # a forged window: 1.2 kW for 5 minutes
+
+
+def two_visits() -> list[Reading]:
+    """lib-main's readings of 40 minutes, and of 40 more three days later (the first of
+    those integrates nothing: the meter was away)."""
+    first = meter_readings("lib-main", METERS["lib-main"][1])
+    total = first[-1].total_uwh
+    second = [
+        replace(r, ts_ms=r.ts_ms + LATER_MS, seq=r.seq + COUNT, total_uwh=r.total_uwh + total)
+        for r in first
+    ]
+    return first + second
+
+
+async def forge(config: Config, meter: str, start_ms: int, end_ms: int) -> int:
+    """Windows of a meter at 1.2 kW with full coverage (60 readings each), straight into the
+    sink: what a forged day of readings leaves behind."""
+    deltas = [
+        WindowDelta(
+            meter,
+            start,
+            WINDOW_S,
+            tuple(
+                Contribution(meter, start, 10**6 + i, FORGED_WH / 60, 5.0, True, power_w=1200.0)
+                for i in range(60)
+            ),
+            "LIB",
+            "1",
+        )
+        for start in range(start_ms, end_ms, WINDOW_MS)
+    ]
+    sink = open_sink(config)
+    try:
+        await sink.merge(deltas, epoch_ms(time.time()))
+    finally:
+        await sink.close()
+    return len(deltas)
+
+
+def daily_energy(config: Config, day: str) -> float | None:
+    """The campus's energy of a local day in the sink's own rollups (None: sink without)."""
+    bridge = config.bridge
+    if bridge.sink == "sqlite":
+        conn = sqlite3.connect(f"file:{bridge.sqlite.path}?mode=ro", uri=True)
+        try:
+            row = conn.execute(
+                "SELECT energy_wh FROM rollup_daily_campus WHERE day = ?", (day,)
+            ).fetchone()
+        finally:
+            conn.close()
+    elif bridge.sink == "postgres":
+        import psycopg
+
+        assert bridge.postgres.dsn is not None
+        with psycopg.connect(bridge.postgres.dsn) as pg:
+            row = pg.execute(
+                f"SELECT energy_wh FROM {bridge.postgres.schema_name}.rollup_daily_campus "
+                "WHERE day = %s",
+                (day,),
+            ).fetchone()
+    else:
+        return None
+    return 0.0 if row is None else float(row[0])
+
+
+@pytest.mark.parametrize(
+    "kind", ["sqlite", "postgres", "firestore-per-meter", "firestore-per-window"]
+)
+async def test_a_forged_day_with_no_readings_behind_it_is_deleted_and_nothing_else(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    config = configure(tmp_path, 1883, sink_settings(kind, tmp_path, request))
+    store = await fill_store(config, two_visits())
+    await store.close()
+    written = await reconcile(config, *WHOLE, apply=True)
+    assert written.summary.rewritten == 2 * 8
+    real = {d.id: d for d in docs_of(config)}
+    assert len(real) == 2 * 8
+    forged = await forge(config, "lib-main", *FORGED)
+    assert forged == 288
+    kept = await forge(config, "lib-main", *BEFORE_FIRST)  # older than the first reading
+    kept += await forge(config, "ghost-1", FORGED[0], FORGED[0] + 12 * WINDOW_MS)  # no store
+    forged_docs = [d for d in docs_of(config) if d.id not in real]
+    assert len(forged_docs) == forged + kept
+    if daily_energy(config, FORGED_DAY) is not None:  # the books showed a day of 1.2 kW
+        assert daily_energy(config, FORGED_DAY) == pytest.approx(
+            288 * FORGED_WH + 12 * FORGED_WH, abs=1e-6
+        )
+
+    report = await reconcile(config, *WHOLE)  # a dry run only reports
+    assert report.summary.counts() == {
+        "checked": 16 + forged + kept,
+        "equal": 16,
+        "differing": 0,
+        "missing": 0,
+        "extra": kept,
+        "partial": 0,
+        "orphan": forged,
+    }
+    orphans = {f.window_start_ms for f in report.findings if f.status == "orphan"}
+    assert orphans == set(range(*FORGED, WINDOW_MS))
+    assert {(f.meter_id, f.status) for f in report.findings} == {
+        ("lib-main", "orphan"),
+        ("lib-main", "extra"),
+        ("ghost-1", "extra"),
+    }
+    assert report.summary.sink_energy_wh - report.summary.local_energy_wh == pytest.approx(
+        (forged + kept) * FORGED_WH, abs=1e-6
+    )
+    assert "run with --apply to delete the 288 orphan windows" in as_text(report)
+    assert len(docs_of(config)) == 16 + forged + kept
+
+    applied = await reconcile(config, *WHOLE, apply=True)
+    assert (applied.summary.deleted, applied.summary.rewritten) == (forged, 0)
+    assert as_json(applied)["summary"]["deleted"] == forged
+
+    again = await reconcile(config, *WHOLE, apply=True)
+    assert again.summary.counts()["orphan"] == again.summary.deleted == 0
+    assert {f.status for f in again.findings} == {"extra"}
+    assert len(again.findings) == kept
+
+    docs = docs_of(config)
+    assert {d.id: d for d in docs if d.id in real} == real  # the real windows, untouched
+    assert {d.id for d in docs} - set(real) == {
+        document_id("lib-main", start) for start in range(*BEFORE_FIRST, WINDOW_MS)
+    } | {document_id("ghost-1", FORGED[0] + i * WINDOW_MS) for i in range(12)}
+    energy, count = stored(
+        config, "SELECT sum(energy_wh), count(*) FROM readings WHERE meter_id = 'lib-main'"
+    )[0]
+    mine = [d for d in docs if d.id in real]
+    assert sum(d.total_energy_wh for d in mine) == pytest.approx(energy, abs=1e-6)
+    assert sum(d.readings_in_batch for d in mine) == count == 2 * COUNT
+    if daily_energy(config, FORGED_DAY) is not None:
+        assert daily_energy(config, FORGED_DAY) == pytest.approx(
+            12 * FORGED_WH, abs=1e-6
+        )  # ghost-1
+        sums = rollup_totals(config)
+        assert sums is not None
+        for meter in ("lib-main", "ghost-1"):
+            theirs = [d for d in docs if d.meter_id == meter]
+            daily, hourly, readings, windows = sums[meter]
+            assert daily == pytest.approx(sum(d.total_energy_wh for d in theirs), abs=1e-6)
+            assert hourly == pytest.approx(daily, abs=1e-6)
+            assert (readings, windows) == (sum(d.readings_in_batch for d in theirs), len(theirs))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_deleting_a_meters_latest_windows_names_the_one_before_and_then_none(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    config = configure(tmp_path, 1883, sink_settings(kind, tmp_path, request))
+    start = FORGED[0]
+    await forge(config, "ghost-1", start, start + 3 * WINDOW_MS)
+    sink = open_sink(config)
+    try:
+        assert isinstance(sink, RewritableSink)
+        now = epoch_ms(time.time())
+        assert await sink.delete([("ghost-1", start + 2 * WINDOW_MS)], now) == 1
+        assert latest_window(config, "ghost-1") == start + WINDOW_MS
+        assert await sink.delete([("ghost-1", start + 2 * WINDOW_MS)], now) == 0  # gone
+        assert await sink.delete([("ghost-1", start), ("ghost-1", start + WINDOW_MS)], now) == 2
+        assert latest_window(config, "ghost-1") is None
+    finally:
+        await sink.close()
+    assert docs_of(config) == []
+    assert rollup_totals(config) == {"": (None, None, 0, 0)}  # no rollup row left
+
+
+def latest_window(config: Config, meter: str) -> int | None:
+    """The sink's note of a meter's latest window (what /api/meters shows), in ms."""
+    bridge = config.bridge
+    if bridge.sink == "sqlite":
+        conn = sqlite3.connect(f"file:{bridge.sqlite.path}?mode=ro", uri=True)
+        try:
+            row = conn.execute(
+                "SELECT last_window_ms FROM window_meters WHERE meter_id = ?", (meter,)
+            ).fetchone()
+        finally:
+            conn.close()
+        return None if row is None else int(row[0])
+    import psycopg
+
+    assert bridge.postgres.dsn is not None
+    with psycopg.connect(bridge.postgres.dsn) as pg:
+        found = pg.execute(
+            f"SELECT last_window FROM {bridge.postgres.schema_name}.window_meters "
+            "WHERE meter_id = %s",
+            (meter,),
+        ).fetchone()
+    return None if found is None else round(found[0].timestamp() * 1000)
 
 
 # --- the command line --------------------------------------------------------------------------

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from campus_energy.core.reconciliation import Summary, compare, differences, recompute
+from campus_energy.core.readings import Reading
+from campus_energy.core.reconciliation import (
+    StoreSpan,
+    Summary,
+    compare,
+    differences,
+    recompute,
+    store_span,
+)
 from campus_energy.core.windows import Accumulator, IncomingReading, WindowDoc, contributions, group
 
 WINDOW_S = 300
@@ -103,6 +111,7 @@ def test_every_window_either_side_holds_is_one_finding() -> None:
         "missing": 1,
         "extra": 1,
         "partial": 0,
+        "orphan": 0,
     }
     assert (summary.local_energy_wh, summary.sink_energy_wh, summary.to_rewrite) == (6.0, 8.5, 2)
 
@@ -114,3 +123,86 @@ def test_a_rewrite_keeps_where_the_sink_says_the_meter_was() -> None:
     (extra,) = compare({}, {("m", 0): sink})
     with pytest.raises(ValueError):
         extra.replacement()
+
+
+# --- orphans: windows no stored reading stands behind ------------------------------------------
+
+T = 1_800_000_000_000 // WINDOW_MS * WINDOW_MS  # a window boundary
+
+
+def stored(ts_ms: int, interval_start_ms: int | None = None) -> Reading:
+    return Reading(
+        "m", ts_ms, 1, 0 if interval_start_ms is None else 1000, 0, {}, interval_start_ms
+    )
+
+
+def test_the_span_of_the_store_and_the_windows_its_readings_touch() -> None:
+    readings = [
+        stored(T + 10_000),  # integrated nothing: only its own window
+        stored(T + 3 * WINDOW_MS + 5_000, T + WINDOW_MS + 1_000),  # reaches back two windows
+        stored(T + 9 * WINDOW_MS),  # exactly on a boundary
+    ]
+    span = store_span(readings, WINDOW_MS)
+    assert span == StoreSpan(
+        T + 10_000,
+        T + 9 * WINDOW_MS,
+        frozenset(T + i * WINDOW_MS for i in (0, 1, 2, 3, 9)),
+    )
+    assert store_span([], WINDOW_MS) is None
+
+
+def test_a_window_only_the_sink_holds_is_an_orphan_only_where_the_store_speaks() -> None:
+    span = StoreSpan(T + 10_000, T + 9 * WINDOW_MS, frozenset({T, T + WINDOW_MS}))
+    sink = {
+        ("m", T - WINDOW_MS): doc(1.0, window_start_ms=T - WINDOW_MS, window_end_ms=T),
+        ("m", T): doc(1.0, window_start_ms=T, window_end_ms=T + WINDOW_MS),
+        ("m", T + 4 * WINDOW_MS): doc(1.0, window_start_ms=T + 4 * WINDOW_MS,
+                                      window_end_ms=T + 5 * WINDOW_MS),
+        ("m", T + 8 * WINDOW_MS): doc(1.0, window_start_ms=T + 8 * WINDOW_MS,
+                                      window_end_ms=T + 9 * WINDOW_MS),
+        ("m", T + 9 * WINDOW_MS): doc(1.0, window_start_ms=T + 9 * WINDOW_MS,
+                                      window_end_ms=T + 10 * WINDOW_MS),
+        ("other", T + 4 * WINDOW_MS): doc(1.0, meter_id="other"),
+    }  # fmt: skip
+    found = compare({}, sink, spans={"m": span})
+    assert {(f.meter_id, (f.window_start_ms - T) // WINDOW_MS): f.status for f in found} == {
+        ("m", -1): "extra",  # older than the store's first reading: retention
+        ("m", 0): "extra",  # a reading touches it (one the bridge refuses)
+        ("m", 4): "orphan",
+        ("m", 8): "orphan",  # ends exactly at the last reading
+        ("m", 9): "extra",  # after the store's last reading
+        ("other", 4): "extra",  # a meter the store does not hold
+    }
+    orphan = next(f for f in found if f.status == "orphan")
+    with pytest.raises(ValueError):
+        orphan.replacement()
+    summary = Summary()
+    summary.add(found)
+    assert (summary.counts()["orphan"], summary.to_delete, summary.to_rewrite) == (2, 2, 0)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 2000), st.booleans()), min_size=1, max_size=40
+    ),  # (seconds since the previous reading, whether it integrated from it)
+    st.integers(0, 3 * WINDOW_S),
+)
+def test_a_window_any_stored_reading_touches_is_never_an_orphan(
+    steps: list[tuple[int, bool]], offset_s: int
+) -> None:
+    readings, ts, previous = [], T + offset_s * 1000, None
+    for gap, integrated in steps:
+        ts += gap * 1000
+        readings.append(stored(ts, previous if integrated else None))
+        previous = ts
+    span = store_span(readings, WINDOW_MS)
+    assert span is not None
+    for start in range(T, ts + WINDOW_MS, WINDOW_MS):
+        end = start + WINDOW_MS
+        touched = any(
+            start <= r.ts_ms < end
+            or (r.interval_start_ms is not None and r.interval_start_ms < end and r.ts_ms > start)
+            for r in readings
+        )
+        inside = readings[0].ts_ms <= start and end <= readings[-1].ts_ms
+        assert span.orphans(start, end) == (inside and not touched)

@@ -9,8 +9,13 @@ then one `Finding`:
   readings exactly, averages and coverage to float rounding);
 - `differs`: it holds something else (the fields that differ say by how much);
 - `missing`: the readings give a window the sink does not hold;
-- `extra`: the sink holds a window no stored reading gives (readings since
-  deleted by retention, or written by something else) — reported, never deleted;
+- `orphan`: the sink holds a window in a time the store covers (between its
+  first and last reading of the meter) and no stored reading touches it: no
+  reading stands behind it (a forged or misplaced window) — deleted with --apply;
+- `extra`: the sink holds a window no accepted reading gives, outside what the
+  store covers (readings since deleted by retention, a meter of another
+  logger's store) or backed by readings the bridge now refuses — reported,
+  never deleted;
 - `partial`: the store no longer holds the readings before this window's first
   one (retention, an import), so it cannot tell what the window should hold —
   reported, never rewritten.
@@ -22,10 +27,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from campus_energy.core.readings import Reading
 from campus_energy.core.windows import (
     IncomingReading,
     WindowDoc,
@@ -33,14 +39,16 @@ from campus_energy.core.windows import (
     document_id,
     group,
     window_document,
+    window_start_ms,
 )
 
 ENERGY_TOLERANCE_WH = 1e-6
 RELATIVE_TOLERANCE = 1e-9  # averages and coverage: sums of the same values in another order
 
-Status = Literal["equal", "differs", "missing", "extra", "partial"]
+Status = Literal["equal", "differs", "missing", "extra", "partial", "orphan"]
 Key = tuple[str, int]  # (meter_id, window_start_ms)
 REWRITTEN: frozenset[Status] = frozenset({"differs", "missing"})
+DELETED: frozenset[Status] = frozenset({"orphan"})
 
 
 def _exact(a: float, b: float) -> bool:
@@ -123,6 +131,35 @@ class Finding:
         return replace(self.local, building=self.sink.building, floor=self.sink.floor)
 
 
+@dataclass(frozen=True)
+class StoreSpan:
+    """What the store holds of one meter around a range: its first and last reading there
+    (the time it covers) and the windows some stored reading touches."""
+
+    first_ms: int
+    last_ms: int
+    backed: frozenset[int]  # window starts
+
+    def orphans(self, start_ms: int, end_ms: int) -> bool:
+        """Whether a window [start_ms, end_ms) lies in the covered time and no reading
+        touches it (a window older than the first reading never does: retention)."""
+        covered = self.first_ms <= start_ms and end_ms <= self.last_ms
+        return covered and start_ms not in self.backed
+
+
+def store_span(readings: Sequence[Reading], window_ms: int) -> StoreSpan | None:
+    """The span of a meter's stored readings (in time order, before any validation: a
+    reading the bridge refuses still stands behind the windows it touches)."""
+    if not readings:
+        return None
+    backed: set[int] = set()
+    for r in readings:
+        low = r.ts_ms if r.interval_start_ms is None else min(r.interval_start_ms, r.ts_ms)
+        first, last = window_start_ms(low, window_ms), window_start_ms(r.ts_ms, window_ms)
+        backed.update(range(first, last + 1, window_ms))
+    return StoreSpan(readings[0].ts_ms, readings[-1].ts_ms, frozenset(backed))
+
+
 def recompute(
     readings: Iterable[IncomingReading],
     window_s: int,
@@ -170,13 +207,17 @@ def compare(
     local: Mapping[Key, WindowDoc],
     sink: Mapping[Key, WindowDoc],
     partial_until: Mapping[str, int] | None = None,
+    spans: Mapping[str, StoreSpan] | None = None,
 ) -> list[Finding]:
     """One finding per window either side holds, in (window start, meter) order.
 
     `partial_until` maps a meter to the start of the last window the store cannot
     rebuild in full (its history begins with a reading whose predecessor is gone).
+    `spans` holds what the store covers of each meter: a window the sink alone
+    holds there, with no reading behind it, is an orphan; without a span, extra.
     """
     partial = partial_until or {}
+    covered = spans or {}
     found = []
     for key in sorted(set(local) | set(sink), key=lambda k: (k[1], k[0])):
         meter_id, start = key
@@ -185,7 +226,10 @@ def compare(
         diffs: tuple[FieldDifference, ...] = ()
         status: Status
         if mine is None:
-            status = "extra"
+            assert theirs is not None
+            span = covered.get(meter_id)
+            orphan = span is not None and span.orphans(start, theirs.window_end_ms)
+            status = "orphan" if orphan else "extra"
         elif theirs is None:
             status = "partial" if incomplete else "missing"
         else:
@@ -204,6 +248,7 @@ class Summary:
     sink_energy_wh: float = 0.0
     refused: int = 0  # readings the bridge would refuse (and so never count)
     rewritten: int = 0
+    deleted: int = 0
 
     def add(self, findings: Iterable[Finding]) -> None:
         for f in findings:
@@ -219,6 +264,10 @@ class Summary:
     def to_rewrite(self) -> int:
         return sum(self.statuses[s] for s in REWRITTEN)
 
+    @property
+    def to_delete(self) -> int:
+        return sum(self.statuses[s] for s in DELETED)
+
     def counts(self) -> dict[str, int]:
         """The counts by the names the report uses."""
         return {
@@ -228,4 +277,5 @@ class Summary:
             "missing": self.statuses["missing"],
             "extra": self.statuses["extra"],
             "partial": self.statuses["partial"],
+            "orphan": self.statuses["orphan"],
         }

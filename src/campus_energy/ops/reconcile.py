@@ -1,12 +1,17 @@
 """Recompute the window documents of a range from the logger's store and compare them with the
-sink; with --apply, rewrite the ones that differ or are missing.
+sink; with --apply, rewrite the ones that differ or are missing, and delete the orphans.
 
 Each reading of the store goes through what the bridge does to it (the MQTT
 payload, its validation, its contributions to windows), so a window is rebuilt
-exactly as the bridge builds it. Windows the sink holds without local readings
-are reported, never deleted. Rewrites replace documents under their
-deterministic ids and recount the sink's rollups, so running again reports no
-differences.
+exactly as the bridge builds it. A window the sink holds with no stored
+reading behind it, in a time the store covers (between its first and last
+reading of that meter), is an orphan — forged, or left where corrupt
+timestamps put readings — and --apply deletes it. Other windows without
+local readings (older than the store's first reading, after its last, of a
+meter the store does not hold, or of readings the bridge now refuses) are
+reported, never deleted. Rewrites replace documents under their deterministic
+ids and deletions remove them, both recounting the sink's rollups, so running
+again reports no differences.
 
 --start and --end take a local day (YYYY-MM-DD, in site.timezone; --end includes
 its day) or an ISO 8601 time (without a zone: local time; --end excludes it);
@@ -33,7 +38,17 @@ from campus_energy.adapters.store import MeterRecord, ReadingStore
 from campus_energy.config import Config, load_config
 from campus_energy.core.incoming import Malformed, parse_reading
 from campus_energy.core.readings import Reading
-from campus_energy.core.reconciliation import REWRITTEN, Finding, Key, Summary, compare, recompute
+from campus_energy.core.reconciliation import (
+    DELETED,
+    REWRITTEN,
+    Finding,
+    Key,
+    StoreSpan,
+    Summary,
+    compare,
+    recompute,
+    store_span,
+)
 from campus_energy.core.timestamps import epoch_ms, iso_utc
 from campus_energy.core.topics import reading_topic
 from campus_energy.core.windows import IncomingReading, WindowDoc, window_start_ms
@@ -62,7 +77,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="only these meters (repeatable; default: every meter)",
     )
     parser.add_argument(
-        "--apply", action="store_true", help="rewrite the windows that differ or are missing"
+        "--apply",
+        action="store_true",
+        help="rewrite the windows that differ or are missing, delete the orphans",
     )
     parser.add_argument("--json", action="store_true", help="one JSON document, for scripts")
     parser.add_argument("--all", action="store_true", help="list equal windows too")
@@ -190,8 +207,12 @@ async def _check(
     }
     local: dict[Key, WindowDoc] = {}
     partial_until: dict[str, int] = {}
+    spans: dict[str, StoreSpan] = {}
     for record in records:
         readings = await store.readings_around(record.meter_id, start_ms, end_ms)
+        span = store_span(readings, window_ms)
+        if span is not None:
+            spans[record.meter_id] = span
         first = readings[0] if readings else None
         if first is not None and first.ts_ms >= start_ms and first.energy_uwh:
             # it integrated from a reading the store no longer holds
@@ -202,13 +223,16 @@ async def _check(
         )
         meta = {record.meter_id: (record.building, record.floor)}
         local.update(recompute(received, report.window_s, start_ms, end_ms, meta, report.now_ms))
-    findings = compare(local, held, partial_until)
+    findings = compare(local, held, partial_until, spans)
     report.summary.add(findings)
     report.findings += [f for f in findings if report.list_equal or f.status != "equal"]
     if report.applied:
         rewrite = [f.replacement() for f in findings if f.status in REWRITTEN]
         if rewrite:
             report.summary.rewritten += await sink.replace(rewrite, report.now_ms)
+        orphans = [(f.meter_id, f.window_start_ms) for f in findings if f.status in DELETED]
+        if orphans:
+            report.summary.deleted += await sink.delete(orphans, report.now_ms)
 
 
 def _wanted(
@@ -280,14 +304,22 @@ def as_text(report: Report) -> str:
     )
     if counts["partial"]:
         line += f", {counts['partial']} partial"
+    if counts["orphan"]:
+        line += f", {counts['orphan']} orphan (no reading behind them)"
     line += f"; energy local {s.local_energy_wh:.6f} Wh, sink {s.sink_energy_wh:.6f} Wh"
     lines.append(line)
     if s.refused:
         lines.append(f"{s.refused} stored readings are ones the bridge refuses (not counted)")
     if report.applied:
-        lines.append(f"rewrote {s.rewritten} windows")
-    elif s.to_rewrite:
-        lines.append(f"run with --apply to rewrite the {s.to_rewrite} differing or missing windows")
+        lines.append(f"rewrote {s.rewritten} windows, deleted {s.deleted} orphan windows")
+    else:
+        todo = []
+        if s.to_rewrite:
+            todo.append(f"rewrite the {s.to_rewrite} differing or missing windows")
+        if s.to_delete:
+            todo.append(f"delete the {s.to_delete} orphan windows")
+        if todo:
+            lines.append(f"run with --apply to {' and '.join(todo)}")
     return "\n".join(lines)
 
 
@@ -321,5 +353,6 @@ def as_json(report: Report) -> dict[str, Any]:
             "sink_energy_wh": s.sink_energy_wh,
             "refused": s.refused,
             "rewritten": s.rewritten,
+            "deleted": s.deleted,
         },
     }

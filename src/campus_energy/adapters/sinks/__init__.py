@@ -7,9 +7,11 @@ deterministic id `<meter_id>_<YYYYmmddTHHMMSSZ>`, so retries, redeliveries and
 several bridges never duplicate a document or double-count energy.
 
 For reconciliation each sink also reads back the documents of a range
-(`windows`) and replaces documents outright (`replace`): the new document takes
-the old one's place, and the rollups of the meter's hours and days it touches
-are counted afresh, so a rewrite never adds to what was there.
+(`windows`), replaces documents outright (`replace`): the new document takes
+the old one's place, and deletes documents (`delete`: windows no reading
+stands behind). Either way the rollups of the meter's hours and days it
+touches are counted afresh, and its latest window looked up again, so a
+rewrite never adds to what was there and a deletion leaves nothing of it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ class RewritableSink(WindowSink, Protocol):
 
     async def replace(self, docs: Sequence[WindowDoc], now_ms: int) -> int:
         """Write each document in place of what the sink holds for its window. Raises SinkError."""
+        ...
+
+    async def delete(self, keys: Sequence[tuple[str, int]], now_ms: int) -> int:
+        """Delete the documents of these (meter_id, window start) pairs; returns how many
+        the sink held. Raises SinkError."""
         ...
 
 

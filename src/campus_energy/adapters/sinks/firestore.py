@@ -13,6 +13,10 @@ Merges run in transactions (read the accumulators, write the documents), at
 most 250 documents each, so concurrent bridges retry rather than overwrite.
 Replacing documents (`campus-energy reconcile --apply`) writes them with a
 fresh `updated_at`, so the API's index takes each in place of the old one.
+Deleting windows (reconcile's orphans) deletes per-meter documents, and takes
+the meter out of a per-window document (the document goes with its last
+meter). A running API notices deleted windows only when it rebuilds its
+index (a restart): a deleted document leaves no `updated_at` to follow.
 Credentials: `credentials_file` (a service account key), else Application
 Default Credentials; none when `FIRESTORE_EMULATOR_HOST` is set.
 """
@@ -34,6 +38,7 @@ from campus_energy.core.windows import (
     Accumulator,
     WindowDelta,
     WindowDoc,
+    document_id,
     window_document,
     window_stamp,
 )
@@ -127,7 +132,8 @@ class FirestoreSink:
         return len(deltas)
 
     def _merge_per_window(self, deltas: list[WindowDelta], now_ms: int) -> int:
-        def update(meters: dict[str, Any], group: list[WindowDelta]) -> dict[str, Any]:
+        def update(held: dict[str, Any], group: list[WindowDelta]) -> dict[str, Any]:
+            meters = dict(held.get("meters") or {})
             for delta in group:
                 entry = meters.get(delta.meter_id) or {}
                 doc = window_document(
@@ -139,10 +145,13 @@ class FirestoreSink:
         return self._update_windows(deltas, update)
 
     def _update_windows(
-        self, items: Sequence[_W], update: Callable[[dict[str, Any], list[_W]], dict[str, Any]]
+        self,
+        items: Sequence[_W],
+        update: Callable[[dict[str, Any], list[_W]], dict[str, Any] | None],
     ) -> int:
         """Per-window layout: in one transaction, read each window's document, let `update`
-        change its map of meters (for the items of that window) and write it back."""
+        make its new fields from the held ones (for the items of that window; None: delete
+        it) and write it back."""
         from google.cloud import firestore
 
         db = self._db()
@@ -166,8 +175,11 @@ class FirestoreSink:
             }
             for start, group in by_window.items():
                 ref = refs[start]
-                meters = dict((held.get(ref.id) or {}).get("meters") or {})
-                transaction.set(ref, update(meters, group))
+                fields = update(held.get(ref.id) or {}, group)
+                if fields is None:
+                    transaction.delete(ref)
+                else:
+                    transaction.set(ref, fields)
 
         write(db.transaction())
         return len(by_window)
@@ -244,12 +256,58 @@ class FirestoreSink:
         write(db.transaction())
 
     def _replace_per_window(self, docs: list[WindowDoc]) -> None:
-        def update(meters: dict[str, Any], group: list[WindowDoc]) -> dict[str, Any]:
+        def update(held: dict[str, Any], group: list[WindowDoc]) -> dict[str, Any]:
+            meters = dict(held.get("meters") or {})
             for doc in group:
                 meters[doc.meter_id] = _meter_entry(doc)
             return _window_fields(group[0], meters)
 
         self._update_windows(docs, update)
+
+    async def delete(self, keys: Sequence[tuple[str, int]], now_ms: int) -> int:
+        per_window = self.config.layout == "per-window"
+        write = self._delete_per_window if per_window else self._delete_per_meter
+        deleted = 0
+        for i in range(0, len(keys), PER_TRANSACTION):
+            chunk = [_Key(meter_id, start) for meter_id, start in keys[i : i + PER_TRANSACTION]]
+            deleted += await self._run(functools.partial(write, chunk, now_ms))
+        return deleted
+
+    def _delete_per_meter(self, keys: list[_Key], now_ms: int) -> int:
+        from google.cloud import firestore
+
+        db = self._db()
+        collection = db.collection(self.config.collection)
+        refs = [collection.document(k.document_id) for k in keys]
+
+        @firestore.transactional
+        def delete(transaction: Any) -> int:
+            held = db.get_all(refs, transaction=transaction, retry=_retry(), timeout=RPC_TIMEOUT_S)
+            found = [snap.reference for snap in held if snap.exists]
+            for ref in found:
+                transaction.delete(ref)
+            return len(found)
+
+        return int(delete(db.transaction()))
+
+    def _delete_per_window(self, keys: list[_Key], now_ms: int) -> int:
+        held_by_key: dict[_Key, bool] = {}  # set, not counted: a retried transaction redoes it
+
+        def update(held: dict[str, Any], group: list[_Key]) -> dict[str, Any] | None:
+            meters = dict(held.get("meters") or {})
+            for key in group:
+                held_by_key[key] = meters.pop(key.meter_id, None) is not None
+            if not meters:
+                return None
+            return {
+                **held,
+                "total_energy_wh": sum(m["total_energy_wh"] for m in meters.values()),
+                "meters": meters,
+                "updated_at": _when(now_ms),
+            }
+
+        self._update_windows(keys, update)
+        return sum(held_by_key.values())
 
     def _reset(self) -> None:
         client, self._client = self._client, None
@@ -259,6 +317,18 @@ class FirestoreSink:
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._reset)
         self._executor.shutdown(wait=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Key:
+    """A meter's window, to delete."""
+
+    meter_id: str
+    window_start_ms: int
+
+    @property
+    def document_id(self) -> str:
+        return document_id(self.meter_id, self.window_start_ms)
 
 
 def _when(ms: int) -> datetime:

@@ -6,8 +6,8 @@ merge runs in one transaction: missing rows are created empty
 UPDATE`, so two bridges merging the same window take turns and neither
 overwrites the other. Replacing documents (`campus-energy reconcile --apply`)
 locks the table against writers for its transaction and counts the rollups it
-touches afresh. With the TimescaleDB extension the table becomes a hypertable
-on `window_start`.
+touches afresh; so does deleting windows (`delete`). With the TimescaleDB
+extension the table becomes a hypertable on `window_start`.
 """
 
 from __future__ import annotations
@@ -373,23 +373,79 @@ class PostgresSink:
                     for d in docs
                 ],
             )
-            touched = sorted({(d.meter_id, local_day(d.window_start_ms, self.zone)) for d in docs})
-            for meter_id, day in touched:
-                await self._recount(cur, meter_id, day)
-            for day in sorted({day for _, day in touched}):
-                await cur.execute(
-                    sql.SQL("DELETE FROM {} WHERE day = %s").format(self.names["campus"]),
-                    (date.fromisoformat(day),),
-                )
-                await cur.execute(
-                    sql.SQL(
-                        "INSERT INTO {} (day, energy_wh, covered_s, readings, windows, "
-                        "last_window) SELECT day, sum(energy_wh), sum(covered_s), sum(readings), "
-                        "sum(windows), max(last_window) FROM {} WHERE day = %s GROUP BY day"
-                    ).format(self.names["campus"], self.names["daily"]),
-                    (date.fromisoformat(day),),
-                )
+            await self._recount_days(cur, [(d.meter_id, d.window_start_ms) for d in docs])
             await cur.execute(sql.SQL(DATA_VERSION_SQL).format(self.names["meta"]))
+
+    async def delete(self, keys: Sequence[tuple[str, int]], now_ms: int) -> int:
+        if not keys:
+            return 0
+        return await self._transaction(lambda conn: self._delete(conn, keys, now_ms))
+
+    async def _delete(
+        self, conn: psycopg.AsyncConnection[Any], keys: Sequence[tuple[str, int]], now_ms: int
+    ) -> int:
+        # As in _replace: bridges wait, so the rollups count windows nobody changes meanwhile.
+        await conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self.table))
+        async with conn.cursor() as cur:
+            await cur.execute(
+                sql.SQL(
+                    "DELETE FROM {} WHERE (meter_id, window_start) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::timestamptz[]))"
+                ).format(self.table),
+                ([m for m, _ in keys], [_when(start) for _, start in keys]),
+            )
+            deleted = cur.rowcount
+            await self._recount_days(cur, keys)
+            for meter_id in sorted({m for m, _ in keys}):
+                await self._find_latest(cur, meter_id, now_ms)
+            if deleted:
+                await cur.execute(sql.SQL(DATA_VERSION_SQL).format(self.names["meta"]))
+        return deleted
+
+    async def _recount_days(
+        self, cur: psycopg.AsyncCursor[Any], windows: Sequence[tuple[str, int]]
+    ) -> None:
+        """Count afresh the rollups of every local day these (meter, window start) fall on."""
+        touched = sorted({(meter_id, local_day(start, self.zone)) for meter_id, start in windows})
+        for meter_id, day in touched:
+            await self._recount(cur, meter_id, day)
+        for day in sorted({day for _, day in touched}):
+            await cur.execute(
+                sql.SQL("DELETE FROM {} WHERE day = %s").format(self.names["campus"]),
+                (date.fromisoformat(day),),
+            )
+            await cur.execute(
+                sql.SQL(
+                    "INSERT INTO {} (day, energy_wh, covered_s, readings, windows, "
+                    "last_window) SELECT day, sum(energy_wh), sum(covered_s), sum(readings), "
+                    "sum(windows), max(last_window) FROM {} WHERE day = %s GROUP BY day"
+                ).format(self.names["campus"], self.names["daily"]),
+                (date.fromisoformat(day),),
+            )
+
+    async def _find_latest(self, cur: psycopg.AsyncCursor[Any], meter_id: str, now_ms: int) -> None:
+        """Note the meter's latest window again from its windows (none left: forget the meter)."""
+        await cur.execute(
+            sql.SQL(
+                "SELECT building, floor, window_start, avg_power_w, coverage FROM {} "
+                "WHERE meter_id = %s ORDER BY window_start DESC LIMIT 1"
+            ).format(self.table),
+            (meter_id,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            await cur.execute(
+                sql.SQL("DELETE FROM {} WHERE meter_id = %s").format(self.names["meters"]),
+                (meter_id,),
+            )
+            return
+        await cur.execute(
+            sql.SQL(
+                "UPDATE {} SET building = %s, floor = %s, last_window = %s, "
+                "last_avg_power_w = %s, last_coverage = %s, updated_at = %s WHERE meter_id = %s"
+            ).format(self.names["meters"]),
+            (*row, _when(now_ms), meter_id),
+        )
 
     async def _recount(self, cur: psycopg.AsyncCursor[Any], meter_id: str, day: str) -> None:
         """Count a meter's hourly and daily rollups of the local `day` afresh from its windows."""

@@ -201,17 +201,29 @@ class SqliteSink(SqliteFile):
             with transaction(conn):
                 for doc in docs:
                     _write(conn, doc, now_ms)
-                touched = sorted(
-                    {(d.meter_id, local_day(d.window_start_ms, self.zone)) for d in docs}
-                )
-                for meter_id, day in touched:
-                    _recount(conn, meter_id, day, self.zone)
-                for day in sorted({day for _, day in touched}):
-                    conn.execute("DELETE FROM rollup_daily_campus WHERE day = ?", (day,))
-                    conn.execute(CAMPUS_RECOUNT_SQL, (day,))
+                _recount_days(conn, [(d.meter_id, d.window_start_ms) for d in docs], self.zone)
                 if docs:
                     conn.execute(DATA_VERSION_SQL)
             return len(docs)
+
+        return await self._call(work)
+
+    async def delete(self, keys: Sequence[tuple[str, int]], now_ms: int) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            with transaction(conn):
+                deleted = sum(
+                    conn.execute(
+                        "DELETE FROM window_aggregates WHERE meter_id = ? AND window_start_ms = ?",
+                        key,
+                    ).rowcount
+                    for key in keys
+                )
+                _recount_days(conn, keys, self.zone)
+                for meter_id in sorted({m for m, _ in keys}):
+                    _find_latest(conn, meter_id, now_ms)
+                if deleted:
+                    conn.execute(DATA_VERSION_SQL)
+            return deleted
 
         return await self._call(work)
 
@@ -248,6 +260,35 @@ def _write(conn: sqlite3.Connection, doc: WindowDoc, now_ms: int) -> None:
         f"INSERT OR REPLACE INTO window_aggregates ({', '.join(columns)}) "
         f"VALUES ({', '.join('?' for _ in columns)})",
         values,
+    )
+
+
+def _recount_days(
+    conn: sqlite3.Connection, windows: Sequence[tuple[str, int]], zone: ZoneInfo
+) -> None:
+    """Count afresh the rollups of every local day these (meter, window start) fall on."""
+    touched = sorted({(meter_id, local_day(start, zone)) for meter_id, start in windows})
+    for meter_id, day in touched:
+        _recount(conn, meter_id, day, zone)
+    for day in sorted({day for _, day in touched}):
+        conn.execute("DELETE FROM rollup_daily_campus WHERE day = ?", (day,))
+        conn.execute(CAMPUS_RECOUNT_SQL, (day,))
+
+
+def _find_latest(conn: sqlite3.Connection, meter_id: str, now_ms: int) -> None:
+    """Note the meter's latest window again from its windows (none left: forget the meter)."""
+    row = conn.execute(
+        "SELECT building, floor, window_start_ms, avg_power_w, coverage FROM window_aggregates "
+        "WHERE meter_id = ? ORDER BY window_start_ms DESC LIMIT 1",
+        (meter_id,),
+    ).fetchone()
+    if row is None:
+        conn.execute("DELETE FROM window_meters WHERE meter_id = ?", (meter_id,))
+        return
+    conn.execute(
+        "UPDATE window_meters SET building = ?, floor = ?, last_window_ms = ?, "
+        "last_avg_power_w = ?, last_coverage = ?, updated_ms = ? WHERE meter_id = ?",
+        (*row, now_ms, meter_id),
     )
 
 
