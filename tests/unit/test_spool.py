@@ -96,8 +96,10 @@ async def test_a_different_reading_with_a_seen_seq_is_kept_as_a_conflict(spool: 
     forged = reading(7, T0 + 20_000, T0 + 15_000)
     real = IncomingReading("m1", T0 + 20_000, 7, 1.39, T0 + 15_000, 1000.0)
     await spool.record([arrival(forged, b"forged")], [], 1_000)
-    done = await spool.record([arrival(real, b"real")], [], 9_000)
+    done = await spool.record([arrival(real, b"real"), arrival(real, b"real")], [], 9_000)
+    again = await spool.record([arrival(real, b"real")], [], 9_500)  # redelivered: kept once
     assert done.added == 0 and [c.kind for c in done.conflicts] == ["conflict"]
+    assert (again.conflicts, again.duplicates, done.duplicates) == ([], 1, 1)
     assert "seq 7 of meter m1" in done.conflicts[0].reason
     items, _ = await spool.load([("m1", T0)])
     assert [c.energy_wh for c in items] == [1.0]  # the first one counts

@@ -8,8 +8,8 @@ prunes it after a day) with a fingerprint of its values and the windows it
 touches. The same reading again (QoS 1 redelivery, a logger's outbox replay)
 adds nothing. A *different* reading with the same (meter, seq) whose windows
 overlap the first one's would silently take or lose its place: it is kept in
-`dead_letters` as a "conflict" instead (the first one counts; `reconcile`
-against the logger's store decides).
+`dead_letters` as a "conflict" instead (once, however often it is delivered;
+the first one counts; `reconcile` against the logger's store decides).
 
 Refused messages are kept in `dead_letters` with the reason, the first
 `DEAD_LETTER_PREFIX_BYTES` of the payload, its size and SHA-256; the table is
@@ -186,6 +186,19 @@ def _dead_bytes(conn: sqlite3.Connection) -> int:
     return int(found.fetchone()[0])
 
 
+def _kept_already(
+    conn: sqlite3.Connection, letter: DeadLetter, batch: Sequence[DeadLetter]
+) -> bool:
+    """Whether the same message is already a dead letter of the same kind (or in this batch)."""
+    if any(d.payload == letter.payload and d.kind == letter.kind for d in batch):
+        return True
+    found = conn.execute(
+        "SELECT 1 FROM dead_letters WHERE kind = ? AND sha256 = ? LIMIT 1",
+        (letter.kind, hashlib.sha256(letter.payload).hexdigest()),
+    )
+    return found.fetchone() is not None
+
+
 def _conflict(arrival: Arrival, seen: tuple[bytes, int], received_ms: int) -> DeadLetter:
     first, first_ms = seen
     r = arrival.reading
@@ -265,7 +278,11 @@ class Spool(SqliteFile):
                         done.duplicates += len(arrival.items)
                         continue
                     elif first <= seen[2] and seen[1] <= last:
-                        done.conflicts.append(_conflict(arrival, (seen[0], seen[3]), received_ms))
+                        letter = _conflict(arrival, (seen[0], seen[3]), received_ms)
+                        if _kept_already(conn, letter, done.conflicts):  # a redelivery of it
+                            done.duplicates += len(arrival.items)
+                        else:
+                            done.conflicts.append(letter)
                         continue
                     added = _insert(conn, arrival.items)
                     done.added += added
