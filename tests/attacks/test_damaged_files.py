@@ -14,20 +14,36 @@ read-only mount.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import importlib.resources
+import os
 import random
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import streamlit as st
+from flask import Flask
+from streamlit.testing.v1 import AppTest
 from tests.conftest import eventually, free_port, require_program
+from tests.integration.api_fixture import NOW_MS, REPORTING, ZONE, FixtureWindow, deltas, windows
 from tests.integration.test_fixdb import CLI, METERS, write_config, write_store
 
+from campus_energy.adapters.sinks.sqlite import SqliteSink
+from campus_energy.adapters.sqlite import ReadOnly
 from campus_energy.adapters.store import ReadingStore
-from campus_energy.config import load_config
+from campus_energy.api import create_app
+from campus_energy.api.sources.sqlite import SqliteSource
+from campus_energy.config import load_config, parse_config
+from campus_energy.dashboard import queries as q
+from campus_energy.errors import SourceError
 from campus_energy.simulator.server import Simulator
 
 PAGE_SEED = 13
@@ -210,3 +226,257 @@ def test_fix_db_on_a_file_that_is_no_database_names_the_rebuild(
     assert result.returncode == 1
     assert f"store {db} is damaged (file is not a database): stop what uses it" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- the Streamlit dashboard --------------------------------------------------------------------
+
+APP = str(importlib.resources.files("campus_energy.dashboard").joinpath("app.py"))
+AFTER_THE_LAST_READING = "2026-01-01T05:55:00+05:30"  # T0 + 25 min: every reading is this week's
+
+
+@pytest.fixture
+def dashboard(
+    store_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[], AppTest]]:
+    """The dashboard on the store, run once per call, its clock just after the last reading."""
+    config, _ = store_files
+    monkeypatch.setenv("CAMPUS_ENERGY_CONFIG", str(config))
+    monkeypatch.setenv("CAMPUS_ENERGY_DASHBOARD_NOW", AFTER_THE_LAST_READING)
+    monkeypatch.setattr(sys, "argv", [APP])  # not pytest's: its -c names another file
+    yield lambda: AppTest.from_file(APP, default_timeout=60).run()
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def test_the_dashboard_reads_the_store_before_it_is_damaged(
+    dashboard: Callable[[], AppTest],
+) -> None:
+    """The baseline of the cases below: every tab draws, the Raw data tab lists readings."""
+    at = dashboard()
+    assert not at.exception and not at.error and not at.warning
+    assert len(at.tabs) == 6 and len(at.tabs[5].dataframe) == 1
+
+
+@pytest.mark.parametrize("table", ["meters", "samples"])
+def test_the_dashboard_says_the_store_is_damaged_and_how_to_rebuild_it(
+    table: str, store_files: tuple[Path, Path], dashboard: Callable[[], AppTest]
+) -> None:
+    """Before: a damaged `samples` page ended the page in an uncaught StoreUnavailable traceback;
+    a damaged `meters` page was a warning to start the logger."""
+    _, db = store_files
+    damage(db, table)
+    at = dashboard()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.error, "no message"
+    for error in at.error:
+        assert re.match(r"the logger's store( \S+)? is damaged \(", error.value), error.value
+        assert "the logger refuses a damaged store too" in error.value
+    assert all(
+        code.value.splitlines()[0] == f"sqlite3 {db} .recover | sqlite3 {db}.recovered"
+        for code in at.code
+    )
+    assert len(at.code) == len(at.error)
+    assert not at.warning
+
+
+def test_the_dashboard_on_a_file_that_is_no_database(
+    store_files: tuple[Path, Path], dashboard: Callable[[], AppTest]
+) -> None:
+    _, db = store_files
+    with db.open("r+b") as file:
+        file.write(random.Random(PAGE_SEED).randbytes(100))
+    at = dashboard()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        f"the logger's store {db} is damaged (file is not a database): the logger refuses a "
+        "damaged store too. Stop what uses it and keep a copy, then copy out what is readable "
+        "with one of these (the second where sqlite3 has no .recover, as on Debian 12), check "
+        "the copy with `PRAGMA quick_check` and put it in place — or restore a backup:"
+    ]
+    assert len(at.tabs) == 0
+
+
+# --- a read-only mount --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def read_only_view(folder: Path, at: Path) -> Iterator[Path]:
+    """`folder` seen read-only at `at`: a read-only bind mount, what a service sees of a
+    read-only filesystem, a snapshot or `ReadOnlyPaths=`. Where mounting is not allowed a
+    user other than root gets `folder` itself with its write permission taken away (what
+    SQLite meets is the same: the -shm file cannot be created); root, whom permissions do
+    not stop, gets a skip."""
+    at.mkdir()
+    mount = shutil.which("mount")
+    bound = mount is not None and (
+        subprocess.run([mount, "--bind", str(folder), str(at)], capture_output=True).returncode == 0
+    )
+    if not bound:
+        if os.geteuid() == 0:
+            pytest.skip("cannot bind-mount here, and root ignores file permissions")
+        modes = {path: path.stat().st_mode for path in [folder, *folder.iterdir()]}
+        for path in modes:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            yield folder
+        finally:
+            for path, mode in modes.items():
+                path.chmod(mode)
+        return
+    try:
+        subprocess.run([str(mount), "-o", "remount,bind,ro", str(at)], check=True)
+        yield at
+    finally:
+        busy = subprocess.run(["umount", str(at)], capture_output=True).returncode
+        if busy:
+            subprocess.run(["umount", "--lazy", str(at)], check=True)  # never leave one behind
+        assert not busy, f"a file under {at} was left open"
+
+
+def can_write(folder: Path) -> bool:
+    try:
+        (folder / "probe").touch()
+    except OSError:
+        return False
+    (folder / "probe").unlink()
+    return True
+
+
+def write_windows(db: Path, items: list[FixtureWindow]) -> None:
+    async def go() -> None:
+        sink = SqliteSink(db, ZONE)
+        try:
+            await sink.merge(deltas(items), NOW_MS)
+        finally:
+            await sink.close()
+
+    asyncio.run(go())
+
+
+def api_on(db: Path) -> Flask:
+    config = parse_config(
+        {
+            "site": {"timezone": "Asia/Kolkata"},
+            "bridge": {"sink": "sqlite", "sqlite": {"path": str(db)}},
+            "meters": [],
+        }
+    )
+    return create_app(config, clock=lambda: NOW_MS / 1000)
+
+
+def meters_of(app: Flask) -> tuple[int, list[str]]:
+    response = app.test_client().get("/api/meters")
+    body = response.get_json()
+    ids = [m["meter_id"] for m in body["meters"]] if response.status_code == 200 else []
+    return response.status_code, ids
+
+
+def test_the_api_reads_a_wal_database_on_a_read_only_mount(tmp_path: Path) -> None:
+    """Before: 503 for every request: mode=ro cannot open a WAL database whose -shm file is
+    missing and cannot be created ("unable to open database file")."""
+    folder = tmp_path / "state"
+    folder.mkdir()
+    write_windows(folder / "windows.db", windows())
+    assert sorted(p.name for p in folder.iterdir()) == ["windows.db"]  # closed: no -wal, -shm
+    with read_only_view(folder, tmp_path / "ro") as ro:
+        assert not can_write(ro)
+        app = api_on(ro / "windows.db")
+        try:
+            assert meters_of(app) == (200, sorted(REPORTING))
+            summary = app.test_client().get("/api/summary")
+            assert summary.status_code == 200, summary.get_data(as_text=True)
+        finally:
+            app.extensions["campus_energy"].source.close()
+    assert sorted(p.name for p in folder.iterdir()) == ["windows.db"]
+
+
+def test_on_a_read_only_mount_a_writer_that_comes_is_seen(tmp_path: Path) -> None:
+    """The file is read as immutable only while no connection has it open: a bridge that opens
+    it later (through a writable path) is seen at the next request, its commits too."""
+    folder = tmp_path / "state"
+    folder.mkdir()
+    first, later = windows()[:-3], windows()[-3:]
+    write_windows(folder / "windows.db", first)
+    with read_only_view(folder, tmp_path / "ro") as ro:
+        source = SqliteSource(ro / "windows.db")
+        try:
+            before = source.version()
+            assert len(source.meters()) == len(REPORTING)
+
+            async def write_while_reading() -> str:
+                sink = SqliteSink(folder / "windows.db", ZONE)
+                try:
+                    await sink.merge(deltas(later), NOW_MS)
+                    assert Path(f"{folder / 'windows.db'}-shm").exists()
+                    return source.version()  # read while the bridge has the file open
+                finally:
+                    await sink.close()
+
+            during = asyncio.run(write_while_reading())
+            after = source.version()  # the bridge has closed the file again
+        finally:
+            source.close()
+    assert before != during == after
+
+
+def test_a_wal_holding_commits_on_a_read_only_mount_is_refused_not_read_stale(
+    tmp_path: Path,
+) -> None:
+    """A copy taken while a writer had commits in its -wal, without the -shm: `immutable` would
+    read the database without those commits, so the file is refused with the way out."""
+    live, folder = tmp_path / "live", tmp_path / "copy"
+    live.mkdir()
+    folder.mkdir()
+    writer = sqlite3.connect(live / "windows.db")
+    try:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("CREATE TABLE window_aggregates (meter_id TEXT)")
+        writer.execute("INSERT INTO window_aggregates VALUES ('ece-1')")
+        writer.commit()
+        for name in ("windows.db", "windows.db-wal"):
+            shutil.copy(live / name, folder / name)
+    finally:
+        writer.close()
+    with read_only_view(folder, tmp_path / "ro") as ro:
+        db = ro / "windows.db"
+        with pytest.raises(sqlite3.OperationalError) as refused:
+            ReadOnly(db).connection()
+        source = SqliteSource(db)
+        try:
+            with pytest.raises(SourceError):
+                source.meters()
+        finally:
+            source.close()
+    assert str(refused.value) == (
+        f"unable to open {db} read-only: its folder cannot be written and its -wal file holds "
+        "commits not in the database yet; open it once where its folder is writable, or read "
+        f"a copy made there with sqlite3 {db} '.backup COPY'"
+    )
+
+
+def test_the_dashboard_reads_the_store_on_a_read_only_mount(
+    store_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: "the logger's store … cannot be read: unable to open database file"."""
+    _, db = store_files
+    with read_only_view(db.parent, tmp_path / "ro") as ro:
+        assert not can_write(ro)
+        store = q.open_store(ro / db.name)
+        try:
+            assert [m.meter_id for m in q.meters(q.connection(store))] == sorted(METERS)
+            assert store.immutable
+        finally:
+            store.close()
+        config = tmp_path / "dashboard.toml"
+        config.write_text(f'[storage]\npath = "{ro / db.name}"\n', encoding="utf-8")
+        monkeypatch.setenv("CAMPUS_ENERGY_CONFIG", str(config))
+        monkeypatch.setenv("CAMPUS_ENERGY_DASHBOARD_NOW", AFTER_THE_LAST_READING)
+        monkeypatch.setattr(sys, "argv", [APP])
+        try:
+            at = AppTest.from_file(APP, default_timeout=60).run()
+            assert not at.exception and not at.error and not at.warning
+            assert len(at.tabs) == 6 and len(at.tabs[5].dataframe) == 1
+        finally:
+            st.cache_data.clear()
+            st.cache_resource.clear()  # closes the dashboard's connection

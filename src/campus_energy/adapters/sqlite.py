@@ -6,6 +6,9 @@ version, and every sqlite3 failure turned into the owner's error type. A file
 whose class sets `integrity_budget_s` is checked with `PRAGMA quick_check`
 when it is opened, for at most that long: a damaged file is refused before
 anything is written to it, with the way to rebuild it in the message.
+
+Readers in other processes (the API, the dashboard) open the files with
+`ReadOnly`, which also reads a WAL database on a read-only mount.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import TypeVar
 from campus_energy.errors import CampusEnergyError
 
 T = TypeVar("T")
+Signature = tuple[int, int, int, bool, bool]
 log = logging.getLogger("campus_energy.sqlite")
 DAMAGED_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 PROGRESS_EVERY = 1_000  # SQLite virtual-machine steps between two looks at the clock
@@ -35,14 +39,26 @@ def is_damage(exc: BaseException) -> bool:
     return code is not None and code & 0xFF in DAMAGED_CODES
 
 
-def recovery_hint(path: Path) -> str:
-    """How to rebuild a damaged file, for people: keep it, copy out what reads, check the copy."""
+def recovery_commands(path: Path) -> tuple[str, str]:
+    """Two ways to copy what is readable of a damaged file into `<path>.recovered`: `.recover`,
+    and `.dump` for a sqlite3 without `.recover` (Debian 12's; a dump that met damage ends in
+    ROLLBACK, turned into COMMIT to keep what it read)."""
     where, rebuilt = shlex.quote(str(path)), shlex.quote(f"{path}.recovered")
     return (
-        f"stop what uses it, keep a copy, then rebuild it: sqlite3 {where} .recover | "
-        f"sqlite3 {rebuilt} — or, where sqlite3 has no .recover (Debian 12): sqlite3 {where} "
-        f".dump | sed '$s/^ROLLBACK; -- due to errors$/COMMIT;/' | sqlite3 {rebuilt} — check "
-        f"it (sqlite3 {rebuilt} 'PRAGMA quick_check') and put it in place, or restore a backup"
+        f"sqlite3 {where} .recover | sqlite3 {rebuilt}",
+        f"sqlite3 {where} .dump | sed '$s/^ROLLBACK; -- due to errors$/COMMIT;/' "
+        f"| sqlite3 {rebuilt}",
+    )
+
+
+def recovery_hint(path: Path) -> str:
+    """How to rebuild a damaged file, for people: keep it, copy out what reads, check the copy."""
+    recover, dump = recovery_commands(path)
+    rebuilt = shlex.quote(f"{path}.recovered")
+    return (
+        f"stop what uses it, keep a copy, then rebuild it: {recover} — or, where sqlite3 has no "
+        f".recover (Debian 12): {dump} — check it (sqlite3 {rebuilt} 'PRAGMA quick_check') and "
+        "put it in place, or restore a backup"
     )
 
 
@@ -95,6 +111,105 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 def statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";\n") if s.strip()]
+
+
+def _signature(path: Path) -> Signature:
+    """What changes when anyone writes the file: its inode, size and time, and its WAL files."""
+    found = path.stat()
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    return found.st_ino, found.st_size, found.st_mtime_ns, wal.exists(), shm.exists()
+
+
+class ReadOnly:
+    """A read-only connection to an SQLite file, in WAL mode too, also on a read-only mount.
+
+    A WAL database is read through its shared-memory index, the `-shm` file beside
+    it: SQLite creates it when the first connection opens the file, and removes it
+    with the `-wal` file when the last one closes. Where the folder cannot be
+    written (a read-only mount, a snapshot) and no `-shm` is there, `mode=ro`
+    cannot open the file at all ("unable to open database file").
+
+    Then, and only then, the file is opened with `immutable=1` (no locks, no
+    index), which is safe because of what the missing files prove: without a
+    `-shm` no connection has the database open, so no writer is changing it, and
+    with no `-wal` (or an empty one) every commit is in the database file itself.
+    Should a writer open it later, its `-wal` and `-shm` appear and the file's
+    size or time changes: the next `connection()` sees that and opens the file
+    again, in the normal read-only mode. A `-wal` with commits in it but no
+    `-shm` (a writer that crashed, a copy taken while it wrote) cannot be read
+    that way — `immutable` would not see those commits — and is refused with the
+    way out: open it once where its folder is writable.
+    """
+
+    def __init__(self, path: Path, *, timeout_s: float = 5.0, check_same_thread: bool = True):
+        self.path = path
+        self.timeout_s = timeout_s
+        self.check_same_thread = check_same_thread
+        self._conn: sqlite3.Connection | None = None
+        self._immutable_at: Signature | None = None  # the file as it was when opened immutable
+
+    @property
+    def immutable(self) -> bool:
+        return self._immutable_at is not None
+
+    def connection(self) -> sqlite3.Connection:
+        """The connection, opened on first use, and again when an immutable file has changed."""
+        if self._conn is not None and self._immutable_at is not None:
+            try:
+                changed = _signature(self.path) != self._immutable_at
+            except OSError:
+                changed = True
+            if changed:
+                self.close()
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    def _connect(self, mode: str) -> sqlite3.Connection:
+        uri = f"{self.path.resolve().as_uri()}?{mode}"  # a path with '#' or '?' stays this path
+        return sqlite3.connect(
+            uri, uri=True, timeout=self.timeout_s, check_same_thread=self.check_same_thread
+        )
+
+    def _open(self) -> sqlite3.Connection:
+        conn = self._connect("mode=ro")
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchall()  # reads the WAL index
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_CANTOPEN:
+                raise
+            if not self.path.is_file():
+                raise
+        wal, shm = Path(f"{self.path}-wal"), Path(f"{self.path}-shm")
+        pending = wal.exists() and wal.stat().st_size > 0
+        if pending or shm.exists():
+            why = (
+                "its -wal file holds commits not in the database yet"
+                if pending
+                else ("its -shm file cannot be opened")
+            )
+            raise sqlite3.OperationalError(
+                f"unable to open {self.path} read-only: its folder cannot be written and {why}; "
+                "open it once where its folder is writable, or read a copy made there with "
+                f"sqlite3 {shlex.quote(str(self.path))} '.backup COPY'"
+            )
+        signature = _signature(self.path)
+        conn = self._connect("immutable=1")
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        except BaseException:
+            conn.close()
+            raise
+        self._immutable_at = signature
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self._immutable_at = None
 
 
 class SqliteFile:

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
+from campus_energy.adapters.sqlite import recovery_commands
 from campus_energy.config import Config, load_config
 from campus_energy.dashboard import charts
 from campus_energy.dashboard import history as h
@@ -110,9 +111,36 @@ class View:
         return h.midnight_ms(self.first, self.zone), min(end, self.now_ms + 1)
 
 
-@st.cache_resource
+@st.cache_resource(on_release=lambda store: store.close())
+def _store(path: str) -> Any:
+    return q.open_store(Path(path))
+
+
 def _connection(path: str) -> Any:
-    return q.connect(Path(path))
+    return q.connection(_store(path))
+
+
+def _unavailable(path: str, exc: q.StoreUnavailable, then: str) -> None:
+    """Why the store cannot be read and what to do (`then`); the next run opens it again."""
+    _store.clear()
+    if not isinstance(exc, q.StoreDamaged):
+        st.warning(f"{exc}. {then}")
+        return
+    st.error(
+        f"{exc}: the logger refuses a damaged store too. Stop what uses it and keep a copy, then "
+        "copy out what is readable with one of these (the second where sqlite3 has no .recover, "
+        "as on Debian 12), check the copy with `PRAGMA quick_check` and put it in place — or "
+        "restore a backup:"
+    )
+    st.code("\n".join(recovery_commands(Path(path))), language="bash")
+
+
+def _drawn(draw: Callable[[View], None], view: View) -> None:
+    """One tab: a store that fails while it is drawn is a message in it, never a traceback."""
+    try:
+        draw(view)
+    except q.StoreUnavailable as exc:
+        _unavailable(view.path, exc, "Reload the page to try again.")
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -143,8 +171,7 @@ def main() -> None:
         all_meters = q.meters(_connection(path))
         has_readings = q.has_readings(_connection(path))
     except q.StoreUnavailable as exc:
-        _connection.clear()
-        st.warning(f"{exc}. Start the logger (`campus-energy logger`) and reload.")
+        _unavailable(path, exc, "Start the logger (`campus-energy logger`) and reload.")
         return
     if not all_meters or not has_readings:
         st.info("No readings yet: the store is empty. Start the logger and reload.")
@@ -158,7 +185,7 @@ def main() -> None:
     view = View(path, zone, selected, clock, now_ms, first, last)
     for tab, draw in zip(st.tabs(TABS), DRAW, strict=True):
         with tab:
-            draw(view)
+            _drawn(draw, view)
 
 
 def _sidebar_meters(all_meters: list[q.Meter]) -> list[q.Meter]:
@@ -231,7 +258,13 @@ def _live(view: View) -> None:
     minutes = st.slider("Last minutes", 5, 120, 15, key="live_minutes")
 
     @st.fragment(run_every=LIVE_EVERY_S)
-    def live() -> None:
+    def live() -> None:  # rerun on its own: its failures are caught here
+        try:
+            show_live()
+        except q.StoreUnavailable as exc:
+            _unavailable(view.path, exc, "It is read again within seconds.")
+
+    def show_live() -> None:
         now_ms = view.clock()
         ids = [m.meter_id for m in view.selected]
         start = now_ms - minutes * 60_000

@@ -8,6 +8,10 @@ way (the timestamps of the same two readings) less the gaps recorded in between,
 so an average power is always energy ÷ covered time, never energy ÷ clock time.
 Long power profiles are averaged per bucket in SQL; raw rows are only ever read
 for short ranges or with a limit.
+
+The store is opened read-only with `adapters.sqlite.ReadOnly` (also on a
+read-only mount); every sqlite3 failure becomes a StoreUnavailable, and
+StoreDamaged when SQLite finds the file malformed.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from campus_energy.adapters.sqlite import ReadOnly, is_damage
 from campus_energy.errors import CampusEnergyError
 
 UWH = 1_000_000
@@ -27,6 +32,16 @@ UWH = 1_000_000
 
 class StoreUnavailable(CampusEnergyError):
     """The logger's store cannot be read (missing, locked, not a store)."""
+
+
+class StoreDamaged(StoreUnavailable):
+    """SQLite finds the logger's store malformed, or no database at all."""
+
+
+def _failure(what: str, exc: sqlite3.Error) -> StoreUnavailable:
+    if is_damage(exc):
+        return StoreDamaged(f"{what} is damaged ({exc})")
+    return StoreUnavailable(f"{what} cannot be read: {exc}")
 
 
 @dataclass(frozen=True)
@@ -46,24 +61,37 @@ class Meter:
     profile: str
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """A read-only connection (safe while the logger writes: WAL)."""
+def open_store(path: Path) -> ReadOnly:
+    """The store opened read-only (safe while the logger writes: WAL), checked to be a store."""
     if not path.exists():
         raise StoreUnavailable(f"the logger's store {path} does not exist yet")
+    store = ReadOnly(path, timeout_s=2, check_same_thread=False)
     try:
-        uri = f"{path.resolve().as_uri()}?mode=ro"  # a path with '#' or '?' stays this path
-        conn = sqlite3.connect(uri, uri=True, timeout=2, check_same_thread=False)
-        conn.execute("SELECT 1 FROM samples LIMIT 1").fetchall()
+        store.connection().execute("SELECT 1 FROM samples LIMIT 1").fetchall()
     except sqlite3.Error as exc:
-        raise StoreUnavailable(f"the logger's store {path} cannot be read: {exc}") from None
-    return conn
+        store.close()
+        raise _failure(f"the logger's store {path}", exc) from None
+    return store
+
+
+def connection(store: ReadOnly) -> sqlite3.Connection:
+    """The store's connection (opened again when a file read as immutable has changed)."""
+    try:
+        return store.connection()
+    except sqlite3.Error as exc:
+        raise _failure(f"the logger's store {store.path}", exc) from None
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A read-only connection (safe while the logger writes: WAL)."""
+    return open_store(path).connection()
 
 
 def _rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     try:
         return conn.execute(sql, params).fetchall()
     except sqlite3.Error as exc:
-        raise StoreUnavailable(f"reading the store failed: {exc}") from None
+        raise _failure("the logger's store", exc) from None
 
 
 def meters(conn: sqlite3.Connection) -> list[Meter]:

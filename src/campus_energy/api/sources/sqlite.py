@@ -1,4 +1,7 @@
-"""Reading the SQLite window sink (read-only; safe while the bridge writes, thanks to WAL)."""
+"""Reading the SQLite window sink (read-only; safe while the bridge writes, thanks to WAL).
+
+Opened with `adapters.sqlite.ReadOnly`: a WAL file on a read-only mount is read too.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from campus_energy.adapters.sqlite import ReadOnly
 from campus_energy.api.sources import Bucket, Grain, MeterLatest, Total
 from campus_energy.errors import SourceError
 
@@ -38,17 +42,15 @@ class SqliteSource:
         self._local = threading.local()  # one connection per thread (Gunicorn threads, tests)
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+        file: ReadOnly | None = getattr(self._local, "file", None)
+        if file is None:
             if not self.path.exists():
                 raise SourceError(f"window store {self.path} does not exist yet")
-            uri = f"{self.path.resolve().as_uri()}?mode=ro"  # '#' or '?' in a path stay in it
-            conn = sqlite3.connect(uri, uri=True, timeout=5)
-            self._local.conn = conn
-        return conn
+            file = self._local.file = ReadOnly(self.path, timeout_s=5)
+        return file.connection()
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        if getattr(self._local, "conn", None) is None and self._not_written_yet():
+        if getattr(self._local, "file", None) is None and self._not_written_yet():
             return []  # a new installation: the bridge has not written its first window
         try:
             return self._conn().execute(sql, params).fetchall()
@@ -121,10 +123,10 @@ class SqliteSource:
         return [Bucket(m, k, float(e), float(c or 0.0), int(r)) for m, k, e, c, r in rows]
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        file = getattr(self._local, "file", None)
+        if file is not None:
+            file.close()
+            self._local.file = None
 
 
 def _meter_filter(meters: Collection[str] | None) -> tuple[str, list[str]]:
