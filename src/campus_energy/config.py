@@ -38,6 +38,14 @@ CONFIG_ENV = "CAMPUS_ENERGY_CONFIG"
 DEFAULT_CONFIG_PATH = Path("campus-energy.toml")
 ENV_PREFIX = "CAMPUS_ENERGY__"
 POSTGRES_DSN_ENV = "CAMPUS_ENERGY_POSTGRES_DSN"
+# Keys whose value may hold a secret: a configuration error never shows it (nor a table above it)
+SECRET_KEYS = (
+    "bridge.postgres.dsn",
+    "bridge.firestore.credentials_file",
+    "mqtt.password_file",
+    "mqtt.signing_key_file",
+    "mqtt.tls_key_file",
+)
 _ID = re.compile(r"^[a-z0-9_-]+$")
 
 
@@ -554,14 +562,17 @@ def parse_config(
     environ = environ or {}
     merged = apply_environment(dict(data), environ)
     dsn = environ.get(POSTGRES_DSN_ENV)
-    if dsn and not (merged.get("bridge") or {}).get("postgres", {}).get("dsn"):
-        merged.setdefault("bridge", {}).setdefault("postgres", {})["dsn"] = dsn
+    bridge = merged.setdefault("bridge", {}) if dsn else None
+    postgres = bridge.setdefault("postgres", {}) if isinstance(bridge, dict) else None
+    if dsn and isinstance(postgres, dict) and not postgres.get("dsn"):
+        postgres["dsn"] = dsn  # (a `bridge` or `postgres` that is no table is reported below)
     if base_dir is not None:
         _resolve_paths(merged, base_dir)
     try:
         config = Config.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError([(named_key(k, merged), m) for k, m in problems(exc)]) from exc
+        found = problems(exc, secrets=SECRET_KEYS)
+        raise ConfigError([(named_key(k, merged), m) for k, m in found]) from None  # no values
     try:
         profiles = load_profiles(config.profiles_dir)
     except ProfileError as exc:

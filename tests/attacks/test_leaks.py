@@ -1,0 +1,155 @@
+"""Leaks and small things: secrets in configuration errors, secret files others can read,
+paths that systemd's PrivateTmp hides, and the demo meeting a second demo or a bad message.
+
+What must hold: no configuration error shows the value of a key that may hold a
+secret, however the value arrives (the file, `CAMPUS_ENERGY__…` variables,
+`$CAMPUS_ENERGY_POSTGRES_DSN`) and whichever check refuses it; `doctor` fails a
+secret file that its group or others may read, with the `chmod`; `install-systemd`
+warns about data under /tmp; a second demo never uses the first one's broker or
+buses; the demo's own MQTT reader counts a malformed message and goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from campus_energy.cli import main
+from campus_energy.config import SECRET_KEYS, Config, parse_config
+from campus_energy.errors import ConfigError
+
+PASSWORD = "hunter2-s3cret"
+DSN = f"postgresql://energy:{PASSWORD}@db.example.org:5432/campus"
+KEY_TEXT = f"-----BEGIN PRIVATE KEY-----{PASSWORD}-----END PRIVATE KEY-----"
+SECRETISH = re.compile(r"dsn|password|secret|token|credential|key_file|private")
+
+
+# --- configuration errors ----------------------------------------------------------------------
+
+
+def fields(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
+    """Every key path of a configuration model ('bridge.postgres.dsn', 'meters[].unit')."""
+    for name, info in model.model_fields.items():
+        key = f"{prefix}{info.alias or name}"
+        yield key
+        for inner in (*getattr(info.annotation, "__args__", ()), info.annotation):
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                tail = "[]" if info.annotation is not inner else ""
+                yield from fields(inner, f"{key}{tail}.")
+
+
+def test_every_key_that_may_hold_a_secret_is_known_as_one() -> None:
+    """A new key named like a secret must join SECRET_KEYS; each of them exists."""
+    keys = set(fields(Config))
+    assert set(SECRET_KEYS) <= keys
+    assert {k for k in keys if SECRETISH.search(k.rsplit(".", 1)[-1])} == set(SECRET_KEYS)
+
+
+def nest(key: str, value: Any) -> dict[str, Any]:
+    data: Any = value
+    for part in reversed(key.split(".")):
+        data = {part: data}
+    result: dict[str, Any] = data
+    return result
+
+
+def secret_for(key: str) -> str:
+    return DSN if key.endswith("dsn") else KEY_TEXT
+
+
+def refused(data: dict[str, Any], environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, environ)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no pydantic text
+    return [f"{key}: {message}" for key, message in caught.value.problems]
+
+
+def assert_hidden(lines: list[str], key: str) -> None:
+    text = "\n".join(lines)
+    assert PASSWORD not in text, text
+    assert any(line.startswith(f"{key}: ") for line in lines), text
+
+
+@pytest.mark.parametrize("key", SECRET_KEYS)
+@pytest.mark.parametrize(
+    "shape",
+    [
+        pytest.param(lambda s: [s], id="in-a-list"),
+        pytest.param(lambda s: {"value": s}, id="in-a-table"),
+    ],
+)
+def test_a_secret_of_the_wrong_type_is_not_shown(key: str, shape: Any) -> None:
+    """Before: `bridge.postgres.dsn: must be a string, got ['postgresql://energy:hunter2…']`."""
+    lines = refused(nest(key, shape(secret_for(key))))
+    assert_hidden(lines, key)
+    assert lines[0].endswith("(the value is not shown: it may hold a secret)"), lines
+
+
+@pytest.mark.parametrize("key", SECRET_KEYS)
+def test_a_table_that_holds_a_secret_given_as_text_is_not_shown(key: str) -> None:
+    """Before: `bridge.postgres: must be a table, got 'postgresql://energy:hunter2…'`."""
+    table = key.rsplit(".", 1)[0]
+    assert_hidden(refused(nest(table, secret_for(key))), table)
+
+
+@pytest.mark.parametrize("key", SECRET_KEYS)
+def test_a_secret_in_a_table_with_another_error_is_not_shown(key: str) -> None:
+    """An error at a table (its own check) while it holds a secret: the table is not shown."""
+    table, name = key.rsplit(".", 1)
+    data = nest(table, {name: secret_for(key), "unknown": 1})
+    data.setdefault("bridge", {})["window_s"] = 7  # a second error elsewhere
+    lines = refused(data)
+    assert f"{table}.unknown: unknown key" in lines
+    assert_hidden(lines, f"{table}.unknown")
+
+
+@pytest.mark.parametrize("key", SECRET_KEYS)
+def test_a_secret_from_the_environment_is_not_shown(key: str) -> None:
+    """`CAMPUS_ENERGY__BRIDGE__POSTGRES=postgresql://…` puts text where a table belongs."""
+    table = key.rsplit(".", 1)[0]
+    variable = "CAMPUS_ENERGY__" + table.upper().replace(".", "__")
+    assert_hidden(refused({}, {variable: secret_for(key)}), table)
+
+
+def test_the_postgres_dsn_variable_with_a_bridge_that_is_no_table() -> None:
+    """Before: an AttributeError traceback (the variable was put into a string)."""
+    lines = refused({"bridge": DSN}, {"CAMPUS_ENERGY_POSTGRES_DSN": DSN})
+    assert_hidden(lines, "bridge")
+
+
+def test_a_dsn_in_the_wrong_key_is_masked_by_its_form() -> None:
+    """A key that holds no secret quotes its value, but never a password written in a URL."""
+    lines = refused({"bridge": {"postgres": {"schema": DSN}}})
+    assert lines == [
+        "bridge.postgres.schema: must be a plain lower-case SQL name, got "
+        "'postgresql://energy:****@db.example.org:5432/campus'"
+    ]
+
+
+def test_the_cli_shows_no_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "campus-energy.toml"
+    config.write_text(f"[bridge.postgres]\ndsn = [{json.dumps(DSN)}]\n", encoding="utf-8")
+    assert main(["doctor", "-c", str(config)]) == 2
+    captured = capsys.readouterr()
+    assert PASSWORD not in captured.out + captured.err
+    assert "✘ config  bridge.postgres.dsn: must be a string (the value is not" in captured.out
+    process = subprocess.run(
+        [sys.executable, "-m", "campus_energy", "logger", "-c", str(config), "-v"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CAMPUS_ENERGY_POSTGRES_DSN": DSN, "CAMPUS_ENERGY__MQTT": KEY_TEXT},
+    )
+    assert process.returncode == 2
+    assert PASSWORD not in process.stdout + process.stderr
+    assert "campus-energy: configuration error: mqtt: must be a table (the value" in process.stderr
+    assert "Traceback" not in process.stderr
