@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -153,3 +154,73 @@ def test_the_cli_shows_no_secret(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert PASSWORD not in process.stdout + process.stderr
     assert "campus-energy: configuration error: mqtt: must be a table (the value" in process.stderr
     assert "Traceback" not in process.stderr
+
+
+# --- doctor: secret files others may read --------------------------------------------------------
+
+SECRET_FILE_KEYS = {  # key: (its TOML line, the file's mode as deployed by mistake)
+    "mqtt.password_file": ("[mqtt]\npassword_file", 0o644),
+    "mqtt.tls_key_file": ("tls_key_file", 0o640),
+    "mqtt.signing_key_file": ("signing_key_file", 0o604),
+    "bridge.firestore.credentials_file": ("[bridge.firestore]\ncredentials_file", 0o600),
+}
+
+
+def secret_config(folder: Path) -> tuple[Path, dict[str, Path]]:
+    files = {}
+    lines = ['[storage]\npath = "store.db"']
+    for key, (line, mode) in SECRET_FILE_KEYS.items():
+        path = folder / key.replace(".", "-")
+        path.write_text(f"{PASSWORD}-{key}\n", encoding="utf-8")
+        path.chmod(mode)
+        files[key] = path
+        lines.append(f'{line} = "{path}"')
+    config = folder / "campus-energy.toml"
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return config, files
+
+
+def secret_lines(capsys: pytest.CaptureFixture[str], config: Path) -> tuple[int, list[Any]]:
+    code = main(["doctor", "-c", str(config), "--skip-meters", "--json"])
+    out = capsys.readouterr().out
+    assert PASSWORD not in out
+    return code, [r for r in json.loads(out) if r["check"] == "secrets"]
+
+
+def test_doctor_fails_secret_files_others_may_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: doctor passed every secret file whatever its mode (a 0644 password file)."""
+    config, files = secret_config(tmp_path)
+    code, results = secret_lines(capsys, config)
+    assert code == 1
+    by_title = {r["title"]: r for r in results}
+    assert set(by_title) == {f"secret {k.rsplit('.', 1)[1]}" for k in SECRET_FILE_KEYS}
+    for key, path in files.items():
+        result = by_title[f"secret {key.rsplit('.', 1)[1]}"]
+        mode = SECRET_FILE_KEYS[key][1]
+        assert result["detail"].startswith(f"{path} (-{stat.filemode(mode)[1:]} ")
+        if mode & 0o077:
+            assert result["status"] == "fail"
+            who = [w for w, bits in (("its group", 0o070), ("everyone", 0o007)) if mode & bits]
+            assert result["detail"].endswith(f": {' and '.join(who)} may read or change it")
+            assert result["fix"].endswith(f"chmod 600 {path}")
+        else:
+            assert (result["status"], result["fix"]) == ("ok", None)
+    # the fix it names, applied: every secret file passes
+    for path in files.values():
+        path.chmod(0o600)
+    _, results = secret_lines(capsys, config)
+    assert [r["status"] for r in results] == ["ok"] * len(SECRET_FILE_KEYS)
+
+
+def test_doctor_names_a_missing_secret_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "campus-energy.toml"
+    missing = tmp_path / "signing.key"
+    config.write_text(f'[mqtt]\nsigning_key_file = "{missing}"\n', encoding="utf-8")
+    _, results = secret_lines(capsys, config)
+    assert [(r["status"], r["detail"]) for r in results] == [
+        ("fail", f"mqtt.signing_key_file = {missing}: No such file or directory")
+    ]

@@ -66,6 +66,7 @@ def check_table() -> tuple[Entry, ...]:
         Entry("sink", services.sink, _seconds(3 * services.SINK_TIMEOUT_S + 5)),
         Entry("disk", files.disk_space, _seconds(10)),
         Entry("integrity", files.integrity, _seconds(3 * files.QUICK_CHECK_DEADLINE_S + 5)),
+        Entry("secrets", files.secret_files, _seconds(5)),
         Entry("clock", clock.clock, _seconds(clock.TIMEDATECTL_TIMEOUT_S + 2)),
         Entry("queues", files.queues, _seconds(2 * files.QUERY_DEADLINE_S + 5)),
     )

@@ -1,20 +1,25 @@
-"""The SQLite files: disk space where they live, their integrity, the outbox and the spool.
+"""The files: disk space where the SQLite files live, their integrity, the outbox and the spool,
+and who may read the secret files.
 
 Files are opened read-only (`mode=ro`), and every query stops at a deadline, so
-doctor neither changes a file nor waits behind a busy one for long.
+doctor neither changes a file nor waits behind a busy one for long. Secret files
+are only looked at (their mode and owner), never read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from campus_energy.adapters.sqlite import recovery_hint
 from campus_energy.adapters.store import OUTBOX_SQL
 from campus_energy.config import Config
 from campus_energy.core.timestamps import iso_utc
@@ -25,6 +30,7 @@ from campus_energy.ops.checks import (
     binary_size,
     duration,
     existing_ancestor,
+    group_name,
     identity,
     plural,
 )
@@ -171,11 +177,7 @@ async def disk_space(ctx: Context) -> list[Result]:
 
 
 def _recover_fix(path: Path) -> str:
-    return (
-        "stop the service that writes it, keep a copy of the file, then rebuild it: "
-        f"sqlite3 {path} .recover | sqlite3 {path}.recovered — check the recovered file and "
-        "put it in place (or restore a backup)"
-    )
+    return recovery_hint(path)
 
 
 def access_problem(path: Path, title: str, why: str) -> Result | None:
@@ -324,3 +326,58 @@ async def queues(ctx: Context) -> list[Result]:
     return await asyncio.to_thread(
         lambda: [_outbox(ctx.config, ctx.now), _spool(ctx.config, ctx.now)]
     )
+
+
+# --- secret files -----------------------------------------------------------------------------
+
+# key -> the secret file it names (None: not configured)
+SECRET_FILES: tuple[tuple[str, Callable[[Config], Path | None]], ...] = (
+    ("mqtt.password_file", lambda c: c.mqtt.password_file),
+    ("mqtt.tls_key_file", lambda c: c.mqtt.tls_key_file),
+    ("mqtt.signing_key_file", lambda c: c.mqtt.signing_key_file),
+    ("bridge.firestore.credentials_file", lambda c: c.bridge.firestore.credentials_file),
+)
+
+
+def _owner(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _secret_file(key: str, path: Path) -> Result:
+    title = f"secret {key.rsplit('.', 1)[-1]}"
+    try:
+        found = path.stat()
+    except OSError as exc:
+        return Result(
+            Status.FAIL,
+            title,
+            f"{key} = {path}: {exc.strerror}",
+            f"create it, readable by the service's user alone, or correct {key}",
+        )
+    mode, owner = stat.filemode(found.st_mode), _owner(found.st_uid)
+    detail = f"{path} ({mode} {owner}:{group_name(found.st_gid)})"
+    if not stat.S_ISREG(found.st_mode):
+        return Result(Status.FAIL, title, f"{detail} is not a file", f"correct {key}")
+    if not found.st_mode & 0o077:
+        return Result(Status.OK, title, f"{detail}: readable by its owner alone")
+    others = [
+        who for who, bits in (("its group", 0o070), ("everyone", 0o007)) if found.st_mode & bits
+    ]
+    me = identity()
+    chown = f"chown {me.user} {path} && " if found.st_uid != me.uid and me.uid != 0 else ""
+    return Result(
+        Status.FAIL,
+        title,
+        f"{detail}: {' and '.join(others)} may read or change it",
+        f"{chown}chmod 600 {path}",
+    )
+
+
+async def secret_files(ctx: Context) -> list[Result]:
+    """The password, TLS key, signing key and Firestore credentials files: only their owner
+    may read them (each as `chmod 600` leaves it)."""
+    configured = [(key, path) for key, path_of in SECRET_FILES if (path := path_of(ctx.config))]
+    return await asyncio.to_thread(lambda: [_secret_file(k, p.absolute()) for k, p in configured])
