@@ -28,10 +28,10 @@ from campus_energy.adapters.spool import Arrival, DeadLetter, Spool
 from campus_energy.bridge_metrics import BridgeMetrics
 from campus_energy.clock import SystemClock, sleep_or_stop
 from campus_energy.config import Config
-from campus_energy.core.incoming import Limits, Malformed, parse_reading
+from campus_energy.core.incoming import Limits, Malformed, admit
 from campus_energy.core.timestamps import epoch_ms
 from campus_energy.core.topics import reading_topic
-from campus_energy.core.windows import contributions, group
+from campus_energy.core.windows import IncomingReading, contributions, group
 from campus_energy.errors import BrokerError, SinkError, SpoolError
 from campus_energy.notify import Notifier, Watchdog
 from campus_energy.outages import Outage
@@ -57,6 +57,7 @@ class BridgeCounters:
     duplicates: int = 0  # contributions already in the spool (redeliveries, replays)
     dead_letters: Counter[str] = field(default_factory=Counter)
     dead_letters_evicted: int = 0  # old dead letters dropped to keep the table under its cap
+    spans_cut: int = 0  # readings whose interval was longer than the meter's longest
     window_writes: int = 0  # documents merged into the sink (a rewrite counts again)
     flushes: int = 0
 
@@ -79,10 +80,8 @@ class Bridge:
         self.window_s = config.bridge.window_s
         self.window_ms = config.bridge.window_s * 1000
         self.known_meters = {m.id for m in config.meters} or None
+        self.limits = config.intake_limits()
         bound = config.bridge.max_interval_s
-        self.limits = {
-            m.id: Limits.of(config.power_limit_w(m), m.gap_limit_s, bound) for m in config.meters
-        }
         self.fallback = Limits() if bound is None else Limits(max_interval_s=bound)
         key_file = config.mqtt.signing_key_file
         self.signing_key = read_signing_key(key_file) if key_file is not None else None
@@ -189,7 +188,7 @@ class Bridge:
         arrivals: list[Arrival] = []
         dead: list[DeadLetter] = []
         for message in messages:
-            parsed = parse_reading(
+            parsed = admit(
                 message.topic,
                 message.payload,
                 prefix=self.config.mqtt.topic_prefix,
@@ -204,8 +203,10 @@ class Bridge:
                     DeadLetter(now, message.topic, message.payload, parsed.kind, parsed.reason)
                 )
                 continue
-            items = contributions(parsed, self.window_ms)
-            arrivals.append(Arrival(parsed, items, message.topic, message.payload))
+            if parsed.span_s is not None:
+                self._count_cut(parsed.reading, parsed.span_s)
+            items = contributions(parsed.reading, self.window_ms)
+            arrivals.append(Arrival(parsed.reading, items, message.topic, message.payload))
         recorded = await self.spool.record(arrivals, dead, now)
         for letter in [*dead, *recorded.conflicts]:
             self._count_dead(letter.kind, letter.reason)
@@ -221,6 +222,19 @@ class Bridge:
         self.counters.readings += len(arrivals) - len(recorded.conflicts)
         self.counters.duplicates += recorded.duplicates
         self.metrics.received(now, [a.reading for a in arrivals])
+
+    def _count_cut(self, reading: IncomingReading, span_s: float) -> None:
+        self.counters.spans_cut += 1
+        if self.counters.spans_cut == 1:
+            assert reading.interval_start_ms is not None
+            log.warning(
+                "a reading of meter %s covers %g s of timestamps, more than the meter's longest "
+                "interval: its energy is placed in the last %g s before its ts (a logger's clock "
+                "stepped forward, or a forged reading); more are counted quietly",
+                reading.meter_id,
+                span_s,
+                (reading.ts_ms - reading.interval_start_ms) / 1000,
+            )
 
     def _count_dead(self, kind: str, reason: str) -> None:
         self.counters.dead_letters[kind] += 1

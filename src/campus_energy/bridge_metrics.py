@@ -143,6 +143,12 @@ class BridgeCollector(Collector):
             dead.add_metric([kind], count)
         yield dead
         yield _counter(
+            "spans_cut",
+            "Readings whose interval was longer than the meter's longest, cut to it (a logger's "
+            "clock stepped forward, or a forged reading)",
+            counters.spans_cut,
+        )
+        yield _counter(
             "dead_letters_evicted",
             "Old dead letters dropped to keep the table under bridge.dead_letters_max_bytes",
             counters.dead_letters_evicted,

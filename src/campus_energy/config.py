@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from campus_energy.core.incoming import Limits
 from campus_energy.core.models import Profile
 from campus_energy.core.planner import BusCostModel
 from campus_energy.errors import ConfigError, ProfileError
@@ -396,6 +397,11 @@ class Config(_Section):
         if meter.max_power_w is not None:
             return meter.max_power_w
         return self._profiles[meter.profile].max_power_w
+
+    def intake_limits(self) -> dict[str, Limits]:
+        """Per meter, what the bridge accepts from it (`core.incoming`)."""
+        bound = self.bridge.max_interval_s
+        return {m.id: Limits.of(self.power_limit_w(m), m.gap_limit_s, bound) for m in self.meters}
 
 
 def _set_path(data: dict[str, Any], parts: list[str], value: str, variable: str) -> None:

@@ -9,8 +9,9 @@ spool and the window documents back. What must hold:
   voltage of 1e300 V) is dead-lettered as "implausible" and the windows hold
   only the real readings; the API never answers NaN or Infinity, even for a
   window written straight into the sink;
-- one 209-byte reading whose interval starts 86,399 s before its `ts` makes no
-  window document (it made 8,640 at 10 s windows) but a "span" dead letter;
+- one 209-byte reading whose interval starts 86,399 s before its `ts` (it made
+  8,640 window documents at 10 s windows) is cut to the meter's longest
+  interval: three documents, counted;
 - a forged reading that takes a real one's (meter, seq) first keeps the real one
   as a "conflict" dead letter instead of dropping it; an identical redelivery
   stays a silent duplicate;
@@ -188,8 +189,8 @@ async def test_readings_no_meter_can_produce_are_dead_lettered(
     assert summary["today_kwh"] == pytest.approx(0.001389, abs=1e-6) or summary["today_kwh"] == 0
 
 
-async def test_one_reading_over_a_day_makes_no_window_but_a_dead_letter(
-    tmp_path: Path, mosquitto: Any
+async def test_one_reading_over_a_day_is_cut_to_the_meters_longest_interval(
+    tmp_path: Path, mosquitto: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = intake_config(tmp_path, mosquitto.port)
     t = recent_ms()
@@ -207,17 +208,17 @@ async def test_one_reading_over_a_day_makes_no_window_but_a_dead_letter(
             "voltage_v": 231.5,
         }
     ).encode()
-    bound = reading(2, t + 17_000, t - 675, 1.0)  # the meter's longest interval: 17.675 s
-    async with running(config) as bridge, vandal(mosquitto.port) as client:
-        await client.publish(TOPIC, day, qos=1)
-        await client.publish(TOPIC, bound, qos=1)
-        await eventually(lambda: bridge.counters.received == 2)
+    with caplog.at_level(logging.WARNING, logger="campus_energy.bridge"):
+        async with running(config) as bridge, vandal(mosquitto.port) as client:
+            await client.publish(TOPIC, day, qos=1)
+            await eventually(lambda: bridge.counters.received == 1)
     assert len(day) == 209
-    assert bridge.counters.dead_letters == {"span": 1}
-    assert dead_letters(config)[0][:2] == ("span", day)
-    docs = docs_of(config)  # the bound's 17.675 s at 10 s windows: three windows, no more
-    assert len(docs) == 3 and {d.readings_in_batch for d in docs} == {0, 1}
-    assert sum(d.total_energy_wh for d in docs) == pytest.approx(1.0)
+    assert (bridge.counters.spans_cut, dict(bridge.counters.dead_letters)) == (1, {})
+    assert sum("covers 86399 s of timestamps" in r.getMessage() for r in caplog.records) == 1
+    docs = sorted(docs_of(config), key=lambda d: d.window_start_ms)
+    # the meter's longest interval (17.675 s) before ts, at 10 s windows: 3 documents, not 8,640
+    assert [d.window_start_ms for d in docs] == [t - 20_000, t - 10_000, t]
+    assert sum(d.total_energy_wh for d in docs) == pytest.approx(0.5)
 
 
 # --- 2: a forged reading takes a real one's place -------------------------------------------------

@@ -134,8 +134,14 @@ def match(
     return paired, spare, unanswered
 
 
-def expected_windows(rows: Sequence[Stored], window_ms: int) -> dict[int, Window]:
-    """Each window of one meter as the store says it must be: energy shared by overlap."""
+def expected_windows(
+    rows: Sequence[Stored], window_ms: int, longest_ms: int | None = None
+) -> dict[int, Window]:
+    """Each window of one meter as the store says it must be: energy shared by overlap.
+
+    An interval longer than `longest_ms` (the meter's longest, as the bridge bounds it)
+    is its last `longest_ms` before the reading.
+    """
     energy: Counter[int] = Counter()
     readings: Counter[int] = Counter()
     seqs: dict[int, set[int]] = {}
@@ -150,7 +156,8 @@ def expected_windows(rows: Sequence[Stored], window_ms: int) -> dict[int, Window
         if previous is None:
             energy[own] += r.energy_wh
             continue
-        start, span, shared = previous.ts_ms, r.ts_ms - previous.ts_ms, 0.0
+        start = previous.ts_ms if longest_ms is None else max(previous.ts_ms, r.ts_ms - longest_ms)
+        span, shared = r.ts_ms - start, 0.0
         window = start - start % window_ms
         while window < r.ts_ms:
             overlap = min(r.ts_ms, window + window_ms) - max(start, window)
@@ -309,7 +316,8 @@ def balance(
         if any(n > 1 for n in at_cut.values()):
             problems.append(f"{meter.id}: more than one reading in flight at one interruption")
 
-        expected = expected_windows(rows, window_ms)
+        longest_s = config.intake_limits()[meter.id].max_interval_s
+        expected = expected_windows(rows, window_ms, math.floor(longest_s * 1000))
         own: dict[int, set[int]] = {}
         for r in rows:
             own.setdefault(r.ts_ms - r.ts_ms % window_ms, set()).add(r.seq)

@@ -19,8 +19,10 @@ from campus_energy.core.incoming import (
     ENERGY_ROUNDING_WH,
     FUTURE_TOLERANCE_MS,
     MAX_PAYLOAD_BYTES,
+    Admitted,
     Limits,
     Malformed,
+    admit,
     fingerprint,
     parse_reading,
 )
@@ -275,7 +277,6 @@ def test_huge_integers_are_refused_not_raised(raw: bytes) -> None:
         ({"seq": 2**63}, "types"),
         ({"schema": True}, "schema"),
         ({"schema": 1.0}, "schema"),
-        ({"interval_start": "0001-01-01T00:00:00Z"}, "span"),
     ],
 )
 def test_values_beyond_what_the_pipeline_can_hold_are_refused(
@@ -323,8 +324,7 @@ def test_limits_of_a_meter() -> None:
         ({"frequency_hz": 5e3}, "implausible"),
         ({"energy_total_wh": -0.5}, "implausible"),
         ({"energy_total_wh": 1e300}, "implausible"),
-        ({"interval_start": iso_utc(LOGGED.ts_ms - 17_676)}, "span"),
-        ({"interval_start": iso_utc(LOGGED.ts_ms - 86_399_000)}, "span"),
+        ({"energy_wh": 200.0, "interval_start": iso_utc(LOGGED.ts_ms - 86_399_000)}, "implausible"),
     ],
 )
 def test_implausible_readings_are_refused(changes: dict[str, Any], kind: str) -> None:
@@ -366,8 +366,26 @@ def test_the_fallback_applies_to_a_meter_without_limits() -> None:
         limits={"another-meter": SDM120},
     )
     assert isinstance(unlisted, Malformed) and unlisted.kind == "implausible"
-    hour = parse(body(interval_start=iso_utc(LOGGED.ts_ms - 3_600_001)))
-    assert isinstance(hour, Malformed) and hour.kind == "span"
+    hour = admit(
+        TOPIC,
+        json.dumps(body(interval_start=iso_utc(LOGGED.ts_ms - 3_600_001))).encode(),
+        prefix=PREFIX,
+        now_ms=NOW,
+    )
+    assert isinstance(hour, Admitted) and hour.span_s == 3600.001
+    assert hour.reading.interval_start_ms == LOGGED.ts_ms - 3_600_000
+
+
+@pytest.mark.parametrize("span_ms", [17_676, 120_500, 86_399_000, LOGGED.ts_ms - 1])
+def test_a_longer_interval_is_cut_to_the_meters_longest(span_ms: int) -> None:
+    """A logger's clock stepped forward between two polls: the energy of at most max_gap_s."""
+    raw = json.dumps(body(interval_start=iso_utc(LOGGED.ts_ms - span_ms))).encode()
+    found = admit(TOPIC, raw, prefix=PREFIX, now_ms=NOW, limits={METER: SDM120})
+    assert isinstance(found, Admitted) and found.span_s == span_ms / 1000
+    assert found.reading.interval_start_ms == LOGGED.ts_ms - 17_675  # 17.5 s + 1 %
+    assert found.reading.energy_wh == LOGGED.energy_wh
+    within = admit(TOPIC, json.dumps(body()).encode(), prefix=PREFIX, now_ms=NOW)
+    assert isinstance(within, Admitted) and within.span_s is None
 
 
 # --- signatures --------------------------------------------------------------------------------

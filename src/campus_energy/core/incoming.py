@@ -1,15 +1,20 @@
 """Validating a reading that arrives over MQTT: a clean `IncomingReading` or a `Malformed` verdict.
 
 Beyond its form (JSON, schema, types, timestamps), a reading must be
-plausible for its meter (`Limits`, from the meter's configuration and profile):
+plausible for its meter (`Limits`, from the meter's configuration and profile),
+else it is refused as "implausible":
 
 - `|power_w|` at most the meter's `max_power_w`;
-- `ts - interval_start` at most the meter's longest integrated interval
-  (`max_gap_s`, plus `SPAN_SLACK`), so one reading is split across a bounded
-  number of windows (kind "span");
-- `energy_wh` at most `max_power_w` over that interval, times
-  `ENERGY_FACTOR`; with no `interval_start`, over the longest interval;
-- every optional number within `BOUNDS` (kind "implausible").
+- `energy_wh` at most `max_power_w` over its interval (`ts - interval_start`),
+  times `ENERGY_FACTOR`; with no `interval_start`, over the longest interval;
+- every optional number within `BOUNDS`.
+
+The span a reading's energy is split across is bounded: an interval longer
+than the meter's longest integrated interval (`max_gap_s` plus `SPAN_SLACK`)
+is cut to its last `max_interval_s` before `ts`, so one reading touches a
+bounded number of windows. A logger's own reading spans more only when its
+wall clock was stepped forward between two polls; its energy was measured on
+the monotonic clock over at most `max_gap_s`, so it belongs there.
 
 When a signing key is given, the payload must carry a valid `sig`
 (`core.signatures`; kind "signature").
@@ -81,6 +86,14 @@ DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
+class Admitted:
+    """A valid reading; `span_s` is set when its interval was longer and has been cut."""
+
+    reading: IncomingReading
+    span_s: float | None = None
+
+
+@dataclass(frozen=True)
 class Malformed:
     """Why a message was refused. `kind` is a short stable name, used to count and log once."""
 
@@ -142,15 +155,16 @@ def _within(key: str, value: float | None, low: float, high: float) -> None:
         raise _Refused("implausible", f"{key!r} is {value:g}, outside [{low:g}, {high:g}]")
 
 
+def _bounded_start(start_ms: int | None, ts_ms: int, limits: Limits) -> int | None:
+    """`start_ms`, or the start of the meter's longest interval before `ts_ms` if later."""
+    if start_ms is None:
+        return None
+    return max(start_ms, ts_ms - math.floor(limits.max_interval_s * 1000))
+
+
 def _plausible(
     energy: float, power: float | None, start_ms: int | None, ts_ms: int, limits: Limits
 ) -> None:
-    if start_ms is not None and ts_ms - start_ms > limits.max_interval_s * 1000:
-        raise _Refused(
-            "span",
-            f"'interval_start' is {(ts_ms - start_ms) / 1000:g} s before 'ts' "
-            f"(at most {limits.max_interval_s:g} s)",
-        )
     ceiling = limits.max_power_w
     _within("power_w", power, -ceiling, ceiling)
     span_s = limits.max_interval_s if start_ms is None else (ts_ms - start_ms) / 1000
@@ -172,7 +186,7 @@ def _parse(
     limits: Mapping[str, Limits],
     fallback: Limits,
     key: bytes | None,
-) -> IncomingReading:
+) -> Admitted:
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise _Refused("oversized", f"{len(raw)} bytes (at most {MAX_PAYLOAD_BYTES})")
     try:
@@ -217,15 +231,17 @@ def _parse(
         raise _Refused("types", f"'energy_wh' is negative: {energy}")
     power = _number(body, "power_w", required=True)
     values = {key: _number(body, key, required=False) for key in OPTIONAL_NUMBERS}
-    _plausible(energy, power, start_ms, ts_ms, limits.get(meter_id, fallback))
+    meter_limits = limits.get(meter_id, fallback)
+    bounded = _bounded_start(start_ms, ts_ms, meter_limits)
+    _plausible(energy, power, bounded, ts_ms, meter_limits)
     for name, (low, high) in BOUNDS.items():
         _within(name, values[name], low, high)
-    return IncomingReading(
+    reading = IncomingReading(
         meter_id=meter_id,
         ts_ms=ts_ms,
         seq=seq,
         energy_wh=energy,
-        interval_start_ms=start_ms,
+        interval_start_ms=bounded,
         power_w=power,
         voltage_v=values["voltage_v"],
         current_a=values["current_a"],
@@ -234,9 +250,11 @@ def _parse(
         building=_text(body, "building"),
         floor=_text(body, "floor"),
     )
+    cut = None if start_ms is None or bounded == start_ms else (ts_ms - start_ms) / 1000
+    return Admitted(reading, cut)
 
 
-def parse_reading(
+def admit(
     topic: str,
     raw: bytes,
     *,
@@ -246,7 +264,7 @@ def parse_reading(
     limits: Mapping[str, Limits] | None = None,
     fallback: Limits = DEFAULT_LIMITS,
     key: bytes | None = None,
-) -> IncomingReading | Malformed:
+) -> Admitted | Malformed:
     """Validate one `<prefix>/<meter_id>/reading` message.
 
     `meters`: the known ids (None: any meter); `limits`: per meter (a meter not in it
@@ -260,6 +278,31 @@ def parse_reading(
         return Malformed("not-json", "nested too deeply")
     except (ValueError, TypeError, OverflowError) as exc:  # never a crash on bad input
         return Malformed("types", str(exc)[:200])
+
+
+def parse_reading(
+    topic: str,
+    raw: bytes,
+    *,
+    prefix: str,
+    now_ms: int,
+    meters: Collection[str] | None = None,
+    limits: Mapping[str, Limits] | None = None,
+    fallback: Limits = DEFAULT_LIMITS,
+    key: bytes | None = None,
+) -> IncomingReading | Malformed:
+    """`admit`, for callers that need only the reading (its span already bounded)."""
+    found = admit(
+        topic,
+        raw,
+        prefix=prefix,
+        now_ms=now_ms,
+        meters=meters,
+        limits=limits,
+        fallback=fallback,
+        key=key,
+    )
+    return found.reading if isinstance(found, Admitted) else found
 
 
 def fingerprint(reading: IncomingReading) -> bytes:

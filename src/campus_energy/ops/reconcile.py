@@ -255,10 +255,13 @@ def _as_received(
     known = {m.id for m in config.meters} or None  # as the bridge: None accepts every meter
     prefix = config.mqtt.topic_prefix
     topic = reading_topic(prefix, record.meter_id)
+    limits = config.intake_limits()  # as the bridge: the same plausibility and span bound
     found = []
     for reading in readings:
         raw = encode(reading.payload(record.building, record.floor))
-        parsed = parse_reading(topic, raw, prefix=prefix, now_ms=now_ms, meters=known)
+        parsed = parse_reading(
+            topic, raw, prefix=prefix, now_ms=now_ms, meters=known, limits=limits
+        )
         if not isinstance(parsed, Malformed):
             found.append(parsed)
     return found
