@@ -27,6 +27,12 @@ from pydantic import BaseModel
 from campus_energy.cli import main
 from campus_energy.config import SECRET_KEYS, Config, parse_config
 from campus_energy.errors import ConfigError
+from campus_energy.ops.systemd import (
+    Installation,
+    hidden_in_private_tmp,
+    in_private_tmp,
+    unwritable_paths,
+)
 
 PASSWORD = "hunter2-s3cret"
 DSN = f"postgresql://energy:{PASSWORD}@db.example.org:5432/campus"
@@ -224,3 +230,69 @@ def test_doctor_names_a_missing_secret_file(
     assert [(r["status"], r["detail"]) for r in results] == [
         ("fail", f"mqtt.signing_key_file = {missing}: No such file or directory")
     ]
+
+
+# --- install-systemd: what PrivateTmp hides ------------------------------------------------------
+
+
+def test_install_systemd_warns_about_everything_under_tmp(tmp_path: Path) -> None:
+    """Before: data and secrets under /tmp or /var/tmp passed without a word; the services then
+    wrote a fresh store into a private, empty /tmp (lost at every restart) or found no key."""
+    config = tmp_path / "campus-energy.toml"
+    var_tmp = Path("/var/tmp") / "campus-energy-test-key"  # only named, never created
+    config.write_text(
+        f"""
+[storage]
+path = "{tmp_path / "smart_meter.db"}"
+[mqtt]
+password_file = "{tmp_path / "password"}"
+signing_key_file = "{var_tmp}"
+[bridge]
+spool_path = "/var/lib/campus-energy/spool.db"
+[bridge.sqlite]
+path = "/var/lib/campus-energy/windows.db"
+""",
+        encoding="utf-8",
+    )
+    command = [sys.executable, "-m", "campus_energy", "install-systemd", "--dry-run"]
+    result = subprocess.run(
+        [*command, "--prefix", str(tmp_path / "units"), "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    warnings = [
+        line.removeprefix("campus-energy: warning: ")
+        for line in result.stderr.splitlines()
+        if "PrivateTmp" in line
+    ]
+    hidden = "which the units do not see (PrivateTmp=yes gives each service a {} of its own, empty)"
+    assert warnings == [
+        f"the configuration {config} is under /tmp, {hidden.format('/tmp')}: move it, e.g. "
+        "under /etc/campus-energy",
+        f"mqtt.password_file = {tmp_path / 'password'} is under /tmp, {hidden.format('/tmp')}: "
+        "move it, e.g. under /etc/campus-energy",
+        f"mqtt.signing_key_file = {var_tmp} is under /var/tmp, {hidden.format('/var/tmp')}: "
+        "move it, e.g. under /etc/campus-energy",
+        f"storage.path = {tmp_path / 'smart_meter.db'} is outside /var/lib/campus-energy, the "
+        f"only folder the units may write, and under /tmp, {hidden.format('/tmp')}: set it to "
+        "/var/lib/campus-energy/smart_meter.db",
+    ]
+    assert "spool" not in result.stderr and "windows.db" not in result.stderr
+
+
+def test_paths_outside_tmp_give_no_private_tmp_warning() -> None:
+    config = parse_config(
+        {
+            "storage": {"path": "/var/lib/campus-energy/smart_meter.db"},
+            "mqtt": {"password_file": "/etc/campus-energy/password"},
+            "bridge": {"spool_path": "/var/lib/campus-energy/spool.db"},
+        }
+    )
+    installation = Installation(
+        Path("/opt/campus-energy/bin/campus-energy"), Path("/etc/campus-energy/campus-energy.toml")
+    )
+    assert hidden_in_private_tmp(installation, config) == []
+    assert [w for w in unwritable_paths(config) if "PrivateTmp" in w] == []
+    assert in_private_tmp(Path("/tmpfiles/x")) is None  # a name that only starts like /tmp

@@ -5,6 +5,10 @@ configuration given by -c (default: /etc/campus-energy/campus-energy.toml), as
 a dedicated user. They are written to --prefix (default: /etc/systemd/system);
 nothing else is changed: the commands to create the user and enable the
 services are printed for you to run. --dry-run prints the units instead.
+
+Warnings name what the units would not find: files written outside their state
+folder, anything under /tmp or /var/tmp (PrivateTmp= gives each service its
+own, empty), a program under a home folder, serial devices they may not open.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ DEFAULT_CONFIG = Path("/etc/campus-energy/campus-energy.toml")
 DEFAULT_EXECUTABLE = Path("/opt/campus-energy/bin/campus-energy")
 DEFAULT_USER = "campus-energy"
 # ProtectHome=yes hides these; a program or configuration inside needs ProtectHome=read-only.
+# PrivateTmp=yes gives each unit its own empty /tmp and /var/tmp: nothing there is seen.
+PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))
 HOME_FOLDERS = (Path("/home"), Path("/root"), Path("/run/user"))
 # The serial devices the logger's DeviceAllow= lists, by kernel name.
 SERIAL_DEVICES = ("ttyUSB", "ttyACM", "ttyS", "ttyAMA")
@@ -132,17 +138,63 @@ def in_home_folders(paths: list[Path]) -> list[Path]:
     return found
 
 
+def in_private_tmp(path: Path) -> Path | None:
+    """The private folder (/tmp, /var/tmp) that holds `path`, its links followed or not."""
+    for tmp in PRIVATE_TMP:
+        if path.absolute().is_relative_to(tmp) or path.resolve().is_relative_to(tmp):
+            return tmp
+    return None
+
+
+def _hidden(tmp: Path) -> str:
+    return (
+        f"which the units do not see (PrivateTmp=yes gives each service a {tmp} of its own, empty)"
+    )
+
+
 def unwritable_paths(config: Config) -> list[str]:
     """Warnings for the files the services write outside the units' writable folder."""
     paths = {"storage.path": config.storage.path, "bridge.spool_path": config.bridge.spool_path}
     if "sqlite" in (config.bridge.sink, config.api.source or config.bridge.sink):
         paths["bridge.sqlite.path"] = config.bridge.sqlite.path
-    return [
-        f"{key} = {path} is outside {STATE_DIR}, the only folder the units may write: "
-        f"set it to {STATE_DIR / path.name}"
-        for key, path in paths.items()
-        if not path.is_relative_to(STATE_DIR)
-    ]
+    found = []
+    for key, path in paths.items():
+        if path.is_relative_to(STATE_DIR):
+            continue
+        text = f"{key} = {path} is outside {STATE_DIR}, the only folder the units may write"
+        if (tmp := in_private_tmp(path)) is not None:
+            text += f", and under {tmp}, {_hidden(tmp)}"
+        found.append(f"{text}: set it to {STATE_DIR / path.name}")
+    return found
+
+
+def hidden_in_private_tmp(installation: Installation, config: Config | None) -> list[str]:
+    """Warnings for what the units read from /tmp or /var/tmp (which they do not see): the
+    program, the configuration, the profiles, the password, TLS, key and credentials files."""
+    named: dict[str, Path | None] = {
+        "the program": installation.executable,
+        "the configuration": installation.config,
+    }
+    if config is not None:
+        mqtt = config.mqtt
+        named |= {
+            "profiles_dir": config.profiles_dir,
+            "mqtt.password_file": mqtt.password_file,
+            "mqtt.tls_ca_file": mqtt.tls_ca_file,
+            "mqtt.tls_cert_file": mqtt.tls_cert_file,
+            "mqtt.tls_key_file": mqtt.tls_key_file,
+            "mqtt.signing_key_file": mqtt.signing_key_file,
+            "bridge.firestore.credentials_file": config.bridge.firestore.credentials_file,
+        }
+    found = []
+    for what, path in named.items():
+        if path is not None and (tmp := in_private_tmp(path)) is not None:
+            name = what if what.startswith("the ") else f"{what} ="
+            where = "/opt/campus-energy" if what == "the program" else "/etc/campus-energy"
+            found.append(
+                f"{name} {path} is under {tmp}, {_hidden(tmp)}: move it, e.g. under {where}"
+            )
+    return found
 
 
 def unlisted_devices(config: Config) -> list[str]:
@@ -261,6 +313,7 @@ def run(args: argparse.Namespace) -> int:
         f"{installation.user} must be able to read it (an installation under /opt is safer)"
         for path in at_home
     ]
+    warnings += hidden_in_private_tmp(installation, config)
     if config is not None:
         warnings += unwritable_paths(config) + unlisted_devices(config)
     units = render(installation)
