@@ -17,6 +17,7 @@ spool and the window documents back. What must hold:
   stays a silent duplicate;
 - with a signing key, a logger's signed readings balance the books while
   unsigned, wrongly signed and altered ones are dead-lettered as "signature";
+  a key file others may read stops the logger and the bridge at start (exit 2);
 - a 16 MiB payload never reaches the bridge through the demo broker, and with
   no broker limit grows the spool by a bounded prefix; a flood of oversized
   payloads keeps the dead-letter table under its cap.
@@ -33,6 +34,8 @@ import json
 import logging
 import math
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -312,6 +315,29 @@ async def test_signed_readings_land_and_forged_ones_are_dead_lettered(
     assert bridge.counters.dead_letters == {"signature": len(attacks)}
     assert bridge.counters.readings == count(config.storage.path)
     balance(config, docs_of(config), rollups=False)
+
+
+@pytest.mark.parametrize("service", ["bridge", "logger"])
+def test_a_signing_key_others_may_read_stops_the_service_at_start(
+    tmp_path: Path, service: str
+) -> None:
+    secret = "5e" * 32
+    key_file = tmp_path / "signing.key"
+    key_file.write_text(secret)
+    key_file.chmod(0o644)
+    config_file = tmp_path / "campus-energy.toml"
+    config_file.write_text(
+        f'[mqtt]\nport = {free_port()}\nsigning_key_file = "{key_file}"\n'
+        '[[buses]]\nname = "b"\ntransport = "tcp"\nhost = "127.0.0.1"\n'
+        '[[meters]]\nid = "m1"\nbus = "b"\nunit = 1\nprofile = "eastron-sdm120"\n'
+    )
+    cli = Path(sys.executable).with_name("campus-energy")
+    done = subprocess.run(
+        [str(cli), service, "-c", str(config_file)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert "mqtt.signing_key_file" in done.stderr and "chmod 600" in done.stderr
+    assert secret not in done.stderr + done.stdout
 
 
 # --- 4: oversized payloads ------------------------------------------------------------------------
