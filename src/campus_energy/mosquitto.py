@@ -4,7 +4,8 @@ Listens on loopback only, persists its state in its own folder (so messages
 queued for persistent sessions survive a restart), and is sized for long
 outages: a persistent session may queue up to `max_queued` messages. Like the
 production broker (deploy/mosquitto/), it drops any message larger than
-`message_size_limit` bytes of payload.
+`message_size_limit` bytes of payload. It has started when its own process
+listens on the port: another program listening there does not count.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+
+import psutil  # type: ignore[import-untyped]  # (amqtt's dependency)
 
 from campus_energy.core.incoming import MAX_PAYLOAD_BYTES
 from campus_energy.errors import ServiceError
@@ -37,6 +40,15 @@ def port_open(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex((host, port)) == 0
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid` itself has a TCP socket listening on `port`."""
+    try:
+        sockets = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:  # gone, or not ours to look at
+        return False
+    return any(s.status == psutil.CONN_LISTEN and s.laddr.port == port for s in sockets)
 
 
 class Mosquitto:
@@ -92,11 +104,16 @@ class Mosquitto:
             start_new_session=True,  # a Ctrl-C meant for us must not stop it before we flush
         )
         deadline = time.monotonic() + timeout_s
-        while not port_open("127.0.0.1", self.port):
-            if self.process.poll() is not None:
+        while not listens(self.process.pid, self.port):
+            code = self.process.poll()
+            if code is not None:
+                self.process = None
+                if port_open("127.0.0.1", self.port):
+                    raise ServiceError(
+                        f"mosquitto cannot listen on port {self.port}: another program does"
+                    )
                 raise ServiceError(
-                    f"mosquitto exited with status {self.process.returncode} "
-                    f"(see {self.folder / 'mosquitto.log'})"
+                    f"mosquitto exited with status {code} (see {self.folder / 'mosquitto.log'})"
                 )
             if time.monotonic() > deadline:
                 self.stop()

@@ -11,9 +11,14 @@ buses; the demo's own MQTT reader counts a malformed message and goes on.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import re
+import signal
+import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -21,12 +26,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 from pydantic import BaseModel
+from tests.conftest import eventually, free_port, require_program, wait_for
 
 from campus_energy.cli import main
-from campus_energy.config import SECRET_KEYS, Config, parse_config
-from campus_energy.errors import ConfigError
+from campus_energy.config import SECRET_KEYS, Config, load_config, parse_config
+from campus_energy.demo.campus import prepare
+from campus_energy.demo.services import Receiver, own_listeners, port_free
+from campus_energy.errors import ConfigError, ServiceError
+from campus_energy.mosquitto import Mosquitto, mosquitto_executable
 from campus_energy.ops.systemd import (
     Installation,
     hidden_in_private_tmp,
@@ -296,3 +306,168 @@ def test_paths_outside_tmp_give_no_private_tmp_warning() -> None:
     assert hidden_in_private_tmp(installation, config) == []
     assert [w for w in unwritable_paths(config) if "PrivateTmp" in w] == []
     assert in_private_tmp(Path("/tmpfiles/x")) is None  # a name that only starts like /tmp
+
+
+# --- the demo beside another demo, and a malformed message --------------------------------------
+
+
+def needs_mosquitto() -> None:
+    if mosquitto_executable() is None:
+        require_program("mosquitto")
+
+
+def test_a_broker_start_does_not_count_another_programs_listener(tmp_path: Path) -> None:
+    """Before: start() returned as if the broker ran: the port answered, another program's."""
+    needs_mosquitto()
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        broker = Mosquitto(tmp_path / "mosquitto", port)
+        with pytest.raises(ServiceError) as refused:
+            broker.start()
+    assert str(refused.value) == f"mosquitto cannot listen on port {port}: another program does"
+    assert broker.process is None  # it exited; nothing is left running
+
+
+def test_the_demo_moves_its_broker_and_buses_off_ports_another_program_holds(
+    tmp_path: Path,
+) -> None:
+    config = load_config(prepare(tmp_path), {})
+    with contextlib.ExitStack() as held:
+        taken = []
+        for _ in range(3):
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+            taken.append(sock.getsockname()[1])
+        mqtt, north, plant = taken
+        config = config.model_copy(
+            update={
+                "mqtt": config.mqtt.model_copy(update={"port": mqtt}),
+                "buses": tuple(
+                    b.model_copy(update={"port": port})
+                    for b, port in zip(config.buses, (north, plant), strict=True)
+                ),
+            }
+        )
+        moved, notes = own_listeners(config)
+        chosen = [moved.mqtt.port, *(b.port for b in moved.buses)]
+        assert all(port_free("127.0.0.1", port) for port in chosen)
+    assert not set(chosen) & set(taken)
+    assert notes == (
+        f"port {mqtt} on 127.0.0.1 is taken by another program: the MQTT broker listens on port "
+        f"{chosen[0]} instead",
+        f"port {north} on 127.0.0.1 is taken by another program: the simulated bus "
+        f"'gateway-north' listens on port {chosen[1]} instead",
+        f"port {plant} on 127.0.0.1 is taken by another program: the simulated bus "
+        f"'plant-tcp' listens on port {chosen[2]} instead",
+    )
+    assert moved.meters == config.meters and moved.profiles == config.profiles
+    again, quiet = own_listeners(moved)
+    assert (again.mqtt.port, quiet) == (moved.mqtt.port, ())
+
+
+def scalar(db: Path, sql: str) -> Any:
+    if not db.exists():
+        return None
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql).fetchone()[0]
+    except sqlite3.Error:
+        return None  # not created yet
+    finally:
+        conn.close()
+
+
+def books(home: Path) -> tuple[float, float, int]:
+    """(Wh in the store, Wh in the windows, windows) of a demo's folder."""
+    windows = home / "windows.db"
+    return (
+        float(scalar(home / "smart_meter.db", "SELECT sum(energy_wh) FROM readings") or 0),
+        float(scalar(windows, "SELECT sum(total_energy_wh) FROM window_aggregates") or 0),
+        int(scalar(windows, "SELECT count(*) FROM window_aggregates") or 0),
+    )
+
+
+@pytest.mark.timeout(240)
+def test_two_demos_at_once_keep_their_own_books(tmp_path: Path) -> None:
+    """Before: the second demo took the first one's broker for its own (the port answered) and
+    its bridge took over the first one's MQTT session (the same client id), so each demo's
+    windows missed readings; with the same bus ports it died: "bus 'gateway-north': cannot
+    serve on 127.0.0.1:15020"."""
+    needs_mosquitto()
+    shared = {
+        "CAMPUS_ENERGY__MQTT__PORT": str(free_port()),
+        "CAMPUS_ENERGY__BUSES__0__PORT": str(free_port()),
+        "CAMPUS_ENERGY__BUSES__1__PORT": str(free_port()),
+    }
+    demos, outputs, homes = [], [], []
+    try:
+        for name in ("first", "second"):
+            env = {**os.environ, **shared, "CAMPUS_ENERGY__API__PORT": str(free_port())}
+            output = tmp_path / f"{name}.out"
+            command = [sys.executable, "-m", "campus_energy", "demo", "--fast"]
+            with output.open("wb") as out:
+                demos.append(
+                    subprocess.Popen(
+                        [*command, "--dir", str(tmp_path / name)],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                    )
+                )
+            outputs.append(output)
+            homes.append(tmp_path / name / "fast")
+            if name == "first":  # its broker and buses listen before the second starts
+                wait_for(lambda: "readings stored" in outputs[0].read_text(), 60)
+        wait_for(lambda: all(books(home)[2] >= 24 for home in homes), 120)
+    finally:
+        for demo in demos:
+            demo.send_signal(signal.SIGINT)
+        codes = [demo.wait(60) for demo in demos]
+    texts = [output.read_text() for output in outputs]
+    assert codes == [0, 0], [text[-2000:] for text in texts]
+    assert all("Traceback" not in text for text in texts)
+    for port, what in (
+        (shared["CAMPUS_ENERGY__MQTT__PORT"], "the MQTT broker"),
+        (shared["CAMPUS_ENERGY__BUSES__0__PORT"], "the simulated bus 'gateway-north'"),
+        (shared["CAMPUS_ENERGY__BUSES__1__PORT"], "the simulated bus 'plant-tcp'"),
+    ):
+        note = f"port {port} on 127.0.0.1 is taken by another program: {what} listens on port "
+        assert note not in texts[0] and note in texts[1]
+    for home in homes:  # every stored Wh is in a window of its own demo
+        in_store, in_windows, _ = books(home)
+        assert in_store > 0
+        assert in_windows == pytest.approx(in_store, abs=1e-6)
+
+
+MALFORMED = [b"{not json", b"[1, 2]", b'{"meter_id": "m1"}', b"\xff\xfe", b"", b'{"seq": "7"}']
+
+
+async def test_the_demos_receiver_counts_a_malformed_message_and_goes_on(mosquitto: Any) -> None:
+    """Before: the first malformed message ended its task with a JSONDecodeError, shown as a
+    traceback when the demo stopped, and nothing more was counted."""
+    receiver = Receiver(parse_config({"mqtt": {"port": mosquitto.port}}))
+    task = asyncio.create_task(receiver.run())
+    topic = "campus/energy/m1/reading"
+    try:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="attacker") as client:
+
+            async def subscribed() -> bool:
+                await client.publish(topic, json.dumps({"meter_id": "m1", "seq": 1}), qos=1)
+                await asyncio.sleep(0.05)
+                return receiver.received > 0
+
+            await eventually(subscribed)
+            received = receiver.received
+            for payload in MALFORMED:
+                await client.publish(topic, payload, qos=1)
+            await client.publish(topic, json.dumps({"meter_id": "m1", "seq": 2}), qos=1)
+            await eventually(lambda: receiver.last.get("m1") == 2)
+        assert (receiver.received, receiver.malformed) == (received + 1, len(MALFORMED))
+        assert not task.done()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

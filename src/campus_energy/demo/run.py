@@ -18,6 +18,7 @@ from campus_energy.demo.services import (
     ServiceProcess,
     choose_ports,
     demo_broker,
+    own_listeners,
     service_processes,
     urls,
 )
@@ -93,9 +94,9 @@ async def run_demo(
     interval = max(1.0, min((m.interval_s for m in config.meters), default=5.0))
     interactive = sys.stdout.isatty()
     ports = choose_ports(config, api_port, dashboard_port, with_dashboard=with_dashboard)
-    config = ports.config
+    config, moved = own_listeners(ports.config)
     notices = Notices()
-    for note in ports.notes:
+    for note in (*moved, *ports.notes):
         print(note, flush=True)
         notices.add(note)
     children = service_processes(config, folder, with_dashboard, {**os.environ, **ports.env})

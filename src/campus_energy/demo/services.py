@@ -1,4 +1,11 @@
-"""The demo's services: its MQTT broker, a receiver counting what flows, and child processes."""
+"""The demo's services: its MQTT broker, a receiver counting what flows, and child processes.
+
+Every port the demo listens on — the broker's, the simulated buses', the web
+dashboard's — is checked before it starts: one that another program holds (a
+second demo, say) is replaced by a free one, and the demo says so. Sharing the
+other's broker would mix both demos' sessions (same client ids): each one would
+lose readings from its windows.
+"""
 
 from __future__ import annotations
 
@@ -55,12 +62,32 @@ async def demo_broker(config: Config, folder: Path, kind: str = "auto") -> Async
 
 
 class Receiver:
-    """Counts the readings that arrive over MQTT: proof that they flow through the broker."""
+    """Counts the readings that arrive over MQTT: proof that they flow through the broker.
+
+    A message that is no reading (not JSON, not an object with `meter_id` and an integer
+    `seq`) is counted in `malformed`, and the receiver goes on."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.received = 0
+        self.malformed = 0
         self.last: dict[str, int] = {}
+
+    def take(self, payload: object) -> None:
+        """Count one message's payload."""
+        try:
+            if not isinstance(payload, str | bytes | bytearray):
+                raise TypeError("no payload")
+            body = json.loads(payload)
+            meter_id, seq = body["meter_id"], body["seq"]
+        except (ValueError, TypeError, KeyError):  # JSONDecodeError is a ValueError
+            self.malformed += 1
+            return
+        if not isinstance(meter_id, str) or not isinstance(seq, int):
+            self.malformed += 1
+            return
+        self.received += 1
+        self.last[meter_id] = seq
 
     async def run(self) -> None:
         topic = reading_topic(self.config.mqtt.topic_prefix, "+")
@@ -71,9 +98,7 @@ class Receiver:
                 ) as client:
                     await client.subscribe(topic, qos=1)
                     async for message in client.messages:
-                        body = json.loads(bytes(message.payload))
-                        self.received += 1
-                        self.last[body["meter_id"]] = body["seq"]
+                        self.take(message.payload)
             except aiomqtt.MqttError:
                 await asyncio.sleep(1)
 
@@ -195,6 +220,39 @@ def any_free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+BROKER_HOST = "127.0.0.1"  # where the demo's broker listens, whatever mqtt.host says
+
+
+def own_listeners(config: Config) -> tuple[Config, tuple[str, ...]]:
+    """The broker's and the simulated buses' ports: as configured, or any free port when another
+    program holds one (its notes say so). The logger and the bridge run in the demo's own
+    process, so the changed configuration reaches them."""
+    notes: list[str] = []
+
+    def free(host: str, port: int, what: str) -> int:
+        if port_free(host, port):
+            return port
+        chosen = any_free_port(host)
+        notes.append(
+            f"port {port} on {host} is taken by another program: {what} listens on port "
+            f"{chosen} instead"
+        )
+        return chosen
+
+    mqtt = config.mqtt.model_copy(
+        update={"port": free(BROKER_HOST, config.mqtt.port, "the MQTT broker")}
+    )
+    buses = tuple(
+        bus
+        if bus.transport == "rtu" or bus.host is None
+        else bus.model_copy(
+            update={"port": free(bus.host, bus.port, f"the simulated bus {bus.name!r}")}
+        )
+        for bus in config.buses
+    )
+    return config.model_copy(update={"mqtt": mqtt, "buses": buses}), tuple(notes)
 
 
 @dataclass(frozen=True)

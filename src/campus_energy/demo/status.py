@@ -47,9 +47,10 @@ def status_line(logger: MeterLogger, bridge: Bridge, receiver: Receiver, found: 
     """One compact line: readings, windows, outbox, errors."""
     c, b = logger.counters, bridge.counters
     errors = c.failed_polls + c.rejected + c.store_failures + sum(b.dead_letters.values())
+    malformed = f" (malformed {receiver.malformed})" if receiver.malformed else ""
     return (
         f"readings stored {c.readings} · published {logger.publisher.published} · "
-        f"received over MQTT {receiver.received} · bridge: readings {b.readings} · "
+        f"received over MQTT {receiver.received}{malformed} · bridge: readings {b.readings} · "
         f"windows {b.window_writes} · outbox {found.outbox} · spool {found.spool} · "
         f"errors {errors} (failed polls {c.failed_polls}, rejected {c.rejected}, "
         f"dead letters {sum(b.dead_letters.values())})"
