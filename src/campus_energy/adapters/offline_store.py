@@ -127,8 +127,8 @@ class OfflineStore:
         if problems:
             raise StoreError(
                 f"store {self.path} is damaged (PRAGMA quick_check: {damage_summary(problems)}); "
-                "fix-db mends timestamps, not damaged pages, and changed nothing. "
-                f"To rebuild it: {recovery_hint(self.path)}"
+                "fix-db mends timestamps, not damaged pages, and changed nothing: "
+                f"{recovery_hint(self.path)}"
             )
 
     def _check_schema(self) -> None:

@@ -90,10 +90,10 @@ def quick_check(conn: sqlite3.Connection, budget_s: float | None) -> list[str] |
 
 
 def damage_summary(problems: list[str]) -> str:
-    """'3 problems, the first: …' (SQLite's '*** in database main ***' headings skipped)."""
+    """The problem, or '3 problems, the first: …' (SQLite's '*** in database main ***' skipped)."""
     first = next((p for p in problems if not p.startswith("***")), problems[0])
     count = len(problems)
-    return f"{count} problem{'' if count == 1 else 's'}, the first: {first}"
+    return first if count == 1 else f"{count} problems, the first: {first}"
 
 
 @contextmanager
@@ -282,8 +282,8 @@ class SqliteFile:
         elif problems:
             raise self.error(
                 f"{self.label} {self.path} is damaged (PRAGMA quick_check: "
-                f"{damage_summary(problems)}); nothing was written to it. "
-                f"To rebuild it: {recovery_hint(self.path)}"
+                f"{damage_summary(problems)}); nothing was written to it: "
+                f"{recovery_hint(self.path)}"
             )
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
