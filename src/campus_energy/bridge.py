@@ -72,6 +72,8 @@ class Bridge:
         notifier: Notifier | None = None,
     ) -> None:
         self.config = config
+        key_file = config.mqtt.signing_key_file  # first: a bad key stops us before any I/O
+        self.signing_key = read_signing_key(key_file) if key_file is not None else None
         self.clock = clock or SystemClock()
         self.spool = Spool(
             config.bridge.spool_path, max_dead_letter_bytes=config.bridge.dead_letters_max_bytes
@@ -83,8 +85,6 @@ class Bridge:
         self.limits = config.intake_limits()
         bound = config.bridge.max_interval_s
         self.fallback = Limits() if bound is None else Limits(max_interval_s=bound)
-        key_file = config.mqtt.signing_key_file
-        self.signing_key = read_signing_key(key_file) if key_file is not None else None
         self.counters = BridgeCounters()
         self.broker_outage = Outage("MQTT", log)
         self.spool_outage = Outage("spool", log)
@@ -187,6 +187,7 @@ class Bridge:
         now = epoch_ms(self.clock.wall())
         arrivals: list[Arrival] = []
         dead: list[DeadLetter] = []
+        cut: list[tuple[IncomingReading, float]] = []
         for message in messages:
             parsed = admit(
                 message.topic,
@@ -204,12 +205,14 @@ class Bridge:
                 )
                 continue
             if parsed.span_s is not None:
-                self._count_cut(parsed.reading, parsed.span_s)
+                cut.append((parsed.reading, parsed.span_s))
             items = contributions(parsed.reading, self.window_ms)
             arrivals.append(Arrival(parsed.reading, items, message.topic, message.payload))
         recorded = await self.spool.record(arrivals, dead, now)
         for letter in [*dead, *recorded.conflicts]:
             self._count_dead(letter.kind, letter.reason)
+        for reading, span_s in cut:
+            self._count_cut(reading, span_s)
         if recorded.evicted:
             if not self.counters.dead_letters_evicted:
                 log.warning(
