@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import replace
@@ -291,16 +292,57 @@ def test_read_only_and_metrics(client: FlaskClient) -> None:
     assert get(client, "/api/openapi.json")["openapi"].startswith("3.")
 
 
-def test_an_unreachable_source_is_503_not_500(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sink", ["sqlite", "postgres"])
+def test_an_unreachable_source_is_a_plain_503_and_its_cause_is_logged_once(
+    sink: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     missing = tmp_path / "no-such-folder"
-    config = fx.config_for(missing)  # a window file in a folder that is not there: a wrong path
+    if sink == "sqlite":  # a window file in a folder that is not there: a wrong path
+        config = fx.config_for(missing)
+        secrets = [str(missing), "windows.db"]
+        cause = f"{missing / 'windows.db'} does not exist yet"
+    else:  # nothing listens on port 1
+        dsn = "postgresql://campus:s3cret@127.0.0.1:1/energy_books"
+        config = fx.config_for(tmp_path, {"sink": "postgres", "postgres": {"dsn": dsn}})
+        secrets = ["127.0.0.1", "energy_books", "campus", "s3cret"]
+        cause = "postgres 127.0.0.1:1/energy_books: OperationalError: connection failed"
     source = open_source(config)
     app = create_app(config, source=source, clock=lambda: fx.NOW_MS / 1000)
     client = app.test_client()
+    caplog.set_level(logging.INFO, logger="campus_energy.api")
     try:
-        assert client.get("/api/health").status_code == 503
-        body = get(client, "/api/summary", 503)
-        assert "does not exist" in body["error"]
+        for url in ("/api/health", "/api/summary", "/api/meters", "/api/series?step=1h"):
+            response = client.get(url)
+            assert response.status_code == 503, url
+            assert response.get_json()["error"] == "window store unavailable"
+            for secret in secrets:
+                assert secret not in response.get_data(as_text=True), (url, secret)
+        api = [r for r in caplog.records if r.name == "campus_energy.api"]
+        logged = [(r.levelno, r.getMessage()) for r in api if r.levelno >= logging.INFO]
+        assert len(logged) == 1 and logged[0][0] == logging.ERROR, logged  # once per outage
+        assert cause in logged[0][1] and "s3cret" not in logged[0][1]
+        if sink == "sqlite":  # the folder appears: the next read works and ends the outage
+            missing.mkdir()
+            assert get(client, "/api/health")["detail"] == "no windows yet"
+            back = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+            back = [m for m in back if "window store" in m]
+            assert len(back) == 1 and "sqlite window store: recovered after" in back[0], back
+    finally:
+        source.close()
+
+
+def test_a_method_the_api_does_not_take_is_405_with_allow(tmp_path: Path) -> None:
+    config = fx.config_for(tmp_path)
+    source = open_source(config)
+    client = create_app(config, source=source, clock=lambda: fx.NOW_MS / 1000).test_client()
+    try:
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            response = client.open("/api/summary", method=method)
+            assert response.status_code == 405, method
+            assert response.get_json() == {"error": "this API is read-only: GET only"}
+            assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert client.post("/").headers["Allow"] == client.options("/").headers["Allow"]
     finally:
         source.close()
 

@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 
 from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import HTTPException
 
 from campus_energy.api.metrics import Metrics
 from campus_energy.api.openapi import openapi_document
@@ -49,6 +50,7 @@ from campus_energy.api.queries import (
     series_points,
 )
 from campus_energy.api.sources import MeterLatest, WindowSource, open_source
+from campus_energy.api.sources.watched import WatchedSource
 from campus_energy.config import Config, load_config
 from campus_energy.core.rollups import hour_of
 from campus_energy.core.timestamps import iso_utc
@@ -58,6 +60,7 @@ log = logging.getLogger("campus_energy.api")
 CACHE_ENTRIES = 256
 CACHE_BODY_MAX = 256 * 1024  # larger answers are recomputed rather than kept
 MAX_ROWS = 200_000  # source rows one series request may read (steps × meters)
+UNAVAILABLE = "window store unavailable"  # a 503's words: the reason, with its paths, is logged
 PARAMETERS = frozenset({"start_date", "end_date", "meter", "building", "start", "end", "step"})
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -147,7 +150,7 @@ def create_app(
     app = Flask(__name__, static_folder="static", static_url_path="/static")
     app.json = _StrictJSONProvider(app)
     app.json.sort_keys = False
-    campus = Campus(config, source or open_source(config), clock)
+    campus = Campus(config, WatchedSource(source or open_source(config), log), clock)
     metrics = Metrics()
     app.extensions["campus_energy"] = campus
 
@@ -176,9 +179,11 @@ def create_app(
             return _json({"error": str(exc)}), 400
         if isinstance(exc, NotFound):
             return _json({"error": str(exc)}), 404
-        if isinstance(exc, SourceError):
+        if isinstance(exc, SourceError):  # its reason is logged by the source, once an outage
             metrics.source_errors.inc()
-        return _json({"error": str(exc)}), 503
+        else:
+            log.error("%s: %s; answered 503", request.path[:100], exc)
+        return _json({"error": UNAVAILABLE}), 503
 
     unrepresentable_logged: set[str] = set()  # endpoints whose failure is logged already
 
@@ -197,8 +202,12 @@ def create_app(
         return _json({"error": f"no such endpoint: {request.path[:100]}"}), 404
 
     @app.errorhandler(405)
-    def read_only(_: Exception) -> tuple[Response, int]:
-        return _json({"error": "this API is read-only: GET only"}), 405
+    def read_only(exc: HTTPException) -> tuple[Response, int]:
+        response = _json({"error": "this API is read-only: GET only"})
+        for name, value in exc.get_headers():
+            if name == "Allow":
+                response.headers["Allow"] = value
+        return response, 405
 
     def cached(build: Callable[[], tuple[bytes, str]]) -> Response:
         """Serve from the response cache, with an ETag of the body.
@@ -250,9 +259,9 @@ def create_app(
         now = campus.now_ms()
         try:
             meters = campus.meters()
-        except SourceError as exc:
+        except SourceError:
             metrics.source_errors.inc()
-            body = {"status": "unavailable", "error": str(exc), "source": campus.source.name}
+            body = {"status": "unavailable", "error": UNAVAILABLE, "source": campus.source.name}
             return Response(json.dumps(body), status=503, mimetype="application/json")
         last = max((m.last_window_ms for m in meters if m.last_window_ms is not None), default=None)
         online = [m for m in meters if campus.online(m, now)]

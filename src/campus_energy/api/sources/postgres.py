@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime
@@ -32,6 +33,13 @@ GRAIN_SQL = {
         "WHERE day >= %s AND day < %s"
     ),
 }
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a driver error, for the log, without a password it may echo."""
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "no detail"
+    text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)  # postgresql://user:secret@
+    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", text)  # password=secret
 
 
 def _when(ms: int) -> datetime:
@@ -67,7 +75,7 @@ class PostgresSource:
             if conn is not None:
                 conn.close()
             self._local.conn = None
-            raise SourceError(f"{self.where}: {type(exc).__name__}") from None
+            raise SourceError(f"{self.where}: {type(exc).__name__}: {_reason(exc)}") from None
 
     def version(self) -> str:
         rows = self._query("SELECT value FROM {meta} WHERE key = 'data_version'")
