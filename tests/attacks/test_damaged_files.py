@@ -300,12 +300,12 @@ def test_the_dashboard_on_a_file_that_is_no_database(
 
 
 @contextlib.contextmanager
-def read_only_view(folder: Path, at: Path) -> Iterator[Path]:
+def read_only_view(folder: Path, at: Path, *, writer: bool = False) -> Iterator[Path]:
     """`folder` seen read-only at `at`: a read-only bind mount, what a service sees of a
     read-only filesystem, a snapshot or `ReadOnlyPaths=`. Where mounting is not allowed a
     user other than root gets `folder` itself with its write permission taken away (what
     SQLite meets is the same: the -shm file cannot be created); root, whom permissions do
-    not stop, gets a skip."""
+    not stop, gets a skip, and so does a test that also `writer`s through `folder`."""
     at.mkdir()
     mount = shutil.which("mount")
     bound = mount is not None and (
@@ -314,6 +314,8 @@ def read_only_view(folder: Path, at: Path) -> Iterator[Path]:
     if not bound:
         if os.geteuid() == 0:
             pytest.skip("cannot bind-mount here, and root ignores file permissions")
+        if writer:
+            pytest.skip("cannot bind-mount here: no writable path beside the read-only one")
         modes = {path: path.stat().st_mode for path in [folder, *folder.iterdir()]}
         for path in modes:
             path.chmod(0o555 if path.is_dir() else 0o444)
@@ -397,7 +399,7 @@ def test_on_a_read_only_mount_a_writer_that_comes_is_seen(tmp_path: Path) -> Non
     folder.mkdir()
     first, later = windows()[:-3], windows()[-3:]
     write_windows(folder / "windows.db", first)
-    with read_only_view(folder, tmp_path / "ro") as ro:
+    with read_only_view(folder, tmp_path / "ro", writer=True) as ro:
         source = SqliteSource(ro / "windows.db")
         try:
             before = source.version()
