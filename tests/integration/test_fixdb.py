@@ -108,6 +108,14 @@ def sql(path: Path, *statements: str) -> None:
     conn.close()
 
 
+def readings_in(path: Path) -> int:
+    """How many readings the store holds of the first meter (0 until its schema exists)."""
+    try:
+        return len(table(path, METERS[0])) if path.exists() else 0
+    except sqlite3.OperationalError:  # created, schema not yet written
+        return 0
+
+
 def table(path: Path, meter: str) -> list[tuple[int, int, float, float]]:
     """(seq, ts_ms, energy_wh, energy_total_wh) of a meter, in time order."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -272,7 +280,7 @@ async def test_apply_refuses_while_the_logger_runs(tmp_path: Path) -> None:
                 stderr=log,
             )
         try:
-            await eventually(lambda: db.exists() and len(table(db, METERS[0])) >= 3)
+            await eventually(lambda: readings_in(db) >= 3)
             before = table(db, METERS[0])
             refused = await asyncio.to_thread(cli, "fix-db", "-c", str(config_file), "--apply")
             dry = await asyncio.to_thread(cli, "fix-db", "-c", str(config_file))
