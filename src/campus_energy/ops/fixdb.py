@@ -278,7 +278,8 @@ def _outbox_lines(report: MeterReport) -> list[str]:
         "    so the windows they went into are wrong; after --apply rebuild the repaired span:",
         f"      campus-energy reconcile --start {_when_s(start // 1000)} --end {_when_s(end_s)} "
         f"--meter {meter.meter_id} --apply",
-        "    (windows at the old stamps stay in the sink: reconcile lists them, deletes nothing)",
+        "    (windows at the old stamps: reconcile --apply deletes those inside the store's span",
+        "    that no reading is behind, and lists the rest)",
     ]
 
 
