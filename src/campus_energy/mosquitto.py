@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]  # (amqtt's dependency)
+import psutil
 
 from campus_energy.core.incoming import MAX_PAYLOAD_BYTES
 from campus_energy.errors import ServiceError
