@@ -5,10 +5,10 @@ The stores are written by the logger's own store code (two meters, 300 readings
 each, some acknowledged by the broker), then one page in the middle of a table is
 overwritten with garbage, as a failing SD card or a stray `dd` would. What must
 hold: the logger refuses such a store before it appends a reading and names the
-way to rebuild it; `fix-db` says the store is damaged instead of "no problems
-found" or a traceback; the Streamlit dashboard shows a message, never a
-traceback; the API's SQLite source and the dashboard read a WAL database on a
-read-only mount.
+way to rebuild it, as the bridge does with its spool and SQLite window sink;
+`fix-db` says the store is damaged instead of "no problems found" or a
+traceback; the Streamlit dashboard shows a message, never a traceback; the
+API's SQLite source and the dashboard read a WAL database on a read-only mount.
 """
 
 from __future__ import annotations
@@ -37,13 +37,14 @@ from tests.integration.api_fixture import NOW_MS, REPORTING, ZONE, FixtureWindow
 from tests.integration.test_fixdb import CLI, METERS, write_config, write_store
 
 from campus_energy.adapters.sinks.sqlite import SqliteSink
+from campus_energy.adapters.spool import DeadLetter, Spool
 from campus_energy.adapters.sqlite import ReadOnly
 from campus_energy.adapters.store import ReadingStore
 from campus_energy.api import create_app
 from campus_energy.api.sources.sqlite import SqliteSource
 from campus_energy.config import load_config, parse_config
 from campus_energy.dashboard import queries as q
-from campus_energy.errors import SourceError
+from campus_energy.errors import SinkError, SourceError, SpoolError
 from campus_energy.simulator.server import Simulator
 
 PAGE_SEED = 13
@@ -184,6 +185,51 @@ async def test_an_integrity_check_out_of_time_is_said_and_the_store_opens(
         f"store {db}: its integrity check (PRAGMA quick_check) did not finish within 0 s and was "
         "left there; run `campus-energy doctor` to check the whole file"
     ]
+
+
+# --- the bridge's files ------------------------------------------------------------------------
+
+
+async def test_the_bridge_refuses_a_damaged_spool_or_window_sink(tmp_path: Path) -> None:
+    """A damaged spool or SQLite window sink is refused at open, unwritten, with the rebuild.
+
+    Before: the bridge went on writing around the damaged page until a query met it."""
+    sink_path, spool_path = tmp_path / "windows.db", tmp_path / "spool.db"
+    sink = SqliteSink(sink_path, ZONE)
+    try:
+        await sink.merge(deltas(windows()), NOW_MS)
+    finally:
+        await sink.close()
+    spool = Spool(spool_path)
+    try:
+        letters = [
+            DeadLetter(NOW_MS + n, "campus/energy/x/reading", b"x" * 1000, "not-json", "not JSON")
+            for n in range(400)
+        ]
+        await spool.record([], letters, NOW_MS)
+    finally:
+        await spool.close()
+
+    async def write_window(sink: SqliteSink) -> object:
+        return await sink.merge(deltas(windows()[:1]), NOW_MS)
+
+    async def read_letters(spool: Spool) -> object:
+        return await spool.dead_letter_counts()
+
+    for path, table, reopened, error, touch in (
+        (sink_path, "window_aggregates", SqliteSink(sink_path, ZONE), SinkError, write_window),
+        (spool_path, "dead_letters", Spool(spool_path), SpoolError, read_letters),
+    ):
+        damage(path, table)
+        before = digest(path)
+        try:
+            with pytest.raises(error) as refused:
+                await touch(reopened)  # type: ignore[operator]
+        finally:
+            await reopened.close()
+        assert f"{reopened.label} {path} is damaged (PRAGMA quick_check: " in str(refused.value)
+        assert "nothing was written to it" in str(refused.value)
+        assert digest(path) == before
 
 
 # --- fix-db -------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from campus_energy.adapters.sqlite import SqliteFile, transaction
+from campus_energy.adapters.sqlite import INTEGRITY_BUDGET_S, SqliteFile, transaction
 from campus_energy.core.incoming import fingerprint
 from campus_energy.core.timestamps import iso_utc
 from campus_energy.core.windows import Contribution, IncomingReading
@@ -211,6 +211,7 @@ def _conflict(arrival: Arrival, seen: tuple[bytes, int], received_ms: int) -> De
 
 class Spool(SqliteFile):
     label = "spool"
+    integrity_budget_s = INTEGRITY_BUDGET_S  # a damaged spool is refused before a batch is acked
     error = SpoolError
     schema = SCHEMA
     synchronous = "FULL"  # an acknowledged message must survive power loss

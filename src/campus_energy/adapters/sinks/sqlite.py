@@ -10,7 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from campus_energy.adapters.sinks import stored_window
-from campus_energy.adapters.sqlite import SqliteFile, transaction
+from campus_energy.adapters.sqlite import INTEGRITY_BUDGET_S, SqliteFile, transaction
 from campus_energy.core.rollups import RollupChange, change, day_span, hour_of, local_day, recount
 from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc, window_document
 from campus_energy.errors import SinkError
@@ -129,6 +129,7 @@ class SqliteSink(SqliteFile):
 
     name = "sqlite"
     label = "window sink"
+    integrity_budget_s = INTEGRITY_BUDGET_S  # a damaged sink is refused, not written to
     error = SinkError
     schema = SCHEMA
 
