@@ -45,6 +45,7 @@ from tests.integration.api_fixture import config_for, windows
 from tests.integration.test_api import write
 
 from campus_energy.api import SECURITY_HEADERS
+from campus_energy.api.probe import USER_AGENT
 
 REPO = Path(__file__).parents[2]
 SITE = REPO / "deploy" / "nginx" / "campus-energy.conf"
@@ -106,7 +107,7 @@ def start_api(tmp_path: Path, store: Path, env: dict[str, str] | None = None) ->
     with log.open("ab") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "campus_energy", "api", "-c", str(config)],
-            stdout=subprocess.DEVNULL,
+            stdout=stderr,  # Gunicorn's access log
             stderr=stderr,
             env=environ,
         )
@@ -444,6 +445,8 @@ def test_the_watchdog_is_pinged_only_while_the_app_answers(
         log = api.log.read_text()
         assert log.count("no answer within 10 s; systemd's watchdog is no longer pinged") == 1
         assert "recovered after" in log
+        assert '"GET /api/health HTTP/1.1" 200' in log  # the access log, without the probes
+        assert USER_AGENT not in log
         assert api.stop() == 0
         figure(
             capsys,

@@ -70,6 +70,11 @@ class _NotTheProbe(logging.Filter):
         return not (isinstance(atoms, dict) and atoms.get("a") == USER_AGENT)
 
 
+def _leave_the_probe_out_of_the_access_log(worker: Any) -> None:
+    """Gunicorn's `post_worker_init` hook: the filter, in each worker."""
+    logging.getLogger("gunicorn.access").addFilter(_NotTheProbe())
+
+
 class Gunicorn(BaseApplication):  # type: ignore[misc]
     """Gunicorn run from Python with the app built once per worker from our config."""
 
@@ -93,6 +98,7 @@ class Gunicorn(BaseApplication):  # type: ignore[misc]
             "errorlog": "-",
             "proc_name": "campus-energy-api",
             "control_socket_disable": True,
+            "post_worker_init": _leave_the_probe_out_of_the_access_log,
             **(options or {}),
         }
         super().__init__()
@@ -104,7 +110,6 @@ class Gunicorn(BaseApplication):  # type: ignore[misc]
     def load(self) -> Flask:
         from campus_energy.api import create_app
 
-        logging.getLogger("gunicorn.access").addFilter(_NotTheProbe())  # in each worker
         return create_app(self.config)
 
     def run(self) -> None:
