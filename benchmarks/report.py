@@ -1,6 +1,6 @@
 """Runs the benchmark scripts and writes benchmarks/REPORT.md.
 
-Each script (read_plan, logger, bridge, api, figures, dashboard) runs as a child process
+Each script (read_plan, logger, bridge, api, figures, dashboard, edges) runs as a child process
 with `CAMPUS_ENERGY_BENCH_RESULTS` pointing to a temporary folder, where it
 leaves its headline figures (`benchmarks/results.py`). Its output goes to this
 console and to `benchmarks/output/<script>.txt`; the run itself (start, time,
@@ -52,6 +52,7 @@ SCRIPTS = {
     "api": "API",
     "figures": "Figures shown",
     "dashboard": "Dashboard",
+    "edges": "Edges (intake, spool, front)",
 }
 
 
