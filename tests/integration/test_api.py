@@ -317,6 +317,10 @@ def test_an_unreachable_source_is_a_plain_503_and_its_cause_is_logged_once(
             assert response.get_json()["error"] == "window store unavailable"
             for secret in secrets:
                 assert secret not in response.get_data(as_text=True), (url, secret)
+        # the watchdog's question reads no store: a store that is down restarts nothing
+        live = client.get("/api/live")
+        assert (live.status_code, live.get_json()) == (200, {"status": "alive"})
+        assert live.headers["Cache-Control"] == "no-store"
         api = [r for r in caplog.records if r.name == "campus_energy.api"]
         logged = [(r.levelno, r.getMessage()) for r in api if r.levelno >= logging.INFO]
         assert len(logged) == 1 and logged[0][0] == logging.ERROR, logged  # once per outage

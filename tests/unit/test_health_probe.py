@@ -68,14 +68,15 @@ def test_a_200_is_answering_and_the_request_is_a_real_get(server: socket.socket)
     wait_for(lambda: settled(probe))
     assert probe.answering
     lines = request.decode().split("\r\n")
-    assert lines[0] == "GET /api/health HTTP/1.1"
+    assert lines[0] == "GET /api/live HTTP/1.1"
     assert f"User-Agent: {USER_AGENT}" in lines
 
 
 @pytest.mark.parametrize(
     ("status_line", "answering"),
     [
-        (b"HTTP/1.1 503 SERVICE UNAVAILABLE", True),  # the app answers: its source is down
+        (b"HTTP/1.1 200 OK", True),
+        (b"HTTP/1.1 503 SERVICE UNAVAILABLE", False),  # /api/live never says 503: not our app
         (b"HTTP/1.1 500 Internal Server Error", False),
         (b"HTTP/1.1 404 NOT FOUND", False),
         (b"SSH-2.0-OpenSSH_9.2", False),  # something else holds the port
@@ -111,7 +112,7 @@ def test_silence_past_the_timeout_stops_answering_logged_once_until_it_answers_a
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     port = server.getsockname()[1]
     assert errors == [
-        f"api: GET /api/health on 127.0.0.1:{port}: no answer within 10 s; "
+        f"api: GET /api/live on 127.0.0.1:{port}: no answer within 10 s; "
         "systemd's watchdog is no longer pinged"
     ]
     for _ in range(4):  # the probes' connections, queued: the last one gets the answer

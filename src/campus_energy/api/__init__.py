@@ -254,6 +254,13 @@ def create_app(
         response.headers["Cache-Control"] = "no-cache"
         return response
 
+    @app.get("/api/live")
+    def live() -> Response:
+        """The app answers (for the watchdog): no window store is read."""
+        response = Response(json.dumps({"status": "alive"}), mimetype="application/json")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
     @app.get("/api/health")
     def health() -> Response:
         now = campus.now_ms()

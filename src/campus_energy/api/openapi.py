@@ -105,6 +105,14 @@ def openapi_document() -> dict[str, Any]:
             "description": "Read-only campus electricity data: windows of exact energy.",
         },
         "paths": {
+            "/api/live": {
+                "get": {
+                    "summary": "Does the app answer? (reads no window store)",
+                    "responses": {
+                        "200": _ok(_object({"status": {"type": "string", "enum": ["alive"]}}))
+                    },
+                }
+            },
             "/api/health": {
                 "get": {
                     "summary": "Is data flowing?",

@@ -5,13 +5,15 @@ threads are all held (slow clients sending a request that never ends, a source
 that hangs) still looks alive to it, and an arbiter that pinged systemd's
 watchdog from its loop kept a service that answered nobody running for ever.
 
-`HealthProbe` sends a real `GET /api/health` to the bound socket, from the
+`HealthProbe` sends a real `GET /api/live` to the bound socket, from the
 arbiter's own loop and without ever blocking it: a non-blocking socket, moved
-one step each time round the loop. The service is *answering* while its latest
-probe got a status line back (200, or 503: the API answers that its source is
-down, which a restart would not mend) and the probe in flight, if any, is not
-older than `timeout_s`. The arbiter pings the watchdog only while it is, so a
-wedged worker pool stops the pings and systemd restarts the service.
+one step each time round the loop. `/api/live` is answered by a worker thread
+without touching the window store, so a slow store (Firestore loading its
+index, a heavy catch-up) or one that is down never gets a healthy service
+restarted; held threads do. The service is *answering* while its latest probe
+got a 200 back and the probe in flight, if any, is not older than `timeout_s`.
+The arbiter pings the watchdog only while it is, so a wedged worker pool stops
+the pings and systemd restarts the service.
 """
 
 from __future__ import annotations
@@ -29,14 +31,15 @@ from campus_energy.outages import Outage
 log = logging.getLogger("campus_energy.api")
 
 USER_AGENT = "campus-energy-watchdog"  # the access log leaves these requests out
+PATH = "/api/live"  # answered by the app without reading the window store
 REQUEST = (
-    "GET /api/health HTTP/1.1\r\n"
+    f"GET {PATH} HTTP/1.1\r\n"
     "Host: localhost\r\n"
     f"User-Agent: {USER_AGENT}\r\n"
     "Connection: close\r\n\r\n"
 ).encode()
-ANSWERS = frozenset({200, 503})  # 503: the app answers that its source is unavailable
-TIMEOUT_S = 10.0  # /api/health answers in milliseconds; Gunicorn's worker timeout is 30 s
+ANSWERS = frozenset({200})
+TIMEOUT_S = 10.0  # /api/live answers in milliseconds; Gunicorn's worker timeout is 30 s
 MAX_STATUS_LINE = 1024
 
 Address = tuple[int, Any]  # (socket family, address to connect to)
@@ -63,7 +66,7 @@ def _describe(address: Address) -> str:
 
 
 class HealthProbe:
-    """A `GET /api/health` every `every_s`, stepped without blocking; see `answering`."""
+    """A `GET /api/live` every `every_s`, stepped without blocking; see `answering`."""
 
     def __init__(
         self,
@@ -78,7 +81,7 @@ class HealthProbe:
         self.timeout_s = timeout_s
         self.clock = clock
         self.where = _describe(address)
-        self._outage = Outage(f"api: GET /api/health on {self.where}", log)
+        self._outage = Outage(f"api: GET {PATH} on {self.where}", log)
         self._sock: socket.socket | None = None
         self._started = 0.0
         self._next = clock()  # the first probe at the first step

@@ -2,7 +2,7 @@
 
 Under systemd, Gunicorn's arbiter (the main process) says READY=1 by itself
 once it listens; the arbiter here pings the watchdog from its main loop only
-while the app answers a real `GET /api/health` on the socket it listens on
+while the app answers a real `GET /api/live` on the socket it listens on
 (`probe.HealthProbe`), and says STOPPING=1 when it halts.
 
 Gunicorn's control socket is off: it would sit at one path per user
@@ -18,7 +18,7 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
-from campus_energy.api.probe import USER_AGENT, HealthProbe, probe_address
+from campus_energy.api.probe import PATH, USER_AGENT, HealthProbe, probe_address
 from campus_energy.config import Config
 from campus_energy.errors import ServiceError
 from campus_energy.notify import Notifier
@@ -67,7 +67,9 @@ class _NotTheProbe(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         atoms = record.args
-        return not (isinstance(atoms, dict) and atoms.get("a") == USER_AGENT)
+        return not (
+            isinstance(atoms, dict) and atoms.get("a") == USER_AGENT and atoms.get("U") == PATH
+        )
 
 
 def _leave_the_probe_out_of_the_access_log(worker: Any) -> None:
