@@ -294,7 +294,7 @@ class BridgeConfig(_Section):
         default=None,
         gt=0,
         le=86_400,
-        description="longest ts - interval_start of a reading (default: max_gap_s + 1 %)",
+        description="longest ts - interval_start of a reading (never below max_gap_s + 1 %)",
     )
     dead_letters_max_bytes: int = Field(
         default=16 * 1024 * 1024, ge=64 * 1024, description="cap of the spool's dead_letters table"

@@ -305,6 +305,19 @@ def test_limits_of_a_meter() -> None:
     assert Limits(20_000.0, 17.5 * 1.01) == SDM120
     assert Limits.of(None, 17.5, None).max_power_w == 1e9  # no limit in config or profile
     assert Limits.of(20_000.0, 17.5, 60.0).max_interval_s == 60.0  # bridge.max_interval_s
+    # a bound shorter than the meter's own longest interval does not shorten it
+    assert Limits.of(20_000.0, 17.5, 5.0).max_interval_s == SDM120.max_interval_s
+
+
+def test_a_bridge_bound_below_max_gap_s_keeps_a_real_reading_after_missed_polls() -> None:
+    """A 15 s interval at 19 kW (two polls missed) is real; a 5 s bound once refused it."""
+    start = iso_utc(LOGGED.ts_ms - 15_000)
+    verdict = within_limits(
+        body(energy_wh=19_000 * 15 / 3600, power_w=19_000.0, interval_start=start),
+        Limits.of(20_000.0, 17.5, 5.0),
+    )
+    assert isinstance(verdict, IncomingReading), verdict
+    assert verdict.interval_start_ms == LOGGED.ts_ms - 15_000  # not cut either
 
 
 @pytest.mark.parametrize(

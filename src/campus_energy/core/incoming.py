@@ -71,10 +71,13 @@ class Limits:
     @classmethod
     def of(cls, max_power_w: float | None, max_gap_s: float, bound_s: float | None) -> Limits:
         """A meter's limits: its power limit (None: the ceiling) and `max_gap_s` with slack,
-        or `bound_s` (the bridge's `max_interval_s`) when one is configured."""
+        or `bound_s` (the bridge's `max_interval_s`) when one is configured and longer: a
+        bound shorter than the meter's own longest interval would cut, and then refuse as
+        implausible, the real readings of a meter that missed a poll or two."""
+        own_s = max_gap_s * (1 + SPAN_SLACK)
         return cls(
             max_power_w=CEILING_POWER_W if max_power_w is None else max_power_w,
-            max_interval_s=bound_s if bound_s is not None else max_gap_s * (1 + SPAN_SLACK),
+            max_interval_s=own_s if bound_s is None else max(bound_s, own_s),
         )
 
     def max_energy_wh(self, span_s: float) -> float:
