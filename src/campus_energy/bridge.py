@@ -28,7 +28,7 @@ from campus_energy.adapters.spool import Arrival, DeadLetter, Spool
 from campus_energy.bridge_metrics import BridgeMetrics
 from campus_energy.clock import SystemClock, sleep_or_stop
 from campus_energy.config import Config
-from campus_energy.core.incoming import Limits, Malformed, admit
+from campus_energy.core.incoming import Malformed, admit
 from campus_energy.core.timestamps import epoch_ms
 from campus_energy.core.topics import reading_topic
 from campus_energy.core.windows import IncomingReading, contributions, group
@@ -83,8 +83,7 @@ class Bridge:
         self.window_ms = config.bridge.window_s * 1000
         self.known_meters = {m.id for m in config.meters} or None
         self.limits = config.intake_limits()
-        bound = config.bridge.max_interval_s
-        self.fallback = Limits() if bound is None else Limits(max_interval_s=bound)
+        self.fallback = config.intake_fallback()
         self.counters = BridgeCounters()
         self.broker_outage = Outage("MQTT", log)
         self.spool_outage = Outage("spool", log)

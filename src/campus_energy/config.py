@@ -403,6 +403,11 @@ class Config(_Section):
         bound = self.bridge.max_interval_s
         return {m.id: Limits.of(self.power_limit_w(m), m.gap_limit_s, bound) for m in self.meters}
 
+    def intake_fallback(self) -> Limits:
+        """What the bridge accepts from a meter the configuration does not list."""
+        bound = self.bridge.max_interval_s
+        return Limits() if bound is None else Limits(max_interval_s=bound)
+
 
 def _set_path(data: dict[str, Any], parts: list[str], value: str, variable: str) -> None:
     node: Any = data

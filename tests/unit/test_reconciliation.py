@@ -151,6 +151,21 @@ def test_the_span_of_the_store_and_the_windows_its_readings_touch() -> None:
     assert store_span([], WINDOW_MS) is None
 
 
+def test_a_long_interval_backs_only_the_part_the_bridge_keeps() -> None:
+    """A reading spanning a clock step forward, spread by an earlier bridge over every window
+    of its span: only the windows of its last `max_interval` are backed (the bridge puts its
+    energy there), the rest are orphans, so `--apply` cannot count its energy twice."""
+    readings = [stored(T), stored(T + 12 * WINDOW_MS + 5_000, T)]  # an hour's step
+    span = store_span(readings, WINDOW_MS, max_interval_ms=17_675)
+    # its last 17.675 s reach back from 01:00:05 into the window of 00:55
+    assert span is not None and span.backed == frozenset(
+        {T, T + 11 * WINDOW_MS, T + 12 * WINDOW_MS}
+    )
+    assert all(span.orphans(T + i * WINDOW_MS, T + (i + 1) * WINDOW_MS) for i in range(1, 11))
+    uncut = store_span(readings, WINDOW_MS)
+    assert uncut is not None and not uncut.orphans(T + WINDOW_MS, T + 2 * WINDOW_MS)
+
+
 def test_a_window_only_the_sink_holds_is_an_orphan_only_where_the_store_speaks() -> None:
     span = StoreSpan(T + 10_000, T + 9 * WINDOW_MS, frozenset({T, T + WINDOW_MS}))
     sink = {

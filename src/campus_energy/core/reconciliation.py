@@ -147,14 +147,20 @@ class StoreSpan:
         return covered and start_ms not in self.backed
 
 
-def store_span(readings: Sequence[Reading], window_ms: int) -> StoreSpan | None:
+def store_span(
+    readings: Sequence[Reading], window_ms: int, max_interval_ms: int | None = None
+) -> StoreSpan | None:
     """The span of a meter's stored readings (in time order, before any validation: a
-    reading the bridge refuses still stands behind the windows it touches)."""
+    reading the bridge refuses still stands behind the windows it touches). An interval
+    longer than `max_interval_ms` backs only its last `max_interval_ms`, where the bridge
+    puts its energy: windows an earlier bridge spread it over are orphans."""
     if not readings:
         return None
     backed: set[int] = set()
     for r in readings:
         low = r.ts_ms if r.interval_start_ms is None else min(r.interval_start_ms, r.ts_ms)
+        if max_interval_ms is not None:
+            low = max(low, r.ts_ms - max_interval_ms)
         first, last = window_start_ms(low, window_ms), window_start_ms(r.ts_ms, window_ms)
         backed.update(range(first, last + 1, window_ms))
     return StoreSpan(readings[0].ts_ms, readings[-1].ts_ms, frozenset(backed))

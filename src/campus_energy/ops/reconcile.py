@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import sys
 import time
@@ -208,9 +209,11 @@ async def _check(
     local: dict[Key, WindowDoc] = {}
     partial_until: dict[str, int] = {}
     spans: dict[str, StoreSpan] = {}
+    limits, fallback = config.intake_limits(), config.intake_fallback()
     for record in records:
         readings = await store.readings_around(record.meter_id, start_ms, end_ms)
-        span = store_span(readings, window_ms)
+        longest_s = limits.get(record.meter_id, fallback).max_interval_s
+        span = store_span(readings, window_ms, math.floor(longest_s * 1000))
         if span is not None:
             spans[record.meter_id] = span
         first = readings[0] if readings else None
@@ -256,11 +259,12 @@ def _as_received(
     prefix = config.mqtt.topic_prefix
     topic = reading_topic(prefix, record.meter_id)
     limits = config.intake_limits()  # as the bridge: the same plausibility and span bound
+    fallback = config.intake_fallback()
     found = []
     for reading in readings:
         raw = encode(reading.payload(record.building, record.floor))
         parsed = parse_reading(
-            topic, raw, prefix=prefix, now_ms=now_ms, meters=known, limits=limits
+            topic, raw, prefix=prefix, now_ms=now_ms, meters=known, limits=limits, fallback=fallback
         )
         if not isinstance(parsed, Malformed):
             found.append(parsed)
