@@ -25,17 +25,26 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiomqtt
 import pytest
 from pydantic import BaseModel
 from tests.conftest import eventually, free_port, require_program, wait_for
 
+from campus_energy.adapters.sinks.postgres import PostgresSink
+from campus_energy.api.sources.postgres import PostgresSource
 from campus_energy.cli import main
-from campus_energy.config import SECRET_KEYS, Config, load_config, parse_config
+from campus_energy.config import (
+    SECRET_KEYS,
+    Config,
+    PostgresSinkConfig,
+    load_config,
+    parse_config,
+)
 from campus_energy.demo.campus import prepare
 from campus_energy.demo.services import Receiver, own_listeners, port_free
-from campus_energy.errors import ConfigError, ServiceError
+from campus_energy.errors import ConfigError, ServiceError, SinkError, SourceError
 from campus_energy.mosquitto import Mosquitto, mosquitto_executable
 from campus_energy.ops.systemd import (
     Installation,
@@ -150,6 +159,24 @@ def test_a_dsn_in_the_wrong_key_is_masked_by_its_form() -> None:
         "bridge.postgres.schema: must be a plain lower-case SQL name, got "
         "'postgresql://energy:****@db.example.org:5432/campus'"
     ]
+
+
+@pytest.mark.parametrize("dsn", ["postgresql//energy:hunter2@db/x", "host=db password=hunter2 x"])
+async def test_a_mistyped_dsn_is_not_echoed_by_the_sink_or_the_source(dsn: str) -> None:
+    """libpq echoes a malformed connection string (`missing "=" after "postgresql//…"`);
+    before, that reached the bridge's log, reconcile's output and the API's log whole."""
+    settings = PostgresSinkConfig(dsn=dsn)
+    sink = PostgresSink(settings, ZoneInfo("UTC"))
+    with pytest.raises(SinkError) as sink_error:
+        await sink.windows(0, 1, None)
+    await sink.close()
+    source = PostgresSource(settings)
+    with pytest.raises(SourceError) as source_error:
+        source.meters()
+    source.close()
+    for said in (str(sink_error.value), str(source_error.value)):
+        assert "hunter2" not in said and dsn not in said, said
+        assert "****" in said or "connection" in said, said
 
 
 def test_the_cli_shows_no_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

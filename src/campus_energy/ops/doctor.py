@@ -148,15 +148,9 @@ def config_summary(config: Config, path: Path) -> Result:
 
 def secrets_of(config: Config) -> list[str]:
     """Passwords the results must never show (a library may echo a connection string)."""
-    found: list[str] = []
-    dsn = config.bridge.postgres.dsn
-    if dsn:
-        from psycopg import Error
-        from psycopg.conninfo import conninfo_to_dict
+    from campus_energy.adapters.sinks.postgres import dsn_secrets
 
-        found.append(dsn)
-        with contextlib.suppress(Error):
-            found.append(str(conninfo_to_dict(dsn).get("password") or ""))
+    found = dsn_secrets(config.bridge.postgres.dsn)
     if config.mqtt.password_file is not None:
         with contextlib.suppress(OSError, UnicodeDecodeError):
             found.append(config.mqtt.password_file.read_text(encoding="utf-8").strip())

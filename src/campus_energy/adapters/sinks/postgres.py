@@ -29,6 +29,7 @@ from campus_energy.config import PostgresSinkConfig
 from campus_energy.core.rollups import RollupChange, change, day_span, local_day, recount
 from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc, window_document
 from campus_energy.errors import SinkError
+from campus_energy.validation import masked
 
 T = TypeVar("T")
 COLUMNS = (
@@ -181,6 +182,23 @@ def endpoint(dsn: str) -> str:
     return f"postgres {host}:{port}/{parts.get('dbname', '')}"
 
 
+def dsn_secrets(dsn: str | None) -> list[str]:
+    """What of a DSN no message may show: the DSN itself (libpq echoes a malformed one) and
+    its password."""
+    if not dsn:
+        return []
+    found = [dsn]
+    with contextlib.suppress(psycopg.Error):
+        found.append(str(conninfo_to_dict(dsn).get("password") or ""))
+    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+
+
+def error_text(exc: BaseException, dsn: str | None) -> str:
+    """A driver error for a message: its first line, without the DSN or a password in it."""
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "no detail"
+    return masked(text, dsn_secrets(dsn))
+
+
 TABLES = {
     "windows": "window_aggregates",
     "hourly": "rollup_hourly",
@@ -284,10 +302,12 @@ class PostgresSink:
                 return await work(conn)
         except psycopg.Error as exc:
             await self._drop()
-            raise SinkError(f"{self.where}: {type(exc).__name__}: {exc}".strip()) from None
+            raise SinkError(
+                f"{self.where}: {type(exc).__name__}: {error_text(exc, self.config.dsn)}"
+            ) from None
         except OSError as exc:
             await self._drop()
-            raise SinkError(f"{self.where}: {exc}") from None
+            raise SinkError(f"{self.where}: {error_text(exc, self.config.dsn)}") from None
 
     async def merge(self, deltas: Sequence[WindowDelta], now_ms: int) -> int:
         if not deltas:

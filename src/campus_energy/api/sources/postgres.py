@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime
@@ -11,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from campus_energy.adapters.sinks.postgres import endpoint, table_names
+from campus_energy.adapters.sinks.postgres import endpoint, error_text, table_names
 from campus_energy.api.sources import Bucket, Grain, MeterLatest, Total
 from campus_energy.config import PostgresSinkConfig
 from campus_energy.errors import SourceError
@@ -33,13 +32,6 @@ GRAIN_SQL = {
         "WHERE day >= %s AND day < %s"
     ),
 }
-
-
-def _reason(exc: BaseException) -> str:
-    """The first line of a driver error, for the log, without a password it may echo."""
-    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "no detail"
-    text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)  # postgresql://user:secret@
-    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", text)  # password=secret
 
 
 def _when(ms: int) -> datetime:
@@ -75,7 +67,9 @@ class PostgresSource:
             if conn is not None:
                 conn.close()
             self._local.conn = None
-            raise SourceError(f"{self.where}: {type(exc).__name__}: {_reason(exc)}") from None
+            raise SourceError(
+                f"{self.where}: {type(exc).__name__}: {error_text(exc, self.config.dsn)}"
+            ) from None
 
     def version(self) -> str:
         rows = self._query("SELECT value FROM {meta} WHERE key = 'data_version'")
