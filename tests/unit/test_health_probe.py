@@ -7,6 +7,7 @@ polling the probe, never by sleeping.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import wait_for
 
+from campus_energy.api import probe as probe_module
 from campus_energy.api.probe import USER_AGENT, HealthProbe, probe_address
 
 
@@ -171,3 +173,22 @@ def test_wildcard_and_unix_addresses_are_reached_from_the_same_host(tmp_path: Pa
         wait_for(lambda: settled(probe))
         assert probe.answering
     os.unlink(path)
+
+
+def test_a_socket_that_cannot_be_opened_is_a_failed_probe_not_a_stopped_arbiter(
+    server: socket.socket, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Out of file descriptors, the probe fails and says so; before, the OSError escaped
+    into Gunicorn's arbiter loop and stopped the API."""
+
+    def no_descriptors(*args: object, **kwargs: object) -> socket.socket:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    probe = probe_of(server, FakeClock())
+    with monkeypatch.context() as patched:
+        patched.setattr(probe_module.socket, "socket", no_descriptors)
+        probe.step()
+        probe.step()
+    assert not probe.answering and not probe.in_flight
+    failures = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(failures) == 1 and "cannot open a socket: Too many open files" in failures[0]

@@ -118,7 +118,11 @@ class HealthProbe:
 
     def _start(self, now: float) -> None:
         family, where = self.address
-        sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:  # out of file descriptors, say: the probe fails, the arbiter goes on
+            sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        except OSError as exc:
+            self._failed(f"cannot open a socket: {exc.strerror or exc}")
+            return
         sock.setblocking(False)
         self._sock, self._started, self._next = sock, now, now + self.every_s
         self._unsent, self._received = REQUEST, b""
