@@ -210,8 +210,10 @@ class Bridge:
         recorded = await self.spool.record(arrivals, dead, now)
         for letter in [*dead, *recorded.conflicts]:
             self._count_dead(letter.kind, letter.reason)
+        new = set(recorded.kept)  # a redelivery or a conflict was counted when it came first
         for reading, span_s in cut:
-            self._count_cut(reading, span_s)
+            if reading in new:
+                self._count_cut(reading, span_s)
         if recorded.evicted:
             if not self.counters.dead_letters_evicted:
                 log.warning(

@@ -144,6 +144,7 @@ class Recorded:
     duplicates: int = 0  # contributions of readings already received (redeliveries)
     conflicts: list[DeadLetter] = field(default_factory=list)  # kept as dead letters
     evicted: int = 0  # old dead letters dropped to keep the table under its cap
+    kept: list[IncomingReading] = field(default_factory=list)  # readings new to the spool
 
 
 def _row(c: Contribution) -> tuple[object, ...]:
@@ -258,7 +259,7 @@ class Spool(SqliteFile):
 
         def work(conn: sqlite3.Connection) -> Recorded:
             done = Recorded()
-            kept: list[IncomingReading] = []
+            kept = done.kept
             with transaction(conn):
                 for arrival in arrivals:
                     r = arrival.reading
