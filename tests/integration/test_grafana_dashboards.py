@@ -180,6 +180,44 @@ async def test_every_query_of_the_postgres_dashboard_runs_on_the_sinks_schema(
     assert max(values) == pytest.approx((1 + 2 + 3) * 1000 / 1000)
 
 
+@pytest.mark.parametrize(
+    "now",
+    [datetime(2026, 3, 10, 19, 0, tzinfo=UTC), datetime(2026, 3, 10, 10, 0, tzinfo=UTC)],
+    ids=["after-local-midnight", "local-afternoon"],
+)
+async def test_the_daily_panel_shows_the_local_day_of_a_range_of_a_few_hours(
+    postgres_dsn: tuple[str, str], now: datetime
+) -> None:
+    """Days are the site's: a 6-hour range shows the local day it falls on, stamped at its local
+    midnight, whether or not that day began inside the range (or on another UTC date)."""
+    dsn, schema = postgres_dsn
+    zone = ZoneInfo("Asia/Kolkata")
+    sink = PostgresSink(PostgresSinkConfig(dsn=dsn, schema=schema), zone)
+    try:
+        assert await sink.merge(seeded_deltas(now), round(now.timestamp() * 1000)) > 0
+    finally:
+        await sink.close()
+    daily = next(
+        sql
+        for title, sql in dashboard_queries(load(POSTGRES_DASHBOARD))
+        if title == "Energy per day by building"
+    )
+    start, end = now - timedelta(hours=6), now + timedelta(minutes=1)
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        cursor = await conn.execute(grafana_sql(daily, schema, start, end))
+        found = await cursor.fetchall()
+    local_days = {(now - timedelta(minutes=m)).astimezone(zone).date() for m in range(21)}
+    midnights = {datetime.combine(day, datetime.min.time(), zone) for day in local_days}
+    assert {stamp for stamp, _, _ in found} == midnights
+    energy_kwh = {building: 0.0 for building, _ in METERS.values()}
+    for n, (building, _) in enumerate(METERS.values()):
+        energy_kwh[building] += 1.0 * (n + 1) * 20 / 60
+    totals: dict[str, float] = {}
+    for _, building, kwh in found:
+        totals[building] = totals.get(building, 0.0) + float(kwh)
+    assert totals == pytest.approx(energy_kwh)
+
+
 # -- the PromQL, against what the services expose ------------------------------------------------
 
 
