@@ -56,8 +56,8 @@ import psutil
 from flask import Flask, Response, request
 
 import results as bench
-from campus_energy.adapters.sinks.sqlite import SqliteSink, _rebuild_rollups, iso_seconds
 from campus_energy.api.queries import Period, day_of, midnight_ms
+from campus_energy.backends.sqlite.sink import SqliteSink, _rebuild_rollups, iso_seconds
 from campus_energy.config import Config, load_config, parse_config
 from campus_energy.core.windows import Contribution, WindowDelta, window_stamp
 from measure import free_port, percentile
@@ -716,7 +716,7 @@ def agreement(ours: dict[str, Any], naive: dict[str, Any], keys: Sequence[str]) 
 
 def time_source(result: Latency, path: Path) -> None:
     """The source's own work per case, in this process (no HTTP, no Flask): p50 of 30 calls."""
-    from campus_energy.api.sources.sqlite import SqliteSource
+    from campus_energy.backends.sqlite.source import SqliteSource
 
     source = SqliteSource(path)
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -1058,9 +1058,9 @@ def stop_emulator(process: subprocess.Popen[bytes]) -> None:
 
 
 def measure_reads(host: str) -> Reads:
-    from campus_energy.adapters.sinks.firestore import FirestoreSink
     from campus_energy.api import create_app
-    from campus_energy.api.sources.firestore import FirestoreSource
+    from campus_energy.backends.firestore.sink import FirestoreSink
+    from campus_energy.backends.firestore.source import FirestoreSource
 
     result = Reads()
     config: Config = parse_config(

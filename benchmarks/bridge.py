@@ -49,8 +49,8 @@ import aiomqtt
 import psutil
 
 import results as bench
-from campus_energy.adapters.sinks.firestore import PER_TRANSACTION, transactions
-from campus_energy.bridge import BATCH, Bridge
+from campus_energy.backends.firestore.sink import PER_TRANSACTION, transactions
+from campus_energy.bridge.service import BATCH, Bridge
 from campus_energy.config import Config, parse_config
 from campus_energy.core.energy import trapezoid_uwh
 from campus_energy.core.incoming import parse_reading
@@ -64,7 +64,7 @@ from campus_energy.core.windows import (
     contributions,
     group,
 )
-from campus_energy.mosquitto import Mosquitto
+from campus_energy.demo.mosquitto import Mosquitto
 from measure import free_port
 
 TIER = "bridge"

@@ -51,12 +51,12 @@ import pandas as pd
 import psutil
 
 import results as bench
-from campus_energy.adapters.store import MeterRecord, ReadingStore
 from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import STEPS_PER_UNIT
 from campus_energy.dashboard import history as h
-from campus_energy.dashboard import queries as q
-from campus_energy.simulator.load import unit_random
+from campus_energy.dashboard import store_queries as q
+from campus_energy.logger.store import MeterRecord, ReadingStore
+from campus_energy.meters.simulator.load import unit_random
 
 TIER = "dashboard"
 ZONE = ZoneInfo("Asia/Kolkata")  # no DST: every local day is 86,400,000 ms

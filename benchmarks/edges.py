@@ -68,9 +68,9 @@ sys.path.insert(0, str(REPO))
 
 import results as bench  # noqa: E402
 from bridge import METERS, POLL_S, PREFIX, Collect, make_messages, past_start_ms  # noqa: E402
-from campus_energy.adapters.sinks.sqlite import SqliteSink  # noqa: E402
-from campus_energy.adapters.spool import Arrival, Spool  # noqa: E402
-from campus_energy.bridge import BATCH  # noqa: E402
+from campus_energy.backends.sqlite.sink import SqliteSink  # noqa: E402
+from campus_energy.bridge.service import BATCH  # noqa: E402
+from campus_energy.bridge.spool import Arrival, Spool  # noqa: E402
 from campus_energy.config import Config, parse_config  # noqa: E402
 from campus_energy.core.incoming import Limits, Malformed, parse_reading  # noqa: E402
 from campus_energy.core.signatures import signed  # noqa: E402
@@ -81,7 +81,7 @@ from campus_energy.core.windows import (  # noqa: E402
     WindowDelta,
     contributions,
 )
-from campus_energy.signing import read_signing_key  # noqa: E402
+from campus_energy.runtime.signing import read_signing_key  # noqa: E402
 from measure import percentile  # noqa: E402
 
 TIER = "edges"

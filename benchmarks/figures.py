@@ -36,8 +36,8 @@ from tests.figures.campus import campus_of  # noqa: E402
 
 import results as bench  # noqa: E402
 from campus_energy.api.queries import series_points  # noqa: E402
-from campus_energy.api.sources import Bucket  # noqa: E402
-from campus_energy.api.sources.sqlite import SqliteSource  # noqa: E402
+from campus_energy.backends.base import Bucket  # noqa: E402
+from campus_energy.backends.sqlite.source import SqliteSource  # noqa: E402
 
 TIER = "figures"
 PREVIOUS_SQL = (

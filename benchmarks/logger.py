@@ -43,16 +43,16 @@ from zoneinfo import ZoneInfo
 import psutil
 
 import results as bench
-from campus_energy.adapters.store import Cycle, MeterRecord, ReadingStore
 from campus_energy.config import Config, parse_config
 from campus_energy.core.energy import MeterState, advance, trapezoid_uwh
 from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import quantize
 from campus_energy.errors import ModbusError
-from campus_energy.logger import MeterLogger, quantized
-from campus_energy.polling import open_buses, pollers
-from campus_energy.simulator.load import CampusLoad, unit_random
-from campus_energy.simulator.server import Simulator
+from campus_energy.logger.service import MeterLogger, quantized
+from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore
+from campus_energy.meters.polling import open_buses, pollers
+from campus_energy.meters.simulator.load import CampusLoad, unit_random
+from campus_energy.meters.simulator.server import Simulator
 from measure import free_port, percentile
 
 TIER = "logger"

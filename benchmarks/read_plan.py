@@ -18,12 +18,12 @@ import statistics
 import time
 
 import results as bench
-from campus_energy.adapters.modbus import ModbusBus
 from campus_energy.config import parse_config
 from campus_energy.core.models import Profile
 from campus_energy.core.planner import BusCostModel, ReadRequest, plan_per_field, plan_profile
-from campus_energy.profiles import builtin_profiles
-from campus_energy.simulator.server import Simulator
+from campus_energy.meters.modbus import ModbusBus
+from campus_energy.meters.profiles import builtin_profiles
+from campus_energy.meters.simulator.server import Simulator
 from measure import free_port
 
 LEGACY_BLOCKS = (ReadRequest(3, 6, 6), ReadRequest(3, 34, 2), ReadRequest(3, 54, 2))

@@ -161,7 +161,7 @@ def socat_pair(tmp_path: Path) -> Iterator[SocatPair]:
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Any]:
     """A private Mosquitto on a free port, with persistence in tmp_path."""
-    from campus_energy.mosquitto import Mosquitto, mosquitto_executable
+    from campus_energy.demo.mosquitto import Mosquitto, mosquitto_executable
 
     if mosquitto_executable() is None:
         require_program("mosquitto")

@@ -39,13 +39,13 @@ from tests.conftest import eventually, free_port, require_program
 from tests.integration.sinks import docs_of
 from tests.integration.test_bridge import service
 
-from campus_energy.adapters.store import MeterRecord, ReadingStore
-from campus_energy.bridge import Bridge
+from campus_energy.bridge.service import Bridge
 from campus_energy.cli import main
 from campus_energy.config import Config, load_config
 from campus_energy.core.readings import Reading
-from campus_energy.mosquitto import mosquitto_executable, port_open
-from campus_energy.publisher import Publisher, StatusBoard
+from campus_energy.demo.mosquitto import mosquitto_executable, port_open
+from campus_energy.logger.publisher import Publisher, StatusBoard
+from campus_energy.logger.store import MeterRecord, ReadingStore
 
 PREFIX = "campus/energy"
 LOGGERS = {"hall-a": "a-main", "hall-b": "b-main"}  # logger id -> its one meter

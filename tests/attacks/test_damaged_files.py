@@ -36,16 +36,16 @@ from tests.conftest import eventually, free_port, require_program
 from tests.integration.api_fixture import NOW_MS, REPORTING, ZONE, FixtureWindow, deltas, windows
 from tests.integration.test_fixdb import CLI, METERS, write_config, write_store
 
-from campus_energy.adapters.sinks.sqlite import SqliteSink
-from campus_energy.adapters.spool import DeadLetter, Spool
-from campus_energy.adapters.sqlite import ReadOnly
-from campus_energy.adapters.store import ReadingStore
 from campus_energy.api import create_app
-from campus_energy.api.sources.sqlite import SqliteSource
+from campus_energy.backends.sqlite.sink import SqliteSink
+from campus_energy.backends.sqlite.source import SqliteSource
+from campus_energy.bridge.spool import DeadLetter, Spool
 from campus_energy.config import load_config, parse_config
-from campus_energy.dashboard import queries as q
+from campus_energy.dashboard import store_queries as q
 from campus_energy.errors import SinkError, SourceError, SpoolError
-from campus_energy.simulator.server import Simulator
+from campus_energy.logger.store import ReadingStore
+from campus_energy.meters.simulator.server import Simulator
+from campus_energy.runtime.sqlite import ReadOnly
 
 PAGE_SEED = 13
 

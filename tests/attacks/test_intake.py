@@ -49,20 +49,19 @@ from tests.integration.sinks import docs_of
 from tests.integration.test_bridge import balance, service
 from tests.integration.test_logger import count
 
-from campus_energy.adapters.sinks import open_sink
-from campus_energy.adapters.spool import DEAD_LETTER_PREFIX_BYTES
 from campus_energy.api import create_app
-from campus_energy.api.sources import open_source
-from campus_energy.bridge import Bridge
+from campus_energy.backends import open_sink, open_source
+from campus_energy.bridge.service import Bridge
+from campus_energy.bridge.spool import DEAD_LETTER_PREFIX_BYTES
 from campus_energy.config import Config, parse_config
 from campus_energy.core.incoming import MAX_PAYLOAD_BYTES
 from campus_energy.core.readings import Reading
 from campus_energy.core.signatures import signed
 from campus_energy.core.timestamps import iso_utc
 from campus_energy.core.windows import Contribution, WindowDelta
-from campus_energy.logger import MeterLogger
-from campus_energy.mosquitto import MESSAGE_SIZE_LIMIT, Mosquitto, mosquitto_executable
-from campus_energy.simulator.server import Simulator
+from campus_energy.demo.mosquitto import MESSAGE_SIZE_LIMIT, Mosquitto, mosquitto_executable
+from campus_energy.logger.service import MeterLogger
+from campus_energy.meters.simulator.server import Simulator
 
 FLOOD = 400 if PLAN.name == "long" else 40  # oversized payloads in the dead-letter cap case
 METER = "m1"

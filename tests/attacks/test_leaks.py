@@ -32,8 +32,8 @@ import pytest
 from pydantic import BaseModel
 from tests.conftest import eventually, free_port, require_program, wait_for
 
-from campus_energy.adapters.sinks.postgres import PostgresSink
-from campus_energy.api.sources.postgres import PostgresSource
+from campus_energy.backends.postgres.sink import PostgresSink
+from campus_energy.backends.postgres.source import PostgresSource
 from campus_energy.cli import main
 from campus_energy.config import (
     SECRET_KEYS,
@@ -43,9 +43,9 @@ from campus_energy.config import (
     parse_config,
 )
 from campus_energy.demo.campus import prepare
+from campus_energy.demo.mosquitto import Mosquitto, mosquitto_executable
 from campus_energy.demo.services import Receiver, own_listeners, port_free
 from campus_energy.errors import ConfigError, ServiceError, SinkError, SourceError
-from campus_energy.mosquitto import Mosquitto, mosquitto_executable
 from campus_energy.ops.systemd import (
     Installation,
     hidden_in_private_tmp,

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 from campus_energy.config import Config, MeterConfig
 from campus_energy.core.resolution import to_steps
-from campus_energy.simulator.load import KNOT_S, CampusLoad
-from campus_energy.simulator.meter import VirtualMeter
+from campus_energy.meters.simulator.load import KNOT_S, CampusLoad
+from campus_energy.meters.simulator.meter import VirtualMeter
 
 ENERGY_TOLERANCE_WH = 1e-6
 # Longest time from the simulator taking a meter's values to the logger reading its

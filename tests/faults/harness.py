@@ -261,8 +261,8 @@ class Campus:
 
     def in_process(self, *names: str, clock: Any = None) -> None:
         """Run the logger and/or the bridge as objects on an event-loop thread (with `clock`)."""
-        from campus_energy.bridge import Bridge
-        from campus_energy.logger import MeterLogger
+        from campus_energy.bridge.service import Bridge
+        from campus_energy.logger.service import MeterLogger
 
         self.loop = self.loop or LoopThread()
         self.records.start()

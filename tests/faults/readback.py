@@ -130,7 +130,7 @@ def sink_windows(config: Config) -> list[Window]:
         return [Window(m, _ms(s), e, n, _seqs(a)) for m, s, e, n, a in rows]
     from google.cloud import firestore
 
-    from campus_energy.adapters.sinks.firestore import close_client
+    from campus_energy.backends.firestore.sink import close_client
 
     client = firestore.Client(project=bridge.firestore.project)
     try:

@@ -14,7 +14,7 @@ from tests.faults.books import Books
 from tests.faults.harness import PLAN, campus, record
 from tests.faults.readback import stored_readings
 
-from campus_energy.clock import OffsetClock
+from campus_energy.runtime.clock import OffsetClock
 
 
 @pytest.mark.timeout(PLAN.test_timeout_s)

@@ -20,8 +20,8 @@ from flask.testing import FlaskClient
 from tests.conftest import postgres_schema, running_emulator
 from tests.figures.books import Books, Scenario, readings
 
-from campus_energy.adapters.sinks import open_sink
 from campus_energy.api import create_app
+from campus_energy.backends import open_sink
 from campus_energy.config import Config, parse_config
 from campus_energy.core.windows import contributions, group
 

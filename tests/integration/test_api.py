@@ -19,10 +19,9 @@ from flask.testing import FlaskClient
 from tests.conftest import running_emulator
 from tests.integration import api_fixture as fx
 
-from campus_energy.adapters.sinks import open_sink
 from campus_energy.api import create_app
-from campus_energy.api.sources import open_source
-from campus_energy.api.sources.firestore import FirestoreSource
+from campus_energy.backends import open_sink, open_source
+from campus_energy.backends.firestore.source import FirestoreSource
 from campus_energy.config import Config
 
 LEGACY_KEYS = {

@@ -18,9 +18,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 from tests.integration import api_fixture as fx
 
-from campus_energy.adapters.sinks import open_sink
 from campus_energy.api import create_app
-from campus_energy.api.sources import open_source
+from campus_energy.backends import open_sink, open_source
 
 
 @pytest.fixture(scope="module")

@@ -27,10 +27,10 @@ from tests.conftest import TcpProxy, eventually, free_port
 from tests.integration.sinks import Doc, docs_of, rollup_totals
 from tests.integration.test_logger import count, rows
 
-from campus_energy.bridge import Bridge
+from campus_energy.bridge.service import Bridge
 from campus_energy.config import Config, parse_config
-from campus_energy.logger import MeterLogger
-from campus_energy.simulator.server import Simulator
+from campus_energy.logger.service import MeterLogger
+from campus_energy.meters.simulator.server import Simulator
 
 WINDOW_S = 2
 INTERVAL = 0.5

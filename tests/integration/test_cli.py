@@ -199,7 +199,7 @@ def test_a_misspelled_profile_in_the_config_names_the_meter_and_suggests(tmp_pat
 def test_profiles_uses_the_config_named_by_the_environment(tmp_path: Path) -> None:
     folder = tmp_path / "mine"
     folder.mkdir()
-    builtin = Path(__file__).parents[2] / "src/campus_energy/profiles/eastron-sdm120.toml"
+    builtin = Path(__file__).parents[2] / "src/campus_energy/meters/profiles/eastron-sdm120.toml"
     text = builtin.read_text().replace('name = "eastron-sdm120"', 'name = "site-meter"')
     (folder / "site-meter.toml").write_text(text)
     config = tmp_path / "site.toml"
@@ -339,7 +339,7 @@ def test_scan_on_a_terminal_shows_its_progress_on_one_line(simulated: Path) -> N
 @pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
 def test_demo_shows_readings_flowing(tmp_path: Path, broker: str) -> None:
     if broker == "mosquitto":
-        from campus_energy.mosquitto import mosquitto_executable
+        from campus_energy.demo.mosquitto import mosquitto_executable
 
         if mosquitto_executable() is None:
             require_program("mosquitto")

@@ -24,10 +24,10 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 from tests.conftest import free_port, wait_for
 
-from campus_energy.adapters.store import Cycle, MeterRecord, ReadingStore
 from campus_energy.core.energy import UWH_PER_WH
 from campus_energy.core.readings import Reading
-from campus_energy.dashboard.queries import register_step_wh
+from campus_energy.dashboard.store_queries import register_step_wh
+from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore
 
 APP = str(importlib.resources.files("campus_energy.dashboard").joinpath("app.py"))
 ZONE = ZoneInfo("Asia/Kolkata")

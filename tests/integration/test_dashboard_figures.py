@@ -28,8 +28,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from campus_energy.adapters.store import Cycle, MeterRecord, ReadingStore
 from campus_energy.core.readings import Reading
+from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore
 
 APP = str(importlib.resources.files("campus_energy.dashboard").joinpath("app.py"))
 HOUR_MS = 3_600_000

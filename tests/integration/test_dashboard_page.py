@@ -16,9 +16,9 @@ import pytest
 from tests.conftest import free_port, require_program, wait_for
 from tests.support import CHROMIUM_ARGS
 
-from campus_energy.adapters.sinks.sqlite import SqliteSink
+from campus_energy.backends.sqlite.sink import SqliteSink
 from campus_energy.core.windows import Contribution, WindowDelta
-from campus_energy.mosquitto import port_open
+from campus_energy.demo.mosquitto import port_open
 
 WINDOW_S = 300
 METERS = {"ece-1": ("ECE", "1"), "lib-1": ("Library", "1")}

@@ -35,9 +35,9 @@ import pytest
 from tests.conftest import free_port, wait_for
 from tests.support import SHARED_PROCESSES
 
-from campus_energy.adapters.sinks.sqlite import SqliteSink
+from campus_energy.backends.sqlite.sink import SqliteSink
 from campus_energy.core.windows import Contribution, WindowDelta
-from campus_energy.mosquitto import port_open
+from campus_energy.demo.mosquitto import port_open
 
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 STEP = 5 * MINUTE

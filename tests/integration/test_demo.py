@@ -21,7 +21,7 @@ import psutil
 import pytest
 from tests.conftest import free_port, require_program, wait_for
 
-from campus_energy.mosquitto import mosquitto_executable
+from campus_energy.demo.mosquitto import mosquitto_executable
 
 FIRST_MINUTE_S = 60.0
 

@@ -20,11 +20,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from tests.conftest import make_config
 
-from campus_energy.adapters.store import ReadingStore, Restored
-from campus_energy.clock import boot_id
 from campus_energy.config import Config
 from campus_energy.demo.backfill import backfill, history_start, poll_times
-from campus_energy.logger import restored_state
+from campus_energy.logger.service import restored_state
+from campus_energy.logger.store import ReadingStore, Restored
+from campus_energy.runtime.clock import boot_id
 
 KOLKATA = ZoneInfo("Asia/Kolkata")
 # Tuesday 1 December 2026, 14:07:23.4 in Kolkata

@@ -20,7 +20,7 @@ from typing import Any
 
 from tests.conftest import free_port, require_program, wait_for
 
-from campus_energy.mosquitto import mosquitto_executable
+from campus_energy.demo.mosquitto import mosquitto_executable
 
 
 def get_json(url: str) -> Any:

@@ -32,18 +32,18 @@ from psycopg.conninfo import make_conninfo
 from tests.conftest import SocatPair, free_port, require_program, wait_for
 
 from campus_energy import cli
-from campus_energy.adapters.sinks.sqlite import SqliteSink
-from campus_energy.adapters.spool import Spool
-from campus_energy.adapters.store import MeterRecord, ReadingStore
+from campus_energy.backends.sqlite.sink import SqliteSink
+from campus_energy.bridge.spool import Spool
 from campus_energy.config import Config, load_config
 from campus_energy.core.readings import Reading
 from campus_energy.core.windows import Contribution
-from campus_energy.mosquitto import port_open
-from campus_energy.ops.checks import Identity, Status, binary_size
-from campus_energy.ops.checks.clock import clock_verdict
-from campus_energy.ops.checks.devices import analyse_serial
-from campus_energy.ops.checks.files import DISK_FAIL_BELOW, GIB, MIB, disk_verdict
-from campus_energy.simulator.server import Simulator
+from campus_energy.demo.mosquitto import port_open
+from campus_energy.logger.store import MeterRecord, ReadingStore
+from campus_energy.meters.simulator.server import Simulator
+from campus_energy.ops.doctor.checks import Identity, Status, binary_size
+from campus_energy.ops.doctor.checks.clock import clock_verdict
+from campus_energy.ops.doctor.checks.devices import analyse_serial
+from campus_energy.ops.doctor.checks.files import DISK_FAIL_BELOW, GIB, MIB, disk_verdict
 
 SYMBOL = {"✔": "ok", "⚠": "warn", "✘": "fail", "–": "skip"}
 LINE = re.compile(r"^(✔|⚠|✘|–) (\S+(?: \S+)*)\s{2,}(.*)$")

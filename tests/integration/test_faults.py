@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from tests.conftest import SocatPair, free_port, make_config
 
-from campus_energy.adapters.modbus import ModbusBus
 from campus_energy.config import Config, SimulationConfig
 from campus_energy.core.planner import ReadRequest
 from campus_energy.errors import (
@@ -21,8 +20,9 @@ from campus_energy.errors import (
     ModbusFrameError,
     ModbusTimeoutError,
 )
-from campus_energy.polling import open_buses, pollers
-from campus_energy.simulator.server import Simulator
+from campus_energy.meters.modbus import ModbusBus
+from campus_energy.meters.polling import open_buses, pollers
+from campus_energy.meters.simulator.server import Simulator
 
 VOLTAGE = ReadRequest(4, 0, 2)
 

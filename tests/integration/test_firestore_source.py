@@ -22,12 +22,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from tests.conftest import TcpProxy, eventually, free_port
 
-from campus_energy.adapters.sinks.firestore import FirestoreSink
-from campus_energy.adapters.sinks.sqlite import SqliteSink
-from campus_energy.api.sources import Grain
-from campus_energy.api.sources import firestore as module
-from campus_energy.api.sources.firestore import FirestoreSource, WindowEntry, WindowIndex
-from campus_energy.api.sources.sqlite import SqliteSource
+from campus_energy.backends.base import Grain
+from campus_energy.backends.firestore import source as module
+from campus_energy.backends.firestore.sink import FirestoreSink
+from campus_energy.backends.firestore.source import FirestoreSource, WindowEntry, WindowIndex
+from campus_energy.backends.sqlite.sink import SqliteSink
+from campus_energy.backends.sqlite.source import SqliteSource
 from campus_energy.config import FirestoreSinkConfig
 from campus_energy.core.rollups import local_day
 from campus_energy.core.windows import Contribution, WindowDelta

@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from tests.conftest import eventually, free_port
 
-from campus_energy.adapters.store import MeterRecord, ReadingStore
 from campus_energy.cli import main
 from campus_energy.config import load_config
 from campus_energy.core.energy import MeterState, advance
 from campus_energy.core.readings import Reading
-from campus_energy.simulator.server import Simulator
+from campus_energy.logger.store import MeterRecord, ReadingStore
+from campus_energy.meters.simulator.server import Simulator
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 METERS = ("ece-f1-001", "mech-f2-001")

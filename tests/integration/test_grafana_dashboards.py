@@ -16,11 +16,11 @@ from tests.conftest import free_port
 from tests.integration.test_bridge import configure, sink_settings
 from tests.integration.test_service_metrics import scrape
 
-from campus_energy.adapters.sinks.postgres import PostgresSink
-from campus_energy.bridge import Bridge
+from campus_energy.backends.postgres.sink import PostgresSink
+from campus_energy.bridge.service import Bridge
 from campus_energy.config import PostgresSinkConfig
 from campus_energy.core.windows import Contribution, IncomingReading, contributions, group
-from campus_energy.logger import MeterLogger
+from campus_energy.logger.service import MeterLogger
 
 ROOT = Path(__file__).parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"

@@ -14,13 +14,13 @@ from tests.conftest import Collector, eventually, free_port, make_config
 from tests.integration.retained import retained_messages
 
 from campus_energy import __version__
-from campus_energy.adapters.store import Cycle, MeterRecord, ReadingStore
 from campus_energy.config import Config
 from campus_energy.core.readings import Reading
-from campus_energy.homeassistant import INTEGRATED_ENERGY, SENSORS
-from campus_energy.logger import MeterLogger
-from campus_energy.publisher import Publisher, StatusBoard
-from campus_energy.simulator.server import Simulator
+from campus_energy.logger.homeassistant import INTEGRATED_ENERGY, SENSORS
+from campus_energy.logger.publisher import Publisher, StatusBoard
+from campus_energy.logger.service import MeterLogger
+from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore
+from campus_energy.meters.simulator.server import Simulator
 
 INTERVAL = 0.5
 SENTINEL = "homeassistant/zz-test/end"

@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from campus_energy.adapters.store import Cycle, MeterRecord, ReadingStore
 from campus_energy.cli import main
 from campus_energy.core.readings import Reading
+from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore
 
 CLI = Path(sys.executable).with_name("campus-energy")
 LegacyRow = tuple[str, str, float | None, float | None, object, float | None, float | None]

@@ -16,8 +16,8 @@ from tests.conftest import Collector, SocatPair, eventually, free_port
 from campus_energy.config import Config, parse_config
 from campus_energy.core.models import CORE_FIELDS
 from campus_energy.core.timestamps import iso_utc
-from campus_energy.logger import MeterLogger
-from campus_energy.simulator.server import Simulator
+from campus_energy.logger.service import MeterLogger
+from campus_energy.meters.simulator.server import Simulator
 
 INTERVAL = 0.5
 

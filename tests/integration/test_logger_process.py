@@ -12,7 +12,7 @@ from tests.conftest import Collector, eventually, free_port
 from tests.integration.test_logger import count, rows
 
 from campus_energy.config import load_config
-from campus_energy.simulator.server import Simulator
+from campus_energy.meters.simulator.server import Simulator
 
 
 def write_config(path: Path, config_text: str) -> Path:

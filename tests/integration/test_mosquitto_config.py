@@ -29,13 +29,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tests.conftest import free_port, require_program
 from tests.integration.retained import retained_messages
 
-from campus_energy.adapters.mqtt import connect, subscribe
-from campus_energy.adapters.store import Cycle, MeterRecord, ReadingStore
 from campus_energy.config import MqttConfig, parse_config
 from campus_energy.core.readings import Reading
+from campus_energy.demo.mosquitto import mosquitto_executable, port_open
 from campus_energy.errors import BrokerError
-from campus_energy.mosquitto import mosquitto_executable, port_open
-from campus_energy.publisher import Publisher, StatusBoard
+from campus_energy.logger.publisher import Publisher, StatusBoard
+from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore
+from campus_energy.runtime.mqtt import connect, subscribe
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 LOGGER_ID = "switch-room-a"  # the logger the example ACL names

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from tests.conftest import Collector, eventually
 
-from campus_energy.adapters.store import Cycle, MeterRecord, ReadingStore
 from campus_energy.config import Config, parse_config
 from campus_energy.core.readings import Reading
 from campus_energy.errors import StoreError
-from campus_energy.publisher import Publisher, StatusBoard
+from campus_energy.logger.publisher import Publisher, StatusBoard
+from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore
 
 
 def config_for(port: int, tmp_path: Path) -> Config:

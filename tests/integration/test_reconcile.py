@@ -33,16 +33,17 @@ from tests.conftest import eventually
 from tests.integration.sinks import Doc, docs_of, rollup_totals
 from tests.integration.test_bridge import service, sink_settings
 
-from campus_energy.adapters.sinks import RewritableSink, open_sink
-from campus_energy.adapters.store import MeterRecord, ReadingStore
-from campus_energy.bridge import Bridge
+from campus_energy.backends import open_sink
+from campus_energy.backends.base import WindowSink
+from campus_energy.bridge.service import Bridge
 from campus_energy.config import Config, parse_config
 from campus_energy.core.readings import Reading
 from campus_energy.core.reconciliation import Finding
 from campus_energy.core.timestamps import epoch_ms
 from campus_energy.core.windows import Contribution, WindowDelta, document_id, window_stamp
+from campus_energy.logger.publisher import Publisher, StatusBoard
+from campus_energy.logger.store import MeterRecord, ReadingStore
 from campus_energy.ops.reconcile import Report, as_json, as_text, reconcile
-from campus_energy.publisher import Publisher, StatusBoard
 
 ZONE = ZoneInfo("Asia/Kolkata")
 WINDOW_S = 300
@@ -264,7 +265,7 @@ def balanced(config: Config, docs: list[Doc]) -> None:
 
 def firestore_source(config: Config) -> Any:
     """The API's Firestore source, refreshed on every call."""
-    from campus_energy.api.sources.firestore import FirestoreSource
+    from campus_energy.backends.firestore.source import FirestoreSource
 
     return FirestoreSource(config.bridge.firestore, ZONE, cache_s=0)
 
@@ -568,7 +569,7 @@ async def test_deleting_a_meters_latest_windows_names_the_one_before_and_then_no
     await forge(config, "ghost-1", start, start + 3 * WINDOW_MS)
     sink = open_sink(config)
     try:
-        assert isinstance(sink, RewritableSink)
+        assert isinstance(sink, WindowSink)
         now = epoch_ms(time.time())
         assert await sink.delete([("ghost-1", start + 2 * WINDOW_MS)], now) == 1
         assert latest_window(config, "ghost-1") == start + WINDOW_MS

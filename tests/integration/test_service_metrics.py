@@ -17,10 +17,10 @@ from tests.integration.sinks import docs_of
 from tests.integration.test_bridge import METERS, configure, service, sink_settings
 from tests.integration.test_logger import campus, count, rows, running
 
-from campus_energy.bridge import Bridge
+from campus_energy.bridge.service import Bridge
 from campus_energy.config import Config
-from campus_energy.logger import MeterLogger
-from campus_energy.simulator.server import Simulator
+from campus_energy.logger.service import MeterLogger
+from campus_energy.meters.simulator.server import Simulator
 
 LOGGER = "campus_energy_logger_"
 BRIDGE = "campus_energy_bridge_"

@@ -30,6 +30,7 @@ from tests.conftest import eventually, free_port, require_program
 from tests.integration.test_logger_process import toml_for
 
 from campus_energy.config import load_config, parse_config
+from campus_energy.meters.simulator.server import Simulator
 from campus_energy.ops.systemd import (
     DEFAULT,
     UNITS,
@@ -38,7 +39,6 @@ from campus_energy.ops.systemd import (
     render,
     template,
 )
-from campus_energy.simulator.server import Simulator
 
 DEPLOY = Path(__file__).parents[2] / "deploy" / "systemd"
 MAX_EXPOSURE = 4.0
@@ -121,8 +121,8 @@ def test_the_logger_may_use_serial_devices_and_the_others_none() -> None:
 
 def test_stop_timeouts_leave_room_for_each_services_own_shutdown() -> None:
     from campus_energy.api.server import Gunicorn
-    from campus_energy.bridge import FINAL_FLUSH_S
-    from campus_energy.logger import SHUTDOWN_FLUSH_S
+    from campus_energy.bridge.service import FINAL_FLUSH_S
+    from campus_energy.logger.service import SHUTDOWN_FLUSH_S
 
     budgets = {
         "campus-energy-logger.service": SHUTDOWN_FLUSH_S,

@@ -14,9 +14,9 @@ import pytest
 from tests.conftest import SocatPair, free_port, make_config
 
 from campus_energy.config import Config
-from campus_energy.polling import open_buses, pollers
-from campus_energy.profiles import builtin_profiles
-from campus_energy.simulator.server import Simulator
+from campus_energy.meters.polling import open_buses, pollers
+from campus_energy.meters.profiles import builtin_profiles
+from campus_energy.meters.simulator.server import Simulator
 
 FROZEN_T = 1_764_230_400.5  # a Thursday, 13:30 in Asia/Kolkata
 PROFILES = sorted(builtin_profiles())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-from importlib import resources
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -19,9 +18,10 @@ from campus_energy.config import (
     load_config,
     parse_config,
 )
+from campus_energy.config.sample import sample_text
 from campus_energy.errors import ConfigError
 
-SAMPLE_TEXT = resources.files("campus_energy").joinpath("sample-config.toml").read_text("utf-8")
+SAMPLE_TEXT = sample_text()
 
 RTU_BUS: dict[str, Any] = {"name": "rs485-1", "transport": "rtu", "device": "/dev/ttyUSB0"}
 

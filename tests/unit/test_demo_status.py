@@ -13,7 +13,7 @@ from campus_energy.core.readings import Reading
 from campus_energy.demo import Notices, choose_ports, prepare, screen, waiting_line
 from campus_energy.demo.services import port_free
 from campus_energy.demo.status import collecting
-from campus_energy.publisher import StatusBoard
+from campus_energy.logger.publisher import StatusBoard
 
 
 @dataclass

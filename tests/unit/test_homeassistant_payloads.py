@@ -12,7 +12,7 @@ import pytest
 from campus_energy.config import Config, parse_config
 from campus_energy.core.readings import Reading
 from campus_energy.errors import ConfigError
-from campus_energy.homeassistant import (
+from campus_energy.logger.homeassistant import (
     INTEGRATED_ENERGY,
     SENSORS,
     discovery_configs,

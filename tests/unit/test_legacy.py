@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from campus_energy.core.legacy import (
+from campus_energy.ops.legacy_import.convert import (
     NO_POWER,
     NONEXISTENT,
     SAME_TIME,

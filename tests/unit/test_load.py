@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from campus_energy.config import Config, MeterConfig, SimulationConfig, parse_config
-from campus_energy.simulator.load import CampusLoad, electrical_values, unit_random
-from campus_energy.simulator.meter import VirtualMeter
+from campus_energy.meters.simulator.load import CampusLoad, electrical_values, unit_random
+from campus_energy.meters.simulator.meter import VirtualMeter
 
 KOLKATA = ZoneInfo("Asia/Kolkata")
 # Wednesday 13 March 2024, 00:00 in Kolkata (18:30 UTC the day before).

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from campus_energy.notify import Notifier, Watchdog
+from campus_energy.runtime.notify import Notifier, Watchdog
 
 
 class FakeClock:

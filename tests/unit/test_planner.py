@@ -16,7 +16,7 @@ from campus_energy.core.planner import (
     plan_profile,
     plan_spans,
 )
-from campus_energy.profiles import builtin_profiles
+from campus_energy.meters.profiles import builtin_profiles
 
 UNIT = BusCostModel(request_overhead_s=1.0, register_s=0.01)
 SERIAL_9600 = BusCostModel.serial(9600)

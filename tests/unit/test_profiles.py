@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from campus_energy.core.models import CORE_FIELDS, Profile
 from campus_energy.errors import ProfileError
-from campus_energy.profiles import builtin_profiles, load_profiles
+from campus_energy.meters.profiles import builtin_profiles, load_profiles
 
 BUILTINS = builtin_profiles()
 

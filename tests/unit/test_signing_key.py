@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from campus_energy.errors import ConfigError
-from campus_energy.signing import read_signing_key
+from campus_energy.runtime.signing import read_signing_key
 
 SECRET = "3f" * 32  # what `openssl rand -hex 32` writes
 

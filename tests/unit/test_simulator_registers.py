@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from campus_energy.config import Config, parse_config
-from campus_energy.simulator.load import EPOCH_S, CampusLoad
-from campus_energy.simulator.meter import VirtualMeter
-from campus_energy.simulator.server import Simulator
+from campus_energy.meters.simulator.load import EPOCH_S, CampusLoad
+from campus_energy.meters.simulator.meter import VirtualMeter
+from campus_energy.meters.simulator.server import Simulator
 
 KOLKATA = ZoneInfo("Asia/Kolkata")
 BERLIN = ZoneInfo("Europe/Berlin")  # summer time: 23- and 25-hour days

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from campus_energy.adapters.spool import (
+from campus_energy.bridge.spool import (
     DEAD_LETTER_PREFIX_BYTES,
     DEAD_LETTER_REASON_CHARS,
     DEAD_LETTER_TOPIC_CHARS,

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from campus_energy.adapters.store import Cycle, MeterRecord, ReadingStore, Restored
 from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import quantize
 from campus_energy.errors import StoreError
+from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore, Restored
 
 CONTRACT = {
     "meter_id": "text",

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from campus_energy.adapters.store import Cycle, MeterRecord, ReadingStore
 from campus_energy.core.readings import Reading
 from campus_energy.errors import StoreFullError
+from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore
 
 METERS = [MeterRecord("m-1"), MeterRecord("m-2")]
 PER_METER = 300

@@ -353,7 +353,7 @@ def test_order_and_duplicates_do_not_matter(
 
 
 def test_firestore_transactions_keep_every_meter_of_a_window_together() -> None:
-    from campus_energy.adapters.sinks.firestore import PER_TRANSACTION, transactions
+    from campus_energy.backends.firestore.sink import PER_TRANSACTION, transactions
     from campus_energy.core.windows import group
 
     items = [

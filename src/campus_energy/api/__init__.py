@@ -49,8 +49,9 @@ from campus_energy.api.queries import (
     round_w,
     series_points,
 )
-from campus_energy.api.sources import MeterLatest, WindowSource, open_source
-from campus_energy.api.sources.watched import WatchedSource
+from campus_energy.api.watched import WatchedSource
+from campus_energy.backends import open_source
+from campus_energy.backends.base import MeterLatest, WindowSource
 from campus_energy.config import Config, load_config
 from campus_energy.core.rollups import hour_of
 from campus_energy.core.timestamps import iso_utc

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from campus_energy.outages import Outage
+from campus_energy.runtime.outages import Outage
 
 log = logging.getLogger("campus_energy.api")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from campus_energy.api.sources import Bucket, Grain
+from campus_energy.backends.base import Bucket, Grain
 from campus_energy.core.timestamps import iso_utc
 from campus_energy.errors import CampusEnergyError
 

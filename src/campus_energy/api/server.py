@@ -21,7 +21,7 @@ from gunicorn.arbiter import Arbiter
 from campus_energy.api.probe import PATH, USER_AGENT, HealthProbe, probe_address
 from campus_energy.config import Config
 from campus_energy.errors import ServiceError
-from campus_energy.notify import Notifier
+from campus_energy.runtime.notify import Notifier
 
 
 class NotifyingArbiter(Arbiter):  # type: ignore[misc]

@@ -22,12 +22,12 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
-from campus_energy.adapters.sqlite import recovery_commands
 from campus_energy.config import Config, load_config
 from campus_energy.dashboard import charts
 from campus_energy.dashboard import history as h
-from campus_energy.dashboard import queries as q
+from campus_energy.dashboard import store_queries as q
 from campus_energy.errors import CampusEnergyError, ConfigError
+from campus_energy.runtime.sqlite import recovery_commands
 
 NOW_ENV = "CAMPUS_ENERGY_DASHBOARD_NOW"  # a fixed instant (ISO 8601 with offset): tests, replays
 LIVE_EVERY_S = 5

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from campus_energy.dashboard.queries import Span
+from campus_energy.dashboard.store_queries import Span
 
 HOUR_MS = 3_600_000
 QUARTER_MS = 900_000  # every time zone's offset is a whole number of quarter hours

@@ -30,9 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from campus_energy.adapters.sinks import WindowSink, open_sink
-from campus_energy.adapters.store import Cycle, MeterRecord, ReadingStore
-from campus_energy.clock import boot_id
+from campus_energy.backends import open_sink
+from campus_energy.backends.base import WindowSink
 from campus_energy.config import Config, MeterConfig
 from campus_energy.core.energy import MeterState, advance
 from campus_energy.core.incoming import Malformed, parse_reading
@@ -40,8 +39,10 @@ from campus_energy.core.readings import Reading
 from campus_energy.core.timestamps import epoch_ms
 from campus_energy.core.topics import reading_topic
 from campus_energy.core.windows import Contribution, IncomingReading, contributions, group
-from campus_energy.logger import quantized
-from campus_energy.simulator.meter import VirtualMeter
+from campus_energy.logger.service import quantized
+from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore
+from campus_energy.meters.simulator.meter import VirtualMeter
+from campus_energy.runtime.clock import boot_id
 
 BACKFILL_INTERVAL_S = 60.0
 HISTORY_WINDOW_S = 300

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from campus_energy.reader import TABLE_COLUMNS
+from campus_energy.meters.diagnose import TABLE_COLUMNS
 
 DEMO_DIR = Path("demo-data")
 GATEWAY_PORT = 15020

@@ -9,8 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from campus_energy.bridge import Bridge
-from campus_energy.clock import sleep_or_stop
+from campus_energy.bridge.service import Bridge
 from campus_energy.config import Config
 from campus_energy.demo.backfill import backfill
 from campus_energy.demo.services import (
@@ -30,8 +29,9 @@ from campus_energy.demo.status import (
     status_line,
     waiting_line,
 )
-from campus_energy.logger import MeterLogger
-from campus_energy.simulator.server import Simulator
+from campus_energy.logger.service import MeterLogger
+from campus_energy.meters.simulator.server import Simulator
+from campus_energy.runtime.clock import sleep_or_stop
 
 HEALTHY_WITHIN_S = 60.0
 CLEAR = "\033[H\033[2J"

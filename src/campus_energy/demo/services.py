@@ -27,7 +27,7 @@ import aiomqtt
 
 from campus_energy.config import Config
 from campus_energy.core.topics import reading_topic
-from campus_energy.mosquitto import Mosquitto, mosquitto_executable
+from campus_energy.demo.mosquitto import Mosquitto, mosquitto_executable
 
 log = logging.getLogger("campus_energy.demo")
 

@@ -16,15 +16,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from campus_energy.bridge import Bridge
+from campus_energy.bridge.service import Bridge
 from campus_energy.config import Config
 from campus_energy.core.readings import Reading
 from campus_energy.demo.campus import DEMO_COLUMNS
 from campus_energy.demo.services import Receiver
 from campus_energy.errors import SpoolError, StoreError
-from campus_energy.logger import MeterLogger
-from campus_energy.publisher import StatusBoard
-from campus_energy.reader import TableRow, format_table
+from campus_energy.logger.publisher import StatusBoard
+from campus_energy.logger.service import MeterLogger
+from campus_energy.meters.diagnose import TableRow, format_table
 
 
 @dataclass

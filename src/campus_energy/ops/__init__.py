@@ -1,7 +1,7 @@
 """Operations commands: repairing, migrating, reconciling, diagnosing, installing.
 
-Each module is one `campus-energy` command and offers the same three names:
-`HELP` (one line for `--help`), `configure(parser)` (its options) and
-`run(args) -> int` (its exit code; the project's exceptions are turned into
-messages and exit codes by `campus_energy.cli.main`).
+Each command is a module offering the protocol of every `campus-energy` command
+(see `campus_energy.cli`): `configure(parser)` (its options), `run(args) -> int`
+(its exit code; the project's exceptions are turned into messages and exit codes
+by `campus_energy.cli.main`) and a docstring (its `--help` description).
 """

@@ -31,9 +31,7 @@ from typing import Literal
 from campus_energy.config import Config, load_config, quoted
 from campus_energy.core.topics import logger_status_topic, meter_status_topic, reading_topic
 from campus_energy.errors import ConfigError, UsageError
-from campus_energy.homeassistant import node_id
-
-HELP = "write the broker's ACL: each logger may publish only its own meters' topics"
+from campus_energy.logger.homeassistant import node_id
 
 DEFAULT_PASSWD = Path("/etc/mosquitto/passwd")
 BRIDGE_USER = "bridge"

@@ -33,9 +33,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from campus_energy.adapters.mqtt import encode
-from campus_energy.adapters.sinks import RewritableSink, open_sink
-from campus_energy.adapters.store import MeterRecord, ReadingStore
+from campus_energy.backends import open_sink
+from campus_energy.backends.base import WindowSink
 from campus_energy.config import Config, load_config
 from campus_energy.core.incoming import Malformed, parse_reading
 from campus_energy.core.readings import Reading
@@ -53,9 +52,10 @@ from campus_energy.core.reconciliation import (
 from campus_energy.core.timestamps import epoch_ms, iso_utc
 from campus_energy.core.topics import reading_topic
 from campus_energy.core.windows import IncomingReading, WindowDoc, window_start_ms
-from campus_energy.errors import SinkError, StoreError, UsageError
+from campus_energy.errors import StoreError, UsageError
+from campus_energy.logger.store import MeterRecord, ReadingStore
+from campus_energy.runtime.mqtt import encode
 
-HELP = "recompute windows from the local store and compare them with the sink"
 EARLIEST_MS = 946_684_800_000  # 2000-01-01
 LATEST_MS = 4_102_444_800_000  # 2100-01-01
 CHUNK_MS = 86_400_000  # the range is checked (and rewritten) a day at a time
@@ -176,8 +176,6 @@ async def reconcile(
         sink = open_sink(config)
         try:
             report = Report(start_ms, end_ms, window_s, sink.name, apply, list_equal, now)
-            if not isinstance(sink, RewritableSink):
-                raise SinkError(f"the {sink.name} sink cannot be reconciled")
             records = {r.meter_id: r for r in await store.meter_records()}
             wanted = _wanted(meters, records, config)
             chosen = [r for m, r in sorted(records.items()) if wanted is None or m in wanted]
@@ -195,7 +193,7 @@ async def _check(
     report: Report,
     config: Config,
     store: ReadingStore,
-    sink: RewritableSink,
+    sink: WindowSink,
     records: Sequence[MeterRecord],
     wanted: Collection[str] | None,
     start_ms: int,

@@ -29,8 +29,6 @@ from typing import Literal
 from campus_energy.config import Config, load_config
 from campus_energy.errors import InstallError, UsageError
 
-HELP = "render the systemd units for this installation"
-
 UNITS = (
     "campus-energy-logger.service",
     "campus-energy-bridge.service",

@@ -1,1 +1,0 @@
-"""One module per external system; each turns its library's failures into `campus_energy.errors`."""

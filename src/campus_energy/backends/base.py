@@ -1,0 +1,151 @@
+"""What a window backend offers: the sink the bridge writes through, the source the API reads.
+
+The sink merges deltas into what it already holds, in a transaction: read the
+window's accumulator, add the new contributions (readings it already holds are
+skipped), write the document. Writes are upserts under the deterministic id
+`<meter_id>_<YYYYmmddTHHMMSSZ>`, so retries, redeliveries and several bridges
+never duplicate a document or double-count energy.
+
+For reconciliation a sink also reads back the documents of a range (`windows`),
+replaces documents outright (`replace`: the new document takes the old one's
+place) and deletes documents (`delete`: windows no reading stands behind).
+Either way the rollups of the meter's hours and days it touches are counted
+afresh, and its latest window looked up again, so a rewrite never adds to what
+was there and a deletion leaves nothing of it.
+
+The source answers from rollups (hourly and local-daily sums per meter) or from
+the windows of a bounded recent range, so no request reads the whole history.
+Failures become `SinkError` and `SourceError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc
+
+# -- the write side ------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class WindowSink(Protocol):
+    """Where the bridge writes window documents, and `campus-energy reconcile` reads them back
+    and rewrites them."""
+
+    name: str
+
+    async def merge(self, deltas: Sequence[WindowDelta], now_ms: int) -> int:
+        """Merge every delta; returns the number of documents written. Raises SinkError."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def windows(
+        self, start_ms: int, end_ms: int, meters: Collection[str] | None
+    ) -> list[WindowDoc]:
+        """The documents with start_ms <= window start < end_ms (`meters` None: every meter)."""
+        ...
+
+    async def replace(self, docs: Sequence[WindowDoc], now_ms: int) -> int:
+        """Write each document in place of what the sink holds for its window. Raises SinkError."""
+        ...
+
+    async def delete(self, keys: Sequence[tuple[str, int]], now_ms: int) -> int:
+        """Delete the documents of these (meter_id, window start) pairs; returns how many
+        the sink held. Raises SinkError."""
+        ...
+
+
+def stored_window(
+    fields: Mapping[str, Any], start_ms: int, end_ms: int, updated_at_ms: int
+) -> WindowDoc:
+    """A window document as a sink holds it: the contract's fields and `accumulator`."""
+
+    def number(name: str) -> float | None:
+        value = fields.get(name)
+        return None if value is None else float(value)
+
+    return WindowDoc(
+        meter_id=str(fields["meter_id"]),
+        building=str(fields.get("building") or ""),
+        floor=str(fields.get("floor") or ""),
+        window_start_ms=start_ms,
+        window_end_ms=end_ms,
+        total_energy_wh=float(fields.get("total_energy_wh") or 0.0),
+        avg_power_w=number("avg_power_w"),
+        min_power_w=number("min_power_w"),
+        max_power_w=number("max_power_w"),
+        avg_voltage_v=number("avg_voltage_v"),
+        avg_current_a=number("avg_current_a"),
+        avg_power_factor=number("avg_power_factor"),
+        avg_frequency_hz=number("avg_frequency_hz"),
+        readings_in_batch=int(fields.get("readings_in_batch") or 0),
+        coverage=float(fields.get("coverage") or 0.0),
+        updated_at_ms=updated_at_ms,
+        accumulator=Accumulator.from_dict(fields.get("accumulator")),
+    )
+
+
+# -- the read side -------------------------------------------------------------------------------
+
+Grain = Literal["window", "hour", "day"]
+
+
+@dataclass(frozen=True)
+class MeterLatest:
+    meter_id: str
+    building: str
+    floor: str
+    last_window_ms: int | None
+    power_w: float | None
+    coverage: float | None
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One meter's sums over one step: a window, a UTC hour, or a local day."""
+
+    meter_id: str
+    key: int | str  # window or hour start (epoch ms), or the local day 'YYYY-MM-DD'
+    energy_wh: float
+    covered_s: float
+    readings: int
+
+
+@dataclass(frozen=True)
+class Total:
+    energy_wh: float
+    readings: int
+    meters_found: int
+    last_window_ms: int | None
+
+
+class WindowSource(Protocol):
+    name: str
+
+    def version(self) -> str:
+        """Changes whenever the data changes (for ETags)."""
+        ...
+
+    def meters(self) -> list[MeterLatest]: ...
+
+    def total(self, first_day: str, last_day: str, meters: Collection[str] | None) -> Total:
+        """Sums over local days first_day..last_day (inclusive); `meters` None: every meter."""
+        ...
+
+    def buckets(
+        self,
+        grain: Grain,
+        start: int | str,
+        end: int | str,
+        meters: Collection[str] | None,
+    ) -> list[Bucket]:
+        """Per-meter sums per step with start <= key < end (ms for window/hour, days for day).
+
+        For the window grain a source may return each window or, as the SQL sources
+        do, each meter's windows already summed per 5-minute step (key: its start)."""
+        ...
+
+    def close(self) -> None: ...

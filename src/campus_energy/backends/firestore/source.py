@@ -1,0 +1,569 @@
+"""Reading the Firestore window sink: each window document about once, then answers from memory.
+
+Cost model. Firestore bills every document a query returns (the free tier
+allows 50,000 reads a day), and the original API streamed every document in
+range on every request. This source instead reads the whole collection once,
+keeps the hourly and local-daily rollups (and the windows of the last
+`KEEP_DAYS` days) in a `WindowIndex`, and then, at most once per `cache_s`
+seconds, asks only for the documents whose `updated_at` moved past the largest
+one it has seen. Reads per day are therefore bounded by the sink's writes per
+day, whatever the number of viewers or refreshes.
+
+The cursor. A flush of the bridge writes all its documents with the same
+`updated_at` (its wall clock), in transactions of at most 250 documents, so a
+refresh may land between two transactions of one flush. Until the newest
+`updated_at` has *settled* (the server's read time is `SETTLE_S` past it),
+per meter, each refresh first counts the documents at the cursor (an
+aggregation: one billed read, no document) and re-reads them (`>=`,
+deduplicated by id, updated_at and content) only if that count grew; per
+window, where one flush may write the same document twice with the same
+`updated_at`, it re-reads the flush's few documents. Once settled it asks for
+`> cursor` only, so a refresh without new writes reads no document at all.
+Known limit: a write whose `updated_at` is older than the cursor (bridges with
+skewed clocks writing concurrently) is not seen until the index is rebuilt (a
+restart).
+
+A rewritten window (a late reading) replaces its previous contribution: the
+index remembers the (energy, covered time, readings) of every window it keeps;
+a rewrite of a window older than those, which it cannot subtract, makes the
+source rebuild the index from a full reload instead of double-counting.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
+
+from campus_energy.backends.base import Bucket, Grain, MeterLatest, Total
+from campus_energy.backends.firestore.sink import close_client, retry_policy
+from campus_energy.config import FirestoreSinkConfig
+from campus_energy.core.rollups import hour_of, local_day
+from campus_energy.errors import SourceError
+
+log = logging.getLogger("campus_energy.api")
+
+T = TypeVar("T")
+K = TypeVar("K", int, str)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DAY_MS = 86_400_000
+KEEP_DAYS = 40  # windows kept one by one (for 5-minute steps); older ones live in the rollups
+SETTLE_S = 60.0  # after this, no transaction of a flush is still to commit at the cursor
+PRUNE_EVERY = 10_000  # documents, during a full load
+RPC_TIMEOUT_S = 60.0  # one attempt of one query (a full load streams for a while)
+RETRY_DEADLINE_S = 5.0  # every attempt of one query: an outage is reported in seconds
+
+Outcome = Literal["applied", "seen", "rebuild"]
+
+
+# --- the index: pure, no I/O -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WindowEntry:
+    """One meter's window as a document holds it (what the index needs of it)."""
+
+    meter_id: str
+    building: str
+    floor: str
+    window_start_ms: int
+    energy_wh: float
+    covered_s: float
+    readings: int
+    avg_power_w: float | None
+    coverage: float
+
+
+class _Sums:
+    __slots__ = ("covered_s", "energy_wh", "last_window_ms", "readings", "windows")
+
+    def __init__(self) -> None:
+        self.energy_wh = 0.0
+        self.covered_s = 0.0
+        self.readings = 0
+        self.windows = 0
+        self.last_window_ms = 0
+
+
+class _Latest:
+    __slots__ = ("building", "coverage", "floor", "last_window_ms", "power_w", "written")
+
+    def __init__(self, entry: WindowEntry, written: tuple[int, int]) -> None:
+        self.building = entry.building
+        self.floor = entry.floor
+        self.last_window_ms = entry.window_start_ms
+        self.power_w = entry.avg_power_w
+        self.coverage = entry.coverage
+        self.written = written
+
+
+def micros(moment: datetime | None) -> int:
+    """An `updated_at` as integer microseconds since the epoch (-1 for none)."""
+    if moment is None:
+        return -1
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+class WindowIndex:
+    """Per meter its latest window; hourly and local-daily rollups; the recent windows.
+
+    `load` takes the documents of a full read in any order; `update` takes the
+    documents of an incremental read in `updated_at` order and skips those it
+    has seen already (the boundary of the previous read: same id, same
+    updated_at, same content). Both replace a window's previous contribution
+    rather than add to it.
+    """
+
+    def __init__(self, zone: ZoneInfo, keep_ms: int = KEEP_DAYS * DAY_MS) -> None:
+        self.zone = zone
+        self.keep_ms = keep_ms
+        self.cursor: datetime | None = None  # the largest updated_at applied
+        # what was applied with updated_at == cursor, by document id: the per-window sink
+        # may write one document twice in one flush, with the same updated_at
+        self.boundary: dict[str, tuple[WindowEntry, ...]] = {}
+        self.documents = 0  # documents applied
+        self.kept_from: int | None = None  # every applied window from here on is in `recent`
+        self.newest_ms: int | None = None
+        # window start -> meter -> (energy_wh, covered_s, readings), to subtract on a rewrite
+        self.recent: dict[int, dict[str, tuple[float, float, int]]] = {}
+        self.hourly: dict[int, dict[str, _Sums]] = {}
+        self.daily: dict[str, dict[str, _Sums]] = {}
+        self.latest: dict[str, _Latest] = {}
+        self._sorted: dict[str, list[Any]] = {}
+
+    # -- writing
+
+    def load(
+        self, doc_id: str, updated_at: datetime | None, entries: Collection[WindowEntry]
+    ) -> None:
+        """A document of a full read (each document once, in any order)."""
+        for entry in entries:
+            self._put(entry, updated_at)
+        self._advance(doc_id, updated_at, entries)
+
+    def update(
+        self,
+        doc_id: str,
+        updated_at: datetime,
+        entries: Collection[WindowEntry],
+        first_version: bool = False,
+    ) -> Outcome:
+        """A document of an incremental read, in updated_at order.
+
+        "seen": read before (same id, updated_at and content), nothing changes.
+        "rebuild": it may rewrite a window whose contribution is no longer kept;
+        nothing changes and the caller must rebuild the index from a full read.
+        `first_version`: the document was never written before (Firestore's
+        create_time equals its update_time), so it cannot be a rewrite.
+        """
+        if self.cursor is not None and updated_at <= self.cursor:
+            if updated_at < self.cursor:
+                return "seen"  # behind the cursor: only a replay of a read can bring it
+            before = self.boundary.get(doc_id)
+            if before == tuple(entries):
+                return "seen"
+            if before is not None:
+                first_version = False  # a second write with the same updated_at
+        if any(self._unknown_rewrite(e, first_version) for e in entries):
+            return "rebuild"
+        for entry in entries:
+            self._put(entry, updated_at)
+        self._advance(doc_id, updated_at, entries)
+        return "applied"
+
+    def prune(self) -> None:
+        """Forget the windows more than keep_ms older than the newest (their rollups stay)."""
+        if self.newest_ms is None:
+            return
+        horizon = self.newest_ms - self.keep_ms
+        if self.kept_from is not None and horizon <= self.kept_from:
+            return
+        self.kept_from = horizon
+        old = [start for start in self.recent if start < horizon]
+        for start in old:
+            del self.recent[start]
+        if old:
+            self._sorted.pop("window", None)
+
+    def _advance(
+        self, doc_id: str, updated_at: datetime | None, entries: Collection[WindowEntry]
+    ) -> None:
+        self.documents += 1
+        if updated_at is None:
+            return
+        if self.cursor is None or updated_at > self.cursor:
+            self.cursor = updated_at
+            self.boundary = {}
+        if updated_at == self.cursor:
+            self.boundary[doc_id] = tuple(entries)
+
+    def _kept(self, start_ms: int) -> bool:
+        return self.kept_from is None or start_ms >= self.kept_from
+
+    def _unknown_rewrite(self, entry: WindowEntry, first_version: bool) -> bool:
+        start = entry.window_start_ms
+        if self._kept(start) or first_version:
+            return False
+        # Older than the windows kept: a rewrite only if this meter has data in that hour.
+        return entry.meter_id in self.hourly.get(hour_of(start, self.zone), {})
+
+    def _put(self, entry: WindowEntry, updated_at: datetime | None) -> None:
+        start, meter = entry.window_start_ms, entry.meter_id
+        window = self.recent.get(start)
+        old = window.get(meter) if window is not None else None
+        if self._kept(start):
+            if window is None:
+                window = self.recent[start] = {}
+                self._sorted.pop("window", None)
+            window[meter] = (entry.energy_wh, entry.covered_s, entry.readings)
+        for sums in (
+            self._sums(self.hourly, hour_of(start, self.zone), "hour", meter),
+            self._sums(self.daily, local_day(start, self.zone), "day", meter),
+        ):
+            if old is not None:
+                sums.energy_wh -= old[0]
+                sums.covered_s -= old[1]
+                sums.readings -= old[2]
+            else:
+                sums.windows += 1
+            sums.energy_wh += entry.energy_wh
+            sums.covered_s += entry.covered_s
+            sums.readings += entry.readings
+            sums.last_window_ms = max(sums.last_window_ms, start)
+        if self.newest_ms is None or start > self.newest_ms:
+            self.newest_ms = start
+        self._note_latest(entry, micros(updated_at))
+
+    def _sums(self, table: dict[K, dict[str, _Sums]], key: K, grain: str, meter: str) -> _Sums:
+        row = table.get(key)
+        if row is None:
+            row = table[key] = {}
+            self._sorted.pop(grain, None)
+        sums = row.get(meter)
+        if sums is None:
+            sums = row[meter] = _Sums()
+        return sums
+
+    def _note_latest(self, entry: WindowEntry, written_us: int) -> None:
+        # As the SQLite sink's window_meters: building and floor of the latest write,
+        # power and coverage of the latest window (of its latest write).
+        written = (written_us, entry.window_start_ms)
+        latest = self.latest.get(entry.meter_id)
+        if latest is None:
+            self.latest[entry.meter_id] = _Latest(entry, written)
+            return
+        if written >= latest.written:
+            latest.building, latest.floor, latest.written = entry.building, entry.floor, written
+        if entry.window_start_ms >= latest.last_window_ms:
+            latest.last_window_ms = entry.window_start_ms
+            latest.power_w = entry.avg_power_w
+            latest.coverage = entry.coverage
+
+    # -- reading
+
+    def _keys(self, grain: str) -> list[Any]:
+        keys = self._sorted.get(grain)
+        if keys is None:
+            table: Mapping[Any, Any] = (
+                self.recent if grain == "window" else self.hourly if grain == "hour" else self.daily
+            )
+            keys = self._sorted[grain] = sorted(table)
+        return keys
+
+    def meters(self) -> list[MeterLatest]:
+        return [
+            MeterLatest(m, x.building, x.floor, x.last_window_ms, x.power_w, x.coverage)
+            for m, x in sorted(self.latest.items())
+        ]
+
+    def total(self, first_day: str, last_day: str, meters: Collection[str] | None) -> Total:
+        keys = self._keys("day")
+        energy, readings, last = 0.0, 0, None
+        found: set[str] = set()
+        wanted = _wanted(meters)
+        for day in keys[bisect.bisect_left(keys, first_day) : bisect.bisect_right(keys, last_day)]:
+            for meter, sums in _select(self.daily[day], wanted):
+                energy += sums.energy_wh
+                readings += sums.readings
+                found.add(meter)
+                last = sums.last_window_ms if last is None else max(last, sums.last_window_ms)
+        return Total(energy, readings, len(found), last)
+
+    def buckets(
+        self, grain: Grain, start: int | str, end: int | str, meters: Collection[str] | None
+    ) -> list[Bucket]:
+        lo: Any = str(start) if grain == "day" else int(start)
+        hi: Any = str(end) if grain == "day" else int(end)
+        keys = self._keys(grain)
+        found: list[Bucket] = []
+        wanted = _wanted(meters)
+        for key in keys[bisect.bisect_left(keys, lo) : bisect.bisect_left(keys, hi)]:
+            if grain == "window":
+                found.extend(Bucket(m, key, *kept) for m, kept in _select(self.recent[key], wanted))
+            else:
+                row = self.hourly[key] if grain == "hour" else self.daily[key]
+                found.extend(
+                    Bucket(m, key, s.energy_wh, s.covered_s, s.readings)
+                    for m, s in _select(row, wanted)
+                )
+        return found
+
+
+def _wanted(meters: Collection[str] | None) -> list[str] | None:
+    return None if meters is None else sorted(set(meters))
+
+
+def _select(row: Mapping[str, T], wanted: list[str] | None) -> Iterator[tuple[str, T]]:
+    if wanted is None:
+        yield from sorted(row.items())
+    else:
+        yield from ((m, row[m]) for m in wanted if m in row)
+
+
+# --- documents ---------------------------------------------------------------------------------
+
+
+def _ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _entry(meter_id: str, start_ms: int, fields: Mapping[str, Any]) -> WindowEntry:
+    accumulator = fields.get("accumulator") or {}
+    return WindowEntry(
+        meter_id=sys.intern(meter_id),  # one string per meter, however many rows name it
+        building=sys.intern(str(fields.get("building") or "")),
+        floor=sys.intern(str(fields.get("floor") or "")),
+        window_start_ms=start_ms,
+        energy_wh=float(fields["total_energy_wh"]),
+        covered_s=float(accumulator.get("covered_s") or 0.0),
+        readings=int(fields.get("readings_in_batch") or 0),
+        avg_power_w=_float(fields.get("avg_power_w")),
+        coverage=float(fields.get("coverage") or 0.0),
+    )
+
+
+def entries_of(layout: str, data: Mapping[str, Any]) -> list[WindowEntry]:
+    """The meters' windows a document holds; KeyError, TypeError or ValueError if malformed."""
+    start = _ms(data["window_start"])
+    if layout == "per-window":
+        return [_entry(str(m), start, fields) for m, fields in sorted(data["meters"].items())]
+    return [_entry(str(data["meter_id"]), start, data)]
+
+
+# --- the source ----------------------------------------------------------------------------------
+
+
+def _retry() -> Any:
+    return retry_policy(RETRY_DEADLINE_S, maximum_s=1.0)
+
+
+class FirestoreSource:
+    name = "firestore"
+
+    def __init__(
+        self,
+        config: FirestoreSinkConfig,
+        zone: ZoneInfo,
+        cache_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.zone = zone
+        self.cache_s = cache_s
+        self.clock = clock
+        self.documents_read = 0  # every document a query returned (each is a billed read)
+        self.queries = 0  # queries sent, aggregations included
+        self.reloads = 0  # full reads after the first
+        self.last_error: str | None = None  # set while serving a stale index
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._index: WindowIndex | None = None
+        self._checked_at: float | None = None
+        self._settled = False
+
+    # -- Firestore
+
+    def _db(self) -> Any:
+        if self._client is None:
+            from google.cloud import firestore
+
+            credentials = None
+            if self.config.credentials_file is not None:
+                from google.oauth2 import service_account
+
+                credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+                    str(self.config.credentials_file)
+                )
+            self._client = firestore.Client(project=self.config.project, credentials=credentials)
+        return self._client
+
+    def _guarded(self, fn: Callable[[], T]) -> T:
+        from google.api_core import exceptions as api
+        from google.auth import exceptions as auth
+
+        try:
+            return fn()
+        except (api.GoogleAPIError, auth.GoogleAuthError, OSError) as exc:
+            self._reset()  # a fresh channel next time
+            reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            raise SourceError(f"firestore {self.config.collection}: {reason}") from None
+
+    def _reset(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            close_client(client)
+
+    def _snapshots(self, query: Any) -> Iterator[Any]:
+        self.queries += 1
+        stream = query.stream(retry=_retry(), timeout=RPC_TIMEOUT_S)
+        try:
+            for snap in stream:
+                self.documents_read += 1
+                yield snap
+        finally:
+            stream.close()
+
+    def _entries(self, snap: Any, data: Mapping[str, Any]) -> list[WindowEntry]:
+        try:
+            return entries_of(self.config.layout, data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning(
+                "firestore %s: document %s skipped (not a window: %s)",
+                self.config.collection,
+                snap.id,
+                exc,
+            )
+            return []
+
+    def _settle(self, index: WindowIndex, read_time: datetime | None) -> None:
+        cursor = index.cursor
+        if cursor is None or read_time is None:
+            return
+        self._settled = (read_time - cursor).total_seconds() >= SETTLE_S
+
+    def _full_load(self) -> WindowIndex:
+        index = WindowIndex(self.zone)
+        read_time = None
+        for n, snap in enumerate(self._snapshots(self._db().collection(self.config.collection))):
+            data = snap.to_dict() or {}
+            updated_at = data.get("updated_at")
+            if not isinstance(updated_at, datetime):
+                updated_at = None  # an older deployment's document: never rewritten
+            index.load(snap.id, updated_at, self._entries(snap, data))
+            read_time = snap.read_time
+            if n % PRUNE_EVERY == PRUNE_EVERY - 1:
+                index.prune()
+        index.prune()
+        self._settled = False
+        self._settle(index, read_time)
+        return index
+
+    def _catch_up(self, index: WindowIndex) -> WindowIndex:
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        collection = self._db().collection(self.config.collection)
+        cursor = index.cursor
+        if cursor is None:  # nothing with an updated_at yet
+            query = collection.order_by("updated_at")
+        else:
+            op = ">"
+            if not self._settled and self.config.layout == "per-window":
+                op = ">="  # a flush may write a window's document twice: re-read the few
+            elif not self._settled:
+                self.queries += 1
+                counted = (
+                    collection.where(filter=FieldFilter("updated_at", "==", cursor))
+                    .count(alias="n")
+                    .get(retry=_retry(), timeout=RPC_TIMEOUT_S)
+                )
+                result = counted[0][0]
+                if int(result.value) != len(index.boundary):
+                    op = ">="  # another transaction of the last flush committed: re-read
+                else:
+                    self._settle(index, result.read_time)
+            query = collection.where(filter=FieldFilter("updated_at", op, cursor)).order_by(
+                "updated_at"
+            )
+        read_time = None
+        for snap in self._snapshots(query):
+            data = snap.to_dict() or {}
+            updated_at = data.get("updated_at")
+            if not isinstance(updated_at, datetime):
+                continue
+            first = snap.create_time is not None and snap.create_time == snap.update_time
+            outcome = index.update(snap.id, updated_at, self._entries(snap, data), first)
+            if outcome == "rebuild":
+                log.info(
+                    "firestore %s: %s rewrites a window older than the %d days kept: reloading",
+                    self.config.collection,
+                    snap.id,
+                    KEEP_DAYS,
+                )
+                self.reloads += 1
+                return self._full_load()
+            read_time = snap.read_time
+        index.prune()
+        self._settle(index, read_time)
+        return index
+
+    def _fresh(self) -> WindowIndex:
+        """The index, refreshed if cache_s has passed since the last attempt (hold the lock)."""
+        now = self.clock()
+        if self._checked_at is None or now - self._checked_at >= self.cache_s:
+            self._checked_at = now
+            try:
+                index = self._index
+                if index is None:
+                    self._index = self._guarded(self._full_load)
+                else:
+                    self._index = self._guarded(lambda: self._catch_up(index))
+                self.last_error = None
+            except SourceError as exc:
+                self.last_error = str(exc)
+                if self._index is None:
+                    raise
+                log.warning("%s (serving the last data read)", exc)
+        if self._index is None:
+            raise SourceError(
+                self.last_error or f"firestore {self.config.collection}: not read yet"
+            )
+        return self._index
+
+    # -- WindowSource
+
+    def version(self) -> str:
+        with self._lock:
+            index = self._fresh()
+            cursor = micros(index.cursor)
+            return f"{self.reloads}.{cursor}.{index.documents}"
+
+    def meters(self) -> list[MeterLatest]:
+        with self._lock:
+            return self._fresh().meters()
+
+    def total(self, first_day: str, last_day: str, meters: Collection[str] | None) -> Total:
+        with self._lock:
+            return self._fresh().total(first_day, last_day, meters)
+
+    def buckets(
+        self, grain: Grain, start: int | str, end: int | str, meters: Collection[str] | None
+    ) -> list[Bucket]:
+        with self._lock:
+            return self._fresh().buckets(grain, start, end, meters)
+
+    def close(self) -> None:
+        with self._lock:
+            self._reset()

@@ -1,0 +1,666 @@
+"""The PostgreSQL window sink (psycopg 3): the self-hosted path; Grafana can read it directly.
+
+Table `<schema>.window_aggregates`, primary key (meter_id, window_start). A
+merge runs in one transaction: missing rows are created empty
+(`ON CONFLICT DO NOTHING`), every row is then locked with `SELECT … FOR
+UPDATE`, so two bridges merging the same window take turns and neither
+overwrites the other. Replacing documents (`campus-energy reconcile --apply`)
+locks the table against writers for its transaction and counts the rollups it
+touches afresh; so does deleting windows (`delete`). With the TimescaleDB
+extension the table becomes a hypertable on `window_start`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+
+from campus_energy.backends.base import stored_window
+from campus_energy.config import PostgresSinkConfig
+from campus_energy.core.rollups import RollupChange, change, day_span, local_day, recount
+from campus_energy.core.validation import masked
+from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc, window_document
+from campus_energy.errors import SinkError
+
+T = TypeVar("T")
+COLUMNS = (
+    "meter_id",
+    "window_start",
+    "id",
+    "building",
+    "floor",
+    "window_end",
+    "timestamp",
+    "total_energy_wh",
+    "avg_power_w",
+    "min_power_w",
+    "max_power_w",
+    "avg_voltage_v",
+    "avg_current_a",
+    "avg_power_factor",
+    "avg_frequency_hz",
+    "readings_in_batch",
+    "coverage",
+    "updated_at",
+    "accumulator",
+)
+
+TABLE = """
+CREATE TABLE IF NOT EXISTS {table} (
+    meter_id TEXT NOT NULL,
+    window_start TIMESTAMPTZ NOT NULL,
+    id TEXT NOT NULL,
+    building TEXT NOT NULL DEFAULT '',
+    floor TEXT NOT NULL DEFAULT '',
+    window_end TIMESTAMPTZ NOT NULL,
+    "timestamp" TIMESTAMPTZ NOT NULL,
+    total_energy_wh DOUBLE PRECISION NOT NULL DEFAULT 0,
+    avg_power_w DOUBLE PRECISION,
+    min_power_w DOUBLE PRECISION,
+    max_power_w DOUBLE PRECISION,
+    avg_voltage_v DOUBLE PRECISION,
+    avg_current_a DOUBLE PRECISION,
+    avg_power_factor DOUBLE PRECISION,
+    avg_frequency_hz DOUBLE PRECISION,
+    readings_in_batch INTEGER NOT NULL DEFAULT 0,
+    coverage DOUBLE PRECISION NOT NULL DEFAULT 0,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    accumulator JSONB NOT NULL DEFAULT '{{}}',
+    PRIMARY KEY (meter_id, window_start)
+)
+"""
+
+
+ROLLUPS = """
+CREATE TABLE IF NOT EXISTS {hourly} (
+    hour_start TIMESTAMPTZ NOT NULL,
+    meter_id TEXT NOT NULL,
+    energy_wh DOUBLE PRECISION NOT NULL,
+    covered_s DOUBLE PRECISION NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    PRIMARY KEY (hour_start, meter_id)
+);
+CREATE TABLE IF NOT EXISTS {daily} (
+    day DATE NOT NULL,
+    meter_id TEXT NOT NULL,
+    energy_wh DOUBLE PRECISION NOT NULL,
+    covered_s DOUBLE PRECISION NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    last_window TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (day, meter_id)
+);
+CREATE INDEX IF NOT EXISTS rollup_daily_by_meter ON {daily} (meter_id, day);
+CREATE TABLE IF NOT EXISTS {campus} (
+    day DATE PRIMARY KEY,
+    energy_wh DOUBLE PRECISION NOT NULL,
+    covered_s DOUBLE PRECISION NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    last_window TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {meters} (
+    meter_id TEXT PRIMARY KEY,
+    building TEXT NOT NULL,
+    floor TEXT NOT NULL,
+    last_window TIMESTAMPTZ NOT NULL,
+    last_avg_power_w DOUBLE PRECISION,
+    last_coverage DOUBLE PRECISION NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL)
+"""
+REBUILD = """
+DELETE FROM {hourly};
+DELETE FROM {daily};
+DELETE FROM {meters};
+INSERT INTO {meters} (meter_id, building, floor, last_window, last_avg_power_w, last_coverage,
+                      updated_at)
+SELECT DISTINCT ON (meter_id) meter_id, building, floor, window_start, avg_power_w, coverage,
+       updated_at
+FROM {windows} ORDER BY meter_id, window_start DESC;
+INSERT INTO {hourly} (hour_start, meter_id, energy_wh, covered_s, readings, windows)
+SELECT date_trunc('hour', window_start AT TIME ZONE %(zone)s) AT TIME ZONE %(zone)s, meter_id,
+       sum(total_energy_wh),
+       sum((accumulator->>'covered_s')::float8), sum(readings_in_batch), count(*)
+FROM {windows} GROUP BY 1, 2;
+INSERT INTO {daily} (day, meter_id, energy_wh, covered_s, readings, windows, last_window)
+SELECT (window_start AT TIME ZONE %(zone)s)::date, meter_id, sum(total_energy_wh),
+       sum((accumulator->>'covered_s')::float8), sum(readings_in_batch), count(*),
+       max(window_start)
+FROM {windows} GROUP BY 1, 2;
+DELETE FROM {campus};
+INSERT INTO {campus} (day, energy_wh, covered_s, readings, windows, last_window)
+SELECT day, sum(energy_wh), sum(covered_s), sum(readings), sum(windows), max(last_window)
+FROM {daily} GROUP BY day
+"""
+
+METERS_SQL = (  # each meter's latest window
+    "INSERT INTO {} AS m (meter_id, building, floor, last_window, last_avg_power_w, "
+    "last_coverage, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (meter_id) DO UPDATE SET building = excluded.building, "
+    "floor = excluded.floor, updated_at = excluded.updated_at, "
+    "last_window = greatest(m.last_window, excluded.last_window), "
+    "last_avg_power_w = CASE WHEN excluded.last_window >= m.last_window "
+    "THEN excluded.last_avg_power_w ELSE m.last_avg_power_w END, "
+    "last_coverage = CASE WHEN excluded.last_window >= m.last_window "
+    "THEN excluded.last_coverage ELSE m.last_coverage END"
+)
+DATA_VERSION_SQL = (  # a counter: readers use it to tell whether anything changed
+    "INSERT INTO {} AS m (key, value) VALUES ('data_version', '1') "
+    "ON CONFLICT (key) DO UPDATE SET value = (m.value::bigint + 1)::text"
+)
+
+ROLLUP_LAYOUT = 3  # bump when the rollup tables change: existing schemas are rebuilt
+
+
+def _when(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+def endpoint(dsn: str) -> str:
+    """host:port/dbname of a DSN, without user or password (for messages)."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "postgres (unparsable DSN)"
+    host, port = parts.get("host", "localhost"), parts.get("port", 5432)
+    return f"postgres {host}:{port}/{parts.get('dbname', '')}"
+
+
+def dsn_secrets(dsn: str | None) -> list[str]:
+    """What of a DSN no message may show: the DSN itself (libpq echoes a malformed one) and
+    its password."""
+    if not dsn:
+        return []
+    found = [dsn]
+    with contextlib.suppress(psycopg.Error):
+        found.append(str(conninfo_to_dict(dsn).get("password") or ""))
+    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+
+
+def error_text(exc: BaseException, dsn: str | None) -> str:
+    """A driver error for a message: its first line, without the DSN or a password in it."""
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "no detail"
+    return masked(text, dsn_secrets(dsn))
+
+
+TABLES = {
+    "windows": "window_aggregates",
+    "hourly": "rollup_hourly",
+    "daily": "rollup_daily",
+    "meters": "window_meters",
+    "meta": "sink_meta",
+    "campus": "rollup_daily_campus",
+}
+# A rollup row absorbs a change: its sums grow by the change's (the rows are named r and excluded).
+ADD_TO_ROLLUP = (
+    "energy_wh = r.energy_wh + excluded.energy_wh, "
+    "covered_s = r.covered_s + excluded.covered_s, "
+    "readings = r.readings + excluded.readings, windows = r.windows + excluded.windows"
+)
+
+
+def table_names(schema: str) -> dict[str, sql.Identifier]:
+    """The sink's tables in `schema`, by role; the API's source reads the same ones."""
+    return {role: sql.Identifier(schema, name) for role, name in TABLES.items()}
+
+
+class PostgresSink:
+    name = "postgres"
+
+    def __init__(self, config: PostgresSinkConfig, zone: ZoneInfo) -> None:
+        if not config.dsn:
+            raise SinkError("postgres sink: bridge.postgres.dsn is not set")
+        self.config = config
+        self.zone = zone
+        self.names = table_names(config.schema_name)
+        self.where = endpoint(config.dsn)
+        self.table = sql.Identifier(config.schema_name, "window_aggregates")
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        assert self.config.dsn is not None
+        conn = await psycopg.AsyncConnection.connect(self.config.dsn, connect_timeout=10)
+        try:
+            await self._create_schema(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    async def _create_schema(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        async with conn.transaction():
+            # Bridges starting together would race on CREATE … IF NOT EXISTS: take turns.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('campus_energy.schema'))")
+            # CREATE SCHEMA needs the CREATE right on the database even when the schema exists:
+            # only ask for it when the schema is really missing.
+            found = await conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.config.schema_name,)
+            )
+            if await found.fetchone() is None:
+                await conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                        sql.Identifier(self.config.schema_name)
+                    )
+                )
+            await conn.execute(sql.SQL(TABLE).format(table=self.table))
+            for statement in ROLLUPS.split(";\n"):
+                await conn.execute(sql.SQL(statement).format(**self.names))
+            zone = await (
+                await conn.execute(
+                    sql.SQL("SELECT value FROM {} WHERE key = 'rollup_zone'").format(
+                        self.names["meta"]
+                    )
+                )
+            ).fetchone()
+            wanted = f"{self.zone.key}|{ROLLUP_LAYOUT}"
+            if zone is None or zone[0] != wanted:
+                for statement in REBUILD.split(";\n"):
+                    await conn.execute(
+                        sql.SQL(statement).format(**self.names), {"zone": self.zone.key}
+                    )
+                await conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (key, value) VALUES ('rollup_zone', %s) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                    ).format(self.names["meta"]),
+                    (wanted,),
+                )
+            timescale = await (
+                await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
+            ).fetchone()
+            if timescale:
+                await conn.execute(
+                    "SELECT create_hypertable(%s, 'window_start', if_not_exists => TRUE, "
+                    "migrate_data => TRUE)",
+                    (f"{self.config.schema_name}.window_aggregates",),
+                )
+
+    async def _transaction(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """`work(conn)` in one transaction; every failure becomes a SinkError."""
+        try:
+            conn = await self._connection()
+            async with conn.transaction():
+                return await work(conn)
+        except psycopg.Error as exc:
+            await self._drop()
+            raise SinkError(
+                f"{self.where}: {type(exc).__name__}: {error_text(exc, self.config.dsn)}"
+            ) from None
+        except OSError as exc:
+            await self._drop()
+            raise SinkError(f"{self.where}: {error_text(exc, self.config.dsn)}") from None
+
+    async def merge(self, deltas: Sequence[WindowDelta], now_ms: int) -> int:
+        if not deltas:
+            return 0
+        await self._transaction(lambda conn: self._merge(conn, deltas, now_ms))
+        return len(deltas)
+
+    async def windows(
+        self, start_ms: int, end_ms: int, meters: Collection[str] | None
+    ) -> list[WindowDoc]:
+        where = sql.SQL("AND meter_id = ANY(%s)" if meters is not None else "")
+        params: list[Any] = [_when(start_ms), _when(end_ms)]
+        if meters is not None:
+            params.append(list(meters))
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> list[WindowDoc]:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    sql.SQL(
+                        "SELECT * FROM {} WHERE window_start >= %s AND window_start < %s {} "
+                        "ORDER BY window_start, meter_id"
+                    ).format(self.table, where),
+                    params,
+                )
+                rows = await cur.fetchall()
+            return [
+                stored_window(
+                    row,
+                    _ms(row["window_start"]),
+                    _ms(row["window_end"]),
+                    _ms(row["updated_at"]),
+                )
+                for row in rows
+            ]
+
+        return await self._transaction(work)
+
+    async def replace(self, docs: Sequence[WindowDoc], now_ms: int) -> int:
+        if not docs:
+            return 0
+        await self._transaction(lambda conn: self._replace(conn, docs, now_ms))
+        return len(docs)
+
+    async def _replace(
+        self, conn: psycopg.AsyncConnection[Any], docs: Sequence[WindowDoc], now_ms: int
+    ) -> None:
+        # Bridges merging meanwhile wait (their INSERT needs ROW EXCLUSIVE): the rollups
+        # are counted from windows nobody changes until this transaction ends.
+        await conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self.table))
+        columns = [c for c in COLUMNS if c != "accumulator"]
+        rows = []
+        for doc in docs:
+            fields = {**doc.fields(_when), "id": doc.document_id, "updated_at": _when(now_ms)}
+            rows.append((*(fields[c] for c in columns), json.dumps(doc.accumulator.to_dict())))
+        names = [*columns, "accumulator"]
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                sql.SQL(
+                    "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (meter_id, window_start) "
+                    "DO UPDATE SET {}"
+                ).format(
+                    self.table,
+                    sql.SQL(", ").join(sql.Identifier(c) for c in names),
+                    sql.SQL(", ").join(sql.Placeholder() for _ in names),
+                    sql.SQL(", ").join(
+                        sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in names[2:]
+                    ),
+                ),
+                rows,
+            )
+            await cur.executemany(
+                sql.SQL(METERS_SQL).format(self.names["meters"]),
+                [
+                    (
+                        d.meter_id,
+                        d.building,
+                        d.floor,
+                        _when(d.window_start_ms),
+                        d.avg_power_w,
+                        d.coverage,
+                        _when(now_ms),
+                    )
+                    for d in docs
+                ],
+            )
+            await self._recount_days(cur, [(d.meter_id, d.window_start_ms) for d in docs])
+            await cur.execute(sql.SQL(DATA_VERSION_SQL).format(self.names["meta"]))
+
+    async def delete(self, keys: Sequence[tuple[str, int]], now_ms: int) -> int:
+        if not keys:
+            return 0
+        return await self._transaction(lambda conn: self._delete(conn, keys, now_ms))
+
+    async def _delete(
+        self, conn: psycopg.AsyncConnection[Any], keys: Sequence[tuple[str, int]], now_ms: int
+    ) -> int:
+        # As in _replace: bridges wait, so the rollups count windows nobody changes meanwhile.
+        await conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self.table))
+        async with conn.cursor() as cur:
+            await cur.execute(
+                sql.SQL(
+                    "DELETE FROM {} WHERE (meter_id, window_start) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::timestamptz[]))"
+                ).format(self.table),
+                ([m for m, _ in keys], [_when(start) for _, start in keys]),
+            )
+            deleted = cur.rowcount
+            await self._recount_days(cur, keys)
+            for meter_id in sorted({m for m, _ in keys}):
+                await self._find_latest(cur, meter_id, now_ms)
+            if deleted:
+                await cur.execute(sql.SQL(DATA_VERSION_SQL).format(self.names["meta"]))
+        return deleted
+
+    async def _recount_days(
+        self, cur: psycopg.AsyncCursor[Any], windows: Sequence[tuple[str, int]]
+    ) -> None:
+        """Count afresh the rollups of every local day these (meter, window start) fall on."""
+        touched = sorted({(meter_id, local_day(start, self.zone)) for meter_id, start in windows})
+        for meter_id, day in touched:
+            await self._recount(cur, meter_id, day)
+        for day in sorted({day for _, day in touched}):
+            await cur.execute(
+                sql.SQL("DELETE FROM {} WHERE day = %s").format(self.names["campus"]),
+                (date.fromisoformat(day),),
+            )
+            await cur.execute(
+                sql.SQL(
+                    "INSERT INTO {} (day, energy_wh, covered_s, readings, windows, "
+                    "last_window) SELECT day, sum(energy_wh), sum(covered_s), sum(readings), "
+                    "sum(windows), max(last_window) FROM {} WHERE day = %s GROUP BY day"
+                ).format(self.names["campus"], self.names["daily"]),
+                (date.fromisoformat(day),),
+            )
+
+    async def _find_latest(self, cur: psycopg.AsyncCursor[Any], meter_id: str, now_ms: int) -> None:
+        """Note the meter's latest window again from its windows (none left: forget the meter)."""
+        await cur.execute(
+            sql.SQL(
+                "SELECT building, floor, window_start, avg_power_w, coverage FROM {} "
+                "WHERE meter_id = %s ORDER BY window_start DESC LIMIT 1"
+            ).format(self.table),
+            (meter_id,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            await cur.execute(
+                sql.SQL("DELETE FROM {} WHERE meter_id = %s").format(self.names["meters"]),
+                (meter_id,),
+            )
+            return
+        await cur.execute(
+            sql.SQL(
+                "UPDATE {} SET building = %s, floor = %s, last_window = %s, "
+                "last_avg_power_w = %s, last_coverage = %s, updated_at = %s WHERE meter_id = %s"
+            ).format(self.names["meters"]),
+            (*row, _when(now_ms), meter_id),
+        )
+
+    async def _recount(self, cur: psycopg.AsyncCursor[Any], meter_id: str, day: str) -> None:
+        """Count a meter's hourly and daily rollups of the local `day` afresh from its windows."""
+        low, high = (_when(ms) for ms in day_span(day, self.zone))
+        await cur.execute(
+            sql.SQL(
+                "SELECT window_start, accumulator FROM {} WHERE meter_id = %s "
+                "AND window_start >= %s AND window_start < %s"
+            ).format(self.table),
+            (meter_id, low, high),
+        )
+        windows = [(_ms(start), Accumulator.from_dict(acc)) for start, acc in await cur.fetchall()]
+        hourly, daily = recount(windows, day, self.zone)
+        await cur.execute(
+            sql.SQL(
+                "SELECT hour_start FROM {} WHERE meter_id = %s AND hour_start >= %s "
+                "AND hour_start < %s"
+            ).format(self.names["hourly"]),
+            (meter_id, low, high),
+        )
+        stale = [h for (h,) in await cur.fetchall() if local_day(_ms(h), self.zone) == day]
+        if stale:
+            await cur.execute(
+                sql.SQL("DELETE FROM {} WHERE meter_id = %s AND hour_start = ANY(%s)").format(
+                    self.names["hourly"]
+                ),
+                (meter_id, stale),
+            )
+        await cur.executemany(
+            sql.SQL(
+                "INSERT INTO {} (hour_start, meter_id, energy_wh, covered_s, readings, windows) "
+                "VALUES (%s, %s, %s, %s, %s, %s)"
+            ).format(self.names["hourly"]),
+            [
+                (_when(hour), meter_id, s.energy_wh, s.covered_s, s.readings, s.windows)
+                for hour, s in sorted(hourly.items())
+            ],
+        )
+        await cur.execute(
+            sql.SQL("DELETE FROM {} WHERE day = %s AND meter_id = %s").format(self.names["daily"]),
+            (date.fromisoformat(day), meter_id),
+        )
+        if daily is not None:
+            await cur.execute(
+                sql.SQL(
+                    "INSERT INTO {} (day, meter_id, energy_wh, covered_s, readings, windows, "
+                    "last_window) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                ).format(self.names["daily"]),
+                (
+                    date.fromisoformat(day),
+                    meter_id,
+                    daily.energy_wh,
+                    daily.covered_s,
+                    daily.readings,
+                    daily.windows,
+                    _when(daily.last_window_ms),
+                ),
+            )
+
+    async def _merge(
+        self, conn: psycopg.AsyncConnection[Any], deltas: Sequence[WindowDelta], now_ms: int
+    ) -> None:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                sql.SQL(
+                    'INSERT INTO {} (meter_id, window_start, id, window_end, "timestamp") '
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+                ).format(self.table),
+                [
+                    (
+                        d.meter_id,
+                        _when(d.window_start_ms),
+                        d.document_id,
+                        _when(d.window_start_ms + d.window_s * 1000),
+                        _when(d.window_start_ms),
+                    )
+                    for d in deltas
+                ],
+            )
+            keys = [(d.meter_id, _when(d.window_start_ms)) for d in deltas]
+            await cur.execute(
+                sql.SQL(
+                    "SELECT meter_id, window_start, accumulator FROM {} "
+                    "WHERE (meter_id, window_start) IN (SELECT * FROM unnest(%s::text[], "
+                    "%s::timestamptz[])) ORDER BY meter_id, window_start FOR UPDATE"
+                ).format(self.table),
+                ([k[0] for k in keys], [k[1] for k in keys]),
+            )
+            held = {(m, w): acc for m, w, acc in await cur.fetchall()}
+            rows = []
+            changes = []
+            latest = []
+            for d in deltas:
+                raw = held.get((d.meter_id, _when(d.window_start_ms)))
+                existing = Accumulator.from_dict(raw) if raw else None
+                doc = window_document(d, existing, now_ms)
+                changes.append(change(existing, doc, self.zone))
+                latest.append(
+                    (
+                        doc.meter_id,
+                        doc.building,
+                        doc.floor,
+                        _when(doc.window_start_ms),
+                        doc.avg_power_w,
+                        doc.coverage,
+                        _when(now_ms),
+                    )
+                )
+                fields = doc.fields(_when)
+                rows.append(
+                    (
+                        *(fields[c] for c in COLUMNS[3:-1] if c in fields),
+                        json.dumps(doc.accumulator.to_dict()),
+                        d.meter_id,
+                        _when(d.window_start_ms),
+                    )
+                )
+            updated = list(COLUMNS[3:-1])
+            assignments = sql.SQL(", ").join(
+                sql.SQL("{} = %s").format(sql.Identifier(c)) for c in [*updated, "accumulator"]
+            )
+            await cur.executemany(
+                sql.SQL("UPDATE {} SET {} WHERE meter_id = %s AND window_start = %s").format(
+                    self.table, assignments
+                ),
+                rows,
+            )
+            await self._roll_up(cur, changes, latest, now_ms)
+
+    async def _roll_up(
+        self,
+        cur: psycopg.AsyncCursor[Any],
+        changes: list[RollupChange],
+        latest: list[tuple[Any, ...]],
+        now_ms: int,
+    ) -> None:
+        await cur.executemany(
+            sql.SQL(
+                "INSERT INTO {} AS r (hour_start, meter_id, energy_wh, covered_s, readings, "
+                "windows) VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (hour_start, meter_id) DO UPDATE SET " + ADD_TO_ROLLUP
+            ).format(self.names["hourly"]),
+            [
+                (_when(c.hour_ms), c.meter_id, c.energy_wh, c.covered_s, c.readings, c.windows)
+                for c in changes
+            ],
+        )
+        await cur.executemany(
+            sql.SQL(
+                "INSERT INTO {} AS r (day, meter_id, energy_wh, covered_s, readings, windows, "
+                "last_window) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (day, meter_id) DO UPDATE SET "
+                + ADD_TO_ROLLUP
+                + ", last_window = greatest(r.last_window, excluded.last_window)"
+            ).format(self.names["daily"]),
+            [
+                (
+                    date.fromisoformat(c.day),
+                    c.meter_id,
+                    c.energy_wh,
+                    c.covered_s,
+                    c.readings,
+                    c.windows,
+                    _when(c.window_start_ms),
+                )
+                for c in changes
+            ],
+        )
+        await cur.executemany(
+            sql.SQL(
+                "INSERT INTO {} AS r (day, energy_wh, covered_s, readings, windows, last_window) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (day) DO UPDATE SET "
+                + ADD_TO_ROLLUP
+                + ", last_window = greatest(r.last_window, excluded.last_window)"
+            ).format(self.names["campus"]),
+            [
+                (
+                    date.fromisoformat(c.day),
+                    c.energy_wh,
+                    c.covered_s,
+                    c.readings,
+                    c.windows,
+                    _when(c.window_start_ms),
+                )
+                for c in changes
+            ],
+        )
+        await cur.executemany(sql.SQL(METERS_SQL).format(self.names["meters"]), latest)
+        await cur.execute(sql.SQL(DATA_VERSION_SQL).format(self.names["meta"]))
+
+    async def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await self._conn.close()
+            self._conn = None
+
+    async def close(self) -> None:
+        await self._drop()

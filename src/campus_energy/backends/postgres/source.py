@@ -1,0 +1,139 @@
+"""Reading the PostgreSQL window sink (its rollup tables and each meter's latest window)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from campus_energy.backends.base import Bucket, Grain, MeterLatest, Total
+from campus_energy.backends.postgres.sink import endpoint, error_text, table_names
+from campus_energy.config import PostgresSinkConfig
+from campus_energy.errors import SourceError
+
+GRAIN_SQL = {
+    # windows summed per meter per 5-minute step here, so short windows send no more rows
+    "window": (
+        "SELECT meter_id, date_bin('5 minutes', window_start, TIMESTAMPTZ '2000-01-01Z') AS step, "
+        "sum(total_energy_wh), sum(coalesce((accumulator->>'covered_s')::float8, 0)), "
+        "sum(readings_in_batch) "
+        "FROM {windows} WHERE window_start >= %s AND window_start < %s"
+    ),
+    "hour": (
+        "SELECT meter_id, hour_start, energy_wh, covered_s, readings FROM {hourly} "
+        "WHERE hour_start >= %s AND hour_start < %s"
+    ),
+    "day": (
+        "SELECT meter_id, day, energy_wh, covered_s, readings FROM {daily} "
+        "WHERE day >= %s AND day < %s"
+    ),
+}
+
+
+def _when(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _ms(moment: datetime | None) -> int | None:
+    return None if moment is None else round(moment.timestamp() * 1000)
+
+
+class PostgresSource:
+    name = "postgres"
+
+    def __init__(self, config: PostgresSinkConfig) -> None:
+        if not config.dsn:
+            raise SourceError("postgres source: bridge.postgres.dsn is not set")
+        self.config = config
+        self.where = endpoint(config.dsn)
+        self.names = table_names(config.schema_name)
+        self._local = threading.local()
+
+    def _query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        try:
+            if conn is None or conn.closed:
+                assert self.config.dsn is not None
+                conn = psycopg.connect(self.config.dsn, connect_timeout=5, autocommit=True)
+                self._local.conn = conn
+            return conn.execute(sql.SQL(statement).format(**self.names), params).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []  # the bridge has not written anything yet
+        except (psycopg.Error, OSError) as exc:
+            if conn is not None:
+                conn.close()
+            self._local.conn = None
+            raise SourceError(
+                f"{self.where}: {type(exc).__name__}: {error_text(exc, self.config.dsn)}"
+            ) from None
+
+    def version(self) -> str:
+        rows = self._query("SELECT value FROM {meta} WHERE key = 'data_version'")
+        return str(rows[0][0]) if rows else "0"
+
+    def meters(self) -> list[MeterLatest]:
+        return [
+            MeterLatest(m, b, f, _ms(last), power, coverage)
+            for m, b, f, last, power, coverage in self._query(
+                "SELECT meter_id, building, floor, last_window, last_avg_power_w, last_coverage "
+                "FROM {meters} ORDER BY meter_id"
+            )
+        ]
+
+    def total(self, first_day: str, last_day: str, meters: Collection[str] | None) -> Total:
+        if meters is None:  # the campus: one rollup row per day, however many meters
+            first, last = date.fromisoformat(first_day), date.fromisoformat(last_day)
+            rows = self._query(
+                "SELECT coalesce(sum(energy_wh), 0), coalesce(sum(readings), 0), "
+                "max(last_window), (SELECT count(*) FROM {meters} m WHERE EXISTS "
+                "(SELECT 1 FROM {daily} d WHERE d.meter_id = m.meter_id "
+                "AND d.day >= %s AND d.day <= %s)) FROM {campus} WHERE day >= %s AND day <= %s",
+                [first, last, first, last],
+            )
+            if not rows:
+                return Total(0.0, 0, 0, None)
+            energy, readings, last_window, found = rows[0]
+            return Total(float(energy), int(readings), int(found), _ms(last_window))
+        where, params = _meter_filter(meters)
+        rows = self._query(
+            "SELECT coalesce(sum(energy_wh), 0), coalesce(sum(readings), 0), "
+            "count(DISTINCT meter_id), max(last_window) FROM {daily} "
+            f"WHERE day >= %s AND day <= %s {where}",
+            [date.fromisoformat(first_day), date.fromisoformat(last_day), *params],
+        )
+        if not rows:
+            return Total(0.0, 0, 0, None)
+        energy, readings, found, last = rows[0]
+        return Total(float(energy), int(readings), int(found), _ms(last))
+
+    def buckets(
+        self, grain: Grain, start: int | str, end: int | str, meters: Collection[str] | None
+    ) -> list[Bucket]:
+        where, params = _meter_filter(meters)
+        if grain == "day":
+            bounds: list[Any] = [date.fromisoformat(str(start)), date.fromisoformat(str(end))]
+        else:
+            bounds = [_when(int(start)), _when(int(end))]
+        group = " GROUP BY meter_id, step" if grain == "window" else ""
+        rows = self._query(f"{GRAIN_SQL[grain]} {where}{group}", [*bounds, *params])
+        found = []
+        for meter_id, key, energy, covered, readings in rows:
+            k: int | str = key.isoformat() if grain == "day" else round(key.timestamp() * 1000)
+            found.append(Bucket(meter_id, k, float(energy), float(covered or 0.0), int(readings)))
+        return found
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def _meter_filter(meters: Collection[str] | None) -> tuple[str, list[Any]]:
+    if meters is None:
+        return "", []
+    return "AND meter_id = ANY(%s)", [list(meters)]

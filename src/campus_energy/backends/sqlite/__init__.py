@@ -1,0 +1,2 @@
+"""The SQLite window backend: `sink` (the bridge writes windows) and `source` (the API
+reads them), over one schema."""

@@ -1,0 +1,381 @@
+"""The SQLite window sink (`bridge.sqlite.path`): the embedded default, read by the API."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from campus_energy.backends.base import stored_window
+from campus_energy.core.rollups import RollupChange, change, day_span, hour_of, local_day, recount
+from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc, window_document
+from campus_energy.errors import SinkError
+from campus_energy.runtime.sqlite import INTEGRITY_BUDGET_S, SqliteFile, transaction
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS window_aggregates (
+    id TEXT PRIMARY KEY,
+    meter_id TEXT NOT NULL,
+    building TEXT NOT NULL,
+    floor TEXT NOT NULL,
+    window_start TEXT NOT NULL,
+    window_end TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    window_start_ms INTEGER NOT NULL,
+    total_energy_wh REAL NOT NULL,
+    avg_power_w REAL,
+    min_power_w REAL,
+    max_power_w REAL,
+    avg_voltage_v REAL,
+    avg_current_a REAL,
+    avg_power_factor REAL,
+    avg_frequency_hz REAL,
+    readings_in_batch INTEGER NOT NULL,
+    coverage REAL NOT NULL,
+    updated_at TEXT NOT NULL,
+    accumulator TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS window_aggregates_meter_start
+    ON window_aggregates (meter_id, window_start_ms);
+CREATE INDEX IF NOT EXISTS window_aggregates_start ON window_aggregates (window_start_ms);
+CREATE TABLE IF NOT EXISTS rollup_hourly (
+    hour_ms INTEGER NOT NULL,
+    meter_id TEXT NOT NULL,
+    energy_wh REAL NOT NULL,
+    covered_s REAL NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    PRIMARY KEY (hour_ms, meter_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_daily (
+    day TEXT NOT NULL,
+    meter_id TEXT NOT NULL,
+    energy_wh REAL NOT NULL,
+    covered_s REAL NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    last_window_ms INTEGER NOT NULL,
+    PRIMARY KEY (day, meter_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollup_daily_by_meter ON rollup_daily (meter_id, day);
+CREATE TABLE IF NOT EXISTS rollup_daily_campus (
+    day TEXT PRIMARY KEY,
+    energy_wh REAL NOT NULL,
+    covered_s REAL NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    last_window_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS window_meters (
+    meter_id TEXT PRIMARY KEY,
+    building TEXT NOT NULL,
+    floor TEXT NOT NULL,
+    last_window_ms INTEGER NOT NULL,
+    last_avg_power_w REAL,
+    last_coverage REAL NOT NULL,
+    updated_ms INTEGER NOT NULL
+)
+"""
+
+ROLLUP_SQL = (
+    "INSERT INTO rollup_hourly (hour_ms, meter_id, energy_wh, covered_s, readings, windows) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hour_ms, meter_id) DO UPDATE SET "
+    "energy_wh = energy_wh + excluded.energy_wh, covered_s = covered_s + excluded.covered_s, "
+    "readings = readings + excluded.readings, windows = windows + excluded.windows",
+    "INSERT INTO rollup_daily (day, meter_id, energy_wh, covered_s, readings, windows, "
+    "last_window_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (day, meter_id) DO UPDATE SET "
+    "energy_wh = energy_wh + excluded.energy_wh, covered_s = covered_s + excluded.covered_s, "
+    "readings = readings + excluded.readings, windows = windows + excluded.windows, "
+    "last_window_ms = max(last_window_ms, excluded.last_window_ms)",
+    "INSERT INTO rollup_daily_campus (day, energy_wh, covered_s, readings, windows, "
+    "last_window_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (day) DO UPDATE SET "
+    "energy_wh = energy_wh + excluded.energy_wh, covered_s = covered_s + excluded.covered_s, "
+    "readings = readings + excluded.readings, windows = windows + excluded.windows, "
+    "last_window_ms = max(last_window_ms, excluded.last_window_ms)",
+)
+METER_SQL = (
+    "INSERT INTO window_meters (meter_id, building, floor, last_window_ms, last_avg_power_w, "
+    "last_coverage, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (meter_id) DO UPDATE SET "
+    "building = excluded.building, floor = excluded.floor, updated_ms = excluded.updated_ms, "
+    "last_window_ms = max(last_window_ms, excluded.last_window_ms), "
+    "last_avg_power_w = CASE WHEN excluded.last_window_ms >= last_window_ms "
+    "THEN excluded.last_avg_power_w ELSE last_avg_power_w END, "
+    "last_coverage = CASE WHEN excluded.last_window_ms >= last_window_ms "
+    "THEN excluded.last_coverage ELSE last_coverage END"
+)
+
+DATA_VERSION_SQL = (  # a counter: readers use it to tell whether anything changed
+    "INSERT INTO meta (key, value) VALUES ('data_version', '1') "
+    "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+)
+CAMPUS_RECOUNT_SQL = (
+    "INSERT INTO rollup_daily_campus (day, energy_wh, covered_s, readings, windows, "
+    "last_window_ms) SELECT day, sum(energy_wh), sum(covered_s), sum(readings), sum(windows), "
+    "max(last_window_ms) FROM rollup_daily WHERE day = ? GROUP BY day"
+)
+
+ROLLUP_LAYOUT = 3  # bump when the rollup tables change: existing files are rebuilt
+
+
+def iso_seconds(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class SqliteSink(SqliteFile):
+    """Windows, their hourly and daily rollups and each meter's latest window, in one file."""
+
+    name = "sqlite"
+    label = "window sink"
+    integrity_budget_s = INTEGRITY_BUDGET_S  # a damaged sink is refused, not written to
+    error = SinkError
+    schema = SCHEMA
+
+    def __init__(self, path: Path, zone: ZoneInfo) -> None:
+        super().__init__(path)
+        self.zone = zone
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        super()._prepare(conn)
+        with transaction(conn):
+            # Rollups depend on the time zone and on their own layout: rebuild on a change.
+            wanted = f"{self.zone.key}|{ROLLUP_LAYOUT}"
+            row = conn.execute("SELECT value FROM meta WHERE key = 'rollup_zone'").fetchone()
+            if row is None or row[0] != wanted:
+                _rebuild_rollups(conn, self.zone)
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('rollup_zone', ?)", (wanted,)
+                )
+
+    async def merge(self, deltas: Sequence[WindowDelta], now_ms: int) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            with transaction(conn):
+                for delta in deltas:
+                    row = conn.execute(
+                        "SELECT accumulator FROM window_aggregates WHERE id = ?",
+                        (delta.document_id,),
+                    ).fetchone()
+                    existing = Accumulator.from_dict(json.loads(row[0])) if row else None
+                    doc = window_document(delta, existing, now_ms)
+                    _roll_up(conn, change(existing, doc, self.zone))
+                    _write(conn, doc, now_ms)
+                conn.execute(DATA_VERSION_SQL)
+            return len(deltas)
+
+        return await self._call(work)
+
+    async def windows(
+        self, start_ms: int, end_ms: int, meters: Collection[str] | None
+    ) -> list[WindowDoc]:
+        where = ""
+        params: list[object] = [start_ms, end_ms]
+        if meters is not None:
+            where = f"AND meter_id IN ({', '.join('?' for _ in meters)})"
+            params += list(meters)
+
+        def work(conn: sqlite3.Connection) -> list[WindowDoc]:
+            conn.row_factory = sqlite3.Row
+            try:
+                rows = conn.execute(
+                    "SELECT * FROM window_aggregates WHERE window_start_ms >= ? "
+                    f"AND window_start_ms < ? {where} ORDER BY window_start_ms, meter_id",
+                    params,
+                ).fetchall()
+            finally:
+                conn.row_factory = None
+            return [
+                stored_window(
+                    {**dict(row), "accumulator": json.loads(row["accumulator"])},
+                    row["window_start_ms"],
+                    _ms(row["window_end"]),
+                    _ms(row["updated_at"]),
+                )
+                for row in rows
+            ]
+
+        return await self._call(work)
+
+    async def replace(self, docs: Sequence[WindowDoc], now_ms: int) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            with transaction(conn):
+                for doc in docs:
+                    _write(conn, doc, now_ms)
+                _recount_days(conn, [(d.meter_id, d.window_start_ms) for d in docs], self.zone)
+                if docs:
+                    conn.execute(DATA_VERSION_SQL)
+            return len(docs)
+
+        return await self._call(work)
+
+    async def delete(self, keys: Sequence[tuple[str, int]], now_ms: int) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            with transaction(conn):
+                deleted = sum(
+                    conn.execute(
+                        "DELETE FROM window_aggregates WHERE meter_id = ? AND window_start_ms = ?",
+                        key,
+                    ).rowcount
+                    for key in keys
+                )
+                _recount_days(conn, keys, self.zone)
+                for meter_id in sorted({m for m, _ in keys}):
+                    _find_latest(conn, meter_id, now_ms)
+                if deleted:
+                    conn.execute(DATA_VERSION_SQL)
+            return deleted
+
+        return await self._call(work)
+
+
+def _ms(text: str) -> int:
+    moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)
+
+
+def _write(conn: sqlite3.Connection, doc: WindowDoc, now_ms: int) -> None:
+    """Store `doc` in place of its window's row, and note it as its meter's latest window."""
+    conn.execute(
+        METER_SQL,
+        (
+            doc.meter_id,
+            doc.building,
+            doc.floor,
+            doc.window_start_ms,
+            doc.avg_power_w,
+            doc.coverage,
+            now_ms,
+        ),
+    )
+    fields = doc.fields(iso_seconds)
+    fields["updated_at"] = iso_seconds(now_ms)
+    columns = ["id", *fields, "window_start_ms", "accumulator"]
+    values = [
+        doc.document_id,
+        *fields.values(),
+        doc.window_start_ms,
+        json.dumps(doc.accumulator.to_dict()),
+    ]
+    conn.execute(
+        f"INSERT OR REPLACE INTO window_aggregates ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' for _ in columns)})",
+        values,
+    )
+
+
+def _recount_days(
+    conn: sqlite3.Connection, windows: Sequence[tuple[str, int]], zone: ZoneInfo
+) -> None:
+    """Count afresh the rollups of every local day these (meter, window start) fall on."""
+    touched = sorted({(meter_id, local_day(start, zone)) for meter_id, start in windows})
+    for meter_id, day in touched:
+        _recount(conn, meter_id, day, zone)
+    for day in sorted({day for _, day in touched}):
+        conn.execute("DELETE FROM rollup_daily_campus WHERE day = ?", (day,))
+        conn.execute(CAMPUS_RECOUNT_SQL, (day,))
+
+
+def _find_latest(conn: sqlite3.Connection, meter_id: str, now_ms: int) -> None:
+    """Note the meter's latest window again from its windows (none left: forget the meter)."""
+    row = conn.execute(
+        "SELECT building, floor, window_start_ms, avg_power_w, coverage FROM window_aggregates "
+        "WHERE meter_id = ? ORDER BY window_start_ms DESC LIMIT 1",
+        (meter_id,),
+    ).fetchone()
+    if row is None:
+        conn.execute("DELETE FROM window_meters WHERE meter_id = ?", (meter_id,))
+        return
+    conn.execute(
+        "UPDATE window_meters SET building = ?, floor = ?, last_window_ms = ?, "
+        "last_avg_power_w = ?, last_coverage = ?, updated_ms = ? WHERE meter_id = ?",
+        (*row, now_ms, meter_id),
+    )
+
+
+def _recount(conn: sqlite3.Connection, meter_id: str, day: str, zone: ZoneInfo) -> None:
+    """Count a meter's hourly and daily rollups of the local `day` afresh from its windows."""
+    low, high = day_span(day, zone)
+    windows = [
+        (start, Accumulator.from_dict(json.loads(accumulator)))
+        for start, accumulator in conn.execute(
+            "SELECT window_start_ms, accumulator FROM window_aggregates "
+            "WHERE meter_id = ? AND window_start_ms >= ? AND window_start_ms < ?",
+            (meter_id, low, high),
+        )
+    ]
+    hourly, daily = recount(windows, day, zone)
+    stale = [
+        (hour, meter_id)
+        for (hour,) in conn.execute(
+            "SELECT hour_ms FROM rollup_hourly WHERE meter_id = ? AND hour_ms >= ? AND hour_ms < ?",
+            (meter_id, low, high),
+        ).fetchall()
+        if local_day(hour, zone) == day
+    ]
+    conn.executemany("DELETE FROM rollup_hourly WHERE hour_ms = ? AND meter_id = ?", stale)
+    conn.executemany(
+        "INSERT INTO rollup_hourly (hour_ms, meter_id, energy_wh, covered_s, readings, windows) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (hour, meter_id, s.energy_wh, s.covered_s, s.readings, s.windows)
+            for hour, s in sorted(hourly.items())
+        ],
+    )
+    conn.execute("DELETE FROM rollup_daily WHERE day = ? AND meter_id = ?", (day, meter_id))
+    if daily is not None:
+        conn.execute(
+            "INSERT INTO rollup_daily (day, meter_id, energy_wh, covered_s, readings, windows, "
+            "last_window_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                day,
+                meter_id,
+                daily.energy_wh,
+                daily.covered_s,
+                daily.readings,
+                daily.windows,
+                daily.last_window_ms,
+            ),
+        )
+
+
+def _roll_up(conn: sqlite3.Connection, c: RollupChange) -> None:
+    hourly, daily, campus = ROLLUP_SQL
+    conn.execute(hourly, (c.hour_ms, c.meter_id, c.energy_wh, c.covered_s, c.readings, c.windows))
+    conn.execute(
+        daily,
+        (c.day, c.meter_id, c.energy_wh, c.covered_s, c.readings, c.windows, c.window_start_ms),
+    )
+    conn.execute(
+        campus, (c.day, c.energy_wh, c.covered_s, c.readings, c.windows, c.window_start_ms)
+    )
+
+
+def _rebuild_rollups(conn: sqlite3.Connection, zone: ZoneInfo) -> None:
+    """Recompute every rollup from the windows (a new file, an upgrade, or a new time zone)."""
+    conn.execute("DELETE FROM rollup_hourly")
+    conn.execute("DELETE FROM rollup_daily")
+    conn.execute("DELETE FROM rollup_daily_campus")
+    conn.execute("DELETE FROM window_meters")
+    conn.execute(
+        "INSERT INTO window_meters (meter_id, building, floor, last_window_ms, last_avg_power_w, "
+        "last_coverage, updated_ms) SELECT w.meter_id, w.building, w.floor, w.window_start_ms, "
+        "w.avg_power_w, w.coverage, 0 FROM window_aggregates w WHERE w.window_start_ms = "
+        "(SELECT max(window_start_ms) FROM window_aggregates x WHERE x.meter_id = w.meter_id)"
+    )
+    rows = conn.execute("SELECT meter_id, window_start_ms, accumulator FROM window_aggregates")
+    for meter_id, start_ms, accumulator in rows:
+        acc = Accumulator.from_dict(json.loads(accumulator))
+        _roll_up(
+            conn,
+            RollupChange(
+                meter_id,
+                local_day(start_ms, zone),
+                hour_of(start_ms, zone),
+                start_ms,
+                acc.energy_wh,
+                acc.covered_s,
+                acc.readings,
+                1,
+            ),
+        )

@@ -1,0 +1,137 @@
+"""Reading the SQLite window sink (read-only; safe while the bridge writes, thanks to WAL).
+
+Opened with `adapters.sqlite.ReadOnly`: a WAL file on a read-only mount is read too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+from campus_energy.backends.base import Bucket, Grain, MeterLatest, Total
+from campus_energy.errors import SourceError
+from campus_energy.runtime.sqlite import ReadOnly
+
+GRAIN_SQL = {
+    # windows summed per meter per 5-minute step here, so short windows send no more rows
+    "window": (
+        "SELECT meter_id, window_start_ms - window_start_ms % 300000 AS step, "
+        "sum(total_energy_wh), sum(json_extract(accumulator, '$.covered_s')), "
+        "sum(readings_in_batch) FROM window_aggregates "
+        "WHERE window_start_ms >= ? AND window_start_ms < ?"
+    ),
+    "hour": (
+        "SELECT meter_id, hour_ms, energy_wh, covered_s, readings FROM rollup_hourly "
+        "WHERE hour_ms >= ? AND hour_ms < ?"
+    ),
+    "day": (
+        "SELECT meter_id, day, energy_wh, covered_s, readings FROM rollup_daily "
+        "WHERE day >= ? AND day < ?"
+    ),
+}
+
+
+class SqliteSource:
+    name = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()  # one connection per thread (Gunicorn threads, tests)
+
+    def _conn(self) -> sqlite3.Connection:
+        file: ReadOnly | None = getattr(self._local, "file", None)
+        if file is None:
+            if not self.path.exists():
+                raise SourceError(f"window store {self.path} does not exist yet")
+            file = self._local.file = ReadOnly(self.path, timeout_s=5)
+        return file.connection()
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if getattr(self._local, "file", None) is None and self._not_written_yet():
+            return []  # a new installation: the bridge has not written its first window
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc) and not self._has_windows():
+                return []  # the bridge has not written anything yet
+            raise SourceError(f"window store {self.path}: {exc}") from None
+        except sqlite3.Error as exc:
+            raise SourceError(f"window store {self.path}: {exc}") from None
+
+    def _not_written_yet(self) -> bool:
+        """The file is missing but its folder is there (a missing folder is a wrong path)."""
+        return not self.path.exists() and self.path.parent.is_dir()
+
+    def _has_windows(self) -> bool:
+        try:
+            return bool(
+                self._conn()
+                .execute("SELECT 1 FROM sqlite_master WHERE name = 'window_aggregates'")
+                .fetchall()
+            )
+        except sqlite3.Error:
+            return False
+
+    def version(self) -> str:
+        rows = self._query("SELECT value FROM meta WHERE key = 'data_version'")
+        return rows[0][0] if rows else "0"
+
+    def meters(self) -> list[MeterLatest]:
+        return [
+            MeterLatest(*row)
+            for row in self._query(
+                "SELECT meter_id, building, floor, last_window_ms, last_avg_power_w, last_coverage "
+                "FROM window_meters ORDER BY meter_id"
+            )
+        ]
+
+    def total(self, first_day: str, last_day: str, meters: Collection[str] | None) -> Total:
+        if meters is None:  # the campus: one rollup row per day, however many meters
+            rows = self._query(
+                "SELECT coalesce(sum(energy_wh), 0), coalesce(sum(readings), 0), "
+                "max(last_window_ms), (SELECT count(*) FROM window_meters m WHERE EXISTS "
+                "(SELECT 1 FROM rollup_daily d WHERE d.meter_id = m.meter_id "
+                "AND d.day >= ?1 AND d.day <= ?2)) FROM rollup_daily_campus "
+                "WHERE day >= ?1 AND day <= ?2",
+                [first_day, last_day],
+            )
+            if not rows:
+                return Total(0.0, 0, 0, None)
+            energy, readings, last, found = rows[0]
+            return Total(float(energy), int(readings), int(found), last)
+        where, params = _meter_filter(meters)
+        rows = self._query(
+            "SELECT coalesce(sum(energy_wh), 0), coalesce(sum(readings), 0), "
+            "count(DISTINCT meter_id), max(last_window_ms) FROM rollup_daily "
+            f"WHERE day >= ? AND day <= ? {where}",
+            [first_day, last_day, *params],
+        )
+        if not rows:
+            return Total(0.0, 0, 0, None)
+        energy, readings, found, last = rows[0]
+        return Total(float(energy), int(readings), int(found), last)
+
+    def buckets(
+        self, grain: Grain, start: int | str, end: int | str, meters: Collection[str] | None
+    ) -> list[Bucket]:
+        where, params = _meter_filter(meters)
+        group = " GROUP BY meter_id, step" if grain == "window" else ""
+        rows = self._query(f"{GRAIN_SQL[grain]} {where}{group}", [start, end, *params])
+        return [Bucket(m, k, float(e), float(c or 0.0), int(r)) for m, k, e, c, r in rows]
+
+    def close(self) -> None:
+        file = getattr(self._local, "file", None)
+        if file is not None:
+            file.close()
+            self._local.file = None
+
+
+def _meter_filter(meters: Collection[str] | None) -> tuple[str, list[str]]:
+    if meters is None:
+        return "", []
+    if not meters:
+        return "AND 0", []
+    return f"AND meter_id IN ({', '.join('?' for _ in meters)})", list(meters)

@@ -1,0 +1,620 @@
+"""The configuration: one TOML file, validated once at start-up into a frozen `Config`.
+
+Every key may be overridden by an environment variable
+`CAMPUS_ENERGY__<SECTION>__<KEY>` (list items by index, e.g.
+`CAMPUS_ENERGY__METERS__0__UNIT`). Relative paths in the file are relative to
+the file's own directory. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import socket
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from campus_energy.core.incoming import Limits
+from campus_energy.core.models import Profile
+from campus_energy.core.planner import BusCostModel
+from campus_energy.core.validation import problems
+from campus_energy.errors import ConfigError, ProfileError
+from campus_energy.meters.profiles import load_profiles
+
+CONFIG_ENV = "CAMPUS_ENERGY_CONFIG"
+DEFAULT_CONFIG_PATH = Path("campus-energy.toml")
+ENV_PREFIX = "CAMPUS_ENERGY__"
+POSTGRES_DSN_ENV = "CAMPUS_ENERGY_POSTGRES_DSN"
+# Keys whose value may hold a secret: a configuration error never shows it (nor a table above it)
+SECRET_KEYS = (
+    "bridge.postgres.dsn",
+    "bridge.firestore.credentials_file",
+    "mqtt.password_file",
+    "mqtt.signing_key_file",
+    "mqtt.tls_key_file",
+)
+_ID = re.compile(r"^[a-z0-9_-]+$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SiteConfig(_Section):
+    name: str = "Campus"
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. 'Asia/Kolkata')") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class StorageConfig(_Section):
+    path: Path = Path("var/smart_meter.db")
+    retention_days: int | None = Field(default=None, ge=1, description="None: keep every reading")
+
+
+class MqttConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    topic_prefix: str = "campus/energy"
+    username: str | None = None
+    password_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="HMAC key: the logger signs its readings, the bridge refuses unsigned ones",
+    )
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    homeassistant_discovery: bool = False
+    homeassistant_prefix: str = "homeassistant"
+
+    @field_validator("topic_prefix", "homeassistant_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not value or value.startswith("/") or value.endswith("/") or set("#+") & set(value):
+            raise ValueError(f"must be a topic without wildcards or outer '/', got {value!r}")
+        return value
+
+
+_SERIAL_KEYS = ("baudrate", "parity", "stopbits", "bytesize")
+
+
+class BusConfig(_Section):
+    """One Modbus bus: an RS-485 line (`rtu`), an RS-485 gateway (`rtu-tcp`) or Modbus TCP."""
+
+    name: str
+    transport: Literal["rtu", "rtu-tcp", "tcp"]
+    device: str | None = None
+    baudrate: int = Field(default=9600, ge=300, le=1_000_000)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    host: str | None = None
+    port: int = Field(default=502, ge=1, le=65535)
+    timeout_s: float = Field(default=1.0, gt=0, le=60)
+    retries: int = Field(default=3, ge=0, le=10)
+    turnaround_s: float | None = Field(
+        default=None, ge=0, le=5, description="device turnaround for the read planner's model"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError(f"must use only a-z, 0-9, '-' and '_', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_transport_keys(self) -> BusConfig:
+        given = self.model_fields_set
+        wrong: list[str]
+        if self.transport == "rtu":
+            if not self.device:
+                raise ValueError("transport 'rtu' needs 'device' (e.g. '/dev/ttyUSB0')")
+            wrong = [k for k in ("host", "port") if k in given]
+        else:
+            if not self.host:
+                raise ValueError(f"transport {self.transport!r} needs 'host'")
+            wrong = ["device"] if "device" in given else []
+            if self.transport == "tcp":
+                wrong += [k for k in _SERIAL_KEYS if k in given]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)} not used with transport {self.transport!r}")
+        return self
+
+    @property
+    def cost_model(self) -> BusCostModel:
+        """The read planner's model of one request's bus time on this bus."""
+        if self.transport == "tcp":
+            return BusCostModel.tcp(0.002 if self.turnaround_s is None else self.turnaround_s)
+        return BusCostModel.serial(
+            self.baudrate,
+            parity=self.parity,
+            stopbits=self.stopbits,
+            bytesize=self.bytesize,
+            turnaround_s=0.02 if self.turnaround_s is None else self.turnaround_s,
+        )
+
+
+class SimulationConfig(_Section):
+    """How the simulator plays this meter (ignored by everything else)."""
+
+    seed: int | None = None
+    base_w: float | None = Field(default=None, ge=0)
+    peak_w: float | None = Field(default=None, ge=0)
+    timeout_rate: float = Field(default=0.0, ge=0, le=1)
+    exception_rate: float = Field(default=0.0, ge=0, le=1)
+    corrupt_rate: float = Field(default=0.0, ge=0, le=1)
+    disconnect_after_s: float | None = Field(default=None, ge=0)
+    reconnect_after_s: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _check_outage(self) -> SimulationConfig:
+        if self.reconnect_after_s is not None:
+            if self.disconnect_after_s is None:
+                raise ValueError("reconnect_after_s needs disconnect_after_s")
+            if self.reconnect_after_s <= self.disconnect_after_s:
+                raise ValueError("reconnect_after_s must be later than disconnect_after_s")
+        return self
+
+
+class MeterConfig(_Section):
+    id: str
+    bus: str
+    unit: int
+    profile: str
+    building: str = ""
+    floor: str = ""
+    interval_s: float = Field(default=5.0, gt=0, le=3600)
+    max_gap_s: float | None = Field(
+        default=None, gt=0, description="default: 3 × interval_s, plus half an interval of slack"
+    )
+    max_power_w: float | None = Field(default=None, gt=0, description="default: the profile's")
+    simulate: SimulationConfig = SimulationConfig()
+
+    @model_validator(mode="after")
+    def _check_gap(self) -> MeterConfig:
+        if self.max_gap_s is not None and self.max_gap_s < self.interval_s:
+            raise ValueError(
+                f"max_gap_s ({self.max_gap_s:g}) must be at least interval_s ({self.interval_s:g})"
+            )
+        return self
+
+    @property
+    def gap_limit_s(self) -> float:
+        """Longest interval between readings that is still integrated.
+
+        By default two missed polls in a row are still integrated: three intervals,
+        plus half an interval so that response-time jitter cannot decide it.
+        """
+        return self.max_gap_s if self.max_gap_s is not None else 3.5 * self.interval_s
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError(f"must use only a-z, 0-9, '-' and '_', got {value!r}")
+        return value
+
+    @field_validator("unit")
+    @classmethod
+    def _check_unit(cls, value: int) -> int:
+        if not 1 <= value <= 247:
+            raise ValueError(f"must be between 1 and 247, got {value}")
+        return value
+
+
+def _default_logger_id() -> str:
+    name = re.sub(r"[^a-z0-9_-]+", "-", socket.gethostname().lower()).strip("-")
+    return name or "logger"
+
+
+class LoggerConfig(_Section):
+    id: str = Field(default_factory=_default_logger_id, description="default: the host name")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, description="None: no /metrics")
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError(f"must use only a-z, 0-9, '-' and '_', got {value!r}")
+        return value
+
+
+class SqliteSinkConfig(_Section):
+    path: Path = Path("var/windows.db")
+
+
+class FirestoreSinkConfig(_Section):
+    project: str | None = None
+    credentials_file: Path | None = None
+    collection: str = "readings_5min_avg"
+    layout: Literal["per-meter", "per-window"] = "per-meter"
+
+
+class PostgresSinkConfig(_Section):
+    dsn: str | None = Field(default=None, repr=False)
+    schema_name: str = Field(default="public", alias="schema")
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @field_validator("schema_name")
+    @classmethod
+    def _check_schema(cls, value: str) -> str:
+        if not re.match(r"^[a-z_][a-z0-9_]*$", value):
+            raise ValueError(f"must be a plain lower-case SQL name, got {value!r}")
+        return value
+
+
+def _default_bridge_id() -> str:
+    return f"campus-energy-bridge-{_default_logger_id()}"
+
+
+class BridgeConfig(_Section):
+    window_s: int = Field(default=300, ge=1, le=900)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, description="None: no /metrics")
+    grace_s: float = Field(default=60, ge=0, le=3600)
+    sink: Literal["sqlite", "firestore", "postgres"] = "sqlite"
+    spool_path: Path = Path("var/bridge-spool.db")
+    client_id: str = Field(
+        default_factory=_default_bridge_id, description="MQTT client id of the persistent session"
+    )
+    shared_group: str | None = Field(
+        default=None, description="share the load with other bridges ($share/<group>/...)"
+    )
+    max_interval_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=86_400,
+        description="longest ts - interval_start of a reading (never below max_gap_s + 1 %)",
+    )
+    dead_letters_max_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=64 * 1024, description="cap of the spool's dead_letters table"
+    )
+    sqlite: SqliteSinkConfig = SqliteSinkConfig()
+    firestore: FirestoreSinkConfig = FirestoreSinkConfig()
+    postgres: PostgresSinkConfig = PostgresSinkConfig()
+
+    @field_validator("window_s")
+    @classmethod
+    def _check_window(cls, value: int) -> int:
+        if 900 % value:
+            raise ValueError(
+                "must divide 900 (e.g. 60, 300, 900), so that windows never straddle a local "
+                f"hour or day in any time zone, got {value}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_sink(self) -> BridgeConfig:
+        if self.sink == "postgres" and not self.postgres.dsn:
+            raise ValueError("sink 'postgres' needs postgres.dsn (or $CAMPUS_ENERGY_POSTGRES_DSN)")
+        return self
+
+    @field_validator("shared_group")
+    @classmethod
+    def _check_group(cls, value: str | None) -> str | None:
+        if value is not None and not _ID.match(value):
+            raise ValueError(f"must use only a-z, 0-9, '-' and '_', got {value!r}")
+        return value
+
+
+class ApiConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    source: Literal["sqlite", "firestore", "postgres"] | None = Field(
+        default=None, description="where to read windows (default: bridge.sink)"
+    )
+    workers: int = Field(default=2, ge=1, le=64)
+    cache_s: float = Field(default=30, ge=0, le=3600)
+    refresh_s: int = Field(default=60, ge=5, le=3600)
+    cors_origins: tuple[str, ...] = ()
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not re.match(r"^https?://[^/\s]+$", origin):
+                raise ValueError(f"must be origins like 'https://example.org', got {origin!r}")
+        return value
+
+
+class DashboardConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8501, ge=1, le=65535)
+
+
+class Config(_Section):
+    profiles_dir: Path | None = None
+    site: SiteConfig = SiteConfig()
+    storage: StorageConfig = StorageConfig()
+    mqtt: MqttConfig = MqttConfig()
+    buses: tuple[BusConfig, ...] = ()
+    meters: tuple[MeterConfig, ...] = ()
+    logger: LoggerConfig = LoggerConfig()
+    bridge: BridgeConfig = BridgeConfig()
+    api: ApiConfig = ApiConfig()
+    dashboard: DashboardConfig = DashboardConfig()
+
+    _profiles: dict[str, Profile] = PrivateAttr(default_factory=dict)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def profiles(self) -> Mapping[str, Profile]:
+        """Every known meter profile (built-in and from `profiles_dir`)."""
+        return self._profiles
+
+    @property
+    def source(self) -> Path | None:
+        """The file this configuration was read from (None: embedded defaults)."""
+        return self._source
+
+    def bus(self, name: str) -> BusConfig:
+        for bus in self.buses:
+            if bus.name == name:
+                return bus
+        raise KeyError(name)
+
+    def meter(self, meter_id: str) -> MeterConfig:
+        for meter in self.meters:
+            if meter.id == meter_id:
+                return meter
+        raise KeyError(meter_id)
+
+    def profile_of(self, meter: MeterConfig) -> Profile:
+        return self._profiles[meter.profile]
+
+    def power_limit_w(self, meter: MeterConfig) -> float | None:
+        """The largest plausible |power| of a meter (None: any finite value)."""
+        if meter.max_power_w is not None:
+            return meter.max_power_w
+        return self._profiles[meter.profile].max_power_w
+
+    def intake_limits(self) -> dict[str, Limits]:
+        """Per meter, what the bridge accepts from it (`core.incoming`)."""
+        bound = self.bridge.max_interval_s
+        return {m.id: Limits.of(self.power_limit_w(m), m.gap_limit_s, bound) for m in self.meters}
+
+    def intake_fallback(self) -> Limits:
+        """What the bridge accepts from a meter the configuration does not list."""
+        bound = self.bridge.max_interval_s
+        return Limits() if bound is None else Limits(max_interval_s=bound)
+
+
+def _set_path(data: dict[str, Any], parts: list[str], value: str, variable: str) -> None:
+    node: Any = data
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError.single(variable, f"no list item {part!r} to override")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            elif part not in node and parts[depth + 1].isdigit():
+                raise ConfigError.single(variable, f"no list {part!r} in the file to override")
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise ConfigError.single(variable, f"{parts[depth - 1]!r} is not a table")
+
+
+def apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of `data` with every `CAMPUS_ENERGY__SECTION__KEY` variable applied (as a string)."""
+    result: dict[str, Any] = _deep_copy(data)
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in variable.removeprefix(ENV_PREFIX).split("__")]
+        if not all(parts):
+            raise ConfigError.single(variable, "malformed override variable name")
+        _set_path(result, parts, environ[variable], variable)
+    return result
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def quoted(name: str) -> str:
+    """A name as messages show it: in double quotes, escaped where needed."""
+    return json.dumps(name, ensure_ascii=False)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """' — did you mean "x"?' naming the closest of `choices` to a misspelled `name`, else ''."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" — did you mean {quoted(close[0])}?" if close else ""
+
+
+def unknown_name(kind: str, name: str, choices: Iterable[str], listing: str) -> str:
+    """'unknown KIND "name"', then the closest choice, or else `listing` (where to look)."""
+    hint = did_you_mean(name, choices)
+    return f"unknown {kind} {quoted(name)}{hint or ' ' + listing}"
+
+
+# list sections whose items have a name of their own: section -> the key holding it
+_ITEM_NAMES = {"meters": "id", "buses": "name"}
+_ITEM_KEY = re.compile(r"^(meters|buses)\[(\d+)\]")
+
+
+def named_key(key: str, data: Mapping[str, Any]) -> str:
+    """'meters[3].profile' -> 'meters[3] (id "lib-f2-004").profile', the item's name from `data`.
+
+    Left as it is when the item has no usable name, or when the key is that name itself.
+    """
+    match = _ITEM_KEY.match(key)
+    if match is None:
+        return key
+    section, index = match.group(1), int(match.group(2))
+    field = _ITEM_NAMES[section]
+    items = data.get(section)
+    if not isinstance(items, list) or index >= len(items) or not isinstance(items[index], dict):
+        return key
+    name = items[index].get(field)
+    rest = key[match.end() :]
+    if not isinstance(name, str) or not name or rest == f".{field}":
+        return key
+    return f"{match.group(0)} ({field} {quoted(name)}){rest}"
+
+
+def _cross_check(config: Config, profiles: Mapping[str, Profile]) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    bus_names = [b.name for b in config.buses]
+    for i, bus in enumerate(config.buses):
+        if bus_names.index(bus.name) != i:
+            found.append((f"buses[{i}].name", f"duplicate bus name {quoted(bus.name)}"))
+    seen_ids: set[str] = set()
+    seen_units: set[tuple[str, int]] = set()
+    for i, meter in enumerate(config.meters):
+        where = f"meters[{i}]"
+        if meter.id in seen_ids:
+            found.append((f"{where}.id", f"duplicate meter id {quoted(meter.id)}"))
+        seen_ids.add(meter.id)
+        if meter.bus not in bus_names:
+            listing = f"(buses: {', '.join(bus_names) or 'none configured'})"
+            found.append((f"{where}.bus", unknown_name("bus", meter.bus, bus_names, listing)))
+        elif (meter.bus, meter.unit) in seen_units:
+            found.append(
+                (f"{where}.unit", f"unit {meter.unit} is already used on {quoted(meter.bus)}")
+            )
+        seen_units.add((meter.bus, meter.unit))
+        if meter.profile not in profiles:
+            listing = "(see: campus-energy profiles)"
+            found.append(
+                (f"{where}.profile", unknown_name("profile", meter.profile, profiles, listing))
+            )
+    return found
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make relative file paths relative to the config file's directory."""
+
+    def fix(section: dict[str, Any] | None, key: str, default: Path | None = None) -> None:
+        if not isinstance(section, dict):
+            return
+        value = section.get(key, None if default is None else str(default))
+        if isinstance(value, str):
+            path = Path(value).expanduser()
+            section[key] = str(path if path.is_absolute() else base / path)
+
+    def part(parent: dict[str, Any], name: str) -> dict[str, Any] | None:
+        found = parent.setdefault(name, {})
+        return found if isinstance(found, dict) else None
+
+    # Data files left at their defaults live next to the config file too, not in whatever
+    # folder the service happens to start in.
+    fix(data, "profiles_dir")
+    fix(part(data, "storage"), "path", StorageConfig().path)
+    secrets = ("password_file", "signing_key_file")
+    for key in (*secrets, "tls_ca_file", "tls_cert_file", "tls_key_file"):
+        fix(data.get("mqtt"), key)
+    bridge = part(data, "bridge")
+    if bridge is not None:
+        fix(bridge, "spool_path", BridgeConfig.model_fields["spool_path"].default)
+        fix(part(bridge, "sqlite"), "path", SqliteSinkConfig().path)
+        fix(bridge.get("firestore"), "credentials_file")
+
+
+def config_path(explicit: Path | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
+    """The config file to read and whether the user named it (explicitly or by environment)."""
+    if explicit is not None:
+        return explicit, True
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV]), True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> Config:
+    """Validate a configuration mapping (plus environment overrides) into a `Config`.
+
+    With `base_dir`, relative file paths are taken relative to it.
+    """
+    environ = environ or {}
+    merged = apply_environment(dict(data), environ)
+    dsn = environ.get(POSTGRES_DSN_ENV)
+    bridge = merged.setdefault("bridge", {}) if dsn else None
+    postgres = bridge.setdefault("postgres", {}) if isinstance(bridge, dict) else None
+    if dsn and isinstance(postgres, dict) and not postgres.get("dsn"):
+        postgres["dsn"] = dsn  # (a `bridge` or `postgres` that is no table is reported below)
+    if base_dir is not None:
+        _resolve_paths(merged, base_dir)
+    try:
+        config = Config.model_validate(merged)
+    except ValidationError as exc:
+        found = problems(exc, secrets=SECRET_KEYS)
+        raise ConfigError([(named_key(k, merged), m) for k, m in found]) from None  # no values
+    try:
+        profiles = load_profiles(config.profiles_dir)
+    except ProfileError as exc:
+        raise ConfigError.single("profiles_dir", str(exc)) from exc
+    found = _cross_check(config, profiles)
+    if found:
+        raise ConfigError([(named_key(k, merged), m) for k, m in found])
+    config._profiles = profiles
+    return config
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, override and validate the configuration. Raises ConfigError naming the key."""
+    environ = environ or {}
+    file, named = config_path(path, environ)
+    if not file.exists():
+        if named:
+            raise ConfigError.single("config", f"file not found: {file}")
+        return parse_config({}, environ)
+    if file.is_dir():
+        raise ConfigError.single(
+            "config", f"{file} is a folder: name the configuration file itself"
+        )
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError.single("config", f"cannot read {file}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError.single("config", f"{file} is not UTF-8 text: {exc.reason}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError.single("config", f"{file} is not valid TOML: {exc}") from exc
+    config = parse_config(data, environ, base_dir=file.resolve().parent)
+    config._source = file.resolve()
+    return config

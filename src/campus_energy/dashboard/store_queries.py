@@ -1,0 +1,326 @@
+"""The dashboard's reads of the logger's store: parameterised, index-friendly, bucketed in SQL.
+
+Energy over any range comes from the cumulative `energy_total` column: the
+energy of readings with ts in [a, b) is total(last reading before b) minus
+total(last reading before a) — two index seeks per meter and boundary, however
+many readings lie in between. The time those readings cover is found the same
+way (the timestamps of the same two readings) less the gaps recorded in between,
+so an average power is always energy ÷ covered time, never energy ÷ clock time.
+Long power profiles are averaged per bucket in SQL; raw rows are only ever read
+for short ranges or with a limit.
+
+The store is opened read-only with `adapters.sqlite.ReadOnly` (also on a
+read-only mount); every sqlite3 failure becomes a StoreUnavailable, and
+StoreDamaged when SQLite finds the file malformed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from campus_energy.errors import CampusEnergyError
+from campus_energy.runtime.sqlite import ReadOnly, is_damage
+
+UWH = 1_000_000
+
+
+class StoreUnavailable(CampusEnergyError):
+    """The logger's store cannot be read (missing, locked, not a store)."""
+
+
+class StoreDamaged(StoreUnavailable):
+    """SQLite finds the logger's store malformed, or no database at all."""
+
+
+def _failure(what: str, exc: sqlite3.Error) -> StoreUnavailable:
+    if is_damage(exc):
+        return StoreDamaged(f"{what} is damaged ({exc})")
+    return StoreUnavailable(f"{what} cannot be read: {exc}")
+
+
+@dataclass(frozen=True)
+class Span:
+    """What one meter's readings with ts in [a, b) hold: energy, and the time they integrated."""
+
+    wh: float
+    covered_ms: int
+
+
+@dataclass(frozen=True)
+class Meter:
+    key: int  # samples.meter
+    meter_id: str
+    building: str
+    floor: str
+    profile: str
+
+
+def open_store(path: Path) -> ReadOnly:
+    """The store opened read-only (safe while the logger writes: WAL), checked to be a store."""
+    if not path.exists():
+        raise StoreUnavailable(f"the logger's store {path} does not exist yet")
+    store = ReadOnly(path, timeout_s=2, check_same_thread=False)
+    try:
+        store.connection().execute("SELECT 1 FROM samples LIMIT 1").fetchall()
+    except sqlite3.Error as exc:
+        store.close()
+        raise _failure(f"the logger's store {path}", exc) from None
+    return store
+
+
+def connection(store: ReadOnly) -> sqlite3.Connection:
+    """The store's connection (opened again when a file read as immutable has changed)."""
+    try:
+        return store.connection()
+    except sqlite3.Error as exc:
+        raise _failure(f"the logger's store {store.path}", exc) from None
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A read-only connection (safe while the logger writes: WAL)."""
+    return open_store(path).connection()
+
+
+def _rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.Error as exc:
+        raise _failure("the logger's store", exc) from None
+
+
+def meters(conn: sqlite3.Connection) -> list[Meter]:
+    return [
+        Meter(*row)
+        for row in _rows(
+            conn, "SELECT id, meter_id, building, floor, profile FROM meters ORDER BY meter_id"
+        )
+    ]
+
+
+def has_readings(conn: sqlite3.Connection) -> bool:
+    return bool(_rows(conn, "SELECT 1 FROM samples LIMIT 1"))
+
+
+def _edges(conn: sqlite3.Connection, meter: int, boundaries: Sequence[int]) -> list[Any]:
+    """(ts, total µWh) of the meter's last reading before each boundary (None, None: none)."""
+    values = ", ".join("(?)" for _ in boundaries)
+    rows = _rows(
+        conn,
+        f"WITH b(t) AS (VALUES {values}), last(t, ts) AS (SELECT t, (SELECT ts_ms FROM samples "
+        "WHERE meter = ? AND ts_ms < b.t ORDER BY ts_ms DESC LIMIT 1) FROM b) "
+        "SELECT last.t, s.ts_ms, s.energy_total FROM last LEFT JOIN samples s "
+        "ON s.meter = ? AND s.ts_ms = last.ts ORDER BY last.t",
+        (*boundaries, meter, meter),
+    )
+    return [(ts, total) for _, ts, total in rows]
+
+
+def _first_edge(conn: sqlite3.Connection, meter: int, t_ms: int) -> tuple[Any, Any]:
+    """(ts, total before it) of the first reading at or after `t_ms`: where a meter began."""
+    row = _rows(
+        conn,
+        "SELECT ts_ms, energy_total - energy FROM samples WHERE meter = ? AND ts_ms >= ? "
+        "ORDER BY ts_ms LIMIT 1",
+        (meter, t_ms),
+    )
+    return (row[0][0], row[0][1]) if row else (None, None)
+
+
+def _gaps_ending(
+    conn: sqlite3.Connection, meter: int, start_ms: int, end_ms: int
+) -> list[tuple[int, int]]:
+    return [
+        (int(a), int(b))
+        for a, b in _rows(
+            conn,
+            "SELECT start_ts_ms, end_ts_ms FROM gaps WHERE meter = ? AND end_ts_ms >= ? "
+            "AND end_ts_ms < ?",
+            (meter, start_ms, end_ms),
+        )
+    ]
+
+
+def spans(
+    conn: sqlite3.Connection, meter_keys: Sequence[int], boundaries: Sequence[int]
+) -> dict[int, list[Span]]:
+    """Per meter, the Span of each [boundaries[i], boundaries[i+1]) (ascending boundaries)."""
+    if len(boundaries) < 2:
+        return {m: [] for m in meter_keys}
+    found: dict[int, list[Span]] = {}
+    for meter in meter_keys:
+        edges = _edges(conn, meter, boundaries)
+        if edges[0][0] is None:  # nothing before the range: start from its first reading
+            edges[0] = _first_edge(conn, meter, boundaries[0])
+        gaps_ms = [0] * (len(boundaries) - 1)
+        for a, b in _gaps_ending(conn, meter, boundaries[0], boundaries[-1]):
+            gaps_ms[bisect.bisect_right(boundaries, b) - 1] += b - a
+        series: list[Span] = []
+        base_ts, base_total = edges[0]
+        for (ts, total), gap_ms in zip(edges[1:], gaps_ms, strict=True):
+            if ts is None or base_ts is None:
+                series.append(Span(0.0, 0))
+                continue
+            series.append(Span((total - base_total) / UWH, max(0, ts - base_ts - gap_ms)))
+            base_ts, base_total = ts, total
+        found[meter] = series
+    return found
+
+
+def latest(conn: sqlite3.Connection, meter_keys: Sequence[int]) -> list[dict[str, Any]]:
+    found = []
+    for meter in meter_keys:
+        row = _rows(
+            conn,
+            "SELECT s.ts_ms, s.power, s.voltage, s.current, s.pf, s.freq, m.meter_id "
+            "FROM samples s JOIN meters m ON m.id = s.meter WHERE s.meter = ? "
+            "ORDER BY s.ts_ms DESC LIMIT 1",
+            (meter,),
+        )
+        if row:
+            ts, p, v, i, pf, hz, meter_id = row[0]
+            found.append(
+                {
+                    "meter_id": meter_id,
+                    "ts_ms": ts,
+                    "power_w": None if p is None else p / 100,
+                    "voltage_v": None if v is None else v / 100,
+                    "current_a": None if i is None else i / 1000,
+                    "power_factor": None if pf is None else pf / 10000,
+                    "frequency_hz": None if hz is None else hz / 1000,
+                }
+            )
+    return found
+
+
+def mean_power(
+    conn: sqlite3.Connection,
+    meter_keys: Sequence[int],
+    start_ms: int,
+    end_ms: int,
+    bucket_ms: int,
+) -> list[tuple[str, int, float]]:
+    """(meter_id, bucket start ms, W) per bucket that integrated anything: Σ energy ÷ Σ time
+    of the readings in it (each reading's interval since the one before, gaps left out)."""
+    found: list[tuple[str, int, float]] = []
+    for meter in meter_keys:
+        before = _rows(
+            conn,
+            "SELECT ts_ms FROM samples WHERE meter = ? AND ts_ms < ? ORDER BY ts_ms DESC LIMIT 1",
+            (meter, start_ms),
+        )
+        rows = _rows(
+            conn,
+            "WITH r AS (SELECT ts_ms, energy, ts_ms - lag(ts_ms) OVER (ORDER BY ts_ms) AS dt "
+            "FROM samples WHERE meter = ? AND ts_ms >= ? AND ts_ms < ?) "
+            "SELECT (SELECT meter_id FROM meters WHERE id = ?), ? + ((r.ts_ms - ?) / ?) * ?, "
+            "sum(r.energy), sum(r.dt) FROM r LEFT JOIN gaps g ON g.meter = ? "
+            "AND g.end_ts_ms = r.ts_ms WHERE r.ts_ms >= ? AND r.dt IS NOT NULL "
+            "AND g.end_ts_ms IS NULL GROUP BY 2 ORDER BY 2",
+            (
+                meter,
+                before[0][0] if before else start_ms,
+                end_ms,
+                meter,
+                start_ms,
+                start_ms,
+                bucket_ms,
+                bucket_ms,
+                meter,
+                start_ms,
+            ),
+        )
+        found += [(m, int(t), uwh / UWH * 3_600_000 / dt) for m, t, uwh, dt in rows if dt > 0]
+    return sorted(found, key=lambda row: (row[1], row[0]))
+
+
+def raw_readings(
+    conn: sqlite3.Connection, meter_ids: Sequence[str], start_ms: int, end_ms: int, limit: int
+) -> list[tuple[Any, ...]]:
+    """The newest readings in the range (the `readings` view), at most `limit`."""
+    if not meter_ids:
+        return []
+    marks = ", ".join("?" for _ in meter_ids)
+    return _rows(
+        conn,
+        "SELECT meter_id, ts_ms, seq, voltage_v, current_a, power_w, power_factor, frequency_hz, "
+        f"energy_wh, energy_total_wh, import_energy_wh FROM readings WHERE meter_id IN ({marks}) "
+        "AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms DESC LIMIT ?",
+        (*meter_ids, start_ms, end_ms, limit),
+    )
+
+
+def gaps(
+    conn: sqlite3.Connection, meter_keys: Sequence[int], start_ms: int, end_ms: int
+) -> list[tuple[str, int, int]]:
+    if not meter_keys:
+        return []
+    marks = ", ".join("?" for _ in meter_keys)
+    return [
+        (m, a, b)
+        for m, a, b in _rows(
+            conn,
+            "SELECT m.meter_id, g.start_ts_ms, g.end_ts_ms FROM gaps g JOIN meters m "
+            f"ON m.id = g.meter WHERE g.meter IN ({marks}) AND g.end_ts_ms >= ? "
+            "AND g.start_ts_ms < ? ORDER BY g.start_ts_ms DESC",
+            (*meter_keys, start_ms, end_ms),
+        )
+    ]
+
+
+def rejects(
+    conn: sqlite3.Connection, meter_keys: Sequence[int], start_ms: int, end_ms: int
+) -> list[tuple[str, int, str, float | None]]:
+    if not meter_keys:
+        return []
+    marks = ", ".join("?" for _ in meter_keys)
+    return [
+        (m, t, why, p)
+        for m, t, why, p in _rows(
+            conn,
+            "SELECT m.meter_id, r.ts_ms, r.reason, r.power_w FROM rejects r JOIN meters m "
+            f"ON m.id = r.meter WHERE r.meter IN ({marks}) AND r.ts_ms >= ? AND r.ts_ms < ? "
+            "ORDER BY r.ts_ms DESC",
+            (*meter_keys, start_ms, end_ms),
+        )
+    ]
+
+
+def register_step_wh(value_kwh: float) -> float:
+    """The step in Wh of a float32 kWh register at `value_kwh` (its unit in the last place)."""
+    _, exponent = math.frexp(max(value_kwh, 1.0))  # value = m × 2**exponent, 0.5 ≤ m < 1
+    return 2.0 ** (exponent - 24) * 1000  # a float32 has 24 significant bits
+
+
+def register_drift(
+    conn: sqlite3.Connection, meter_keys: Sequence[int], start_ms: int, end_ms: int
+) -> list[tuple[str, float, float, float]]:
+    """(meter_id, integrated Wh, the meter's own register Wh, the register's value at the end
+    Wh) between its first and last reading in the range that carry the register."""
+    found = []
+    for meter in meter_keys:
+        edge = (
+            "SELECT ts_ms FROM samples WHERE meter = ? AND ts_ms >= ? AND ts_ms < ? "
+            "AND import_energy IS NOT NULL ORDER BY ts_ms {} LIMIT 1"
+        )  # key-order seeks from either end, not a scan of the range
+        found_first = _rows(conn, edge.format("ASC"), (meter, start_ms, end_ms))
+        found_last = _rows(conn, edge.format("DESC"), (meter, start_ms, end_ms))
+        first = found_first[0][0] if found_first else None
+        last = found_last[0][0] if found_last else None
+        if first is None or last is None or first == last:
+            continue
+        pair = _rows(
+            conn,
+            "SELECT m.meter_id, s.ts_ms, s.import_energy, s.energy_total FROM samples s "
+            "JOIN meters m ON m.id = s.meter WHERE s.meter = ? AND s.ts_ms IN (?, ?) "
+            "ORDER BY s.ts_ms",
+            (meter, first, last),
+        )
+        (meter_id, _, reg_a, tot_a), (_, _, reg_b, tot_b) = pair
+        found.append((meter_id, (tot_b - tot_a) / UWH, (reg_b - reg_a) / 10, reg_b / 10))
+    return found

@@ -1,0 +1,584 @@
+"""The logger's SQLite store: high-resolution readings, the MQTT outbox cursor, gaps and rejects.
+
+Layout (schema 1):
+- `meters`: one row per meter, with a small integer key, its metadata, the
+  outbox cursor (`published_seq`, `published_ts_ms`: every reading up to it was
+  acknowledged by the broker) and the monotonic-clock continuity of its last
+  reading (`boot_id`, `mono_ms`), so energy integration can continue across a
+  restart of the logger within one boot.
+- `samples`: one compact row per reading, clustered by (meter, ts_ms); the core
+  values are integers at the resolution of `core.resolution`, fields beyond
+  them are a JSON object in `extra`.
+- `readings`: the public view with the column names and units of the contract.
+- `latest_readings`: the newest reading of every meter.
+- `gaps`, `rejects`: intervals left unintegrated, readings refused as implausible.
+
+The readings table is the outbox: nothing is copied to publish it, so the
+outbox is bounded by the disk, not by memory. When the disk is full,
+`commit_making_room` deletes the oldest readings the broker has acknowledged
+to keep the newest. All access goes through one thread that owns the
+connection: one writer per file.
+
+When it is opened the file is checked with `PRAGMA quick_check` for at most
+`INTEGRITY_BUDGET_S` (a warm file of a few GB; the rest is left to `doctor`):
+a damaged store is refused before a reading is appended to it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from campus_energy.core.readings import Reading
+from campus_energy.core.resolution import RESOLUTION, STEPS_PER_UNIT, from_steps, to_steps
+from campus_energy.errors import StoreError, StoreFullError
+from campus_energy.runtime.sqlite import INTEGRITY_BUDGET_S, SqliteFile, transaction
+
+SCHEMA_VERSION = 1
+RETENTION_CHUNK = 10_000
+MAKE_ROOM_SHARE = 0.01  # a full disk: delete this share of the published readings, until it fits
+
+# field name -> column of `samples` (integer steps of core.resolution)
+COLUMNS: dict[str, str] = {
+    "voltage_v": "voltage",
+    "current_a": "current",
+    "power_w": "power",
+    "power_factor": "pf",
+    "frequency_hz": "freq",
+    "import_energy_wh": "import_energy",
+}
+assert set(COLUMNS) == set(RESOLUTION)
+
+
+def _view_columns() -> str:
+    return ",\n    ".join(
+        f"s.{column} / {float(STEPS_PER_UNIT[name])!r} AS {name}"
+        for name, column in COLUMNS.items()
+    )
+
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meters (
+    id INTEGER PRIMARY KEY,
+    meter_id TEXT NOT NULL UNIQUE,
+    building TEXT NOT NULL DEFAULT '',
+    floor TEXT NOT NULL DEFAULT '',
+    profile TEXT NOT NULL DEFAULT '',
+    published_seq INTEGER NOT NULL DEFAULT 0,
+    published_ts_ms INTEGER NOT NULL DEFAULT 0,
+    boot_id TEXT,
+    mono_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS samples (
+    meter INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    {", ".join(f"{c} INTEGER" for c in COLUMNS.values())},
+    energy INTEGER NOT NULL,
+    energy_total INTEGER NOT NULL,
+    extra TEXT,
+    PRIMARY KEY (meter, ts_ms)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS gaps (
+    meter INTEGER NOT NULL,
+    start_ts_ms INTEGER NOT NULL,
+    end_ts_ms INTEGER NOT NULL,
+    PRIMARY KEY (meter, start_ts_ms)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rejects (
+    meter INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    power_w REAL,
+    PRIMARY KEY (meter, ts_ms)
+) WITHOUT ROWID;
+CREATE VIEW IF NOT EXISTS readings AS
+SELECT
+    m.meter_id AS meter_id,
+    s.ts_ms AS ts_ms,
+    {_view_columns()},
+    CAST(s.energy / 1000000.0 AS REAL) AS energy_wh,
+    CAST(s.energy_total / 1000000.0 AS REAL) AS energy_total_wh,
+    s.seq AS seq,
+    s.extra AS extra
+FROM meters m JOIN samples s ON s.meter = m.id;
+CREATE VIEW IF NOT EXISTS latest_readings AS
+SELECT r.* FROM meters m JOIN readings r ON r.meter_id = m.meter_id
+WHERE r.ts_ms = (SELECT max(ts_ms) FROM samples WHERE meter = m.id);
+"""
+
+_SAMPLE_COLUMNS = ("meter", "ts_ms", "seq", *COLUMNS.values(), "energy", "energy_total", "extra")
+_INSERT_SAMPLE = (
+    f"INSERT INTO samples ({', '.join(_SAMPLE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _SAMPLE_COLUMNS)})"
+)
+
+
+# Per meter: the readings the broker has not acknowledged yet, and the oldest one's time
+# (the primary key (meter, ts_ms) makes each a range seek). Read by doctor too.
+OUTBOX_SQL = (
+    "SELECT m.meter_id, count(s.ts_ms), min(s.ts_ms) FROM meters m "
+    "LEFT JOIN samples s ON s.meter = m.id AND s.ts_ms > m.published_ts_ms GROUP BY m.id"
+)
+
+
+@dataclass(frozen=True)
+class MeterRecord:
+    """What the store keeps of a meter."""
+
+    meter_id: str
+    building: str = ""
+    floor: str = ""
+    profile: str = ""
+
+
+@dataclass(frozen=True)
+class Restored:
+    """A meter's last stored reading, to continue its sequence and its energy."""
+
+    seq: int
+    ts_ms: int
+    total_uwh: int
+    power_w: float | None
+    boot_id: str | None
+    mono_ms: int | None
+
+
+@dataclass
+class Cycle:
+    """Everything one poll cycle writes, committed in one transaction."""
+
+    readings: list[Reading] = field(default_factory=list)
+    gaps: list[tuple[str, int, int]] = field(default_factory=list)  # meter_id, start, end ts_ms
+    rejects: list[tuple[str, int, str, float | None]] = field(default_factory=list)
+    continuity: list[tuple[str, str | None, int]] = field(default_factory=list)  # id, boot, mono_ms
+
+
+def _encode(reading: Reading, meter: int) -> tuple[Any, ...]:
+    extra = {k: v for k, v in reading.values.items() if k not in COLUMNS and v is not None}
+    return (
+        meter,
+        reading.ts_ms,
+        reading.seq,
+        *(to_steps(name, reading.values.get(name)) for name in COLUMNS),
+        reading.energy_uwh,
+        reading.total_uwh,
+        json.dumps(extra, separators=(",", ":")) if extra else None,
+    )
+
+
+def _decode(meter_id: str, row: Sequence[Any]) -> Reading:
+    # row: ts_ms, seq, <columns...>, energy, energy_total, extra
+    values: dict[str, float | None] = {}
+    for offset, name in enumerate(COLUMNS, start=2):
+        value = from_steps(name, row[offset])
+        if value is not None:
+            values[name] = value
+    n = 2 + len(COLUMNS)
+    if row[n + 2]:
+        values.update(json.loads(row[n + 2]))
+    return Reading(meter_id, row[0], row[1], row[n], row[n + 1], values)
+
+
+def _page_count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA page_count").fetchone()[0])
+
+
+def _delete_oldest_published(conn: sqlite3.Connection, share: float) -> int:
+    """Delete the oldest `share` (at least one) of each meter's acknowledged readings.
+
+    A meter's last acknowledged reading is kept: the next one's interval starts there.
+    """
+    deleted = 0
+    with transaction(conn):
+        for meter, published in conn.execute("SELECT id, published_ts_ms FROM meters").fetchall():
+            older = conn.execute(
+                "SELECT count(*) FROM samples WHERE meter = ? AND ts_ms < ?", (meter, published)
+            ).fetchone()[0]
+            if not older:
+                continue
+            last = conn.execute(
+                "SELECT ts_ms FROM samples WHERE meter = ? ORDER BY ts_ms LIMIT 1 OFFSET ?",
+                (meter, min(older, math.ceil(older * share)) - 1),
+            ).fetchone()[0]
+            deleted += conn.execute(
+                "DELETE FROM samples WHERE meter = ? AND ts_ms <= ?", (meter, last)
+            ).rowcount
+    return deleted
+
+
+class ReadingStore(SqliteFile):
+    """The logger's SQLite file. Every call runs on the store's own thread."""
+
+    label = "store"
+    error = StoreError
+    full_error = StoreFullError
+    schema = SCHEMA
+    schema_version = SCHEMA_VERSION
+    integrity_budget_s = INTEGRITY_BUDGET_S
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._full_at_pages: int | None = None  # the file's size when it last made room
+        self._unlimited_pages: int | None = None  # SQLite's own page limit (`limit_growth`)
+        self._ids: dict[str, int] = {}
+        self._names: dict[int, str] = {}
+
+    # -- meters -----------------------------------------------------------------------------
+
+    async def register(self, meters: Iterable[MeterRecord]) -> None:
+        """Insert or update the meters' metadata (their readings are kept)."""
+        records = list(meters)
+
+        def work(conn: sqlite3.Connection) -> dict[str, int]:
+            with transaction(conn):
+                for m in records:
+                    conn.execute(
+                        "INSERT INTO meters (meter_id, building, floor, profile) "
+                        "VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (meter_id) DO UPDATE SET building = excluded.building, "
+                        "floor = excluded.floor, profile = excluded.profile",
+                        (m.meter_id, m.building, m.floor, m.profile),
+                    )
+                return dict(conn.execute("SELECT meter_id, id FROM meters").fetchall())
+
+        self._ids = await self._call(work)
+        self._names = {v: k for k, v in self._ids.items()}
+
+    def _id(self, meter_id: str) -> int:
+        try:
+            return self._ids[meter_id]
+        except KeyError:
+            raise StoreError(f"meter {meter_id!r} is not registered in {self.path}") from None
+
+    async def meter_ids(self) -> list[str]:
+        """Every meter the store has registered, configured today or not."""
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            return [row[0] for row in conn.execute("SELECT meter_id FROM meters ORDER BY meter_id")]
+
+        return await self._call(work)
+
+    async def restore(self) -> dict[str, Restored]:
+        """The last reading of every registered meter that has one."""
+
+        def work(conn: sqlite3.Connection) -> dict[str, Restored]:
+            found = {}
+            for meter_id, meter, boot_id, mono_ms in conn.execute(
+                "SELECT meter_id, id, boot_id, mono_ms FROM meters"
+            ):
+                row = conn.execute(
+                    "SELECT seq, ts_ms, energy_total, power FROM samples "
+                    "WHERE meter = ? ORDER BY ts_ms DESC LIMIT 1",
+                    (meter,),
+                ).fetchone()
+                if row is not None:
+                    found[meter_id] = Restored(
+                        seq=row[0],
+                        ts_ms=row[1],
+                        total_uwh=row[2],
+                        power_w=from_steps("power_w", row[3]),
+                        boot_id=boot_id,
+                        mono_ms=mono_ms,
+                    )
+            return found
+
+        return await self._call(work)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def commit(self, cycle: Cycle) -> None:
+        """Write one poll cycle in one transaction."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            samples = [_encode(r, self._id(r.meter_id)) for r in cycle.readings]
+            gaps = [(self._id(m), a, b) for m, a, b in cycle.gaps]
+            rejects = [(self._id(m), t, why, p) for m, t, why, p in cycle.rejects]
+            continuity = [(boot, mono, self._id(m)) for m, boot, mono in cycle.continuity]
+            with transaction(conn):
+                conn.executemany(_INSERT_SAMPLE, samples)
+                conn.executemany("INSERT OR REPLACE INTO gaps VALUES (?, ?, ?)", gaps)
+                conn.executemany("INSERT OR IGNORE INTO rejects VALUES (?, ?, ?, ?)", rejects)
+                conn.executemany(
+                    "UPDATE meters SET boot_id = ?, mono_ms = ? WHERE id = ?", continuity
+                )
+
+        await self._call(work)
+
+    async def commit_making_room(self, cycle: Cycle, share: float = MAKE_ROOM_SHARE) -> int:
+        """Commit one poll cycle; when the disk is full, make room for it first.
+
+        Room is made by deleting the oldest readings the broker has acknowledged, a
+        `share` of each meter's at a time, until the cycle fits. Returns how many
+        readings were deleted; raises StoreFullError when no more may be deleted.
+        """
+        try:
+            await self.commit(cycle)
+            return 0
+        except StoreFullError:
+            pass
+        deleted = 0
+        while True:
+            removed = await self._call(lambda conn: _delete_oldest_published(conn, share))
+            if not removed:
+                raise StoreFullError(
+                    f"store {self.path}: the disk is full and every older reading waits for "
+                    "the broker"
+                )
+            deleted += removed
+            try:
+                await self.commit(cycle)
+            except StoreFullError:
+                continue
+            self._full_at_pages = await self._call(_page_count)
+            return deleted
+
+    async def has_grown(self) -> bool:
+        """Whether the file grew past its size when it last had to make room (the disk has room)."""
+        if self._full_at_pages is None:
+            return True
+        try:
+            grown = await self._call(_page_count) > self._full_at_pages
+        except StoreError:
+            return False
+        if grown:
+            self._full_at_pages = None
+        return grown
+
+    async def insert_many(self, readings: Iterable[Reading], batch: int = 10_000) -> None:
+        """Bulk insert (imports, benchmarks, fixtures): one transaction per `batch` readings."""
+        pending = list(readings)
+
+        def work(conn: sqlite3.Connection) -> None:
+            rows = [_encode(r, self._id(r.meter_id)) for r in pending]
+            for start in range(0, len(rows), batch):
+                with transaction(conn):
+                    conn.executemany(_INSERT_SAMPLE, rows[start : start + batch])
+
+        await self._call(work)
+
+    async def insert_history(
+        self, readings: Sequence[Reading], gaps: Sequence[tuple[str, int, int]] = ()
+    ) -> int:
+        """Insert past readings (an import) in one transaction; the number inserted.
+
+        A reading whose (meter, ts_ms) is stored already is left as it is, so importing
+        twice adds nothing. Each meter's outbox cursor moves up to the newest of
+        `readings` when it is behind it: they never enter the MQTT outbox.
+        """
+        newest: dict[str, Reading] = {}
+        for r in readings:
+            if r.meter_id not in newest or r.ts_ms > newest[r.meter_id].ts_ms:
+                newest[r.meter_id] = r
+
+        def work(conn: sqlite3.Connection) -> int:
+            rows = [_encode(r, self._id(r.meter_id)) for r in readings]
+            with transaction(conn):
+                before = conn.total_changes
+                conn.executemany(_INSERT_SAMPLE.replace("INSERT", "INSERT OR IGNORE", 1), rows)
+                inserted = conn.total_changes - before
+                conn.executemany(
+                    "INSERT OR IGNORE INTO gaps VALUES (?, ?, ?)",
+                    [(self._id(m), a, b) for m, a, b in gaps],
+                )
+                conn.executemany(
+                    "UPDATE meters SET published_seq = ?, published_ts_ms = ? "
+                    "WHERE id = ? AND published_ts_ms < ?",
+                    [(r.seq, r.ts_ms, self._id(m), r.ts_ms) for m, r in newest.items()],
+                )
+            return inserted
+
+        return await self._call(work)
+
+    # -- the outbox -------------------------------------------------------------------------
+
+    async def unpublished(self, limit: int = 500) -> list[Reading]:
+        """The oldest readings the broker has not acknowledged, in time order (per meter: seq)."""
+
+        def work(conn: sqlite3.Connection) -> list[Reading]:
+            found: list[Reading] = []
+            meters = conn.execute("SELECT meter_id, id, published_ts_ms FROM meters").fetchall()
+            per_meter = max(16, limit // max(1, len(meters)))  # bounded work however many meters
+            for meter_id, meter, cursor in meters:
+                # From the last published reading (kept by retention) to know each interval's start.
+                rows = conn.execute(
+                    f"SELECT {', '.join(_SAMPLE_COLUMNS[1:])} FROM samples "
+                    "WHERE meter = ? AND ts_ms >= ? ORDER BY ts_ms LIMIT ?",
+                    (meter, cursor, per_meter + 1),
+                ).fetchall()
+                previous: int | None = None
+                for row in rows:
+                    ts_ms = row[0]
+                    if ts_ms > cursor:
+                        reading = _decode(meter_id, row)
+                        start = previous if reading.energy_uwh else None
+                        found.append(replace(reading, interval_start_ms=start))
+                    previous = ts_ms
+            found.sort(key=lambda r: (r.ts_ms, r.meter_id))
+            return found[:limit]
+
+        return await self._call(work)
+
+    async def mark_published(self, readings: Iterable[Reading]) -> None:
+        """Advance each meter's outbox cursor to the newest of `readings` (all acknowledged)."""
+        newest: dict[str, Reading] = {}
+        for r in readings:
+            if r.meter_id not in newest or r.seq > newest[r.meter_id].seq:
+                newest[r.meter_id] = r
+        updates = [(r.seq, r.ts_ms, self._id(m), r.ts_ms) for m, r in newest.items()]
+
+        def work(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.executemany(
+                    "UPDATE meters SET published_seq = ?, published_ts_ms = ? "
+                    "WHERE id = ? AND published_ts_ms < ?",
+                    updates,
+                )
+
+        await self._call(work)
+
+    async def outbox_depth(self) -> dict[str, int]:
+        """Readings not yet acknowledged by the broker, per meter."""
+
+        def work(conn: sqlite3.Connection) -> dict[str, int]:
+            return {meter_id: count for meter_id, count, _ in conn.execute(OUTBOX_SQL)}
+
+        return await self._call(work)
+
+    # -- reading back -----------------------------------------------------------------------
+
+    async def meter_records(self) -> list[MeterRecord]:
+        """Every meter the store knows, with the metadata the logger registered."""
+
+        def work(conn: sqlite3.Connection) -> list[MeterRecord]:
+            return [
+                MeterRecord(*row)
+                for row in conn.execute(
+                    "SELECT meter_id, building, floor, profile FROM meters ORDER BY meter_id"
+                )
+            ]
+
+        return await self._call(work)
+
+    async def readings_around(self, meter_id: str, start_ms: int, end_ms: int) -> list[Reading]:
+        """A meter's readings with start_ms <= ts_ms < end_ms, in time order, framed by its last
+        reading before start_ms and its first at or after end_ms (when there are such).
+
+        Each carries its interval start as `unpublished` gives it (the previous reading's
+        ts_ms when it integrated energy); the first has None, its predecessor not being read.
+        """
+        columns = ", ".join(_SAMPLE_COLUMNS[1:])
+
+        def work(conn: sqlite3.Connection) -> list[Reading]:
+            found = conn.execute("SELECT id FROM meters WHERE meter_id = ?", (meter_id,)).fetchone()
+            if found is None:
+                return []
+            meter = found[0]
+            before = conn.execute(
+                f"SELECT {columns} FROM samples WHERE meter = ? AND ts_ms < ? "
+                "ORDER BY ts_ms DESC LIMIT 1",
+                (meter, start_ms),
+            ).fetchall()
+            inside = conn.execute(
+                f"SELECT {columns} FROM samples WHERE meter = ? AND ts_ms >= ? AND ts_ms < ? "
+                "ORDER BY ts_ms",
+                (meter, start_ms, end_ms),
+            ).fetchall()
+            after = conn.execute(
+                f"SELECT {columns} FROM samples WHERE meter = ? AND ts_ms >= ? "
+                "ORDER BY ts_ms LIMIT 1",
+                (meter, end_ms),
+            ).fetchall()
+            readings: list[Reading] = []
+            previous: int | None = None
+            for row in [*before, *inside, *after]:
+                reading = _decode(meter_id, row)
+                start = previous if reading.energy_uwh else None
+                readings.append(replace(reading, interval_start_ms=start))
+                previous = reading.ts_ms
+            return readings
+
+        return await self._call(work)
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    async def apply_retention(self, cutoff_ms: int, chunk: int = RETENTION_CHUNK) -> int:
+        """Delete readings older than `cutoff_ms` that the broker has acknowledged.
+
+        A meter's newest reading is always kept: it carries the meter's sequence
+        and cumulative total across restarts. Deletes run in transactions of at
+        most `chunk` rows, so the logger's commits are never held up for long.
+        """
+
+        def bounds(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+            found = []
+            for meter, published in conn.execute("SELECT id, published_ts_ms FROM meters"):
+                newest = conn.execute(
+                    "SELECT max(ts_ms) FROM samples WHERE meter = ?", (meter,)
+                ).fetchone()[0]
+                if newest is not None:
+                    # strictly older than the last published reading, which is kept: it
+                    # tells the next unpublished reading where its interval starts
+                    found.append((meter, min(cutoff_ms, published, newest)))
+            return found
+
+        def delete_some(meter: int, bound: int) -> Callable[[sqlite3.Connection], int]:
+            def work(conn: sqlite3.Connection) -> int:
+                with transaction(conn):
+                    row = conn.execute(
+                        "SELECT ts_ms FROM samples WHERE meter = ? AND ts_ms < ? "
+                        "ORDER BY ts_ms LIMIT 1 OFFSET ?",
+                        (meter, bound, chunk),
+                    ).fetchone()
+                    end = bound if row is None else row[0]
+                    cur = conn.execute(
+                        "DELETE FROM samples WHERE meter = ? AND ts_ms < ?", (meter, end)
+                    )
+                    return cur.rowcount
+
+            return work
+
+        def tidy(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.execute("DELETE FROM gaps WHERE end_ts_ms < ?", (cutoff_ms,))
+                conn.execute("DELETE FROM rejects WHERE ts_ms < ?", (cutoff_ms,))
+
+        deleted = 0
+        for meter, bound in await self._call(bounds):
+            while True:
+                removed = await self._call(delete_some(meter, bound))
+                deleted += removed
+                if removed < chunk:
+                    break
+        await self._call(tidy)
+        return deleted
+
+    async def limit_growth(self, pages: int | None) -> int:
+        """Let the file grow by at most `pages` more database pages (None: lift the limit).
+
+        Writes that need more fail with SQLITE_FULL, the error of a full disk: a
+        fault-injection hook for drills and tests. Returns the page limit now in effect.
+        """
+
+        def work(conn: sqlite3.Connection) -> int:
+            if self._unlimited_pages is None:
+                self._unlimited_pages = int(conn.execute("PRAGMA max_page_count").fetchone()[0])
+            limit = self._unlimited_pages
+            if pages is not None:
+                limit = int(conn.execute("PRAGMA page_count").fetchone()[0]) + pages
+            return int(conn.execute(f"PRAGMA max_page_count = {limit:d}").fetchone()[0])
+
+        return await self._call(work)
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read-only query on the store's thread (diagnostics and tests)."""
+
+        def work(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(sql, params).fetchall()
+
+        return await self._call(work)

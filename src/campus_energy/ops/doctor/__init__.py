@@ -1,0 +1,1 @@
+"""`campus-energy doctor`: `command` runs the `checks` and says how to fix what is wrong."""

@@ -1,0 +1,274 @@
+"""Serial devices (present, a character device, readable and writable); meters (one read each)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from campus_energy.config import BusConfig, MeterConfig
+from campus_energy.core.planner import plan_profile
+from campus_energy.errors import (
+    ModbusConnectionError,
+    ModbusError,
+    ModbusExceptionResponseError,
+    ModbusFrameError,
+    ModbusTimeoutError,
+)
+from campus_energy.meters.modbus import ModbusBus
+from campus_energy.meters.polling import MeterPoller, pollers
+from campus_energy.ops.doctor.checks import (
+    Context,
+    Identity,
+    Result,
+    Status,
+    group_name,
+    identity,
+    user_name,
+)
+
+MODBUS_TIMEOUT_S = 1.0  # per request, no retries: doctor asks once and reports
+METER_SLACK_S = 1.0  # on top of the requests' timeouts, per meter
+
+# --- serial devices -----------------------------------------------------------------------------
+
+
+def _bits(st: os.stat_result, who: Identity) -> tuple[int, str]:
+    """The permission bits that apply to `who` (as Linux picks them) and whose they are."""
+    if st.st_uid == who.uid:
+        return (st.st_mode >> 6) & 0o7, "the owner's"
+    if st.st_gid in who.groups:
+        return (st.st_mode >> 3) & 0o7, "the group's"
+    return st.st_mode & 0o7, "others'"
+
+
+def _permission_fix(device: str, st: os.stat_result, who: Identity, group: str) -> str:
+    group_may = st.st_mode & 0o060 == 0o060
+    lasting = (
+        f'for a lasting fix, a udev rule: SUBSYSTEM=="tty", GROUP="{group}", MODE="0660" '
+        "in /etc/udev/rules.d/"
+    )
+    if st.st_uid == who.uid:
+        return f"let its owner read and write it: sudo chmod u+rw {device}"
+    if st.st_gid in who.groups:
+        return f"let group {group} read and write it: sudo chmod g+rw {device} ({lasting})"
+    if not group_may:
+        return (
+            f"let group {group} read and write it: sudo chmod g+rw {device} ({lasting}), "
+            f"and add user {who.user} to group {group}: sudo usermod -aG {group} {who.user}"
+        )
+    if st.st_gid in who.member_of:
+        return (
+            f"user {who.user} is in group {group}, but this session started before it was "
+            "added: log out and in again, or restart the service"
+        )
+    return (
+        f"add user {who.user} to group {group}: sudo usermod -aG {group} {who.user} "
+        "(then log in again, or restart the service)"
+    )
+
+
+def analyse_serial(
+    title: str,
+    key: str,
+    device: str,
+    st: os.stat_result | None,
+    who: Identity,
+    group: str,
+    target: str | None = None,
+) -> Result:
+    """Whether `who` can use the serial device `device` (stat result `st`, None if missing).
+
+    `target` is where `device` leads when it is a symbolic link (a /dev/serial/by-id/ name).
+    """
+    if st is None:
+        return Result(
+            Status.FAIL,
+            title,
+            f"{device} does not exist",
+            f"plug in the USB–RS-485 adapter (its stable name is in /dev/serial/by-id/), "
+            f"or correct {key}",
+        )
+    if not stat.S_ISCHR(st.st_mode):
+        return Result(
+            Status.FAIL,
+            title,
+            f"{device} is not a character device (a serial port is one)",
+            f"set {key} to the serial adapter's device, e.g. /dev/ttyUSB0 or a /dev/serial/by-id/ "
+            "link",
+        )
+    mode = stat.filemode(st.st_mode)
+    shown = f"{device} → {target}" if target else device
+    described = f"{shown} ({mode} {user_name(st.st_uid)}:{group})"
+    bits, whose = _bits(st, who)
+    if who.uid == 0 or bits & 0o6 == 0o6:
+        return Result(Status.OK, title, f"{described}, readable and writable by {who.user}")
+    return Result(
+        Status.FAIL,
+        title,
+        f"{described} is not readable and writable by user {who.user} ({whose} permissions)",
+        _permission_fix(device, st, who, group),
+    )
+
+
+def _inspect(index: int, bus: BusConfig, who: Identity) -> Result:
+    device = str(bus.device)
+    title, key = f"serial {bus.name}", f"buses[{index}].device"
+    try:
+        st: os.stat_result | None = os.stat(device)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        return Result(Status.FAIL, title, f"{device}: {exc.strerror}", f"check {key}")
+    target = os.path.realpath(device) if st is not None and Path(device).is_symlink() else None
+    group = group_name(st.st_gid) if st is not None else ""
+    result = analyse_serial(title, key, device, st, who, group, target)
+    if result.status is Status.OK and not os.access(device, os.R_OK | os.W_OK):
+        return Result(  # an ACL, a security module or a read-only mount says no
+            Status.FAIL,
+            title,
+            f"{device}: permissions allow it, yet user {who.user} may not open it for writing",
+            "check ACLs (getfacl) and security modules (AppArmor, SELinux) for the device",
+        )
+    return result
+
+
+async def serial_devices(ctx: Context) -> list[Result]:
+    """Every rtu bus's device: present, a character device, readable and writable."""
+    buses = [(i, b) for i, b in enumerate(ctx.config.buses) if b.transport == "rtu"]
+    if not buses:
+        return [Result(Status.SKIP, "serial", "no rtu buses configured")]
+    who = identity()
+    return [_inspect(i, bus, who) for i, bus in buses]
+
+
+# --- meters ---------------------------------------------------------------------------------------
+
+
+def _no_answer(meter: MeterConfig, bus: BusConfig) -> str:
+    if bus.transport == "tcp":
+        return (
+            f"check that the meter is powered and answers as device id {meter.unit} "
+            f"at {bus.host}:{bus.port}"
+        )
+    settings = f"{bus.baudrate} baud {bus.bytesize}{bus.parity}{bus.stopbits}"
+    return (
+        f"check that the meter is powered, set to address {meter.unit} at {settings}, and wired "
+        "A to A, B to B (with the line terminated)"
+    )
+
+
+def _unreachable(meter: MeterConfig, bus: BusConfig) -> str:
+    if bus.transport == "rtu":
+        return f"the bus cannot be opened: see the line 'serial {bus.name}'"
+    return f"check that {bus.host}:{bus.port} is reachable (the gateway's power and network)"
+
+
+def _refused(meter: MeterConfig, bus: BusConfig) -> str:
+    return (
+        f"the meter refused the read: check that profile {meter.profile!r} is its model "
+        f"(see: campus-energy profiles show {meter.profile})"
+    )
+
+
+def _garbled(meter: MeterConfig, bus: BusConfig) -> str:
+    return (
+        "answers arrive garbled: check the baud rate and parity, the line's termination, and "
+        "that no other program (a running logger) uses the bus"
+    )
+
+
+# Modbus failure -> what to do about it
+METER_FIXES: dict[type[ModbusError], Callable[[MeterConfig, BusConfig], str]] = {
+    ModbusTimeoutError: _no_answer,
+    ModbusConnectionError: _unreachable,
+    ModbusExceptionResponseError: _refused,
+    ModbusFrameError: _garbled,
+    ModbusError: _no_answer,
+}
+
+
+def _fix_for(exc: ModbusError, meter: MeterConfig, bus: BusConfig) -> str:
+    fix = next(METER_FIXES[k] for k in type(exc).__mro__ if k in METER_FIXES)
+    return fix(meter, bus)
+
+
+def _power(values: dict[str, float]) -> str:
+    power = values.get("power_w")
+    return "power_w missing" if power is None else f"power_w {power:,.1f} W"
+
+
+def _failed(title: str, where: str, exc: ModbusError, meter: MeterConfig, bus: BusConfig) -> Result:
+    reason = f"{exc.reason} ({exc.detail})" if exc.detail else exc.reason
+    return Result(Status.FAIL, title, f"{where}: {reason}", _fix_for(exc, meter, bus))
+
+
+async def _read_bus(group: list[MeterPoller]) -> list[Result]:
+    """Each meter of one bus in turn (one request at a time on a line)."""
+    results = []
+    down: ModbusConnectionError | None = None  # the bus could not be opened: no more attempts
+    for poller in group:
+        meter, bus = poller.meter, poller.bus.config
+        title = f"meter {meter.id}"
+        where = f"bus {bus.name} unit {meter.unit}"
+        if down is not None:
+            results.append(_failed(title, where, down, meter, bus))
+            continue
+        deadline = len(poller.plan) * bus.timeout_s + METER_SLACK_S
+        started = time.monotonic()
+        try:
+            values = await asyncio.wait_for(poller.poll(), deadline)
+        except ModbusError as exc:
+            if isinstance(exc, ModbusConnectionError):
+                down = exc
+            results.append(_failed(title, where, exc, meter, bus))
+            continue
+        except TimeoutError:
+            detail = f"{where}: no answer within {deadline:g} s"
+            results.append(Result(Status.FAIL, title, detail, _no_answer(meter, bus)))
+            continue
+        latency_ms = (time.monotonic() - started) * 1000
+        results.append(
+            Result(Status.OK, title, f"{where}: {_power(values)}, answered in {latency_ms:.0f} ms")
+        )
+    return results
+
+
+async def meters(ctx: Context) -> list[Result]:
+    """One read of every meter through the logger's own polling code, with a short timeout."""
+    if ctx.skip_meters:
+        return [Result(Status.SKIP, "meters", "skipped (--skip-meters)")]
+    config = ctx.config
+    if not config.meters:
+        return [Result(Status.SKIP, "meters", "no meters configured")]
+    buses = {b.name: ModbusBus(_quick(b)) for b in config.buses}
+    planned = pollers(config, buses, config.meters)
+    by_bus: dict[str, list[MeterPoller]] = {}
+    for poller in planned:
+        by_bus.setdefault(poller.meter.bus, []).append(poller)
+    try:
+        found = await asyncio.gather(*(_read_bus(group) for group in by_bus.values()))
+    finally:
+        for bus in buses.values():
+            await bus.close()
+    by_title = {r.title: r for group in found for r in group}
+    return [by_title[f"meter {m.id}"] for m in config.meters]
+
+
+def _quick(bus: BusConfig) -> BusConfig:
+    """The bus with doctor's short timeout and no retries."""
+    return bus.model_copy(update={"timeout_s": min(bus.timeout_s, MODBUS_TIMEOUT_S), "retries": 0})
+
+
+def meters_budget(ctx: Context) -> float:
+    """How long the meter check may take: on the busiest bus, one meter after another."""
+    per_bus: dict[str, float] = {}
+    for meter in ctx.config.meters:
+        bus = _quick(ctx.config.bus(meter.bus))
+        requests = len(plan_profile(ctx.config.profile_of(meter), bus.cost_model))
+        cost = requests * bus.timeout_s + METER_SLACK_S
+        per_bus[meter.bus] = per_bus.get(meter.bus, 0.0) + cost
+    return max(per_bus.values(), default=0.0) + 2.0
