@@ -30,7 +30,7 @@ from campus_energy.core.timestamps import epoch_ms
 from campus_energy.core.topics import reading_topic
 from campus_energy.core.windows import IncomingReading, contributions, group
 from campus_energy.errors import BrokerError, SinkError, SpoolError
-from campus_energy.runtime.clock import SystemClock, sleep_or_stop
+from campus_energy.runtime.clock import Backoff, SystemClock, first_or_stop, sleep_or_stop
 from campus_energy.runtime.mqtt import Received, subscribe
 from campus_energy.runtime.notify import Notifier, Watchdog
 from campus_energy.runtime.outages import Outage
@@ -122,7 +122,7 @@ class Bridge:
     # -- receiving --------------------------------------------------------------------------
 
     async def _receive(self, stop: asyncio.Event) -> None:
-        delay = RETRY_MIN_S
+        backoff = Backoff(RETRY_MIN_S, RETRY_MAX_S)
         while not stop.is_set():
             try:
                 async with subscribe(
@@ -136,16 +136,11 @@ class Bridge:
                             self.config.bridge.client_id,
                         )
                     self.subscribed.set()
-                    delay = RETRY_MIN_S
+                    backoff.succeeded()
                     while not stop.is_set():
-                        getting = asyncio.ensure_future(subscription.batch(BATCH))
-                        stopping = asyncio.ensure_future(stop.wait())
-                        await asyncio.wait({getting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                        stopping.cancel()
-                        if not getting.done():
-                            getting.cancel()
+                        messages = await first_or_stop(subscription.batch(BATCH), stop)
+                        if messages is None:
                             break  # unacknowledged messages are redelivered next time
-                        messages = getting.result()
                         # A full batch means a backlog (after an outage): hold windows back
                         # until it is drained, so each is written once, not once per batch.
                         full = len(messages) >= BATCH
@@ -165,9 +160,8 @@ class Bridge:
             except SpoolError as exc:
                 # Nothing of the batch was acknowledged: reconnecting makes the broker resend it.
                 self.spool_outage.failed(str(exc), self.clock.wall())
-            if await sleep_or_stop(delay, stop):
+            if await sleep_or_stop(backoff.failed(), stop):
                 return
-            delay = min(delay * 2, RETRY_MAX_S)
 
     async def _record(self, messages: Sequence[Received]) -> None:
         now = epoch_ms(self.clock.wall())
@@ -255,7 +249,7 @@ class Bridge:
             self.watchdog.progress("flush")
 
     async def _flush_loop(self, stop: asyncio.Event) -> None:
-        delay = FLUSH_EVERY_S
+        backoff = Backoff(RETRY_MIN_S, RETRY_MAX_S)
         pruned_at = 0.0
         while True:
             try:
@@ -273,13 +267,14 @@ class Bridge:
                 self.counters.flushes += 1
                 self.sink_outage.recovered(self.clock.wall())
                 self.spool_outage.recovered(self.clock.wall())
+                backoff.succeeded()
                 delay = FLUSH_EVERY_S
             except SinkError as exc:
                 self.sink_outage.failed(str(exc), self.clock.wall())
-                delay = min(max(delay * 2, RETRY_MIN_S), RETRY_MAX_S)
+                delay = backoff.failed()
             except SpoolError as exc:
                 self.spool_outage.failed(str(exc), self.clock.wall())
-                delay = min(max(delay * 2, RETRY_MIN_S), RETRY_MAX_S)
+                delay = backoff.failed()
             if await sleep_or_stop(delay, stop):
                 return
 

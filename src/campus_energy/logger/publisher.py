@@ -30,7 +30,7 @@ from campus_energy.core.topics import (
 from campus_energy.errors import BrokerError, StoreError
 from campus_energy.logger import homeassistant
 from campus_energy.logger.store import ReadingStore
-from campus_energy.runtime.clock import SystemClock, sleep_or_stop
+from campus_energy.runtime.clock import Backoff, SystemClock, first_or_stop, sleep_or_stop
 from campus_energy.runtime.mqtt import Broker, connect
 from campus_energy.runtime.outages import Outage
 from campus_energy.runtime.signing import read_signing_key
@@ -118,7 +118,7 @@ class Publisher:
 
         Broker and store failures are outages: logged once, retried with back-off.
         """
-        delay = RECONNECT_MIN_S
+        backoff = Backoff(RECONNECT_MIN_S, RECONNECT_MAX_S)
         while True:
             try:
                 async with connect(
@@ -127,7 +127,7 @@ class Publisher:
                     will=(self.logger_topic, self._logger_status("offline")),
                 ) as broker:
                     self.connected = True
-                    delay = RECONNECT_MIN_S
+                    backoff.succeeded()
                     await broker.publish(
                         self.logger_topic, self._logger_status("online"), retain=True
                     )
@@ -154,9 +154,8 @@ class Publisher:
                 self.outage.failed(str(exc), self.clock.wall())
             except StoreError as exc:
                 self.store_outage.failed(str(exc), self.clock.wall())
-            if await sleep_or_stop(delay, stop):
+            if await sleep_or_stop(backoff.failed(), stop):
                 return
-            delay = min(delay * 2, RECONNECT_MAX_S)
 
     async def _publish_discovery(self, broker: Broker) -> None:
         """Home Assistant discovery configs, retained, on every connection (when enabled).
@@ -229,11 +228,7 @@ class Publisher:
             self.drained.set()
             if stop.is_set():
                 return
-            waiter = asyncio.ensure_future(self._wake.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({waiter, stopper}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
+            await first_or_stop(self._wake.wait(), stop, timeout_s=5)
 
 
 async def _all_or_raise(publishes: Iterable[Awaitable[None]]) -> None:

@@ -30,6 +30,7 @@ from campus_energy.errors import (
     ModbusFrameError,
     ModbusTimeoutError,
 )
+from campus_energy.runtime.clock import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class ModbusBus:
         self._last_request_end: dict[int, float] = {}
         self._received_bytes = 0
         self._failures_in_a_row = 0
-        self._reconnect_delay = RECONNECT_DELAY_MIN_S
+        self._reconnect = Backoff(RECONNECT_DELAY_MIN_S, RECONNECT_DELAY_MAX_S)
         self._next_connect_at = 0.0
         self.requests = 0
         self.failures = 0
@@ -149,11 +150,10 @@ class ModbusBus:
             ok = False
         if not ok:
             client.close()
-            self._next_connect_at = self._monotonic() + self._reconnect_delay
-            self._reconnect_delay = min(self._reconnect_delay * 2, RECONNECT_DELAY_MAX_S)
+            self._next_connect_at = self._monotonic() + self._reconnect.failed()
             raise ModbusConnectionError(self.name, unit, detail=f"cannot open {self.endpoint}")
         self._client = client
-        self._reconnect_delay = RECONNECT_DELAY_MIN_S
+        self._reconnect = Backoff(RECONNECT_DELAY_MIN_S, RECONNECT_DELAY_MAX_S)
         self._next_connect_at = 0.0
         self.reconnects += 1
         return client
