@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -16,21 +14,12 @@ from typing import Any
 import psutil
 import pytest
 from tests.support import CHROMIUM_ARGS, SHARED_PROCESSES
+from tests.support.emulator import emulator_environment
+from tests.support.net import free_port
+from tests.support.processes import require_program
+from tests.support.stores import emulator_or_skip, postgres_schema
 
 from campus_energy.config import Config, parse_config
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def require_program(name: str) -> str:
-    """The path of `name`; skips the test when it is missing, except under CI where it fails."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed"
-        if IN_CI:
-            pytest.fail(f"{message} (CI=true: .ci/run must install it)")
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +34,6 @@ def browser() -> Iterator[Any]:
             yield launched
         finally:
             launched.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
@@ -196,7 +179,6 @@ class Collector:
 
     async def __aexit__(self, *exc: object) -> None:
         import asyncio
-        import contextlib
 
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -250,37 +232,6 @@ async def eventually(
 
 # --- sinks: PostgreSQL, the Firestore emulator, a TCP proxy to cut them off -------------------
 
-POSTGRES_BASE_DSN = os.environ.get(
-    "CAMPUS_ENERGY_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
-)
-EMULATOR_DIR = Path(__file__).parent / "firestore_emulator"
-
-
-def _unavailable(what: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{what} (CI=true: .ci/run must provide it)")
-    pytest.skip(what)
-
-
-@contextlib.contextmanager
-def postgres_schema() -> Iterator[tuple[str, str]]:
-    """(DSN, a throw-away schema name) on the local PostgreSQL; the schema is dropped after."""
-    import uuid
-
-    import psycopg
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(POSTGRES_BASE_DSN, connect_timeout=5, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-    except psycopg.OperationalError as exc:
-        _unavailable(f"PostgreSQL at {POSTGRES_BASE_DSN} is not reachable: {exc}")
-    try:
-        yield POSTGRES_BASE_DSN, schema
-    finally:
-        with psycopg.connect(POSTGRES_BASE_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
 
 @pytest.fixture
 def postgres_dsn() -> Iterator[tuple[str, str]]:
@@ -288,39 +239,21 @@ def postgres_dsn() -> Iterator[tuple[str, str]]:
         yield found
 
 
-@contextlib.contextmanager
-def running_emulator(shared: bool = False) -> Iterator[str]:
-    """The Firestore gRPC emulator (npm @firestore-emulator/server) on a free port: 'host:port'."""
-    node = shutil.which("node")
-    if node is None or not (EMULATOR_DIR / "node_modules" / "@firestore-emulator").is_dir():
-        _unavailable("the Firestore emulator is not installed (node and `make install`)")
-    port = free_port()
-    process = subprocess.Popen(
-        [str(node), str(EMULATOR_DIR / "serve.js"), str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=EMULATOR_DIR,
-    )
-    if shared:
-        SHARED_PROCESSES.add(process.pid)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().decode()
-        assert line.startswith("ready"), f"emulator did not start: {line!r}"
-        yield f"127.0.0.1:{port}"
-    finally:
-        SHARED_PROCESSES.discard(process.pid)
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
-
-
 @pytest.fixture
 def firestore_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh emulator for one test, with FIRESTORE_EMULATOR_HOST pointing at it."""
-    with running_emulator() as host:
+    with emulator_or_skip() as host:
         monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", host)
+        yield host
+
+
+@pytest.fixture(scope="module")
+def shared_firestore_emulator() -> Iterator[str]:
+    """One emulator for a module's tests, with FIRESTORE_EMULATOR_HOST pointing at it.
+
+    For tests that do not stop it or depend on an empty one: each writes its own project.
+    """
+    with emulator_or_skip(shared=True) as host, emulator_environment(host):
         yield host
 
 
@@ -340,7 +273,6 @@ class TcpProxy:
 
     async def _handle(self, reader: Any, writer: Any) -> None:
         import asyncio
-        import contextlib
 
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,8 +16,9 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from tests.conftest import postgres_schema, running_emulator
 from tests.figures.books import Books, Scenario, readings
+from tests.support.emulator import emulator_environment
+from tests.support.stores import emulator_or_skip, postgres_schema
 
 from campus_energy.api import create_app
 from campus_energy.backends import open_sink
@@ -87,16 +87,8 @@ def write_windows(config: Config, s: Scenario, items: list[Any]) -> None:
 
 @contextlib.contextmanager
 def firestore_project() -> Iterator[dict[str, Any]]:
-    with running_emulator(shared=True) as host:
-        previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
-        os.environ["FIRESTORE_EMULATOR_HOST"] = host
-        try:
-            yield {"sink": "firestore", "firestore": {"project": "demo-figures", "collection": "w"}}
-        finally:
-            if previous is None:
-                del os.environ["FIRESTORE_EMULATOR_HOST"]
-            else:
-                os.environ["FIRESTORE_EMULATOR_HOST"] = previous
+    with emulator_or_skip(shared=True) as host, emulator_environment(host):
+        yield {"sink": "firestore", "firestore": {"project": "demo-figures", "collection": "w"}}
 
 
 @contextlib.contextmanager

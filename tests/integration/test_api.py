@@ -6,7 +6,6 @@ import asyncio
 import csv
 import io
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
@@ -16,8 +15,9 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from tests.conftest import running_emulator
 from tests.integration import api_fixture as fx
+from tests.support.emulator import emulator_environment
+from tests.support.stores import emulator_or_skip
 
 from campus_energy.api import create_app
 from campus_energy.backends import open_sink, open_source
@@ -49,19 +49,11 @@ def write(config: Config, items: list[fx.FixtureWindow]) -> None:
 @pytest.fixture(scope="module")
 def firestore_campus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
     """The fixture written once to one emulator for the whole module (writing it is slow)."""
-    with running_emulator(shared=True) as host:
-        previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
-        os.environ["FIRESTORE_EMULATOR_HOST"] = host
-        try:
-            sink = {"sink": "firestore", "firestore": {"project": "demo-api", "collection": "w"}}
-            config = fx.config_for(tmp_path_factory.mktemp("fs"), sink)
-            write(config, fx.windows())
-            yield config
-        finally:
-            if previous is None:
-                del os.environ["FIRESTORE_EMULATOR_HOST"]
-            else:
-                os.environ["FIRESTORE_EMULATOR_HOST"] = previous
+    with emulator_or_skip(shared=True) as host, emulator_environment(host):
+        sink = {"sink": "firestore", "firestore": {"project": "demo-api", "collection": "w"}}
+        config = fx.config_for(tmp_path_factory.mktemp("fs"), sink)
+        write(config, fx.windows())
+        yield config
 
 
 @pytest.fixture(params=["sqlite", "postgres", "firestore"])
@@ -396,9 +388,9 @@ def test_a_meter_stays_online_until_two_windows_after_its_last_ended(tmp_path: P
 def test_too_many_rows_for_one_request_is_a_bad_parameter(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import campus_energy.api
+    import campus_energy.api.views
 
-    monkeypatch.setattr(campus_energy.api, "MAX_ROWS", 1_000)  # 4 meters × 288 steps > 1,000
+    monkeypatch.setattr(campus_energy.api.views, "MAX_ROWS", 1_000)  # 4 meters × 288 steps > 1,000
     url = "/api/series?step=5m&start=2026-11-26T00:00:00Z&end=2026-11-27T00:00:00Z"
     body = get(client, url, 400)
     assert "start" in body["error"] and "larger step" in body["error"]

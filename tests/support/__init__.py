@@ -1,4 +1,14 @@
-"""State shared by the test helpers, in one module everyone imports by the same name."""
+"""What the tests share: helpers grouped by what they are, and the state every helper sees.
+
+- `waiting`: polling until a condition holds (sync and async)
+- `net`: free ports and a TCP relay that can be cut
+- `processes`: external programs (found or skipped), the CLI, services run until stopped
+- `emulator`: the Firestore emulator, usable outside pytest (the benchmarks start it too)
+- `stores`: window stores for a test (a throw-away PostgreSQL schema, the emulator)
+- `config`: one builder of validated configurations
+- `serial`: a virtual RS-485 cable (socat)
+- `mqtt`: a persistent QoS 1 subscriber
+"""
 
 from __future__ import annotations
 
