@@ -28,19 +28,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from campus_energy.config import Config, load_config
-from campus_energy.core.repair import (
-    NOT_BEFORE_MS,
-    Change,
-    Edge,
-    Fmt,
-    Rules,
-    RunPlan,
-    Surveyor,
-    edge_before,
-    plan_meter,
-    retime_rows,
-    typical_interval_ms,
-)
+from campus_energy.core.repair.apply import Change, edge_before, retime_rows
+from campus_energy.core.repair.plan import RunPlan, plan_meter
+from campus_energy.core.repair.stamps import NOT_BEFORE_MS, Fmt, Rules, typical_interval_ms
+from campus_energy.core.repair.survey import Edge, Surveyor
 from campus_energy.core.timestamps import epoch_ms, iso_utc
 from campus_energy.errors import UsageError
 from campus_energy.ops.fixdb.offline_store import OfflineStore, Repair, StoredMeter, failure

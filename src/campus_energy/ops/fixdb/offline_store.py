@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from campus_energy.core.repair import Change, EnergyFix, MeterPlan, Raw, Row
+from campus_energy.core.repair.apply import Change
+from campus_energy.core.repair.plan import EnergyFix, MeterPlan
+from campus_energy.core.repair.stamps import Raw
+from campus_energy.core.repair.survey import Row
 from campus_energy.core.resolution import from_steps
 from campus_energy.errors import StoreBusyError, StoreError
 from campus_energy.runtime.sqlite import (
