@@ -25,11 +25,12 @@ from tests.conftest import TcpProxy, eventually, free_port
 from campus_energy.backends.base import Grain
 from campus_energy.backends.firestore import source as module
 from campus_energy.backends.firestore.sink import FirestoreSink
-from campus_energy.backends.firestore.source import FirestoreSource, WindowEntry, WindowIndex
+from campus_energy.backends.firestore.source import FirestoreSource
 from campus_energy.backends.sqlite.sink import SqliteSink
 from campus_energy.backends.sqlite.source import SqliteSource
 from campus_energy.config import FirestoreSinkConfig
 from campus_energy.core.rollups import local_day
+from campus_energy.core.window_index import WindowEntry, WindowIndex
 from campus_energy.core.windows import Contribution, WindowDelta
 from campus_energy.errors import SourceError
 

@@ -21,10 +21,20 @@ Failures become `SinkError` and `SourceError`.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from campus_energy.core.answers import Bucket, Grain, MeterLatest, Total
 from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc
+
+__all__ = [
+    "Bucket",
+    "Grain",
+    "MeterLatest",
+    "Total",
+    "WindowSink",
+    "WindowSource",
+    "stored_window",
+]
 
 # -- the write side ------------------------------------------------------------------------------
 
@@ -88,38 +98,7 @@ def stored_window(
     )
 
 
-# -- the read side -------------------------------------------------------------------------------
-
-Grain = Literal["window", "hour", "day"]
-
-
-@dataclass(frozen=True)
-class MeterLatest:
-    meter_id: str
-    building: str
-    floor: str
-    last_window_ms: int | None
-    power_w: float | None
-    coverage: float | None
-
-
-@dataclass(frozen=True)
-class Bucket:
-    """One meter's sums over one step: a window, a UTC hour, or a local day."""
-
-    meter_id: str
-    key: int | str  # window or hour start (epoch ms), or the local day 'YYYY-MM-DD'
-    energy_wh: float
-    covered_s: float
-    readings: int
-
-
-@dataclass(frozen=True)
-class Total:
-    energy_wh: float
-    readings: int
-    meters_found: int
-    last_window_ms: int | None
+# -- the read side: answers in core.answers' values (Grain, MeterLatest, Bucket, Total) ------------
 
 
 class WindowSource(Protocol):
