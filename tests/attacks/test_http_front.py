@@ -44,7 +44,7 @@ from tests.conftest import free_port, require_program, wait_for
 from tests.integration.api_fixture import config_for, windows
 from tests.integration.test_api import write
 
-from campus_energy.api import SECURITY_HEADERS
+from campus_energy.api.app import SECURITY_HEADERS
 from campus_energy.api.probe import USER_AGENT
 
 REPO = Path(__file__).parents[2]

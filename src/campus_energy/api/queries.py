@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from campus_energy.backends.base import Bucket, Grain
+from campus_energy.backends.base import Bucket, Grain, MeterLatest
+from campus_energy.core.rollups import hour_of
 from campus_energy.core.timestamps import iso_utc
 from campus_energy.errors import CampusEnergyError
 
@@ -186,3 +188,103 @@ def by_building(rows: Iterable[Bucket], building_of: Mapping[str, str]) -> dict[
 
 def finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
+
+
+def rounded(value: float | None, how: Callable[[float], float]) -> float | None:
+    return None if value is None else how(value)
+
+
+def iso(ms: int | None) -> str | None:
+    """An instant as the answers write it: ISO 8601 UTC, milliseconds only when not zero."""
+    return None if ms is None else iso_utc(ms).replace(".000Z", "Z")
+
+
+def last_window_ms(meters: Iterable[MeterLatest]) -> int | None:
+    return max((m.last_window_ms for m in meters if m.last_window_ms is not None), default=None)
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+def health_detail(meters: Sequence[MeterLatest], online: Sequence[MeterLatest]) -> str:
+    """Why the health status is what it is, in words."""
+    if not any(m.last_window_ms is not None for m in meters):
+        return "no windows yet"
+    silent = sorted({m.meter_id for m in meters} - {m.meter_id for m in online})
+    if not silent:
+        return f"all {len(meters)} meters reporting"
+    named = ", ".join(silent[:5]) + (f" and {len(silent) - 5} more" if len(silent) > 5 else "")
+    return f"{len(silent)} of {len(meters)} meters not reporting: {named}"
+
+
+def summary_answer(
+    meters: Sequence[MeterLatest],
+    online: Sequence[MeterLatest],
+    month: Sequence[Bucket],
+    week: Sequence[Bucket],
+    now_ms: int,
+    zone: ZoneInfo,
+) -> dict[str, Any]:
+    """`/api/summary`: power now and energy today, this week and this month, campus-wide and
+    per building. `month` holds the day buckets of this month up to today, `week` those
+    from this week's Monday (the month's again when the week began within it); `online`
+    the meters reporting now."""
+    period = Period.at(now_ms, zone)
+    building_of = {m.meter_id: m.building for m in meters}
+    today = [b for b in month if b.key == period.today.isoformat()]
+    this_week = [b for b in week if str(b.key) >= period.week_start.isoformat()]
+    power = {m.meter_id: finite(m.power_w) or 0.0 for m in online}
+    per = {
+        "today": by_building(today, building_of),
+        "week": by_building(this_week, building_of),
+        "month": by_building(month, building_of),
+    }
+    total_today = sum(per["today"].values())
+    buildings = sorted({m.building for m in meters})
+    return {
+        "timezone": zone.key,
+        "generated_at": iso(now_ms - now_ms % 1000),
+        "last_window": iso(last_window_ms(meters)),
+        "power_w": round_w(sum(power.values())),
+        "meters": len(meters),
+        "meters_online": len(online),
+        "today_kwh": kwh(total_today),
+        "week_kwh": kwh(sum(per["week"].values())),
+        "month_kwh": kwh(sum(per["month"].values())),
+        "buildings": [
+            {
+                "building": name,
+                "power_w": round_w(sum(p for mid, p in power.items() if building_of[mid] == name)),
+                "today_kwh": kwh(per["today"].get(name, 0.0)),
+                "week_kwh": kwh(per["week"].get(name, 0.0)),
+                "month_kwh": kwh(per["month"].get(name, 0.0)),
+                "share_today": round(per["today"].get(name, 0.0) / total_today, 4)
+                if total_today > 0
+                else 0.0,
+            }
+            for name in buildings
+        ],
+    }
+
+
+def series_span(
+    grain: Grain, start_ms: int, end_ms: int, zone: ZoneInfo
+) -> tuple[int | str, int | str]:
+    """The keys of the buckets a series from start to end reads: its local days, or from the
+    local hour (or 5-minute step) containing start."""
+    if grain == "day":
+        first = day_of(start_ms, zone)
+        after = day_of(end_ms - 1, zone) + timedelta(days=1)
+        return first.isoformat(), after.isoformat()
+    aligned = hour_of(start_ms, zone) if grain == "hour" else start_ms - start_ms % 300_000
+    return aligned, end_ms
+
+
+def series_answer(
+    buckets: Iterable[Bucket], grain: Grain, step_s: int, meters_in_scope: int, zone: ZoneInfo
+) -> list[dict[str, Any]]:
+    """The points of `/api/series` from the buckets of `series_span`; windows of any length
+    go into the 5-minute steps they start in."""
+    if grain == "window":
+        buckets = [replace(b, key=int(b.key) - int(b.key) % 300_000) for b in buckets]
+    return [p.as_json() for p in series_points(buckets, grain, step_s, meters_in_scope, zone)]

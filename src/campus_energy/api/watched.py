@@ -31,6 +31,10 @@ class WatchedSource:
         self.outage = Outage(f"{source.name} window store", log)
         self._lock = threading.Lock()  # Gunicorn's threads read at once
 
+    @property
+    def lag_s(self) -> float:
+        return self.source.lag_s
+
     def _watched(self, read: Callable[[], T]) -> T:
         try:
             found = read()

@@ -104,6 +104,11 @@ def stored_window(
 class WindowSource(Protocol):
     name: str
 
+    @property
+    def lag_s(self) -> float:
+        """How far behind the store the source's answers may be, in seconds (0: never)."""
+        ...
+
     def version(self) -> str:
         """Changes whenever the data changes (for ETags)."""
         ...

@@ -120,6 +120,11 @@ class FirestoreSource:
         self._checked_at: float | None = None
         self._settled = False
 
+    @property
+    def lag_s(self) -> float:
+        """Answers come from an index refreshed at most once per `cache_s`."""
+        return self.cache_s
+
     # -- Firestore
 
     def _db(self) -> Any:

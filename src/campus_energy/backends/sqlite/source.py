@@ -36,6 +36,7 @@ GRAIN_SQL = {
 
 class SqliteSource:
     name = "sqlite"
+    lag_s = 0.0  # every answer reads the file
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -1,0 +1,75 @@
+"""What the API's views read through: one `ApiState` per app, in `app.extensions`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from campus_energy.api.cache import ResponseCache
+from campus_energy.api.metrics import Metrics
+from campus_energy.api.queries import BadParameter, NotFound
+from campus_energy.backends.base import MeterLatest, WindowSource
+from campus_energy.config import Config
+
+
+class ApiState:
+    """The config, the source, the clock, the metrics and the response cache of one app."""
+
+    def __init__(
+        self,
+        config: Config,
+        source: WindowSource,
+        clock: Callable[[], float],
+        metrics: Metrics,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.clock = clock
+        self.metrics = metrics
+        self.zone = config.site.zone
+        self.intervals = {m.id: m.interval_s for m in config.meters}
+        self.cache = ResponseCache(config.api.cache_s, clock, metrics)
+
+    def now_ms(self) -> int:
+        return round(self.clock() * 1000)
+
+    def fresh_ms(self, meter_id: str) -> int:
+        """A meter whose latest window *ended* within this of now is reporting: the next
+        window is written `grace_s` after its end, a meter polled less often than once a
+        window fills only every few windows, and the source may lag by its `lag_s`."""
+        bridge = self.config.bridge
+        lag = self.source.lag_s
+        polled = self.intervals.get(meter_id, 0.0)
+        return round(
+            (2 * bridge.window_s + max(0.0, polled - bridge.window_s) + bridge.grace_s + lag) * 1000
+        )
+
+    def meters(self) -> list[MeterLatest]:
+        """The source's meters, plus configured meters that have no window yet."""
+        found = {m.meter_id: m for m in self.source.meters()}
+        for m in self.config.meters:
+            found.setdefault(m.id, MeterLatest(m.id, m.building, m.floor, None, None, None))
+        return sorted(found.values(), key=lambda m: m.meter_id)
+
+    def online(self, meter: MeterLatest, now_ms: int) -> bool:
+        last = meter.last_window_ms
+        if last is None:
+            return False
+        return now_ms - (last + self.config.bridge.window_s * 1000) <= self.fresh_ms(meter.meter_id)
+
+    def scope(
+        self, meter: str | None, building: str | None
+    ) -> tuple[str, str | None, list[str] | None]:
+        """(scope, name, meter ids or None for the whole campus) of a request."""
+        if meter is not None and building is not None:
+            raise BadParameter("meter", "give either meter or building, not both")
+        meters = self.meters()
+        if meter is not None:
+            if meter not in {m.meter_id for m in meters}:
+                raise NotFound(f"unknown meter {meter[:80]!r}")
+            return "meter", meter, [meter]
+        if building is not None:
+            ids = [m.meter_id for m in meters if m.building == building]
+            if not ids:
+                raise NotFound(f"unknown building {building[:80]!r}")
+            return "building", building, ids
+        return "campus", None, None

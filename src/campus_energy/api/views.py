@@ -1,0 +1,290 @@
+"""The API's endpoints and the dashboard page, as one Blueprint.
+
+Views only parse parameters and shape answers: the source reads rollups, the pure
+builders in `queries` do the sums, the response cache keeps answers, and the app's
+error handler turns the project's exceptions into statuses.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable
+from datetime import timedelta
+from importlib import resources
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+from campus_energy.api.answers import UNAVAILABLE, Unrepresentable, dumps, json_response
+from campus_energy.api.openapi import openapi_document
+from campus_energy.api.queries import (
+    MAX_POINTS,
+    MAX_RANGE_DAYS,
+    STEPS,
+    BadParameter,
+    Period,
+    day_of,
+    finite,
+    health_detail,
+    iso,
+    kwh,
+    last_window_ms,
+    midnight_ms,
+    parse_day,
+    parse_instant,
+    round_share,
+    round_w,
+    rounded,
+    series_answer,
+    series_span,
+    summary_answer,
+)
+from campus_energy.api.state import ApiState
+from campus_energy.errors import SourceError
+
+MAX_ROWS = 200_000  # source rows one series request may read (steps × meters)
+PARAMETERS = frozenset({"start_date", "end_date", "meter", "building", "start", "end", "step"})
+
+views = Blueprint("api", __name__)
+
+
+def _state() -> ApiState:
+    state: ApiState = current_app.extensions["campus_energy"]
+    return state
+
+
+def _cached(build: Callable[[], tuple[bytes, str]]) -> Response:
+    """The answer from the response cache or `build`, with an ETag of the body."""
+    state = _state()
+    known = [(k, request.args[k]) for k in sorted(PARAMETERS) if k in request.args]
+    answer = state.cache.answer(state.source.version, request.path, known, build)
+    response = Response(answer.body, mimetype=answer.mimetype)
+    response.set_etag(answer.etag)
+    response.headers["Cache-Control"] = f"public, max-age={int(state.config.api.cache_s)}"
+    response.make_conditional(request)
+    return response
+
+
+def _cached_json(build: Callable[[], dict[str, Any]]) -> Response:
+    return _cached(lambda: (dumps(build()), "application/json"))
+
+
+@views.get("/")
+def page() -> Response:
+    refresh_s = _state().config.api.refresh_s
+    html = resources.files("campus_energy.api").joinpath("static/index.html").read_text("utf-8")
+    html = html.replace('data-refresh-s="60"', f'data-refresh-s="{refresh_s}"')
+    response = Response(html, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@views.get("/api/live")
+def live() -> Response:
+    """The app answers (for the watchdog): no window store is read."""
+    response = Response(json.dumps({"status": "alive"}), mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@views.get("/api/health")
+def health() -> Response:
+    state = _state()
+    now = state.now_ms()
+    try:
+        meters = state.meters()
+    except SourceError:
+        state.metrics.source_errors.inc()
+        body = {"status": "unavailable", "error": UNAVAILABLE, "source": state.source.name}
+        return Response(json.dumps(body), status=503, mimetype="application/json")
+    last = last_window_ms(meters)
+    online = [m for m in meters if state.online(m, now)]
+    reporting = len(online)
+    ok = last is not None and reporting == len(meters)
+    covered = [m.coverage for m in online if m.coverage is not None]
+    return json_response(
+        {
+            "status": "ok" if ok else "degraded",
+            "source": state.source.name,
+            "timezone": state.zone.key,
+            "last_window": iso(last),
+            "meters": len(meters),
+            "meters_reporting": reporting,
+            "coverage": round(sum(covered) / len(covered), 4) if covered else None,
+            "detail": health_detail(meters, online),
+            "checked_at": iso(now - now % 1000),
+            "refresh_s": state.config.api.refresh_s,
+        }
+    )
+
+
+@views.get("/api/meters")
+def meters() -> Response:
+    state = _state()
+
+    def build() -> dict[str, Any]:
+        now = state.now_ms()
+        return {
+            "timezone": state.zone.key,
+            "meters": [
+                {
+                    "meter_id": m.meter_id,
+                    "building": m.building,
+                    "floor": m.floor,
+                    "last_window": iso(m.last_window_ms),
+                    "power_w": rounded(finite(m.power_w), round_w),
+                    "coverage": rounded(m.coverage, round_share),
+                    "online": state.online(m, now),
+                }
+                for m in state.meters()
+            ],
+        }
+
+    return _cached_json(build)
+
+
+@views.get("/api/summary")
+def summary() -> Response:
+    state = _state()
+
+    def build() -> dict[str, Any]:
+        now = state.now_ms()
+        period = Period.at(now, state.zone)
+        meters = state.meters()
+        after = (period.today + timedelta(days=1)).isoformat()
+        month = state.source.buckets("day", period.month_start.isoformat(), after, None)
+        week = month
+        if period.week_start < period.month_start:  # the week began last month
+            week = state.source.buckets("day", period.week_start.isoformat(), after, None)
+        online = [m for m in meters if state.online(m, now)]
+        return summary_answer(meters, online, month, week, now, state.zone)
+
+    return _cached_json(build)
+
+
+def _aggregate(scope: str, building: str | None) -> Response:
+    state = _state()
+    zone = state.zone
+    today = day_of(state.now_ms(), zone)
+    first = parse_day("start_date", request.args.get("start_date"), today)
+    last = parse_day("end_date", request.args.get("end_date"), today)
+    if last < first:
+        raise BadParameter("end_date", "must not be before start_date")
+    if (last - first).days >= MAX_RANGE_DAYS:
+        raise BadParameter("end_date", f"the range may span at most {MAX_RANGE_DAYS} days")
+    ids = state.scope(None, building)[2] if building is not None else None
+
+    def build() -> dict[str, Any]:
+        total = state.source.total(first.isoformat(), last.isoformat(), ids)
+        body: dict[str, Any] = {
+            "scope": scope,
+            "time_range_start": iso(midnight_ms(first, zone)),
+            "time_range_end": iso(midnight_ms(last + timedelta(days=1), zone)),
+            "total_energy_kwh": kwh(total.energy_wh),
+            "meters_found": total.meters_found,
+            "readings_processed": total.readings,
+            "last_reading_in_range": iso(total.last_window_ms),
+            "timezone": zone.key,
+        }
+        if building is not None:
+            body["building_name"] = building
+        return body
+
+    return _cached_json(build)
+
+
+@views.get("/api/aggregate/campus")
+def aggregate_campus() -> Response:
+    return _aggregate("campus", None)
+
+
+@views.get("/api/aggregate/building/<path:name>")
+def aggregate_building(name: str) -> Response:
+    return _aggregate("building", name)
+
+
+def _series_request() -> tuple[dict[str, Any], Callable[[], list[dict[str, Any]]]]:
+    """Check the parameters now; the points are computed only on a cache miss."""
+    state = _state()
+    zone = state.zone
+    step = request.args.get("step", "5m")
+    if step not in STEPS:
+        raise BadParameter("step", f"must be one of {', '.join(STEPS)}, got {step[:20]!r}")
+    grain, step_s = STEPS[step]
+    end = parse_instant("end", request.args.get("end"), zone) or state.now_ms()
+    start = parse_instant("start", request.args.get("start"), zone)
+    if start is None:  # the last 24 hours, or the 30 local days that end with end's day
+        start = (
+            midnight_ms(day_of(end - 1, zone) - timedelta(days=29), zone)
+            if grain == "day"
+            else end - 86_400_000
+        )
+    if end <= start:
+        raise BadParameter("end", "must be after start")
+    steps = (end - start) / 1000 / step_s
+    if steps > MAX_POINTS:
+        raise BadParameter("start", f"the range holds more than {MAX_POINTS} steps of {step}")
+    scope, name, ids = state.scope(request.args.get("meter"), request.args.get("building"))
+    in_scope = len(ids) if ids is not None else len(state.meters())
+    if steps * max(1, in_scope) > MAX_ROWS:
+        raise BadParameter(
+            "start", f"too long a range for {in_scope} meters at {step}: use a larger step"
+        )
+    head = {
+        "scope": scope,
+        "name": name,
+        "step": step,
+        "timezone": zone.key,
+        "start": iso(start),
+        "end": iso(end),
+    }
+
+    def points() -> list[dict[str, Any]]:
+        first, after = series_span(grain, start, end, zone)
+        rows = state.source.buckets(grain, first, after, ids)
+        return series_answer(rows, grain, step_s, in_scope, zone)
+
+    return head, points
+
+
+@views.get("/api/series")
+def series() -> Response:
+    head, points = _series_request()  # parameters are checked before the cache is consulted
+    return _cached_json(lambda: {**head, "points": points()})
+
+
+@views.get("/api/export.csv")
+def export() -> Response:
+    head, points = _series_request()
+
+    def build() -> tuple[bytes, str]:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["t", "energy_wh", "avg_power_w", "coverage"])
+        for p in points():
+            numbers = [p["energy_wh"], p["avg_power_w"], p["coverage"]]
+            if not all(v is None or math.isfinite(v) for v in numbers):
+                raise Unrepresentable(f"a step at {p['t']} holds {numbers}")
+            power = "" if p["avg_power_w"] is None else p["avg_power_w"]
+            writer.writerow([p["t"], p["energy_wh"], power, p["coverage"]])
+        return out.getvalue().encode(), "text/csv"
+
+    response = _cached(build)
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="campus-energy-{head["scope"]}-{head["step"]}.csv"'
+    )
+    return response
+
+
+@views.get("/api/openapi.json")
+def openapi() -> Response:
+    return json_response(openapi_document())
+
+
+@views.get("/metrics")
+def prometheus() -> Response:
+    metrics = _state().metrics
+    return Response(metrics.render(), mimetype=metrics.content_type)
