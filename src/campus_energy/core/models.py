@@ -1,6 +1,6 @@
 """Meter profiles: what a meter model exposes and how to read it.
 
-A profile is data (a TOML file under `profiles/`); this module is its validated
+A profile is data (a TOML file under `meters/profiles/`); this module is its validated
 shape. Field names follow the project's standard: the unit is the suffix
 (`_v`, `_a`, `_w`, `_wh`, `_hz`, ...), per-phase fields put `_l1/_l2/_l3`
 before the unit, and `power_factor` has no unit.

@@ -9,7 +9,7 @@ so an average power is always energy ÷ covered time, never energy ÷ clock time
 Long power profiles are averaged per bucket in SQL; raw rows are only ever read
 for short ranges or with a limit.
 
-The store is opened read-only with `adapters.sqlite.ReadOnly` (also on a
+The store is opened read-only with `runtime.sqlite.ReadOnly` (also on a
 read-only mount); every sqlite3 failure becomes a StoreUnavailable, and
 StoreDamaged when SQLite finds the file malformed.
 """

@@ -1,6 +1,6 @@
 """Reading the SQLite window sink (read-only; safe while the bridge writes, thanks to WAL).
 
-Opened with `adapters.sqlite.ReadOnly`: a WAL file on a read-only mount is read too.
+Opened with `runtime.sqlite.ReadOnly`: a WAL file on a read-only mount is read too.
 """
 
 from __future__ import annotations
