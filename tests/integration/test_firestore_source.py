@@ -29,7 +29,7 @@ from campus_energy.backends.firestore.source import FirestoreSource
 from campus_energy.backends.sqlite.sink import SqliteSink
 from campus_energy.backends.sqlite.source import SqliteSource
 from campus_energy.config import FirestoreSinkConfig
-from campus_energy.core.rollups import local_day
+from campus_energy.core.days import local_day
 from campus_energy.core.window_index import WindowEntry, WindowIndex
 from campus_energy.core.windows import Contribution, WindowDelta
 from campus_energy.errors import SourceError

@@ -35,6 +35,7 @@ from typing import Any
 from campus_energy.core.energy import SLEW, UWH_PER_WH
 from campus_energy.core.readings import PAYLOAD_SCHEMA
 from campus_energy.core.signatures import signature_problem
+from campus_energy.core.timestamps import datetime_ms
 from campus_energy.core.windows import IncomingReading
 
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -150,7 +151,7 @@ def parse_time_ms(value: Any, key: str) -> int:
         raise _Refused("timestamp", f"{key!r} is not ISO 8601: {value[:40]!r}") from None
     if moment.tzinfo is None:
         raise _Refused("timestamp", f"{key!r} has no time zone (UTC expected)")
-    return round(moment.timestamp() * 1000)
+    return datetime_ms(moment)
 
 
 def _within(key: str, value: float | None, low: float, high: float) -> None:

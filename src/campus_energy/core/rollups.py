@@ -13,28 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from campus_energy.core.days import hour_of as hour_of  # api.queries imports it from here
+from campus_energy.core.days import local_day
 from campus_energy.core.windows import Accumulator, WindowDoc
-
-HOUR_MS = 3_600_000
-
-
-def local_day(ms: int, zone: ZoneInfo) -> str:
-    """The site-local calendar day ('YYYY-MM-DD') of a UTC instant."""
-    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(zone).strftime("%Y-%m-%d")
-
-
-def hour_of(ms: int, zone: ZoneInfo) -> int:
-    """The start (UTC epoch ms) of the site-local clock hour containing `ms`.
-
-    Local hours, not UTC hours: in a zone such as Asia/Kolkata (+05:30) local
-    hours start at :30 UTC, and only local hours add up to local days.
-    """
-    local = datetime.fromtimestamp(ms / 1000, UTC).astimezone(zone)
-    start = local.replace(minute=0, second=0, microsecond=0)
-    return round(start.timestamp() * 1000)
 
 
 @dataclass(frozen=True)
@@ -77,23 +60,12 @@ class Sums:
     last_window_ms: int
 
 
-def day_span(day: str, zone: ZoneInfo) -> tuple[int, int]:
-    """A UTC range (epoch ms, end exclusive) holding every instant of the local `day`, padded."""
-    first = date.fromisoformat(day)
-    after = first + timedelta(days=1)
-    pad = 3 * HOUR_MS  # wider than any daylight-saving shift
-    return (
-        round(datetime(first.year, first.month, first.day, tzinfo=zone).timestamp() * 1000) - pad,
-        round(datetime(after.year, after.month, after.day, tzinfo=zone).timestamp() * 1000) + pad,
-    )
-
-
 def recount(
     windows: Iterable[tuple[int, Accumulator]], day: str, zone: ZoneInfo
 ) -> tuple[dict[int, Sums], Sums | None]:
     """One meter's hourly sums and its sum for the local `day`, from its windows
     (window start, accumulator). Windows of other days are left out, so a caller may
-    pass every window of `day_span(day)`. What a sink rebuilds its rollups from."""
+    pass every window of `core.days.day_span(day)`. What a sink rebuilds its rollups from."""
     hours: dict[int, list[tuple[int, Accumulator]]] = {}
     for start, acc in windows:
         if local_day(start, zone) == day:

@@ -20,11 +20,11 @@ from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from campus_energy.core.answers import Bucket, Grain, MeterLatest, Total
-from campus_energy.core.rollups import hour_of, local_day
+from campus_energy.core.days import hour_of, local_day
+from campus_energy.core.timestamps import EPOCH
 
 T = TypeVar("T")
 K = TypeVar("K", int, str)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DAY_MS = 86_400_000
 KEEP_DAYS = 40  # windows kept one by one (for 5-minute steps); older ones live in the rollups
 

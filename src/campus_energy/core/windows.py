@@ -20,8 +20,9 @@ import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+
+from campus_energy.core.timestamps import utc_datetime
 
 AVERAGED = ("voltage_v", "current_a", "power_factor", "frequency_hz")
 
@@ -32,7 +33,7 @@ def window_start_ms(ts_ms: int, window_ms: int) -> int:
 
 def window_stamp(ms: int) -> str:
     """'20260102T030405Z': the time part of a window document's id."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return utc_datetime(ms).strftime("%Y%m%dT%H%M%SZ")
 
 
 def document_id(meter_id: str, start_ms: int) -> str:
@@ -250,7 +251,7 @@ class WindowDoc:
 
     def fields(self, timestamp: Any = None) -> dict[str, Any]:
         """The document's fields; `timestamp(ms)` turns times into the sink's own type."""
-        as_time = timestamp or (lambda ms: datetime.fromtimestamp(ms / 1000, UTC))
+        as_time = timestamp or utc_datetime
         return {
             "meter_id": self.meter_id,
             "building": self.building,

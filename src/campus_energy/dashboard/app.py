@@ -23,6 +23,8 @@ import pandas as pd
 import streamlit as st
 
 from campus_energy.config import Config, load_config
+from campus_energy.core.days import local_date, midnight_ms
+from campus_energy.core.timestamps import datetime_ms
 from campus_energy.dashboard import charts
 from campus_energy.dashboard import history as h
 from campus_energy.dashboard import store_queries as q
@@ -79,7 +81,7 @@ def _clock() -> Callable[[], int]:
         moment = None
     if moment is None or moment.tzinfo is None:
         raise ConfigError.single(NOW_ENV, f"{fixed!r} is not an ISO 8601 time with an offset")
-    return lambda: round(moment.timestamp() * 1000)
+    return lambda: datetime_ms(moment)
 
 
 @dataclass(frozen=True)
@@ -100,15 +102,15 @@ class View:
 
     @property
     def today(self) -> date:
-        return datetime.fromtimestamp(self.now_ms / 1000, self.zone).date()
+        return local_date(self.now_ms, self.zone)
 
     def meter(self, key: int) -> q.Meter:
         return next(m for m in self.selected if m.key == key)
 
     def range_ms(self) -> tuple[int, int]:
         """Local midnight of the first day to the end of the last, or now if sooner."""
-        end = h.midnight_ms(self.last + timedelta(days=1), self.zone)
-        return h.midnight_ms(self.first, self.zone), min(end, self.now_ms + 1)
+        end = midnight_ms(self.last + timedelta(days=1), self.zone)
+        return midnight_ms(self.first, self.zone), min(end, self.now_ms + 1)
 
 
 @st.cache_resource(on_release=lambda store: store.close())
@@ -178,7 +180,7 @@ def main() -> None:
         return
     selected = _sidebar_meters(all_meters)
     now_ms = clock()
-    first, last = _sidebar_range(datetime.fromtimestamp(now_ms / 1000, zone).date())
+    first, last = _sidebar_range(local_date(now_ms, zone))
     if not selected:
         st.info("Select at least one meter in the sidebar.")
         return
@@ -220,7 +222,7 @@ def _today_kwh(view: View) -> dict[str, float]:
     }
     found = {}
     for label, day in starts.items():
-        per = _spans(view.path, view.keys, (h.midnight_ms(day, view.zone), view.now_ms + 1))
+        per = _spans(view.path, view.keys, (midnight_ms(day, view.zone), view.now_ms + 1))
         found[label] = sum(s[0].wh for s in per.values()) / 1000
     return found
 
@@ -238,7 +240,7 @@ def _overview(view: View) -> None:
         frame["power_w"] = frame["power_w"].round(1)
         st.dataframe(frame[list(NOW_COLUMNS)].rename(columns=NOW_COLUMNS), hide_index=True)
     st.subheader("Today by building and meter")
-    today = _spans(view.path, view.keys, (h.midnight_ms(view.today, view.zone), view.now_ms + 1))
+    today = _spans(view.path, view.keys, (midnight_ms(view.today, view.zone), view.now_ms + 1))
     rows = [
         {
             "building": view.meter(k).building or "(none)",
@@ -332,8 +334,8 @@ def _hours(view: View, table: pd.DataFrame) -> None:
 
 def _day_detail(view: View) -> None:
     day = st.date_input("Day", value=view.today, max_value=view.today, key="detail_day")
-    start = h.midnight_ms(day, view.zone)
-    end = h.midnight_ms(day + timedelta(days=1), view.zone)
+    start = midnight_ms(day, view.zone)
+    end = midnight_ms(day + timedelta(days=1), view.zone)
     rows = _mean_power(view.path, view.keys, start, end, 60_000)
     if not rows:
         st.info(f"No readings on {day.isoformat()}.")
@@ -346,8 +348,8 @@ def _day_detail(view: View) -> None:
 
 def _quality(view: View) -> None:
     conn = _connection(view.path)
-    start = h.midnight_ms(view.first, view.zone)
-    end = h.midnight_ms(view.last + timedelta(days=1), view.zone)
+    start = midnight_ms(view.first, view.zone)
+    end = midnight_ms(view.last + timedelta(days=1), view.zone)
     found = q.gaps(conn, view.keys, start, end)
     st.subheader(f"Gaps ({len(found)})")
     if found:
@@ -391,8 +393,8 @@ def _drift(conn: Any, keys: tuple[int, ...], start: int, end: int) -> None:
 
 
 def _raw(view: View) -> None:
-    start = h.midnight_ms(view.first, view.zone)
-    end = h.midnight_ms(view.last + timedelta(days=1), view.zone)
+    start = midnight_ms(view.first, view.zone)
+    end = midnight_ms(view.last + timedelta(days=1), view.zone)
     ids = [m.meter_id for m in view.selected]
     rows = q.raw_readings(_connection(view.path), ids, start, end, 1000)
     if not rows:

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from campus_energy.core.days import midnight_ms
 from campus_energy.dashboard.store_queries import Span
 
 HOUR_MS = 3_600_000
@@ -24,10 +25,6 @@ QUARTER_MS = 900_000  # every time zone's offset is a whole number of quarter ho
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 KWH = 6  # decimals kept of kWh: 0.001 Wh, shown with 3
 SPAN_COLUMNS = ["meter", "day", "hour", "wh", "covered_ms"]
-
-
-def midnight_ms(day: date, zone: ZoneInfo) -> int:
-    return round(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp() * 1000)
 
 
 def day_length_ms(day: date, zone: ZoneInfo) -> int:

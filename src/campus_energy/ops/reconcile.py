@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 from campus_energy.backends import open_sink
 from campus_energy.backends.base import WindowSink
 from campus_energy.config import Config, load_config
+from campus_energy.core.days import midnight_ms
 from campus_energy.core.incoming import Malformed, parse_reading
 from campus_energy.core.readings import Reading
 from campus_energy.core.reconciliation import (
@@ -49,7 +50,7 @@ from campus_energy.core.reconciliation import (
     recompute,
     store_span,
 )
-from campus_energy.core.timestamps import epoch_ms, iso_utc
+from campus_energy.core.timestamps import datetime_ms, epoch_ms, iso_utc
 from campus_energy.core.topics import reading_topic
 from campus_energy.core.windows import IncomingReading, WindowDoc, window_start_ms
 from campus_energy.errors import StoreError, UsageError
@@ -131,10 +132,9 @@ def parse_when(option: str, text: str, zone: ZoneInfo, *, end: bool) -> int:
             moment = datetime.fromisoformat(value)
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=zone)
+            ms = datetime_ms(moment)
         else:
-            day += timedelta(days=1 if end else 0)
-            moment = datetime(day.year, day.month, day.day, tzinfo=zone)
-        ms = round(moment.timestamp() * 1000)
+            ms = midnight_ms(day + timedelta(days=1 if end else 0), zone)
     except (ValueError, OverflowError):
         raise UsageError(
             f"{option}: expected a day (YYYY-MM-DD) or an ISO 8601 time, got {text!r}"

@@ -29,11 +29,11 @@ import functools
 import logging
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from campus_energy.backends.base import stored_window
 from campus_energy.config import FirestoreSinkConfig
+from campus_energy.core.timestamps import datetime_ms, utc_datetime
 from campus_energy.core.windows import (
     Accumulator,
     WindowDelta,
@@ -195,8 +195,8 @@ class FirestoreSink:
         query = (
             self._db()
             .collection(self.config.collection)
-            .where(filter=FieldFilter("window_start", ">=", _when(start_ms)))
-            .where(filter=FieldFilter("window_start", "<", _when(end_ms)))
+            .where(filter=FieldFilter("window_start", ">=", utc_datetime(start_ms)))
+            .where(filter=FieldFilter("window_start", "<", utc_datetime(end_ms)))
         )
         found: list[WindowDoc] = []
         for snap in query.stream(retry=_retry(), timeout=RPC_TIMEOUT_S):
@@ -216,13 +216,13 @@ class FirestoreSink:
         return found
 
     def _stored(self, data: dict[str, Any]) -> list[WindowDoc]:
-        start, end = _ms(data["window_start"]), _ms(data["window_end"])
+        start, end = datetime_ms(data["window_start"]), datetime_ms(data["window_end"])
         if self.config.layout == "per-window":
             entries = [{**e, "meter_id": m} for m, e in data["meters"].items()]
         else:
             entries = [data]
         return [
-            stored_window(e, start, end, _ms(e["updated_at"]) if e.get("updated_at") else 0)
+            stored_window(e, start, end, datetime_ms(e["updated_at"]) if e.get("updated_at") else 0)
             for e in entries
         ]
 
@@ -303,7 +303,7 @@ class FirestoreSink:
                 **held,
                 "total_energy_wh": sum(m["total_energy_wh"] for m in meters.values()),
                 "meters": meters,
-                "updated_at": _when(now_ms),
+                "updated_at": utc_datetime(now_ms),
             }
 
         self._update_windows(keys, update)
@@ -329,14 +329,6 @@ class _Key:
     @property
     def document_id(self) -> str:
         return document_id(self.meter_id, self.window_start_ms)
-
-
-def _when(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def _ms(moment: datetime) -> int:
-    return round(moment.timestamp() * 1000)
 
 
 def _meter_entry(doc: WindowDoc) -> dict[str, Any]:

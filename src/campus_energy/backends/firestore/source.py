@@ -43,6 +43,7 @@ from zoneinfo import ZoneInfo
 from campus_energy.backends.base import Bucket, Grain, MeterLatest, Total
 from campus_energy.backends.firestore.sink import close_client, retry_policy
 from campus_energy.config import FirestoreSinkConfig
+from campus_energy.core.timestamps import datetime_ms
 from campus_energy.core.window_index import KEEP_DAYS, WindowEntry, WindowIndex, micros
 from campus_energy.errors import SourceError
 
@@ -56,10 +57,6 @@ RETRY_DEADLINE_S = 5.0  # every attempt of one query: an outage is reported in s
 
 
 # --- documents ---------------------------------------------------------------------------------
-
-
-def _ms(moment: datetime) -> int:
-    return round(moment.timestamp() * 1000)
 
 
 def _float(value: Any) -> float | None:
@@ -83,7 +80,7 @@ def _entry(meter_id: str, start_ms: int, fields: Mapping[str, Any]) -> WindowEnt
 
 def entries_of(layout: str, data: Mapping[str, Any]) -> list[WindowEntry]:
     """The meters' windows a document holds; KeyError, TypeError or ValueError if malformed."""
-    start = _ms(data["window_start"])
+    start = datetime_ms(data["window_start"])
     if layout == "per-window":
         return [_entry(str(m), start, fields) for m, fields in sorted(data["meters"].items())]
     return [_entry(str(data["meter_id"]), start, data)]

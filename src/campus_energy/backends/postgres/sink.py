@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -26,7 +26,9 @@ from psycopg.rows import dict_row
 
 from campus_energy.backends.base import stored_window
 from campus_energy.config import PostgresSinkConfig
-from campus_energy.core.rollups import RollupChange, change, day_span, local_day, recount
+from campus_energy.core.days import day_span, local_day
+from campus_energy.core.rollups import RollupChange, change, recount
+from campus_energy.core.timestamps import datetime_ms, utc_datetime
 from campus_energy.core.validation import masked
 from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc, window_document
 from campus_energy.errors import SinkError
@@ -162,14 +164,6 @@ DATA_VERSION_SQL = (  # a counter: readers use it to tell whether anything chang
 )
 
 ROLLUP_LAYOUT = 3  # bump when the rollup tables change: existing schemas are rebuilt
-
-
-def _when(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def _ms(moment: datetime) -> int:
-    return round(moment.timestamp() * 1000)
 
 
 def endpoint(dsn: str) -> str:
@@ -319,7 +313,7 @@ class PostgresSink:
         self, start_ms: int, end_ms: int, meters: Collection[str] | None
     ) -> list[WindowDoc]:
         where = sql.SQL("AND meter_id = ANY(%s)" if meters is not None else "")
-        params: list[Any] = [_when(start_ms), _when(end_ms)]
+        params: list[Any] = [utc_datetime(start_ms), utc_datetime(end_ms)]
         if meters is not None:
             params.append(list(meters))
 
@@ -336,9 +330,9 @@ class PostgresSink:
             return [
                 stored_window(
                     row,
-                    _ms(row["window_start"]),
-                    _ms(row["window_end"]),
-                    _ms(row["updated_at"]),
+                    datetime_ms(row["window_start"]),
+                    datetime_ms(row["window_end"]),
+                    datetime_ms(row["updated_at"]),
                 )
                 for row in rows
             ]
@@ -360,7 +354,11 @@ class PostgresSink:
         columns = [c for c in COLUMNS if c != "accumulator"]
         rows = []
         for doc in docs:
-            fields = {**doc.fields(_when), "id": doc.document_id, "updated_at": _when(now_ms)}
+            fields = {
+                **doc.fields(utc_datetime),
+                "id": doc.document_id,
+                "updated_at": utc_datetime(now_ms),
+            }
             rows.append((*(fields[c] for c in columns), json.dumps(doc.accumulator.to_dict())))
         names = [*columns, "accumulator"]
         async with conn.cursor() as cur:
@@ -385,10 +383,10 @@ class PostgresSink:
                         d.meter_id,
                         d.building,
                         d.floor,
-                        _when(d.window_start_ms),
+                        utc_datetime(d.window_start_ms),
                         d.avg_power_w,
                         d.coverage,
-                        _when(now_ms),
+                        utc_datetime(now_ms),
                     )
                     for d in docs
                 ],
@@ -412,7 +410,7 @@ class PostgresSink:
                     "DELETE FROM {} WHERE (meter_id, window_start) IN "
                     "(SELECT * FROM unnest(%s::text[], %s::timestamptz[]))"
                 ).format(self.table),
-                ([m for m, _ in keys], [_when(start) for _, start in keys]),
+                ([m for m, _ in keys], [utc_datetime(start) for _, start in keys]),
             )
             deleted = cur.rowcount
             await self._recount_days(cur, keys)
@@ -464,12 +462,12 @@ class PostgresSink:
                 "UPDATE {} SET building = %s, floor = %s, last_window = %s, "
                 "last_avg_power_w = %s, last_coverage = %s, updated_at = %s WHERE meter_id = %s"
             ).format(self.names["meters"]),
-            (*row, _when(now_ms), meter_id),
+            (*row, utc_datetime(now_ms), meter_id),
         )
 
     async def _recount(self, cur: psycopg.AsyncCursor[Any], meter_id: str, day: str) -> None:
         """Count a meter's hourly and daily rollups of the local `day` afresh from its windows."""
-        low, high = (_when(ms) for ms in day_span(day, self.zone))
+        low, high = (utc_datetime(ms) for ms in day_span(day, self.zone))
         await cur.execute(
             sql.SQL(
                 "SELECT window_start, accumulator FROM {} WHERE meter_id = %s "
@@ -477,7 +475,9 @@ class PostgresSink:
             ).format(self.table),
             (meter_id, low, high),
         )
-        windows = [(_ms(start), Accumulator.from_dict(acc)) for start, acc in await cur.fetchall()]
+        windows = [
+            (datetime_ms(start), Accumulator.from_dict(acc)) for start, acc in await cur.fetchall()
+        ]
         hourly, daily = recount(windows, day, self.zone)
         await cur.execute(
             sql.SQL(
@@ -486,7 +486,7 @@ class PostgresSink:
             ).format(self.names["hourly"]),
             (meter_id, low, high),
         )
-        stale = [h for (h,) in await cur.fetchall() if local_day(_ms(h), self.zone) == day]
+        stale = [h for (h,) in await cur.fetchall() if local_day(datetime_ms(h), self.zone) == day]
         if stale:
             await cur.execute(
                 sql.SQL("DELETE FROM {} WHERE meter_id = %s AND hour_start = ANY(%s)").format(
@@ -500,7 +500,7 @@ class PostgresSink:
                 "VALUES (%s, %s, %s, %s, %s, %s)"
             ).format(self.names["hourly"]),
             [
-                (_when(hour), meter_id, s.energy_wh, s.covered_s, s.readings, s.windows)
+                (utc_datetime(hour), meter_id, s.energy_wh, s.covered_s, s.readings, s.windows)
                 for hour, s in sorted(hourly.items())
             ],
         )
@@ -521,7 +521,7 @@ class PostgresSink:
                     daily.covered_s,
                     daily.readings,
                     daily.windows,
-                    _when(daily.last_window_ms),
+                    utc_datetime(daily.last_window_ms),
                 ),
             )
 
@@ -537,15 +537,15 @@ class PostgresSink:
                 [
                     (
                         d.meter_id,
-                        _when(d.window_start_ms),
+                        utc_datetime(d.window_start_ms),
                         d.document_id,
-                        _when(d.window_start_ms + d.window_s * 1000),
-                        _when(d.window_start_ms),
+                        utc_datetime(d.window_start_ms + d.window_s * 1000),
+                        utc_datetime(d.window_start_ms),
                     )
                     for d in deltas
                 ],
             )
-            keys = [(d.meter_id, _when(d.window_start_ms)) for d in deltas]
+            keys = [(d.meter_id, utc_datetime(d.window_start_ms)) for d in deltas]
             await cur.execute(
                 sql.SQL(
                     "SELECT meter_id, window_start, accumulator FROM {} "
@@ -559,7 +559,7 @@ class PostgresSink:
             changes = []
             latest = []
             for d in deltas:
-                raw = held.get((d.meter_id, _when(d.window_start_ms)))
+                raw = held.get((d.meter_id, utc_datetime(d.window_start_ms)))
                 existing = Accumulator.from_dict(raw) if raw else None
                 doc = window_document(d, existing, now_ms)
                 changes.append(change(existing, doc, self.zone))
@@ -568,19 +568,19 @@ class PostgresSink:
                         doc.meter_id,
                         doc.building,
                         doc.floor,
-                        _when(doc.window_start_ms),
+                        utc_datetime(doc.window_start_ms),
                         doc.avg_power_w,
                         doc.coverage,
-                        _when(now_ms),
+                        utc_datetime(now_ms),
                     )
                 )
-                fields = doc.fields(_when)
+                fields = doc.fields(utc_datetime)
                 rows.append(
                     (
                         *(fields[c] for c in COLUMNS[3:-1] if c in fields),
                         json.dumps(doc.accumulator.to_dict()),
                         d.meter_id,
-                        _when(d.window_start_ms),
+                        utc_datetime(d.window_start_ms),
                     )
                 )
             updated = list(COLUMNS[3:-1])
@@ -609,7 +609,14 @@ class PostgresSink:
                 "ON CONFLICT (hour_start, meter_id) DO UPDATE SET " + ADD_TO_ROLLUP
             ).format(self.names["hourly"]),
             [
-                (_when(c.hour_ms), c.meter_id, c.energy_wh, c.covered_s, c.readings, c.windows)
+                (
+                    utc_datetime(c.hour_ms),
+                    c.meter_id,
+                    c.energy_wh,
+                    c.covered_s,
+                    c.readings,
+                    c.windows,
+                )
                 for c in changes
             ],
         )
@@ -629,7 +636,7 @@ class PostgresSink:
                     c.covered_s,
                     c.readings,
                     c.windows,
-                    _when(c.window_start_ms),
+                    utc_datetime(c.window_start_ms),
                 )
                 for c in changes
             ],
@@ -648,7 +655,7 @@ class PostgresSink:
                     c.covered_s,
                     c.readings,
                     c.windows,
-                    _when(c.window_start_ms),
+                    utc_datetime(c.window_start_ms),
                 )
                 for c in changes
             ],

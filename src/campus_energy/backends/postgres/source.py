@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 import psycopg
@@ -13,6 +13,7 @@ from psycopg import sql
 from campus_energy.backends.base import Bucket, Grain, MeterLatest, Total
 from campus_energy.backends.postgres.sink import endpoint, error_text, table_names
 from campus_energy.config import PostgresSinkConfig
+from campus_energy.core.timestamps import datetime_ms, utc_datetime
 from campus_energy.errors import SourceError
 
 GRAIN_SQL = {
@@ -34,12 +35,8 @@ GRAIN_SQL = {
 }
 
 
-def _when(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
 def _ms(moment: datetime | None) -> int | None:
-    return None if moment is None else round(moment.timestamp() * 1000)
+    return None if moment is None else datetime_ms(moment)
 
 
 class PostgresSource:
@@ -118,12 +115,12 @@ class PostgresSource:
         if grain == "day":
             bounds: list[Any] = [date.fromisoformat(str(start)), date.fromisoformat(str(end))]
         else:
-            bounds = [_when(int(start)), _when(int(end))]
+            bounds = [utc_datetime(int(start)), utc_datetime(int(end))]
         group = " GROUP BY meter_id, step" if grain == "window" else ""
         rows = self._query(f"{GRAIN_SQL[grain]} {where}{group}", [*bounds, *params])
         found = []
         for meter_id, key, energy, covered, readings in rows:
-            k: int | str = key.isoformat() if grain == "day" else round(key.timestamp() * 1000)
+            k: int | str = key.isoformat() if grain == "day" else datetime_ms(key)
             found.append(Bucket(meter_id, k, float(energy), float(covered or 0.0), int(readings)))
         return found
 

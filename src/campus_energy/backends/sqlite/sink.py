@@ -10,7 +10,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from campus_energy.backends.base import stored_window
-from campus_energy.core.rollups import RollupChange, change, day_span, hour_of, local_day, recount
+from campus_energy.core.days import day_span, hour_of, local_day
+from campus_energy.core.rollups import RollupChange, change, recount
+from campus_energy.core.timestamps import datetime_ms, iso_seconds
 from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc, window_document
 from campus_energy.errors import SinkError
 from campus_energy.runtime.sqlite import INTEGRITY_BUDGET_S, SqliteFile, transaction
@@ -120,10 +122,6 @@ CAMPUS_RECOUNT_SQL = (
 ROLLUP_LAYOUT = 3  # bump when the rollup tables change: existing files are rebuilt
 
 
-def iso_seconds(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class SqliteSink(SqliteFile):
     """Windows, their hourly and daily rollups and each meter's latest window, in one file."""
 
@@ -231,7 +229,7 @@ class SqliteSink(SqliteFile):
 
 def _ms(text: str) -> int:
     moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return round(moment.timestamp() * 1000)
+    return datetime_ms(moment)
 
 
 def _write(conn: sqlite3.Connection, doc: WindowDoc, now_ms: int) -> None:

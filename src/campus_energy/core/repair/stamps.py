@@ -17,8 +17,10 @@ import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from enum import Enum
+
+from campus_energy.core.timestamps import ONE_MS, floor_ms
 
 Raw = int | float | str  # a `ts_ms` value as the store holds it
 
@@ -27,8 +29,6 @@ SECONDS_FROM = 946_684_800  # 2000-01-01Z in epoch seconds ...
 SECONDS_BELOW = 100_000_000_000  # ... up to here (1973 as ms), a stored value is seconds
 MIN_TOLERANCE_MS = 30_000
 _EPOCH = datetime(1970, 1, 1)
-_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 
 
 class Fmt(Enum):
@@ -55,7 +55,7 @@ def parse_text(text: str) -> int | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH_UTC) // _MS
+    return floor_ms(moment)
 
 
 def read_stamp(raw: object) -> tuple[Fmt, int] | None:
@@ -80,9 +80,9 @@ def read_stamp(raw: object) -> tuple[Fmt, int] | None:
 
 def local_to_utc_ms(ms: int, zone: tzinfo, fold: int = 0) -> int:
     """The UTC epoch ms of a local wall time that was stored as if it were UTC."""
-    naive = _EPOCH + ms * _MS
+    naive = _EPOCH + ms * ONE_MS
     offset = naive.replace(tzinfo=zone, fold=fold).utcoffset()
-    return ms if offset is None else ms - offset // _MS
+    return ms if offset is None else ms - offset // ONE_MS
 
 
 def typical_interval_ms(points: Iterable[tuple[int, int]]) -> int | None:

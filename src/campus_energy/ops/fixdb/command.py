@@ -23,16 +23,17 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from campus_energy.config import Config, load_config
+from campus_energy.core.days import midnight_ms
 from campus_energy.core.repair.apply import Change, edge_before, retime_rows
 from campus_energy.core.repair.plan import RunPlan, plan_meter
 from campus_energy.core.repair.stamps import NOT_BEFORE_MS, Fmt, Rules, typical_interval_ms
 from campus_energy.core.repair.survey import Edge, Surveyor
-from campus_energy.core.timestamps import epoch_ms, iso_utc
+from campus_energy.core.timestamps import epoch_ms, iso_seconds, iso_utc, utc_datetime
 from campus_energy.errors import UsageError
 from campus_energy.ops.fixdb.offline_store import OfflineStore, Repair, StoredMeter, failure
 
@@ -67,7 +68,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--not-before",
         metavar="DAY",
-        default=datetime.fromtimestamp(NOT_BEFORE_MS / 1000, UTC).date().isoformat(),
+        default=utc_datetime(NOT_BEFORE_MS).date().isoformat(),
         help="stamps before this UTC day come from a clock never set (default: %(default)s)",
     )
 
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         work = [r.repair for r in reports if r.to_apply]
         if args.apply and work:
             backup: Path = args.backup or path.with_name(
-                f"{path.name}.{datetime.fromtimestamp(now_ms / 1000, UTC):%Y%m%dT%H%M%SZ}.bak"
+                f"{path.name}.{utc_datetime(now_ms):%Y%m%dT%H%M%SZ}.bak"
             )
             store.backup(backup)
             print(f"backup: {backup} (SQLite online backup, checked)")
@@ -266,8 +267,8 @@ def _outbox_lines(report: MeterReport) -> list[str]:
     return [
         f"  outbox: readings up to seq {meter.published_seq} were published with their old stamps,",
         "    so the windows they went into are wrong; after --apply rebuild the repaired span:",
-        f"      campus-energy reconcile --start {_when_s(start // 1000)} --end {_when_s(end_s)} "
-        f"--meter {meter.meter_id} --apply",
+        f"      campus-energy reconcile --start {iso_seconds(start)} "
+        f"--end {iso_seconds(end_s * 1000)} --meter {meter.meter_id} --apply",
         "    (windows at the old stamps: reconcile --apply deletes those inside the store's span",
         "    that no reading is behind, and lists the rest)",
     ]
@@ -324,10 +325,6 @@ def _when(ms: int) -> str:
         return f"{ms} ms"
 
 
-def _when_s(seconds: int) -> str:
-    return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%SZ}"
-
-
 def _duration(ms: int) -> str:
     sign = "−" if ms < 0 else "+"
     rest, milli = divmod(abs(ms), 1000)
@@ -349,4 +346,4 @@ def _day_ms(option: str, text: str) -> int:
         day = date.fromisoformat(text)
     except ValueError:
         raise UsageError(f"{option}: expected a day (YYYY-MM-DD), got {text!r}") from None
-    return round(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+    return midnight_ms(day, UTC)

@@ -31,18 +31,17 @@ import tomllib
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 
 from campus_energy.core.energy import MeterState, advance
 from campus_energy.core.resolution import quantize
+from campus_energy.core.timestamps import floor_ms
 
 ID_RULE = re.compile(r"^[a-z0-9_-]+$")
 UNPARSEABLE = "unreadable timestamp"
 NONEXISTENT = "local time inside the spring gap (it does not exist)"
 NO_POWER = "no usable power value"
 SAME_TIME = "same time as the reading before"
-_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 KW_BELOW = 0.03  # |P| / (V × I) below this: power is in kW (in W it lies between 0 and 1)
 
 
@@ -149,10 +148,6 @@ def parse_local(value: object) -> datetime | None:
         return None
 
 
-def _utc_ms(moment: datetime) -> int:
-    return (moment - _EPOCH_UTC) // _MS
-
-
 def local_kind(naive: datetime, zone: tzinfo) -> str:
     """'normal', 'repeated' (an autumn hour that happens twice) or 'missing' (spring gap)."""
     first, second = naive.replace(tzinfo=zone, fold=0), naive.replace(tzinfo=zone, fold=1)
@@ -181,7 +176,7 @@ def timeline(rows: Iterable[LegacyRow], zone: tzinfo) -> Iterator[Timed | Skippe
             if latest is not None and naive < latest:
                 fold = 1  # the clock went back: the hour's second pass
             latest = naive if latest is None else max(latest, naive)
-            timed.append((_utc_ms(naive.replace(tzinfo=zone, fold=fold)), row.order, row))
+            timed.append((floor_ms(naive.replace(tzinfo=zone, fold=fold)), row.order, row))
         repeated.clear()
         for ms, _, row in sorted(timed):
             yield from emit(row, ms, True)
@@ -193,7 +188,7 @@ def timeline(rows: Iterable[LegacyRow], zone: tzinfo) -> Iterator[Timed | Skippe
             continue
         if moment.tzinfo is not None:
             yield from flush()
-            yield from emit(row, _utc_ms(moment), False)
+            yield from emit(row, floor_ms(moment), False)
             continue
         kind = local_kind(moment, zone)
         if kind == "missing":
@@ -202,7 +197,7 @@ def timeline(rows: Iterable[LegacyRow], zone: tzinfo) -> Iterator[Timed | Skippe
             repeated.append((row, moment))
         else:
             yield from flush()
-            yield from emit(row, _utc_ms(moment.replace(tzinfo=zone)), False)
+            yield from emit(row, floor_ms(moment.replace(tzinfo=zone)), False)
     yield from flush()
 
 
