@@ -44,6 +44,8 @@ demo: $(STAMP)
 screenshots: $(STAMP)
 	$(BIN)/python tools/screenshots.py
 
+# benchmarks/REPORT.md for the commit checked out: refused (exit 2) while src/ or benchmarks/
+# hold uncommitted changes; `benchmarks/report.py --quick --out DIR` measures any tree elsewhere.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/report.py
 

@@ -1,6 +1,6 @@
 """The API: latency over a year of windows and Firestore reads per refresh, ours vs the legacy way.
 
-Prints three sections, each with its baseline run from this same process:
+Returns three sections of tables, each with its baseline run from this same process:
 (a) building a year of 5-minute windows for 100 meters (365 × 288 × 100 ≈
     10.5 M rows) in a SQLite window file with the real schema (created by
     `SqliteSink`), bulk-inserted, with the rollups filled by SQL over the same
@@ -8,42 +8,38 @@ Prints three sections, each with its baseline run from this same process:
 (b) request latency of the real app under Gunicorn (`campus-energy api`,
     2 workers, cache_s 0) for `/api/aggregate/campus` over 1 day, 30 days and
     1 year and for `/api/summary`, vs a naive legacy app under the same
-    Gunicorn settings that streams every window in range and sums in Python;
+    Gunicorn settings that streams every window in range and sums in Python
+    (`baselines/naive_api.py`);
 (c) Firestore document reads for 100 dashboard refreshes (5 requests each)
     through the real app and `FirestoreSource` on the emulator, with a new
     window per meter written through `FirestoreSink` every 10 refreshes, vs
-    the legacy cost model (every document in range, on every request).
+    the legacy cost model (every document in range, on every request;
+    `baselines/legacy_firestore_reads.py`). The emulator is the tests' own
+    (`tests/support/emulator.py`).
 Ratios are against the naive scan / the legacy model. No assertions: the goal
 of each measurement is printed next to it.
 
-Run: .venv/bin/python benchmarks/api.py
-Quick mode (`CAMPUS_ENERGY_BENCH_QUICK=1`, `report.py --quick`): 60 days × 20
-meters, 60 requests per case, shorter naive budgets, 20 refreshes of 10 meters
-× 1 day. Headline figures go to benchmarks/REPORT.md (`benchmarks/report.py`,
-`results.py`).
+Run: .venv/bin/python benchmarks/api.py [--quick]
+Quick mode: 60 days × 20 meters, 60 requests per case, shorter naive budgets,
+20 refreshes of 10 meters × 1 day.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import gc
 import http.client
 import json
-import logging
 import math
 import os
 import random
-import select
 import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,17 +49,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psutil
-from flask import Flask, Response, request
 
+import harness
 import results as bench
+from baselines import naive_api
+from baselines.legacy_firestore_reads import request_reads
 from campus_energy.api.queries import Period, day_of, midnight_ms
 from campus_energy.backends.sqlite.sink import SqliteSink, _rebuild_rollups, iso_seconds
-from campus_energy.config import Config, load_config, parse_config
+from campus_energy.config import Config, parse_config
 from campus_energy.core.windows import Contribution, WindowDelta, window_stamp
 from measure import free_port, percentile
+from results import Col, Table
 
 TIER = "API"
-REPO = Path(__file__).resolve().parent.parent
 ZONE = ZoneInfo("Asia/Kolkata")
 WINDOW_S = 300
 WINDOW_MS = WINDOW_S * 1000
@@ -73,22 +71,8 @@ HOUR_MS = 3_600_000
 GRACE_S = 60
 
 
-def rule(head: str) -> None:
-    print(head)
-    print("-" * len(head))
-
-
 def now_ms() -> int:
     return round(time.time() * 1000)
-
-
-class Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 # -- (a) a year of windows -------------------------------------------------------------------
@@ -362,41 +346,38 @@ def check_rollups(folder: Path, last_ms: int) -> RollupCheck:
     return RollupCheck(identical, build.rows, module_s, build.rollup_s)
 
 
-def build_section(build: Build, check: RollupCheck) -> None:
-    print(
+def build_table(build: Build, check: RollupCheck) -> Table:
+    table = Table(
         f"(a) A year of {WINDOW_S // 60}-minute windows in a SQLite window file "
-        f"(schema by SqliteSink, {ZONE.key}; executemany, synchronous=OFF, WAL)"
+        f"(schema by SqliteSink, {ZONE.key}; executemany, synchronous=OFF, WAL)",
+        ("step", "rows", Col("time", ".1f", "s"), Col("rows/s", ",.0f")),
     )
-    head = f"{'step':<52} {'rows':>12} {'time':>9} {'rows/s':>11}"
-    rule(head)
-    print(
-        f"{f'window_aggregates: {DAYS} days × {PER_DAY} × {build.meters} meters':<52} "
-        f"{build.rows:>12,} {build.insert_s:>7.1f} s {build.rows / build.insert_s:>11,.0f}"
+    table.row(
+        f"window_aggregates: {DAYS} days × {PER_DAY} × {build.meters} meters",
+        build.rows,
+        build.insert_s,
+        build.rows / build.insert_s,
     )
-    print(
-        f"{'rollup_hourly + rollup_daily + window_meters (SQL)':<52} "
-        f"{build.hourly_rows + build.daily_rows + build.meters:>12,} {build.rollup_s:>7.1f} s"
+    table.row(
+        "rollup_hourly + rollup_daily + window_meters (SQL)",
+        build.hourly_rows + build.daily_rows + build.meters,
+        build.rollup_s,
+        "",
     )
-    total = build.insert_s + build.rollup_s
-    print(f"{'total':<52} {'':>12} {total:>7.1f} s")
-    print(
+    table.row("total", "", build.insert_s + build.rollup_s, "")
+    per_row = check.module_s / check.rows
+    table.note(
         f"file: {build.size_bytes / 2**30:.2f} GiB ({build.size_bytes / build.rows:.0f} B per "
         f"window); {build.hourly_rows:,} hourly and {build.daily_rows:,} daily rollup rows; "
-        f"Σ windows = Σ hourly = Σ daily energy: {'yes' if build.energy_match else 'NO'}"
-    )
-    print(
+        f"Σ windows = Σ hourly = Σ daily energy: {'yes' if build.energy_match else 'NO'}",
         f"windows {iso_seconds(build.first_ms)} … {iso_seconds(build.last_ms)} (the last starts "
-        "5 minutes before now); power = meter base × working-hours profile × noise"
-    )
-    per_row = check.module_s / check.rows
-    print(
+        "5 minutes before now); power = meter base × working-hours profile × noise",
         f"rollups as the module computes them: SQL fill vs _rebuild_rollups on a "
         f"{check.rows:,}-window file: {'identical' if check.identical else 'DIFFERENT'}; "
-        f"_rebuild_rollups {per_row * 1e6:.0f} µs/window ≈ {per_row * build.rows:.0f} s here"
+        f"_rebuild_rollups {per_row * 1e6:.0f} µs/window ≈ {per_row * build.rows:.0f} s here",
+        *([build.scaled_note] if build.scaled_note else []),
     )
-    if build.scaled_note:
-        print(build.scaled_note)
-    print()
+    return table
 
 
 # -- (b) latency under Gunicorn ----------------------------------------------------------------
@@ -408,121 +389,6 @@ WARMUP = 16
 # per case: the naive scan's time to start requests
 NAIVE_BUDGET_S = bench.sized({1: 15.0, CONCURRENCY: 20.0}, {1: 3.0, CONCURRENCY: 4.0})
 WORKERS = 2
-SCAN_SQL = (
-    "SELECT meter_id, total_energy_wh, readings_in_batch, window_start_ms FROM window_aggregates "
-    "WHERE window_start_ms BETWEEN ? AND ?"
-)
-SUMMARY_SCAN_SQL = (
-    "SELECT meter_id, building, window_start_ms, total_energy_wh, avg_power_w "
-    "FROM window_aggregates WHERE window_start_ms BETWEEN ? AND ?"
-)
-
-
-def naive_app(path: Path, zone: ZoneInfo, fresh_ms: int) -> Flask:
-    """The legacy API's way: stream every window in range, sum in Python, per request."""
-    app = Flask("naive")
-    local = threading.local()
-
-    def conn() -> sqlite3.Connection:
-        found: sqlite3.Connection | None = getattr(local, "conn", None)
-        if found is None:
-            found = local.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        return found
-
-    def reply(body: dict[str, Any]) -> Response:
-        return Response(json.dumps(body, separators=(",", ":")), mimetype="application/json")
-
-    @app.get("/health")
-    def health() -> Response:
-        return reply({"status": "ok"})
-
-    @app.get("/api/aggregate/campus")
-    def aggregate() -> Response:
-        today = day_of(now_ms(), zone)
-        first = date.fromisoformat(request.args.get("start_date") or today.isoformat())
-        last = date.fromisoformat(request.args.get("end_date") or today.isoformat())
-        start, end = midnight_ms(first, zone), midnight_ms(last + timedelta(days=1), zone)
-        energy, readings, meters, newest = 0.0, 0, set(), None
-        for meter_id, energy_wh, count, start_ms in conn().execute(SCAN_SQL, (start, end - 1)):
-            energy += energy_wh
-            readings += count
-            meters.add(meter_id)
-            if newest is None or start_ms > newest:
-                newest = start_ms
-        return reply(
-            {
-                "scope": "campus",
-                "time_range_start": iso_seconds(start),
-                "time_range_end": iso_seconds(end),
-                "total_energy_kwh": round(energy / 1000, 6),
-                "meters_found": len(meters),
-                "readings_processed": readings,
-                "last_reading_in_range": None if newest is None else iso_seconds(newest),
-                "timezone": zone.key,
-            }
-        )
-
-    @app.get("/api/summary")
-    def summary() -> Response:
-        now = now_ms()
-        period = Period.at(now, zone)
-        today_ms = midnight_ms(period.today, zone)
-        week_ms = midnight_ms(period.week_start, zone)
-        month_ms = midnight_ms(period.month_start, zone)
-        per: dict[str, dict[str, float]] = {
-            "today": defaultdict(float),
-            "week": defaultdict(float),
-            "month": defaultdict(float),
-        }
-        latest: dict[str, tuple[int, float, str]] = {}
-        rows = conn().execute(SUMMARY_SCAN_SQL, (min(week_ms, month_ms), now))
-        for meter_id, building, start_ms, energy_wh, power_w in rows:
-            if start_ms >= month_ms:
-                per["month"][building] += energy_wh
-            if start_ms >= week_ms:
-                per["week"][building] += energy_wh
-            if start_ms >= today_ms:
-                per["today"][building] += energy_wh
-            if start_ms >= latest.get(meter_id, (0, 0.0, ""))[0]:
-                latest[meter_id] = (start_ms, power_w or 0.0, building)
-        online = {m: v for m, v in latest.items() if now - v[0] <= fresh_ms}
-        total_today = sum(per["today"].values())
-        return reply(
-            {
-                "timezone": zone.key,
-                "power_w": sum(v[1] for v in online.values()),
-                "meters": len(latest),
-                "meters_online": len(online),
-                "today_kwh": round(total_today / 1000, 6),
-                "week_kwh": round(sum(per["week"].values()) / 1000, 6),
-                "month_kwh": round(sum(per["month"].values()) / 1000, 6),
-                "buildings": [
-                    {
-                        "building": name,
-                        "today_kwh": round(per["today"][name] / 1000, 6),
-                        "week_kwh": round(per["week"][name] / 1000, 6),
-                        "month_kwh": round(per["month"][name] / 1000, 6),
-                    }
-                    for name in sorted({v[2] for v in latest.values()})
-                ],
-            }
-        )
-
-    return app
-
-
-def serve_naive(config_path: str) -> None:
-    """Child process: the naive app under the very Gunicorn settings `campus-energy api` uses."""
-    from campus_energy.api.server import Gunicorn
-
-    config = load_config(Path(config_path), {})
-    fresh_ms = round((2 * config.bridge.window_s + config.bridge.grace_s) * 1000)
-
-    class NaiveGunicorn(Gunicorn):  # type: ignore[misc]
-        def load(self) -> Flask:
-            return naive_app(self.config.bridge.sqlite.path, self.config.site.zone, fresh_ms)
-
-    NaiveGunicorn(config).run()
 
 
 def write_config(path: Path, db: Path, port: int) -> None:
@@ -798,12 +664,7 @@ def measure_latency(folder: Path, build: Build) -> Latency:
     )
     naive = Server(
         "naive",
-        [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--serve-naive",
-            str(folder / "naive.toml"),
-        ],
+        [sys.executable, str(Path(naive_api.__file__).resolve()), str(folder / "naive.toml")],
         naive_port,
         "/health",
         folder,
@@ -849,32 +710,46 @@ def build_path(folder: Path) -> Path:
     return folder / "windows.db"
 
 
-def latency_section(result: Latency, build: Build) -> None:
-    print(
+def latency_table(result: Latency) -> Table:
+    title = (
         f"(b) Request latency under Gunicorn ({WORKERS} workers × 4 gthreads, cache_s 0), "
         f"client threads in this process (http.client, keep-alive); {os.cpu_count()} CPUs "
         f"shared, two busy processes get {result.parallelism:.1f}× one's work"
     )
     if result.error:
-        print(f"skipped: {result.error}")
-        print()
-        return
-    head = (
-        f"{'app':<6} {'request':<26} {'clients':>7} {'n':>4} {'p50 ms':>9} {'p95 ms':>9} "
-        f"{'p99 ms':>9} {'req/s':>8} {'rows streamed':>13} {'p95 × ours':>10} {'same':>5}"
+        return Table(title, notes=[f"skipped: {result.error}"])
+    table = Table(
+        title,
+        (
+            "app",
+            "request",
+            "clients",
+            "n",
+            Col("p50 ms", ".1f"),
+            Col("p95 ms", ".1f"),
+            Col("p99 ms", ".1f"),
+            Col("req/s", ".1f"),
+            "rows streamed",
+            Col("p95 × ours", ".0f", "×"),
+            Col("same", align="right"),
+        ),
     )
-    rule(head)
     for (app, clients, label), run in result.runs.items():
         ours = result.runs.get(("ours", clients, label))
         naive = app == "naive" and ours is not None
         case = next((c for c in result.cases if c.label == label), None)
-        times = f"{run.p(95) / ours.p(95):>9.0f}×" if naive and ours else ""
-        scanned = f"{case.windows:,}" if naive and case else "—"
-        same = ("yes" if result.agree[label] else "NO") if naive else ""
-        print(
-            f"{app:<6} {label:<26} {clients:>7} {len(run.latencies_ms):>4} {run.p(50):>9.1f} "
-            f"{run.p(95):>9.1f} {run.p(99):>9.1f} {run.rate:>8.1f} {scanned:>13} {times:>10} "
-            f"{same:>5}"
+        table.row(
+            app,
+            label,
+            clients,
+            len(run.latencies_ms),
+            run.p(50),
+            run.p(95),
+            run.p(99),
+            run.rate,
+            case.windows if naive and case else None,
+            run.p(95) / ours.p(95) if naive and ours else "",
+            result.agree[label] if naive else "",
         )
     runs = result.runs.values()
     errors = sum(r.errors for r in runs)
@@ -904,53 +779,42 @@ def latency_section(result: Latency, build: Build) -> None:
                 f"n {len(ours_run.latencies_ms)}/{len(naive_run.latencies_ms)}; naive streams "
                 f"{case.windows:,} windows{year_note}",
             )
-    print("goal: ours p95 ≤ 50 ms and 1-year / 1-day p95 ≤ 2")
+    goals = []
     for clients in CLIENTS:
         worst = max(r.p(95) for (a, c, _), r in result.runs.items() if a == "ours" and c == clients)
         r = ratio("ours", clients)
-        print(
-            f"  {clients} client{'s' if clients > 1 else ''}: 1-year / 1-day p95 ours {r:.1f}×, "
+        goals.append(
+            f"{clients} client{'s' if clients > 1 else ''}: 1-year / 1-day p95 ours {r:.1f}×, "
             f"naive {ratio('naive', clients):.0f}×; ours worst p95 {worst:.1f} ms — p95 goal "
             f"{'met' if worst <= 50 else 'NOT met'}, ratio goal {'met' if r <= 2 else 'NOT met'}"
         )
     rows = result.source_rows
-    print(
+    budgets = ", ".join(f"{s:g} s at {c}" for c, s in NAIVE_BUDGET_S.items())
+    table.note(
+        "goal: ours p95 ≤ 50 ms and 1-year / 1-day p95 ≤ 2 — " + "; ".join(goals),
         "in process, no HTTP (p50): SqliteSource.total() "
         + ", ".join(
             f"{c.label.removeprefix('aggregate, ')} {result.source_ms[c.label]:.2f} ms "
             f"({rows[c.label]:,} rollup_daily rows)"
             for c in result.cases[:3]
         )
-        + f"; count(DISTINCT meter_id) alone over the year {result.distinct_ms:.2f} ms;"
-    )
-    print(
+        + f"; count(DISTINCT meter_id) alone over the year {result.distinct_ms:.2f} ms; "
         f"summary's meters() + month buckets {result.source_ms['summary']:.2f} ms "
         f"({rows['summary']:,} rows). At {CONCURRENCY} clients on {os.cpu_count()} CPUs the "
-        "latency is mostly queueing: ≈ clients / (req/s)"
-    )
-    print(
+        "latency is mostly queueing: ≈ clients / (req/s)",
         "ours: `python -m campus_energy api` (the real app, SqliteSource reading the rollups); "
-        "naive: a Flask app under the same Gunicorn class that streams"
-    )
-    print(
+        "naive: a Flask app under the same Gunicorn class that streams "
         "`SELECT … FROM window_aggregates WHERE window_start_ms BETWEEN ? AND ?` and sums in "
-        "Python, as the original API streamed every document in range"
-    )
-    print(
+        "Python, as the original API streamed every document in range",
         "cache: cache_s 0 turns the in-process response cache off, so every request of ours "
-        "computes (the `&_=<i>` each carries is ignored);"
-    )
-    print(
-        "the 'cached' row repeats one URL (no cache either: a repeat costs a computation too). "
-        f"Warm-up: {WARMUP} requests per case (ours), 1 (naive)."
-    )
-    budgets = ", ".join(f"{s:g} s at {c}" for c, s in NAIVE_BUDGET_S.items())
-    print(
+        "computes (the `&_=<i>` each carries is ignored); the 'cached' row repeats one URL "
+        "(no cache either: a repeat costs a computation too). "
+        f"Warm-up: {WARMUP} requests per case (ours), 1 (naive).",
         f"n: {REQUESTS} per case; the naive scan starts no request after {budgets} client(s) "
         f"(at least one per client); same: ours' totals = naive's; statuses {statuses}; "
-        f"transport errors {errors}"
+        f"transport errors {errors}",
     )
-    print()
+    return table
 
 
 # -- (c) Firestore reads per refresh ---------------------------------------------------------
@@ -967,7 +831,6 @@ DASHBOARD = (
     "/api/series?step=5m",
     "/api/series?step=1d",
 )
-EMULATOR_DIR = REPO / "tests" / "firestore_emulator"
 
 
 @dataclass
@@ -1005,56 +868,6 @@ def fs_deltas(meters: Sequence[Meter], starts: Sequence[int]) -> list[WindowDelt
                 )
             )
     return found
-
-
-def legacy_request_docs(path: str, starts: Sequence[int], now: int, meters: int) -> tuple[int, int]:
-    """(documents, queries) the original API would read for one request: all in its range."""
-
-    def count(lo: int, hi: int) -> int:
-        return (bisect.bisect_left(starts, hi) - bisect.bisect_left(starts, lo)) * meters
-
-    if path in ("/api/health", "/api/meters"):
-        return meters, meters  # generous: each meter's latest document by a limit-1 query
-    if path == "/api/summary":
-        period = Period.at(now, ZONE)
-        return count(midnight_ms(min(period.week_start, period.month_start), ZONE), now), 1
-    if path.endswith("step=5m"):
-        return count(now - DAY_MS, now), 1
-    first = day_of(now - 30 * DAY_MS, ZONE)
-    return count(midnight_ms(first, ZONE), midnight_ms(day_of(now, ZONE) + timedelta(1), ZONE)), 1
-
-
-def start_emulator() -> tuple[subprocess.Popen[bytes] | None, str]:
-    node = shutil.which("node")
-    if node is None:
-        return None, "node is not installed"
-    if not (EMULATOR_DIR / "node_modules" / "@firestore-emulator").is_dir():
-        return None, f"the emulator is not installed in {EMULATOR_DIR} (`make install`)"
-    port = free_port()
-    process = subprocess.Popen(
-        [node, str(EMULATOR_DIR / "serve.js"), str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=EMULATOR_DIR,
-    )
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], 30)
-    line = process.stdout.readline().decode() if ready else ""
-    if not line.startswith("ready"):
-        stop_emulator(process)
-        return None, f"the emulator did not start ({line.strip()!r})"
-    return process, f"127.0.0.1:{port}"
-
-
-def stop_emulator(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-    if process.stdout is not None:
-        process.stdout.close()
 
 
 def measure_reads(host: str) -> Reads:
@@ -1116,7 +929,7 @@ def measure_reads(host: str) -> Reads:
             result.refresh_ms.append((time.perf_counter() - started) * 1000)
             result.docs.append(source.documents_read - docs)
             result.queries.append(source.queries - queries)
-            legacy = [legacy_request_docs(p, starts, now, len(meters)) for p in DASHBOARD]
+            legacy = [request_reads(p, starts, now, len(meters), ZONE) for p in DASHBOARD]
             result.legacy_docs.append(sum(found for found, _ in legacy))
             result.legacy_queries += sum(asked for _, asked in legacy)
         del client
@@ -1140,44 +953,36 @@ def emulator_connections(host: str) -> int:
     )
 
 
-def reads_section(reads: Reads | None, skipped: str) -> None:
-    print(
+def reads_table(reads: Reads | None, skipped: str) -> Table:
+    title = (
         f"(c) Firestore reads for {REFRESHES} dashboard refreshes ({len(DASHBOARD)} requests each, "
         f"Flask test client), {FS_METERS} meters × {FS_DAYS} days, per-meter layout, emulator"
     )
     if reads is None:
-        print(f"skipped: {skipped}")
-        print()
-        return
+        return Table(title, notes=[f"skipped: {skipped}"])
     if reads.error:
-        print(f"failed: {reads.error}")
-        print()
-        return
+        return Table(title, notes=[f"failed: {reads.error}"])
     ours_docs, ours_queries = sum(reads.docs), sum(reads.queries)
     legacy_docs = sum(reads.legacy_docs)
     aggregations = ours_queries - reads.stream_queries
     billed = ours_docs + reads.empty_queries + aggregations
-    head = f"{'reader':<40} {'documents':>10} {'queries':>8} {'docs/refresh':>13} {'× ours':>8}"
-    rule(head)
-    rows = (
-        ("ours: refresh 1 (the full load)", reads.docs[0], reads.queries[0], reads.docs[0]),
-        (
-            f"ours: refreshes 2–{REFRESHES}",
-            sum(reads.docs[1:]),
-            sum(reads.queries[1:]),
-            sum(reads.docs[1:]) / (REFRESHES - 1),
-        ),
-        ("ours: total", ours_docs, ours_queries, ours_docs / REFRESHES),
-        (
-            "legacy model: every document in range",
-            legacy_docs,
-            reads.legacy_queries,
-            legacy_docs / REFRESHES,
-        ),
+    table = Table(
+        title,
+        ("reader", "documents", "queries", Col("docs/refresh", ",.1f"), Col("× ours", ".0f", "×")),
     )
-    for label, docs, queries, per in rows:
-        times = f"{docs / ours_docs:>7.0f}×" if label.startswith("legacy") else ""
-        print(f"{label:<40} {docs:>10,} {queries:>8,} {per:>13,.1f} {times:>8}")
+    later = sum(reads.docs[1:]) / (REFRESHES - 1)
+    table.row("ours: refresh 1 (the full load)", reads.docs[0], reads.queries[0], reads.docs[0], "")
+    table.row(
+        f"ours: refreshes 2–{REFRESHES}", sum(reads.docs[1:]), sum(reads.queries[1:]), later, ""
+    )
+    table.row("ours: total", ours_docs, ours_queries, ours_docs / REFRESHES, "")
+    table.row(
+        "legacy model: every document in range",
+        legacy_docs,
+        reads.legacy_queries,
+        legacy_docs / REFRESHES,
+        legacy_docs / ours_docs,
+    )
     bench.record(
         TIER,
         f"Firestore documents read, {REFRESHES} dashboard refreshes, vs the legacy model",
@@ -1185,66 +990,43 @@ def reads_section(reads: Reads | None, skipped: str) -> None:
         legacy_docs,
         "docs",
         f"{FS_METERS} meters × {FS_DAYS} day(s), per-meter layout, emulator; ours after the "
-        f"first refresh: {sum(reads.docs[1:]) / (REFRESHES - 1):,.1f} a refresh",
+        f"first refresh: {later:,.1f} a refresh",
     )
     expected = reads.initial_docs + reads.written
-    print(
+    later_ms = sorted(reads.refresh_ms[1:])
+    table.note(
         f"writes: {reads.initial_docs:,} documents before the first refresh ({reads.write_s:.1f} s "
         f"through FirestoreSink) + {reads.written:,} during (one window × {FS_METERS} meters every "
-        f"{WRITE_EVERY} refreshes) = {expected:,}"
-    )
-    print(
+        f"{WRITE_EVERY} refreshes) = {expected:,}",
         f"goal: reads ≈ initial load + writes: {ours_docs:,} read / {expected:,} written = "
         f"{ours_docs / expected:.3f}; billed reads ≈ {billed:,} (documents + {reads.empty_queries}"
-        f" empty queries + {aggregations} count aggregations, one read each)"
-    )
-    catch_ups = REFRESHES - 1
-    later = sorted(reads.refresh_ms[1:])
-    print(
+        f" empty queries + {aggregations} count aggregations, one read each)",
         f"source cache_s {FS_CACHE_S:g} s, its clock advanced {FS_CACHE_S:g} s per refresh: one "
-        f"catch-up per refresh; {aggregations} of the {catch_ups} catch-ups also counted the "
-        "documents at the cursor"
-    )
-    print(
-        "(the newest write was younger than SETTLE_S = 60 s: likely in this compressed run, "
-        "rarer at refresh_s 60); the new windows run ahead of the wall clock"
-    )
-    print(
+        f"catch-up per refresh; {aggregations} of the {REFRESHES - 1} catch-ups also counted the "
+        "documents at the cursor (the newest write was younger than SETTLE_S = 60 s: likely in "
+        "this compressed run, rarer at refresh_s 60); the new windows run ahead of the wall clock",
         "legacy model: summary = month/week start → now, series 5m = last 24 h, series 1d = 30 "
-        "days, each streamed per request; health and meters: each meter's latest"
-    )
-    print(
-        f"document (one limit-1 query per meter, generous). Statuses {sorted(reads.statuses)}; "
-        f"in process: refresh 1 {reads.refresh_ms[0] / 1000:.1f} s (the full load), later "
-        f"p50 {percentile(later, 50):.0f} ms, p95 {percentile(later, 95):.0f} ms"
-    )
-    print(
+        "days, each streamed per request; health and meters: each meter's latest document (one "
+        f"limit-1 query per meter, generous). Statuses {sorted(reads.statuses)}; in process: "
+        f"refresh 1 {reads.refresh_ms[0] / 1000:.1f} s (the full load), later "
+        f"p50 {percentile(later_ms, 50):.0f} ms, p95 {percentile(later_ms, 95):.0f} ms",
         "Each Gunicorn worker keeps its own index: reads × api.workers. gRPC connections to the "
         f"emulator after source.close() + sink.close(): {reads.connections_after_close}, after "
-        f"gc.collect(): {reads.connections_after_gc}"
+        f"gc.collect(): {reads.connections_after_gc}",
     )
-    print()
+    return table
 
 
-def firestore_section() -> None:
-    process, host = start_emulator()
-    if process is None:
-        reads_section(None, host)
-        return
-    previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
-    os.environ["FIRESTORE_EMULATOR_HOST"] = host
+def firestore_table() -> Table:
     try:
-        try:
-            reads = measure_reads(host)
-        except Exception as exc:  # report, never crash the benchmark
-            reads = Reads(error=f"{type(exc).__name__}: {str(exc)[:300]}")
-    finally:
-        if previous is None:
-            del os.environ["FIRESTORE_EMULATOR_HOST"]
-        else:
-            os.environ["FIRESTORE_EMULATOR_HOST"] = previous
-        stop_emulator(process)
-    reads_section(reads, "")
+        with harness.firestore_emulator() as host:
+            try:
+                reads = measure_reads(host)
+            except Exception as exc:  # report, never crash the benchmark
+                reads = Reads(error=f"{type(exc).__name__}: {str(exc)[:300]}")
+    except harness.EmulatorError as exc:
+        return reads_table(None, str(exc))
+    return reads_table(reads, "")
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -1261,46 +1043,16 @@ def plan_meters(folder: Path) -> tuple[int, str]:
     )
 
 
-def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--serve-naive":
-        serve_naive(sys.argv[2])
-        return
-    started = time.perf_counter()
-    package_log = logging.getLogger("campus_energy")
-    collect = Collect()
-    saved = package_log.level, package_log.propagate
-    package_log.addHandler(collect)
-    package_log.setLevel(logging.WARNING)
-    package_log.propagate = False
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-api-") as name:
-            folder = Path(name)
-            meters, note = plan_meters(folder)
-            last = now_ms() // WINDOW_MS * WINDOW_MS - WINDOW_MS
-            check = check_rollups(folder, last)
-            build = build_file(build_path(folder), campus_meters(meters), DAYS, last)
-            build.scaled_note = note
-            build_section(build, check)
-            latency_section(measure_latency(folder, build), build)
-            firestore_section()
-            left_folder = name
-    finally:
-        package_log.removeHandler(collect)
-        package_log.setLevel(saved[0])
-        package_log.propagate = saved[1]
-    for record in collect.records:
-        print(f"  {record.levelname} {record.name}: {record.getMessage()}")
-    leftovers = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
-    children = [p for p in psutil.Process().children(recursive=True) if p.is_running()]
-    print(
-        f"total {time.perf_counter() - started:.0f} s; log records ≥ WARNING: "
-        f"{len(collect.records)}; threads left: {leftovers or 'none'}; child processes left: "
-        f"{len(children)}; temp folder removed: {not Path(left_folder).exists()}"
-    )
+def run(folder: Path) -> Iterator[Table]:
+    meters, note = plan_meters(folder)
+    last = now_ms() // WINDOW_MS * WINDOW_MS - WINDOW_MS
+    check = check_rollups(folder, last)
+    build = build_file(build_path(folder), campus_meters(meters), DAYS, last)
+    build.scaled_note = note
+    yield build_table(build, check)
+    yield latency_table(measure_latency(folder, build))
+    yield firestore_table()
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        bench.emit()
+    harness.main(run, __doc__)

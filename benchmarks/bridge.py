@@ -1,13 +1,14 @@
 """The bridge: throughput, what it writes, cloud writes per day and CPU, ours vs the legacy bridge.
 
-Prints three sections, each with its baseline run in this same process:
+Returns three sections of tables, each with its baseline run in this same process:
 (a) end-to-end throughput through a private Mosquitto: 20,000 pre-built
     schema-1 readings of 20 meters (5 s apart) published at QoS 1 as fast as
     possible by a child publisher process (so that its CPU is not ours), into
     the real `Bridge` (spool + SQLite sink, 300 s windows, grace 0) vs a
-    minimal, faithful legacy bridge (buffers by arrival, one batch per "300 s
-    of uptime", power averaged by sample count, meter_id from the first
-    message, a uuid4 document id, a commit per document). "live": subscribed
+    minimal, faithful legacy bridge (`baselines/legacy_bridge.py`: buffers by
+    arrival, one batch per "300 s of uptime", power averaged by sample count,
+    meter_id from the first message, a uuid4 document id, a commit per
+    document). "live": subscribed
     while the publisher runs; "drain": everything queued at the broker while
     the subscriber's persistent session was away. Then what each design wrote
     against the energy that was published;
@@ -20,27 +21,21 @@ Prints three sections, each with its baseline run in this same process:
 Ratios are against the legacy bridge. No assertions: each number is printed
 next to what it should be.
 
-Run: .venv/bin/python benchmarks/bridge.py
-Quick mode (`CAMPUS_ENERGY_BENCH_QUICK=1`, `report.py --quick`): 10,000 messages,
-one round, one CPU repeat. Headline figures go to benchmarks/REPORT.md
-(`benchmarks/report.py`, `results.py`).
+Run: .venv/bin/python benchmarks/bridge.py [--quick]
+Quick mode: 10,000 messages, one round, one CPU repeat.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import math
 import random
 import sqlite3
 import statistics
 import sys
-import tempfile
-import threading
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,14 +43,17 @@ from typing import Any
 import aiomqtt
 import psutil
 
+import harness
 import results as bench
+from baselines import legacy_bridge
+from baselines.legacy_bridge import BatchInfo, LegacyBridge
 from campus_energy.backends.firestore.sink import PER_TRANSACTION, transactions
 from campus_energy.bridge.service import BATCH, Bridge
 from campus_energy.config import Config, parse_config
 from campus_energy.core.energy import trapezoid_uwh
 from campus_energy.core.incoming import parse_reading
 from campus_energy.core.readings import Reading
-from campus_energy.core.timestamps import epoch_ms, iso_utc
+from campus_energy.core.timestamps import epoch_ms
 from campus_energy.core.topics import reading_topic
 from campus_energy.core.windows import (
     Contribution,
@@ -66,6 +64,7 @@ from campus_energy.core.windows import (
 )
 from campus_energy.demo.mosquitto import Mosquitto
 from measure import free_port
+from results import Col, Table
 
 TIER = "bridge"
 PREFIX = "campus/energy"
@@ -77,20 +76,6 @@ LEGACY_BATCH = METERS * WINDOW_S // POLL_S  # arrivals in "300 s of uptime" at t
 FREE_TIER_WRITES = 20_000
 IDLE_TIMEOUT_S = 15.0  # no progress for this long: report what arrived and stop waiting
 PUBLISHERS = 100  # concurrent QoS 1 publishes (the client's in-flight window)
-
-
-def rule(head: str) -> None:
-    print(head)
-    print("-" * len(head))
-
-
-class Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 # -- the readings ----------------------------------------------------------------------------
@@ -180,48 +165,6 @@ def past_start_ms(messages_per_meter: int) -> int:
     span_s = messages_per_meter * POLL_S
     start_s = (math.floor((time.time() - span_s - 600) / WINDOW_S)) * WINDOW_S + 137
     return start_s * 1000
-
-
-# -- the legacy bridge -----------------------------------------------------------------------
-
-LEGACY_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS readings_5min_avg (id TEXT PRIMARY KEY, meter_id TEXT, "
-    "building TEXT, timestamp TEXT, avg_power_w REAL, avg_voltage_v REAL, avg_current_a REAL, "
-    "avg_power_factor REAL, readings_in_batch INTEGER)"
-)
-LEGACY_INSERT = "INSERT INTO readings_5min_avg VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-
-
-def legacy_average(batch: Sequence[dict[str, Any]]) -> tuple[Any, ...]:
-    """The legacy batch document: first message's meter and building, means by sample count."""
-    n = len(batch)
-
-    def mean(key: str) -> float:
-        return sum(float(m.get(key) or 0.0) for m in batch) / n
-
-    first = batch[0]
-    return (
-        str(uuid.uuid4()),  # a retry writes a second document
-        first.get("meter_id"),
-        first.get("building"),
-        iso_utc(epoch_ms(time.time())),  # flush time: the bridge's uptime, not the readings'
-        mean("power_w"),
-        mean("voltage_v"),
-        mean("current_a"),
-        mean("power_factor"),
-        n,
-    )
-
-
-def legacy_write(conn: sqlite3.Connection, doc: tuple[Any, ...]) -> None:
-    conn.execute(LEGACY_INSERT, doc)
-    conn.commit()
-
-
-@dataclass
-class LegacyBatchInfo:
-    meters: int  # distinct meters mixed into the document
-    labelled: str
 
 
 # -- (a) throughput through Mosquitto -------------------------------------------------------
@@ -343,20 +286,8 @@ async def run_legacy(
 ) -> RunResult:
     """Live: subscribed, then the publisher goes. Drain: the session's queue already holds all."""
     result = RunResult("legacy bridge")
-    conn = sqlite3.connect(folder / "legacy.db")
-    conn.execute(LEGACY_SCHEMA)
-    conn.commit()
-    buffer: list[dict[str, Any]] = []
-    batches: list[LegacyBatchInfo] = []
-    received = 0
+    legacy = LegacyBridge(folder / "legacy.db", LEGACY_BATCH)
     topic = reading_topic(PREFIX, "+")
-
-    def flush() -> None:
-        legacy_write(conn, legacy_average(buffer))
-        batches.append(
-            LegacyBatchInfo(len({m.get("meter_id") for m in buffer}), buffer[0]["meter_id"])
-        )
-        buffer.clear()
 
     def client() -> aiomqtt.Client:
         # a persistent session only where the drain needs the broker to queue the backlog
@@ -365,14 +296,10 @@ async def run_legacy(
         )
 
     async def receive(subscriber: aiomqtt.Client) -> None:
-        nonlocal received
         async for message in subscriber.messages:
             assert isinstance(message.payload, bytes)
-            buffer.append(json.loads(message.payload))
-            received += 1
-            if len(buffer) >= LEGACY_BATCH:
-                flush()
-            if received == len(messages):
+            legacy.receive(message.payload)
+            if legacy.received == len(messages):
                 return
 
     publisher = Publisher(broker.port, source)
@@ -392,11 +319,10 @@ async def run_legacy(
                 cpu0, broker0 = time.process_time(), broker_cpu(broker)
                 started = time.perf_counter()
                 await publisher.go()
-            await wait_until(lambda: received, len(messages))
+            await wait_until(lambda: legacy.received, len(messages))
             if not receiving.done():
                 receiving.cancel()
-            if buffer:
-                flush()  # the next "300 s of uptime" would have written the rest
+            legacy.flush()  # the next "300 s of uptime" would have written the rest
             result.seconds = time.perf_counter() - started
             result.cpu_s = time.process_time() - cpu0
             result.broker_cpu_s = broker_cpu(broker) - broker0
@@ -405,13 +331,10 @@ async def run_legacy(
             await asyncio.gather(receiving, return_exceptions=True)
     finally:
         await publisher.close()
-        docs = conn.execute(
-            "SELECT count(*), count(DISTINCT meter_id), sum(avg_power_w * 300 / 3600.0), "
-            "sum(avg_power_w * readings_in_batch * 5 / 3600.0) FROM readings_5min_avg"
-        ).fetchone()
-        conn.close()
-    result.received = received
-    result.extra = {"docs": docs, "batches": batches}
+        docs = legacy.summary()
+        legacy.close()
+    result.received = legacy.received
+    result.extra = {"docs": docs, "batches": legacy.batches}
     return result
 
 
@@ -553,17 +476,27 @@ def median_of(results: Sequence[RunResult], value: Callable[[RunResult], float])
     return statistics.median(value(r) for r in results)
 
 
-def throughput_section(results: dict[str, list[RunResult]], messages: Sequence[Message]) -> None:
-    print(
+def throughput_tables(
+    results: dict[str, list[RunResult]], messages: Sequence[Message]
+) -> Iterator[Table]:
+    table = Table(
         f"(a) End to end through Mosquitto: {len(messages):,} readings of {METERS} meters "
         f"({len(messages) // METERS} each, 5 s apart, data in the past), QoS 1 from a publisher "
-        f"process ({PUBLISHERS} in flight); median of {ROUNDS} rounds"
+        f"process ({PUBLISHERS} in flight); median of {ROUNDS} rounds",
+        (
+            "mode",
+            "design",
+            "received",
+            Col("publish", ".2f", "s"),
+            Col("all in", ".2f", "s"),
+            Col("msgs/s", ",.0f"),
+            Col("(min…max)", align="right"),
+            Col("× legacy", ".2f", "×"),
+            Col("CPU here", ".2f", "s"),
+            Col("broker", ".2f", "s"),
+            Col("publisher", ".2f", "s"),
+        ),
     )
-    head = (
-        f"{'mode':<5} {'design':<40} {'received':>8} {'publish':>8} {'all in':>8} {'msgs/s':>7} "
-        f"{'(min…max)':>15} {'× legacy':>8} {'CPU here':>8} {'broker':>7} {'publisher':>9}"
-    )
-    rule(head)
 
     def rate(r: RunResult) -> float:
         return r.received / r.seconds
@@ -576,16 +509,18 @@ def throughput_section(results: dict[str, list[RunResult]], messages: Sequence[M
         ):
             runs = results[f"{mode} {name}"]
             rates = [rate(r) for r in runs]
-            spread = f"({min(rates):,.0f}…{max(rates):,.0f})"
-            print(
-                f"{mode:<5} {label:<40} {min(r.received for r in runs):>8,} "
-                f"{median_of(runs, lambda r: r.publish_seconds):>6.2f} s "
-                f"{median_of(runs, lambda r: r.seconds):>6.2f} s "
-                f"{statistics.median(rates):>7,.0f} {spread:>15} "
-                f"{statistics.median(rates) / base_rate:>7.2f}× "
-                f"{median_of(runs, lambda r: r.cpu_s):>6.2f} s "
-                f"{median_of(runs, lambda r: r.broker_cpu_s):>5.2f} s "
-                f"{median_of(runs, lambda r: r.publisher_cpu_s):>7.2f} s"
+            table.row(
+                mode,
+                label,
+                min(r.received for r in runs),
+                median_of(runs, lambda r: r.publish_seconds),
+                median_of(runs, lambda r: r.seconds),
+                statistics.median(rates),
+                f"({min(rates):,.0f}…{max(rates):,.0f})",
+                statistics.median(rates) / base_rate,
+                median_of(runs, lambda r: r.cpu_s),
+                median_of(runs, lambda r: r.broker_cpu_s),
+                median_of(runs, lambda r: r.publisher_cpu_s),
             )
             if name == "ours":
                 bench.record(
@@ -597,74 +532,73 @@ def throughput_section(results: dict[str, list[RunResult]], messages: Sequence[M
                     f"{len(messages):,} QoS 1 readings of {METERS} meters; median of {ROUNDS}",
                     better="higher",
                 )
-    print(
-        "live: subscribed, then the publisher goes; all in = go → the last message recorded "
-        "(ours: bridge.counters.readings == N; legacy: buffered"
-    )
-    print(
-        "and its batch committed). drain: all N published while the subscriber's persistent "
-        "session was away; all in = (re)start → the last recorded"
-    )
 
     def per_10k(key: str) -> float:
         return median_of(results[key], lambda r: r.cpu_s / r.received * 10_000)
 
-    print(
+    table.note(
+        "live: subscribed, then the publisher goes; all in = go → the last message recorded "
+        "(ours: bridge.counters.readings == N; legacy: buffered and its batch committed). "
+        "drain: all N published while the subscriber's persistent session was away; all in = "
+        "(re)start → the last recorded",
         "CPU here = this process, the subscriber side only (MQTT client included), per 10,000 "
         f"messages: live ours {per_10k('live ours'):.2f} s, legacy {per_10k('live legacy'):.2f} s; "
-        f"drain ours {per_10k('drain ours'):.2f} s, legacy {per_10k('drain legacy'):.2f} s"
+        f"drain ours {per_10k('drain ours'):.2f} s, legacy {per_10k('drain legacy'):.2f} s",
     )
+    yield table
+
     ours, legacy = results["live ours"][-1], results["live legacy"][-1]
     x = ours.extra
-    print()
-    print(
+    merges = Table(
         "ours: where the window merges happened (median of the rounds; grace_s 0 and data in the "
-        "past, so every window is due at once)"
+        "past, so every window is due at once)",
+        (
+            "mode",
+            Col("merges while receiving", ",.0f"),
+            Col("flush passes", ",.0f"),
+            Col("final flush merges", ",.0f"),
+            Col("final flush", ".0f", "ms"),
+            Col("stop → stopped", ".0f", "ms"),
+            Col("documents", ",.0f"),
+            Col("merges/doc", ".2f"),
+        ),
     )
-    head = (
-        f"{'mode':<5} {'merges while receiving':>22} {'flush passes':>12} "
-        f"{'final flush merges':>18} {'final flush':>11} {'stop → stopped':>14} "
-        f"{'documents':>9} {'merges/doc':>10}"
-    )
-    rule(head)
     for mode in MODES:
         runs = results[f"{mode} ours"]
 
         def med(key: str, runs: list[RunResult] = runs) -> float:
             return float(statistics.median(r.extra[key] for r in runs))
 
-        merges_per_doc = statistics.median(
-            (r.extra["during"] + r.extra["final_windows"]) / r.extra["docs"][0] for r in runs
+        merges.row(
+            mode,
+            med("during"),
+            med("flushes"),
+            med("final_windows"),
+            med("final_s") * 1000,
+            med("stop_s") * 1000,
+            med("docs_count"),
+            statistics.median(
+                (r.extra["during"] + r.extra["final_windows"]) / r.extra["docs"][0] for r in runs
+            ),
         )
-        print(
-            f"{mode:<5} {med('during'):>22,.0f} {med('flushes'):>12,.0f} "
-            f"{med('final_windows'):>18,.0f} {med('final_s') * 1000:>8.0f} ms "
-            f"{med('stop_s') * 1000:>11.0f} ms {med('docs_count'):>9,.0f} {merges_per_doc:>10.2f}"
-        )
-    print(
+    merges.note(
         "the flush loop (every 1 s) writes each window as soon as it is due, so what the final "
-        "flush finds depends on timing; merges/doc > 1:"
-    )
-    print(
-        "a window written before all its readings were spooled is merged again (idempotent). "
-        "The cost of flushing everything at once is in (c)."
-    )
-    print(
+        "flush finds depends on timing; merges/doc > 1: a window written before all its readings "
+        "were spooled is merged again (idempotent). The cost of flushing everything at once is "
+        "in (c).",
         f"ours: acknowledged only after the spool commit (synchronous=FULL, ≤{BATCH} a batch); "
         f"left in the spool {x['left']} contributions, dead letters {x['dead']}, "
-        f"duplicates {x['duplicates']}"
-    )
-    print(
+        f"duplicates {x['duplicates']}",
         f"legacy: auto-acknowledged on arrival, in RAM until its batch of {LEGACY_BATCH:,} "
-        f"arrivals (= {WINDOW_S} s of uptime at {METERS} meters every {POLL_S} s) is written"
+        f"arrivals (= {WINDOW_S} s of uptime at {METERS} meters every {POLL_S} s) is written",
     )
-    print()
+    yield merges
 
     true_wh = sum(m.energy_wh for m in messages)
     windows_expected = len(expected_windows(messages, WINDOW_S * 1000))
     docs, meters, windows, pairs, energy, readings, low, high = x["docs"]
     l_docs, l_meters, l_est300, l_est5 = legacy.extra["docs"]
-    batches: list[LegacyBatchInfo] = legacy.extra["batches"]
+    batches: list[BatchInfo] = legacy.extra["batches"]
     mixed = statistics.median(b.meters for b in batches) if batches else 0
     same = all(
         r.extra["docs"][:4] == x["docs"][:4] for mode in MODES for r in results[f"{mode} ours"]
@@ -673,50 +607,42 @@ def throughput_section(results: dict[str, list[RunResult]], messages: Sequence[M
         for mode in MODES
         for r in results[f"{mode} legacy"]
     )
-    print(
+    wrote = Table(
         f"What each design wrote (last live round; counts identical in every round and mode: "
-        f"{'yes' if same else 'NO'}); true Σ energy_wh published = {true_wh:,.6f} Wh"
+        f"{'yes' if same else 'NO'}); true Σ energy_wh published = {true_wh:,.6f} Wh",
+        (
+            "design",
+            "documents",
+            "meter ids",
+            Col("meters/doc", "g"),
+            Col("energy Wh", ",.6f"),
+            Col("error", "+.1e", "Wh"),
+            Col("est. error", "+.2f", "%"),
+        ),
     )
-    head = (
-        f"{'design':<48} {'documents':>9} {'meter ids':>9} {'meters/doc':>10} "
-        f"{'energy Wh':>14} {'error':>12}"
+    wrote.row(
+        "ours: Σ total_energy_wh of the windows", docs, meters, 1, energy, energy - true_wh, ""
     )
-    rule(head)
-    print(
-        f"{'ours: Σ total_energy_wh of the windows':<48} {docs:>9,} {meters:>9} {1:>10} "
-        f"{energy:>14,.6f} {energy - true_wh:>+9.1e} Wh"
-    )
-    print(
-        f"{'legacy: stored energy':<48} {l_docs:>9,} {l_meters:>9} {mixed:>10g} "
-        f"{'n/a (none)':>14} {'—':>12}"
-    )
+    wrote.row("legacy: stored energy", l_docs, l_meters, mixed, "n/a (none)", None, None)
     for label, estimate in (
         ("legacy, est.: Σ avg power × 300 s per document", l_est300),
         ("legacy, est.: Σ avg power × n × 5 s (logger rule)", l_est5),
     ):
-        print(
-            f"{label:<48} {'':>9} {'':>9} {'':>10} {estimate:>14,.6f} "
-            f"{(estimate / true_wh - 1) * 100:>+10.2f} %"
-        )
+        wrote.row(label, "", "", "", estimate, "", (estimate / true_wh - 1) * 100)
     published: dict[str, float] = {}
     for m in messages:
         published[m.meter_id] = published.get(m.meter_id, 0.0) + m.energy_wh
     worst = max(abs(x["per_meter"].get(k, 0.0) - v) for k, v in published.items())
-    print(
-        f"ours: per meter, the largest |Σ window energy − Σ published energy_wh| is {worst:.1e} Wh"
-    )
-    print(
+    labels = sorted({b.labelled for b in batches})
+    wrote.note(
+        f"ours: per meter, the largest |Σ window energy − Σ published energy_wh| is {worst:.1e} Wh",
         f"ours: {pairs:,} distinct (meter, window) in {docs:,} documents = {windows} windows × "
         f"{meters} meters (expected {windows_expected:,}); Σ readings_in_batch {readings:,}; "
-        f"coverage {low:.3f}…{high:.3f}"
-    )
-    labels = sorted({b.labelled for b in batches})
-    print(
+        f"coverage {low:.3f}…{high:.3f}",
         f"legacy: {len(batches)} batch documents, each mixing {mixed:g} meters (median) under the "
         f"first message's meter_id ({', '.join(labels)}); {METERS - len(labels)} of {METERS} "
-        "meters have no document"
+        "meters have no document",
     )
-    print()
     bench.record(
         TIER,
         f"meters with documents of their own (of {METERS}), vs the legacy bridge",
@@ -735,6 +661,7 @@ def throughput_section(results: dict[str, list[RunResult]], messages: Sequence[M
         "legacy stores no energy: its closest estimate, Σ avg power × n × 5 s (the logger's "
         f"rule); Σ avg power × 300 s per document: {(l_est300 / true_wh - 1) * 100:+.2f} %",
     )
+    yield wrote
 
 
 # -- (b) sink writes per day ----------------------------------------------------------------
@@ -858,31 +785,38 @@ async def measure_day(folder: Path) -> list[tuple[str, CountingSink]]:
     return found
 
 
-def writes_section(day: list[tuple[str, CountingSink]]) -> None:
+def writes_tables(day: list[tuple[str, CountingSink]]) -> Iterator[Table]:
     per_day = 86_400 // WINDOW_S
     threshold = FREE_TIER_WRITES // per_day + 1
-    print(
+    computed = Table(
         f"(b) Sink document writes per day (computed): {per_day} windows a day "
-        f"(86,400 / {WINDOW_S} s); free tier {FREE_TIER_WRITES:,} writes a day"
+        f"(86,400 / {WINDOW_S} s); free tier {FREE_TIER_WRITES:,} writes a day",
+        (
+            "meters",
+            "legacy, box/meter",
+            "legacy, 1 bridge",
+            "ours per-meter",
+            Col("fits", align="right"),
+            "ours per-window",
+            Col("fits", align="right"),
+        ),
     )
-    head = (
-        f"{'meters':>6} {'legacy, box/meter':>18} {'legacy, 1 bridge':>17} "
-        f"{'ours per-meter':>15} {'fits':>5} {'ours per-window':>16} {'fits':>5}"
-    )
-    rule(head)
-
-    def fits(writes: int) -> str:
-        return "yes" if writes <= FREE_TIER_WRITES else "NO"
-
     for meters in (10, threshold - 1, threshold, 100):
         per_meter = per_day * meters
-        print(
-            f"{meters:>6} {per_day * meters:>18,} {per_day:>17,} {per_meter:>15,} "
-            f"{fits(per_meter):>5} {per_day:>16,} {fits(per_day):>5}"
+        computed.row(
+            meters,
+            per_day * meters,
+            per_day,
+            per_meter,
+            per_meter <= FREE_TIER_WRITES,
+            per_day,
+            per_day <= FREE_TIER_WRITES,
         )
-    print(
+    computed.note(
         f"per-meter exceeds the free tier from {threshold} meters ({per_day} × {threshold} = "
-        f"{per_day * threshold:,}); per-window stays at {per_day} for any campus"
+        f"{per_day * threshold:,}); per-window stays at {per_day} for any campus",
+        "legacy: one box per meter as deployed, each bridge one batch document per 300 s of "
+        "uptime; one legacy bridge for all meters writes 288, but mixes the meters",
     )
     bench.record(
         TIER,
@@ -892,26 +826,32 @@ def writes_section(day: list[tuple[str, CountingSink]]) -> None:
         "writes",
         f"computed; free tier {FREE_TIER_WRITES:,} a day",
     )
-    print(
-        "legacy: one box per meter as deployed, each bridge one batch document per 300 s of "
-        "uptime; one legacy bridge for all meters writes 288, but mixes the meters"
-    )
-    print()
-    print(
+    yield computed
+
+    measured = Table(
         f"Measured: one UTC day of {DAY_METERS} meters (5 s readings) through Bridge.flush into "
-        "a counting sink with FirestoreSink's grouping"
+        "a counting sink with FirestoreSink's grouping",
+        (
+            "how the windows were flushed",
+            "merges",
+            "deltas",
+            "per-meter writes",
+            "docs",
+            "per-window writes",
+            "docs",
+            "computed",
+        ),
     )
-    head = (
-        f"{'how the windows were flushed':<38} {'merges':>7} {'deltas':>7} "
-        f"{'per-meter writes':>17} {'docs':>6} {'per-window writes':>18} {'docs':>5} "
-        f"{'computed':>9}"
-    )
-    rule(head)
     for label, sink in day:
-        print(
-            f"{label:<38} {sink.calls:>7,} {sink.deltas:>7,} {sink.per_meter:>17,} "
-            f"{len(sink.per_meter_ids):>6,} {sink.per_window:>18,} {len(sink.per_window_ids):>5,} "
-            f"{per_day:>9,}"
+        measured.row(
+            label,
+            sink.calls,
+            sink.deltas,
+            sink.per_meter,
+            len(sink.per_meter_ids),
+            sink.per_window,
+            len(sink.per_window_ids),
+            per_day,
         )
     label, sink = day[0]
     bench.record(
@@ -922,20 +862,15 @@ def writes_section(day: list[tuple[str, CountingSink]]) -> None:
         "writes",
         f"Bridge.flush into a counting sink, {label}",
     )
-    print(
+    measured.note(
         "writes = documents written (a rewrite of a window counts again); docs = distinct ids. "
-        "With grace_s 0 the reading"
-    )
-    print(
-        "that straddles each window end arrives after its window was written, so the window is "
-        "written twice (idempotent, but billed)."
-    )
-    print(
+        "With grace_s 0 the reading that straddles each window end arrives after its window was "
+        "written, so the window is written twice (idempotent, but billed).",
         f"Backlog: FirestoreSink cuts a flush into transactions of at most {PER_TRANSACTION} "
         "documents, every meter of a window in the same one, so each per-window document is "
-        "written once"
+        "written once",
     )
-    print()
+    yield measured
 
 
 # -- (c) CPU per 10,000 readings ------------------------------------------------------------
@@ -1012,9 +947,7 @@ async def ours_pipeline(folder: Path, messages: Sequence[Message]) -> Stages:
 
 def legacy_pipeline(folder: Path, messages: Sequence[Message]) -> Stages:
     stages = Stages()
-    conn = sqlite3.connect(folder / "legacy.db")
-    conn.execute(LEGACY_SCHEMA)
-    conn.commit()
+    conn = legacy_bridge.connect(folder / "legacy.db")
     try:
         buffer: list[dict[str, Any]] = []
 
@@ -1024,11 +957,13 @@ def legacy_pipeline(folder: Path, messages: Sequence[Message]) -> Stages:
 
         stages.run("json.loads + list append", receive_all)
         batches = [buffer[i : i + LEGACY_BATCH] for i in range(0, len(buffer), LEGACY_BATCH)]
-        docs = stages.run("average by sample count", lambda: [legacy_average(b) for b in batches])
+        docs = stages.run(
+            "average by sample count", lambda: [legacy_bridge.average(b) for b in batches]
+        )
 
         def write_all() -> None:
             for doc in docs:
-                legacy_write(conn, doc)
+                legacy_bridge.write(conn, doc)
 
         stages.run(f"INSERT + commit per document ({len(docs)})", write_all)
     finally:
@@ -1057,27 +992,34 @@ def median_stages(runs: Sequence[Stages]) -> Stages:
     return found
 
 
-def cpu_section(ours: Stages, legacy: Stages, count: int) -> None:
+def cpu_table(ours: Stages, legacy: Stages, count: int) -> Table:
     scale = 10_000 / count
-    print(
+    table = Table(
         f"(c) CPU of the bridge's own work per 10,000 readings (no MQTT; process CPU incl. the "
-        f"SQLite threads; median of {CPU_REPEATS})"
+        f"SQLite threads; median of {CPU_REPEATS})",
+        (
+            "design",
+            "stage",
+            Col("CPU s", ".3f"),
+            Col("wall s", ".3f"),
+            Col("share", ".0f", "%"),
+            Col("× legacy", ".1f", "×"),
+        ),
     )
-    head = f"{'design':<7} {'stage':<42} {'CPU s':>7} {'wall s':>7} {'share':>6} {'× legacy':>9}"
-    rule(head)
     legacy_total = sum(s.cpu_s for s in legacy.stages.values()) * scale
     for name, stages in (("ours", ours), ("legacy", legacy)):
         total_cpu = sum(s.cpu_s for s in stages.stages.values()) * scale
         total_wall = sum(s.wall_s for s in stages.stages.values()) * scale
         for stage, s in stages.stages.items():
-            print(
-                f"{name:<7} {stage:<42} {s.cpu_s * scale:>7.3f} {s.wall_s * scale:>7.3f} "
-                f"{s.cpu_s * scale / total_cpu * 100:>5.0f}%"
+            table.row(
+                name,
+                stage,
+                s.cpu_s * scale,
+                s.wall_s * scale,
+                s.cpu_s * scale / total_cpu * 100,
+                "",
             )
-        print(
-            f"{name:<7} {'total':<42} {total_cpu:>7.3f} {total_wall:>7.3f} {'100%':>6} "
-            f"{total_cpu / legacy_total:>8.1f}×"
-        )
+        table.row(name, "total", total_cpu, total_wall, 100, total_cpu / legacy_total)
     ours_total = sum(s.cpu_s for s in ours.stages.values()) * scale
     per_day = METERS * 86_400 // POLL_S
     bench.record(
@@ -1089,58 +1031,26 @@ def cpu_section(ours: Stages, legacy: Stages, count: int) -> None:
         "ratio as printed (ours/legacy); ours validates, cuts windows and spools durably",
         ratio="ours/baseline",
     )
-    print(
+    table.note(
         f"ours: {ours_total / 10_000 * 1e6:.0f} µs CPU per reading; {METERS} meters at {POLL_S} s "
-        f"({per_day:,} readings a day) ≈ {ours_total * per_day / 10_000:.0f} CPU-s a day"
-    )
-    print(
+        f"({per_day:,} readings a day) ≈ {ours_total * per_day / 10_000:.0f} CPU-s a day",
         "legacy: no validation, no window cutting, nothing durable before the acknowledgement, "
-        "one document per batch"
+        "one document per batch",
     )
-    print()
+    return table
 
 
 # -- main ------------------------------------------------------------------------------------
 
 
-async def run_all(folder: Path) -> None:
+def run(folder: Path) -> Iterator[Table]:
     messages = make_messages(MESSAGES, METERS, past_start_ms(MESSAGES // METERS))
-    throughput_section(await throughput(folder, messages), messages)
-    writes_section(await measure_day(folder))
+    yield from throughput_tables(asyncio.run(throughput(folder, messages)), messages)
+    yield from writes_tables(asyncio.run(measure_day(folder)))
     cpu_messages = messages[:CPU_READINGS]
-    ours_cpu, legacy_cpu = await measure_cpu(folder, cpu_messages)
-    cpu_section(ours_cpu, legacy_cpu, len(cpu_messages))
-
-
-def main() -> None:
-    started = time.perf_counter()
-    package_log = logging.getLogger("campus_energy")
-    collect = Collect()
-    saved = package_log.level, package_log.propagate
-    package_log.addHandler(collect)
-    package_log.setLevel(logging.WARNING)
-    package_log.propagate = False
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-bridge-") as folder:
-            asyncio.run(run_all(Path(folder)))
-            left_folder = folder
-    finally:
-        package_log.removeHandler(collect)
-        package_log.setLevel(saved[0])
-        package_log.propagate = saved[1]
-    for record in collect.records:
-        print(f"  {record.levelname} {record.name}: {record.getMessage()}")
-    leftovers = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
-    children = psutil.Process().children(recursive=True)
-    print(
-        f"total {time.perf_counter() - started:.0f} s; log records ≥ WARNING: "
-        f"{len(collect.records)}; threads left: {leftovers or 'none'}; child processes left: "
-        f"{len(children)}; temp folder removed: {not Path(left_folder).exists()}"
-    )
+    ours_cpu, legacy_cpu = asyncio.run(measure_cpu(folder, cpu_messages))
+    yield cpu_table(ours_cpu, legacy_cpu, len(cpu_messages))
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        bench.emit()
+    harness.main(run, __doc__)

@@ -5,9 +5,11 @@ temporary folder with the store's own bulk insert (`ReadingStore.insert_many`,
 or rows written straight into `samples` when an estimate on 200,000 readings
 says that would take too long), then times each query the local dashboard
 (`dashboard/app.py`) runs, as app.py calls it, against the same answer got:
-- by a scan in SQL: `sum(energy)` / `GROUP BY` over every row in the range, and
-- the legacy dashboard's way: `pd.read_sql` of the raw rows, then sum / resample.
-Prints (a) the build, (b) the Overview's KPIs (`queries.spans` from local
+- by a scan in SQL: `sum(energy)` / `GROUP BY` over every row in the range
+  (`baselines/sql_scan.py`), and
+- the legacy dashboard's way: `pd.read_sql` of the raw rows, then sum / resample
+  (`baselines/pandas_dashboard.py`).
+Returns tables of (a) the build, (b) the Overview's KPIs (`queries.spans` from local
 midnight / Monday / the 1st to now), (c) the History tab's energy per day and
 per hour (one `queries.spans` over the range's local hour marks; the days summed
 from those hours by `history.span_table` and `daily_energy`), (d) the Day
@@ -21,21 +23,17 @@ process against one read-only connection (`queries.connect`) to the file in
 the OS page cache. Ratios are baseline / ours; Δ compares each baseline's
 answer with ours. No assertions.
 
-Run: .venv/bin/python benchmarks/dashboard.py
-Quick mode (`CAMPUS_ENERGY_BENCH_QUICK=1`, `report.py --quick`): 4 days, a
-50,000-reading estimate, up to 3 runs per query. Headline figures go to
-benchmarks/REPORT.md (`benchmarks/report.py`, `results.py`).
+Run: .venv/bin/python benchmarks/dashboard.py [--quick]
+Quick mode: 4 days, a 50,000-reading estimate, up to 3 runs per query.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import shutil
 import sqlite3
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -48,15 +46,19 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-import psutil
 
+import harness
 import results as bench
+from baselines import pandas_dashboard, sql_scan
+from baselines.pandas_dashboard import LEGACY_COLUMNS
 from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import STEPS_PER_UNIT
 from campus_energy.dashboard import history as h
 from campus_energy.dashboard import store_queries as q
 from campus_energy.logger.store import MeterRecord, ReadingStore
 from campus_energy.meters.simulator.load import unit_random
+from measure import rss_mib
+from results import Col, Table
 
 TIER = "dashboard"
 ZONE = ZoneInfo("Asia/Kolkata")  # no DST: every local day is 86,400,000 ms
@@ -76,8 +78,6 @@ RUNS = bench.sized(5, 3)
 RUN_BUDGET_S = bench.sized(20.0, 5.0)  # after 2 runs, stop repeating once the runs add up to this
 SLOW_S = 5.0  # a warm-up this slow counts as the first run (the file is in the page cache)
 SAMPLE_S = 0.005  # RSS sampling period
-LEGACY_COLUMNS = ("meter_id", "ts_ms", "voltage_v", "current_a", "power_w", "energy_wh")
-LEGACY_COLUMNS += ("power_factor",)  # the columns of the legacy meter_readings table
 # the columns of `samples` in the order MeterSeries.next() gives them
 SAMPLE_COLUMNS = (
     "ts_ms",
@@ -107,35 +107,6 @@ INSERT = (
 
 def midnight_ms(day: date) -> int:
     return round(datetime(day.year, day.month, day.day, tzinfo=ZONE).timestamp() * 1000)
-
-
-def rss_mib() -> float:
-    return psutil.Process().memory_info().rss / 2**20
-
-
-def rule(head: str) -> None:
-    print(head)
-    print("-" * len(head))
-
-
-def seconds(s: float | None) -> str:
-    if s is None:
-        return "—"
-    if s < 0.001:
-        return f"{s * 1e6:.0f} µs"
-    if s < 1:
-        return f"{s * 1000:.1f} ms"
-    return f"{s:.2f} s"
-
-
-def ratio(base: float | None, ours: float) -> str:
-    if base is None:
-        return "—"
-    return f"{base / ours:,.0f}×" if base / ours >= 10 else f"{base / ours:.1f}×"
-
-
-def delta(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1e}" if value else "0"
 
 
 # -- (a) the month -------------------------------------------------------------------------
@@ -332,32 +303,31 @@ async def build(folder: Path) -> Build:
     return result
 
 
-def build_section(b: Build) -> None:
-    print(
+def build_table(b: Build) -> Table:
+    table = Table(
         f"(a) The store: {b.days} days × {METERS} meters × 5 s in {ZONE.key}, "
-        f"{midnight_ms(FIRST_DAY)} ms = {FIRST_DAY} 00:00 local onwards"
+        f"{midnight_ms(FIRST_DAY)} ms = {FIRST_DAY} 00:00 local onwards",
+        (
+            "way",
+            "readings",
+            Col("time", ".1f", "s"),
+            Col("readings/s", ",.0f"),
+            Col("file", ".0f", "MiB"),
+            Col("B/reading", ".1f"),
+        ),
     )
-    head = (
-        f"{'way':<64} {'readings':>11} {'time':>8} {'readings/s':>11} {'file':>10} "
-        f"{'B/reading':>10}"
-    )
-    rule(head)
-    rate = b.readings / b.seconds
-    print(
-        f"{b.way:<64} {b.readings:>11,} {b.seconds:>6.1f} s {rate:>11,.0f} "
-        f"{b.size / 2**20:>6.0f} MiB {b.size / b.readings:>10.1f}"
+    table.row(
+        b.way, b.readings, b.seconds, b.readings / b.seconds, b.size / 2**20, b.size / b.readings
     )
     full = b.days * PER_DAY * METERS
-    print(
+    table.note(
         f"estimate first: insert_many of {ESTIMATE_READINGS:,} readings (making the Readings "
         f"included) ran at {b.estimate_rate:,.0f}/s → {full / b.estimate_rate:.0f} s for "
-        f"{full:,} (target ≤ {BUILD_TARGET_S:.0f} s)"
-    )
-    print(
+        f"{full:,} (target ≤ {BUILD_TARGET_S:.0f} s)",
         f"file size after PRAGMA wal_checkpoint(TRUNCATE); no gaps or rejects; "
-        f"{b.free_gib:.0f} GiB free on the temp disk. {b.note}".rstrip()
+        f"{b.free_gib:.0f} GiB free on the temp disk. {b.note}".rstrip(),
     )
-    print()
+    return table
 
 
 # -- timing --------------------------------------------------------------------------------
@@ -455,71 +425,27 @@ class Month:
             ).fetchone()[0]
         )
 
-    # -- the baselines ----------------------------------------------------------------------
+    # -- the baselines, over this store -------------------------------------------------------
 
     def scan_sum(self, start: int, end: int) -> float:
-        marks = ", ".join("?" for _ in self.keys)
-        uwh = self.conn.execute(
-            f"SELECT sum(energy) FROM samples WHERE meter IN ({marks}) AND ts_ms BETWEEN ? AND ?",
-            (*self.keys, start, end - 1),
-        ).fetchone()[0]
-        return (uwh or 0) / q.UWH
+        return sql_scan.energy_sum(self.conn, self.keys, start, end)
 
     def scan_grouped(self, bounds: Sequence[int], step_ms: int) -> dict[int, list[float]]:
-        """Wh per meter and interval by GROUP BY over every row (equal intervals only)."""
-        marks = ", ".join("?" for _ in self.keys)
-        rows = self.conn.execute(
-            f"SELECT meter, (ts_ms - ?) / ?, sum(energy) FROM samples WHERE meter IN ({marks}) "
-            "AND ts_ms >= ? AND ts_ms < ? GROUP BY 1, 2",
-            (bounds[0], step_ms, *self.keys, bounds[0], bounds[-1]),
-        ).fetchall()
-        found = {k: [0.0] * (len(bounds) - 1) for k in self.keys}
-        for meter, i, uwh in rows:
-            found[meter][i] = uwh / q.UWH
-        return found
+        return sql_scan.energy_grouped(self.conn, self.keys, bounds, step_ms)
 
-    def raw(
-        self, columns: Sequence[str], start: int, end: int, meter_ids: Sequence[str] = ()
-    ) -> pd.DataFrame:
-        """The legacy dashboard's load: every raw row of the range into a DataFrame."""
-        sql = f"SELECT {', '.join(columns)} FROM readings WHERE ts_ms >= ? AND ts_ms < ?"
-        params: list[Any] = [start, end]
-        if meter_ids:
-            sql += f" AND meter_id IN ({', '.join('?' for _ in meter_ids)})"
-            params += meter_ids
-        frame = pd.read_sql(sql, self.conn, params=params)
-        frame["time"] = pd.to_datetime(frame["ts_ms"], unit="ms", utc=True).dt.tz_convert(ZONE.key)
-        return frame
+    def raw(self, columns: Sequence[str], start: int, end: int) -> pd.DataFrame:
+        return pandas_dashboard.raw(self.conn, columns, start, end, ZONE)
 
     def pandas_sum(self, start: int, end: int) -> float:
-        return float(self.raw(LEGACY_COLUMNS, start, end)["energy_wh"].sum())
+        return pandas_dashboard.energy_sum(self.conn, start, end, ZONE)
 
     def pandas_grouped(self, bounds: Sequence[int], freq: str) -> dict[int, list[float]]:
-        frame = self.raw(("meter_id", "ts_ms", "energy_wh"), bounds[0], bounds[-1])
-        sums = frame.groupby(["meter_id", pd.Grouper(key="time", freq=freq)])["energy_wh"].sum()
-        index = {b: i for i, b in enumerate(bounds)}
-        found = {k: [0.0] * (len(bounds) - 1) for k in self.keys}
-        for (meter_id, start), wh in sums.items():
-            found[self.key_of[meter_id]][index[round(start.timestamp() * 1000)]] = float(wh)
-        return found
+        return pandas_dashboard.energy_grouped(self.conn, self.key_of, bounds, freq, ZONE)
 
     def pandas_mean_power(
         self, start: int, end: int, bucket_ms: int, freq: str, meter_ids: Sequence[str] = ()
     ) -> list[tuple[str, int, float]]:
-        """W per meter and bucket: Σ energy ÷ Σ time since each reading's predecessor (read
-        from one bucket before `start`, so the first reading of the range has one)."""
-        frame = self.raw(("meter_id", "ts_ms", "energy_wh"), start - bucket_ms, end, meter_ids)
-        frame = frame.sort_values("ts_ms", kind="stable")
-        frame["dt"] = frame.groupby("meter_id")["ts_ms"].diff()
-        frame = frame[frame["ts_ms"] >= start]
-        sums = frame.groupby(["meter_id", pd.Grouper(key="time", freq=freq)])[
-            ["energy_wh", "dt"]
-        ].sum()
-        sums = sums[sums["dt"] > 0]
-        return [
-            (m, round(t.timestamp() * 1000), float(wh * HOUR_MS / dt))
-            for (m, t), (wh, dt) in zip(sums.index, sums.to_numpy(), strict=True)
-        ]
+        return pandas_dashboard.mean_power(self.conn, start, end, bucket_ms, freq, ZONE, meter_ids)
 
     def daily_wh(self, daily: pd.DataFrame) -> dict[int, list[float]]:
         """history.daily_energy's frame (meter, day, kWh) as Wh per meter and local day."""
@@ -552,23 +478,48 @@ class Row:
     legacy_note: str = ""
 
 
-def print_rows(rows: Sequence[Row], scan_head: str) -> None:
-    head = (
-        f"{'query':<36} {'rows in range':>13} {'ours':>9} {scan_head:>9} {'×':>6} "
-        f"{'Δ Wh':>7} {'pandas':>9} {'×':>6} {'Δ Wh':>7} {'n':>5}"
+DELTA = Col("Δ Wh", ".1e")
+
+
+def ms(t: Timed | None) -> float | None:
+    return None if t is None else t.median_s * 1000
+
+
+def times(t: Timed | None, ours: Timed) -> float | None:
+    return None if t is None else t.median_s / ours.median_s
+
+
+def rows_table(title: str, rows: Sequence[Row], scan_name: str) -> Table:
+    """Each row's median time, ours vs the SQL baseline and vs pandas, and their answers' Δ."""
+    table = Table(
+        title,
+        (
+            "query",
+            "rows in range",
+            Col("ours", unit="ms"),
+            Col(scan_name, unit="ms"),
+            Col("×", unit="×"),
+            DELTA,
+            Col("pandas", unit="ms"),
+            Col("×", unit="×"),
+            DELTA,
+            "n",
+        ),
     )
-    rule(head)
     for r in rows:
-        runs = "/".join(str(t.runs) for t in (r.ours, r.scan, r.legacy) if t is not None)
-        legacy = seconds(r.legacy.median_s) if r.legacy else r.legacy_note or "—"
-        print(
-            f"{r.label:<36} {r.rows:>13,} {seconds(r.ours.median_s):>9} "
-            f"{seconds(r.scan.median_s if r.scan else None):>9} "
-            f"{ratio(r.scan.median_s if r.scan else None, r.ours.median_s):>6} "
-            f"{delta(r.scan_delta):>7} {legacy:>9} "
-            f"{ratio(r.legacy.median_s if r.legacy else None, r.ours.median_s):>6} "
-            f"{delta(r.legacy_delta):>7} {runs:>5}"
+        table.row(
+            r.label,
+            r.rows,
+            ms(r.ours),
+            ms(r.scan),
+            times(r.scan, r.ours),
+            r.scan_delta,
+            ms(r.legacy) if r.legacy else r.legacy_note or None,
+            times(r.legacy, r.ours),
+            r.legacy_delta,
+            "/".join(str(t.runs) for t in (r.ours, r.scan, r.legacy) if t is not None),
         )
+    return table
 
 
 def record_rows(section: str, rows: Sequence[Row], scan_name: str) -> None:
@@ -585,14 +536,15 @@ def record_rows(section: str, rows: Sequence[Row], scan_name: str) -> None:
                     r.ours.median_s * 1000,
                     other.median_s * 1000,
                     "ms",
-                    f"{r.rows:,} rows in range; Δ {delta(diff)} Wh; n {r.ours.runs}/{other.runs}",
+                    f"{r.rows:,} rows in range; Δ {bench.cell_text(diff, DELTA)}; "
+                    f"n {r.ours.runs}/{other.runs}",
                 )
 
 
 # -- (b) KPIs ------------------------------------------------------------------------------
 
 
-def kpi_section(m: Month, month_load: Peak) -> None:
+def kpi_table(m: Month, month_load: Peak) -> Table:
     rows = []
     for label, start in m.kpis.items():
         ours = timed(lambda start=start: q.spans(m.conn, m.keys, (start, m.end)))
@@ -606,27 +558,24 @@ def kpi_section(m: Month, month_load: Peak) -> None:
         else:
             row.legacy_note = f"~{month_load.seconds:.0f} s *"
         rows.append(row)
-    print(
+    table = rows_table(
         f"(b) Overview KPIs: energy of all {METERS} meters from local midnight / Monday / the 1st "
         "to now; ours = queries.spans(keys, (start, now + 1)) as app.py calls it (energy_total "
-        "and ts_ms by index seeks)"
+        "and ts_ms by index seeks)",
+        rows,
+        "SQL scan",
     )
-    print_rows(rows, "SQL scan")
     record_rows("Overview KPI", rows, "SQL scan")
-    print(
+    table.note(
         "SQL scan = SELECT sum(energy) FROM samples WHERE meter IN (…) AND ts_ms BETWEEN a AND "
-        "b − 1; pandas = pd.read_sql of the legacy columns"
-    )
-    print(
+        "b − 1; pandas = pd.read_sql of the legacy columns "
         f"({', '.join(LEGACY_COLUMNS)}) from the readings view, then .sum(); "
-        "Δ = |baseline − ours| over the 20 meters, Wh; n = timed runs ours/scan/pandas"
-    )
-    print(
+        "Δ = |baseline − ours| over the 20 meters, Wh; n = timed runs ours/scan/pandas",
         f"* one run of the month's raw load alone, from (f) (not repeated: "
         f"~{month_load.seconds:.0f} s a run); 'now' = 23:59:59.999 local on the last day; "
-        "the Overview's 'Today by building and meter' reuses the today call (st.cache_data)"
+        "the Overview's 'Today by building and meter' reuses the today call (st.cache_data)",
     )
-    print()
+    return table
 
 
 def span_label(ms: int) -> str:
@@ -647,7 +596,7 @@ def history_days(m: Month) -> pd.DataFrame:
     return h.daily_energy(h.span_table(history_spans(m), m.hour_bounds, ZONE))
 
 
-def history_section(m: Month) -> None:
+def history_table(m: Month) -> Table:
     days = len(m.day_bounds) - 1
     per_day = Row(
         f"per day, {days} days, from the hours",
@@ -670,29 +619,24 @@ def history_section(m: Month) -> None:
     per_hour.legacy = timed(lambda: m.pandas_grouped(m.hour_bounds, "1h"))
     per_hour.legacy_delta = grid_delta(ours_hours, per_hour.legacy.result)
     rows = [per_day, per_hour]
-    print(
+    table = rows_table(
         f"(c) History tab over {days} days, all {METERS} meters: Wh per meter and local day / "
-        "hour; ours = one queries.spans over the local hour marks (seeks per mark), as app.py"
-    )
-    print(
+        "hour; ours = one queries.spans over the local hour marks (seeks per mark), as app.py "
         "calls it; per day = that call + history.span_table + daily_energy (app.py's day bars); "
-        "per hour = the call alone"
+        "per hour = the call alone",
+        rows,
+        "GROUP BY",
     )
-    print_rows(rows, "GROUP BY")
     record_rows("History, energy", rows, "GROUP BY")
-    print(
+    table.note(
         "GROUP BY = SELECT meter, (ts_ms − first) / interval, sum(energy) … GROUP BY 1, 2 "
-        "(every row); pandas = read_sql of meter_id, ts_ms, energy_wh,"
-    )
-    print(
-        "then resampled per meter: groupby(meter_id, pd.Grouper(local time, '1D' / '1h')).sum(); "
-        "Δ = the largest |baseline − ours| of one meter's interval, Wh"
-    )
-    print(
+        "(every row); pandas = read_sql of meter_id, ts_ms, energy_wh, then resampled per meter: "
+        "groupby(meter_id, pd.Grouper(local time, '1D' / '1h')).sum(); Δ = the largest "
+        "|baseline − ours| of one meter's interval, Wh",
         f"ours per day is kWh to {h.KWH} decimals, as the tab keeps it: a Δ up to 5e-04 Wh there "
-        "is that rounding"
+        "is that rounding",
     )
-    print()
+    return table
 
 
 # -- (d) day detail ------------------------------------------------------------------------
@@ -705,22 +649,18 @@ class MeanPower:
     ours: Timed
     legacy: Timed
 
-    def compare(self) -> tuple[str, str, str, str]:
+    def compare(self) -> tuple[str, int, float | None, str]:
+        """(buckets ours/pandas, buckets in both, the largest Δ W of those, ours' first start)."""
         ours = {(r[0], r[1]): r[2] for r in self.ours.result}
         theirs = {(r[0], r[1]): r[2] for r in self.legacy.result}
         common = ours.keys() & theirs.keys()
         worst = max((abs(ours[k] - theirs[k]) for k in common), default=None)
         first = min(t for _, t in ours) if ours else 0
         local = datetime.fromtimestamp(first / 1000, ZONE).strftime("%d %H:%M")
-        return (
-            f"{len(ours):,}/{len(theirs):,}",
-            f"{len(common):,}",
-            "—" if worst is None else delta(worst),
-            local,
-        )
+        return f"{len(ours):,}/{len(theirs):,}", len(common), worst, local
 
 
-def day_detail_section(m: Month) -> None:
+def day_detail_table(m: Month) -> Table:
     day_start = midnight_ms(m.last)  # app.py: the day's local midnight to the next one
     found = []
     for label, keys, ids in (
@@ -732,22 +672,36 @@ def day_detail_section(m: Month) -> None:
             lambda ids=ids: m.pandas_mean_power(day_start, m.end, MINUTE_MS, "1min", ids)
         )
         found.append(MeanPower(label, m.count(day_start, m.end, keys), ours, legacy))
-    print(
+    delta_w = Col("Δ W", ".1e")
+    table = Table(
         "(d) Day detail: mean power (Σ energy ÷ Σ covered time) per meter and minute of the "
-        "last day; ours = queries.mean_power (bucketed in SQL from local midnight)"
+        "last day; ours = queries.mean_power (bucketed in SQL from local midnight)",
+        (
+            "query",
+            "rows in range",
+            Col("ours", unit="ms"),
+            Col("pandas", unit="ms"),
+            Col("×", unit="×"),
+            Col("buckets ours/pandas", align="right"),
+            "same",
+            delta_w,
+            Col("ours 1st", align="right"),
+            Col("n", align="right"),
+        ),
     )
-    head = (
-        f"{'query':<30} {'rows in range':>13} {'ours':>9} {'pandas':>9} {'×':>6} "
-        f"{'buckets ours/pandas':>20} {'same':>7} {'Δ W':>9} {'ours 1st':>9} {'n':>5}"
-    )
-    rule(head)
     for p in found:
         buckets, common, worst, first = p.compare()
-        runs = f"{p.ours.runs}/{p.legacy.runs}"
-        print(
-            f"{p.label:<30} {p.rows:>13,} {seconds(p.ours.median_s):>9} "
-            f"{seconds(p.legacy.median_s):>9} {ratio(p.legacy.median_s, p.ours.median_s):>6} "
-            f"{buckets:>20} {common:>7} {worst:>9} {first:>9} {runs:>5}"
+        table.row(
+            p.label,
+            p.rows,
+            ms(p.ours),
+            ms(p.legacy),
+            times(p.legacy, p.ours),
+            buckets,
+            common,
+            worst,
+            first,
+            f"{p.ours.runs}/{p.legacy.runs}",
         )
         bench.record(
             TIER,
@@ -755,28 +709,25 @@ def day_detail_section(m: Month) -> None:
             p.ours.median_s * 1000,
             p.legacy.median_s * 1000,
             "ms",
-            f"{p.rows:,} rows in range; buckets ours/pandas {buckets}; Δ {worst} W",
+            f"{p.rows:,} rows in range; buckets ours/pandas {buckets}; "
+            f"Δ {bench.cell_text(worst, delta_w)}",
         )
-    print(
+    table.note(
         "pandas = read_sql of meter_id, ts_ms, energy_wh from the readings view (from a minute "
-        "before the day: each reading's predecessor), dt = ts_ms.diff() per meter, then"
-    )
-    print(
+        "before the day: each reading's predecessor), dt = ts_ms.diff() per meter, then "
         "groupby(meter_id, pd.Grouper(local time, '1min'))[energy_wh, dt].sum(), W = Wh × "
-        "3,600,000 / dt (this store has no gaps to leave out)"
-    )
-    print(
+        "3,600,000 / dt (this store has no gaps to leave out)",
         "same = buckets with the same (meter, start) in both; Δ W over those; ours 1st = the "
-        "local start (day hh:mm) of ours' first bucket; app.py's Day detail passes every"
+        "local start (day hh:mm) of ours' first bucket; app.py's Day detail passes every "
+        "selected meter (row 2); the Live tab reads raw_readings, timed in (e)",
     )
-    print("selected meter (row 2); the Live tab reads raw_readings, timed in (e)")
-    print()
+    return table
 
 
 # -- (e) the other tabs --------------------------------------------------------------------
 
 
-def other_section(m: Month) -> None:
+def other_table(m: Month) -> Table:
     week = m.kpis["this week"]
     cases: list[tuple[str, Callable[[], Any]]] = [
         ("Overview: latest, all meters", lambda: q.latest(m.conn, m.keys)),
@@ -799,20 +750,19 @@ def other_section(m: Month) -> None:
             lambda: q.register_drift(m.conn, m.keys, m.start, m.end),
         ),
     ]
-    print(
+    table = Table(
         "(e) The other tabs' queries, as app.py calls them for all meters (no baseline: "
-        "the time and the rows returned)"
+        "the time and the rows returned)",
+        ("query", Col("time", unit="ms"), "rows returned", "n"),
     )
-    head = f"{'query':<42} {'time':>9} {'rows returned':>14} {'n':>3}"
-    rule(head)
     for label, fn in cases:
         t = timed(fn)
-        print(f"{label:<42} {seconds(t.median_s):>9} {len(t.result):>14,} {t.runs:>3}")
-    print(
+        table.row(label, ms(t), len(t.result), t.runs)
+    table.note(
         "Live reads the view `readings` (ORDER BY ts_ms DESC LIMIT); register_drift reads "
         "min/max(ts_ms) of rows with import_energy per meter"
     )
-    print()
+    return table
 
 
 # -- (f) memory ----------------------------------------------------------------------------
@@ -850,33 +800,31 @@ def measure_memory(m: Month) -> Memory:
     return memory
 
 
-def memory_section(memory: Memory, days: int) -> None:
-    print(
+def memory_table(memory: Memory, days: int) -> Table:
+    table = Table(
         f"(f) Resident memory (psutil RSS, sampled every {SAMPLE_S * 1000:.0f} ms) of the "
-        f"month's charts: ours vs the raw {days} days in pandas"
-    )
-    head = f"{'way':<66} {'time':>8} {'before':>10} {'peak':>10} {'peak − before':>14}"
-    rule(head)
-    for label, p in (
+        f"month's charts: ours vs the raw {days} days in pandas",
         (
-            "ours: KPI month + History (hourly spans, its tables) + Day detail",
-            memory.ours,
+            "way",
+            Col("time", unit="ms"),
+            Col("before", ".0f", "MiB"),
+            Col("peak", ".0f", "MiB"),
+            Col("peak − before", "+.0f", "MiB"),
         ),
+    )
+    for label, p in (
+        ("ours: KPI month + History (hourly spans, its tables) + Day detail", memory.ours),
         (
             f"pandas: read_sql of {memory.frame_rows:,} rows, legacy columns, + local time",
             memory.legacy,
         ),
     ):
-        print(
-            f"{label:<66} {seconds(p.seconds):>8} {p.before_mib:>6.0f} MiB {p.peak_mib:>6.0f} MiB "
-            f"{p.delta_mib:>+10.0f} MiB"
-        )
-    print(
+        table.row(label, p.seconds * 1000, p.before_mib, p.peak_mib, p.delta_mib)
+    table.note(
         f"the DataFrame itself: {memory.frame_mib:,.0f} MiB (memory_usage(deep=True)); "
         f"× ours (peak − before): {memory.legacy.delta_mib / max(memory.ours.delta_mib, 1):,.0f}× "
         "(ours floored at 1 MiB); measured before (b)–(e), one run each (ours after a warm-up)"
     )
-    print()
     bench.record(
         TIER,
         f"peak RSS growth of the month's charts ({days} days), vs the raw range in pandas",
@@ -886,39 +834,27 @@ def memory_section(memory: Memory, days: int) -> None:
         f"ours floored at 1 MiB, as printed (measured {memory.ours.delta_mib:+.0f} MiB); "
         f"the DataFrame itself {memory.frame_mib:,.0f} MiB",
     )
+    return table
 
 
 # -- main ----------------------------------------------------------------------------------
 
 
-def main() -> None:
-    started = time.perf_counter()
-    load_start = os.getloadavg()[0]  # other processes on the machine skew every time below
-    with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as folder:
-        built = asyncio.run(build(Path(folder)))
-        build_section(built)
-        conn = q.connect(built.path)
-        try:
-            month = Month(conn, built.days)
-            memory = measure_memory(month)
-            kpi_section(month, memory.legacy)
-            history_section(month)
-            day_detail_section(month)
-            other_section(month)
-            memory_section(memory, built.days)
-        finally:
-            conn.close()
-        left_folder = folder
-    leftovers = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
-    print(
-        f"total {time.perf_counter() - started:.0f} s; threads left: {leftovers or 'none'}; "
-        f"temp folder removed: {not Path(left_folder).exists()}; load average (1 min) at the "
-        f"start {load_start:.1f}, at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
-    )
+def run(folder: Path) -> Iterator[Table]:
+    built = asyncio.run(build(folder))
+    yield build_table(built)
+    conn = q.connect(built.path)
+    try:
+        month = Month(conn, built.days)
+        memory = measure_memory(month)
+        yield kpi_table(month, memory.legacy)
+        yield history_table(month)
+        yield day_detail_table(month)
+        yield other_table(month)
+        yield memory_table(memory, built.days)
+    finally:
+        conn.close()
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        bench.emit()
+    harness.main(run, __doc__)

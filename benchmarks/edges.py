@@ -1,15 +1,15 @@
 """The edges: what intake plausibility and signatures, the spool's conflict memory, nginx cost.
 
-Prints three sections, each with its baseline run in this same process:
+Returns three sections of tables, each with its baseline run in this same process:
 (a) the bridge's intake CPU per 10,000 readings: `core.incoming.parse_reading` on
     schema-1 payloads of 20 meters (built as `bridge.py`'s `make_messages`
     does), with the configured meters' plausibility limits (`Config.intake_limits()`,
     as the bridge passes them), and with limits plus HMAC signatures (payloads signed
     by `core.signatures.signed`, key read by `signing.read_signing_key`), vs parsing
     without limits and without a key (what the previous release asked of it). For
-    reference, the previous release's own `parse_reading` (`git show
-    570c459^:src/campus_energy/core/incoming.py`, when git has it). Process CPU,
-    median of the repeats, variants interleaved;
+    reference, the previous release's own `parse_reading`
+    (`baselines/previous_intake.py`: `git show 570c459^:src/campus_energy/core/incoming.py`,
+    when git has it). Process CPU, median of the repeats, variants interleaved;
 (b) the spool's memory of (meter, seq): 20,000 readings of 20 meters recorded
     through `Spool.record` in batches of 500 (as the bridge does; synchronous=FULL,
     so a commit waits for the disk), vs `Spool.add` (the previous release's call: the
@@ -31,10 +31,9 @@ Ratios are ours/baseline (the defence's cost: 1.00× is free). No assertions.
 Timings are noisy on a small machine shared with other work (another test suite
 may run beside it): compare the figures within one run.
 
-Run: .venv/bin/python benchmarks/edges.py
-Quick mode (`CAMPUS_ENERGY_BENCH_QUICK=1`, `report.py --quick`): 3 intake repeats,
-10,000 spool readings once, 50 requests per case, a 20 s idle period. Headline
-figures go to benchmarks/REPORT.md (`benchmarks/report.py`, `results.py`).
+Run: .venv/bin/python benchmarks/edges.py [--quick]
+Quick mode: 3 intake repeats, 10,000 spool readings once, 50 requests per case,
+a 20 s idle period.
 """
 
 from __future__ import annotations
@@ -42,20 +41,15 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import logging
 import os
 import random
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-import types
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -66,8 +60,10 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import harness  # noqa: E402
 import results as bench  # noqa: E402
-from bridge import METERS, POLL_S, PREFIX, Collect, make_messages, past_start_ms  # noqa: E402
+from baselines.previous_intake import PREVIOUS_RELEASE, previous_parse_reading  # noqa: E402
+from bridge import METERS, POLL_S, PREFIX, make_messages, past_start_ms  # noqa: E402
 from campus_energy.backends.sqlite.sink import SqliteSink  # noqa: E402
 from campus_energy.bridge.service import BATCH  # noqa: E402
 from campus_energy.bridge.spool import Arrival, Spool  # noqa: E402
@@ -83,17 +79,12 @@ from campus_energy.core.windows import (  # noqa: E402
 )
 from campus_energy.runtime.signing import read_signing_key  # noqa: E402
 from measure import percentile  # noqa: E402
+from results import Col, Table  # noqa: E402
 
 TIER = "edges"
 WINDOW_S = 300
 WINDOW_MS = WINDOW_S * 1000
 PROFILES = ("eastron-sdm120", "eastron-sdm630", "eastron-sdm230")  # 20, 150 and 40 kW
-PREVIOUS_RELEASE = "570c459^"  # the commit before the intake's defences
-
-
-def rule(head: str) -> None:
-    print(head)
-    print("-" * len(head))
 
 
 def median(values: Sequence[float]) -> float:
@@ -138,31 +129,6 @@ class Variant:
     @property
     def us_per_reading(self) -> float:
         return median(self.cpu_s) / len(self.messages) * 1e6
-
-
-def previous_parse_reading() -> Callable[..., object] | None:
-    """The previous release's `parse_reading`, loaded from git (None: no git or no history)."""
-    try:
-        source = subprocess.run(
-            ["git", "show", f"{PREVIOUS_RELEASE}:src/campus_energy/core/incoming.py"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    name = "previous_release_incoming"
-    module = types.ModuleType(name)
-    sys.modules[name] = module  # dataclasses look their module up
-    try:
-        exec(compile(source, f"{PREVIOUS_RELEASE}:core/incoming.py", "exec"), module.__dict__)
-    except Exception:  # an old file that no longer imports against today's package
-        del sys.modules[name]
-        return None
-    found: Callable[..., object] = module.parse_reading
-    return found
 
 
 def intake_variants(folder: Path, config: Config) -> tuple[list[Variant], dict[str, float]]:
@@ -210,7 +176,7 @@ def intake_variants(folder: Path, config: Config) -> tuple[list[Variant], dict[s
             ),
         ),
     ]
-    previous = previous_parse_reading()
+    previous = previous_parse_reading(REPO)
     if previous is not None:
         variants.append(
             Variant(
@@ -239,38 +205,40 @@ def measure_intake(variants: Sequence[Variant]) -> None:
                 v.refused = Counter(r.kind for r in found if isinstance(r, Malformed))
 
 
-def intake_section(variants: Sequence[Variant], sizes: dict[str, float]) -> None:
-    print(
+def intake_table(variants: Sequence[Variant], sizes: dict[str, float]) -> Table:
+    table = Table(
         f"(a) The bridge's intake: parse_reading CPU on {INTAKE_READINGS:,} schema-1 readings of "
-        f"{METERS} meters (process CPU, median of {INTAKE_REPEATS}, interleaved)"
+        f"{METERS} meters (process CPU, median of {INTAKE_REPEATS}, interleaved)",
+        (
+            "variant",
+            Col("µs/reading", ".1f"),
+            Col("s/10,000", ".3f"),
+            Col("× baseline", ".2f", "×"),
+            Col("× previous", ".2f", "×"),
+            "refused",
+        ),
     )
     previous = variants[3].us_per_reading if len(variants) > 3 else None
-    head = (
-        f"{'variant':<44} {'µs/reading':>10} {'s/10,000':>9} {'× baseline':>11} "
-        f"{'× previous':>11} {'refused':>8}"
-    )
-    rule(head)
     base = variants[0].us_per_reading
     for v in variants:
-        refused = sum(v.refused.values())
-        against = "—" if previous is None else f"{v.us_per_reading / previous:.2f}×"
-        print(
-            f"{v.name:<44} {v.us_per_reading:>10.1f} {v.us_per_reading / 100:>9.3f} "
-            f"{v.us_per_reading / base:>10.2f}× {against:>11} {refused:>8}"
+        table.row(
+            v.name,
+            v.us_per_reading,
+            v.us_per_reading / 100,
+            v.us_per_reading / base,
+            None if previous is None else v.us_per_reading / previous,
+            sum(v.refused.values()),
         )
-    print(
-        f"payload: {sizes['unsigned']:.0f} bytes unsigned, {sizes['signed']:.0f} signed "
-        f"(+{sizes['signed'] - sizes['unsigned']:.0f}: the 'sig'); signing one on the logger's "
-        f"side (json.loads + signed + json.dumps here): {sizes['sign_us']:.1f} µs CPU"
-    )
     per_day = METERS * 86_400 // POLL_S
     ours = variants[2].us_per_reading
-    print(
+    table.note(
+        f"payload: {sizes['unsigned']:.0f} bytes unsigned, {sizes['signed']:.0f} signed "
+        f"(+{sizes['signed'] - sizes['unsigned']:.0f}: the 'sig'); signing one on the logger's "
+        f"side (json.loads + signed + json.dumps here): {sizes['sign_us']:.1f} µs CPU",
         f"limits + signature at {METERS} meters every {POLL_S} s ({per_day:,} readings a day): "
         f"{ours * per_day / 1e6:.1f} CPU-s a day, {(ours - base) * per_day / 1e6:.1f} more than "
-        "the baseline"
+        "the baseline",
     )
-    print()
     bench.record(
         TIER,
         "Intake CPU per reading: the meters' plausibility limits vs none",
@@ -289,16 +257,17 @@ def intake_section(variants: Sequence[Variant], sizes: dict[str, float]) -> None
         "signed payloads (+sig), key from signing.read_signing_key; ratio as printed",
         ratio="ours/baseline",
     )
-    if len(variants) > 3:
+    if previous is not None:
         bench.record(
             TIER,
             "Intake CPU per reading: today's code without limits vs the previous release's",
             base,
-            variants[3].us_per_reading,
+            previous,
             "µs",
             f"previous: parse_reading of {PREVIOUS_RELEASE} (from git); ratio as printed",
             ratio="ours/baseline",
         )
+    return table
 
 
 # -- (b) the spool's memory of (meter, seq) ------------------------------------------------------
@@ -465,66 +434,80 @@ def seen_bytes(b: SpoolBytes) -> int:
     return sum(b.tables.get(name, 0) for name in SEEN_OBJECTS)
 
 
-def spool_section(runs: dict[str, SpoolRun], sizes: dict[str, SpoolBytes], folder: Path) -> None:
+def spool_tables(
+    runs: dict[str, SpoolRun], sizes: dict[str, SpoolBytes], folder: Path
+) -> Iterator[Table]:
     n = SPOOL_READINGS
-    print(
+    timing = Table(
         f"(b) The spool's memory of (meter, seq): {n:,} readings of {METERS} meters in batches of "
         f"{BATCH} (synchronous=FULL on {filesystem(folder)}; {SPOOL_REPEATS} run(s) each, "
-        "interleaved, fresh files)"
+        "interleaved, fresh files)",
+        (
+            "how",
+            Col("ms/batch p50", ".1f"),
+            Col("p95", ".1f"),
+            Col("max", ".1f"),
+            Col("CPU ms/batch", ".1f"),
+            Col("s/run", ".2f"),
+            Col("× add", ".2f", "×"),
+        ),
     )
-    head = (
-        f"{'how':<46} {'ms/batch p50':>12} {'p95':>7} {'max':>7} {'CPU ms/batch':>12} "
-        f"{'s/run':>6} {'× add':>6}"
-    )
-    rule(head)
     base = median(runs["add"].batch_s)
     for run in runs.values():
         p50 = median(run.batch_s)
-        print(
-            f"{run.name:<46} {p50 * 1e3:>12.1f} {percentile(run.batch_s, 95) * 1e3:>7.1f} "
-            f"{max(run.batch_s) * 1e3:>7.1f} {median(run.batch_cpu_s) * 1e3:>12.1f} "
-            f"{median(run.totals_s):>6.2f} {p50 / base:>5.2f}×"
+        timing.row(
+            run.name,
+            p50 * 1e3,
+            percentile(run.batch_s, 95) * 1e3,
+            max(run.batch_s) * 1e3,
+            median(run.batch_cpu_s) * 1e3,
+            median(run.totals_s),
+            p50 / base,
         )
     per_run = {name: run.added // SPOOL_REPEATS for name, run in runs.items()}
-    print(
+    timing.note(
         f"contributions added per run: {', '.join(f'{k} {v:,}' for k, v in per_run.items())}; "
         f"duplicates {runs['record'].duplicates + runs['day'].duplicates}, conflicts "
         f"{runs['record'].conflicts + runs['day'].conflicts} (both should be 0)"
     )
-    print()
+    yield timing
+
     rec, add, day = sizes["record"], sizes["add"], sizes["day"]
     seen = seen_bytes(rec)
-    print(f"Spool bytes after {n:,} readings (file + -wal after a checkpoint; nothing flushed yet)")
-    head = f"{'spool':<58} {'bytes':>11} {'B/reading':>10} {'× without':>10}"
-    rule(head)
+    size = Table(
+        f"Spool bytes after {n:,} readings (file + -wal after a checkpoint; nothing flushed yet)",
+        ("spool", "bytes", Col("B/reading", ".1f"), Col("× without", ".2f", "×")),
+    )
     for label, value in (
         ("ours: Spool.record, as left", rec.recorded),
         ("ours: Spool.record, VACUUMed", rec.vacuumed),
         ("ours: Spool.record, readings_seen emptied, VACUUMed", rec.without_seen),
         ("baseline: Spool.add, as left (readings_seen empty)", add.recorded),
     ):
-        print(f"{label:<58} {value:>11,} {value / n:>10.1f} {value / rec.without_seen:>9.2f}×")
-    print("dbstat of ours (pages by table and index, before the VACUUM):")
+        size.row(label, value, value / n, value / rec.without_seen)
+    yield size
+
     total = sum(rec.tables.values())
-    for name, size in rec.tables.items():
-        print(f"  {name:<32} {size:>11,} bytes {size / total * 100:>5.1f}%")
-    print(
-        f"readings_seen (table + index): {seen:,} bytes for {rec.seen_rows:,} rows, "
-        f"{seen / max(1, rec.seen_rows):.1f} bytes a reading, {seen / total * 100:.1f}% of the file"
+    pages = Table(
+        "dbstat of ours (pages by table and index, before the VACUUM)",
+        ("table or index", Col("bytes", ",d"), Col("share", ".1f", "%")),
     )
+    for name, size_bytes in rec.tables.items():
+        pages.row(name, size_bytes, size_bytes / total * 100)
     day_seen = seen_bytes(day)
     per_row = day_seen / max(1, day.seen_rows)
-    print(
+    pages.note(
+        f"readings_seen (table + index): {seen:,} bytes for {rec.seen_rows:,} rows, "
+        f"{seen / max(1, rec.seen_rows):.1f} bytes a reading, {seen / total * 100:.1f}% of the "
+        "file",
         f"a day remembered ({day.seen_rows:,} rows: {DAY_SEEN:,} + the {n:,} recorded): "
         f"readings_seen {day_seen / 1e6:.1f} MB, {per_row:.1f} bytes a reading; the spool "
         f"{day.recorded / 1e6:.1f} MB. README says about 85 bytes a reading (17 MB for 12 meters "
-        "at 5 s)"
-    )
-    print(
+        "at 5 s)",
         "In a running bridge the contributions leave the spool once their window is written "
-        "(minutes), while readings_seen keeps a day: in steady state it is most of the file."
+        "(minutes), while readings_seen keeps a day: in steady state it is most of the file.",
     )
-    print()
+    yield pages
     bench.record(
         TIER,
         f"Spool: wall time per batch of {BATCH}, Spool.record (conflict memory) vs Spool.add",
@@ -754,23 +737,29 @@ def measure_probe(
     }, ""
 
 
-def front_section(result: Front) -> None:
-    print(
+def front_tables(result: Front) -> Iterator[Table]:
+    title = (
         f"(c) The HTTP front: {REQUESTS} sequential GETs per case, a fresh connection each, "
         f"straight to Gunicorn (1 worker × 4 threads, cache_s 30) vs through nginx with the "
         f"shipped deploy/nginx files; the two alternate, a request every {PACE_S * 1000:.0f} ms "
         "at most"
     )
     if result.skipped:
-        print(f"skipped: {result.skipped}")
-        print()
+        yield Table(title, notes=[f"skipped: {result.skipped}"])
         return
-    print(f"store: {result.windows:,} windows ({STORE_METERS} meters × 24 h of 300 s)")
-    head = (
-        f"{'request':<22} {'front':<9} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} "
-        f"{'statuses':<14} {'× straight p50':>14} {'p95':>6}"
+    latency = Table(
+        title,
+        (
+            "request",
+            "front",
+            Col("p50 ms", ".2f"),
+            Col("p95 ms", ".2f"),
+            Col("max ms", ".2f"),
+            "statuses",
+            Col("× straight p50", ".2f", "×"),
+            Col("p95", ".2f", "×"),
+        ),
     )
-    rule(head)
     for name, path in PATHS.items():
         straight = result.cases[name, "straight"]
         for where in FRONTS:
@@ -778,14 +767,16 @@ def front_section(result: Front) -> None:
             statuses = ", ".join(f"{s}×{n}" for s, n in sorted(case.statuses.items()))
             if case.errors:
                 statuses += f", errors×{case.errors}"
-            ratio = ratio95 = ""
-            if where != "straight":
-                ratio = f"{case.p(50) / straight.p(50):.2f}×"
-                ratio95 = f"{case.p(95) / straight.p(95):.2f}×"
-            print(
-                f"{path:<22} {where:<9} {case.p(50):>7.2f} {case.p(95):>7.2f} "
-                f"{max(case.latencies_ms, default=float('nan')):>7.2f} {statuses:<14} "
-                f"{ratio:>14} {ratio95:>6}"
+            nginx = where != "straight"
+            latency.row(
+                path,
+                where,
+                case.p(50),
+                case.p(95),
+                max(case.latencies_ms, default=float("nan")),
+                statuses,
+                case.p(50) / straight.p(50) if nginx else "",
+                case.p(95) / straight.p(95) if nginx else "",
             )
         through = result.cases[name, "nginx"]
         bench.record(
@@ -798,36 +789,38 @@ def front_section(result: Front) -> None:
             "connections; ratio as printed",
             ratio="ours/baseline",
         )
-    print(
+    latency.note(
+        f"store: {result.windows:,} windows ({STORE_METERS} meters × 24 h of 300 s)",
         "through nginx, /static/ is served from disk by nginx (Gunicorn never sees it); "
-        "/api/summary and /api/series come from the API's response cache for up to 30 s"
+        "/api/summary and /api/series come from the API's response cache for up to 30 s",
     )
-    print()
+    yield latency
+
     if result.probe_skipped or not result.probe:
-        print(f"the watchdog probe: skipped: {result.probe_skipped or 'not measured'}")
-        print()
+        skipped = result.probe_skipped or "not measured"
+        yield Table("The watchdog's probe", notes=[f"skipped: {skipped}"])
         return
     p = result.probe
     extra = p["watched_cpu_s"] - p["plain_cpu_s"]
     per_probe_ms = extra / p["probes"] * 1000
     per_day = 86_400 / SHIPPED_PROBE_EVERY_S
-    print(
+    probe = Table(
         f"The watchdog's probe: both APIs idle for {p['idle_s']:.0f} s side by side "
-        "(time on CPU of arbiter + worker, from /proc/<pid>/task/*/schedstat)"
+        "(time on CPU of arbiter + worker, from /proc/<pid>/task/*/schedstat)",
+        ("API", Col("CPU s", ".3f"), Col("probes", ".0f"), Col("pings", ".0f")),
     )
-    head = f"{'API':<44} {'CPU s':>7} {'probes':>7} {'pings':>6}"
-    rule(head)
-    print(
-        f"{'watchdog on (WatchdogSec=2: a probe every 1 s)':<44} {p['watched_cpu_s']:>7.3f} "
-        f"{p['probes']:>7.0f} {p['pings']:>6.0f}"
+    probe.row(
+        "watchdog on (WatchdogSec=2: a probe every 1 s)",
+        p["watched_cpu_s"],
+        p["probes"],
+        p["pings"],
     )
-    print(f"{'no watchdog':<44} {p['plain_cpu_s']:>7.3f} {0:>7} {0:>6}")
-    print(
+    probe.row("no watchdog", p["plain_cpu_s"], 0, 0)
+    probe.note(
         f"≈ {per_probe_ms:.2f} ms CPU a probe (the difference over the probes); at the shipped "
         f"WatchdogSec=30 (a probe every {SHIPPED_PROBE_EVERY_S} s, {per_day:,.0f} a day): "
         f"{per_probe_ms * per_day / 1000:.1f} CPU-s a day"
     )
-    print()
     bench.record(
         TIER,
         "Idle API CPU with the watchdog's health probe (every 1 s) vs no watchdog",
@@ -838,49 +831,20 @@ def front_section(result: Front) -> None:
         "ratio as printed",
         ratio="ours/baseline",
     )
+    yield probe
 
 
 # -- main ----------------------------------------------------------------------------------------
 
 
-def run_all(folder: Path) -> None:
+def run(folder: Path) -> Iterator[Table]:
     variants, sizes = intake_variants(folder, intake_config())
     measure_intake(variants)
-    intake_section(variants, sizes)
+    yield intake_table(variants, sizes)
     runs, spool_sizes = asyncio.run(measure_spool(folder))
-    spool_section(runs, spool_sizes, folder)
-    front_section(measure_front(folder))
-
-
-def main() -> None:
-    started = time.perf_counter()
-    package_log = logging.getLogger("campus_energy")
-    collect = Collect()
-    saved = package_log.level, package_log.propagate
-    package_log.addHandler(collect)
-    package_log.setLevel(logging.WARNING)
-    package_log.propagate = False
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-edges-") as folder:
-            run_all(Path(folder))
-            left_folder = folder
-    finally:
-        package_log.removeHandler(collect)
-        package_log.setLevel(saved[0])
-        package_log.propagate = saved[1]
-    for record in collect.records:
-        print(f"  {record.levelname} {record.name}: {record.getMessage()}")
-    leftovers = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
-    children = psutil.Process().children(recursive=True)
-    print(
-        f"total {time.perf_counter() - started:.0f} s; log records ≥ WARNING: "
-        f"{len(collect.records)}; threads left: {leftovers or 'none'}; child processes left: "
-        f"{len(children)}; temp folder removed: {not Path(left_folder).exists()}"
-    )
+    yield from spool_tables(runs, spool_sizes, folder)
+    yield from front_tables(measure_front(folder))
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        bench.emit()
+    harness.main(run, __doc__)

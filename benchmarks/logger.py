@@ -1,70 +1,59 @@
 """The logger: energy accuracy, poll timing, storage cost and memory, ours vs the legacy logger.
 
-Prints four sections, all measured in this one process:
+Returns four tables, all measured in this one process:
 (a) energy error against the exact integral over one simulated campus day at
     5 s polls, time-compressed through the pure core: our integrator
     (`core.energy.advance`, trapezoids over the measured time, max_gap_s 17.5)
     vs the legacy rule (power × the nominal 5 s for every successful read),
     with 0 % and 10 % dropped polls, and with drops in outages longer than
-    max_gap_s;
+    max_gap_s (`baselines/legacy_energy.py`);
 (b) poll-time deviation from the wall-clock grid of the real `MeterLogger`
     (20 meters, 2 Modbus TCP buses, 0.2 s interval, simulator in process) vs a
-    naive `poll; sleep(interval)` loop with the same pollers;
+    naive `poll; sleep(interval)` loop with the same pollers
+    (`baselines/naive_poll_loop.py`);
 (c) insert throughput and bytes per reading of `ReadingStore` vs the legacy
-    connection-and-commit per row into `meter_readings`;
+    connection-and-commit per row into `meter_readings`
+    (`baselines/legacy_meter_readings.py`);
 (d) resident memory of the process while the logger of (b) runs.
 Ratios are against the legacy way / the naive loop. No assertions: the goal
 of each section is printed next to the measurement.
 
-Run: .venv/bin/python benchmarks/logger.py
-Quick mode (`CAMPUS_ENERGY_BENCH_QUICK=1`, `report.py --quick`): 60/50 polls per meter
-in (b), 500 cycles and 500 legacy rows in (c). Headline figures go to
-benchmarks/REPORT.md (`benchmarks/report.py`, `results.py`).
+Run: .venv/bin/python benchmarks/logger.py [--quick]
+Quick mode: 60/50 polls per meter in (b), 500 cycles and 500 legacy rows in (c).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import random
 import sqlite3
 import statistics
-import tempfile
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import psutil
-
+import harness
 import results as bench
+from baselines import legacy_meter_readings
+from baselines.legacy_energy import legacy_energy_wh
+from baselines.naive_poll_loop import poll_then_sleep
 from campus_energy.config import Config, parse_config
 from campus_energy.core.energy import MeterState, advance, trapezoid_uwh
 from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import quantize
-from campus_energy.errors import ModbusError
 from campus_energy.logger.service import MeterLogger, quantized
 from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore
-from campus_energy.meters.polling import open_buses, pollers
 from campus_energy.meters.simulator.load import CampusLoad, unit_random
 from campus_energy.meters.simulator.server import Simulator
-from measure import free_port, percentile
+from measure import free_port, percentile, rss_mib
+from results import Col, Table
 
 TIER = "logger"
-
-
-def rss_mib() -> float:
-    return psutil.Process().memory_info().rss / 2**20
-
-
-def rule(head: str) -> None:
-    print(head)
-    print("-" * len(head))
 
 
 # -- (a) energy error ------------------------------------------------------------------------
@@ -167,7 +156,7 @@ def ours(
 def legacy(
     load: CampusLoad, times: Sequence[float], powers: Sequence[float], truth: Truth
 ) -> Integrated:
-    energy_wh = sum(p * POLL_S / 3600 for p in powers)
+    energy_wh = legacy_energy_wh(powers, POLL_S)
     span_wh = truth.span(load, times[0], times[-1])
     span_s = times[-1] - times[0]
     return Integrated(energy_wh, span_wh, span_wh, span_s, span_s, 0)
@@ -221,7 +210,7 @@ ENERGY_CASES = (
 )
 
 
-def energy_section() -> None:
+def energy() -> Table:
     started = time.perf_counter()
     truth = Truth()
     loads = [campus_load(seed) for seed in METER_SEEDS]
@@ -232,7 +221,22 @@ def energy_section() -> None:
         times = [DAY_START + i * POLL_S + rng.uniform(*JITTER_S) for i in range(POLLS_PER_DAY)]
         polls.append((times, [load.power_w(t) for t in times]))
 
-    rows: list[tuple[str, ...]] = []
+    table = Table(
+        f"(a) Energy error vs the exact integral over one simulated day at {POLL_S:g} s polls "
+        f"(time-compressed): ours = core.energy.advance, legacy = power × {POLL_S:g} s per read",
+        (
+            "case",
+            "rule",
+            Col("dropped", ".1f", "%"),
+            "gaps",
+            Col("covered", ".2f", "%"),
+            "truth",
+            Col("campus err", "+.4f", "%"),
+            Col("worst", "+.4f", "%"),
+            Col("goal", align="right"),
+            "met",
+        ),
+    )
     for number, case in enumerate(ENERGY_CASES):
         kept_polls = []
         dropped = total = 0
@@ -266,23 +270,20 @@ def energy_section() -> None:
             worst = max(errors, key=abs)
             coverage = sum(x.covered_s for x in runs) / sum(x.span_s for x in runs) * 100
             limit = float(r.goal.split()[1]) if r.goal else None
-            met = "" if limit is None else ("yes" if max(map(abs, errors)) <= limit else "NO")
             ours_rule = r.max_gap_s is not None
             if r.goal:
                 headline[r.name] = (abs(worst), campus)
-            rows.append(
-                (
-                    case.label,
-                    f"{r.name}, gap {r.max_gap_s:g} s" if ours_rule else r.name,
-                    f"{dropped / total * 100:.1f} %",
-                    f"{sum(x.gaps for x in runs):,}" if ours_rule else "—",
-                    f"{coverage:.2f} %" if ours_rule else "—",
-                    "integrated" if r.truth == "covered" else "first→last",
-                    f"{campus:+.4f} %",
-                    f"{worst:+.4f} %",
-                    r.goal or "(context)",
-                    met,
-                )
+            table.row(
+                case.label,
+                f"{r.name}, gap {r.max_gap_s:g} s" if ours_rule else r.name,
+                dropped / total * 100,
+                sum(x.gaps for x in runs) if ours_rule else None,
+                coverage if ours_rule else None,
+                "integrated" if r.truth == "covered" else "first→last",
+                campus,
+                worst,
+                r.goal or "(context)",
+                "" if limit is None else max(map(abs, errors)) <= limit,
             )
         if OURS in headline and LEGACY in headline:
             bench.record(
@@ -294,48 +295,22 @@ def energy_section() -> None:
                 f"|error| vs the exact integral; campus total ours {headline[OURS][1]:+.4f} %, "
                 f"legacy {headline[LEGACY][1]:+.4f} %",
             )
-    elapsed = time.perf_counter() - started
-
-    print(
-        f"(a) Energy error vs the exact integral over one simulated day at {POLL_S:g} s polls "
-        f"(time-compressed): ours = core.energy.advance, legacy = power × {POLL_S:g} s per read"
-    )
-    widths = (28, 15, 7, 5, 8, 10, 11, 11, 9, 3)
-    heads = ("case", "rule", "dropped", "gaps", "covered", "truth", "campus err", "worst", "goal")
-    left = {0, 1, 9}
-
-    def line(cells: Sequence[str]) -> str:
-        return " ".join(
-            f"{c:<{w}}" if i in left else f"{c:>{w}}"
-            for i, (c, w) in enumerate(zip(cells, widths, strict=False))
-        ).rstrip()
-
-    rule(line((*heads, "met")))
-    for row in rows:
-        print(line(row))
-    print(
+    table.note(
         f"{len(loads)} CampusLoads ({ZONE.key}, a weekday, base/peak as VirtualMeter), "
         f"{POLLS_PER_DAY:,} polls each on the grid + {JITTER_S[0] * 1000:.0f}–"
-        f"{JITTER_S[1] * 1000:.0f} ms latency; ours on quantized power."
-    )
-    print(
+        f"{JITTER_S[1] * 1000:.0f} ms latency; ours on quantized power.",
         "gaps = intervals longer than max_gap_s, left unintegrated; covered = share of the time "
-        "ours integrated; err: campus total, worst meter."
-    )
-    print(
+        "ours integrated; err: campus total, worst meter.",
         "truth first→last = CampusLoad.energy_wh(first poll, last poll); integrated = the same "
-        "over only the intervals ours integrated."
-    )
-    print(
+        "over only the intervals ours integrated.",
         f"outages: {OUTAGE_CHANCE * 100:g} % chance per poll of a {OUTAGE_S:g} s outage plus "
-        f"{ISOLATED_WITH_OUTAGES * 100:g} % isolated drops; section time {elapsed:.1f} s."
-    )
-    print(
+        f"{ISOLATED_WITH_OUTAGES * 100:g} % isolated drops; section time "
+        f"{time.perf_counter() - started:.1f} s.",
         f"note: two drops in a row leave {3 * POLL_S:g} s ± the latency difference between "
         f"readings; with max_gap_s exactly {STRICT:g} s that interval is dropped about half "
-        f"the time, hence the default {MAX_GAP_S:g} s; three drops in a row are a gap."
+        f"the time, hence the default {MAX_GAP_S:g} s; three drops in a row are a gap.",
     )
-    print()
+    return table
 
 
 # -- (b) poll timing and (d) memory --------------------------------------------------------
@@ -395,15 +370,6 @@ class Memory:
     polls_at_last: int = 0
 
 
-class Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 async def run_logger(config: Config, memory: Memory) -> Timing:
     """The real logger until every meter has OUR_POLLS readings; deviations read from the store."""
     memory.before_mib = rss_mib()
@@ -450,37 +416,12 @@ async def run_logger(config: Config, memory: Memory) -> Timing:
 
 
 async def run_naive(config: Config) -> Timing:
-    """The legacy loop per bus: poll each meter, then sleep the interval; time.time() per answer."""
-    buses = open_buses(config)
-    by_bus: dict[str, list[Any]] = {}
-    for poller in pollers(config, buses, config.meters):
-        by_bus.setdefault(poller.meter.bus, []).append(poller)
-    answers: dict[str, list[tuple[int, float]]] = {m.id: [] for m in config.meters}
-    failed = 0
-    start_at = (math.floor(time.time() / INTERVAL_S) + 2) * INTERVAL_S  # a grid point
-
-    async def loop(bus_pollers: list[Any]) -> None:
-        nonlocal failed
-        await asyncio.sleep(start_at - time.time())
-        for k in range(NAIVE_POLLS):
-            for poller in bus_pollers:
-                try:
-                    await poller.poll()
-                except ModbusError:
-                    failed += 1
-                    continue
-                answers[poller.meter.id].append((k, time.time()))
-            await asyncio.sleep(INTERVAL_S)
-
+    """The legacy loop per bus with the same pollers; deviations from time.time() per answer."""
     started = time.perf_counter()
-    try:
-        await asyncio.gather(*(loop(p) for p in by_bus.values()))
-    finally:
-        for bus in buses.values():
-            await bus.close()
-    timing = Timing(failed=failed, seconds=time.perf_counter() - started)
-    for found in answers.values():
-        deviations = [(t - (start_at + k * INTERVAL_S)) * 1000 for k, t in found]
+    answers = await poll_then_sleep(config, NAIVE_POLLS, INTERVAL_S)
+    timing = Timing(failed=answers.failed, seconds=time.perf_counter() - started)
+    for found in answers.by_meter.values():
+        deviations = [(t - (answers.start_at + k * INTERVAL_S)) * 1000 for k, t in found]
         timing.deviations_ms += deviations
         timing.drifts_ms.append(deviations[-1] - deviations[0])
         timing.readings += len(found)
@@ -488,58 +429,60 @@ async def run_naive(config: Config) -> Timing:
     return timing
 
 
-async def timing_and_memory() -> tuple[Timing, Timing, Memory, list[logging.LogRecord]]:
+async def timing_and_memory(folder: Path) -> tuple[Timing, Timing, Memory, int]:
+    """(ours, naive, memory, the package's log records ≥ WARNING meanwhile)."""
     memory = Memory()
-    package_log = logging.getLogger("campus_energy")
-    collect = Collect()
-    saved = package_log.level, package_log.propagate
-    package_log.addHandler(collect)
-    package_log.setLevel(logging.WARNING)
-    package_log.propagate = False
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-logger-") as folder:
-            config = logger_config(Path(folder))
-            simulator = Simulator(config)
-            await simulator.start()
-            try:
-                ours_timing = await run_logger(config, memory)
-                naive_timing = await run_naive(config)
-            finally:
-                await simulator.stop()
-    finally:
-        package_log.removeHandler(collect)
-        package_log.setLevel(saved[0])
-        package_log.propagate = saved[1]
-    return ours_timing, naive_timing, memory, collect.records
+    with harness.package_log() as records:
+        config = logger_config(folder)
+        simulator = Simulator(config)
+        await simulator.start()
+        try:
+            ours_timing = await run_logger(config, memory)
+            naive_timing = await run_naive(config)
+        finally:
+            await simulator.stop()
+    return ours_timing, naive_timing, memory, len(records)
 
 
 DRIFT_OK_MS = 5.0  # "no drift": the median meter's last − first deviation within this
 
 
-def timing_section(ours_t: Timing, naive_t: Timing, records: list[logging.LogRecord]) -> None:
+def timing(ours_t: Timing, naive_t: Timing, records: int) -> Table:
     grid_ms = round(INTERVAL_S * 1000)
-    print(
+    table = Table(
         f"(b) Poll time − its wall-clock grid point: {METERS} eastron-sdm120 on {BUSES} Modbus "
-        f"TCP buses every {INTERVAL_S:g} s, ours = MeterLogger vs naive 'poll all; sleep'"
+        f"TCP buses every {INTERVAL_S:g} s, ours = MeterLogger vs naive 'poll all; sleep'",
+        (
+            "loop",
+            "readings",
+            "expected",
+            "missed",
+            "failed",
+            Col("p50 |dev|", ".1f", "ms"),
+            Col("p99 |dev|", ".1f", "ms"),
+            Col("max |dev|", ".1f", "ms"),
+            Col("drift", "+.1f", "ms"),
+            Col("p99 × ours", ".1f", "×"),
+            Col("run", ".1f", "s"),
+        ),
     )
-    head = (
-        f"{'loop':<6} {'readings':>9} {'expected':>9} {'missed':>7} {'failed':>7} "
-        f"{'p50 |dev|':>10} {'p99 |dev|':>10} {'max |dev|':>10} {'drift':>10} "
-        f"{'p99 × ours':>10} {'run':>7}"
-    )
-    rule(head)
-    ours_p99 = None
     summary = {}
     for name, t in (("ours", ours_t), ("naive", naive_t)):
         absolute = [abs(d) for d in t.deviations_ms]
-        p50, p99 = percentile(absolute, 50), percentile(absolute, 99)
-        drift = statistics.median(t.drifts_ms)
-        ours_p99 = ours_p99 or p99
-        summary[name] = (p99, drift)
-        print(
-            f"{name:<6} {t.readings:>9,} {t.expected:>9,} {t.expected - t.readings:>7,} "
-            f"{t.failed:>7,} {p50:>7.1f} ms {p99:>7.1f} ms {max(absolute):>7.1f} ms "
-            f"{drift:>+7.1f} ms {p99 / ours_p99:>9.1f}× {t.seconds:>5.1f} s"
+        p99 = percentile(absolute, 99)
+        summary[name] = (p99, statistics.median(t.drifts_ms))
+        table.row(
+            name,
+            t.readings,
+            t.expected,
+            t.expected - t.readings,
+            t.failed,
+            percentile(absolute, 50),
+            p99,
+            max(absolute),
+            summary[name][1],
+            p99 / summary["ours"][0],
+            t.seconds,
         )
     p99, drift = summary["ours"]
     met = "met" if p99 <= 20 and abs(drift) <= DRIFT_OK_MS else "NOT met"
@@ -559,47 +502,38 @@ def timing_section(ours_t: Timing, naive_t: Timing, records: list[logging.LogRec
         "ms",
         f"goal ≤ {DRIFT_OK_MS:g} ms",
     )
-    print(
+    table.note(
         f"goal: p99 ≤ 20 ms and no drift (|drift| ≤ {DRIFT_OK_MS:g} ms) — ours: {met}. "
-        f"drift = last − first deviation of a meter, median of the {METERS} meters"
-    )
-    print(
+        f"drift = last − first deviation of a meter, median of the {METERS} meters",
         f"ours: ts_ms from the store's readings view − floor(ts_ms / {grid_ms}) × {grid_ms}; "
-        f"naive: time.time() at the answer − (start + k × {INTERVAL_S:g} s), same pollers"
-    )
-    print(
+        f"naive: time.time() at the answer − (start + k × {INTERVAL_S:g} s), same pollers",
         "both include the bus time of the meters polled before on the same bus; missed = grid "
-        f"slots without a reading (logger's skipped_slots: {ours_t.skipped})"
-    )
-    print(
+        f"slots without a reading (logger's skipped_slots: {ours_t.skipped})",
         f"per-meter drift: ours {min(ours_t.drifts_ms):+.0f}…{max(ours_t.drifts_ms):+.0f} ms, "
         f"naive {min(naive_t.drifts_ms):+.0f}…{max(naive_t.drifts_ms):+.0f} ms; "
-        f"log records ≥ WARNING during the run: {len(records)}"
+        f"log records ≥ WARNING during the run: {records} (listed at the end)",
     )
-    for record in records:
-        print(f"  {record.levelname} {record.name}: {record.getMessage()}")
-    print()
+    return table
 
 
-def memory_section(memory: Memory) -> None:
-    print(
+def memory_table(memory: Memory) -> Table:
+    table = Table(
         "(d) Resident memory (psutil RSS) of this process around the MeterLogger of (b); "
-        "the simulator serves from this process too"
+        "the simulator serves from this process too",
+        ("moment", Col("RSS", ".1f", "MiB"), Col("Δ", "+.1f", "MiB")),
     )
-    rows = (
-        ("before the logger starts (simulator serving)", f"{memory.before_mib:7.1f} MiB"),
-        (f"logger running, at poll {memory.polls_at_last}", f"{memory.at_last_mib:7.1f} MiB"),
-        ("delta (running − before)", f"{memory.at_last_mib - memory.before_mib:+7.1f} MiB"),
-        (f"at poll {RSS_MARK_POLL}", f"{memory.at_mark_mib:7.1f} MiB"),
-        (
-            f"growth, poll {RSS_MARK_POLL} → {memory.polls_at_last} (leak check)",
-            f"{memory.at_last_mib - memory.at_mark_mib:+7.1f} MiB",
-        ),
+    table.row("before the logger starts (simulator serving)", memory.before_mib, "")
+    table.row(
+        f"logger running, at poll {memory.polls_at_last} (Δ: running − before)",
+        memory.at_last_mib,
+        memory.at_last_mib - memory.before_mib,
     )
-    rule(f"{'moment':<46} {'RSS':>11}")
-    for label, value in rows:
-        print(f"{label:<46} {value:>11}")
-    print()
+    table.row(f"at poll {RSS_MARK_POLL}", memory.at_mark_mib, "")
+    table.row(
+        f"growth, poll {RSS_MARK_POLL} → {memory.polls_at_last} (leak check)",
+        "",
+        memory.at_last_mib - memory.at_mark_mib,
+    )
     bench.record(
         TIER,
         f"RSS growth while logging, poll {RSS_MARK_POLL} → {memory.polls_at_last} (leak check)",
@@ -608,6 +542,7 @@ def memory_section(memory: Memory) -> None:
         "MiB",
         f"no baseline; running − before: {memory.at_last_mib - memory.before_mib:+.1f} MiB",
     )
+    return table
 
 
 # -- (c) storage ---------------------------------------------------------------------------
@@ -618,15 +553,6 @@ CYCLES = bench.sized(2_000, 500)
 LEGACY_TIMED_ROWS = bench.sized(2_000, 500)
 LEGACY_SIZE_ROWS = 100_000
 STORE_METERS = [f"meter-{i:02d}" for i in range(METERS)]
-LEGACY_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meter_readings (meter_id TEXT, "
-    "timestamp TEXT DEFAULT (datetime('now','localtime')), voltage REAL, current REAL, "
-    "power REAL, energy_wh_interval REAL, pf REAL)"
-)
-LEGACY_INSERT = (
-    "INSERT INTO meter_readings (meter_id, voltage, current, power, energy_wh_interval, pf) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
-)
 
 
 class ReadingSource:
@@ -680,10 +606,6 @@ class ReadingSource:
             )
         self.cycle += 1
         return readings, legacy_rows
-
-
-def legacy_timestamp(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, ZONE).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @dataclass
@@ -741,73 +663,53 @@ async def measure_storage(folder: Path) -> Storage:
 
     # legacy: a new connection, one INSERT and a commit per reading (timed on a sample)
     path = folder / "legacy.db"
-    conn = sqlite3.connect(path)
-    conn.execute(LEGACY_SCHEMA)
-    conn.close()
+    legacy_meter_readings.create(path)
     started = time.perf_counter()
     for row in legacy_sample[:LEGACY_TIMED_ROWS]:
-        conn = sqlite3.connect(path)
-        conn.execute(LEGACY_INSERT, row[:6])
-        conn.commit()
-        conn.close()
+        legacy_meter_readings.write(path, row)
     seconds = time.perf_counter() - started
     result.legacy_rate, result.legacy_s = LEGACY_TIMED_ROWS / seconds, seconds / LEGACY_TIMED_ROWS
 
     # legacy bytes per reading: a separately bulk-built table of 100,000 rows
     path = folder / "legacy-size.db"
-    conn = sqlite3.connect(path)
-    conn.execute(LEGACY_SCHEMA)
-    with conn:
-        conn.executemany(
-            "INSERT INTO meter_readings (meter_id, timestamp, voltage, current, power, "
-            "energy_wh_interval, pf) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            ((r[0], legacy_timestamp(r[6]), *r[1:6]) for r in legacy_sample[:LEGACY_SIZE_ROWS]),
-        )
-    conn.close()
+    legacy_meter_readings.bulk(path, legacy_sample[:LEGACY_SIZE_ROWS], ZONE)
     result.legacy_bytes = path.stat().st_size / LEGACY_SIZE_ROWS
     return result
 
 
-def storage_section(s: Storage) -> None:
-    print(
+def storage(s: Storage) -> Table:
+    table = Table(
         f"(c) Storage of {TOTAL_READINGS:,} readings ({METERS} single-phase meters, 5 s apart, "
-        "with import_energy_wh and energy in µWh): ReadingStore vs legacy meter_readings"
-    )
-    head = (
-        f"{'way':<52} {'readings/s':>11} {'× legacy':>9} {'time for 1M':>12} "
-        f"{'bytes/reading':>14} {'× legacy':>9}"
-    )
-    rule(head)
-    rows = (
+        "with import_energy_wh and energy in µWh): ReadingStore vs legacy meter_readings",
         (
-            f"ours: ReadingStore.insert_many, {s.count:,} readings",
-            s.bulk_rate,
-            f"{s.bulk_bytes:.1f}",
-            f"{s.bulk_bytes / s.legacy_bytes:.2f}×",
-        ),
-        (f"ours: ReadingStore.commit, {CYCLES:,} cycles of {METERS}", s.cycle_rate, "", ""),
-        (
-            "legacy: connect + INSERT + commit per row *",
-            s.legacy_rate,
-            f"{s.legacy_bytes:.1f}",
-            "1.00×",
+            "way",
+            Col("readings/s", ",.0f"),
+            Col("× legacy", ".1f", "×"),
+            Col("time for 1M", ",.1f", "s"),
+            Col("bytes/reading", ".1f"),
+            Col("× legacy", ".2f", "×"),
         ),
     )
-    for label, rate, size, size_ratio in rows:
-        print(
-            f"{label:<52} {rate:>11,.0f} {rate / s.legacy_rate:>8.1f}× "
-            f"{TOTAL_READINGS / rate:>10,.1f} s {size:>14} {size_ratio:>9}".rstrip()
+    for label, rate, size in (
+        (f"ours: ReadingStore.insert_many, {s.count:,} readings", s.bulk_rate, s.bulk_bytes),
+        (f"ours: ReadingStore.commit, {CYCLES:,} cycles of {METERS}", s.cycle_rate, None),
+        ("legacy: connect + INSERT + commit per row *", s.legacy_rate, s.legacy_bytes),
+    ):
+        table.row(
+            label,
+            rate,
+            rate / s.legacy_rate,
+            TOTAL_READINGS / rate,
+            "" if size is None else size,
+            "" if size is None else size / s.legacy_bytes,
         )
-    print(
+    table.note(
         f"* timed on {LEGACY_TIMED_ROWS:,} rows and extrapolated to 1M; its bytes/reading from a "
-        f"separately bulk-built {LEGACY_SIZE_ROWS:,}-row table"
-    )
-    print(
+        f"separately bulk-built {LEGACY_SIZE_ROWS:,}-row table",
         "ours: bytes/reading = file size after PRAGMA wal_checkpoint(TRUNCATE) / count; "
-        f"one commit: ours {s.cycle_s * 1000:.2f} ms per cycle of {METERS},"
+        f"one commit: ours {s.cycle_s * 1000:.2f} ms per cycle of {METERS}, "
+        f"legacy {s.legacy_s * 1000:.2f} ms per reading (both synchronous=FULL, same disk)",
     )
-    print(f"legacy {s.legacy_s * 1000:.2f} ms per reading (both synchronous=FULL, same disk)")
-    print()
     bench.record(
         TIER,
         "insert throughput, ReadingStore.insert_many vs legacy connect + INSERT + commit per row",
@@ -835,34 +737,22 @@ def storage_section(s: Storage) -> None:
         "ratio as printed (ours/legacy): below 1× is smaller",
         ratio="ours/baseline",
     )
-
-
-async def storage() -> Storage:
-    with tempfile.TemporaryDirectory(prefix="bench-store-") as folder:
-        return await measure_storage(Path(folder))
+    return table
 
 
 # -- main ----------------------------------------------------------------------------------
 
 
-def main() -> None:
-    started = time.perf_counter()
+def run(folder: Path) -> Iterator[Table]:
+    yield energy()
     # (b) and (d) run before (c), whose million readings would inflate the RSS of (d)
-    energy_section()
-    ours_t, naive_t, memory, records = asyncio.run(timing_and_memory())
-    timing_section(ours_t, naive_t, records)
-    storage_section(asyncio.run(storage()))
-    memory_section(memory)
-    leftovers = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
-    children = psutil.Process().children()
-    print(
-        f"total {time.perf_counter() - started:.0f} s; threads left: {leftovers or 'none'}, "
-        f"child processes left: {len(children)}"
-    )
+    (folder / "timing").mkdir()
+    ours_t, naive_t, memory, records = asyncio.run(timing_and_memory(folder / "timing"))
+    yield timing(ours_t, naive_t, records)
+    (folder / "store").mkdir()
+    yield storage(asyncio.run(measure_storage(folder / "store")))
+    yield memory_table(memory)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        bench.emit()
+    harness.main(run, __doc__)

@@ -1,10 +1,12 @@
-"""What every benchmark measures with: a free loopback port and percentiles."""
+"""What every benchmark measures with: a free loopback port, percentiles, resident memory."""
 
 from __future__ import annotations
 
 import math
 import socket
 from collections.abc import Sequence
+
+import psutil
 
 
 def free_port() -> int:
@@ -22,3 +24,8 @@ def percentile(values: Sequence[float], q: float) -> float:
     low = math.floor(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def rss_mib() -> float:
+    """This process's resident memory, MiB."""
+    return psutil.Process().memory_info().rss / 2**20

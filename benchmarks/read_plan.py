@@ -1,14 +1,14 @@
 """Read planning: requests per poll and bus time, planner vs one request per field vs legacy blocks.
 
-Prints, for every built-in profile on a 2400-baud RTU line, a 9600-baud RTU
+Returns, for every built-in profile on a 2400-baud RTU line, a 9600-baud RTU
 line and Modbus TCP, the modelled bus time of one poll under three plans:
 (a) the planner's, (b) one request per field (what mbmd and emonhub do),
-(c) the original deployment's hand-written blocks (campus-legacy only).
-Then it measures the wall time of a poll over TCP against the simulator
-for (a) and (b), in this process. Ratios are against the planner.
+(c) the original deployment's hand-written blocks (campus-legacy only;
+`baselines/legacy_read_blocks.py`). Then it measures the wall time of a poll
+over TCP against the simulator for (a) and (b), in this process. Ratios are
+against the planner.
 
-Run: .venv/bin/python benchmarks/read_plan.py
-Headline figures go to benchmarks/REPORT.md (`benchmarks/report.py`, `results.py`).
+Run: .venv/bin/python benchmarks/read_plan.py (about 2 s: quick mode is the same)
 """
 
 from __future__ import annotations
@@ -16,17 +16,21 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import harness
 import results as bench
+from baselines.legacy_read_blocks import LEGACY_BLOCKS
 from campus_energy.config import parse_config
 from campus_energy.core.models import Profile
-from campus_energy.core.planner import BusCostModel, ReadRequest, plan_per_field, plan_profile
+from campus_energy.core.planner import BusCostModel, plan_per_field, plan_profile
 from campus_energy.meters.modbus import ModbusBus
 from campus_energy.meters.profiles import builtin_profiles
 from campus_energy.meters.simulator.server import Simulator
 from measure import free_port
+from results import Col, Table
 
-LEGACY_BLOCKS = (ReadRequest(3, 6, 6), ReadRequest(3, 34, 2), ReadRequest(3, 54, 2))
 BUSES = {
     "RTU 2400": BusCostModel.serial(2400),
     "RTU 9600": BusCostModel.serial(9600),
@@ -34,27 +38,39 @@ BUSES = {
 }
 TIER = "meter side"
 RECORDED_BUS = "RTU 9600"  # the modelled bus whose figures go to the report
+POLLS = 200
 
 
-def modelled_table(profiles: dict[str, Profile]) -> None:
-    print("Modelled bus time of one poll (request overhead + transfer + the profile's pause)")
-    head = f"{'profile':<16} {'bus':<9} {'planner':>16} {'per field':>22} {'legacy blocks':>22}"
-    print(head)
-    print("-" * len(head))
+def plan_columns(plan: str, ms: str, versus: bool = False) -> tuple[Col, ...]:
+    """A plan's requests and time (`ms`: their format), and its time ÷ the planner's."""
+    found = (Col(f"{plan} req"), Col(f"{plan} ms", ms))
+    return (*found, Col(f"{plan} ×", ".2f", "×")) if versus else found
+
+
+def modelled(profiles: dict[str, Profile]) -> Table:
+    table = Table(
+        "Modelled bus time of one poll (request overhead + transfer + the profile's pause)",
+        (
+            "profile",
+            "bus",
+            *plan_columns("planner", ".1f"),
+            *plan_columns("per field", ".1f", versus=True),
+            *plan_columns("legacy blocks", ".1f", versus=True),
+        ),
+    )
     for name, profile in profiles.items():
         for bus_name, bus in BUSES.items():
             cost = bus.with_pause(profile.pause_between_requests_s)
             plan = plan_profile(profile, bus)
             base_s = cost.plan_s(plan)
-            cells = [f"{len(plan)} req {base_s * 1000:7.1f} ms"]
-            strategies = [plan_per_field(profile)]
+            cells: list[float | int | None] = [len(plan), base_s * 1000]
+            others = {"per field": plan_per_field(profile)}
             if name == "campus-legacy":
-                strategies.append(LEGACY_BLOCKS)
-            for other in strategies:
+                others["legacy blocks"] = LEGACY_BLOCKS
+            for way, other in others.items():
                 other_s = cost.plan_s(other)
-                cells.append(f"{len(other)} req {other_s * 1000:7.1f} ms ×{other_s / base_s:5.2f}")
+                cells += [len(other), other_s * 1000, other_s / base_s]
                 if bus_name == RECORDED_BUS:
-                    way = "per field" if other is strategies[0] else "legacy blocks"
                     bench.record(
                         TIER,
                         f"{name}: modelled bus time of a poll, {bus_name}, vs {way}",
@@ -63,12 +79,12 @@ def modelled_table(profiles: dict[str, Profile]) -> None:
                         "ms",
                         f"{len(plan)} vs {len(other)} requests",
                     )
-            legacy = cells[2] if len(cells) > 2 else ""
-            print(f"{name:<16} {bus_name:<9} {cells[0]:>16} {cells[1]:>22} {legacy:>22}")
-    print()
+            cells += [None] * (8 - len(cells))
+            table.row(name, bus_name, *cells)
+    return table
 
 
-async def measured(profiles: dict[str, Profile], polls: int) -> None:
+async def measured(profiles: dict[str, Profile]) -> Table:
     port = free_port()
     meters = [
         {"id": f"m{unit}", "bus": "tcp", "unit": unit, "profile": name}
@@ -80,13 +96,15 @@ async def measured(profiles: dict[str, Profile], polls: int) -> None:
             "meters": meters,
         }
     )
-    print(
-        f"Measured wall time of one poll over Modbus TCP against the simulator ({polls} polls each,"
+    table = Table(
+        f"Measured wall time of one poll over Modbus TCP against the simulator ({POLLS} polls "
+        "each, no device pause: protocol round trips only; median)",
+        (
+            "profile",
+            *plan_columns("planner", ".2f"),
+            *plan_columns("per field", ".2f", versus=True),
+        ),
     )
-    print("no device pause: protocol round trips only; median)")
-    head = f"{'profile':<16} {'planner':>18} {'per field':>26}"
-    print(head)
-    print("-" * len(head))
     async with Simulator(config):
         bus = ModbusBus(config.buses[0])
         try:
@@ -97,7 +115,7 @@ async def measured(profiles: dict[str, Profile], polls: int) -> None:
                     "per field": plan_per_field(profile),
                 }
                 samples: dict[str, list[float]] = {k: [] for k in plans}
-                for _ in range(polls):
+                for _ in range(POLLS):
                     for label, plan in plans.items():  # interleaved, so drift hits both alike
                         started = time.perf_counter()
                         for request in plan:
@@ -105,31 +123,26 @@ async def measured(profiles: dict[str, Profile], polls: int) -> None:
                         samples[label].append(time.perf_counter() - started)
                 base = statistics.median(samples["planner"])
                 other = statistics.median(samples["per field"])
-                print(
-                    f"{profile.name:<16} {len(plans['planner'])} req {base * 1000:7.2f} ms"
-                    f" {len(plans['per field']):>5} req {other * 1000:7.2f} ms ×{other / base:5.2f}"
-                )
+                planned, per_field = len(plans["planner"]), len(plans["per field"])
+                table.row(profile.name, planned, base * 1000, per_field, other * 1000, other / base)
                 bench.record(
                     TIER,
                     f"{profile.name}: measured poll over Modbus TCP (simulator), vs per field",
                     base * 1000,
                     other * 1000,
                     "ms",
-                    f"median of {polls}; {len(plans['planner'])} vs "
-                    f"{len(plans['per field'])} requests",
+                    f"median of {POLLS}; {planned} vs {per_field} requests",
                 )
         finally:
             await bus.close()
+    return table
 
 
-def main() -> None:
+def run(folder: Path) -> Iterator[Table]:
     profiles = builtin_profiles()
-    modelled_table(profiles)
-    asyncio.run(measured(profiles, polls=200))
+    yield modelled(profiles)
+    yield asyncio.run(measured(profiles))
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        bench.emit()
+    harness.main(run, __doc__)

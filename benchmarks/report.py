@@ -2,17 +2,27 @@
 
 Each script (read_plan, logger, bridge, api, figures, dashboard, edges) runs as a child process
 with `CAMPUS_ENERGY_BENCH_RESULTS` pointing to a temporary folder, where it
-leaves its headline figures (`benchmarks/results.py`). Its output goes to this
-console and to `benchmarks/output/<script>.txt`; the run itself (start, time,
-exit status, figures, the end of stderr) to `benchmarks/output/<script>.json`.
-The report is then written from `benchmarks/output/`: the machine, a table per
-tier (ours | baseline | ratio), and every script's raw output. A script left
-out with `--only` keeps the section of its latest earlier run, marked with the
-date of that run.
+leaves its headline figures and its tables (`benchmarks/results.py`). Its output
+goes to this console and to `benchmarks/output/<script>.txt`; the run itself
+(start, time, exit status, figures, tables, the end of stderr) to
+`benchmarks/output/<script>.json`. The report is then written from
+`benchmarks/output/`: the commit measured and the date, the machine, per script
+a table of its headline figures per tier (ours | baseline | ratio) and its
+tables, all rendered by `results.markdown`, and every script's raw output. A
+script left out with `--only` keeps the section of its latest earlier run,
+marked with the date of that run.
 
-Exit status: 1 when a script run here failed (the report is written anyway).
+REPORT.md speaks for a commit: it is written only from a clean tree (no
+uncommitted change under src/ or benchmarks/, but for what the report itself
+writes), checked before the first script runs and again before it is written,
+and it records `git rev-parse HEAD`. `--out DIR` writes the report and the runs
+to another folder instead, from any tree (the commit then says what was
+uncommitted).
 
-Run: .venv/bin/python benchmarks/report.py [--quick] [--only api,dashboard]
+Exit status: 1 when a script run here failed (the report is written anyway);
+2 when the tree is not clean (nothing is written to benchmarks/).
+
+Run: .venv/bin/python benchmarks/report.py [--quick] [--only api,dashboard] [--out DIR]
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,11 +48,16 @@ from typing import IO, Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import results  # noqa: E402
+from results import QUICK_ENV, RESULTS_ENV, Table  # noqa: E402
+
 OUTPUT = BENCH / "output"
 REPORT = BENCH / "REPORT.md"
-RESULTS_ENV = "CAMPUS_ENERGY_BENCH_RESULTS"  # as in results.py
-QUICK_ENV = "CAMPUS_ENERGY_BENCH_QUICK"
 STDERR_TAIL = 20
+MEASURED = ("src", "benchmarks")  # what a clean tree means: no change here...
+WRITTEN = ("benchmarks/REPORT.md", "benchmarks/output")  # ...but for what the report writes
 
 # script -> the tier its section reports, in the order of the data path
 SCRIPTS = {
@@ -66,6 +81,7 @@ class Run:
     exit_code: int | None = None  # None: never run
     quick: bool = False
     rows: list[dict[str, Any]] = field(default_factory=list)
+    tables: list[dict[str, Any]] = field(default_factory=list)  # results.Table.as_json()
     stderr_tail: list[str] = field(default_factory=list)
     output: str = ""  # the raw output (kept in <script>.txt, not in the JSON)
     earlier: bool = False  # not run by this invocation
@@ -137,15 +153,36 @@ def mosquitto_version() -> str:
     return line.removeprefix("mosquitto version ").strip() or "unknown"
 
 
-def git_revision() -> str:
-    commit = command_output(["git", "rev-parse", "--short", "HEAD"])
-    if not commit:
-        return "unknown"
-    dirty = command_output(["git", "status", "--porcelain", "--untracked-files=no"])
-    return f"{commit}{' with local changes' if dirty else ''}"
+def uncommitted() -> list[str] | None:
+    """The paths under src/ and benchmarks/ with uncommitted changes, tracked or new (None: no git).
+
+    What the report itself writes (REPORT.md, output/) does not count.
+    """
+    argv = ["git", "status", "--porcelain", "--", *MEASURED]
+    argv += [f":(exclude){path}" for path in WRITTEN]
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=30, check=True, cwd=REPO
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return [line[3:] for line in done.stdout.splitlines() if line.strip()]
 
 
-def machine() -> dict[str, str]:
+def head_commit() -> str:
+    """`git rev-parse HEAD`, or "" outside a git checkout."""
+    return command_output(["git", "rev-parse", "HEAD"])
+
+
+def git_revision(changed: Sequence[str] = ()) -> str:
+    commit = head_commit() or "unknown"
+    if not changed:
+        return commit
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    return f"{commit} + uncommitted changes in {shown}"
+
+
+def machine(changed: Sequence[str] = ()) -> dict[str, str]:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return {
         "CPU": f"{cpu_model()} × {os.cpu_count()} logical CPUs",
@@ -156,7 +193,7 @@ def machine() -> dict[str, str]:
         "PostgreSQL": postgres_version(),
         "Mosquitto": mosquitto_version(),
         "Node.js (Firestore emulator)": command_output(["node", "--version"]) or "not found",
-        "Commit": git_revision(),
+        "Commit": git_revision(changed),
         "Load average (1, 5, 15 min) when the report started": load,
         "Date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
@@ -235,6 +272,8 @@ def run_script(script: str, quick: bool, output: Path) -> Run:
                 run.rows = list(json.loads(figures.read_text(encoding="utf-8")))
             except ValueError as exc:
                 run.stderr_tail.append(f"(report: unreadable figures file: {exc})")
+        tables = figures.with_suffix(".tables.json")
+        run.tables = [t.as_json() for t in results.load_tables(tables)] if tables.exists() else []
     return run
 
 
@@ -261,82 +300,9 @@ def load_run(script: str, output: Path) -> Run:
 # -- the markdown --------------------------------------------------------------------------------
 
 
-def number(value: float) -> str:
-    size = abs(value)
-    if value == int(value) and size < 1e15:
-        return f"{int(value):,}"
-    if size >= 1000:
-        return f"{value:,.0f}"
-    if size >= 100:
-        return f"{value:.0f}"
-    if size >= 10:
-        return f"{value:.1f}"
-    if size >= 1:
-        return f"{value:.2f}"
-    if size >= 0.01:
-        return f"{value:.3f}"
-    return f"{value:.2g}"
-
-
-def quantity(value: float | None, unit: str) -> str:
-    if value is None:
-        return "—"
-    text = number(value)
-    return f"{text} {unit}".strip() if unit else text
-
-
-def ratio_of(row: dict[str, Any]) -> float | None:
-    ours, baseline = row.get("ours"), row.get("baseline")
-    if ours is None or baseline is None:
-        return None
-    top, bottom = (baseline, ours) if row.get("ratio") == "baseline/ours" else (ours, baseline)
-    if bottom == 0:
-        return math.inf if top else None
-    return float(top / bottom)
-
-
-def ratio_cell(row: dict[str, Any]) -> str:
-    value = ratio_of(row)
-    if value is None:
-        return "—"
-    if math.isinf(value):
-        shown = "∞"
-    elif abs(value) >= 1e6:
-        shown = f"{value:.1e}"
-    else:
-        shown = f"{value:,.0f}" if abs(value) >= 10 else f"{value:.2f}"
-    return f"{shown}× ({row.get('ratio')})"
-
-
-def cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def tier_table(rows: Iterable[dict[str, Any]]) -> str:
+def tier_table(rows: Sequence[dict[str, Any]]) -> str:
     """The markdown table of a tier's figures."""
-    lines = [
-        "| figure | ours | baseline | ratio | better | note |",
-        "|---|---:|---:|---:|:---:|---|",
-    ]
-    for row in rows:
-        unit = str(row.get("unit", ""))
-        better = {"lower": "lower ↓", "higher": "higher ↑"}.get(str(row.get("better")), "?")
-        lines.append(
-            "| "
-            + " | ".join(
-                cell(c)
-                for c in (
-                    str(row.get("figure", "")),
-                    quantity(row.get("ours"), unit),
-                    quantity(row.get("baseline"), unit),
-                    ratio_cell(row),
-                    better,
-                    str(row.get("note", "")),
-                )
-            )
-            + " |"
-        )
-    return "\n".join(lines)
+    return results.markdown(results.figures_table(rows)).rstrip("\n")
 
 
 def duration(seconds: float) -> str:
@@ -363,10 +329,11 @@ def build_report(runs: Sequence[Run], machine_info: dict[str, str], command: str
     quick = [r.script for r in runs if r.quick and r.exit_code is not None]
     out = ["# Benchmark report", ""]
     out.append(
-        f"Written by `{command}` (`make bench` runs it without options) on "
-        f"{machine_info.get('Date', '?')}. "
-        "Ours and its baseline in a row come from the same run of the same script, on the same "
-        "data and machine; the raw output of each run is at the end."
+        f"Measured at commit `{machine_info.get('Commit', '?')}` on "
+        f"{machine_info.get('Date', '?')}, written by `{command}` (`make bench` runs it without "
+        "options). Ours and its baseline in a row come from the same run of the same script, on "
+        "the same data and machine; each script's tables follow its headline figures, and the "
+        "raw output of each run is at the end."
     )
     out.append("")
     if quick:
@@ -385,25 +352,42 @@ def build_report(runs: Sequence[Run], machine_info: dict[str, str], command: str
         )
         out.append("")
 
-    out += ["## Machine", "", "| | |", "|---|---|"]
-    out += [f"| {cell(k)} | {cell(v)} |" for k, v in machine_info.items()]
-    out.append("")
+    out += ["## Machine", ""]
+    machine_table = Table("", (results.Col("", align="left"), results.Col("", align="left")))
+    for key, value in machine_info.items():
+        machine_table.row(key, value)
+    out += [results.markdown(machine_table)]
 
     out += [
         "## Summary",
         "",
-        "| tier | script | status | started (UTC) | time | mode | figures |",
-        "|---|---|---|---|---:|---|---:|",
     ]
+    summary = Table(
+        "",
+        (
+            "tier",
+            "script",
+            "status",
+            "started (UTC)",
+            results.Col("time", align="right"),
+            "mode",
+            "figures",
+            "tables",
+        ),
+    )
     for run in runs:
         ran = run.exit_code is not None
-        out.append(
-            f"| {SCRIPTS.get(run.script, run.script)} | `benchmarks/{run.script}.py` | "
-            f"{status(run)}{' (earlier run)' if run.earlier and ran else ''} | "
-            f"{run.started or '—'} | {duration(run.seconds) if ran else '—'} | "
-            f"{('quick' if run.quick else 'full') if ran else '—'} | {len(run.rows)} |"
+        summary.row(
+            SCRIPTS.get(run.script, run.script),
+            f"`benchmarks/{run.script}.py`",
+            f"{status(run)}{' (earlier run)' if run.earlier and ran else ''}",
+            run.started or None,
+            duration(run.seconds) if ran else None,
+            ("quick" if run.quick else "full") if ran else None,
+            len(run.rows),
+            len(run.tables),
         )
-    out.append("")
+    out.append(results.markdown(summary))
     out.append(
         "How to read the tables: *ours* and *baseline* are the script's own numbers; *ratio* is "
         "baseline/ours or ours/baseline, the way the script prints it (named in each row); "
@@ -441,6 +425,9 @@ def build_report(runs: Sequence[Run], machine_info: dict[str, str], command: str
                 out += [tier_table(rows), ""]
         elif not run.failed:
             out += ["No figures were recorded: see the raw output.", ""]
+        if run.tables:
+            out += [f"### The tables of `{run.script}.py`", ""]
+            out += [results.markdown(Table.from_json(t)) for t in run.tables]
 
     out += ["## Raw output", ""]
     for run in runs:
@@ -475,6 +462,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help=f"smaller sizes, about a minute per script (sets {QUICK_ENV}=1 for the scripts)",
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write REPORT.md and output/ into this folder instead of benchmarks/ "
+        "(allowed from a tree with uncommitted changes, which the report then names)",
+    )
     args = parser.parse_args(argv)
     chosen = [s.strip().removesuffix(".py") for s in args.only.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SCRIPTS]
@@ -485,32 +479,64 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def refusal(changed: list[str] | None) -> str:
+    """Why REPORT.md cannot be written from this tree ("" when it can)."""
+    if changed is None:
+        return "cannot tell which commit is measured: git did not answer"
+    if changed:
+        listed = "\n".join(f"  {path}" for path in changed)
+        return f"uncommitted changes under {' and '.join(MEASURED)}:\n{listed}"
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    machine_info = machine()
+    official = args.out is None
+    folder = BENCH if official else args.out.resolve()
+    report, output = folder / REPORT.name, folder / OUTPUT.name
+    changed = uncommitted()
+    commit = head_commit()
+    if official and (reason := refusal(changed)):
+        print(
+            f"benchmarks/REPORT.md speaks for a commit: not measuring, {reason}\n"
+            "Commit them first, or write the report elsewhere with --out DIR.",
+            file=sys.stderr,
+        )
+        return 2
+    output.mkdir(parents=True, exist_ok=True)
+    machine_info = machine(changed or ())
     command = "benchmarks/report.py" + (" --quick" if args.quick else "")
     if args.only != list(SCRIPTS):
         command += f" --only {','.join(args.only)}"
     runs = []
     for script in SCRIPTS:
         if script not in args.only:
-            runs.append(load_run(script, OUTPUT))
+            runs.append(load_run(script, output))
             continue
         print(f"\n==== benchmarks/{script}.py{' (quick)' if args.quick else ''} ====\n", flush=True)
-        run = run_script(script, args.quick, OUTPUT)
-        save_run(run, OUTPUT)
+        run = run_script(script, args.quick, output)
+        save_run(run, output)
         runs.append(run)
         print(
             f"==== benchmarks/{script}.py: {status(run)}, {duration(run.seconds)}, "
-            f"{len(run.rows)} figures ====",
+            f"{len(run.rows)} figures, {len(run.tables)} tables ====",
             flush=True,
         )
-    REPORT.write_text(build_report(runs, machine_info, command), encoding="utf-8")
+    if official:  # the tree must still be the commit measured
+        reason = refusal(uncommitted())
+        if not reason and head_commit() != commit:
+            reason = f"HEAD moved from {commit} to {head_commit()} during the run"
+        if reason:
+            print(
+                f"not writing benchmarks/REPORT.md: {reason}\n"
+                f"(the runs are in {output.relative_to(REPO)}/)",
+                file=sys.stderr,
+            )
+            return 2
+    report.write_text(build_report(runs, machine_info, command), encoding="utf-8")
     failed = [r.script for r in runs if r.failed and not r.earlier]
-    print(
-        f"\nwrote {REPORT.relative_to(REPO)}" + (f"; FAILED: {', '.join(failed)}" if failed else "")
-    )
+    shown = report.relative_to(REPO) if report.is_relative_to(REPO) else report
+    print(f"\nwrote {shown}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
 

@@ -175,3 +175,44 @@ def test_only_names_known_scripts(monkeypatch: pytest.MonkeyPatch) -> None:
     assert report.parse_args([]).only == list(report.SCRIPTS)
     with pytest.raises(SystemExit):
         report.parse_args(["--only", "nope"])
+
+
+def test_one_renderer_for_console_and_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = results.Table(
+        "(a) a title",
+        ("way", results.Col("time", ".1f", "ms"), results.Col("×", ".2f", "×"), "same"),
+        notes=["a note | with a bar"],
+    )
+    table.row("ours", 1.25, None, True)
+    table.row("legacy", 12.0, 9.6, False)
+    with pytest.raises(ValueError):
+        table.row("short")
+    assert results.text(table).splitlines() == [
+        "(a) a title",
+        "way        time      ×  same",
+        "----------------------------",
+        "ours     1.2 ms      —   yes",
+        "legacy  12.0 ms  9.60×    NO",
+        "a note | with a bar",
+    ]
+    markdown = results.markdown(table)
+    assert (
+        "| way | time | × | same |\n|---|---:|---:|---:|\n| ours | 1.2 ms | — | yes |" in markdown
+    )
+    assert markdown.startswith("**(a) a title**") and "a note \\| with a bar" in markdown
+    monkeypatch.setenv(results.RESULTS_ENV, str(tmp_path))
+    results.keep(table)
+    assert results.emit("logger") is None  # tables only: no figures file
+    (kept,) = results.load_tables(tmp_path / "logger.tables.json")
+    assert results.text(kept) == results.text(table)
+
+
+def test_no_report_from_a_dirty_tree(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(report, "uncommitted", lambda: ["src/campus_energy/x.py"])
+    monkeypatch.setattr(report, "run_script", lambda *a: pytest.fail("measured a dirty tree"))
+    assert report.main(["--only", "read_plan"]) == 2
+    monkeypatch.setattr(report, "uncommitted", lambda: None)  # no git: no commit to speak for
+    assert report.main(["--only", "read_plan"]) == 2
+    assert report.git_revision(["src/a.py"]).endswith("+ uncommitted changes in src/a.py")
