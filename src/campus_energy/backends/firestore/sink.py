@@ -32,6 +32,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from campus_energy.backends.base import stored_window
+from campus_energy.backends.firestore.client import (
+    close_client,
+    guarded,
+    open_client,
+    retry_policy,
+)
 from campus_energy.config import FirestoreSinkConfig
 from campus_energy.core.timestamps import datetime_ms, utc_datetime
 from campus_energy.core.windows import (
@@ -70,33 +76,21 @@ class FirestoreSink:
 
     def _db(self) -> Any:
         if self._client is None:
-            from google.cloud import firestore
-
-            credentials = None
-            if self.config.credentials_file is not None:
-                from google.oauth2 import service_account
-
-                credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
-                    str(self.config.credentials_file)
-                )
-            client = firestore.Client(project=self.config.project, credentials=credentials)
+            client = open_client(self.config)
             _bound_transaction_calls(client)
             self._client = client
         return self._client
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        from google.api_core import exceptions as api
-        from google.auth import exceptions as auth
-
-        def guarded() -> T:
-            try:
-                return fn()
-            except (api.GoogleAPIError, auth.GoogleAuthError, OSError, ValueError) as exc:
-                self._reset()  # a fresh channel: gRPC's own reconnect back-off can reach minutes
-                reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-                raise SinkError(f"firestore {self.config.collection}: {reason}") from None
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, guarded)
+        call = functools.partial(
+            guarded,
+            fn,
+            error=SinkError,
+            collection=self.config.collection,
+            reset=self._reset,
+            also=(ValueError,),
+        )
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def merge(self, deltas: Sequence[WindowDelta], now_ms: int) -> int:
         write = (
@@ -353,14 +347,6 @@ def _window_fields(doc: WindowDoc, meters: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def close_client(client: Any) -> None:
-    """Close a Firestore client, its gRPC channel included (`close()` leaves it open)."""
-    client.close()
-    transport = getattr(getattr(client, "_firestore_api_internal", None), "_transport", None)
-    if transport is not None:
-        transport.close()
-
-
 def transactions(deltas: Sequence[WindowDelta], layout: str) -> list[list[WindowDelta]]:
     """The deltas cut into transactions of at most PER_TRANSACTION documents.
 
@@ -379,23 +365,6 @@ def transactions(deltas: Sequence[WindowDelta], layout: str) -> list[list[Window
         [d for group in windows[i : i + PER_TRANSACTION] for d in group]
         for i in range(0, len(windows), PER_TRANSACTION)
     ]
-
-
-def retry_policy(deadline_s: float, maximum_s: float) -> Any:
-    """Firestore calls retried on transient errors (unavailable, deadline, internal) with
-    exponential back-off up to `maximum_s` between attempts, for `deadline_s` in all."""
-    from google.api_core import exceptions as api
-    from google.api_core import retry
-
-    return retry.Retry(
-        initial=0.2,
-        maximum=maximum_s,
-        multiplier=2.0,
-        timeout=deadline_s,
-        predicate=retry.if_exception_type(
-            api.ServiceUnavailable, api.DeadlineExceeded, api.InternalServerError
-        ),
-    )
 
 
 def _retry() -> Any:

@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from campus_energy.backends.base import Bucket, Grain, MeterLatest, Total
-from campus_energy.backends.firestore.sink import close_client, retry_policy
+from campus_energy.backends.firestore.client import close_client, guarded, open_client, retry_policy
 from campus_energy.config import FirestoreSinkConfig
 from campus_energy.core.timestamps import datetime_ms
 from campus_energy.core.window_index import KEEP_DAYS, WindowEntry, WindowIndex, micros
@@ -126,28 +126,11 @@ class FirestoreSource:
 
     def _db(self) -> Any:
         if self._client is None:
-            from google.cloud import firestore
-
-            credentials = None
-            if self.config.credentials_file is not None:
-                from google.oauth2 import service_account
-
-                credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
-                    str(self.config.credentials_file)
-                )
-            self._client = firestore.Client(project=self.config.project, credentials=credentials)
+            self._client = open_client(self.config)
         return self._client
 
     def _guarded(self, fn: Callable[[], T]) -> T:
-        from google.api_core import exceptions as api
-        from google.auth import exceptions as auth
-
-        try:
-            return fn()
-        except (api.GoogleAPIError, auth.GoogleAuthError, OSError) as exc:
-            self._reset()  # a fresh channel next time
-            reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-            raise SourceError(f"firestore {self.config.collection}: {reason}") from None
+        return guarded(fn, error=SourceError, collection=self.config.collection, reset=self._reset)
 
     def _reset(self) -> None:
         client, self._client = self._client, None

@@ -21,132 +21,19 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from campus_energy.backends.base import stored_window
+from campus_energy.backends.postgres.connection import endpoint, error_text
+from campus_energy.backends.postgres.schema import COLUMNS, create_schema, table_names
 from campus_energy.config import PostgresSinkConfig
 from campus_energy.core.days import day_span, local_day
 from campus_energy.core.rollups import RollupChange, change, recount
 from campus_energy.core.timestamps import datetime_ms, utc_datetime
-from campus_energy.core.validation import masked
 from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc, window_document
 from campus_energy.errors import SinkError
 
 T = TypeVar("T")
-COLUMNS = (
-    "meter_id",
-    "window_start",
-    "id",
-    "building",
-    "floor",
-    "window_end",
-    "timestamp",
-    "total_energy_wh",
-    "avg_power_w",
-    "min_power_w",
-    "max_power_w",
-    "avg_voltage_v",
-    "avg_current_a",
-    "avg_power_factor",
-    "avg_frequency_hz",
-    "readings_in_batch",
-    "coverage",
-    "updated_at",
-    "accumulator",
-)
-
-TABLE = """
-CREATE TABLE IF NOT EXISTS {table} (
-    meter_id TEXT NOT NULL,
-    window_start TIMESTAMPTZ NOT NULL,
-    id TEXT NOT NULL,
-    building TEXT NOT NULL DEFAULT '',
-    floor TEXT NOT NULL DEFAULT '',
-    window_end TIMESTAMPTZ NOT NULL,
-    "timestamp" TIMESTAMPTZ NOT NULL,
-    total_energy_wh DOUBLE PRECISION NOT NULL DEFAULT 0,
-    avg_power_w DOUBLE PRECISION,
-    min_power_w DOUBLE PRECISION,
-    max_power_w DOUBLE PRECISION,
-    avg_voltage_v DOUBLE PRECISION,
-    avg_current_a DOUBLE PRECISION,
-    avg_power_factor DOUBLE PRECISION,
-    avg_frequency_hz DOUBLE PRECISION,
-    readings_in_batch INTEGER NOT NULL DEFAULT 0,
-    coverage DOUBLE PRECISION NOT NULL DEFAULT 0,
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    accumulator JSONB NOT NULL DEFAULT '{{}}',
-    PRIMARY KEY (meter_id, window_start)
-)
-"""
-
-
-ROLLUPS = """
-CREATE TABLE IF NOT EXISTS {hourly} (
-    hour_start TIMESTAMPTZ NOT NULL,
-    meter_id TEXT NOT NULL,
-    energy_wh DOUBLE PRECISION NOT NULL,
-    covered_s DOUBLE PRECISION NOT NULL,
-    readings INTEGER NOT NULL,
-    windows INTEGER NOT NULL,
-    PRIMARY KEY (hour_start, meter_id)
-);
-CREATE TABLE IF NOT EXISTS {daily} (
-    day DATE NOT NULL,
-    meter_id TEXT NOT NULL,
-    energy_wh DOUBLE PRECISION NOT NULL,
-    covered_s DOUBLE PRECISION NOT NULL,
-    readings INTEGER NOT NULL,
-    windows INTEGER NOT NULL,
-    last_window TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (day, meter_id)
-);
-CREATE INDEX IF NOT EXISTS rollup_daily_by_meter ON {daily} (meter_id, day);
-CREATE TABLE IF NOT EXISTS {campus} (
-    day DATE PRIMARY KEY,
-    energy_wh DOUBLE PRECISION NOT NULL,
-    covered_s DOUBLE PRECISION NOT NULL,
-    readings INTEGER NOT NULL,
-    windows INTEGER NOT NULL,
-    last_window TIMESTAMPTZ NOT NULL
-);
-CREATE TABLE IF NOT EXISTS {meters} (
-    meter_id TEXT PRIMARY KEY,
-    building TEXT NOT NULL,
-    floor TEXT NOT NULL,
-    last_window TIMESTAMPTZ NOT NULL,
-    last_avg_power_w DOUBLE PRECISION,
-    last_coverage DOUBLE PRECISION NOT NULL,
-    updated_at TIMESTAMPTZ NOT NULL
-);
-CREATE TABLE IF NOT EXISTS {meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL)
-"""
-REBUILD = """
-DELETE FROM {hourly};
-DELETE FROM {daily};
-DELETE FROM {meters};
-INSERT INTO {meters} (meter_id, building, floor, last_window, last_avg_power_w, last_coverage,
-                      updated_at)
-SELECT DISTINCT ON (meter_id) meter_id, building, floor, window_start, avg_power_w, coverage,
-       updated_at
-FROM {windows} ORDER BY meter_id, window_start DESC;
-INSERT INTO {hourly} (hour_start, meter_id, energy_wh, covered_s, readings, windows)
-SELECT date_trunc('hour', window_start AT TIME ZONE %(zone)s) AT TIME ZONE %(zone)s, meter_id,
-       sum(total_energy_wh),
-       sum((accumulator->>'covered_s')::float8), sum(readings_in_batch), count(*)
-FROM {windows} GROUP BY 1, 2;
-INSERT INTO {daily} (day, meter_id, energy_wh, covered_s, readings, windows, last_window)
-SELECT (window_start AT TIME ZONE %(zone)s)::date, meter_id, sum(total_energy_wh),
-       sum((accumulator->>'covered_s')::float8), sum(readings_in_batch), count(*),
-       max(window_start)
-FROM {windows} GROUP BY 1, 2;
-DELETE FROM {campus};
-INSERT INTO {campus} (day, energy_wh, covered_s, readings, windows, last_window)
-SELECT day, sum(energy_wh), sum(covered_s), sum(readings), sum(windows), max(last_window)
-FROM {daily} GROUP BY day
-"""
-
 METERS_SQL = (  # each meter's latest window
     "INSERT INTO {} AS m (meter_id, building, floor, last_window, last_avg_power_w, "
     "last_coverage, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
@@ -163,55 +50,12 @@ DATA_VERSION_SQL = (  # a counter: readers use it to tell whether anything chang
     "ON CONFLICT (key) DO UPDATE SET value = (m.value::bigint + 1)::text"
 )
 
-ROLLUP_LAYOUT = 3  # bump when the rollup tables change: existing schemas are rebuilt
-
-
-def endpoint(dsn: str) -> str:
-    """host:port/dbname of a DSN, without user or password (for messages)."""
-    try:
-        parts = conninfo_to_dict(dsn)
-    except psycopg.Error:
-        return "postgres (unparsable DSN)"
-    host, port = parts.get("host", "localhost"), parts.get("port", 5432)
-    return f"postgres {host}:{port}/{parts.get('dbname', '')}"
-
-
-def dsn_secrets(dsn: str | None) -> list[str]:
-    """What of a DSN no message may show: the DSN itself (libpq echoes a malformed one) and
-    its password."""
-    if not dsn:
-        return []
-    found = [dsn]
-    with contextlib.suppress(psycopg.Error):
-        found.append(str(conninfo_to_dict(dsn).get("password") or ""))
-    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
-
-
-def error_text(exc: BaseException, dsn: str | None) -> str:
-    """A driver error for a message: its first line, without the DSN or a password in it."""
-    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "no detail"
-    return masked(text, dsn_secrets(dsn))
-
-
-TABLES = {
-    "windows": "window_aggregates",
-    "hourly": "rollup_hourly",
-    "daily": "rollup_daily",
-    "meters": "window_meters",
-    "meta": "sink_meta",
-    "campus": "rollup_daily_campus",
-}
 # A rollup row absorbs a change: its sums grow by the change's (the rows are named r and excluded).
 ADD_TO_ROLLUP = (
     "energy_wh = r.energy_wh + excluded.energy_wh, "
     "covered_s = r.covered_s + excluded.covered_s, "
     "readings = r.readings + excluded.readings, windows = r.windows + excluded.windows"
 )
-
-
-def table_names(schema: str) -> dict[str, sql.Identifier]:
-    """The sink's tables in `schema`, by role; the API's source reads the same ones."""
-    return {role: sql.Identifier(schema, name) for role, name in TABLES.items()}
 
 
 class PostgresSink:
@@ -224,7 +68,7 @@ class PostgresSink:
         self.zone = zone
         self.names = table_names(config.schema_name)
         self.where = endpoint(config.dsn)
-        self.table = sql.Identifier(config.schema_name, "window_aggregates")
+        self.table = self.names["windows"]
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
@@ -233,60 +77,12 @@ class PostgresSink:
         assert self.config.dsn is not None
         conn = await psycopg.AsyncConnection.connect(self.config.dsn, connect_timeout=10)
         try:
-            await self._create_schema(conn)
+            await create_schema(conn, self.config.schema_name, self.zone)
         except BaseException:
             await conn.close()
             raise
         self._conn = conn
         return conn
-
-    async def _create_schema(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        async with conn.transaction():
-            # Bridges starting together would race on CREATE … IF NOT EXISTS: take turns.
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('campus_energy.schema'))")
-            # CREATE SCHEMA needs the CREATE right on the database even when the schema exists:
-            # only ask for it when the schema is really missing.
-            found = await conn.execute(
-                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.config.schema_name,)
-            )
-            if await found.fetchone() is None:
-                await conn.execute(
-                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                        sql.Identifier(self.config.schema_name)
-                    )
-                )
-            await conn.execute(sql.SQL(TABLE).format(table=self.table))
-            for statement in ROLLUPS.split(";\n"):
-                await conn.execute(sql.SQL(statement).format(**self.names))
-            zone = await (
-                await conn.execute(
-                    sql.SQL("SELECT value FROM {} WHERE key = 'rollup_zone'").format(
-                        self.names["meta"]
-                    )
-                )
-            ).fetchone()
-            wanted = f"{self.zone.key}|{ROLLUP_LAYOUT}"
-            if zone is None or zone[0] != wanted:
-                for statement in REBUILD.split(";\n"):
-                    await conn.execute(
-                        sql.SQL(statement).format(**self.names), {"zone": self.zone.key}
-                    )
-                await conn.execute(
-                    sql.SQL(
-                        "INSERT INTO {} (key, value) VALUES ('rollup_zone', %s) "
-                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-                    ).format(self.names["meta"]),
-                    (wanted,),
-                )
-            timescale = await (
-                await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
-            ).fetchone()
-            if timescale:
-                await conn.execute(
-                    "SELECT create_hypertable(%s, 'window_start', if_not_exists => TRUE, "
-                    "migrate_data => TRUE)",
-                    (f"{self.config.schema_name}.window_aggregates",),
-                )
 
     async def _transaction(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         """`work(conn)` in one transaction; every failure becomes a SinkError."""

@@ -11,7 +11,8 @@ import psycopg
 from psycopg import sql
 
 from campus_energy.backends.base import Bucket, Grain, MeterLatest, Total
-from campus_energy.backends.postgres.sink import endpoint, error_text, table_names
+from campus_energy.backends.postgres.connection import endpoint, error_text
+from campus_energy.backends.postgres.schema import table_names
 from campus_energy.config import PostgresSinkConfig
 from campus_energy.core.timestamps import datetime_ms, utc_datetime
 from campus_energy.errors import SourceError

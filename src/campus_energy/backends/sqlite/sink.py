@@ -10,77 +10,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from campus_energy.backends.base import stored_window
+from campus_energy.backends.sqlite.schema import ROLLUP_LAYOUT, SCHEMA
 from campus_energy.core.days import day_span, hour_of, local_day
 from campus_energy.core.rollups import RollupChange, change, recount
 from campus_energy.core.timestamps import datetime_ms, iso_seconds
 from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc, window_document
 from campus_energy.errors import SinkError
 from campus_energy.runtime.sqlite import INTEGRITY_BUDGET_S, SqliteFile, transaction
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS window_aggregates (
-    id TEXT PRIMARY KEY,
-    meter_id TEXT NOT NULL,
-    building TEXT NOT NULL,
-    floor TEXT NOT NULL,
-    window_start TEXT NOT NULL,
-    window_end TEXT NOT NULL,
-    timestamp TEXT NOT NULL,
-    window_start_ms INTEGER NOT NULL,
-    total_energy_wh REAL NOT NULL,
-    avg_power_w REAL,
-    min_power_w REAL,
-    max_power_w REAL,
-    avg_voltage_v REAL,
-    avg_current_a REAL,
-    avg_power_factor REAL,
-    avg_frequency_hz REAL,
-    readings_in_batch INTEGER NOT NULL,
-    coverage REAL NOT NULL,
-    updated_at TEXT NOT NULL,
-    accumulator TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS window_aggregates_meter_start
-    ON window_aggregates (meter_id, window_start_ms);
-CREATE INDEX IF NOT EXISTS window_aggregates_start ON window_aggregates (window_start_ms);
-CREATE TABLE IF NOT EXISTS rollup_hourly (
-    hour_ms INTEGER NOT NULL,
-    meter_id TEXT NOT NULL,
-    energy_wh REAL NOT NULL,
-    covered_s REAL NOT NULL,
-    readings INTEGER NOT NULL,
-    windows INTEGER NOT NULL,
-    PRIMARY KEY (hour_ms, meter_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rollup_daily (
-    day TEXT NOT NULL,
-    meter_id TEXT NOT NULL,
-    energy_wh REAL NOT NULL,
-    covered_s REAL NOT NULL,
-    readings INTEGER NOT NULL,
-    windows INTEGER NOT NULL,
-    last_window_ms INTEGER NOT NULL,
-    PRIMARY KEY (day, meter_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS rollup_daily_by_meter ON rollup_daily (meter_id, day);
-CREATE TABLE IF NOT EXISTS rollup_daily_campus (
-    day TEXT PRIMARY KEY,
-    energy_wh REAL NOT NULL,
-    covered_s REAL NOT NULL,
-    readings INTEGER NOT NULL,
-    windows INTEGER NOT NULL,
-    last_window_ms INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS window_meters (
-    meter_id TEXT PRIMARY KEY,
-    building TEXT NOT NULL,
-    floor TEXT NOT NULL,
-    last_window_ms INTEGER NOT NULL,
-    last_avg_power_w REAL,
-    last_coverage REAL NOT NULL,
-    updated_ms INTEGER NOT NULL
-)
-"""
 
 ROLLUP_SQL = (
     "INSERT INTO rollup_hourly (hour_ms, meter_id, energy_wh, covered_s, readings, windows) "
@@ -118,8 +54,6 @@ CAMPUS_RECOUNT_SQL = (
     "last_window_ms) SELECT day, sum(energy_wh), sum(covered_s), sum(readings), sum(windows), "
     "max(last_window_ms) FROM rollup_daily WHERE day = ? GROUP BY day"
 )
-
-ROLLUP_LAYOUT = 3  # bump when the rollup tables change: existing files are rebuilt
 
 
 class SqliteSink(SqliteFile):

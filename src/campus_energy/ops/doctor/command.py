@@ -147,7 +147,7 @@ def config_summary(config: Config, path: Path) -> Result:
 
 def secrets_of(config: Config) -> list[str]:
     """Passwords the results must never show (a library may echo a connection string)."""
-    from campus_energy.backends.postgres.sink import dsn_secrets
+    from campus_energy.backends.postgres.connection import dsn_secrets
 
     found = dsn_secrets(config.bridge.postgres.dsn)
     if config.mqtt.password_file is not None:

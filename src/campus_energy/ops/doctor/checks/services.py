@@ -186,7 +186,8 @@ async def _postgres(ctx: Context) -> Result:
     import psycopg
     from psycopg import sql
 
-    from campus_energy.backends.postgres.sink import TABLE, endpoint
+    from campus_energy.backends.postgres.connection import endpoint
+    from campus_energy.backends.postgres.schema import TABLE
 
     settings = ctx.config.bridge.postgres
     assert settings.dsn is not None  # validated: sink 'postgres' needs a DSN
@@ -250,7 +251,7 @@ def _firestore_read(config: Config) -> int:
     """Documents seen by a one-document read of the collection (nothing is written)."""
     from google.cloud import firestore
 
-    from campus_energy.backends.firestore.sink import close_client
+    from campus_energy.backends.firestore.client import close_client
 
     settings = config.bridge.firestore
     credentials: Any = None

@@ -1,0 +1,192 @@
+"""The PostgreSQL window store's schema: the windows table, its rollups, and their creation.
+
+Table `<schema>.window_aggregates`, primary key (meter_id, window_start): one row
+per meter per window, the contract's fields and the `accumulator` the sink merges
+into. The rollup tables hold sums by local hour and local day of the site's zone
+(which is recorded in `sink_meta`); `window_meters` each meter's latest window.
+The sink creates and writes them; the source reads the same tables.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg import sql
+
+COLUMNS = (
+    "meter_id",
+    "window_start",
+    "id",
+    "building",
+    "floor",
+    "window_end",
+    "timestamp",
+    "total_energy_wh",
+    "avg_power_w",
+    "min_power_w",
+    "max_power_w",
+    "avg_voltage_v",
+    "avg_current_a",
+    "avg_power_factor",
+    "avg_frequency_hz",
+    "readings_in_batch",
+    "coverage",
+    "updated_at",
+    "accumulator",
+)
+
+TABLE = """
+CREATE TABLE IF NOT EXISTS {table} (
+    meter_id TEXT NOT NULL,
+    window_start TIMESTAMPTZ NOT NULL,
+    id TEXT NOT NULL,
+    building TEXT NOT NULL DEFAULT '',
+    floor TEXT NOT NULL DEFAULT '',
+    window_end TIMESTAMPTZ NOT NULL,
+    "timestamp" TIMESTAMPTZ NOT NULL,
+    total_energy_wh DOUBLE PRECISION NOT NULL DEFAULT 0,
+    avg_power_w DOUBLE PRECISION,
+    min_power_w DOUBLE PRECISION,
+    max_power_w DOUBLE PRECISION,
+    avg_voltage_v DOUBLE PRECISION,
+    avg_current_a DOUBLE PRECISION,
+    avg_power_factor DOUBLE PRECISION,
+    avg_frequency_hz DOUBLE PRECISION,
+    readings_in_batch INTEGER NOT NULL DEFAULT 0,
+    coverage DOUBLE PRECISION NOT NULL DEFAULT 0,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    accumulator JSONB NOT NULL DEFAULT '{{}}',
+    PRIMARY KEY (meter_id, window_start)
+)
+"""
+
+
+ROLLUPS = """
+CREATE TABLE IF NOT EXISTS {hourly} (
+    hour_start TIMESTAMPTZ NOT NULL,
+    meter_id TEXT NOT NULL,
+    energy_wh DOUBLE PRECISION NOT NULL,
+    covered_s DOUBLE PRECISION NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    PRIMARY KEY (hour_start, meter_id)
+);
+CREATE TABLE IF NOT EXISTS {daily} (
+    day DATE NOT NULL,
+    meter_id TEXT NOT NULL,
+    energy_wh DOUBLE PRECISION NOT NULL,
+    covered_s DOUBLE PRECISION NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    last_window TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (day, meter_id)
+);
+CREATE INDEX IF NOT EXISTS rollup_daily_by_meter ON {daily} (meter_id, day);
+CREATE TABLE IF NOT EXISTS {campus} (
+    day DATE PRIMARY KEY,
+    energy_wh DOUBLE PRECISION NOT NULL,
+    covered_s DOUBLE PRECISION NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    last_window TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {meters} (
+    meter_id TEXT PRIMARY KEY,
+    building TEXT NOT NULL,
+    floor TEXT NOT NULL,
+    last_window TIMESTAMPTZ NOT NULL,
+    last_avg_power_w DOUBLE PRECISION,
+    last_coverage DOUBLE PRECISION NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL)
+"""
+REBUILD = """
+DELETE FROM {hourly};
+DELETE FROM {daily};
+DELETE FROM {meters};
+INSERT INTO {meters} (meter_id, building, floor, last_window, last_avg_power_w, last_coverage,
+                      updated_at)
+SELECT DISTINCT ON (meter_id) meter_id, building, floor, window_start, avg_power_w, coverage,
+       updated_at
+FROM {windows} ORDER BY meter_id, window_start DESC;
+INSERT INTO {hourly} (hour_start, meter_id, energy_wh, covered_s, readings, windows)
+SELECT date_trunc('hour', window_start AT TIME ZONE %(zone)s) AT TIME ZONE %(zone)s, meter_id,
+       sum(total_energy_wh),
+       sum((accumulator->>'covered_s')::float8), sum(readings_in_batch), count(*)
+FROM {windows} GROUP BY 1, 2;
+INSERT INTO {daily} (day, meter_id, energy_wh, covered_s, readings, windows, last_window)
+SELECT (window_start AT TIME ZONE %(zone)s)::date, meter_id, sum(total_energy_wh),
+       sum((accumulator->>'covered_s')::float8), sum(readings_in_batch), count(*),
+       max(window_start)
+FROM {windows} GROUP BY 1, 2;
+DELETE FROM {campus};
+INSERT INTO {campus} (day, energy_wh, covered_s, readings, windows, last_window)
+SELECT day, sum(energy_wh), sum(covered_s), sum(readings), sum(windows), max(last_window)
+FROM {daily} GROUP BY day
+"""
+
+ROLLUP_LAYOUT = 3  # bump when the rollup tables change: existing schemas are rebuilt
+
+
+TABLES = {
+    "windows": "window_aggregates",
+    "hourly": "rollup_hourly",
+    "daily": "rollup_daily",
+    "meters": "window_meters",
+    "meta": "sink_meta",
+    "campus": "rollup_daily_campus",
+}
+
+
+def table_names(schema: str) -> dict[str, sql.Identifier]:
+    """The sink's tables in `schema`, by role; the API's source reads the same ones."""
+    return {role: sql.Identifier(schema, name) for role, name in TABLES.items()}
+
+
+async def create_schema(
+    conn: psycopg.AsyncConnection[Any], schema_name: str, zone: ZoneInfo
+) -> None:
+    """Create what is missing of the schema; rebuild the rollups when the site's zone or their
+    layout changed (they are sums by local hour and day). Concurrent callers take turns."""
+    names = table_names(schema_name)
+    async with conn.transaction():
+        # Bridges starting together would race on CREATE … IF NOT EXISTS: take turns.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('campus_energy.schema'))")
+        # CREATE SCHEMA needs the CREATE right on the database even when the schema exists:
+        # only ask for it when the schema is really missing.
+        found = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema_name,))
+        if await found.fetchone() is None:
+            await conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema_name))
+            )
+        await conn.execute(sql.SQL(TABLE).format(table=names["windows"]))
+        for statement in ROLLUPS.split(";\n"):
+            await conn.execute(sql.SQL(statement).format(**names))
+        recorded = await (
+            await conn.execute(
+                sql.SQL("SELECT value FROM {} WHERE key = 'rollup_zone'").format(names["meta"])
+            )
+        ).fetchone()
+        wanted = f"{zone.key}|{ROLLUP_LAYOUT}"
+        if recorded is None or recorded[0] != wanted:
+            for statement in REBUILD.split(";\n"):
+                await conn.execute(sql.SQL(statement).format(**names), {"zone": zone.key})
+            await conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (key, value) VALUES ('rollup_zone', %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                ).format(names["meta"]),
+                (wanted,),
+            )
+        timescale = await (
+            await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
+        ).fetchone()
+        if timescale:
+            await conn.execute(
+                "SELECT create_hypertable(%s, 'window_start', if_not_exists => TRUE, "
+                "migrate_data => TRUE)",
+                (f"{schema_name}.window_aggregates",),
+            )

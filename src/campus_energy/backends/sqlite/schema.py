@@ -1,0 +1,79 @@
+"""The SQLite window store's schema (`bridge.sqlite.path`): windows, rollups, latest windows.
+
+`window_aggregates` holds one row per meter per window (id `<meter_id>_<start>`),
+the contract's fields and the `accumulator` the sink merges into; `rollup_hourly`
+and `rollup_daily` the sums by local hour and local day of the site's zone
+(recorded in `meta` with the layout, so a change rebuilds them);
+`rollup_daily_campus` the day's sums over every meter; `window_meters` each
+meter's latest window; `meta` the data version readers watch for changes. The
+sink creates and writes them; the source reads the same tables.
+"""
+
+from __future__ import annotations
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS window_aggregates (
+    id TEXT PRIMARY KEY,
+    meter_id TEXT NOT NULL,
+    building TEXT NOT NULL,
+    floor TEXT NOT NULL,
+    window_start TEXT NOT NULL,
+    window_end TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    window_start_ms INTEGER NOT NULL,
+    total_energy_wh REAL NOT NULL,
+    avg_power_w REAL,
+    min_power_w REAL,
+    max_power_w REAL,
+    avg_voltage_v REAL,
+    avg_current_a REAL,
+    avg_power_factor REAL,
+    avg_frequency_hz REAL,
+    readings_in_batch INTEGER NOT NULL,
+    coverage REAL NOT NULL,
+    updated_at TEXT NOT NULL,
+    accumulator TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS window_aggregates_meter_start
+    ON window_aggregates (meter_id, window_start_ms);
+CREATE INDEX IF NOT EXISTS window_aggregates_start ON window_aggregates (window_start_ms);
+CREATE TABLE IF NOT EXISTS rollup_hourly (
+    hour_ms INTEGER NOT NULL,
+    meter_id TEXT NOT NULL,
+    energy_wh REAL NOT NULL,
+    covered_s REAL NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    PRIMARY KEY (hour_ms, meter_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_daily (
+    day TEXT NOT NULL,
+    meter_id TEXT NOT NULL,
+    energy_wh REAL NOT NULL,
+    covered_s REAL NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    last_window_ms INTEGER NOT NULL,
+    PRIMARY KEY (day, meter_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollup_daily_by_meter ON rollup_daily (meter_id, day);
+CREATE TABLE IF NOT EXISTS rollup_daily_campus (
+    day TEXT PRIMARY KEY,
+    energy_wh REAL NOT NULL,
+    covered_s REAL NOT NULL,
+    readings INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    last_window_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS window_meters (
+    meter_id TEXT PRIMARY KEY,
+    building TEXT NOT NULL,
+    floor TEXT NOT NULL,
+    last_window_ms INTEGER NOT NULL,
+    last_avg_power_w REAL,
+    last_coverage REAL NOT NULL,
+    updated_ms INTEGER NOT NULL
+)
+"""
+
+ROLLUP_LAYOUT = 3  # bump when the rollup tables change: existing files are rebuilt
