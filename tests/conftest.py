@@ -1,13 +1,13 @@
-"""Shared fixtures: leak checks, free ports, external programs, configurations."""
+"""Fixtures and hooks every test shares: the leak check, browsers, brokers, stores, a serial cable.
+
+The helpers themselves live in `tests/support/`, grouped by what they are.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,37 +15,12 @@ import psutil
 import pytest
 from tests.support import CHROMIUM_ARGS, SHARED_PROCESSES
 from tests.support.emulator import emulator_environment
-from tests.support.net import free_port
+from tests.support.mqtt import running_mosquitto
 from tests.support.processes import require_program
+from tests.support.serial import SocatPair
+from tests.support.sinks import SinkFor, sink_settings
 from tests.support.stores import emulator_or_skip, postgres_schema
-
-from campus_energy.config import Config, parse_config
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Chromium (Playwright) for a module's tests; skipped locally without chromium."""
-    chromium = require_program("chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
+from tests.support.waiting import within
 
 
 @pytest.fixture(autouse=True)
@@ -81,9 +56,7 @@ def no_leftovers() -> Iterator[None]:
             if p.pid not in children_before and p.pid not in SHARED_PROCESSES and alive(p)
         ]
 
-    deadline = time.monotonic() + 5
-    while (leftover_threads() or leftover_children()) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    within(lambda: not (leftover_threads() or leftover_children()), timeout=5)
     threads, children = leftover_threads(), leftover_children()
     for child in children:
         child.kill()
@@ -93,39 +66,18 @@ def no_leftovers() -> Iterator[None]:
     assert not ports, f"test left ports listening: {sorted(ports)}"
 
 
-def make_config(buses: list[dict[str, Any]], meters: list[dict[str, Any]], **extra: Any) -> Config:
-    data: dict[str, Any] = {"site": {"timezone": "Asia/Kolkata"}, "buses": buses, "meters": meters}
-    data.update(extra)
-    return parse_config(data)
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Playwright) for a module's tests; skipped locally without chromium."""
+    chromium = require_program("chromium")
+    from playwright.sync_api import sync_playwright
 
-
-class SocatPair:
-    """A pseudo-terminal pair made by socat: a virtual RS-485 cable between two device paths."""
-
-    def __init__(self, folder: Path) -> None:
-        self.server_end = str(folder / "ttySIM")
-        self.client_end = str(folder / "ttyLOGGER")
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def plug(self) -> None:
-        socat = require_program("socat")
-        self.process = subprocess.Popen(
-            [
-                socat,
-                f"pty,raw,echo=0,link={self.server_end}",
-                f"pty,raw,echo=0,link={self.client_end}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(lambda: os.path.exists(self.server_end) and os.path.exists(self.client_end))
-
-    def unplug(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-        wait_for(lambda: not os.path.exists(self.client_end))
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 @pytest.fixture
@@ -138,103 +90,16 @@ def socat_pair(tmp_path: Path) -> Iterator[SocatPair]:
         pair.unplug()
 
 
-# --- MQTT -------------------------------------------------------------------------------------
-
-
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Any]:
     """A private Mosquitto on a free port, with persistence in tmp_path."""
-    from campus_energy.demo.mosquitto import Mosquitto, mosquitto_executable
-
-    if mosquitto_executable() is None:
-        require_program("mosquitto")
-    broker = Mosquitto(tmp_path / "mosquitto", free_port())
-    broker.start()
-    try:
+    with running_mosquitto(tmp_path / "mosquitto") as broker:
         yield broker
-    finally:
-        broker.stop()
-
-
-class Collector:
-    """A QoS 1 subscriber with a persistent session that reconnects by itself."""
-
-    def __init__(
-        self, port: int, topic: str = "campus/energy/#", client_id: str = "collector"
-    ) -> None:
-        self.port = port
-        self.topic = topic
-        self.client_id = client_id
-        self.messages: list[tuple[str, Any, bool]] = []  # topic, payload, retained
-        self.subscribed = None  # an asyncio.Event, made inside the loop
-        self._task: Any = None
-
-    async def __aenter__(self) -> Collector:
-        import asyncio
-
-        self.subscribed = asyncio.Event()
-        self._task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self.subscribed.wait(), 10)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        import asyncio
-
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def _run(self) -> None:
-        import asyncio
-        import json
-
-        import aiomqtt
-
-        while True:
-            try:
-                async with aiomqtt.Client(
-                    "127.0.0.1", self.port, identifier=self.client_id, clean_session=False
-                ) as client:
-                    await client.subscribe(self.topic, qos=1)
-                    assert self.subscribed is not None
-                    self.subscribed.set()
-                    async for message in client.messages:
-                        payload = json.loads(bytes(message.payload))  # type: ignore[arg-type]
-                        self.messages.append((str(message.topic), payload, message.retain))
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.1)
-
-    def readings(self) -> list[dict[str, Any]]:
-        return [p for t, p, _ in self.messages if t.endswith("/reading")]
-
-    def statuses(self, topic_suffix: str) -> list[str]:
-        return [p["state"] for t, p, _ in self.messages if t.endswith(topic_suffix)]
-
-
-async def eventually(
-    condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05
-) -> Any:
-    """Await until `condition()` (sync or async) is truthy; fail after `timeout` seconds."""
-    import asyncio
-    import inspect
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(interval)
-
-
-# --- sinks: PostgreSQL, the Firestore emulator, a TCP proxy to cut them off -------------------
 
 
 @pytest.fixture
 def postgres_dsn() -> Iterator[tuple[str, str]]:
+    """(DSN, schema): a throw-away schema on the local PostgreSQL for one test."""
     with postgres_schema() as found:
         yield found
 
@@ -257,53 +122,21 @@ def shared_firestore_emulator() -> Iterator[str]:
         yield host
 
 
-class TcpProxy:
-    """A TCP relay to a real service that a test can cut and restore (a network outage)."""
+@pytest.fixture
+def sink_for(tmp_path: Path) -> Iterator[SinkFor]:
+    """`sink_for(kind, **options)`: the bridge settings of a fresh sink of `kind` for this test.
 
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = free_port()
-        self._server: Any = None
-        self._writers: set[Any] = set()
+    See `tests.support.sinks.sink_settings`; what it starts is stopped after the test.
+    """
+    with contextlib.ExitStack() as stack:
+        yield lambda kind, **options: stack.enter_context(sink_settings(kind, tmp_path, **options))
 
-    async def start(self) -> None:
-        import asyncio
 
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+@pytest.fixture
+def fresh_streamlit_caches() -> Iterator[None]:
+    """Streamlit's caches emptied after the test (the dashboard's AppTest runs share them)."""
+    yield
+    import streamlit as st
 
-    async def _handle(self, reader: Any, writer: Any) -> None:
-        import asyncio
-
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-
-        async def pump(source: Any, sink: Any) -> None:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            sink.close()
-
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
-        self._writers -= {writer, up_writer}
-
-    async def cut(self) -> None:
-        """Refuse new connections and break the open ones."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-        if server is not None:
-            await server.wait_closed()
-
-    async def restore(self) -> None:
-        await self.start()
-
-    async def close(self) -> None:
-        await self.cut()
+    st.cache_data.clear()  # logs "No runtime found": harmless outside `streamlit run`
+    st.cache_resource.clear()

@@ -27,7 +27,6 @@ import getpass
 import itertools
 import json
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,9 +34,11 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from tests.conftest import eventually, free_port, require_program
-from tests.integration.sinks import docs_of
-from tests.integration.test_bridge import service
+from tests.support.net import free_port
+from tests.support.processes import require_program
+from tests.support.services import serving, serving_process
+from tests.support.sinks import docs_of
+from tests.support.waiting import eventually
 
 from campus_energy.bridge.service import Bridge
 from campus_energy.cli import main
@@ -149,21 +150,15 @@ def acl_broker(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[A
         encoding="utf-8",
     )
     broker = AclBroker(folder, port, passwords)
-    broker.process = subprocess.Popen(
-        [executable, "-c", str(folder / "mosquitto.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not port_open("127.0.0.1", port):
-            assert broker.process.poll() is None, (folder / "mosquitto.log").read_text()
-            assert time.monotonic() < deadline, "mosquitto did not listen"
-            time.sleep(0.02)
+    with serving_process(
+        [executable, "-c", folder / "mosquitto.conf"],
+        folder / "mosquitto.log",  # the broker's own log_dest too
+        ready=lambda: port_open("127.0.0.1", port),
+        ready_timeout=10,
+        stop_timeout=10,
+    ) as running:
+        broker.process = running.process
         yield broker
-    finally:
-        broker.process.terminate()
-        broker.process.wait(timeout=10)
 
 
 async def next_message(client: aiomqtt.Client) -> tuple[str, bytes]:
@@ -301,8 +296,7 @@ async def test_a_forged_reading_for_another_loggers_meter_never_reaches_the_book
         "power_w": 2000.0,
         "energy_wh": 7.0,
     }
-    async with service(bridge):
-        await asyncio.wait_for(bridge.subscribed.wait(), 10)
+    async with serving(bridge, "subscribed"):
         async with acl_broker.client("logger-hall-a") as attacker:
             await attacker.publish(reading("b-main"), json.dumps(forged).encode(), qos=1)
         drained = asyncio.Event()

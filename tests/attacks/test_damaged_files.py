@@ -32,9 +32,11 @@ import pytest
 import streamlit as st
 from flask import Flask
 from streamlit.testing.v1 import AppTest
-from tests.conftest import eventually, free_port, require_program
-from tests.integration.api_fixture import NOW_MS, REPORTING, ZONE, FixtureWindow, deltas, windows
-from tests.integration.test_fixdb import CLI, METERS, write_config, write_store
+from tests.integration.test_fixdb import METERS, write_config, write_store
+from tests.support.known_windows import NOW_MS, REPORTING, ZONE, FixtureWindow, deltas, windows
+from tests.support.net import free_port
+from tests.support.processes import campus_energy, require_program, run_cli
+from tests.support.waiting import eventually
 
 from campus_energy.api import create_app
 from campus_energy.backends.sqlite.sink import SqliteSink
@@ -99,7 +101,7 @@ def quick_check(db: Path) -> list[str]:
 def logger(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as stderr:
         return subprocess.Popen(
-            [str(CLI), "logger", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=stderr
+            campus_energy("logger", "-c", config), stdout=subprocess.DEVNULL, stderr=stderr
         )
 
 
@@ -236,9 +238,7 @@ async def test_the_bridge_refuses_a_damaged_spool_or_window_sink(tmp_path: Path)
 
 
 def fix_db(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(CLI), "fix-db", *args], capture_output=True, text=True, timeout=60, check=False
-    )
+    return run_cli("fix-db", *args)
 
 
 @pytest.mark.parametrize("table", ["gaps", "samples"])

@@ -31,18 +31,18 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import free_port, require_program, wait_for
-from tests.integration.api_fixture import config_for, windows
-from tests.integration.test_api import write
+from tests.support.known_windows import config_for, windows, write
+from tests.support.net import free_port
+from tests.support.processes import campus_energy, require_program
+from tests.support.systemd import WATCHDOG_S, NotifySocket
+from tests.support.waiting import wait_for
 
 from campus_energy.api.app import SECURITY_HEADERS
 from campus_energy.api.probe import USER_AGENT
@@ -56,7 +56,6 @@ UPSTREAM = "server 127.0.0.1:8000;"
 THREADS = 4  # Gunicorn's threads per worker (api.server), one worker here
 SLOW_CLIENTS = 16
 BEFORE_WAIT_S = 5.0  # how long the "before" request waits for Gunicorn's answer
-WATCHDOG_S = 2
 
 
 def nginx_program() -> str:
@@ -106,7 +105,7 @@ def start_api(tmp_path: Path, store: Path, env: dict[str, str] | None = None) ->
     log = tmp_path / "api.log"
     with log.open("ab") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "campus_energy", "api", "-c", str(config)],
+            campus_energy("api", "-c", config),
             stdout=stderr,  # Gunicorn's access log
             stderr=stderr,
             env=environ,
@@ -370,58 +369,6 @@ def test_nginx_drops_a_client_that_never_finishes_its_request(
 
 
 # --- the watchdog -------------------------------------------------------------------------------
-
-
-class NotifySocket:
-    """A datagram socket standing in for systemd's: the messages as they come."""
-
-    def __init__(self) -> None:
-        name = f"campus-energy-test-{uuid.uuid4().hex}"
-        self.address = f"@{name}"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(f"\0{name}")
-
-    def environ(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "NOTIFY_SOCKET": self.address,
-            "WATCHDOG_USEC": str(WATCHDOG_S * 1_000_000),
-        }
-
-    def next(self, timeout: float) -> dict[str, str] | None:
-        """The next message, or None when none comes within `timeout` seconds."""
-        self.sock.settimeout(max(timeout, 0.001))
-        try:
-            data = self.sock.recv(4096)
-        except TimeoutError:
-            return None
-        return dict(line.split("=", 1) for line in data.decode().split("\n"))
-
-    def until(self, want: dict[str, str], timeout: float) -> float:
-        """Receive until a message holding `want` arrives; when it did (monotonic)."""
-        deadline = time.monotonic() + timeout
-        seen = []
-        while (remaining := deadline - time.monotonic()) > 0:
-            message = self.next(remaining)
-            if message is not None:
-                seen.append(message)
-                if all(message.get(k, "").startswith(v) for k, v in want.items()):
-                    return time.monotonic()
-        raise AssertionError(f"no {want} within {timeout} s; got {seen[-10:]}")
-
-    def silent(self, key: str, seconds: float) -> list[dict[str, str]]:
-        """Everything received for `seconds`; fails if a message with `key` comes."""
-        deadline = time.monotonic() + seconds
-        seen = []
-        while (remaining := deadline - time.monotonic()) > 0:
-            message = self.next(remaining)
-            if message is not None:
-                assert key not in message, f"{key} during the silence: {[*seen, message]}"
-                seen.append(message)
-        return seen
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def test_the_watchdog_is_pinged_only_while_the_app_answers(

@@ -34,32 +34,35 @@ import json
 import logging
 import math
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
-from tests.conftest import eventually, free_port, require_program
 from tests.faults.harness import PLAN
-from tests.integration.sinks import docs_of
-from tests.integration.test_bridge import balance, service
-from tests.integration.test_logger import count
+from tests.support.campus import balance
+from tests.support.config import make_config, meter_at, tcp_bus
+from tests.support.mqtt import running_mosquitto
+from tests.support.net import free_port
+from tests.support.processes import run_cli
+from tests.support.readback import count
+from tests.support.services import serving
+from tests.support.sinks import docs_of
+from tests.support.waiting import eventually
 
 from campus_energy.api import create_app
 from campus_energy.backends import open_sink, open_source
 from campus_energy.bridge.service import Bridge
 from campus_energy.bridge.spool import DEAD_LETTER_PREFIX_BYTES
-from campus_energy.config import Config, parse_config
+from campus_energy.config import Config
 from campus_energy.core.incoming import MAX_PAYLOAD_BYTES
 from campus_energy.core.readings import Reading
 from campus_energy.core.signatures import signed
 from campus_energy.core.timestamps import iso_utc
 from campus_energy.core.windows import Contribution, WindowDelta
-from campus_energy.demo.mosquitto import MESSAGE_SIZE_LIMIT, Mosquitto, mosquitto_executable
+from campus_energy.demo.mosquitto import MESSAGE_SIZE_LIMIT
 from campus_energy.logger.service import MeterLogger
 from campus_energy.meters.simulator.server import Simulator
 
@@ -71,23 +74,19 @@ DEPLOYED_BROKER = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" /
 
 def intake_config(tmp_path: Path, port: int, **bridge: Any) -> Config:
     """One 20 kW meter (eastron-sdm120) polled every 5 s, 10 s windows, SQLite sink."""
-    return parse_config(
-        {
-            "site": {"timezone": "UTC"},
-            "mqtt": {"port": port},
-            "bridge": {
-                "window_s": 10,
-                "grace_s": 0.5,
-                "spool_path": str(tmp_path / "spool.db"),
-                "client_id": "intake-bridge",
-                "sqlite": {"path": str(tmp_path / "windows.db")},
-                **bridge,
-            },
-            "buses": [{"name": "b", "transport": "tcp", "host": "127.0.0.1"}],
-            "meters": [
-                {"id": METER, "bus": "b", "unit": 1, "profile": "eastron-sdm120", "interval_s": 5}
-            ],
-        }
+    return make_config(
+        [{"name": "b", "transport": "tcp", "host": "127.0.0.1"}],
+        [meter_at(METER, "b", 1, "eastron-sdm120", interval_s=5)],
+        site={"timezone": "UTC"},
+        mqtt={"port": port},
+        bridge={
+            "window_s": 10,
+            "grace_s": 0.5,
+            "spool_path": str(tmp_path / "spool.db"),
+            "client_id": "intake-bridge",
+            "sqlite": {"path": str(tmp_path / "windows.db")},
+            **bridge,
+        },
     )
 
 
@@ -109,8 +108,7 @@ def reading(seq: int, ts_ms: int, start_ms: int | None, energy_wh: float, **chan
 async def running(config: Config) -> AsyncIterator[Bridge]:
     """The bridge, subscribed; on leaving it stops and writes every pending window."""
     bridge = Bridge(config)
-    async with service(bridge):
-        await asyncio.wait_for(bridge.subscribed.wait(), 10)
+    async with serving(bridge, "subscribed"):
         yield bridge
 
 
@@ -118,18 +116,6 @@ async def running(config: Config) -> AsyncIterator[Bridge]:
 async def vandal(port: int) -> AsyncIterator[aiomqtt.Client]:
     async with aiomqtt.Client("127.0.0.1", port, identifier="vandal") as client:
         yield client
-
-
-@contextlib.contextmanager
-def broker(folder: Path, *, message_size_limit: int = MESSAGE_SIZE_LIMIT) -> Iterator[Mosquitto]:
-    if mosquitto_executable() is None:
-        require_program("mosquitto")
-    started = Mosquitto(folder, free_port(), message_size_limit=message_size_limit)
-    started.start()
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def dead_letters(config: Config) -> list[tuple[str, bytes, int | None, str | None]]:
@@ -253,36 +239,22 @@ async def test_a_forged_reading_keeps_the_real_one_as_a_conflict(
 
 def signing_campus(tmp_path: Path, broker_port: int, key_file: Path) -> Config:
     """Two simulated meters behind a logger that signs, as in tests/integration/test_bridge."""
-    return parse_config(
-        {
-            "site": {"timezone": "Asia/Kolkata"},
-            "storage": {"path": str(tmp_path / "store.db")},
-            "mqtt": {"port": broker_port, "signing_key_file": str(key_file)},
-            "logger": {"id": "signing-test"},
-            "bridge": {
-                "window_s": 2,
-                "grace_s": 0.5,
-                "spool_path": str(tmp_path / "spool.db"),
-                "client_id": "signing-bridge",
-                "sqlite": {"path": str(tmp_path / "windows.db")},
-            },
-            "buses": [
-                {
-                    "name": "plant",
-                    "transport": "tcp",
-                    "host": "127.0.0.1",
-                    "port": free_port(),
-                    "timeout_s": 0.2,
-                    "retries": 0,
-                }
-            ],
-            "meters": [
-                {"id": m, "bus": "plant", "unit": u, "profile": p, "interval_s": 0.5}
-                for u, (m, p) in enumerate(
-                    [("lib-main", "eastron-sdm630"), ("lib-f1", "eastron-sdm120")], start=1
-                )
-            ],
-        }
+    return make_config(
+        [tcp_bus(timeout_s=0.2, retries=0)],
+        [
+            meter_at("lib-main", "plant", 1, "eastron-sdm630", interval_s=0.5),
+            meter_at("lib-f1", "plant", 2, "eastron-sdm120", interval_s=0.5),
+        ],
+        storage={"path": str(tmp_path / "store.db")},
+        mqtt={"port": broker_port, "signing_key_file": str(key_file)},
+        logger={"id": "signing-test"},
+        bridge={
+            "window_s": 2,
+            "grace_s": 0.5,
+            "spool_path": str(tmp_path / "spool.db"),
+            "client_id": "signing-bridge",
+            "sqlite": {"path": str(tmp_path / "windows.db")},
+        },
     )
 
 
@@ -303,9 +275,8 @@ async def test_signed_readings_land_and_forged_ones_are_dead_lettered(
         json.dumps(signed(forged, b"9c" * 32) | {"energy_wh": 5e4}).encode(),  # altered after
     ]
     bridge = Bridge(config)
-    async with Simulator(config), service(bridge):
-        await asyncio.wait_for(bridge.subscribed.wait(), 10)
-        async with service(MeterLogger(config)), vandal(mosquitto.port) as client:
+    async with Simulator(config), serving(bridge, "subscribed"):
+        async with serving(MeterLogger(config)), vandal(mosquitto.port) as client:
             await eventually(lambda: bridge.counters.readings >= 20)
             for payload in attacks:
                 await client.publish(topic, payload, qos=1)
@@ -330,10 +301,7 @@ def test_a_signing_key_others_may_read_stops_the_service_at_start(
         '[[buses]]\nname = "b"\ntransport = "tcp"\nhost = "127.0.0.1"\n'
         '[[meters]]\nid = "m1"\nbus = "b"\nunit = 1\nprofile = "eastron-sdm120"\n'
     )
-    cli = Path(sys.executable).with_name("campus-energy")
-    done = subprocess.run(
-        [str(cli), service, "-c", str(config_file)], capture_output=True, text=True, timeout=60
-    )
+    done = run_cli(service, "-c", config_file)
     assert done.returncode == 2, done.stderr
     assert "mqtt.signing_key_file" in done.stderr and "chmod 600" in done.stderr
     assert secret not in done.stderr + done.stdout
@@ -345,7 +313,7 @@ def test_a_signing_key_others_may_read_stops_the_service_at_start(
 async def test_a_16_mib_payload_never_reaches_the_bridge_through_the_demo_broker(
     tmp_path: Path,
 ) -> None:
-    with broker(tmp_path / "mq") as mq:
+    with running_mosquitto(tmp_path / "mq") as mq:
         assert f"message_size_limit {MESSAGE_SIZE_LIMIT}" in mq.config_file.read_text()
         config = intake_config(tmp_path, mq.port)
         t = recent_ms()
@@ -367,7 +335,7 @@ async def test_a_16_mib_payload_past_a_broker_without_limit_keeps_a_bounded_pref
     tmp_path: Path,
 ) -> None:
     huge = bytes(range(256)) * (16 * 2**20 // 256)
-    with broker(tmp_path / "mq", message_size_limit=0) as mq:
+    with running_mosquitto(tmp_path / "mq", message_size_limit=0) as mq:
         config = intake_config(tmp_path, mq.port)
         t = recent_ms()
         async with running(config) as bridge, vandal(mq.port) as client:

@@ -21,7 +21,6 @@ import socket
 import sqlite3
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,10 @@ from zoneinfo import ZoneInfo
 import aiomqtt
 import pytest
 from pydantic import BaseModel
-from tests.conftest import eventually, free_port, require_program, wait_for
+from tests.support.mqtt import require_mosquitto
+from tests.support.net import free_port
+from tests.support.processes import campus_energy, run_cli
+from tests.support.waiting import eventually, wait_for
 
 from campus_energy.backends.postgres.sink import PostgresSink
 from campus_energy.backends.postgres.source import PostgresSource
@@ -43,7 +45,7 @@ from campus_energy.config import (
     parse_config,
 )
 from campus_energy.demo.campus import prepare
-from campus_energy.demo.mosquitto import Mosquitto, mosquitto_executable
+from campus_energy.demo.mosquitto import Mosquitto
 from campus_energy.demo.services import Receiver, own_listeners, port_free
 from campus_energy.errors import ConfigError, ServiceError, SinkError, SourceError
 from campus_energy.ops.systemd import (
@@ -186,12 +188,12 @@ def test_the_cli_shows_no_secret(tmp_path: Path, capsys: pytest.CaptureFixture[s
     captured = capsys.readouterr()
     assert PASSWORD not in captured.out + captured.err
     assert "✘ config  bridge.postgres.dsn: must be a string (the value is not" in captured.out
-    process = subprocess.run(
-        [sys.executable, "-m", "campus_energy", "logger", "-c", str(config), "-v"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "CAMPUS_ENERGY_POSTGRES_DSN": DSN, "CAMPUS_ENERGY__MQTT": KEY_TEXT},
+    process = run_cli(
+        "logger",
+        "-c",
+        config,
+        "-v",
+        env={"CAMPUS_ENERGY_POSTGRES_DSN": DSN, "CAMPUS_ENERGY__MQTT": KEY_TEXT},
     )
     assert process.returncode == 2
     assert PASSWORD not in process.stdout + process.stderr
@@ -291,13 +293,7 @@ path = "/var/lib/campus-energy/windows.db"
 """,
         encoding="utf-8",
     )
-    command = [sys.executable, "-m", "campus_energy", "install-systemd", "--dry-run"]
-    result = subprocess.run(
-        [*command, "--prefix", str(tmp_path / "units"), "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("install-systemd", "--dry-run", "--prefix", tmp_path / "units", "-c", config)
     assert result.returncode == 0, result.stderr
     warnings = [
         line.removeprefix("campus-energy: warning: ")
@@ -338,14 +334,9 @@ def test_paths_outside_tmp_give_no_private_tmp_warning() -> None:
 # --- the demo beside another demo, and a malformed message --------------------------------------
 
 
-def needs_mosquitto() -> None:
-    if mosquitto_executable() is None:
-        require_program("mosquitto")
-
-
 def test_a_broker_start_does_not_count_another_programs_listener(tmp_path: Path) -> None:
     """Before: start() returned as if the broker ran: the port answered, another program's."""
-    needs_mosquitto()
+    require_mosquitto()
     with socket.socket() as other:
         other.bind(("127.0.0.1", 0))
         other.listen()
@@ -423,7 +414,7 @@ def test_two_demos_at_once_keep_their_own_books(tmp_path: Path) -> None:
     its bridge took over the first one's MQTT session (the same client id), so each demo's
     windows missed readings; with the same bus ports it died: "bus 'gateway-north': cannot
     serve on 127.0.0.1:15020"."""
-    needs_mosquitto()
+    require_mosquitto()
     shared = {
         "CAMPUS_ENERGY__MQTT__PORT": str(free_port()),
         "CAMPUS_ENERGY__BUSES__0__PORT": str(free_port()),
@@ -434,7 +425,7 @@ def test_two_demos_at_once_keep_their_own_books(tmp_path: Path) -> None:
         for name in ("first", "second"):
             env = {**os.environ, **shared, "CAMPUS_ENERGY__API__PORT": str(free_port())}
             output = tmp_path / f"{name}.out"
-            command = [sys.executable, "-m", "campus_energy", "demo", "--fast"]
+            command = campus_energy("demo", "--fast")
             with output.open("wb") as out:
                 demos.append(
                     subprocess.Popen(

@@ -23,11 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import SocatPair, free_port
 from tests.faults.books import Answered, Books, Interruption, balance
-from tests.faults.readback import Ledger, query, sink_windows, stored_readings
-from tests.faults.services import InProcess, LogRecords, LoopThread, Process, Service, must, until
-from tests.integration.sinks import docs_of, rollup_totals
+from tests.faults.readback import Ledger, sink_windows, stored_readings
+from tests.faults.services import InProcess, LogRecords, LoopThread, Process, Service
+from tests.support.config import meter_at, tcp_bus, toml_text
+from tests.support.readback import query
+from tests.support.serial import SocatPair
+from tests.support.sinks import docs_of, rollup_totals
+from tests.support.waiting import wait_for, within
 
 from campus_energy.config import load_config
 from campus_energy.core.planner import plan_profile
@@ -80,62 +83,14 @@ SEED = int(os.environ.get("CAMPUS_ENERGY_FAULTS_SEED", "0")) or random.randrange
 # --- configuration ------------------------------------------------------------------------------
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"no TOML for {value!r}")
-
-
-def toml_text(data: Mapping[str, Any], prefix: str = "") -> str:
-    """A TOML document for nested mappings, lists of mappings (arrays of tables) and scalars."""
-    lines: list[str] = []
-    tables: list[tuple[str, Mapping[str, Any]]] = []
-    arrays: list[tuple[str, list[Mapping[str, Any]]]] = []
-    for key, value in data.items():
-        name = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, Mapping):
-            tables.append((name, value))
-        elif isinstance(value, list) and value and isinstance(value[0], Mapping):
-            arrays.append((name, value))
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    for name, table in tables:
-        lines += ["", f"[{name}]", toml_text(table, name)]
-    for name, items in arrays:
-        for item in items:
-            lines += ["", f"[[{name}]]", toml_text(item, name)]
-    return "\n".join(lines).strip() + "\n"
-
-
 def plant_bus(name: str = "plant", **extra: Any) -> dict[str, Any]:
     """A Modbus TCP bus on a free port."""
-    return {
-        "name": name,
-        "transport": "tcp",
-        "host": "127.0.0.1",
-        "port": free_port(),
-        "timeout_s": 1.0,
-        "retries": 1,
-        **extra,
-    }
+    return tcp_bus(name, **{"timeout_s": 1.0, "retries": 1, **extra})
 
 
 def meter(meter_id: str, bus: str, unit: int, profile: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": meter_id,
-        "bus": bus,
-        "unit": unit,
-        "profile": profile,
-        "building": f"B{unit}",
-        "interval_s": INTERVAL_S,
-        **extra,
-    }
+    defaults = {"building": f"B{unit}", "interval_s": INTERVAL_S}
+    return meter_at(meter_id, bus, unit, profile, **{**defaults, **extra})
 
 
 def standard_meters(bus: str = "plant") -> list[dict[str, Any]]:
@@ -290,7 +245,7 @@ class Campus:
             self.simulator(name, meters).start()
         self.bridge.start()
         self.logger.start()
-        must(lambda: self.ledger.count() > 0, 30, "the first readings are stored")
+        wait_for(lambda: self.ledger.count() > 0, 30, "the first readings are stored")
 
     def kill_logger(self) -> None:
         moment = self.logger.kill()
@@ -305,7 +260,7 @@ class Campus:
         self.ledger.look()
         goal = {m: self.ledger.count(m) + wanted for m in ids}
         timeout = windows * WINDOW_S * 4 + 30
-        must(
+        wait_for(
             lambda: all(self.ledger.count(m) >= goal[m] for m in ids),
             timeout,
             f"{windows} windows of readings from {', '.join(ids)}",
@@ -345,7 +300,7 @@ class Campus:
     def settle(self) -> None:
         """Bring the campus to rest: the logger publishes all it stored and stops, the bridge
         receives every reading, writes every window and stops, the simulators stop."""
-        if not until(lambda: self.outbox_depth() <= 2 * len(self.meters), PLAN.settle_s):
+        if not within(lambda: self.outbox_depth() <= 2 * len(self.meters), PLAN.settle_s):
             self.problems.append(f"the outbox did not drain: {self.outbox_depth()} readings left")
         self._stopped(self.logger)
         depth = self.outbox_depth()
@@ -353,7 +308,7 @@ class Campus:
             self.problems.append(f"the logger stopped with {depth} readings not published")
         self.ledger.look()
         stored = set(self.ledger.readings)
-        if not until(lambda: stored <= self.received(), PLAN.settle_s, interval=0.25):
+        if not within(lambda: stored <= self.received(), PLAN.settle_s, interval=0.25):
             missing = len(stored - self.received())
             self.problems.append(f"the bridge did not receive {missing} stored readings")
         self._stopped(self.bridge)

@@ -10,25 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.faults.books import Stored, Window
+from tests.support.readback import query
 
 from campus_energy.config import Config
 
 # --- watching the store -------------------------------------------------------------------------
-
-
-def query(db: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """Read a SQLite file from outside, as the dashboard would (WAL allows it)."""
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute(sql, params).fetchall()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []  # not created yet
-        raise
-    finally:
-        conn.close()
 
 
 READINGS_SQL = "SELECT meter_id, seq, ts_ms, power_w, energy_wh FROM readings"
@@ -130,7 +116,7 @@ def sink_windows(config: Config) -> list[Window]:
         return [Window(m, _ms(s), e, n, _seqs(a)) for m, s, e, n, a in rows]
     from google.cloud import firestore
 
-    from campus_energy.backends.firestore.sink import close_client
+    from campus_energy.backends.firestore.client import close_client
 
     client = firestore.Client(project=bridge.firestore.project)
     try:

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -15,22 +14,10 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol
 
+from tests.support.processes import campus_energy
+from tests.support.waiting import wait_for
+
 POLL_S = 0.05
-
-
-def until(condition: Callable[[], Any], timeout: float, interval: float = POLL_S) -> bool:
-    """Poll `condition` until it is truthy; False when `timeout` seconds pass first."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-    return True
-
-
-def must(condition: Callable[[], Any], timeout: float, what: str) -> None:
-    if not until(condition, timeout):
-        raise AssertionError(f"not within {timeout:g} s: {what}")
 
 
 class Service(Protocol):
@@ -69,14 +56,15 @@ class Process:
         self.offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "campus_energy", *self.args],
+                campus_energy(*self.args),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        must(
+        wait_for(
             lambda: self.ready(self) or not self.alive,
             30,
             f"{self.name} to start (see {self.log})",
+            interval=POLL_S,
         )
         assert self.alive, f"{self.name} exited: {self.log_text()[-2000:]}"
 
@@ -170,7 +158,12 @@ class InProcess:
 
         self.service, self._stop = self.loop.run(launch())
         self._running = self.loop.submit(self.service.run(self._stop))
-        must(lambda: self.ready(self.service) or self._running.done(), 30, f"{self.name} starts")
+        wait_for(
+            lambda: self.ready(self.service) or self._running.done(),
+            30,
+            f"{self.name} starts",
+            interval=POLL_S,
+        )
         assert not self._running.done(), f"{self.name} stopped: {self._running.exception()}"
 
     @property

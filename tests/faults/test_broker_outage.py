@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from tests.faults.books import Books
 from tests.faults.harness import PLAN, campus, record
-from tests.faults.services import must
+from tests.support.waiting import wait_for
 
 
 @pytest.mark.timeout(PLAN.test_timeout_s)
@@ -23,10 +23,10 @@ def test_a_stopped_broker_loses_nothing(
             mosquitto.stop()
             c.advance(PLAN.outage_windows)
             # the logger kept storing and holds what the broker could not take
-            must(lambda: c.outbox_depth() > 0, 10, "readings wait in the outbox")
+            wait_for(lambda: c.outbox_depth() > 0, 10, "readings wait in the outbox")
             held = c.outbox_depth()
             mosquitto.start()
-            must(lambda h=held: c.outbox_depth() < h, 60, "the outbox drains after the restart")
+            wait_for(lambda h=held: c.outbox_depth() < h, 60, "the outbox drains after the restart")
             c.advance(2)
         c.settle()
         books = c.books()

@@ -11,7 +11,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from tests.faults.books import Books
 from tests.faults.harness import PLAN, campus, record
-from tests.faults.services import must
+from tests.support.waiting import wait_for
 
 MALFORMED = 1000
 
@@ -104,7 +104,7 @@ def test_malformed_payloads_are_dead_lettered_and_the_books_balance(
         finally:
             vandal.disconnect()
             vandal.loop_stop()
-        must(lambda: len(c.dead_letters()) >= MALFORMED, 60, "every malformed payload is kept")
+        wait_for(lambda: len(c.dead_letters()) >= MALFORMED, 60, "every malformed payload is kept")
         assert c.bridge.alive
         c.advance(2)
         c.settle()

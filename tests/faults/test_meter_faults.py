@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import SocatPair
 from tests.faults.books import Books, Interruption
 from tests.faults.harness import PLAN, WINDOW_S, campus, meter, plant_bus, record
-from tests.faults.readback import query
-from tests.faults.services import must
+from tests.support.readback import query
+from tests.support.serial import SocatPair
+from tests.support.waiting import wait_for
 
 SILENT_AFTER_S = 8.0  # the returning meter stops answering this long after the simulator starts
 SILENT_FOR_S = PLAN.outage_windows * WINDOW_S
@@ -78,7 +78,7 @@ def test_unreliable_silent_and_unplugged_meters_lose_nothing(
             c.advance(2, meters=["serial"])
         # the returning meter goes silent meanwhile, and comes back
         answers = c.answers("simulator")
-        must(
+        wait_for(
             lambda: went_silent_and_returned(answers, "returning"),
             SILENT_AFTER_S + SILENT_FOR_S + 30,
             "the silent meter answers again",

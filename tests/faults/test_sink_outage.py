@@ -10,10 +10,10 @@ from typing import Any
 import psutil
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from tests.conftest import TcpProxy
 from tests.faults.books import Books
 from tests.faults.harness import PLAN, WINDOW_S, campus, record
-from tests.faults.services import must
+from tests.support.net import TcpProxy
+from tests.support.waiting import wait_for
 
 
 @pytest.mark.timeout(PLAN.test_timeout_s)
@@ -34,9 +34,9 @@ def test_postgres_refusing_connections_loses_nothing(
         for _ in range(PLAN.rounds):
             c.run(proxy.cut())  # open connections broken, new ones refused
             c.advance(PLAN.outage_windows)
-            must(lambda: c.overdue_s() > WINDOW_S, 30, "windows wait in the spool")
+            wait_for(lambda: c.overdue_s() > WINDOW_S, 30, "windows wait in the spool")
             c.run(proxy.restore())
-            must(lambda: c.overdue_s() <= 0, 90, "the spool catches up")
+            wait_for(lambda: c.overdue_s() <= 0, 90, "the spool catches up")
             c.advance(2)
         c.settle()
         assert "ERROR campus_energy.bridge: sink postgres" in c.bridge.log_text()
@@ -87,9 +87,9 @@ def test_a_stopped_firestore_emulator_loses_nothing(
             for begin, end in (gone, stop):
                 begin()
                 c.advance(PLAN.outage_windows)
-                must(lambda: c.overdue_s() > WINDOW_S, 30, "windows wait in the spool")
+                wait_for(lambda: c.overdue_s() > WINDOW_S, 30, "windows wait in the spool")
                 end()
-                must(lambda: c.overdue_s() <= 0, 90, "the spool catches up")
+                wait_for(lambda: c.overdue_s() <= 0, 90, "the spool catches up")
                 c.advance(1)
         c.settle()  # (the client retries calls for 20 s: a short outage is not an error)
         books = c.books()

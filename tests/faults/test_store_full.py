@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from tests.faults.books import Books
 from tests.faults.harness import PLAN, campus, record
-from tests.faults.readback import query
-from tests.faults.services import must
+from tests.support.readback import query
+from tests.support.waiting import wait_for
 
 
 @pytest.mark.timeout(PLAN.test_timeout_s)
@@ -31,10 +31,14 @@ def test_a_full_disk_keeps_the_newest_readings_and_the_file_sound(
         room = "INFO campus_energy.logger: store"  # "... (disk full): recovered after ..."
         for n in range(1, PLAN.full_rounds + 1):
             c.run(store.limit_growth(0))  # the disk is full from now on
-            must(lambda n=n: c.records.text().count(full) >= n, 30, "the logger says it is full")
+            wait_for(
+                lambda n=n: c.records.text().count(full) >= n, 30, "the logger says it is full"
+            )
             c.advance(PLAN.outage_windows)  # ... and keeps storing the newest readings
             c.run(store.limit_growth(None))  # room again
-            must(lambda n=n: c.records.text().count(room) >= n, 60, "the logger says it recovered")
+            wait_for(
+                lambda n=n: c.records.text().count(room) >= n, 60, "the logger says it recovered"
+            )
             c.advance(2)
         c.settle()
         books = c.books(evictions=True)

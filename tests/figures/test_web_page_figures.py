@@ -19,9 +19,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from tests.conftest import free_port
 from tests.figures.books import Scenario, local_ms, utc_ms
 from tests.figures.campus import Campus, campus_of, close
+from tests.support.net import free_port
 
 BROWSER_ZONE = "America/New_York"
 SIZES = {"desktop": (1280, 900), "phone": (390, 844)}

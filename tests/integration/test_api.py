@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from tests.integration import api_fixture as fx
+from tests.support import known_windows as fx
 from tests.support.emulator import emulator_environment
+from tests.support.known_windows import write
 from tests.support.stores import emulator_or_skip
 
 from campus_energy.api import create_app
@@ -33,17 +34,6 @@ LEGACY_KEYS = {
     "readings_processed",
     "last_reading_in_range",
 }
-
-
-def write(config: Config, items: list[fx.FixtureWindow]) -> None:
-    async def go() -> None:
-        sink = open_sink(config)
-        try:
-            await sink.merge(fx.deltas(items), fx.NOW_MS)
-        finally:
-            await sink.close()
-
-    asyncio.run(go())
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ also match the schema the API publishes.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,25 +15,17 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
-from tests.integration import api_fixture as fx
+from tests.support import known_windows as fx
 
 from campus_energy.api import create_app
-from campus_energy.backends import open_sink, open_source
+from campus_energy.backends import open_source
 
 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     folder: Path = tmp_path_factory.mktemp("fuzz")
     config = fx.config_for(folder)
-
-    async def fill() -> None:
-        sink = open_sink(config)
-        try:
-            await sink.merge(fx.deltas(fx.windows()), fx.NOW_MS)
-        finally:
-            await sink.close()
-
-    asyncio.run(fill())
+    fx.write(config, fx.windows())
     source = open_source(config)
     app = create_app(config, source=source, clock=lambda: fx.NOW_MS / 1000)
     try:

@@ -7,144 +7,44 @@ there is exactly one document per meter and window.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
-from tests.conftest import TcpProxy, eventually, free_port
-from tests.integration.sinks import Doc, docs_of, rollup_totals
-from tests.integration.test_logger import count, rows
+from tests.support.campus import INTERVAL, METERS, WINDOW_S, balance, bridged_campus
+from tests.support.emulator import emulator_environment
+from tests.support.net import TcpProxy
+from tests.support.processes import campus_energy
+from tests.support.readback import count
+from tests.support.services import serving
+from tests.support.sinks import SinkFor, docs_of, sqlite_sink
+from tests.support.waiting import eventually
 
 from campus_energy.bridge.service import Bridge
-from campus_energy.config import Config, parse_config
 from campus_energy.logger.service import MeterLogger
 from campus_energy.meters.simulator.server import Simulator
-
-WINDOW_S = 2
-INTERVAL = 0.5
-METERS = ("lib-main", "lib-f1", "admin-old")
-
-
-def configure(tmp_path: Path, broker_port: int, sink: dict[str, Any], **bridge: Any) -> Config:
-    bus_port = free_port()
-    profiles = ("eastron-sdm630", "eastron-sdm120", "campus-legacy")
-    data: dict[str, Any] = {
-        "site": {"timezone": "Asia/Kolkata"},
-        "storage": {"path": str(tmp_path / "store.db")},
-        "mqtt": {"port": broker_port},
-        "logger": {"id": "bridge-test"},
-        "bridge": {
-            "window_s": WINDOW_S,
-            "grace_s": 0.5,
-            "spool_path": str(tmp_path / "spool.db"),
-            "client_id": "bridge-a",
-            **sink,
-            **bridge,
-        },
-        "buses": [
-            {
-                "name": "plant",
-                "transport": "tcp",
-                "host": "127.0.0.1",
-                "port": bus_port,
-                "timeout_s": 0.2,
-                "retries": 0,
-            }
-        ],
-        "meters": [
-            {
-                "id": meter,
-                "bus": "plant",
-                "unit": unit,
-                "profile": profile,
-                "building": "B" + str(unit),
-                "interval_s": INTERVAL,
-            }
-            for unit, (meter, profile) in enumerate(zip(METERS, profiles, strict=True), start=1)
-        ],
-    }
-    return parse_config(data)
-
-
-def sink_settings(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
-    if kind == "sqlite":
-        return {"sink": "sqlite", "sqlite": {"path": str(tmp_path / "windows.db")}}
-    if kind == "postgres":
-        dsn, schema = request.getfixturevalue("postgres_dsn")
-        return {"sink": "postgres", "postgres": {"dsn": dsn, "schema": schema}}
-    request.getfixturevalue("firestore_emulator")
-    layout = kind.removeprefix("firestore-")
-    return {
-        "sink": "firestore",
-        "firestore": {"project": "demo-campus", "collection": "windows", "layout": layout},
-    }
-
-
-def balance(config: Config, docs: list[Doc], rollups: bool = True) -> None:
-    """The books: the windows hold exactly the logger's energy and readings, once each,
-    and the sink's hourly and daily rollups hold exactly the windows."""
-    db = config.storage.path
-    sums = rollup_totals(config) if rollups else None
-    assert len({d.id for d in docs}) == len(docs), "a document was written twice"
-    assert len({(d.meter_id, d.window_start_ms) for d in docs}) == len(docs)
-    for meter in config.meters:
-        mine = [d for d in docs if d.meter_id == meter.id]
-        stored = rows(
-            db, "SELECT sum(energy_wh), count(*) FROM readings WHERE meter_id = ?", (meter.id,)
-        )[0]
-        assert stored[1] > 0
-        assert sum(d.total_energy_wh for d in mine) == pytest.approx(stored[0], abs=1e-6)
-        assert sum(d.readings_in_batch for d in mine) == stored[1]
-        assert all(d.window_start_ms % (WINDOW_S * 1000) == 0 for d in mine)
-        assert all(0 <= d.coverage <= 1 for d in mine)
-        if sums is not None:
-            daily, hourly, readings, windows = sums[meter.id]
-            assert daily == pytest.approx(stored[0], abs=1e-6)
-            assert hourly == pytest.approx(stored[0], abs=1e-6)
-            assert (readings, windows) == (stored[1], len(mine))
-    if sums is not None:
-        everything = rows(db, "SELECT sum(energy_wh) FROM readings")[0][0]
-        assert sums[""][0] == pytest.approx(everything, abs=1e-6)  # the campus rollup
-
-
-@contextlib.asynccontextmanager
-async def service(runner: Any) -> AsyncIterator[asyncio.Event]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop))
-    try:
-        yield stop
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-
-
-async def drained(bridge_counters: Any, config: Config) -> bool:
-    return bridge_counters.readings >= count(config.storage.path)
 
 
 @pytest.mark.parametrize(
     "kind", ["sqlite", "postgres", "firestore-per-meter", "firestore-per-window"]
 )
 async def test_windows_balance_with_the_logger_in_every_sink(
-    kind: str, tmp_path: Path, mosquitto: Any, request: pytest.FixtureRequest
+    kind: str, tmp_path: Path, mosquitto: Any, sink_for: SinkFor
 ) -> None:
-    config = configure(tmp_path, mosquitto.port, sink_settings(kind, tmp_path, request))
+    config = bridged_campus(tmp_path, mosquitto.port, sink_for(kind))
     bridge = Bridge(config)
-    async with Simulator(config), service(bridge):
-        await asyncio.wait_for(bridge.subscribed.wait(), 10)
-        async with service(MeterLogger(config)):
+    async with Simulator(config), serving(bridge, "subscribed"):
+        async with serving(MeterLogger(config)):
             await eventually(lambda: bridge.counters.window_writes >= 3 * len(METERS), timeout=30)
         await eventually(lambda: bridge.counters.readings >= count(config.storage.path))
     balance(config, docs_of(config))
@@ -156,7 +56,7 @@ async def test_windows_balance_with_the_logger_in_every_sink(
 async def test_kill_9_of_the_bridge_loses_and_duplicates_nothing(
     tmp_path: Path, mosquitto: Any
 ) -> None:
-    config = configure(tmp_path, mosquitto.port, sink_settings("sqlite", tmp_path, None))  # type: ignore[arg-type]
+    config = bridged_campus(tmp_path, mosquitto.port, sqlite_sink(tmp_path))
     config_file = tmp_path / "bridge.toml"
     config_file.write_text(
         f"""
@@ -177,7 +77,7 @@ path = "{tmp_path / "windows.db"}"
     def start() -> subprocess.Popen[bytes]:
         with log.open("ab") as err:
             return subprocess.Popen(
-                [sys.executable, "-m", "campus_energy", "bridge", "-c", str(config_file)],
+                campus_energy("bridge", "-c", config_file),
                 stdout=subprocess.DEVNULL,
                 stderr=err,
             )
@@ -186,7 +86,7 @@ path = "{tmp_path / "windows.db"}"
     # The broker keeps readings only for a session that exists: subscribe before logging.
     await eventually(lambda: "subscribed to" in log.read_text(), timeout=20)
     try:
-        async with Simulator(config), service(MeterLogger(config)):
+        async with Simulator(config), serving(MeterLogger(config)):
             for _ in range(3):
                 seen = len(docs_of(config))
                 await eventually(lambda seen=seen: len(docs_of(config)) > seen, timeout=20)
@@ -214,11 +114,10 @@ async def test_an_unreachable_sink_loses_nothing(
     kind: str,
     tmp_path: Path,
     mosquitto: Any,
-    request: pytest.FixtureRequest,
-    monkeypatch: pytest.MonkeyPatch,
+    sink_for: SinkFor,
 ) -> None:
-    settings = sink_settings(kind, tmp_path, request)
-    direct = configure(tmp_path, mosquitto.port, settings)  # to read the books afterwards
+    settings = sink_for(kind)
+    direct = bridged_campus(tmp_path, mosquitto.port, settings)  # to read the books afterwards
     if kind == "postgres":
         proxy = TcpProxy("127.0.0.1", 5432)
         settings = {
@@ -230,29 +129,33 @@ async def test_an_unreachable_sink_loses_nothing(
                 ),
             },
         }
+        through_proxy: Any = contextlib.nullcontext()
     else:
-        host, port = request.getfixturevalue("firestore_emulator").split(":")
+        host, port = os.environ["FIRESTORE_EMULATOR_HOST"].split(":")
         proxy = TcpProxy(host, int(port))
-        monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{proxy.port}")
+        through_proxy = emulator_environment(f"127.0.0.1:{proxy.port}")
     await proxy.start()
-    config = configure(tmp_path, mosquitto.port, settings)
+    config = bridged_campus(tmp_path, mosquitto.port, settings)
     bridge = Bridge(config)
     try:
-        async with Simulator(config), service(bridge):
-            async with service(MeterLogger(config)):
-                await eventually(lambda: bridge.counters.window_writes >= len(METERS), timeout=30)
-                await proxy.cut()
-                await eventually(lambda: bridge.sink_outage.down, timeout=30)
-                written = bridge.counters.window_writes
-                await eventually(lambda: count(config.storage.path) >= 30)
-                assert await bridge.spool.pending() > 0  # windows wait in the spool
-                await proxy.restore()
-                await eventually(lambda: bridge.counters.window_writes > written + 3, timeout=60)
-            await eventually(lambda: bridge.counters.readings >= count(config.storage.path))
+        with through_proxy:
+            async with Simulator(config), serving(bridge):
+                async with serving(MeterLogger(config)):
+                    await eventually(
+                        lambda: bridge.counters.window_writes >= len(METERS), timeout=30
+                    )
+                    await proxy.cut()
+                    await eventually(lambda: bridge.sink_outage.down, timeout=30)
+                    written = bridge.counters.window_writes
+                    await eventually(lambda: count(config.storage.path) >= 30)
+                    assert await bridge.spool.pending() > 0  # windows wait in the spool
+                    await proxy.restore()
+                    await eventually(
+                        lambda: bridge.counters.window_writes > written + 3, timeout=60
+                    )
+                await eventually(lambda: bridge.counters.readings >= count(config.storage.path))
     finally:
         await proxy.close()
-    if kind != "postgres":
-        monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"{host}:{port}")
     balance(direct, docs_of(direct))
 
 
@@ -290,13 +193,12 @@ MALFORMED = [
 async def test_malformed_payloads_are_dead_lettered_while_good_ones_flow(
     tmp_path: Path, mosquitto: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = configure(tmp_path, mosquitto.port, sink_settings("sqlite", tmp_path, None))  # type: ignore[arg-type]
+    config = bridged_campus(tmp_path, mosquitto.port, sqlite_sink(tmp_path))
     bridge = Bridge(config)
     with caplog.at_level(logging.WARNING, logger="campus_energy.bridge"):
-        async with Simulator(config), service(bridge):
-            await asyncio.wait_for(bridge.subscribed.wait(), 10)
+        async with Simulator(config), serving(bridge, "subscribed"):
             async with (
-                service(MeterLogger(config)),
+                serving(MeterLogger(config)),
                 aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="vandal") as vandal,
             ):
                 for i in range(1000):
@@ -326,11 +228,11 @@ async def test_malformed_payloads_are_dead_lettered_while_good_ones_flow(
 
 
 async def test_two_bridges_on_a_shared_subscription_write_each_window_once(
-    tmp_path: Path, mosquitto: Any, request: pytest.FixtureRequest
+    tmp_path: Path, mosquitto: Any, sink_for: SinkFor
 ) -> None:
-    settings = sink_settings("postgres", tmp_path, request)
-    first = configure(tmp_path, mosquitto.port, settings, shared_group="bridges")
-    second = configure(
+    settings = sink_for("postgres")
+    first = bridged_campus(tmp_path, mosquitto.port, settings, shared_group="bridges")
+    second = bridged_campus(
         tmp_path / "b",
         mosquitto.port,
         settings,
@@ -339,10 +241,8 @@ async def test_two_bridges_on_a_shared_subscription_write_each_window_once(
         spool_path=str(tmp_path / "spool-b.db"),
     )
     a, b = Bridge(first), Bridge(second)
-    async with Simulator(first), service(a), service(b):
-        await asyncio.wait_for(a.subscribed.wait(), 10)
-        await asyncio.wait_for(b.subscribed.wait(), 10)
-        async with service(MeterLogger(first)):
+    async with Simulator(first), serving(a, "subscribed"), serving(b, "subscribed"):
+        async with serving(MeterLogger(first)):
             await eventually(lambda: count(first.storage.path) >= 60, timeout=30)
         total = count(first.storage.path)
         await eventually(lambda: a.counters.readings + b.counters.readings >= total)

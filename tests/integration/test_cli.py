@@ -7,7 +7,6 @@ import os
 import pty
 import re
 import selectors
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -16,103 +15,56 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import free_port, require_program
+from tests.support.config import config_data, meter_at, tcp_bus, write_toml
+from tests.support.mqtt import require_mosquitto
+from tests.support.net import free_port
+from tests.support.processes import campus_energy, run_cli
+from tests.support.services import serving_process
 
 from campus_energy.cli import build_parser
 
 COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
 
 
-def run(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "campus_energy", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-    )
-
-
-def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 20) -> str:
-    """What `process` printed up to the first line containing `text` (unbuffered reads)."""
-    assert process.stdout is not None
-    fd = process.stdout.fileno()
-    seen = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while text.encode() not in seen or not seen.endswith(b"\n"):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not selector.select(remaining):
-                raise AssertionError(f"no {text!r} within {timeout} s; got {seen!r}")
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                raise AssertionError(f"process ended before {text!r}; got {seen!r}")
-            seen += chunk
-    return seen.decode()
-
-
 def write_config(folder: Path, port: int, unit: int = 0) -> Path:
-    path = folder / "campus-energy.toml"
-    path.write_text(
-        f"""
-[site]
-timezone = "Europe/London"
-
-[[buses]]
-name = "plant"
-transport = "tcp"
-host = "127.0.0.1"
-port = {port}
-timeout_s = 0.3
-
-[[meters]]
-id = "boiler-house"
-bus = "plant"
-unit = {unit or 1}
-profile = "eastron-sdm630"
-building = "Plant"
-
-[[meters]]
-id = "old-meter"
-bus = "plant"
-unit = 2
-profile = "campus-legacy"
-building = "Admin"
-""",
-        encoding="utf-8",
+    return write_toml(
+        folder / "campus-energy.toml",
+        config_data(
+            [tcp_bus(port=port, timeout_s=0.3)],
+            [
+                meter_at("boiler-house", "plant", unit or 1, "eastron-sdm630", building="Plant"),
+                meter_at("old-meter", "plant", 2, "campus-legacy", building="Admin"),
+            ],
+            site={"timezone": "Europe/London"},
+        ),
     )
-    return path
 
 
 @pytest.fixture
 def simulated(tmp_path: Path) -> Iterator[Path]:
     """A config file and a `campus-energy simulate` process serving its meters."""
     config = write_config(tmp_path, free_port())
-    process = subprocess.Popen(
-        [sys.executable, "-m", "campus_energy", "simulate", "-c", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for_line(process, "simulator ready")
+    with serving_process(
+        campus_energy("simulate", "-c", config),
+        tmp_path / "simulate.log",
+        ready=lambda: "simulator ready" in (tmp_path / "simulate.log").read_text(),
+        ready_timeout=20,
+        stop_timeout=10,
+    ):
         yield config
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
-        assert process.stderr is not None
-        assert "Traceback" not in process.stderr.read()
-        process.stdout.close()  # type: ignore[union-attr]
-        process.stderr.close()
+
+
+def test_the_installed_script_runs_the_same_command_line() -> None:
+    """The `campus-energy` entry point (the other tests run `python -m campus_energy`)."""
+    script = Path(sys.executable).with_name("campus-energy")
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == run_cli("--version").stdout != ""
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command: str) -> None:
-    result = run(command, "--help")
+    result = run_cli(command, "--help")
     assert result.returncode == 0
     assert "usage: campus-energy" in result.stdout
 
@@ -120,7 +72,7 @@ def test_every_command_has_help(command: str) -> None:
 def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     config = write_config(tmp_path, 502)
     config.write_text(config.read_text().replace("unit = 2", "unit = 0"))
-    result = run("read", "--all", "-c", str(config))
+    result = run_cli("read", "--all", "-c", str(config))
     assert result.returncode == 2
     assert 'meters[1] (id "old-meter").unit: must be between 1 and 247, got 0' in result.stderr
     assert "Traceback" not in result.stderr
@@ -128,24 +80,24 @@ def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
 
 def test_an_env_override_error_exits_2(tmp_path: Path) -> None:
     config = write_config(tmp_path, 502)
-    result = run("read", "--all", "-c", str(config), env={"CAMPUS_ENERGY__MQTT__PORT": "many"})
+    result = run_cli("read", "--all", "-c", str(config), env={"CAMPUS_ENERGY__MQTT__PORT": "many"})
     assert result.returncode == 2
     assert "mqtt.port: must be an integer, got 'many'" in result.stderr
 
 
 def test_init_writes_a_valid_sample_and_refuses_to_overwrite(tmp_path: Path) -> None:
     target = tmp_path / "etc" / "campus-energy.toml"
-    assert run("init", "-c", str(target)).returncode == 0
+    assert run_cli("init", "-c", str(target)).returncode == 0
     assert "[[meters]]" in target.read_text()
-    again = run("init", "-c", str(target))
+    again = run_cli("init", "-c", str(target))
     assert again.returncode == 2
     assert "--force" in again.stderr
-    assert run("init", "-c", str(target), "--force").returncode == 0
-    assert run("profiles", "-c", str(target)).returncode == 0  # the sample validates
+    assert run_cli("init", "-c", str(target), "--force").returncode == 0
+    assert run_cli("profiles", "-c", str(target)).returncode == 0  # the sample validates
 
 
 def test_profiles_lists_and_shows(tmp_path: Path) -> None:
-    listing = run("profiles", cwd=tmp_path)
+    listing = run_cli("profiles", cwd=tmp_path)
     assert listing.returncode == 0
     for name in (
         "eastron-sdm120",
@@ -155,13 +107,13 @@ def test_profiles_lists_and_shows(tmp_path: Path) -> None:
         "campus-legacy",
     ):
         assert name in listing.stdout
-    shown = run("profiles", "show", "eastron-sdm630", cwd=tmp_path)
+    shown = run_cli("profiles", "show", "eastron-sdm630", cwd=tmp_path)
     assert "power_w" in shown.stdout and "52 (0x0034)" in shown.stdout
-    assert run("profiles", "show", "nope", cwd=tmp_path).returncode == 2
+    assert run_cli("profiles", "show", "nope", cwd=tmp_path).returncode == 2
 
 
 def test_profiles_show_without_a_name_says_so_and_lists_the_profiles(tmp_path: Path) -> None:
-    result = run("profiles", "show", cwd=tmp_path)
+    result = run_cli("profiles", "show", cwd=tmp_path)
     assert result.returncode == 2
     assert "None" not in result.stderr
     assert "profiles show needs a profile name (known: campus-legacy, eastron-sdm120" in (
@@ -170,17 +122,17 @@ def test_profiles_show_without_a_name_says_so_and_lists_the_profiles(tmp_path: P
 
 
 def test_profiles_list_with_a_name_points_to_show(tmp_path: Path) -> None:
-    result = run("profiles", "list", "eastron-sdm120", cwd=tmp_path)
+    result = run_cli("profiles", "list", "eastron-sdm120", cwd=tmp_path)
     assert result.returncode == 2
     assert "to see one: profiles show eastron-sdm120" in result.stderr
     assert result.stdout == ""
 
 
 def test_a_misspelled_profile_gets_a_suggestion(tmp_path: Path) -> None:
-    result = run("profiles", "show", "eastorn-sdm120", cwd=tmp_path)
+    result = run_cli("profiles", "show", "eastorn-sdm120", cwd=tmp_path)
     assert result.returncode == 2
     assert 'unknown profile "eastorn-sdm120" — did you mean "eastron-sdm120"?' in result.stderr
-    far = run("profiles", "show", "zzz", cwd=tmp_path)
+    far = run_cli("profiles", "show", "zzz", cwd=tmp_path)
     assert far.returncode == 2
     assert 'unknown profile "zzz" (known: campus-legacy, ' in far.stderr
 
@@ -188,7 +140,7 @@ def test_a_misspelled_profile_gets_a_suggestion(tmp_path: Path) -> None:
 def test_a_misspelled_profile_in_the_config_names_the_meter_and_suggests(tmp_path: Path) -> None:
     config = write_config(tmp_path, 502)
     config.write_text(config.read_text().replace('"campus-legacy"', '"campus-legasy"'))
-    result = run("read", "--all", "-c", str(config))
+    result = run_cli("read", "--all", "-c", str(config))
     assert result.returncode == 2
     assert (
         'configuration error: meters[1] (id "old-meter").profile: unknown profile '
@@ -206,7 +158,7 @@ def test_profiles_uses_the_config_named_by_the_environment(tmp_path: Path) -> No
     config.write_text('profiles_dir = "mine"\n')
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    result = run("profiles", cwd=elsewhere, env={"CAMPUS_ENERGY_CONFIG": str(config)})
+    result = run_cli("profiles", cwd=elsewhere, env={"CAMPUS_ENERGY_CONFIG": str(config)})
     assert result.returncode == 0, result.stderr
     assert "site-meter" in result.stdout
 
@@ -224,7 +176,7 @@ def test_init_where_no_file_can_be_written_exits_2_without_a_traceback(
     (tmp_path / "folder").mkdir()
     (tmp_path / "a-file").write_text("")
     target = tmp_path / "folder" if where == "folder" else tmp_path / "a-file" / "c.toml"
-    result = run("init", "--force", "-c", str(target))
+    result = run_cli("init", "--force", "-c", str(target))
     assert result.returncode == 2
     assert f"{target} {message}" in result.stderr or f"{message} {target}" in result.stderr
     assert "Traceback" not in result.stderr
@@ -232,7 +184,7 @@ def test_init_where_no_file_can_be_written_exits_2_without_a_traceback(
 
 @pytest.mark.parametrize("command", ["read", "doctor", "profiles"])
 def test_a_folder_given_as_the_config_exits_2_naming_it(tmp_path: Path, command: str) -> None:
-    result = run(command, "-c", str(tmp_path))
+    result = run_cli(command, "-c", str(tmp_path))
     assert result.returncode == 2
     assert f"{tmp_path} is a folder: name the configuration file itself" in (
         result.stdout + result.stderr
@@ -241,7 +193,7 @@ def test_a_folder_given_as_the_config_exits_2_naming_it(tmp_path: Path, command:
 
 
 def test_read_json_prints_one_object_per_meter(simulated: Path) -> None:
-    result = run("read", "--all", "--json", "-c", str(simulated))
+    result = run_cli("read", "--all", "--json", "-c", str(simulated))
     assert result.returncode == 0, result.stderr
     objects = [json.loads(line) for line in result.stdout.splitlines()]
     assert [o["meter_id"] for o in objects] == ["boiler-house", "old-meter"]
@@ -253,7 +205,7 @@ def test_read_json_prints_one_object_per_meter(simulated: Path) -> None:
 
 
 def test_read_one_meter_verbose_shows_the_requests(simulated: Path) -> None:
-    result = run("read", "old-meter", "-v", "-c", str(simulated))
+    result = run_cli("read", "old-meter", "-v", "-c", str(simulated))
     assert result.returncode == 0, result.stderr
     assert "frequency_hz" in result.stdout and " Hz" in result.stdout
     assert "plan for old-meter: FC03" in result.stderr
@@ -262,23 +214,23 @@ def test_read_one_meter_verbose_shows_the_requests(simulated: Path) -> None:
 
 def test_read_unknown_meter_exits_2(tmp_path: Path) -> None:
     config = write_config(tmp_path, 502)
-    result = run("read", "nope", "-c", str(config))
+    result = run_cli("read", "nope", "-c", str(config))
     assert result.returncode == 2
     assert 'unknown meter "nope" (meters: boiler-house, old-meter)' in result.stderr
-    result = run("read", "old-meterr", "-c", str(config))
+    result = run_cli("read", "old-meterr", "-c", str(config))
     assert result.returncode == 2
     assert 'unknown meter "old-meterr" — did you mean "old-meter"?' in result.stderr
 
 
 def test_scan_of_a_misspelled_bus_exits_2_with_a_suggestion(tmp_path: Path) -> None:
-    result = run("scan", "palnt", "-c", str(write_config(tmp_path, 502)))
+    result = run_cli("scan", "palnt", "-c", str(write_config(tmp_path, 502)))
     assert result.returncode == 2
     assert 'unknown bus "palnt" — did you mean "plant"?' in result.stderr
 
 
 def test_read_without_a_device_exits_1_naming_the_bus(tmp_path: Path) -> None:
     config = write_config(tmp_path, free_port())
-    result = run("read", "boiler-house", "-c", str(config))
+    result = run_cli("read", "boiler-house", "-c", str(config))
     assert result.returncode == 1
     assert "bus 'plant'" in result.stdout
 
@@ -289,7 +241,7 @@ SCAN_SUMMARY = re.compile(
 
 
 def test_scan_finds_the_devices_that_answer(simulated: Path) -> None:
-    result = run("scan", "plant", "--units", "1-4", "--timeout", "0.2", "-c", str(simulated))
+    result = run_cli("scan", "plant", "--units", "1-4", "--timeout", "0.2", "-c", str(simulated))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert [line.split(" (")[0] for line in lines] == ["unit 1: answers", "unit 2: answers"]
@@ -299,7 +251,7 @@ def test_scan_finds_the_devices_that_answer(simulated: Path) -> None:
 
 
 def test_scan_on_a_terminal_shows_its_progress_on_one_line(simulated: Path) -> None:
-    command = [sys.executable, "-m", "campus_energy", "scan", "plant", "-c", str(simulated)]
+    command = campus_energy("scan", "plant", "-c", simulated)
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
         [*command, "--units", "1-4", "--timeout", "0.2"],
@@ -339,17 +291,14 @@ def test_scan_on_a_terminal_shows_its_progress_on_one_line(simulated: Path) -> N
 @pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
 def test_demo_shows_readings_flowing(tmp_path: Path, broker: str) -> None:
     if broker == "mosquitto":
-        from campus_energy.demo.mosquitto import mosquitto_executable
-
-        if mosquitto_executable() is None:
-            require_program("mosquitto")
+        require_mosquitto()
     env = {
         "CAMPUS_ENERGY__BUSES__0__PORT": str(free_port()),
         "CAMPUS_ENERGY__BUSES__1__PORT": str(free_port()),
         "CAMPUS_ENERGY__MQTT__PORT": str(free_port()),
     }
     folder = tmp_path / "demo"
-    result = run("demo", "--rounds", "2", "--broker", broker, "--dir", str(folder), env=env)
+    result = run_cli("demo", "--rounds", "2", "--broker", broker, "--dir", str(folder), env=env)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     last = result.stdout.split("Campus Energy demo")[-1]
@@ -400,7 +349,7 @@ def test_a_folder_where_a_file_belongs_is_named_plainly(
     folder.mkdir()
     (tmp_path / "old.db").write_bytes(b"")
     filled = [a.format(folder=folder, file=tmp_path / "old.db") for a in args]
-    result = run(*filled, cwd=tmp_path)
+    result = run_cli(*filled, cwd=tmp_path)
     assert result.returncode == code, result.stderr
     assert message in result.stderr
     assert "Errno" not in result.stderr and "Traceback" not in result.stderr

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
-import json
-import signal
-import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -20,15 +16,19 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pyarrow as pa
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
-from tests.conftest import free_port, wait_for
+from tests.support.config import write_toml
+from tests.support.http import streamlit_health
+from tests.support.net import free_port
+from tests.support.processes import campus_energy
+from tests.support.services import serving_process
 
 from campus_energy.core.energy import UWH_PER_WH
 from campus_energy.core.readings import Reading
 from campus_energy.dashboard.store_queries import register_step_wh
 from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore
 
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
 APP = str(importlib.resources.files("campus_energy.dashboard").joinpath("app.py"))
 ZONE = ZoneInfo("Asia/Kolkata")
 STEP_MS = 60_000
@@ -117,22 +117,11 @@ def campus(tmp_path: Path) -> Campus:
     return Campus(store, readings, gap, reject)
 
 
-@pytest.fixture(autouse=True)
-def fresh_streamlit_caches() -> Iterator[None]:
-    yield
-    st.cache_data.clear()  # logs "No runtime found": harmless outside `streamlit run`
-    st.cache_resource.clear()
-
-
-def write_config(folder: Path, store: Path, extra: str = "") -> Path:
-    """A config file naming `store`; `extra` goes after the [site] keys."""
-    config = folder / "campus-energy.toml"
-    config.write_text(
-        f'[site]\nname = "Test campus"\ntimezone = "Asia/Kolkata"\n{extra}\n'
-        f"[storage]\npath = {json.dumps(str(store))}\n",
-        encoding="utf-8",
-    )
-    return config
+def write_config(folder: Path, store: Path, **sections: Any) -> Path:
+    """A config file naming `store`; `sections` adds tables (`site` adds to the site's keys)."""
+    site = {"name": "Test campus", "timezone": "Asia/Kolkata", **sections.pop("site", {})}
+    data = {"site": site, **sections, "storage": {"path": store}}
+    return write_toml(folder / "campus-energy.toml", data)
 
 
 Run = Callable[..., AppTest]
@@ -140,10 +129,10 @@ Run = Callable[..., AppTest]
 
 @pytest.fixture
 def run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Run:
-    """run(store, extra=""): the dashboard run once, its configuration named by the environment."""
+    """run(store, **sections): the dashboard run once, its config named by the environment."""
 
-    def go(store: Path, extra: str = "") -> AppTest:
-        monkeypatch.setenv("CAMPUS_ENERGY_CONFIG", str(write_config(tmp_path, store, extra)))
+    def go(store: Path, **sections: Any) -> AppTest:
+        monkeypatch.setenv("CAMPUS_ENERGY_CONFIG", str(write_config(tmp_path, store, **sections)))
         monkeypatch.setattr(sys, "argv", [APP])  # not pytest's: its -c names another file
         return AppTest.from_file(APP, default_timeout=60).run()
 
@@ -306,40 +295,22 @@ def test_a_missing_store_is_named_in_a_warning(tmp_path: Path, run: Run) -> None
 
 
 def test_a_bad_config_key_is_a_configuration_problem(tmp_path: Path, run: Run) -> None:
-    at = run(tmp_path / "store.db", 'colour = "blue"')
+    at = run(tmp_path / "store.db", site={"colour": "blue"})
     assert not at.exception
     assert [e.value for e in at.error] == ["Configuration problem: site.colour: unknown key"]
 
 
-def health(port: int) -> str:
-    try:
-        url = f"http://127.0.0.1:{port}/_stcore/health"
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return str(response.read().decode())
-    except OSError:
-        return ""
-
-
 def test_the_dashboard_command_serves_until_terminated(tmp_path: Path, campus: Campus) -> None:
     port = free_port()
-    config = write_config(tmp_path, campus.store, f"[dashboard]\nport = {port}")
-    log = tmp_path / "dashboard.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "campus_energy", "dashboard", "-c", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(lambda: process.poll() is not None or health(port) == "ok", timeout=60)
-        assert process.poll() is None, log.read_text()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=30)
-    output = log.read_text()
-    assert code == 0, output
-    assert "Traceback" not in output
-    assert health(port) == ""  # nothing answers any more; the leak check finds no child
+    config = write_config(tmp_path, campus.store, dashboard={"port": port})
+    with serving_process(
+        campus_energy("dashboard", "-c", config),
+        tmp_path / "dashboard.log",
+        ready=lambda: streamlit_health(port) == "ok",
+        ready_timeout=60,
+    ):
+        pass  # it serves; on leaving it gets SIGTERM and must exit 0, no traceback
+    assert streamlit_health(port) == ""  # nothing answers any more; the leak check finds no child
 
 
 def test_hours_and_days_still_under_way_do_not_lower_the_averages(at: AppTest) -> None:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import free_port, require_program, wait_for
 from tests.support import CHROMIUM_ARGS
+from tests.support.net import free_port
+from tests.support.processes import campus_energy, require_program
+from tests.support.services import serving_process
 
 from campus_energy.backends.sqlite.sink import SqliteSink
 from campus_energy.core.windows import Contribution, WindowDelta
@@ -81,20 +80,14 @@ refresh_s = 5
 cache_s = 0
 """
     )
-    log = tmp_path / "api.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "campus_energy", "api", "-c", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(lambda: port_open("127.0.0.1", port), timeout=20)
+    with serving_process(
+        campus_energy("api", "-c", config),
+        tmp_path / "api.log",
+        ready=lambda: port_open("127.0.0.1", port),
+        ready_timeout=20,
+        stop_timeout=20,
+    ):
         yield f"http://127.0.0.1:{port}", db
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
-        assert "Traceback" not in log.read_text()
 
 
 def test_the_dashboard_shows_the_data_and_refreshes(

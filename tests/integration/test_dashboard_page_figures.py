@@ -18,9 +18,7 @@ import contextlib
 import itertools
 import math
 import re
-import signal
 import sqlite3
-import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,8 +30,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from tests.conftest import free_port, wait_for
-from tests.support import SHARED_PROCESSES
+from tests.support.net import free_port
+from tests.support.services import serving_process
 
 from campus_energy.backends.sqlite.sink import SqliteSink
 from campus_energy.core.windows import Contribution, WindowDelta
@@ -245,23 +243,15 @@ def serve(name: str, folder: Path) -> Iterator[Served]:
     )
     launcher = folder / "fixed_clock.py"
     launcher.write_text(LAUNCHER)
-    log = folder / "api.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(launcher), str(config), str(store.now_ms / 1000)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    SHARED_PROCESSES.add(process.pid)
-    try:
-        wait_for(lambda: port_open("127.0.0.1", port) or process.poll() is not None, timeout=20)
-        assert process.poll() is None, log.read_text()
+    with serving_process(
+        [sys.executable, launcher, config, str(store.now_ms / 1000)],
+        folder / "api.log",
+        ready=lambda: port_open("127.0.0.1", port),
+        ready_timeout=20,
+        stop_timeout=20,
+        shared=True,
+    ):
         yield Served(name, store, Books(store, db), f"http://127.0.0.1:{port}")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
-        SHARED_PROCESSES.discard(process.pid)
-        assert "Traceback" not in log.read_text(), log.read_text()
 
 
 def open_page(browser: Any, served: Served, size: str) -> Any:

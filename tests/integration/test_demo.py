@@ -6,47 +6,29 @@ minute, and Ctrl-C stops every process the demo started.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-from tests.conftest import free_port, require_program, wait_for
-
-from campus_energy.demo.mosquitto import mosquitto_executable
+from tests.support.http import get_json, status
+from tests.support.mqtt import require_mosquitto
+from tests.support.net import free_port
+from tests.support.processes import campus_energy
+from tests.support.services import serving_process
+from tests.support.waiting import wait_for
 
 FIRST_MINUTE_S = 60.0
-
-
-def get_json(url: str) -> Any:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return json.loads(response.read())
-    except (OSError, ValueError):
-        return None
-
-
-def status(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return int(response.status)
-    except OSError:
-        return None
 
 
 def test_the_fast_demo_shows_the_campus_within_a_minute_and_stops_cleanly(
     tmp_path: Path,
 ) -> None:
-    if mosquitto_executable() is None:
-        require_program("mosquitto")
+    require_mosquitto()
     api, dashboard = free_port(), free_port()
     env = {
         **os.environ,
@@ -58,13 +40,12 @@ def test_the_fast_demo_shows_the_campus_within_a_minute_and_stops_cleanly(
     }
     folder = tmp_path / "demo"
     output = tmp_path / "demo.out"
-    command = [sys.executable, "-m", "campus_energy", "demo", "--fast", "--with-dashboard"]
-    with output.open("wb") as out:
-        demo = subprocess.Popen(
-            [*command, "--dir", str(folder)], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
+    command = campus_energy("demo", "--fast", "--with-dashboard", "--dir", folder)
     started = time.monotonic()
-    try:
+    # stopped as Ctrl-C stops it
+    with serving_process(
+        command, output, env=env, stop_signal=signal.SIGINT, stop_timeout=60
+    ) as demo:
         summary_url = f"http://127.0.0.1:{api}/api/summary"
 
         def campus_shown() -> Any:
@@ -88,10 +69,6 @@ def test_the_fast_demo_shows_the_campus_within_a_minute_and_stops_cleanly(
         assert f"http://127.0.0.1:{api}/" in text and f"http://127.0.0.1:{dashboard}/" in text
         children = psutil.Process(demo.pid).children(recursive=True)
         assert len(children) >= 3  # Mosquitto, Gunicorn (arbiter and worker), Streamlit
-    finally:
-        demo.send_signal(signal.SIGINT)  # what Ctrl-C does
-        code = demo.wait(60)
-    assert code == 0, output.read_text()[-3000:]
     text = output.read_text()
     assert "demo stopped" in text and "Traceback" not in text
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]

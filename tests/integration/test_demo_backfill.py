@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from tests.conftest import make_config
+from tests.support.config import make_config
 
 from campus_energy.config import Config
 from campus_energy.demo.backfill import backfill, history_start, poll_times

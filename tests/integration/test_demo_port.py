@@ -6,34 +6,23 @@ the demo moves to a free port, says so, and prints the URL it really serves.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
-import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from tests.conftest import free_port, require_program, wait_for
-
-from campus_energy.demo.mosquitto import mosquitto_executable
-
-
-def get_json(url: str) -> Any:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return json.loads(response.read())
-    except (OSError, ValueError):
-        return None
+from tests.support.http import get_json
+from tests.support.mqtt import require_mosquitto
+from tests.support.net import free_port
+from tests.support.processes import campus_energy
+from tests.support.services import serving_process
+from tests.support.waiting import wait_for
 
 
 def test_a_taken_port_moves_the_dashboard_to_a_free_one_it_prints(tmp_path: Path) -> None:
-    if mosquitto_executable() is None:
-        require_program("mosquitto")
+    require_mosquitto()
     env = {
         **os.environ,
         "CAMPUS_ENERGY__BUSES__0__PORT": str(free_port()),
@@ -45,11 +34,9 @@ def test_a_taken_port_moves_the_dashboard_to_a_free_one_it_prints(tmp_path: Path
         other_program.bind(("127.0.0.1", 0))
         other_program.listen()
         busy = other_program.getsockname()[1]
-        command = [sys.executable, "-m", "campus_energy", "demo", "--fast", "--dir", str(folder)]
+        command = campus_energy("demo", "--fast", "--dir", folder)
         command += ["--port", str(busy), "--backfill-days", "1"]
-        with output.open("wb") as out:
-            demo = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-        try:
+        with serving_process(command, output, env=env, stop_signal=signal.SIGINT, stop_timeout=60):
 
             def moved() -> int | None:
                 for line in output.read_text().splitlines():
@@ -66,11 +53,6 @@ def test_a_taken_port_moves_the_dashboard_to_a_free_one_it_prints(tmp_path: Path
             assert f"http://127.0.0.1:{port}/" in shown
             assert f"http://127.0.0.1:{busy}/" not in shown
             assert "history: " in shown and " readings and " in shown
-        finally:
-            demo.send_signal(signal.SIGINT)
-            code = demo.wait(60)
-    assert code == 0, output.read_text()[-3000:]
-    assert "Traceback" not in output.read_text()
     home = folder / "fast"
     with sqlite3.connect(home / "windows.db") as windows:
         spans = windows.execute("SELECT window_start, window_end FROM window_aggregates").fetchall()

@@ -18,7 +18,6 @@ import socket
 import sqlite3
 import stat
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,7 +28,10 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
-from tests.conftest import SocatPair, free_port, require_program, wait_for
+from tests.support.net import free_port
+from tests.support.processes import require_program, run_cli
+from tests.support.serial import SocatPair
+from tests.support.services import serving_process
 
 from campus_energy import cli
 from campus_energy.backends.sqlite.sink import SqliteSink
@@ -89,12 +91,7 @@ def doctor_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, di
 
 
 def doctor_process(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "campus_energy", "doctor", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_cli("doctor", *args, timeout=timeout)
 
 
 def lines_of(out: str) -> dict[str, tuple[str, str, str | None]]:
@@ -292,16 +289,14 @@ def broker_with_passwords(tmp_path: Path) -> Iterator[int]:
         f"user {getpass.getuser()}\n",
         encoding="utf-8",
     )
-    process = subprocess.Popen(
-        [executable, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_for(lambda: port_open("127.0.0.1", port) or process.poll() is not None)
-        assert process.poll() is None, "mosquitto did not start"
+    with serving_process(
+        [executable, "-c", conf],
+        folder / "mosquitto.log",
+        ready=lambda: port_open("127.0.0.1", port),
+        ready_timeout=10,
+        stop_timeout=10,
+    ):
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.mark.parametrize("password", ["wrong-staple-9876", None])

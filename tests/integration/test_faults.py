@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import SocatPair, free_port, make_config
+from tests.support.config import make_config
+from tests.support.net import free_port
+from tests.support.serial import SocatPair
+from tests.support.waiting import eventually
 
 from campus_energy.config import Config, SimulationConfig
 from campus_energy.core.planner import ReadRequest
@@ -154,14 +156,21 @@ async def test_a_closed_port_is_a_connection_error_and_back_off_fails_fast() -> 
 
 async def read_until_ok(bus: ModbusBus, unit: int, deadline_s: float) -> list[int]:
     """Poll like the logger does (once per attempt) until a read succeeds."""
-    deadline = time.monotonic() + deadline_s
-    while True:
+    failures: list[ModbusError] = []
+
+    async def attempt() -> list[int] | None:
         try:
             return await bus.read(unit, VOLTAGE, retries=0)
-        except ModbusError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
+        except ModbusError as exc:
+            failures.append(exc)
+            return None
+
+    try:
+        return await eventually(attempt, deadline_s, f"a read of unit {unit} succeeds")
+    except AssertionError:
+        if failures:
+            raise failures[-1] from None  # the last failure, as the logger would see it
+        raise
 
 
 async def test_a_gateway_that_restarts_is_reconnected() -> None:

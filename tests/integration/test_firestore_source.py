@@ -20,7 +20,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from tests.conftest import TcpProxy, eventually, free_port
+from tests.support.clock import FakeClock
+from tests.support.net import TcpProxy, free_port
+from tests.support.waiting import eventually
 
 from campus_energy.backends.base import Grain
 from campus_energy.backends.firestore import source as module
@@ -113,17 +115,6 @@ def late_deltas(deltas: list[WindowDelta], seqs: Seqs) -> list[WindowDelta]:
         if d.window_start_ms in (midnight - WINDOW_MS, midnight, midnight + 6 * WINDOW_MS)
     ]
     return [window_delta(d.meter_id, d.window_start_ms, rng, seqs, 2) for d in chosen]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def tick(self, seconds: float = CACHE_S) -> None:
-        self.now += seconds
 
 
 def config_for(layout: str) -> FirestoreSinkConfig:
@@ -225,7 +216,7 @@ async def test_the_firestore_source_answers_as_the_sqlite_source_and_reads_each_
     deltas, seqs = fixture_deltas()
     await write(tmp_path, [layout], deltas, WRITTEN_MS)
     documents = len(deltas) if layout == "per-meter" else len({d.window_start_ms for d in deltas})
-    clock = FakeClock()
+    clock = FakeClock(step=CACHE_S)
     fs = FirestoreSource(config_for(layout), ZONE, CACHE_S, clock=clock)
     try:
         assert_same_answers(fs, sqlite_source)
@@ -292,7 +283,7 @@ async def test_a_flush_split_across_transactions_is_read_whole(
     first = [d for d in deltas if d.meter_id != "lib-main"]
     second = [d for d in deltas if d.meter_id == "lib-main"]
     now_ms = round(time.time() * 1000)  # a flush of just now: not settled yet
-    clock = FakeClock()
+    clock = FakeClock(step=CACHE_S)
     fs = FirestoreSource(config_for(layout), ZONE, CACHE_S, clock=clock)
     windows = len({d.window_start_ms for d in deltas})
     try:
@@ -333,7 +324,7 @@ async def test_a_rewrite_older_than_the_windows_kept_reloads_instead_of_double_c
         for m in METERS
     ]
     await write(tmp_path, ["per-meter"], deltas, WRITTEN_MS)
-    clock = FakeClock()
+    clock = FakeClock(step=CACHE_S)
     fs = FirestoreSource(config_for("per-meter"), ZONE, CACHE_S, clock=clock)
     try:
         assert fs.buckets("window", 0, recent, None) == []  # older than the 40 days kept
@@ -367,7 +358,7 @@ async def test_an_outage_serves_the_last_index_and_a_fresh_source_fails(
     host, port = firestore_emulator.split(":")
     proxy = TcpProxy(host, int(port))
     await proxy.start()
-    clock = FakeClock()
+    clock = FakeClock(step=CACHE_S)
     try:
         monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{proxy.port}")
         fs = FirestoreSource(config_for("per-window"), ZONE, CACHE_S, clock=clock)

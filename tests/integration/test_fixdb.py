@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import eventually, free_port
+from tests.support.config import config_data, meter_at, tcp_bus, write_toml
+from tests.support.net import free_port
+from tests.support.processes import campus_energy, run_cli
+from tests.support.services import serving_process
+from tests.support.waiting import eventually
 
 from campus_energy.cli import main
 from campus_energy.config import load_config
@@ -33,46 +34,21 @@ METERS = ("ece-f1-001", "mech-f2-001")
 COUNT = 300
 PUBLISHED = 200  # readings up to this seq were acknowledged by the broker
 IST = 19_800_000  # Asia/Kolkata's UTC offset, ms
-CLI = Path(sys.executable).with_name("campus-energy")
-
-
-def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(CLI), *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def write_config(folder: Path, bus_port: int = 5020, interval_s: float = 5) -> Path:
-    path = folder / "campus-energy.toml"
-    meters = "".join(
-        f"""
-[[meters]]
-id = "{meter}"
-bus = "plant"
-unit = {unit}
-profile = "eastron-sdm120"
-interval_s = {interval_s}
-"""
-        for unit, meter in enumerate(METERS, start=1)
+    return write_toml(
+        folder / "campus-energy.toml",
+        config_data(
+            [tcp_bus(port=bus_port, timeout_s=0.2)],
+            [
+                meter_at(meter, "plant", unit, "eastron-sdm120", interval_s=interval_s)
+                for unit, meter in enumerate(METERS, start=1)
+            ],
+            storage={"path": "var/smart_meter.db"},
+            mqtt={"port": free_port()},
+        ),
     )
-    path.write_text(
-        f"""
-[site]
-timezone = "Asia/Kolkata"
-[storage]
-path = "var/smart_meter.db"
-[mqtt]
-port = {free_port()}
-[[buses]]
-name = "plant"
-transport = "tcp"
-host = "127.0.0.1"
-port = {bus_port}
-timeout_s = 0.2
-{meters}""",
-        encoding="utf-8",
-    )
-    return path
 
 
 def power(k: int) -> float:
@@ -166,7 +142,7 @@ def test_dry_run_reports_every_corruption_and_changes_nothing(
 ) -> None:
     config, db, _ = corrupted
     before = digest(db)
-    result = cli("fix-db", "-c", str(config))
+    result = run_cli("fix-db", "-c", str(config))
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "dry run: nothing is changed" in out
@@ -191,7 +167,7 @@ def test_apply_backs_up_then_repairs_everything_in_one_go(
     config, db, original = corrupted
     damaged = {m: table(db, m) for m in METERS}
     backup = tmp_path / "before-fix.db"
-    result = cli("fix-db", "-c", str(config), "--apply", "--backup", str(backup))
+    result = run_cli("fix-db", "-c", str(config), "--apply", "--backup", str(backup))
     assert result.returncode == 0, result.stderr
     assert f"backup: {backup}" in result.stdout
     assert "repaired 2 meters in one transaction" in result.stdout
@@ -206,7 +182,7 @@ def test_apply_backs_up_then_repairs_everything_in_one_go(
     conn.close()
     # a second run finds nothing and touches nothing
     settled = digest(db)
-    again = cli("fix-db", "-c", str(config), "--apply")
+    again = run_cli("fix-db", "-c", str(config), "--apply")
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("no problems found") == 2
     assert "nothing to repair: no backup made, nothing changed" in again.stdout
@@ -273,20 +249,13 @@ async def test_apply_refuses_while_the_logger_runs(tmp_path: Path) -> None:
     config = load_config(config_file, {})
     db = config.storage.path
     async with Simulator(config):
-        with (tmp_path / "logger.log").open("ab") as log:
-            logger = subprocess.Popen(
-                [str(CLI), "logger", "-c", str(config_file)],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-        try:
+        with serving_process(
+            campus_energy("logger", "-c", config_file), tmp_path / "logger.log", stop_timeout=20
+        ):
             await eventually(lambda: readings_in(db) >= 3)
             before = table(db, METERS[0])
-            refused = await asyncio.to_thread(cli, "fix-db", "-c", str(config_file), "--apply")
-            dry = await asyncio.to_thread(cli, "fix-db", "-c", str(config_file))
-        finally:
-            logger.send_signal(signal.SIGTERM)
-            assert logger.wait(timeout=20) == 0
+            refused = await asyncio.to_thread(run_cli, "fix-db", "-c", config_file, "--apply")
+            dry = await asyncio.to_thread(run_cli, "fix-db", "-c", config_file)
     assert refused.returncode == 1
     assert "is open in another process" in refused.stderr
     assert "systemctl stop campus-energy-logger" in refused.stderr
@@ -295,7 +264,7 @@ async def test_apply_refuses_while_the_logger_runs(tmp_path: Path) -> None:
     assert "another process has the store open" in dry.stdout
     assert table(db, METERS[0])[: len(before)] == before
     # once the logger has stopped, the store is the command's alone
-    after = cli("fix-db", "-c", str(config_file), "--apply")
+    after = run_cli("fix-db", "-c", str(config_file), "--apply")
     assert after.returncode == 0, after.stderr
     assert "nothing to repair" in after.stdout
 
@@ -321,7 +290,7 @@ def test_bad_input_gives_a_message_and_an_exit_code(
         (["--not-before", "last year"], 2, "expected a day"),
     ]
     for extra, code, message in cases:
-        result = cli("fix-db", "-c", str(config), *extra)
+        result = run_cli("fix-db", "-c", str(config), *extra)
         assert (result.returncode, message in result.stderr) == (code, True), (extra, result)
         assert "Traceback" not in result.stderr
     assert digest(db) == before

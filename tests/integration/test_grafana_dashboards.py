@@ -12,9 +12,10 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from tests.conftest import free_port
-from tests.integration.test_bridge import configure, sink_settings
-from tests.integration.test_service_metrics import scrape
+from tests.support.campus import bridged_campus
+from tests.support.metrics import scrape
+from tests.support.net import free_port
+from tests.support.sinks import sqlite_sink
 
 from campus_energy.backends.postgres.sink import PostgresSink
 from campus_energy.bridge.service import Bridge
@@ -224,8 +225,8 @@ async def test_the_daily_panel_shows_the_local_day_of_a_range_of_a_few_hours(
 async def test_the_metrics_dashboard_and_the_docs_name_exactly_what_the_services_expose(
     tmp_path: Path,
 ) -> None:
-    settings = sink_settings("sqlite", tmp_path, None)  # type: ignore[arg-type]
-    config = configure(tmp_path, 1883, settings)
+    settings = sqlite_sink(tmp_path)
+    config = bridged_campus(tmp_path, 1883, settings)
     logger, bridge = MeterLogger(config), Bridge(config)
     exposed: set[str] = set()
     families: set[str] = set()

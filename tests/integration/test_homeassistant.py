@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import jinja2
-from tests.conftest import Collector, eventually, free_port, make_config
-from tests.integration.retained import retained_messages
+from tests.support.config import make_config, tcp_bus
+from tests.support.homeassistant import assert_follows_ha_rules, field_of, render
+from tests.support.mqtt import Collector, retained_messages
+from tests.support.services import serving
+from tests.support.waiting import eventually
 
 from campus_energy import __version__
 from campus_energy.config import Config
@@ -24,16 +25,6 @@ from campus_energy.meters.simulator.server import Simulator
 
 INTERVAL = 0.5
 SENTINEL = "homeassistant/zz-test/end"
-# Home Assistant's rules for these sensor device classes: accepted units (None: no
-# unit) and state classes.
-HA_RULES: dict[str, tuple[set[str | None], set[str]]] = {
-    "power": ({"W", "kW"}, {"measurement"}),
-    "voltage": ({"V", "mV"}, {"measurement"}),
-    "current": ({"A", "mA"}, {"measurement"}),
-    "frequency": ({"Hz", "kHz"}, {"measurement"}),
-    "power_factor": ({None, "%"}, {"measurement"}),
-    "energy": ({"Wh", "kWh"}, {"total_increasing"}),
-}
 SENSOR_KEYS = {
     "name",
     "unique_id",
@@ -55,26 +46,13 @@ METERS: list[dict[str, Any]] = [
 
 
 def campus(tmp_path: Path, broker_port: int, meters: list[dict[str, Any]], **mqtt: Any) -> Config:
-    bus = {
-        "name": "plant",
-        "transport": "tcp",
-        "host": "127.0.0.1",
-        "port": free_port(),
-        "timeout_s": 0.15,
-        "retries": 0,
-    }
     return make_config(
-        [bus],
+        [tcp_bus(timeout_s=0.15, retries=0)],
         [{"bus": "plant", "interval_s": INTERVAL, **m} for m in meters],
         storage={"path": str(tmp_path / "store.db")},
         mqtt={"host": "127.0.0.1", "port": broker_port, **mqtt},
         logger={"id": "test-logger"},
     )
-
-
-def render(template: str, document: dict[str, Any]) -> str:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
-    return env.from_string(template).render(value_json=document)
 
 
 async def discovery(port: int) -> dict[str, dict[str, Any]]:
@@ -83,28 +61,10 @@ async def discovery(port: int) -> dict[str, dict[str, Any]]:
 
 
 @contextlib.asynccontextmanager
-async def running(logger: MeterLogger) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(logger.run(stop))
-    try:
-        await asyncio.wait_for(logger.ready.wait(), 10)
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
-
-
-@contextlib.asynccontextmanager
 async def publishing(config: Config, store: ReadingStore) -> AsyncIterator[Publisher]:
     publisher = Publisher(config, store, StatusBoard())
-    stop = asyncio.Event()
-    task = asyncio.create_task(publisher.run(stop))
-    try:
-        await asyncio.wait_for(publisher.drained.wait(), 20)
+    async with serving(publisher, "drained", ready_timeout=20, stop_timeout=10):
         yield publisher
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 async def test_home_assistant_discovers_every_meter_the_running_logger_publishes(
@@ -113,7 +73,7 @@ async def test_home_assistant_discovers_every_meter_the_running_logger_publishes
     config = campus(tmp_path, mosquitto.port, METERS, homeassistant_discovery=True)
     ids = {m.id for m in config.meters}
     async with Simulator(config), Collector(mosquitto.port) as collector:
-        async with running(MeterLogger(config)):
+        async with serving(MeterLogger(config), "ready"):
             await eventually(lambda: {p["meter_id"] for p in collector.readings()} >= ids)
         await eventually(lambda: "offline" in collector.statuses("logger/test-logger/status"))
     configs = await discovery(mosquitto.port)
@@ -145,9 +105,7 @@ async def test_home_assistant_discovers_every_meter_the_running_logger_publishes
     for topic, entity in configs.items():
         assert topic.startswith("homeassistant/sensor/campus_energy_test-logger/")
         assert set(entity) >= SENSOR_KEYS, topic
-        units, state_classes = HA_RULES[entity["device_class"]]
-        assert entity.get("unit_of_measurement") in units, topic
-        assert entity["state_class"] in state_classes, topic
+        assert_follows_ha_rules(entity, topic)
         assert entity["origin"] == {"name": "campus-energy", "sw_version": __version__}
         assert entity["device"]["via_device"] == logger_device
         unique_ids.append(entity["unique_id"])
@@ -157,7 +115,7 @@ async def test_home_assistant_discovers_every_meter_the_running_logger_publishes
         assert entity["device"]["suggested_area"] == meter.building
         assert entity["state_topic"] == reading_topics[meter_id]
         reading = last_reading[meter_id]
-        field = entity["value_template"].strip("{} ").removeprefix("value_json.")
+        field = field_of(entity)
         by_meter.setdefault(meter_id, set()).add(field)
         rendered = render(entity["value_template"], reading)
         assert rendered != "None", (meter_id, field)

@@ -11,27 +11,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from tests.support.config import write_toml
+from tests.support.processes import run_cli
 
 from campus_energy.cli import main
 from campus_energy.core.readings import Reading
 from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore
 
-CLI = Path(sys.executable).with_name("campus-energy")
 LegacyRow = tuple[str, str, float | None, float | None, object, float | None, float | None]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(CLI), *args], capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 def write_legacy(
@@ -84,11 +77,8 @@ def main_meter_rows() -> list[LegacyRow]:
 
 
 def write_config(folder: Path, zone: str = "Asia/Kolkata") -> Path:
-    path = folder / "campus-energy.toml"
-    path.write_text(
-        f'[site]\ntimezone = "{zone}"\n[storage]\npath = "var/smart_meter.db"\n', encoding="utf-8"
-    )
-    return path
+    data = {"site": {"timezone": zone}, "storage": {"path": "var/smart_meter.db"}}
+    return write_toml(folder / "campus-energy.toml", data)
 
 
 def store_rows(db: Path, meter: str) -> list[tuple[int, int, float, float, float]]:
@@ -126,7 +116,7 @@ def test_import_turns_local_kw_rows_into_utc_watts_with_our_energy(
     legacy: tuple[Path, Path, Path],
 ) -> None:
     old, config, mapping = legacy
-    result = cli(
+    result = run_cli(
         "import-legacy",
         str(old),
         "--timezone",
@@ -238,7 +228,7 @@ def test_an_import_cut_short_is_completed_and_other_data_refused(
 
 def test_dry_run_writes_nothing(legacy: tuple[Path, Path, Path]) -> None:
     old, config, mapping = legacy
-    result = cli(
+    result = run_cli(
         "import-legacy",
         str(old),
         "--timezone",
@@ -391,7 +381,7 @@ def test_bad_input_is_counted_or_refused_with_a_message(tmp_path: Path) -> None:
     ]
     for extra, code, message in cases:
         args = ["import-legacy", "--timezone", "Asia/Kolkata", "-c", str(config), *extra]
-        result = cli(*args)
+        result = run_cli(*args)
         assert (result.returncode, message in result.stderr) == (code, True), (extra, result)
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "var").exists()

@@ -2,134 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
-import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import Collector, SocatPair, eventually, free_port
+from tests.support.campus import INTERVAL, campus
+from tests.support.mqtt import Collector
+from tests.support.readback import count, query
+from tests.support.serial import SocatPair
+from tests.support.services import serving
+from tests.support.waiting import eventually
 
-from campus_energy.config import Config, parse_config
 from campus_energy.core.models import CORE_FIELDS
 from campus_energy.core.timestamps import iso_utc
 from campus_energy.logger.service import MeterLogger
 from campus_energy.meters.simulator.server import Simulator
-
-INTERVAL = 0.5
-
-
-def rows(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Read the logger's store from outside, as the dashboard would (WAL allows it)."""
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql, params).fetchall()
-    except sqlite3.OperationalError:
-        return []  # not created yet
-    finally:
-        conn.close()
-
-
-def count(db: Path, meter_id: str | None = None) -> int:
-    """Readings in the store (0 while it does not exist yet)."""
-    if meter_id is None:
-        found = rows(db, "SELECT count(*) FROM readings")
-    else:
-        found = rows(db, "SELECT count(*) FROM readings WHERE meter_id = ?", (meter_id,))
-    return int(found[0][0]) if found else 0
-
-
-def campus(
-    tmp_path: Path, broker_port: int, *, rtu: SocatPair | None = None, **meter_extra: Any
-) -> tuple[Config, Config]:
-    """(logger config, simulator config): the same meters; RTU on opposite ends of the pty pair."""
-    tcp_port = free_port()
-    buses: list[dict[str, Any]] = [
-        {
-            "name": "plant",
-            "transport": "tcp",
-            "host": "127.0.0.1",
-            "port": tcp_port,
-            "timeout_s": 0.15,
-            "retries": 0,
-        },
-    ]
-    meters: list[dict[str, Any]] = [
-        {
-            "id": "lib-main",
-            "bus": "plant",
-            "unit": 1,
-            "profile": "eastron-sdm630",
-            "building": "Library",
-            "floor": "G",
-            "interval_s": INTERVAL,
-        },
-        {
-            "id": "lib-f1",
-            "bus": "plant",
-            "unit": 2,
-            "profile": "eastron-sdm120",
-            "building": "Library",
-            "floor": "1",
-            "interval_s": INTERVAL,
-        },
-        {
-            "id": "admin-old",
-            "bus": "plant",
-            "unit": 3,
-            "profile": "campus-legacy",
-            "building": "Admin",
-            "floor": "G",
-            "interval_s": INTERVAL,
-        },
-    ]
-    if rtu is not None:
-        buses.append(
-            {"name": "rs485", "transport": "rtu", "device": rtu.client_end, "timeout_s": 0.2}
-        )
-        meters.append(
-            {
-                "id": "ece-f2",
-                "bus": "rs485",
-                "unit": 5,
-                "profile": "eastron-sdm230",
-                "building": "ECE",
-                "floor": "2",
-                "interval_s": INTERVAL,
-            }
-        )
-    for meter in meters:
-        meter.update(meter_extra.get(meter["id"], {}))
-    base = {
-        "site": {"timezone": "Asia/Kolkata"},
-        "storage": {"path": str(tmp_path / "store.db")},
-        "mqtt": {"host": "127.0.0.1", "port": broker_port, "topic_prefix": "campus/energy"},
-        "logger": {"id": "test-logger"},
-        "meters": meters,
-    }
-    logger = parse_config({**base, "buses": buses})
-    server_buses = [
-        dict(b, device=rtu.server_end) if b["transport"] == "rtu" and rtu else b for b in buses
-    ]
-    simulator = parse_config({**base, "buses": server_buses})
-    return logger, simulator
-
-
-@contextlib.asynccontextmanager
-async def running(logger: MeterLogger) -> AsyncIterator[asyncio.Event]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(logger.run(stop))
-    try:
-        await asyncio.wait_for(logger.ready.wait(), 10)
-        yield stop
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 def payload_keys(profile_fields: list[str]) -> set[str]:
@@ -155,10 +43,10 @@ async def test_readings_land_in_sqlite_and_on_mqtt_with_the_contract_payload(
     db = config.storage.path
     async with Simulator(sim_config), Collector(mosquitto.port) as collector:
         logger = MeterLogger(config)
-        async with running(logger):
+        async with serving(logger, "ready"):
             await eventually(lambda: all(count(db, m.id) >= 8 for m in config.meters), timeout=30)
         # after a clean stop the outbox is drained
-        stored = rows(
+        stored = query(
             db,
             "SELECT meter_id, ts_ms, seq, voltage_v, current_a, power_w, power_factor, "
             "frequency_hz, energy_wh, energy_total_wh, import_energy_wh, extra "
@@ -220,17 +108,17 @@ async def test_energy_matches_the_simulators_exact_integral(tmp_path: Path, mosq
     config, sim_config = campus(tmp_path, mosquitto.port, **{"lib-f1": flaky})
     db = config.storage.path
     simulator = Simulator(sim_config)
-    async with simulator, running(MeterLogger(config)):
+    async with simulator, serving(MeterLogger(config), "ready"):
         await eventually(lambda: all(count(db, m.id) >= 20 for m in config.meters), timeout=40)
     for meter in config.meters:
         load = simulator.meters[meter.id].load
-        mine = rows(
+        mine = query(
             db,
             "SELECT ts_ms, energy_wh FROM readings WHERE meter_id = ? ORDER BY ts_ms",
             (meter.id,),
         )
         gaps = set(
-            rows(
+            query(
                 db,
                 "SELECT start_ts_ms, end_ts_ms FROM gaps g JOIN meters m ON m.id = g.meter "
                 "WHERE m.meter_id = ?",
@@ -255,7 +143,7 @@ async def test_a_broker_outage_loses_nothing(tmp_path: Path, mosquitto: Any) -> 
     db = config.storage.path
     async with Simulator(sim_config), Collector(mosquitto.port) as collector:
         logger = MeterLogger(config)
-        async with running(logger):
+        async with serving(logger, "ready"):
             await eventually(lambda: len(collector.readings()) >= 6)
             mosquitto.stop()
             during = count(db)
@@ -266,7 +154,7 @@ async def test_a_broker_outage_loses_nothing(tmp_path: Path, mosquitto: Any) -> 
             await eventually(
                 lambda: sum(1 for _ in collector.readings()) >= count(db) - 6, timeout=30
             )
-        total = rows(db, "SELECT meter_id, seq FROM readings")
+        total = query(db, "SELECT meter_id, seq FROM readings")
         await eventually(
             lambda: {(p["meter_id"], p["seq"]) for p in collector.readings()} >= set(total),
             timeout=20,
@@ -290,7 +178,7 @@ async def test_a_silent_meter_goes_offline_and_back_without_delaying_the_others(
     async with (
         Simulator(sim_config),
         Collector(mosquitto.port) as collector,
-        running(MeterLogger(config)),
+        serving(MeterLogger(config), "ready"),
     ):
         await eventually(lambda: "offline" in collector.statuses("lib-f1/status"), timeout=15)
         await eventually(lambda: collector.statuses("lib-f1/status")[-1:] == ["online"], timeout=15)
@@ -298,14 +186,14 @@ async def test_a_silent_meter_goes_offline_and_back_without_delaying_the_others(
     assert collector.statuses("lib-f1/status") == ["online", "error", "offline", "online"]
     neighbour = [
         ts
-        for (ts,) in rows(
+        for (ts,) in query(
             db, "SELECT ts_ms FROM readings WHERE meter_id = 'admin-old' ORDER BY ts_ms"
         )
     ]
     steps = [b - a for a, b in itertools.pairwise(neighbour)]
     # the neighbour on the same bus (polled after the silent meter) kept every 0.5 s slot
     assert steps and max(steps) < INTERVAL * 1000 * 1.5, steps
-    gaps = rows(
+    gaps = query(
         db,
         "SELECT start_ts_ms, end_ts_ms FROM gaps g JOIN meters m ON m.id = g.meter "
         "WHERE m.meter_id = 'lib-f1'",

@@ -4,67 +4,35 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Collector, eventually, free_port
-from tests.integration.test_logger import count, rows
+from tests.support.campus import two_meters
+from tests.support.config import meter_at, write_toml
+from tests.support.mqtt import Collector
+from tests.support.net import free_port
+from tests.support.processes import campus_energy, run_cli
+from tests.support.readback import count, query
+from tests.support.waiting import eventually
 
 from campus_energy.config import load_config
 from campus_energy.meters.simulator.server import Simulator
 
 
-def write_config(path: Path, config_text: str) -> Path:
-    path.write_text(config_text, encoding="utf-8")
-    return path
-
-
 def logger_process(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as stderr:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "campus_energy", "logger", "-c", str(config)],
+            campus_energy("logger", "-c", config),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
-
-
-def toml_for(tmp_path: Path, broker_port: int, bus_port: int) -> str:
-    return f"""
-[site]
-timezone = "UTC"
-[storage]
-path = "{tmp_path / "store.db"}"
-[mqtt]
-port = {broker_port}
-[logger]
-id = "proc"
-[[buses]]
-name = "plant"
-transport = "tcp"
-host = "127.0.0.1"
-port = {bus_port}
-timeout_s = 0.2
-[[meters]]
-id = "m1"
-bus = "plant"
-unit = 1
-profile = "eastron-sdm120"
-interval_s = 0.5
-[[meters]]
-id = "m2"
-bus = "plant"
-unit = 2
-profile = "eastron-sdm630"
-interval_s = 0.5
-"""
 
 
 async def test_kill_9_then_restart_loses_nothing_and_continues_the_totals(
     tmp_path: Path, mosquitto: Any
 ) -> None:
     bus_port = free_port()
-    config_file = write_config(tmp_path / "c.toml", toml_for(tmp_path, mosquitto.port, bus_port))
+    config_file = write_toml(tmp_path / "c.toml", two_meters(tmp_path, mosquitto.port, bus_port))
     config = load_config(config_file, {})
     db = config.storage.path
     log = tmp_path / "logger.log"
@@ -74,7 +42,7 @@ async def test_kill_9_then_restart_loses_nothing_and_continues_the_totals(
             await eventually(lambda: count(db) >= 10)
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=10)
-            before = rows(db, "SELECT meter_id, seq, ts_ms, energy_total_wh FROM readings")
+            before = query(db, "SELECT meter_id, seq, ts_ms, energy_total_wh FROM readings")
             process = logger_process(config_file, log)
             await eventually(lambda: count(db) >= len(before) + 10)
             process.send_signal(signal.SIGTERM)
@@ -83,7 +51,7 @@ async def test_kill_9_then_restart_loses_nothing_and_continues_the_totals(
             if process.poll() is None:
                 process.kill()
                 process.wait()
-        after = rows(
+        after = query(
             db,
             "SELECT meter_id, seq, ts_ms, energy_wh, energy_total_wh FROM readings "
             "ORDER BY meter_id, seq",
@@ -103,25 +71,17 @@ async def test_kill_9_then_restart_loses_nothing_and_continues_the_totals(
             lambda: {(p["meter_id"], p["seq"]) for p in collector.readings()} >= expected,
             timeout=15,
         )
-        published = rows(db, "SELECT meter_id, published_seq FROM meters ORDER BY meter_id")
-        last = rows(db, "SELECT meter_id, max(seq) FROM readings GROUP BY meter_id ORDER BY 1")
+        published = query(db, "SELECT meter_id, published_seq FROM meters ORDER BY meter_id")
+        last = query(db, "SELECT meter_id, max(seq) FROM readings GROUP BY meter_id ORDER BY 1")
         assert published == last
     assert "Traceback" not in log.read_text()
 
 
 def test_a_bad_config_exits_2(tmp_path: Path) -> None:
-    config = write_config(
-        tmp_path / "c.toml",
-        toml_for(tmp_path, 1883, 502).replace(
-            "interval_s = 0.5\n[[meters]]", "interval_s = -1\n[[meters]]"
-        ),
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "campus_energy", "logger", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    data = two_meters(tmp_path, 1883, 502)
+    data["meters"][0]["interval_s"] = -1
+    config = write_toml(tmp_path / "c.toml", data)
+    result = run_cli("logger", "-c", config, timeout=30)
     assert result.returncode == 2
     assert 'meters[0] (id "m1").interval_s: must be greater than 0, got -1' in result.stderr
     assert "Traceback" not in result.stderr
@@ -129,25 +89,14 @@ def test_a_bad_config_exits_2(tmp_path: Path) -> None:
 
 async def test_a_missing_serial_device_is_a_logged_outage_not_a_crash(tmp_path: Path) -> None:
     device = tmp_path / "ttyUSB9"
-    config = write_config(
+    config = write_toml(
         tmp_path / "c.toml",
-        f"""
-[storage]
-path = "{tmp_path / "store.db"}"
-[mqtt]
-port = {free_port()}
-[[buses]]
-name = "rs485"
-transport = "rtu"
-device = "{device}"
-timeout_s = 0.2
-[[meters]]
-id = "m1"
-bus = "rs485"
-unit = 1
-profile = "eastron-sdm120"
-interval_s = 0.5
-""",
+        {
+            "storage": {"path": str(tmp_path / "store.db")},
+            "mqtt": {"port": free_port()},
+            "buses": [{"name": "rs485", "transport": "rtu", "device": device, "timeout_s": 0.2}],
+            "meters": [meter_at("m1", "rs485", 1, "eastron-sdm120", interval_s=0.5)],
+        },
     )
     log = tmp_path / "logger.log"
     process = logger_process(config, log)

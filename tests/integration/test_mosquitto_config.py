@@ -13,7 +13,6 @@ import getpass
 import ipaddress
 import json
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from tests.conftest import free_port, require_program
-from tests.integration.retained import retained_messages
+from tests.support.mqtt import retained_messages
+from tests.support.net import free_port
+from tests.support.processes import require_program
+from tests.support.services import serving
+from tests.support.waiting import wait_for
 
 from campus_energy.config import MqttConfig, parse_config
 from campus_energy.core.readings import Reading
@@ -171,15 +173,21 @@ class SecuredBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while not (
-            port_open("127.0.0.1", self.plain_port) and port_open("127.0.0.1", self.tls_port)
-        ):
-            if self.process.poll() is not None:
-                log = self.folder / "mosquitto.log"
-                pytest.fail(f"mosquitto exited: {log.read_text() if log.exists() else ''}")
-            assert time.monotonic() < deadline, "mosquitto did not open its listeners"
-            time.sleep(0.02)
+        process = self.process
+        wait_for(
+            lambda: (
+                process.poll() is not None
+                or (
+                    port_open("127.0.0.1", self.plain_port)
+                    and port_open("127.0.0.1", self.tls_port)
+                )
+            ),
+            10,
+            "mosquitto opens its listeners",
+        )
+        if process.poll() is not None:
+            log = self.folder / "mosquitto.log"
+            pytest.fail(f"mosquitto exited: {log.read_text() if log.exists() else ''}")
 
     def stop(self) -> None:
         """A clean stop: Mosquitto saves its persistence file."""
@@ -311,10 +319,7 @@ async def test_the_logger_publishes_and_the_bridge_and_home_assistant_receive(
         ) as second,
     ):
         publisher = Publisher(config, store, StatusBoard())
-        stop = asyncio.Event()
-        task = asyncio.create_task(publisher.run(stop))
-        try:
-            await asyncio.wait_for(publisher.drained.wait(), 20)
+        async with serving(publisher, "drained", ready_timeout=20, stop_timeout=10):
             for name, subscription in (("shared", first), ("plain", second)):
                 got = received.setdefault(name, [])
                 while len(got) < len(backlog):
@@ -329,9 +334,6 @@ async def test_the_logger_publishes_and_the_bridge_and_home_assistant_receive(
                 username="homeassistant",
                 password=PASSWORDS["homeassistant"],
             )
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 10)
     assert await store.outbox_depth() == {"lib-f1": 0, "lib-main": 0}
     for got in received.values():
         assert sorted((p["meter_id"], p["seq"]) for p in got) == sorted(

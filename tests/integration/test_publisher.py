@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import Collector, eventually
+from tests.support.config import make_config, meter_at
+from tests.support.mqtt import Collector
+from tests.support.services import serving
+from tests.support.waiting import eventually
 
-from campus_energy.config import Config, parse_config
+from campus_energy.config import Config
 from campus_energy.core.readings import Reading
 from campus_energy.errors import StoreError
 from campus_energy.logger.publisher import Publisher, StatusBoard
@@ -20,14 +23,12 @@ from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore
 
 
 def config_for(port: int, tmp_path: Path) -> Config:
-    return parse_config(
-        {
-            "storage": {"path": str(tmp_path / "store.db")},
-            "mqtt": {"port": port},
-            "logger": {"id": "pub-test"},
-            "buses": [{"name": "b", "transport": "tcp", "host": "127.0.0.1"}],
-            "meters": [{"id": "m1", "bus": "b", "unit": 1, "profile": "eastron-sdm120"}],
-        }
+    return make_config(
+        [{"name": "b", "transport": "tcp", "host": "127.0.0.1"}],
+        [meter_at("m1", "b", 1, "eastron-sdm120")],
+        storage={"path": str(tmp_path / "store.db")},
+        mqtt={"port": port},
+        logger={"id": "pub-test"},
     )
 
 
@@ -63,15 +64,12 @@ async def test_store_failures_are_an_outage_not_the_end_of_publishing(
 
     store.unpublished = flaky  # type: ignore[method-assign]
     publisher = Publisher(config_for(mosquitto.port, tmp_path), store, StatusBoard())
-    stop = asyncio.Event()
     with caplog.at_level(logging.INFO, logger="campus_energy.publisher"):
-        async with Collector(mosquitto.port) as collector:
-            task = asyncio.create_task(publisher.run(stop))
-            try:
-                await eventually(lambda: len(collector.readings()) >= 50, timeout=20)
-            finally:
-                stop.set()
-                await asyncio.wait_for(task, 10)
+        async with (
+            Collector(mosquitto.port) as collector,
+            serving(publisher, stop_timeout=10),
+        ):
+            await eventually(lambda: len(collector.readings()) >= 50, timeout=20)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in errors] == ["outbox: store test.db: disk I/O error"]
     assert any("outbox: recovered" in r.getMessage() for r in caplog.records)

@@ -16,10 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -29,14 +27,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from tests.conftest import eventually
-from tests.integration.sinks import Doc, docs_of, rollup_totals
-from tests.integration.test_bridge import service, sink_settings
+from tests.support.config import make_config, meter_at
+from tests.support.processes import run_cli
+from tests.support.services import serving
+from tests.support.sinks import Doc, SinkFor, docs_of, rollup_totals, sqlite_sink
+from tests.support.waiting import eventually
 
 from campus_energy.backends import open_sink
 from campus_energy.backends.base import WindowSink
 from campus_energy.bridge.service import Bridge
-from campus_energy.config import Config, parse_config
+from campus_energy.config import Config
 from campus_energy.core.readings import Reading
 from campus_energy.core.reconciliation import Finding
 from campus_energy.core.timestamps import epoch_ms
@@ -107,32 +107,23 @@ def all_readings() -> list[Reading]:
 
 
 def configure(tmp_path: Path, broker_port: int, sink: dict[str, Any]) -> Config:
-    return parse_config(
-        {
-            "site": {"timezone": ZONE.key},
-            "storage": {"path": str(tmp_path / "store.db")},
-            "mqtt": {"port": broker_port},
-            "logger": {"id": "reconcile-test"},
-            "bridge": {
-                "window_s": WINDOW_S,
-                "grace_s": 0,
-                "spool_path": str(tmp_path / "spool.db"),
-                "client_id": "bridge-reconcile",
-                **sink,
-            },
-            "buses": [{"name": "plant", "transport": "tcp", "host": "127.0.0.1", "port": 1502}],
-            "meters": [
-                {
-                    "id": meter,
-                    "bus": "plant",
-                    "unit": unit,
-                    "profile": "eastron-sdm120",
-                    "building": building,
-                    "floor": "1",
-                }
-                for unit, (meter, (building, _)) in enumerate(METERS.items(), start=1)
-            ],
-        }
+    return make_config(
+        [{"name": "plant", "transport": "tcp", "host": "127.0.0.1", "port": 1502}],
+        [
+            meter_at(meter, "plant", unit, "eastron-sdm120", building=building, floor="1")
+            for unit, (meter, (building, _)) in enumerate(METERS.items(), start=1)
+        ],
+        site={"timezone": ZONE.key},
+        storage={"path": str(tmp_path / "store.db")},
+        mqtt={"port": broker_port},
+        logger={"id": "reconcile-test"},
+        bridge={
+            "window_s": WINDOW_S,
+            "grace_s": 0,
+            "spool_path": str(tmp_path / "spool.db"),
+            "client_id": "bridge-reconcile",
+            **sink,
+        },
     )
 
 
@@ -148,8 +139,7 @@ async def through_the_pipeline(config: Config) -> None:
     store = await fill_store(config, all_readings())
     bridge = Bridge(config)
     try:
-        async with service(bridge):
-            await asyncio.wait_for(bridge.subscribed.wait(), 10)
+        async with serving(bridge, "subscribed"):
             drained = asyncio.Event()
             drained.set()  # publish until the outbox is empty, then return
             await asyncio.wait_for(Publisher(config, store, StatusBoard()).run(drained), 60)
@@ -277,9 +267,9 @@ def firestore_source(config: Config) -> Any:
     "kind", ["sqlite", "postgres", "firestore-per-meter", "firestore-per-window"]
 )
 async def test_reconcile_reports_exactly_the_damage_and_apply_repairs_it(
-    kind: str, tmp_path: Path, mosquitto: Any, request: pytest.FixtureRequest
+    kind: str, tmp_path: Path, mosquitto: Any, sink_for: SinkFor
 ) -> None:
-    config = configure(tmp_path, mosquitto.port, sink_settings(kind, tmp_path, request))
+    config = configure(tmp_path, mosquitto.port, sink_for(kind))
     await through_the_pipeline(config)
     windows = len(docs_of(config))
     assert windows == 3 * 8
@@ -365,7 +355,7 @@ async def damage_is_reported_and_repaired(
 async def test_only_the_chosen_meters_are_checked_and_rewritten(
     tmp_path: Path, mosquitto: Any
 ) -> None:
-    config = configure(tmp_path, mosquitto.port, sink_settings("sqlite", tmp_path, None))  # type: ignore[arg-type]
+    config = configure(tmp_path, mosquitto.port, sqlite_sink(tmp_path))
     await through_the_pipeline(config)
     damage(config, "sqlite")
     report = await reconcile(config, *RANGE, meters=["lib-main"], apply=True)
@@ -380,7 +370,7 @@ async def test_windows_older_than_the_stored_readings_are_never_rewritten(
 ) -> None:
     """After retention, the first stored reading integrated from one that is gone: the windows
     before it are extra, its own is partial, and --apply touches neither."""
-    config = configure(tmp_path, 1883, sink_settings("sqlite", tmp_path, None))  # type: ignore[arg-type]
+    config = configure(tmp_path, 1883, sqlite_sink(tmp_path))
     readings = [r for r in all_readings() if r.meter_id == "lib-main"]
     everything = await reconcile_into_an_empty_sink(config, readings)
     assert everything.summary.rewritten == 8
@@ -483,9 +473,9 @@ def daily_energy(config: Config, day: str) -> float | None:
     "kind", ["sqlite", "postgres", "firestore-per-meter", "firestore-per-window"]
 )
 async def test_a_forged_day_with_no_readings_behind_it_is_deleted_and_nothing_else(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+    kind: str, tmp_path: Path, sink_for: SinkFor
 ) -> None:
-    config = configure(tmp_path, 1883, sink_settings(kind, tmp_path, request))
+    config = configure(tmp_path, 1883, sink_for(kind))
     store = await fill_store(config, two_visits())
     await store.close()
     written = await reconcile(config, *WHOLE, apply=True)
@@ -562,9 +552,9 @@ async def test_a_forged_day_with_no_readings_behind_it_is_deleted_and_nothing_el
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 async def test_deleting_a_meters_latest_windows_names_the_one_before_and_then_none(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+    kind: str, tmp_path: Path, sink_for: SinkFor
 ) -> None:
-    config = configure(tmp_path, 1883, sink_settings(kind, tmp_path, request))
+    config = configure(tmp_path, 1883, sink_for(kind))
     start = FORGED[0]
     await forge(config, "ghost-1", start, start + 3 * WINDOW_MS)
     sink = open_sink(config)
@@ -609,15 +599,9 @@ def latest_window(config: Config, meter: str) -> int | None:
 # --- the command line --------------------------------------------------------------------------
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "campus_energy", "reconcile", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "CAMPUS_ENERGY_CONFIG": str(cwd / "campus-energy.toml")},
-        timeout=60,
-    )
+def reconcile_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    config = str(cwd / "campus-energy.toml")
+    return run_cli("reconcile", *args, cwd=cwd, env={"CAMPUS_ENERGY_CONFIG": config})
 
 
 def test_the_command_line(tmp_path: Path) -> None:
@@ -636,7 +620,7 @@ path = "{tmp_path / "windows.db"}"
     )
     days = ("--start", FIRST_DAY, "--end", LAST_DAY)
 
-    result = run_cli(*days, cwd=tmp_path)
+    result = reconcile_cli(*days, cwd=tmp_path)
     assert result.returncode == 1
     assert "store.db" in result.stderr and "does not exist" in result.stderr
 
@@ -656,12 +640,12 @@ path = "{tmp_path / "windows.db"}"
         (("--start", "1999-01-01", "--end", FIRST_DAY), "--start"),
         ((*days, "--meter", "lib-main", "nowhere"), "--meter"),
     ]:
-        result = run_cli(*args, cwd=tmp_path)
+        result = reconcile_cli(*args, cwd=tmp_path)
         assert result.returncode == 2, (args, result.stderr)
         assert named in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
 
-    result = run_cli(*days, "--json", cwd=tmp_path)
+    result = reconcile_cli(*days, "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["summary"]["missing"] == report["summary"]["checked"] == 24
@@ -670,14 +654,14 @@ path = "{tmp_path / "windows.db"}"
     assert report["end"] == "2026-01-15T18:30:00.000Z"
     assert {w["status"] for w in report["windows"]} == {"missing"}
 
-    result = run_cli(*days, "--apply", cwd=tmp_path)
+    result = reconcile_cli(*days, "--apply", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "rewrote 24 windows" in result.stdout
     row = next(line for line in result.stdout.splitlines() if "lib-main_20260114T181000Z" in line)
     assert row.split()[1:3] == ["missing", "-"]
 
     # a time without a zone is local; the end of a range is widened to a whole window
-    result = run_cli(
+    result = reconcile_cli(
         "--start", "2026-01-15T00:00", "--end", "2026-01-14T18:41:00Z", "--json", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
@@ -689,7 +673,7 @@ path = "{tmp_path / "windows.db"}"
     assert report["windows"] == []
     assert report["summary"]["equal"] == report["summary"]["checked"] == 9
 
-    result = run_cli(*days, cwd=tmp_path)
+    result = reconcile_cli(*days, cwd=tmp_path)
     assert result.returncode == 0
     assert result.stdout.splitlines()[-1].startswith(
         "checked 24 windows: 24 equal, 0 differing, 0 missing, 0 extra; energy local"

@@ -11,11 +11,13 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from tests.conftest import eventually, free_port
-from tests.integration.sinks import docs_of
-from tests.integration.test_bridge import METERS, configure, service, sink_settings
-from tests.integration.test_logger import campus, count, rows, running
+from tests.support.campus import METERS, bridged_campus, campus
+from tests.support.metrics import Scrape, scrape
+from tests.support.net import free_port
+from tests.support.readback import count, query
+from tests.support.services import serving
+from tests.support.sinks import docs_of, sqlite_sink
+from tests.support.waiting import eventually
 
 from campus_energy.bridge.service import Bridge
 from campus_energy.config import Config
@@ -24,44 +26,6 @@ from campus_energy.meters.simulator.server import Simulator
 
 LOGGER = "campus_energy_logger_"
 BRIDGE = "campus_energy_bridge_"
-
-
-class Scrape:
-    """The samples of one scrape, by name and labels."""
-
-    def __init__(self, text: str) -> None:
-        parsed = list(text_string_to_metric_families(text))
-        self.families = {family.name: family.type for family in parsed}
-        self.samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {
-            (s.name, frozenset(s.labels.items())): s.value
-            for family in parsed
-            for s in family.samples
-        }
-
-    def value(self, name: str, **labels: str) -> float | None:
-        return self.samples.get((name, frozenset(labels.items())))
-
-    def total(self, name: str, **labels: str) -> float:
-        wanted = set(labels.items())
-        return sum(v for (n, ls), v in self.samples.items() if n == name and wanted <= ls)
-
-    def labels(self, name: str, label: str) -> set[str]:
-        return {dict(ls)[label] for n, ls in self.samples if n == name}
-
-
-async def scrape(port: int) -> Scrape:
-    """GET /metrics without blocking the event loop the service runs on."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        await writer.drain()
-        response = await asyncio.wait_for(reader.read(), 10)
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    head, _, body = response.partition(b"\r\n\r\n")
-    assert head.split()[1] == b"200", head
-    return Scrape(body.decode())
 
 
 def with_logger_metrics(config: Config, port: int) -> Config:
@@ -100,7 +64,7 @@ async def test_logger_metrics_count_polls_failures_and_the_outbox(
     db = config.storage.path
     async with Simulator(sim_config):
         logger = MeterLogger(config)
-        async with running(logger):
+        async with serving(logger, "ready"):
             await eventually(lambda: count(db, "lib-main") >= 6, timeout=30)
 
             async def polls_match_the_store() -> Scrape | None:
@@ -131,7 +95,7 @@ async def test_logger_metrics_count_polls_failures_and_the_outbox(
                 "connection",
             }
             assert s.value(LOGGER + "meter_online", meter="lib-main") == 1
-            newest = rows(db, "SELECT max(ts_ms) FROM readings WHERE meter_id = 'lib-main'")[0][0]
+            newest = query(db, "SELECT max(ts_ms) FROM readings WHERE meter_id = 'lib-main'")[0][0]
             last = s.value(LOGGER + "last_reading_timestamp_seconds", meter="lib-main")
             assert last is not None and newest / 1000 - 5 <= last <= newest / 1000
             # a duration for each successful poll (observed just before the poll is counted)
@@ -178,13 +142,12 @@ async def test_bridge_metrics_match_the_spool_the_sink_and_the_dead_letters(
     tmp_path: Path, mosquitto: Any
 ) -> None:
     port = free_port()
-    settings = sink_settings("sqlite", tmp_path, None)  # type: ignore[arg-type]
-    config = configure(tmp_path, mosquitto.port, settings, metrics_port=port)
+    settings = sqlite_sink(tmp_path)
+    config = bridged_campus(tmp_path, mosquitto.port, settings, metrics_port=port)
     bridge = Bridge(config)
-    async with Simulator(config), service(bridge):
-        await asyncio.wait_for(bridge.subscribed.wait(), 10)
+    async with Simulator(config), serving(bridge, "subscribed"):
         async with (
-            service(MeterLogger(config)),
+            serving(MeterLogger(config)),
             aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="vandal") as vandal,
         ):
             for payload in MALFORMED:
@@ -238,16 +201,18 @@ async def test_a_busy_metrics_port_is_logged_once_and_the_services_run_on(
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         busy = squatter.getsockname()[1]
-        settings = sink_settings("sqlite", tmp_path, None)  # type: ignore[arg-type]
+        settings = sqlite_sink(tmp_path)
         config = with_logger_metrics(
-            configure(tmp_path, mosquitto.port, settings, metrics_port=busy), busy
+            bridged_campus(tmp_path, mosquitto.port, settings, metrics_port=busy), busy
         )
         bridge = Bridge(config)
         with caplog.at_level(logging.ERROR, logger="campus_energy.exporter"):
-            async with Simulator(config), service(bridge):
-                await asyncio.wait_for(bridge.subscribed.wait(), 10)
-                async with service(MeterLogger(config)):
-                    await eventually(lambda: bridge.counters.window_writes >= 1, timeout=30)
+            async with (
+                Simulator(config),
+                serving(bridge, "subscribed"),
+                serving(MeterLogger(config)),
+            ):
+                await eventually(lambda: bridge.counters.window_writes >= 1, timeout=30)
     assert count(config.storage.path) > 0
     errors = [r.getMessage() for r in caplog.records if r.name == "campus_energy.exporter"]
     assert len(errors) == 2, errors

@@ -10,13 +10,10 @@ exiting 0 within their unit's TimeoutStopSec.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,8 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import eventually, free_port, require_program
-from tests.integration.test_logger_process import toml_for
+from tests.support.campus import two_meters
+from tests.support.config import write_toml
+from tests.support.net import free_port
+from tests.support.processes import campus_energy, require_program, run_cli
+from tests.support.systemd import NotifySocket
+from tests.support.waiting import eventually
 
 from campus_energy.config import load_config, parse_config
 from campus_energy.meters.simulator.server import Simulator
@@ -42,7 +43,6 @@ from campus_energy.ops.systemd import (
 
 DEPLOY = Path(__file__).parents[2] / "deploy" / "systemd"
 MAX_EXPOSURE = 4.0
-WATCHDOG_S = 2  # the services must ping at least this often
 
 
 def unit_setting(unit: str, key: str) -> str:
@@ -139,13 +139,7 @@ def test_stop_timeouts_leave_room_for_each_services_own_shutdown() -> None:
 
 
 def install(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "campus_energy", "install-systemd", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=60,
-    )
+    return run_cli("install-systemd", *args, cwd=cwd)
 
 
 def test_a_dry_run_writes_nothing_and_prints_the_units(tmp_path: Path) -> None:
@@ -230,57 +224,9 @@ def test_a_bad_user_name_exits_2(tmp_path: Path) -> None:
 # --- the services' notifications ----------------------------------------------------------------
 
 
-class Manager:
-    """A notification socket standing in for systemd's: what a service sent, as it arrives."""
-
-    def __init__(self, address: str, bind_to: str) -> None:
-        self.address = address  # as $NOTIFY_SOCKET names it
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(bind_to)
-        self.sock.setblocking(False)
-        self.messages: list[tuple[float, dict[str, str]]] = []
-
-    def environ(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "NOTIFY_SOCKET": self.address,
-            "WATCHDOG_USEC": str(WATCHDOG_S * 1_000_000),
-        }
-
-    async def until(self, key: str, timeout: float) -> dict[str, str]:
-        """Receive until a message with `key` arrives (fail after `timeout` seconds)."""
-        loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no {key} within {timeout} s; got {self.messages}")
-            try:
-                data = await asyncio.wait_for(loop.sock_recv(self.sock, 4096), remaining)
-            except TimeoutError:
-                continue
-            message = dict(line.split("=", 1) for line in data.decode().split("\n"))
-            self.messages.append((time.monotonic(), message))
-            if key in message:
-                return message
-
-    async def pings(self, count: int) -> None:
-        """`count` watchdog pings in a row, none later than the watchdog timeout after the last."""
-        last = time.monotonic()
-        for _ in range(count):
-            await self.until("WATCHDOG", WATCHDOG_S)
-            now = time.monotonic()
-            assert now - last < WATCHDOG_S
-            last = now
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.fixture
-def manager() -> Iterator[Manager]:
-    name = f"campus-energy-test-{uuid.uuid4().hex}"
-    m = Manager(f"@{name}", f"\0{name}")  # the abstract namespace
+def manager() -> Iterator[NotifySocket]:
+    m = NotifySocket()  # in the abstract namespace
     try:
         yield m
     finally:
@@ -288,31 +234,30 @@ def manager() -> Iterator[Manager]:
 
 
 @pytest.fixture
-def file_manager(tmp_path: Path) -> Iterator[Manager]:
-    path = str(tmp_path / "notify")
-    m = Manager(path, path)
+def file_manager(tmp_path: Path) -> Iterator[NotifySocket]:
+    m = NotifySocket(str(tmp_path / "notify"))
     try:
         yield m
     finally:
         m.close()
 
 
-def start(command: str, config: Path, manager: Manager, log: Path) -> subprocess.Popen[bytes]:
+def start(command: str, config: Path, manager: NotifySocket, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as stderr:
         return subprocess.Popen(
-            [sys.executable, "-m", "campus_energy", command, "-c", str(config)],
+            campus_energy(command, "-c", config),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             env=manager.environ(),
         )
 
 
-async def stops_cleanly(process: subprocess.Popen[bytes], manager: Manager, unit: str) -> None:
+async def stops_cleanly(process: subprocess.Popen[bytes], manager: NotifySocket, unit: str) -> None:
     """SIGTERM: STOPPING=1, then exit status 0, all within the unit's TimeoutStopSec."""
     timeout = float(unit_setting(unit, "TimeoutStopSec"))
     started = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    await manager.until("STOPPING", timeout)
+    await manager.arrival("STOPPING", timeout)
     await eventually(lambda: process.poll() is not None, timeout=timeout)
     assert process.returncode == 0
     assert time.monotonic() - started < timeout
@@ -326,15 +271,14 @@ def finish(process: subprocess.Popen[bytes], log: Path) -> None:
 
 
 async def test_the_logger_is_ready_pings_the_watchdog_and_stops_cleanly(
-    tmp_path: Path, mosquitto: Any, manager: Manager
+    tmp_path: Path, mosquitto: Any, manager: NotifySocket
 ) -> None:
-    config_file = tmp_path / "c.toml"
-    config_file.write_text(toml_for(tmp_path, mosquitto.port, free_port()), encoding="utf-8")
+    config_file = write_toml(tmp_path / "c.toml", two_meters(tmp_path, mosquitto.port, free_port()))
     log = tmp_path / "logger.log"
     async with Simulator(load_config(config_file, {})):
         process = start("logger", config_file, manager, log)
         try:
-            ready = await manager.until("READY", 30)
+            ready = await manager.arrival("READY", 30)
             assert ready == {"READY": "1", "STATUS": "polling 2 meters on 1 buses"}
             await manager.pings(4)
             await stops_cleanly(process, manager, "campus-energy-logger.service")
@@ -343,7 +287,7 @@ async def test_the_logger_is_ready_pings_the_watchdog_and_stops_cleanly(
 
 
 async def test_the_bridge_is_ready_pings_the_watchdog_and_stops_cleanly(
-    tmp_path: Path, mosquitto: Any, file_manager: Manager
+    tmp_path: Path, mosquitto: Any, file_manager: NotifySocket
 ) -> None:
     config_file = tmp_path / "c.toml"
     config_file.write_text(
@@ -362,7 +306,7 @@ path = "{tmp_path / "windows.db"}"
     log = tmp_path / "bridge.log"
     process = start("bridge", config_file, file_manager, log)
     try:
-        ready = await file_manager.until("READY", 30)
+        ready = await file_manager.arrival("READY", 30)
         assert ready["STATUS"] == "campus/energy/+/reading → sqlite sink"
         await file_manager.pings(4)
         await stops_cleanly(process, file_manager, "campus-energy-bridge.service")
@@ -371,7 +315,7 @@ path = "{tmp_path / "windows.db"}"
 
 
 async def test_the_api_under_gunicorn_is_ready_when_it_listens_and_pings_the_watchdog(
-    tmp_path: Path, manager: Manager
+    tmp_path: Path, manager: NotifySocket
 ) -> None:
     port = free_port()
     config_file = tmp_path / "c.toml"
@@ -388,7 +332,7 @@ path = "{tmp_path / "windows.db"}"
     log = tmp_path / "api.log"
     process = start("api", config_file, manager, log)
     try:
-        await manager.until("READY", 60)
+        await manager.arrival("READY", 60)
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass  # listening once it said READY=1
         await manager.pings(4)

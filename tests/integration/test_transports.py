@@ -11,7 +11,9 @@ import struct
 from typing import Any
 
 import pytest
-from tests.conftest import SocatPair, free_port, make_config
+from tests.support.config import make_config
+from tests.support.net import free_port
+from tests.support.serial import SocatPair
 
 from campus_energy.config import Config
 from campus_energy.meters.polling import open_buses, pollers

@@ -1,13 +1,30 @@
-"""What the tests share: helpers grouped by what they are, and the state every helper sees.
+"""What the tests share, grouped by what it is (conftest.py keeps only fixtures and hooks).
 
-- `waiting`: polling until a condition holds (sync and async)
-- `net`: free ports and a TCP relay that can be cut
-- `processes`: external programs (found or skipped), the CLI, services run until stopped
+Running things:
+- `waiting`: polling until a condition holds: `wait_for`, `eventually` (async), `within`
+- `processes`: programs a test needs (found, or skipped), `campus-energy` as a command (`run_cli`)
+- `services`: a service for the length of a block: in-process (`serving`) or a child process
+  (`serving_process`), stopped and checked on leaving
+- `systemd`: a notification socket standing in for systemd's
 - `emulator`: the Firestore emulator, usable outside pytest (the benchmarks start it too)
-- `stores`: window stores for a test (a throw-away PostgreSQL schema, the emulator)
-- `config`: one builder of validated configurations
+
+Places to talk to:
+- `net`: free ports, a TCP relay a test can cut
+- `http`: asking a local HTTP service while it starts
+- `mqtt`: a private Mosquitto, a persistent subscriber, retained messages read back
 - `serial`: a virtual RS-485 cable (socat)
-- `mqtt`: a persistent QoS 1 subscriber
+- `metrics`: Prometheus `/metrics` scraped and read
+
+Configurations and data:
+- `config`: one builder of configurations (data, validated, or a TOML file)
+- `campus`: the standard three-meter campus, with or without a bridge, and its books
+- `stores`: a throw-away PostgreSQL schema, the emulator for a test
+- `sinks`: a fresh sink of each kind, and the windows read back from it
+- `readback`: a service's SQLite files read from outside while it runs
+- `known_windows`: a deterministic campus of windows with known sums (the API's fixture)
+- `dashboard_books`: the local dashboard's store and the sums it must show
+- `homeassistant`: Home Assistant's rules for a discovered sensor
+- `clock`: a clock a test moves by hand
 """
 
 from __future__ import annotations

@@ -15,18 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import wait_for
+from tests.support.clock import FakeClock
+from tests.support.waiting import wait_for
 
 from campus_energy.api import probe as probe_module
 from campus_energy.api.probe import USER_AGENT, HealthProbe, probe_address
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import json
 import re
 from typing import Any
 
-import jinja2
 import pytest
+from tests.support.homeassistant import assert_follows_ha_rules, render
 
 from campus_energy.config import Config, parse_config
 from campus_energy.core.readings import Reading
@@ -23,16 +23,6 @@ from campus_energy.logger.homeassistant import (
 
 BUS = {"name": "plant", "transport": "tcp", "host": "127.0.0.1"}
 
-# Home Assistant's sensor rules for these device classes: the units it accepts
-# (None: no unit) and the state classes that make sense.
-HA_RULES: dict[str, tuple[set[str | None], set[str]]] = {
-    "power": ({"W", "kW"}, {"measurement"}),
-    "voltage": ({"V", "mV"}, {"measurement"}),
-    "current": ({"A", "mA"}, {"measurement"}),
-    "frequency": ({"Hz", "kHz"}, {"measurement"}),
-    "power_factor": ({None, "%"}, {"measurement"}),
-    "energy": ({"Wh", "kWh", "MWh"}, {"total", "total_increasing"}),
-}
 TOPIC_LEVEL = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 
@@ -50,11 +40,6 @@ def campus(meters: list[dict[str, Any]], **mqtt: Any) -> Config:
 SDM630 = {"id": "lib-main", "unit": 1, "profile": "eastron-sdm630", "building": "Library"}
 SDM120 = {"id": "lib-f1", "unit": 2, "profile": "eastron-sdm120", "building": "Library"}
 LEGACY = {"id": "admin-old", "unit": 3, "profile": "campus-legacy", "interval_s": 60}
-
-
-def render(template: str, document: dict[str, Any]) -> str:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
-    return env.from_string(template).render(value_json=document)
 
 
 def sensors(config: Config) -> dict[str, dict[str, Any]]:
@@ -83,9 +68,7 @@ def test_every_sensor_follows_home_assistants_rules() -> None:
     found = sensors(config)
     assert len(found) == sum(len(meter_fields(config, m)) for m in config.meters)
     for topic, payload in found.items():
-        units, state_classes = HA_RULES[payload["device_class"]]
-        assert payload.get("unit_of_measurement") in units, topic
-        assert payload["state_class"] in state_classes, topic
+        assert_follows_ha_rules(payload, topic)
         assert payload["availability_mode"] == "all"
         assert isinstance(payload["expire_after"], int) and payload["expire_after"] >= 60
         assert payload["origin"] == {"name": "campus-energy", "sw_version": "9.9"}

@@ -10,16 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.clock import FakeClock
 
 from campus_energy.runtime.notify import Notifier, Watchdog
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def parse(datagram: bytes) -> dict[str, str]:

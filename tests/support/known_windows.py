@@ -1,4 +1,4 @@
-"""A deterministic campus of windows with known sums, written through a real sink.
+"""A deterministic campus of windows with known sums, written through a real sink (`write`).
 
 Site time zone Asia/Kolkata (UTC+5:30). "Now" is Friday 2026-11-27 13:30 local
 (08:00Z). Three meters report a 300 s window every 20 minutes for 30 days; a
@@ -8,12 +8,14 @@ local midnight (23:55 and 00:00 local) to check day cuts.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from campus_energy.backends import open_sink
 from campus_energy.config import Config, parse_config
 from campus_energy.core.windows import Contribution, WindowDelta
 
@@ -113,3 +115,16 @@ def config_for(tmp_path: Path, sink: dict[str, Any] | None = None) -> Config:
 TODAY = local_day(NOW_MS)
 WEEK_START = TODAY - timedelta(days=TODAY.weekday())
 MONTH_START = TODAY.replace(day=1)
+
+
+def write(config: Config, items: list[FixtureWindow]) -> None:
+    """`items` merged into the sink `config` names, as the bridge would write them at NOW_MS."""
+
+    async def go() -> None:
+        sink = open_sink(config)
+        try:
+            await sink.merge(deltas(items), NOW_MS)
+        finally:
+            await sink.close()
+
+    asyncio.run(go())

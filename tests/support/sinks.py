@@ -1,13 +1,60 @@
-"""Reading window documents back from each sink, the way a test checks the books."""
+"""Sinks for a test: the settings of one of each kind, and its window documents read back.
+
+`sink_settings(kind, folder)` gives the `bridge` keys of a fresh sink ("sqlite",
+"postgres", "firestore", "firestore-per-meter", "firestore-per-window"), its
+store started and dropped around the block; `docs_of(config)` reads back what
+the bridge wrote, the way a test checks the books.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.emulator import emulator_environment
+from tests.support.stores import emulator_or_skip, postgres_schema
+
 from campus_energy.config import Config
+
+# the `sink_for` fixture: sink_for(kind, **options) -> the settings (see sink_settings)
+SinkFor = Callable[..., dict[str, Any]]
+
+
+def sqlite_sink(folder: Path) -> dict[str, Any]:
+    return {"sink": "sqlite", "sqlite": {"path": str(folder / "windows.db")}}
+
+
+@contextlib.contextmanager
+def sink_settings(
+    kind: str,
+    folder: Path,
+    *,
+    project: str = "demo-campus",
+    collection: str = "windows",
+    shared: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """The bridge settings of a fresh sink of `kind` for the block.
+
+    PostgreSQL: a throw-away schema. Firestore: an emulator of its own, with
+    FIRESTORE_EMULATOR_HOST pointing at it (`shared`: kept for a module's tests).
+    """
+    if kind == "sqlite":
+        yield sqlite_sink(folder)
+    elif kind == "postgres":
+        with postgres_schema() as (dsn, schema):
+            yield {"sink": "postgres", "postgres": {"dsn": dsn, "schema": schema}}
+    elif kind == "firestore" or kind.startswith("firestore-"):
+        firestore = {"project": project, "collection": collection}
+        if kind != "firestore":
+            firestore["layout"] = kind.removeprefix("firestore-")
+        with emulator_or_skip(shared=shared) as host, emulator_environment(host):
+            yield {"sink": "firestore", "firestore": firestore}
+    else:
+        raise ValueError(f"no sink of kind {kind!r}")
 
 
 @dataclass(frozen=True)
