@@ -54,9 +54,10 @@ import harness
 import results as bench
 from baselines import naive_api
 from baselines.legacy_firestore_reads import request_reads
-from campus_energy.api.queries import Period, day_of, midnight_ms
+from campus_energy.api.queries import Period
 from campus_energy.backends.sqlite.sink import SqliteSink, _rebuild_rollups, iso_seconds
 from campus_energy.config import Config, parse_config
+from campus_energy.core.days import local_date, midnight_ms
 from campus_energy.core.windows import Contribution, WindowDelta, window_stamp
 from measure import free_port, percentile
 from results import Col, Table
@@ -239,8 +240,8 @@ def fill_rollups(conn: sqlite3.Connection, first_ms: int, last_ms: int) -> None:
     for day_no in range(first_ms // DAY_MS - 1, last_ms // DAY_MS + 2):
         start = day_no * DAY_MS - 19_800_000
         conn.execute(HOURLY_SQL, (start, start + DAY_MS))
-    day = day_of(first_ms, ZONE)
-    while day <= day_of(last_ms, ZONE):
+    day = local_date(first_ms, ZONE)
+    while day <= local_date(last_ms, ZONE):
         after = day + timedelta(days=1)
         conn.execute(DAILY_SQL, (day.isoformat(), midnight_ms(day, ZONE), midnight_ms(after, ZONE)))
         day = after
@@ -559,7 +560,7 @@ CACHED = "aggregate, 1 year, cached"
 
 
 def cases(build: Build) -> list[Case]:
-    today = day_of(now_ms(), ZONE)
+    today = local_date(now_ms(), ZONE)
     period = Period.at(now_ms(), ZONE)
     found = []
     for label, days in ((DAY, 1), ("aggregate, 30 days", 30), (YEAR, 365)):

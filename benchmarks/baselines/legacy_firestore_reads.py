@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from campus_energy.api.queries import Period, day_of, midnight_ms
+from campus_energy.api.queries import Period
+from campus_energy.core.days import local_date, midnight_ms
 
 DAY_MS = 86_400_000
 
@@ -35,5 +36,7 @@ def request_reads(
         return count(midnight_ms(min(period.week_start, period.month_start), zone), now), 1
     if path.endswith("step=5m"):
         return count(now - DAY_MS, now), 1
-    first = day_of(now - 30 * DAY_MS, zone)
-    return count(midnight_ms(first, zone), midnight_ms(day_of(now, zone) + timedelta(1), zone)), 1
+    first = local_date(now - 30 * DAY_MS, zone)
+    return count(
+        midnight_ms(first, zone), midnight_ms(local_date(now, zone) + timedelta(1), zone)
+    ), 1

@@ -22,9 +22,10 @@ from zoneinfo import ZoneInfo
 
 from flask import Flask, Response, request
 
-from campus_energy.api.queries import Period, day_of, midnight_ms
-from campus_energy.backends.sqlite.sink import iso_seconds
+from campus_energy.api.queries import Period
 from campus_energy.config import load_config
+from campus_energy.core.days import local_date, midnight_ms
+from campus_energy.core.timestamps import iso_seconds
 
 SCAN_SQL = (
     "SELECT meter_id, total_energy_wh, readings_in_batch, window_start_ms FROM window_aggregates "
@@ -60,7 +61,7 @@ def naive_app(path: Path, zone: ZoneInfo, fresh_ms: int) -> Flask:
 
     @app.get("/api/aggregate/campus")
     def aggregate() -> Response:
-        today = day_of(now_ms(), zone)
+        today = local_date(now_ms(), zone)
         first = date.fromisoformat(request.args.get("start_date") or today.isoformat())
         last = date.fromisoformat(request.args.get("end_date") or today.isoformat())
         start, end = midnight_ms(first, zone), midnight_ms(last + timedelta(days=1), zone)

@@ -6,12 +6,12 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from campus_energy.backends.base import Bucket, Grain, MeterLatest
-from campus_energy.core.rollups import hour_of
+from campus_energy.core.days import hour_of, local_date, midnight_ms
 from campus_energy.core.timestamps import iso_utc
 from campus_energy.errors import CampusEnergyError
 
@@ -48,11 +48,6 @@ def parse_day(name: str, value: str | None, default: date) -> date:
     return day
 
 
-def midnight_ms(day: date, zone: ZoneInfo) -> int:
-    """UTC epoch ms of the local midnight that starts `day`."""
-    return round(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp() * 1000)
-
-
 def parse_instant(name: str, value: str | None, zone: ZoneInfo) -> int | None:
     """ISO 8601 with a zone, or a local day (its midnight), to epoch ms."""
     if value is None or value == "":
@@ -77,10 +72,6 @@ def parse_instant(name: str, value: str | None, zone: ZoneInfo) -> int | None:
     return round(ms)
 
 
-def day_of(ms: int, zone: ZoneInfo) -> date:
-    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(zone).date()
-
-
 @dataclass(frozen=True)
 class Period:
     """today / this week (from Monday) / this month, as local days."""
@@ -91,7 +82,7 @@ class Period:
 
     @classmethod
     def at(cls, now_ms: int, zone: ZoneInfo) -> Period:
-        today = day_of(now_ms, zone)
+        today = local_date(now_ms, zone)
         return cls(today, today - timedelta(days=today.weekday()), today.replace(day=1))
 
 
@@ -273,8 +264,8 @@ def series_span(
     """The keys of the buckets a series from start to end reads: its local days, or from the
     local hour (or 5-minute step) containing start."""
     if grain == "day":
-        first = day_of(start_ms, zone)
-        after = day_of(end_ms - 1, zone) + timedelta(days=1)
+        first = local_date(start_ms, zone)
+        after = local_date(end_ms - 1, zone) + timedelta(days=1)
         return first.isoformat(), after.isoformat()
     aligned = hour_of(start_ms, zone) if grain == "hour" else start_ms - start_ms % 300_000
     return aligned, end_ms

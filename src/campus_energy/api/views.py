@@ -26,13 +26,11 @@ from campus_energy.api.queries import (
     STEPS,
     BadParameter,
     Period,
-    day_of,
     finite,
     health_detail,
     iso,
     kwh,
     last_window_ms,
-    midnight_ms,
     parse_day,
     parse_instant,
     round_share,
@@ -43,6 +41,7 @@ from campus_energy.api.queries import (
     summary_answer,
 )
 from campus_energy.api.state import ApiState
+from campus_energy.core.days import local_date, midnight_ms
 from campus_energy.errors import SourceError
 
 MAX_ROWS = 200_000  # source rows one series request may read (steps × meters)
@@ -168,7 +167,7 @@ def summary() -> Response:
 def _aggregate(scope: str, building: str | None) -> Response:
     state = _state()
     zone = state.zone
-    today = day_of(state.now_ms(), zone)
+    today = local_date(state.now_ms(), zone)
     first = parse_day("start_date", request.args.get("start_date"), today)
     last = parse_day("end_date", request.args.get("end_date"), today)
     if last < first:
@@ -218,7 +217,7 @@ def _series_request() -> tuple[dict[str, Any], Callable[[], list[dict[str, Any]]
     start = parse_instant("start", request.args.get("start"), zone)
     if start is None:  # the last 24 hours, or the 30 local days that end with end's day
         start = (
-            midnight_ms(day_of(end - 1, zone) - timedelta(days=29), zone)
+            midnight_ms(local_date(end - 1, zone) - timedelta(days=29), zone)
             if grain == "day"
             else end - 86_400_000
         )

@@ -15,8 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from campus_energy.core.days import hour_of as hour_of  # api.queries imports it from here
-from campus_energy.core.days import local_day
+from campus_energy.core.days import hour_of, local_day
 from campus_energy.core.windows import Accumulator, WindowDoc
 
 
