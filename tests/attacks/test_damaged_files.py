@@ -32,8 +32,8 @@ import pytest
 import streamlit as st
 from flask import Flask
 from streamlit.testing.v1 import AppTest
-from tests.integration.test_fixdb import METERS, write_config, write_store
 from tests.support.known_windows import NOW_MS, REPORTING, ZONE, FixtureWindow, deltas, windows
+from tests.support.logger_store import METERS, write_config, write_store
 from tests.support.net import free_port
 from tests.support.processes import campus_energy, require_program, run_cli
 from tests.support.waiting import eventually

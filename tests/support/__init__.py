@@ -21,6 +21,7 @@ Configurations and data:
 - `stores`: a throw-away PostgreSQL schema, the emulator for a test
 - `sinks`: a fresh sink of each kind, and the windows read back from it
 - `readback`: a service's SQLite files read from outside while it runs
+- `logger_store`: a logger's store written by its own code, for fix-db and the damage tests
 - `known_windows`: a deterministic campus of windows with known sums (the API's fixture)
 - `dashboard_books`: the local dashboard's store and the sums it must show
 - `homeassistant`: Home Assistant's rules for a discovered sensor
