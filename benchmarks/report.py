@@ -1,7 +1,7 @@
 """Runs the benchmark scripts and writes benchmarks/REPORT.md.
 
-Each script (read_plan, logger, bridge, api, figures, dashboard, edges) runs as a child process
-with `CAMPUS_ENERGY_BENCH_RESULTS` pointing to a temporary folder, where it
+Each script (read_plan, logger, bridge, api, figures, dashboard, edges, layout) runs as a
+child process with `CAMPUS_ENERGY_BENCH_RESULTS` pointing to a temporary folder, where it
 leaves its headline figures and its tables (`benchmarks/results.py`). Its output
 goes to this console and to `benchmarks/output/<script>.txt`; the run itself
 (start, time, exit status, figures, tables, the end of stderr) to
@@ -68,6 +68,7 @@ SCRIPTS = {
     "figures": "Figures shown",
     "dashboard": "Dashboard",
     "edges": "Edges (intake, spool, front)",
+    "layout": "Layout (package tree, imports, start-up)",
 }
 
 
