@@ -179,3 +179,26 @@ def test_no_import_cycles() -> None:
         if node not in state:
             visit(node)
     assert not cycles, "import cycles:\n  " + "\n  ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_command_line_imports_only_the_command_it_runs() -> None:
+    """`campus-energy --help` loads no command; `doctor --help` loads doctor and not the others."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from campus_energy.cli import COMMANDS, build_parser\n"
+        "build_parser(sys.argv[1:])\n"
+        "homes = {name: where.partition(':')[0] for name, (where, _) in COMMANDS.items()}\n"
+        "print(' '.join(sorted(n for n, m in homes.items() if m in sys.modules)))\n"
+    )
+    for chosen, loaded in (
+        ([], ""),
+        (["doctor"], "doctor"),
+        (["read"], "profiles read scan simulate"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *chosen], capture_output=True, text=True, check=True
+        )
+        assert done.stdout.strip() == loaded, (chosen, done.stdout, done.stderr)
