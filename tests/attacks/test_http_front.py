@@ -338,6 +338,7 @@ def said(status: int | None, seconds: float) -> str:
 # --- slowloris ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_slowloris_holds_gunicorn_but_not_nginx(
     api: Api, nginx: Nginx, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -356,6 +357,7 @@ def test_slowloris_holds_gunicorn_but_not_nginx(
     )
 
 
+@pytest.mark.slow
 def test_nginx_drops_a_client_that_never_finishes_its_request(
     nginx: Nginx, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -371,6 +373,7 @@ def test_nginx_drops_a_client_that_never_finishes_its_request(
 # --- the watchdog -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_watchdog_is_pinged_only_while_the_app_answers(
     tmp_path: Path, store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -10,6 +10,8 @@ from tests.faults.books import Books
 from tests.faults.harness import PLAN, campus, record
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.slow  # each test runs a whole campus for a while
+
 
 @pytest.mark.timeout(PLAN.test_timeout_s)
 def test_a_stopped_broker_loses_nothing(

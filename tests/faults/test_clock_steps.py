@@ -16,6 +16,8 @@ from tests.faults.readback import stored_readings
 
 from campus_energy.runtime.clock import OffsetClock
 
+pytestmark = pytest.mark.slow  # each test runs a whole campus for a while
+
 
 @pytest.mark.timeout(PLAN.test_timeout_s)
 def test_wall_clock_steps_lose_nothing_and_invent_no_energy(

@@ -11,6 +11,8 @@ import pytest
 from tests.faults.books import Books
 from tests.faults.harness import INTERVAL_S, PLAN, SEED, WINDOW_S, campus, record
 
+pytestmark = pytest.mark.slow  # each test runs a whole campus for a while
+
 
 def at_random(rng: random.Random, longest_s: float) -> None:
     """Let the service run on for a random moment: the fault's timing, not a synchronisation."""

@@ -13,6 +13,8 @@ from tests.faults.books import Books
 from tests.faults.harness import PLAN, campus, record
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.slow  # each test runs a whole campus for a while
+
 MALFORMED = 1000
 
 

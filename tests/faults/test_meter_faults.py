@@ -16,6 +16,8 @@ from tests.support.readback import query
 from tests.support.serial import SocatPair
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.slow  # each test runs a whole campus for a while
+
 SILENT_AFTER_S = 8.0  # the returning meter stops answering this long after the simulator starts
 SILENT_FOR_S = PLAN.outage_windows * WINDOW_S
 

@@ -15,6 +15,8 @@ from tests.faults.harness import PLAN, WINDOW_S, campus, record
 from tests.support.net import TcpProxy
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.slow  # each test runs a whole campus for a while
+
 
 @pytest.mark.timeout(PLAN.test_timeout_s)
 def test_postgres_refusing_connections_loses_nothing(

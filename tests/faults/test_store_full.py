@@ -16,6 +16,8 @@ from tests.faults.harness import PLAN, campus, record
 from tests.support.readback import query
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.slow  # each test runs a whole campus for a while
+
 
 @pytest.mark.timeout(PLAN.test_timeout_s)
 def test_a_full_disk_keeps_the_newest_readings_and_the_file_sound(

@@ -34,6 +34,8 @@ from campus_energy.bridge.service import Bridge
 from campus_energy.logger.service import MeterLogger
 from campus_energy.meters.simulator.server import Simulator
 
+pytestmark = pytest.mark.slow  # each test runs a whole campus for a while
+
 
 @pytest.mark.parametrize(
     "kind", ["sqlite", "postgres", "firestore-per-meter", "firestore-per-window"]

@@ -288,6 +288,7 @@ def test_scan_on_a_terminal_shows_its_progress_on_one_line(simulated: Path) -> N
     assert "scanning" not in stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
 def test_demo_shows_readings_flowing(tmp_path: Path, broker: str) -> None:
     if broker == "mosquitto":

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from tests.support import CHROMIUM_ARGS
 from tests.support.dashboard_books import Books, Scenario, write_config, write_store
 from tests.support.http import streamlit_health
@@ -31,6 +32,7 @@ def minutes(label: str) -> int:
     return int(hours) * 60 + int(mins)
 
 
+@pytest.mark.slow
 def test_a_browser_elsewhere_shows_the_books_on_the_sites_clock(tmp_path: Path) -> None:
     chromium = require_program("chromium")
     from playwright.sync_api import expect, sync_playwright

@@ -25,6 +25,7 @@ from tests.support.waiting import wait_for
 FIRST_MINUTE_S = 60.0
 
 
+@pytest.mark.slow
 def test_the_fast_demo_shows_the_campus_within_a_minute_and_stops_cleanly(
     tmp_path: Path,
 ) -> None:

@@ -13,6 +13,7 @@ import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from tests.support.http import get_json
 from tests.support.mqtt import require_mosquitto
 from tests.support.net import free_port
@@ -21,6 +22,7 @@ from tests.support.services import serving_process
 from tests.support.waiting import wait_for
 
 
+@pytest.mark.slow
 def test_a_taken_port_moves_the_dashboard_to_a_free_one_it_prints(tmp_path: Path) -> None:
     require_mosquitto()
     env = {

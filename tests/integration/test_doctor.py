@@ -374,6 +374,7 @@ def test_an_unreadable_tls_file_is_named_before_connecting(
     assert results["broker"]["detail"] == f"mqtt.tls_ca_file: {missing} does not exist"
 
 
+@pytest.mark.slow
 def test_a_broker_that_never_answers_times_out(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -103,6 +103,7 @@ async def test_readings_land_in_sqlite_and_on_mqtt_with_the_contract_payload(
     assert collector.statuses("logger/test-logger/status")[:1] == ["online"]
 
 
+@pytest.mark.slow
 async def test_energy_matches_the_simulators_exact_integral(tmp_path: Path, mosquitto: Any) -> None:
     flaky = {"simulate": {"timeout_rate": 0.3, "seed": 11}}
     config, sim_config = campus(tmp_path, mosquitto.port, **{"lib-f1": flaky})
@@ -169,6 +170,7 @@ async def test_a_broker_outage_loses_nothing(tmp_path: Path, mosquitto: Any) -> 
     assert duplicates <= 3 * 500  # at most the in-flight batch per reconnect (QoS 1)
 
 
+@pytest.mark.slow
 async def test_a_silent_meter_goes_offline_and_back_without_delaying_the_others(
     tmp_path: Path, mosquitto: Any
 ) -> None:

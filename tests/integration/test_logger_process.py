@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tests.support.campus import two_meters
 from tests.support.config import meter_at, write_toml
 from tests.support.mqtt import Collector
@@ -28,6 +29,7 @@ def logger_process(config: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+@pytest.mark.slow
 async def test_kill_9_then_restart_loses_nothing_and_continues_the_totals(
     tmp_path: Path, mosquitto: Any
 ) -> None:

@@ -51,6 +51,7 @@ async def refused(port: int) -> bool:
     return False
 
 
+@pytest.mark.slow
 async def test_logger_metrics_count_polls_failures_and_the_outbox(
     tmp_path: Path, mosquitto: Any
 ) -> None:
@@ -138,6 +139,7 @@ async def test_logger_metrics_count_polls_failures_and_the_outbox(
 MALFORMED = {b"not json": "not-json", b"[1, 2]": "not-object", b"{oops": "not-json"}
 
 
+@pytest.mark.slow
 async def test_bridge_metrics_match_the_spool_the_sink_and_the_dead_letters(
     tmp_path: Path, mosquitto: Any
 ) -> None:

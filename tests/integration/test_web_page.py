@@ -90,6 +90,7 @@ cache_s = 0
         yield f"http://127.0.0.1:{port}", db
 
 
+@pytest.mark.slow
 def test_the_dashboard_shows_the_data_and_refreshes(
     served: tuple[str, Path], tmp_path: Path
 ) -> None:
