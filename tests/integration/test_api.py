@@ -16,9 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from tests.support import known_windows as fx
-from tests.support.emulator import emulator_environment
 from tests.support.known_windows import write
-from tests.support.stores import emulator_or_skip
 
 from campus_energy.api import create_app
 from campus_energy.backends import open_sink, open_source
@@ -37,13 +35,14 @@ LEGACY_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def firestore_campus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+def firestore_campus(
+    shared_firestore_emulator: str, tmp_path_factory: pytest.TempPathFactory
+) -> Config:
     """The fixture written once to one emulator for the whole module (writing it is slow)."""
-    with emulator_or_skip(shared=True) as host, emulator_environment(host):
-        sink = {"sink": "firestore", "firestore": {"project": "demo-api", "collection": "w"}}
-        config = fx.config_for(tmp_path_factory.mktemp("fs"), sink)
-        write(config, fx.windows())
-        yield config
+    sink = {"sink": "firestore", "firestore": {"project": "demo-api", "collection": "w"}}
+    config = fx.config_for(tmp_path_factory.mktemp("fs"), sink)
+    write(config, fx.windows())
+    return config
 
 
 @pytest.fixture(params=["sqlite", "postgres", "firestore"])
