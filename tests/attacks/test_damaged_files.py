@@ -36,6 +36,7 @@ from tests.support.known_windows import NOW_MS, REPORTING, ZONE, FixtureWindow, 
 from tests.support.logger_store import METERS, write_config, write_store
 from tests.support.net import free_port
 from tests.support.processes import campus_energy, require_program, run_cli
+from tests.support.services import spawn
 from tests.support.waiting import eventually
 
 from campus_energy.api import create_app
@@ -99,10 +100,7 @@ def quick_check(db: Path) -> list[str]:
 
 
 def logger(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as stderr:
-        return subprocess.Popen(
-            campus_energy("logger", "-c", config), stdout=subprocess.DEVNULL, stderr=stderr
-        )
+    return spawn(campus_energy("logger", "-c", config), log, with_stdout=False)
 
 
 def stopped(process: subprocess.Popen[bytes], timeout: float = 30) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tests.support.processes import campus_energy
+from tests.support.services import spawn
 from tests.support.waiting import wait_for
 
 POLL_S = 0.05
@@ -54,12 +55,7 @@ class Process:
 
     def start(self) -> None:
         self.offset = self.log.stat().st_size if self.log.exists() else 0
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                campus_energy(*self.args),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        self.process = spawn(campus_energy(*self.args), self.log)
         wait_for(
             lambda: self.ready(self) or not self.alive,
             30,

@@ -26,7 +26,7 @@ from tests.support.emulator import emulator_environment
 from tests.support.net import TcpProxy
 from tests.support.processes import campus_energy
 from tests.support.readback import count
-from tests.support.services import serving
+from tests.support.services import serving, spawn
 from tests.support.sinks import SinkFor, docs_of, sqlite_sink
 from tests.support.waiting import eventually
 
@@ -77,12 +77,7 @@ path = "{tmp_path / "windows.db"}"
     log = tmp_path / "bridge.log"
 
     def start() -> subprocess.Popen[bytes]:
-        with log.open("ab") as err:
-            return subprocess.Popen(
-                campus_energy("bridge", "-c", config_file),
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
+        return spawn(campus_energy("bridge", "-c", config_file), log, with_stdout=False)
 
     process = start()
     # The broker keeps readings only for a session that exists: subscribe before logging.

@@ -14,6 +14,7 @@ from tests.support.mqtt import Collector
 from tests.support.net import free_port
 from tests.support.processes import campus_energy, run_cli
 from tests.support.readback import count, query
+from tests.support.services import spawn
 from tests.support.waiting import eventually
 
 from campus_energy.config import load_config
@@ -21,12 +22,7 @@ from campus_energy.meters.simulator.server import Simulator
 
 
 def logger_process(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as stderr:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            campus_energy("logger", "-c", config),
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
+    return spawn(campus_energy("logger", "-c", config), log, with_stdout=False)
 
 
 @pytest.mark.slow

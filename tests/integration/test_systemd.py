@@ -27,6 +27,7 @@ from tests.support.campus import two_meters
 from tests.support.config import write_toml
 from tests.support.net import free_port
 from tests.support.processes import campus_energy, require_program, run_cli
+from tests.support.services import spawn
 from tests.support.systemd import NotifySocket
 from tests.support.waiting import eventually
 
@@ -243,13 +244,8 @@ def file_manager(tmp_path: Path) -> Iterator[NotifySocket]:
 
 
 def start(command: str, config: Path, manager: NotifySocket, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as stderr:
-        return subprocess.Popen(
-            campus_energy(command, "-c", config),
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env=manager.environ(),
-        )
+    argv = campus_energy(command, "-c", config)
+    return spawn(argv, log, env=manager.environ(), with_stdout=False)
 
 
 async def stops_cleanly(process: subprocess.Popen[bytes], manager: NotifySocket, unit: str) -> None:

@@ -5,6 +5,7 @@
 - `serving_process`: a program (usually `campus_energy(...)`) as a child process,
   its output in a log file; on leaving it is signalled and must exit 0 with no
   traceback in its log.
+- `spawn`: the child process alone, for a test that kills and restarts it itself.
 """
 
 from __future__ import annotations
@@ -60,6 +61,24 @@ async def serving(
         await asyncio.wait_for(task, stop_timeout)
 
 
+def spawn(
+    argv: Sequence[str | Path],
+    log: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    with_stdout: bool = True,
+) -> subprocess.Popen[bytes]:
+    """`argv` started, its stderr (and its stdout unless `with_stdout` is false) appended to
+    `log`. `env` replaces the environment."""
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [str(a) for a in argv],
+            stdout=out if with_stdout else subprocess.DEVNULL,
+            stderr=out,
+            env=None if env is None else dict(env),
+        )
+
+
 class ServiceProcess:
     """A child process started by `serving_process`, and the log it writes."""
 
@@ -113,13 +132,7 @@ def serving_process(
     "Traceback" in its log; when the block raised, it is only stopped. `env` replaces the
     environment; `shared`: the process outlives single tests (a module's fixture).
     """
-    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(
-            [str(a) for a in argv],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=None if env is None else dict(env),
-        )
+    process = spawn(argv, log, env=env)
     running = ServiceProcess(process, log)
     if shared:
         SHARED_PROCESSES.add(process.pid)
