@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from tests.figures.books import Books, Scenario, readings
-from tests.support.emulator import emulator_environment
-from tests.support.stores import emulator_or_skip, postgres_schema
+from tests.support.sinks import sink_settings
 
 from campus_energy.api import create_app
 from campus_energy.backends import open_sink
@@ -86,27 +85,10 @@ def write_windows(config: Config, s: Scenario, items: list[Any]) -> None:
 
 
 @contextlib.contextmanager
-def firestore_project() -> Iterator[dict[str, Any]]:
-    with emulator_or_skip(shared=True) as host, emulator_environment(host):
-        yield {"sink": "firestore", "firestore": {"project": "demo-figures", "collection": "w"}}
-
-
-@contextlib.contextmanager
-def sink_settings(kind: str, folder: Path) -> Iterator[dict[str, Any]]:
-    if kind == "postgres":
-        with postgres_schema() as (dsn, schema):
-            yield {"sink": "postgres", "postgres": {"dsn": dsn, "schema": schema}}
-    elif kind == "firestore":
-        with firestore_project() as settings:
-            yield settings
-    else:
-        yield {"sink": "sqlite", "sqlite": {"path": str(folder / "windows.db")}}
-
-
-@contextlib.contextmanager
 def campus_of(s: Scenario, sink: str, folder: Path) -> Iterator[Campus]:
     items = readings(s)
-    with sink_settings(sink, folder) as settings:
+    settings_of = sink_settings(sink, folder, project="demo-figures", collection="w", shared=True)
+    with settings_of as settings:
         config = config_of(s, folder, settings)
         write_windows(config, s, items)
         app = create_app(config, clock=lambda: s.now_ms / 1000)
