@@ -24,7 +24,8 @@ class MeterLatest:
 
 @dataclass(frozen=True)
 class Bucket:
-    """One meter's sums over one step: a window, a UTC hour, or a local day."""
+    """One meter's sums over one step: a window (or a 5-minute step of windows), a local clock
+    hour of the site's zone, or a local day."""
 
     meter_id: str
     key: int | str  # window or hour start (epoch ms), or the local day 'YYYY-MM-DD'
