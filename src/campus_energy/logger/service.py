@@ -25,7 +25,7 @@ from campus_energy.logger.metrics import Counters, LoggerMetrics
 from campus_energy.logger.publisher import Publisher, StatusBoard
 from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore, Restored
 from campus_energy.meters.polling import MeterPoller, open_buses, pollers
-from campus_energy.runtime.clock import SystemClock, boot_id, sleep_or_stop
+from campus_energy.runtime.clock import Backoff, SystemClock, boot_id, sleep_or_stop
 from campus_energy.runtime.notify import Notifier, Watchdog
 from campus_energy.runtime.outages import Outage
 
@@ -36,6 +36,8 @@ RETENTION_EVERY_S = 3600.0
 SAME_SLOT_S = 1e-3
 CLOCK_STEP_WARN_S = 1.0
 HUNG_SLACK_S = 60.0  # beyond a cycle's worst case of Modbus timeouts, its bus loop is hung
+BUS_RESTART_MIN_S = 1.0  # a bus whose polling failed unexpectedly starts again after this
+BUS_RESTART_MAX_S = 60.0
 
 
 @dataclass
@@ -191,6 +193,21 @@ class MeterLogger:
             log.warning("stopping with %d readings not yet delivered to the broker", depth)
 
     async def _bus_loop(self, runs: Sequence[MeterRun], stop: asyncio.Event) -> None:
+        """A bus's polling, restarted with back-off if it ever fails unexpectedly: whatever one
+        bus raises stops that bus for a while, never the logger and its other buses."""
+        bus = runs[0].meter.bus
+        backoff = Backoff(BUS_RESTART_MIN_S, BUS_RESTART_MAX_S)
+        while not stop.is_set():
+            try:
+                await self._bus_cycles(runs, stop)
+                return
+            except Exception:
+                wait_s = backoff.failed()
+                log.exception("bus %s: polling failed; starting it again in %.0f s", bus, wait_s)
+                if await sleep_or_stop(wait_s, stop):
+                    return
+
+    async def _bus_cycles(self, runs: Sequence[MeterRun], stop: asyncio.Event) -> None:
         last_slot: dict[str, float] = {}
         while not stop.is_set():
             now = self.clock.wall()

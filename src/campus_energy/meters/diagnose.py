@@ -148,6 +148,9 @@ def seconds_to_grid(interval_s: float, clock: Callable[[], float] = time.time) -
     return max(0.0, next_grid_time(clock(), interval_s) - clock())
 
 
+NOBODY_THERE = frozenset({10, 11})  # gateway path unavailable / target failed to respond
+
+
 @dataclass(frozen=True)
 class ScanHit:
     unit: int
@@ -165,6 +168,9 @@ async def scan(
 ) -> list[ScanHit]:
     """Units on `bus_config` that answer `request` at all (with data or with an exception).
 
+    An exception 10 or 11 is a gateway answering for a unit that did not (path unavailable,
+    target failed to respond): nobody is there.
+
     `on_unit(position, unit, found)` is called before each unit is asked: its 1-based
     position in `units` and the number of units found so far.
     """
@@ -177,6 +183,8 @@ async def scan(
             try:
                 registers = await bus.read(unit, request, retries=0)
             except ModbusExceptionResponseError as exc:
+                if exc.code in NOBODY_THERE:
+                    continue  # a gateway's word for "no device answered at that unit"
                 hits.append(ScanHit(unit, None, exc.code))
             except ModbusConnectionError:
                 raise  # the bus itself is unusable: no point trying the other units

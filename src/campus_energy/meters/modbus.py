@@ -5,7 +5,9 @@ by one lock, a device's `pause_between_requests_s` is honoured, timeouts and
 busy devices are retried, and the connection is reopened with exponential
 back-off after it is lost or after repeated silence (a USB adapter unplugged
 and plugged back in is picked up again). Callers get registers or one of the
-`ModbusError` types; never `None`, never a pymodbus exception.
+`ModbusError` types; never `None`, never a pymodbus exception, and never whatever
+else the serial or network stack raises (`termios.error` when a driver refuses a
+setting is not an `OSError`): every failure of a bus is that bus's outage.
 """
 
 from __future__ import annotations
@@ -40,6 +42,20 @@ RECONNECT_DELAY_MIN_S = 0.5
 RECONNECT_DELAY_MAX_S = 30.0
 # Consecutive failed requests on one bus after which the port is closed and reopened.
 REOPEN_AFTER_FAILURES = 6
+
+
+def failure_text(exc: BaseException) -> str:
+    """An exception of the serial or network stack in one line, with its type (a
+    `termios.error` says only "(22, 'Invalid argument')")."""
+    kind = type(exc)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "no detail"
+    return f"{name}: {detail}"
+
 
 FrameTrace = Callable[[str, bool, bytes], None]
 """Called with (bus name, sending, frame bytes) for every frame on the wire."""
@@ -135,23 +151,29 @@ class ModbusBus:
                 f"{self._next_connect_at - now:.1f} s",
             )
         self._drop_client()
-        client = CLIENT_FACTORIES[self.config.transport](
-            self.config,
-            timeout=self.config.timeout_s,
-            retries=0,
-            reconnect_delay=0,
-            trace_packet=self._on_packet,
-        )
-        client.set_max_no_responses(1_000_000)  # this adapter decides when to reopen
+        reason = ""
+        client: ModbusBaseClient | None = None
         try:
+            client = CLIENT_FACTORIES[self.config.transport](
+                self.config,
+                timeout=self.config.timeout_s,
+                retries=0,
+                reconnect_delay=0,
+                trace_packet=self._on_packet,
+            )
+            client.set_max_no_responses(1_000_000)  # this adapter decides when to reopen
             ok = await client.connect()
-        except (OSError, ModbusException) as exc:  # pyserial and sockets raise on some platforms
-            log.debug("connect to %s failed: %s", self.endpoint, exc)
+        except Exception as exc:  # pyserial, termios, sockets, a driver: whatever they raise
+            log.debug("connect to %s failed: %s", self.endpoint, failure_text(exc))
+            reason = f": {failure_text(exc)}"
             ok = False
-        if not ok:
-            client.close()
+        if not ok or client is None:
+            if client is not None:
+                _close_quietly(client)
             self._next_connect_at = self._monotonic() + self._reconnect.failed()
-            raise ModbusConnectionError(self.name, unit, detail=f"cannot open {self.endpoint}")
+            raise ModbusConnectionError(
+                self.name, unit, detail=f"cannot open {self.endpoint}{reason}"
+            )
         self._client = client
         self._reconnect = Backoff(RECONNECT_DELAY_MIN_S, RECONNECT_DELAY_MAX_S)
         self._next_connect_at = 0.0
@@ -160,7 +182,7 @@ class ModbusBus:
 
     def _drop_client(self) -> None:
         if self._client is not None:
-            self._client.close()
+            _close_quietly(self._client)
             self._client = None
 
     async def _pause_for(self, unit: int, pause_s: float) -> None:
@@ -194,6 +216,11 @@ class ModbusBus:
             raise ModbusTimeoutError(self.name, unit, **where) from None
         except (ModbusException, OSError, ValueError) as exc:
             raise ModbusFrameError(self.name, unit, detail=str(exc), **where) from None
+        except Exception as exc:  # anything else the serial stack raises: the port is suspect
+            self._drop_client()
+            raise ModbusConnectionError(
+                self.name, unit, detail=failure_text(exc), **where
+            ) from None
         if response.isError():
             raise ModbusExceptionResponseError(
                 self.name, unit, code=int(response.exception_code), **where
@@ -256,3 +283,11 @@ class ModbusBus:
     async def close(self) -> None:
         async with self._lock:
             self._drop_client()
+
+
+def _close_quietly(client: ModbusBaseClient) -> None:
+    """Close a client whose port may already be broken: a failure to close is no news."""
+    try:
+        client.close()
+    except Exception as exc:
+        log.debug("closing a client failed: %s", failure_text(exc))

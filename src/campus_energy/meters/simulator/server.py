@@ -35,6 +35,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from campus_energy.config import BusConfig, Config, SimulationConfig
 from campus_energy.core.registers import decode
 from campus_energy.errors import ServiceError
+from campus_energy.meters.modbus import failure_text
 from campus_energy.meters.simulator.meter import VirtualMeter
 
 log = logging.getLogger(__name__)
@@ -186,24 +187,25 @@ class BusServer:
             "trace_packet": self._on_packet,
         }
         server: ModbusBaseServer
-        if self.bus.transport == "rtu":
-            assert self.bus.device is not None
-            server = ModbusSerialServer(
-                self._devices(),
-                port=self.bus.device,
-                baudrate=self.bus.baudrate,
-                parity=self.bus.parity,
-                stopbits=self.bus.stopbits,
-                bytesize=self.bus.bytesize,
-                **common,
-            )
-        else:
-            server = ModbusTcpServer(self._devices(), address=(self.host, self.bus.port), **common)
         try:
+            if self.bus.transport == "rtu":
+                assert self.bus.device is not None
+                server = ModbusSerialServer(
+                    self._devices(),
+                    port=self.bus.device,
+                    baudrate=self.bus.baudrate,
+                    parity=self.bus.parity,
+                    stopbits=self.bus.stopbits,
+                    bytesize=self.bus.bytesize,
+                    **common,
+                )
+            else:
+                address = (self.host, self.bus.port)
+                server = ModbusTcpServer(self._devices(), address=address, **common)
             await server.serve_forever(background=True)
-        except (RuntimeError, OSError) as exc:
+        except Exception as exc:  # sockets, pyserial, termios (a refused setting): all the same
             raise ServiceError(
-                f"bus {self.bus.name!r}: cannot serve on {self.endpoint}: {exc}"
+                f"bus {self.bus.name!r}: cannot serve on {self.endpoint}: {failure_text(exc)}"
             ) from None
         self._server = server
 
