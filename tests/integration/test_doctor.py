@@ -797,3 +797,50 @@ def test_clock_verdict(answer: str | None, flag: bool, status: Status) -> None:
 )
 def test_disk_verdict(free: int, total: int, status: Status) -> None:
     assert disk_verdict(free, total) is status
+
+
+async def test_a_silent_meter_on_a_serial_line_is_told_its_models_factory_speed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Behind an RS-485 gateway at 9600 baud, a new SDM120 (factory: 2400) stays silent: the fix
+    names its factory speed; an SDM630, which leaves the factory at 9600, gets no such line."""
+    port = free_port()
+    config_file = write_config(
+        tmp_path,
+        f"""
+[[buses]]
+name = "line"
+transport = "rtu-tcp"
+host = "127.0.0.1"
+port = {port}
+baudrate = 9600
+timeout_s = 0.3
+[[meters]]
+id = "here"
+bus = "line"
+unit = 1
+profile = "eastron-sdm630"
+[[meters]]
+id = "new-sdm120"
+bus = "line"
+unit = 2
+profile = "eastron-sdm120"
+[[meters]]
+id = "new-sdm630"
+bus = "line"
+unit = 3
+profile = "eastron-sdm630"
+""",
+    )
+    config = load_config(config_file, {})
+    async with Simulator(config, meter_ids=["here"]):
+        _, results = await asyncio.to_thread(doctor_json, capsys, "-c", str(config_file))
+    assert results["meter here"]["status"] == "ok"
+    sdm120, sdm630 = results["meter new-sdm120"], results["meter new-sdm630"]
+    assert sdm120["status"] == sdm630["status"] == "fail"
+    assert "set to address 2 at 9600 baud 8N1" in sdm120["fix"]
+    assert (
+        "a new eastron-sdm120 answers at 2400 baud until its front panel is set to 9600"
+        in (sdm120["fix"])
+    )
+    assert "factory" not in sdm630["fix"] and "answers at" not in sdm630["fix"]

@@ -257,3 +257,15 @@ def test_encode_gives_every_field_its_address_and_zero_when_missing() -> None:
     assert sorted(encoded) == [6, 8, 10, 34, 54]
     assert encoded[10] == [0x4000, 0x0000]  # -2000 W / -1000 = 2.0 kW
     assert encoded[6] == [0, 0]
+
+
+def test_the_eastron_profiles_know_their_factory_serial_speed() -> None:
+    """A new SDM120 or SDM230 answers at 2400 baud, an SDM630 or SDM72D at 9600 (8N1 all)."""
+    found = {name: p.factory_baudrate for name, p in builtin_profiles().items()}
+    assert found == {
+        "campus-legacy": None,
+        "eastron-sdm120": 2400,
+        "eastron-sdm230": 2400,
+        "eastron-sdm630": 9600,
+        "eastron-sdm72d": 9600,
+    }

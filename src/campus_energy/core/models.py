@@ -105,6 +105,12 @@ class Profile(_Frozen):
         description="registers between fields may be read (false: each request covers fields only)",
     )
     phases: Literal[1, 3] = 1
+    factory_baudrate: int | None = Field(
+        default=None,
+        ge=300,
+        le=115_200,
+        description="the serial speed a new unit answers at, until set on the meter itself",
+    )
     max_power_w: float | None = Field(
         default=None,
         gt=0,

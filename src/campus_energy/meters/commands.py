@@ -89,6 +89,8 @@ class Profiles:
                 f"  max {p.max_registers_per_request} registers per request, "
                 f"pause {p.pause_between_requests_s:g} s, gaps readable: {p.read_gaps}"
             )
+            if p.factory_baudrate is not None:
+                print(f"  factory serial setting: {p.factory_baudrate} baud 8N1")
             print(f"  {'field':<18} {'address':>13} {'type':<8} {'scale':>8}  unit")
             for f in sorted(p.fields, key=lambda f: f.address):
                 address = f"{f.address} (0x{f.address:04X})"

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from campus_energy.config import BusConfig, MeterConfig
+from campus_energy.core.models import Profile
 from campus_energy.core.planner import plan_profile
 from campus_energy.errors import (
     ModbusConnectionError,
@@ -148,33 +149,39 @@ async def serial_devices(ctx: Context) -> list[Result]:
 # --- meters ---------------------------------------------------------------------------------------
 
 
-def _no_answer(meter: MeterConfig, bus: BusConfig) -> str:
+def _no_answer(meter: MeterConfig, bus: BusConfig, profile: Profile | None = None) -> str:
     if bus.transport == "tcp":
         return (
             f"check that the meter is powered and answers as device id {meter.unit} "
             f"at {bus.host}:{bus.port}"
         )
     settings = f"{bus.baudrate} baud {bus.bytesize}{bus.parity}{bus.stopbits}"
-    return (
+    fix = (
         f"check that the meter is powered, set to address {meter.unit} at {settings}, and wired "
         "A to A, B to B (with the line terminated)"
     )
+    if profile is not None and profile.factory_baudrate not in (None, bus.baudrate):
+        fix += (
+            f"; a new {profile.name} answers at {profile.factory_baudrate} baud until its "
+            f"front panel is set to {bus.baudrate}"
+        )
+    return fix
 
 
-def _unreachable(meter: MeterConfig, bus: BusConfig) -> str:
+def _unreachable(meter: MeterConfig, bus: BusConfig, profile: Profile | None = None) -> str:
     if bus.transport == "rtu":
         return f"the bus cannot be opened: see the line 'serial {bus.name}'"
     return f"check that {bus.host}:{bus.port} is reachable (the gateway's power and network)"
 
 
-def _refused(meter: MeterConfig, bus: BusConfig) -> str:
+def _refused(meter: MeterConfig, bus: BusConfig, profile: Profile | None = None) -> str:
     return (
         f"the meter refused the read: check that profile {meter.profile!r} is its model "
         f"(see: campus-energy profiles show {meter.profile})"
     )
 
 
-def _garbled(meter: MeterConfig, bus: BusConfig) -> str:
+def _garbled(meter: MeterConfig, bus: BusConfig, profile: Profile | None = None) -> str:
     return (
         "answers arrive garbled: check the baud rate and parity, the line's termination, and "
         "that no other program (a running logger) uses the bus"
@@ -182,7 +189,7 @@ def _garbled(meter: MeterConfig, bus: BusConfig) -> str:
 
 
 # Modbus failure -> what to do about it
-METER_FIXES: dict[type[ModbusError], Callable[[MeterConfig, BusConfig], str]] = {
+METER_FIXES: dict[type[ModbusError], Callable[[MeterConfig, BusConfig, Profile | None], str]] = {
     ModbusTimeoutError: _no_answer,
     ModbusConnectionError: _unreachable,
     ModbusExceptionResponseError: _refused,
@@ -191,9 +198,9 @@ METER_FIXES: dict[type[ModbusError], Callable[[MeterConfig, BusConfig], str]] = 
 }
 
 
-def _fix_for(exc: ModbusError, meter: MeterConfig, bus: BusConfig) -> str:
+def _fix_for(exc: ModbusError, meter: MeterConfig, bus: BusConfig, profile: Profile | None) -> str:
     fix = next(METER_FIXES[k] for k in type(exc).__mro__ if k in METER_FIXES)
-    return fix(meter, bus)
+    return fix(meter, bus, profile)
 
 
 def _power(values: dict[str, float]) -> str:
@@ -201,9 +208,10 @@ def _power(values: dict[str, float]) -> str:
     return "power_w missing" if power is None else f"power_w {power:,.1f} W"
 
 
-def _failed(title: str, where: str, exc: ModbusError, meter: MeterConfig, bus: BusConfig) -> Result:
+def _failed(title: str, where: str, exc: ModbusError, poller: MeterPoller) -> Result:
     reason = f"{exc.reason} ({exc.detail})" if exc.detail else exc.reason
-    return Result(Status.FAIL, title, f"{where}: {reason}", _fix_for(exc, meter, bus))
+    fix = _fix_for(exc, poller.meter, poller.bus.config, poller.profile)
+    return Result(Status.FAIL, title, f"{where}: {reason}", fix)
 
 
 async def _read_bus(group: list[MeterPoller]) -> list[Result]:
@@ -215,7 +223,7 @@ async def _read_bus(group: list[MeterPoller]) -> list[Result]:
         title = f"meter {meter.id}"
         where = f"bus {bus.name} unit {meter.unit}"
         if down is not None:
-            results.append(_failed(title, where, down, meter, bus))
+            results.append(_failed(title, where, down, poller))
             continue
         deadline = len(poller.plan) * bus.timeout_s + METER_SLACK_S
         started = time.monotonic()
@@ -224,11 +232,13 @@ async def _read_bus(group: list[MeterPoller]) -> list[Result]:
         except ModbusError as exc:
             if isinstance(exc, ModbusConnectionError):
                 down = exc
-            results.append(_failed(title, where, exc, meter, bus))
+            results.append(_failed(title, where, exc, poller))
             continue
         except TimeoutError:
             detail = f"{where}: no answer within {deadline:g} s"
-            results.append(Result(Status.FAIL, title, detail, _no_answer(meter, bus)))
+            results.append(
+                Result(Status.FAIL, title, detail, _no_answer(meter, bus, poller.profile))
+            )
             continue
         latency_ms = (time.monotonic() - started) * 1000
         results.append(
