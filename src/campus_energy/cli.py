@@ -22,9 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from campus_energy import __version__
-from campus_energy.errors import CampusEnergyError, ConfigError, ProfileError, UsageError
+from campus_energy.errors import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    CampusEnergyError,
+    ConfigError,
+    ProfileError,
+    UsageError,
+)
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("campus_energy")
 
 # name -> (where the command lives, "module" or "module:Class"; its line in `--help`)

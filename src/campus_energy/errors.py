@@ -6,6 +6,9 @@ the CLI and the API turn them into words and exit codes or HTTP statuses.
 
 from __future__ import annotations
 
+# What a command's exit status means, for every command of the command line.
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
 
 class CampusEnergyError(Exception):
     """Base of every error this project raises on purpose."""

@@ -8,9 +8,8 @@ import argparse
 import os
 
 from campus_energy.config import load_config
+from campus_energy.errors import EXIT_OK
 from campus_energy.runtime.process import notifier
-
-EXIT_OK = 0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -10,9 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from campus_energy.config import DEFAULT_CONFIG_PATH
-from campus_energy.errors import UsageError
-
-EXIT_OK = 0
+from campus_energy.errors import EXIT_OK, UsageError
 
 
 def sample_text() -> str:

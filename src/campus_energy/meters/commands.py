@@ -12,11 +12,9 @@ from pathlib import Path
 from campus_energy.config import Config, SimulationConfig, config_path, load_config, unknown_name
 from campus_energy.core.models import unit_of
 from campus_energy.core.planner import ReadRequest
-from campus_energy.errors import UsageError
+from campus_energy.errors import EXIT_FAILURE, EXIT_OK, UsageError
 from campus_energy.meters.profiles import load_profiles
 from campus_energy.runtime.process import run_until_signalled
-
-EXIT_OK, EXIT_FAILURE = 0, 1
 
 
 def _config(args: argparse.Namespace) -> Config:

@@ -19,10 +19,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from campus_energy.config import Config, config_path, load_config
-from campus_energy.errors import ConfigError
+from campus_energy.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ConfigError
 from campus_energy.ops.doctor.checks import Check, Context, Result, Status, plural
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2  # as the rest of the command line
 SYMBOLS = {Status.OK: "✔", Status.WARN: "⚠", Status.FAIL: "✘", Status.SKIP: "–"}
 REDACTED = "****"
 

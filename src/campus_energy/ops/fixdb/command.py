@@ -34,13 +34,12 @@ from campus_energy.core.repair.plan import RunPlan, plan_meter
 from campus_energy.core.repair.stamps import NOT_BEFORE_MS, Fmt, Rules, typical_interval_ms
 from campus_energy.core.repair.survey import Edge, Surveyor
 from campus_energy.core.timestamps import epoch_ms, iso_seconds, iso_utc, utc_datetime
-from campus_energy.errors import UsageError
+from campus_energy.errors import EXIT_FAILURE, EXIT_OK, UsageError
 from campus_energy.ops.fixdb.offline_store import OfflineStore, Repair, StoredMeter, failure
 
 AHEAD_SLACK_MS = 86_400_000  # stamps later than now + a day come from a clock set ahead
 DEFAULT_INTERVAL_MS = 5_000
 GAP_INTERVALS = 3.5  # MeterConfig.gap_limit_s's default: three intervals and a half
-EXIT_OK, EXIT_FAILURE = 0, 1
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

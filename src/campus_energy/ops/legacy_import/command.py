@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from campus_energy.config import Config, load_config
 from campus_energy.core.readings import Reading
 from campus_energy.core.timestamps import iso_utc
-from campus_energy.errors import StoreError, UsageError
+from campus_energy.errors import EXIT_FAILURE, EXIT_OK, StoreError, UsageError
 from campus_energy.logger.store import MeterRecord, ReadingStore
 from campus_energy.ops.legacy_import.convert import (
     Imported,
@@ -51,7 +51,6 @@ HEAD = 100  # a meter's first readings, to find its interval when it is not conf
 LEGACY_INTERVAL_MS = 5_000  # the original logger's poll interval
 GAP_INTERVALS = 3.5  # MeterConfig.gap_limit_s's default: three intervals and a half
 BATCH = 5_000
-EXIT_OK, EXIT_FAILURE = 0, 1
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
