@@ -229,16 +229,24 @@ class MeterLogger:
 
     async def _cycle(self, due: Sequence[MeterRun]) -> None:
         before = {r.meter.id: r.state for r in due}
-        cycle = Cycle()
-        for run in due:
-            await self._poll(run, cycle)
-        try:
-            evicted = await self.store.commit_making_room(cycle)
-        except StoreError as exc:
+
+        def forget_cycle() -> None:
             # Nothing of this cycle is stored: forget it, so the next reading integrates
             # across (energy is kept within max_gap_s) and sequences stay contiguous.
             for meter_id, state in before.items():
                 self.runs[meter_id].state = state
+
+        cycle = Cycle()
+        try:
+            for run in due:
+                await self._poll(run, cycle)
+        except BaseException:  # a failure no layer below made a meter's outage, or a cancel
+            forget_cycle()
+            raise
+        try:
+            evicted = await self.store.commit_making_room(cycle)
+        except StoreError as exc:
+            forget_cycle()
             self.counters.store_failures += 1
             self.store_outage.failed(str(exc), self.clock.wall())
             return
