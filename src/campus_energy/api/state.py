@@ -58,18 +58,19 @@ class ApiState:
 
     def scope(
         self, meter: str | None, building: str | None
-    ) -> tuple[str, str | None, list[str] | None]:
-        """(scope, name, meter ids or None for the whole campus) of a request."""
+    ) -> tuple[str, str | None, list[str] | None, int]:
+        """(scope, name, meter ids or None for the whole campus, how many meters) of a
+        request, from one read of the meters."""
         if meter is not None and building is not None:
             raise BadParameter("meter", "give either meter or building, not both")
         meters = self.meters()
         if meter is not None:
             if meter not in {m.meter_id for m in meters}:
                 raise NotFound(f"unknown meter {meter[:80]!r}")
-            return "meter", meter, [meter]
+            return "meter", meter, [meter], 1
         if building is not None:
             ids = [m.meter_id for m in meters if m.building == building]
             if not ids:
                 raise NotFound(f"unknown building {building[:80]!r}")
-            return "building", building, ids
-        return "campus", None, None
+            return "building", building, ids, len(ids)
+        return "campus", None, None, len(meters)

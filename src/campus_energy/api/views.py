@@ -226,8 +226,9 @@ def _series_request() -> tuple[dict[str, Any], Callable[[], list[dict[str, Any]]
     steps = (end - start) / 1000 / step_s
     if steps > MAX_POINTS:
         raise BadParameter("start", f"the range holds more than {MAX_POINTS} steps of {step}")
-    scope, name, ids = state.scope(request.args.get("meter"), request.args.get("building"))
-    in_scope = len(ids) if ids is not None else len(state.meters())
+    scope, name, ids, in_scope = state.scope(
+        request.args.get("meter"), request.args.get("building")
+    )
     if steps * max(1, in_scope) > MAX_ROWS:
         raise BadParameter(
             "start", f"too long a range for {in_scope} meters at {step}: use a larger step"
