@@ -173,6 +173,22 @@ class SimulationConfig(_Section):
     corrupt_rate: float = Field(default=0.0, ge=0, le=1)
     disconnect_after_s: float | None = Field(default=None, ge=0)
     reconnect_after_s: float | None = Field(default=None, ge=0)
+    refuse_gap_reads: bool = Field(
+        default=False,
+        description="exception 2 for a request covering any register the model does not document",
+    )
+    refused_registers: tuple[int, ...] = Field(
+        default=(),
+        description="exception 2 for any request covering one of these (documented) registers",
+    )
+
+    @field_validator("refused_registers")
+    @classmethod
+    def _check_registers(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        wrong = [r for r in value if not 0 <= r <= 0xFFFF]
+        if wrong:
+            raise ValueError(f"register addresses are 0 to 65535, got {wrong[0]}")
+        return value
 
     @model_validator(mode="after")
     def _check_outage(self) -> SimulationConfig:

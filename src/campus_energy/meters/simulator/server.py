@@ -79,9 +79,10 @@ def served_power(meter: VirtualMeter, start: int, registers: Sequence[int]) -> f
 
 
 def _register_blocks(meter: VirtualMeter) -> list[SimData]:
-    """The device's address space: one block from 0 to the last field, or only the fields."""
+    """The device's address space: one block from 0 to the last field, or only the fields
+    (when the profile reads no gaps, or the firmware refuses them)."""
     fields = sorted(meter.profile.fields, key=lambda f: f.address)
-    if meter.profile.read_gaps:
+    if meter.profile.read_gaps and not meter.faults.refuse_gap_reads:
         end = max(f.end for f in fields)
         return [SimData(0, count=end, datatype=DataType.REGISTERS)]
     blocks: list[SimData] = []
@@ -167,6 +168,8 @@ class BusServer:
             return ExcCodes.ILLEGAL_FUNCTION  # meters are read-only here
         if fault == "exception":
             return ExcCodes.DEVICE_FAILURE
+        if any(address <= r < address + count for r in meter.faults.refused_registers):
+            return ExcCodes.ILLEGAL_ADDRESS  # the firmware refuses this register
         broken = fault == "corrupt" and self.framer == FramerType.RTU
         if broken:
             self._corrupt_next.add(meter.unit)
