@@ -49,9 +49,15 @@ screenshots: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/report.py
 
-# Re-resolve the pinned dependency set (needs network access to PyPI).
+# Re-resolve the pinned dependency sets (needs network access to PyPI): requirements.lock, every
+# extra with the development tools (what `make install` puts in .venv), and from it
+# requirements-runtime.lock, the runtime extras only at the same versions (the constraints file
+# of a production install: docs/deployment.md).
+COMPILE := $(BIN)/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras
+
 lock:
-	$(BIN)/pip-compile --quiet --allow-unsafe --no-emit-index-url --no-emit-find-links --extra dev --strip-extras --output-file requirements.lock pyproject.toml
+	$(COMPILE) --allow-unsafe --all-extras --output-file requirements.lock pyproject.toml
+	$(COMPILE) --extra all --constraint requirements.lock --output-file requirements-runtime.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
