@@ -11,14 +11,26 @@ device's register limit.
 Under that model the cheapest plan reads consecutive groups of the fields
 sorted by address, so a dynamic programme over the sorted fields finds an
 optimal plan exactly in O(n²).
+
+Some firmware refuses (exception 2, illegal data address) a request that covers
+certain registers although the datasheet's registers answer one by one. What a
+device is known to refuse is a `Refusals`: register ranges no request may
+cover, the fields that are refused themselves (left out of the plan), and at
+most a shorter request limit. The plan stays optimal under those constraints:
+a group of fields is a request only if its span covers no refused register,
+and moving a field into the group whose span already contains it never adds
+a refused register, so consecutive groups still suffice.
 """
 
 from __future__ import annotations
 
+import bisect
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from campus_energy.core.models import Profile
+from campus_energy.core.models import REQUIRED_FIELDS, Profile
 
 RTU_REQUEST_BYTES = 8  # device, function, address (2), count (2), CRC (2)
 RTU_RESPONSE_HEADER_BYTES = 5  # device, function, byte count, CRC (2)
@@ -92,10 +104,39 @@ class BusCostModel:
 
 @dataclass(frozen=True)
 class Extent:
-    """The registers of one field: [start, end)."""
+    """A range of registers, [start, end): a field's, or registers a device refuses."""
 
     start: int
     end: int
+
+
+def merge_extents(extents: Iterable[Extent]) -> tuple[Extent, ...]:
+    """The same registers as sorted, disjoint, non-adjacent ranges."""
+    merged: list[Extent] = []
+    for item in sorted(extents, key=lambda e: (e.start, e.end)):
+        if item.end <= item.start:
+            continue
+        if merged and item.start <= merged[-1].end:
+            last = merged[-1]
+            merged[-1] = Extent(last.start, max(last.end, item.end))
+        else:
+            merged.append(item)
+    return tuple(merged)
+
+
+def _limits(items: Sequence[Extent], forbidden: Sequence[Extent]) -> list[int]:
+    """For each item, the first forbidden register at or after its start (a group starting
+    there must end at or before it); raises ValueError for an item that covers one."""
+    ranges = merge_extents(forbidden)
+    ends = [r.end for r in ranges]
+    limits = []
+    for item in items:
+        k = bisect.bisect_right(ends, item.start)  # the first range ending after the start
+        limit = ranges[k].start if k < len(ranges) else 1 << 32
+        if limit < item.end:
+            raise ValueError(f"extent {item} covers a forbidden register")
+        limits.append(limit)
+    return limits
 
 
 def plan_spans(
@@ -105,11 +146,13 @@ def plan_spans(
     cost: BusCostModel,
     max_registers: int,
     read_gaps: bool = True,
+    forbidden: Sequence[Extent] = (),
 ) -> tuple[ReadRequest, ...]:
     """An optimal set of read requests covering every extent.
 
     Minimises modelled bus time; among equal times, fewer registers, then fewer requests.
     With `read_gaps` false a request only covers registers that belong to some extent.
+    No request covers a register of `forbidden` (ValueError for an extent that does).
     """
     if not extents:
         return ()
@@ -117,6 +160,7 @@ def plan_spans(
     for item in items:
         if item.end - item.start > max_registers:
             raise ValueError(f"extent {item} is wider than {max_registers} registers")
+    limits = _limits(items, forbidden)
     n = len(items)
     # best[i]: (cost, registers, requests) of an optimal plan for items[:i]; back[i]: group start.
     best: list[tuple[float, int, int] | None] = [None] * (n + 1)
@@ -133,7 +177,7 @@ def plan_spans(
                     break  # a hole: this group and every longer one would read unused registers
                 end = max(end, items[i].end)
             count = end - start
-            if count > max_registers:
+            if count > max_registers or end > limits[j]:
                 break
             candidate = (base[0] + cost.request_s(count), base[1] + count, base[2] + 1)
             current = best[i + 1]
@@ -152,14 +196,112 @@ def plan_spans(
     return tuple(reversed(requests))
 
 
-def plan_profile(profile: Profile, cost: BusCostModel) -> tuple[ReadRequest, ...]:
-    """The optimal plan for one poll of every field of `profile` on a bus with `cost`."""
+@dataclass(frozen=True)
+class Refusals:
+    """What one device's firmware is known to refuse with exception 2 (illegal data address).
+
+    `registers`: ranges no request may cover (registers between fields that the firmware
+    refuses to read across); `fields`: fields refused even when read alone (left out of the
+    plan, and their registers never covered); `max_registers`: a request limit shorter than
+    the profile's, when a request was refused although no register in it was.
+    """
+
+    registers: tuple[Extent, ...] = ()
+    fields: tuple[str, ...] = ()
+    max_registers: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "registers", merge_extents(self.registers))
+        object.__setattr__(self, "fields", tuple(sorted(set(self.fields))))
+
+    def __bool__(self) -> bool:
+        return bool(self.registers or self.fields or self.max_registers is not None)
+
+    def joined(self, other: Refusals) -> Refusals:
+        """Everything refused in `self` or in `other`."""
+        limits = [m for m in (self.max_registers, other.max_registers) if m is not None]
+        return Refusals(
+            (*self.registers, *other.registers),
+            (*self.fields, *other.fields),
+            min(limits) if limits else None,
+        )
+
+    def without_fields(self, names: Iterable[str]) -> Refusals:
+        """The same, with `names` no longer counted as refused."""
+        dropped = set(names)
+        kept = tuple(f for f in self.fields if f not in dropped)
+        return Refusals(self.registers, kept, self.max_registers)
+
+    def lasting(self) -> Refusals:
+        """What is worth keeping across restarts: a refused required field says the device is
+        not the profile's model (or another device answers at its address), which a person
+        fixes; it is asked for again rather than remembered."""
+        return self.without_fields(REQUIRED_FIELDS)
+
+    def forbidden(self, profile: Profile) -> tuple[Extent, ...]:
+        """Every register no request to this device may cover."""
+        refused = [Extent(f.address, f.end) for f in profile.fields if f.name in self.fields]
+        return merge_extents([*self.registers, *refused])
+
+
+@dataclass(frozen=True)
+class Split:
+    """A refused request's fields in two halves, read separately to find what is refused."""
+
+    first: tuple[Extent, ...]
+    second: tuple[Extent, ...]
+
+    @property
+    def gap(self) -> Extent:
+        """The registers between the halves that neither covers (empty when they touch)."""
+        end = max(e.end for e in self.first)
+        return Extent(end, max(end, self.second[0].start))
+
+
+def split_fields(extents: Sequence[Extent]) -> Split:
+    """Two halves of at least two distinct extents, split on a field boundary."""
+    items = sorted(set(extents), key=lambda e: (e.start, e.end))
+    if len(items) < 2:
+        raise ValueError("a single field cannot be split")
+    middle = len(items) // 2
+    return Split(tuple(items[:middle]), tuple(items[middle:]))
+
+
+def span_of(extents: Sequence[Extent], function: int) -> ReadRequest:
+    """The one request covering every extent."""
+    start = min(e.start for e in extents)
+    return ReadRequest(function, start, max(e.end for e in extents) - start)
+
+
+def profile_fingerprint(profile: Profile) -> str:
+    """A short digest of what a profile reads (function, fields and their registers, request
+    limit): what a device refuses under one register map says nothing about another."""
+    body = {
+        "function": profile.function_code,
+        "max_registers": profile.max_registers_per_request,
+        "fields": sorted((f.name, f.address, f.width) for f in profile.fields),
+    }
+    text = json.dumps(body, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plan_profile(
+    profile: Profile, cost: BusCostModel, refusals: Refusals | None = None
+) -> tuple[ReadRequest, ...]:
+    """The optimal plan for one poll of every field of `profile` on a bus with `cost`; with
+    `refusals`, of every field not refused, and never covering a refused register."""
+    refusals = refusals or Refusals()
+    wanted = [f for f in profile.fields if f.name not in refusals.fields]
+    limit = profile.max_registers_per_request
+    if refusals.max_registers is not None:  # never below a field's width: fields are atomic
+        limit = min(limit, max(refusals.max_registers, *(f.width for f in wanted)))
     return plan_spans(
-        [Extent(f.address, f.end) for f in profile.fields],
+        [Extent(f.address, f.end) for f in wanted],
         function=profile.function_code,
         cost=cost.with_pause(profile.pause_between_requests_s),
-        max_registers=profile.max_registers_per_request,
+        max_registers=limit,
         read_gaps=profile.read_gaps,
+        forbidden=refusals.forbidden(profile),
     )
 
 
