@@ -105,6 +105,16 @@ class MqttConfig(_Section):
 _SERIAL_KEYS = ("baudrate", "parity", "stopbits", "bytesize")
 
 
+class BusSimulationConfig(_Section):
+    """How the simulator plays this bus (ignored by everything else)."""
+
+    absent_units: Literal["silent", "gateway-exception"] = Field(
+        default="silent",
+        description="a request for a unit no meter answers to: no answer, as on an RS-485 line, "
+        "or exception 11 (gateway target failed to respond), as from a TCP gateway",
+    )
+
+
 class BusConfig(_Section):
     """One Modbus bus: an RS-485 line (`rtu`), an RS-485 gateway (`rtu-tcp`) or Modbus TCP."""
 
@@ -122,6 +132,7 @@ class BusConfig(_Section):
     turnaround_s: float | None = Field(
         default=None, ge=0, le=5, description="device turnaround for the read planner's model"
     )
+    simulate: BusSimulationConfig = BusSimulationConfig()
 
     @field_validator("name")
     @classmethod
@@ -146,6 +157,8 @@ class BusConfig(_Section):
                 wrong += [k for k in _SERIAL_KEYS if k in given]
         if wrong:
             raise ValueError(f"{', '.join(wrong)} not used with transport {self.transport!r}")
+        if self.transport == "rtu" and self.simulate.absent_units == "gateway-exception":
+            raise ValueError("simulate.absent_units 'gateway-exception' needs a gateway, not 'rtu'")
         return self
 
     @property
@@ -180,6 +193,13 @@ class SimulationConfig(_Section):
     refused_registers: tuple[int, ...] = Field(
         default=(),
         description="exception 2 for any request covering one of these (documented) registers",
+    )
+    word_order: Literal["ABCD", "CDAB", "BADC", "DCBA"] | None = Field(
+        default=None, description="serve 32-bit values in this order (default: the profile's)"
+    )
+    response_delay_s: float = Field(default=0.0, ge=0, le=60, description="delay of each answer")
+    replace_at_s: float | None = Field(
+        default=None, ge=0, description="a new meter (import register from 0) this long after start"
     )
 
     @field_validator("refused_registers")

@@ -4,11 +4,13 @@ The import register is a function of wall-clock time alone: a per-meter
 starting value plus the exact integral of the meter's load since
 `load.EPOCH_S`. Two simulators started at different times answer the same
 register for the same instant, so a demo restart never moves it backwards.
-Only an explicit `replace(t)` (a new meter installed at `t`) restarts it.
+Only a replacement (a new meter installed at `t`: `replace(t)`, or
+`replace_at_s` after the simulator started) restarts it.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import zlib
@@ -19,6 +21,9 @@ from zoneinfo import ZoneInfo
 from campus_energy.config import MeterConfig, SimulationConfig
 from campus_energy.core.models import Profile
 from campus_energy.meters.simulator.load import CampusLoad, electrical_values, unit_random
+from campus_energy.meters.simulator.models import derived_values
+
+log = logging.getLogger(__name__)
 
 Fault = Literal["ok", "timeout", "exception", "corrupt"]
 
@@ -94,10 +99,23 @@ class VirtualMeter:
         self.replaced_at = t
         self._highest_wh = -math.inf
 
+    def _replace_when_due(self, t: float) -> None:
+        after = self.faults.replace_at_s
+        if after is None or self.replaced_at is not None or t < self.started_at + after:
+            return
+        self.replace(self.started_at + after)
+        log.warning(
+            "simulated meter %s replaced %g s after start: its import register restarts at 0",
+            self.meter.id,
+            after,
+        )
+
     def values_at(self, t: float) -> dict[str, float]:
+        """Every quantity the meter measures at `t` (its datasheet's map), by name."""
+        self._replace_when_due(t)
         values = electrical_values(self.load, t, self.profile.phases)
         values["import_energy_wh"] = self.import_energy_wh(t)
-        return values
+        return values | derived_values(values, self.profile.phases)
 
     def registers_at(self, t: float) -> dict[int, list[int]]:
         """The register image of every profile field at `t`, by field address."""

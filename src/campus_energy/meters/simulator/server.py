@@ -2,10 +2,14 @@
 
 One pymodbus server per configured bus: Modbus TCP or RTU over TCP on the
 bus's host and port, RTU on its serial device. Requests for units that no
-meter answers to go unanswered, as on a real RS-485 line. Faults are injected
-per meter: no answer (the request is dropped before it is processed), a
-Modbus exception response (device failure), or a corrupted frame (the
-response's CRC is broken; RTU framings only).
+meter answers to go unanswered, as on a real RS-485 line, or draw exception
+11 (gateway target failed to respond) from a bus playing a TCP gateway
+(`[buses.simulate] absent_units`). Each meter serves what its firmware
+serves (`firmware.Firmware`: measurements on FC 04, configuration on FC 03
+for the Eastrons). Faults are injected per meter: no answer (the request is
+dropped before it is processed), a Modbus exception response (device
+failure), a corrupted frame (the response's CRC is broken; RTU framings
+only), refused registers, another word order, a late answer.
 
 Every request answered intact can be reported to an `on_answer` hook (with
 `campus-energy simulate --answers FILE`, one JSON line per answer): the meter,
@@ -36,6 +40,7 @@ from campus_energy.config import BusConfig, Config, SimulationConfig
 from campus_energy.core.registers import decode
 from campus_energy.errors import ServiceError
 from campus_energy.meters.modbus import failure_text
+from campus_energy.meters.simulator.firmware import Firmware
 from campus_energy.meters.simulator.meter import VirtualMeter
 
 log = logging.getLogger(__name__)
@@ -78,23 +83,19 @@ def served_power(meter: VirtualMeter, start: int, registers: Sequence[int]) -> f
     return decode(words, spec.type, meter.profile.byte_order) * spec.scale
 
 
-def _register_blocks(meter: VirtualMeter) -> list[SimData]:
-    """The device's address space: one block from 0 to the last field, or only the fields
-    (when the profile reads no gaps, or the firmware refuses them)."""
-    fields = sorted(meter.profile.fields, key=lambda f: f.address)
-    if meter.profile.read_gaps and not meter.faults.refuse_gap_reads:
-        end = max(f.end for f in fields)
-        return [SimData(0, count=end, datatype=DataType.REGISTERS)]
-    blocks: list[SimData] = []
-    start, end = fields[0].address, fields[0].end
-    for spec in fields[1:]:
-        if spec.address <= end:
-            end = max(end, spec.end)
-        else:
-            blocks.append(SimData(start, count=end - start, datatype=DataType.REGISTERS))
-            start, end = spec.address, spec.end
-    blocks.append(SimData(start, count=end - start, datatype=DataType.REGISTERS))
-    return blocks
+GATEWAY_REGISTERS = 0x10000  # a gateway answers every address of an absent unit alike
+
+
+async def _no_target(
+    function_code: int,
+    start_address: int,
+    address: int,
+    count: int,
+    registers: list[int],
+    set_values: list[int] | list[bool] | None,
+) -> ExcCodes:
+    """A TCP gateway's answer for a unit nobody on its RS-485 line answers to."""
+    return ExcCodes.GATEWAY_NO_RESPONSE
 
 
 class BusServer:
@@ -111,6 +112,7 @@ class BusServer:
     ) -> None:
         self.bus = bus
         self.meters = {m.unit: m for m in meters}
+        self.firmware = {unit: Firmware(m, bus) for unit, m in self.meters.items()}
         self.host = host or bus.host or "127.0.0.1"
         self._clock = clock
         self._on_answer = on_answer
@@ -126,20 +128,27 @@ class BusServer:
         return f"{self.host}:{self.bus.port}"
 
     def _devices(self) -> list[SimDevice]:
-        return [
+        devices = [
             SimDevice(
                 id=unit,
-                simdata=_register_blocks(meter),
-                action=functools.partial(self._action, meter),
+                simdata=firmware.blocks(),
+                action=functools.partial(self._action, firmware),
             )
-            for unit, meter in sorted(self.meters.items())
+            for unit, firmware in sorted(self.firmware.items())
         ]
+        if self.bus.simulate.absent_units == "gateway-exception":
+            # pymodbus's device 0 stands for every unit without a device of its own
+            everything = SimData(0, count=GATEWAY_REGISTERS, datatype=DataType.REGISTERS)
+            devices.append(SimDevice(id=0, simdata=[everything], action=_no_target))
+        return devices
 
     def _on_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         if sending:
             return pdu
         meter = self.meters.get(pdu.dev_id)
         if meter is None:
+            if self.bus.simulate.absent_units == "gateway-exception":
+                return pdu  # the gateway answers: its target failed to respond
             return cast(ModbusPDU, None)  # nobody on the line answers this unit
         fault = meter.draw_fault(self._clock())
         if fault == "timeout":
@@ -155,7 +164,7 @@ class BusServer:
 
     async def _action(
         self,
-        meter: VirtualMeter,
+        firmware: Firmware,
         function_code: int,
         start_address: int,
         address: int,
@@ -163,24 +172,30 @@ class BusServer:
         registers: list[int],
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
+        meter = firmware.meter
         fault = self._pending.pop(meter.unit, "ok")
-        if set_values is not None:
-            return ExcCodes.ILLEGAL_FUNCTION  # meters are read-only here
+        if meter.faults.response_delay_s > 0:
+            await asyncio.sleep(meter.faults.response_delay_s)  # a slow responder
+        if set_values is not None or function_code not in firmware.tables:
+            return ExcCodes.ILLEGAL_FUNCTION  # meters are read-only here; no coils or inputs
         if fault == "exception":
             return ExcCodes.DEVICE_FAILURE
-        if any(address <= r < address + count for r in meter.faults.refused_registers):
-            return ExcCodes.ILLEGAL_ADDRESS  # the firmware refuses this register
+        if firmware.refuses(function_code, address, count):
+            return ExcCodes.ILLEGAL_ADDRESS
         broken = fault == "corrupt" and self.framer == FramerType.RTU
         if broken:
             self._corrupt_next.add(meter.unit)
         now = self._clock()
-        for field_address, words in meter.registers_at(now).items():
+        for field_address, words in firmware.image(function_code, now).items():
             offset = field_address - start_address
             if offset >= 0 and offset + len(words) <= len(registers):
                 registers[offset : offset + len(words)] = words
         if self._on_answer is not None and not broken:
-            power = served_power(meter, start_address, registers)
-            self._on_answer(Answer(meter.meter.id, now, start_address, count, power))
+            power = None
+            if function_code == firmware.measuring:
+                offset = address - start_address
+                power = served_power(meter, address, registers[offset : offset + count])
+            self._on_answer(Answer(meter.meter.id, now, address, count, power))
         return None
 
     async def start(self) -> None:
