@@ -75,6 +75,13 @@ class SiteConfig(_Section):
 class StorageConfig(_Section):
     path: Path = Path("var/smart_meter.db")
     retention_days: int | None = Field(default=None, ge=1, description="None: keep every reading")
+    commit_interval_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=3600,
+        description="0: commit every poll cycle (fully durable); N: the low-write mode, one "
+        "commit per bus every N seconds, publishing only what is committed",
+    )
 
 
 class MqttConfig(_Section):

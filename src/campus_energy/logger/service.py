@@ -4,6 +4,14 @@ One task per bus: the meters of a bus take turns, buses run in parallel, so a
 dead meter costs only its own bus its timeout. Each cycle's readings are
 committed to SQLite in one transaction before the publisher may send them.
 A missed slot is skipped, never queued.
+
+The low-write mode (`storage.commit_interval_s` > 0) keeps a bus's readings in
+memory and commits them together once the oldest has waited that long (and
+when the logger stops): one commit where there were many, so an SD card is
+written a fraction as often. Only what is committed is published, so a power
+cut loses at most the uncommitted readings (commit_interval_s plus a cycle),
+never a reading the broker has already passed on; the meters' sequences and
+totals continue from what was stored.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from campus_energy.config import Config, MeterConfig
 from campus_energy.core.energy import MeterState, advance, implausibility
@@ -24,6 +32,7 @@ from campus_energy.errors import ModbusConnectionError, ModbusError, ModbusTimeo
 from campus_energy.logger.metrics import Counters, LoggerMetrics
 from campus_energy.logger.publisher import Publisher, StatusBoard
 from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore, Restored
+from campus_energy.meters.learned import PlanBook, learned_plans_path
 from campus_energy.meters.polling import MeterPoller, open_buses, pollers
 from campus_energy.runtime.clock import Backoff, SystemClock, boot_id, sleep_or_stop
 from campus_energy.runtime.notify import Notifier, Watchdog
@@ -54,6 +63,32 @@ class MeterRun:
     @property
     def meter(self) -> MeterConfig:
         return self.poller.meter
+
+
+@dataclass
+class Pending:
+    """A bus's readings not yet committed, and each meter's state before the first of them."""
+
+    cycle: Cycle = field(default_factory=Cycle)
+    before: dict[str, MeterState] = field(default_factory=dict)
+    since_mono_s: float | None = None  # when the oldest was taken
+
+    def marks(self) -> tuple[int, int, int, int]:
+        c = self.cycle
+        return len(c.readings), len(c.gaps), len(c.rejects), len(c.continuity)
+
+    def truncate(self, marks: tuple[int, int, int, int]) -> None:
+        """Forget what was added since `marks`."""
+        c = self.cycle
+        readings, gaps, rejects, continuity = marks
+        del c.readings[readings:], c.gaps[gaps:], c.rejects[rejects:]
+        del c.continuity[continuity:]
+
+    def take(self) -> tuple[Cycle, dict[str, MeterState]]:
+        """What is pending, leaving nothing."""
+        taken = self.cycle, self.before
+        self.cycle, self.before, self.since_mono_s = Cycle(), {}, None
+        return taken
 
 
 def restored_state(restored: Restored | None, this_boot: str | None) -> MeterState:
@@ -121,7 +156,9 @@ class MeterLogger:
         restored = await self.store.restore()
         buses = open_buses(self.config)
         by_bus: dict[str, list[MeterRun]] = {}
-        for poller in pollers(self.config, buses, self.config.meters):
+        # What devices' firmware refuses, learned while polling, survives a restart.
+        book = PlanBook(learned_plans_path(self.config.storage.path), writable=True)
+        for poller in pollers(self.config, buses, self.config.meters, book):
             meter = poller.meter
             run = MeterRun(
                 poller=poller,
@@ -197,17 +234,25 @@ class MeterLogger:
         bus raises stops that bus for a while, never the logger and its other buses."""
         bus = runs[0].meter.bus
         backoff = Backoff(BUS_RESTART_MIN_S, BUS_RESTART_MAX_S)
-        while not stop.is_set():
-            try:
-                await self._bus_cycles(runs, stop)
-                return
-            except Exception:
-                wait_s = backoff.failed()
-                log.exception("bus %s: polling failed; starting it again in %.0f s", bus, wait_s)
-                if await sleep_or_stop(wait_s, stop):
+        pending = Pending()  # outlives a restart of the bus's polling: nothing polled is dropped
+        try:
+            while not stop.is_set():
+                try:
+                    await self._bus_cycles(runs, stop, pending)
                     return
+                except Exception:
+                    wait_s = backoff.failed()
+                    log.exception(
+                        "bus %s: polling failed; starting it again in %.0f s", bus, wait_s
+                    )
+                    if await sleep_or_stop(wait_s, stop):
+                        return
+        finally:
+            await self._commit(pending)  # stopping: what the low-write mode still holds
 
-    async def _bus_cycles(self, runs: Sequence[MeterRun], stop: asyncio.Event) -> None:
+    async def _bus_cycles(
+        self, runs: Sequence[MeterRun], stop: asyncio.Event, pending: Pending
+    ) -> None:
         last_slot: dict[str, float] = {}
         while not stop.is_set():
             now = self.clock.wall()
@@ -225,28 +270,41 @@ class MeterLogger:
                     self.counters.skipped_slots += round((slot - previous) / r.meter.interval_s) - 1
                 last_slot[r.meter.id] = slot
             with self.watchdog.working(f"bus {runs[0].meter.bus}", cycle_limit_s(due)):
-                await self._cycle(due)
+                await self._cycle(due, pending)
 
-    async def _cycle(self, due: Sequence[MeterRun]) -> None:
+    def _forget(self, before: dict[str, MeterState]) -> None:
+        """Nothing since `before` is stored: forget it, so the next reading integrates across
+        (energy is kept within max_gap_s) and sequences stay contiguous."""
+        for meter_id, state in before.items():
+            self.runs[meter_id].state = state
+
+    async def _cycle(self, due: Sequence[MeterRun], pending: Pending) -> None:
         before = {r.meter.id: r.state for r in due}
-
-        def forget_cycle() -> None:
-            # Nothing of this cycle is stored: forget it, so the next reading integrates
-            # across (energy is kept within max_gap_s) and sequences stay contiguous.
-            for meter_id, state in before.items():
-                self.runs[meter_id].state = state
-
-        cycle = Cycle()
+        marks = pending.marks()
         try:
             for run in due:
-                await self._poll(run, cycle)
+                await self._poll(run, pending.cycle)
         except BaseException:  # a failure no layer below made a meter's outage, or a cancel
-            forget_cycle()
+            pending.truncate(marks)
+            self._forget(before)
             raise
+        for meter_id, state in before.items():
+            pending.before.setdefault(meter_id, state)
+        now = self.clock.mono()
+        if pending.since_mono_s is None:
+            pending.since_mono_s = now
+        if now - pending.since_mono_s >= self.config.storage.commit_interval_s:
+            await self._commit(pending)
+
+    async def _commit(self, pending: Pending) -> None:
+        """Commit what `pending` holds in one transaction; then it may be published."""
+        cycle, before = pending.take()
+        if not (cycle.readings or cycle.gaps or cycle.rejects or cycle.continuity):
+            return
         try:
             evicted = await self.store.commit_making_room(cycle)
         except StoreError as exc:
-            forget_cycle()
+            self._forget(before)
             self.counters.store_failures += 1
             self.store_outage.failed(str(exc), self.clock.wall())
             return

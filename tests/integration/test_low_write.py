@@ -1,0 +1,123 @@
+"""The logger's low-write mode (`storage.commit_interval_s`): one commit per bus per interval.
+
+It holds a bus's readings in memory until the oldest has waited the interval, so
+it must still never publish a reading it could lose, commit everything it holds
+when it stops, and continue sequences and totals exactly after kill -9.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.support.campus import campus, two_meters
+from tests.support.config import write_toml
+from tests.support.mqtt import Collector
+from tests.support.net import free_port
+from tests.support.processes import campus_energy
+from tests.support.readback import count, query
+from tests.support.services import serving, spawn
+from tests.support.waiting import eventually
+
+from campus_energy.config import Config, load_config
+from campus_energy.core.timestamps import iso_utc
+from campus_energy.logger.service import MeterLogger
+from campus_energy.logger.store import Cycle
+from campus_energy.meters.simulator.server import Simulator
+
+COMMIT_INTERVAL_S = 1.5
+
+
+def with_commit_interval(config: Config, seconds: float) -> Config:
+    storage = config.storage.model_copy(update={"commit_interval_s": seconds})
+    return config.model_copy(update={"storage": storage})
+
+
+async def test_one_commit_per_interval_holds_several_cycles_and_stopping_commits_the_rest(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    config, sim_config = campus(tmp_path, mosquitto.port)
+    config = with_commit_interval(config, COMMIT_INTERVAL_S)
+    db = config.storage.path
+    logger = MeterLogger(config)
+    commits: list[tuple[float, int]] = []  # (the logger's monotonic time, readings)
+    commit = logger.store.commit_making_room
+
+    async def counted(cycle: Cycle, share: float = 0.01) -> int:
+        commits.append((logger.clock.mono(), len(cycle.readings)))
+        return await commit(cycle, share)
+
+    logger.store.commit_making_room = counted  # type: ignore[method-assign]
+    async with Simulator(sim_config), Collector(mosquitto.port) as collector:
+        async with serving(logger, "ready"):
+            await eventually(lambda: len(commits) >= 3, timeout=30)
+            # nothing is published before it is committed
+            published = {(p["meter_id"], p["seq"]) for p in collector.readings()}
+            stored = set(query(db, "SELECT meter_id, seq FROM readings"))
+            assert published <= stored
+        stored_after = query(db, "SELECT meter_id, seq FROM readings ORDER BY meter_id, seq")
+    polled = len(config.meters) * 2  # a commit holds more than one cycle of every meter
+    assert all(n > polled for _, n in commits[:2]), commits
+    assert all(b[0] - a[0] >= COMMIT_INTERVAL_S for a, b in itertools.pairwise(commits[:-1]))
+    # stopping committed what was held: every reading the logger took is stored
+    assert len(stored_after) == sum(n for _, n in commits) == logger.counters.readings
+    for meter in config.meters:
+        seqs = [s for m, s in stored_after if m == meter.id]
+        assert seqs == list(range(1, len(seqs) + 1))
+
+
+@pytest.mark.slow
+async def test_kill_9_loses_only_what_was_held_and_never_what_was_published(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    data = two_meters(tmp_path, mosquitto.port, free_port())
+    data["storage"]["commit_interval_s"] = COMMIT_INTERVAL_S
+    config_file = write_toml(tmp_path / "c.toml", data)
+    config = load_config(config_file, {})
+    db = config.storage.path
+    log = tmp_path / "logger.log"
+
+    def start() -> subprocess.Popen[bytes]:
+        return spawn(campus_energy("logger", "-c", config_file), log, with_stdout=False)
+
+    async with Simulator(config), Collector(mosquitto.port) as collector:
+        process = start()
+        try:
+            await eventually(lambda: count(db) >= 10, timeout=30)
+            await eventually(lambda: len(collector.readings()) >= 10, timeout=30)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+            published = {(p["meter_id"], p["seq"], p["ts"]) for p in collector.readings()}
+            stored_at_kill = count(db)
+            process = start()
+            await eventually(lambda: count(db) >= stored_at_kill + 10, timeout=30)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=15) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        rows = query(
+            db,
+            "SELECT meter_id, seq, ts_ms, energy_wh, energy_total_wh FROM readings "
+            "ORDER BY meter_id, seq",
+        )
+        # every reading published before the kill is stored, as it was published
+        assert published <= {(m, s, iso_utc(t)) for m, s, t, _, _ in rows}
+        for meter in config.meters:
+            mine = [r for r in rows if r[0] == meter.id]
+            assert [r[1] for r in mine] == list(range(1, len(mine) + 1))
+            running = 0.0
+            for *_, energy, total in mine:
+                running += energy
+                assert abs(total - running) < 1e-6
+        expected = {(m, s) for m, s, *_ in rows}
+        await eventually(
+            lambda: {(p["meter_id"], p["seq"]) for p in collector.readings()} >= expected,
+            timeout=15,
+        )
+    assert "Traceback" not in log.read_text()
