@@ -109,6 +109,21 @@ class ModbusExceptionResponseError(ModbusError):
         self.summary += f" (code {code}: {name})"
 
 
+class ModbusFieldRefusedError(ModbusExceptionResponseError):
+    """The device refuses (exception 2) the registers of a field every reading needs."""
+
+    def __init__(
+        self, bus: str, unit: int, *, field: str, function: int, address: int, count: int
+    ) -> None:
+        super().__init__(bus, unit, code=2, function=function, address=address, count=count)
+        self.field = field
+        self.summary = (
+            f"bus {bus!r} unit {unit}: refuses {field} "
+            f"(FC{function:02d} address {address}, code 2: illegal data address)"
+        )
+        self.args = (f"{self}; {field} is needed for every reading",)
+
+
 class ModbusConnectionError(ModbusError):
     """The bus could not be opened or the connection was lost."""
 
