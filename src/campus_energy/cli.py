@@ -31,6 +31,7 @@ from campus_energy.errors import (
     ProfileError,
     UsageError,
 )
+from campus_energy.extras import missing
 
 log = logging.getLogger("campus_energy")
 
@@ -136,6 +137,17 @@ def build_parser(configured: Sequence[str] | None = None) -> argparse.ArgumentPa
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     name = chosen(words)
+    try:
+        return _main(words, name)
+    except ModuleNotFoundError as exc:  # an optional package: name the extra that installs it
+        error = missing(exc, name)
+        if error is None:
+            raise
+        print(f"campus-energy: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _main(words: list[str], name: str | None) -> int:
     parser = build_parser([name] if name in COMMANDS else [])
     args = parser.parse_args(words)
     _setup_logging(args.verbose, args.command in SERVICES)

@@ -195,5 +195,20 @@ class SourceError(CampusEnergyError):
     """The API cannot read its data source (the windows sink)."""
 
 
+class MissingExtraError(CampusEnergyError):
+    """An optional package a command needs is not installed; the message names the extra
+    of `pyproject.toml` that installs it (exit 1)."""
+
+    def __init__(self, package: str, extra: str, command: str | None = None) -> None:
+        self.package = package
+        self.extra = extra
+        self.install = f"pip install 'campus-energy[{extra}]'"
+        who = f"{command} needs {package}, which" if command else f"{package}"
+        super().__init__(
+            f"{who} is not installed: {self.install} "
+            f"(from a checkout: pip install -c requirements-runtime.lock '.[{extra}]')"
+        )
+
+
 class InstallError(CampusEnergyError):
     """Installing the service units failed (no program to run, a folder that cannot be written)."""

@@ -9,6 +9,7 @@ import os
 
 from campus_energy.config import load_config
 from campus_energy.errors import EXIT_OK
+from campus_energy.extras import require_store
 from campus_energy.runtime.process import notifier
 
 
@@ -21,5 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from campus_energy.api.server import serve
 
-    serve(load_config(args.config, os.environ), dev=args.dev, notifier=notifier())
+    config = load_config(args.config, os.environ)
+    require_store(config.api.source or config.bridge.sink, "api")  # before Gunicorn's workers
+    serve(config, dev=args.dev, notifier=notifier())
     return EXIT_OK

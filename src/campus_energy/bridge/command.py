@@ -9,6 +9,7 @@ import argparse
 import os
 
 from campus_energy.config import load_config
+from campus_energy.extras import require_store
 from campus_energy.runtime.process import notifier, run_until_signalled
 
 
@@ -19,6 +20,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from campus_energy.bridge.service import Bridge
 
-    return run_until_signalled(
-        Bridge(load_config(args.config, os.environ), notifier=notifier()).run
-    )
+    config = load_config(args.config, os.environ)
+    require_store(config.bridge.sink, "bridge")  # not a sink outage to retry for ever
+    return run_until_signalled(Bridge(config, notifier=notifier()).run)

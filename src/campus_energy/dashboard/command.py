@@ -9,6 +9,7 @@ import sys
 from importlib import resources
 
 from campus_energy.config import load_config
+from campus_energy.extras import require
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # validated here, so a bad config exits 2 before Streamlit starts
     config = load_config(args.config, os.environ)
+    for module in ("streamlit", "pandas", "altair"):  # what the app imports, in its extra
+        require(module, "dashboard")
     script = resources.files("campus_energy.dashboard").joinpath("app.py")
     command = [
         sys.executable,

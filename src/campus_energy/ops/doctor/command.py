@@ -20,6 +20,7 @@ from pathlib import Path
 
 from campus_energy.config import Config, config_path, load_config
 from campus_energy.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ConfigError
+from campus_energy.extras import missing
 from campus_energy.ops.doctor.checks import Check, Context, Result, Status, plural
 
 SYMBOLS = {Status.OK: "✔", Status.WARN: "⚠", Status.FAIL: "✘", Status.SKIP: "–"}
@@ -84,6 +85,10 @@ async def _one(entry: Entry, ctx: Context) -> list[Found]:
             )
         ]
     except Exception as exc:  # one broken check must not hide the others' results
+        error = missing(exc) if isinstance(exc, ModuleNotFoundError) else None
+        if error is not None:  # an optional package this host has not installed
+            detail = f"not checked: {error.package} is not installed here"
+            return [(entry.name, Result(Status.WARN, entry.name, detail, error.install))]
         results = [
             Result(
                 Status.FAIL,
@@ -146,9 +151,12 @@ def config_summary(config: Config, path: Path) -> Result:
 
 def secrets_of(config: Config) -> list[str]:
     """Passwords the results must never show (a library may echo a connection string)."""
-    from campus_energy.backends.postgres.connection import dsn_secrets
-
-    found = dsn_secrets(config.bridge.postgres.dsn)
+    try:
+        from campus_energy.backends.postgres.connection import dsn_secrets
+    except ModuleNotFoundError:  # no PostgreSQL driver here: the DSN is hidden as a whole
+        found = [config.bridge.postgres.dsn or ""]
+    else:
+        found = dsn_secrets(config.bridge.postgres.dsn)
     if config.mqtt.password_file is not None:
         with contextlib.suppress(OSError, UnicodeDecodeError):
             found.append(config.mqtt.password_file.read_text(encoding="utf-8").strip())

@@ -28,7 +28,6 @@ from campus_energy.ops.doctor.checks import (
     readable_fix,
 )
 from campus_energy.ops.doctor.checks.files import access_problem, open_read_only
-from campus_energy.runtime.mqtt import connect
 
 BROKER_TIMEOUT_S = 5.0
 SINK_TIMEOUT_S = 5.0
@@ -101,6 +100,8 @@ def _broker_files(mqtt: MqttConfig, who: Identity) -> Result | None:
 
 async def broker(ctx: Context) -> list[Result]:
     """Connect and disconnect with the configured credentials and TLS, as the services do."""
+    from campus_energy.runtime.mqtt import connect  # the MQTT client is an extra
+
     mqtt = ctx.config.mqtt
     problem = _broker_files(mqtt, identity())
     if problem is not None:
