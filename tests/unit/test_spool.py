@@ -130,6 +130,11 @@ async def test_a_reused_seq_in_other_windows_is_no_conflict(spool: Spool) -> Non
 async def test_seen_readings_are_forgotten_after_their_time(spool: Spool) -> None:
     r = reading(4, T0 + 20_000, T0 + 15_000)
     await spool.record([arrival(r)], [], 1_000)
+    assert await spool.prune_seen(2_000) == 0  # pending: its contribution rows remember it
+    again = await spool.record([arrival(r)], [], 2_000)
+    assert (again.added, again.duplicates) == (0, 1)
+    items, _ = await spool.load([("m1", T0)])
+    await spool.remove(items)  # written: remembered in readings_seen from now on
     assert await spool.prune_seen(1_000) == 0
     assert await spool.prune_seen(1_001) == 1
 

@@ -3,13 +3,25 @@
 A message is acknowledged to the broker only after its contributions are
 committed here, so a bridge killed at any moment loses nothing: on restart
 the spool is still there, and the broker redelivers what was not acknowledged.
-Each reading's (meter, seq) is remembered in `readings_seen` (the bridge
-prunes it after a day) with a fingerprint of its values and the windows it
-touches. The same reading again (QoS 1 redelivery, a logger's outbox replay)
+Each reading's (meter, seq) is remembered with a fingerprint of its values
+and the windows it touches: in its own contribution rows while its windows
+wait, then in `readings_seen` (the bridge prunes it after a day). The same
+reading again (QoS 1 redelivery, a logger's outbox replay)
 adds nothing. A *different* reading with the same (meter, seq) whose windows
 overlap the first one's would silently take or lose its place: it is kept in
 `dead_letters` as a "conflict" instead (once, however often it is delivered;
 the first one counts; `reconcile` against the logger's store decides).
+
+The layout is for a disk that lasts. Contributions are appended in arrival
+order (a rowid table, indexed by window only), so a batch of many meters'
+readings dirties one or two pages at the end of the table instead of one page
+per meter; the (meter, seq) a batch has to look up are found by reading the
+rows of the windows it touches. `readings_seen` is keyed by meter, so it is
+written only when a window leaves the spool, a window's readings at once, in
+the same transaction that deletes them. A spool of the first layout
+(contributions keyed by meter, every reading in `readings_seen` on arrival)
+is converted when it is opened, its pending contributions and seen readings
+kept as they are.
 
 Refused messages are kept in `dead_letters` with the reason, the first
 `DEAD_LETTER_PREFIX_BYTES` of the payload, its size and SHA-256; the table is
@@ -28,7 +40,7 @@ from campus_energy.core.incoming import fingerprint
 from campus_energy.core.timestamps import iso_utc
 from campus_energy.core.windows import Contribution, IncomingReading
 from campus_energy.errors import SpoolError
-from campus_energy.runtime.sqlite import INTEGRITY_BUDGET_S, SqliteFile, transaction
+from campus_energy.runtime.sqlite import INTEGRITY_BUDGET_S, SqliteFile, statements, transaction
 
 DEAD_LETTER_PREFIX_BYTES = 4096  # of a refused payload, kept (with its size and SHA-256)
 DEAD_LETTER_TOPIC_CHARS = 512
@@ -37,10 +49,10 @@ DEAD_LETTER_ROW_BYTES = 128  # counted per row on top of payload, topic and reas
 DEFAULT_DEAD_LETTER_BYTES = 16 * 1024 * 1024
 _DEAD_COST = f"length(payload) + length(topic) + length(reason) + {DEAD_LETTER_ROW_BYTES}"
 
-SCHEMA = """
+CONTRIBUTIONS = """
 CREATE TABLE IF NOT EXISTS contributions (
-    meter_id TEXT NOT NULL,
     window_start_ms INTEGER NOT NULL,
+    meter_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     energy_wh REAL NOT NULL,
     covered_s REAL NOT NULL,
@@ -50,9 +62,14 @@ CREATE TABLE IF NOT EXISTS contributions (
     current_a REAL,
     power_factor REAL,
     frequency_hz REAL,
-    PRIMARY KEY (meter_id, window_start_ms, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS contributions_by_window ON contributions (window_start_ms);
+    fingerprint BLOB,
+    received_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS contributions_by_window ON contributions (window_start_ms)
+"""
+SCHEMA = (
+    CONTRIBUTIONS
+    + """;
 CREATE TABLE IF NOT EXISTS meters (
     meter_id TEXT PRIMARY KEY,
     building TEXT NOT NULL DEFAULT '',
@@ -80,6 +97,8 @@ CREATE TABLE IF NOT EXISTS readings_seen (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS readings_seen_by_time ON readings_seen (received_ms)
 """
+)
+SCHEMA_VERSION = 2  # 1: contributions keyed by (meter_id, window_start_ms, seq), WITHOUT ROWID
 # Columns added after the first release, for spools made before them: (table, column, type).
 _ADDED_COLUMNS = (("dead_letters", "size", "INTEGER"), ("dead_letters", "sha256", "TEXT"))
 
@@ -163,14 +182,133 @@ def _row(c: Contribution) -> tuple[object, ...]:
     )
 
 
+_INSERT = (
+    f"INSERT INTO contributions ({', '.join(_COLUMNS)}, fingerprint, received_ms) "
+    f"VALUES ({', '.join('?' for _ in _COLUMNS)}, ?, ?)"
+)
+
+
+@dataclass
+class _Known:
+    """A reading the spool holds, as a batch looks it up: fingerprint (None: stored by `add`),
+    the windows it touches and when it was received."""
+
+    mark: bytes | None
+    first_ms: int
+    last_ms: int
+    received_ms: int
+
+    def overlaps(self, first_ms: int, last_ms: int) -> bool:
+        return first_ms <= self.last_ms and self.first_ms <= last_ms
+
+
+def _pending(conn: sqlite3.Connection, windows: Iterable[int]) -> dict[tuple[str, int], _Known]:
+    """The readings with contributions waiting in these windows, by (meter, seq)."""
+    known: dict[tuple[str, int], _Known] = {}
+    for window in sorted(set(windows)):
+        for meter_id, seq, mark, received_ms in conn.execute(
+            "SELECT meter_id, seq, fingerprint, received_ms FROM contributions "
+            "WHERE window_start_ms = ?",
+            (window,),
+        ):
+            found = known.get((meter_id, seq))
+            if found is None:
+                known[meter_id, seq] = _Known(mark, window, window, received_ms or 0)
+            else:
+                found.first_ms = min(found.first_ms, window)
+                found.last_ms = max(found.last_ms, window)
+    return known
+
+
+def _seen(conn: sqlite3.Connection, meter_id: str, seq: int) -> _Known | None:
+    """The reading with this (meter, seq) whose windows have left the spool, if remembered."""
+    row = conn.execute(
+        "SELECT fingerprint, first_window_ms, last_window_ms, received_ms "
+        "FROM readings_seen WHERE meter_id = ? AND seq = ?",
+        (meter_id, seq),
+    ).fetchone()
+    return None if row is None else _Known(row[0], row[1], row[2], row[3])
+
+
 def _insert(conn: sqlite3.Connection, items: Iterable[Contribution]) -> int:
-    before = conn.total_changes
+    """Append the contributions whose (meter, window, seq) the spool does not hold yet."""
+    items = list(items)
+    held = {
+        (c.meter_id, c.window_start_ms, c.seq)
+        for window in {c.window_start_ms for c in items}
+        for c in _rows_of(conn, window)
+    }
+    fresh: list[tuple[object, ...]] = []
+    for c in items:
+        key = (c.meter_id, c.window_start_ms, c.seq)
+        if key not in held:
+            held.add(key)
+            fresh.append((*_row(c), None, None))
+    conn.executemany(_INSERT, fresh)
+    return len(fresh)
+
+
+def _rows_of(conn: sqlite3.Connection, window: int) -> list[Contribution]:
+    return [
+        Contribution(row[0], row[1], row[2], row[3], row[4], bool(row[5]), *row[6:])
+        for row in conn.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM contributions WHERE window_start_ms = ?",
+            (window,),
+        )
+    ]
+
+
+def _forget(conn: sqlite3.Connection, items: Iterable[Contribution]) -> None:
+    """Delete these contributions, their readings remembered in `readings_seen` instead.
+
+    A reading touching two windows is remembered when the first is written and
+    its windows widened when the second is; a different reading with the same
+    (meter, seq) (a logger that counts again from 1) leaves the first one's row.
+    """
+    wanted: dict[int, set[tuple[str, int]]] = {}
+    for c in items:
+        wanted.setdefault(c.window_start_ms, set()).add((c.meter_id, c.seq))
+    gone: list[tuple[int]] = []
+    seen: list[tuple[object, ...]] = []
+    for window, keys in sorted(wanted.items()):
+        for rowid, meter_id, seq, mark, received_ms in conn.execute(
+            "SELECT rowid, meter_id, seq, fingerprint, received_ms FROM contributions "
+            "WHERE window_start_ms = ?",
+            (window,),
+        ):
+            if (meter_id, seq) in keys:
+                gone.append((rowid,))
+                if mark is not None:
+                    seen.append((meter_id, seq, mark, window, window, received_ms))
     conn.executemany(
-        f"INSERT OR IGNORE INTO contributions ({', '.join(_COLUMNS)}) "
-        f"VALUES ({', '.join('?' for _ in _COLUMNS)})",
-        [_row(c) for c in items],
+        "INSERT INTO readings_seen VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (meter_id, seq) "
+        "DO UPDATE SET first_window_ms = min(first_window_ms, excluded.first_window_ms), "
+        "last_window_ms = max(last_window_ms, excluded.last_window_ms) "
+        "WHERE fingerprint = excluded.fingerprint",
+        seen,
     )
-    return conn.total_changes - before
+    conn.executemany("DELETE FROM contributions WHERE rowid = ?", gone)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Rewrite the contributions of a first-layout spool in arrival-ordered form, in place.
+
+    Each row keeps its values; its reading's fingerprint and time come from
+    `readings_seen` (which keeps its rows: a reading found there and pending
+    counts once either way).
+    """
+    conn.execute("ALTER TABLE contributions RENAME TO contributions_v1")
+    conn.execute("DROP INDEX IF EXISTS contributions_by_window")
+    for statement in statements(CONTRIBUTIONS):
+        conn.execute(statement)
+    conn.execute(
+        f"INSERT INTO contributions ({', '.join(_COLUMNS)}, fingerprint, received_ms) "
+        f"SELECT {', '.join('c.' + name for name in _COLUMNS)}, s.fingerprint, s.received_ms "
+        "FROM contributions_v1 AS c LEFT JOIN readings_seen AS s ON s.meter_id = c.meter_id "
+        "AND s.seq = c.seq AND c.window_start_ms BETWEEN s.first_window_ms AND s.last_window_ms "
+        "ORDER BY c.window_start_ms, c.meter_id, c.seq"
+    )
+    conn.execute("DROP TABLE contributions_v1")
 
 
 def _place(conn: sqlite3.Connection, readings: Iterable[IncomingReading]) -> None:
@@ -215,20 +353,33 @@ class Spool(SqliteFile):
     integrity_budget_s = INTEGRITY_BUDGET_S  # a damaged spool is refused before a batch is acked
     error = SpoolError
     schema = SCHEMA
+    schema_version = SCHEMA_VERSION
     synchronous = "FULL"  # an acknowledged message must survive power loss
 
     def __init__(self, path: Path, *, max_dead_letter_bytes: int = DEFAULT_DEAD_LETTER_BYTES):
         super().__init__(path)
         self.max_dead_letter_bytes = max_dead_letter_bytes
         self._dead_bytes: int | None = None  # what dead_letters holds (counted once, then kept)
+        self.commits = (
+            0  # transactions that wrote to the file (a disk's wear, for tests and metrics)
+        )
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         super()._prepare(conn)
+        conn.execute("PRAGMA temp_store=MEMORY")  # sorts for DISTINCT and ORDER BY stay off disk
         with transaction(conn):
             for table, column, kind in _ADDED_COLUMNS:
                 have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+            if int(version.fetchone()[0]) < SCHEMA_VERSION:
+                have = {row[1] for row in conn.execute("PRAGMA table_info(contributions)")}
+                if "fingerprint" not in have:
+                    _migrate(conn)
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+                )
 
     async def add(
         self,
@@ -243,6 +394,7 @@ class Spool(SqliteFile):
                 added = _insert(conn, items)
                 _place(conn, readings)
                 _, total = self._bury(conn, dead)
+            self.commits += 1
             self._dead_bytes = total
             return added
 
@@ -261,37 +413,33 @@ class Spool(SqliteFile):
             done = Recorded()
             kept = done.kept
             with transaction(conn):
+                known = _pending(conn, (c.window_start_ms for a in arrivals for c in a.items))
+                fresh: list[tuple[object, ...]] = []
                 for arrival in arrivals:
                     r = arrival.reading
                     windows = [c.window_start_ms for c in arrival.items]
                     first, last = min(windows), max(windows)
                     mark = fingerprint(r)
-                    seen = conn.execute(
-                        "SELECT fingerprint, first_window_ms, last_window_ms, received_ms "
-                        "FROM readings_seen WHERE meter_id = ? AND seq = ?",
-                        (r.meter_id, r.seq),
-                    ).fetchone()
-                    if seen is None:
-                        conn.execute(
-                            "INSERT INTO readings_seen VALUES (?, ?, ?, ?, ?, ?)",
-                            (r.meter_id, r.seq, mark, first, last, received_ms),
-                        )
-                    elif seen[0] == mark:
+                    seen = known.get((r.meter_id, r.seq))
+                    if seen is None or not seen.overlaps(first, last):
+                        seen = _seen(conn, r.meter_id, r.seq)
+                    if seen is None or not seen.overlaps(first, last):
+                        known[r.meter_id, r.seq] = _Known(mark, first, last, received_ms)
+                        fresh.extend((*_row(c), mark, received_ms) for c in arrival.items)
+                        done.added += len(arrival.items)
+                        kept.append(r)
+                    elif seen.mark is None or seen.mark == mark:
                         done.duplicates += len(arrival.items)
-                        continue
-                    elif first <= seen[2] and seen[1] <= last:
-                        letter = _conflict(arrival, (seen[0], seen[3]), received_ms)
+                    else:
+                        letter = _conflict(arrival, (seen.mark, seen.received_ms), received_ms)
                         if _kept_already(conn, letter, done.conflicts):  # a redelivery of it
                             done.duplicates += len(arrival.items)
                         else:
                             done.conflicts.append(letter)
-                        continue
-                    added = _insert(conn, arrival.items)
-                    done.added += added
-                    done.duplicates += len(arrival.items) - added
-                    kept.append(r)
+                conn.executemany(_INSERT, fresh)
                 _place(conn, kept)
                 done.evicted, total = self._bury(conn, [*dead, *done.conflicts])
+            self.commits += 1
             self._dead_bytes = total
             return done
 
@@ -354,16 +502,16 @@ class Spool(SqliteFile):
         wanted = list(keys)
 
         def work(conn: sqlite3.Connection) -> tuple[list[Contribution], dict[str, tuple[str, str]]]:
-            found: list[Contribution] = []
+            meters: dict[int, set[str]] = {}
             for meter_id, start in wanted:
-                for row in conn.execute(
-                    f"SELECT {', '.join(_COLUMNS)} FROM contributions "
-                    "WHERE meter_id = ? AND window_start_ms = ?",
-                    (meter_id, start),
-                ):
-                    found.append(
-                        Contribution(row[0], row[1], row[2], row[3], row[4], bool(row[5]), *row[6:])
-                    )
+                meters.setdefault(start, set()).add(meter_id)
+            found = [
+                c
+                for start, ids in meters.items()
+                for c in _rows_of(conn, start)
+                if c.meter_id in ids
+            ]
+            found.sort(key=lambda c: (c.meter_id, c.window_start_ms, c.seq))
             meta = {
                 m: (b, f)
                 for m, b, f in conn.execute("SELECT meter_id, building, floor FROM meters")
@@ -373,16 +521,14 @@ class Spool(SqliteFile):
         return await self._call(work)
 
     async def remove(self, items: Iterable[Contribution]) -> None:
-        """Forget contributions that the sink has durably merged."""
-        keys = [(c.meter_id, c.window_start_ms, c.seq) for c in items]
+        """Forget contributions that the sink has durably merged (their readings stay in
+        `readings_seen`)."""
+        done = list(items)
 
         def work(conn: sqlite3.Connection) -> None:
             with transaction(conn):
-                conn.executemany(
-                    "DELETE FROM contributions WHERE meter_id = ? AND window_start_ms = ? "
-                    "AND seq = ?",
-                    keys,
-                )
+                _forget(conn, done)
+            self.commits += 1
 
         await self._call(work)
 
