@@ -215,14 +215,15 @@ async def test_parity_codes_follow_the_bus() -> None:
     assert found == [(0.0, 0.0), (1.0, 0.0), (2.0, 0.0)]  # 2400 baud is code 0
 
 
-async def test_a_holding_profile_keeps_its_fields_on_fc3_and_serves_nothing_on_fc4() -> None:
+async def test_a_model_without_a_documented_map_serves_its_fields_on_either_function() -> None:
     config = make_config([tcp_bus()], [meter_at("old", "plant", 1, "campus-legacy")])
     async with served(config) as simulator, tcp_client(config) as client:
-        power_kw = f32(await words(client, 3, 1, 10, 2))
-        input_refused = await refusal(client, 4, 1, 10, 2)
+        holding = f32(await words(client, 3, 1, 10, 2))
+        inputs = f32(await words(client, 4, 1, 10, 2))
+        beyond = await refusal(client, 3, 1, 56, 2)  # past its last field (frequency, 54)
         truth = simulator.meters["old"].values_at(FROZEN_T)["power_w"]
-    assert power_kw == pytest.approx(-truth / 1000, rel=1e-6)
-    assert input_refused == ILLEGAL_ADDRESS
+    assert holding == inputs == pytest.approx(-truth / 1000, rel=1e-6)  # kW, sign inverted
+    assert beyond == ILLEGAL_ADDRESS
 
 
 async def test_writes_and_coils_are_refused() -> None:

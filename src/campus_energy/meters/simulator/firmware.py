@@ -2,9 +2,9 @@
 
 For a built-in model read from input registers (the Eastrons), FC 04 serves
 the model's whole documented input map and FC 03 its configuration (parity,
-address, baud rate, as set for the bus it is on). A meter of another model
-serves its profile's fields on the profile's function code and nothing on
-the other. Registers between served ones read as 0, as on a real Eastron,
+address, baud rate, as set for the bus it is on). A meter of a model without
+a documented map here serves its profile's fields alike on either function
+code. Registers between served ones read as 0, as on a real Eastron,
 unless the profile reads no gaps or the firmware refuses gap reads
 (`refuse_gap_reads`): then a request covering one draws exception 2.
 """
@@ -30,18 +30,20 @@ INPUT = FUNCTION_CODES["input"]
 class Table:
     """One register table (holding or input registers) and what it serves."""
 
-    fields: tuple[FieldSpec, ...]  # sorted by address, none overlapping
+    fields: tuple[FieldSpec, ...]
     gaps_answered: bool  # registers between fields read as 0 (else: exception 2)
 
     def blocks(self) -> list[SimData]:
         """The table's address space for pymodbus: any address outside it draws exception 2."""
         if not self.fields:
             return [SimData(0, count=1, datatype=DataType.INVALID)]
+        fields = sorted(self.fields, key=lambda f: f.address)
         if self.gaps_answered:
-            return [SimData(0, count=self.fields[-1].end, datatype=DataType.REGISTERS)]
+            end = max(f.end for f in fields)
+            return [SimData(0, count=end, datatype=DataType.REGISTERS)]
         blocks: list[SimData] = []
-        start, end = self.fields[0].address, self.fields[0].end
-        for spec in self.fields[1:]:
+        start, end = fields[0].address, fields[0].end
+        for spec in fields[1:]:
             if spec.address > end:
                 blocks.append(SimData(start, count=end - start, datatype=DataType.REGISTERS))
                 start = spec.address
@@ -72,18 +74,18 @@ class Firmware:
         options = meter.faults
         model = model_of(profile) if profile.function == "input" else None
         self.meter = meter
-        self.measuring = profile.function_code
         self.byte_order = options.word_order or profile.byte_order
-        self.config: dict[str, float] = {}
-        documented = _merged(profile.fields, model.inputs if model else ())
-        configuration: tuple[FieldSpec, ...] = ()
-        if model is not None:
-            self.config = config_values(model, bus, meter.unit)
-            configuration = tuple(r for r in CONFIG_REGISTERS if r.name in self.config)
         gaps = profile.read_gaps and not options.refuse_gap_reads
+        self.config: dict[str, float] = {}
+        if model is None:
+            self.measuring = frozenset((HOLDING, INPUT))  # the function codes with measurements
+            self.tables = {fc: Table(profile.fields, gaps) for fc in self.measuring}
+            return
+        self.measuring = frozenset((INPUT,))
+        self.config = config_values(model, bus, meter.unit)
         self.tables = {
-            self.measuring: Table(documented, gaps),
-            HOLDING if self.measuring == INPUT else INPUT: Table(configuration, gaps),
+            INPUT: Table(_merged(profile.fields, model.inputs), gaps),
+            HOLDING: Table(tuple(r for r in CONFIG_REGISTERS if r.name in self.config), gaps),
         }
 
     def blocks(self) -> tuple[list[SimData], list[SimData], list[SimData], list[SimData]]:
@@ -98,11 +100,11 @@ class Firmware:
 
     def refuses(self, function_code: int, address: int, count: int) -> bool:
         """Whether a read of [address, address + count) covers a register the unit refuses."""
-        return function_code == self.measuring and any(
+        return function_code in self.measuring and any(
             address <= r < address + count for r in self.meter.faults.refused_registers
         )
 
     def image(self, function_code: int, t: float) -> dict[int, list[int]]:
         """The registers of the table `function_code` reads, at time `t`, by field address."""
-        values = self.meter.values_at(t) if function_code == self.measuring else self.config
+        values = self.meter.values_at(t) if function_code in self.measuring else self.config
         return self.tables[function_code].image(values, self.byte_order)

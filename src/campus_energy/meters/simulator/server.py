@@ -192,7 +192,7 @@ class BusServer:
                 registers[offset : offset + len(words)] = words
         if self._on_answer is not None and not broken:
             power = None
-            if function_code == firmware.measuring:
+            if function_code in firmware.measuring:
                 offset = address - start_address
                 power = served_power(meter, address, registers[offset : offset + count])
             self._on_answer(Answer(meter.meter.id, now, address, count, power))
