@@ -4,18 +4,22 @@ again when the profile's register map changes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.config import make_config, meter_at, tcp_bus
+from tests.support.config import config_data, make_config, meter_at, tcp_bus, write_toml
+from tests.support.net import free_port
+from tests.support.processes import run_cli
 from tests.support.readback import count, query
 from tests.support.services import serving
 from tests.support.waiting import eventually
 
-from campus_energy.config import Config
+from campus_energy import cli
+from campus_energy.config import Config, load_config
 from campus_energy.core.planner import Extent, ReadRequest
 from campus_energy.logger.service import MeterLogger
 from campus_energy.meters.learned import PlanBook, learned_plans_path
@@ -229,3 +233,105 @@ async def test_a_changed_profile_forgets_what_was_learned_under_the_old_one(
     assert poller.refusals.registers == (Extent(2, 6), Extent(8, 10))
     (device,) = json.loads(path.read_text())["devices"]
     assert device["refused_registers"] == [[2, 6], [8, 10]]
+
+
+# --- what read -v and doctor show ---------------------------------------------------------------
+
+
+def refusing_config_file(folder: Path) -> tuple[Path, Config]:
+    """A configuration file: an SDM120 whose firmware refuses gap reads and its frequency
+    (registers 32–69 are never learned: no plan reads across the refused frequency)."""
+    data = config_data(
+        [tcp_bus(timeout_s=0.5, retries=0)],
+        [
+            meter_at(
+                "lab",
+                "plant",
+                4,
+                "eastron-sdm120",
+                simulate={"refuse_gap_reads": True, "refused_registers": [0x46]},
+            )
+        ],
+        storage={"path": str(folder / "var" / "store.db")},
+        mqtt={"port": free_port()},
+    )
+    path = write_toml(folder / "campus-energy.toml", data)
+    return path, load_config(path, {})
+
+
+def exception_answers(stderr: str) -> list[str]:
+    """The answers of `read -v`'s frame trace that are Modbus exception responses (FC 0x84)."""
+    return [line for line in stderr.splitlines() if " <- " in line and line.split()[9:10] == ["84"]]
+
+
+async def test_read_verbose_marks_the_learned_plan_and_uses_what_the_logger_kept(
+    tmp_path: Path,
+) -> None:
+    path, config = refusing_config_file(tmp_path)
+    async with Simulator(config):
+        first = await asyncio.to_thread(run_cli, "read", "lab", "-v", "-c", str(path))
+        assert first.returncode == 0, first.stderr
+        assert "plan for lab: FC04 0+74" in first.stderr
+        assert (
+            "learned plan for lab: FC04 0+2, FC04 6+2, FC04 12+2, FC04 30+2, FC04 72+2"
+            in first.stderr
+        )
+        assert (
+            "  avoids what the firmware refuses (learned by this read): "
+            "registers 2–5, 8–11, 14–29" in first.stderr
+        )
+        assert "  leaves out frequency_hz: the firmware refuses it (FC04 address 70" in (
+            first.stderr
+        )
+        assert exception_answers(first.stderr)
+        assert "power_w" in first.stdout and "frequency_hz" not in first.stdout
+        assert not learned_plans_path(config.storage.path).exists()  # read keeps nothing
+
+        # what the logger learned and kept: read asks nothing that is refused
+        await poll_once_tracing(
+            config, PlanBook(learned_plans_path(config.storage.path), writable=True)
+        )
+        second = await asyncio.to_thread(run_cli, "read", "lab", "-v", "-c", str(path))
+    assert second.returncode == 0, second.stderr
+    assert "plan for lab: FC04 0+2, FC04 6+2, FC04 12+2, FC04 30+2, FC04 72+2" in second.stderr
+    assert "(learned earlier): registers 2–5, 8–11, 14–29" in second.stderr
+    assert "learned plan" not in second.stderr
+    assert exception_answers(second.stderr) == []
+
+
+async def test_doctor_reports_what_the_firmware_refuses_with_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, config = refusing_config_file(tmp_path)
+
+    def doctor() -> dict[str, dict[str, Any]]:
+        cli.main(["doctor", "--json", "-c", str(path)])
+        return {entry["title"]: entry for entry in json.loads(capsys.readouterr().out)}
+
+    async with Simulator(config):
+        before = await asyncio.to_thread(doctor)
+        await poll_once_tracing(
+            config, PlanBook(learned_plans_path(config.storage.path), writable=True)
+        )
+        after = await asyncio.to_thread(doctor)
+    # nothing kept yet: doctor's own read learns it, and says so in the meter's line
+    assert before["plans"]["status"] == "ok"
+    assert before["plans"]["detail"] == "no meter's firmware has refused a read"
+    meter = before["meter lab"]
+    assert meter["status"] == "warn"
+    assert (
+        "the firmware refuses registers 2–5, 8–11, 14–29: the plan avoids them" in (meter["detail"])
+    )
+    assert "frequency_hz (FC04 address 70): left out of its readings" in meter["detail"]
+    assert "profiles show eastron-sdm120" in meter["fix"]
+    # kept by the logger: the plan's line says it, the meter's line is a plain answer
+    plan = after["plan lab"]
+    assert plan["status"] == "warn"
+    assert plan["detail"].startswith(
+        "the firmware refuses registers 2–5, 8–11, 14–29; the plan avoids them; "
+        "the firmware refuses frequency_hz (FC04 address 70): left out of its readings "
+        "(5 requests: FC04 0+2, FC04 6+2, FC04 12+2, FC04 30+2, FC04 72+2, learned "
+    )
+    assert "profiles show eastron-sdm120" in plan["fix"]
+    assert after["meter lab"]["status"] == "ok"
+    assert "refuses" not in after["meter lab"]["detail"]

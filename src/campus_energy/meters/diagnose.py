@@ -24,8 +24,15 @@ from campus_energy.errors import (
     ModbusError,
     ModbusExceptionResponseError,
 )
+from campus_energy.meters.learned import PlanBook, learned_plans_path
 from campus_energy.meters.modbus import ModbusBus
-from campus_energy.meters.polling import MeterPoller, open_buses, pollers
+from campus_energy.meters.polling import (
+    MeterPoller,
+    describe_plan,
+    describe_refusals,
+    open_buses,
+    pollers,
+)
 from campus_energy.runtime.clock import sleep_or_stop
 
 
@@ -197,6 +204,28 @@ async def scan(
     return hits
 
 
+def format_plan(poller: MeterPoller, title: str = "plan") -> str:
+    """A meter's requests, marking what they avoid because the device refuses it."""
+    lines = [f"{title} for {poller.meter.id}: {describe_plan(poller.plan)}"]
+    now, before = poller.refusals, poller.learned_before
+    if now == before:
+        source = "learned earlier"
+    else:
+        source = "learned by this read" if not before else "learned earlier and by this read"
+    avoided = now.without_fields(now.fields)
+    if avoided:
+        lines.append(
+            f"  avoids what the firmware refuses ({source}): "
+            f"{describe_refusals(avoided, poller.profile)}"
+        )
+    for spec in poller.refused_fields:
+        lines.append(
+            f"  leaves out {spec.name}: the firmware refuses it "
+            f"(FC{poller.profile.function_code:02d} address {spec.address}, {source})"
+        )
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class ReadOptions:
     """How `campus-energy read` shows what it reads, and whether it repeats."""
@@ -225,17 +254,23 @@ async def read_meters(
         print(f"  {bus} {'->' if sending else '<-'} {frame.hex(' ')}", file=err)
 
     buses = open_buses(config, trace=trace if options.verbose else None)
-    planned = pollers(config, buses, meters)
+    # What the logger learned its meters refuse (read only: what a read learns stays here).
+    book = PlanBook(learned_plans_path(config.storage.path))
+    planned = pollers(config, buses, meters, book)
     by_id = {p.meter.id: p for p in planned}
     if options.verbose:
         for p in planned:
-            spans = ", ".join(f"FC{r.function:02d} {r.start}+{r.count}" for r in p.plan)
-            print(f"plan for {p.meter.id}: {spans}", file=err)
+            print(format_plan(p), file=err)
     failed = False
     try:
         while True:
+            shown = {p.meter.id: p.plan for p in planned}
             results = await read_all(planned)
             failed = any(r.error is not None for r in results)
+            if options.verbose:
+                for p in planned:
+                    if p.plan != shown[p.meter.id]:
+                        print(format_plan(p, "learned plan"), file=err)
             if options.as_json:
                 for r in results:
                     print(json_line(r), file=out, flush=True)

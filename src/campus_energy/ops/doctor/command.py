@@ -56,7 +56,7 @@ def _seconds(value: float) -> Callable[[Context], float]:
 
 def check_table() -> tuple[Entry, ...]:
     """Every check, in the order of the report (imported here: the CLI loads this module early)."""
-    from campus_energy.ops.doctor.checks import clock, devices, files, services
+    from campus_energy.ops.doctor.checks import clock, devices, files, plans, services
 
     return (
         Entry("serial", devices.serial_devices, _seconds(5)),
@@ -68,6 +68,7 @@ def check_table() -> tuple[Entry, ...]:
         Entry("secrets", files.secret_files, _seconds(5)),
         Entry("clock", clock.clock, _seconds(clock.TIMEDATECTL_TIMEOUT_S + 2)),
         Entry("queues", files.queues, _seconds(2 * files.QUERY_DEADLINE_S + 5)),
+        Entry("plans", plans.learned_plans, _seconds(5)),
     )
 
 

@@ -11,16 +11,18 @@ from pathlib import Path
 
 from campus_energy.config import BusConfig, MeterConfig
 from campus_energy.core.models import Profile
-from campus_energy.core.planner import plan_profile
+from campus_energy.core.planner import Refusals, plan_profile
 from campus_energy.errors import (
     ModbusConnectionError,
     ModbusError,
     ModbusExceptionResponseError,
+    ModbusFieldRefusedError,
     ModbusFrameError,
     ModbusTimeoutError,
 )
+from campus_energy.meters.learned import PlanBook, learned_plans_path
 from campus_energy.meters.modbus import ModbusBus
-from campus_energy.meters.polling import MeterPoller, pollers
+from campus_energy.meters.polling import MeterPoller, describe_refusals, pollers
 from campus_energy.ops.doctor.checks import (
     Context,
     Identity,
@@ -181,6 +183,14 @@ def _refused(meter: MeterConfig, bus: BusConfig, profile: Profile | None = None)
     )
 
 
+def _field_refused(meter: MeterConfig, bus: BusConfig, profile: Profile | None = None) -> str:
+    return (
+        f"the meter refuses a field every reading needs: check that profile {meter.profile!r} "
+        f"is its model (campus-energy profiles show {meter.profile}) and that no other device "
+        f"answers as unit {meter.unit}"
+    )
+
+
 def _garbled(meter: MeterConfig, bus: BusConfig, profile: Profile | None = None) -> str:
     return (
         "answers arrive garbled: check the baud rate and parity, the line's termination, and "
@@ -192,6 +202,7 @@ def _garbled(meter: MeterConfig, bus: BusConfig, profile: Profile | None = None)
 METER_FIXES: dict[type[ModbusError], Callable[[MeterConfig, BusConfig, Profile | None], str]] = {
     ModbusTimeoutError: _no_answer,
     ModbusConnectionError: _unreachable,
+    ModbusFieldRefusedError: _field_refused,
     ModbusExceptionResponseError: _refused,
     ModbusFrameError: _garbled,
     ModbusError: _no_answer,
@@ -241,10 +252,40 @@ async def _read_bus(group: list[MeterPoller]) -> list[Result]:
             )
             continue
         latency_ms = (time.monotonic() - started) * 1000
-        results.append(
-            Result(Status.OK, title, f"{where}: {_power(values)}, answered in {latency_ms:.0f} ms")
-        )
+        detail = f"{where}: {_power(values)}, answered in {latency_ms:.0f} ms"
+        results.append(_learned(title, detail, poller))
     return results
+
+
+def _learned(title: str, detail: str, poller: MeterPoller) -> Result:
+    """A meter that answered; what this read learned it refuses, when it learned something
+    (what the logger learned before is the 'plan' lines' business)."""
+    if poller.refusals == poller.learned_before:
+        return Result(Status.OK, title, detail)
+    new = poller.refusals.without_fields(poller.learned_before.fields)
+    avoided = new.without_fields(new.fields)
+    if avoided:
+        detail += (
+            f"; the firmware refuses {describe_refusals(avoided, poller.profile)}: "
+            "the plan avoids them"
+        )
+    if not new.fields:
+        return Result(Status.OK, title, detail)
+    left_out = describe_refusals(Refusals(fields=new.fields), poller.profile)
+    return Result(
+        Status.WARN,
+        title,
+        f"{detail}; the firmware refuses {left_out}: left out of its readings",
+        refused_fields_fix(poller.meter),
+    )
+
+
+def refused_fields_fix(meter: MeterConfig) -> str:
+    return (
+        f"check that profile {meter.profile!r} is the meter's model (campus-energy profiles "
+        f"show {meter.profile}); if it is, this firmware lacks the field: the other fields "
+        "are read, and a profile without it quiets this warning"
+    )
 
 
 async def meters(ctx: Context) -> list[Result]:
@@ -255,7 +296,9 @@ async def meters(ctx: Context) -> list[Result]:
     if not config.meters:
         return [Result(Status.SKIP, "meters", "no meters configured")]
     buses = {b.name: ModbusBus(_quick(b)) for b in config.buses}
-    planned = pollers(config, buses, config.meters)
+    # What the logger learned the meters refuse is not asked again (the file is only read).
+    book = PlanBook(learned_plans_path(config.storage.path))
+    planned = pollers(config, buses, config.meters, book)
     by_bus: dict[str, list[MeterPoller]] = {}
     for poller in planned:
         by_bus.setdefault(poller.meter.bus, []).append(poller)
