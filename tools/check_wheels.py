@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="check-wheels-") as tmp,
         ThreadPoolExecutor(args.jobs) as pool,
     ):
-        findings = list(pool.map(lambda pin: check(*pin, args, Path(tmp)), wanted))
+        findings = list(pool.map(lambda pin: check(pin[0], pin[1], args, Path(tmp)), wanted))
 
     if args.markdown:
         print(markdown(findings))
