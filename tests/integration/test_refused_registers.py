@@ -21,6 +21,7 @@ from tests.support.waiting import eventually
 from campus_energy import cli
 from campus_energy.config import Config, load_config
 from campus_energy.core.planner import Extent, ReadRequest
+from campus_energy.errors import ModbusFieldRefusedError
 from campus_energy.logger.service import MeterLogger
 from campus_energy.meters.learned import PlanBook, learned_plans_path
 from campus_energy.meters.polling import open_buses, pollers
@@ -335,3 +336,36 @@ async def test_doctor_reports_what_the_firmware_refuses_with_the_fix(
     assert "profiles show eastron-sdm120" in plan["fix"]
     assert after["meter lab"]["status"] == "ok"
     assert "refuses" not in after["meter lab"]["detail"]
+
+
+async def test_a_refused_power_field_is_the_meters_error_asked_again_alone_each_poll(
+    tmp_path: Path,
+) -> None:
+    config = make_config(
+        [tcp_bus(timeout_s=0.5, retries=0)],
+        [meter_at("lab", "plant", 4, "eastron-sdm120", simulate={"refused_registers": [0x0C]})],
+        storage={"path": str(tmp_path / "store.db")},
+    )
+    sent: list[bytes] = []
+    buses = open_buses(
+        config, trace=lambda bus, sending, frame: sent.append(frame) if sending else None
+    )
+    book = PlanBook(learned_plans_path(config.storage.path), writable=True)
+    (poller,) = pollers(config, buses, config.meters, book)
+    try:
+        async with Simulator(config):
+            with pytest.raises(ModbusFieldRefusedError) as first:
+                await poller.poll()
+            sent.clear()
+            with pytest.raises(ModbusFieldRefusedError):
+                await poller.poll()
+    finally:
+        await buses["plant"].close()
+    assert first.value.summary == (
+        "bus 'plant' unit 4: refuses power_w (FC04 address 12, code 2: illegal data address)"
+    )
+    assert [request_of(f) for f in sent] == [(4, 12, 2)]  # power alone, nothing else
+    assert not learned_plans_path(config.storage.path).exists() or all(
+        "power_w" not in d["refused_fields"]
+        for d in json.loads(learned_plans_path(config.storage.path).read_text())["devices"]
+    )
