@@ -19,6 +19,7 @@ from campus_energy.bridge.spool import (
     DeadLetter,
     Spool,
 )
+from campus_energy.core.incoming import fingerprint
 from campus_energy.core.windows import IncomingReading, contributions
 
 W = 300_000
@@ -191,3 +192,95 @@ async def test_a_spool_made_before_the_new_columns_opens_and_keeps_its_rows(tmp_
     finally:
         await spool.close()
     assert kept == [(b"\x00\xff", None), (b"{}", 2)]
+
+
+# --- a spool of the first layout, converted when opened -----------------------------------------
+
+FIRST_LAYOUT = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1');
+CREATE TABLE contributions (
+    meter_id TEXT NOT NULL, window_start_ms INTEGER NOT NULL, seq INTEGER NOT NULL,
+    energy_wh REAL NOT NULL, covered_s REAL NOT NULL, in_window INTEGER NOT NULL,
+    power_w REAL, voltage_v REAL, current_a REAL, power_factor REAL, frequency_hz REAL,
+    PRIMARY KEY (meter_id, window_start_ms, seq)
+) WITHOUT ROWID;
+CREATE INDEX contributions_by_window ON contributions (window_start_ms);
+CREATE TABLE meters (meter_id TEXT PRIMARY KEY, building TEXT NOT NULL DEFAULT '',
+    floor TEXT NOT NULL DEFAULT '');
+CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, received_ms INTEGER NOT NULL,
+    topic TEXT NOT NULL, payload BLOB NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE readings_seen (
+    meter_id TEXT NOT NULL, seq INTEGER NOT NULL, fingerprint BLOB NOT NULL,
+    first_window_ms INTEGER NOT NULL, last_window_ms INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL, PRIMARY KEY (meter_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX readings_seen_by_time ON readings_seen (received_ms);
+"""
+
+
+async def test_a_first_layout_spool_keeps_its_contributions_and_seen_readings(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "spool.db"
+    written = reading(1, T0 + 10_000, None)  # its window was written: only remembered
+    pending = [reading(2, T0 + W + 5_000, T0 + W - 5_000), reading(3, T0 + W + 15_000, None)]
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(FIRST_LAYOUT)
+        for r, received in [(written, 1_000), (pending[0], 2_000), (pending[1], 3_000)]:
+            windows = [c.window_start_ms for c in contributions(r, W)]
+            conn.execute(
+                "INSERT INTO readings_seen VALUES (?, ?, ?, ?, ?, ?)",
+                (r.meter_id, r.seq, fingerprint(r), min(windows), max(windows), received),
+            )
+        for c in [c for r in pending for c in contributions(r, W)]:
+            conn.execute(
+                "INSERT INTO contributions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    c.meter_id,
+                    c.window_start_ms,
+                    c.seq,
+                    c.energy_wh,
+                    c.covered_s,
+                    int(c.in_window),
+                    c.power_w,
+                    c.voltage_v,
+                    c.current_a,
+                    c.power_factor,
+                    c.frequency_hz,
+                ),
+            )
+        conn.execute("INSERT INTO meters VALUES ('m1', 'ECE', '2')")
+        conn.commit()
+        seen_before = conn.execute("SELECT * FROM readings_seen ORDER BY 1, 2").fetchall()
+    finally:
+        conn.close()
+
+    spool = Spool(path)
+    try:
+        assert await spool.pending() == 3
+        items, meta = await spool.load([("m1", T0), ("m1", T0 + W)])
+        assert items == sorted(
+            (c for r in pending for c in contributions(r, W)),
+            key=lambda c: (c.meter_id, c.window_start_ms, c.seq),
+        )
+        assert meta == {"m1": ("ECE", "2")}
+        assert rows(spool, "SELECT * FROM readings_seen ORDER BY 1, 2") == seen_before
+        assert rows(spool, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+        # what it held counts once, and a different reading with a held (meter, seq) conflicts
+        again = await spool.record([arrival(r) for r in [written, *pending]], [], 9_000)
+        assert (again.added, again.duplicates, again.conflicts) == (0, 4, [])
+        other = IncomingReading("m1", T0 + W + 5_000, 2, 7.0, T0 + W - 5_000, 900.0)
+        done = await spool.record([arrival(other, b"other")], [], 9_500)
+        assert len(done.conflicts) == 1 and "received at" in done.conflicts[0].reason
+        await spool.remove(items)
+        assert await spool.pending() == 0
+    finally:
+        await spool.close()
+    reopened = Spool(path)  # opened again: converted once, nothing changes
+    try:
+        assert await reopened.pending() == 0
+        assert rows(reopened, "SELECT count(*) FROM readings_seen") == [(3,)]
+    finally:
+        await reopened.close()

@@ -4,8 +4,15 @@ Receiving: a persistent QoS 1 session (optionally a shared subscription, so
 several bridges split the load). Each batch of messages is validated (form,
 the meter's plausibility limits, the signature when a key is configured), cut
 into window contributions and committed to the spool; only then are the
-messages acknowledged. Refused messages, and a second, different reading with
-a (meter, seq) already received, go to the spool's dead-letter table.
+messages acknowledged. A batch is the first message and those that follow it
+closely (a logger publishes a bus's cycle at once): it lingers until none has
+come for `QUIET_S`, at most `LINGER_S`, so a cycle costs one commit, not one
+per message or two. With `bridge.commit_interval_s` > 0 (the low-write mode) a
+batch lingers that long whatever comes, up to `BATCH` messages: one commit
+every N seconds. Either way nothing is acknowledged before it is committed;
+what a batch holds when the bridge dies is redelivered by the broker.
+Refused messages, and a second, different reading with a (meter, seq)
+already received, go to the spool's dead-letter table.
 
 Writing: once the wall clock has passed a window's end plus `grace_s`, its
 contributions are merged into the sink (and removed from the spool only after
@@ -31,13 +38,15 @@ from campus_energy.core.topics import reading_topic
 from campus_energy.core.windows import IncomingReading, contributions, group
 from campus_energy.errors import BrokerError, SinkError, SpoolError
 from campus_energy.runtime.clock import Backoff, SystemClock, first_or_stop, sleep_or_stop
-from campus_energy.runtime.mqtt import Received, subscribe
+from campus_energy.runtime.mqtt import Received, Subscription, subscribe
 from campus_energy.runtime.notify import Notifier, Watchdog
 from campus_energy.runtime.outages import Outage
 from campus_energy.runtime.signing import read_signing_key
 
 log = logging.getLogger("campus_energy.bridge")
-BATCH = 500
+BATCH = 500  # messages a batch holds at most (the broker's in-flight window must allow it)
+LINGER_S = 0.5  # a batch waits at most this long for the messages that follow its first ...
+QUIET_S = 0.05  # ... and ends as soon as none has come for this long
 FLUSH_EVERY_S = 1.0
 RETRY_MIN_S = 1.0
 RETRY_MAX_S = 60.0
@@ -138,7 +147,7 @@ class Bridge:
                     self.subscribed.set()
                     backoff.succeeded()
                     while not stop.is_set():
-                        messages = await first_or_stop(subscription.batch(BATCH), stop)
+                        messages = await self._gather(subscription, stop)
                         if messages is None:
                             break  # unacknowledged messages are redelivered next time
                         # A full batch means a backlog (after an outage): hold windows back
@@ -162,6 +171,32 @@ class Bridge:
                 self.spool_outage.failed(str(exc), self.clock.wall())
             if await sleep_or_stop(backoff.failed(), stop):
                 return
+
+    async def _gather(
+        self, subscription: Subscription, stop: asyncio.Event
+    ) -> list[Received] | None:
+        """The next batch (None: stopping before a message came).
+
+        Bounded in time, never waiting on a count: a broker whose in-flight
+        window is full sends nothing more until this batch is acknowledged, so
+        the batch ends at its deadline with what it has.
+        """
+        messages = await first_or_stop(subscription.batch(BATCH), stop)
+        if messages is None:
+            return None
+        interval_s = self.config.bridge.commit_interval_s
+        deadline = self.clock.mono() + (interval_s or LINGER_S)
+        while len(messages) < BATCH and not stop.is_set():
+            left = deadline - self.clock.mono()
+            if left <= 0:
+                break
+            message = await first_or_stop(
+                subscription.next(left if interval_s else min(left, QUIET_S)), stop
+            )
+            if message is None:  # quiet, or stopping: commit what came
+                break
+            messages.append(message)
+        return messages
 
     async def _record(self, messages: Sequence[Received]) -> None:
         now = epoch_ms(self.clock.wall())

@@ -342,6 +342,13 @@ class BridgeConfig(_Section):
     dead_letters_max_bytes: int = Field(
         default=16 * 1024 * 1024, ge=64 * 1024, description="cap of the spool's dead_letters table"
     )
+    commit_interval_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=300,
+        description="0: commit each burst of messages at once; N: the low-write mode, one spool "
+        "commit (and acknowledgement) every N seconds",
+    )
     sqlite: SqliteSinkConfig = SqliteSinkConfig()
     firestore: FirestoreSinkConfig = FirestoreSinkConfig()
     postgres: PostgresSinkConfig = PostgresSinkConfig()

@@ -7,6 +7,7 @@ TLS, timeout). The password is read from `mqtt.password_file` when connecting.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import ssl
@@ -175,20 +176,47 @@ class Subscription:
     def __init__(self, client: aiomqtt.Client, endpoint: str) -> None:
         self.client = client
         self.endpoint = endpoint
+        self._waiting: asyncio.Task[aiomqtt.Message] | None = None  # the next message, awaited
+
+    async def next(self, timeout_s: float | None = None) -> Received | None:
+        """The next message, or None when `timeout_s` passes first.
+
+        Safe to time out or cancel: the wait goes on in the background and its
+        message is the next one returned, so none is taken from the queue and dropped.
+        """
+        if self._waiting is None:
+            self._waiting = asyncio.ensure_future(anext(self.client.messages))
+        done, _ = await asyncio.wait({self._waiting}, timeout=timeout_s)
+        if not done:
+            return None
+        task, self._waiting = self._waiting, None
+        try:
+            message = task.result()
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"broker {self.endpoint}: {exc}") from None
+        payload = message.payload
+        raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
+        return Received(str(message.topic), raw, message.mid, message.qos)
 
     async def batch(self, limit: int) -> list[Received]:
         """Wait for the next message, then take whatever else has already arrived (≤ limit)."""
-        found: list[Received] = []
-        try:
-            async for message in self.client.messages:
-                payload = message.payload
-                raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
-                found.append(Received(str(message.topic), raw, message.mid, message.qos))
-                if len(found) >= limit or len(self.client.messages) == 0:
-                    break
-        except aiomqtt.MqttError as exc:
-            raise BrokerError(f"broker {self.endpoint}: {exc}") from None
+        found = [await self._take()]
+        while len(found) < limit and (self._waiting is not None or len(self.client.messages)):
+            if self._waiting is not None and not self._waiting.done():
+                break
+            found.append(await self._take())
         return found
+
+    async def _take(self) -> Received:
+        message = await self.next()
+        assert message is not None  # no timeout
+        return message
+
+    def close(self) -> None:
+        """Stop waiting for a message (one already taken is redelivered in the next session)."""
+        if self._waiting is not None:
+            self._waiting.cancel()
+            self._waiting = None
 
     def ack(self, message: Received) -> None:
         """Tell the broker the message is durably recorded (QoS ≥ 1)."""
@@ -227,8 +255,10 @@ async def subscribe(
         raise _connect_error(
             endpoint, "cannot subscribe", exc, tls=_tls(config) is not None
         ) from None
+    subscription = Subscription(client, endpoint)
     try:
-        yield Subscription(client, endpoint)
+        yield subscription
     finally:
+        subscription.close()
         with contextlib.suppress(aiomqtt.MqttError):
             await client.__aexit__(None, None, None)
