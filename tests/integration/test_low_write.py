@@ -24,9 +24,10 @@ from tests.support.services import serving, spawn
 from tests.support.waiting import eventually
 
 from campus_energy.config import Config, load_config
+from campus_energy.core.readings import Reading
 from campus_energy.core.timestamps import iso_utc
 from campus_energy.logger.service import MeterLogger
-from campus_energy.logger.store import Cycle
+from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore
 from campus_energy.meters.simulator.server import Simulator
 
 COMMIT_INTERVAL_S = 1.5
@@ -121,3 +122,51 @@ async def test_kill_9_loses_only_what_was_held_and_never_what_was_published(
             timeout=15,
         )
     assert "Traceback" not in log.read_text()
+
+
+def reading(meter_id: str, seq: int) -> Reading:
+    values = {"power_w": 100.0, "voltage_v": 230.0}
+    return Reading(meter_id, 1_780_000_000_000 + seq * 5000, seq, 138_889, 138_889 * seq, values)
+
+
+async def test_the_outbox_cursor_is_written_with_the_next_commit_not_on_its_own(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.db"
+    store = ReadingStore(path, cursor_with_commits=True)
+
+    def written_cursor() -> list[tuple[str, int]]:
+        return query(path, "SELECT meter_id, published_seq FROM meters ORDER BY meter_id")
+
+    try:
+        await store.register([MeterRecord("a"), MeterRecord("b")])
+        await store.commit(Cycle(readings=[reading("a", 1), reading("b", 1), reading("a", 2)]))
+        sent = await store.unpublished()
+        assert [(r.meter_id, r.seq) for r in sent] == [("a", 1), ("b", 1), ("a", 2)]
+        await store.mark_published(sent)
+        # acknowledged: nothing is offered again, nothing counts as waiting, nothing written yet
+        assert await store.unpublished() == []
+        assert await store.outbox_depth() == {"a": 0, "b": 0}
+        assert written_cursor() == [("a", 0), ("b", 0)]
+        await store.commit(Cycle(readings=[reading("b", 2)]))
+        assert written_cursor() == [("a", 2), ("b", 1)]
+        assert [(r.meter_id, r.seq) for r in await store.unpublished()] == [("b", 2)]
+        await store.mark_published(await store.unpublished())
+        assert written_cursor() == [("a", 2), ("b", 1)]
+    finally:
+        await store.close()
+    assert written_cursor() == [("a", 2), ("b", 2)]  # closing writes what was held
+
+
+async def test_without_the_low_write_mode_an_acknowledgement_is_written_at_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.db"
+    store = ReadingStore(path)
+    try:
+        await store.register([MeterRecord("a")])
+        await store.commit(Cycle(readings=[reading("a", 1)]))
+        await store.mark_published(await store.unpublished())
+        assert query(path, "SELECT published_seq FROM meters") == [(1,)]
+    finally:
+        await store.close()

@@ -135,7 +135,9 @@ class MeterLogger:
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
-        self.store = ReadingStore(config.storage.path)
+        self.store = ReadingStore(
+            config.storage.path, cursor_with_commits=config.storage.commit_interval_s > 0
+        )
         self.statuses = StatusBoard()
         self.publisher = Publisher(config, self.store, self.statuses, clock=self.clock)
         self.counters = Counters()

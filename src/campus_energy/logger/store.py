@@ -27,6 +27,7 @@ a damaged store is refused before a reading is appended to it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -38,6 +39,8 @@ from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import RESOLUTION, STEPS_PER_UNIT, from_steps, to_steps
 from campus_energy.errors import StoreError, StoreFullError
 from campus_energy.runtime.sqlite import INTEGRITY_BUDGET_S, SqliteFile, transaction
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 RETENTION_CHUNK = 10_000
@@ -222,8 +225,14 @@ class ReadingStore(SqliteFile):
     schema_version = SCHEMA_VERSION
     integrity_budget_s = INTEGRITY_BUDGET_S
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, cursor_with_commits: bool = False) -> None:
         super().__init__(path)
+        # The low-write mode: an acknowledgement moves the outbox cursor in memory, and the
+        # next commit (or closing) writes it; a crash before that makes the logger publish
+        # those readings again, which the bridge recognises as ones it has (QoS 1 already
+        # allows that), instead of costing a commit of its own per publication.
+        self.cursor_with_commits = cursor_with_commits
+        self._acknowledged: dict[int, tuple[int, int]] = {}  # meter key -> (seq, ts_ms)
         self._full_at_pages: int | None = None  # the file's size when it last made room
         self._unlimited_pages: int | None = None  # SQLite's own page limit (`limit_growth`)
         self._ids: dict[str, int] = {}
@@ -307,8 +316,23 @@ class ReadingStore(SqliteFile):
                 conn.executemany(
                     "UPDATE meters SET boot_id = ?, mono_ms = ? WHERE id = ?", continuity
                 )
+                self._write_cursor(conn)
+            self._acknowledged.clear()
 
         await self._call(work)
+
+    def _write_cursor(self, conn: sqlite3.Connection) -> None:
+        """The acknowledgements held in memory, written in the caller's transaction."""
+        conn.executemany(
+            "UPDATE meters SET published_seq = ?, published_ts_ms = ? "
+            "WHERE id = ? AND published_ts_ms < ?",
+            [(seq, ts, meter, ts) for meter, (seq, ts) in self._acknowledged.items()],
+        )
+
+    def _cursor(self, meter: int, stored: int) -> int:
+        """A meter's outbox cursor: what is written, or the acknowledgement held, if newer."""
+        held = self._acknowledged.get(meter)
+        return max(stored, held[1]) if held is not None else stored
 
     async def commit_making_room(self, cycle: Cycle, share: float = MAKE_ROOM_SHARE) -> int:
         """Commit one poll cycle; when the disk is full, make room for it first.
@@ -404,7 +428,8 @@ class ReadingStore(SqliteFile):
             found: list[Reading] = []
             meters = conn.execute("SELECT meter_id, id, published_ts_ms FROM meters").fetchall()
             per_meter = max(16, limit // max(1, len(meters)))  # bounded work however many meters
-            for meter_id, meter, cursor in meters:
+            for meter_id, meter, stored in meters:
+                cursor = self._cursor(meter, stored)
                 # From the last published reading (kept by retention) to know each interval's start.
                 rows = conn.execute(
                     f"SELECT {', '.join(_SAMPLE_COLUMNS[1:])} FROM samples "
@@ -430,15 +455,16 @@ class ReadingStore(SqliteFile):
         for r in readings:
             if r.meter_id not in newest or r.seq > newest[r.meter_id].seq:
                 newest[r.meter_id] = r
-        updates = [(r.seq, r.ts_ms, self._id(m), r.ts_ms) for m, r in newest.items()]
+        updates = {self._id(m): (r.seq, r.ts_ms) for m, r in newest.items()}
 
         def work(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                conn.executemany(
-                    "UPDATE meters SET published_seq = ?, published_ts_ms = ? "
-                    "WHERE id = ? AND published_ts_ms < ?",
-                    updates,
-                )
+            for meter, (seq, ts) in updates.items():
+                if ts > self._acknowledged.get(meter, (0, -1))[1]:
+                    self._acknowledged[meter] = (seq, ts)
+            if not self.cursor_with_commits:
+                with transaction(conn):
+                    self._write_cursor(conn)
+                self._acknowledged.clear()
 
         await self._call(work)
 
@@ -446,9 +472,29 @@ class ReadingStore(SqliteFile):
         """Readings not yet acknowledged by the broker, per meter."""
 
         def work(conn: sqlite3.Connection) -> dict[str, int]:
-            return {meter_id: count for meter_id, count, _ in conn.execute(OUTBOX_SQL)}
+            depth = {meter_id: count for meter_id, count, _ in conn.execute(OUTBOX_SQL)}
+            for meter, (_, ts) in self._acknowledged.items():
+                (count,) = conn.execute(
+                    "SELECT count(*) FROM samples WHERE meter = ? AND ts_ms > ?", (meter, ts)
+                ).fetchone()
+                depth[self._names[meter]] = min(depth.get(self._names[meter], 0), int(count))
+            return depth
 
         return await self._call(work)
+
+    async def close(self) -> None:
+        """Write the acknowledgements held (the low-write mode), then close the file."""
+        if self._acknowledged and not self._closed:
+            try:
+                await self._call(self._commit_cursor)
+            except StoreError as exc:  # the next start publishes those readings again
+                log.warning("store %s: the outbox cursor was not written: %s", self.path, exc)
+        await super().close()
+
+    def _commit_cursor(self, conn: sqlite3.Connection) -> None:
+        with transaction(conn):
+            self._write_cursor(conn)
+        self._acknowledged.clear()
 
     # -- reading back -----------------------------------------------------------------------
 
