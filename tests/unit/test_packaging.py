@@ -177,7 +177,13 @@ ROLES: dict[str, tuple[set[str], list[str], list[str]]] = {
 }
 
 
-@pytest.mark.parametrize("role", sorted(ROLES))
+SLOW_ROLES = {"api", "dashboard"}  # Flask or Streamlit imported nine times: 5 s or more
+
+
+@pytest.mark.parametrize(
+    "role",
+    [pytest.param(r, marks=pytest.mark.slow) if r in SLOW_ROLES else r for r in sorted(ROLES)],
+)
 def test_a_role_runs_without_the_other_roles_packages(role: str) -> None:
     brings, modules, commands = ROLES[role]
     blocked = OPTIONAL - brings
