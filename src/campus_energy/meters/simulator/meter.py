@@ -1,4 +1,4 @@
-"""One virtual meter: its load, its exact energy register, its register image and its faults.
+"""One virtual meter: its load, its exact energy register, what it measures and its faults.
 
 The import register is a function of wall-clock time alone: a per-meter
 starting value plus the exact integral of the meter's load since
@@ -116,10 +116,6 @@ class VirtualMeter:
         values = electrical_values(self.load, t, self.profile.phases)
         values["import_energy_wh"] = self.import_energy_wh(t)
         return values | derived_values(values, self.profile.phases)
-
-    def registers_at(self, t: float) -> dict[int, list[int]]:
-        """The register image of every profile field at `t`, by field address."""
-        return self.profile.encode(self.values_at(t))
 
     def _disconnected(self, t: float) -> bool:
         after = self.faults.disconnect_after_s
