@@ -7,6 +7,7 @@ import os
 import stat
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from campus_energy.config import BusConfig, MeterConfig
@@ -32,6 +33,7 @@ from campus_energy.ops.doctor.checks import (
     identity,
     user_name,
 )
+from campus_energy.ops.doctor.checks.line import PROBE_BUDGET_S, Received, diagnose_line
 
 MODBUS_TIMEOUT_S = 1.0  # per request, no retries: doctor asks once and reports
 METER_SLACK_S = 1.0  # on top of the requests' timeouts, per meter
@@ -225,9 +227,11 @@ def _failed(title: str, where: str, exc: ModbusError, poller: MeterPoller) -> Re
     return Result(Status.FAIL, title, f"{where}: {reason}", fix)
 
 
-async def _read_bus(group: list[MeterPoller]) -> list[Result]:
-    """Each meter of one bus in turn (one request at a time on a line)."""
+async def _read_bus(group: list[MeterPoller], received: Received) -> list[Result]:
+    """Each meter of one bus in turn (one request at a time on a line); when none of an RTU
+    bus's meters answers, what the bytes on the line say."""
     results = []
+    silent: list[tuple[int, bytes]] = []  # each meter that failed: its unit, the bytes it drew
     down: ModbusConnectionError | None = None  # the bus could not be opened: no more attempts
     for poller in group:
         meter, bus = poller.meter, poller.bus.config
@@ -238,14 +242,18 @@ async def _read_bus(group: list[MeterPoller]) -> list[Result]:
             continue
         deadline = len(poller.plan) * bus.timeout_s + METER_SLACK_S
         started = time.monotonic()
+        mark = received.mark(bus.name)
         try:
             values = await asyncio.wait_for(poller.poll(), deadline)
         except ModbusError as exc:
             if isinstance(exc, ModbusConnectionError):
                 down = exc
+            elif isinstance(exc, ModbusTimeoutError | ModbusFrameError):
+                silent.append((meter.unit, received.since(bus.name, mark)))
             results.append(_failed(title, where, exc, poller))
             continue
         except TimeoutError:
+            silent.append((meter.unit, received.since(bus.name, mark)))
             detail = f"{where}: no answer within {deadline:g} s"
             results.append(
                 Result(Status.FAIL, title, detail, _no_answer(meter, bus, poller.profile))
@@ -254,6 +262,12 @@ async def _read_bus(group: list[MeterPoller]) -> list[Result]:
         latency_ms = (time.monotonic() - started) * 1000
         detail = f"{where}: {_power(values)}, answered in {latency_ms:.0f} ms"
         results.append(_learned(title, detail, poller))
+    if group[0].bus.config.transport == "rtu" and len(silent) == len(group):
+        line = await diagnose_line(group, silent)
+        if line is not None:
+            see = f"the line garbles every answer: see the line '{line.title}'"
+            results = [replace(r, fix=see) for r in results]
+            results.append(line)
     return results
 
 
@@ -295,7 +309,8 @@ async def meters(ctx: Context) -> list[Result]:
     config = ctx.config
     if not config.meters:
         return [Result(Status.SKIP, "meters", "no meters configured")]
-    buses = {b.name: ModbusBus(_quick(b)) for b in config.buses}
+    received = Received()
+    buses = {b.name: ModbusBus(_quick(b), trace=received) for b in config.buses}
     # What the logger learned the meters refuse is not asked again (the file is only read).
     book = PlanBook(learned_plans_path(config.storage.path))
     planned = pollers(config, buses, config.meters, book)
@@ -303,12 +318,13 @@ async def meters(ctx: Context) -> list[Result]:
     for poller in planned:
         by_bus.setdefault(poller.meter.bus, []).append(poller)
     try:
-        found = await asyncio.gather(*(_read_bus(group) for group in by_bus.values()))
+        found = await asyncio.gather(*(_read_bus(group, received) for group in by_bus.values()))
     finally:
         for bus in buses.values():
             await bus.close()
     by_title = {r.title: r for group in found for r in group}
-    return [by_title[f"meter {m.id}"] for m in config.meters]
+    lines = [r for group in found for r in group if not r.title.startswith("meter ")]
+    return [by_title[f"meter {m.id}"] for m in config.meters] + lines
 
 
 def _quick(bus: BusConfig) -> BusConfig:
@@ -323,5 +339,7 @@ def meters_budget(ctx: Context) -> float:
         bus = _quick(ctx.config.bus(meter.bus))
         requests = len(plan_profile(ctx.config.profile_of(meter), bus.cost_model))
         cost = requests * bus.timeout_s + METER_SLACK_S
+        if meter.bus not in per_bus and bus.transport == "rtu":
+            cost += PROBE_BUDGET_S  # the other speeds, when no meter of the line answers
         per_bus[meter.bus] = per_bus.get(meter.bus, 0.0) + cost
     return max(per_bus.values(), default=0.0) + 2.0
