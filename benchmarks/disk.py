@@ -12,7 +12,7 @@ setups at once for the same stretch of wall-clock time:
 
 - the logger with 20 and with 100 meters, committing every cycle (the default,
   fully durable mode), and with 20 meters in the low-write mode
-  (`storage.commit_interval_s = 60`);
+  (`storage.commit_interval_s = 60`, its bridge `bridge.commit_interval_s = 60`);
 - the bridge of each setup (its spool; windows written to a SQLite sink);
 - baseline: the legacy logger's way, a connection, an INSERT and a commit per
   reading into `meter_readings` (`baselines/legacy_meter_readings.py`), in a
@@ -108,6 +108,7 @@ class Setup:
                 "bridge": {
                     "client_id": f"disk-{self.folder.name}",
                     "spool_path": str(self.folder / "spool.db"),
+                    "commit_interval_s": self.commit_interval_s,
                     **self.sink,
                 },
                 "buses": [
