@@ -188,7 +188,7 @@ def test_every_tab_renders_from_one_run(at: AppTest, campus: Campus) -> None:
         assert round(shown, 3) == round(campus.kwh(day) - campus.kwh(day + timedelta(days=1)), 3)
     raw = widget(at.tabs, "Raw data")
     assert [b.label for b in raw.download_button] == ["Download CSV"]
-    newest = sorted(campus.readings, key=lambda r: -r.ts_ms)[:1000]
+    newest = sorted(campus.readings, key=lambda r: (-r.ts_ms, r.meter_id))[:1000]
     shown_rows = raw.dataframe[0].value
     assert sorted(zip(shown_rows["meter_id"], shown_rows["ts_ms"], strict=True)) == sorted(
         (r.meter_id, r.ts_ms) for r in newest

@@ -309,19 +309,26 @@ async def plan(store: ReadingStore, sql: str, params: tuple[object, ...] = ()) -
 
 
 def scans_samples(details: list[str]) -> bool:
-    """A step reads samples without seeking its key: a SCAN, or a SEARCH without `meter=`."""
+    """A step reads samples without seeking its key: a SCAN, or a SEARCH with no bound on the
+    key's first column (`meter=` where samples are clustered by meter, `ts_ms` in time)."""
     steps = [d for d in details if re.match(r"(SCAN|SEARCH) (s|samples)\b", d)]
-    return not steps or any("(meter=" not in d for d in steps)
+    return not steps or any("(meter=" not in d and "(ts_ms" not in d for d in steps)
 
 
-async def test_range_query_on_readings_uses_the_samples_primary_key(store: ReadingStore) -> None:
+async def test_a_new_store_keeps_its_readings_in_time_order(store: ReadingStore) -> None:
+    await store.insert_many(series("m-1", 3))
+    assert store.time_ordered
+    keys = await store.query("SELECT name, pk FROM pragma_table_info('samples') WHERE pk > 0")
+    assert sorted(keys, key=lambda k: k[1]) == [("ts_ms", 1), ("meter", 2)]
+
+
+async def test_range_query_on_readings_seeks_the_samples_primary_key(store: ReadingStore) -> None:
     await store.insert_many(series("m-1", 100) + series("m-2", 100))
     details = await plan(
         store, "SELECT * FROM readings WHERE meter_id = ? AND ts_ms BETWEEN ? AND ?", ("m-1", 0, 9)
     )
     assert any(
-        re.match(r"SEARCH s USING PRIMARY KEY \(meter=\? AND ts_ms>\? AND ts_ms<\?\)", d)
-        for d in details
+        re.match(r"SEARCH s USING PRIMARY KEY \(ts_ms>\? AND ts_ms<\?\)", d) for d in details
     ), details
     assert not scans_samples(details), details
 
@@ -332,6 +339,73 @@ async def test_latest_readings_does_not_scan_samples(store: ReadingStore) -> Non
     assert not scans_samples(details), details
     rows = await store.query("SELECT meter_id, ts_ms, seq FROM latest_readings ORDER BY meter_id")
     assert rows == [("m-1", 100_000, 100), ("m-2", 100_000, 100)]
+
+
+async def test_each_meters_span_bounds_its_readings_whoever_writes_them(
+    store: ReadingStore,
+) -> None:
+    await store.commit(Cycle(readings=series("m-1", 5, start_ms=10_000)))
+
+    def raw(sql: str, params: tuple[object, ...]) -> None:  # a person with sqlite3
+        with sqlite3.connect(store.path) as conn:
+            conn.execute(sql, params)
+
+    raw(
+        "INSERT INTO samples (meter, ts_ms, seq, energy, energy_total) VALUES (1, ?, 0, 0, 0)",
+        (500,),
+    )
+    raw("UPDATE samples SET ts_ms = ? WHERE meter = 1 AND ts_ms = ?", (99_000, 14_000))
+    spans = await store.query("SELECT meter_id, first_ts_ms, last_ts_ms FROM meters ORDER BY 1")
+    assert spans == [("m-1", 500, 99_000), ("m-2", None, None)]
+    raw("DELETE FROM samples WHERE meter = 1 AND ts_ms = ?", (99_000,))
+    # a deletion leaves the span wide (a bound, not the exact ends): nothing is missed
+    assert (await store.restore())["m-1"].ts_ms == 13_000
+    rows = await store.query("SELECT meter_id, ts_ms FROM latest_readings")
+    assert rows == [("m-1", 13_000)]
+
+
+SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1');
+CREATE TABLE meters (id INTEGER PRIMARY KEY, meter_id TEXT NOT NULL UNIQUE,
+    building TEXT NOT NULL DEFAULT '', floor TEXT NOT NULL DEFAULT '',
+    profile TEXT NOT NULL DEFAULT '', published_seq INTEGER NOT NULL DEFAULT 0,
+    published_ts_ms INTEGER NOT NULL DEFAULT 0, boot_id TEXT, mono_ms INTEGER);
+CREATE TABLE samples (meter INTEGER NOT NULL, ts_ms INTEGER NOT NULL, seq INTEGER NOT NULL,
+    voltage INTEGER, current INTEGER, power INTEGER, pf INTEGER, freq INTEGER,
+    import_energy INTEGER, energy INTEGER NOT NULL, energy_total INTEGER NOT NULL, extra TEXT,
+    PRIMARY KEY (meter, ts_ms)) WITHOUT ROWID;
+CREATE VIEW latest_readings AS SELECT 1 AS stale;
+INSERT INTO meters (id, meter_id) VALUES (1, 'm-1'), (2, 'm-2'), (3, 'm-3');
+"""
+
+
+async def test_a_store_of_schema_1_keeps_its_order_and_gains_the_spans(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(SCHEMA_1)
+        conn.executemany(
+            "INSERT INTO samples (meter, ts_ms, seq, power, energy, energy_total) "
+            "VALUES (?, ?, ?, 10000, 1000, ?)",
+            [(m, 1_000 * k, k, 1_000 * k) for m in (1, 2) for k in range(1, 11)],
+        )
+    store = ReadingStore(path)
+    try:
+        await store.register(METERS)
+        assert not store.time_ordered
+        spans = await store.query("SELECT meter_id, first_ts_ms, last_ts_ms FROM meters ORDER BY 1")
+        assert spans == [("m-1", 1_000, 10_000), ("m-2", 1_000, 10_000), ("m-3", None, None)]
+        assert {m: r.seq for m, r in (await store.restore()).items()} == {"m-1": 10, "m-2": 10}
+        await store.commit(Cycle(readings=[reading("m-1", 11_000, 11, 1000, 11_000)]))
+        rows = await store.query("SELECT meter_id, seq FROM latest_readings ORDER BY 1")
+        assert rows == [("m-1", 11), ("m-2", 10)]
+        assert [r.seq for r in await store.unpublished()][:2] == [1, 1]
+        assert await store.outbox_depth() == {"m-1": 11, "m-2": 10, "m-3": 0}
+        assert (await store.query("SELECT value FROM meta WHERE key = 'schema_version'")) == [
+            ("2",)
+        ]
+    finally:
+        await store.close()
 
 
 # -- failures -------------------------------------------------------------------------------

@@ -107,27 +107,52 @@ def has_readings(conn: sqlite3.Connection) -> bool:
     return bool(_rows(conn, "SELECT 1 FROM samples LIMIT 1"))
 
 
+_FAR_MS = 2**62
+
+
+def _span(conn: sqlite3.Connection, meter: int) -> tuple[Any, Any] | None:
+    """Bounds (first, last ts_ms) of a meter's readings, None when it has none: every search
+    for one meter's readings stays inside them (in a store kept in time order, a search
+    past them would read every other meter's readings to the end of the table). A store of
+    schema 1 not yet opened by a newer logger has no span: the whole table."""
+    try:
+        row = conn.execute(
+            "SELECT first_ts_ms, last_ts_ms FROM meters WHERE id = ?", (meter,)
+        ).fetchone()
+    except sqlite3.OperationalError:
+        return (-_FAR_MS, _FAR_MS)
+    if row is None or row[0] is None:
+        return None
+    return row[0], row[1]
+
+
 def _edges(conn: sqlite3.Connection, meter: int, boundaries: Sequence[int]) -> list[Any]:
     """(ts, total µWh) of the meter's last reading before each boundary (None, None: none)."""
+    span = _span(conn, meter)
+    if span is None:
+        return [(None, None) for _ in boundaries]
     values = ", ".join("(?)" for _ in boundaries)
     rows = _rows(
         conn,
         f"WITH b(t) AS (VALUES {values}), last(t, ts) AS (SELECT t, (SELECT ts_ms FROM samples "
-        "WHERE meter = ? AND ts_ms < b.t ORDER BY ts_ms DESC LIMIT 1) FROM b) "
+        "WHERE meter = ? AND ts_ms < b.t AND ts_ms >= ? ORDER BY ts_ms DESC LIMIT 1) FROM b) "
         "SELECT last.t, s.ts_ms, s.energy_total FROM last LEFT JOIN samples s "
         "ON s.meter = ? AND s.ts_ms = last.ts ORDER BY last.t",
-        (*boundaries, meter, meter),
+        (*boundaries, meter, span[0], meter),
     )
     return [(ts, total) for _, ts, total in rows]
 
 
 def _first_edge(conn: sqlite3.Connection, meter: int, t_ms: int) -> tuple[Any, Any]:
     """(ts, total before it) of the first reading at or after `t_ms`: where a meter began."""
+    span = _span(conn, meter)
+    if span is None:
+        return (None, None)
     row = _rows(
         conn,
         "SELECT ts_ms, energy_total - energy FROM samples WHERE meter = ? AND ts_ms >= ? "
-        "ORDER BY ts_ms LIMIT 1",
-        (meter, t_ms),
+        "AND ts_ms <= ? ORDER BY ts_ms LIMIT 1",
+        (meter, t_ms, span[1]),
     )
     return (row[0][0], row[0][1]) if row else (None, None)
 
@@ -175,12 +200,15 @@ def spans(
 def latest(conn: sqlite3.Connection, meter_keys: Sequence[int]) -> list[dict[str, Any]]:
     found = []
     for meter in meter_keys:
+        span = _span(conn, meter)
+        if span is None:
+            continue
         row = _rows(
             conn,
             "SELECT s.ts_ms, s.power, s.voltage, s.current, s.pf, s.freq, m.meter_id "
             "FROM samples s JOIN meters m ON m.id = s.meter WHERE s.meter = ? "
-            "ORDER BY s.ts_ms DESC LIMIT 1",
-            (meter,),
+            "AND s.ts_ms <= ? ORDER BY s.ts_ms DESC LIMIT 1",
+            (meter, span[1]),
         )
         if row:
             ts, p, v, i, pf, hz, meter_id = row[0]
@@ -209,10 +237,14 @@ def mean_power(
     of the readings in it (each reading's interval since the one before, gaps left out)."""
     found: list[tuple[str, int, float]] = []
     for meter in meter_keys:
+        span = _span(conn, meter)
+        if span is None:
+            continue
         before = _rows(
             conn,
-            "SELECT ts_ms FROM samples WHERE meter = ? AND ts_ms < ? ORDER BY ts_ms DESC LIMIT 1",
-            (meter, start_ms),
+            "SELECT ts_ms FROM samples WHERE meter = ? AND ts_ms < ? AND ts_ms >= ? "
+            "ORDER BY ts_ms DESC LIMIT 1",
+            (meter, start_ms, span[0]),
         )
         rows = _rows(
             conn,
@@ -242,7 +274,8 @@ def mean_power(
 def raw_readings(
     conn: sqlite3.Connection, meter_ids: Sequence[str], start_ms: int, end_ms: int, limit: int
 ) -> list[tuple[Any, ...]]:
-    """The newest readings in the range (the `readings` view), at most `limit`."""
+    """The newest readings in the range (the `readings` view), at most `limit` (of readings
+    taken at the same moment, the first meters by id)."""
     if not meter_ids:
         return []
     marks = ", ".join("?" for _ in meter_ids)
@@ -250,7 +283,7 @@ def raw_readings(
         conn,
         "SELECT meter_id, ts_ms, seq, voltage_v, current_a, power_w, power_factor, frequency_hz, "
         f"energy_wh, energy_total_wh, import_energy_wh FROM readings WHERE meter_id IN ({marks}) "
-        "AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms DESC LIMIT ?",
+        "AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms DESC, meter_id LIMIT ?",
         (*meter_ids, start_ms, end_ms, limit),
     )
 

@@ -1,14 +1,22 @@
 """The logger's SQLite store: high-resolution readings, the MQTT outbox cursor, gaps and rejects.
 
-Layout (schema 1):
+Layout (schema 2):
 - `meters`: one row per meter, with a small integer key, its metadata, the
   outbox cursor (`published_seq`, `published_ts_ms`: every reading up to it was
-  acknowledged by the broker) and the monotonic-clock continuity of its last
+  acknowledged by the broker), the monotonic-clock continuity of its last
   reading (`boot_id`, `mono_ms`), so energy integration can continue across a
-  restart of the logger within one boot.
-- `samples`: one compact row per reading, clustered by (meter, ts_ms); the core
-  values are integers at the resolution of `core.resolution`, fields beyond
-  them are a JSON object in `extra`.
+  restart of the logger within one boot, and the span of its readings
+  (`first_ts_ms`, `last_ts_ms`, kept by triggers whoever writes `samples`: a
+  first no later and a last no earlier than the readings' own), which bounds
+  every search for one meter's readings.
+- `samples`: one compact row per reading; the core values are integers at the
+  resolution of `core.resolution`, fields beyond them are a JSON object in
+  `extra`. A file made by this version keeps them in time order (primary key
+  (ts_ms, meter)): a cycle's readings go to the end of the table, one or two
+  pages per commit, where the order (meter, ts_ms) of a file made before it
+  wrote a page per meter — on an SD card the difference between a few and
+  tens of kB/s (`benchmarks/disk.py`). Both orders answer the same queries;
+  `time_ordered` says which one a file has.
 - `readings`: the public view with the column names and units of the contract.
 - `latest_readings`: the newest reading of every meter.
 - `gaps`, `rejects`: intervals left unintegrated, readings refused as implausible.
@@ -38,11 +46,16 @@ from typing import Any
 from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import RESOLUTION, STEPS_PER_UNIT, from_steps, to_steps
 from campus_energy.errors import StoreError, StoreFullError
-from campus_energy.runtime.sqlite import INTEGRITY_BUDGET_S, SqliteFile, transaction
+from campus_energy.runtime.sqlite import (
+    INTEGRITY_BUDGET_S,
+    SqliteFile,
+    statements,
+    transaction,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RETENTION_CHUNK = 10_000
 MAKE_ROOM_SHARE = 0.01  # a full disk: delete this share of the published readings, until it fits
 
@@ -75,7 +88,9 @@ CREATE TABLE IF NOT EXISTS meters (
     published_seq INTEGER NOT NULL DEFAULT 0,
     published_ts_ms INTEGER NOT NULL DEFAULT 0,
     boot_id TEXT,
-    mono_ms INTEGER
+    mono_ms INTEGER,
+    first_ts_ms INTEGER,
+    last_ts_ms INTEGER
 );
 CREATE TABLE IF NOT EXISTS samples (
     meter INTEGER NOT NULL,
@@ -85,7 +100,7 @@ CREATE TABLE IF NOT EXISTS samples (
     energy INTEGER NOT NULL,
     energy_total INTEGER NOT NULL,
     extra TEXT,
-    PRIMARY KEY (meter, ts_ms)
+    PRIMARY KEY (ts_ms, meter)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS gaps (
     meter INTEGER NOT NULL,
@@ -112,8 +127,55 @@ SELECT
 FROM meters m JOIN samples s ON s.meter = m.id;
 CREATE VIEW IF NOT EXISTS latest_readings AS
 SELECT r.* FROM meters m JOIN readings r ON r.meter_id = m.meter_id
-WHERE r.ts_ms = (SELECT max(ts_ms) FROM samples WHERE meter = m.id);
+WHERE r.ts_ms = (
+    SELECT ts_ms FROM samples WHERE meter = m.id AND ts_ms <= m.last_ts_ms
+    ORDER BY ts_ms DESC LIMIT 1
+);
 """
+
+# The span of each meter's readings, kept whoever writes `samples` (the logger, an import,
+# fix-db, a person with sqlite3): widened by every row added or moved, never narrowed by a
+# deletion, so that it bounds a meter's readings however they were written.
+SPAN_TRIGGERS = """
+CREATE TRIGGER IF NOT EXISTS samples_span_insert AFTER INSERT ON samples BEGIN
+    UPDATE meters SET
+        first_ts_ms = min(coalesce(first_ts_ms, NEW.ts_ms), NEW.ts_ms),
+        last_ts_ms = max(coalesce(last_ts_ms, NEW.ts_ms), NEW.ts_ms)
+    WHERE id = NEW.meter; END;
+CREATE TRIGGER IF NOT EXISTS samples_span_update AFTER UPDATE OF ts_ms, meter ON samples BEGIN
+    UPDATE meters SET
+        first_ts_ms = min(coalesce(first_ts_ms, NEW.ts_ms), NEW.ts_ms),
+        last_ts_ms = max(coalesce(last_ts_ms, NEW.ts_ms), NEW.ts_ms)
+    WHERE id = NEW.meter; END;
+"""
+
+
+def time_ordered(conn: sqlite3.Connection) -> bool:
+    """Whether the file keeps `samples` in time order (primary key (ts_ms, meter))."""
+    # the primary key's columns in key order (WITHOUT ROWID: the table's own b-tree)
+    keys = sorted((row[5], row[1]) for row in conn.execute("PRAGMA table_info(samples)") if row[5])
+    return bool(keys) and keys[0][1] == "ts_ms"
+
+
+def upgrade(conn: sqlite3.Connection) -> None:
+    """A file of schema 1 to schema 2, in the caller's transaction: each meter's span of
+    readings (a seek at either end of its readings in a file of that version), the
+    triggers that keep it, and the latest_readings view that uses it. Its readings stay
+    in the order they have."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(meters)")}
+    for column in ("first_ts_ms", "last_ts_ms"):
+        if column not in have:
+            conn.execute(f"ALTER TABLE meters ADD COLUMN {column} INTEGER")
+    conn.execute(
+        "UPDATE meters SET "
+        "first_ts_ms = (SELECT min(ts_ms) FROM samples WHERE meter = meters.id), "
+        "last_ts_ms = (SELECT max(ts_ms) FROM samples WHERE meter = meters.id)"
+    )
+    conn.execute("DROP VIEW IF EXISTS latest_readings")
+    for statement in statements(SCHEMA):
+        if statement.lstrip().startswith("CREATE VIEW IF NOT EXISTS latest_readings"):
+            conn.execute(statement)
+
 
 _SAMPLE_COLUMNS = ("meter", "ts_ms", "seq", *COLUMNS.values(), "energy", "energy_total", "extra")
 _INSERT_SAMPLE = (
@@ -122,12 +184,24 @@ _INSERT_SAMPLE = (
 )
 
 
-# Per meter: the readings the broker has not acknowledged yet, and the oldest one's time
-# (the primary key (meter, ts_ms) makes each a range seek). Read by doctor too.
-OUTBOX_SQL = (
+# Per meter: the readings the broker has not acknowledged yet, and the oldest one's time.
+# Read by doctor too. A range of each meter's readings where they are clustered by meter;
+# one pass over the time range the cursors leave where they are in time order.
+OUTBOX_SQL_BY_METER = (
     "SELECT m.meter_id, count(s.ts_ms), min(s.ts_ms) FROM meters m "
     "LEFT JOIN samples s ON s.meter = m.id AND s.ts_ms > m.published_ts_ms GROUP BY m.id"
 )
+OUTBOX_SQL_BY_TIME = (
+    "SELECT m.meter_id, coalesce(o.n, 0), o.first FROM meters m LEFT JOIN ("
+    "SELECT s.meter AS meter, count(*) AS n, min(s.ts_ms) AS first FROM samples s "
+    "JOIN meters c ON c.id = s.meter WHERE s.ts_ms > (SELECT min(published_ts_ms) FROM meters) "
+    "AND s.ts_ms > c.published_ts_ms GROUP BY s.meter) o ON o.meter = m.id ORDER BY m.id"
+)
+
+
+def outbox_sql(conn: sqlite3.Connection) -> str:
+    """The outbox query for this file's order of `samples`."""
+    return OUTBOX_SQL_BY_TIME if time_ordered(conn) else OUTBOX_SQL_BY_METER
 
 
 @dataclass(frozen=True)
@@ -224,6 +298,7 @@ class ReadingStore(SqliteFile):
     schema = SCHEMA
     schema_version = SCHEMA_VERSION
     integrity_budget_s = INTEGRITY_BUDGET_S
+    page_size = 1024  # a cycle adds a row to each meter's last page: small pages, fewer bytes
 
     def __init__(self, path: Path, *, cursor_with_commits: bool = False) -> None:
         super().__init__(path)
@@ -237,6 +312,20 @@ class ReadingStore(SqliteFile):
         self._unlimited_pages: int | None = None  # SQLite's own page limit (`limit_growth`)
         self._ids: dict[str, int] = {}
         self._names: dict[int, str] = {}
+        self.time_ordered = True  # what a new file gets; the file's own order once it is open
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        super()._prepare(conn)
+        with transaction(conn):
+            version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+            if int(version.fetchone()[0]) < SCHEMA_VERSION:
+                upgrade(conn)
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+                )
+            for statement in statements(SPAN_TRIGGERS):
+                conn.execute(statement)
+        self.time_ordered = time_ordered(conn)
 
     # -- meters -----------------------------------------------------------------------------
 
@@ -278,13 +367,13 @@ class ReadingStore(SqliteFile):
 
         def work(conn: sqlite3.Connection) -> dict[str, Restored]:
             found = {}
-            for meter_id, meter, boot_id, mono_ms in conn.execute(
-                "SELECT meter_id, id, boot_id, mono_ms FROM meters"
-            ):
+            for meter_id, meter, boot_id, mono_ms, last in conn.execute(
+                "SELECT meter_id, id, boot_id, mono_ms, last_ts_ms FROM meters"
+            ).fetchall():
                 row = conn.execute(
                     "SELECT seq, ts_ms, energy_total, power FROM samples "
-                    "WHERE meter = ? ORDER BY ts_ms DESC LIMIT 1",
-                    (meter,),
+                    "WHERE meter = ? AND ts_ms <= ? ORDER BY ts_ms DESC LIMIT 1",
+                    (meter, last),
                 ).fetchone()
                 if row is not None:
                     found[meter_id] = Restored(
@@ -403,9 +492,10 @@ class ReadingStore(SqliteFile):
         def work(conn: sqlite3.Connection) -> int:
             rows = [_encode(r, self._id(r.meter_id)) for r in readings]
             with transaction(conn):
-                before = conn.total_changes
-                conn.executemany(_INSERT_SAMPLE.replace("INSERT", "INSERT OR IGNORE", 1), rows)
-                inserted = conn.total_changes - before
+                added = conn.executemany(
+                    _INSERT_SAMPLE.replace("INSERT", "INSERT OR IGNORE", 1), rows
+                )
+                inserted = added.rowcount  # the rows added, not the spans the triggers widened
                 conn.executemany(
                     "INSERT OR IGNORE INTO gaps VALUES (?, ?, ?)",
                     [(self._id(m), a, b) for m, a, b in gaps],
@@ -426,10 +516,14 @@ class ReadingStore(SqliteFile):
 
         def work(conn: sqlite3.Connection) -> list[Reading]:
             found: list[Reading] = []
-            meters = conn.execute("SELECT meter_id, id, published_ts_ms FROM meters").fetchall()
+            meters = conn.execute(
+                "SELECT meter_id, id, published_ts_ms, last_ts_ms FROM meters"
+            ).fetchall()
             per_meter = max(16, limit // max(1, len(meters)))  # bounded work however many meters
-            for meter_id, meter, stored in meters:
+            for meter_id, meter, stored, last in meters:
                 cursor = self._cursor(meter, stored)
+                if last is None or last <= cursor:
+                    continue  # nothing after the cursor: no search through others' readings
                 # From the last published reading (kept by retention) to know each interval's start.
                 rows = conn.execute(
                     f"SELECT {', '.join(_SAMPLE_COLUMNS[1:])} FROM samples "
@@ -472,7 +566,8 @@ class ReadingStore(SqliteFile):
         """Readings not yet acknowledged by the broker, per meter."""
 
         def work(conn: sqlite3.Connection) -> dict[str, int]:
-            depth = {meter_id: count for meter_id, count, _ in conn.execute(OUTBOX_SQL)}
+            query = OUTBOX_SQL_BY_TIME if self.time_ordered else OUTBOX_SQL_BY_METER
+            depth = {meter_id: count for meter_id, count, _ in conn.execute(query)}
             for meter, (_, ts) in self._acknowledged.items():
                 (count,) = conn.execute(
                     "SELECT count(*) FROM samples WHERE meter = ? AND ts_ms > ?", (meter, ts)
@@ -521,14 +616,16 @@ class ReadingStore(SqliteFile):
         columns = ", ".join(_SAMPLE_COLUMNS[1:])
 
         def work(conn: sqlite3.Connection) -> list[Reading]:
-            found = conn.execute("SELECT id FROM meters WHERE meter_id = ?", (meter_id,)).fetchone()
-            if found is None:
+            found = conn.execute(
+                "SELECT id, first_ts_ms, last_ts_ms FROM meters WHERE meter_id = ?", (meter_id,)
+            ).fetchone()
+            if found is None or found[1] is None:
                 return []
-            meter = found[0]
+            meter, first, last = found
             before = conn.execute(
-                f"SELECT {columns} FROM samples WHERE meter = ? AND ts_ms < ? "
+                f"SELECT {columns} FROM samples WHERE meter = ? AND ts_ms < ? AND ts_ms >= ? "
                 "ORDER BY ts_ms DESC LIMIT 1",
-                (meter, start_ms),
+                (meter, start_ms, first),
             ).fetchall()
             inside = conn.execute(
                 f"SELECT {columns} FROM samples WHERE meter = ? AND ts_ms >= ? AND ts_ms < ? "
@@ -536,9 +633,9 @@ class ReadingStore(SqliteFile):
                 (meter, start_ms, end_ms),
             ).fetchall()
             after = conn.execute(
-                f"SELECT {columns} FROM samples WHERE meter = ? AND ts_ms >= ? "
+                f"SELECT {columns} FROM samples WHERE meter = ? AND ts_ms >= ? AND ts_ms <= ? "
                 "ORDER BY ts_ms LIMIT 1",
-                (meter, end_ms),
+                (meter, end_ms, last),
             ).fetchall()
             readings: list[Reading] = []
             previous: int | None = None
@@ -563,11 +660,16 @@ class ReadingStore(SqliteFile):
 
         def bounds(conn: sqlite3.Connection) -> list[tuple[int, int]]:
             found = []
-            for meter, published in conn.execute("SELECT id, published_ts_ms FROM meters"):
-                newest = conn.execute(
-                    "SELECT max(ts_ms) FROM samples WHERE meter = ?", (meter,)
-                ).fetchone()[0]
-                if newest is not None:
+            for meter, published, last in conn.execute(
+                "SELECT id, published_ts_ms, last_ts_ms FROM meters"
+            ).fetchall():
+                row = conn.execute(
+                    "SELECT ts_ms FROM samples WHERE meter = ? AND ts_ms <= ? "
+                    "ORDER BY ts_ms DESC LIMIT 1",
+                    (meter, last),
+                ).fetchone()
+                if row is not None:
+                    newest = row[0]
                     # strictly older than the last published reading, which is kept: it
                     # tells the next unpublished reading where its interval starts
                     found.append((meter, min(cutoff_ms, published, newest)))

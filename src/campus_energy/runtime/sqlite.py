@@ -223,6 +223,10 @@ class SqliteFile:
     schema_version = 1
     synchronous = "FULL"  # a committed row survives power loss
     integrity_budget_s: float | None = None  # quick_check at open for at most this long (None: no)
+    # A new file's page size (None: SQLite's 4096). A commit writes each page it touches whole,
+    # so a file whose commits touch many pages a little (a page per meter) writes less with
+    # small ones.
+    page_size: int | None = None
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -263,6 +267,8 @@ class SqliteFile:
         try:
             if existed and self.integrity_budget_s is not None:
                 self._check(conn, self.integrity_budget_s)
+            if not existed and self.page_size is not None:
+                conn.execute(f"PRAGMA page_size = {self.page_size:d}")
             self._prepare(conn)
         except BaseException:
             conn.close()

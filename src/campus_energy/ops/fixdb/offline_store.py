@@ -37,6 +37,7 @@ TEMP_RUN = 1 << 62  # while they move, a run's readings wait at ts_ms - TEMP_RUN
 TEMP_ROW = -(1 << 63) + 1  # ... single readings at TEMP_ROW + seq
 LOWEST_MS = -(1 << 61)  # real timestamps lie above both waiting areas
 FETCH = 5_000
+KNOWN_SCHEMAS = frozenset({"1", "2"})  # 2: meters carry the span of their readings
 _ROW_COLUMNS = (
     "seq, ts_ms, power, energy, energy_total, voltage, current, pf, freq, import_energy, extra"
 )
@@ -142,8 +143,11 @@ class OfflineStore:
                 f"{self.path} is not a campus-energy store (no table {', '.join(sorted(missing))})"
             )
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None or row[0] != "1":
-            raise StoreError(f"store {self.path} has schema {row and row[0]}; fix-db knows 1")
+        if row is None or row[0] not in KNOWN_SCHEMAS:
+            raise StoreError(
+                f"store {self.path} has schema {row and row[0]}; fix-db knows "
+                f"{' and '.join(sorted(KNOWN_SCHEMAS))}"
+            )
 
     def _guard(self, what: str) -> StoreError:
         return StoreError(f"store {self.path}: {what}")
@@ -242,11 +246,25 @@ class OfflineStore:
             with transaction(conn):
                 for repair in repairs:
                     self._apply(repair)
+                self._respan(repairs)
                 conn.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('fix_db', ?)", (note,)
                 )
         except sqlite3.Error as exc:
             raise self._guard(f"nothing was changed: {exc}") from None
+
+    def _respan(self, repairs: Sequence[Repair]) -> None:
+        """The span of each repaired meter's readings as they now are (schema 2): the moves
+        through the waiting areas widened it to them."""
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(meters)")}
+        if "last_ts_ms" not in have:
+            return
+        self._conn.executemany(
+            "UPDATE meters SET "
+            "first_ts_ms = (SELECT min(ts_ms) FROM samples WHERE meter = meters.id), "
+            "last_ts_ms = (SELECT max(ts_ms) FROM samples WHERE meter = meters.id) WHERE id = ?",
+            [(repair.meter.key,) for repair in repairs],
+        )
 
     def _apply(self, repair: Repair) -> None:
         conn, key, plan = self._conn, repair.meter.key, repair.plan

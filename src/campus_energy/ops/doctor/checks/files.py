@@ -21,7 +21,7 @@ from pathlib import Path
 
 from campus_energy.config import Config
 from campus_energy.core.timestamps import iso_utc
-from campus_energy.logger.store import OUTBOX_SQL
+from campus_energy.logger.store import outbox_sql
 from campus_energy.ops.doctor.checks import (
     Context,
     Result,
@@ -266,7 +266,7 @@ def _outbox(config: Config, now: float) -> Result:
         return Result(Status.SKIP, title, f"{path}: not created yet (the logger has not run)")
     try:
         with open_read_only(path, deadline_s=QUERY_DEADLINE_S) as conn:
-            rows = conn.execute(OUTBOX_SQL).fetchall()
+            rows = conn.execute(outbox_sql(conn)).fetchall()
     except sqlite3.Error as exc:
         return _unreadable(title, path, exc, "store")
     depth = sum(count for _, count, _ in rows)
