@@ -31,6 +31,7 @@ from tests.support.waiting import eventually
 
 from campus_energy.cli import main
 from campus_energy.config import load_config
+from campus_energy.logger.store import time_ordered
 from campus_energy.meters.simulator.server import Simulator
 
 IST = 19_800_000  # Asia/Kolkata's UTC offset, ms
@@ -254,3 +255,77 @@ def test_bad_input_gives_a_message_and_an_exit_code(
         assert "Traceback" not in result.stderr
     assert digest(db) == before
     assert taken.read_bytes() == b"keep me"
+
+
+def to_meter_order(path: Path) -> None:
+    """The store as a version before schema 2 made it: readings kept by meter, no spans."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP VIEW latest_readings")
+        conn.execute("DROP VIEW readings")
+        conn.execute("DROP TRIGGER samples_span_insert")
+        conn.execute("DROP TRIGGER samples_span_update")
+        conn.execute(
+            "CREATE TABLE by_meter (meter INTEGER NOT NULL, ts_ms INTEGER NOT NULL, "
+            "seq INTEGER NOT NULL, voltage INTEGER, current INTEGER, power INTEGER, pf INTEGER, "
+            "freq INTEGER, import_energy INTEGER, energy INTEGER NOT NULL, "
+            "energy_total INTEGER NOT NULL, extra TEXT, PRIMARY KEY (meter, ts_ms)) WITHOUT ROWID"
+        )
+        conn.execute("INSERT INTO by_meter SELECT * FROM samples")
+        conn.execute("DROP TABLE samples")
+        conn.execute("ALTER TABLE by_meter RENAME TO samples")
+        conn.execute("ALTER TABLE meters DROP COLUMN first_ts_ms")
+        conn.execute("ALTER TABLE meters DROP COLUMN last_ts_ms")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    conn.close()
+
+
+def samples_of(path: Path) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT * FROM samples ORDER BY meter, ts_ms").fetchall()
+    finally:
+        conn.close()
+
+
+def test_reorder_rewrites_a_store_kept_by_meter_in_time_order(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    db = load_config(config, {}).storage.path
+    asyncio.run(write_store(db))
+    readings = {m: table(db, m) for m in METERS}
+    rows = samples_of(db)
+    to_meter_order(db)
+    with sqlite3.connect(db) as conn:
+        assert not time_ordered(conn)
+    conn.close()
+
+    dry = run_cli("fix-db", "-c", str(config))
+    assert dry.returncode == 0, dry.stderr
+    assert "--reorder --apply rewrites them in time order" in dry.stdout
+    assert run_cli("fix-db", "-c", str(config), "--reorder").returncode == 2
+
+    done = run_cli("fix-db", "-c", str(config), "--reorder", "--apply")
+    assert done.returncode == 0, done.stderr
+    assert f"reordered: {len(rows):,} readings rewritten in time order" in done.stdout
+    assert "backup: " in done.stdout
+    assert samples_of(db) == rows  # every value as it was
+    assert {m: table(db, m) for m in METERS} == readings
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        assert time_ordered(conn)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            "2",
+        )
+        spans = conn.execute(
+            "SELECT meter_id, first_ts_ms, last_ts_ms FROM meters ORDER BY meter_id"
+        ).fetchall()
+        ends = conn.execute(
+            "SELECT m.meter_id, min(s.ts_ms), max(s.ts_ms) FROM meters m "
+            "JOIN samples s ON s.meter = m.id GROUP BY m.meter_id ORDER BY m.meter_id"
+        ).fetchall()
+        assert spans == ends
+        latest = conn.execute("SELECT meter_id, seq FROM latest_readings ORDER BY 1").fetchall()
+        assert latest == [(m, readings[m][-1][0]) for m in sorted(METERS)]
+    conn.close()
+
+    again = run_cli("fix-db", "-c", str(config), "--reorder", "--apply")
+    assert again.returncode == 0, again.stderr
+    assert "order:" not in again.stdout and "reordered" not in again.stdout

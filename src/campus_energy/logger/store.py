@@ -184,6 +184,32 @@ _INSERT_SAMPLE = (
 )
 
 
+def reorder(conn: sqlite3.Connection) -> int:
+    """Rewrite `samples` in time order, in the caller's transaction (the store opened by one
+    process alone: `fix-db --reorder --apply`); a file of schema 1 becomes schema 2. Returns
+    the number of readings copied. Every value is copied as it is."""
+    if int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]) < 2:
+        upgrade(conn)
+    columns = ", ".join(_SAMPLE_COLUMNS)
+    table = next(t for t in statements(SCHEMA) if "CREATE TABLE IF NOT EXISTS samples" in t)
+    for view in ("latest_readings", "readings"):
+        conn.execute(f"DROP VIEW IF EXISTS {view}")
+    for trigger in ("samples_span_insert", "samples_span_update"):
+        conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    conn.execute(table.replace(" samples (", " samples_in_time_order (", 1))
+    copied = conn.execute(
+        f"INSERT INTO samples_in_time_order ({columns}) SELECT {columns} FROM samples "
+        "ORDER BY ts_ms, meter"
+    ).rowcount
+    conn.execute("DROP TABLE samples")
+    conn.execute("ALTER TABLE samples_in_time_order RENAME TO samples")
+    for statement in (*statements(SCHEMA), *statements(SPAN_TRIGGERS)):
+        if statement.startswith(("CREATE VIEW", "CREATE TRIGGER")):
+            conn.execute(statement)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+    return int(copied)
+
+
 # Per meter: the readings the broker has not acknowledged yet, and the oldest one's time.
 # Read by doctor too. A range of each meter's readings where they are clustered by meter;
 # one pass over the time range the cursors leave where they are in time order.

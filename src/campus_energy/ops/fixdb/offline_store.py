@@ -25,6 +25,7 @@ from campus_energy.core.repair.stamps import Raw
 from campus_energy.core.repair.survey import Row
 from campus_energy.core.resolution import from_steps
 from campus_energy.errors import StoreBusyError, StoreError
+from campus_energy.logger.store import reorder, time_ordered
 from campus_energy.runtime.sqlite import (
     damage_summary,
     is_damage,
@@ -252,6 +253,21 @@ class OfflineStore:
                 )
         except sqlite3.Error as exc:
             raise self._guard(f"nothing was changed: {exc}") from None
+
+    def time_ordered(self) -> bool:
+        """Whether the store keeps its readings in time order (a file made since schema 2)."""
+        return time_ordered(self._conn)
+
+    def reorder(self) -> int:
+        """Rewrite the readings in time order, in one transaction; how many were copied."""
+        if not self.exclusive:
+            raise StoreError("reordering needs the store opened exclusively")
+        try:
+            with transaction(self._conn):
+                copied = reorder(self._conn)
+        except sqlite3.Error as exc:
+            raise self._guard(f"nothing was changed: {exc}") from None
+        return copied
 
     def _respan(self, repairs: Sequence[Repair]) -> None:
         """The span of each repaired meter's readings as they now are (schema 2): the moves
