@@ -135,9 +135,7 @@ class MeterLogger:
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
-        self.store = ReadingStore(
-            config.storage.path, cursor_with_commits=config.storage.commit_interval_s > 0
-        )
+        self.store = ReadingStore(config.storage.path, cursor_with_commits=True)
         self.statuses = StatusBoard()
         self.publisher = Publisher(config, self.store, self.statuses, clock=self.clock)
         self.counters = Counters()

@@ -324,14 +324,15 @@ class ReadingStore(SqliteFile):
     schema = SCHEMA
     schema_version = SCHEMA_VERSION
     integrity_budget_s = INTEGRITY_BUDGET_S
-    page_size = 1024  # a cycle adds a row to each meter's last page: small pages, fewer bytes
+    page_size = 1024  # a commit writes each page it touches whole: small pages, fewer bytes
 
     def __init__(self, path: Path, *, cursor_with_commits: bool = False) -> None:
         super().__init__(path)
-        # The low-write mode: an acknowledgement moves the outbox cursor in memory, and the
-        # next commit (or closing) writes it; a crash before that makes the logger publish
-        # those readings again, which the bridge recognises as ones it has (QoS 1 already
-        # allows that), instead of costing a commit of its own per publication.
+        # With `cursor_with_commits` (the logger's) an acknowledgement moves the outbox
+        # cursor in memory, and the next commit (or closing) writes it: a crash before that
+        # makes the logger publish those readings again, which the bridge recognises as ones
+        # it has (QoS 1 allows that already), instead of a fsync'd commit of its own per
+        # publication. Without it (tools, tests) each acknowledgement is written at once.
         self.cursor_with_commits = cursor_with_commits
         self._acknowledged: dict[int, tuple[int, int]] = {}  # meter key -> (seq, ts_ms)
         self._full_at_pages: int | None = None  # the file's size when it last made room
