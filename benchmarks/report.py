@@ -64,6 +64,7 @@ SCRIPTS = {
     "read_plan": "Meter side: read planning",
     "logger": "Logger",
     "bridge": "Bridge",
+    "disk": "Disk writes (SD cards)",
     "api": "API",
     "figures": "Figures shown",
     "dashboard": "Dashboard",

@@ -351,6 +351,7 @@ def _conflict(arrival: Arrival, seen: tuple[bytes, int], received_ms: int) -> De
 class Spool(SqliteFile):
     label = "spool"
     integrity_budget_s = INTEGRITY_BUDGET_S  # a damaged spool is refused before a batch is acked
+    page_size = 1024  # a commit writes each page it touches whole: small pages, fewer bytes
     error = SpoolError
     schema = SCHEMA
     schema_version = SCHEMA_VERSION
