@@ -7,14 +7,22 @@ import math
 import re
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import quantize
 from campus_energy.errors import StoreError
-from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore, Restored
+from campus_energy.logger.store import (
+    OUTBOX_SQL_BY_TIME,
+    Cycle,
+    MeterRecord,
+    ReadingStore,
+    Restored,
+)
 
 CONTRACT = {
     "meter_id": "text",
@@ -493,3 +501,114 @@ async def test_unpublished_readings_know_where_their_interval_starts(store: Read
     await store.mark_published([first, more[0]])  # the cursor is now at ts 2000
     starts = [(r.seq, r.interval_start_ms) for r in await store.unpublished()]
     assert starts == [(3, 2_000), (4, 3_000), (5, None)]
+
+
+# -- searches in time order stay inside what they look for ------------------------------------
+
+
+def vm_steps(path: Path, sql: str, params: tuple[object, ...] = ()) -> tuple[int, list[Any]]:
+    """(SQLite virtual-machine steps, rows) of one query: a measure of the rows it reads."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    steps = 0
+
+    def count_steps() -> int:
+        nonlocal steps
+        steps += 100
+        return 0
+
+    try:
+        conn.set_progress_handler(count_steps, 100)
+        rows = conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+    return steps, rows
+
+
+HISTORY = 20_000  # readings of each old meter, all acknowledged
+
+
+@pytest.fixture
+async def old_and_dead(tmp_path: Path) -> AsyncIterator[ReadingStore]:
+    """Two meters with a long acknowledged history, one of them dead since its middle, a meter
+    that never answered, and a few fresh readings of the live one."""
+    store = ReadingStore(tmp_path / "store.db")
+    await store.register([*METERS, MeterRecord("m-3")])
+    live = series("m-1", HISTORY, start_ms=1_000_000)
+    dead = series("m-2", HISTORY // 2, start_ms=1_000_000)
+    await store.insert_many(live + dead)
+    await store.mark_published([live[-1], dead[-1]])
+    await store.commit(Cycle(readings=series("m-1", 3, start_ms=1_000_000 + HISTORY * 1_000)))
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_the_outbox_is_counted_from_the_cursors_of_meters_with_readings_to_send(
+    old_and_dead: ReadingStore,
+) -> None:
+    """A meter that never answered (cursor 0) or died long ago must not make the count read
+    the whole table (before: every reading since the oldest cursor of any meter)."""
+    await old_and_dead.close()
+    steps, rows = vm_steps(old_and_dead.path, OUTBOX_SQL_BY_TIME)
+    assert rows == [("m-1", 3, 1_000_000 + HISTORY * 1_000), ("m-2", 0, None), ("m-3", 0, None)]
+    assert steps < HISTORY // 4, steps
+
+
+async def test_a_dead_meters_edges_are_found_without_reading_the_others_history(
+    old_and_dead: ReadingStore,
+) -> None:
+    from campus_energy.dashboard import store_queries as q
+
+    await old_and_dead.close()
+    conn = sqlite3.connect(f"file:{old_and_dead.path}?mode=ro", uri=True)
+    steps = 0
+
+    def count_steps() -> int:
+        nonlocal steps
+        steps += 100
+        return 0
+
+    try:
+        conn.set_progress_handler(count_steps, 100)
+        end = 1_000_000 + HISTORY * 1_000
+        spans = q.spans(conn, [2], [end - 60_000, end])  # long after m-2 died
+        power = q.mean_power(conn, [2], end - 60_000, end, 60_000)
+        drift = q.register_drift(conn, [2], end - 60_000, end)
+    finally:
+        conn.close()
+    assert spans == {2: [q.Span(0.0, 0)]} and power == [] and drift == []
+    assert steps < HISTORY // 4, steps
+
+
+async def test_a_full_disk_makes_room_from_the_oldest_acknowledged_readings_by_time(
+    old_and_dead: ReadingStore,
+) -> None:
+    before = {
+        m: n
+        for m, n in await old_and_dead.query(
+            "SELECT meter_id, count(*) FROM readings GROUP BY meter_id"
+        )
+    }
+    await old_and_dead.limit_growth(0)
+    first = HISTORY + 4
+    fresh = series("m-1", 400, start_ms=1_000_000 + (HISTORY + 3) * 1_000)
+    fresh = [replace(r, seq=first + k) for k, r in enumerate(fresh)]
+    evicted = await old_and_dead.commit_making_room(Cycle(readings=fresh))
+    await old_and_dead.limit_growth(None)
+    after = {
+        m: n
+        for m, n in await old_and_dead.query(
+            "SELECT meter_id, count(*) FROM readings GROUP BY meter_id"
+        )
+    }
+    assert evicted > 0 and sum(before.values()) - evicted + len(fresh) == sum(after.values())
+    oldest = await old_and_dead.query("SELECT min(ts_ms) FROM readings")
+    assert oldest[0][0] > 1_000_000  # the oldest went first, of both meters alike
+    # each meter's acknowledged last reading and everything after it stay
+    kept = await old_and_dead.query(
+        "SELECT meter_id, max(seq) FROM readings GROUP BY meter_id ORDER BY 1"
+    )
+    assert kept == [("m-1", first + len(fresh) - 1), ("m-2", HISTORY // 2)]
+    # nothing waiting for the broker went
+    assert await old_and_dead.outbox_depth() == {"m-1": 3 + len(fresh), "m-2": 0, "m-3": 0}

@@ -110,6 +110,12 @@ def has_readings(conn: sqlite3.Connection) -> bool:
 _FAR_MS = 2**62
 
 
+def _after(last: Any) -> Any:
+    """The first moment after `last` (an integer ms; anything else, as a store of fix-db's
+    waiting areas might hold: no bound)."""
+    return last + 1 if isinstance(last, int) else _FAR_MS
+
+
 def _span(conn: sqlite3.Connection, meter: int) -> tuple[Any, Any] | None:
     """Bounds (first, last ts_ms) of a meter's readings, None when it has none: every search
     for one meter's readings stays inside them (in a store kept in time order, a search
@@ -135,10 +141,11 @@ def _edges(conn: sqlite3.Connection, meter: int, boundaries: Sequence[int]) -> l
     rows = _rows(
         conn,
         f"WITH b(t) AS (VALUES {values}), last(t, ts) AS (SELECT t, (SELECT ts_ms FROM samples "
-        "WHERE meter = ? AND ts_ms < b.t AND ts_ms >= ? ORDER BY ts_ms DESC LIMIT 1) FROM b) "
+        "WHERE meter = ? AND ts_ms >= ? AND ts_ms < min(b.t, ?) "  # one bound each way: a seek
+        "ORDER BY ts_ms DESC LIMIT 1) FROM b) "
         "SELECT last.t, s.ts_ms, s.energy_total FROM last LEFT JOIN samples s "
         "ON s.meter = ? AND s.ts_ms = last.ts ORDER BY last.t",
-        (*boundaries, meter, span[0], meter),
+        (*boundaries, meter, span[0], _after(span[1]), meter),
     )
     return [(ts, total) for _, ts, total in rows]
 
@@ -234,40 +241,52 @@ def mean_power(
     bucket_ms: int,
 ) -> list[tuple[str, int, float]]:
     """(meter_id, bucket start ms, W) per bucket that integrated anything: Σ energy ÷ Σ time
-    of the readings in it (each reading's interval since the one before, gaps left out)."""
-    found: list[tuple[str, int, float]] = []
+    of the readings in it (each reading's interval since the one before, gaps left out).
+
+    One pass over the range for every meter asked (each from its last reading before the
+    range, so that its first interval inside it counts): in a store kept in time order, a
+    query per meter would read every meter's readings once per meter."""
+    since: list[tuple[int, int]] = []
+    until = start_ms
     for meter in meter_keys:
         span = _span(conn, meter)
-        if span is None:
-            continue
+        if span is None or (isinstance(span[1], int) and span[1] < start_ms):
+            continue  # no reading in the range: nothing to read
         before = _rows(
             conn,
-            "SELECT ts_ms FROM samples WHERE meter = ? AND ts_ms < ? AND ts_ms >= ? "
+            "SELECT ts_ms FROM samples WHERE meter = ? AND ts_ms >= ? AND ts_ms < ? "
             "ORDER BY ts_ms DESC LIMIT 1",
-            (meter, start_ms, span[0]),
+            (meter, span[0], min(start_ms, _after(span[1]))),
         )
-        rows = _rows(
-            conn,
-            "WITH r AS (SELECT ts_ms, energy, ts_ms - lag(ts_ms) OVER (ORDER BY ts_ms) AS dt "
-            "FROM samples WHERE meter = ? AND ts_ms >= ? AND ts_ms < ?) "
-            "SELECT (SELECT meter_id FROM meters WHERE id = ?), ? + ((r.ts_ms - ?) / ?) * ?, "
-            "sum(r.energy), sum(r.dt) FROM r LEFT JOIN gaps g ON g.meter = ? "
-            "AND g.end_ts_ms = r.ts_ms WHERE r.ts_ms >= ? AND r.dt IS NOT NULL "
-            "AND g.end_ts_ms IS NULL GROUP BY 2 ORDER BY 2",
-            (
-                meter,
-                before[0][0] if before else start_ms,
-                end_ms,
-                meter,
-                start_ms,
-                start_ms,
-                bucket_ms,
-                bucket_ms,
-                meter,
-                start_ms,
-            ),
-        )
-        found += [(m, int(t), uwh / UWH * 3_600_000 / dt) for m, t, uwh, dt in rows if dt > 0]
+        since.append((meter, before[0][0] if before else start_ms))
+        until = max(until, min(end_ms, _after(span[1])))
+    if not since:
+        return []
+    values = ", ".join("(?, ?)" for _ in since)
+    rows = _rows(
+        conn,
+        f"WITH sel(meter, since) AS (VALUES {values}), "
+        "r AS (SELECT s.meter AS meter, s.ts_ms AS ts_ms, s.energy AS energy, "
+        "s.ts_ms - lag(s.ts_ms) OVER (PARTITION BY s.meter ORDER BY s.ts_ms) AS dt "
+        "FROM samples s JOIN sel ON sel.meter = s.meter "
+        "WHERE s.ts_ms >= ? AND s.ts_ms < ? AND s.ts_ms >= sel.since) "
+        "SELECT m.meter_id, ? + ((r.ts_ms - ?) / ?) * ?, sum(r.energy), sum(r.dt) "
+        "FROM r JOIN meters m ON m.id = r.meter "
+        "LEFT JOIN gaps g ON g.meter = r.meter AND g.end_ts_ms = r.ts_ms "
+        "WHERE r.ts_ms >= ? AND r.dt IS NOT NULL AND g.end_ts_ms IS NULL "
+        "GROUP BY r.meter, 2",
+        (
+            *(x for pair in since for x in pair),
+            min(t for _, t in since),
+            until,
+            start_ms,
+            start_ms,
+            bucket_ms,
+            bucket_ms,
+            start_ms,
+        ),
+    )
+    found = [(m, int(t), uwh / UWH * 3_600_000 / dt) for m, t, uwh, dt in rows if dt > 0]
     return sorted(found, key=lambda row: (row[1], row[0]))
 
 
@@ -337,12 +356,16 @@ def register_drift(
     Wh) between its first and last reading in the range that carry the register."""
     found = []
     for meter in meter_keys:
+        span = _span(conn, meter)
+        if span is None:
+            continue
         edge = (
             "SELECT ts_ms FROM samples WHERE meter = ? AND ts_ms >= ? AND ts_ms < ? "
             "AND import_energy IS NOT NULL ORDER BY ts_ms {} LIMIT 1"
-        )  # key-order seeks from either end, not a scan of the range
-        found_first = _rows(conn, edge.format("ASC"), (meter, start_ms, end_ms))
-        found_last = _rows(conn, edge.format("DESC"), (meter, start_ms, end_ms))
+        )  # key-order seeks from either end (within the meter's span), not a scan of the range
+        low, high = max(start_ms, span[0]), min(end_ms, _after(span[1]))
+        found_first = _rows(conn, edge.format("ASC"), (meter, low, high))
+        found_last = _rows(conn, edge.format("DESC"), (meter, low, high))
         first = found_first[0][0] if found_first else None
         last = found_last[0][0] if found_last else None
         if first is None or last is None or first == last:

@@ -245,6 +245,10 @@ class MeterLogger:
                     log.exception(
                         "bus %s: polling failed; starting it again in %.0f s", bus, wait_s
                     )
+                    try:  # what the low-write mode holds is not kept waiting for the restart
+                        await self._commit(pending)
+                    except Exception:
+                        log.exception("bus %s: committing its held readings failed", bus)
                     if await sleep_or_stop(wait_s, stop):
                         return
         finally:
@@ -303,8 +307,10 @@ class MeterLogger:
             return
         try:
             evicted = await self.store.commit_making_room(cycle)
-        except StoreError as exc:
-            self._forget(before)
+        except Exception as exc:
+            self._forget(before)  # rolled back: nothing of it is stored
+            if not isinstance(exc, StoreError):
+                raise
             self.counters.store_failures += 1
             self.store_outage.failed(str(exc), self.clock.wall())
             return

@@ -220,7 +220,8 @@ OUTBOX_SQL_BY_METER = (
 OUTBOX_SQL_BY_TIME = (
     "SELECT m.meter_id, coalesce(o.n, 0), o.first FROM meters m LEFT JOIN ("
     "SELECT s.meter AS meter, count(*) AS n, min(s.ts_ms) AS first FROM samples s "
-    "JOIN meters c ON c.id = s.meter WHERE s.ts_ms > (SELECT min(published_ts_ms) FROM meters) "
+    "JOIN meters c ON c.id = s.meter WHERE s.ts_ms > (SELECT min(published_ts_ms) FROM meters "
+    "WHERE last_ts_ms > published_ts_ms) "
     "AND s.ts_ms > c.published_ts_ms GROUP BY s.meter) o ON o.meter = m.id ORDER BY m.id"
 )
 
@@ -292,11 +293,21 @@ def _page_count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA page_count").fetchone()[0])
 
 
+# Below its outbox cursor, a reading's meter has had it acknowledged (the cursor's own reading
+# is kept: the next reading's interval starts there).
+_ACKNOWLEDGED = "ts_ms < (SELECT m.published_ts_ms FROM meters m WHERE m.id = samples.meter)"
+
+
 def _delete_oldest_published(conn: sqlite3.Connection, share: float) -> int:
-    """Delete the oldest `share` (at least one) of each meter's acknowledged readings.
+    """Delete the oldest acknowledged readings: a `share` (at least one) of each meter's where
+    they are kept by meter; in time order, those of the oldest `share` of the time the
+    acknowledged readings cover (more, step by step, until one goes), each a range of the
+    key, never a pass over the whole table per meter.
 
     A meter's last acknowledged reading is kept: the next one's interval starts there.
     """
+    if time_ordered(conn):
+        return _delete_oldest_published_by_time(conn, share)
     deleted = 0
     with transaction(conn):
         for meter, published in conn.execute("SELECT id, published_ts_ms FROM meters").fetchall():
@@ -313,6 +324,24 @@ def _delete_oldest_published(conn: sqlite3.Connection, share: float) -> int:
                 "DELETE FROM samples WHERE meter = ? AND ts_ms <= ?", (meter, last)
             ).rowcount
     return deleted
+
+
+def _delete_oldest_published_by_time(conn: sqlite3.Connection, share: float) -> int:
+    with transaction(conn):
+        oldest = conn.execute("SELECT ts_ms FROM samples ORDER BY ts_ms LIMIT 1").fetchone()
+        horizon = conn.execute("SELECT max(published_ts_ms) FROM meters").fetchone()[0]
+        if oldest is None or horizon is None or oldest[0] >= horizon:
+            return 0
+        span = horizon - oldest[0]
+        step = max(1, math.ceil(span * share))
+        while True:
+            end = min(horizon, oldest[0] + step)
+            deleted = conn.execute(
+                f"DELETE FROM samples WHERE ts_ms <= ? AND {_ACKNOWLEDGED}", (end,)
+            ).rowcount
+            if deleted or end >= horizon:
+                return int(deleted)
+            step *= 2
 
 
 class ReadingStore(SqliteFile):
@@ -554,8 +583,8 @@ class ReadingStore(SqliteFile):
                 # From the last published reading (kept by retention) to know each interval's start.
                 rows = conn.execute(
                     f"SELECT {', '.join(_SAMPLE_COLUMNS[1:])} FROM samples "
-                    "WHERE meter = ? AND ts_ms >= ? ORDER BY ts_ms LIMIT ?",
-                    (meter, cursor, per_meter + 1),
+                    "WHERE meter = ? AND ts_ms >= ? AND ts_ms <= ? ORDER BY ts_ms LIMIT ?",
+                    (meter, cursor, last, per_meter + 1),
                 ).fetchall()
                 previous: int | None = None
                 for row in rows:
@@ -649,10 +678,10 @@ class ReadingStore(SqliteFile):
             if found is None or found[1] is None:
                 return []
             meter, first, last = found
-            before = conn.execute(
-                f"SELECT {columns} FROM samples WHERE meter = ? AND ts_ms < ? AND ts_ms >= ? "
+            before = conn.execute(  # one bound each way: a seek, however long the meter is gone
+                f"SELECT {columns} FROM samples WHERE meter = ? AND ts_ms >= ? AND ts_ms < ? "
                 "ORDER BY ts_ms DESC LIMIT 1",
-                (meter, start_ms, first),
+                (meter, first, min(start_ms, last + 1) if isinstance(last, int) else start_ms),
             ).fetchall()
             inside = conn.execute(
                 f"SELECT {columns} FROM samples WHERE meter = ? AND ts_ms >= ? AND ts_ms < ? "
@@ -723,13 +752,46 @@ class ReadingStore(SqliteFile):
                 conn.execute("DELETE FROM gaps WHERE end_ts_ms < ?", (cutoff_ms,))
                 conn.execute("DELETE FROM rejects WHERE ts_ms < ?", (cutoff_ms,))
 
+        def delete_by_time(low: int) -> Callable[[sqlite3.Connection], tuple[int, int]]:
+            """The acknowledged readings older than the cutoff among the next `chunk` from
+            `low` in time order: (how many went, where the next chunk starts)."""
+
+            def work(conn: sqlite3.Connection) -> tuple[int, int]:
+                with transaction(conn):
+                    row = conn.execute(
+                        "SELECT ts_ms FROM samples WHERE ts_ms >= ? AND ts_ms < ? "
+                        "ORDER BY ts_ms LIMIT 1 OFFSET ?",
+                        (low, cutoff_ms, chunk),
+                    ).fetchone()
+                    end = cutoff_ms if row is None else int(row[0])
+                    cur = conn.execute(
+                        f"DELETE FROM samples WHERE ts_ms >= ? AND ts_ms < ? AND {_ACKNOWLEDGED}",
+                        (low, end),
+                    )
+                    # no reading of a meter below min(end, its cursor) is left
+                    conn.execute(
+                        "UPDATE meters SET first_ts_ms = "
+                        "max(first_ts_ms, min(?, published_ts_ms, last_ts_ms)) "
+                        "WHERE first_ts_ms IS NOT NULL",
+                        (end,),
+                    )
+                    return cur.rowcount, end
+
+            return work
+
         deleted = 0
-        for meter, bound in await self._call(bounds):
-            while True:
-                removed = await self._call(delete_some(meter, bound))
+        if self.time_ordered:
+            low = -(2**62)
+            while low < cutoff_ms:
+                removed, low = await self._call(delete_by_time(low))
                 deleted += removed
-                if removed < chunk:
-                    break
+        else:
+            for meter, bound in await self._call(bounds):
+                while True:
+                    removed = await self._call(delete_some(meter, bound))
+                    deleted += removed
+                    if removed < chunk:
+                        break
         await self._call(tidy)
         return deleted
 
