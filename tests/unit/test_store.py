@@ -6,10 +6,10 @@ import json
 import math
 import re
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -506,8 +506,12 @@ async def test_unpublished_readings_know_where_their_interval_starts(store: Read
 # -- searches in time order stay inside what they look for ------------------------------------
 
 
-def vm_steps(path: Path, sql: str, params: tuple[object, ...] = ()) -> tuple[int, list[Any]]:
-    """(SQLite virtual-machine steps, rows) of one query: a measure of the rows it reads."""
+T = TypeVar("T")
+
+
+def vm_steps(path: Path, work: Callable[[sqlite3.Connection], T]) -> tuple[int, T]:
+    """(SQLite virtual-machine steps, result) of `work` on a read-only connection: a measure
+    of the rows it reads."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     steps = 0
 
@@ -518,10 +522,10 @@ def vm_steps(path: Path, sql: str, params: tuple[object, ...] = ()) -> tuple[int
 
     try:
         conn.set_progress_handler(count_steps, 100)
-        rows = conn.execute(sql, params).fetchall()
+        result = work(conn)
     finally:
         conn.close()
-    return steps, rows
+    return steps, result
 
 
 HISTORY = 20_000  # readings of each old meter, all acknowledged
@@ -550,7 +554,7 @@ async def test_the_outbox_is_counted_from_the_cursors_of_meters_with_readings_to
     """A meter that never answered (cursor 0) or died long ago must not make the count read
     the whole table (before: every reading since the oldest cursor of any meter)."""
     await old_and_dead.close()
-    steps, rows = vm_steps(old_and_dead.path, OUTBOX_SQL_BY_TIME)
+    steps, rows = vm_steps(old_and_dead.path, lambda c: c.execute(OUTBOX_SQL_BY_TIME).fetchall())
     assert rows == [("m-1", 3, 1_000_000 + HISTORY * 1_000), ("m-2", 0, None), ("m-3", 0, None)]
     assert steps < HISTORY // 4, steps
 
@@ -561,22 +565,16 @@ async def test_a_dead_meters_edges_are_found_without_reading_the_others_history(
     from campus_energy.dashboard import store_queries as q
 
     await old_and_dead.close()
-    conn = sqlite3.connect(f"file:{old_and_dead.path}?mode=ro", uri=True)
-    steps = 0
+    end = 1_000_000 + HISTORY * 1_000  # long after m-2 died
 
-    def count_steps() -> int:
-        nonlocal steps
-        steps += 100
-        return 0
+    def edges(conn: sqlite3.Connection) -> tuple[Any, ...]:
+        return (
+            q.spans(conn, [2], [end - 60_000, end]),
+            q.mean_power(conn, [2], end - 60_000, end, 60_000),
+            q.register_drift(conn, [2], end - 60_000, end),
+        )
 
-    try:
-        conn.set_progress_handler(count_steps, 100)
-        end = 1_000_000 + HISTORY * 1_000
-        spans = q.spans(conn, [2], [end - 60_000, end])  # long after m-2 died
-        power = q.mean_power(conn, [2], end - 60_000, end, 60_000)
-        drift = q.register_drift(conn, [2], end - 60_000, end)
-    finally:
-        conn.close()
+    steps, (spans, power, drift) = vm_steps(old_and_dead.path, edges)
     assert spans == {2: [q.Span(0.0, 0)]} and power == [] and drift == []
     assert steps < HISTORY // 4, steps
 
