@@ -262,23 +262,23 @@ def mean_power(
         until = max(until, min(end_ms, _after(span[1])))
     if not since:
         return []
-    values = ", ".join("(?, ?)" for _ in since)
+    marks = ", ".join("?" for _ in since)
+    # From the earliest of those last readings: each meter's first interval in the range takes
+    # its start from the meter's own previous reading, which is in what is read.
     rows = _rows(
         conn,
-        f"WITH sel(meter, since) AS (VALUES {values}), "
-        "r AS (SELECT s.meter AS meter, s.ts_ms AS ts_ms, s.energy AS energy, "
-        "s.ts_ms - lag(s.ts_ms) OVER (PARTITION BY s.meter ORDER BY s.ts_ms) AS dt "
-        "FROM samples s JOIN sel ON sel.meter = s.meter "
-        "WHERE s.ts_ms >= ? AND s.ts_ms < ? AND s.ts_ms >= sel.since) "
+        "WITH r AS (SELECT meter, ts_ms, energy, "
+        "ts_ms - lag(ts_ms) OVER (PARTITION BY meter ORDER BY ts_ms) AS dt "
+        f"FROM samples WHERE ts_ms >= ? AND ts_ms < ? AND meter IN ({marks})) "
         "SELECT m.meter_id, ? + ((r.ts_ms - ?) / ?) * ?, sum(r.energy), sum(r.dt) "
         "FROM r JOIN meters m ON m.id = r.meter "
         "LEFT JOIN gaps g ON g.meter = r.meter AND g.end_ts_ms = r.ts_ms "
         "WHERE r.ts_ms >= ? AND r.dt IS NOT NULL AND g.end_ts_ms IS NULL "
         "GROUP BY r.meter, 2",
         (
-            *(x for pair in since for x in pair),
             min(t for _, t in since),
             until,
+            *(meter for meter, _ in since),
             start_ms,
             start_ms,
             bucket_ms,
