@@ -40,6 +40,7 @@ def with_commit_interval(config: Config, seconds: float) -> Config:
     return config.model_copy(update={"storage": storage})
 
 
+@pytest.mark.slow
 async def test_one_commit_per_interval_holds_several_cycles_and_stopping_commits_the_rest(
     tmp_path: Path, mosquitto: Any
 ) -> None:

@@ -62,6 +62,7 @@ def spans(plan: tuple[ReadRequest, ...]) -> list[tuple[int, int]]:
     return [(r.start, r.count) for r in plan]
 
 
+@pytest.mark.slow
 async def test_a_meter_refusing_gap_reads_logs_every_field_after_learning_its_plan(
     tmp_path: Path, mosquitto: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
