@@ -7,6 +7,7 @@ when it stops, and continue sequences and totals exactly after kill -9.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import signal
@@ -27,6 +28,7 @@ from tests.support.waiting import eventually
 from campus_energy.config import Config, load_config
 from campus_energy.core.readings import Reading
 from campus_energy.core.timestamps import iso_utc
+from campus_energy.logger import service
 from campus_energy.logger.service import MeterLogger
 from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore
 from campus_energy.meters.polling import MeterPoller
@@ -210,3 +212,34 @@ async def test_held_readings_are_committed_when_a_bus_fails_and_restarts(
     for meter in config.meters:
         mine = [s for m, s in seqs if m == meter.id]
         assert mine == list(range(1, len(mine) + 1))
+
+
+async def test_a_logger_failing_elsewhere_commits_what_its_buses_hold_before_closing(
+    tmp_path: Path, mosquitto: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The logger stops on a failure outside its buses (here its retention task): the bus
+    loops are cancelled, and what the low-write mode held is committed before the logger
+    ends (the bus loops' endings are awaited before the store closes)."""
+    config, sim_config = campus(tmp_path, mosquitto.port)
+    storage = config.storage.model_copy(update={"commit_interval_s": 3600, "retention_days": 30})
+    config = config.model_copy(update={"storage": storage})
+    logger = MeterLogger(config)
+    real_retention = logger.store.apply_retention
+    calls = 0
+
+    async def retention(cutoff_ms: int, chunk: int = 10_000) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("a retention bug")
+        return await real_retention(cutoff_ms, chunk)
+
+    monkeypatch.setattr(logger.store, "apply_retention", retention)
+    monkeypatch.setattr(service, "RETENTION_EVERY_S", 1.0)
+    stop = asyncio.Event()
+    async with Simulator(sim_config):
+        with pytest.raises(RuntimeError, match="a retention bug"):
+            await asyncio.wait_for(logger.run(stop), timeout=30)
+    held = logger.counters.polls - logger.counters.failed_polls
+    assert held >= len(config.meters)  # two seconds of cycles were held
+    assert count(config.storage.path) == held

@@ -200,6 +200,8 @@ class MeterLogger:
             self.notifier.stopping()
             for task in tasks:
                 task.cancel()
+            # Each bus loop's own ending (committing what it holds) runs before the store closes.
+            await asyncio.gather(*tasks, return_exceptions=True)
             try:
                 await self._stop_publisher(publishing, publisher_stop)
             finally:
