@@ -21,9 +21,10 @@ from tests.support.waiting import eventually
 from campus_energy import cli
 from campus_energy.config import Config, load_config
 from campus_energy.core.planner import Extent, ReadRequest
-from campus_energy.errors import ModbusFieldRefusedError
+from campus_energy.errors import ModbusConnectionError, ModbusFieldRefusedError
 from campus_energy.logger.service import MeterLogger
-from campus_energy.meters.learned import PlanBook, learned_plans_path
+from campus_energy.meters import polling
+from campus_energy.meters.learned import PlanBook, learned_plans_path, read_book
 from campus_energy.meters.polling import open_buses, pollers
 from campus_energy.meters.simulator.server import Answer, Simulator
 
@@ -370,3 +371,49 @@ async def test_a_refused_power_field_is_the_meters_error_asked_again_alone_each_
         "power_w" not in d["refused_fields"]
         for d in json.loads(learned_plans_path(config.storage.path).read_text())["devices"]
     )
+
+
+async def poll_answered(poller: Any) -> dict[str, float]:
+    """The first poll that gets through (the connection comes back after a restart)."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        try:
+            return dict(await poller.poll())
+        except ModbusConnectionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)  # the bus's own reconnect back-off decides; this only asks
+
+
+async def test_what_was_refused_is_asked_again_after_a_day(
+    tmp_path: Path,
+    mosquitto: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A refusal that passed (a gateway's bad moment, a device since replaced) costs the
+    field for a day at most: then it is asked again, and the plans file forgets it."""
+    caplog.set_level(logging.INFO, logger=POLLING)
+    refusing = one_meter(tmp_path, mosquitto.port, refused_registers=[0x46])
+    lab = refusing.meters[0]
+    answering = lab.model_copy(
+        update={"simulate": lab.simulate.model_copy(update={"refused_registers": ()})}
+    )
+    healed = refusing.model_copy(update={"meters": [answering]})
+    path = tmp_path / "plans.json"
+    buses = open_buses(refusing)
+    try:
+        (poller,) = pollers(refusing, buses, refusing.meters, PlanBook(path, writable=True))
+        async with Simulator(refusing):
+            assert "frequency_hz" not in await poll_answered(poller)
+            assert "frequency_hz" not in await poll_answered(poller)  # not asked again yet
+        assert read_book(path)[poller.key].refusals.fields == ("frequency_hz",)
+        monkeypatch.setattr(polling, "RELEARN_AFTER_S", 0.0)
+        async with Simulator(healed):
+            values = await poll_answered(poller)
+        assert values["frequency_hz"] == pytest.approx(50, abs=1)
+        assert not poller.refusals and not read_book(path)[poller.key].refusals
+        assert len(messages(caplog, logging.INFO, "asking again what the firmware refused")) == 1
+    finally:
+        for bus in buses.values():
+            await bus.close()

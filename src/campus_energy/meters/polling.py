@@ -9,12 +9,18 @@ registers between two halves that answer apart but not together, or a field
 that is refused even alone (left out of the readings; a refused `power_w`
 puts the meter in error). What is learned is logged once and recorded in the
 `PlanBook`, which the logger keeps across restarts.
+
+What was refused is asked again once a day (`RELEARN_AFTER_S`): a refusal that
+was passing (a gateway's exception 2 in a bad moment, a device since replaced
+or updated) costs a field for a day at most, and one still there costs a few
+refused requests a day.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from campus_energy.config import Config, MeterConfig
 from campus_energy.core.models import REQUIRED_FIELDS, FieldSpec, Profile
@@ -32,6 +38,7 @@ from campus_energy.meters.modbus import FrameTrace, ModbusBus
 
 log = logging.getLogger(__name__)
 ILLEGAL_DATA_ADDRESS = 2
+RELEARN_AFTER_S = 86_400.0  # what a device refused is asked again after this long
 
 Answered = dict[ReadRequest, list[int]]  # the requests that answered in one poll
 
@@ -71,11 +78,14 @@ class MeterPoller:
         bus: ModbusBus,
         *,
         book: PlanBook | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.meter = meter
         self.profile = profile
         self.bus = bus
         self.book = book if book is not None else PlanBook()
+        self._monotonic = monotonic
+        self._refused_since = monotonic()  # when what it refuses was last asked
         self.key = DeviceKey(meter.bus, meter.unit, profile.name)
         self.learned_before = self.book.refusals(self.key, profile)  # from an earlier run
         self.refusals = self.learned_before
@@ -95,6 +105,20 @@ class MeterPoller:
         is refused.
         """
         answered: Answered = {}
+        relearning = bool(self.refusals) and (
+            self._monotonic() - self._refused_since >= RELEARN_AFTER_S
+        )
+        if relearning:
+            log.info(
+                "meter %s (bus %s unit %d): asking again what the firmware refused (%s)",
+                self.meter.id,
+                self.meter.bus,
+                self.meter.unit,
+                describe_refusals(self.refusals, self.profile),
+            )
+            self.refusals = Refusals()
+            self.plan = self._plan()
+            self._refused_since = self._monotonic()
         before, learned = self.plan, Refusals()
         try:
             await self._ask_required_again(answered)
@@ -116,6 +140,8 @@ class MeterPoller:
         finally:
             if learned:
                 await self._adopted(learned, before)
+        if relearning and not learned:  # every request answered: the book forgets it too
+            await self.book.record(self.key, self.profile, self.refusals)
         self._raise_if_required_refused()
         kept = tuple(f for f in self.profile.fields if f.name not in self.refusals.fields)
         blocks = [(r.start, registers) for r, registers in answered.items()]
