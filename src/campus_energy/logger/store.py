@@ -157,6 +157,20 @@ def time_ordered(conn: sqlite3.Connection) -> bool:
     return bool(keys) and keys[0][1] == "ts_ms"
 
 
+def respan(conn: sqlite3.Connection, meters: Iterable[int] | None = None) -> None:
+    """Each meter's span set to its readings' own ends (all meters, or the keys `meters`), in
+    the caller's transaction: after the triggers widened it to readings since moved."""
+    query = (
+        "UPDATE meters SET "
+        "first_ts_ms = (SELECT min(ts_ms) FROM samples WHERE meter = meters.id), "
+        "last_ts_ms = (SELECT max(ts_ms) FROM samples WHERE meter = meters.id)"
+    )
+    if meters is None:
+        conn.execute(query)
+    else:
+        conn.executemany(query + " WHERE id = ?", [(meter,) for meter in meters])
+
+
 def upgrade(conn: sqlite3.Connection) -> None:
     """A file of schema 1 to schema 2, in the caller's transaction: each meter's span of
     readings (a seek at either end of its readings in a file of that version), the
@@ -166,11 +180,7 @@ def upgrade(conn: sqlite3.Connection) -> None:
     for column in ("first_ts_ms", "last_ts_ms"):
         if column not in have:
             conn.execute(f"ALTER TABLE meters ADD COLUMN {column} INTEGER")
-    conn.execute(
-        "UPDATE meters SET "
-        "first_ts_ms = (SELECT min(ts_ms) FROM samples WHERE meter = meters.id), "
-        "last_ts_ms = (SELECT max(ts_ms) FROM samples WHERE meter = meters.id)"
-    )
+    respan(conn)
     conn.execute("DROP VIEW IF EXISTS latest_readings")
     for statement in statements(SCHEMA):
         if statement.lstrip().startswith("CREATE VIEW IF NOT EXISTS latest_readings"):
@@ -298,7 +308,7 @@ def _page_count(conn: sqlite3.Connection) -> int:
 _ACKNOWLEDGED = "ts_ms < (SELECT m.published_ts_ms FROM meters m WHERE m.id = samples.meter)"
 
 
-def _delete_oldest_published(conn: sqlite3.Connection, share: float) -> int:
+def _delete_oldest_published(conn: sqlite3.Connection, share: float, by_time: bool) -> int:
     """Delete the oldest acknowledged readings: a `share` (at least one) of each meter's where
     they are kept by meter; in time order, those of the oldest `share` of the time the
     acknowledged readings cover (more, step by step, until one goes), each a range of the
@@ -306,7 +316,7 @@ def _delete_oldest_published(conn: sqlite3.Connection, share: float) -> int:
 
     A meter's last acknowledged reading is kept: the next one's interval starts there.
     """
-    if time_ordered(conn):
+    if by_time:
         return _delete_oldest_published_by_time(conn, share)
     deleted = 0
     with transaction(conn):
@@ -492,8 +502,9 @@ class ReadingStore(SqliteFile):
         except StoreFullError:
             pass
         deleted = 0
+        by_time = self.time_ordered
         while True:
-            removed = await self._call(lambda conn: _delete_oldest_published(conn, share))
+            removed = await self._call(lambda c: _delete_oldest_published(c, share, by_time))
             if not removed:
                 raise StoreFullError(
                     f"store {self.path}: the disk is full and every older reading waits for "

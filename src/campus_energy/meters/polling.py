@@ -89,10 +89,14 @@ class MeterPoller:
         self.key = DeviceKey(meter.bus, meter.unit, profile.name)
         self.learned_before = self.book.refusals(self.key, profile)  # from an earlier run
         self.refusals = self.learned_before
-        self.plan = self._plan()
+        self._replan()
 
-    def _plan(self) -> tuple[ReadRequest, ...]:
-        return plan_profile(self.profile, self.bus.config.cost_model, self.refusals)
+    def _replan(self) -> None:
+        """The requests, and the fields decoded, for what the device refuses now: worked out
+        when that changes, not on every poll."""
+        self.plan = plan_profile(self.profile, self.bus.config.cost_model, self.refusals)
+        kept = tuple(f for f in self.profile.fields if f.name not in self.refusals.fields)
+        self._decoded = self.profile.model_copy(update={"fields": kept})
 
     @property
     def refused_fields(self) -> tuple[FieldSpec, ...]:
@@ -117,7 +121,7 @@ class MeterPoller:
                 describe_refusals(self.refusals, self.profile),
             )
             self.refusals = Refusals()
-            self.plan = self._plan()
+            self._replan()
             self._refused_since = self._monotonic()
         before, learned = self.plan, Refusals()
         try:
@@ -133,7 +137,7 @@ class MeterPoller:
                     found = await self._explain(self._inside(request), answered)
                     learned = learned.joined(found)
                     self.refusals = self.refusals.joined(found)
-                    self.plan = self._plan()
+                    self._replan()
                     # The new plan is tried at once (what answered already is not asked
                     # again): the poll ends with a plan whose every request answered.
                     pending = [r for r in self.plan if r not in answered]
@@ -143,9 +147,8 @@ class MeterPoller:
         if relearning and not learned:  # every request answered: the book forgets it too
             await self.book.record(self.key, self.profile, self.refusals)
         self._raise_if_required_refused()
-        kept = tuple(f for f in self.profile.fields if f.name not in self.refusals.fields)
         blocks = [(r.start, registers) for r, registers in answered.items()]
-        return self.profile.model_copy(update={"fields": kept}).decode(blocks)
+        return self._decoded.decode(blocks)
 
     async def _read(self, request: ReadRequest, answered: Answered) -> list[int]:
         """The registers of `request`: from the bus, unless it answered already in this poll."""
@@ -238,7 +241,7 @@ class MeterPoller:
                     self._raise_if_required_refused()
                 raise
             self.refusals = self.refusals.without_fields([spec.name])
-            self.plan = self._plan()
+            self._replan()
             log.info(
                 "meter %s (bus %s unit %d): %s answers again; plan %s",
                 self.meter.id,

@@ -25,7 +25,7 @@ from campus_energy.core.repair.stamps import Raw
 from campus_energy.core.repair.survey import Row
 from campus_energy.core.resolution import from_steps
 from campus_energy.errors import StoreBusyError, StoreError
-from campus_energy.logger.store import reorder, time_ordered
+from campus_energy.logger.store import reorder, respan, time_ordered
 from campus_energy.runtime.sqlite import (
     damage_summary,
     is_damage,
@@ -275,12 +275,7 @@ class OfflineStore:
         have = {row[1] for row in self._conn.execute("PRAGMA table_info(meters)")}
         if "last_ts_ms" not in have:
             return
-        self._conn.executemany(
-            "UPDATE meters SET "
-            "first_ts_ms = (SELECT min(ts_ms) FROM samples WHERE meter = meters.id), "
-            "last_ts_ms = (SELECT max(ts_ms) FROM samples WHERE meter = meters.id) WHERE id = ?",
-            [(repair.meter.key,) for repair in repairs],
-        )
+        respan(self._conn, (repair.meter.key for repair in repairs))
 
     def _apply(self, repair: Repair) -> None:
         conn, key, plan = self._conn, repair.meter.key, repair.plan
