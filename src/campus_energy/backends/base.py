@@ -23,13 +23,14 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from campus_energy.core.answers import Bucket, Grain, MeterLatest, Total
+from campus_energy.core.answers import Bucket, Grain, MeterLatest, ScopeHour, Total
 from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc
 
 __all__ = [
     "Bucket",
     "Grain",
     "MeterLatest",
+    "ScopeHour",
     "Total",
     "WindowSink",
     "WindowSource",
@@ -130,6 +131,15 @@ class WindowSource(Protocol):
 
         For the window grain a source may return each window or, as the SQL sources
         do, each meter's windows already summed per 5-minute step (key: its start)."""
+        ...
+
+    def scope_hours(
+        self, start_ms: int, end_ms: int, terms: Mapping[str, float]
+    ) -> list[ScopeHour]:
+        """Per local clock hour with start_ms <= hour start < end_ms, in hour order: the sum
+        of weight × each member's quarter-hour energies (`terms`: meter id -> weight, +1 or
+        -1), the members with data and the least covered of them. Hours in which no member
+        has data are left out. What bills, demand and virtual meters are computed from."""
         ...
 
     def close(self) -> None: ...

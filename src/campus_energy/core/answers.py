@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Grain = Literal["window", "hour", "day"]
+QUARTER_MS = 900_000  # every zone's clock hour starts on a UTC quarter hour, so its quarters do
 
 
 @dataclass(frozen=True)
@@ -40,3 +41,25 @@ class Total:
     readings: int
     meters_found: int
     last_window_ms: int | None
+
+
+@dataclass(frozen=True)
+class ScopeHour:
+    """A signed sum of meters (a scope: a building's total, a virtual meter, the campus) over
+    one local clock hour of the site's zone, with the energy of each quarter hour in it.
+
+    Quarter i covers [hour_ms + i × 15 min, hour_ms + (i + 1) × 15 min): a window (whose
+    length divides 15 minutes) lies in exactly one. `members` counts the scope's meters
+    that have a rollup row in this hour; `min_covered_s` is the least covered seconds
+    among those, so the scope's coverage of the hour is min_covered_s / 3600 when every
+    member has a row, else 0 — a member without data is never filled in.
+    """
+
+    hour_ms: int
+    quarters_wh: tuple[float, float, float, float]
+    min_covered_s: float
+    members: int
+
+    @property
+    def energy_wh(self) -> float:
+        return sum(self.quarters_wh)
