@@ -65,6 +65,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "campus_energy.ops.reconcile",
         "recompute windows from the local store and compare them with the sink",
     ),
+    "bill": (
+        "campus_energy.accounts.command",
+        "the month's bills: energy, standing and demand charges, CO2, per building",
+    ),
     "doctor": (
         "campus_energy.ops.doctor.command",
         "check the installation and say how to fix what is wrong",

@@ -20,6 +20,7 @@ NEEDED_BY: dict[str, str] = {
     "flask": "api",
     "werkzeug": "api",
     "gunicorn": "api",
+    "openpyxl": "api",
     "streamlit": "dashboard",
     "pandas": "dashboard",
     "altair": "dashboard",

@@ -202,3 +202,14 @@ def test_the_command_line_imports_only_the_command_it_runs() -> None:
             [sys.executable, "-c", probe, *chosen], capture_output=True, text=True, check=True
         )
         assert done.stdout.strip() == loaded, (chosen, done.stdout, done.stderr)
+
+
+def test_accounts_import_no_tier() -> None:
+    """Bills are shared by the API, the Streamlit dashboard and the `bill` command."""
+    tiers = [ours(s) for s in (*SERVICES, "ops", "demo", "meters")]
+    found = [
+        i
+        for i in ALL
+        if within(i.source, ours("accounts")) and any(within(i.target, t) for t in tiers)
+    ]
+    offending("accounts imports a tier", found)

@@ -1,0 +1,333 @@
+"""Costs, monthly bills, demand and CO₂ of scopes, from their quarter-hour energies.
+
+A building (and the meters in no building) is an account: its bill carries energy,
+standing and demand charges on its tariff. A meter or a virtual meter is priced
+at its building's energy rates only: standing and demand charges belong to the
+account. The campus bill is the sum of the accounts' bills — every kWh is billed
+once, on the account whose total holds it — and states the campus's own
+coincident peak beside them.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from decimal import Decimal
+
+from campus_energy.accounts.scopes import UNASSIGNED, Scope, accounts, resolve
+from campus_energy.config import Config
+from campus_energy.core.answers import ScopeHour
+from campus_energy.core.billing import Cost, cost, history_start, kwh, money
+from campus_energy.core.days import local_date, midnight_ms
+from campus_energy.core.demand import (
+    DemandPoint,
+    Month,
+    Peak,
+    month_after,
+    monthly_peaks,
+    previous_months,
+    ratchet_floor,
+    series,
+)
+from campus_energy.core.emissions import Footprint, footprint
+from campus_energy.core.tariffs import Tariff
+
+# (start_ms, end_ms, terms) -> the scope's hours: a window source's `scope_hours`
+HoursOf = Callable[[int, int, Mapping[str, float]], list[ScopeHour]]
+# (first local day, last local day, meter ids) -> each meter's energy (Wh) over those days
+EnergyOf = Callable[[date, date, Collection[str]], Mapping[str, float]]
+DEFAULT_INTERVAL_MIN = 15
+
+
+def energy_only(tariff: Tariff | None) -> Tariff | None:
+    """The tariff's energy rates alone: what a meter's or virtual meter's energy costs."""
+    if tariff is None:
+        return None
+    versions = tuple(
+        replace(v, standing_per_day=Decimal(0), standing_per_month=Decimal(0), demand=None)
+        for v in tariff.versions
+    )
+    return replace(tariff, versions=versions)
+
+
+def month_days(month: Month) -> tuple[date, date]:
+    return date(month[0], month[1], 1), date(month[0], month[1], calendar.monthrange(*month)[1])
+
+
+def parse_month(text: str) -> Month:
+    """'YYYY-MM' (2000..2099). Raises ValueError."""
+    parts = text.split("-")
+    if len(parts) != 2 or len(parts[0]) != 4 or len(parts[1]) != 2 or not text.isascii():
+        raise ValueError(f"must be a month YYYY-MM, got {text[:40]!r}")
+    if not (parts[0].isdigit() and parts[1].isdigit()):
+        raise ValueError(f"must be a month YYYY-MM, got {text[:40]!r}")
+    year, number = int(parts[0]), int(parts[1])
+    if not 2000 <= year <= 2099 or not 1 <= number <= 12:
+        raise ValueError(f"must be a month between 2000-01 and 2099-12, got {text[:40]!r}")
+    return year, number
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A scope's cost, CO₂ and peaks over local days."""
+
+    scope: Scope
+    cost: Cost
+    footprint: Footprint
+    interval_min: int  # the demand interval of the peaks
+    peaks: Mapping[Month, Peak]  # every month of the hours read (from the ratchet's start)
+
+
+def _interval(tariff: Tariff | None, day: date) -> int:
+    version = tariff.version_on(day) if tariff else None
+    return version.demand.interval_min if version and version.demand else DEFAULT_INTERVAL_MIN
+
+
+def read_hours(
+    config: Config, hours_of: HoursOf, scope: Scope, first: date, last: date
+) -> list[ScopeHour]:
+    """What a statement of first..last needs: from the ratchet's first month (last month at
+    least, for its peak) to the end of `last`."""
+    zone = config.site.zone
+    start = min(history_start(first, scope.tariff), _month_start(first) - timedelta(days=1))
+    start = date(start.year, start.month, 1)
+    end_ms = midnight_ms(last + timedelta(days=1), zone)
+    return hours_of(midnight_ms(start, zone), end_ms, scope.terms) if scope.terms else []
+
+
+def statement(
+    config: Config,
+    hours_of: HoursOf,
+    scope: Scope,
+    first: date,
+    last: date,
+    hours: Sequence[ScopeHour] | None = None,
+) -> Statement:
+    """`hours`: read_hours of a range that starts with first's month and ends at `last` or
+    later (read once for several statements); None: read here."""
+    zone = config.site.zone
+    tariff = scope.tariff if scope.is_account else energy_only(scope.tariff)
+    if hours is None:
+        hours = read_hours(config, hours_of, scope, first, last)
+    end_ms = midnight_ms(last + timedelta(days=1), zone)
+    interval = _interval(scope.tariff, last)
+    points = [p for p in series(hours, interval, scope.terms) if p.start_ms < end_ms]
+    return Statement(
+        scope,
+        cost(hours, scope.terms, zone, first, last, tariff),
+        footprint(hours, zone, first, last, config.emission_factors),
+        interval,
+        monthly_peaks(points, zone),
+    )
+
+
+def _month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+@dataclass(frozen=True)
+class MeterUse:
+    """One meter's or virtual meter's energy on a building's bill."""
+
+    id: str
+    kind: str  # "main" | "sub-meter" | "top-level" | "virtual"
+    energy_kwh: Decimal
+    share: float | None  # of the account's energy
+
+
+@dataclass(frozen=True)
+class Bill:
+    month: Month
+    statement: Statement
+    meters: tuple[MeterUse, ...]
+    kwh_per_m2: Decimal | None
+    previous_peak: Peak | None  # last month's, for comparison
+
+    @property
+    def scope(self) -> Scope:
+        return self.statement.scope
+
+    @property
+    def cost(self) -> Cost:
+        return self.statement.cost
+
+    @property
+    def peak(self) -> Peak | None:
+        return self.statement.peaks.get(self.month)
+
+
+@dataclass(frozen=True)
+class CampusBill:
+    month: Month
+    bills: tuple[Bill, ...]  # the accounts': buildings, then the meters in no building
+    totals: Mapping[str, Decimal]  # per currency, the sum of the bills' totals
+    energy_kwh: Decimal  # the sum of the bills' energy
+    co2_kg: Decimal
+    campus_peak: Peak | None  # the campus's coincident peak (not a charge)
+    campus_previous_peak: Peak | None
+    interval_min: int
+    unpriced_kwh: Decimal  # energy of accounts without a tariff
+
+
+def _meter_uses(
+    config: Config, scope: Scope, first: date, last: date, energy_of: EnergyOf
+) -> tuple[MeterUse, ...]:
+    campus = config.campus
+    building = scope.building or UNASSIGNED
+    meters = [m for m in campus.meters if m.building == building]
+    virtual = [v for v in campus.virtual_meters if v.building == building and building]
+    wanted = {m.id for m in meters} | {m for v in virtual for m in campus.terms(v.id)}
+    energy = energy_of(first, last, sorted(wanted)) if wanted else {}
+    total_wh = sum(energy.get(m, 0.0) * w for m, w in scope.terms.items())
+
+    def use(ident: str, kind: str, wh: float) -> MeterUse:
+        share = wh / total_wh if total_wh else None
+        return MeterUse(ident, kind, kwh(wh), share)
+
+    found = []
+    for meter in meters:
+        kind = "main" if meter.role == "main" else "sub-meter" if meter.parent else "top-level"
+        found.append(use(meter.id, kind, energy.get(meter.id, 0.0)))
+    for v in virtual:
+        wh = sum(energy.get(m, 0.0) * w for m, w in campus.terms(v.id).items())
+        found.append(use(v.id, "virtual", wh))
+    return tuple(found)
+
+
+def bill(
+    config: Config, hours_of: HoursOf, energy_of: EnergyOf, scope: Scope, month: Month
+) -> Bill:
+    """An account's bill for a local calendar month."""
+    first, last = month_days(month)
+    found = statement(config, hours_of, scope, first, last)
+    area = scope.floor_area_m2
+    per_m2 = (
+        (Decimal(found.cost.energy_wh) / 1000 / Decimal(area)).quantize(Decimal("0.001"))
+        if area
+        else None
+    )
+    previous = found.peaks.get(previous_months(month, 1)[0])
+    uses = _meter_uses(config, scope, first, last, energy_of)
+    return Bill(month, found, uses, per_m2, previous)
+
+
+def campus_bill(
+    config: Config,
+    hours_of: HoursOf,
+    energy_of: EnergyOf,
+    month: Month,
+    building: str | None = None,
+) -> CampusBill:
+    """Every account's bill for the month (or only `building`'s) and their sums."""
+    scopes = accounts(config) if building is None else [resolve(config, "building", building)]
+    bills = tuple(bill(config, hours_of, energy_of, s, month) for s in scopes)
+    totals: dict[str, Decimal] = {}
+    unpriced = Decimal(0)
+    for one in bills:
+        if one.cost.total is not None and one.cost.currency is not None:
+            totals[one.cost.currency] = totals.get(one.cost.currency, Decimal(0)) + one.cost.total
+        else:
+            unpriced += kwh(one.cost.energy_wh)
+    first, last = month_days(month)
+    campus = statement(config, hours_of, resolve(config, "campus", None), first, last)
+    return CampusBill(
+        month,
+        bills,
+        totals,
+        sum((kwh(b.cost.energy_wh) for b in bills), Decimal(0)),
+        sum((b.statement.footprint.kg for b in bills), Decimal(0)),
+        campus.peaks.get(month),
+        campus.peaks.get(previous_months(month, 1)[0]),
+        campus.interval_min,
+        unpriced,
+    )
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A month so far: its cost to date, and the month's total if energy goes on as so far."""
+
+    to_date: Statement
+    elapsed_share: float  # of the month's duration
+    projected_total: Decimal | None
+    ratchet_floor_kw: Decimal | None
+    demand_billed_kw: Decimal | None
+
+
+def month_to_date(config: Config, hours_of: HoursOf, scope: Scope, now_ms: int) -> Projection:
+    """Energy charges projected linearly over the rest of the month; standing and demand
+    charges of the whole month at today's billed demand."""
+    zone = config.site.zone
+    today = local_date(now_ms, zone)
+    first, last = month_days((today.year, today.month))
+    hours = read_hours(config, hours_of, scope, first, last)
+    so_far = statement(config, hours_of, scope, first, today, hours)
+    start_ms = midnight_ms(first, zone)
+    end_ms = midnight_ms(last + timedelta(days=1), zone)
+    elapsed = min(1.0, max(0.0, (now_ms - start_ms) / (end_ms - start_ms)))
+    whole = statement(config, hours_of, scope, first, last, hours)  # standing, demand: all month
+    projected = None
+    tariff = scope.tariff if scope.is_account else energy_only(scope.tariff)
+    if whole.cost.total is not None and tariff is not None:
+        energy = sum((x.amount for x in whole.cost.lines if x.kind == "energy"), Decimal(0))
+        rest = energy * Decimal((1 - elapsed) / elapsed) if elapsed > 0 else Decimal(0)
+        projected = money(whole.cost.total + rest, tariff.decimals)
+    demand = whole.cost.demand[-1] if whole.cost.demand else None
+    return Projection(
+        so_far,
+        elapsed,
+        projected,
+        demand.ratchet_floor_kw if demand else None,
+        demand.billed_kw if demand else None,
+    )
+
+
+@dataclass(frozen=True)
+class DemandAnswer:
+    scope: Scope
+    interval_min: int
+    points: Sequence[DemandPoint]
+    peaks: Sequence[Peak]  # per month of the range
+    ratchet_floors: Mapping[Month, Decimal]  # per month of the range, where the tariff has one
+
+
+def demand(
+    config: Config,
+    hours_of: HoursOf,
+    scope: Scope,
+    first: date,
+    last: date,
+    interval_min: int | None = None,
+) -> DemandAnswer:
+    """The demand series of local days first..last and each month's peak (whole months'
+    peaks over the month, also past the range's ends) and ratchet floor."""
+    zone = config.site.zone
+    interval = interval_min or _interval(scope.tariff, last)
+    start = history_start(first, scope.tariff)
+    months: list[Month] = []
+    month = (first.year, first.month)
+    while month <= (last.year, last.month):
+        months.append(month)
+        month = month_after(month)
+    end_ms = midnight_ms(month_days(months[-1])[1] + timedelta(days=1), zone)
+    hours = hours_of(midnight_ms(start, zone), end_ms, scope.terms) if scope.terms else []
+    points = series(hours, interval, scope.terms)
+    peaks = monthly_peaks(points, zone)
+    lo, hi = midnight_ms(first, zone), midnight_ms(last + timedelta(days=1), zone)
+    floors: dict[Month, Decimal] = {}
+    for month in months:
+        version = scope.tariff.version_on(month_days(month)[1]) if scope.tariff else None
+        if version is not None and version.demand is not None and scope.is_account:
+            ratchet = version.demand.ratchet
+            floors[month] = max(
+                ratchet_floor(peaks, month, ratchet.share, ratchet.months), ratchet.minimum_kw
+            )
+    return DemandAnswer(
+        scope,
+        interval,
+        [p for p in points if lo <= p.start_ms < hi],
+        [peaks[m] for m in months if m in peaks],
+        floors,
+    )
