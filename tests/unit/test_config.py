@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import pytest
 from pydantic import BaseModel
@@ -400,6 +401,9 @@ def section_model(annotation: Any) -> type[BaseModel] | None:
         return annotation
     if get_origin(annotation) is tuple:
         return section_model(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):  # an optional table: `X | None`
+        inner = [a for a in get_args(annotation) if a is not type(None)]
+        return section_model(inner[0]) if len(inner) == 1 else None
     return None
 
 
