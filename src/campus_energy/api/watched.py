@@ -12,10 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
-from campus_energy.backends.base import Bucket, Grain, MeterLatest, Total, WindowSource
+from campus_energy.backends.base import (
+    Bucket,
+    Grain,
+    MeterLatest,
+    ScopeHour,
+    Total,
+    WindowSource,
+)
 from campus_energy.errors import CampusEnergyError
 from campus_energy.runtime.outages import Outage
 
@@ -60,6 +67,11 @@ class WatchedSource:
         self, grain: Grain, start: int | str, end: int | str, meters: Collection[str] | None
     ) -> list[Bucket]:
         return self._watched(lambda: self.source.buckets(grain, start, end, meters))
+
+    def scope_hours(
+        self, start_ms: int, end_ms: int, terms: Mapping[str, float]
+    ) -> list[ScopeHour]:
+        return self._watched(lambda: self.source.scope_hours(start_ms, end_ms, terms))
 
     def close(self) -> None:
         self.source.close()

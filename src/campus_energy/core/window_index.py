@@ -1,5 +1,6 @@
 """The Firestore source's memory of the window sink: per meter its latest window, the hourly
-and local-daily rollups, and the windows of the last `KEEP_DAYS` days.
+(with each quarter hour's energy) and local-daily rollups, and the windows of the last
+`KEEP_DAYS` days.
 
 Documents come in as `WindowEntry`s (one per meter's window a document holds):
 `load` takes a full read in any order, `update` an incremental read in
@@ -19,12 +20,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from campus_energy.core.answers import Bucket, Grain, MeterLatest, Total
+from campus_energy.core.answers import Bucket, Grain, MeterLatest, ScopeHour, Total
 from campus_energy.core.days import hour_of, local_day
+from campus_energy.core.rollups import quarter_of
 from campus_energy.core.timestamps import EPOCH
 
 T = TypeVar("T")
 K = TypeVar("K", int, str)
+S = TypeVar("S", bound="_Sums")
 DAY_MS = 86_400_000
 KEEP_DAYS = 40  # windows kept one by one (for 5-minute steps); older ones live in the rollups
 
@@ -57,6 +60,14 @@ class _Sums:
         self.last_window_ms = 0
 
 
+class _HourSums(_Sums):
+    __slots__ = ("quarters_wh",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.quarters_wh = [0.0, 0.0, 0.0, 0.0]
+
+
 class _Latest:
     __slots__ = ("building", "coverage", "floor", "last_window_ms", "power_w", "written")
 
@@ -79,7 +90,8 @@ def micros(moment: datetime | None) -> int:
 
 
 class WindowIndex:
-    """Per meter its latest window; hourly and local-daily rollups; the recent windows.
+    """Per meter its latest window; hourly (with their quarter hours) and local-daily rollups;
+    the recent windows.
 
     `load` takes the documents of a full read in any order; `update` takes the
     documents of an incremental read in `updated_at` order and skips those it
@@ -100,7 +112,7 @@ class WindowIndex:
         self.newest_ms: int | None = None
         # window start -> meter -> (energy_wh, covered_s, readings), to subtract on a rewrite
         self.recent: dict[int, dict[str, tuple[float, float, int]]] = {}
-        self.hourly: dict[int, dict[str, _Sums]] = {}
+        self.hourly: dict[int, dict[str, _HourSums]] = {}
         self.daily: dict[str, dict[str, _Sums]] = {}
         self.latest: dict[str, _Latest] = {}
         self._sorted: dict[str, list[Any]] = {}
@@ -190,9 +202,15 @@ class WindowIndex:
                 window = self.recent[start] = {}
                 self._sorted.pop("window", None)
             window[meter] = (entry.energy_wh, entry.covered_s, entry.readings)
+        hour = hour_of(start, self.zone)
+        hourly = self._sums(self.hourly, hour, "hour", meter, _HourSums)
+        quarter = quarter_of(start, hour)
+        if old is not None:
+            hourly.quarters_wh[quarter] -= old[0]
+        hourly.quarters_wh[quarter] += entry.energy_wh
         for sums in (
-            self._sums(self.hourly, hour_of(start, self.zone), "hour", meter),
-            self._sums(self.daily, local_day(start, self.zone), "day", meter),
+            hourly,
+            self._sums(self.daily, local_day(start, self.zone), "day", meter, _Sums),
         ):
             if old is not None:
                 sums.energy_wh -= old[0]
@@ -208,14 +226,16 @@ class WindowIndex:
             self.newest_ms = start
         self._note_latest(entry, micros(updated_at))
 
-    def _sums(self, table: dict[K, dict[str, _Sums]], key: K, grain: str, meter: str) -> _Sums:
+    def _sums(
+        self, table: dict[K, dict[str, S]], key: K, grain: str, meter: str, kind: type[S]
+    ) -> S:
         row = table.get(key)
         if row is None:
             row = table[key] = {}
             self._sorted.pop(grain, None)
         sums = row.get(meter)
         if sums is None:
-            sums = row[meter] = _Sums()
+            sums = row[meter] = kind()
         return sums
 
     def _note_latest(self, entry: WindowEntry, written_us: int) -> None:
@@ -279,6 +299,40 @@ class WindowIndex:
                 found.extend(
                     Bucket(m, key, s.energy_wh, s.covered_s, s.readings)
                     for m, s in _select(row, wanted)
+                )
+        return found
+
+    def scope_hours(
+        self, start_ms: int, end_ms: int, terms: Mapping[str, float]
+    ) -> list[ScopeHour]:
+        """Per local hour with start_ms <= hour < end_ms in which a member has data: the
+        weighted sum of the members' quarter hours, the members found, the least covered."""
+        if not terms:
+            return []
+        keys = self._keys("hour")
+        members = sorted(terms.items())
+        found: list[ScopeHour] = []
+        for hour in keys[bisect.bisect_left(keys, start_ms) : bisect.bisect_left(keys, end_ms)]:
+            row = self.hourly[hour]
+            quarters = [0.0, 0.0, 0.0, 0.0]
+            covered: float | None = None
+            count = 0
+            # whichever is shorter is walked: the hour's meters, or the scope's
+            present = (
+                [(m, terms[m], s) for m, s in sorted(row.items()) if m in terms]
+                if len(row) < len(members)
+                else [(m, w, row[m]) for m, w in members if m in row]
+            )
+            for _, weight, sums in present:
+                for i, energy in enumerate(sums.quarters_wh):
+                    quarters[i] += weight * energy
+                covered = sums.covered_s if covered is None else min(covered, sums.covered_s)
+                count += 1
+            if covered is not None:
+                found.append(
+                    ScopeHour(
+                        hour, (quarters[0], quarters[1], quarters[2], quarters[3]), covered, count
+                    )
                 )
         return found
 

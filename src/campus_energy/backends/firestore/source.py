@@ -3,10 +3,10 @@
 Cost model. Firestore bills every document a query returns (the free tier
 allows 50,000 reads a day), and the original API streamed every document in
 range on every request. This source instead reads the whole collection once,
-keeps the hourly and local-daily rollups (and the windows of the last
-`KEEP_DAYS` days) in a `WindowIndex`, and then, at most once per `cache_s`
-seconds, asks only for the documents whose `updated_at` moved past the largest
-one it has seen. Reads per day are therefore bounded by the sink's writes per
+keeps the hourly (with each quarter hour's energy) and local-daily rollups (and
+the windows of the last `KEEP_DAYS` days) in a `WindowIndex`, and then, at most
+once per `cache_s` seconds, asks only for the documents whose `updated_at` moved
+past the largest one it has seen. Reads per day are therefore bounded by the sink's writes per
 day, whatever the number of viewers or refreshes.
 
 The cursor. A flush of the bridge writes all its documents with the same
@@ -40,7 +40,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from campus_energy.backends.base import Bucket, Grain, MeterLatest, Total
+from campus_energy.backends.base import Bucket, Grain, MeterLatest, ScopeHour, Total
 from campus_energy.backends.firestore.client import close_client, guarded, open_client, retry_policy
 from campus_energy.config import FirestoreSinkConfig
 from campus_energy.core.timestamps import datetime_ms
@@ -274,6 +274,12 @@ class FirestoreSource:
     ) -> list[Bucket]:
         with self._lock:
             return self._fresh().buckets(grain, start, end, meters)
+
+    def scope_hours(
+        self, start_ms: int, end_ms: int, terms: Mapping[str, float]
+    ) -> list[ScopeHour]:
+        with self._lock:
+            return self._fresh().scope_hours(start_ms, end_ms, terms)
 
     def close(self) -> None:
         with self._lock:

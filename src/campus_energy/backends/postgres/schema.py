@@ -3,8 +3,10 @@
 Table `<schema>.window_aggregates`, primary key (meter_id, window_start): one row
 per meter per window, the contract's fields and the `accumulator` the sink merges
 into. The rollup tables hold sums by local hour and local day of the site's zone
-(which is recorded in `sink_meta`); `window_meters` each meter's latest window.
-The sink creates and writes them; the source reads the same tables.
+(which is recorded in `sink_meta` with their layout: a change drops and rebuilds
+them), an hour's row also with the energy of each of its quarter hours
+(`q0_wh`..`q3_wh`); `window_meters` each meter's latest window. The sink creates
+and writes them; the source reads the same tables.
 """
 
 from __future__ import annotations
@@ -71,8 +73,13 @@ CREATE TABLE IF NOT EXISTS {hourly} (
     covered_s DOUBLE PRECISION NOT NULL,
     readings INTEGER NOT NULL,
     windows INTEGER NOT NULL,
+    q0_wh DOUBLE PRECISION NOT NULL,
+    q1_wh DOUBLE PRECISION NOT NULL,
+    q2_wh DOUBLE PRECISION NOT NULL,
+    q3_wh DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (hour_start, meter_id)
 );
+CREATE INDEX IF NOT EXISTS rollup_hourly_by_meter ON {hourly} (meter_id, hour_start);
 CREATE TABLE IF NOT EXISTS {daily} (
     day DATE NOT NULL,
     meter_id TEXT NOT NULL,
@@ -103,32 +110,43 @@ CREATE TABLE IF NOT EXISTS {meters} (
 );
 CREATE TABLE IF NOT EXISTS {meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL)
 """
+# What the rollup tables were (any older layout) goes: CREATE … IF NOT EXISTS would keep it.
+DROP_ROLLUPS = "DROP TABLE IF EXISTS {hourly}, {daily}, {campus}"
+# Every rollup counted from the windows, into rollup tables just created. A window's local
+# hour starts `into_hour` before it: the local time's distance to its hour, so the hour
+# repeated when clocks go back is two hours here too.
 REBUILD = """
-DELETE FROM {hourly};
-DELETE FROM {daily};
 DELETE FROM {meters};
 INSERT INTO {meters} (meter_id, building, floor, last_window, last_avg_power_w, last_coverage,
                       updated_at)
 SELECT DISTINCT ON (meter_id) meter_id, building, floor, window_start, avg_power_w, coverage,
        updated_at
 FROM {windows} ORDER BY meter_id, window_start DESC;
-INSERT INTO {hourly} (hour_start, meter_id, energy_wh, covered_s, readings, windows)
-SELECT date_trunc('hour', window_start AT TIME ZONE %(zone)s) AT TIME ZONE %(zone)s, meter_id,
-       sum(total_energy_wh),
-       sum((accumulator->>'covered_s')::float8), sum(readings_in_batch), count(*)
-FROM {windows} GROUP BY 1, 2;
+INSERT INTO {hourly} (hour_start, meter_id, energy_wh, covered_s, readings, windows,
+                      q0_wh, q1_wh, q2_wh, q3_wh)
+SELECT window_start - into_hour, meter_id, sum(total_energy_wh),
+       sum((accumulator->>'covered_s')::float8), sum(readings_in_batch), count(*),
+       coalesce(sum(total_energy_wh) FILTER (WHERE into_hour < interval '15 minutes'), 0),
+       coalesce(sum(total_energy_wh) FILTER (WHERE into_hour >= interval '15 minutes'
+                                             AND into_hour < interval '30 minutes'), 0),
+       coalesce(sum(total_energy_wh) FILTER (WHERE into_hour >= interval '30 minutes'
+                                             AND into_hour < interval '45 minutes'), 0),
+       coalesce(sum(total_energy_wh) FILTER (WHERE into_hour >= interval '45 minutes'), 0)
+FROM {windows},
+     LATERAL (SELECT (window_start AT TIME ZONE %(zone)s)
+                     - date_trunc('hour', window_start AT TIME ZONE %(zone)s) AS into_hour) h
+GROUP BY 1, 2;
 INSERT INTO {daily} (day, meter_id, energy_wh, covered_s, readings, windows, last_window)
 SELECT (window_start AT TIME ZONE %(zone)s)::date, meter_id, sum(total_energy_wh),
        sum((accumulator->>'covered_s')::float8), sum(readings_in_batch), count(*),
        max(window_start)
 FROM {windows} GROUP BY 1, 2;
-DELETE FROM {campus};
 INSERT INTO {campus} (day, energy_wh, covered_s, readings, windows, last_window)
 SELECT day, sum(energy_wh), sum(covered_s), sum(readings), sum(windows), max(last_window)
 FROM {daily} GROUP BY day
 """
 
-ROLLUP_LAYOUT = 3  # bump when the rollup tables change: existing schemas are rebuilt
+ROLLUP_LAYOUT = 4  # bump when the rollup tables change: existing schemas drop and rebuild them
 
 
 TABLES = {
@@ -150,7 +168,8 @@ async def create_schema(
     conn: psycopg.AsyncConnection[Any], schema_name: str, zone: ZoneInfo
 ) -> None:
     """Create what is missing of the schema; rebuild the rollups when the site's zone or their
-    layout changed (they are sums by local hour and day). Concurrent callers take turns."""
+    layout changed (they are sums by local hour and day). Concurrent callers take turns; a
+    rebuild holds off every writer of the windows until it commits, as `replace` does."""
     names = table_names(schema_name)
     async with conn.transaction():
         # Bridges starting together would race on CREATE … IF NOT EXISTS: take turns.
@@ -172,6 +191,12 @@ async def create_schema(
         ).fetchone()
         wanted = f"{zone.key}|{ROLLUP_LAYOUT}"
         if recorded is None or recorded[0] != wanted:
+            await conn.execute(
+                sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(names["windows"])
+            )
+            await conn.execute(sql.SQL(DROP_ROLLUPS).format(**names))
+            for statement in ROLLUPS.split(";\n"):
+                await conn.execute(sql.SQL(statement).format(**names))
             for statement in REBUILD.split(";\n"):
                 await conn.execute(sql.SQL(statement).format(**names), {"zone": zone.key})
             await conn.execute(

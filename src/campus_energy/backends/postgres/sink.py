@@ -56,6 +56,15 @@ ADD_TO_ROLLUP = (
     "covered_s = r.covered_s + excluded.covered_s, "
     "readings = r.readings + excluded.readings, windows = r.windows + excluded.windows"
 )
+# An hour's row also adds the change to the quarter hour its window lies in (0 to the others).
+ADD_TO_QUARTERS = (
+    "q0_wh = r.q0_wh + excluded.q0_wh, q1_wh = r.q1_wh + excluded.q1_wh, "
+    "q2_wh = r.q2_wh + excluded.q2_wh, q3_wh = r.q3_wh + excluded.q3_wh"
+)
+HOURLY_INSERT = (
+    "INSERT INTO {} AS r (hour_start, meter_id, energy_wh, covered_s, readings, windows, "
+    "q0_wh, q1_wh, q2_wh, q3_wh) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
 
 
 class PostgresSink:
@@ -291,12 +300,17 @@ class PostgresSink:
                 (meter_id, stale),
             )
         await cur.executemany(
-            sql.SQL(
-                "INSERT INTO {} (hour_start, meter_id, energy_wh, covered_s, readings, windows) "
-                "VALUES (%s, %s, %s, %s, %s, %s)"
-            ).format(self.names["hourly"]),
+            sql.SQL(HOURLY_INSERT).format(self.names["hourly"]),
             [
-                (utc_datetime(hour), meter_id, s.energy_wh, s.covered_s, s.readings, s.windows)
+                (
+                    utc_datetime(hour),
+                    meter_id,
+                    s.energy_wh,
+                    s.covered_s,
+                    s.readings,
+                    s.windows,
+                    *s.quarters_wh,
+                )
                 for hour, s in sorted(hourly.items())
             ],
         )
@@ -400,9 +414,11 @@ class PostgresSink:
     ) -> None:
         await cur.executemany(
             sql.SQL(
-                "INSERT INTO {} AS r (hour_start, meter_id, energy_wh, covered_s, readings, "
-                "windows) VALUES (%s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (hour_start, meter_id) DO UPDATE SET " + ADD_TO_ROLLUP
+                HOURLY_INSERT
+                + " ON CONFLICT (hour_start, meter_id) DO UPDATE SET "
+                + ADD_TO_ROLLUP
+                + ", "
+                + ADD_TO_QUARTERS
             ).format(self.names["hourly"]),
             [
                 (
@@ -412,6 +428,7 @@ class PostgresSink:
                     c.covered_s,
                     c.readings,
                     c.windows,
+                    *c.quarters_wh(),
                 )
                 for c in changes
             ],

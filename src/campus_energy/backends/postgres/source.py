@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from campus_energy.backends.base import Bucket, Grain, MeterLatest, Total
+from campus_energy.backends.base import Bucket, Grain, MeterLatest, ScopeHour, Total
 from campus_energy.backends.postgres.connection import endpoint, error_text
 from campus_energy.backends.postgres.schema import table_names
 from campus_energy.config import PostgresSinkConfig
@@ -34,6 +34,16 @@ GRAIN_SQL = {
         "WHERE day >= %s AND day < %s"
     ),
 }
+# A scope's hours: its members (the arrays, unnested) joined to their hours' rows; the
+# planner reads a few meters' hours through rollup_hourly_by_meter and many by hour.
+SCOPE_HOURS_SQL = (
+    "SELECT r.hour_start, sum(t.w * r.q0_wh), sum(t.w * r.q1_wh), sum(t.w * r.q2_wh), "
+    "sum(t.w * r.q3_wh), min(r.covered_s), count(*) "
+    "FROM unnest(%s::text[], %s::float8[]) AS t(meter_id, w) "
+    "JOIN {hourly} r ON r.meter_id = t.meter_id "
+    "WHERE r.hour_start >= %s AND r.hour_start < %s "
+    "GROUP BY r.hour_start ORDER BY r.hour_start"
+)
 
 
 def _ms(moment: datetime | None) -> int | None:
@@ -124,6 +134,28 @@ class PostgresSource:
             k: int | str = key.isoformat() if grain == "day" else datetime_ms(key)
             found.append(Bucket(meter_id, k, float(energy), float(covered or 0.0), int(readings)))
         return found
+
+    def scope_hours(
+        self, start_ms: int, end_ms: int, terms: Mapping[str, float]
+    ) -> list[ScopeHour]:
+        if not terms:
+            return []
+        meters = list(terms)
+        rows = self._query(
+            SCOPE_HOURS_SQL,
+            [
+                meters,
+                [float(terms[m]) for m in meters],
+                utc_datetime(start_ms),
+                utc_datetime(end_ms),
+            ],
+        )
+        return [
+            ScopeHour(
+                datetime_ms(hour), (float(q0), float(q1), float(q2), float(q3)), float(c), int(n)
+            )
+            for hour, q0, q1, q2, q3, c, n in rows
+        ]
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

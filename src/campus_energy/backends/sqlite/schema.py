@@ -3,7 +3,8 @@
 `window_aggregates` holds one row per meter per window (id `<meter_id>_<start>`),
 the contract's fields and the `accumulator` the sink merges into; `rollup_hourly`
 and `rollup_daily` the sums by local hour and local day of the site's zone
-(recorded in `meta` with the layout, so a change rebuilds them);
+(recorded in `meta` with the layout, so a change drops and rebuilds them), an
+hour's row also with the energy of each of its quarter hours (`q0_wh`..`q3_wh`);
 `rollup_daily_campus` the day's sums over every meter; `window_meters` each
 meter's latest window; `meta` the data version readers watch for changes. The
 sink creates and writes them; the source reads the same tables.
@@ -44,8 +45,13 @@ CREATE TABLE IF NOT EXISTS rollup_hourly (
     covered_s REAL NOT NULL,
     readings INTEGER NOT NULL,
     windows INTEGER NOT NULL,
+    q0_wh REAL NOT NULL,
+    q1_wh REAL NOT NULL,
+    q2_wh REAL NOT NULL,
+    q3_wh REAL NOT NULL,
     PRIMARY KEY (hour_ms, meter_id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollup_hourly_by_meter ON rollup_hourly (meter_id, hour_ms);
 CREATE TABLE IF NOT EXISTS rollup_daily (
     day TEXT NOT NULL,
     meter_id TEXT NOT NULL,
@@ -76,4 +82,5 @@ CREATE TABLE IF NOT EXISTS window_meters (
 )
 """
 
-ROLLUP_LAYOUT = 3  # bump when the rollup tables change: existing files are rebuilt
+ROLLUP_TABLES = ("rollup_hourly", "rollup_daily", "rollup_daily_campus")
+ROLLUP_LAYOUT = 4  # bump when the rollup tables change: existing files drop and rebuild them

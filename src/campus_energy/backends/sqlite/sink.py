@@ -10,19 +10,24 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from campus_energy.backends.base import stored_window
-from campus_energy.backends.sqlite.schema import ROLLUP_LAYOUT, SCHEMA
-from campus_energy.core.days import day_span, hour_of, local_day
-from campus_energy.core.rollups import RollupChange, change, recount
+from campus_energy.backends.sqlite.schema import ROLLUP_LAYOUT, ROLLUP_TABLES, SCHEMA
+from campus_energy.core.days import day_span, local_day
+from campus_energy.core.rollups import RollupChange, added, change, recount
 from campus_energy.core.timestamps import datetime_ms, iso_seconds
 from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc, window_document
 from campus_energy.errors import SinkError
-from campus_energy.runtime.sqlite import INTEGRITY_BUDGET_S, SqliteFile, transaction
+from campus_energy.runtime.sqlite import INTEGRITY_BUDGET_S, SqliteFile, statements, transaction
 
+HOURLY_COLUMNS = (
+    "hour_ms, meter_id, energy_wh, covered_s, readings, windows, q0_wh, q1_wh, q2_wh, q3_wh"
+)
 ROLLUP_SQL = (
-    "INSERT INTO rollup_hourly (hour_ms, meter_id, energy_wh, covered_s, readings, windows) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hour_ms, meter_id) DO UPDATE SET "
+    f"INSERT INTO rollup_hourly ({HOURLY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (hour_ms, meter_id) DO UPDATE SET "
     "energy_wh = energy_wh + excluded.energy_wh, covered_s = covered_s + excluded.covered_s, "
-    "readings = readings + excluded.readings, windows = windows + excluded.windows",
+    "readings = readings + excluded.readings, windows = windows + excluded.windows, "
+    "q0_wh = q0_wh + excluded.q0_wh, q1_wh = q1_wh + excluded.q1_wh, "
+    "q2_wh = q2_wh + excluded.q2_wh, q3_wh = q3_wh + excluded.q3_wh",
     "INSERT INTO rollup_daily (day, meter_id, energy_wh, covered_s, readings, windows, "
     "last_window_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (day, meter_id) DO UPDATE SET "
     "energy_wh = energy_wh + excluded.energy_wh, covered_s = covered_s + excluded.covered_s, "
@@ -247,10 +252,9 @@ def _recount(conn: sqlite3.Connection, meter_id: str, day: str, zone: ZoneInfo) 
     ]
     conn.executemany("DELETE FROM rollup_hourly WHERE hour_ms = ? AND meter_id = ?", stale)
     conn.executemany(
-        "INSERT INTO rollup_hourly (hour_ms, meter_id, energy_wh, covered_s, readings, windows) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO rollup_hourly ({HOURLY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            (hour, meter_id, s.energy_wh, s.covered_s, s.readings, s.windows)
+            (hour, meter_id, s.energy_wh, s.covered_s, s.readings, s.windows, *s.quarters_wh)
             for hour, s in sorted(hourly.items())
         ],
     )
@@ -273,7 +277,10 @@ def _recount(conn: sqlite3.Connection, meter_id: str, day: str, zone: ZoneInfo) 
 
 def _roll_up(conn: sqlite3.Connection, c: RollupChange) -> None:
     hourly, daily, campus = ROLLUP_SQL
-    conn.execute(hourly, (c.hour_ms, c.meter_id, c.energy_wh, c.covered_s, c.readings, c.windows))
+    conn.execute(
+        hourly,
+        (c.hour_ms, c.meter_id, c.energy_wh, c.covered_s, c.readings, c.windows, *c.quarters_wh()),
+    )
     conn.execute(
         daily,
         (c.day, c.meter_id, c.energy_wh, c.covered_s, c.readings, c.windows, c.window_start_ms),
@@ -284,10 +291,14 @@ def _roll_up(conn: sqlite3.Connection, c: RollupChange) -> None:
 
 
 def _rebuild_rollups(conn: sqlite3.Connection, zone: ZoneInfo) -> None:
-    """Recompute every rollup from the windows (a new file, an upgrade, or a new time zone)."""
-    conn.execute("DELETE FROM rollup_hourly")
-    conn.execute("DELETE FROM rollup_daily")
-    conn.execute("DELETE FROM rollup_daily_campus")
+    """Recompute every rollup from the windows (a new file, an upgrade, or a new time zone).
+
+    The rollup tables are dropped and created anew: CREATE TABLE IF NOT EXISTS would leave
+    an older layout's table as it was."""
+    for table in ROLLUP_TABLES:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+    for statement in statements(SCHEMA):
+        conn.execute(statement)
     conn.execute("DELETE FROM window_meters")
     conn.execute(
         "INSERT INTO window_meters (meter_id, building, floor, last_window_ms, last_avg_power_w, "
@@ -299,15 +310,5 @@ def _rebuild_rollups(conn: sqlite3.Connection, zone: ZoneInfo) -> None:
     for meter_id, start_ms, accumulator in rows:
         acc = Accumulator.from_dict(json.loads(accumulator))
         _roll_up(
-            conn,
-            RollupChange(
-                meter_id,
-                local_day(start_ms, zone),
-                hour_of(start_ms, zone),
-                start_ms,
-                acc.energy_wh,
-                acc.covered_s,
-                acc.readings,
-                1,
-            ),
+            conn, added(meter_id, start_ms, acc.energy_wh, acc.covered_s, acc.readings, 1, zone)
         )

@@ -5,13 +5,14 @@ Opened with `runtime.sqlite.ReadOnly`: a WAL file on a read-only mount is read t
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from campus_energy.backends.base import Bucket, Grain, MeterLatest, Total
+from campus_energy.backends.base import Bucket, Grain, MeterLatest, ScopeHour, Total
 from campus_energy.errors import SourceError
 from campus_energy.runtime.sqlite import ReadOnly
 
@@ -32,6 +33,27 @@ GRAIN_SQL = {
         "WHERE day >= ? AND day < ?"
     ),
 }
+
+# A scope's hours in one statement, read the cheaper way. Fewer members than one meter in
+# eight (`plan.few`): each member's hours through rollup_hourly_by_meter, a look-up in the
+# table per row. More (the campus, a building of a small one): the primary key's range in
+# hour order, every meter's rows read and the members' kept. The way not taken is given an
+# empty range of hours (it ends where it starts), so it reads nothing.
+SCOPE_SUMS = (
+    "r.hour_ms AS hour_ms, sum(t.w * r.q0_wh), sum(t.w * r.q1_wh), sum(t.w * r.q2_wh), "
+    "sum(t.w * r.q3_wh), min(r.covered_s), count(*)"
+)
+SCOPE_HOURS_SQL = (
+    "WITH t(meter_id, w) AS MATERIALIZED (SELECT key, value FROM json_each(?1)), "
+    "plan(few) AS MATERIALIZED (SELECT (SELECT count(*) FROM t) * 8 < "
+    "(SELECT count(*) FROM window_meters)) "
+    f"SELECT {SCOPE_SUMS} FROM t CROSS JOIN rollup_hourly r ON r.meter_id = t.meter_id "
+    "WHERE r.hour_ms >= ?2 AND r.hour_ms < (SELECT CASE WHEN few THEN ?3 ELSE ?2 END FROM plan) "
+    "GROUP BY r.hour_ms "
+    f"UNION ALL SELECT {SCOPE_SUMS} FROM rollup_hourly r CROSS JOIN t ON r.meter_id = t.meter_id "
+    "WHERE r.hour_ms >= ?2 AND r.hour_ms < (SELECT CASE WHEN few THEN ?2 ELSE ?3 END FROM plan) "
+    "GROUP BY r.hour_ms ORDER BY hour_ms"
+)
 
 
 class SqliteSource:
@@ -122,6 +144,18 @@ class SqliteSource:
         group = " GROUP BY meter_id, step" if grain == "window" else ""
         rows = self._query(f"{GRAIN_SQL[grain]} {where}{group}", [start, end, *params])
         return [Bucket(m, k, float(e), float(c or 0.0), int(r)) for m, k, e, c, r in rows]
+
+    def scope_hours(
+        self, start_ms: int, end_ms: int, terms: Mapping[str, float]
+    ) -> list[ScopeHour]:
+        if not terms:
+            return []
+        weights = json.dumps({meter: float(w) for meter, w in terms.items()})
+        rows = self._query(SCOPE_HOURS_SQL, [weights, start_ms, end_ms])
+        return [
+            ScopeHour(int(hour), (float(q0), float(q1), float(q2), float(q3)), float(c), int(n))
+            for hour, q0, q1, q2, q3, c, n in rows
+        ]
 
     def close(self) -> None:
         file = getattr(self._local, "file", None)
