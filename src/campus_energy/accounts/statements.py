@@ -321,8 +321,14 @@ def demand(
         version = scope.tariff.version_on(month_days(month)[1]) if scope.tariff else None
         if version is not None and version.demand is not None and scope.is_account:
             ratchet = version.demand.ratchet
+            billed = version.demand.interval_min  # the floor is of the peaks the tariff bills
+            charged = (
+                peaks
+                if billed == interval
+                else monthly_peaks(series(hours, billed, scope.terms), zone)
+            )
             floors[month] = max(
-                ratchet_floor(peaks, month, ratchet.share, ratchet.months), ratchet.minimum_kw
+                ratchet_floor(charged, month, ratchet.share, ratchet.months), ratchet.minimum_kw
             )
     return DemandAnswer(
         scope,

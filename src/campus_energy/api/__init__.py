@@ -1,9 +1,11 @@
 """The REST API and the public dashboard (Flask). Serve with `campus-energy api` or
 `gunicorn "campus_energy.api:create_app()"`.
 
-`app` builds the Flask app (hooks, error handling), `views` holds the endpoints,
-`queries` the pure sums and answers, `cache` the response cache, `state` what the
-views read through, and `watched` the source that logs its outages once.
+`app` builds the Flask app (hooks, error handling), `views` holds the endpoints and
+`billing_views` those of costs, demand, bills and the campus model, `queries` the pure
+sums and answers, `costs` and `campus_model` the billing answers, `cache` the response
+cache, `state` what the views read through, and `watched` the source that logs its
+outages once.
 """
 
 from campus_energy.api.app import create_app

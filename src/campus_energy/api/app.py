@@ -12,12 +12,14 @@ from collections.abc import Callable
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from campus_energy.accounts.scopes import UnknownScope
 from campus_energy.api.answers import (
     UNAVAILABLE,
     StrictJSONProvider,
     Unrepresentable,
     json_response,
 )
+from campus_energy.api.billing_views import billing
 from campus_energy.api.metrics import Metrics
 from campus_energy.api.queries import BadParameter, NotFound
 from campus_energy.api.state import ApiState
@@ -58,6 +60,7 @@ def create_app(
     _watch_requests(app, state)
     _map_errors(app, state)
     app.register_blueprint(views)
+    app.register_blueprint(billing)
     return app
 
 
@@ -92,7 +95,7 @@ def _map_errors(app: Flask, state: ApiState) -> None:
     def failed(exc: CampusEnergyError) -> tuple[Response, int]:
         if isinstance(exc, BadParameter):
             return json_response({"error": str(exc)}), 400
-        if isinstance(exc, NotFound):
+        if isinstance(exc, NotFound | UnknownScope):
             return json_response({"error": str(exc)}), 404
         if isinstance(exc, SourceError):  # its reason is logged by the source, once an outage
             state.metrics.source_errors.inc()

@@ -5,42 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 from campus_energy import __version__
+from campus_energy.api.openapi_schemas import (
+    BILLS,
+    CAMPUS_MODEL,
+    COST,
+    DATE,
+    DEMAND,
+    ERROR,
+    NUMBER,
+    OVERVIEW,
+    TIME,
+    VIRTUAL_METER,
+    XLSX,
+    ok,
+    schema_object,
+)
 
-_DATE = {"type": "string", "format": "date", "example": "2026-11-27"}
-_ERROR = {
-    "description": "a bad parameter (named in the message), an unknown meter or building, "
-    "or the data source unavailable",
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "properties": {"error": {"type": "string"}},
-                "required": ["error"],
-            }
-        }
-    },
-}
-_TIME = {"type": ["string", "null"], "format": "date-time"}
-_NUMBER = {"type": ["number", "null"]}
-
-
-def _ok(schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
-    return {"description": "OK", "content": {media: {"schema": schema}}}
-
-
-def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": required or list(properties)}
-
-
-_AGGREGATE = _object(
+_AGGREGATE = schema_object(
     {
         "scope": {"type": "string"},
-        "time_range_start": _TIME,
-        "time_range_end": _TIME,
+        "time_range_start": TIME,
+        "time_range_end": TIME,
         "total_energy_kwh": {"type": "number"},
         "meters_found": {"type": "integer"},
         "readings_processed": {"type": "integer"},
-        "last_reading_in_range": _TIME,
+        "last_reading_in_range": TIME,
         "timezone": {"type": "string"},
     }
 )
@@ -49,20 +38,29 @@ _DATES = [
         "name": "start_date",
         "in": "query",
         "required": False,
-        "schema": _DATE,
+        "schema": DATE,
         "description": "first local day, inclusive (default: today)",
     },
     {
         "name": "end_date",
         "in": "query",
         "required": False,
-        "schema": _DATE,
+        "schema": DATE,
         "description": "last local day, inclusive (default: today)",
     },
 ]
 _SERIES_PARAMS = [
     {"name": "meter", "in": "query", "required": False, "schema": {"type": "string"}},
     {"name": "building", "in": "query", "required": False, "schema": {"type": "string"}},
+    {
+        "name": "virtual",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "a virtual meter: its members' windows combined per step with their "
+        "weights; coverage is the least covered member's (a member without data covers "
+        "nothing and is never filled in); not with meter or building",
+    },
     {
         "name": "start",
         "in": "query",
@@ -83,11 +81,11 @@ _SERIES_PARAMS = [
         "schema": {"type": "string", "enum": ["5m", "1h", "1d"], "default": "5m"},
     },
 ]
-_POINT = _object(
+_POINT = schema_object(
     {
         "t": {"type": "string", "format": "date-time"},
         "energy_wh": {"type": "number"},
-        "avg_power_w": _NUMBER,
+        "avg_power_w": NUMBER,
         "coverage": {"type": "number", "minimum": 0, "maximum": 1},
         "date": {"type": "string", "format": "date"},
     },
@@ -96,7 +94,8 @@ _POINT = _object(
 
 
 def openapi_document() -> dict[str, Any]:
-    errors = {"400": _ERROR, "404": _ERROR, "503": _ERROR}
+    """The whole description: the original endpoints, then billing's (`billing_paths`)."""
+    errors = {"400": ERROR, "404": ERROR, "503": ERROR}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -109,7 +108,7 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "Does the app answer? (reads no window store)",
                     "responses": {
-                        "200": _ok(_object({"status": {"type": "string", "enum": ["alive"]}}))
+                        "200": ok(schema_object({"status": {"type": "string", "enum": ["alive"]}}))
                     },
                 }
             },
@@ -117,43 +116,54 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "Is data flowing?",
                     "responses": {
-                        "200": _ok(
-                            _object(
+                        "200": ok(
+                            schema_object(
                                 {
                                     "status": {"type": "string", "enum": ["ok", "degraded"]},
                                     "source": {"type": "string"},
                                     "timezone": {"type": "string"},
-                                    "last_window": _TIME,
+                                    "last_window": TIME,
                                     "meters": {"type": "integer"},
                                     "meters_reporting": {"type": "integer"},
-                                    "coverage": _NUMBER,
+                                    "coverage": NUMBER,
                                     "detail": {"type": "string"},
-                                    "checked_at": _TIME,
+                                    "checked_at": TIME,
                                     "refresh_s": {"type": "integer"},
                                 }
                             )
                         ),
-                        "503": _ERROR,
+                        "503": ERROR,
                     },
                 }
             },
             "/api/meters": {
                 "get": {
-                    "summary": "Every meter with its latest window",
-                    "responses": {"200": _ok({"type": "object"}), "503": _ERROR},
+                    "summary": "Every meter with its latest window, and the virtual meters",
+                    "responses": {
+                        "200": ok(
+                            schema_object(
+                                {
+                                    "timezone": {"type": "string"},
+                                    "meters": {"type": "array", "items": {"type": "object"}},
+                                    "virtual_meters": {"type": "array", "items": VIRTUAL_METER},
+                                }
+                            )
+                        ),
+                        "503": ERROR,
+                    },
                 }
             },
             "/api/summary": {
                 "get": {
                     "summary": "The campus now: power, today, this week, this month, per building",
-                    "responses": {"200": _ok({"type": "object"}), "503": _ERROR},
+                    "responses": {"200": ok({"type": "object"}), "503": ERROR},
                 }
             },
             "/api/aggregate/campus": {
                 "get": {
                     "summary": "Campus energy over local days (the original deployment's endpoint)",
                     "parameters": _DATES,
-                    "responses": {"200": _ok(_AGGREGATE), **errors},
+                    "responses": {"200": ok(_AGGREGATE), **errors},
                 }
             },
             "/api/aggregate/building/{name}": {
@@ -168,7 +178,7 @@ def openapi_document() -> dict[str, Any]:
                         },
                         *_DATES,
                     ],
-                    "responses": {"200": _ok(_AGGREGATE), **errors},
+                    "responses": {"200": ok(_AGGREGATE), **errors},
                 }
             },
             "/api/series": {
@@ -176,7 +186,7 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Energy and average power per step for a meter, building or campus",
                     "parameters": _SERIES_PARAMS,
                     "responses": {
-                        "200": _ok(
+                        "200": ok(
                             {
                                 "type": "object",
                                 "properties": {"points": {"type": "array", "items": _POINT}},
@@ -191,14 +201,140 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "The series as CSV",
                     "parameters": _SERIES_PARAMS,
-                    "responses": {"200": _ok({"type": "string"}, "text/csv"), **errors},
+                    "responses": {"200": ok({"type": "string"}, "text/csv"), **errors},
                 }
             },
+            **_billing_paths(errors),
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",
-                    "responses": {"200": _ok({"type": "string"}, "text/plain")},
+                    "responses": {"200": ok({"type": "string"}, "text/plain")},
                 }
             },
+        },
+    }
+
+
+def _scope_parameters(what: str) -> list[dict[str, Any]]:
+    described = {
+        "building": "a building (its account: its main meter, else its top-level meters)",
+        "meter": "a meter (priced at its building's energy rates only)",
+        "virtual": "a virtual meter (priced at its building's energy rates only)",
+    }
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "minLength": 1},
+            "description": f"{text}; at most one of building, meter and virtual; none: {what}",
+        }
+        for name, text in described.items()
+    ]
+
+
+def _days_up_to(days: int) -> list[dict[str, Any]]:
+    last = f"last local day, inclusive (default: today); the range spans at most {days} days"
+    return [_DATES[0], {**_DATES[1], "description": last}]
+
+
+_MONTH_PARAMETER = {
+    "name": "month",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$", "example": "2026-11"},
+    "description": "the local calendar month YYYY-MM (default: this month)",
+}
+_BILL_PARAMETERS = [
+    _MONTH_PARAMETER,
+    {
+        "name": "building",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1},
+        "description": "only this building's bill (default: every account's)",
+    },
+]
+
+
+def _billing_paths(errors: dict[str, Any]) -> dict[str, Any]:
+    """Costs, demand, bills and the campus model (`billing_views`)."""
+    return {
+        "/api/cost": {
+            "get": {
+                "summary": "What a scope's energy cost over local days, with CO2 and demand",
+                "description": "A building's statement carries energy (time-of-use), standing "
+                "and demand charges on its tariff; a meter's or a virtual meter's only its "
+                "energy at its building's rates. Without a scope, the campus: the sum of its "
+                "accounts (each building, and the meters in no building), so no sub-meter is "
+                "counted twice. `accounts` then lists each account's statement, `totals` sums "
+                "money per currency, `total` and `currency` are set only when one currency "
+                "holds every amount, `demand` states the campus's coincident peak per month "
+                "(no charge: each account's demand charge is in its statement), and "
+                "`unpriced_kwh` adds the energy no tariff prices. Money and billed quantities "
+                "are decimal strings.",
+                "parameters": [*_scope_parameters("the campus"), *_days_up_to(366)],
+                "responses": {"200": ok(COST), **errors},
+            }
+        },
+        "/api/cost/overview": {
+            "get": {
+                "summary": "The dashboard's cost cards: today, the month so far, peaks, buildings",
+                "description": "Today's and this month's energy, cost and CO2 (the accounts' "
+                "sums), the month's projected total (energy at its pace so far, standing and "
+                "demand charges of the whole month), the campus's coincident peak against last "
+                "month's, and per account its month to date, sorted by kWh/m² (accounts "
+                "without a floor area last; name '' is the meters in no building). `currency` "
+                "and the totals are set when one currency holds every amount, else null beside "
+                "the per-currency maps.",
+                "responses": {"200": ok(OVERVIEW), "503": ERROR},
+            }
+        },
+        "/api/demand": {
+            "get": {
+                "summary": "Demand (mean kW per interval) and each month's peak and ratchet floor",
+                "parameters": [
+                    *_scope_parameters("the campus's coincident demand"),
+                    *_days_up_to(93),
+                    {
+                        "name": "interval",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "enum": [15, 30, 60]},
+                        "description": "minutes (default: the tariff's demand interval, or 15)",
+                    },
+                ],
+                "responses": {"200": ok(DEMAND), **errors},
+            }
+        },
+        "/api/bills": {
+            "get": {
+                "summary": "The month's bills: every account's (or one building's) and the sums",
+                "parameters": _BILL_PARAMETERS,
+                "responses": {"200": ok(BILLS), **errors},
+            }
+        },
+        "/api/bills.csv": {
+            "get": {
+                "summary": "The bills' line items and totals as CSV (bills-YYYY-MM.csv)",
+                "parameters": _BILL_PARAMETERS,
+                "responses": {"200": ok({"type": "string"}, "text/csv"), **errors},
+            }
+        },
+        "/api/bills.xlsx": {
+            "get": {
+                "summary": "The bills as a workbook: Bills, Accounts, Meters (bills-YYYY-MM.xlsx)",
+                "parameters": _BILL_PARAMETERS,
+                "responses": {"200": ok({"type": "string", "format": "binary"}, XLSX), **errors},
+            }
+        },
+        "/api/buildings": {
+            "get": {
+                "summary": "The campus model: buildings, their meters and virtual meters",
+                "description": "Each building (declared, or only named by its meters) with its "
+                "floor area, tariff, opening hours, the basis of its total, its meters (main, "
+                "sub-meter or top-level) and virtual meters; then the meters in no building.",
+                "responses": {"200": ok(CAMPUS_MODEL), "503": ERROR},
+            }
         },
     }

@@ -10,13 +10,17 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from campus_energy.accounts.statements import parse_month
 from campus_energy.backends.base import Bucket, Grain, MeterLatest
 from campus_energy.core.days import hour_of, local_date, midnight_ms
+from campus_energy.core.demand import Month
+from campus_energy.core.tariffs import DEMAND_INTERVALS_MIN
 from campus_energy.core.timestamps import iso_utc
 from campus_energy.errors import CampusEnergyError
 
 MAX_POINTS = 10_000
 MAX_RANGE_DAYS = 3660
+DEMAND_INTERVALS = tuple(str(m) for m in DEMAND_INTERVALS_MIN)
 STEPS: dict[str, tuple[Grain, int]] = {
     "5m": ("window", 300),
     "1h": ("hour", 3600),
@@ -70,6 +74,37 @@ def parse_instant(name: str, value: str | None, zone: ZoneInfo) -> int | None:
     if not 946_684_800_000 <= ms <= 4_102_444_800_000:  # 2000 .. 2100
         raise BadParameter(name, "must lie between 2000 and 2100")
     return round(ms)
+
+
+def day_range(start: str | None, end: str | None, today: date, max_days: int) -> tuple[date, date]:
+    """`start_date` and `end_date` (local days, inclusive; default today), at most `max_days`."""
+    first = parse_day("start_date", start, today)
+    last = parse_day("end_date", end, today)
+    if last < first:
+        raise BadParameter("end_date", "must not be before start_date")
+    if (last - first).days >= max_days:
+        raise BadParameter("end_date", f"the range may span at most {max_days} days")
+    return first, last
+
+
+def parse_month_of(name: str, value: str | None, default: Month) -> Month:
+    """A local calendar month 'YYYY-MM' (default: `default`)."""
+    if value is None or value == "":
+        return default
+    try:
+        return parse_month(value)
+    except ValueError as exc:
+        raise BadParameter(name, str(exc)) from None
+
+
+def parse_interval(name: str, value: str | None) -> int | None:
+    """A demand interval in minutes (None: the tariff's)."""
+    if value is None or value == "":
+        return None
+    if value not in DEMAND_INTERVALS:
+        choices = ", ".join(DEMAND_INTERVALS)
+        raise BadParameter(name, f"must be one of {choices} (minutes), got {value[:20]!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -130,14 +165,7 @@ def series_points(
             power[key] += energy_wh * 3600 / covered_s
     points = []
     for key in sorted(energy, key=str):
-        if grain == "day":
-            assert isinstance(key, str)
-            day = date.fromisoformat(key)
-            start = midnight_ms(day, zone)
-            length_s = (midnight_ms(day + timedelta(days=1), zone) - start) / 1000
-        else:
-            assert isinstance(key, int)
-            start, length_s = key, float(step_s)
+        start, length_s = step_of(key, grain, step_s, zone)
         possible = length_s * max(1, meters_in_scope)
         points.append(
             Point(
@@ -150,6 +178,70 @@ def series_points(
         )
     points.sort(key=lambda p: p.t_ms)
     return points
+
+
+def step_of(key: int | str, grain: Grain, step_s: int, zone: ZoneInfo) -> tuple[int, float]:
+    """A step's start (epoch ms) and length (s): a local day lasts 23 to 25 hours."""
+    if grain == "day":
+        day = date.fromisoformat(str(key))
+        start = midnight_ms(day, zone)
+        return start, (midnight_ms(day + timedelta(days=1), zone) - start) / 1000
+    return int(key), float(step_s)
+
+
+def virtual_points(
+    buckets: Iterable[Bucket],
+    grain: Grain,
+    step_s: int,
+    terms: Mapping[str, float],
+    zone: ZoneInfo,
+) -> list[Point]:
+    """One point per step of a virtual meter (`terms`: meter id -> weight), from its members'
+    buckets: energy Σ weight × each member's energy; coverage the least covered member's,
+    a member without data in the step covering nothing (its energy is never filled in);
+    power Σ weight × each member's average, only when every member covered some time."""
+    sums: dict[tuple[int | str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for b in buckets:
+        if b.meter_id in terms:
+            found = sums[(b.key, b.meter_id)]
+            found[0] += b.energy_wh
+            found[1] += b.covered_s
+    points = []
+    for key in sorted({k for k, _ in sums}, key=str):
+        start, length_s = step_of(key, grain, step_s, zone)
+        members = [sums.get((key, m), (0.0, 0.0)) for m in terms]
+        weights = list(terms.values())
+        energy = math.fsum(w * e for w, (e, _) in zip(weights, members, strict=True))
+        least = min(covered for _, covered in members)
+        power = (
+            math.fsum(w * e * 3600 / c for w, (e, c) in zip(weights, members, strict=True))
+            if least > 0
+            else None
+        )
+        points.append(
+            Point(
+                t_ms=start,
+                energy_wh=round_wh(energy),
+                avg_power_w=rounded(power, round_w),
+                coverage=round_share(min(1.0, least / length_s)),
+                day=str(key) if grain == "day" else None,
+            )
+        )
+    points.sort(key=lambda p: p.t_ms)
+    return points
+
+
+def virtual_answer(
+    buckets: Iterable[Bucket],
+    grain: Grain,
+    step_s: int,
+    terms: Mapping[str, float],
+    zone: ZoneInfo,
+) -> list[dict[str, Any]]:
+    """The points of `/api/series?virtual=` from the members' buckets of `series_span`."""
+    if grain == "window":
+        buckets = [replace(b, key=int(b.key) - int(b.key) % 300_000) for b in buckets]
+    return [p.as_json() for p in virtual_points(buckets, grain, step_s, terms, zone)]
 
 
 # Answers carry no more digits than the books hold: energy in µWh (the windows sum

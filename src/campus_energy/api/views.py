@@ -1,4 +1,5 @@
-"""The API's endpoints and the dashboard page, as one Blueprint.
+"""The API's endpoints and the dashboard page, as one Blueprint (billing's are another:
+`billing_views`, sharing the cache helpers here).
 
 Views only parse parameters and shape answers: the source reads rollups, the pure
 builders in `queries` do the sums, the response cache keeps answers, and the app's
@@ -19,19 +20,21 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from campus_energy.api.answers import UNAVAILABLE, Unrepresentable, dumps, json_response
+from campus_energy.api.campus_model import virtual_meter_answer
 from campus_energy.api.openapi import openapi_document
 from campus_energy.api.queries import (
     MAX_POINTS,
     MAX_RANGE_DAYS,
     STEPS,
     BadParameter,
+    NotFound,
     Period,
+    day_range,
     finite,
     health_detail,
     iso,
     kwh,
     last_window_ms,
-    parse_day,
     parse_instant,
     round_share,
     round_w,
@@ -39,25 +42,41 @@ from campus_energy.api.queries import (
     series_answer,
     series_span,
     summary_answer,
+    virtual_answer,
 )
 from campus_energy.api.state import ApiState
 from campus_energy.core.days import local_date, midnight_ms
 from campus_energy.errors import SourceError
 
 MAX_ROWS = 200_000  # source rows one series request may read (steps × meters)
-PARAMETERS = frozenset({"start_date", "end_date", "meter", "building", "start", "end", "step"})
+# The parameters an answer depends on: the response cache keys answers by them.
+PARAMETERS = frozenset(
+    {
+        "start_date",
+        "end_date",
+        "meter",
+        "building",
+        "virtual",
+        "start",
+        "end",
+        "step",
+        "month",
+        "interval",
+    }
+)
 
 views = Blueprint("api", __name__)
 
 
-def _state() -> ApiState:
+def api_state() -> ApiState:
+    """The app's state (what every view reads through)."""
     state: ApiState = current_app.extensions["campus_energy"]
     return state
 
 
-def _cached(build: Callable[[], tuple[bytes, str]]) -> Response:
+def cached(build: Callable[[], tuple[bytes, str]]) -> Response:
     """The answer from the response cache or `build`, with an ETag of the body."""
-    state = _state()
+    state = api_state()
     known = [(k, request.args[k]) for k in sorted(PARAMETERS) if k in request.args]
     answer = state.cache.answer(state.source.version, request.path, known, build)
     response = Response(answer.body, mimetype=answer.mimetype)
@@ -67,13 +86,13 @@ def _cached(build: Callable[[], tuple[bytes, str]]) -> Response:
     return response
 
 
-def _cached_json(build: Callable[[], dict[str, Any]]) -> Response:
-    return _cached(lambda: (dumps(build()), "application/json"))
+def cached_json(build: Callable[[], dict[str, Any]]) -> Response:
+    return cached(lambda: (dumps(build()), "application/json"))
 
 
 @views.get("/")
 def page() -> Response:
-    refresh_s = _state().config.api.refresh_s
+    refresh_s = api_state().config.api.refresh_s
     html = resources.files("campus_energy.api").joinpath("static/index.html").read_text("utf-8")
     html = html.replace('data-refresh-s="60"', f'data-refresh-s="{refresh_s}"')
     response = Response(html, mimetype="text/html")
@@ -91,7 +110,7 @@ def live() -> Response:
 
 @views.get("/api/health")
 def health() -> Response:
-    state = _state()
+    state = api_state()
     now = state.now_ms()
     try:
         meters = state.meters()
@@ -122,7 +141,8 @@ def health() -> Response:
 
 @views.get("/api/meters")
 def meters() -> Response:
-    state = _state()
+    state = api_state()
+    campus = state.config.campus
 
     def build() -> dict[str, Any]:
         now = state.now_ms()
@@ -140,14 +160,15 @@ def meters() -> Response:
                 }
                 for m in state.meters()
             ],
+            "virtual_meters": [virtual_meter_answer(campus, v) for v in campus.virtual_meters],
         }
 
-    return _cached_json(build)
+    return cached_json(build)
 
 
 @views.get("/api/summary")
 def summary() -> Response:
-    state = _state()
+    state = api_state()
 
     def build() -> dict[str, Any]:
         now = state.now_ms()
@@ -161,19 +182,15 @@ def summary() -> Response:
         online = [m for m in meters if state.online(m, now)]
         return summary_answer(meters, online, month, week, now, state.zone)
 
-    return _cached_json(build)
+    return cached_json(build)
 
 
 def _aggregate(scope: str, building: str | None) -> Response:
-    state = _state()
+    state = api_state()
     zone = state.zone
     today = local_date(state.now_ms(), zone)
-    first = parse_day("start_date", request.args.get("start_date"), today)
-    last = parse_day("end_date", request.args.get("end_date"), today)
-    if last < first:
-        raise BadParameter("end_date", "must not be before start_date")
-    if (last - first).days >= MAX_RANGE_DAYS:
-        raise BadParameter("end_date", f"the range may span at most {MAX_RANGE_DAYS} days")
+    args = request.args
+    first, last = day_range(args.get("start_date"), args.get("end_date"), today, MAX_RANGE_DAYS)
     ids = state.scope(None, building)[2] if building is not None else None
 
     def build() -> dict[str, Any]:
@@ -192,7 +209,7 @@ def _aggregate(scope: str, building: str | None) -> Response:
             body["building_name"] = building
         return body
 
-    return _cached_json(build)
+    return cached_json(build)
 
 
 @views.get("/api/aggregate/campus")
@@ -207,7 +224,7 @@ def aggregate_building(name: str) -> Response:
 
 def _series_request() -> tuple[dict[str, Any], Callable[[], list[dict[str, Any]]]]:
     """Check the parameters now; the points are computed only on a cache miss."""
-    state = _state()
+    state = api_state()
     zone = state.zone
     step = request.args.get("step", "5m")
     if step not in STEPS:
@@ -226,9 +243,7 @@ def _series_request() -> tuple[dict[str, Any], Callable[[], list[dict[str, Any]]
     steps = (end - start) / 1000 / step_s
     if steps > MAX_POINTS:
         raise BadParameter("start", f"the range holds more than {MAX_POINTS} steps of {step}")
-    scope, name, ids, in_scope = state.scope(
-        request.args.get("meter"), request.args.get("building")
-    )
+    scope, name, ids, in_scope, terms = _series_scope(state)
     if steps * max(1, in_scope) > MAX_ROWS:
         raise BadParameter(
             "start", f"too long a range for {in_scope} meters at {step}: use a larger step"
@@ -244,16 +259,39 @@ def _series_request() -> tuple[dict[str, Any], Callable[[], list[dict[str, Any]]
 
     def points() -> list[dict[str, Any]]:
         first, after = series_span(grain, start, end, zone)
+        if terms is not None:
+            rows = state.source.buckets(grain, first, after, ids) if terms else []
+            return virtual_answer(rows, grain, step_s, terms, zone)
         rows = state.source.buckets(grain, first, after, ids)
         return series_answer(rows, grain, step_s, in_scope, zone)
 
     return head, points
 
 
+def _series_scope(
+    state: ApiState,
+) -> tuple[str, str | None, list[str] | None, int, dict[str, float] | None]:
+    """(scope, name, meter ids or None for the campus, how many meters, a virtual meter's
+    terms or None) of a series request: a meter, a building, a virtual meter or the campus."""
+    virtual = request.args.get("virtual")
+    if virtual is None:
+        meter, building = request.args.get("meter"), request.args.get("building")
+        return (*state.scope(meter, building), None)
+    if "meter" in request.args or "building" in request.args:
+        raise BadParameter("virtual", "give one of meter, building and virtual, not several")
+    campus = state.config.campus
+    try:
+        campus.virtual(virtual)
+    except KeyError:
+        raise NotFound(f"unknown virtual meter {virtual[:80]!r}") from None
+    terms = campus.terms(virtual)
+    return "virtual", virtual, sorted(terms), len(terms), terms
+
+
 @views.get("/api/series")
 def series() -> Response:
     head, points = _series_request()  # parameters are checked before the cache is consulted
-    return _cached_json(lambda: {**head, "points": points()})
+    return cached_json(lambda: {**head, "points": points()})
 
 
 @views.get("/api/export.csv")
@@ -272,7 +310,7 @@ def export() -> Response:
             writer.writerow([p["t"], p["energy_wh"], power, p["coverage"]])
         return out.getvalue().encode(), "text/csv"
 
-    response = _cached(build)
+    response = cached(build)
     response.headers["Content-Disposition"] = (
         f'attachment; filename="campus-energy-{head["scope"]}-{head["step"]}.csv"'
     )
@@ -286,5 +324,5 @@ def openapi() -> Response:
 
 @views.get("/metrics")
 def prometheus() -> Response:
-    metrics = _state().metrics
+    metrics = api_state().metrics
     return Response(metrics.render(), mimetype=metrics.content_type)

@@ -1,0 +1,309 @@
+"""Building blocks of the OpenAPI description (`openapi`): the shared pieces, and the answers
+of costs, demand, bills and the campus model. Money and billed quantities are decimal
+strings ("12.30"), as `accounts.documents` writes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+DATE = {"type": "string", "format": "date", "example": "2026-11-27"}
+ERROR = {
+    "description": "a bad parameter (named in the message), an unknown meter, building or "
+    "virtual meter, or the data source unavailable",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"error": {"type": "string"}},
+                "required": ["error"],
+            }
+        }
+    },
+}
+TIME = {"type": ["string", "null"], "format": "date-time"}
+NUMBER = {"type": ["number", "null"]}
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def ok(schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
+    return {"description": "OK", "content": {media: {"schema": schema}}}
+
+
+def schema_object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    """An object with these properties, all required unless `required` says which."""
+    return {"type": "object", "properties": properties, "required": required or list(properties)}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+_STRING = {"type": "string"}
+_TEXT = _nullable(_STRING)
+_DAY = {"type": "string", "format": "date"}
+_DECIMAL = {"type": "string", "description": "a decimal number as text, e.g. '12.30'"}
+_MONEY = _nullable(_DECIMAL)
+_INTEGER = {"type": "integer"}
+_PER_CURRENCY = {
+    "type": "object",
+    "additionalProperties": _DECIMAL,
+    "description": "an amount per currency (ISO 4217 code)",
+}
+_TERMS = {
+    "type": "object",
+    "additionalProperties": {"type": "number"},
+    "description": "meter id -> weight (+1 or -1)",
+}
+_MONTH = {"type": "string", "example": "2026-11"}
+
+PEAK = {
+    "type": ["object", "null"],
+    "description": "a month's highest demand and when its interval started",
+    "properties": {
+        "month": _MONTH,
+        "kw": _DECIMAL,
+        "start": {"type": "string", "format": "date-time"},
+        "start_local": {"type": "string", "description": "local time, e.g. 2026-10-25T02:30+01:00"},
+    },
+    "required": ["month", "kw", "start", "start_local"],
+}
+LINE = schema_object(
+    {
+        "kind": {"type": "string", "enum": ["energy", "standing", "demand"]},
+        "description": _STRING,
+        "period": _TEXT,
+        "tariff_version": _DAY,
+        "quantity": _DECIMAL,
+        "unit": _STRING,
+        "rate": _DECIMAL,
+        "days": _nullable(_INTEGER),
+        "month_days": _nullable(_INTEGER),
+        "amount": _DECIMAL,
+    }
+)
+DEMAND_MONTH = schema_object(
+    {
+        "month": _MONTH,
+        "interval_min": _INTEGER,
+        "peak_kw": _MONEY,
+        "peak_start": _TEXT,
+        "ratchet_floor_kw": _MONEY,
+        "minimum_kw": _MONEY,
+        "billed_kw": _MONEY,
+    }
+)
+EMISSIONS = schema_object(
+    {
+        "co2_kg": _DECIMAL,
+        "kwh_hourly_factor": _DECIMAL,
+        "kwh_annual_factor": _DECIMAL,
+        "kwh_without_factor": _DECIMAL,
+        "fallback_share": {"type": "number"},
+    }
+)
+SCOPE = schema_object(
+    {
+        "kind": {"type": "string", "enum": ["campus", "building", "meter", "virtual"]},
+        "name": _TEXT,
+        "building": _TEXT,
+        "basis": _STRING,
+        "meters": _TERMS,
+    }
+)
+_STATEMENT_FIELDS: dict[str, Any] = {
+    "scope": SCOPE,
+    "first_day": _DAY,
+    "last_day": _DAY,
+    "tariff": _TEXT,
+    "currency": _TEXT,
+    "energy_kwh": _DECIMAL,
+    "coverage": {"type": "number", "minimum": 0},
+    "lines": {"type": "array", "items": LINE},
+    "total": _MONEY,
+    "unpriced_kwh": _DECIMAL,
+    "demand": {"type": "array", "items": DEMAND_MONTH},
+    "emissions": EMISSIONS,
+    "demand_interval_min": _INTEGER,
+}
+STATEMENT = schema_object(_STATEMENT_FIELDS)
+COST = schema_object(
+    {
+        **_STATEMENT_FIELDS,
+        "timezone": _STRING,
+        "totals": _PER_CURRENCY,
+        "accounts": {"type": "array", "items": STATEMENT},
+    },
+    [k for k in _STATEMENT_FIELDS if k != "lines"] + ["timezone", "totals"],
+)
+BILL = schema_object(
+    {
+        "month": _MONTH,
+        "account": _TEXT,
+        **_STATEMENT_FIELDS,
+        "floor_area_m2": NUMBER,
+        "kwh_per_m2": _MONEY,
+        "peak": PEAK,
+        "previous_month_peak": PEAK,
+        "meter_energy": {
+            "type": "array",
+            "items": schema_object(
+                {
+                    "id": _STRING,
+                    "kind": {
+                        "type": "string",
+                        "enum": ["main", "sub-meter", "top-level", "virtual"],
+                    },
+                    "energy_kwh": _DECIMAL,
+                    "share": NUMBER,
+                }
+            ),
+        },
+    }
+)
+BILLS = schema_object(
+    {
+        "month": _MONTH,
+        "timezone": _STRING,
+        "bills": {"type": "array", "items": BILL},
+        "campus": schema_object(
+            {
+                "totals": _PER_CURRENCY,
+                "energy_kwh": _DECIMAL,
+                "co2_kg": _DECIMAL,
+                "unpriced_kwh": _DECIMAL,
+                "demand_interval_min": _INTEGER,
+                "peak": PEAK,
+                "previous_month_peak": PEAK,
+            }
+        ),
+    }
+)
+DEMAND = schema_object(
+    {
+        "scope": schema_object({"kind": _STRING, "name": _TEXT, "basis": _STRING}),
+        "interval_min": {"type": "integer", "enum": [15, 30, 60]},
+        "points": {
+            "type": "array",
+            "items": schema_object(
+                {
+                    "start": {"type": "string", "format": "date-time"},
+                    "kw": {"type": "number"},
+                    "counts": {"type": "boolean"},
+                }
+            ),
+        },
+        "monthly_peaks": {"type": "array", "items": PEAK},
+        "ratchet_floors": {"type": "object", "additionalProperties": _DECIMAL},
+        "timezone": _STRING,
+    }
+)
+OVERVIEW = schema_object(
+    {
+        "timezone": _STRING,
+        "currency": _TEXT,
+        "today": schema_object(
+            {
+                "date": _DAY,
+                "energy_kwh": _DECIMAL,
+                "total": _MONEY,
+                "totals": _PER_CURRENCY,
+                "co2_kg": _DECIMAL,
+                "coverage": {"type": "number", "minimum": 0},
+            }
+        ),
+        "month": schema_object(
+            {
+                "first_day": _DAY,
+                "last_day": _DAY,
+                "energy_kwh": _DECIMAL,
+                "total": _MONEY,
+                "totals": _PER_CURRENCY,
+                "projected_total": _MONEY,
+                "projected_totals": _PER_CURRENCY,
+                "elapsed_share": {"type": "number", "minimum": 0, "maximum": 1},
+                "co2_kg": _DECIMAL,
+            }
+        ),
+        "campus_demand": schema_object(
+            {"interval_min": _INTEGER, "peak": PEAK, "previous_month_peak": PEAK}
+        ),
+        "buildings": {
+            "type": "array",
+            "items": schema_object(
+                {
+                    "name": _TEXT,
+                    "floor_area_m2": NUMBER,
+                    "tariff": _TEXT,
+                    "currency": _TEXT,
+                    "basis": _STRING,
+                    "energy_kwh": _DECIMAL,
+                    "kwh_per_m2": _MONEY,
+                    "total": _MONEY,
+                    "projected_total": _MONEY,
+                    "co2_kg": _DECIMAL,
+                    "peak": PEAK,
+                    "previous_month_peak": PEAK,
+                    "ratchet_floor_kw": _MONEY,
+                    "billed_kw": _MONEY,
+                }
+            ),
+        },
+    }
+)
+VIRTUAL_METER = schema_object(
+    {
+        "id": _STRING,
+        "building": _STRING,
+        "floor": _STRING,
+        "expression": {"type": "string", "example": "ece-main - ece-f1-001 - ece-f2-001"},
+        "terms": _TERMS,
+    }
+)
+_METERS_AT = {
+    "meters": {
+        "type": "array",
+        "items": schema_object(
+            {
+                "id": _STRING,
+                "floor": _STRING,
+                "role": _TEXT,
+                "parent": _TEXT,
+                "kind": {"type": "string", "enum": ["main", "sub-meter", "top-level"]},
+            }
+        ),
+    },
+    "virtual_meters": {"type": "array", "items": VIRTUAL_METER},
+}
+_SPANS = {"type": "array", "items": {"type": "string", "example": "08:00-18:00"}}
+OCCUPANCY = {
+    "type": ["object", "null"],
+    "description": "opening hours per weekday (local 'HH:MM-HH:MM' spans; none: closed) and "
+    "holidays (closed all day)",
+    "properties": {
+        **dict.fromkeys(("mon", "tue", "wed", "thu", "fri", "sat", "sun"), _SPANS),
+        "holidays": {"type": "array", "items": _DAY},
+    },
+    "required": ["mon", "tue", "wed", "thu", "fri", "sat", "sun", "holidays"],
+}
+CAMPUS_MODEL = schema_object(
+    {
+        "timezone": _STRING,
+        "site_tariff": _TEXT,
+        "buildings": {
+            "type": "array",
+            "items": schema_object(
+                {
+                    "name": _STRING,
+                    "declared": {"type": "boolean"},
+                    "floor_area_m2": NUMBER,
+                    "tariff": _TEXT,
+                    "occupancy": OCCUPANCY,
+                    "basis": _STRING,
+                    "main_meter": _TEXT,
+                    **_METERS_AT,
+                }
+            ),
+        },
+        "no_building": schema_object({"tariff": _TEXT, "basis": _STRING, **_METERS_AT}),
+    }
+)
