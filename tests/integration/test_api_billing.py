@@ -506,6 +506,16 @@ def test_the_monthly_peak_is_the_highest_interval(campus: Campus, interval: int)
     assert len(body["points"]) == len([s for s in sums if s < midnight(date(2026, 11, 17))])
 
 
+def test_the_campus_demand_is_its_coincident_peak_and_carries_no_floor(campus: Campus) -> None:
+    body = campus.get("/api/demand?start_date=2026-10-01&end_date=2026-11-16")
+    assert body["scope"]["kind"] == "campus" and body["ratchet_floors"] == {}
+    peaks = campus.books.peaks({**MAIN, **ANNEX, **YARD}, NOW_MS)
+    assert [Decimal(p["kw"]) for p in body["monthly_peaks"]] == [
+        peaks[(2026, 10)],
+        peaks[(2026, 11)],
+    ]
+
+
 # -- /api/bills ---------------------------------------------------------------------------------
 
 
@@ -749,9 +759,45 @@ def test_an_unknown_name_is_a_404(campus: Campus, url: str) -> None:
     ],
 )
 def test_every_answer_matches_its_published_schema(campus: Campus, path: str, query: str) -> None:
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
     paths = campus.get("/api/openapi.json")["paths"]
     schema = paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     validator.validate(campus.get(path + query))
+
+
+def test_money_is_summed_per_currency_and_named_only_when_one() -> None:
+    from campus_energy.api.costs import currency_of, money_answer, totals_of
+
+    one = totals_of([("EUR", Decimal("1.10")), (None, None), ("EUR", Decimal("2.05"))])
+    assert (currency_of(one), money_answer(one)) == (
+        "EUR",
+        {"total": "3.15", "totals": {"EUR": "3.15"}},
+    )
+    two = totals_of([("EUR", Decimal("1.10")), ("INR", Decimal("90.00"))])
+    assert currency_of(two) is None
+    assert money_answer(two, "projected_total") == {
+        "projected_total": None,
+        "projected_totals": {"EUR": "1.10", "INR": "90.00"},
+    }
+    assert (currency_of({}), money_answer({})) == (None, {"total": None, "totals": {}})
+
+
+def test_a_request_reads_a_scopes_hours_once() -> None:
+    from campus_energy.api.costs import HoursMemo
+    from campus_energy.core.answers import ScopeHour
+
+    reads: list[tuple[int, int]] = []
+
+    def hours_of(start: int, end: int, terms: Mapping[str, float]) -> list[ScopeHour]:
+        reads.append((start, end))
+        return [ScopeHour(h, (1.0, 1.0, 1.0, 1.0), 3600.0, 1) for h in range(start, end, 3600_000)]
+
+    memo = HoursMemo(hours_of)
+    month = memo(0, 10 * 3600_000, MAIN)
+    day = memo(0, 4 * 3600_000, MAIN)  # a part of what was read
+    assert day == month[:4] and reads == [(0, 10 * 3600_000)]
+    memo(0, 4 * 3600_000, ANNEX)  # other terms
+    memo(0, 12 * 3600_000, MAIN)  # further than what was read
+    assert reads[1:] == [(0, 4 * 3600_000), (0, 12 * 3600_000)]

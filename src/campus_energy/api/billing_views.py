@@ -97,7 +97,10 @@ def demand_series() -> Response:
 
     def build() -> dict[str, Any]:
         found = demand(state.config, state.source.scope_hours, scope, first, last, interval)
-        return {**demand_document(found, state.zone), "timezone": state.zone.key}
+        body = {**demand_document(found, state.zone), "timezone": state.zone.key}
+        if scope.kind == "campus":  # its coincident peak is billed to no one: no ratchet
+            body["ratchet_floors"] = {}
+        return body
 
     return cached_json(build)
 

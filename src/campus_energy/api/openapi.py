@@ -293,6 +293,11 @@ def _billing_paths(errors: dict[str, Any]) -> dict[str, Any]:
         "/api/demand": {
             "get": {
                 "summary": "Demand (mean kW per interval) and each month's peak and ratchet floor",
+                "description": "Each month's peak is of the whole local month (also past the "
+                "range's ends); `ratchet_floors` holds, for an account billed a demand charge, "
+                "the floor of each month of the range (of the peaks at the tariff's interval). "
+                "The campus's coincident demand is no charge: it has no floors, and a meter's "
+                "or a virtual meter's neither.",
                 "parameters": [
                     *_scope_parameters("the campus's coincident demand"),
                     *_days_up_to(93),
