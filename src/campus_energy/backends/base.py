@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from campus_energy.core.answers import Bucket, Grain, MeterLatest, ScopeHour, Total
+from campus_energy.core.answers import Bucket, Grain, MeterLatest, ScopeHour, ScopePeak, Total
 from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "Grain",
     "MeterLatest",
     "ScopeHour",
+    "ScopePeak",
     "Total",
     "WindowSink",
     "WindowSource",
@@ -140,6 +141,22 @@ class WindowSource(Protocol):
         of weight × each member's quarter-hour energies (`terms`: meter id -> weight, +1 or
         -1), the members with data and the least covered of them. Hours in which no member
         has data are left out. What bills, demand and virtual meters are computed from."""
+        ...
+
+    def scope_peaks(
+        self,
+        bounds: Sequence[int],
+        terms: Mapping[str, float],
+        interval_min: int,
+        min_members: int,
+    ) -> list[ScopePeak]:
+        """For each range [bounds[i], bounds[i + 1]) of local hours (bounds ascending, each a
+        local hour's start: in practice local month starts), the demand interval of
+        `interval_min` (15: a quarter hour; 30: the first or second half of a local hour,
+        q0+q1 or q2+q3; 60: the whole hour) with the highest signed energy, among the hours
+        whose members with data number at least `min_members`; the earliest interval wins
+        a tie. Ranges without such an hour are left out. Computed in the store: what the
+        ratchet of a bill reads, a year of months in one query."""
         ...
 
     def close(self) -> None: ...

@@ -63,3 +63,12 @@ class ScopeHour:
     @property
     def energy_wh(self) -> float:
         return sum(self.quarters_wh)
+
+
+@dataclass(frozen=True)
+class ScopePeak:
+    """A scope's highest demand-interval energy within one range of a partition of time."""
+
+    index: int  # the range: [bounds[index], bounds[index + 1])
+    energy_wh: float  # the interval's energy (the signed sum of its members')
+    start_ms: int  # the interval's start; the earliest of intervals with equal energy
