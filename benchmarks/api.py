@@ -91,15 +91,20 @@ COLUMNS = (
 INSERT = f"INSERT INTO window_aggregates ({COLUMNS}) VALUES ({', '.join('?' * 20)})"
 # The rollups as `_rebuild_rollups` computes them, from each window's accumulator, but in
 # SQL over ranges of windows: hours are local clock hours (Asia/Kolkata is a fixed +05:30,
-# so a local hour starts at (ms + 19800000) / 3600000 * 3600000 - 19800000; one statement
+# so a local hour starts at (ms + 19800000) / 3600000 * 3600000 - 19800000, and a window
+# lies in quarter (ms + 19800000) % 3600000 / 900000 of it; one statement
 # per UTC day), local days are cut at the zone's midnights, computed in Python (one
 # statement per local day), and the campus-wide daily rollup sums the daily rows.
 HOURLY_SQL = (
-    "INSERT INTO rollup_hourly (hour_ms, meter_id, energy_wh, covered_s, readings, windows) "
-    "SELECT (window_start_ms + 19800000) / 3600000 * 3600000 - 19800000, meter_id, "
-    "sum(json_extract(accumulator, '$.energy_wh')), sum(json_extract(accumulator, '$.covered_s')), "
-    "sum(json_extract(accumulator, '$.readings')), count(*) FROM window_aggregates "
-    "WHERE window_start_ms >= ? AND window_start_ms < ? GROUP BY 1, 2"
+    "INSERT INTO rollup_hourly (hour_ms, meter_id, energy_wh, covered_s, readings, windows, "
+    "q0_wh, q1_wh, q2_wh, q3_wh) SELECT h, meter_id, sum(e), sum(c), sum(r), count(*), "
+    "total(CASE q WHEN 0 THEN e END), total(CASE q WHEN 1 THEN e END), "
+    "total(CASE q WHEN 2 THEN e END), total(CASE q WHEN 3 THEN e END) FROM ("
+    "SELECT (window_start_ms + 19800000) / 3600000 * 3600000 - 19800000 AS h, "
+    "(window_start_ms + 19800000) % 3600000 / 900000 AS q, meter_id, "
+    "json_extract(accumulator, '$.energy_wh') AS e, json_extract(accumulator, '$.covered_s') AS c, "
+    "json_extract(accumulator, '$.readings') AS r FROM window_aggregates "
+    "WHERE window_start_ms >= ? AND window_start_ms < ?) GROUP BY h, meter_id"
 )
 DAILY_SQL = (
     "INSERT INTO rollup_daily (day, meter_id, energy_wh, covered_s, readings, windows, "

@@ -64,7 +64,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--format xlsx writes a workbook: name a file with --output")
     source = open_source(config)
     try:
-        found = campus_bill(config, source.scope_hours, energy_from(source), month, args.building)
+        found = campus_bill(
+            config,
+            source.scope_hours,
+            energy_from(source),
+            month,
+            args.building,
+            peaks_of=source.scope_peaks,
+        )
     except UnknownScope as exc:
         raise UsageError(f"--building: {exc}") from None
     finally:

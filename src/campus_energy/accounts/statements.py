@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from campus_energy.accounts.scopes import UNASSIGNED, Scope, accounts, resolve
 from campus_energy.config import Config
-from campus_energy.core.answers import ScopeHour
+from campus_energy.core.answers import ScopeHour, ScopePeak
 from campus_energy.core.billing import Cost, cost, history_start, kwh, money
 from campus_energy.core.days import local_date, midnight_ms
 from campus_energy.core.demand import (
@@ -26,7 +26,9 @@ from campus_energy.core.demand import (
     Month,
     Peak,
     month_after,
-    monthly_peaks,
+    month_bounds,
+    peak,
+    peaks_of_hours,
     previous_months,
     ratchet_floor,
     series,
@@ -36,6 +38,8 @@ from campus_energy.core.tariffs import Tariff
 
 # (start_ms, end_ms, terms) -> the scope's hours: a window source's `scope_hours`
 HoursOf = Callable[[int, int, Mapping[str, float]], list[ScopeHour]]
+# (bounds, terms, interval_min, min_members) -> each range's peak: a window source's `scope_peaks`
+PeaksOf = Callable[[Sequence[int], Mapping[str, float], int, int], list[ScopePeak]]
 # (first local day, last local day, meter ids) -> each meter's energy (Wh) over those days
 EnergyOf = Callable[[date, date, Collection[str]], Mapping[str, float]]
 DEFAULT_INTERVAL_MIN = 15
@@ -88,13 +92,51 @@ def _interval(tariff: Tariff | None, day: date) -> int:
 def read_hours(
     config: Config, hours_of: HoursOf, scope: Scope, first: date, last: date
 ) -> list[ScopeHour]:
-    """What a statement of first..last needs: from the ratchet's first month (last month at
-    least, for its peak) to the end of `last`."""
+    """What a statement of first..last reads hour by hour: from the start of first's month
+    (a demand charge bills the month's peak) to the end of `last`."""
     zone = config.site.zone
-    start = min(history_start(first, scope.tariff), _month_start(first) - timedelta(days=1))
-    start = date(start.year, start.month, 1)
+    start_ms = midnight_ms(_month_start(first), zone)
     end_ms = midnight_ms(last + timedelta(days=1), zone)
-    return hours_of(midnight_ms(start, zone), end_ms, scope.terms) if scope.terms else []
+    return hours_of(start_ms, end_ms, scope.terms) if scope.terms else []
+
+
+def _intervals(tariff: Tariff | None, shown: int) -> set[int]:
+    found = {v.demand.interval_min for v in (tariff.versions if tariff else ()) if v.demand}
+    return found | {shown}
+
+
+def earlier_peaks(
+    config: Config,
+    hours_of: HoursOf,
+    peaks_of: PeaksOf | None,
+    scope: Scope,
+    first: date,
+    before: date,
+    intervals: set[int],
+) -> dict[int, dict[Month, Peak]]:
+    """Per demand interval, the peaks of the months from `first`'s to the one before
+    `before`'s: computed in the store when it can (`peaks_of`: one query per interval),
+    else from the hours."""
+    zone = config.site.zone
+    months: list[Month] = []
+    month = (first.year, first.month)
+    while month < (before.year, before.month):
+        months.append(month)
+        month = month_after(month)
+    if not months or not scope.terms:
+        return {i: {} for i in intervals}
+    bounds = month_bounds(months[0], months[-1], zone)
+    if peaks_of is None:
+        hours = hours_of(bounds[0], bounds[-1], scope.terms)
+        return {i: peaks_of_hours(hours, i, scope.terms, zone) for i in intervals}
+    need = len(scope.terms) if any(w < 0 for w in scope.terms.values()) else 1
+    found: dict[int, dict[Month, Peak]] = {}
+    for interval in intervals:
+        found[interval] = {
+            months[p.index]: peak(months[p.index], p.energy_wh, p.start_ms, interval)
+            for p in peaks_of(bounds, scope.terms, interval, need)
+        }
+    return found
 
 
 def statement(
@@ -104,22 +146,30 @@ def statement(
     first: date,
     last: date,
     hours: Sequence[ScopeHour] | None = None,
+    *,
+    peaks_of: PeaksOf | None = None,
 ) -> Statement:
-    """`hours`: read_hours of a range that starts with first's month and ends at `last` or
-    later (read once for several statements); None: read here."""
+    """`hours`: read_hours of first..last or of a longer range from the same month start
+    (read once for several statements); None: read here. `peaks_of`: the store's
+    `scope_peaks`, for the months before (the ratchet's, last month's peak)."""
     zone = config.site.zone
     tariff = scope.tariff if scope.is_account else energy_only(scope.tariff)
     if hours is None:
         hours = read_hours(config, hours_of, scope, first, last)
     end_ms = midnight_ms(last + timedelta(days=1), zone)
     interval = _interval(scope.tariff, last)
-    points = [p for p in series(hours, interval, scope.terms) if p.start_ms < end_ms]
+    month_start = _month_start(first)
+    since = min(history_start(first, scope.tariff), _month_start(month_start - timedelta(days=1)))
+    earlier = earlier_peaks(
+        config, hours_of, peaks_of, scope, since, month_start, _intervals(scope.tariff, interval)
+    )
+    measured = peaks_of_hours(hours, interval, scope.terms, zone, end_ms)
     return Statement(
         scope,
-        cost(hours, scope.terms, zone, first, last, tariff),
+        cost(hours, scope.terms, zone, first, last, tariff, earlier),
         footprint(hours, zone, first, last, config.emission_factors),
         interval,
-        monthly_peaks(points, zone),
+        {**earlier[interval], **measured},
     )
 
 
@@ -197,11 +247,17 @@ def _meter_uses(
 
 
 def bill(
-    config: Config, hours_of: HoursOf, energy_of: EnergyOf, scope: Scope, month: Month
+    config: Config,
+    hours_of: HoursOf,
+    energy_of: EnergyOf,
+    scope: Scope,
+    month: Month,
+    *,
+    peaks_of: PeaksOf | None = None,
 ) -> Bill:
     """An account's bill for a local calendar month."""
     first, last = month_days(month)
-    found = statement(config, hours_of, scope, first, last)
+    found = statement(config, hours_of, scope, first, last, peaks_of=peaks_of)
     area = scope.floor_area_m2
     per_m2 = (
         (Decimal(found.cost.energy_wh) / 1000 / Decimal(area)).quantize(Decimal("0.001"))
@@ -219,10 +275,12 @@ def campus_bill(
     energy_of: EnergyOf,
     month: Month,
     building: str | None = None,
+    *,
+    peaks_of: PeaksOf | None = None,
 ) -> CampusBill:
     """Every account's bill for the month (or only `building`'s) and their sums."""
     scopes = accounts(config) if building is None else [resolve(config, "building", building)]
-    bills = tuple(bill(config, hours_of, energy_of, s, month) for s in scopes)
+    bills = tuple(bill(config, hours_of, energy_of, s, month, peaks_of=peaks_of) for s in scopes)
     totals: dict[str, Decimal] = {}
     unpriced = Decimal(0)
     for one in bills:
@@ -231,7 +289,8 @@ def campus_bill(
         else:
             unpriced += kwh(one.cost.energy_wh)
     first, last = month_days(month)
-    campus = statement(config, hours_of, resolve(config, "campus", None), first, last)
+    campus_scope = resolve(config, "campus", None)
+    campus = statement(config, hours_of, campus_scope, first, last, peaks_of=peaks_of)
     return CampusBill(
         month,
         bills,
@@ -256,18 +315,27 @@ class Projection:
     demand_billed_kw: Decimal | None
 
 
-def month_to_date(config: Config, hours_of: HoursOf, scope: Scope, now_ms: int) -> Projection:
+def month_to_date(
+    config: Config,
+    hours_of: HoursOf,
+    scope: Scope,
+    now_ms: int,
+    *,
+    peaks_of: PeaksOf | None = None,
+) -> Projection:
     """Energy charges projected linearly over the rest of the month; standing and demand
     charges of the whole month at today's billed demand."""
     zone = config.site.zone
     today = local_date(now_ms, zone)
     first, last = month_days((today.year, today.month))
     hours = read_hours(config, hours_of, scope, first, last)
-    so_far = statement(config, hours_of, scope, first, today, hours)
+    so_far = statement(config, hours_of, scope, first, today, hours, peaks_of=peaks_of)
     start_ms = midnight_ms(first, zone)
     end_ms = midnight_ms(last + timedelta(days=1), zone)
     elapsed = min(1.0, max(0.0, (now_ms - start_ms) / (end_ms - start_ms)))
-    whole = statement(config, hours_of, scope, first, last, hours)  # standing, demand: all month
+    whole = statement(
+        config, hours_of, scope, first, last, hours, peaks_of=peaks_of
+    )  # standing, demand: all month
     projected = None
     tariff = scope.tariff if scope.is_account else energy_only(scope.tariff)
     if whole.cost.total is not None and tariff is not None:
@@ -300,33 +368,34 @@ def demand(
     first: date,
     last: date,
     interval_min: int | None = None,
+    *,
+    peaks_of: PeaksOf | None = None,
 ) -> DemandAnswer:
     """The demand series of local days first..last and each month's peak (whole months'
     peaks over the month, also past the range's ends) and ratchet floor."""
     zone = config.site.zone
     interval = interval_min or _interval(scope.tariff, last)
-    start = history_start(first, scope.tariff)
     months: list[Month] = []
     month = (first.year, first.month)
     while month <= (last.year, last.month):
         months.append(month)
         month = month_after(month)
+    start = month_days(months[0])[0]
     end_ms = midnight_ms(month_days(months[-1])[1] + timedelta(days=1), zone)
     hours = hours_of(midnight_ms(start, zone), end_ms, scope.terms) if scope.terms else []
     points = series(hours, interval, scope.terms)
-    peaks = monthly_peaks(points, zone)
+    intervals = _intervals(scope.tariff, interval)
+    earlier = earlier_peaks(
+        config, hours_of, peaks_of, scope, history_start(first, scope.tariff), start, intervals
+    )
+    peaks = {i: {**earlier[i], **peaks_of_hours(hours, i, scope.terms, zone)} for i in intervals}
     lo, hi = midnight_ms(first, zone), midnight_ms(last + timedelta(days=1), zone)
     floors: dict[Month, Decimal] = {}
     for month in months:
         version = scope.tariff.version_on(month_days(month)[1]) if scope.tariff else None
         if version is not None and version.demand is not None and scope.is_account:
             ratchet = version.demand.ratchet
-            billed = version.demand.interval_min  # the floor is of the peaks the tariff bills
-            charged = (
-                peaks
-                if billed == interval
-                else monthly_peaks(series(hours, billed, scope.terms), zone)
-            )
+            charged = peaks[version.demand.interval_min]  # the floor: of the peaks billed
             floors[month] = max(
                 ratchet_floor(charged, month, ratchet.share, ratchet.months), ratchet.minimum_kw
             )
@@ -334,6 +403,6 @@ def demand(
         scope,
         interval,
         [p for p in points if lo <= p.start_ms < hi],
-        [peaks[m] for m in months if m in peaks],
+        [peaks[interval][m] for m in months if m in peaks[interval]],
         floors,
     )

@@ -71,10 +71,11 @@ def cost() -> Response:
     state = api_state()
 
     def build() -> dict[str, Any]:
-        hours = HoursMemo(state.source.scope_hours)
+        hours, peaks = HoursMemo(state.source.scope_hours), state.source.scope_peaks
         if scope.kind == "campus":
-            return campus_cost_answer(state.config, hours, first, last)
-        return cost_answer(statement(state.config, hours, scope, first, last), state.zone)
+            return campus_cost_answer(state.config, hours, first, last, peaks)
+        found = statement(state.config, hours, scope, first, last, peaks_of=peaks)
+        return cost_answer(found, state.zone)
 
     return cached_json(build)
 
@@ -84,7 +85,9 @@ def cost_overview() -> Response:
     state = api_state()
     now = state.now_ms()
     return cached_json(
-        lambda: overview_answer(state.config, HoursMemo(state.source.scope_hours), now)
+        lambda: overview_answer(
+            state.config, HoursMemo(state.source.scope_hours), now, state.source.scope_peaks
+        )
     )
 
 
@@ -96,7 +99,16 @@ def demand_series() -> Response:
     state = api_state()
 
     def build() -> dict[str, Any]:
-        found = demand(state.config, state.source.scope_hours, scope, first, last, interval)
+        source = state.source
+        found = demand(
+            state.config,
+            source.scope_hours,
+            scope,
+            first,
+            last,
+            interval,
+            peaks_of=source.scope_peaks,
+        )
         body = {**demand_document(found, state.zone), "timezone": state.zone.key}
         if scope.kind == "campus":  # its coincident peak is billed to no one: no ratchet
             body["ratchet_floors"] = {}
@@ -120,7 +132,14 @@ def _bill_request() -> tuple[Month, str | None]:
 def _bill(month: Month, building: str | None) -> CampusBill:
     state = api_state()
     hours = HoursMemo(state.source.scope_hours)
-    return campus_bill(state.config, hours, energy_from(state.source), month, building)
+    return campus_bill(
+        state.config,
+        hours,
+        energy_from(state.source),
+        month,
+        building,
+        peaks_of=state.source.scope_peaks,
+    )
 
 
 @billing.get("/api/bills")

@@ -30,6 +30,7 @@ from campus_energy.accounts.documents import (
 from campus_energy.accounts.scopes import accounts, resolve
 from campus_energy.accounts.statements import (
     HoursOf,
+    PeaksOf,
     Projection,
     Statement,
     month_days,
@@ -127,14 +128,21 @@ def _unpriced_kwh(cost: Cost) -> Decimal:
 
 
 def campus_cost_answer(
-    config: Config, hours_of: HoursOf, first: date, last: date
+    config: Config,
+    hours_of: HoursOf,
+    first: date,
+    last: date,
+    peaks_of: PeaksOf | None = None,
 ) -> dict[str, Any]:
     """`/api/cost` of the campus: each account's statement (`accounts`) and their sums. Its
     `demand` holds the campus's coincident peak per month, which is no charge (each
     account's demand charge is in its statement); `coverage` is the campus's own."""
     zone = config.site.zone
-    found = [statement(config, hours_of, s, first, last) for s in accounts(config)]
-    campus = statement(config, hours_of, resolve(config, "campus", None), first, last)
+    found = [
+        statement(config, hours_of, s, first, last, peaks_of=peaks_of) for s in accounts(config)
+    ]
+    campus_scope = resolve(config, "campus", None)
+    campus = statement(config, hours_of, campus_scope, first, last, peaks_of=peaks_of)
     totals = totals_of((s.cost.currency, s.cost.total) for s in found)
     demand = []
     for month in _months(first, last):
@@ -168,7 +176,9 @@ def campus_cost_answer(
     }
 
 
-def overview_answer(config: Config, hours_of: HoursOf, now_ms: int) -> dict[str, Any]:
+def overview_answer(
+    config: Config, hours_of: HoursOf, now_ms: int, peaks_of: PeaksOf | None = None
+) -> dict[str, Any]:
     """`/api/cost/overview`: today and this month so far (with the month's projection), the
     campus's coincident peak, and each account's month — what the dashboard's cost cards
     show. Campus figures are the accounts' sums."""
@@ -180,11 +190,12 @@ def overview_answer(config: Config, hours_of: HoursOf, now_ms: int) -> dict[str,
     start_ms, end_ms = midnight_ms(first, zone), midnight_ms(last + timedelta(days=1), zone)
     rows = []
     for scope in accounts(config):
-        projection = month_to_date(config, hours_of, scope, now_ms)
-        rows.append((projection, statement(config, hours_of, scope, today, today)))
+        projection = month_to_date(config, hours_of, scope, now_ms, peaks_of=peaks_of)
+        today_only = statement(config, hours_of, scope, today, today, peaks_of=peaks_of)
+        rows.append((projection, today_only))
     campus_scope = resolve(config, "campus", None)
-    campus_month = statement(config, hours_of, campus_scope, first, today)
-    campus_today = statement(config, hours_of, campus_scope, today, today)
+    campus_month = statement(config, hours_of, campus_scope, first, today, peaks_of=peaks_of)
+    campus_today = statement(config, hours_of, campus_scope, today, today, peaks_of=peaks_of)
     day_totals = totals_of((d.cost.currency, d.cost.total) for _, d in rows)
     month_totals = totals_of((p.to_date.cost.currency, p.to_date.cost.total) for p, _ in rows)
     projected = totals_of((p.to_date.cost.currency, p.projected_total) for p, _ in rows)

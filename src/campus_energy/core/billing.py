@@ -20,23 +20,20 @@ from __future__ import annotations
 import calendar
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 
 from campus_energy.core.answers import ScopeHour
 from campus_energy.core.days import midnight_ms
 from campus_energy.core.demand import (
     KW,
-    DemandPoint,
     Month,
     Peak,
-    monthly_peaks,
+    peaks_of_hours,
     previous_months,
     ratchet_floor,
-    series,
 )
-from campus_energy.core.tariffs import Tariff, TariffVersion, day_kind
-from campus_energy.core.timestamps import utc_datetime
+from campus_energy.core.tariffs import Rate, Tariff, TariffVersion, day_kind
 
 KWH = Decimal("0.001")
 
@@ -112,11 +109,15 @@ def cost(
     first_day: date,
     last_day: date,
     tariff: Tariff | None,
+    earlier: Mapping[int, Mapping[Month, Peak]] | None = None,
 ) -> Cost:
     """The cost of the scope (`terms`) over the local days first_day..last_day (inclusive).
 
-    `hours` are the scope's hours from `history_start` (earlier months feed the ratchet)
-    to the range's end; hours outside the range are used for nothing else."""
+    `hours` are the scope's hours from the start of first_day's month (a demand charge
+    bills the month's peak) to the range's end, and may reach back to `history_start`:
+    earlier months feed the ratchet, unless `earlier` gives their peaks (per demand
+    interval, per month), as a store computes them (`scope_peaks`). Hours outside the
+    range are used for nothing else."""
     start_ms = midnight_ms(first_day, zone)
     end_ms = midnight_ms(last_day + timedelta(days=1), zone)
     in_range = [h for h in hours if start_ms <= h.hour_ms < end_ms]
@@ -126,7 +127,7 @@ def cost(
     if tariff is None:
         return Cost(first_day, last_day, None, None, energy_wh, (), None, kwh(0), coverage, ())
     energy_lines, unpriced_wh = _energy_lines(in_range, zone, tariff)
-    demand_lines, demand = _demand(hours, terms, zone, first_day, last_day, end_ms, tariff)
+    demand_lines, demand = _demand(hours, terms, zone, first_day, last_day, end_ms, tariff, earlier)
     lines = (*energy_lines, *_standing_lines(first_day, last_day, tariff), *demand_lines)
     total = sum((line.amount for line in lines), Decimal(0))
     return Cost(
@@ -146,27 +147,36 @@ def cost(
 def _energy_lines(
     hours: Sequence[ScopeHour], zone: tzinfo, tariff: Tariff
 ) -> tuple[list[Line], float]:
-    sums: dict[tuple[date, str, Decimal], float] = {}
+    # per (version, rate object) the energy; a day's rates come from the version's table
+    sums: dict[tuple[date, int], float] = {}
+    rates: dict[tuple[date, int], Rate] = {}
     unpriced = 0.0
     for hour in hours:
-        local = utc_datetime(hour.hour_ms).astimezone(zone)
+        local = datetime.fromtimestamp(hour.hour_ms / 1000, zone)
         day = local.date()
         version = tariff.version_on(day)
         if version is None:
             unpriced += hour.energy_wh
             continue
-        kind = day_kind(day, tariff.holidays)
+        table = version.day_rates(day_kind(day, tariff.holidays), local.month)
+        step = local.hour * 4 + local.minute // 15
         for index, wh in enumerate(hour.quarters_wh):
-            found = version.rate(kind, local.month, local.hour * 60 + index * 15)
+            found = table[step + index]
             if found is None:  # a gap with no default: configuration checks refuse it
                 unpriced += wh
                 continue
-            key = (version.valid_from, found.period, found.per_kwh)
+            key = (version.valid_from, id(found))
+            rates[key] = found
             sums[key] = sums.get(key, 0.0) + wh
     order = {(v.valid_from, p.name): i for v in tariff.versions for i, p in enumerate(v.periods)}
+    merged: dict[tuple[date, str, Decimal], float] = {}
+    for key, wh in sums.items():
+        rate_of = rates[key]
+        named = (key[0], rate_of.period, rate_of.per_kwh)
+        merged[named] = merged.get(named, 0.0) + wh
     lines = []
     for (valid_from, period, rate), wh in sorted(
-        sums.items(), key=lambda item: (item[0][0], order.get(item[0][:2], 1_000), item[0][1])
+        merged.items(), key=lambda item: (item[0][0], order.get(item[0][:2], 1_000), item[0][1])
     ):
         quantity = kwh(wh)
         lines.append(
@@ -268,6 +278,7 @@ def _demand(
     last_day: date,
     end_ms: int,
     tariff: Tariff,
+    earlier: Mapping[int, Mapping[Month, Peak]] | None,
 ) -> tuple[list[Line], tuple[MonthDemand, ...]]:
     # per month of the range: the days each version with a demand charge is in force
     spans: dict[Month, dict[date, int]] = {}
@@ -288,10 +299,9 @@ def _demand(
             assert charge is not None
             peaks = peaks_by_interval.get(charge.interval_min)
             if peaks is None:
-                points: list[DemandPoint] = [
-                    p for p in series(hours, charge.interval_min, terms) if p.start_ms < end_ms
-                ]
-                peaks = peaks_by_interval[charge.interval_min] = monthly_peaks(points, zone)
+                measured = peaks_of_hours(hours, charge.interval_min, terms, zone, end_ms)
+                before = (earlier or {}).get(charge.interval_min, {})
+                peaks = peaks_by_interval[charge.interval_min] = {**before, **measured}
             peak = peaks.get(month)
             ratchet = charge.ratchet
             floor = ratchet_floor(peaks, month, ratchet.share, ratchet.months)

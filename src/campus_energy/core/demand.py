@@ -20,6 +20,7 @@ from datetime import date, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 
 from campus_energy.core.answers import QUARTER_MS, ScopeHour
+from campus_energy.core.days import midnight_ms
 from campus_energy.core.timestamps import utc_datetime
 
 Month = tuple[int, int]  # (year, month) of the site's local calendar
@@ -67,19 +68,87 @@ def month_of(ms: int, zone: tzinfo) -> Month:
     return (local.year, local.month)
 
 
+class _Months:
+    """The local month of instants met in time order, without a zone lookup for each."""
+
+    def __init__(self, zone: tzinfo) -> None:
+        self.zone = zone
+        self.month: Month = (0, 0)
+        self.start_ms = self.end_ms = 0
+
+    def of(self, ms: int) -> Month:
+        if not self.start_ms <= ms < self.end_ms:
+            self.month = month_of(ms, self.zone)
+            self.start_ms = midnight_ms(month_start(self.month), self.zone)
+            self.end_ms = midnight_ms(month_start(month_after(self.month)), self.zone)
+        return self.month
+
+
+def peak(month: Month, energy_wh: float, start_ms: int, interval_min: int) -> Peak:
+    """A month's peak from its interval's energy."""
+    kw = Decimal(energy_wh) / 1000 * 60 / interval_min
+    return Peak(month, kw.quantize(KW, ROUND_HALF_UP), start_ms)
+
+
 def monthly_peaks(points: Sequence[DemandPoint], zone: tzinfo) -> dict[Month, Peak]:
     """Per local month, its highest demand among the intervals that count (`counts`).
     The earliest interval wins a tie."""
-    peaks: dict[Month, Peak] = {}
-    for point in points:
+    best: dict[Month, DemandPoint] = {}
+    months = _Months(zone)
+    for point in sorted(points, key=lambda p: p.start_ms):
         if not point.counts:
             continue
-        month = month_of(point.start_ms, zone)
-        kw = Decimal(point.kw).quantize(KW, ROUND_HALF_UP)
-        best = peaks.get(month)
-        if best is None or kw > best.kw:
-            peaks[month] = Peak(month, kw, point.start_ms)
-    return peaks
+        month = months.of(point.start_ms)
+        found = best.get(month)
+        if found is None or point.kw > found.kw:
+            best[month] = point
+    return {
+        m: Peak(m, Decimal(p.kw).quantize(KW, ROUND_HALF_UP), p.start_ms) for m, p in best.items()
+    }
+
+
+def peaks_of_hours(
+    hours: Iterable[ScopeHour],
+    interval_min: int,
+    terms: Mapping[str, float],
+    zone: tzinfo,
+    end_ms: int | None = None,
+) -> dict[Month, Peak]:
+    """`monthly_peaks(series(hours, ...))` without building the series: per local month the
+    interval with the highest energy among the hours that count, those before `end_ms`."""
+    parts = {15: 4, 30: 2, 60: 1}.get(interval_min)
+    if parts is None:
+        raise ValueError(f"demand interval must be 15, 30 or 60 minutes, got {interval_min}")
+    need = len(terms) if any(w < 0 for w in terms.values()) else 0
+    best: dict[Month, tuple[float, int]] = {}
+    months = _Months(zone)
+    for hour in sorted(hours, key=lambda h: h.hour_ms):
+        if hour.members < need or (end_ms is not None and hour.hour_ms >= end_ms):
+            continue
+        q = hour.quarters_wh
+        values: tuple[tuple[float, int], ...]
+        if parts == 4:
+            values = ((q[0], 0), (q[1], 1), (q[2], 2), (q[3], 3))
+        elif parts == 2:
+            values = ((q[0] + q[1], 0), (q[2] + q[3], 2))
+        else:
+            values = ((q[0] + q[1] + q[2] + q[3], 0),)
+        month = months.of(hour.hour_ms)
+        for wh, quarter in values:
+            found = best.get(month)
+            if found is None or wh > found[0]:
+                best[month] = (wh, hour.hour_ms + quarter * QUARTER_MS)
+    return {m: peak(m, wh, start, interval_min) for m, (wh, start) in best.items()}
+
+
+def month_bounds(first: Month, last: Month, zone: tzinfo) -> list[int]:
+    """The local midnights starting the months first..last, and the one after `last`."""
+    bounds, month = [], first
+    while month <= last:
+        bounds.append(midnight_ms(month_start(month), zone))
+        month = month_after(month)
+    bounds.append(midnight_ms(month_start(month), zone))
+    return bounds
 
 
 def previous_months(month: Month, count: int) -> list[Month]:

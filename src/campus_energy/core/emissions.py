@@ -12,11 +12,10 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, tzinfo
+from datetime import date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 
 from campus_energy.core.answers import QUARTER_MS, ScopeHour
-from campus_energy.core.timestamps import utc_datetime
 
 HOUR_MS = 3_600_000
 KG = Decimal("0.001")
@@ -54,11 +53,14 @@ def footprint(
     last_day: date,
     factors: EmissionFactors,
 ) -> Footprint:
-    """The CO₂ of the energy of the local days first_day..last_day (inclusive)."""
-    grams = Decimal(0)
-    wh_hourly = wh_annual = wh_unknown = 0.0
+    """The CO₂ of the energy of the local days first_day..last_day (inclusive).
+
+    Energy is summed per factor first, then multiplied once in decimal."""
+    by_hourly: dict[Decimal, float] = {}  # g/kWh -> Wh
+    by_annual: dict[Decimal, float] = {}  # kg/kWh -> Wh
+    wh_unknown = 0.0
     for hour in hours:
-        day = utc_datetime(hour.hour_ms).astimezone(zone).date()
+        day = datetime.fromtimestamp(hour.hour_ms / 1000, zone).date()
         if not first_day <= day <= last_day:
             continue
         annual = factors.annual_on(day)
@@ -66,17 +68,17 @@ def footprint(
             start = hour.hour_ms + index * QUARTER_MS
             hourly = factors.hourly.get(start - start % HOUR_MS)
             if hourly is not None:
-                grams += Decimal(wh) / 1000 * hourly
-                wh_hourly += wh
+                by_hourly[hourly] = by_hourly.get(hourly, 0.0) + wh
             elif annual is not None:
-                grams += Decimal(wh) / 1000 * annual * 1000
-                wh_annual += wh
+                by_annual[annual] = by_annual.get(annual, 0.0) + wh
             else:
                 wh_unknown += wh
+    grams = sum((Decimal(wh) / 1000 * g for g, wh in by_hourly.items()), Decimal(0))
+    grams += sum((Decimal(wh) * kg for kg, wh in by_annual.items()), Decimal(0))
     return Footprint(
         kg=(grams / 1000).quantize(KG, ROUND_HALF_UP),
-        kwh_hourly=_kwh(wh_hourly),
-        kwh_annual=_kwh(wh_annual),
+        kwh_hourly=_kwh(sum(by_hourly.values())),
+        kwh_annual=_kwh(sum(by_annual.values())),
         kwh_unknown=_kwh(wh_unknown),
     )
 

@@ -120,13 +120,21 @@ class TariffVersion:
     def rate(self, kind: str, month: int, minute: int) -> Rate | None:
         """The rate of the quarter hour starting `minute` after local midnight on a day of
         `kind` in `month` (None: no period holds it and there is no default rate)."""
+        return self.day_rates(kind, month)[minute // STEP_MIN]
+
+    def day_rates(self, kind: str, month: int) -> tuple[Rate | None, ...]:
+        """The rate of each of the 96 quarter hours of a day of `kind` in `month`, the
+        same objects for the same period (built once)."""
         key = (kind, month)
         table = self._table.get(key)
         if table is None:
-            table = self._table[key] = tuple(
-                self._lookup(kind, month, step * STEP_MIN) for step in range(STEPS)
-            )
-        return table[minute // STEP_MIN]
+            made: dict[str, Rate] = {}
+            found = []
+            for step in range(STEPS):
+                rate = self._lookup(kind, month, step * STEP_MIN)
+                found.append(None if rate is None else made.setdefault(rate.period, rate))
+            table = self._table[key] = tuple(found)
+        return table
 
     def _lookup(self, kind: str, month: int, minute: int) -> Rate | None:
         for period in self.periods:

@@ -222,7 +222,7 @@ BILLING_LINES = [
     'standing_per_day = "120"',
     "",
     "[emissions]",
-    "factors = [{ valid_from = 2025-04-01, kg_per_kwh = \"0.710\" }]   # the grid's annual mean",
+    'factors = [{ valid_from = 2025-04-01, kg_per_kwh = "0.710" }]   # the grid\'s annual mean',
 ]
 
 
