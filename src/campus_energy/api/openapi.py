@@ -281,8 +281,10 @@ def _billing_paths(errors: dict[str, Any]) -> dict[str, Any]:
             "get": {
                 "summary": "The dashboard's cost cards: today, the month so far, peaks, buildings",
                 "description": "Today's and this month's energy, cost and CO2 (the accounts' "
-                "sums), the month's projected total (energy at its pace so far, standing and "
-                "demand charges of the whole month), the campus's coincident peak against last "
+                "sums; a range's cost as /api/cost states it: its energy, its days' standing "
+                "charges and their share of the month's demand charges), the month's "
+                "projected total (energy at its pace so far, standing and demand charges of "
+                "the whole month), the campus's coincident peak against last "
                 "month's, and per account its month to date, sorted by kWh/m² (accounts "
                 "without a floor area last; name '' is the meters in no building). `currency` "
                 "and the totals are set when one currency holds every amount, else null beside "
