@@ -19,7 +19,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from campus_energy.core.campus import (
     Building,
@@ -64,6 +65,15 @@ def _decimal(value: Any) -> Decimal:
     if not number.is_finite():
         raise ValueError(f"must be a finite number, got {value!r}")
     return number
+
+
+def _refused(loc: tuple[int | str, ...], message: str, value: Any) -> ValidationError:
+    """A refusal of the item at `loc` below the value being validated, so that the key
+    names the item itself ('versions[1].valid_from'), not the list holding it."""
+    kind = PydanticCustomError("value_error", "{error}", {"error": message})
+    return ValidationError.from_exception_data(
+        "refused", [InitErrorDetails(type=kind, loc=loc, input=value)]
+    )
 
 
 def _price(value: Any) -> Decimal:
@@ -234,11 +244,13 @@ class TariffVersionConfig(_Part):
         names = [p.name for p in self.periods]
         for i, name in enumerate(names):
             if names.index(name) != i:
-                raise ValueError(f"periods[{i}]: duplicate period name {name!r}")
+                raise _refused(("periods", i, "name"), f"duplicate period name {name!r}", name)
         found = check_periods(tuple(p.build() for p in self.periods), self.default_rate is not None)
         if found:
             index, message = found[0]
-            raise ValueError(message if index is None else f"periods[{index}]: {message}")
+            if index is None:
+                raise ValueError(message)
+            raise _refused(("periods", index), message, names[index])
         return self
 
     def build(self) -> TariffVersion:
@@ -258,7 +270,7 @@ class TariffConfig(_Part):
     decimals: int = Field(default=2, ge=0, le=4)
     holidays: tuple[date, ...] = ()
     holidays_file: Path | None = None
-    versions: tuple[TariffVersionConfig, ...] = Field(min_length=1)
+    versions: tuple[TariffVersionConfig, ...]
 
     @field_validator("id")
     @classmethod
@@ -272,11 +284,16 @@ class TariffConfig(_Part):
     def _check_order(
         cls, value: tuple[TariffVersionConfig, ...]
     ) -> tuple[TariffVersionConfig, ...]:
+        # (checked here, not by min_length: that also reports a list whose items fail as empty)
+        if not value:
+            raise ValueError("needs at least one version")
         for i in range(1, len(value)):
             if value[i].valid_from <= value[i - 1].valid_from:
-                raise ValueError(
-                    f"[{i}]: valid_from {value[i].valid_from} is not after the version before "
-                    f"it ({value[i - 1].valid_from}): list versions in date order, each once"
+                raise _refused(
+                    (i, "valid_from"),
+                    f"{value[i].valid_from} is not after the version before it "
+                    f"({value[i - 1].valid_from}): list versions in date order, each once",
+                    value[i].valid_from.isoformat(),
                 )
         return value
 
@@ -299,7 +316,12 @@ class EmissionsConfig(_Part):
     def _check_order(cls, value: tuple[AnnualFactorConfig, ...]) -> tuple[AnnualFactorConfig, ...]:
         for i in range(1, len(value)):
             if value[i].valid_from <= value[i - 1].valid_from:
-                raise ValueError(f"[{i}]: valid_from must be after the factor before it")
+                raise _refused(
+                    (i, "valid_from"),
+                    f"{value[i].valid_from} is not after the factor before it "
+                    f"({value[i - 1].valid_from})",
+                    value[i].valid_from.isoformat(),
+                )
         return value
 
 
