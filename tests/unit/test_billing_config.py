@@ -397,7 +397,7 @@ def test_a_bad_line_of_the_holidays_file_is_named(text: str, line: int, folder: 
     (folder / "holidays.txt").write_text(text, encoding="utf-8")
     assert refusals(edited(), folder) == [
         (
-            "tariffs[0].holidays_file",
+            'tariffs[0] (id "tou").holidays_file',
             f"{folder / 'holidays.txt'} line {line}: not a date 'YYYY-MM-DD'",
         )
     ]

@@ -698,7 +698,7 @@ def parse_config(
     if found:
         raise ConfigError([(named_key(k, merged), m) for k, m in found])
     config._profiles = profiles
-    config._tariffs, config._emissions = _billing_values(config)
+    config._tariffs, config._emissions = _billing_values(config, merged)
     return config
 
 
@@ -720,14 +720,17 @@ def _window_checks(config: Config) -> list[tuple[str, str]]:
     return found
 
 
-def _billing_values(config: Config) -> tuple[dict[str, Tariff], EmissionFactors]:
+def _billing_values(
+    config: Config, merged: Mapping[str, Any]
+) -> tuple[dict[str, Tariff], EmissionFactors]:
     """The tariffs and emission factors, with the files they name read."""
     tariffs = {}
     for i, tariff in enumerate(config.tariffs):
         try:
             tariffs[tariff.id] = build_tariff(tariff)
         except ValueError as exc:
-            raise ConfigError.single(f"tariffs[{i}].holidays_file", str(exc)) from None
+            key = named_key(f"tariffs[{i}].holidays_file", merged)
+            raise ConfigError.single(key, str(exc)) from None
     try:
         emissions = build_emissions(config.emissions)
     except ValueError as exc:
