@@ -9,10 +9,11 @@ site's clock (`site.timezone`), 24-hour, whatever the browser's zone.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -22,10 +23,13 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
+from campus_energy.accounts.statements import HoursOf
 from campus_energy.config import Config, load_config
+from campus_energy.core.answers import ScopeHour
 from campus_energy.core.days import local_date, midnight_ms
+from campus_energy.core.demand import month_bounds, month_of
 from campus_energy.core.timestamps import datetime_ms
-from campus_energy.dashboard import charts
+from campus_energy.dashboard import charts, costs, store_hours
 from campus_energy.dashboard import history as h
 from campus_energy.dashboard import store_queries as q
 from campus_energy.errors import CampusEnergyError, ConfigError
@@ -34,7 +38,9 @@ from campus_energy.runtime.sqlite import recovery_commands
 NOW_ENV = "CAMPUS_ENERGY_DASHBOARD_NOW"  # a fixed instant (ISO 8601 with offset): tests, replays
 LIVE_EVERY_S = 5
 ONLINE_WITHIN_S = 60
-TABS = ["Overview", "Live", "History", "Day detail", "Data quality", "Raw data"]
+TABS = ["Overview", "Live", "History", "Day detail", "Cost & demand", "Data quality", "Raw data"]
+SETTLED_AFTER_MS = 3_600_000  # a month ended this long ago: its readings are in the store
+SETTLED_TTL_S = 600
 RAW_COLUMNS = [
     "meter_id",
     "ts_ms",
@@ -86,8 +92,10 @@ def _clock() -> Callable[[], int]:
 
 @dataclass(frozen=True)
 class View:
-    """What every tab draws from: the store, the site's zone, the selection, now, the range."""
+    """What every tab draws from: the configuration, the store, the site's zone, the
+    selection, now, the range."""
 
+    config: Config
     path: str
     zone: ZoneInfo
     selected: list[q.Meter]
@@ -157,6 +165,44 @@ def _mean_power(path: str, keys: tuple[int, ...], start: int, end: int, bucket: 
     return q.mean_power(_connection(path), keys, start, end, bucket)
 
 
+Terms = tuple[tuple[str, float], ...]
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _month_hours(path: str, zone: str, start: int, end: int, terms: Terms) -> list[ScopeHour]:
+    return store_hours.scope_hours(_connection(path), ZoneInfo(zone), start, end, dict(terms))
+
+
+@st.cache_data(ttl=SETTLED_TTL_S, show_spinner=False)
+def _settled_month_hours(
+    path: str, zone: str, start: int, end: int, terms: Terms
+) -> list[ScopeHour]:
+    return store_hours.scope_hours(_connection(path), ZoneInfo(zone), start, end, dict(terms))
+
+
+def _hours_of(view: View) -> HoursOf:
+    """The store's `HoursOf`, read a whole local month at a time and kept: a month that
+    ended over an hour ago for SETTLED_TTL_S (a ratchet looks back a year), the rest for
+    seconds, like every other figure."""
+
+    def hours_of(start_ms: int, end_ms: int, terms: Mapping[str, float]) -> list[ScopeHour]:
+        if end_ms <= start_ms:
+            return []
+        key = tuple(sorted(terms.items()))
+        bounds = month_bounds(
+            month_of(start_ms, view.zone), month_of(end_ms - 1, view.zone), view.zone
+        )
+        found: list[ScopeHour] = []
+        for a, b in itertools.pairwise(bounds):
+            settled = b <= view.now_ms - SETTLED_AFTER_MS
+            read = _settled_month_hours if settled else _month_hours
+            hours = read(view.path, view.zone.key, a, b, key)
+            found += [hour for hour in hours if start_ms <= hour.hour_ms < end_ms]
+        return found
+
+    return hours_of
+
+
 def main() -> None:
     st.set_page_config(page_title="Campus Energy — local", layout="wide")
     try:
@@ -184,7 +230,7 @@ def main() -> None:
     if not selected:
         st.info("Select at least one meter in the sidebar.")
         return
-    view = View(path, zone, selected, clock, now_ms, first, last)
+    view = View(config, path, zone, selected, clock, now_ms, first, last)
     for tab, draw in zip(st.tabs(TABS), DRAW, strict=True):
         with tab:
             _drawn(draw, view)
@@ -346,6 +392,10 @@ def _day_detail(view: View) -> None:
     st.altair_chart(chart, width="stretch")
 
 
+def _cost(view: View) -> None:
+    costs.draw(view.config, _hours_of(view), view.first, view.last)
+
+
 def _quality(view: View) -> None:
     conn = _connection(view.path)
     start = midnight_ms(view.first, view.zone)
@@ -410,6 +460,14 @@ def _raw(view: View) -> None:
     st.caption("The newest 1,000 readings of the selection and range.")
 
 
-DRAW: list[Callable[[View], None]] = [_overview, _live, _history, _day_detail, _quality, _raw]
+DRAW: list[Callable[[View], None]] = [
+    _overview,
+    _live,
+    _history,
+    _day_detail,
+    _cost,
+    _quality,
+    _raw,
+]
 
 main()

@@ -19,6 +19,7 @@ from campus_energy.dashboard.history import WEEKDAYS
 CLOCK = "%H:%M"
 DAY_CLOCK = "%d %b %H:%M"
 KWH_FORMAT = ",.3f"
+KW_FORMAT = ",.3f"
 W_FORMAT = ",.1f"
 
 
@@ -124,3 +125,51 @@ def hour_bars(frame: pd.DataFrame, zone: ZoneInfo) -> alt.Chart:
         )
     )
     return chart
+
+
+def demand_lines(
+    series: pd.DataFrame,
+    peaks: pd.DataFrame,
+    floors: pd.DataFrame,
+    zone: ZoneInfo,
+    interval_min: int,
+) -> alt.LayerChart:
+    """kW per demand interval (series: ts_ms, kW), each month's peak marked (peaks: ts_ms,
+    kW, month) and the ratchet floor as a dashed rule across its month (floors: ts_ms,
+    end_ms, kW, month)."""
+    x = alt.X(
+        "time:T",
+        title=f"Time ({zone.key}, 24-hour clock)",
+        scale=alt.Scale(type="utc"),
+        axis=alt.Axis(format=DAY_CLOCK),
+    )
+    kw = alt.Y("kW:Q", title=f"Demand, {interval_min}-minute mean (kW)")
+    layers: list[alt.Chart] = [
+        alt.Chart(with_site_time(series, zone))
+        .mark_line()
+        .encode(
+            x=x,
+            y=kw,
+            detail="offset:N",
+            tooltip=["local time", alt.Tooltip("kW:Q", format=KW_FORMAT)],
+        )
+    ]
+    if not floors.empty:
+        floors = with_site_time(floors, zone).assign(end=wall_clock(floors["end_ms"], zone))
+        layers.append(
+            alt.Chart(floors)
+            .mark_rule(strokeDash=[6, 4], color="#b45309")
+            .encode(
+                x=x,
+                x2="end:T",
+                y=kw,
+                tooltip=["month", alt.Tooltip("kW:Q", title="ratchet floor", format=KW_FORMAT)],
+            )
+        )
+    if not peaks.empty:
+        peaks = with_site_time(peaks, zone).assign(label=[f"peak {v:,.3f} kW" for v in peaks["kW"]])
+        peak = alt.Tooltip("kW:Q", title="peak", format=KW_FORMAT)
+        marked = alt.Chart(peaks).encode(x=x, y=kw, tooltip=["month", "local time", peak])
+        layers.append(marked.mark_point(filled=True, size=90, color="#dc2626"))
+        layers.append(marked.mark_text(dy=-12, color="#dc2626").encode(text="label:N"))
+    return alt.LayerChart(layer=layers)

@@ -17,6 +17,7 @@ StoreDamaged when SQLite finds the file malformed.
 from __future__ import annotations
 
 import bisect
+import json
 import math
 import sqlite3
 from collections.abc import Sequence
@@ -116,6 +117,11 @@ def _after(last: Any) -> Any:
     return last + 1 if isinstance(last, int) else _FAR_MS
 
 
+def _from(first: Any) -> int:
+    """`first` as a lower bound (an integer ms; anything else: no bound)."""
+    return first if isinstance(first, int) else -_FAR_MS
+
+
 def _span(conn: sqlite3.Connection, meter: int) -> tuple[Any, Any] | None:
     """Bounds (first, last ts_ms) of a meter's readings, None when it has none: every search
     for one meter's readings stays inside them (in a store kept in time order, a search
@@ -132,25 +138,31 @@ def _span(conn: sqlite3.Connection, meter: int) -> tuple[Any, Any] | None:
     return row[0], row[1]
 
 
-def _edges(conn: sqlite3.Connection, meter: int, boundaries: Sequence[int]) -> list[Any]:
-    """(ts, total µWh) of the meter's last reading before each boundary (None, None: none)."""
+def edges(conn: sqlite3.Connection, meter: int, boundaries: Sequence[int]) -> list[Any]:
+    """(ts, total µWh) of the meter's last reading before each boundary (None, None: none).
+
+    One seek per boundary inside the meter's span of readings: a boundary at or before its
+    first reading has none before it, and every boundary past its last reading has that
+    one (a single seek). The boundaries go to SQLite as one JSON array, however many."""
     span = _span(conn, meter)
     if span is None:
         return [(None, None) for _ in boundaries]
-    values = ", ".join("(?)" for _ in boundaries)
+    first, after = _from(span[0]), _after(span[1])
+    inside = sorted({min(b, after) for b in boundaries if b > first})
     rows = _rows(
         conn,
-        f"WITH b(t) AS (VALUES {values}), last(t, ts) AS (SELECT t, (SELECT ts_ms FROM samples "
-        "WHERE meter = ? AND ts_ms >= ? AND ts_ms < min(b.t, ?) "  # one bound each way: a seek
+        "WITH b(t) AS (SELECT value FROM json_each(?)), last(t, ts) AS (SELECT t, (SELECT ts_ms "
+        "FROM samples WHERE meter = ? AND ts_ms >= ? AND ts_ms < b.t "  # one bound each way: a seek
         "ORDER BY ts_ms DESC LIMIT 1) FROM b) "
         "SELECT last.t, s.ts_ms, s.energy_total FROM last LEFT JOIN samples s "
-        "ON s.meter = ? AND s.ts_ms = last.ts ORDER BY last.t",
-        (*boundaries, meter, span[0], _after(span[1]), meter),
+        "ON s.meter = ? AND s.ts_ms = last.ts",
+        (json.dumps(inside), meter, first, meter),
     )
-    return [(ts, total) for _, ts, total in rows]
+    found = {t: (ts, total) for t, ts, total in rows}
+    return [found[min(b, after)] if b > first else (None, None) for b in boundaries]
 
 
-def _first_edge(conn: sqlite3.Connection, meter: int, t_ms: int) -> tuple[Any, Any]:
+def first_edge(conn: sqlite3.Connection, meter: int, t_ms: int) -> tuple[Any, Any]:
     """(ts, total before it) of the first reading at or after `t_ms`: where a meter began."""
     span = _span(conn, meter)
     if span is None:
@@ -164,7 +176,7 @@ def _first_edge(conn: sqlite3.Connection, meter: int, t_ms: int) -> tuple[Any, A
     return (row[0][0], row[0][1]) if row else (None, None)
 
 
-def _gaps_ending(
+def gaps_ending(
     conn: sqlite3.Connection, meter: int, start_ms: int, end_ms: int
 ) -> list[tuple[int, int]]:
     return [
@@ -186,15 +198,15 @@ def spans(
         return {m: [] for m in meter_keys}
     found: dict[int, list[Span]] = {}
     for meter in meter_keys:
-        edges = _edges(conn, meter, boundaries)
-        if edges[0][0] is None:  # nothing before the range: start from its first reading
-            edges[0] = _first_edge(conn, meter, boundaries[0])
+        edges_of = edges(conn, meter, boundaries)
+        if edges_of[0][0] is None:  # nothing before the range: start from its first reading
+            edges_of[0] = first_edge(conn, meter, boundaries[0])
         gaps_ms = [0] * (len(boundaries) - 1)
-        for a, b in _gaps_ending(conn, meter, boundaries[0], boundaries[-1]):
+        for a, b in gaps_ending(conn, meter, boundaries[0], boundaries[-1]):
             gaps_ms[bisect.bisect_right(boundaries, b) - 1] += b - a
         series: list[Span] = []
-        base_ts, base_total = edges[0]
-        for (ts, total), gap_ms in zip(edges[1:], gaps_ms, strict=True):
+        base_ts, base_total = edges_of[0]
+        for (ts, total), gap_ms in zip(edges_of[1:], gaps_ms, strict=True):
             if ts is None or base_ts is None:
                 series.append(Span(0.0, 0))
                 continue
