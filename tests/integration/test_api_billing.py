@@ -801,3 +801,48 @@ def test_a_request_reads_a_scopes_hours_once() -> None:
     memo(0, 4 * 3600_000, ANNEX)  # other terms
     memo(0, 12 * 3600_000, MAIN)  # further than what was read
     assert reads[1:] == [(0, 4 * 3600_000), (0, 12 * 3600_000)]
+
+
+# -- totals elsewhere: no sub-meter counted twice, the original endpoints as they were ----------
+
+
+def test_the_summary_counts_each_building_by_its_total(campus: Campus) -> None:
+    today = date(2026, 11, 16)
+    body = campus.get("/api/summary")
+    books = campus.books
+    found = {b["building"]: b for b in body["buildings"]}
+    assert found["Main"]["basis"] == "main meter main-1"
+    assert found["Annex"]["basis"] == "sum of 2 top-level meter(s)"
+    for name, terms in (("Main", MAIN), ("Annex", ANNEX), ("", YARD)):
+        assert found[name]["today_kwh"] == pytest.approx(
+            books.energy_wh(terms, today, today) / 1000, abs=6e-4
+        ), name
+    every = {**MAIN, **ANNEX, **YARD}
+    assert body["today_kwh"] == pytest.approx(books.energy_wh(every, today, today) / 1000, abs=6e-4)
+    subs = books.energy_wh({"main-f1": 1.0, "main-f2": 1.0}, today, today)
+    assert subs > 1000  # counting the sub-meters too would show
+    assert body["meters"] == len(METERS)
+
+
+def test_a_buildings_series_sums_its_total_the_original_aggregate_every_meter(
+    campus: Campus,
+) -> None:
+    first, last = date(2026, 11, 2), date(2026, 11, 8)
+    body = campus.get(
+        f"/api/series?building=Main&start={first}&end={last + timedelta(days=1)}&step=1d"
+    )
+    books = campus.books
+    for point, day in zip(body["points"], days(first, last), strict=True):
+        assert point["energy_wh"] == pytest.approx(books.energy_wh(MAIN, day, day), abs=0.06)
+    campus_series = campus.get(f"/api/series?start={first}&end={last}&step=1d")
+    every = {**MAIN, **ANNEX, **YARD}
+    assert campus_series["points"][0]["energy_wh"] == pytest.approx(
+        books.energy_wh(every, first, first), abs=0.06
+    )
+    # the original deployment's endpoint: every meter named with the building, as it was
+    seed = campus.get(f"/api/aggregate/building/Main?start_date={first}&end_date={last}")
+    all_three = {"main-1": 1.0, "main-f1": 1.0, "main-f2": 1.0}
+    assert seed["total_energy_kwh"] == pytest.approx(
+        books.energy_wh(all_three, first, last) / 1000, abs=6e-3
+    )
+    assert seed["meters_found"] == 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -307,16 +307,21 @@ def summary_answer(
     week: Sequence[Bucket],
     now_ms: int,
     zone: ZoneInfo,
+    uncounted: Collection[str] = frozenset(),
+    basis: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """`/api/summary`: power now and energy today, this week and this month, campus-wide and
     per building. `month` holds the day buckets of this month up to today, `week` those
     from this week's Monday (the month's again when the week began within it); `online`
-    the meters reporting now."""
+    the meters reporting now. Meters in `uncounted` (inside another meter's total) add to
+    no sum; `basis` says how each building's total is made."""
     period = Period.at(now_ms, zone)
     building_of = {m.meter_id: m.building for m in meters}
+    month = [b for b in month if b.meter_id not in uncounted]
+    week = [b for b in week if b.meter_id not in uncounted]
     today = [b for b in month if b.key == period.today.isoformat()]
     this_week = [b for b in week if str(b.key) >= period.week_start.isoformat()]
-    power = {m.meter_id: finite(m.power_w) or 0.0 for m in online}
+    power = {m.meter_id: finite(m.power_w) or 0.0 for m in online if m.meter_id not in uncounted}
     per = {
         "today": by_building(today, building_of),
         "week": by_building(this_week, building_of),
@@ -344,6 +349,7 @@ def summary_answer(
                 "share_today": round(per["today"].get(name, 0.0) / total_today, 4)
                 if total_today > 0
                 else 0.0,
+                **({"basis": basis(name)} if basis is not None and name else {}),
             }
             for name in buildings
         ],

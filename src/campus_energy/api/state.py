@@ -28,6 +28,10 @@ class ApiState:
         self.zone = config.site.zone
         self.intervals = {m.id: m.interval_s for m in config.meters}
         self.cache = ResponseCache(config.api.cache_s, clock, metrics)
+        # configured meters inside another meter's total: sub-meters, and a building's
+        # meters besides its main meter (none without roles and parents in the config)
+        counted = config.campus.campus_total().terms
+        self.uncounted = frozenset(m.id for m in config.meters if m.id not in counted)
 
     def now_ms(self) -> int:
         return round(self.clock() * 1000)
@@ -57,10 +61,13 @@ class ApiState:
         return now_ms - (last + self.config.bridge.window_s * 1000) <= self.fresh_ms(meter.meter_id)
 
     def scope(
-        self, meter: str | None, building: str | None
+        self, meter: str | None, building: str | None, totals: bool = True
     ) -> tuple[str, str | None, list[str] | None, int]:
         """(scope, name, meter ids or None for the whole campus, how many meters) of a
-        request, from one read of the meters."""
+        request, from one read of the meters. With `totals`, a building or the campus sums
+        only the meters its total is made of (`uncounted` left out: no sub-meter counted
+        twice); without, every meter named with it (what the original deployment's
+        aggregate endpoints did)."""
         if meter is not None and building is not None:
             raise BadParameter("meter", "give either meter or building, not both")
         meters = self.meters()
@@ -68,9 +75,21 @@ class ApiState:
             if meter not in {m.meter_id for m in meters}:
                 raise NotFound(f"unknown meter {meter[:80]!r}")
             return "meter", meter, [meter], 1
+        left_out = self.uncounted if totals else frozenset()
         if building is not None:
             ids = [m.meter_id for m in meters if m.building == building]
             if not ids:
                 raise NotFound(f"unknown building {building[:80]!r}")
+            ids = [i for i in ids if i not in left_out]
             return "building", building, ids, len(ids)
+        if left_out:
+            ids = [m.meter_id for m in meters if m.meter_id not in left_out]
+            return "campus", None, ids, len(ids)
         return "campus", None, None, len(meters)
+
+    def basis(self, building: str) -> str:
+        """How a building's total is made, in words."""
+        campus = self.config.campus
+        if building in campus.building_names():
+            return campus.building_total(building).basis
+        return "sum of its meters"

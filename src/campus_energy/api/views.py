@@ -180,7 +180,9 @@ def summary() -> Response:
         if period.week_start < period.month_start:  # the week began last month
             week = state.source.buckets("day", period.week_start.isoformat(), after, None)
         online = [m for m in meters if state.online(m, now)]
-        return summary_answer(meters, online, month, week, now, state.zone)
+        return summary_answer(
+            meters, online, month, week, now, state.zone, state.uncounted, state.basis
+        )
 
     return cached_json(build)
 
@@ -191,7 +193,8 @@ def _aggregate(scope: str, building: str | None) -> Response:
     today = local_date(state.now_ms(), zone)
     args = request.args
     first, last = day_range(args.get("start_date"), args.get("end_date"), today, MAX_RANGE_DAYS)
-    ids = state.scope(None, building)[2] if building is not None else None
+    # the original deployment's answer: every meter named with the building
+    ids = state.scope(None, building, totals=False)[2] if building is not None else None
 
     def build() -> dict[str, Any]:
         total = state.source.total(first.isoformat(), last.isoformat(), ids)
