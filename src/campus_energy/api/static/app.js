@@ -116,7 +116,8 @@ function renderSummary(s) {
   setNumber($("#week-kwh"), s.week_kwh, fmtKWh);
   setNumber($("#month-kwh"), s.month_kwh, fmtKWh);
   const buildings = (Array.isArray(s.buildings) ? s.buildings : []).filter((b) => b && b.building != null)
-    .sort((a, b) => String(a.building).localeCompare(String(b.building)));
+    .sort((a, b) => (a.building === "") - (b.building === "") // the meters in no building last
+      || String(a.building).localeCompare(String(b.building)));
   syncRows($("#buildings"), buildings, (b) => b.building, buildBuildingRow, updateBuildingRow);
 }
 
