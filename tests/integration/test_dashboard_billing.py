@@ -270,7 +270,7 @@ def number(text: str) -> Decimal:
 
 
 def lines(tab: Any) -> pd.DataFrame:
-    return tab.dataframe[0].value
+    return tab.table[0].value
 
 
 def amounts(table: pd.DataFrame) -> dict[str, Decimal]:
@@ -289,7 +289,7 @@ def layers(chart: Any) -> dict[str, pd.DataFrame]:
 
 
 def months(tab: Any) -> pd.DataFrame:
-    return tab.dataframe[-1].value.set_index("month")
+    return tab.table[-1].value.set_index("month")
 
 
 @pytest.fixture
@@ -450,7 +450,7 @@ def test_a_building_without_a_tariff_shows_energy_and_demand_only(page: Page) ->
     shown = metrics(tab)
     assert number(shown["Energy (kWh)"]) == kwh(lab.total(start, end))
     assert shown["Cost"] == "not priced"
-    assert len(tab.dataframe) == 1  # no line items: only the demand months
+    assert len(tab.table) == 1  # no line items: only the demand months
     (note,) = [i.value for i in tab.info]
     assert note.startswith("No tariff is configured for building Lab: energy and demand only")
     assert months(tab).loc["2026-10", "peak (kW)"] == lab.peak_kw(*page.month_ms(DST_DAY), b.zone)

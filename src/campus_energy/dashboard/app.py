@@ -393,7 +393,7 @@ def _day_detail(view: View) -> None:
 
 
 def _cost(view: View) -> None:
-    costs.draw(view.config, _hours_of(view), view.first, view.last)
+    costs.draw(view.config, _hours_of(view), view.first, view.last, view.now_ms)
 
 
 def _quality(view: View) -> None:

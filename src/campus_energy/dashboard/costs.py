@@ -57,7 +57,7 @@ def scope_choices(config: Config) -> dict[str, tuple[Kind, str | None]]:
     return found
 
 
-def draw(config: Config, hours_of: HoursOf, first: date, last: date) -> None:
+def draw(config: Config, hours_of: HoursOf, first: date, last: date, now_ms: int) -> None:
     if not config.campus.meters:
         st.info(NO_MODEL)
         return
@@ -81,7 +81,7 @@ def draw(config: Config, hours_of: HoursOf, first: date, last: date) -> None:
     answer = demand(config, hours_of, scope, first, last)
     if scope.kind == "campus":  # its coincident peak is billed to no one: no ratchet
         answer = DemandAnswer(answer.scope, answer.interval_min, answer.points, answer.peaks, {})
-    _demand(answer, first, last, zone)
+    _demand(answer, first, last, zone, now_ms)
 
 
 def _basis(scope: Scope) -> str:
@@ -168,7 +168,7 @@ def _lines(found: Sequence[Statement], scope: Scope) -> None:
             | {"amount": total}
         )
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        _table(pd.DataFrame(rows))
         unpriced_kwh = sum((s.cost.unpriced_kwh for s in priced), Decimal(0))
         before = (
             f" {unpriced_kwh:,} kWh fall before the tariff's first version and are not priced."
@@ -183,6 +183,13 @@ def _lines(found: Sequence[Statement], scope: Scope) -> None:
             f"({kwh(one.cost.energy_wh):,} kWh not priced). A building's `tariff` or "
             "`site.tariff` names one of the `[[tariffs]]`."
         )
+
+
+def _table(frame: pd.DataFrame) -> None:
+    """A static table with every decimal shown as it is ('0.3120', '10.50'), none as blank
+    (an interactive dataframe shows a missing value as 'None')."""
+    columns = [c for c in frame.columns if any(isinstance(v, Decimal) for v in frame[c])]
+    st.table(frame.style.format(str, subset=columns, na_rep="").hide(axis="index"))
 
 
 def _account_name(scope: Scope) -> str:
@@ -204,13 +211,13 @@ def _month_text(month: Month) -> str:
     return f"{month[0]:04d}-{month[1]:02d}"
 
 
-def _demand(answer: DemandAnswer, first: date, last: date, zone: ZoneInfo) -> None:
+def _demand(answer: DemandAnswer, first: date, last: date, zone: ZoneInfo, now_ms: int) -> None:
     interval = answer.interval_min
     st.subheader(f"Demand ({interval}-minute intervals)")
-    lo, hi = midnight_ms(first, zone), midnight_ms(last + timedelta(days=1), zone)
-    series = pd.DataFrame(
-        [(p.start_ms, float(_kw(p.kw))) for p in answer.points], columns=["ts_ms", "kW"]
-    )
+    lo = midnight_ms(first, zone)
+    hi = min(midnight_ms(last + timedelta(days=1), zone), now_ms)
+    ended = [p for p in answer.points if p.start_ms + interval * 60_000 <= now_ms]
+    series = pd.DataFrame([(p.start_ms, float(_kw(p.kw))) for p in ended], columns=["ts_ms", "kW"])
     if series.empty:
         st.info("No readings of this scope in the range: no demand to show.")
         return
@@ -232,10 +239,11 @@ def _demand(answer: DemandAnswer, first: date, last: date, zone: ZoneInfo) -> No
     )
     chart = charts.demand_lines(series, peaks, floors, zone, interval)
     st.altair_chart(chart, width="stretch")
-    st.dataframe(_months_table(answer, zone), hide_index=True)
+    _table(_months_table(answer, zone))
     st.caption(
-        f"Demand: each {interval}-minute local interval's energy ÷ its duration. A month's "
-        "peak is its highest (the earliest of a tie), over the whole month; "
+        f"Demand: each {interval}-minute local interval's energy ÷ its duration (the interval "
+        "under way is not drawn). A month's peak is its highest (the earliest of a tie), over "
+        "the whole month; "
         + (
             "the ratchet floor is the tariff's share of the highest peak of the months before, "
             "or its minimum."
