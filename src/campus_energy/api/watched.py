@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
 from campus_energy.backends.base import (
@@ -20,6 +20,7 @@ from campus_energy.backends.base import (
     Grain,
     MeterLatest,
     ScopeHour,
+    ScopePeak,
     Total,
     WindowSource,
 )
@@ -72,6 +73,17 @@ class WatchedSource:
         self, start_ms: int, end_ms: int, terms: Mapping[str, float]
     ) -> list[ScopeHour]:
         return self._watched(lambda: self.source.scope_hours(start_ms, end_ms, terms))
+
+    def scope_peaks(
+        self,
+        bounds: Sequence[int],
+        terms: Mapping[str, float],
+        interval_min: int,
+        min_members: int,
+    ) -> list[ScopePeak]:
+        return self._watched(
+            lambda: self.source.scope_peaks(bounds, terms, interval_min, min_members)
+        )
 
     def close(self) -> None:
         self.source.close()

@@ -14,14 +14,15 @@ does no I/O.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from campus_energy.core.answers import Bucket, Grain, MeterLatest, ScopeHour, Total
+from campus_energy.core.answers import Bucket, Grain, MeterLatest, ScopeHour, ScopePeak, Total
 from campus_energy.core.days import hour_of, local_day
+from campus_energy.core.peaks import intervals_of, peaks_of
 from campus_energy.core.rollups import quarter_of
 from campus_energy.core.timestamps import EPOCH
 
@@ -335,6 +336,21 @@ class WindowIndex:
                     )
                 )
         return found
+
+    def scope_peaks(
+        self,
+        bounds: Sequence[int],
+        terms: Mapping[str, float],
+        interval_min: int,
+        min_members: int,
+    ) -> list[ScopePeak]:
+        """Per range [bounds[i], bounds[i + 1]) the highest demand interval of the scope's
+        hours with at least `min_members` members (`core.peaks`)."""
+        intervals_of(bounds, interval_min)
+        if not terms or len(bounds) < 2:
+            return []
+        hours = self.scope_hours(bounds[0], bounds[-1], terms)
+        return peaks_of(hours, bounds, interval_min, min_members)
 
 
 def _wanted(meters: Collection[str] | None) -> list[str] | None:

@@ -35,12 +35,12 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from campus_energy.backends.base import Bucket, Grain, MeterLatest, ScopeHour, Total
+from campus_energy.backends.base import Bucket, Grain, MeterLatest, ScopeHour, ScopePeak, Total
 from campus_energy.backends.firestore.client import close_client, guarded, open_client, retry_policy
 from campus_energy.config import FirestoreSinkConfig
 from campus_energy.core.timestamps import datetime_ms
@@ -280,6 +280,16 @@ class FirestoreSource:
     ) -> list[ScopeHour]:
         with self._lock:
             return self._fresh().scope_hours(start_ms, end_ms, terms)
+
+    def scope_peaks(
+        self,
+        bounds: Sequence[int],
+        terms: Mapping[str, float],
+        interval_min: int,
+        min_members: int,
+    ) -> list[ScopePeak]:
+        with self._lock:
+            return self._fresh().scope_peaks(bounds, terms, interval_min, min_members)
 
     def close(self) -> None:
         with self._lock:

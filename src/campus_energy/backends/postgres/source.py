@@ -10,10 +10,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from campus_energy.backends.base import Bucket, Grain, MeterLatest, ScopeHour, Total
+from campus_energy.backends.base import Bucket, Grain, MeterLatest, ScopeHour, ScopePeak, Total
 from campus_energy.backends.postgres.connection import endpoint, error_text
 from campus_energy.backends.postgres.schema import table_names
 from campus_energy.config import PostgresSinkConfig
+from campus_energy.core.peaks import INTERVALS, Quarters, intervals_of
 from campus_energy.core.timestamps import datetime_ms, utc_datetime
 from campus_energy.errors import SourceError
 
@@ -44,6 +45,42 @@ SCOPE_HOURS_SQL = (
     "WHERE r.hour_start >= %s AND r.hour_start < %s "
     "GROUP BY r.hour_start ORDER BY r.hour_start"
 )
+# Each range's peak in one statement: the scope's hours from the first bound to the last
+# with at least the members asked for (read as scope_hours reads them), each reduced to its
+# highest interval (the earliest of equals) and put in its range (width_bucket: how many
+# bounds lie at or before it, less one), and per range the first by energy, highest
+# first, then by start.
+SCOPE_PEAKS_SQL_OF = (
+    "SELECT DISTINCT ON (i) i, e, s FROM (SELECT width_bucket(hour_start, %s::timestamptz[]) - 1 "
+    "AS i, e, hour_start + ({first}) * interval '15 minutes' AS s "
+    "FROM (SELECT h.*, {best} AS e FROM "
+    "(SELECT r.hour_start, sum(t.w * r.q0_wh) AS e0, sum(t.w * r.q1_wh) AS e1, "
+    "sum(t.w * r.q2_wh) AS e2, sum(t.w * r.q3_wh) AS e3 "
+    "FROM unnest(%s::text[], %s::float8[]) AS t(meter_id, w) "
+    "JOIN {{hourly}} r ON r.meter_id = t.meter_id "
+    "WHERE r.hour_start >= %s AND r.hour_start < %s "
+    "GROUP BY r.hour_start HAVING count(*) >= %s) AS h) AS x) AS y "
+    "ORDER BY i, e DESC, s"
+)
+
+
+def _scope_peaks_sql(intervals: tuple[Quarters, ...]) -> str:
+    """The statement for one demand interval: an hour's intervals are sums of e0..e3; the
+    highest, and its first quarter (that of the first interval equal to it)."""
+    energies = [" + ".join(f"e{q}" for q in quarters) for quarters in intervals]
+    if len(energies) == 1:
+        return SCOPE_PEAKS_SQL_OF.format(best=energies[0], first=intervals[0][0])
+    whens = " ".join(
+        f"WHEN {energy} THEN {quarters[0]}"
+        for energy, quarters in zip(energies[:-1], intervals[:-1], strict=True)
+    )
+    return SCOPE_PEAKS_SQL_OF.format(
+        best=f"greatest({', '.join(energies)})",
+        first=f"CASE e {whens} ELSE {intervals[-1][0]} END",
+    )
+
+
+SCOPE_PEAKS_SQL = {minutes: _scope_peaks_sql(intervals) for minutes, intervals in INTERVALS.items()}
 
 
 def _ms(moment: datetime | None) -> int | None:
@@ -156,6 +193,30 @@ class PostgresSource:
             )
             for hour, q0, q1, q2, q3, c, n in rows
         ]
+
+    def scope_peaks(
+        self,
+        bounds: Sequence[int],
+        terms: Mapping[str, float],
+        interval_min: int,
+        min_members: int,
+    ) -> list[ScopePeak]:
+        intervals_of(bounds, interval_min)
+        if not terms or len(bounds) < 2:
+            return []
+        meters = list(terms)
+        rows = self._query(
+            SCOPE_PEAKS_SQL[interval_min],
+            [
+                [utc_datetime(b) for b in bounds],
+                meters,
+                [float(terms[m]) for m in meters],
+                utc_datetime(bounds[0]),
+                utc_datetime(bounds[-1]),
+                min_members,
+            ],
+        )
+        return [ScopePeak(int(i), float(e), datetime_ms(s)) for i, e, s in rows]
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

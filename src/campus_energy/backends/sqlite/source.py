@@ -12,7 +12,9 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from campus_energy.backends.base import Bucket, Grain, MeterLatest, ScopeHour, Total
+from campus_energy.backends.base import Bucket, Grain, MeterLatest, ScopeHour, ScopePeak, Total
+from campus_energy.core.answers import QUARTER_MS
+from campus_energy.core.peaks import INTERVALS, Quarters, intervals_of
 from campus_energy.errors import SourceError
 from campus_energy.runtime.sqlite import ReadOnly
 
@@ -39,12 +41,11 @@ GRAIN_SQL = {
 # table per row. More (the campus, a building of a small one): the primary key's range in
 # hour order, every meter's rows read and the members' kept. The way not taken is given an
 # empty range of hours (it ends where it starts), so it reads nothing.
-SCOPE_SUMS = (
-    "r.hour_ms AS hour_ms, sum(t.w * r.q0_wh), sum(t.w * r.q1_wh), sum(t.w * r.q2_wh), "
-    "sum(t.w * r.q3_wh), min(r.covered_s), count(*)"
-)
+SCOPE_TERMS = "t(meter_id, w) AS MATERIALIZED (SELECT key, value FROM json_each(?1))"
+QUARTER_SUMS = "sum(t.w * r.q0_wh), sum(t.w * r.q1_wh), sum(t.w * r.q2_wh), sum(t.w * r.q3_wh)"
+SCOPE_SUMS = f"r.hour_ms AS hour_ms, {QUARTER_SUMS}, min(r.covered_s), count(*)"
 SCOPE_HOURS_SQL = (
-    "WITH t(meter_id, w) AS MATERIALIZED (SELECT key, value FROM json_each(?1)), "
+    f"WITH {SCOPE_TERMS}, "
     "plan(few) AS MATERIALIZED (SELECT (SELECT count(*) FROM t) * 8 < "
     "(SELECT count(*) FROM window_meters)) "
     f"SELECT {SCOPE_SUMS} FROM t CROSS JOIN rollup_hourly r ON r.meter_id = t.meter_id "
@@ -54,6 +55,58 @@ SCOPE_HOURS_SQL = (
     "WHERE r.hour_ms >= ?2 AND r.hour_ms < (SELECT CASE WHEN few THEN ?2 ELSE ?3 END FROM plan) "
     "GROUP BY r.hour_ms ORDER BY hour_ms"
 )
+
+# Each range's peak in one statement (?1 terms, ?2 bounds, both JSON; ?3 min_members; ?4 and
+# ?5 the first and last bound). The scope's hours of the ranges [lo, hi) are read one of
+# three ways, the others given empty ranges: one member, its rows are the hours (each
+# through rollup_hourly_by_meter, range by range); fewer than one meter in eight, each
+# member's rows the same way, grouped by hour; more, the primary key's range in hour order,
+# grouped as it is read, each hour's range looked up among the bounds. Of an hour its
+# highest interval is kept (the earliest of equals), of a range its highest hour's.
+SCOPE_PEAKS_WITH = (
+    f"WITH {SCOPE_TERMS}, "
+    "b(i, lo, hi) AS MATERIALIZED "
+    "(SELECT key, value, lead(value) OVER (ORDER BY key) FROM json_each(?2)), "
+    "plan(way) AS MATERIALIZED (SELECT CASE WHEN n = 1 THEN 'one' "
+    "WHEN n * 8 < (SELECT count(*) FROM window_meters) THEN 'few' ELSE 'many' END "
+    "FROM (SELECT count(*) AS n FROM t)), "
+    "h(i, hour_ms, e0, e1, e2, e3) AS ("
+    "SELECT b.i, r.hour_ms, t.w * r.q0_wh, t.w * r.q1_wh, t.w * r.q2_wh, t.w * r.q3_wh "
+    "FROM b CROSS JOIN t CROSS JOIN rollup_hourly r ON r.meter_id = t.meter_id "
+    "AND r.hour_ms >= b.lo AND r.hour_ms < (SELECT CASE way WHEN 'one' THEN b.hi ELSE b.lo END "
+    "FROM plan) WHERE ?3 <= 1 "
+    f"UNION ALL SELECT b.i, r.hour_ms, {QUARTER_SUMS} "
+    "FROM b CROSS JOIN t CROSS JOIN rollup_hourly r ON r.meter_id = t.meter_id "
+    "AND r.hour_ms >= b.lo AND r.hour_ms < (SELECT CASE way WHEN 'few' THEN b.hi ELSE b.lo END "
+    "FROM plan) GROUP BY b.i, r.hour_ms HAVING count(*) >= ?3 "
+    "UNION ALL SELECT (SELECT max(b.i) FROM b WHERE b.lo <= r.hour_ms), r.hour_ms, "
+    f"{QUARTER_SUMS} FROM rollup_hourly r CROSS JOIN t ON r.meter_id = t.meter_id "
+    "WHERE r.hour_ms >= ?4 AND r.hour_ms < (SELECT CASE way WHEN 'many' THEN ?5 ELSE ?4 END "
+    "FROM plan) GROUP BY r.hour_ms HAVING count(*) >= ?3)"
+)
+
+
+def _scope_peaks_sql(intervals: tuple[Quarters, ...]) -> str:
+    """The statement for one demand interval: an hour's intervals are sums of e0..e3."""
+    energies = [" + ".join(f"e{q}" for q in quarters) for quarters in intervals]
+    if len(energies) == 1:
+        best, start = energies[0], "hour_ms"
+    else:  # the first interval equal to the highest is the earliest
+        whens = " ".join(
+            f"WHEN {energy} THEN {quarters[0] * QUARTER_MS}"
+            for energy, quarters in zip(energies[:-1], intervals[:-1], strict=True)
+        )
+        best = f"max({', '.join(energies)})"
+        start = f"hour_ms + CASE e {whens} ELSE {intervals[-1][0] * QUARTER_MS} END"
+    return (
+        f"{SCOPE_PEAKS_WITH}, x AS (SELECT i, hour_ms, e0, e1, e2, e3, {best} AS e FROM h), "
+        f"y(i, e, s) AS (SELECT i, e, {start} FROM x), "
+        "z(i, e, s, n) AS (SELECT i, e, s, row_number() OVER (PARTITION BY i ORDER BY e DESC, s) "
+        "FROM y) SELECT i, e, s FROM z WHERE n = 1 ORDER BY i"
+    )
+
+
+SCOPE_PEAKS_SQL = {minutes: _scope_peaks_sql(intervals) for minutes, intervals in INTERVALS.items()}
 
 
 class SqliteSource:
@@ -156,6 +209,23 @@ class SqliteSource:
             ScopeHour(int(hour), (float(q0), float(q1), float(q2), float(q3)), float(c), int(n))
             for hour, q0, q1, q2, q3, c, n in rows
         ]
+
+    def scope_peaks(
+        self,
+        bounds: Sequence[int],
+        terms: Mapping[str, float],
+        interval_min: int,
+        min_members: int,
+    ) -> list[ScopePeak]:
+        intervals_of(bounds, interval_min)
+        if not terms or len(bounds) < 2:
+            return []
+        weights = json.dumps({meter: float(w) for meter, w in terms.items()})
+        rows = self._query(
+            SCOPE_PEAKS_SQL[interval_min],
+            [weights, json.dumps([int(b) for b in bounds]), min_members, bounds[0], bounds[-1]],
+        )
+        return [ScopePeak(int(i), float(e), int(s)) for i, e, s in rows]
 
     def close(self) -> None:
         file = getattr(self._local, "file", None)
