@@ -323,3 +323,21 @@ def test_hours_and_days_still_under_way_do_not_lower_the_averages(at: AppTest) -
     # reading and the gap at noon (which integrated nothing) leave a constant campus constant
     assert list(hourly["hour"]) == list(range(24))
     assert list(hourly["W"]) == pytest.approx([campus_w] * 24, rel=1e-9)
+
+
+def test_a_store_whose_readings_carry_no_power_still_renders(run: Run, tmp_path: Path) -> None:
+    """A meter whose power register is refused logs energy without power: the Overview and
+    Live tabs show an empty power, they do not stop the page."""
+    first = round(time.time() * 1000) - 30 * STEP_MS
+    readings = [
+        Reading(m, ts, seq, 1000 * seq, 1000 * seq * (seq + 1) // 2, {**STEADY, "power_w": None})
+        for m in METERS
+        for seq, ts in enumerate(range(first, first + 30 * STEP_MS, STEP_MS), start=1)
+    ]
+    store = tmp_path / "var" / "no-power.db"
+    build_store(store, readings, Cycle())
+    app = run(store)
+    assert_clean(app)
+    now = widget(app.tabs, "Overview").dataframe[0].value
+    assert sorted(now["meter"]) == sorted(METERS)
+    assert now["power (W)"].isna().all()

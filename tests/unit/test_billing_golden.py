@@ -763,3 +763,22 @@ def test_the_campus_total_holds_every_building_once_and_no_sub_meter(campus: Cam
         expected |= set(main) if main else {m.id for m in ours if m.parent is None}
     assert set(union) == expected
     assert not any(m.parent for m in campus.meters if m.id in union)
+
+
+def test_a_remainders_hour_with_a_member_short_of_coverage_counts_for_no_peak() -> None:
+    """main − sub: in the 10:00 hour the sub-meter reported but covered only 50 minutes (a
+    gap it did not integrate), so main − sub is too high there: 2.0 kWh in a quarter would
+    read as 8 kW. The hour at 11:00, fully covered, holds the peak: 0.5 kWh in a quarter,
+    2 kW. A plain sum with the same short hour still counts it (it can only understate)."""
+    zone = ZoneInfo("UTC")
+    ten = round(datetime(2026, 11, 3, 10, tzinfo=UTC).timestamp() * 1000)
+    hours = [
+        ScopeHour(ten, (2000.0, 100.0, 100.0, 100.0), 3000.0, 2),
+        ScopeHour(ten + 3_600_000, (500.0, 100.0, 100.0, 100.0), 3600.0, 2),
+    ]
+    remainder = {"main": 1.0, "sub": -1.0}
+    (found,) = peaks_of_hours(hours, 15, remainder, zone).values()
+    assert (found.kw, found.start_ms) == (Decimal("2.000"), ten + 3_600_000)
+    assert [p.counts for p in series(hours, 60, remainder)] == [False, True]
+    (summed,) = peaks_of_hours(hours, 15, {"a": 1.0, "b": 1.0}, zone).values()
+    assert (summed.kw, summed.start_ms) == (Decimal("8.000"), ten)

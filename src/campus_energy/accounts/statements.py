@@ -126,15 +126,15 @@ def earlier_peaks(
     if not months or not scope.terms:
         return {i: {} for i in intervals}
     bounds = month_bounds(months[0], months[-1], zone)
-    if peaks_of is None:
+    if peaks_of is None or any(w < 0 for w in scope.terms.values()):
+        # a scope with a negative term needs each hour's coverage (`core.demand.counts`)
         hours = hours_of(bounds[0], bounds[-1], scope.terms)
         return {i: peaks_of_hours(hours, i, scope.terms, zone) for i in intervals}
-    need = len(scope.terms) if any(w < 0 for w in scope.terms.values()) else 1
     found: dict[int, dict[Month, Peak]] = {}
     for interval in intervals:
         found[interval] = {
             months[p.index]: peak(months[p.index], p.energy_wh, p.start_ms, interval)
-            for p in peaks_of(bounds, scope.terms, interval, need)
+            for p in peaks_of(bounds, scope.terms, interval, 1)
         }
     return found
 

@@ -8,7 +8,8 @@ first or second half of a local clock hour, also in zones whose hours start at
 
 A scope with a negative term (a remainder: main − sub-meters) would overstate its
 demand in an hour in which a member has no data, so such hours count for its peaks
-only when every member has data; a sum of meters only understates, and counts.
+only when every member has data covering nearly all the hour (98 %: a gap longer than
+72 s in a sub-meter leaves the hour out); a sum of meters only understates, and counts.
 Pure: the zone comes in as an argument.
 """
 
@@ -25,6 +26,7 @@ from campus_energy.core.timestamps import utc_datetime
 
 Month = tuple[int, int]  # (year, month) of the site's local calendar
 KW = Decimal("0.001")
+FULL_HOUR_S = 0.98 * 3600  # covered seconds of an hour that count as all of it
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,19 @@ def series(
     signed = any(w < 0 for w in terms.values())
     points: list[DemandPoint] = []
     for hour in sorted(hours, key=lambda h: h.hour_ms):
-        complete = hour.members >= len(terms)
+        complete = counts(hour, len(terms))
         for part in range(per_hour):
             wh = sum(hour.quarters_wh[part * size : (part + 1) * size])
             start = hour.hour_ms + part * size * QUARTER_MS
             points.append(DemandPoint(start, wh / 1000 / hours_long, complete or not signed))
     return points
+
+
+def counts(hour: ScopeHour, members: int) -> bool:
+    """Whether an hour of a scope with a negative term counts for its peaks: every member
+    reported, each covering nearly all the hour (a gap in a sub-meter would show as a
+    remainder's peak)."""
+    return hour.members >= members and hour.min_covered_s >= FULL_HOUR_S
 
 
 def month_of(ms: int, zone: tzinfo) -> Month:
@@ -119,11 +128,13 @@ def peaks_of_hours(
     parts = {15: 4, 30: 2, 60: 1}.get(interval_min)
     if parts is None:
         raise ValueError(f"demand interval must be 15, 30 or 60 minutes, got {interval_min}")
-    need = len(terms) if any(w < 0 for w in terms.values()) else 0
+    signed = any(w < 0 for w in terms.values())
     best: dict[Month, tuple[float, int]] = {}
     months = _Months(zone)
     for hour in sorted(hours, key=lambda h: h.hour_ms):
-        if hour.members < need or (end_ms is not None and hour.hour_ms >= end_ms):
+        if (signed and not counts(hour, len(terms))) or (
+            end_ms is not None and hour.hour_ms >= end_ms
+        ):
             continue
         q = hour.quarters_wh
         values: tuple[tuple[float, int], ...]

@@ -283,7 +283,7 @@ def _overview(view: View) -> None:
         age_s = (view.now_ms - frame["ts_ms"]) / 1000
         frame["status"] = age_s.map(lambda a: "online" if a <= ONLINE_WITHIN_S else "offline")
         frame["last reading"] = charts.local_text(frame["ts_ms"], view.zone)
-        frame["power_w"] = frame["power_w"].round(1)
+        frame["power_w"] = pd.to_numeric(frame["power_w"]).round(1)  # None: a refused power
         st.dataframe(frame[list(NOW_COLUMNS)].rename(columns=NOW_COLUMNS), hide_index=True)
     st.subheader("Today by building and meter")
     today = _spans(view.path, view.keys, (midnight_ms(view.today, view.zone), view.now_ms + 1))
@@ -321,7 +321,8 @@ def _live(view: View) -> None:
             st.info("No readings in the last minutes.")
             return
         frame = pd.DataFrame(raw, columns=RAW_COLUMNS).rename(columns={"meter_id": "meter"})
-        frame = charts.with_site_time(frame.assign(W=frame["power_w"].round(1)), view.zone)
+        power = pd.to_numeric(frame["power_w"]).round(1)  # None: a refused power register
+        frame = charts.with_site_time(frame.assign(W=power), view.zone)
         chart = charts.power_over_time(frame, view.zone, "Power (W)", charts.CLOCK)
         st.altair_chart(chart, width="stretch")
         st.caption(f"{len(frame)} readings at full resolution; refreshes every {LIVE_EVERY_S} s")
