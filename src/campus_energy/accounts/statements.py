@@ -163,14 +163,49 @@ def statement(
     earlier = earlier_peaks(
         config, hours_of, peaks_of, scope, since, month_start, _intervals(scope.tariff, interval)
     )
-    measured = peaks_of_hours(hours, interval, scope.terms, zone, end_ms)
+    priced = cost(hours, scope.terms, zone, first, last, tariff, earlier)
+    # the months' peaks: those the demand charges measured, else measured here
+    charged = {d.month: d.peak for d in priced.demand if d.interval_min == interval}
+    if set(charged) >= set(months_of(first, last)):
+        measured = {m: p for m, p in charged.items() if p is not None}
+    else:
+        measured = peaks_of_hours(hours, interval, scope.terms, zone, end_ms)
     return Statement(
         scope,
-        cost(hours, scope.terms, zone, first, last, tariff, earlier),
+        priced,
         footprint(hours, zone, first, last, config.emission_factors),
         interval,
         {**earlier[interval], **measured},
     )
+
+
+def months_of(first: date, last: date) -> list[Month]:
+    """The local months first..last touch, in order."""
+    found: list[Month] = []
+    month = (first.year, first.month)
+    while month <= (last.year, last.month):
+        found.append(month)
+        month = month_after(month)
+    return found
+
+
+def campus_peaks(
+    config: Config,
+    hours_of: HoursOf,
+    month: Month,
+    *,
+    peaks_of: PeaksOf | None = None,
+) -> tuple[int, dict[Month, Peak]]:
+    """The campus's coincident peak of `month` and of the month before, and their interval:
+    what a campus bill shows beside the accounts' (no charge, so no ratchet to read)."""
+    zone = config.site.zone
+    scope = resolve(config, "campus", None)
+    first, last = month_days(month)
+    interval = _interval(scope.tariff, last)
+    hours = read_hours(config, hours_of, scope, first, last)
+    before = month_days(previous_months(month, 1)[0])[0]
+    earlier = earlier_peaks(config, hours_of, peaks_of, scope, before, first, {interval})
+    return interval, {**earlier[interval], **peaks_of_hours(hours, interval, scope.terms, zone)}
 
 
 def _month_start(day: date) -> date:
@@ -288,18 +323,16 @@ def campus_bill(
             totals[one.cost.currency] = totals.get(one.cost.currency, Decimal(0)) + one.cost.total
         else:
             unpriced += kwh(one.cost.energy_wh)
-    first, last = month_days(month)
-    campus_scope = resolve(config, "campus", None)
-    campus = statement(config, hours_of, campus_scope, first, last, peaks_of=peaks_of)
+    interval, peaks = campus_peaks(config, hours_of, month, peaks_of=peaks_of)
     return CampusBill(
         month,
         bills,
         totals,
         sum((kwh(b.cost.energy_wh) for b in bills), Decimal(0)),
         sum((b.statement.footprint.kg for b in bills), Decimal(0)),
-        campus.peaks.get(month),
-        campus.peaks.get(previous_months(month, 1)[0]),
-        campus.interval_min,
+        peaks.get(month),
+        peaks.get(previous_months(month, 1)[0]),
+        interval,
         unpriced,
     )
 

@@ -151,14 +151,19 @@ def _energy_lines(
     sums: dict[tuple[date, int], float] = {}
     rates: dict[tuple[date, int], Rate] = {}
     unpriced = 0.0
+    day: date | None = None
+    version: TariffVersion | None = None
+    table: tuple[Rate | None, ...] = ()
     for hour in hours:
         local = datetime.fromtimestamp(hour.hour_ms / 1000, zone)
-        day = local.date()
-        version = tariff.version_on(day)
+        if local.date() != day:  # a day's version and rates, looked up once
+            day = local.date()
+            version = tariff.version_on(day)
+            if version is not None:
+                table = version.day_rates(day_kind(day, tariff.holidays), local.month)
         if version is None:
             unpriced += hour.energy_wh
             continue
-        table = version.day_rates(day_kind(day, tariff.holidays), local.month)
         step = local.hour * 4 + local.minute // 15
         for index, wh in enumerate(hour.quarters_wh):
             found = table[step + index]

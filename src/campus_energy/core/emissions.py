@@ -59,11 +59,20 @@ def footprint(
     by_hourly: dict[Decimal, float] = {}  # g/kWh -> Wh
     by_annual: dict[Decimal, float] = {}  # kg/kWh -> Wh
     wh_unknown = 0.0
+    day: date | None = None
+    annual: Decimal | None = None
     for hour in hours:
-        day = datetime.fromtimestamp(hour.hour_ms / 1000, zone).date()
-        if not first_day <= day <= last_day:
+        local = datetime.fromtimestamp(hour.hour_ms / 1000, zone).date()
+        if not first_day <= local <= last_day:
             continue
-        annual = factors.annual_on(day)
+        if local != day:
+            day, annual = local, factors.annual_on(local)
+        if not factors.hourly:  # no hourly file: the whole hour takes the annual factor
+            if annual is not None:
+                by_annual[annual] = by_annual.get(annual, 0.0) + hour.energy_wh
+            else:
+                wh_unknown += hour.energy_wh
+            continue
         for index, wh in enumerate(hour.quarters_wh):
             start = hour.hour_ms + index * QUARTER_MS
             hourly = factors.hourly.get(start - start % HOUR_MS)

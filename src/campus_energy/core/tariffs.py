@@ -151,10 +151,14 @@ class Tariff:
     holidays: frozenset[date] = frozenset()
     decimals: int = 2  # the currency's minor unit: each line item is rounded to it
 
+    _starts: tuple[date, ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_starts", tuple(v.valid_from for v in self.versions))
+
     def version_on(self, day: date) -> TariffVersion | None:
         """The version in force on the local `day` (None: before the first version)."""
-        starts = [v.valid_from for v in self.versions]
-        at = bisect.bisect_right(starts, day)
+        at = bisect.bisect_right(self._starts, day)
         return self.versions[at - 1] if at else None
 
 
