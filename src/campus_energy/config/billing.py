@@ -17,9 +17,17 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from campus_energy.core.campus import (
@@ -48,6 +56,15 @@ from campus_energy.core.timestamps import datetime_ms
 
 _ID = re.compile(r"^[a-z0-9_-]+$")
 MAX_FILE_BYTES = 4 * 1024 * 1024  # a holiday or hourly factor file (a year of hours is ~250 kB)
+
+
+def _identifier(value: str) -> str:
+    if not _ID.match(value):
+        raise ValueError(f"must use only a-z, 0-9, '-' and '_', got {value!r}")
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_identifier)]  # an id: a-z, 0-9, '-', '_'
 
 
 class _Part(BaseModel):
@@ -130,17 +147,10 @@ class BuildingConfig(_Part):
 
 
 class VirtualMeterConfig(_Part):
-    id: str
+    id: Identifier
     building: str = ""
     floor: str = ""
     terms: str = Field(min_length=1, max_length=2000)
-
-    @field_validator("id")
-    @classmethod
-    def _check_id(cls, value: str) -> str:
-        if not _ID.match(value):
-            raise ValueError(f"must use only a-z, 0-9, '-' and '_', got {value!r}")
-        return value
 
     @field_validator("terms")
     @classmethod
@@ -265,19 +275,12 @@ class TariffVersionConfig(_Part):
 
 
 class TariffConfig(_Part):
-    id: str
+    id: Identifier
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     decimals: int = Field(default=2, ge=0, le=4)
     holidays: tuple[date, ...] = ()
     holidays_file: Path | None = None
     versions: tuple[TariffVersionConfig, ...]
-
-    @field_validator("id")
-    @classmethod
-    def _check_id(cls, value: str) -> str:
-        if not _ID.match(value):
-            raise ValueError(f"must use only a-z, 0-9, '-' and '_', got {value!r}")
-        return value
 
     @field_validator("versions")
     @classmethod
