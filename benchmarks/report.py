@@ -1,8 +1,8 @@
 """Runs the benchmark scripts and writes benchmarks/REPORT.md.
 
-Each script (read_plan, logger, bridge, api, figures, dashboard, edges, layout) runs as a
-child process with `CAMPUS_ENERGY_BENCH_RESULTS` pointing to a temporary folder, where it
-leaves its headline figures and its tables (`benchmarks/results.py`). Its output
+Each script (read_plan, logger, bridge, disk, api, billing, figures, dashboard, edges,
+layout) runs as a child process with `CAMPUS_ENERGY_BENCH_RESULTS` pointing to a temporary
+folder, where it leaves its headline figures and its tables (`benchmarks/results.py`). Its output
 goes to this console and to `benchmarks/output/<script>.txt`; the run itself
 (start, time, exit status, figures, tables, the end of stderr) to
 `benchmarks/output/<script>.json`. The report is then written from
@@ -66,6 +66,7 @@ SCRIPTS = {
     "bridge": "Bridge",
     "disk": "Disk writes (SD cards)",
     "api": "API",
+    "billing": "Billing (bills, peaks)",
     "figures": "Figures shown",
     "dashboard": "Dashboard",
     "edges": "Edges (intake, spool, front)",
