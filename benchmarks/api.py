@@ -55,7 +55,12 @@ import results as bench
 from baselines import naive_api
 from baselines.legacy_firestore_reads import request_reads
 from campus_energy.api.queries import Period
-from campus_energy.backends.sqlite.sink import SqliteSink, _rebuild_rollups, iso_seconds
+from campus_energy.backends.sqlite.sink import (
+    SqliteSink,
+    _rebuild_rollups,
+    fill_day_peaks,
+    iso_seconds,
+)
 from campus_energy.config import Config, parse_config
 from campus_energy.core.days import local_date, midnight_ms
 from campus_energy.core.windows import Contribution, WindowDelta, window_stamp
@@ -108,9 +113,10 @@ HOURLY_SQL = (
 )
 DAILY_SQL = (
     "INSERT INTO rollup_daily (day, meter_id, energy_wh, covered_s, readings, windows, "
-    "last_window_ms) SELECT ?, meter_id, sum(json_extract(accumulator, '$.energy_wh')), "
+    "last_window_ms, peak15_wh, peak15_ms, peak30_wh, peak30_ms, peak60_wh, peak60_ms) "
+    "SELECT ?, meter_id, sum(json_extract(accumulator, '$.energy_wh')), "
     "sum(json_extract(accumulator, '$.covered_s')), sum(json_extract(accumulator, '$.readings')), "
-    "count(*), max(window_start_ms) FROM window_aggregates "
+    "count(*), max(window_start_ms), 0, 0, 0, 0, 0, 0 FROM window_aggregates "
     "WHERE window_start_ms >= ? AND window_start_ms < ? GROUP BY meter_id"
 )
 CAMPUS_SQL = (
@@ -250,6 +256,7 @@ def fill_rollups(conn: sqlite3.Connection, first_ms: int, last_ms: int) -> None:
         after = day + timedelta(days=1)
         conn.execute(DAILY_SQL, (day.isoformat(), midnight_ms(day, ZONE), midnight_ms(after, ZONE)))
         day = after
+    fill_day_peaks(conn, ZONE)  # the days' peaks (placeholders above) from their hours
     conn.execute(CAMPUS_SQL)
     conn.execute(METERS_SQL)
     conn.execute("COMMIT")

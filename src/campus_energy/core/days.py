@@ -41,3 +41,8 @@ def day_span(day: str, zone: tzinfo) -> tuple[int, int]:
     first = date.fromisoformat(day)
     pad = 3 * HOUR_MS  # wider than any daylight-saving shift
     return midnight_ms(first, zone) - pad, midnight_ms(first + timedelta(days=1), zone) + pad
+
+
+def starts_day(ms: int, zone: tzinfo) -> bool:
+    """`ms` is the local midnight that starts its local day (as `midnight_ms` cuts days)."""
+    return midnight_ms(local_date(ms, zone), zone) == ms

@@ -5,7 +5,10 @@ per meter per window, the contract's fields and the `accumulator` the sink merge
 into. The rollup tables hold sums by local hour and local day of the site's zone
 (which is recorded in `sink_meta` with their layout: a change drops and rebuilds
 them), an hour's row also with the energy of each of its quarter hours
-(`q0_wh`..`q3_wh`); `window_meters` each meter's latest window. The sink creates
+(`q0_wh`..`q3_wh`), a day's row with the day's highest 15-, 30- and 60-minute interval
+of its meter (`peak15_wh`, `peak15_start` its start, the earliest of equals; NULL only
+within a merge's transaction, before its hours are read); `window_meters` each meter's
+latest window. The sink creates
 and writes them; the source reads the same tables.
 """
 
@@ -88,6 +91,12 @@ CREATE TABLE IF NOT EXISTS {daily} (
     readings INTEGER NOT NULL,
     windows INTEGER NOT NULL,
     last_window TIMESTAMPTZ NOT NULL,
+    peak15_wh DOUBLE PRECISION,
+    peak15_start TIMESTAMPTZ,
+    peak30_wh DOUBLE PRECISION,
+    peak30_start TIMESTAMPTZ,
+    peak60_wh DOUBLE PRECISION,
+    peak60_start TIMESTAMPTZ,
     PRIMARY KEY (day, meter_id)
 );
 CREATE INDEX IF NOT EXISTS rollup_daily_by_meter ON {daily} (meter_id, day);
@@ -141,12 +150,32 @@ SELECT (window_start AT TIME ZONE %(zone)s)::date, meter_id, sum(total_energy_wh
        sum((accumulator->>'covered_s')::float8), sum(readings_in_batch), count(*),
        max(window_start)
 FROM {windows} GROUP BY 1, 2;
+UPDATE {daily} d SET peak15_wh = p15.e, peak15_start = p15.s, peak30_wh = p30.e,
+       peak30_start = p30.s, peak60_wh = p60.e, peak60_start = p60.s
+FROM (SELECT DISTINCT ON (day, meter_id) day, meter_id, e, s
+      FROM {hourly} r, LATERAL (SELECT (r.hour_start AT TIME ZONE %(zone)s)::date AS day) l,
+           LATERAL (VALUES (r.q0_wh, r.hour_start),
+                           (r.q1_wh, r.hour_start + interval '15 minutes'),
+                           (r.q2_wh, r.hour_start + interval '30 minutes'),
+                           (r.q3_wh, r.hour_start + interval '45 minutes')) AS v(e, s)
+      ORDER BY day, meter_id, e DESC, s) p15,
+     (SELECT DISTINCT ON (day, meter_id) day, meter_id, e, s
+      FROM {hourly} r, LATERAL (SELECT (r.hour_start AT TIME ZONE %(zone)s)::date AS day) l,
+           LATERAL (VALUES (r.q0_wh + r.q1_wh, r.hour_start),
+                           (r.q2_wh + r.q3_wh, r.hour_start + interval '30 minutes')) AS v(e, s)
+      ORDER BY day, meter_id, e DESC, s) p30,
+     (SELECT DISTINCT ON (day, meter_id) day, meter_id,
+             r.q0_wh + r.q1_wh + r.q2_wh + r.q3_wh AS e, r.hour_start AS s
+      FROM {hourly} r, LATERAL (SELECT (r.hour_start AT TIME ZONE %(zone)s)::date AS day) l
+      ORDER BY day, meter_id, e DESC, s) p60
+WHERE p15.day = d.day AND p15.meter_id = d.meter_id AND p30.day = d.day
+  AND p30.meter_id = d.meter_id AND p60.day = d.day AND p60.meter_id = d.meter_id;
 INSERT INTO {campus} (day, energy_wh, covered_s, readings, windows, last_window)
 SELECT day, sum(energy_wh), sum(covered_s), sum(readings), sum(windows), max(last_window)
 FROM {daily} GROUP BY day
 """
 
-ROLLUP_LAYOUT = 4  # bump when the rollup tables change: existing schemas drop and rebuild them
+ROLLUP_LAYOUT = 5  # bump when the rollup tables change: existing schemas drop and rebuild them
 
 
 TABLES = {

@@ -28,6 +28,7 @@ from campus_energy.backends.postgres.connection import endpoint, error_text
 from campus_energy.backends.postgres.schema import COLUMNS, create_schema, table_names
 from campus_energy.config import PostgresSinkConfig
 from campus_energy.core.days import day_span, local_day
+from campus_energy.core.peaks import DayPeaks, day_peaks, peak_values, peaks_from, raised
 from campus_energy.core.rollups import RollupChange, change, recount
 from campus_energy.core.timestamps import datetime_ms, utc_datetime
 from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc, window_document
@@ -61,6 +62,7 @@ ADD_TO_QUARTERS = (
     "q0_wh = r.q0_wh + excluded.q0_wh, q1_wh = r.q1_wh + excluded.q1_wh, "
     "q2_wh = r.q2_wh + excluded.q2_wh, q3_wh = r.q3_wh + excluded.q3_wh"
 )
+PEAK_COLUMNS = "peak15_wh, peak15_start, peak30_wh, peak30_start, peak60_wh, peak60_start"
 HOURLY_INSERT = (
     "INSERT INTO {} AS r (hour_start, meter_id, energy_wh, covered_s, readings, windows, "
     "q0_wh, q1_wh, q2_wh, q3_wh) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -284,6 +286,7 @@ class PostgresSink:
             (datetime_ms(start), Accumulator.from_dict(acc)) for start, acc in await cur.fetchall()
         ]
         hourly, daily = recount(windows, day, self.zone)
+        peaks = day_peaks((hour, s.quarters_wh) for hour, s in hourly.items())
         await cur.execute(
             sql.SQL(
                 "SELECT hour_start FROM {} WHERE meter_id = %s AND hour_start >= %s "
@@ -322,7 +325,7 @@ class PostgresSink:
             await cur.execute(
                 sql.SQL(
                     "INSERT INTO {} (day, meter_id, energy_wh, covered_s, readings, windows, "
-                    "last_window) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                    f"last_window, {PEAK_COLUMNS}) VALUES ({', '.join(['%s'] * 13)})"
                 ).format(self.names["daily"]),
                 (
                     date.fromisoformat(day),
@@ -332,6 +335,7 @@ class PostgresSink:
                     daily.readings,
                     daily.windows,
                     utc_datetime(daily.last_window_ms),
+                    *_peak_values(peaks),
                 ),
             )
 
@@ -454,6 +458,7 @@ class PostgresSink:
                 for c in changes
             ],
         )
+        await self._raise_peaks(cur, changes)
         await cur.executemany(
             sql.SQL(
                 "INSERT INTO {} AS r (day, energy_wh, covered_s, readings, windows, last_window) "
@@ -476,6 +481,71 @@ class PostgresSink:
         await cur.executemany(sql.SQL(METERS_SQL).format(self.names["meters"]), latest)
         await cur.execute(sql.SQL(DATA_VERSION_SQL).format(self.names["meta"]))
 
+    async def _raise_peaks(
+        self, cur: psycopg.AsyncCursor[Any], changes: list[RollupChange]
+    ) -> None:
+        """Bring the peaks of the days these changes touched up to date with their hours (as
+        now summed): each touched hour raises a day's peak it beats; a day whose peak lay in
+        a touched hour that went down is counted afresh from its hours."""
+        hours = sorted({(c.meter_id, c.day, c.hour_ms) for c in changes})
+        days = sorted({(meter_id, day) for meter_id, day, _ in hours})
+        await cur.execute(
+            sql.SQL(
+                "SELECT meter_id, hour_start, q0_wh, q1_wh, q2_wh, q3_wh FROM {} "
+                "WHERE (meter_id, hour_start) IN (SELECT * FROM unnest(%s::text[], "
+                "%s::timestamptz[]))"
+            ).format(self.names["hourly"]),
+            ([m for m, _, _ in hours], [utc_datetime(h) for _, _, h in hours]),
+        )
+        quarters = {(m, datetime_ms(h)): q for m, h, *q in await cur.fetchall()}
+        await cur.execute(
+            sql.SQL(
+                f"SELECT meter_id, day, {PEAK_COLUMNS} FROM {{}} WHERE (meter_id, day) IN "
+                "(SELECT * FROM unnest(%s::text[], %s::date[]))"
+            ).format(self.names["daily"]),
+            ([m for m, _ in days], [date.fromisoformat(d) for _, d in days]),
+        )
+        held = {(m, d.isoformat()): _peaks_of(values) for m, d, *values in await cur.fetchall()}
+        found: dict[tuple[str, str], DayPeaks] = {}
+        afresh: set[tuple[str, str]] = set()
+        for meter_id, day, hour in hours:
+            key = (meter_id, day)
+            if key not in afresh:
+                after = raised(found.get(key, held[key]), hour, quarters[(meter_id, hour)])
+                if after is None:
+                    afresh.add(key)
+                else:
+                    found[key] = after
+        updates = []
+        for key in days:
+            after = await self._day_peaks(cur, *key) if key in afresh else found[key]
+            if after != held[key]:
+                updates.append((*_peak_values(after), date.fromisoformat(key[1]), key[0]))
+        await cur.executemany(
+            sql.SQL(
+                "UPDATE {} SET peak15_wh = %s, peak15_start = %s, peak30_wh = %s, "
+                "peak30_start = %s, peak60_wh = %s, peak60_start = %s "
+                "WHERE day = %s AND meter_id = %s"
+            ).format(self.names["daily"]),
+            updates,
+        )
+
+    async def _day_peaks(self, cur: psycopg.AsyncCursor[Any], meter_id: str, day: str) -> DayPeaks:
+        """A meter's peaks of the local `day`, from its hourly rollups of that day."""
+        low, high = (utc_datetime(ms) for ms in day_span(day, self.zone))
+        await cur.execute(
+            sql.SQL(
+                "SELECT hour_start, q0_wh, q1_wh, q2_wh, q3_wh FROM {} WHERE meter_id = %s "
+                "AND hour_start >= %s AND hour_start < %s"
+            ).format(self.names["hourly"]),
+            (meter_id, low, high),
+        )
+        return day_peaks(
+            (datetime_ms(h), q)
+            for h, *q in await cur.fetchall()
+            if local_day(datetime_ms(h), self.zone) == day
+        )
+
     async def _drop(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(psycopg.Error):
@@ -484,3 +554,15 @@ class PostgresSink:
 
     async def close(self) -> None:
         await self._drop()
+
+
+def _peaks_of(values: Sequence[Any]) -> DayPeaks:
+    """A daily row's peak columns (energy, start as a timestamp) as peaks."""
+    return peaks_from(
+        [v if k % 2 == 0 or v is None else datetime_ms(v) for k, v in enumerate(values)]
+    )
+
+
+def _peak_values(peaks: DayPeaks) -> list[Any]:
+    """Peaks as a daily row's columns (energy, start as a timestamp)."""
+    return [v if k % 2 == 0 else utc_datetime(int(v)) for k, v in enumerate(peak_values(peaks))]

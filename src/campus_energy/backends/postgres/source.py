@@ -6,15 +6,17 @@ import threading
 from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
 
 from campus_energy.backends.base import Bucket, Grain, MeterLatest, ScopeHour, ScopePeak, Total
 from campus_energy.backends.postgres.connection import endpoint, error_text
-from campus_energy.backends.postgres.schema import table_names
+from campus_energy.backends.postgres.schema import ROLLUP_LAYOUT, table_names
 from campus_energy.config import PostgresSinkConfig
-from campus_energy.core.peaks import INTERVALS, Quarters, intervals_of
+from campus_energy.core.days import starts_day
+from campus_energy.core.peaks import INTERVALS, Quarters, daily_scope, day_range, intervals_of
 from campus_energy.core.timestamps import datetime_ms, utc_datetime
 from campus_energy.errors import SourceError
 
@@ -81,6 +83,21 @@ def _scope_peaks_sql(intervals: tuple[Quarters, ...]) -> str:
 
 
 SCOPE_PEAKS_SQL = {minutes: _scope_peaks_sql(intervals) for minutes, intervals in INTERVALS.items()}
+
+# One meter's peaks from its days': each day's peak put in its range, per range the highest,
+# the earliest of equals (bounds; weight; meter; the first and last day that may hold a peak
+# between the first and the last bound). Exact when the bounds are local midnights (a day
+# lies in one range) and scaling by the weight keeps every sum and order
+# (`core.peaks.daily_scope`).
+DAILY_PEAKS_SQL = {
+    minutes: (
+        f"SELECT DISTINCT ON (i) width_bucket(peak{minutes}_start, %s::timestamptz[]) - 1 AS i, "
+        f"%s::float8 * peak{minutes}_wh AS e, peak{minutes}_start AS s FROM {{daily}} "
+        "WHERE meter_id = %s AND day >= %s AND day <= %s "
+        f"AND peak{minutes}_start >= %s AND peak{minutes}_start < %s ORDER BY i, e DESC, s"
+    )
+    for minutes in INTERVALS
+}
 
 
 def _ms(moment: datetime | None) -> int | None:
@@ -204,6 +221,23 @@ class PostgresSource:
         intervals_of(bounds, interval_min)
         if not terms or len(bounds) < 2:
             return []
+        lone = daily_scope(terms, min_members)
+        if lone is not None and self._by_days(bounds):
+            meter, weight = lone
+            first, last = day_range(bounds)
+            rows = self._query(
+                DAILY_PEAKS_SQL[interval_min],
+                [
+                    [utc_datetime(b) for b in bounds],
+                    weight,
+                    meter,
+                    date.fromisoformat(first),
+                    date.fromisoformat(last),
+                    utc_datetime(bounds[0]),
+                    utc_datetime(bounds[-1]),
+                ],
+            )
+            return [ScopePeak(int(i), float(e), datetime_ms(s)) for i, e, s in rows]
         meters = list(terms)
         rows = self._query(
             SCOPE_PEAKS_SQL[interval_min],
@@ -217,6 +251,14 @@ class PostgresSource:
             ],
         )
         return [ScopePeak(int(i), float(e), datetime_ms(s)) for i, e, s in rows]
+
+    def _by_days(self, bounds: Sequence[int]) -> bool:
+        """The daily rollups hold peaks (their layout) and every bound starts a local day."""
+        rows = self._query("SELECT value FROM {meta} WHERE key = 'rollup_zone'")
+        if not rows:
+            return False
+        zone, _, layout = str(rows[0][0]).partition("|")
+        return layout == str(ROLLUP_LAYOUT) and all(starts_day(b, ZoneInfo(zone)) for b in bounds)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

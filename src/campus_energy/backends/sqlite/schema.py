@@ -4,7 +4,9 @@
 the contract's fields and the `accumulator` the sink merges into; `rollup_hourly`
 and `rollup_daily` the sums by local hour and local day of the site's zone
 (recorded in `meta` with the layout, so a change drops and rebuilds them), an
-hour's row also with the energy of each of its quarter hours (`q0_wh`..`q3_wh`);
+hour's row also with the energy of each of its quarter hours (`q0_wh`..`q3_wh`), a
+day's row with the day's highest 15-, 30- and 60-minute interval of its meter
+(`peak15_wh`, `peak15_ms` its start, the earliest of equals; `core.peaks.day_peaks`);
 `rollup_daily_campus` the day's sums over every meter; `window_meters` each
 meter's latest window; `meta` the data version readers watch for changes. The
 sink creates and writes them; the source reads the same tables.
@@ -60,6 +62,12 @@ CREATE TABLE IF NOT EXISTS rollup_daily (
     readings INTEGER NOT NULL,
     windows INTEGER NOT NULL,
     last_window_ms INTEGER NOT NULL,
+    peak15_wh REAL NOT NULL,
+    peak15_ms INTEGER NOT NULL,
+    peak30_wh REAL NOT NULL,
+    peak30_ms INTEGER NOT NULL,
+    peak60_wh REAL NOT NULL,
+    peak60_ms INTEGER NOT NULL,
     PRIMARY KEY (day, meter_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rollup_daily_by_meter ON rollup_daily (meter_id, day);
@@ -83,4 +91,4 @@ CREATE TABLE IF NOT EXISTS window_meters (
 """
 
 ROLLUP_TABLES = ("rollup_hourly", "rollup_daily", "rollup_daily_campus")
-ROLLUP_LAYOUT = 4  # bump when the rollup tables change: existing files drop and rebuild them
+ROLLUP_LAYOUT = 5  # bump when the rollup tables change: existing files drop and rebuild them

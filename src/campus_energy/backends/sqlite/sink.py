@@ -12,6 +12,14 @@ from zoneinfo import ZoneInfo
 from campus_energy.backends.base import stored_window
 from campus_energy.backends.sqlite.schema import ROLLUP_LAYOUT, ROLLUP_TABLES, SCHEMA
 from campus_energy.core.days import day_span, local_day
+from campus_energy.core.peaks import (
+    DayPeaks,
+    day_peaks,
+    hour_peaks,
+    peak_values,
+    peaks_from,
+    raised,
+)
 from campus_energy.core.rollups import RollupChange, added, change, recount
 from campus_energy.core.timestamps import datetime_ms, iso_seconds
 from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc, window_document
@@ -21,18 +29,29 @@ from campus_energy.runtime.sqlite import INTEGRITY_BUDGET_S, SqliteFile, stateme
 HOURLY_COLUMNS = (
     "hour_ms, meter_id, energy_wh, covered_s, readings, windows, q0_wh, q1_wh, q2_wh, q3_wh"
 )
+PEAK_COLUMNS = "peak15_wh, peak15_ms, peak30_wh, peak30_ms, peak60_wh, peak60_ms"
+DAILY_COLUMNS = (
+    f"day, meter_id, energy_wh, covered_s, readings, windows, last_window_ms, {PEAK_COLUMNS}"
+)
+PEAKS_SQL = (
+    "UPDATE rollup_daily SET peak15_wh = ?, peak15_ms = ?, peak30_wh = ?, peak30_ms = ?, "
+    "peak60_wh = ?, peak60_ms = ? WHERE day = ? AND meter_id = ?"
+)
 ROLLUP_SQL = (
     f"INSERT INTO rollup_hourly ({HOURLY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (hour_ms, meter_id) DO UPDATE SET "
     "energy_wh = energy_wh + excluded.energy_wh, covered_s = covered_s + excluded.covered_s, "
     "readings = readings + excluded.readings, windows = windows + excluded.windows, "
     "q0_wh = q0_wh + excluded.q0_wh, q1_wh = q1_wh + excluded.q1_wh, "
-    "q2_wh = q2_wh + excluded.q2_wh, q3_wh = q3_wh + excluded.q3_wh",
-    "INSERT INTO rollup_daily (day, meter_id, energy_wh, covered_s, readings, windows, "
-    "last_window_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (day, meter_id) DO UPDATE SET "
+    "q2_wh = q2_wh + excluded.q2_wh, q3_wh = q3_wh + excluded.q3_wh "
+    "RETURNING q0_wh, q1_wh, q2_wh, q3_wh",
+    # a new day's peaks are its first hour's; a day's row returns the peaks it held
+    f"INSERT INTO rollup_daily ({DAILY_COLUMNS}) VALUES ({', '.join('?' * 13)}) "
+    "ON CONFLICT (day, meter_id) DO UPDATE SET "
     "energy_wh = energy_wh + excluded.energy_wh, covered_s = covered_s + excluded.covered_s, "
     "readings = readings + excluded.readings, windows = windows + excluded.windows, "
-    "last_window_ms = max(last_window_ms, excluded.last_window_ms)",
+    "last_window_ms = max(last_window_ms, excluded.last_window_ms) "
+    f"RETURNING {PEAK_COLUMNS}",
     "INSERT INTO rollup_daily_campus (day, energy_wh, covered_s, readings, windows, "
     "last_window_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (day) DO UPDATE SET "
     "energy_wh = energy_wh + excluded.energy_wh, covered_s = covered_s + excluded.covered_s, "
@@ -96,7 +115,7 @@ class SqliteSink(SqliteFile):
                     ).fetchone()
                     existing = Accumulator.from_dict(json.loads(row[0])) if row else None
                     doc = window_document(delta, existing, now_ms)
-                    _roll_up(conn, change(existing, doc, self.zone))
+                    _roll_up(conn, change(existing, doc, self.zone), self.zone)
                     _write(conn, doc, now_ms)
                 conn.execute(DATA_VERSION_SQL)
             return len(deltas)
@@ -242,6 +261,7 @@ def _recount(conn: sqlite3.Connection, meter_id: str, day: str, zone: ZoneInfo) 
         )
     ]
     hourly, daily = recount(windows, day, zone)
+    peaks = day_peaks((hour, s.quarters_wh) for hour, s in hourly.items())
     stale = [
         (hour, meter_id)
         for (hour,) in conn.execute(
@@ -261,8 +281,7 @@ def _recount(conn: sqlite3.Connection, meter_id: str, day: str, zone: ZoneInfo) 
     conn.execute("DELETE FROM rollup_daily WHERE day = ? AND meter_id = ?", (day, meter_id))
     if daily is not None:
         conn.execute(
-            "INSERT INTO rollup_daily (day, meter_id, energy_wh, covered_s, readings, windows, "
-            "last_window_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO rollup_daily ({DAILY_COLUMNS}) VALUES ({', '.join('?' * 13)})",
             (
                 day,
                 meter_id,
@@ -271,20 +290,37 @@ def _recount(conn: sqlite3.Connection, meter_id: str, day: str, zone: ZoneInfo) 
                 daily.readings,
                 daily.windows,
                 daily.last_window_ms,
+                *peak_values(peaks),
             ),
         )
 
 
-def _roll_up(conn: sqlite3.Connection, c: RollupChange) -> None:
+def _roll_up(conn: sqlite3.Connection, c: RollupChange, zone: ZoneInfo) -> None:
+    """Add a window's change to its hour, its day (and the day's peaks) and the campus's day."""
     hourly, daily, campus = ROLLUP_SQL
-    conn.execute(
+    quarters = conn.execute(
         hourly,
         (c.hour_ms, c.meter_id, c.energy_wh, c.covered_s, c.readings, c.windows, *c.quarters_wh()),
-    )
-    conn.execute(
+    ).fetchone()
+    held = conn.execute(
         daily,
-        (c.day, c.meter_id, c.energy_wh, c.covered_s, c.readings, c.windows, c.window_start_ms),
-    )
+        (
+            c.day,
+            c.meter_id,
+            c.energy_wh,
+            c.covered_s,
+            c.readings,
+            c.windows,
+            c.window_start_ms,
+            *peak_values(hour_peaks(c.hour_ms, quarters)),
+        ),
+    ).fetchone()
+    before = peaks_from(held)
+    after = raised(before, c.hour_ms, quarters)
+    if after is None:  # the hour held a peak that went down: count the day's hours
+        after = _day_peaks(conn, c.meter_id, c.day, zone)
+    if after != before:
+        conn.execute(PEAKS_SQL, (*peak_values(after), c.day, c.meter_id))
     conn.execute(
         campus, (c.day, c.energy_wh, c.covered_s, c.readings, c.windows, c.window_start_ms)
     )
@@ -310,5 +346,34 @@ def _rebuild_rollups(conn: sqlite3.Connection, zone: ZoneInfo) -> None:
     for meter_id, start_ms, accumulator in rows:
         acc = Accumulator.from_dict(json.loads(accumulator))
         _roll_up(
-            conn, added(meter_id, start_ms, acc.energy_wh, acc.covered_s, acc.readings, 1, zone)
+            conn,
+            added(meter_id, start_ms, acc.energy_wh, acc.covered_s, acc.readings, 1, zone),
+            zone,
         )
+
+
+def _day_peaks(conn: sqlite3.Connection, meter_id: str, day: str, zone: ZoneInfo) -> DayPeaks:
+    """A meter's peaks of the local `day`, from its hourly rollups of that day."""
+    low, high = day_span(day, zone)
+    return day_peaks(
+        (hour, quarters)
+        for hour, *quarters in conn.execute(
+            "SELECT hour_ms, q0_wh, q1_wh, q2_wh, q3_wh FROM rollup_hourly "
+            "WHERE meter_id = ? AND hour_ms >= ? AND hour_ms < ?",
+            (meter_id, low, high),
+        ).fetchall()
+        if local_day(hour, zone) == day
+    )
+
+
+def fill_day_peaks(conn: sqlite3.Connection, zone: ZoneInfo) -> None:
+    """Set every daily rollup's peaks from the hourly rollups (rollups filled in bulk)."""
+    days: dict[tuple[str, str], list[tuple[int, tuple[float, ...]]]] = {}
+    for meter_id, hour, *quarters in conn.execute(
+        "SELECT meter_id, hour_ms, q0_wh, q1_wh, q2_wh, q3_wh FROM rollup_hourly"
+    ):
+        days.setdefault((local_day(hour, zone), meter_id), []).append((hour, tuple(quarters)))
+    conn.executemany(
+        PEAKS_SQL,
+        [(*peak_values(day_peaks(hours)), *key) for key, hours in days.items()],
+    )

@@ -11,10 +11,19 @@ import threading
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from campus_energy.backends.base import Bucket, Grain, MeterLatest, ScopeHour, ScopePeak, Total
+from campus_energy.backends.sqlite.schema import ROLLUP_LAYOUT
 from campus_energy.core.answers import QUARTER_MS
-from campus_energy.core.peaks import INTERVALS, Quarters, intervals_of
+from campus_energy.core.days import starts_day
+from campus_energy.core.peaks import (
+    INTERVALS,
+    Quarters,
+    daily_scope,
+    day_range,
+    intervals_of,
+)
 from campus_energy.errors import SourceError
 from campus_energy.runtime.sqlite import ReadOnly
 
@@ -107,6 +116,24 @@ def _scope_peaks_sql(intervals: tuple[Quarters, ...]) -> str:
 
 
 SCOPE_PEAKS_SQL = {minutes: _scope_peaks_sql(intervals) for minutes, intervals in INTERVALS.items()}
+
+# One meter's peaks from its days' (?1 meter, ?2 weight, ?3 bounds as JSON, ?4 and ?5 the
+# first and last day that may hold a peak between ?6 and ?7, the first and last bound):
+# each day's peak put in its range, per range the highest, the earliest of equals. Exact
+# when the bounds are local midnights (a day lies in one range) and scaling by the weight
+# keeps every sum and order (`core.peaks.daily_weight`).
+DAILY_PEAKS_SQL = {
+    minutes: (
+        "WITH b(i, lo) AS MATERIALIZED (SELECT key, value FROM json_each(?3)), "
+        f"y(i, e, s) AS (SELECT (SELECT max(b.i) FROM b WHERE b.lo <= d.peak{minutes}_ms), "
+        f"?2 * d.peak{minutes}_wh, d.peak{minutes}_ms FROM rollup_daily d "
+        "WHERE d.meter_id = ?1 AND d.day >= ?4 AND d.day <= ?5 "
+        f"AND d.peak{minutes}_ms >= ?6 AND d.peak{minutes}_ms < ?7), "
+        "z(i, e, s, n) AS (SELECT i, e, s, row_number() OVER (PARTITION BY i ORDER BY e DESC, s) "
+        "FROM y) SELECT i, e, s FROM z WHERE n = 1 ORDER BY i"
+    )
+    for minutes in INTERVALS
+}
 
 
 class SqliteSource:
@@ -220,12 +247,30 @@ class SqliteSource:
         intervals_of(bounds, interval_min)
         if not terms or len(bounds) < 2:
             return []
+        lone = daily_scope(terms, min_members)
+        if lone is not None and self._by_days(bounds):
+            meter, weight = lone
+            first, last = day_range(bounds)
+            ends = json.dumps([int(b) for b in bounds])
+            rows = self._query(
+                DAILY_PEAKS_SQL[interval_min],
+                [meter, weight, ends, first, last, bounds[0], bounds[-1]],
+            )
+            return [ScopePeak(int(i), float(e), int(s)) for i, e, s in rows]
         weights = json.dumps({meter: float(w) for meter, w in terms.items()})
         rows = self._query(
             SCOPE_PEAKS_SQL[interval_min],
             [weights, json.dumps([int(b) for b in bounds]), min_members, bounds[0], bounds[-1]],
         )
         return [ScopePeak(int(i), float(e), int(s)) for i, e, s in rows]
+
+    def _by_days(self, bounds: Sequence[int]) -> bool:
+        """The daily rollups hold peaks (their layout) and every bound starts a local day."""
+        rows = self._query("SELECT value FROM meta WHERE key = 'rollup_zone'")
+        if not rows:
+            return False
+        zone, _, layout = str(rows[0][0]).partition("|")
+        return layout == str(ROLLUP_LAYOUT) and all(starts_day(b, ZoneInfo(zone)) for b in bounds)
 
     def close(self) -> None:
         file = getattr(self._local, "file", None)
