@@ -315,7 +315,17 @@ def campus_bill(
 ) -> CampusBill:
     """Every account's bill for the month (or only `building`'s) and their sums."""
     scopes = accounts(config) if building is None else [resolve(config, "building", building)]
-    bills = tuple(bill(config, hours_of, energy_of, s, month, peaks_of=peaks_of) for s in scopes)
+    first, last = month_days(month)
+    every = sorted(m.id for m in config.campus.meters)
+    month_energy = dict(energy_of(first, last, every)) if every else {}
+
+    def energy_once(since: date, until: date, meters: Collection[str]) -> Mapping[str, float]:
+        """Each meter's month, read once for every account's bill."""
+        if (since, until) != (first, last):
+            return energy_of(since, until, meters)
+        return {m: month_energy[m] for m in meters if m in month_energy}
+
+    bills = tuple(bill(config, hours_of, energy_once, s, month, peaks_of=peaks_of) for s in scopes)
     totals: dict[str, Decimal] = {}
     unpriced = Decimal(0)
     for one in bills:
