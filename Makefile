@@ -30,6 +30,7 @@ test: $(STAMP) $(EMULATOR)
 .PHONY: faults
 faults: $(STAMP) $(EMULATOR)
 	CAMPUS_ENERGY_FAULTS=long $(BIN)/python -m pytest tests/faults tests/attacks -s
+	CAMPUS_ENERGY_FAULTS=long $(BIN)/python -m pytest -m long tests/integration tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks tools

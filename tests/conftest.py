@@ -6,6 +6,7 @@ The helpers themselves live in `tests/support/`, grouped by what they are.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,11 +50,21 @@ def no_leftovers() -> Iterator[None]:
         except psutil.Error:  # gone, or a zombie already
             return False
 
+    def shared() -> set[int]:
+        """Shared processes and those older than the test, and what they start of their own
+        meanwhile (a module's browser starts helper processes when it needs them)."""
+        found = set(SHARED_PROCESSES)
+        for pid in SHARED_PROCESSES | children_before:
+            with contextlib.suppress(psutil.Error):
+                found.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+        return found
+
     def leftover_children() -> list[psutil.Process]:
+        kept = shared()
         return [
             p
             for p in me.children(recursive=True)
-            if p.pid not in children_before and p.pid not in SHARED_PROCESSES and alive(p)
+            if p.pid not in children_before and p.pid not in kept and alive(p)
         ]
 
     within(lambda: not (leftover_threads() or leftover_children()), timeout=5)
@@ -140,3 +151,14 @@ def fresh_streamlit_caches() -> Iterator[None]:
 
     st.cache_data.clear()  # logs "No runtime found": harmless outside `streamlit run`
     st.cache_resource.clear()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long cases (`@pytest.mark.long`) run only in `make faults` (CAMPUS_ENERGY_FAULTS=long),
+    so that `make test` stays within its time."""
+    if os.environ.get("CAMPUS_ENERGY_FAULTS", "").lower() == "long":
+        return
+    skip = pytest.mark.skip(reason="a long case: `make faults` runs it")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip)

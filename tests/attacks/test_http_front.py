@@ -374,6 +374,7 @@ def test_nginx_drops_a_client_that_never_finishes_its_request(
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_the_watchdog_is_pinged_only_while_the_app_answers(
     tmp_path: Path, store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

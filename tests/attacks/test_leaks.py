@@ -409,6 +409,7 @@ def books(home: Path) -> tuple[float, float, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.timeout(240)
 def test_two_demos_at_once_keep_their_own_books(tmp_path: Path) -> None:
     """Before: the second demo took the first one's broker for its own (the port answered) and

@@ -55,6 +55,7 @@ async def test_windows_balance_with_the_logger_in_every_sink(
     assert max(d.coverage for d in full) > 0.99
 
 
+@pytest.mark.long  # tests/faults/test_kill9.py kills both services in the short run
 async def test_kill_9_of_the_bridge_loses_and_duplicates_nothing(
     tmp_path: Path, mosquitto: Any
 ) -> None:
@@ -106,7 +107,9 @@ path = "{tmp_path / "windows.db"}"
     assert "Traceback" not in log.read_text()
 
 
-@pytest.mark.parametrize("kind", ["postgres", "firestore-per-meter"])
+@pytest.mark.parametrize(
+    "kind", ["postgres", pytest.param("firestore-per-meter", marks=pytest.mark.long)]
+)
 async def test_an_unreachable_sink_loses_nothing(
     kind: str,
     tmp_path: Path,

@@ -176,19 +176,31 @@ class Quarters:
     mwh: Mapping[int, int]
     reported: Mapping[int, frozenset[str]]  # hour start ms -> meters with a reading in it
     terms: Mapping[str, int]
+    covered: Mapping[int, Mapping[str, int]]  # hour start ms -> meter -> ms its readings integrated
 
     def total(self, start: int, end: int) -> int:
         return sum(v for t, v in self.mwh.items() if start <= t < end)
 
     def peak_kw(self, start: int, end: int, zone: ZoneInfo) -> Decimal:
         """The highest quarter's demand in [start, end); a remainder's only from hours in
-        which every member reported."""
+        which every member reported and integrated at least 98 % of the hour."""
         whole = any(w < 0 for w in self.terms.values())
+
+        def full(hour: int) -> bool:
+            covered = self.covered.get(hour, {})
+            return all(covered.get(m, 0) >= 0.98 * 3_600_000 for m in self.terms)
+
         counted = [
             v
             for t, v in self.mwh.items()
             if start <= t < end
-            and (not whole or self.reported.get(hour_of(t, zone), frozenset()) >= set(self.terms))
+            and (
+                not whole
+                or (
+                    self.reported.get(hour_of(t, zone), frozenset()) >= set(self.terms)
+                    and full(hour_of(t, zone))
+                )
+            )
         ]
         return (Decimal(max(counted)) * 4 / 1_000_000).quantize(MILLI, ROUND_HALF_UP)
 
@@ -196,11 +208,13 @@ class Quarters:
 def quarters(books: Books, terms: Mapping[str, int]) -> Quarters:
     mwh: dict[int, int] = defaultdict(int)
     reported: dict[int, set[str]] = defaultdict(set)
+    covered: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for meter, ts, *_, energy_wh, _ in books.rows:
         if meter in terms:
             mwh[ts - ts % QUARTER_MS] += terms[meter] * round(energy_wh * 1000)
             reported[hour_of(ts, books.zone)].add(meter)
-    return Quarters(dict(mwh), {h: frozenset(m) for h, m in reported.items()}, terms)
+            covered[hour_of(ts, books.zone)][meter] += books.dt.get((meter, ts), 0)
+    return Quarters(dict(mwh), {h: frozenset(m) for h, m in reported.items()}, terms, dict(covered))
 
 
 def period(ts_ms: int, zone: ZoneInfo) -> str:
