@@ -83,6 +83,7 @@ def spoiled(meter_id: str) -> list[tuple[str, bytes]]:
     ]
 
 
+@pytest.mark.long  # tests/attacks/test_intake.py dead-letters each kind in the short run
 @pytest.mark.timeout(PLAN.test_timeout_s)
 def test_malformed_payloads_are_dead_lettered_and_the_books_balance(
     tmp_path: Path, mosquitto: Any, report: list[Books]

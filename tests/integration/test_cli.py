@@ -289,7 +289,8 @@ def test_scan_on_a_terminal_shows_its_progress_on_one_line(simulated: Path) -> N
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("broker", ["mosquitto", pytest.param("embedded", marks=pytest.mark.long)])
+@pytest.mark.long  # tests/integration/test_demo.py runs the demo end to end in the short run
+@pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
 def test_demo_shows_readings_flowing(tmp_path: Path, broker: str) -> None:
     if broker == "mosquitto":
         require_mosquitto()
