@@ -35,13 +35,14 @@ from campus_energy.accounts.statements import (
     Statement,
     month_days,
     month_to_date,
+    months_of,
     statement,
 )
 from campus_energy.config import Config
 from campus_energy.core.answers import ScopeHour
 from campus_energy.core.billing import Cost
 from campus_energy.core.days import local_date, midnight_ms
-from campus_energy.core.demand import Month, month_after, previous_months
+from campus_energy.core.demand import Month, previous_months
 from campus_energy.core.emissions import Footprint
 from campus_energy.core.timestamps import iso_utc
 
@@ -104,15 +105,6 @@ def cost_answer(found: Statement, zone: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def _months(first: date, last: date) -> list[Month]:
-    found: list[Month] = []
-    month = (first.year, first.month)
-    while month <= (last.year, last.month):
-        found.append(month)
-        month = month_after(month)
-    return found
-
-
 def _footprint_sum(found: Sequence[Footprint]) -> Footprint:
     return Footprint(
         sum((f.kg for f in found), Decimal(0)),
@@ -145,7 +137,7 @@ def campus_cost_answer(
     campus = statement(config, hours_of, campus_scope, first, last, peaks_of=peaks_of)
     totals = totals_of((s.cost.currency, s.cost.total) for s in found)
     demand = []
-    for month in _months(first, last):
+    for month in months_of(first, last):
         peak = campus.peaks.get(month)
         demand.append(
             {
