@@ -22,6 +22,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from campus_energy.core.answers import QUARTER_MS, ScopeHour
 from campus_energy.core.days import midnight_ms
+from campus_energy.core.peaks import interval_energy, intervals_of
 from campus_energy.core.timestamps import utc_datetime
 
 Month = tuple[int, int]  # (year, month) of the site's local calendar
@@ -49,18 +50,15 @@ def series(
     hours: Iterable[ScopeHour], interval_min: int, terms: Mapping[str, float]
 ) -> list[DemandPoint]:
     """The demand of every interval of `hours` (kW), in time order."""
-    per_hour = {15: 4, 30: 2, 60: 1}.get(interval_min)
-    if per_hour is None:
-        raise ValueError(f"demand interval must be 15, 30 or 60 minutes, got {interval_min}")
-    size = 4 // per_hour
+    intervals = intervals_of((), interval_min)  # ValueError for a length not 15, 30 or 60
     hours_long = interval_min / 60
     signed = any(w < 0 for w in terms.values())
     points: list[DemandPoint] = []
     for hour in sorted(hours, key=lambda h: h.hour_ms):
         complete = counts(hour, len(terms))
-        for part in range(per_hour):
-            wh = sum(hour.quarters_wh[part * size : (part + 1) * size])
-            start = hour.hour_ms + part * size * QUARTER_MS
+        for quarters in intervals:
+            wh = interval_energy(hour.quarters_wh, quarters)
+            start = hour.hour_ms + quarters[0] * QUARTER_MS
             points.append(DemandPoint(start, wh / 1000 / hours_long, complete or not signed))
     return points
 
@@ -125,9 +123,7 @@ def peaks_of_hours(
 ) -> dict[Month, Peak]:
     """`monthly_peaks(series(hours, ...))` without building the series: per local month the
     interval with the highest energy among the hours that count, those before `end_ms`."""
-    parts = {15: 4, 30: 2, 60: 1}.get(interval_min)
-    if parts is None:
-        raise ValueError(f"demand interval must be 15, 30 or 60 minutes, got {interval_min}")
+    intervals = intervals_of((), interval_min)
     signed = any(w < 0 for w in terms.values())
     best: dict[Month, tuple[float, int]] = {}
     months = _Months(zone)
@@ -136,19 +132,12 @@ def peaks_of_hours(
             end_ms is not None and hour.hour_ms >= end_ms
         ):
             continue
-        q = hour.quarters_wh
-        values: tuple[tuple[float, int], ...]
-        if parts == 4:
-            values = ((q[0], 0), (q[1], 1), (q[2], 2), (q[3], 3))
-        elif parts == 2:
-            values = ((q[0] + q[1], 0), (q[2] + q[3], 2))
-        else:
-            values = ((q[0] + q[1] + q[2] + q[3], 0),)
         month = months.of(hour.hour_ms)
-        for wh, quarter in values:
+        for quarters in intervals:
+            wh = interval_energy(hour.quarters_wh, quarters)
             found = best.get(month)
             if found is None or wh > found[0]:
-                best[month] = (wh, hour.hour_ms + quarter * QUARTER_MS)
+                best[month] = (wh, hour.hour_ms + quarters[0] * QUARTER_MS)
     return {m: peak(m, wh, start, interval_min) for m, (wh, start) in best.items()}
 
 

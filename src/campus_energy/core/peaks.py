@@ -38,6 +38,14 @@ def intervals_of(bounds: Sequence[int], interval_min: int) -> tuple[Quarters, ..
     return found
 
 
+def interval_energy(quarters_wh: Sequence[float], quarters: Quarters) -> float:
+    """An interval's energy: its quarters' added left to right, as the stores add them."""
+    energy = quarters_wh[quarters[0]]
+    for quarter in quarters[1:]:
+        energy += quarters_wh[quarter]
+    return energy
+
+
 def peaks_of(
     hours: Iterable[ScopeHour], bounds: Sequence[int], interval_min: int, min_members: int
 ) -> list[ScopePeak]:
@@ -52,9 +60,7 @@ def peaks_of(
         if hour.members < min_members or not 0 <= i < last:
             continue
         for quarters in intervals:
-            energy = hour.quarters_wh[quarters[0]]
-            for quarter in quarters[1:]:
-                energy += hour.quarters_wh[quarter]  # as the stores add: left to right
+            energy = interval_energy(hour.quarters_wh, quarters)
             start = hour.hour_ms + quarters[0] * QUARTER_MS
             found = best.get(i)
             if found is None or energy > found[0] or (energy == found[0] and start < found[1]):
@@ -79,10 +85,7 @@ def hour_peaks(hour_ms: int, quarters_wh: Sequence[float]) -> DayPeaks:
     found: DayPeaks = {}
     for minutes, intervals in INTERVALS.items():
         for quarters in intervals:
-            energy = quarters_wh[quarters[0]]
-            for quarter in quarters[1:]:
-                energy += quarters_wh[quarter]
-            peak = (energy, hour_ms + quarters[0] * QUARTER_MS)
+            peak = (interval_energy(quarters_wh, quarters), hour_ms + quarters[0] * QUARTER_MS)
             held = found.get(minutes)
             if held is None or _above(peak, held):
                 found[minutes] = peak
