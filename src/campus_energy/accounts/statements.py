@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from campus_energy.accounts.scopes import UNASSIGNED, Scope, accounts, resolve
 from campus_energy.config import Config
@@ -372,6 +373,7 @@ def month_to_date(
     today = local_date(now_ms, zone)
     first, last = month_days((today.year, today.month))
     hours = read_hours(config, hours_of, scope, first, last)
+    peaks_of = None if peaks_of is None else _once(peaks_of)  # both statements read the same
     so_far = statement(config, hours_of, scope, first, today, hours, peaks_of=peaks_of)
     start_ms = midnight_ms(first, zone)
     end_ms = midnight_ms(last + timedelta(days=1), zone)
@@ -393,6 +395,21 @@ def month_to_date(
         demand.ratchet_floor_kw if demand else None,
         demand.billed_kw if demand else None,
     )
+
+
+def _once(peaks_of: PeaksOf) -> PeaksOf:
+    """`peaks_of` asked each question once."""
+    known: dict[tuple[Any, ...], list[ScopePeak]] = {}
+
+    def ask(
+        bounds: Sequence[int], terms: Mapping[str, float], interval: int, members: int
+    ) -> list[ScopePeak]:
+        key = (tuple(bounds), tuple(sorted(terms.items())), interval, members)
+        if key not in known:
+            known[key] = peaks_of(bounds, terms, interval, members)
+        return known[key]
+
+    return ask
 
 
 @dataclass(frozen=True)
