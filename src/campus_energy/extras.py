@@ -24,6 +24,7 @@ NEEDED_BY: dict[str, str] = {
     "streamlit": "dashboard",
     "pandas": "dashboard",
     "altair": "dashboard",
+    "matplotlib": "alerts",
     "amqtt": "demo",
     "psutil": "demo",
     "psycopg": "postgres",
@@ -39,8 +40,10 @@ ROLE_OF_COMMAND: dict[str, str] = {
     "api": "api",
     "dashboard": "dashboard",
     "demo": "demo",
+    "alerts": "alerts",
+    "report": "alerts",
 }
-STORE_ROLES = ("bridge", "api")  # the roles that talk to a window store
+STORE_ROLES = ("bridge", "api", "alerts")  # the roles that talk to a window store
 
 
 def extra_for(module: str, command: str | None = None) -> str | None:

@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from campus_energy.config.alerts import AlertsConfig, ReportConfig, read_secret
+from campus_energy.config.alerts import cross_check as alerts_cross_check
 from campus_energy.config.billing import (
     BuildingConfig,
     EmissionsConfig,
@@ -59,6 +61,7 @@ SECRET_KEYS = (
     "mqtt.password_file",
     "mqtt.signing_key_file",
     "mqtt.tls_key_file",
+    "alerts.api_token_file",
 )
 _ID = re.compile(r"^[a-z0-9_-]+$")
 
@@ -435,12 +438,15 @@ class Config(_Section):
     virtual_meters: tuple[VirtualMeterConfig, ...] = ()
     tariffs: tuple[TariffConfig, ...] = ()
     emissions: EmissionsConfig = EmissionsConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    reports: tuple[ReportConfig, ...] = ()
 
     _profiles: dict[str, Profile] = PrivateAttr(default_factory=dict)
     _source: Path | None = PrivateAttr(default=None)
     _campus: Campus | None = PrivateAttr(default=None)
     _tariffs: dict[str, Tariff] = PrivateAttr(default_factory=dict)
     _emissions: EmissionFactors = PrivateAttr(default_factory=EmissionFactors)
+    _secrets: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @property
     def campus(self) -> Campus:
@@ -460,6 +466,11 @@ class Config(_Section):
     def emission_factors(self) -> EmissionFactors:
         """The annual factors and the hourly file's (`core.emissions`)."""
         return self._emissions
+
+    def channel_secret(self, name: str) -> str | None:
+        """The secret of alert channel `name` (SMTP password, webhook key), read at start-up
+        from its file or environment variable; None when it has none. Never logged."""
+        return self._secrets.get(name)
 
     @property
     def profiles(self) -> Mapping[str, Profile]:
@@ -648,6 +659,14 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     for tariff in tariffs if isinstance(tariffs, list) else ():
         fix(tariff, "holidays_file")
     fix(data.get("emissions"), "hourly_file")
+    alerts = part(data, "alerts")
+    if alerts is not None:
+        fix(alerts, "state_path", AlertsConfig.model_fields["state_path"].default)
+        fix(alerts, "api_token_file")
+        channels = alerts.get("channels")
+        for channel in channels if isinstance(channels, list) else ():
+            for key in ("password_file", "secret_file"):
+                fix(channel, key)
 
 
 def config_path(explicit: Path | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
@@ -695,11 +714,35 @@ def parse_config(
         config.tariffs,
     )
     found += _window_checks(config)
+    found += alerts_cross_check(config.alerts, config.reports, config.campus, config.meters)
     if found:
         raise ConfigError([(named_key(k, merged), m) for k, m in found])
     config._profiles = profiles
     config._tariffs, config._emissions = _billing_values(config, merged)
+    config._secrets = _channel_secrets(config, merged, environ)
     return config
+
+
+def _channel_secrets(
+    config: Config, merged: Mapping[str, Any], environ: Mapping[str, str]
+) -> dict[str, str]:
+    """Each alert channel's secret, read from its file or environment variable."""
+    found = {}
+    for i, channel in enumerate(config.alerts.channels):
+        key, path, variable = (
+            ("password", channel.password_file, channel.password_env)
+            if channel.kind == "email"
+            else ("secret", channel.secret_file, channel.secret_env)
+        )
+        try:
+            secret = read_secret(path, variable, environ)
+        except ValueError as exc:
+            suffix = "_file" if path is not None else "_env"
+            named = named_key(f"alerts.channels[{i}].{key}{suffix}", merged)
+            raise ConfigError.single(named, str(exc)) from None
+        if secret is not None:
+            found[channel.name] = secret
+    return found
 
 
 def _window_checks(config: Config) -> list[tuple[str, str]]:
