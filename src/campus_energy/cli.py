@@ -69,6 +69,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "campus_energy.accounts.command",
         "the month's bills: energy, standing and demand charges, CO2, per building",
     ),
+    "alerts": (
+        "campus_energy.alerts.command",
+        "alert rules, notifications and scheduled reports (service); list, ack, silence",
+    ),
+    "report": (
+        "campus_energy.reports.command",
+        "a week's or month's report: energy, cost, CO2, peaks, after hours, coverage, alerts",
+    ),
     "doctor": (
         "campus_energy.ops.doctor.command",
         "check the installation and say how to fix what is wrong",
@@ -82,7 +90,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "write the broker's ACL: each logger may publish only its own meters' topics",
     ),
 }
-SERVICES = frozenset({"logger", "bridge", "api", "dashboard"})
+SERVICES = frozenset({"logger", "bridge", "api", "dashboard", "alerts"})
 
 
 def command(name: str) -> Any:

@@ -26,7 +26,7 @@ IO_MODULES = {
 # Pure helpers of third parties that `core` may use all the same.
 PURE_EXCEPTIONS = {"pymodbus.client.mixin"}  # register <-> value conversion, no I/O
 
-SERVICES = ("logger", "bridge", "api", "dashboard")
+SERVICES = ("logger", "bridge", "api", "dashboard", "alerts")
 
 
 @dataclass(frozen=True)
@@ -213,3 +213,16 @@ def test_accounts_import_no_tier() -> None:
         if within(i.source, ours("accounts")) and any(within(i.target, t) for t in tiers)
     ]
     offending("accounts imports a tier", found)
+
+
+def test_incidents_and_reports_import_no_tier() -> None:
+    """The book of alerts is shared by the alerts service, the API, the Streamlit dashboard and
+    the command line; reports by the `report` command and the alerts service's schedule."""
+    tiers = [ours(s) for s in (*SERVICES, "ops", "demo", "meters")]
+    found = [
+        i
+        for i in ALL
+        if (within(i.source, ours("incidents")) or within(i.source, ours("reports")))
+        and any(within(i.target, t) for t in tiers)
+    ]
+    offending("incidents or reports imports a tier", found)

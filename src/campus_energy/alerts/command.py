@@ -1,0 +1,13 @@
+"""`campus-energy alerts`: the alerts service."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """No options yet."""
+
+
+def run(args: argparse.Namespace) -> int:
+    raise NotImplementedError
