@@ -187,6 +187,10 @@ class SpoolError(CampusEnergyError):
     """The bridge's spool (its own SQLite file) failed."""
 
 
+class AlertBookError(CampusEnergyError):
+    """The book of alerts (`alerts.state_path`) cannot be opened, read or written."""
+
+
 class SinkError(CampusEnergyError):
     """A window sink (SQLite, PostgreSQL, Firestore) is unreachable or refused a write."""
 
