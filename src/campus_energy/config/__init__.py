@@ -665,7 +665,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         fix(alerts, "api_token_file")
         channels = alerts.get("channels")
         for channel in channels if isinstance(channels, list) else ():
-            for key in ("password_file", "secret_file"):
+            for key in ("password_file", "secret_file", "ca_file"):
                 fix(channel, key)
 
 

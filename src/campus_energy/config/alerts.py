@@ -82,6 +82,8 @@ class ChannelConfig(_Part):
     sender: Address | None = None
     recipients: tuple[Address, ...] = ()
     timeout_s: float = Field(default=30.0, gt=0, le=300)
+    # email and webhook: trust this CA (PEM) besides the system's (a private mail server)
+    ca_file: Path | None = None
     # webhook
     url: str | None = Field(default=None, max_length=2000)
     secret_file: Path | None = None
@@ -146,12 +148,15 @@ class ChannelConfig(_Part):
 
 _EMAIL_KEYS = {
     "host", "port", "security", "username", "password_file", "password_env", "sender",
-    "recipients", "timeout_s",
+    "recipients", "timeout_s", "ca_file",
 }  # fmt: skip
 # kind -> (keys it needs, keys it takes)
 CHANNEL_KEYS: dict[str, tuple[tuple[str, ...], set[str]]] = {
     "email": (("host", "sender", "recipients"), _EMAIL_KEYS),
-    "webhook": (("url",), {"url", "secret_file", "secret_env", "timeout_s", "max_attempts"}),
+    "webhook": (
+        ("url",),
+        {"url", "secret_file", "secret_env", "timeout_s", "max_attempts", "ca_file"},
+    ),
     "mqtt": ((), {"homeassistant_discovery"}),
 }
 
