@@ -1,0 +1,213 @@
+"""What the alerts service learns from the broker as it happens: each meter's latest reading and
+retained status, the energy of each UTC quarter hour (the running demand interval is made of
+them: every local 15-, 30- and 60-minute interval of every zone starts on a UTC quarter hour),
+and the meter's own register beside its integrated total (for register-drift).
+
+Readings are validated by the bridge's own rules (`core.incoming.admit`): form, known meter,
+the meter's plausibility limits. A message that fails is counted and otherwise ignored here
+(the bridge dead-letters it); nothing a stranger publishes can stop the service.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from campus_energy.core.alerts import MeterSeen
+from campus_energy.core.incoming import Limits, Malformed, admit
+from campus_energy.core.timestamps import datetime_ms
+from campus_energy.core.windows import IncomingReading, contributions
+
+QUARTER_MS = 900_000
+KEEP_QUARTERS = 8  # two hours: the longest demand interval and the one before it
+REGISTER_FIELD = "import_energy_wh"  # the profiles' name for the meter's import register
+ANCHOR_EVERY_MS = 3_600_000  # one (integrated, register) pair kept per hour ...
+ANCHORS_KEPT = 26  # ... for a little over a day
+MAX_STATUS_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A meter's integrated total and register at one reading."""
+
+    ts_ms: int
+    total_wh: float
+    register_wh: float
+
+
+@dataclass
+class LiveState:
+    """The service's picture of every configured meter, updated message by message."""
+
+    prefix: str
+    intervals_s: Mapping[str, float]  # meter id -> poll interval
+    limits: Mapping[str, Limits]
+    meters: dict[str, MeterSeen] = field(default_factory=dict)
+    quarters: dict[str, dict[int, float]] = field(default_factory=dict)  # meter -> start -> Wh
+    anchors: dict[str, list[Anchor]] = field(default_factory=dict)
+    refused: int = 0
+    readings: int = 0
+
+    def __post_init__(self) -> None:
+        for meter_id, interval_s in self.intervals_s.items():
+            self.meters.setdefault(meter_id, MeterSeen(meter_id, interval_s))
+
+    def restore(self, seen: Mapping[str, MeterSeen], anchors: Mapping[str, list[Anchor]]) -> None:
+        """What the service knew before a restart (its book), for meters still configured."""
+        for meter_id, before in seen.items():
+            if meter_id in self.meters:
+                interval_s = self.intervals_s[meter_id]
+                self.meters[meter_id] = replace(before, interval_s=interval_s)
+        for meter_id, kept in anchors.items():
+            if meter_id in self.meters:
+                self.anchors[meter_id] = list(kept)[-ANCHORS_KEPT:]
+
+    def seed_from_store(self, last_window_end_ms: Mapping[str, int]) -> None:
+        """A meter never heard of since the service started: its last window's end stands in for
+        its last reading (the store's cross-check), so a fresh start does not call every meter
+        silent, and a meter silent before the start is still found."""
+        for meter_id, end_ms in last_window_end_ms.items():
+            seen = self.meters.get(meter_id)
+            if seen is not None and (seen.last_reading_ms or 0) < end_ms:
+                self.meters[meter_id] = replace(seen, last_reading_ms=end_ms)
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def message(self, topic: str, payload: bytes, now_ms: int) -> bool:
+        """Take one message; False when it was refused (counted)."""
+        parts = topic.split("/")
+        if topic.endswith("/status") and len(parts) == len(self.prefix.split("/")) + 2:
+            return self._status(parts[-2], payload)
+        verdict = admit(
+            topic,
+            payload,
+            prefix=self.prefix,
+            now_ms=now_ms,
+            meters=self.meters.keys(),
+            limits=self.limits,
+        )
+        if isinstance(verdict, Malformed):
+            self.refused += 1
+            return False
+        total_wh, register_wh = _witnesses(payload)
+        self._reading(verdict.reading, total_wh, register_wh)
+        return True
+
+    def _reading(
+        self, reading: IncomingReading, total_wh: float | None, register_wh: float | None
+    ) -> None:
+        seen = self.meters[reading.meter_id]
+        if seen.last_reading_ms is not None and reading.ts_ms <= seen.last_reading_ms:
+            if reading.ts_ms < seen.last_reading_ms - QUARTER_MS:
+                return  # a replay of old readings (an outbox draining): not news
+        else:
+            self.meters[reading.meter_id] = replace(
+                seen, last_reading_ms=reading.ts_ms, power_w=reading.power_w
+            )
+        self.readings += 1
+        quarters = self.quarters.setdefault(reading.meter_id, {})
+        for part in contributions(reading, QUARTER_MS):
+            quarters[part.window_start_ms] = quarters.get(part.window_start_ms, 0.0) + (
+                part.energy_wh
+            )
+        for old in sorted(quarters)[:-KEEP_QUARTERS]:
+            del quarters[old]
+        if register_wh is not None and total_wh is not None:
+            self._anchor(reading, total_wh, register_wh)
+
+    def _anchor(self, reading: IncomingReading, total: float, register_wh: float) -> None:
+        kept = self.anchors.setdefault(reading.meter_id, [])
+        if kept and reading.ts_ms <= kept[-1].ts_ms:
+            return
+        anchor = Anchor(reading.ts_ms, total, register_wh)
+        if len(kept) > 1 and kept[-1].ts_ms - kept[-2].ts_ms < ANCHOR_EVERY_MS:
+            kept[-1] = anchor  # the newest anchor follows the latest reading until an hour on
+        else:
+            kept.append(anchor)
+        del kept[:-ANCHORS_KEPT]
+
+    def _status(self, meter_id: str, payload: bytes) -> bool:
+        seen = self.meters.get(meter_id)
+        if seen is None or len(payload) > MAX_STATUS_BYTES:
+            self.refused += seen is not None
+            return False
+        if not payload:  # a retained status cleared
+            self.meters[meter_id] = replace(seen, status=None, status_ms=None, status_detail="")
+            return True
+        try:
+            doc = json.loads(payload)
+            state = doc["state"]
+            ts_ms = _iso_ms(doc["ts"]) if doc.get("ts") else None
+            detail = str(doc.get("detail") or "")[:200]
+        except (ValueError, TypeError, KeyError):
+            self.refused += 1
+            return False
+        if state not in ("online", "offline", "error"):
+            self.refused += 1
+            return False
+        self.meters[meter_id] = replace(seen, status=state, status_ms=ts_ms, status_detail=detail)
+        return True
+
+    # -- what an evaluation reads -----------------------------------------------------------
+
+    def power_of(self, terms: Mapping[str, float], now_ms: int) -> float | None:
+        """Σ weight × each member's latest power; None when a member has none or is stale
+        (no reading within 3 polls)."""
+        total = 0.0
+        for meter_id, weight in terms.items():
+            seen = self.meters.get(meter_id)
+            if seen is None or seen.power_w is None or seen.last_reading_ms is None:
+                return None
+            if now_ms - seen.last_reading_ms > 3 * seen.interval_s * 1000:
+                return None
+            total += weight * seen.power_w
+        return total
+
+    def energy_of(self, terms: Mapping[str, float], start_ms: int, end_ms: int) -> float:
+        """Σ weight × the members' energy in the quarters of [start, end)."""
+        return sum(
+            weight * wh
+            for meter_id, weight in terms.items()
+            for quarter, wh in self.quarters.get(meter_id, {}).items()
+            if start_ms <= quarter < end_ms
+        )
+
+    def reported_since(self, terms: Mapping[str, float], start_ms: int) -> bool:
+        """Every member has a reading at or after `start_ms`."""
+        return all(
+            (self.meters[m].last_reading_ms or 0) >= start_ms for m in terms if m in self.meters
+        )
+
+    def drift_anchors(self, meter_id: str) -> tuple[Anchor, Anchor] | None:
+        """The oldest kept anchor and the newest, when they are a day apart (≥ 23 h)."""
+        kept = self.anchors.get(meter_id, [])
+        if len(kept) < 2 or kept[-1].ts_ms - kept[0].ts_ms < 23 * 3_600_000:
+            return None
+        return kept[0], kept[-1]
+
+
+def _witnesses(payload: bytes) -> tuple[float | None, float | None]:
+    """The logger's integrated total and the meter's import register, from a reading already
+    admitted (valid JSON, its total bounded by `admit`)."""
+    try:
+        doc: Any = json.loads(payload)
+    except ValueError:
+        return None, None
+    return _finite(doc.get("energy_total_wh")), _finite(doc.get(REGISTER_FIELD))
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and 0 <= value < 1e15 else None
+
+
+def _iso_ms(text: Any) -> int:
+    moment = datetime.fromisoformat(str(text)[:40].replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return datetime_ms(moment.astimezone(UTC))

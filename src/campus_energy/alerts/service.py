@@ -1,0 +1,451 @@
+"""`campus-energy alerts`: rules evaluated over the live readings and the window store; each
+alert moved through its lifecycle (`core.alerts.advance`), its state and the notifications its
+transitions owe recorded in the book in one transaction, and delivered from there.
+
+Three loops share the book (one connection, this service its only writer of states):
+- receiving: the loggers' readings and retained meter statuses over MQTT (a clean session:
+  only what is live matters; the retained statuses arrive on every connect), into `LiveState`;
+  a status change wakes the evaluation at once;
+- evaluating: every `alerts.evaluate_every_s` (or when woken), what the rules need is read
+  (`LiveState`, and the store through `StoreReader`), every rule evaluated, every alert
+  advanced, and whatever changed recorded;
+- delivering: the outbox's due notifications sent on their channels, retried with back-off,
+  dead-lettered after a channel's attempts; and the scheduled reports mailed.
+
+A restart neither forgets nor repeats: states, the outbox and what was last known of each
+meter are in the book, and a notification is recorded before it is sent (at least once;
+its key — Message-ID, the webhook's delivery header — makes a resend after a crash between
+sending and marking recognisable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from campus_energy.alerts.live import Anchor, LiveState
+from campus_energy.alerts.metrics import AlertsMetrics
+from campus_energy.alerts.stored import StoreReader
+from campus_energy.backends import open_source
+from campus_energy.backends.base import WindowSource
+from campus_energy.config import Config
+from campus_energy.core import alert_rules
+from campus_energy.core.alerts import (
+    PER_METER,
+    AlertState,
+    DemandNow,
+    DriftSeen,
+    HourEnergy,
+    Observations,
+    Rule,
+    Transition,
+    advance,
+)
+from campus_energy.core.timestamps import epoch_ms
+from campus_energy.errors import AlertBookError, BrokerError, SourceError
+from campus_energy.incidents.channels import max_attempts, open_channels
+from campus_energy.incidents.outbox import Watches, deliver_due
+from campus_energy.incidents.store import AlertBook
+from campus_energy.incidents.values import Channel
+from campus_energy.runtime.clock import Backoff, SystemClock, first_or_stop, sleep_or_stop
+from campus_energy.runtime.mqtt import subscribe
+from campus_energy.runtime.notify import Notifier, Watchdog
+from campus_energy.runtime.outages import Outage
+
+log = logging.getLogger("campus_energy.alerts")
+RETRY_MIN_S = 1.0
+RETRY_MAX_S = 60.0
+SAVE_SEEN_EVERY_S = 60.0
+REPORTS_EVERY_S = 30.0
+DELIVER_AT_LEAST_EVERY_S = 30.0
+HUNG_AFTER_S = 300.0
+PRUNE_AFTER_DAYS = 400  # a year of history for the reports' same period last year
+ANCHORS_MEMO = "register-anchors"
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A rule with what the service must gather for it."""
+
+    rule: Rule
+    subjects: tuple[str, ...]
+    terms: Mapping[str, float]
+
+
+class AlertsService:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        source: WindowSource | None = None,
+        channels: Mapping[str, Channel] | None = None,
+        clock: SystemClock | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.rules = config.alerts.rule_values()
+        campus = config.campus
+        self.planned = [
+            Planned(r, tuple(alert_rules.subjects(r, campus)), alert_rules.terms_of(r, campus))
+            for r in self.rules
+        ]
+        intervals = {m.id: m.interval_s for m in config.meters}
+        self.context = alert_rules.RuleContext(
+            campus=campus,
+            zone=config.site.timezone,
+            window_s=config.bridge.window_s,
+            grace_s=config.bridge.grace_s,
+            interval_s=intervals,
+        )
+        self.live = LiveState(config.mqtt.topic_prefix, intervals, config.intake_limits())
+        self.source = source
+        self.channels = channels
+        self.book: AlertBook | None = None
+        self.store: StoreReader | None = None
+        self.wake = asyncio.Event()  # evaluate now (a status changed)
+        self.deliver = asyncio.Event()  # deliver now (something was recorded)
+        self.subscribed = asyncio.Event()
+        self.evaluated = 0  # evaluations done (tests wait on it)
+        self.broker_outage = Outage("MQTT", log)
+        self.store_outage = Outage("window store", log)
+        self.book_outage = Outage("alert book", log)
+        self.report_outage = Outage("scheduled reports", log)
+        self.notifier = notifier or Notifier()
+        self.watchdog = Watchdog(self.notifier)
+        self.metrics = AlertsMetrics(self)
+        self.max_attempts = max_attempts(config)
+        self.watches = Watches()  # each channel's outage and hold, across delivery passes
+
+    def now_ms(self) -> int:
+        return epoch_ms(self.clock.wall())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        config = self.config
+        self.book = AlertBook(config.alerts.state_path)
+        self.source = self.source or open_source(config)
+        self.store = StoreReader(
+            self.source, config.site.zone, config.bridge.window_s, config.bridge.grace_s
+        )
+        self.channels = self.channels if self.channels is not None else open_channels(config)
+        self._restore()
+        log.info(
+            "alerts: %d rule(s), %d channel(s), %d report(s); book %s",
+            len(self.rules),
+            len(self.channels),
+            len(config.reports),
+            config.alerts.state_path,
+        )
+        self.metrics.start()
+        tasks = [
+            asyncio.create_task(self._receive(stop), name="receive"),
+            asyncio.create_task(self._evaluate_loop(stop), name="evaluate"),
+            asyncio.create_task(self._deliver_loop(stop), name="deliver"),
+            asyncio.create_task(self.watchdog.run(stop), name="watchdog"),
+        ]
+        self.notifier.ready(f"{len(self.rules)} rules")
+        try:
+            await stop.wait()
+        finally:
+            self.notifier.stopping()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._save_seen()
+            self.metrics.stop()
+            for channel in self.channels.values():
+                await channel.close()
+            self.store.close()
+            self.source.close()
+            self.book.close()
+            log.info("alerts stopped")
+
+    def _restore(self) -> None:
+        assert self.book is not None
+        anchors = self.book.memo(ANCHORS_MEMO) or {}
+        kept = {
+            meter: [Anchor(*row) for row in rows]
+            for meter, rows in anchors.items()
+            if isinstance(rows, list)
+        }
+        self.live.restore(self.book.seen(), kept)
+        self._retire_unconfigured()
+
+    def _retire_unconfigured(self) -> None:
+        """Alerts of rules (or subjects) no longer configured are resolved, quietly."""
+        assert self.book is not None
+        now = self.now_ms()
+        wanted = {(p.rule.name, s) for p in self.planned for s in p.subjects}
+        gone = [
+            replace(state, phase="resolved", since_ms=now, detail="no longer configured")
+            for key, state in self.book.states(now).items()
+            if key not in wanted and state.phase in ("pending", "firing")
+        ]
+        if gone:
+            self.book.record(gone, [], now, site=self.config.site.name)
+            log.info("%d alert(s) of rules no longer configured resolved", len(gone))
+
+    # -- receiving --------------------------------------------------------------------------
+
+    async def _receive(self, stop: asyncio.Event) -> None:
+        prefix = self.config.mqtt.topic_prefix
+        topics = [f"{prefix}/+/reading", f"{prefix}/+/status"]
+        backoff = Backoff(RETRY_MIN_S, RETRY_MAX_S)
+        while not stop.is_set():
+            try:
+                async with subscribe(
+                    self.config.mqtt,
+                    client_id=self.config.alerts.client_id,
+                    topics=topics,
+                    clean_session=True,
+                ) as subscription:
+                    self.broker_outage.recovered(self.clock.wall())
+                    self.subscribed.set()
+                    backoff.succeeded()
+                    while not stop.is_set():
+                        messages = await first_or_stop(subscription.batch(500), stop)
+                        if messages is None:
+                            break
+                        now = self.now_ms()
+                        for message in messages:
+                            if self._take(message.topic, message.payload, now):
+                                self.wake.set()  # a status changed: evaluate now
+                            subscription.ack(message)
+            except BrokerError as exc:
+                self.subscribed.clear()
+                self.broker_outage.failed(str(exc), self.clock.wall())
+            if await sleep_or_stop(backoff.failed(), stop):
+                return
+
+    def _take(self, topic: str, payload: bytes, now_ms: int) -> bool:
+        """Take one message into the live state; True when a meter's status changed."""
+        meter_id = topic.split("/")[-2]
+        before = self.live.meters.get(meter_id)
+        self.live.message(topic, payload, now_ms)
+        after = self.live.meters.get(meter_id)
+        return before is not None and after is not None and before.status != after.status
+
+    # -- evaluating -------------------------------------------------------------------------
+
+    async def _evaluate_loop(self, stop: asyncio.Event) -> None:
+        every = self.config.alerts.evaluate_every_s
+        saved_at = self.clock.mono()
+        while not stop.is_set():
+            started = self.clock.mono()
+            with self.watchdog.working("evaluate", HUNG_AFTER_S):
+                try:
+                    await self.evaluate()
+                    self.book_outage.recovered(self.clock.wall())
+                except AlertBookError as exc:
+                    self.book_outage.failed(str(exc), self.clock.wall())
+            self.metrics.evaluated(self.clock.mono() - started)
+            if self.clock.mono() - saved_at >= SAVE_SEEN_EVERY_S:
+                self._save_seen()
+                saved_at = self.clock.mono()
+            self.wake.clear()
+            woken = asyncio.ensure_future(self.wake.wait())
+            try:
+                await first_or_stop(asyncio.wait_for(woken, every), stop)
+            except TimeoutError:
+                pass
+            finally:
+                woken.cancel()
+
+    async def evaluate(self) -> None:
+        """Evaluate every rule once; record what changed and the notifications it owes."""
+        assert self.book is not None
+        now = self.now_ms()
+        seen = await self.observe(now)
+        states = self.book.states(now)
+        changed: list[AlertState] = []
+        transitions: list[tuple[Transition, str, str, tuple[str, ...]]] = []
+        kinds = {r.name: (r.kind, str(r.scope)) for r in self.rules}
+        for plan in self.planned:
+            rule = plan.rule
+            for finding in alert_rules.evaluate(rule, plan.subjects, seen, self.context):
+                before = states.get((rule.name, finding.subject))
+                after, transition = advance(rule, before, finding, now)
+                if after is not None and after != before:
+                    changed.append(after)
+                if transition is not None:
+                    transitions.append((transition, rule.kind, str(rule.scope), rule.channels))
+                    self._log(transition)
+        if changed or transitions:
+            self.book.record(changed, transitions, now, site=self.config.site.name, kinds=kinds)
+        if any(not t.suppressed for t, *_ in transitions):
+            self.deliver.set()
+        self.metrics.states = self.book.states(now) if transitions else states
+        self.evaluated += 1
+
+    def _log(self, transition: Transition) -> None:
+        words = {"firing": "fires", "renotify": "still fires", "resolved": "resolved"}
+        log.log(
+            logging.WARNING if transition.event != "resolved" else logging.INFO,
+            "alert %s %s %s: %s%s",
+            transition.rule,
+            transition.subject,
+            words[transition.event],
+            transition.detail,
+            " (silenced)" if transition.suppressed else "",
+        )
+
+    async def observe(self, now_ms: int) -> Observations:
+        """What this evaluation's rules need: live values, and the store's answers."""
+        assert self.store is not None
+        store = self.store
+        kinds = {p.rule.kind for p in self.planned}
+        coverage: dict[str, tuple[tuple[int, float], ...]] = {}
+        hours: dict[str, tuple[HourEnergy, ...]] = {}
+        demand: dict[str, DemandNow] = {}
+        try:
+            if "meter-silent" in kinds:
+                self.live.seed_from_store(await store.last_window_ends(now_ms))
+            for plan in self.planned:
+                rule = plan.rule
+                if rule.kind == "coverage-low":
+                    count = int(rule.params.get("windows", 3))
+                    coverage.update(await store.coverage(plan.subjects, now_ms, count))
+                elif rule.kind in ("baseline-deviation", "after-hours"):
+                    weeks = int(rule.params.get("weeks", 4))
+                    subject = plan.subjects[0]
+                    hours[subject] = await store.hours(subject, plan.terms, now_ms, weeks)
+                elif rule.kind == "demand-approaching":
+                    demand[plan.subjects[0]] = await self._demand(plan, now_ms)
+            self.store_outage.recovered(self.clock.wall())
+        except SourceError as exc:
+            self.store_outage.failed(str(exc), self.clock.wall())
+        power = {
+            p.subjects[0]: self.live.power_of(p.terms, now_ms)
+            for p in self.planned
+            if p.rule.kind not in PER_METER
+        }
+        drift = {}
+        for meter_id in {
+            s for p in self.planned if p.rule.kind == "register-drift" for s in p.subjects
+        }:
+            pair = self.live.drift_anchors(meter_id)
+            if pair is not None:
+                first, last = pair
+                drift[meter_id] = DriftSeen(
+                    first.ts_ms,
+                    last.ts_ms,
+                    last.total_wh - first.total_wh,
+                    last.register_wh - first.register_wh,
+                )
+        return Observations(
+            now_ms=now_ms,
+            zone=self.config.site.timezone,
+            meters=dict(self.live.meters),
+            coverage=coverage,
+            hours=hours,
+            power_w=power,
+            demand=demand,
+            drift=drift,
+        )
+
+    async def _demand(self, plan: Planned, now_ms: int) -> DemandNow:
+        assert self.store is not None
+        interval_min = int(plan.rule.params.get("interval_min") or self._tariff_interval(plan))
+        interval_ms = interval_min * 60_000
+        start = self._interval_start_ms(now_ms, interval_min)
+        peak = await self.store.month_peak_kw(plan.subjects[0], plan.terms, interval_min, now_ms)
+        return DemandNow(
+            interval_start_ms=start,
+            interval_ms=interval_ms,
+            energy_wh=self.live.energy_of(plan.terms, start, start + interval_ms),
+            power_w=self.live.power_of(plan.terms, now_ms),
+            month_peak_kw=peak,
+            complete=self.live.reported_since(plan.terms, start),
+        )
+
+    def _tariff_interval(self, plan: Planned) -> int:
+        """The demand interval of the scope's tariff (15 without one)."""
+        scope = plan.rule.scope
+        campus = self.config.campus
+        name = campus.tariff_of(scope.name) if scope.kind == "building" else campus.tariff
+        tariff = self.config.tariff_values.get(name or "")
+        versions = [v for v in tariff.versions if v.demand is not None] if tariff else []
+        demand = versions[-1].demand if versions else None
+        return demand.interval_min if demand is not None else 15
+
+    def _interval_start_ms(self, now_ms: int, interval_min: int) -> int:
+        """The start of the local clock interval holding now (every zone's starts on a UTC
+        quarter hour)."""
+        local = datetime.fromtimestamp(now_ms / 1000, self.config.site.zone)
+        into_ms = ((local.minute % interval_min) * 60 + local.second) * 1000
+        return now_ms - into_ms - local.microsecond // 1000
+
+    def _save_seen(self) -> None:
+        if self.book is None:
+            return
+        try:
+            self.book.save_seen(self.live.meters)
+            self.book.remember(
+                ANCHORS_MEMO,
+                {
+                    meter: [[a.ts_ms, a.total_wh, a.register_wh] for a in kept]
+                    for meter, kept in self.live.anchors.items()
+                },
+            )
+        except AlertBookError as exc:
+            self.book_outage.failed(str(exc), self.clock.wall())
+
+    # -- delivering -------------------------------------------------------------------------
+
+    async def _deliver_loop(self, stop: asyncio.Event) -> None:
+        assert self.book is not None and self.channels is not None
+        reports_at = -REPORTS_EVERY_S
+        while not stop.is_set():
+            self.deliver.clear()
+            with self.watchdog.working("deliver", HUNG_AFTER_S):
+                try:
+                    counts = await deliver_due(
+                        self.book,
+                        self.channels,
+                        self.now_ms(),
+                        max_attempts=self.max_attempts,
+                        watches=self.watches,
+                    )
+                    self.metrics.delivered(counts)
+                    self.metrics.outbox = self.book.outbox_counts()
+                    self.book_outage.recovered(self.clock.wall())
+                except AlertBookError as exc:
+                    self.book_outage.failed(str(exc), self.clock.wall())
+                if self.config.reports and self.clock.mono() - reports_at >= REPORTS_EVERY_S:
+                    reports_at = self.clock.mono()
+                    await self._reports()
+            delay = DELIVER_AT_LEAST_EVERY_S
+            try:
+                due = self.book.next_due_ms()
+            except AlertBookError:
+                due = None
+            if due is not None:
+                delay = max(0.05, min(delay, (due - self.now_ms()) / 1000))
+            woken = asyncio.ensure_future(self.deliver.wait())
+            try:
+                await first_or_stop(asyncio.wait_for(woken, delay), stop)
+            except TimeoutError:
+                pass
+            finally:
+                woken.cancel()
+
+    async def _reports(self) -> None:
+        from campus_energy.reports.delivery import send_due
+
+        assert self.book is not None and self.channels is not None and self.source is not None
+        channels = self.channels
+
+        async def send(name: str, message: object) -> None:
+            await channels[name].send_message(message)  # type: ignore[attr-defined]
+
+        try:
+            sent = await send_due(self.config, self.book, self.source, send, self.now_ms())
+            self.report_outage.recovered(self.clock.wall())
+        except Exception as exc:  # a report failed to build or send: tried again next round
+            self.report_outage.failed(f"{type(exc).__name__}: {exc}", self.clock.wall())
+            return
+        for name in sent:
+            log.info("report %s sent", name)

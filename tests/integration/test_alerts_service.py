@@ -1,0 +1,229 @@
+"""The alerts service end to end: the simulator's meters polled by the real logger over Modbus
+TCP, a real Mosquitto, the service, and a real SMTP server receiving its mails.
+
+- A meter made silent in the simulator: the firing mail arrives within `for` + one poll of
+  the status going offline (and of the last reading + `silent_after`); when the meter
+  answers again, one resolved mail — and nothing about the meters that kept answering.
+- The service killed with -9 in the middle of an alert while the SMTP server is down, then
+  restarted, then the server back: the firing mail arrives once, the resolved once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+from tests.support.campus import INTERVAL
+from tests.support.config import make_config, meter_at, tcp_bus, write_toml
+from tests.support.net import free_port
+from tests.support.processes import campus_energy
+from tests.support.readback import query
+from tests.support.services import serving, spawn
+from tests.support.smtp import Inbox, smtp_server
+from tests.support.waiting import eventually, within
+
+from campus_energy.alerts.service import AlertsService
+from campus_energy.core.readings import Reading
+from campus_energy.core.topics import meter_status_topic, reading_topic, status_document
+from campus_energy.incidents.store import AlertBook
+from campus_energy.logger.service import MeterLogger
+from campus_energy.meters.simulator.server import Simulator
+
+PREFIX = "campus/energy"
+SILENT_AFTER_S = 1.5
+FOR_S = 1.0
+
+
+def alerts_section(folder: Path, smtp_port: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "state_path": str(folder / "alerts.db"),
+        "evaluate_every_s": 1,
+        "channels": [
+            {
+                "name": "mail",
+                "kind": "email",
+                "host": "127.0.0.1",
+                "port": smtp_port,
+                "security": "none",
+                "sender": "energy@campus.example",
+                "recipients": ["facilities@campus.example"],
+                "timeout_s": 5,
+            }
+        ],
+        "rules": [
+            {
+                "name": "silent",
+                "kind": "meter-silent",
+                "scope": "campus",
+                "silent_after": SILENT_AFTER_S,
+                "for": FOR_S,
+                "clear_after": 0,
+                "severity": "critical",
+                "channels": ["mail"],
+            }
+        ],
+        **extra,
+    }
+
+
+def mails(inbox: Inbox, word: str, subject: str) -> list[Any]:
+    return [
+        r.message
+        for r in inbox.messages
+        if f"[{word.upper()} " in str(r.message["Subject"]) and subject in str(r.message["Subject"])
+    ]
+
+
+@pytest.mark.slow
+async def test_a_silent_meter_is_mailed_once_when_it_fires_and_once_when_it_resolves(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    smtp_port = free_port()
+    outage = {"simulate": {"disconnect_after_s": 3.0, "reconnect_after_s": 9.0}}
+    meters = [
+        meter_at("lib-main", "plant", 1, "eastron-sdm630", building="Library", interval_s=INTERVAL),
+        meter_at(
+            "lib-f1", "plant", 2, "eastron-sdm120", building="Library", interval_s=INTERVAL,
+            parent="lib-main", **outage,
+        ),
+        meter_at("admin-old", "plant", 3, "campus-legacy", building="Admin", interval_s=INTERVAL),
+    ]  # fmt: skip
+    buses = [tcp_bus(timeout_s=0.15, retries=0)]
+    config = make_config(
+        buses,
+        meters,
+        storage={"path": str(tmp_path / "store.db")},
+        mqtt={"port": mosquitto.port, "topic_prefix": PREFIX},
+        logger={"id": "test-logger"},
+        bridge={"sqlite": {"path": str(tmp_path / "windows.db")}},
+        alerts=alerts_section(tmp_path, smtp_port),
+    )
+    with smtp_server(smtp_port) as inbox:
+        service = AlertsService(config)
+        async with (
+            Simulator(config),
+            serving(service, "subscribed"),
+            serving(MeterLogger(config), "ready"),
+        ):
+            await eventually(lambda: mails(inbox, "firing", "lib-f1"), 20, "the firing mail")
+            fired_at = time.time()
+            await eventually(lambda: mails(inbox, "resolved", "lib-f1"), 20, "the resolved mail")
+            await asyncio.sleep(0)  # (the loop runs the last delivery's bookkeeping)
+        book = AlertBook(config.alerts.state_path)
+        try:
+            history = book.history(0, 2**62)
+            seen = book.seen()
+        finally:
+            book.close()
+    # the firing came within `for` + one evaluation (1 s) + one poll of the onset: the last
+    # reading + silent_after, or the logger's offline status, whichever came first
+    firing = next(h for h in history if h.event == "firing")
+    onset_ms = firing.at_ms - FOR_S * 1000
+    assert firing.subject == "lib-f1" and firing.severity == "critical"
+    assert "no reading" in firing.detail or "offline" in firing.detail, firing.detail
+    last_before = seen["lib-f1"].last_reading_ms
+    assert last_before is not None
+    assert fired_at * 1000 - firing.at_ms < 2000, "mailed within 2 s of firing"
+    assert onset_ms <= firing.at_ms
+    # exactly one mail of each kind, about lib-f1 only
+    subjects = [str(r.message["Subject"]) for r in inbox.messages]
+    assert len(subjects) == 2, subjects
+    assert all("lib-f1" in s for s in subjects), subjects
+    assert [h.event for h in history if h.subject == "lib-f1"] == ["firing", "resolved"]
+    message = mails(inbox, "firing", "lib-f1")[0]
+    assert message["To"] == "facilities@campus.example"
+    assert message["Message-ID"] != mails(inbox, "resolved", "lib-f1")[0]["Message-ID"]
+
+
+async def publish(port: int, topic: str, document: dict[str, Any], *, retain: bool) -> None:
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"fake-logger-{free_port()}") as c:
+        from campus_energy.runtime.mqtt import encode
+
+        await c.publish(topic, encode(document), qos=1, retain=retain)
+
+
+def reading(meter_id: str, ts_ms: int, seq: int) -> dict[str, Any]:
+    values = {"voltage_v": 230.0, "current_a": 1.0, "power_w": 230.0}
+    return Reading(meter_id, ts_ms, seq, 0, seq * 10**6, values, None).payload("Library", "1")
+
+
+@pytest.mark.slow
+def test_killed_mid_alert_with_the_mail_server_down_nothing_is_lost_or_repeated(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    """The alerts service as its own process, fed by a stand-in logger over MQTT (the retained
+    status, then readings), killed with -9 while its firing mail waits for the SMTP server."""
+    smtp_port = free_port()
+    path = write_toml(
+        tmp_path / "campus-energy.toml",
+        {
+            "site": {"timezone": "Europe/Berlin", "name": "Test Campus"},
+            "buses": [tcp_bus()],
+            "meters": [meter_at("m1", "plant", 1, "eastron-sdm120", building="Library")],
+            "mqtt": {"port": mosquitto.port, "topic_prefix": PREFIX},
+            "bridge": {"sqlite": {"path": str(tmp_path / "windows.db")}},
+            "alerts": alerts_section(tmp_path, smtp_port),
+        },
+    )
+    log = tmp_path / "alerts.log"
+    status = meter_status_topic(PREFIX, "m1")
+
+    def say(state: str) -> None:
+        document = status_document(state, int(time.time() * 1000))
+        asyncio.run(publish(mosquitto.port, status, document, retain=True))
+
+    def recorded(event: str) -> bool:
+        book = AlertBook(tmp_path / "alerts.db")
+        try:
+            return any(h.event == event for h in book.history(0, 2**62))
+        finally:
+            book.close()
+
+    process = spawn(campus_energy("alerts", "-c", path), log)
+    try:
+        say("offline")  # the meter goes offline: firing after `for`, the mail cannot go out
+        assert within(lambda: recorded("firing"), 20, 0.1), log.read_text()
+        assert within(lambda: failed_attempts(tmp_path / "alerts.db"), 20, 0.1), log.read_text()
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        with smtp_server(smtp_port) as inbox:
+            process = spawn(campus_energy("alerts", "-c", path), log)
+            # the outbox retries on start: the firing mail arrives once
+            assert within(lambda: mails(inbox, "firing", "m1"), 20, 0.1), log.read_text()
+            now = int(time.time() * 1000)
+            topic = reading_topic(PREFIX, "m1")
+            asyncio.run(publish(mosquitto.port, topic, reading("m1", now, 1), retain=False))
+            say("online")
+            assert within(lambda: mails(inbox, "resolved", "m1"), 20, 0.1), log.read_text()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(20) == 0, log.read_text()
+        subjects = [str(r.message["Subject"]) for r in inbox.messages]
+        assert len(subjects) == 2, subjects
+        assert "Traceback" not in log.read_text()
+        assert "connection refused" in log.read_text().lower()  # the outage, said once
+        assert (
+            query(tmp_path / "alerts.db", "SELECT count(*) FROM outbox WHERE delivered_ms IS NULL")[
+                0
+            ][0]
+            == 0
+        )
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        asyncio.run(_clear(mosquitto.port, status))
+
+
+def failed_attempts(book: Path) -> int:
+    """How often the outbox tried to send and failed (the book's own table)."""
+    return int(query(book, "SELECT coalesce(sum(attempts), 0) FROM outbox")[0][0])
+
+
+async def _clear(port: int, topic: str) -> None:
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        await client.publish(topic, b"", qos=1, retain=True)
