@@ -13,6 +13,15 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from campus_energy.accounts.scopes import UnknownScope
+from campus_energy.api.alert_views import (
+    ACTIONS,
+    Forbidden,
+    NotJSON,
+    TokenUnreadable,
+    TooLarge,
+    Unauthorized,
+    alert_views,
+)
 from campus_energy.api.answers import (
     UNAVAILABLE,
     StrictJSONProvider,
@@ -28,9 +37,16 @@ from campus_energy.api.watched import WatchedSource
 from campus_energy.backends import open_source
 from campus_energy.backends.base import WindowSource
 from campus_energy.config import Config, load_config
-from campus_energy.errors import CampusEnergyError, SourceError
+from campus_energy.errors import AlertBookError, CampusEnergyError, SourceError
 
 log = logging.getLogger("campus_energy.api")
+# The alert actions' refusals and their statuses (401, with its challenge, apart).
+REFUSALS: dict[type[CampusEnergyError], int] = {
+    Forbidden: 403,
+    TooLarge: 413,
+    NotJSON: 415,
+    TokenUnreadable: 503,
+}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -61,11 +77,13 @@ def create_app(
     _map_errors(app, state)
     app.register_blueprint(views)
     app.register_blueprint(billing)
+    app.register_blueprint(alert_views)
     return app
 
 
 def _watch_requests(app: Flask, state: ApiState) -> None:
-    """Each answer is measured and carries the security headers (and CORS's, when asked)."""
+    """Each answer is measured and carries the security headers (and CORS's, when asked,
+    except for the alert actions: no other origin may write)."""
     origins = state.config.api.cors_origins
 
     @app.before_request
@@ -76,7 +94,7 @@ def _watch_requests(app: Flask, state: ApiState) -> None:
     def finished(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         state.metrics.observe(endpoint, response.status_code, time.perf_counter() - g.started)
-        if origins:
+        if origins and request.path not in ACTIONS:
             response.vary.add("Origin")  # shared caches must not mix answers across origins
             origin = request.headers.get("Origin")
             if origin and origin in origins:
@@ -97,6 +115,16 @@ def _map_errors(app: Flask, state: ApiState) -> None:
             return json_response({"error": str(exc)}), 400
         if isinstance(exc, NotFound | UnknownScope):
             return json_response({"error": str(exc)}), 404
+        if isinstance(exc, Unauthorized):
+            response = json_response({"error": str(exc)})
+            response.headers["WWW-Authenticate"] = exc.challenge
+            return response, 401
+        for kind, status in REFUSALS.items():
+            if isinstance(exc, kind):
+                return json_response({"error": str(exc)}), status
+        if isinstance(exc, AlertBookError):
+            log.error("%s: %s; answered 503", request.path[:100], exc)
+            return json_response({"error": "the book of alerts is unavailable"}), 503
         if isinstance(exc, SourceError):  # its reason is logged by the source, once an outage
             state.metrics.source_errors.inc()
         else:
@@ -124,8 +152,11 @@ def _map_errors(app: Flask, state: ApiState) -> None:
 
     @app.errorhandler(405)
     def read_only(exc: HTTPException) -> tuple[Response, int]:
-        response = json_response({"error": "this API is read-only: GET only"})
-        for name, value in exc.get_headers():
-            if name == "Allow":
-                response.headers["Allow"] = value
+        allowed = dict(exc.get_headers()).get("Allow", "")
+        words = "this API is read-only: GET only"
+        if "POST" in allowed.split(", "):  # an alert action
+            words = "this endpoint takes POST only"
+        response = json_response({"error": words})
+        if allowed:
+            response.headers["Allow"] = allowed
         return response, 405

@@ -6,6 +6,9 @@ from typing import Any
 
 from campus_energy import __version__
 from campus_energy.api.openapi_schemas import (
+    ACK_REQUEST,
+    ACKNOWLEDGED,
+    ALERTS,
     BILLS,
     CAMPUS_MODEL,
     COST,
@@ -14,7 +17,11 @@ from campus_energy.api.openapi_schemas import (
     ERROR,
     NUMBER,
     OVERVIEW,
+    SILENCE_REQUEST,
+    SILENCED,
     TIME,
+    UNSILENCE_REQUEST,
+    UNSILENCED,
     VIRTUAL_METER,
     XLSX,
     ok,
@@ -101,7 +108,17 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "Campus Energy API",
             "version": __version__,
-            "description": "Read-only campus electricity data: windows of exact energy.",
+            "description": "Campus electricity data, windows of exact energy, read-only; "
+            "the alert actions (acknowledge, silence) are its only writes, with a bearer token.",
+        },
+        "components": {
+            "securitySchemes": {
+                "alertToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the token in the file alerts.api_token_file names",
+                }
+            }
         },
         "paths": {
             "/api/live": {
@@ -205,6 +222,7 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             **_billing_paths(errors),
+            **_alerts_paths(),
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",
@@ -344,4 +362,71 @@ def _billing_paths(errors: dict[str, Any]) -> dict[str, Any]:
                 "responses": {"200": ok(CAMPUS_MODEL), "503": ERROR},
             }
         },
+    }
+
+
+def _action(summary: str, description: str, body: dict[str, Any], answer: dict[str, Any]) -> Any:
+    refused = {
+        "400": ERROR,
+        "401": ERROR,
+        "403": ERROR,
+        "404": ERROR,
+        "413": ERROR,
+        "415": ERROR,
+        "503": ERROR,
+    }
+    return {
+        "post": {
+            "summary": summary,
+            "description": description + " Refused: 403 when the API has no "
+            "alerts.api_token_file, 401 without the bearer token, 415 for a body not "
+            "declared JSON, 413 for one over 4 kB, 400 naming a bad field.",
+            "security": [{"alertToken": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {"200": ok(answer), **refused},
+        }
+    }
+
+
+def _alerts_paths() -> dict[str, Any]:
+    """The book of alerts and its actions (`alert_views`)."""
+    return {
+        "/api/alerts": {
+            "get": {
+                "summary": "Active alerts, the transitions of the last days, the silences",
+                "description": "From the alerts service's book on this host; `configured` is "
+                "false (and the lists empty) when there is none. `active`: firing before "
+                "pending, the most severe first, then the oldest; `recent`: the newest first.",
+                "parameters": [
+                    {
+                        "name": "days",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 90, "default": 7},
+                        "description": "how many days of transitions `recent` holds",
+                    }
+                ],
+                "responses": {"200": ok(ALERTS), "400": ERROR, "503": ERROR},
+            }
+        },
+        "/api/alerts/ack": _action(
+            "Acknowledge a pending or firing alert: it is not notified again until it resolves",
+            "404 when the rule has no pending or firing alert for the subject.",
+            ACK_REQUEST,
+            ACKNOWLEDGED,
+        ),
+        "/api/alerts/silence": _action(
+            "Silence a rule's alerts (or every rule's), for one subject or all, until a time",
+            "Give `until` or `for`. Transitions while silenced are recorded, not sent; a "
+            "firing not sent is sent when the silence ends if it still fires. 404 for a rule "
+            "neither configured nor in the book.",
+            SILENCE_REQUEST,
+            SILENCED,
+        ),
+        "/api/alerts/unsilence": _action(
+            "Lift a silence before its end",
+            "404 when no active silence has the id.",
+            UNSILENCE_REQUEST,
+            UNSILENCED,
+        ),
     }

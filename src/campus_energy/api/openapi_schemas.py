@@ -307,3 +307,108 @@ CAMPUS_MODEL = schema_object(
         "no_building": schema_object({"tariff": _TEXT, "basis": _STRING, **_METERS_AT}),
     }
 )
+
+
+# -- alerts (`alert_views`) ----------------------------------------------------------------
+
+_INSTANT = {"type": "string", "format": "date-time"}
+_SEVERITY = {"type": "string", "enum": ["info", "warning", "critical"]}
+ALERT = schema_object(
+    {
+        "rule": _STRING,
+        "subject": {**_STRING, "description": "a meter, a building, a virtual meter or 'campus'"},
+        "kind": _STRING,
+        "scope": {**_STRING, "example": "building:ECE"},
+        "phase": {"type": "string", "enum": ["pending", "firing", "resolved", "inactive"]},
+        "severity": _SEVERITY,
+        "since": {**_INSTANT, "description": "when the current phase began"},
+        "fired": {**TIME, "description": "when the last firing began"},
+        "value": {**NUMBER, "description": "the measured figure (seconds, kW, kWh, %, share)"},
+        "detail": {**_STRING, "example": "no reading for 7 min (status offline)"},
+        "acked": {
+            "type": ["object", "null"],
+            "properties": {"by": _TEXT, "at": _INSTANT},
+            "required": ["by", "at"],
+        },
+        "silenced_until": TIME,
+    }
+)
+TRANSITION = schema_object(
+    {
+        "rule": _STRING,
+        "subject": _STRING,
+        "kind": _STRING,
+        "scope": _STRING,
+        "event": {"type": "string", "enum": ["firing", "renotify", "resolved"]},
+        "at": _INSTANT,
+        "severity": _SEVERITY,
+        "value": NUMBER,
+        "detail": _STRING,
+        "suppressed": {"type": "boolean", "description": "recorded while silenced: not sent"},
+    }
+)
+SILENCE = schema_object(
+    {
+        "id": _INTEGER,
+        "rule": {**_TEXT, "description": "null: every rule"},
+        "subject": {**_TEXT, "description": "null: every subject"},
+        "until": _INSTANT,
+        "by": _STRING,
+        "created": _INSTANT,
+        "note": _STRING,
+    }
+)
+ALERTS = schema_object(
+    {
+        "configured": {
+            "type": "boolean",
+            "description": "false: no book of alerts on this host (the lists are empty)",
+        },
+        "timezone": _STRING,
+        "active": {"type": "array", "items": ALERT},
+        "recent": {"type": "array", "items": TRANSITION},
+        "silences": {"type": "array", "items": SILENCE},
+    }
+)
+_NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+_BY = {"type": "string", "minLength": 1, "maxLength": 100, "description": "default: 'api'"}
+ACK_REQUEST = {
+    "type": "object",
+    "properties": {"rule": _NAME, "subject": _NAME, "by": _BY},
+    "required": ["rule", "subject"],
+    "additionalProperties": False,
+}
+SILENCE_REQUEST = {
+    "type": "object",
+    "properties": {
+        "rule": {**_NAME, "type": ["string", "null"], "description": "null: every rule"},
+        "subject": {
+            **_NAME,
+            "type": ["string", "null"],
+            "description": "absent or null: every subject of the rule",
+        },
+        "until": {**_INSTANT, "description": "ISO 8601 with a zone; or give `for`"},
+        "for": {
+            "type": ["string", "number"],
+            "example": "2h",
+            "description": "a duration: seconds, or '90s', '30m', '2h', '1d' (at most 90 days)",
+        },
+        "by": _BY,
+        "note": {"type": "string", "maxLength": 500},
+    },
+    "required": ["rule"],
+    "additionalProperties": False,
+}
+UNSILENCE_REQUEST = schema_object({"id": {"type": "integer", "minimum": 1}})
+UNSILENCE_REQUEST["additionalProperties"] = False
+ACKNOWLEDGED = schema_object(
+    {
+        "acknowledged": {"type": "boolean", "enum": [True]},
+        "rule": _STRING,
+        "subject": _STRING,
+        "by": _STRING,
+        "at": _INSTANT,
+    }
+)
+SILENCED = schema_object({"silence": SILENCE})
+UNSILENCED = schema_object({"unsilenced": _INTEGER})
