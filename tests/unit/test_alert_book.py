@@ -203,6 +203,16 @@ def test_an_ack_is_cleared_only_by_an_alert_written_as_over_without_it(
     assert (state.acked_ms, state.acked_by) == ((T0 + MIN, "asha") if kept else (None, None))
 
 
+def test_a_new_episode_starts_without_the_last_ones_ack(book: AlertBook) -> None:
+    book.record([firing()], [], T0)
+    assert book.acknowledge("silent", "m1", "asha", T0 + MIN)
+    over = book.states(T0 + 2 * MIN)[("silent", "m1")]
+    book.record([replace(over, phase="resolved")], [], T0 + 2 * MIN)  # the ack written back
+    assert book.states(T0)[("silent", "m1")].acked_by == "asha"
+    book.record([firing(at=T0 + 3 * MIN, phase="pending")], [], T0 + 3 * MIN)
+    assert book.states(T0)[("silent", "m1")].acked_ms is None
+
+
 def test_only_a_pending_or_firing_alert_can_be_acknowledged(book: AlertBook) -> None:
     book.record([firing(), firing(subject="m2", phase="resolved")], [], T0)
     assert not book.acknowledge("silent", "m2", "asha", T0)

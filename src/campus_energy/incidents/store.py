@@ -16,8 +16,9 @@ What it keeps, and why:
 
 The alerts service is the one writer of alert states; the API, the dashboard and the command
 line write only acknowledgements and silences. `record` therefore never overwrites an
-acknowledgement written meanwhile by another process: it clears one only when the alert is
-written as over (resolved or inactive) without one. Each write is one transaction
+acknowledgement written meanwhile by another process: it drops one only when the alert is
+written as over (resolved or inactive) without one, or when a new episode of it begins
+(pending or firing again after it was over). Each write is one transaction
 (`BEGIN IMMEDIATE`, WAL, up to `BUSY_TIMEOUT_S` waiting for another writer). Every sqlite3
 failure becomes an `AlertBookError` naming the file; text people give (names, notes) is
 bounded and checked here, with a `ValueError` naming the field, because the API passes it
@@ -100,6 +101,14 @@ _STATE_COLUMNS = (
     "rule, subject, kind, scope, phase, since_ms, holds_since_ms, clear_since_ms, fired_ms, "
     "notified_ms, value, detail, severity, acked_ms, acked_by, updated_ms"
 )
+# An acknowledgement belongs to one episode of an alert (pending, firing): one written
+# meanwhile by another process is kept while the alert stays active, a new episode starts
+# without one, and an alert written as over (resolved, inactive) without one drops it.
+_KEPT_ACK = (
+    "CASE WHEN excluded.phase IN ('pending', 'firing') THEN CASE WHEN alerts.phase IN "
+    "('pending', 'firing') THEN alerts.{column} END "
+    "WHEN excluded.acked_ms IS NOT NULL THEN alerts.{column} END"
+)
 _UPSERT_STATE = (
     f"INSERT INTO alerts ({_STATE_COLUMNS}) VALUES ({', '.join('?' * 16)}) "
     "ON CONFLICT (rule, subject) DO UPDATE SET "
@@ -110,10 +119,8 @@ _UPSERT_STATE = (
     "fired_ms = excluded.fired_ms, notified_ms = excluded.notified_ms, "
     "value = excluded.value, detail = excluded.detail, severity = excluded.severity, "
     "updated_ms = excluded.updated_ms, "
-    "acked_ms = CASE WHEN excluded.acked_ms IS NULL AND excluded.phase NOT IN "
-    "('pending', 'firing') THEN NULL ELSE alerts.acked_ms END, "
-    "acked_by = CASE WHEN excluded.acked_ms IS NULL AND excluded.phase NOT IN "
-    "('pending', 'firing') THEN NULL ELSE alerts.acked_by END"
+    f"acked_ms = {_KEPT_ACK.format(column='acked_ms')}, "
+    f"acked_by = {_KEPT_ACK.format(column='acked_by')}"
 )
 # the latest end of the silences in force at ? that cover the alert `a`
 _SILENCED_UNTIL = (
