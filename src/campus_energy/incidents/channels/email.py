@@ -31,6 +31,7 @@ from campus_energy.core.timestamps import iso_utc
 from campus_energy.incidents.values import DeliveryError, DeliveryRefused, Notice
 
 PORTS = {"starttls": 587, "tls": 465, "none": 25}
+AUTH_MECHANISMS = ("PLAIN", "LOGIN")  # in order of preference (both need TLS to be safe)
 
 
 def message_id(key: str, sender: str) -> str:
@@ -190,12 +191,25 @@ class EmailChannel:
                 client.starttls(context=context)
                 client.ehlo()
             if self.username is not None:
-                client.login(self.username, self._password or "")
+                self._log_in(client)
             refused = client.send_message(message)
         if refused:  # the others have it: sending again would repeat it to them
             raise DeliveryRefused(
                 self._say(f"delivered to the others; refused: {_refused(refused)}")
             )
+
+    def _log_in(self, client: smtplib.SMTP) -> None:
+        """AUTH with one mechanism the server offers (PLAIN, else LOGIN): one try, not one
+        per mechanism as `SMTP.login` does, so a wrong password counts once against the
+        account."""
+        offered = (client.esmtp_features.get("auth") or "").upper().split()
+        mechanism = next((m for m in AUTH_MECHANISMS if m in offered), None)
+        if mechanism is None:
+            said = f"offers {', '.join(offered)}" if offered else "offers no AUTH"
+            raise DeliveryError(self._say(f"the server {said} (need PLAIN or LOGIN)"))
+        client.user, client.password = self.username or "", self._password or ""
+        authenticate = client.auth_plain if mechanism == "PLAIN" else client.auth_login
+        client.auth(mechanism, authenticate, initial_response_ok=True)
 
 
 def _text(answer: bytes | str) -> str:

@@ -16,6 +16,7 @@ Topic levels are made safe: a building name may hold '/', '+', '#' or spaces.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import re
@@ -134,13 +135,23 @@ class MqttChannel:
 
     async def close(self) -> None:
         """Disconnect (the next send connects again)."""
-        stack, self._stack, self._broker = self._stack, None, None
+        stack, broker = self._stack, self._broker
+        self._stack, self._broker = None, None
         self._announced.clear()
         if stack is not None:
             with contextlib.suppress(BrokerError):
                 await stack.aclose()
+        if broker is not None:
+            _lost(broker)  # read what the connection ended with
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is open, as far as the client has noticed."""
+        return self._broker is not None and not _lost(self._broker)
 
     async def _connected(self) -> Broker:
+        if self._broker is not None and _lost(self._broker):
+            await self.close()  # the broker went away meanwhile: connect afresh
         if self._broker is None:
             stack = contextlib.AsyncExitStack()
             self._broker = await stack.enter_async_context(
@@ -148,3 +159,15 @@ class MqttChannel:
             )
             self._stack = stack
         return self._broker
+
+
+def _lost(broker: Broker) -> bool:
+    """Whether the client has seen its connection drop. aiomqtt keeps that in a future it
+    leaves unread when the broker went away; reading it here also keeps asyncio from
+    reporting it as "never retrieved"."""
+    gone: asyncio.Future[None] = broker.client._disconnected
+    if not gone.done():
+        return False
+    if not gone.cancelled():
+        gone.exception()
+    return True
