@@ -4,6 +4,7 @@
  * Two views on one page: the campus (the address without a fragment) and a building's
  * page (#building=<name>, building.js). */
 
+import { refreshAlerts } from "./alerts.js";
 import { HttpError, failureText, getJSON } from "./api.js";
 import { renderOverview, setName } from "./billing.js";
 import { buildingJobs, demandChart, renderBuilding, routedBuilding, showBuilding } from "./building.js";
@@ -233,7 +234,8 @@ async function run(list) {
 }
 
 async function refresh() {
-  let failure = await run(jobs);
+  // the alerts alongside (their failure is said in their panel, not as stale data)
+  let [failure] = await Promise.all([run(jobs), refreshAlerts()]);
   renderHeader();
   if (routedBuilding() !== null) {
     renderBuilding(state.model, state.overview);
