@@ -227,3 +227,45 @@ def failed_attempts(book: Path) -> int:
 async def _clear(port: int, topic: str) -> None:
     async with aiomqtt.Client("127.0.0.1", port) as client:
         await client.publish(topic, b"", qos=1, retain=True)
+
+
+async def test_a_silence_set_before_an_alert_first_fires_holds_its_notification_back(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    smtp_port = free_port()
+    config = make_config(
+        [tcp_bus()],
+        [
+            meter_at("m1", "plant", 1, "eastron-sdm120"),
+            meter_at("m2", "plant", 2, "eastron-sdm120"),
+        ],
+        mqtt={"port": mosquitto.port, "topic_prefix": PREFIX},
+        bridge={"sqlite": {"path": str(tmp_path / "windows.db")}},
+        alerts=alerts_section(tmp_path, smtp_port),
+    )
+    book = AlertBook(config.alerts.state_path)
+    try:
+        now = int(time.time() * 1000)
+        book.silence("silent", "m1", now + 3_600_000, "facilities", now, "rewiring")
+    finally:
+        book.close()
+    with smtp_server(smtp_port) as inbox:
+        service = AlertsService(config)
+        async with serving(service, "subscribed"):
+            for meter in ("m1", "m2"):
+                document = status_document("offline", int(time.time() * 1000))
+                await publish(
+                    mosquitto.port, meter_status_topic(PREFIX, meter), document, retain=True
+                )
+            await eventually(lambda: mails(inbox, "firing", "m2"), 10, "m2's firing mail")
+            evaluated = service.evaluated
+            await eventually(lambda: service.evaluated > evaluated + 1, 10, "two evaluations more")
+        for meter in ("m1", "m2"):
+            await _clear(mosquitto.port, meter_status_topic(PREFIX, meter))
+    book = AlertBook(config.alerts.state_path)
+    try:
+        history = {(h.subject, h.event): h.suppressed for h in book.history(0, 2**62)}
+    finally:
+        book.close()
+    assert history == {("m1", "firing"): True, ("m2", "firing"): False}
+    assert not mails(inbox, "firing", "m1")

@@ -48,7 +48,7 @@ from campus_energy.core.timestamps import epoch_ms
 from campus_energy.errors import AlertBookError, BrokerError, SourceError
 from campus_energy.incidents.channels import max_attempts, open_channels
 from campus_energy.incidents.outbox import Watches, deliver_due
-from campus_energy.incidents.store import AlertBook
+from campus_energy.incidents.store import AlertBook, silenced_until
 from campus_energy.incidents.values import Channel
 from campus_energy.runtime.clock import Backoff, SystemClock, first_or_stop, sleep_or_stop
 from campus_energy.runtime.mqtt import subscribe
@@ -260,6 +260,7 @@ class AlertsService:
         now = self.now_ms()
         seen = await self.observe(now)
         states = self.book.states(now)
+        silences = self.book.silences(now)
         changed: list[AlertState] = []
         transitions: list[tuple[Transition, str, str, tuple[str, ...]]] = []
         kinds = {r.name: (r.kind, str(r.scope)) for r in self.rules}
@@ -267,6 +268,12 @@ class AlertsService:
             rule = plan.rule
             for finding in alert_rules.evaluate(rule, plan.subjects, seen, self.context):
                 before = states.get((rule.name, finding.subject))
+                if before is None and finding.holds:  # a silence may come before the alert
+                    until = silenced_until(silences, rule.name, finding.subject)
+                    if until is not None:
+                        before = AlertState(
+                            rule.name, finding.subject, "inactive", now, silenced_until_ms=until
+                        )
                 after, transition = advance(rule, before, finding, now)
                 if after is not None and after != before:
                     changed.append(after)
