@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from campus_energy.core.alerts import (
@@ -42,6 +42,7 @@ from campus_energy.core.alerts import (
 from campus_energy.core.baselines import MIN_COVERAGE, hour_baseline, local_hour, median
 from campus_energy.core.campus import Campus, Occupancy
 from campus_energy.core.days import HOUR_MS, hour_of
+from campus_energy.core.tariffs import WEEKDAYS
 from campus_energy.core.timestamps import utc_datetime
 
 SILENT_POLLS = 3  # meter-silent's default: this many poll intervals without a reading
@@ -268,13 +269,31 @@ def _open_median_w(
     hours: Sequence[HourEnergy], rooms: Sequence[Occupancy], ctx: RuleContext
 ) -> float | None:
     """The median mean power (W) of the hours the subject was open (at mid-hour)."""
-    means = [
-        h.energy_wh  # over one hour: Wh = mean W
-        for h in hours
-        if h.coverage >= MIN_COVERAGE
-        and any(o.is_open(local_hour(h.start_ms + HOUR_MS // 2, ctx.tz)) for o in rooms)
-    ]
+    zone = ctx.tz
+    open_at = _open_hours(rooms)
+    means = []
+    for hour in hours:
+        if hour.coverage < MIN_COVERAGE:
+            continue
+        middle = datetime.fromtimestamp((hour.start_ms + HOUR_MS // 2) / 1000, zone)
+        day = middle.date()
+        if any((middle.weekday(), middle.hour) in spans and day not in room.holidays
+               for room, spans in open_at):  # fmt: skip
+            means.append(hour.energy_wh)  # over one hour: Wh = mean W
     return median(means) if means else None
+
+
+def _open_hours(rooms: Sequence[Occupancy]) -> list[tuple[Occupancy, frozenset[tuple[int, int]]]]:
+    """Per occupancy, the (weekday, hour) whose half past it is open."""
+    return [
+        (room, frozenset(
+            (weekday, hour)
+            for weekday, name in enumerate(WEEKDAYS)
+            for hour in range(24)
+            if any(a <= hour * 60 + 30 < b for a, b in room.hours.get(name, ()))
+        ))
+        for room in rooms
+    ]  # fmt: skip
 
 
 # baseline-deviation

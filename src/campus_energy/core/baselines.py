@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta, tzinfo
 
 from campus_energy.core.alerts import HourEnergy
 from campus_energy.core.tariffs import WEEKDAYS
-from campus_energy.core.timestamps import utc_datetime
+from campus_energy.core.timestamps import datetime_ms, utc_datetime
 
 MAD_SCALE = 1.4826  # MAD × this estimates the standard deviation of a normal sample
 MIN_SAMPLES = 4  # fewer comparable hours than this: no baseline
@@ -85,24 +85,27 @@ def same_hour_samples(
     holidays: Collection[date] = frozenset(),
     min_coverage: float = MIN_COVERAGE,
 ) -> list[float]:
-    """The energies (Wh) of the hours comparable with the local hour starting at `target_ms`:
-    the same local wall-clock hour on a day of the same kind (`day_kind`) within the `weeks`
-    weeks before the target's day, measured for at least `min_coverage`. One sample per day:
-    in the repeated hour of a 25-hour day, the first of the two."""
+    """The energies (Wh) of the hours comparable with the local hour starting at `target_ms`,
+    oldest first: the same local wall-clock hour on each day of the same kind (`day_kind`)
+    within the `weeks` weeks before the target's day, measured for at least
+    `min_coverage`. A day without that hour (the spring change) gives none; the 25-hour
+    day gives the first of its two."""
     target = local_hour(target_ms, zone)
     kind = day_kind(target.date(), holidays)
-    earliest = target.date() - timedelta(days=7 * weeks)
-    by_day: dict[date, float] = {}
-    for hour in hours:
-        local = local_hour(hour.start_ms, zone)
-        day = local.date()
-        if not earliest <= day < target.date() or local.hour != target.hour:
+    by_start = {h.start_ms: h for h in hours}
+    found = []
+    for back in range(7 * weeks, 0, -1):
+        day = target.date() - timedelta(days=back)
+        if day_kind(day, holidays) != kind:
             continue
-        if day in by_day or hour.coverage < min_coverage:
+        start = datetime(day.year, day.month, day.day, target.hour, tzinfo=zone)
+        ms = datetime_ms(start)
+        hour = by_start.get(ms)
+        if hour is None or hour.coverage < min_coverage:
             continue
-        if day_kind(day, holidays) == kind:
-            by_day[day] = hour.energy_wh
-    return [by_day[d] for d in sorted(by_day)]
+        if local_hour(ms, zone).hour == target.hour:  # not a wall-clock hour that never was
+            found.append(hour.energy_wh)
+    return found
 
 
 def hour_baseline(
