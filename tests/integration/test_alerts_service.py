@@ -37,6 +37,16 @@ from campus_energy.meters.simulator.server import Simulator
 PREFIX = "campus/energy"
 SILENT_AFTER_S = 1.5
 FOR_S = 1.0
+SILENT_RULE = {
+    "name": "silent",
+    "kind": "meter-silent",
+    "scope": "campus",
+    "silent_after": SILENT_AFTER_S,
+    "for": FOR_S,
+    "clear_after": 0,
+    "severity": "critical",
+    "channels": ["mail"],
+}
 
 
 def alerts_section(folder: Path, smtp_port: int, **extra: Any) -> dict[str, Any]:
@@ -55,18 +65,7 @@ def alerts_section(folder: Path, smtp_port: int, **extra: Any) -> dict[str, Any]
                 "timeout_s": 5,
             }
         ],
-        "rules": [
-            {
-                "name": "silent",
-                "kind": "meter-silent",
-                "scope": "campus",
-                "silent_after": SILENT_AFTER_S,
-                "for": FOR_S,
-                "clear_after": 0,
-                "severity": "critical",
-                "channels": ["mail"],
-            }
-        ],
+        "rules": [SILENT_RULE],
         **extra,
     }
 
@@ -232,6 +231,7 @@ async def _clear(port: int, topic: str) -> None:
 async def test_a_silence_set_before_an_alert_first_fires_holds_its_notification_back(
     tmp_path: Path, mosquitto: Any
 ) -> None:
+    """`for` = 0: the alert fires at its first evaluation, before the book holds a state of it."""
     smtp_port = free_port()
     config = make_config(
         [tcp_bus()],
@@ -241,7 +241,7 @@ async def test_a_silence_set_before_an_alert_first_fires_holds_its_notification_
         ],
         mqtt={"port": mosquitto.port, "topic_prefix": PREFIX},
         bridge={"sqlite": {"path": str(tmp_path / "windows.db")}},
-        alerts=alerts_section(tmp_path, smtp_port),
+        alerts=alerts_section(tmp_path, smtp_port, rules=[{**SILENT_RULE, "for": 0}]),
     )
     book = AlertBook(config.alerts.state_path)
     try:
