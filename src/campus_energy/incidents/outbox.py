@@ -47,13 +47,21 @@ class Book(Protocol):
 
 @dataclass(frozen=True)
 class DeliveryCounts:
+    """What one pass did (for metrics). `held`: due, but left waiting behind an earlier
+    notice of its channel that failed; they go when that one is due again, so a loop that
+    sleeps until the book's next due time should not count them as work to do now."""
+
     sent: int = 0
     retried: int = 0
     dead: int = 0
+    held: int = 0
 
     def __add__(self, other: DeliveryCounts) -> DeliveryCounts:
         return DeliveryCounts(
-            self.sent + other.sent, self.retried + other.retried, self.dead + other.dead
+            self.sent + other.sent,
+            self.retried + other.retried,
+            self.dead + other.dead,
+            self.held + other.held,
         )
 
 
@@ -128,10 +136,10 @@ async def _serve(
 ) -> DeliveryCounts:
     """One channel's deliveries in order; stops at the first that must wait."""
     if watch.held_until_ms is not None and now_ms < watch.held_until_ms:
-        return DeliveryCounts()
+        return DeliveryCounts(held=len(queue))
     watch.held_until_ms = None
     counts = DeliveryCounts()
-    for delivery in queue:
+    for done, delivery in enumerate(queue, start=1):
         try:
             await channel.send(delivery.notice)
         except DeliveryRefused as exc:
@@ -159,7 +167,7 @@ async def _serve(
             next_ms = now_ms + round(retry_delay_s(attempts, delivery.id) * 1000)
             book.retry(delivery.id, now_ms, error, next_ms)
             watch.held_until_ms = next_ms
-            return counts + DeliveryCounts(retried=1)
+            return counts + DeliveryCounts(retried=1, held=len(queue) - done)
         book.delivered(delivery.id, now_ms)
         watch.outage.recovered(now_ms / 1000)
         counts += DeliveryCounts(sent=1)
