@@ -3,8 +3,8 @@
 Every rendered unit passes `systemd-analyze verify` and scores at most 4.0 in
 `systemd-analyze security`; the copies under deploy/systemd/ are the render
 with the default paths; `install-systemd` writes (or, dry, only prints) them.
-The logger, the bridge and the API, run as processes with a notification
-socket, say READY=1, ping the watchdog, and say STOPPING=1 on SIGTERM before
+The logger, the bridge, the API and the alerts service, run as processes with a
+notification socket, say READY=1, ping the watchdog, and say STOPPING=1 on SIGTERM before
 exiting 0 within their unit's TimeoutStopSec.
 """
 
@@ -129,6 +129,7 @@ def test_stop_timeouts_leave_room_for_each_services_own_shutdown() -> None:
         "campus-energy-logger.service": SHUTDOWN_FLUSH_S,
         "campus-energy-bridge.service": FINAL_FLUSH_S,
         "campus-energy-api.service": Gunicorn(parse_config({})).cfg.graceful_timeout,
+        "campus-energy-alerts.service": 10.0,  # its loops end at once; a notice may be cut off
     }
     for unit, budget in budgets.items():
         assert float(unit_setting(unit, "TimeoutStopSec")) >= 2 * budget, unit
@@ -196,6 +197,47 @@ path = "/var/lib/campus-energy/windows.db"
         "campus-energy-bridge.service",
         "campus-energy-api.service",
     ]
+
+
+def test_with_alerts_configured_their_unit_is_enabled_and_their_book_must_be_writable(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "campus-energy.toml"
+    config.write_text(
+        """
+[storage]
+path = "/var/lib/campus-energy/smart_meter.db"
+[bridge]
+spool_path = "/var/lib/campus-energy/spool.db"
+[bridge.sqlite]
+path = "/var/lib/campus-energy/windows.db"
+[alerts]
+state_path = "var/alerts.db"
+[[alerts.channels]]
+name = "ha"
+kind = "mqtt"
+[[alerts.rules]]
+name = "silent"
+kind = "meter-silent"
+channels = ["ha"]
+""",
+        encoding="utf-8",
+    )
+    result = install("--prefix", str(tmp_path / "units"), "--dry-run", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    assert f"alerts.state_path = {tmp_path / 'var/alerts.db'} is outside" in result.stderr
+    assert "set it to /var/lib/campus-energy/alerts.db" in result.stderr
+    enable = next(line for line in result.stdout.splitlines() if "enable --now" in line)
+    assert enable.split()[3:] == [
+        "campus-energy-bridge.service",
+        "campus-energy-api.service",
+        "campus-energy-alerts.service",
+    ]
+    assert "campus-energy-alerts.service  # optional" not in result.stdout
+    assert f"ExecStart={find_executable()} alerts -c {config}" in result.stdout
+    # without rules or reports the unit is offered, not enabled
+    bare = install("--prefix", str(tmp_path / "units"), "--dry-run")
+    assert "systemctl enable --now campus-energy-alerts.service  # optional: alerts" in bare.stdout
 
 
 def test_the_user_is_created_only_when_missing(tmp_path: Path) -> None:
@@ -306,6 +348,45 @@ path = "{tmp_path / "windows.db"}"
         assert ready["STATUS"] == "campus/energy/+/reading → sqlite sink"
         await file_manager.pings(4)
         await stops_cleanly(process, file_manager, "campus-energy-bridge.service")
+    finally:
+        finish(process, log)
+
+
+async def test_the_alerts_service_is_ready_pings_the_watchdog_and_stops_cleanly(
+    tmp_path: Path, mosquitto: Any, manager: NotifySocket
+) -> None:
+    config_file = tmp_path / "c.toml"
+    config_file.write_text(
+        f"""
+[mqtt]
+port = {mosquitto.port}
+[bridge.sqlite]
+path = "{tmp_path / "windows.db"}"
+[alerts]
+state_path = "{tmp_path / "alerts.db"}"
+evaluate_every_s = 1
+[[alerts.channels]]
+name = "ha"
+kind = "mqtt"
+[[alerts.rules]]
+name = "silent"
+kind = "meter-silent"
+channels = ["ha"]
+[[alerts.rules]]
+name = "thin"
+kind = "coverage-low"
+channels = ["ha"]
+""",
+        encoding="utf-8",
+    )
+    log = tmp_path / "alerts.log"
+    process = start("alerts", config_file, manager, log)
+    try:
+        ready = await manager.arrival("READY", 30)
+        assert ready == {"READY": "1", "STATUS": "2 rules"}
+        await manager.pings(4)
+        assert (tmp_path / "alerts.db").is_file()  # its book, created before READY=1
+        await stops_cleanly(process, manager, "campus-energy-alerts.service")
     finally:
         finish(process, log)
 

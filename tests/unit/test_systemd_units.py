@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from campus_energy.config import parse_config
 from campus_energy.errors import UsageError
 from campus_energy.ops.systemd import (
     DEFAULT,
@@ -16,6 +17,8 @@ from campus_energy.ops.systemd import (
     in_home_folders,
     interpreter_of,
     render,
+    unit_environment,
+    unreadable_files,
 )
 
 
@@ -65,3 +68,40 @@ def test_the_interpreter_of_a_script_and_home_folders(tmp_path: Path) -> None:
         ].count("ProtectHome=read-only\n")
         == 1
     )
+
+
+def test_the_alerts_files_the_units_user_cannot_read_are_named(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    password, ca = tmp_path / "smtp-password", tmp_path / "ca.pem"
+    password.write_text("secret\n")
+    password.chmod(0o600)  # root's alone: the service's user cannot read it
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    ca.chmod(0o644)
+    mail = {
+        "name": "mail", "kind": "email", "host": "smtp.example", "sender": "a@campus.example",
+        "recipients": ["b@campus.example"], "username": "energy",
+        "password_file": str(password), "ca_file": str(ca),
+    }  # fmt: skip
+    config = parse_config({"alerts": {"channels": [mail]}})
+    found = unreadable_files(config, "nobody")
+    assert found == [
+        f"alerts.channels[0].password_file = {password} is not readable by user nobody: "
+        f"chgrp nobody {password} && chmod 0640 {password}"
+    ]
+    assert unreadable_files(config, "root") == []
+    assert unreadable_files(config, "no-such-user-here") == []  # created next, with its group
+
+
+def test_the_units_environment_file_is_read_as_systemd_reads_it(tmp_path: Path) -> None:
+    env = tmp_path / "environment"
+    env.write_text(
+        "# secrets\n\nSMTP_PASSWORD=s3cret\nCAMPUS_ENERGY__API__PORT = 8080\n"
+        'QUOTED="a b"\nnot a variable\n',
+        encoding="utf-8",
+    )
+    assert unit_environment(env) == {
+        "SMTP_PASSWORD": "s3cret",
+        "CAMPUS_ENERGY__API__PORT": "8080",
+        "QUOTED": "a b",
+    }
+    assert unit_environment(tmp_path / "missing") == {}

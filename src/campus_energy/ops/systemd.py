@@ -8,7 +8,11 @@ services are printed for you to run. --dry-run prints the units instead.
 
 Warnings name what the units would not find: files written outside their state
 folder, anything under /tmp or /var/tmp (PrivateTmp= gives each service its
-own, empty), a program under a home folder, serial devices they may not open.
+own, empty), a program under a home folder, serial devices they may not open,
+the alerts' password, key and CA files their user may not read. The configuration
+is read with the variables of /etc/campus-energy/environment, as the units read it.
+The alerts service's unit is enabled with the others once alerts or reports are
+configured, and offered as optional until then.
 """
 
 from __future__ import annotations
@@ -34,8 +38,14 @@ UNITS = (
     "campus-energy-bridge.service",
     "campus-energy-api.service",
     "campus-energy-dashboard.service",
+    "campus-energy-alerts.service",
 )
-OPTIONAL_UNITS = {"campus-energy-dashboard.service": "the local Streamlit dashboard"}
+ALERTS_UNIT = "campus-energy-alerts.service"
+OPTIONAL_UNITS = {
+    "campus-energy-dashboard.service": "the local Streamlit dashboard",
+    ALERTS_UNIT: "alerts and scheduled reports (once [[alerts.rules]] or [[reports]] are set)",
+}
+ENVIRONMENT_FILE = Path("/etc/campus-energy/environment")  # EnvironmentFile=: the units' secrets
 STATE_DIR = Path("/var/lib/campus-energy")  # StateDirectory=: the only folder the units may write
 DEFAULT_PREFIX = Path("/etc/systemd/system")
 DEFAULT_CONFIG = Path("/etc/campus-energy/campus-energy.toml")
@@ -155,6 +165,8 @@ def unwritable_paths(config: Config) -> list[str]:
     paths = {"storage.path": config.storage.path, "bridge.spool_path": config.bridge.spool_path}
     if "sqlite" in (config.bridge.sink, config.api.source or config.bridge.sink):
         paths["bridge.sqlite.path"] = config.bridge.sqlite.path
+    if alerts_wanted(config):
+        paths["alerts.state_path"] = config.alerts.state_path
     found = []
     for key, path in paths.items():
         if path.is_relative_to(STATE_DIR):
@@ -183,6 +195,7 @@ def hidden_in_private_tmp(installation: Installation, config: Config | None) -> 
             "mqtt.tls_key_file": mqtt.tls_key_file,
             "mqtt.signing_key_file": mqtt.signing_key_file,
             "bridge.firestore.credentials_file": config.bridge.firestore.credentials_file,
+            **channel_files(config),
         }
     found = []
     for what, path in named.items():
@@ -192,6 +205,69 @@ def hidden_in_private_tmp(installation: Installation, config: Config | None) -> 
             found.append(
                 f"{name} {path} is under {tmp}, {_hidden(tmp)}: move it, e.g. under {where}"
             )
+    return found
+
+
+def alerts_wanted(config: Config) -> bool:
+    """Whether this installation runs the alerts service: rules or reports are configured."""
+    return bool(config.alerts.rules or config.reports)
+
+
+def channel_files(config: Config) -> dict[str, Path | None]:
+    """The files the alerts service and the API read, by key: each channel's password or
+    signing key and CA, and the token that allows acknowledgements over the API."""
+    found: dict[str, Path | None] = {"alerts.api_token_file": config.alerts.api_token_file}
+    for i, channel in enumerate(config.alerts.channels):
+        for key in ("password_file", "secret_file", "ca_file"):
+            found[f"alerts.channels[{i}].{key}"] = getattr(channel, key)
+    return found
+
+
+def unreadable_files(config: Config, user: str) -> list[str]:
+    """Warnings for the alerts' files that `user` (the units' user) cannot read."""
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        return []  # the user is created next: it reads what its group may
+    if account.pw_uid == 0:
+        return []
+    groups = {account.pw_gid, *os.getgrouplist(user, account.pw_gid)}
+    found = []
+    for key, path in channel_files(config).items():
+        if path is None or not path.is_file():
+            continue  # a missing file is refused when the configuration is read
+        info = path.stat()
+        if info.st_uid == account.pw_uid:
+            readable = bool(info.st_mode & 0o400)
+        elif info.st_gid in groups:
+            readable = bool(info.st_mode & 0o040)
+        else:
+            readable = bool(info.st_mode & 0o004)
+        if not readable:
+            found.append(
+                f"{key} = {path} is not readable by user {user}: "
+                f"chgrp {user} {shlex.quote(str(path))} && chmod 0640 {shlex.quote(str(path))}"
+            )
+    return found
+
+
+def unit_environment(path: Path = ENVIRONMENT_FILE) -> dict[str, str]:
+    """The variables the units' `EnvironmentFile=` gives them (empty when there is none), so
+    that the configuration is read as the services read it (a channel's `password_env`)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    found = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")) or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        found[key.strip().removeprefix("export ").strip()] = value
     return found
 
 
@@ -238,13 +314,15 @@ def next_steps(
         )
         steps.append(f"chgrp {user} {config_file} && chmod 0640 {config_file}")
     steps.append("systemctl daemon-reload")
-    enable = [name for name in UNITS if name not in OPTIONAL_UNITS]
+    optional = dict(OPTIONAL_UNITS)
+    if config is not None and alerts_wanted(config):
+        del optional[ALERTS_UNIT]  # rules or reports configured: the service has work
+    enable = [name for name in UNITS if name not in optional]
     if config is not None and not config.meters:
         enable.remove("campus-energy-logger.service")  # no meters: nothing to poll here
     steps.append("systemctl enable --now " + " ".join(enable))
     steps += [
-        f"systemctl enable --now {name}  # optional: {what}"
-        for name, what in OPTIONAL_UNITS.items()
+        f"systemctl enable --now {name}  # optional: {what}" for name, what in optional.items()
     ]
     return steps
 
@@ -305,7 +383,7 @@ def run(args: argparse.Namespace) -> int:
     installation = Installation(
         executable, config_file, args.user, "read-only" if at_home else "yes"
     )
-    config = load_config(config_file, {}) if config_file.exists() else None
+    config = load_config(config_file, unit_environment()) if config_file.exists() else None
     warnings = [
         f"{path} is under a home folder: the units use ProtectHome=read-only, and user "
         f"{installation.user} must be able to read it (an installation under /opt is safer)"
@@ -314,6 +392,7 @@ def run(args: argparse.Namespace) -> int:
     warnings += hidden_in_private_tmp(installation, config)
     if config is not None:
         warnings += unwritable_paths(config) + unlisted_devices(config)
+        warnings += unreadable_files(config, installation.user)
     units = render(installation)
     if args.dry_run:
         for name, text in units.items():
