@@ -29,7 +29,7 @@ from campus_energy.core.answers import ScopeHour
 from campus_energy.core.days import local_date, midnight_ms
 from campus_energy.core.demand import month_bounds, month_of
 from campus_energy.core.timestamps import datetime_ms
-from campus_energy.dashboard import charts, costs, store_hours
+from campus_energy.dashboard import alerts, charts, costs, store_hours
 from campus_energy.dashboard import history as h
 from campus_energy.dashboard import store_queries as q
 from campus_energy.errors import CampusEnergyError, ConfigError
@@ -38,7 +38,16 @@ from campus_energy.runtime.sqlite import recovery_commands
 NOW_ENV = "CAMPUS_ENERGY_DASHBOARD_NOW"  # a fixed instant (ISO 8601 with offset): tests, replays
 LIVE_EVERY_S = 5
 ONLINE_WITHIN_S = 60
-TABS = ["Overview", "Live", "History", "Day detail", "Cost & demand", "Data quality", "Raw data"]
+TABS = [
+    "Overview",
+    "Live",
+    "History",
+    "Day detail",
+    "Cost & demand",
+    "Data quality",
+    "Raw data",
+    "Alerts",
+]
 SETTLED_AFTER_MS = 3_600_000  # a month ended this long ago: its readings are in the store
 SETTLED_TTL_S = 600
 RAW_COLUMNS = [
@@ -461,6 +470,11 @@ def _raw(view: View) -> None:
     st.caption("The newest 1,000 readings of the selection and range.")
 
 
+def _alerts(view: View) -> None:
+    start, end = view.range_ms()
+    alerts.draw(view.config, view.zone, start, end, view.now_ms)
+
+
 DRAW: list[Callable[[View], None]] = [
     _overview,
     _live,
@@ -469,6 +483,7 @@ DRAW: list[Callable[[View], None]] = [
     _cost,
     _quality,
     _raw,
+    _alerts,
 ]
 
 main()
