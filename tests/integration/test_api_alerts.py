@@ -303,7 +303,9 @@ def test_a_bad_field_is_a_400_naming_it(
     assert error.startswith(f"{field}:"), error
 
 
-@pytest.mark.parametrize("data", [b"{", b"", b"\xff\xfe", b"null", b'"ack"', b"1e999"])
+@pytest.mark.parametrize(
+    "data", [b"{", b"", b"\xff\xfe", b"null", b'"ack"', b"1e999", b"[" * 4000, b'{"a":' * 800]
+)
 def test_a_body_that_is_no_json_object_is_a_400(client: FlaskClient, data: bytes) -> None:
     response = post(client, "ack", None, 400, data=data, content_type="application/json")
     assert response.get_json()["error"].startswith("body:")

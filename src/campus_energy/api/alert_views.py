@@ -239,7 +239,7 @@ def _body(fields: dict[str, bool]) -> dict[str, Any]:
         raise TooLarge(f"the body is larger than {MAX_BODY} bytes")
     try:
         body = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # 4 kB of "[" nests too deep
         raise BadParameter("body", "must be a JSON object") from None
     if not isinstance(body, dict):
         raise BadParameter("body", "must be a JSON object")
@@ -289,6 +289,7 @@ def acknowledge() -> Response:
     with _book() as book:
         if book is None or not book.acknowledge(rule, subject, by, now):
             raise NotFound(f"no pending or firing alert {rule[:80]!r} for {subject[:80]!r}")
+    log.info("alert %s/%s acknowledged by %s over the API", rule, subject, by)
     return json_response(
         {"acknowledged": True, "rule": rule, "subject": subject, "by": by, "at": iso(now)}
     )
@@ -336,6 +337,10 @@ def silence() -> Response:
         except ValueError as exc:
             field = _field_of(str(exc))
             raise BadParameter(field, str(exc).removeprefix(f"{field}: ")) from None
+    log.info(
+        "alerts of rule %s, subject %s silenced until %s by %s over the API (silence %d)",
+        rule or "(every rule)", subject or "(every subject)", iso(until), by, found,
+    )  # fmt: skip
     made = {"id": found, "rule": rule, "subject": subject, "until": iso(until), "by": by}
     return json_response({"silence": {**made, "created": iso(now), "note": note}})
 
@@ -363,4 +368,5 @@ def unsilence() -> Response:
     with _book() as book:
         if book is None or not book.unsilence(ident, now):
             raise NotFound(f"no active silence {ident}")
+    log.info("silence %d lifted over the API", ident)
     return json_response({"unsilenced": ident})
