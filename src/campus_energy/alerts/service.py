@@ -61,6 +61,7 @@ RETRY_MAX_S = 60.0
 SAVE_SEEN_EVERY_S = 60.0
 REPORTS_EVERY_S = 30.0
 DELIVER_AT_LEAST_EVERY_S = 30.0
+HELD_AGAIN_S = 1.0
 HUNG_AFTER_S = 300.0
 PRUNE_AFTER_DAYS = 400  # a year of history for the reports' same period last year
 ANCHORS_MEMO = "register-anchors"
@@ -407,6 +408,7 @@ class AlertsService:
         reports_at = -REPORTS_EVERY_S
         while not stop.is_set():
             self.deliver.clear()
+            held = False
             with self.watchdog.working("deliver", HUNG_AFTER_S):
                 try:
                     counts = await deliver_due(
@@ -417,6 +419,7 @@ class AlertsService:
                         watches=self.watches,
                     )
                     self.metrics.delivered(counts)
+                    held = counts.held > 0
                     self.metrics.outbox = self.book.outbox_counts()
                     self.book_outage.recovered(self.clock.wall())
                 except AlertBookError as exc:
@@ -430,7 +433,10 @@ class AlertsService:
             except AlertBookError:
                 due = None
             if due is not None:
-                delay = max(0.05, min(delay, (due - self.now_ms()) / 1000))
+                # what a channel holds back behind a failed notice is due already: look again
+                # in a second, not at once (the failed one's retry releases them)
+                soonest = HELD_AGAIN_S if held else 0.05
+                delay = max(soonest, min(delay, (due - self.now_ms()) / 1000))
             woken = asyncio.ensure_future(self.deliver.wait())
             try:
                 await first_or_stop(asyncio.wait_for(woken, delay), stop)
