@@ -4,9 +4,9 @@ charts as data: URIs."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from email.message import EmailMessage
-from email.utils import make_msgid
 from zoneinfo import ZoneInfo
 
 from campus_energy.reports.charts import charts
@@ -83,8 +83,7 @@ def build_message(
         message["To"] = ", ".join(recipients)
     message.set_content(plain_text(report))
     images = charts(report)
-    domain = "campus-energy.invalid"
-    ids = {name: make_msgid(name, domain=domain) for name in images}
+    ids = {name: f"<{name}.{secrets.token_hex(8)}@campus-energy.report>" for name in images}
     html = render_html(report, {name: f"cid:{ident[1:-1]}" for name, ident in ids.items()})
     message.add_alternative(html, subtype="html")
     related = next(part for part in message.iter_parts() if part.get_content_type() != "text/plain")
