@@ -38,7 +38,10 @@ METERS = {  # meter id: building, floor, constant power (W), its meter register 
     "lib-1": ("Library", "1", 3000.0, 3_000_000.0),
 }
 KPIS = ("Today (kWh)", "This week (kWh)", "This month (kWh)")
-TABS = ["Overview", "Live", "History", "Day detail", "Cost & demand", "Data quality", "Raw data"]
+TABS = [
+    "Overview", "Live", "History", "Day detail", "Cost & demand", "Data quality", "Raw data",
+    "Alerts",
+]  # fmt: skip
 STEADY = {"voltage_v": 230.0, "power_factor": 1.0, "frequency_hz": 50.0}
 EMPTY = "No readings yet: the store is empty. Start the logger and reload."
 

@@ -2,7 +2,8 @@
 `gunicorn "campus_energy.api:create_app()"`.
 
 `app` builds the Flask app (hooks, error handling), `views` holds the endpoints and
-`billing_views` those of costs, demand, bills and the campus model, `queries` the pure
+`billing_views` those of costs, demand, bills and the campus model, `alert_views` the
+book of alerts (and its acknowledgements and silences, with a token), `queries` the pure
 sums and answers, `costs` and `campus_model` the billing answers, `cache` the response
 cache, `state` what the views read through, and `watched` the source that logs its
 outages once.
