@@ -276,24 +276,24 @@ def _open_median_w(
         if hour.coverage < MIN_COVERAGE:
             continue
         middle = datetime.fromtimestamp((hour.start_ms + HOUR_MS // 2) / 1000, zone)
-        day = middle.date()
-        if any((middle.weekday(), middle.hour) in spans and day not in room.holidays
-               for room, spans in open_at):  # fmt: skip
+        when, day = (middle.weekday(), middle.hour), middle.date()
+        if any(when in spans and day not in room.holidays for room, spans in open_at):
             means.append(hour.energy_wh)  # over one hour: Wh = mean W
     return median(means) if means else None
 
 
 def _open_hours(rooms: Sequence[Occupancy]) -> list[tuple[Occupancy, frozenset[tuple[int, int]]]]:
     """Per occupancy, the (weekday, hour) whose half past it is open."""
-    return [
-        (room, frozenset(
-            (weekday, hour)
-            for weekday, name in enumerate(WEEKDAYS)
-            for hour in range(24)
-            if any(a <= hour * 60 + 30 < b for a, b in room.hours.get(name, ()))
-        ))
-        for room in rooms
-    ]  # fmt: skip
+    return [(room, _open_table(room)) for room in rooms]
+
+
+def _open_table(room: Occupancy) -> frozenset[tuple[int, int]]:
+    return frozenset(
+        (weekday, hour)
+        for weekday, name in enumerate(WEEKDAYS)
+        for hour in range(24)
+        if any(a <= hour * 60 + 30 < b for a, b in room.hours.get(name, ()))
+    )
 
 
 # baseline-deviation
