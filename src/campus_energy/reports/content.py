@@ -22,6 +22,7 @@ from campus_energy.accounts.scopes import Scope, accounts, resolve
 from campus_energy.accounts.statements import (
     DEFAULT_INTERVAL_MIN,
     HoursOf,
+    PeaksOf,
     Statement,
     read_hours,
     statement,
@@ -199,7 +200,7 @@ def _cost(found: Statement, period: Period) -> dict[str, Decimal]:
 
 
 def account_row(
-    config: Config, reader: _Reader, scope: Scope, peaks_of: Any
+    config: Config, reader: _Reader, scope: Scope, peaks_of: PeaksOf
 ) -> tuple[ScopeRow, list[ScopeHour]]:
     period = reader.period
     hours = read_hours(config, reader.hours_of, scope, period.first, period.last)

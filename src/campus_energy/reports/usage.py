@@ -11,7 +11,7 @@ period's windows present times their coverage.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
@@ -147,12 +147,3 @@ def coverage(
         for m in meters
     ]
     return sorted(found, key=lambda c: (c.coverage, c.meter))
-
-
-def meters_of(config: Config, building: str) -> Mapping[str, str]:
-    """The building's meters and their kinds (main, sub-meter, top-level)."""
-    return {
-        m.id: "main" if m.role == "main" else "sub-meter" if m.parent else "top-level"
-        for m in config.campus.meters
-        if m.building == building
-    }
