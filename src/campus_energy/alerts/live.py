@@ -46,6 +46,7 @@ class LiveState:
     prefix: str
     intervals_s: Mapping[str, float]  # meter id -> poll interval
     limits: Mapping[str, Limits]
+    key: bytes | None = None  # the readings' signing key (None: signatures are not checked)
     meters: dict[str, MeterSeen] = field(default_factory=dict)
     quarters: dict[str, dict[int, float]] = field(default_factory=dict)  # meter -> start -> Wh
     anchors: dict[str, list[Anchor]] = field(default_factory=dict)
@@ -89,6 +90,7 @@ class LiveState:
             now_ms=now_ms,
             meters=self.meters.keys(),
             limits=self.limits,
+            key=self.key,
         )
         if isinstance(verdict, Malformed):
             self.refused += 1

@@ -54,6 +54,7 @@ from campus_energy.runtime.clock import Backoff, SystemClock, first_or_stop, sle
 from campus_energy.runtime.mqtt import subscribe
 from campus_energy.runtime.notify import Notifier, Watchdog
 from campus_energy.runtime.outages import Outage
+from campus_energy.runtime.signing import read_signing_key
 
 log = logging.getLogger("campus_energy.alerts")
 RETRY_MIN_S = 1.0
@@ -102,7 +103,9 @@ class AlertsService:
             grace_s=config.bridge.grace_s,
             interval_s=intervals,
         )
-        self.live = LiveState(config.mqtt.topic_prefix, intervals, config.intake_limits())
+        key_file = config.mqtt.signing_key_file  # a bad key stops us before any I/O
+        key = read_signing_key(key_file) if key_file is not None else None
+        self.live = LiveState(config.mqtt.topic_prefix, intervals, config.intake_limits(), key)
         self.source = source
         self.channels = channels
         self.book: AlertBook | None = None
