@@ -346,8 +346,22 @@ def _owner(uid: int) -> str:
         return str(uid)
 
 
-def _secret_file(key: str, path: Path) -> Result:
-    title = f"secret {key.rsplit('.', 1)[-1]}"
+def alert_secret_files(config: Config) -> list[tuple[str, str, Path]]:
+    """(key, title, path) of the alerts' secret files: each channel's password or signing key,
+    and the token that allows acknowledgements over the API."""
+    found = []
+    for i, channel in enumerate(config.alerts.channels):
+        for name in ("password_file", "secret_file"):
+            path = getattr(channel, name)
+            if path is not None:
+                found.append((f"alerts.channels[{i}].{name}", f"secret {channel.name}", path))
+    if config.alerts.api_token_file is not None:
+        found.append(("alerts.api_token_file", "secret api_token", config.alerts.api_token_file))
+    return found
+
+
+def _secret_file(key: str, path: Path, title: str | None = None) -> Result:
+    title = title or f"secret {key.rsplit('.', 1)[-1]}"
     try:
         found = path.stat()
     except OSError as exc:
@@ -377,7 +391,13 @@ def _secret_file(key: str, path: Path) -> Result:
 
 
 async def secret_files(ctx: Context) -> list[Result]:
-    """The password, TLS key, signing key and Firestore credentials files: only their owner
-    may read them (each as `chmod 600` leaves it)."""
-    configured = [(key, path) for key, path_of in SECRET_FILES if (path := path_of(ctx.config))]
-    return await asyncio.to_thread(lambda: [_secret_file(k, p.absolute()) for k, p in configured])
+    """The password, TLS key, signing key and Firestore credentials files, and the alerts'
+    passwords, signing keys and API token: only their owner may read them (each as
+    `chmod 600` leaves it)."""
+    configured: list[tuple[str, str | None, Path]] = [
+        (key, None, path) for key, path_of in SECRET_FILES if (path := path_of(ctx.config))
+    ]
+    configured += alert_secret_files(ctx.config)
+    return await asyncio.to_thread(
+        lambda: [_secret_file(k, p.absolute(), title) for k, title, p in configured]
+    )
