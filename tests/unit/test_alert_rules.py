@@ -4,6 +4,7 @@ in Europe/Berlin (figures worked by hand in the comments), across the autumn clo
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -136,6 +137,23 @@ def test_a_meter_never_seen_is_silent() -> None:
     assert silent(None) == Finding("pump", True, None, "no reading seen yet")
     never = silent(MeterSeen("pump", 5.0, status="offline"))
     assert never == Finding("pump", True, None, "no reading seen yet (status offline)")
+
+
+def test_a_meter_never_seen_since_the_service_started_is_silent_only_after_silent_after() -> None:
+    # started 10 s ago, polled every 5 s: a first reading may yet come (15 s); at 20 s it holds
+    # from the start + 15 s; an offline status holds at once
+    seen = Observations(NOW, ZONE, meters={"pump": MeterSeen("pump", 5.0)})
+    waiting = evaluate(rule("meter-silent", "meter:pump"), ["pump"], seen,
+                       replace(CONTEXT, started_ms=NOW - 10_000))  # fmt: skip
+    assert [(f.holds, f.since_ms) for f in waiting] == [(False, NOW + 5_000)]
+    assert waiting[0].detail == "no reading seen yet since the service started at 14:08"
+    late = evaluate(rule("meter-silent", "meter:pump"), ["pump"], seen,
+                    replace(CONTEXT, started_ms=NOW - 20_000))  # fmt: skip
+    assert [(f.holds, f.since_ms) for f in late] == [(True, NOW - 5_000)]
+    offline = Observations(NOW, ZONE, meters={"pump": MeterSeen("pump", 5.0, status="offline")})
+    at_once = evaluate(rule("meter-silent", "meter:pump"), ["pump"], offline,
+                       replace(CONTEXT, started_ms=NOW - 1_000))  # fmt: skip
+    assert [f.holds for f in at_once] == [True]
 
 
 # -- coverage-low ---------------------------------------------------------------------------
@@ -467,3 +485,30 @@ def test_missing_inputs_give_no_findings() -> None:
         "lib-a",
         "lib-b",
     ]
+
+
+def test_a_window_the_store_has_not_settled_is_not_counted_missing() -> None:
+    """With the store reader's margin (settle_s), the newest window counts as ended only once
+    it can be in the store: at 11:56:30 (grace 60 s) 11:50-11:55 has ended, but with 60 s
+    more the latest is 11:45."""
+    known = {"lib-a": ((local(2024, 10, 15, 11, 40), 1.0), (local(2024, 10, 15, 11, 45), 1.0))}
+    seen = Observations(local(2024, 10, 15, 11, 56, 30), ZONE, coverage=known)
+    chosen = rule("coverage-low", "meter:lib-a", windows=1)
+    assert evaluate(chosen, ["lib-a"], seen, CONTEXT)[0].holds  # 11:50 missing: coverage 0
+    settled = RuleContext(CAMPUS_MODEL, ZONE, 300, 60.0, settle_s=60.0)
+    assert not evaluate(chosen, ["lib-a"], seen, settled)[0].holds
+
+
+def test_a_meter_never_seen_is_silent_only_three_polls_after_the_service_started() -> None:
+    started = local(2024, 10, 15, 14, 0)
+    context = RuleContext(CAMPUS_MODEL, ZONE, 300, 60.0, {"pump": 5.0}, started_ms=started)
+    chosen = rule("meter-silent", "meter:pump")
+    early = evaluate(chosen, ["pump"], Observations(started + 10_000, ZONE), context)
+    assert not early[0].holds
+    late = evaluate(chosen, ["pump"], Observations(NOW, ZONE), context)[0]
+    assert late.holds and late.since_ms == started + 15_000
+    assert late.detail == "no reading seen yet since the service started at 14:00"
+    offline = Observations(
+        started + 1000, ZONE, meters={"pump": MeterSeen("pump", 5.0, status="offline")}
+    )
+    assert evaluate(chosen, ["pump"], offline, context)[0].holds

@@ -69,6 +69,15 @@ class RuleContext:
     window_s: int  # the bridge's window length
     grace_s: float  # a window counts as ended this long after its end
     interval_s: Mapping[str, float] = field(default_factory=dict)  # meter id -> poll interval
+    # when the service started: a meter never seen is silent only `silent_after` after it
+    # (None: at once)
+    started_ms: int | None = None
+    settle_s: float = 0.0  # and is in the store this much later still (the reader's margin)
+
+    @property
+    def ended_ms(self) -> int:
+        """How long after its end a window or an hour counts as ended (and stored)."""
+        return round((self.grace_s + self.settle_s) * 1000)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -158,7 +167,12 @@ def _meter_silent(rule: Rule, meter: str, seen: Observations, ctx: RuleContext) 
     after_s = SILENT_POLLS * interval if given is None else given
     if state is None or state.last_reading_ms is None:
         status = "" if state is None or state.status is None else f" (status {state.status})"
-        return Finding(meter, True, None, f"no reading seen yet{status}")
+        bad = state is not None and state.status in BAD_STATUS
+        if ctx.started_ms is None or bad:
+            return Finding(meter, True, None, f"no reading seen yet{status}")
+        due = ctx.started_ms + round(after_s * 1000)
+        since = f" since the service started at {_clock(ctx.started_ms, ctx.tz)}"
+        return Finding(meter, seen.now_ms >= due, None, f"no reading seen yet{since}{status}", due)
     quiet_s = max(0.0, (seen.now_ms - state.last_reading_ms) / 1000)
     silent = quiet_s > after_s
     bad = state.status in BAD_STATUS
@@ -194,7 +208,7 @@ def _coverage_low(rule: Rule, meter: str, seen: Observations, ctx: RuleContext) 
     window_ms = ctx.window_s * 1000
     coverage = dict(known)
     first = min(coverage)
-    last = (seen.now_ms - round(ctx.grace_s * 1000) - window_ms) // window_ms * window_ms
+    last = (seen.now_ms - ctx.ended_ms - window_ms) // window_ms * window_ms
     starts = [last - i * window_ms for i in range(count)]
     if starts[-1] < first:
         return None  # not yet `windows` windows since the meter's first
@@ -310,7 +324,7 @@ def _holidays(subject: str, ctx: RuleContext) -> frozenset[date]:
 def _baseline(rule: Rule, subject: str, seen: Observations, ctx: RuleContext) -> Finding | None:
     hours = seen.hours.get(subject, ())
     zone = ctx.tz
-    latest = hour_of(seen.now_ms - round(ctx.grace_s * 1000), zone)
+    latest = hour_of(seen.now_ms - ctx.ended_ms, zone)
     target = hour_of(latest - 1, zone)
     hour = next((h for h in reversed(hours) if h.start_ms == target), None)
     if hour is None or hour.coverage < MIN_COVERAGE:
