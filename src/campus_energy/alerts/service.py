@@ -102,6 +102,7 @@ class AlertsService:
             window_s=config.bridge.window_s,
             grace_s=config.bridge.grace_s,
             interval_s=intervals,
+            started_ms=self.now_ms(),
         )
         key_file = config.mqtt.signing_key_file  # a bad key stops us before any I/O
         key = read_signing_key(key_file) if key_file is not None else None
@@ -129,6 +130,7 @@ class AlertsService:
 
     async def run(self, stop: asyncio.Event) -> None:
         config = self.config
+        self.context = replace(self.context, started_ms=self.now_ms())
         self.book = AlertBook(config.alerts.state_path)
         self.source = self.source or open_source(config)
         self.store = StoreReader(
