@@ -139,21 +139,32 @@ def test_a_meter_never_seen_is_silent() -> None:
     assert never == Finding("pump", True, None, "no reading seen yet (status offline)")
 
 
-def test_a_meter_never_seen_since_the_service_started_is_silent_only_after_silent_after() -> None:
-    # started 10 s ago, polled every 5 s: a first reading may yet come (15 s); at 20 s it holds
-    # from the start + 15 s; an offline status holds at once
-    seen = Observations(NOW, ZONE, meters={"pump": MeterSeen("pump", 5.0)})
-    waiting = evaluate(rule("meter-silent", "meter:pump"), ["pump"], seen,
-                       replace(CONTEXT, started_ms=NOW - 10_000))  # fmt: skip
-    assert [(f.holds, f.since_ms) for f in waiting] == [(False, NOW + 5_000)]
-    assert waiting[0].detail == "no reading seen yet since the service started at 14:08"
-    late = evaluate(rule("meter-silent", "meter:pump"), ["pump"], seen,
-                    replace(CONTEXT, started_ms=NOW - 20_000))  # fmt: skip
-    assert [(f.holds, f.since_ms) for f in late] == [(True, NOW - 5_000)]
-    offline = Observations(NOW, ZONE, meters={"pump": MeterSeen("pump", 5.0, status="offline")})
-    at_once = evaluate(rule("meter-silent", "meter:pump"), ["pump"], offline,
-                       replace(CONTEXT, started_ms=NOW - 1_000))  # fmt: skip
-    assert [f.holds for f in at_once] == [True]
+def test_silence_is_counted_from_the_service_start_at_the_earliest() -> None:
+    # started 10 s ago, polled every 5 s: a first reading may yet come (15 s), so no finding
+    # (a firing alert stays firing); at 20 s it holds from the start + 15 s; an offline status
+    # holds at once; a reading from before the start (the store's, or the book's) counts the
+    # same way, and one after the start as usual
+    def judge(meter: MeterSeen, started_ago_ms: int) -> list[tuple[bool, int | None, str]]:
+        seen = Observations(NOW, ZONE, meters={"pump": meter})
+        context = replace(CONTEXT, started_ms=NOW - started_ago_ms)
+        found = evaluate(rule("meter-silent", "meter:pump"), ["pump"], seen, context)
+        return [(f.holds, f.since_ms, f.detail) for f in found]
+
+    never = MeterSeen("pump", 5.0)
+    assert judge(never, 10_000) == []
+    assert judge(never, 20_000) == [
+        (True, NOW - 5_000, "no reading seen yet since the service started at 14:08")
+    ]
+    offline = MeterSeen("pump", 5.0, status="offline", status_ms=NOW - 30_000)
+    assert judge(offline, 1_000) == [
+        (True, NOW - 30_000, "no reading seen yet since the service started at 14:08 "
+         "(status offline since 14:08)")
+    ]  # fmt: skip
+    before = MeterSeen("pump", 5.0, last_reading_ms=NOW - 3_600_000)
+    assert judge(before, 10_000) == []
+    assert judge(before, 20_000) == [(True, NOW - 5_000, "no reading for 60 min")]
+    after = MeterSeen("pump", 5.0, last_reading_ms=NOW - 9_000)
+    assert judge(after, 10_000) == [(False, None, "last reading 9 s ago")]
 
 
 # -- coverage-low ---------------------------------------------------------------------------
@@ -504,7 +515,7 @@ def test_a_meter_never_seen_is_silent_only_three_polls_after_the_service_started
     context = RuleContext(CAMPUS_MODEL, ZONE, 300, 60.0, {"pump": 5.0}, started_ms=started)
     chosen = rule("meter-silent", "meter:pump")
     early = evaluate(chosen, ["pump"], Observations(started + 10_000, ZONE), context)
-    assert not early[0].holds
+    assert early == []  # no finding yet: a firing alert stays firing, a quiet one quiet
     late = evaluate(chosen, ["pump"], Observations(NOW, ZONE), context)[0]
     assert late.holds and late.since_ms == started + 15_000
     assert late.detail == "no reading seen yet since the service started at 14:00"

@@ -28,7 +28,7 @@ from datetime import datetime
 
 from campus_energy.alerts.live import Anchor, LiveState
 from campus_energy.alerts.metrics import AlertsMetrics
-from campus_energy.alerts.stored import StoreReader
+from campus_energy.alerts.stored import SETTLE_S, StoreReader
 from campus_energy.backends import open_source
 from campus_energy.backends.base import WindowSource
 from campus_energy.config import Config
@@ -103,6 +103,7 @@ class AlertsService:
             grace_s=config.bridge.grace_s,
             interval_s=intervals,
             started_ms=self.now_ms(),
+            settle_s=SETTLE_S,  # the store reader's margin: a window is there this long after
         )
         key_file = config.mqtt.signing_key_file  # a bad key stops us before any I/O
         key = read_signing_key(key_file) if key_file is not None else None

@@ -26,6 +26,7 @@ T = TypeVar("T")
 HOUR_MS = 3_600_000
 LATEST_EVERY_MS = 60_000
 PEAK_EVERY_MS = 300_000
+SETTLE_S = 60.0  # a window is in the store this long after its end + grace (the bridge's flush)
 
 
 class StoreReader:
@@ -33,7 +34,7 @@ class StoreReader:
         self.source = source
         self.zone = zone
         self.window_ms = window_s * 1000
-        self.settle_ms = int((grace_s + 60) * 1000)  # a window is in the store this long after
+        self.settle_ms = int((grace_s + SETTLE_S) * 1000)  # a window is in the store by then
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="alerts-store")
         self._latest: tuple[int, dict[str, int]] = (-LATEST_EVERY_MS, {})
         self._coverage: dict[tuple[int, frozenset[str]], dict[str, tuple[tuple[int, float], ...]]]

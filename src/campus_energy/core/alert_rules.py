@@ -160,31 +160,49 @@ def _kwh(wh: float) -> str:
 # meter-silent
 
 
-def _meter_silent(rule: Rule, meter: str, seen: Observations, ctx: RuleContext) -> Finding:
+def _meter_silent(rule: Rule, meter: str, seen: Observations, ctx: RuleContext) -> Finding | None:
+    """Silent: no reading for `silent_after`, or the status offline or in error. The silence
+    is counted from the service's start at the earliest: what came while it was not running
+    is not known, so until a reading comes or `silent_after` has passed since the start there
+    is no finding (a firing alert stays firing, a quiet one quiet)."""
     state = seen.meters.get(meter)
     interval = _interval(meter, state, ctx)
     given = _optional(rule, "silent_after")
-    after_s = SILENT_POLLS * interval if given is None else given
-    if state is None or state.last_reading_ms is None:
-        status = "" if state is None or state.status is None else f" (status {state.status})"
-        bad = state is not None and state.status in BAD_STATUS
-        if ctx.started_ms is None or bad:
-            return Finding(meter, True, None, f"no reading seen yet{status}")
-        due = ctx.started_ms + round(after_s * 1000)
-        since = f" since the service started at {_clock(ctx.started_ms, ctx.tz)}"
-        return Finding(meter, seen.now_ms >= due, None, f"no reading seen yet{since}{status}", due)
-    quiet_s = max(0.0, (seen.now_ms - state.last_reading_ms) / 1000)
-    silent = quiet_s > after_s
-    bad = state.status in BAD_STATUS
-    detail = f"no reading for {_duration(quiet_s)}"
-    if bad:
+    after_ms = round((SILENT_POLLS * interval if given is None else given) * 1000)
+    last = None if state is None else state.last_reading_ms
+    bad = state is not None and state.status in BAD_STATUS
+    counted_from = last if ctx.started_ms is None else max(last or 0, ctx.started_ms)
+    silent = counted_from is None or seen.now_ms - counted_from > after_ms
+    if (
+        not silent
+        and not bad
+        and (last is None or (counted_from is not None and last < counted_from))
+    ):
+        return None  # since the start: no reading yet, and not yet silent_after
+    status = "" if state is None or state.status is None else f" (status {state.status}"
+    if bad and state is not None:
         since = "" if state.status_ms is None else f" since {_clock(state.status_ms, ctx.tz)}"
         why = f": {state.status_detail}" if state.status_detail else ""
-        detail += f" (status {state.status}{since}{why})"
-    elif not silent:
+        status += f"{since}{why}"
+    status += ")" if status else ""
+    if last is None:
+        started = (
+            ""
+            if ctx.started_ms is None
+            else (f" since the service started at {_clock(ctx.started_ms, ctx.tz)}")
+        )
+        onset = None if counted_from is None or not silent else counted_from + after_ms
+        if bad and state is not None and state.status_ms is not None:
+            onset = state.status_ms if onset is None else min(onset, state.status_ms)
+        return Finding(meter, True, None, f"no reading seen yet{started}{status}", onset)
+    quiet_s = max(0.0, (seen.now_ms - last) / 1000)
+    if silent or bad:
+        detail = f"no reading for {_duration(quiet_s)}{status}"
+    else:
         detail = f"last reading {_duration(quiet_s)} ago"
-    onset = state.last_reading_ms + round(after_s * 1000) if silent else None
-    if bad and state.status_ms is not None:
+    assert counted_from is not None
+    onset = counted_from + after_ms if silent else None
+    if bad and state is not None and state.status_ms is not None:
         onset = state.status_ms if onset is None else min(onset, state.status_ms)
     return Finding(meter, silent or bad, quiet_s, detail, onset if silent or bad else None)
 
