@@ -98,7 +98,14 @@ def write_book(path: Path) -> None:
 def config_data(folder: Path, **alerts: Any) -> dict[str, Any]:
     """A campus of three meters whose `[alerts]` holds the rules above and `alerts`."""
     return {
-        "site": {"name": "Alert Campus", "timezone": ZONE},
+        "site": {
+            "name": "Alert Campus",
+            "timezone": ZONE,
+            "buildings": [
+                {"name": "Library", "occupancy": {"mon": "08:00-20:00", "tue": "08:00-20:00"}},
+                {"name": "ECE"},
+            ],
+        },
         "bridge": {"sqlite": {"path": str(folder / "windows.db")}},
         "buses": [{"name": "b", "transport": "tcp", "host": "127.0.0.1"}],
         "meters": [

@@ -348,6 +348,14 @@ def cross_check(
                 found.append(
                     (f"{where}.scope", f"a {rule.kind} rule watches meters, not virtual meters")
                 )
+        if rule.kind == "after-hours" and not _has_hours(scope, campus):
+            found.append(
+                (
+                    f"{where}.scope",
+                    "an after-hours rule needs opening hours: give the building (for the "
+                    "campus: at least one building) [site.buildings.occupancy]",
+                )
+            )
         for named in rule.channels:
             if named not in channels:
                 found.append((f"{where}.channels", _unknown("channel", named, channels)))
@@ -363,6 +371,21 @@ def cross_check(
         if report.building is not None and report.building not in buildings:
             found.append((f"{where}.building", _unknown("building", report.building, buildings)))
     return found
+
+
+def _has_hours(scope: Scope, campus: Campus) -> bool:
+    """Whether the scope's building (a meter's: its own; the campus: any) has opening hours."""
+    if scope.kind == "campus":
+        return any(b.occupancy is not None for b in campus.buildings)
+    name = scope.name
+    if scope.kind == "meter":
+        place = next((m for m in campus.meters if m.id == name), None)
+        virtual = next((v for v in campus.virtual_meters if v.id == name), None)
+        name = place.building if place else virtual.building if virtual else ""
+    try:
+        return bool(name) and campus.building(name).occupancy is not None
+    except KeyError:
+        return False
 
 
 def read_secret(path: Path | None, variable: str | None, environ: Mapping[str, str]) -> str | None:
