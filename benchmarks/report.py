@@ -1,7 +1,7 @@
 """Runs the benchmark scripts and writes benchmarks/REPORT.md.
 
-Each script (read_plan, logger, bridge, disk, api, billing, figures, dashboard, edges,
-layout) runs as a child process with `CAMPUS_ENERGY_BENCH_RESULTS` pointing to a temporary
+Each script (read_plan, logger, bridge, disk, api, billing, alerts, figures, dashboard,
+edges, layout) runs as a child process with `CAMPUS_ENERGY_BENCH_RESULTS` pointing to a temporary
 folder, where it leaves its headline figures and its tables (`benchmarks/results.py`). Its output
 goes to this console and to `benchmarks/output/<script>.txt`; the run itself
 (start, time, exit status, figures, tables, the end of stderr) to
@@ -67,6 +67,7 @@ SCRIPTS = {
     "disk": "Disk writes (SD cards)",
     "api": "API",
     "billing": "Billing (bills, peaks)",
+    "alerts": "Alerts (evaluation, notification latency, baseline quality)",
     "figures": "Figures shown",
     "dashboard": "Dashboard",
     "edges": "Edges (intake, spool, front)",
