@@ -1,7 +1,8 @@
 """`campus-energy demo --fast --with-dashboard`: the whole system from one command.
 
 The promise to a newcomer: the web dashboard shows the campus within the first
-minute, and Ctrl-C stops every process the demo started.
+minute, and Ctrl-C stops every process the demo started. The alerts service runs with
+them: its book is there, the API serves it, and the status line counts the alerts firing.
 """
 
 from __future__ import annotations
@@ -65,9 +66,13 @@ def test_the_fast_demo_shows_the_campus_within_a_minute_and_stops_cleanly(
             "Library",
         }
         assert status(f"http://127.0.0.1:{api}/") == 200
+        # the alerts service runs: its book exists (the API finds it) and the screen counts
+        alerts = get_json(f"http://127.0.0.1:{api}/api/alerts")
+        assert alerts is not None and alerts["configured"] is True, alerts
         assert wait_for(lambda: status(f"http://127.0.0.1:{dashboard}/_stcore/health") == 200, 30)
         text = wait_for(lambda: "windows" in output.read_text() and output.read_text(), 10)
         assert f"http://127.0.0.1:{api}/" in text and f"http://127.0.0.1:{dashboard}/" in text
+        assert " · alerts firing " in text
         children = psutil.Process(demo.pid).children(recursive=True)
         assert len(children) >= 3  # Mosquitto, Gunicorn (arbiter and worker), Streamlit
     text = output.read_text()
@@ -75,6 +80,7 @@ def test_the_fast_demo_shows_the_campus_within_a_minute_and_stops_cleanly(
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     # on shutdown the bridge writes the open windows: every stored Wh is in a window
     home = folder / "fast"
+    assert (home / "alerts.db").is_file()
     with (
         sqlite3.connect(home / "windows.db") as windows,
         sqlite3.connect(home / "smart_meter.db") as store,

@@ -1,10 +1,11 @@
 """`campus-energy demo`: the system on a simulated campus, with embedded defaults.
 
 Runs an MQTT broker (Mosquitto when installed, otherwise the embedded amqtt
-broker), the meter simulator, the logger and the bridge (SQLite sink), and
-shows readings flowing: the newest reading of every meter, what was stored,
-published, received over MQTT, and the windows written. Its configuration and
-data live in one folder (`./demo-data/` by default), reused on the next run so
+broker), the meter simulator, the logger, the bridge (SQLite sink) and the
+alerts service (a few rules on the campus, notifying on MQTT), and shows
+readings flowing: the newest reading of every meter, what was stored,
+published, received over MQTT, the windows written and the alerts firing. Its
+configuration and data live in one folder (`./demo-data/` by default), reused on the next run so
 history accumulates; `--backfill-days N` first writes N days of it.
 
 The modules: `campus` (the meters, the modes, the configuration file),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,7 +124,7 @@ def demo_config_text(mode: DemoMode = NORMAL) -> str:
         lines += ["", "[meters.simulate]", f"base_w = {base}", f"peak_w = {peak}"]
         if meter_id == "admin-legacy":
             lines += ["timeout_rate = 0.02   # a little unreliability"]
-    lines += BILLING_LINES
+    lines += BILLING_LINES + alert_lines(mode)
     return "\n".join(lines) + "\n"
 
 
@@ -223,6 +224,66 @@ BILLING_LINES = [
     "",
     "[emissions]",
     'factors = [{ valid_from = 2025-04-01, kg_per_kwh = "0.710" }]   # the grid\'s annual mean',
+]
+
+
+# The demo's alerts: the alerts service evaluates them over the live readings and the windows
+# and notifies on MQTT (retained states under campus/energy/alerts/…); the web dashboard and
+# `campus-energy alerts list` show them.
+def alert_lines(mode: DemoMode) -> list[str]:
+    """The demo's `[alerts]`: coverage-low looks at the last 3 minutes of windows (the alerts
+    service reads a window from the store a minute after it is written)."""
+    windows = math.ceil(COVERAGE_SPAN_S / mode.window_s)
+    return [
+        line.replace("@WINDOWS@", str(windows)).replace("@MINUTES@", f"{COVERAGE_SPAN_S // 60}")
+        for line in ALERT_LINES
+    ]
+
+
+COVERAGE_SPAN_S = 180
+ALERT_LINES = [
+    "",
+    "[alerts]",
+    'state_path = "alerts.db"',
+    "evaluate_every_s = 5",
+    'client_id = "campus-energy-demo-alerts"',
+    "",
+    "[[alerts.channels]]",
+    'name = "mqtt"',
+    'kind = "mqtt"',
+    "",
+    "[[alerts.rules]]",
+    'name = "meter-silent"                 # no reading for 3 polls, or the meter offline',
+    'kind = "meter-silent"',
+    'scope = "campus"',
+    'for = "30s"',
+    'severity = "critical"',
+    'channels = ["mqtt"]',
+    "",
+    "[[alerts.rules]]",
+    'name = "coverage-low"                 # @MINUTES@ minutes of windows less than 80 % covered',
+    'kind = "coverage-low"',
+    'scope = "campus"',
+    "below = 0.8",
+    "windows = @WINDOWS@",
+    'channels = ["mqtt"]',
+    "",
+    "[[alerts.rules]]",
+    'name = "ece-after-hours"              # ECE drawing over 10 kW while it is closed',
+    'kind = "after-hours"',
+    'scope = "building:ECE"',
+    "above_kw = 10",
+    'for = "1m"',
+    'channels = ["mqtt"]',
+    "",
+    "[[alerts.rules]]",
+    'name = "campus-demand"                # this half hour heading for 80 % of the contract',
+    'kind = "demand-approaching"',
+    'scope = "campus"',
+    "contracted_kw = 150",
+    "share = 0.8",
+    'severity = "info"',
+    'channels = ["mqtt"]',
 ]
 
 

@@ -1,6 +1,6 @@
 """`campus-energy demo`: the whole system on a simulated campus, with embedded defaults.
-Runs a broker, the meter simulator, the logger, the bridge and the API (and with
---with-dashboard the Streamlit dashboard), showing readings flow until Ctrl-C."""
+Runs a broker, the meter simulator, the logger, the bridge, the alerts service and the API
+(and with --with-dashboard the Streamlit dashboard), showing readings flow until Ctrl-C."""
 
 from __future__ import annotations
 

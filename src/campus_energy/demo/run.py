@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 import time
 from pathlib import Path
 
+from campus_energy.alerts.service import AlertsService
 from campus_energy.bridge.service import Bridge
 from campus_energy.config import Config
 from campus_energy.demo.backfill import backfill
@@ -29,12 +31,22 @@ from campus_energy.demo.status import (
     status_line,
     waiting_line,
 )
+from campus_energy.errors import CampusEnergyError
 from campus_energy.logger.service import MeterLogger
 from campus_energy.meters.simulator.server import Simulator
 from campus_energy.runtime.clock import sleep_or_stop
 
 HEALTHY_WITHIN_S = 60.0
 CLEAR = "\033[H\033[2J"
+log = logging.getLogger("campus_energy.demo")
+
+
+async def run_alerts(service: AlertsService, stop: asyncio.Event) -> None:
+    """The alerts service until `stop`; should it fail, the demo says so and goes on."""
+    try:
+        await service.run(stop)
+    except CampusEnergyError as exc:
+        log.error("the alerts service stopped: %s", exc)
 
 
 def service_lines(
@@ -90,7 +102,8 @@ async def run_demo(
     dashboard_port: int | None = None,
     backfill_days: int = 0,
 ) -> None:
-    """The simulated campus, the broker, the logger, the bridge and the dashboards, until `stop`."""
+    """The simulated campus, the broker, the logger, the bridge, the alerts service and the
+    dashboards, until `stop`."""
     interval = max(1.0, min((m.interval_s for m in config.meters), default=5.0))
     interactive = sys.stdout.isatty()
     ports = choose_ports(config, api_port, dashboard_port, with_dashboard=with_dashboard)
@@ -110,6 +123,11 @@ async def run_demo(
             await asyncio.wait_for(bridge.subscribed.wait(), 15)  # its session exists first
             logger = MeterLogger(config)
             logging_task = asyncio.create_task(logger.run(services_stop))
+            # the alerts service, as its unit runs it (a config of an older demo has no rules)
+            alerts = AlertsService(config) if config.alerts.rules else None
+            alerting = None
+            if alerts is not None:
+                alerting = asyncio.create_task(run_alerts(alerts, services_stop))
             receiver = Receiver(config)
             receiving = asyncio.create_task(receiver.run())
             checks: list[asyncio.Task[bool]] = []
@@ -120,7 +138,7 @@ async def run_demo(
                 await show(
                     config, logger, bridge, receiver, children, notices, stop,
                     broker=broker, with_dashboard=with_dashboard, interval=interval,
-                    rounds=rounds, interactive=interactive,
+                    rounds=rounds, interactive=interactive, alerts=alerts,
                 )  # fmt: skip
             finally:
                 for check in checks:
@@ -132,6 +150,8 @@ async def run_demo(
                 with contextlib.suppress(asyncio.CancelledError):
                     await receiving
                 services_stop.set()
+                if alerting is not None:
+                    await alerting
                 await logging_task
                 await bridging
 
@@ -150,6 +170,7 @@ async def show(
     interval: float,
     rounds: int | None,
     interactive: bool,
+    alerts: AlertsService | None = None,
 ) -> None:
     """The screen: at once, then every `interval` (on a terminal, every second until the first
     window); `rounds` screens after the first, then it returns."""
@@ -178,7 +199,7 @@ async def show(
             first_ms=first_ms,
             now=time.time(),
         )
-        status = status_line(logger, bridge, receiver, await books(logger, bridge))
+        status = status_line(logger, bridge, receiver, await books(logger, bridge, alerts))
         lines = [*head, *service_lines(config, with_dashboard, children)]
         text = screen(config, logger, lines, status, notices=notices.lines, waiting=waiting)
         if interactive:

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from campus_energy.alerts.service import AlertsService
 from campus_energy.bridge.service import Bridge
 from campus_energy.config import Config
 from campus_energy.core.readings import Reading
@@ -33,26 +34,34 @@ class Books:
 
     outbox: int = 0
     spool: int = 0
+    firing: int | None = None  # alerts firing (None: no alerts service)
 
 
-async def books(logger: MeterLogger, bridge: Bridge) -> Books:
+def firing(alerts: AlertsService) -> int:
+    """The alerts firing, as the service last evaluated them."""
+    return sum(state.phase == "firing" for state in alerts.metrics.states.values())
+
+
+async def books(logger: MeterLogger, bridge: Bridge, alerts: AlertsService | None = None) -> Books:
+    firing_now = None if alerts is None else firing(alerts)
     try:
         outbox = sum((await logger.store.outbox_depth()).values())
-        return Books(outbox, await bridge.spool.pending())
+        return Books(outbox, await bridge.spool.pending(), firing_now)
     except (StoreError, SpoolError):  # a busy file never stops the status line
-        return Books()
+        return Books(firing=firing_now)
 
 
 def status_line(logger: MeterLogger, bridge: Bridge, receiver: Receiver, found: Books) -> str:
-    """One compact line: readings, windows, outbox, errors."""
+    """One compact line: readings, windows, outbox, alerts firing, errors."""
     c, b = logger.counters, bridge.counters
     errors = c.failed_polls + c.rejected + c.store_failures + sum(b.dead_letters.values())
     malformed = f" (malformed {receiver.malformed})" if receiver.malformed else ""
+    alerts = "" if found.firing is None else f"alerts firing {found.firing} · "
     return (
         f"readings stored {c.readings} · published {logger.publisher.published} · "
         f"received over MQTT {receiver.received}{malformed} · bridge: readings {b.readings} · "
         f"windows {b.window_writes} · outbox {found.outbox} · spool {found.spool} · "
-        f"errors {errors} (failed polls {c.failed_polls}, rejected {c.rejected}, "
+        f"{alerts}errors {errors} (failed polls {c.failed_polls}, rejected {c.rejected}, "
         f"dead letters {sum(b.dead_letters.values())})"
     )
 
