@@ -33,6 +33,7 @@ from campus_energy.core.topics import meter_status_topic, reading_topic, status_
 from campus_energy.incidents.store import AlertBook
 from campus_energy.logger.service import MeterLogger
 from campus_energy.meters.simulator.server import Simulator
+from campus_energy.runtime.mqtt import encode
 
 PREFIX = "campus/energy"
 SILENT_AFTER_S = 1.5
@@ -141,8 +142,6 @@ async def test_a_silent_meter_is_mailed_once_when_it_fires_and_once_when_it_reso
 
 async def publish(port: int, topic: str, document: dict[str, Any], *, retain: bool) -> None:
     async with aiomqtt.Client("127.0.0.1", port, identifier=f"fake-logger-{free_port()}") as c:
-        from campus_energy.runtime.mqtt import encode
-
         await c.publish(topic, encode(document), qos=1, retain=retain)
 
 
@@ -269,3 +268,118 @@ async def test_a_silence_set_before_an_alert_first_fires_holds_its_notification_
         book.close()
     assert history == {("m1", "firing"): True, ("m2", "firing"): False}
     assert not mails(inbox, "firing", "m1")
+
+
+def witnessed(meter: str, ts_ms: int, seq: int, total_wh: float, register_wh: float) -> bytes:
+    """A reading that carries the meter's import register beside the integrated total."""
+    values = {"voltage_v": 230.0, "current_a": 4.0, "power_w": 1000.0}
+    body = Reading(meter, ts_ms, seq, 0, round(total_wh * 1e6), values, None).payload(
+        "Library", "1"
+    )
+    body["import_energy_wh"] = register_wh
+    return encode(body)
+
+
+async def test_a_register_drifting_from_the_integrated_energy_over_a_day_fires_and_persists(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    """Two meters report a day of hourly readings (their timestamps a day back, as an outbox
+    replays them): m1's register climbs 10 % faster than its integrated energy, m2's with it.
+    Only m1 fires; a restarted service still knows the day (its anchors are in the book)."""
+    drift = {"name": "drift", "kind": "register-drift", "scope": "campus", "percent": 2}
+    config = make_config(
+        [tcp_bus()],
+        [meter_at(m, "plant", i, "eastron-sdm120") for i, m in enumerate(("m1", "m2"), 1)],
+        mqtt={"port": mosquitto.port, "topic_prefix": PREFIX},
+        bridge={"sqlite": {"path": str(tmp_path / "windows.db")}},
+        alerts={"state_path": str(tmp_path / "alerts.db"), "evaluate_every_s": 1,
+                "rules": [drift]},
+    )  # fmt: skip
+    now = int(time.time() * 1000)
+    service = AlertsService(config)
+    async with (
+        serving(service, "subscribed"),
+        aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="replaying-logger") as client,
+    ):
+        for hour in range(25):
+            ts = now - (24 - hour) * 3_600_000
+            total = 50_000.0 + 1000.0 * hour
+            for meter, register in (("m1", 9e6 + 1100.0 * hour), ("m2", 7e6 + 1000.0 * hour)):
+                topic = reading_topic(PREFIX, meter)
+                await client.publish(topic, witnessed(meter, ts, hour + 1, total, register), qos=1)
+        await eventually(lambda: _phase_of(service, "drift", "m1") == "firing", 10, "m1 firing")
+        assert _phase_of(service, "drift", "m2") is None
+    book = AlertBook(config.alerts.state_path)
+    try:
+        fired = [h for h in book.history(0, 2**62) if h.event == "firing"]
+    finally:
+        book.close()
+    assert [(h.subject, round(h.value or 0, 2)) for h in fired] == [("m1", 9.09)]
+    assert "integrated 24.0 kWh against the register's 26.4 kWh over 24 h" in fired[0].detail
+    again = AlertsService(config)
+    async with serving(again, "subscribed"):
+        evaluated = again.evaluated
+        await eventually(lambda: again.evaluated > evaluated + 1, 10, "two evaluations")
+        assert again.live.drift_anchors("m1") is not None  # the day, from the book
+        assert _phase_of(again, "drift", "m1") == "firing"
+    book = AlertBook(config.alerts.state_path)
+    try:
+        assert len([h for h in book.history(0, 2**62) if h.event == "firing"]) == 1
+    finally:
+        book.close()
+
+
+async def test_demand_approaching_fires_within_one_poll_of_the_crossing(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    """The Library's main meter draws 12 kW against a contract of 10 kW (share 0.9): the
+    interval's projection crosses 9 kW at the first reading, and the alert fires within one
+    poll (1 s here) of it."""
+    rule = {"name": "demand", "kind": "demand-approaching", "scope": "building:Library",
+            "contracted_kw": 10, "share": 0.9, "interval_min": 15}  # fmt: skip
+    config = make_config(
+        [tcp_bus()],
+        [
+            meter_at(
+                "m1", "plant", 1, "eastron-sdm630", building="Library", role="main", interval_s=1
+            )
+        ],
+        site={"timezone": "Asia/Kolkata", "buildings": [{"name": "Library"}]},
+        mqtt={"port": mosquitto.port, "topic_prefix": PREFIX},
+        bridge={"sqlite": {"path": str(tmp_path / "windows.db")}},
+        alerts={"state_path": str(tmp_path / "alerts.db"), "evaluate_every_s": 10, "rules": [rule]},
+    )
+    service = AlertsService(config)
+    assert service.every_s() == 1.0  # evaluated every poll of its meter, not every 10 s
+    async with (
+        serving(service, "subscribed"),
+        aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="logger") as client,
+    ):
+        previous = int(time.time() * 1000) - 1000
+        crossed = time.time()
+        for seq in range(1, 4):
+            ts = previous + 1000
+            values = {"voltage_v": 230.0, "current_a": 52.0, "power_w": 12_000.0}
+            wh = 12_000.0 / 3600
+            body = Reading("m1", ts, seq, round(wh * 1e6), round(seq * wh * 1e6), values, previous)
+            await client.publish(reading_topic(PREFIX, "m1"), encode(body.payload("Library", "")))
+            previous = ts
+            if _phase_of(service, "demand", "Library") == "firing":
+                break
+            await eventually(lambda n=seq: service.live.readings >= n, 5, "the reading taken")
+        await eventually(lambda: _phase_of(service, "demand", "Library") == "firing", 5)
+        fired_after = time.time() - crossed
+    assert fired_after < 2.5, fired_after  # one poll (1 s) and the evaluation's own time
+    book = AlertBook(config.alerts.state_path)
+    try:
+        (firing,) = [h for h in book.history(0, 2**62) if h.event == "firing"]
+    finally:
+        book.close()
+    assert firing.value is not None and 11.9 <= firing.value <= 12.1
+    assert "10.0 kW" in firing.detail or "10 kW" in firing.detail, firing.detail
+
+
+def _phase_of(service: AlertsService, rule: str, subject: str) -> str | None:
+    assert service.book is not None
+    state = service.book.states(int(time.time() * 1000)).get((rule, subject))
+    return None if state is None else state.phase

@@ -50,6 +50,9 @@ class LiveState:
     meters: dict[str, MeterSeen] = field(default_factory=dict)
     quarters: dict[str, dict[int, float]] = field(default_factory=dict)  # meter -> start -> Wh
     anchors: dict[str, list[Anchor]] = field(default_factory=dict)
+    # meter -> since when its energy is known here without a break (its first reading's
+    # interval start, or after a gap the reading's ts)
+    known_from: dict[str, int] = field(default_factory=dict)
     refused: int = 0
     readings: int = 0
 
@@ -111,6 +114,11 @@ class LiveState:
                 seen, last_reading_ms=reading.ts_ms, power_w=reading.power_w
             )
         self.readings += 1
+        start = reading.interval_start_ms
+        if start is None:  # nothing integrated: a gap, known only from this reading on
+            self.known_from[reading.meter_id] = reading.ts_ms
+        else:
+            self.known_from.setdefault(reading.meter_id, start)
         quarters = self.quarters.setdefault(reading.meter_id, {})
         for part in contributions(reading, QUARTER_MS):
             quarters[part.window_start_ms] = quarters.get(part.window_start_ms, 0.0) + (
@@ -183,6 +191,16 @@ class LiveState:
         return all(
             (self.meters[m].last_reading_ms or 0) >= start_ms for m in terms if m in self.meters
         )
+
+    def unknown_ms(self, terms: Mapping[str, float], start_ms: int, now_ms: int) -> dict[str, int]:
+        """Per member, how much of [start, now) its energy is not known here (it came before
+        this service heard of the meter, or before a gap)."""
+        found = {}
+        for meter_id in terms:
+            known = self.known_from.get(meter_id, now_ms)
+            if known > start_ms:
+                found[meter_id] = min(known, now_ms) - start_ms
+        return found
 
     def drift_anchors(self, meter_id: str) -> tuple[Anchor, Anchor] | None:
         """The oldest kept anchor and the newest, when they are a day apart (≥ 23 h)."""

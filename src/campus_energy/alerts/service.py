@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -238,7 +239,7 @@ class AlertsService:
     # -- evaluating -------------------------------------------------------------------------
 
     async def _evaluate_loop(self, stop: asyncio.Event) -> None:
-        every = self.config.alerts.evaluate_every_s
+        every = self.every_s()
         saved_at = self.clock.mono()
         while not stop.is_set():
             started = self.clock.mono()
@@ -260,6 +261,18 @@ class AlertsService:
                 pass
             finally:
                 woken.cancel()
+
+    def every_s(self) -> float:
+        """How often to evaluate: `alerts.evaluate_every_s`, or more often when a
+        demand-approaching rule watches meters polled faster (it fires within one poll of
+        its crossing)."""
+        polls = [
+            self.context.interval_s.get(meter, 0.0) or math.inf
+            for plan in self.planned
+            if plan.rule.kind == "demand-approaching"
+            for meter in plan.terms
+        ]
+        return max(0.5, min([self.config.alerts.evaluate_every_s, *polls]))
 
     async def evaluate(self) -> None:
         """Evaluate every rule once; record what changed and the notifications it owes."""
@@ -366,13 +379,20 @@ class AlertsService:
         interval_ms = interval_min * 60_000
         start = self._interval_start_ms(now_ms, interval_min)
         peak = await self.store.month_peak_kw(plan.subjects[0], plan.terms, interval_min, now_ms)
+        energy = self.live.energy_of(plan.terms, start, start + interval_ms)
+        # the part of the interval a member's energy is not known of here (the service started,
+        # or the meter came back, within it) is taken at the member's present power
+        unknown = self.live.unknown_ms(plan.terms, start, now_ms)
+        for meter_id, missing_ms in unknown.items():
+            power = self.live.meters[meter_id].power_w
+            energy += plan.terms[meter_id] * (power or 0.0) * missing_ms / 3_600_000
         return DemandNow(
             interval_start_ms=start,
             interval_ms=interval_ms,
-            energy_wh=self.live.energy_of(plan.terms, start, start + interval_ms),
+            energy_wh=energy,
             power_w=self.live.power_of(plan.terms, now_ms),
             month_peak_kw=peak,
-            complete=self.live.reported_since(plan.terms, start),
+            complete=not unknown and self.live.reported_since(plan.terms, start),
         )
 
     def _tariff_interval(self, plan: Planned) -> int:
