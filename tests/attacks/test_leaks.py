@@ -82,12 +82,42 @@ def test_every_key_that_may_hold_a_secret_is_known_as_one() -> None:
     assert {k for k in keys if SECRETISH.search(k.rsplit(".", 1)[-1])} == set(SECRET_KEYS)
 
 
+# A list item around a secret: the rest of a valid item, so the secret's error is the only one.
+ITEMS = {
+    "alerts.channels[]": {"name": "c", "kind": "webhook", "url": "https://hooks.example/x"},
+}
+ITEM_KEYS = {"password_file": "email", "password_env": "email"}  # the kind that takes the key
+EMAIL = {"host": "smtp.example", "sender": "a@campus.example", "recipients": ["b@campus.example"]}
+
+
+def item_for(table: str, name: str) -> dict[str, Any]:
+    """A valid item of the list `table` (ending in '[]') but for its key `name`."""
+    item = dict(ITEMS[table])
+    if ITEM_KEYS.get(name) == "email":
+        item = {"name": "c", "kind": "email", **EMAIL, "username": "u"}
+    return item
+
+
 def nest(key: str, value: Any) -> dict[str, Any]:
+    """`value` at `key`; a part ending in `[]` is a list of one item (a valid one around it)."""
     data: Any = value
-    for part in reversed(key.split(".")):
-        data = {part: data}
+    parts = key.split(".")
+    for i in reversed(range(len(parts))):
+        part = parts[i]
+        if part.endswith("[]"):
+            table = ".".join(parts[: i + 1])
+            inner = parts[i + 1] if i + 1 < len(parts) else next(iter(data), "")
+            item = item_for(table, inner) if isinstance(data, dict) else None
+            data = {part[:-2]: [data if item is None else {**item, **data}]}
+        else:
+            data = {part: data}
     result: dict[str, Any] = data
     return result
+
+
+def shown(key: str) -> str:
+    """A key as an error names it: the first item of a list ('[]' -> '[0]')."""
+    return key.replace("[]", "[0]")
 
 
 def secret_for(key: str) -> str:
@@ -104,7 +134,7 @@ def refused(data: dict[str, Any], environ: dict[str, str] | None = None) -> list
 def assert_hidden(lines: list[str], key: str) -> None:
     text = "\n".join(lines)
     assert PASSWORD not in text, text
-    assert any(line.startswith(f"{key}: ") for line in lines), text
+    assert any(line.startswith(f"{shown(key)}: ") for line in lines), text
 
 
 @pytest.mark.parametrize("key", SECRET_KEYS)
@@ -136,7 +166,7 @@ def test_a_secret_in_a_table_with_another_error_is_not_shown(key: str) -> None:
     data = nest(table, {name: secret_for(key), "unknown": 1})
     data.setdefault("bridge", {})["window_s"] = 7  # a second error elsewhere
     lines = refused(data)
-    assert f"{table}.unknown: unknown key" in lines
+    assert f"{shown(table)}.unknown: unknown key" in lines
     assert_hidden(lines, f"{table}.unknown")
 
 
@@ -144,8 +174,9 @@ def test_a_secret_in_a_table_with_another_error_is_not_shown(key: str) -> None:
 def test_a_secret_from_the_environment_is_not_shown(key: str) -> None:
     """`CAMPUS_ENERGY__BRIDGE__POSTGRES=postgresql://…` puts text where a table belongs."""
     table = key.rsplit(".", 1)[0]
-    variable = "CAMPUS_ENERGY__" + table.upper().replace(".", "__")
-    assert_hidden(refused({}, {variable: secret_for(key)}), table)
+    variable = "CAMPUS_ENERGY__" + shown(table).upper().replace(".", "__").replace("[0]", "__0")
+    data = nest(key, "x") if "[]" in key else {}  # a list's item is there to be replaced
+    assert_hidden(refused(data, {variable: secret_for(key)}), table)
 
 
 def test_the_postgres_dsn_variable_with_a_bridge_that_is_no_table() -> None:

@@ -62,6 +62,10 @@ SECRET_KEYS = (
     "mqtt.signing_key_file",
     "mqtt.tls_key_file",
     "alerts.api_token_file",
+    "alerts.channels[].password_file",
+    "alerts.channels[].password_env",  # a variable's name, but people write the password there
+    "alerts.channels[].secret_file",
+    "alerts.channels[].secret_env",
 )
 _ID = re.compile(r"^[a-z0-9_-]+$")
 

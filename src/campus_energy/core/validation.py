@@ -57,8 +57,15 @@ def key_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
     return path or "(top level)"
 
 
+def _general(key: str) -> str:
+    """A key path with its list indices as `[]` ('alerts.channels[2].x' -> 'alerts.channels[].x'):
+    how a secret inside every item of a list is named."""
+    return re.sub(r"\[\d+\]", "[]", key)
+
+
 def _related(key: str, secret: str) -> bool:
     """Whether `key` is `secret`, holds it (a table above it) or lies within it."""
+    key = _general(key)
     if key == secret or key == "(top level)":
         return True
     inner, outer = (key, secret) if len(key) > len(secret) else (secret, key)
@@ -82,12 +89,21 @@ def _secrets_in(value: Any, key: str, secrets: Collection[str]) -> list[str]:
     for secret in secrets:
         if not _related(key, secret):
             continue
-        node = value
-        if len(secret) > len(key):  # `key` holds the secret: walk down to it
-            for part in re.findall(r"[^.\[\]]+", secret[len(key) :]):
-                node = node.get(part) if isinstance(node, dict) else None
-        found += _leaves(node)
+        general = "" if key == "(top level)" else _general(key)
+        nodes = [value]
+        if len(secret) > len(general):  # `key` holds the secret: walk down to it
+            for part in re.findall(r"\[\]|[^.\[\]]+", secret[len(general) :]):
+                nodes = _below(nodes, part)
+        for node in nodes:
+            found += _leaves(node)
     return sorted({text for text in found if text}, key=len, reverse=True)
+
+
+def _below(nodes: list[Any], part: str) -> list[Any]:
+    """One step down from each node: into every item of a list (`[]`), else a table's key."""
+    if part == "[]":
+        return [item for node in nodes if isinstance(node, list | tuple) for item in node]
+    return [node.get(part) for node in nodes if isinstance(node, dict)]
 
 
 def masked(text: str, hidden: Collection[str] = ()) -> str:
