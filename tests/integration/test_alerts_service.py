@@ -28,6 +28,8 @@ from tests.support.smtp import Inbox, smtp_server
 from tests.support.waiting import eventually, within
 
 from campus_energy.alerts.service import AlertsService
+from campus_energy.alerts.stored import StoreReader
+from campus_energy.backends.sqlite.source import SqliteSource
 from campus_energy.core.readings import Reading
 from campus_energy.core.topics import meter_status_topic, reading_topic, status_document
 from campus_energy.incidents.store import AlertBook
@@ -383,3 +385,39 @@ def _phase_of(service: AlertsService, rule: str, subject: str) -> str | None:
     assert service.book is not None
     state = service.book.states(int(time.time() * 1000)).get((rule, subject))
     return None if state is None else state.phase
+
+
+async def test_demand_is_measured_against_the_billed_demand_of_the_buildings_tariff(
+    tmp_path: Path,
+) -> None:
+    """Without a contracted demand the reference is what the month is billed at anyway: the
+    tariff's ratchet minimum (60 kW here, no earlier months in the store) above the month's
+    small peak so far; the interval is the tariff's (30 minutes)."""
+    tariff = {
+        "id": "tou",
+        "currency": "EUR",
+        "versions": [
+            {"valid_from": "2020-01-01", "default_rate": 0.2,
+             "demand": {"interval_min": 30, "price_per_kw": 10, "ratchet_share": 0.8,
+                        "ratchet_months": 11, "minimum_kw": 60}},
+        ],
+    }  # fmt: skip
+    rule = {"name": "demand", "kind": "demand-approaching", "scope": "building:Library"}
+    config = make_config(
+        [tcp_bus()],
+        [meter_at("m1", "plant", 1, "eastron-sdm630", building="Library", role="main")],
+        site={"timezone": "Europe/Berlin", "buildings": [{"name": "Library", "tariff": "tou"}]},
+        tariffs=[tariff],
+        bridge={"sqlite": {"path": str(tmp_path / "windows.db")}},
+        alerts={"state_path": str(tmp_path / "alerts.db"), "rules": [rule]},
+    )
+    service = AlertsService(config)
+    service.store = StoreReader(SqliteSource(config.bridge.sqlite.path), config.site.zone, 300, 60)
+    try:
+        (plan,) = service.planned
+        running = await service._demand(plan, service.now_ms())
+    finally:
+        service.store.close()
+        service.store.source.close()
+    assert running.interval_ms == 30 * 60_000
+    assert running.floor_kw == 60.0 and running.month_peak_kw is None

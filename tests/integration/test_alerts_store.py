@@ -50,7 +50,9 @@ def test_the_store_answers_equal_the_windows(known: tuple[Path, list[FixtureWind
         coverage = asyncio.run(store.coverage(REPORTING, NOW_MS, 3))
         terms = {"ece-1": 1.0, "ece-2": 1.0, "lib-1": -1.0}
         hours = asyncio.run(store.hours("mixed", terms, NOW_MS, 4))
-        peak = asyncio.run(store.month_peak_kw("mixed", {"ece-1": 1.0, "ece-2": 1.0}, 15, NOW_MS))
+        ece = {"ece-1": 1.0, "ece-2": 1.0}
+        peak = asyncio.run(store.month_peak_kw("mixed", ece, 15, NOW_MS))
+        earlier = asyncio.run(store.earlier_peak_kw("mixed", ece, 30, 2, NOW_MS))
     finally:
         store.close()
         store.source.close()
@@ -83,6 +85,13 @@ def test_the_store_answers_equal_the_windows(known: tuple[Path, list[FixtureWind
         if w.meter_id in ("ece-1", "ece-2") and w.start_ms >= month_start:
             quarters[w.start_ms - (w.start_ms - month_start) % (15 * MINUTE_MS)] += w.energy_wh
     assert peak == pytest.approx(max(quarters.values()) / 1000 * 4, rel=1e-12)
+    # the ratchet's look back: the highest local half hour of the two months before November
+    # (only October's last days are in the store)
+    halves: dict[int, float] = defaultdict(float)
+    for w in items:
+        if w.meter_id in ("ece-1", "ece-2") and w.start_ms < month_start:
+            halves[w.start_ms - (w.start_ms - month_start) % (30 * MINUTE_MS)] += w.energy_wh
+    assert earlier == pytest.approx(max(halves.values()) / 1000 * 2, rel=1e-12)
 
 
 def test_each_answer_is_asked_again_only_when_it_can_have_changed(

@@ -403,11 +403,11 @@ def test_baseline_deviation_across_the_autumn_change() -> None:
 
 def demand(
     now: int, energy_kwh: float, power_kw: float | None, peak_kw: float | None = None,
-    complete: bool = True, **params: Any,
+    complete: bool = True, floor_kw: float | None = None, **params: Any,
 ) -> Finding | None:  # fmt: skip
     start = local(2024, 10, 15, 14)
     power = None if power_kw is None else power_kw * 1000
-    running = DemandNow(start, 15 * MINUTE, energy_kwh * 1000, power, peak_kw, complete)
+    running = DemandNow(start, 15 * MINUTE, energy_kwh * 1000, power, peak_kw, complete, floor_kw)
     seen = Observations(now, ZONE, demand={"Admin": running})
     return one("demand-approaching", "building:Admin", seen, **params)
 
@@ -436,6 +436,20 @@ def test_demand_approaching_golden() -> None:
     assert demand(at, 10.0, 100.0, complete=False, contracted_kw=650.0) is None
     late = demand(at, 50.0, 600.0, complete=False, contracted_kw=650.0)
     assert late is not None and late.holds
+
+
+def test_demand_against_the_billed_demand_not_a_small_peak_early_in_the_month() -> None:
+    # the 2nd of the month: the peak so far 40 kW, but the ratchet bills at least 300 kW;
+    # a projection of 200 kW raises no bill (0.9 × 300 = 270) and does not hold, 280 kW does
+    at = local(2024, 10, 15, 14, 5)
+    quiet = demand(at, 200 / 12, 200.0, peak_kw=40.0, floor_kw=300.0)
+    assert quiet is not None and not quiet.holds
+    assert "(67 % of the billed demand's ratchet floor 300.0 kW)" in quiet.detail
+    above = demand(at, 280 / 12, 280.0, peak_kw=40.0, floor_kw=300.0)
+    assert above is not None and above.holds
+    # once the month's own peak is above the floor, it is the reference
+    later = demand(at, 280 / 12, 280.0, peak_kw=350.0, floor_kw=300.0)
+    assert later is not None and not later.holds and "month's peak so far 350.0" in later.detail
 
 
 def test_demand_fires_at_the_first_poll_after_the_crossing() -> None:

@@ -45,6 +45,7 @@ from campus_energy.core.alerts import (
     Transition,
     advance,
 )
+from campus_energy.core.tariffs import DemandCharge
 from campus_energy.core.timestamps import epoch_ms
 from campus_energy.errors import AlertBookError, BrokerError, SourceError
 from campus_energy.incidents.channels import max_attempts, open_channels
@@ -375,10 +376,20 @@ class AlertsService:
 
     async def _demand(self, plan: Planned, now_ms: int) -> DemandNow:
         assert self.store is not None
-        interval_min = int(plan.rule.params.get("interval_min") or self._tariff_interval(plan))
+        charge = self._demand_charge(plan, now_ms)
+        tariff_min = charge.interval_min if charge is not None else 15
+        interval_min = int(plan.rule.params.get("interval_min") or tariff_min)
         interval_ms = interval_min * 60_000
         start = self._interval_start_ms(now_ms, interval_min)
-        peak = await self.store.month_peak_kw(plan.subjects[0], plan.terms, interval_min, now_ms)
+        subject = plan.subjects[0]
+        peak = await self.store.month_peak_kw(subject, plan.terms, interval_min, now_ms)
+        floor = None
+        if charge is not None and "contracted_kw" not in plan.rule.params:
+            ratchet = charge.ratchet
+            highest = await self.store.earlier_peak_kw(
+                subject, plan.terms, interval_min, ratchet.months, now_ms
+            )
+            floor = max(float(ratchet.minimum_kw), float(ratchet.share) * (highest or 0.0))
         energy = self.live.energy_of(plan.terms, start, start + interval_ms)
         # the part of the interval a member's energy is not known of here (the service started,
         # or the meter came back, within it) is taken at the member's present power
@@ -393,17 +404,22 @@ class AlertsService:
             power_w=self.live.power_of(plan.terms, now_ms),
             month_peak_kw=peak,
             complete=not unknown and self.live.reported_since(plan.terms, start),
+            floor_kw=floor or None,
         )
 
-    def _tariff_interval(self, plan: Planned) -> int:
-        """The demand interval of the scope's tariff (15 without one)."""
+    def _demand_charge(self, plan: Planned, now_ms: int) -> DemandCharge | None:
+        """The demand charge of the scope's tariff in force today (None: none)."""
         scope = plan.rule.scope
         campus = self.config.campus
-        name = campus.tariff_of(scope.name) if scope.kind == "building" else campus.tariff
+        building = scope.name if scope.kind == "building" else ""
+        if scope.kind == "meter":
+            place = next((m for m in campus.meters if m.id == scope.name), None)
+            building = place.building if place is not None else ""
+        name = campus.tariff_of(building) if building else campus.tariff
         tariff = self.config.tariff_values.get(name or "")
-        versions = [v for v in tariff.versions if v.demand is not None] if tariff else []
-        demand = versions[-1].demand if versions else None
-        return demand.interval_min if demand is not None else 15
+        today = datetime.fromtimestamp(now_ms / 1000, self.config.site.zone).date()
+        version = tariff.version_on(today) if tariff is not None else None
+        return None if version is None else version.demand
 
     def _interval_start_ms(self, now_ms: int, interval_min: int) -> int:
         """The start of the local clock interval holding now (every zone's starts on a UTC

@@ -41,6 +41,7 @@ class StoreReader:
         self._coverage = {}
         self._hours: dict[tuple[str, int], tuple[HourEnergy, ...]] = {}
         self._peaks: dict[tuple[str, int], tuple[int, float | None]] = {}
+        self._earlier: dict[tuple[str, int, int, int], float | None] = {}
 
     async def _call(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
@@ -139,7 +140,29 @@ class StoreReader:
             self._peaks[key] = (now_ms, await self._call(ask))
         return self._peaks[key][1]
 
-    def _month_start_ms(self, now_ms: int) -> int:
+    async def earlier_peak_kw(
+        self, subject: str, terms: Mapping[str, float], interval_min: int, months: int, now_ms: int
+    ) -> float | None:
+        """The highest interval (kW) of the `months` local months before this one, what a
+        demand charge's ratchet looks back to; asked once a day."""
+        day = datetime.fromtimestamp(now_ms / 1000, self.zone).date()
+        key = (subject, interval_min, months, day.toordinal())
+        if key not in self._earlier:
+
+            def ask() -> float | None:
+                bounds = [self._month_start_ms(now_ms, back) for back in range(months, -1, -1)]
+                peaks = self.source.scope_peaks(bounds, dict(terms), interval_min, len(terms))
+                highest = max((p.energy_wh for p in peaks), default=None)
+                return None if highest is None else highest / 1000 * 60 / interval_min
+
+            found = await self._call(ask)
+            self._earlier = {k: v for k, v in self._earlier.items() if k[:3] != key[:3]}
+            self._earlier[key] = found
+        return self._earlier[key]
+
+    def _month_start_ms(self, now_ms: int, back: int = 0) -> int:
+        """The start of the local month holding now_ms, or of the month `back` months before."""
         local = datetime.fromtimestamp(now_ms / 1000, self.zone)
-        first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        return datetime_ms(first.replace(tzinfo=self.zone))
+        index = local.year * 12 + local.month - 1 - back
+        first = datetime(index // 12, index % 12 + 1, 1, tzinfo=self.zone)
+        return datetime_ms(first)

@@ -376,14 +376,22 @@ def _demand(rule: Rule, subject: str, seen: Observations, ctx: RuleContext) -> F
         return None
     projected_kw = projected_demand_kw(running, seen.now_ms)
     contracted = _optional(rule, "contracted_kw")
-    reference = running.month_peak_kw if contracted is None else contracted
-    if reference is None:
+    billed = [kw for kw in (running.month_peak_kw, running.floor_kw) if kw is not None]
+    reference = contracted if contracted is not None else max(billed, default=None)
+    if reference is None or reference <= 0:
         return None
     limit = _param(rule, "share") * reference
     holds = projected_kw >= limit
     if not holds and not running.complete:
         return None  # a member has not reported: the projection is too low to clear on
-    what = "the month's peak so far" if contracted is None else "the contracted"
+    floored = running.floor_kw is not None and reference == running.floor_kw
+    what = (
+        "the contracted"
+        if contracted is not None
+        else "the billed demand's ratchet floor"
+        if floored
+        else "the month's peak so far"
+    )
     minutes = running.interval_ms / 60_000
     detail = (
         f"projected {projected_kw:,.1f} kW for the {minutes:g}-min interval from "

@@ -246,6 +246,9 @@ class DemandNow:
     power_w: float | None  # Σ members' latest power (None: a member has none)
     month_peak_kw: float | None  # the highest ended interval of the local month so far
     complete: bool = True  # every member reported within the interval
+    # the least the month's demand is billed at anyway (the tariff's ratchet: its share of the
+    # previous months' highest, and its minimum); None without a ratcheted demand charge
+    floor_kw: float | None = None
 
 
 @dataclass(frozen=True)
