@@ -122,6 +122,33 @@ def test_a_logger_that_names_its_user_gets_that_user() -> None:
     assert Rule("write", "ha/+/campus_energy_hall/+/config") in users[0].rules
 
 
+def test_the_alerts_service_reads_readings_and_statuses_and_writes_its_alerts() -> None:
+    a = logger("hall", "m-1", topic_prefix="site/power")
+    alerting = a.model_copy(
+        update={
+            "alerts": parse_config(
+                {
+                    "alerts": {
+                        "channels": [
+                            {"name": "ha", "kind": "mqtt", "homeassistant_discovery": True}
+                        ],
+                        "rules": [{"name": "s", "kind": "meter-silent", "channels": ["ha"]}],
+                    }
+                }
+            ).alerts
+        }
+    )
+    users = by_user(acl_users(sources(a), alerting, alerts_user="alerting"))
+    assert users["alerting"] == {
+        ("read", "site/power/+/reading"),
+        ("read", "site/power/+/status"),
+        ("readwrite", "site/power/alerts/#"),
+        ("write", "homeassistant/binary_sensor/campus_energy_alerts/+/config"),
+    }
+    assert ("readwrite", "homeassistant/#") in users["homeassistant"]  # it reads them
+    assert "alerting" not in by_user(acl_users(sources(a), a))  # no alerts: no such user
+
+
 @pytest.mark.parametrize(
     ("loggers", "key", "words"),
     [

@@ -2,9 +2,11 @@
 
 One user per logger may publish only its own meters' readings and statuses,
 its own status (also its last will) and, with mqtt.homeassistant_discovery, the
-discovery configs under its own node; the bridge may only receive readings;
-Home Assistant (when a logger announces to it) reads the campus and writes
-under its own prefix. Nobody else may do anything: no `pattern` lines, and
+discovery configs under its own node; the bridge may only receive readings; the
+alerts service (when alerts or reports are configured) reads readings and meter
+statuses and writes its alerts' states (and their discovery configs); Home
+Assistant (when a logger or the alerts announce to it) reads the campus and
+writes under its own prefix. Nobody else may do anything: no `pattern` lines, and
 Mosquitto denies what the file does not allow.
 
 A configuration file describes one logger (`logger.id` and its `[[meters]]`).
@@ -31,10 +33,12 @@ from typing import Literal
 from campus_energy.config import Config, load_config, quoted
 from campus_energy.core.topics import logger_status_topic, meter_status_topic, reading_topic
 from campus_energy.errors import ConfigError, UsageError
+from campus_energy.incidents.channels.mqtt import NODE as ALERTS_NODE
 from campus_energy.logger.homeassistant import node_id
 
 DEFAULT_PASSWD = Path("/etc/mosquitto/passwd")
 BRIDGE_USER = "bridge"
+ALERTS_USER = "alerts"
 HOMEASSISTANT_USER = "homeassistant"
 
 Access = Literal["read", "write", "readwrite"]
@@ -107,6 +111,21 @@ def bridge_rules(prefix: str) -> tuple[Rule, ...]:
     return (Rule("read", topic), Rule("read", f"$share/+/{topic}"))
 
 
+def alerts_rules(config: Config) -> tuple[Rule, ...]:
+    """Readings and meter statuses to read; its alerts' states and, with an MQTT channel that
+    announces them, their Home Assistant discovery configs to write."""
+    prefix = config.mqtt.topic_prefix
+    rules = [
+        Rule("read", reading_topic(prefix, "+")),
+        Rule("read", meter_status_topic(prefix, "+")),
+        Rule("readwrite", f"{prefix}/alerts/#"),
+    ]
+    if any(c.kind == "mqtt" and c.homeassistant_discovery for c in config.alerts.channels):
+        ha = config.mqtt.homeassistant_prefix
+        rules.append(Rule("write", f"{ha}/binary_sensor/{ALERTS_NODE}/+/config"))
+    return tuple(rules)
+
+
 def homeassistant_rules(prefix: str, ha_prefixes: Sequence[str]) -> tuple[Rule, ...]:
     """The campus's topics to read; its own prefix (birth, last will, deleted configs)."""
     return (Rule("read", f"{prefix}/#"), *(Rule("readwrite", f"{ha}/#") for ha in ha_prefixes))
@@ -172,12 +191,17 @@ def acl_users(
     *,
     bridge_user: str = BRIDGE_USER,
     homeassistant_user: str = HOMEASSISTANT_USER,
+    alerts_user: str = ALERTS_USER,
 ) -> list[AclUser]:
     """The ACL's users: every logger, the bridge, and Home Assistant when a logger announces
     to it. Raises ConfigError when the configurations do not bind each meter to one logger."""
     announcing = [s.config.mqtt for s in loggers if s.config.mqtt.homeassistant_discovery]
+    if any(c.kind == "mqtt" and c.homeassistant_discovery for c in bridge.alerts.channels):
+        announcing.append(bridge.mqtt)  # the alerts' binary sensors
     ha_prefixes = sorted({mqtt.homeassistant_prefix for mqtt in announcing})
+    alerting = bool(bridge.alerts.rules or bridge.reports)
     names = [logger_user(s.config) for s in loggers] + [bridge_user]
+    names += [alerts_user] if alerting else []
     names += [homeassistant_user] if ha_prefixes else []
     _check(loggers, bridge, names)
     users = []
@@ -198,6 +222,12 @@ def acl_users(
         "the second names the shared subscription for brokers that check the subscription itself"
     )
     users.append(AclUser(bridge_user, about, bridge_rules(prefix)))
+    if alerting:
+        about = (
+            "the alerts service reads readings and meter statuses, and writes its alerts' "
+            "retained states (and their Home Assistant discovery configs, when announced)"
+        )
+        users.append(AclUser(alerts_user, about, alerts_rules(bridge)))
     if ha_prefixes:
         about = (
             "Home Assistant reads everything of the campus and writes under its own prefix: "
@@ -255,6 +285,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--homeassistant-user", default=HOMEASSISTANT_USER, help="Home Assistant's MQTT user"
     )
+    parser.add_argument(
+        "--alerts-user",
+        default=ALERTS_USER,
+        help="the alerts service's MQTT user (when alerts or reports are configured)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -269,6 +304,7 @@ def run(args: argparse.Namespace) -> int:
         bridge,
         bridge_user=args.bridge_user,
         homeassistant_user=args.homeassistant_user,
+        alerts_user=args.alerts_user,
     )
     text = render(users)
     notes = sys.stdout
