@@ -421,3 +421,44 @@ async def test_demand_is_measured_against_the_billed_demand_of_the_buildings_tar
         service.store.source.close()
     assert running.interval_ms == 30 * 60_000
     assert running.floor_kw == 60.0 and running.month_peak_kw is None
+
+
+async def test_a_due_report_is_mailed_by_the_service_with_its_attachments(tmp_path: Path) -> None:
+    """The monthly report was last sent 40 days ago: the service mails last month's report
+    (HTML with its charts inline, XLSX and CSV attached) once, and remembers it."""
+    smtp_port = free_port()
+    config = make_config(
+        [tcp_bus()],
+        [meter_at("m1", "plant", 1, "eastron-sdm120", building="Library")],
+        site={"timezone": "Europe/Berlin", "name": "Test Campus"},
+        mqtt={"port": free_port()},  # no broker: the reports do not need one
+        bridge={"sqlite": {"path": str(tmp_path / "windows.db")}},
+        alerts=alerts_section(tmp_path, smtp_port, rules=[]),
+        reports=[{"name": "monthly", "every": "month", "day": 1, "at": "07:00",
+                  "channel": "mail", "recipients": ["director@campus.example"]}],
+    )  # fmt: skip
+    now = int(time.time() * 1000)
+    book = AlertBook(config.alerts.state_path)
+    try:
+        book.remember("report:monthly", now - 40 * 86_400_000)
+    finally:
+        book.close()
+    with smtp_server(smtp_port) as inbox:
+        service = AlertsService(config)
+        async with serving(service):
+            await eventually(lambda: inbox.messages, 20, "the report mail")
+            evaluated = service.evaluated
+            await eventually(lambda: service.evaluated > evaluated, 10, "another round")
+    (mail,) = inbox.messages
+    message = mail.message
+    assert mail.recipients == ["director@campus.example"]
+    assert "report" in str(message["Subject"]).lower()
+    names = sorted(part.get_filename() for part in message.iter_attachments())
+    assert [n.rsplit(".", 1)[1] for n in names] == ["csv", "xlsx"], names
+    images = [p for p in message.walk() if p.get_content_type() == "image/png"]
+    assert images and all(p["Content-ID"] for p in images)
+    book = AlertBook(config.alerts.state_path)
+    try:
+        assert book.memo("report:monthly") > now - 40 * 86_400_000
+    finally:
+        book.close()
