@@ -4,8 +4,9 @@ point) and the service in this process. What must hold:
 
 - garbage on the reading topics (not JSON, 1e300 W, a negative energy, an unknown meter, a
   64 KiB payload) and on the status topics (64 KiB, an unknown state, not JSON, a meter no one
-  configured) is refused and counted; the service keeps evaluating and its picture of the real
-  meters is what their real readings said;
+  configured, a time of the year 1 that overflows, 2,000 nested brackets, a list) is refused
+  and counted, and readings are taken after it; the service keeps evaluating and its picture
+  of the real meters is what their real readings said;
 - a forged "online" status never hides a silent meter (its readings decide), a forged
   "offline" raises at worst an alert that names the status as its reason;
 - with a signing key, unsigned and wrongly signed readings do not make a meter look alive;
@@ -78,6 +79,10 @@ async def test_garbage_on_the_topics_is_refused_and_counted_and_the_service_carr
                 (f"{PREFIX}/m1/status", json.dumps({"state": "melting", "ts": "now"}).encode()),
                 (f"{PREFIX}/m1/status", b"\xff\xfe"),
                 (f"{PREFIX}/ghost/status", encode({"state": "offline"})),
+                # a time whose conversion overflows, a document nested past the parser, a list
+                (f"{PREFIX}/m1/status", b'{"state":"online","ts":"0001-01-01T00:00:00+14:00"}'),
+                (f"{PREFIX}/m1/status", b'{"state":' + b"[" * 2000 + b"}"),
+                (f"{PREFIX}/m1/status", b'["online"]'),
             ]
             for topic, payload in evil:
                 await client.publish(topic, payload, qos=1)
@@ -86,6 +91,10 @@ async def test_garbage_on_the_topics_is_refused_and_counted_and_the_service_carr
             await eventually(lambda: service.evaluated > evaluated, 10, "another evaluation")
             seen = service.live.meters["m1"]
             assert seen.last_reading_ms == now and seen.power_w == 500.0
+            # and readings are still taken: the intake survived every one of them
+            later = reading("m1", now + 5000, 4)
+            await client.publish(f"{PREFIX}/m1/reading", encode(later), qos=1)
+            await eventually(lambda: service.live.readings == 2, 10, "a reading after them")
             assert set(service.live.meters) == {"m1"}  # no table grows for a ghost meter
             assert seen.status is None
 

@@ -30,8 +30,11 @@ from tests.support.waiting import eventually, within
 from campus_energy.alerts.service import AlertsService
 from campus_energy.alerts.stored import StoreReader
 from campus_energy.backends.sqlite.source import SqliteSource
+from campus_energy.core import alert_rules
+from campus_energy.core.alerts import AlertState, Transition
 from campus_energy.core.readings import Reading
 from campus_energy.core.topics import meter_status_topic, reading_topic, status_document
+from campus_energy.errors import ServiceError
 from campus_energy.incidents.store import AlertBook
 from campus_energy.logger.service import MeterLogger
 from campus_energy.meters.simulator.server import Simulator
@@ -462,3 +465,113 @@ async def test_a_due_report_is_mailed_by_the_service_with_its_attachments(tmp_pa
         assert book.memo("report:monthly") > now - 40 * 86_400_000
     finally:
         book.close()
+
+
+QUIET_RULE = {**SILENT_RULE, "channels": []}  # (a book of its own, no mail)
+
+
+class BrokenEvaluation(AlertsService):
+    """An evaluation loop with a bug no check foresaw (a stand-in for one)."""
+
+    async def evaluate(self) -> None:
+        raise RuntimeError("a bug in the evaluation")
+
+
+async def test_a_loop_that_ends_stops_the_service_with_an_error_for_systemd_to_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = make_config(
+        [tcp_bus()],
+        [meter_at("m1", "plant", 1, "eastron-sdm120")],
+        mqtt={"port": free_port()},
+        bridge={"sqlite": {"path": str(tmp_path / "windows.db")}},
+        alerts={"state_path": str(tmp_path / "alerts.db"), "rules": [QUIET_RULE]},
+    )
+    service = BrokenEvaluation(config)
+    with pytest.raises(ServiceError, match="evaluate loop ended: RuntimeError"):
+        await asyncio.wait_for(service.run(asyncio.Event()), 10)
+    assert any("the evaluate loop ended" in r.message for r in caplog.records)
+    assert "a bug in the evaluation" in caplog.text  # its traceback, once
+
+
+async def test_a_rule_that_cannot_be_evaluated_leaves_the_others_running(
+    tmp_path: Path, mosquitto: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any) -> None:
+        raise ZeroDivisionError("a bug in one rule")
+
+    monkeypatch.setitem(alert_rules.EVALUATORS, "register-drift", broken)
+    rules = [{**QUIET_RULE, "for": 0}, {"name": "drift", "kind": "register-drift"}]
+    config = make_config(
+        [tcp_bus()],
+        [meter_at("m1", "plant", 1, "eastron-sdm120")],
+        mqtt={"port": mosquitto.port, "topic_prefix": PREFIX},
+        bridge={"sqlite": {"path": str(tmp_path / "windows.db")}},
+        alerts={"state_path": str(tmp_path / "alerts.db"), "evaluate_every_s": 1,
+                "rules": rules},
+    )  # fmt: skip
+    service = AlertsService(config)
+    async with serving(service, "subscribed"):
+        document = status_document("offline", int(time.time() * 1000))
+        await publish(mosquitto.port, meter_status_topic(PREFIX, "m1"), document, retain=True)
+        await eventually(lambda: _phase_of(service, "silent", "m1") == "firing", 10)
+        await _clear(mosquitto.port, meter_status_topic(PREFIX, "m1"))
+    assert service.failed_rules == {"drift"}
+
+
+async def test_a_removed_rules_told_firing_is_resolved_on_the_mqtt_channels(
+    tmp_path: Path,
+) -> None:
+    book_path = tmp_path / "alerts.db"
+    firing = Transition("gone", "m1", "firing", 1_000, "warning", 1.0, "x")
+    book = AlertBook(book_path)
+    try:
+        state = AlertState("gone", "m1", "firing", 1_000, fired_ms=1_000, notified_ms=1_000)
+        book.record([state], [(firing, "meter-silent", "campus", ())], 1_000)
+    finally:
+        book.close()
+    config = make_config(
+        [tcp_bus()],
+        [meter_at("m1", "plant", 1, "eastron-sdm120")],
+        mqtt={"port": free_port()},
+        bridge={"sqlite": {"path": str(tmp_path / "windows.db")}},
+        alerts={"state_path": str(book_path), "rules": [QUIET_RULE],
+                "channels": [{"name": "ha", "kind": "mqtt"}]},
+    )  # fmt: skip
+    service = AlertsService(config)
+    async with serving(service):
+        await eventually(lambda: service.evaluated > 0, 10, "an evaluation")
+    book = AlertBook(book_path)
+    try:
+        (resolved,) = [h for h in book.history(0, 2**62) if h.event == "resolved"]
+        pending = query(book_path, "SELECT channel, event FROM outbox WHERE rule = 'gone'")
+        phase = book.states(int(time.time() * 1000))[("gone", "m1")].phase
+    finally:
+        book.close()
+    assert resolved.detail == "no longer configured" and not resolved.suppressed
+    assert pending == [("ha", "resolved")] and phase == "resolved"
+
+
+async def test_the_book_is_pruned_of_what_is_older_than_a_year_and_a_bit(tmp_path: Path) -> None:
+    book_path = tmp_path / "alerts.db"
+    now = int(time.time() * 1000)
+    old, recent = now - 500 * 86_400_000, now - 10 * 86_400_000
+    book = AlertBook(book_path)
+    try:
+        for at in (old, recent):
+            event = Transition("r", "m1", "firing", at, "warning", None, "x", suppressed=True)
+            book.record([], [(event, "meter-silent", "campus", ())], at)
+    finally:
+        book.close()
+    config = make_config(
+        [tcp_bus()],
+        [meter_at("m1", "plant", 1, "eastron-sdm120")],
+        mqtt={"port": free_port()},
+        bridge={"sqlite": {"path": str(tmp_path / "windows.db")}},
+        alerts={"state_path": str(book_path), "rules": [QUIET_RULE]},
+    )
+    service = AlertsService(config)
+    async with serving(service):
+        await eventually(lambda: service.evaluated > 0, 10, "an evaluation")
+        await eventually(lambda: len(query(book_path, "SELECT at_ms FROM history")) == 1, 10)
+    assert query(book_path, "SELECT at_ms FROM history") == [(recent,)]

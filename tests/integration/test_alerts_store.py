@@ -46,7 +46,7 @@ def test_the_store_answers_equal_the_windows(known: tuple[Path, list[FixtureWind
     path, items = known
     store = reader(path)
     try:
-        latest = asyncio.run(store.last_window_ends(NOW_MS))
+        latest = asyncio.run(store.last_window_starts(NOW_MS))
         coverage = asyncio.run(store.coverage(REPORTING, NOW_MS, 3))
         terms = {"ece-1": 1.0, "ece-2": 1.0, "lib-1": -1.0}
         hours = asyncio.run(store.hours("mixed", terms, NOW_MS, 4))
@@ -56,8 +56,8 @@ def test_the_store_answers_equal_the_windows(known: tuple[Path, list[FixtureWind
     finally:
         store.close()
         store.source.close()
-    # latest: 07:50Z for every meter, so its end is 07:55Z
-    assert latest == {m: NOW_MS - 5 * MINUTE_MS for m in REPORTING}
+    # latest: the window of 07:50Z for every meter
+    assert latest == {m: NOW_MS - 10 * MINUTE_MS for m in REPORTING}
     # settled by now (08:00Z) with grace 60 s and the 60 s margin: windows before 07:55Z; the
     # last 3 + 2 starts are 07:30..07:50, of which 07:40 (the 20-minute grid) and 07:50 exist
     assert coverage == {
@@ -113,3 +113,25 @@ def test_each_answer_is_asked_again_only_when_it_can_have_changed(
     finally:
         store.close()
         store.source.close()
+
+
+def test_rules_asking_for_more_windows_or_weeks_get_them(
+    known: tuple[Path, list[FixtureWindow]],
+) -> None:
+    """Two coverage-low rules on the same meter (3 and 10 windows) and an after-hours rule
+    beside a baseline rule (4 and 6 weeks): each gets what it asked for, whichever asks first."""
+    path, _ = known
+    store = reader(path)
+    try:
+        few = asyncio.run(store.coverage(["ece-1"], NOW_MS, 3))
+        many = asyncio.run(store.coverage(["ece-1"], NOW_MS, 10))
+        four = asyncio.run(store.hours("ECE", {"ece-1": 1.0}, NOW_MS, 4))
+        six = asyncio.run(store.hours("ECE", {"ece-1": 1.0}, NOW_MS, 6))
+        assert asyncio.run(store.coverage(["ece-1"], NOW_MS, 3)) is few
+        assert asyncio.run(store.hours("ECE", {"ece-1": 1.0}, NOW_MS, 4)) is four
+    finally:
+        store.close()
+        store.source.close()
+    # (one window every 20 minutes: 5 starts hold 2 windows, 12 starts hold 4)
+    assert [len(few["ece-1"]), len(many["ece-1"])] == [2, 4]
+    assert six[-1].start_ms == four[-1].start_ms and len(six) > len(four)

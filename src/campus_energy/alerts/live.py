@@ -28,6 +28,7 @@ REGISTER_FIELD = "import_energy_wh"  # the profiles' name for the meter's import
 ANCHOR_EVERY_MS = 3_600_000  # one (integrated, register) pair kept per hour ...
 ANCHORS_KEPT = 26  # ... for a little over a day
 MAX_STATUS_BYTES = 4096
+TAKEN_KEPT = 4096  # a meter's counted readings remembered at least (two hours at 2 s polls)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class LiveState:
     # meter -> since when its energy is known here without a break (its first reading's
     # interval start, or after a gap the reading's ts)
     known_from: dict[str, int] = field(default_factory=dict)
+    taken: dict[str, set[int]] = field(default_factory=dict)  # meter -> ts of readings counted
     refused: int = 0
     readings: int = 0
 
@@ -70,14 +72,16 @@ class LiveState:
             if meter_id in self.meters:
                 self.anchors[meter_id] = list(kept)[-ANCHORS_KEPT:]
 
-    def seed_from_store(self, last_window_end_ms: Mapping[str, int]) -> None:
-        """A meter never heard of since the service started: its last window's end stands in for
-        its last reading (the store's cross-check), so a fresh start does not call every meter
-        silent, and a meter silent before the start is still found."""
-        for meter_id, end_ms in last_window_end_ms.items():
+    def seed_from_store(self, last_window_start_ms: Mapping[str, int]) -> None:
+        """A meter of which nothing is known (no reading heard, none in the book): its last
+        window's start stands in for its last reading (the store's cross-check), so a meter
+        silent before the service started is told as silent for that long. The start, not the
+        end: the meter's last reading is no earlier than it, and a later window never makes
+        a silent meter look alive."""
+        for meter_id, start_ms in last_window_start_ms.items():
             seen = self.meters.get(meter_id)
-            if seen is not None and (seen.last_reading_ms or 0) < end_ms:
-                self.meters[meter_id] = replace(seen, last_reading_ms=end_ms)
+            if seen is not None and seen.last_reading_ms is None:
+                self.meters[meter_id] = replace(seen, last_reading_ms=start_ms)
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -113,6 +117,10 @@ class LiveState:
             self.meters[reading.meter_id] = replace(
                 seen, last_reading_ms=reading.ts_ms, power_w=reading.power_w
             )
+        taken = self.taken.setdefault(reading.meter_id, set())
+        if reading.ts_ms in taken:
+            return  # a redelivery (QoS 1, an outbox replaying): its energy is counted already
+        taken.add(reading.ts_ms)
         self.readings += 1
         start = reading.interval_start_ms
         if start is None:  # nothing integrated: a gap, known only from this reading on
@@ -126,6 +134,9 @@ class LiveState:
             )
         for old in sorted(quarters)[:-KEEP_QUARTERS]:
             del quarters[old]
+        if len(taken) > TAKEN_KEPT:  # the readings of the quarters kept, and a margin
+            oldest = min(quarters) if quarters else reading.ts_ms
+            taken.intersection_update({ts for ts in taken if ts >= oldest})
         if register_wh is not None and total_wh is not None:
             self._anchor(reading, total_wh, register_wh)
 
@@ -150,10 +161,12 @@ class LiveState:
             return True
         try:
             doc = json.loads(payload)
+            if not isinstance(doc, dict):
+                raise TypeError("not an object")
             state = doc["state"]
             ts_ms = _iso_ms(doc["ts"]) if doc.get("ts") else None
             detail = str(doc.get("detail") or "")[:200]
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
             self.refused += 1
             return False
         if state not in ("online", "offline", "error"):
@@ -227,7 +240,10 @@ def _finite(value: Any) -> float | None:
 
 
 def _iso_ms(text: Any) -> int:
+    """A status's time; ValueError unless it is an ISO 8601 time of years 2000..2199."""
     moment = datetime.fromisoformat(str(text)[:40].replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    if not 2000 <= moment.year <= 2199:
+        raise ValueError(f"a status time of the year {moment.year}")
     return datetime_ms(moment.astimezone(UTC))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from asyncio import FIRST_COMPLETED
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -47,7 +48,7 @@ from campus_energy.core.alerts import (
 )
 from campus_energy.core.tariffs import DemandCharge
 from campus_energy.core.timestamps import epoch_ms
-from campus_energy.errors import AlertBookError, BrokerError, SourceError
+from campus_energy.errors import AlertBookError, BrokerError, ServiceError, SourceError
 from campus_energy.incidents.channels import max_attempts, open_channels
 from campus_energy.incidents.outbox import Watches, deliver_due
 from campus_energy.incidents.store import AlertBook, silenced_until
@@ -63,10 +64,13 @@ RETRY_MIN_S = 1.0
 RETRY_MAX_S = 60.0
 SAVE_SEEN_EVERY_S = 60.0
 REPORTS_EVERY_S = 30.0
+REPORTS_BACKOFF_MAX_S = 1800.0
 DELIVER_AT_LEAST_EVERY_S = 30.0
 HELD_AGAIN_S = 1.0
+PRUNE_EVERY_S = 86_400.0
 HUNG_AFTER_S = 300.0
 PRUNE_AFTER_DAYS = 400  # a year of history for the reports' same period last year
+AFTER_HOURS_WEEKS = 4  # the open hours an after-hours rule's median is taken from
 ANCHORS_MEMO = "register-anchors"
 
 
@@ -97,6 +101,12 @@ class AlertsService:
             Planned(r, tuple(alert_rules.subjects(r, campus)), alert_rules.terms_of(r, campus))
             for r in self.rules
         ]
+        self.weeks_of: dict[str, int] = {}  # subject -> the most weeks of hours its rules read
+        for plan in self.planned:
+            if plan.rule.kind in ("baseline-deviation", "after-hours"):
+                weeks = int(plan.rule.params.get("weeks", AFTER_HOURS_WEEKS))
+                subject = plan.subjects[0]
+                self.weeks_of[subject] = max(weeks, self.weeks_of.get(subject, 0))
         intervals = {m.id: m.interval_s for m in config.meters}
         self.context = alert_rules.RuleContext(
             campus=campus,
@@ -118,6 +128,8 @@ class AlertsService:
         self.deliver = asyncio.Event()  # deliver now (something was recorded)
         self.subscribed = asyncio.Event()
         self.evaluated = 0  # evaluations done (tests wait on it)
+        self.unforeseen = 0  # messages refused by an error no check foresaw
+        self.failed_rules: set[str] = set()  # rules whose evaluation raised (said once each)
         self.broker_outage = Outage("MQTT", log)
         self.store_outage = Outage("window store", log)
         self.book_outage = Outage("alert book", log)
@@ -127,6 +139,7 @@ class AlertsService:
         self.metrics = AlertsMetrics(self)
         self.max_attempts = max_attempts(config)
         self.watches = Watches()  # each channel's outage and hold, across delivery passes
+        self.report_backoff = Backoff(REPORTS_EVERY_S, REPORTS_BACKOFF_MAX_S)
 
     def now_ms(self) -> int:
         return epoch_ms(self.clock.wall())
@@ -149,28 +162,43 @@ class AlertsService:
             config.alerts.state_path,
         )
         self.metrics.start()
-        tasks = [
+        loops = [
             asyncio.create_task(self._receive(stop), name="receive"),
             asyncio.create_task(self._evaluate_loop(stop), name="evaluate"),
             asyncio.create_task(self._deliver_loop(stop), name="deliver"),
-            asyncio.create_task(self.watchdog.run(stop), name="watchdog"),
         ]
+        tasks = [*loops, asyncio.create_task(self.watchdog.run(stop), name="watchdog")]
         self.notifier.ready(f"{len(self.rules)} rules")
+        stopping = asyncio.create_task(stop.wait(), name="stop")
         try:
-            await stop.wait()
+            done, _ = await asyncio.wait({*loops, stopping}, return_when=FIRST_COMPLETED)
+            ended = [t for t in done if t is not stopping]
+            if ended:  # a loop must never end while the service runs: a bug, said once
+                task = ended[0]
+                error = None if task.cancelled() else task.exception()
+                log.error("alerts: the %s loop ended", task.get_name(), exc_info=error)
+                raise ServiceError(f"the alerts service's {task.get_name()} loop ended: {error!r}")
         finally:
             self.notifier.stopping()
-            for task in tasks:
+            for task in [*tasks, stopping]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self._save_seen()
-            self.metrics.stop()
-            for channel in self.channels.values():
-                await channel.close()
-            self.store.close()
-            self.source.close()
-            self.book.close()
+            await asyncio.gather(*tasks, stopping, return_exceptions=True)
+            await self._close()
             log.info("alerts stopped")
+
+    async def _close(self) -> None:
+        """Save what is known, close every part; one failing does not keep the others open."""
+        assert self.book is not None and self.store is not None and self.source is not None
+        self._save_seen()
+        self.metrics.stop()
+        for channel in (self.channels or {}).values():
+            try:
+                await channel.close()
+            except Exception:  # a channel's own bug must not keep the book open
+                log.exception("alerts: closing channel %s failed", channel.name)
+        self.store.close()
+        self.source.close()
+        self.book.close()
 
     def _restore(self) -> None:
         assert self.book is not None
@@ -184,17 +212,31 @@ class AlertsService:
         self._retire_unconfigured()
 
     def _retire_unconfigured(self) -> None:
-        """Alerts of rules (or subjects) no longer configured are resolved, quietly."""
+        """Alerts of rules (or subjects) no longer configured are resolved. A firing that was
+        told is resolved on the MQTT channels too, so no retained state stays "firing"."""
         assert self.book is not None
         now = self.now_ms()
         wanted = {(p.rule.name, s) for p in self.planned for s in p.subjects}
+        rows = {(a.rule, a.subject): a for a in self.book.alerts(active_only=True, now_ms=now)}
+        states = self.book.states(now)
         gone = [
             replace(state, phase="resolved", since_ms=now, detail="no longer configured")
-            for key, state in self.book.states(now).items()
+            for key, state in states.items()
             if key not in wanted and state.phase in ("pending", "firing")
         ]
+        mqtt = tuple(c.name for c in self.config.alerts.channels if c.kind == "mqtt")
+        told = []
+        for state in gone:
+            row = rows.get((state.rule, state.subject))
+            if state.notified_ms is None or row is None:
+                continue
+            event = Transition(
+                state.rule, state.subject, "resolved", now, state.severity, None,
+                "no longer configured",
+            )  # fmt: skip
+            told.append((event, row.kind, row.scope, mqtt))
         if gone:
-            self.book.record(gone, [], now, site=self.config.site.name)
+            self.book.record(gone, told, now, site=self.config.site.name)
             log.info("%d alert(s) of rules no longer configured resolved", len(gone))
 
     # -- receiving --------------------------------------------------------------------------
@@ -212,6 +254,7 @@ class AlertsService:
                     clean_session=True,
                 ) as subscription:
                     self.broker_outage.recovered(self.clock.wall())
+                    self.live.known_from.clear()  # (clean session: what came meanwhile is lost)
                     self.subscribed.set()
                     backoff.succeeded()
                     while not stop.is_set():
@@ -230,10 +273,18 @@ class AlertsService:
                 return
 
     def _take(self, topic: str, payload: bytes, now_ms: int) -> bool:
-        """Take one message into the live state; True when a meter's status changed."""
-        meter_id = topic.split("/")[-2]
+        """Take one message into the live state; True when a meter's status changed. A
+        message no check foresaw is refused and counted, and said once: never a crash."""
+        meter_id = topic.split("/")[-2] if topic.count("/") else ""
         before = self.live.meters.get(meter_id)
-        self.live.message(topic, payload, now_ms)
+        try:
+            self.live.message(topic, payload, now_ms)
+        except Exception:
+            self.live.refused += 1
+            self.unforeseen += 1
+            if self.unforeseen == 1:
+                log.exception("alerts: a message on %s was refused; more are counted", topic[:200])
+            return False
         after = self.live.meters.get(meter_id)
         return before is not None and after is not None and before.status != after.status
 
@@ -287,7 +338,14 @@ class AlertsService:
         kinds = {r.name: (r.kind, str(r.scope)) for r in self.rules}
         for plan in self.planned:
             rule = plan.rule
-            for finding in alert_rules.evaluate(rule, plan.subjects, seen, self.context):
+            try:
+                findings = alert_rules.evaluate(rule, plan.subjects, seen, self.context)
+            except Exception:  # one rule's bug: its alerts keep their states, the others go on
+                if rule.name not in self.failed_rules:
+                    self.failed_rules.add(rule.name)
+                    log.exception("alerts: rule %s could not be evaluated", rule.name)
+                continue
+            for finding in findings:
                 before = states.get((rule.name, finding.subject))
                 if before is None and finding.holds:  # a silence may come before the alert
                     until = silenced_until(silences, rule.name, finding.subject)
@@ -330,16 +388,17 @@ class AlertsService:
         demand: dict[str, DemandNow] = {}
         try:
             if "meter-silent" in kinds:
-                self.live.seed_from_store(await store.last_window_ends(now_ms))
+                self.live.seed_from_store(await store.last_window_starts(now_ms))
             for plan in self.planned:
                 rule = plan.rule
                 if rule.kind == "coverage-low":
                     count = int(rule.params.get("windows", 3))
                     coverage.update(await store.coverage(plan.subjects, now_ms, count))
                 elif rule.kind in ("baseline-deviation", "after-hours"):
-                    weeks = int(rule.params.get("weeks", 4))
                     subject = plan.subjects[0]
-                    hours[subject] = await store.hours(subject, plan.terms, now_ms, weeks)
+                    if subject not in hours:  # as many weeks as the subject's rules look back
+                        weeks = self.weeks_of[subject]
+                        hours[subject] = await store.hours(subject, plan.terms, now_ms, weeks)
                 elif rule.kind == "demand-approaching":
                     demand[plan.subjects[0]] = await self._demand(plan, now_ms)
             self.store_outage.recovered(self.clock.wall())
@@ -448,6 +507,7 @@ class AlertsService:
     async def _deliver_loop(self, stop: asyncio.Event) -> None:
         assert self.book is not None and self.channels is not None
         reports_at = -REPORTS_EVERY_S
+        pruned_at = -PRUNE_EVERY_S
         while not stop.is_set():
             self.deliver.clear()
             held = False
@@ -466,9 +526,15 @@ class AlertsService:
                     self.book_outage.recovered(self.clock.wall())
                 except AlertBookError as exc:
                     self.book_outage.failed(str(exc), self.clock.wall())
-                if self.config.reports and self.clock.mono() - reports_at >= REPORTS_EVERY_S:
-                    reports_at = self.clock.mono()
-                    await self._reports()
+                if self.config.reports and self.clock.mono() >= reports_at:
+                    ok = await self._reports()
+                    wait_s = REPORTS_EVERY_S if ok else self.report_backoff.failed()
+                    reports_at = self.clock.mono() + wait_s
+                    if ok:
+                        self.report_backoff.succeeded()
+                if self.clock.mono() - pruned_at >= PRUNE_EVERY_S:
+                    pruned_at = self.clock.mono()
+                    self._prune()
             delay = DELIVER_AT_LEAST_EVERY_S
             try:
                 due = self.book.next_due_ms()
@@ -487,7 +553,22 @@ class AlertsService:
             finally:
                 woken.cancel()
 
-    async def _reports(self) -> None:
+    def _prune(self) -> None:
+        """History and finished notifications older than PRUNE_AFTER_DAYS (a year and a bit:
+        the reports compare with the same period last year), once a day."""
+        assert self.book is not None
+        try:
+            removed = self.book.prune(self.now_ms() - PRUNE_AFTER_DAYS * 86_400_000)
+        except AlertBookError as exc:
+            self.book_outage.failed(str(exc), self.clock.wall())
+            return
+        if removed:
+            log.info("alerts: %d rows older than %d days pruned from the book", removed,
+                     PRUNE_AFTER_DAYS)  # fmt: skip
+
+    async def _reports(self) -> bool:
+        """Send the reports that are due; False when one failed (tried again after a
+        back-off: 30 s doubling to 30 minutes)."""
         from campus_energy.reports.delivery import send_due
 
         assert self.book is not None and self.channels is not None and self.source is not None
@@ -499,8 +580,9 @@ class AlertsService:
         try:
             sent = await send_due(self.config, self.book, self.source, send, self.now_ms())
             self.report_outage.recovered(self.clock.wall())
-        except Exception as exc:  # a report failed to build or send: tried again next round
+        except Exception as exc:  # a report failed to build or send: tried again later
             self.report_outage.failed(f"{type(exc).__name__}: {exc}", self.clock.wall())
-            return
+            return False
         for name in sent:
             log.info("report %s sent", name)
+        return True

@@ -37,9 +37,11 @@ class StoreReader:
         self.settle_ms = int((grace_s + SETTLE_S) * 1000)  # a window is in the store by then
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="alerts-store")
         self._latest: tuple[int, dict[str, int]] = (-LATEST_EVERY_MS, {})
-        self._coverage: dict[tuple[int, frozenset[str]], dict[str, tuple[tuple[int, float], ...]]]
+        self._coverage: dict[
+            tuple[int, frozenset[str], int], dict[str, tuple[tuple[int, float], ...]]
+        ]
         self._coverage = {}
-        self._hours: dict[tuple[str, int], tuple[HourEnergy, ...]] = {}
+        self._hours: dict[tuple[str, int, int], tuple[HourEnergy, ...]] = {}
         self._peaks: dict[tuple[str, int], tuple[int, float | None]] = {}
         self._earlier: dict[tuple[str, int, int, int], float | None] = {}
 
@@ -47,18 +49,16 @@ class StoreReader:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        """Stop the worker; a query still running is left to finish on its own (a hung store
+        must not hold the service's stop up)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def last_window_ends(self, now_ms: int) -> dict[str, int]:
-        """Each meter's latest window's end (ms), asked at most once a minute."""
+    async def last_window_starts(self, now_ms: int) -> dict[str, int]:
+        """Each meter's latest window's start (ms), asked at most once a minute."""
         asked, found = self._latest
         if now_ms - asked >= LATEST_EVERY_MS:
             latest = await self._call(self.source.meters)
-            found = {
-                m.meter_id: m.last_window_ms + self.window_ms
-                for m in latest
-                if m.last_window_ms is not None
-            }
+            found = {m.meter_id: m.last_window_ms for m in latest if m.last_window_ms is not None}
             self._latest = (now_ms, found)
         return found
 
@@ -68,7 +68,7 @@ class StoreReader:
         """Each meter's windows (start, coverage) among the last `count` + 2 window starts that
         have settled in the store, oldest first; asked again when another window settles."""
         settled_end = (now_ms - self.settle_ms) // self.window_ms * self.window_ms
-        key = (settled_end, frozenset(meters))
+        key = (settled_end, frozenset(meters), count)
         if key not in self._coverage:
             start = settled_end - (count + 2) * self.window_ms
             window_s = self.window_ms / 1000
@@ -81,7 +81,9 @@ class StoreReader:
                     found.setdefault(bucket.meter_id, []).append((bucket.key, covered))
                 return {m: tuple(sorted(rows)) for m, rows in found.items()}
 
-            self._coverage = {key: await self._call(ask)}
+            found = await self._call(ask)
+            self._coverage = {k: v for k, v in self._coverage.items() if k[0] == settled_end}
+            self._coverage[key] = found
         return self._coverage[key]
 
     async def hours(
@@ -90,7 +92,7 @@ class StoreReader:
         """The scope's hours from `weeks` weeks (and a day) before the last settled hour up to
         and including it; asked again when another hour settles."""
         settled = self.last_settled_hour_ms(now_ms)
-        key = (subject, settled)
+        key = (subject, settled, weeks)
         if key not in self._hours:
             start = settled - (weeks * 7 + 1) * 86_400_000
 
@@ -107,7 +109,7 @@ class StoreReader:
                 )
 
             found = await self._call(ask)
-            self._hours = {k: v for k, v in self._hours.items() if k[0] != subject}
+            self._hours = {k: v for k, v in self._hours.items() if k[0::2] != key[0::2]}
             self._hours[key] = found
         return self._hours[key]
 

@@ -12,8 +12,9 @@ its lifecycle and says when a notification is due:
                                                      (not once acknowledged)    holds ─┘
 
 One notification per transition (firing, renotify, resolved). While an alert is silenced
-its transitions are recorded but not sent; a firing that was never sent is sent when the
-silence ends (if it still fires), and a resolution is sent only for a firing that was.
+its firings and re-notifications are recorded but not sent; a firing that was never sent is
+sent when the silence ends (if it still fires). A resolution is sent exactly when its firing
+was, silenced or not, so nothing that was told "firing" is left without its end.
 Pure: time comes in as `now_ms`, values go out.
 """
 
@@ -164,7 +165,9 @@ def advance(
         acked_ms=None,
         acked_by=None,
     )
-    suppressed = base.silenced(now_ms) or not was_sent
+    # a resolution is told when its firing was, silence or not (a retained MQTT state, an
+    # open ticket must not stay "firing"); one whose firing was never told stays quiet
+    suppressed = not was_sent
     return resolved, _transition(rule, resolved, "resolved", now_ms, suppressed)
 
 

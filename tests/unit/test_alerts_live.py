@@ -1,0 +1,57 @@
+"""The alerts service's live picture (`alerts.live.LiveState`), message by message: a reading
+delivered twice counts once in the running demand interval, the store's cross-check stands in
+only for a meter of which nothing is known (with its last window's start), and what is not
+known of an interval is said."""
+
+from __future__ import annotations
+
+from campus_energy.alerts.live import LiveState
+from campus_energy.core.incoming import Limits
+from campus_energy.core.readings import Reading
+from campus_energy.core.topics import reading_topic
+from campus_energy.runtime.mqtt import encode
+
+PREFIX = "campus/energy"
+T0 = 1_796_531_400_000  # a UTC quarter hour
+
+
+def state() -> LiveState:
+    return LiveState(PREFIX, {"m1": 1.0, "m2": 1.0}, {"m1": Limits(), "m2": Limits()})
+
+
+def message(meter: str, ts: int, seq: int, wh: float, start: int | None) -> tuple[str, bytes]:
+    values = {"voltage_v": 230.0, "current_a": 5.0, "power_w": 1200.0}
+    body = Reading(meter, ts, seq, round(wh * 1e6), round(seq * wh * 1e6), values, start)
+    return reading_topic(PREFIX, meter), encode(body.payload("Lab", "1"))
+
+
+def test_a_reading_delivered_twice_counts_once() -> None:
+    live = state()
+    for seq in (1, 2, 2, 3, 1):  # QoS 1 redeliveries and an outbox replay
+        topic, payload = message("m1", T0 + seq * 1000, seq, 1200 / 3600, T0 + (seq - 1) * 1000)
+        assert live.message(topic, payload, T0 + 10_000)
+    assert live.readings == 3
+    assert live.energy_of({"m1": 1.0}, T0, T0 + 900_000) == 3 * round(1200 / 3600, 6)
+
+
+def test_the_store_stands_in_only_for_a_meter_of_which_nothing_is_known() -> None:
+    live = state()
+    topic, payload = message("m1", T0 + 5000, 1, 1.0, T0 + 4000)
+    live.message(topic, payload, T0 + 6000)
+    live.seed_from_store({"m1": T0 + 600_000, "m2": T0 - 300_000})
+    assert live.meters["m1"].last_reading_ms == T0 + 5000  # heard live: the store is older news
+    assert live.meters["m2"].last_reading_ms == T0 - 300_000  # its last window's start
+    live.seed_from_store({"m2": T0})  # a later window never moves a known meter
+    assert live.meters["m2"].last_reading_ms == T0 - 300_000
+
+
+def test_what_is_not_known_of_an_interval_is_said() -> None:
+    live = state()
+    topic, payload = message("m1", T0 + 300_000, 1, 1.0, T0 + 299_000)  # heard from 5 min in
+    live.message(topic, payload, T0 + 300_000)
+    terms = {"m1": 1.0, "m2": 1.0}
+    assert live.unknown_ms(terms, T0, T0 + 360_000) == {"m1": 299_000, "m2": 360_000}
+    live.known_from.clear()  # a broken subscription: from the next reading on
+    topic, payload = message("m1", T0 + 301_000, 2, 1.0, T0 + 300_000)
+    live.message(topic, payload, T0 + 301_000)
+    assert live.unknown_ms({"m1": 1.0}, T0, T0 + 360_000) == {"m1": 300_000}
