@@ -298,7 +298,7 @@ def test_the_dashboard_reads_the_store_before_it_is_damaged(
     """The baseline of the cases below: every tab draws, the Raw data tab lists readings."""
     at = dashboard()
     assert not at.exception and not at.error and not at.warning
-    assert len(at.tabs) == 7 and len(at.tabs[6].dataframe) == 1
+    assert len(at.tabs) == 8 and len(at.tabs[6].dataframe) == 1  # Raw data; then Alerts
 
 
 @pytest.mark.parametrize("table", ["meters", "samples"])
@@ -522,7 +522,7 @@ def test_the_dashboard_reads_the_store_on_a_read_only_mount(
         try:
             at = AppTest.from_file(APP, default_timeout=60).run()
             assert not at.exception and not at.error and not at.warning
-            assert len(at.tabs) == 7 and len(at.tabs[6].dataframe) == 1
+            assert len(at.tabs) == 8 and len(at.tabs[6].dataframe) == 1  # Raw data; then Alerts
         finally:
             st.cache_data.clear()
             st.cache_resource.clear()  # closes the dashboard's connection
