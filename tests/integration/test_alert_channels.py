@@ -29,6 +29,7 @@ from tests.support.webhook import webhook_receiver
 from campus_energy.config import Config, parse_config
 from campus_energy.core.alerts import Transition
 from campus_energy.demo.mosquitto import Mosquitto
+from campus_energy.errors import AlertBookError
 from campus_energy.incidents.channels import (
     EmailChannel,
     MqttChannel,
@@ -37,10 +38,11 @@ from campus_energy.incidents.channels import (
     max_attempts,
     open_channels,
 )
-from campus_energy.incidents.outbox import Watches, deliver_due, retry_delay_s
+from campus_energy.incidents.outbox import DeliveryCounts, Watches, deliver_due, retry_delay_s
 from campus_energy.incidents.store import AlertBook
 from campus_energy.incidents.values import (
     Channel,
+    Delivery,
     DeliveryError,
     DeliveryRefused,
     Notice,
@@ -258,7 +260,7 @@ async def test_mail_waits_out_a_server_outage_in_the_outbox(
     assert NOW + 4_500 <= first["next_attempt_ms"] <= NOW + 5_000
 
     counts = await deliver_due(book, channels, NOW + 1_000, max_attempts=attempts, watches=watches)
-    assert (counts.retried, counts.held) == (0, 1)  # the second waits for the first
+    assert counts == DeliveryCounts()  # the book holds the second back behind the first
     assert outbox(book.path)[1]["attempts"] == 0
 
     later = first["next_attempt_ms"]
@@ -386,6 +388,28 @@ async def test_a_404_is_dead_at_once_and_a_redirect_is_not_followed(book: AlertB
         with pytest.raises(DeliveryError) as busy:
             await WebhookChannel("hook", url=hook.url).send(notice())
         assert not isinstance(busy.value, DeliveryRefused)
+
+
+@pytest.mark.parametrize("status", [404, 503])
+async def test_an_error_page_quoting_the_url_never_shows_its_token(
+    book: AlertBook, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with webhook_receiver(answers=[status], echo_path=True) as hook:
+        config = config_with([hook_settings(hook.url, secret_env=None, max_attempts=1)])
+        channels = open_channels(config)
+        enqueue(book, notice(), channels=("hook",))
+        counts = await deliver_due(book, channels, NOW, max_attempts=max_attempts(config))
+        with pytest.raises(DeliveryError) as failed:
+            await channels["hook"].send(notice())
+        endpoint = hook.url.split("/hooks")[0]
+    assert counts.dead == 1 and all(TOKEN in call.path for call in hook.calls)
+    [row] = outbox(book.path)
+    shown = [row["last_error"], str(failed.value), *(r.getMessage() for r in caplog.records)]
+    assert [text for text in shown if TOKEN in text or "/hooks/energy" in text] == []
+    reason = "Not Found" if status == 404 else "Service Unavailable"
+    assert str(failed.value) == f"webhook channel hook ({endpoint}): HTTP {status} {reason}"
+    assert any(f"HTTP {status}" in text for text in caplog.messages)
 
 
 async def test_an_unreachable_webhook_is_retried_until_its_attempts_run_out(
@@ -524,6 +548,63 @@ async def test_a_slow_channel_holds_up_no_other_and_a_vanished_one_is_dead_lette
     assert slow.sent == quick.sent == [firing.key, resolved.key]  # in order within a channel
     gone = [row for row in outbox(book.path) if row["channel"] == "gone"]
     assert all("channel 'gone' is no longer configured" in row["last_error"] for row in gone)
+
+
+async def test_a_channel_down_leaves_the_healthy_ones_their_share_of_a_pass(
+    book: AlertBook,
+) -> None:
+    config = config_with([mail_settings(free_port())])  # nothing listens
+    quick = Gate("quick")
+    channels: dict[str, Channel] = {**open_channels(config), "quick": quick}
+    enqueue(book, *(notice(at_ms=NOW + i) for i in range(200)), channels=("mail",))
+    enqueue(book, *(notice(at_ms=NOW + i) for i in range(50)), channels=("quick",))
+    attempts = max_attempts(config)
+    counts = await deliver_due(book, channels, NOW, max_attempts=attempts, limit=100)
+    assert len(quick.sent) == 50
+    assert (counts.sent, counts.retried, counts.held) == (50, 1, 99)
+    counts = await deliver_due(book, channels, NOW + 1_000, max_attempts=attempts, limit=100)
+    assert counts == DeliveryCounts()  # the mail waits for its first notice's retry
+
+
+class FailingMarks:
+    """The real book, except that marking a delivery of `channel` delivered fails."""
+
+    def __init__(self, book: AlertBook, channel: str) -> None:
+        self.book = book
+        self.failing = {d.id for d in book.due(NOW) if d.channel == channel}
+        self.failed = False
+
+    def due(self, now_ms: int, limit: int = 100, /) -> list[Delivery]:
+        return self.book.due(now_ms, limit)
+
+    def delivered(self, delivery_id: int, now_ms: int, /) -> None:
+        if delivery_id in self.failing:
+            self.failed = True
+            raise AlertBookError(f"{self.book.path}: disk I/O error")
+        self.book.delivered(delivery_id, now_ms)
+
+    def retry(self, delivery_id: int, now_ms: int, error: str, next_attempt_ms: int, /) -> None:
+        self.book.retry(delivery_id, now_ms, error, next_attempt_ms)
+
+    def dead(self, delivery_id: int, now_ms: int, error: str, /) -> None:
+        self.book.dead(delivery_id, now_ms, error)
+
+
+async def test_a_failing_book_write_is_raised_once_every_channel_has_finished(
+    book: AlertBook,
+) -> None:
+    gate = asyncio.Event()
+    slow, marked = Gate("slow", gate), Gate("marked")
+    enqueue(book, notice(), channels=("slow", "marked"))
+    marks = FailingMarks(book, "marked")
+    channels: dict[str, Channel] = {"slow": slow, "marked": marked}
+    passing = asyncio.create_task(deliver_due(marks, channels, NOW, max_attempts={}))
+    await asyncio.wait_for(_until(lambda: marks.failed), 5)
+    gate.set()  # the slow channel may go on: the pass must wait for it
+    with pytest.raises(AlertBookError, match="disk I/O error"):
+        await passing
+    assert slow.sent == [notice().key]  # finished, and marked: the next pass sends it no more
+    assert [d.channel for d in book.due(NOW)] == ["marked"]
 
 
 async def _until(condition: Any) -> None:

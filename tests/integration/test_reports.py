@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from tests.support import CHROMIUM_ARGS
 from tests.support.config import write_toml
+from tests.support.net import free_port
 from tests.support.report_campus import (
     ACCOUNTS,
     Books,
@@ -34,15 +35,18 @@ from tests.support.report_campus import (
     local_ms,
     midnight,
 )
+from tests.support.smtp import Inbox, smtp_server
 
 from campus_energy.accounts.command import energy_from
 from campus_energy.accounts.statements import campus_bill
 from campus_energy.backends import open_source
 from campus_energy.backends.base import WindowSource
 from campus_energy.cli import main
-from campus_energy.config import Config
+from campus_energy.config import Config, parse_config
 from campus_energy.core.alerts import Transition
+from campus_energy.incidents.channels import email_channel
 from campus_energy.incidents.store import AlertBook
+from campus_energy.incidents.values import DeliveryError
 from campus_energy.reports.content import WEEK_NOTE, Report, build_report
 from campus_energy.reports.delivery import send_due
 from campus_energy.reports.message import build_message, standalone_html
@@ -375,6 +379,50 @@ def test_due_reports_are_sent_once_and_remembered_after_sending(
     assert all(m["From"] == "energy@campus.example" for _, m in sent)
     weekly = [p.get_filename() for p in sent[0][1].iter_attachments()]
     assert weekly == ["report-2026-W47-Annex.csv"]
+
+
+def test_a_report_refused_in_part_or_for_good_is_remembered_not_mailed_again(
+    campus: Campus, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Some recipients refused: sent (to the others), the refused logged. Everyone refused:
+    logged at ERROR, and remembered too. Either way, the next round sends nothing."""
+    port = free_port()
+    data = config_data(campus.folder)
+    data["alerts"]["channels"][0]["port"] = port
+    weekly = data["reports"][1]
+    weekly["recipients"] = ["annex@campus.example", "gone@campus.example"]
+    config = parse_config(data)
+    channel = email_channel(config, "mail")
+
+    async def send(name: str, message: EmailMessage) -> None:
+        await channel.send_message(message)
+
+    def due(book: AlertBook, now_ms: int) -> list[str]:
+        return asyncio.run(send_due(config, book, campus.source, send, now_ms))
+
+    inbox = Inbox(refuse={"gone@campus.example"})
+    with AlertBook(tmp_path / "alerts.db") as book:
+        assert due(book, local_ms(2026, 11, 20, 12)) == []
+        with pytest.raises(DeliveryError, match="Connection refused"):  # nothing listens yet
+            due(book, local_ms(2026, 11, 23, 6, 31))
+        with smtp_server(port, inbox=inbox):
+            assert due(book, local_ms(2026, 11, 23, 6, 31)) == ["annex-weekly"]
+            assert book.memo("report:annex-weekly") == local_ms(2026, 11, 23, 6, 30)
+            assert due(book, local_ms(2026, 11, 23, 7)) == []
+            assert [r.recipients for r in inbox.messages] == [["annex@campus.example"]]
+            inbox.refuse.add("annex@campus.example")
+            assert due(book, local_ms(2026, 11, 30, 6, 31)) == []  # everyone refused
+            assert book.memo("report:annex-weekly") == local_ms(2026, 11, 30, 6, 30)
+            asked = len(inbox.asked)
+            assert due(book, local_ms(2026, 11, 30, 7)) == []
+            assert len(inbox.asked) == asked and len(inbox.messages) == 1
+    said = [(r.levelname, r.name, r.getMessage()) for r in caplog.records if r.levelno >= 30]
+    assert [(level, name) for level, name, _ in said] == [
+        ("WARNING", "campus_energy.incidents.channels.email"),
+        ("ERROR", "campus_energy.reports.delivery"),
+    ]
+    assert "refused: gone@campus.example: 550" in said[0][2]
+    assert said[1][2].startswith("report annex-weekly (2026-W48) not sent, not tried again")
 
 
 # -- the picture --------------------------------------------------------------------------------

@@ -62,14 +62,17 @@ class Received:
 
 @dataclass
 class Inbox:
-    """The server's handler: accepts mail, refusing the recipients in `refuse` (550)."""
+    """The server's handler: accepts mail, refusing the recipients in `refuse` (550).
+    `asked`: every recipient a client gave (RCPT), accepted or refused."""
 
     refuse: set[str] = field(default_factory=set)
     messages: list[Received] = field(default_factory=list)
+    asked: list[str] = field(default_factory=list)
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
+        self.asked.append(address)
         if address in self.refuse:
             return "550 5.1.1 no such mailbox"
         envelope.rcpt_tos.append(address)

@@ -3,6 +3,9 @@ signature and timestamp the way a receiver should, and answers with scripted sta
 
 with webhook_receiver(secret="s3cret", answers=[500, 200]) as hook:
     ...  # hook.url; hook.calls: every request, with whether its signature held
+
+`echo_path=True`: an answer other than 2xx is an HTML error page quoting the request's path
+and query, as many servers' are (the URL's token with them).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class Receiver:
     url: str
     secret: str | None
     answers: list[int]  # statuses to answer in turn; the last one stays
+    echo_path: bool = False  # a failure's page quotes the path and query
     calls: list[Call] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -67,8 +71,12 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             status = receiver.answer(self.path, dict(self.headers.items()), body)
             answer = json.dumps({"status": status}).encode()
+            kind = "application/json"
+            if receiver.echo_path and not 200 <= status < 300:
+                page = f"<html><body><h1>{status}</h1><p>No route for POST {self.path}</p>"
+                answer, kind = f"{page}</body></html>".encode(), "text/html"
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(answer)))
             if 300 <= status < 400:
                 self.send_header("Location", "http://elsewhere.invalid/hook")
@@ -83,10 +91,10 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
 @contextlib.contextmanager
 def webhook_receiver(
-    *, secret: str | None = None, answers: list[int] | None = None
+    *, secret: str | None = None, answers: list[int] | None = None, echo_path: bool = False
 ) -> Iterator[Receiver]:
     """A receiver on 127.0.0.1 and a free port, shut down (and its thread joined) after."""
-    receiver = Receiver("", secret, list(answers or [200]))
+    receiver = Receiver("", secret, list(answers or [200]), echo_path)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(receiver))
     server.block_on_close = True
     server.daemon_threads = False

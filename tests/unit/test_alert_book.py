@@ -304,18 +304,17 @@ def test_a_note_may_be_empty_and_text_may_be_any_script(book: AlertBook) -> None
 def test_a_delivery_is_retried_delivered_or_dead_lettered(book: AlertBook) -> None:
     transitions = [(fired(at=T0 + i), *SILENT, ("mail", "hook")) for i in range(3)]
     book.record([], transitions, T0)
-    first, second, third, fourth, fifth, _ = book.due(T0)
-    assert [d.id for d in book.due(T0, limit=2)] == [first.id, second.id]  # oldest first
+    first, second, third, fourth, fifth, sixth = book.due(T0)
+    assert [d.id for d in book.due(T0, limit=1)] == [first.id, second.id]  # one a channel
     book.delivered(first.id, T0 + 1)
     book.retry(second.id, T0 + 1, "x" * 2000, T0 + 5 * MIN)
     book.retry(second.id, T0 + 2, "refused: 503", T0 + 7 * MIN)
     book.dead(third.id, T0 + 2, "550 no such user")
     book.delivered(fourth.id, T0 + 3)
     book.dead(fifth.id, T0 + 3, "gone")
-    assert [d.id for d in book.due(T0 + 6 * MIN)] == [book.due(T0)[0].id]
-    retried = [d for d in book.due(T0 + 7 * MIN) if d.id == second.id]
-    assert [d.attempts for d in retried] == [2]
-    assert book.next_due_ms() == T0
+    assert book.due(T0 + 6 * MIN) == []  # the sixth waits for the second, of its channel
+    assert [(d.id, d.attempts) for d in book.due(T0 + 7 * MIN)] == [(second.id, 2), (sixth.id, 0)]
+    assert book.next_due_ms() == T0 + 7 * MIN
     assert book.outbox_counts() == {
         "hook": {"pending": 2, "dead": 0, "delivered": 1},
         "mail": {"pending": 0, "dead": 2, "delivered": 1},
@@ -335,6 +334,34 @@ def test_a_long_error_is_kept_truncated(book: AlertBook) -> None:
     book.retry(delivery.id, T0, "é" * 2000, T0 + MIN)
     assert rows(book.path, "SELECT length(last_error) FROM outbox") == [(MAX_ERROR_CHARS,)]
     assert book.next_due_ms() == T0 + MIN
+
+
+def test_nothing_of_a_channel_is_due_behind_an_earlier_notice_waiting_for_its_retry(
+    book: AlertBook,
+) -> None:
+    """The hold behind a failed notice is the book's: after a restart, a "resolved" due now
+    still waits for its "firing", retried later, while other channels go on."""
+    resolved = fired(event="resolved", at=T0 + MIN)
+    book.record([], [(fired(), *SILENT, ("ha",)), (resolved, *SILENT, ("ha",))], T0)
+    book.record([], [(fired("night", "campus"), *SILENT, ("mail",))], T0)
+    failing, waiting, other = book.due(T0)
+    book.retry(failing.id, T0, "broker down", T0 + 5_000)
+    reopened = AlertBook(book.path)  # a restart: nothing kept in memory
+    try:
+        assert [d.id for d in reopened.due(T0 + 1_000)] == [other.id]
+        reopened.delivered(other.id, T0 + 1_000)
+        assert reopened.next_due_ms() == T0 + 5_000  # not the waiting one's T0
+        assert [d.id for d in reopened.due(T0 + 5_000)] == [failing.id, waiting.id]
+        reopened.dead(failing.id, T0 + 5_000, "refused")
+        assert [d.id for d in reopened.due(T0 + 5_000)] == [waiting.id]
+    finally:
+        reopened.close()
+
+
+def test_each_channel_has_its_own_share_of_a_page(book: AlertBook) -> None:
+    busy = [(fired(at=T0 + i), *SILENT, ("down",)) for i in range(5)]
+    book.record([], [*busy, (fired("night", "campus"), *SILENT, ("up",))], T0)
+    assert [d.channel for d in book.due(T0, 2)] == ["down", "down", "up"]
 
 
 # -- what people read ----------------------------------------------------------------------

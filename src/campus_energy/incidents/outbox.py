@@ -6,12 +6,15 @@ the delivery's id so that many retries do not fire together), or dead-lettered a
 channel's attempts (None: retried until delivered), at once when the channel refuses it
 (`DeliveryRefused`), or when its channel is no longer configured.
 
-The channels are served concurrently, so one slow channel does not hold up the others;
-within a channel the notices go in the order they were made, and a failure holds the
-channel's later notices back until the failed one is due again — so a "resolved" never
-overtakes its "firing" (the MQTT channel's retained state depends on it). That hold, and
-each channel's outage (logged once at ERROR, quiet while it lasts, once at INFO when the
-channel recovers), live in `ChannelWatch`es the caller keeps from one call to the next.
+The channels are served concurrently, so one slow channel does not hold up the others, and
+the book gives each channel its own share of a pass (`limit` each), so one channel down does
+not crowd out the healthy ones. Within a channel the notices go in the order they were made,
+and a failure holds the channel's later notices back until the failed one is due again — so a
+"resolved" never overtakes its "firing" (the MQTT channel's retained state depends on it).
+The book keeps that hold (its `due` returns nothing behind a notice waiting for its retry), so
+it survives a restart. Each channel's outage (logged once at ERROR, quiet while it lasts, once
+at INFO when the channel recovers) lives in a `ChannelWatch` the caller keeps from one call to
+the next. A pass lets every channel finish before it raises a failure of the book's.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ ERROR_LIMIT = 500  # characters of an error kept in the book
 
 
 class Book(Protocol):
-    """What the outbox needs of the book of alerts (`incidents.store.AlertBook`)."""
+    """What the outbox needs of the book of alerts (`incidents.store.AlertBook`): `due`
+    returns at most `limit` of each channel, none behind one of its channel not yet due."""
 
     def due(self, now_ms: int, limit: int = 100, /) -> list[Delivery]: ...
 
@@ -67,10 +71,9 @@ class DeliveryCounts:
 
 @dataclass
 class ChannelWatch:
-    """One channel between calls: its outage for the log, and how long it is held back."""
+    """One channel between calls: its outage, for the log."""
 
     outage: Outage
-    held_until_ms: int | None = None
 
 
 @dataclass
@@ -103,7 +106,9 @@ async def deliver_due(
     watches: Watches | None = None,
     limit: int = 100,
 ) -> DeliveryCounts:
-    """Send what is due (at most `limit`), and record each outcome in the book."""
+    """Send what is due (at most `limit` of each channel), and record each outcome in the
+    book. A failure of the book (AlertBookError) is raised once every channel has finished,
+    so none is left sending while the next pass takes its notices again."""
     watches = watches if watches is not None else Watches()
     queues: dict[str, list[Delivery]] = {}
     counts = DeliveryCounts()
@@ -119,9 +124,12 @@ async def deliver_due(
         *(
             _serve(book, channels[name], queue, now_ms, max_attempts.get(name), watches.of(name))
             for name, queue in queues.items()
-        )
+        ),
+        return_exceptions=True,
     )
     for found in served:
+        if isinstance(found, BaseException):
+            raise found
         counts += found
     return counts
 
@@ -135,9 +143,6 @@ async def _serve(
     watch: ChannelWatch,
 ) -> DeliveryCounts:
     """One channel's deliveries in order; stops at the first that must wait."""
-    if watch.held_until_ms is not None and now_ms < watch.held_until_ms:
-        return DeliveryCounts(held=len(queue))
-    watch.held_until_ms = None
     counts = DeliveryCounts()
     for done, delivery in enumerate(queue, start=1):
         try:
@@ -166,7 +171,6 @@ async def _serve(
                 continue  # the next one may go through, or will hold the channel itself
             next_ms = now_ms + round(retry_delay_s(attempts, delivery.id) * 1000)
             book.retry(delivery.id, now_ms, error, next_ms)
-            watch.held_until_ms = next_ms
             return counts + DeliveryCounts(retried=1, held=len(queue) - done)
         book.delivered(delivery.id, now_ms)
         watch.outage.recovered(now_ms / 1000)

@@ -128,6 +128,22 @@ _SILENCED_UNTIL = (
     "AND (s.rule IS NULL OR s.rule = a.rule) AND (s.subject IS NULL OR s.subject = a.subject))"
 )
 _OUTBOX_NOTICE = "rule, subject, event, at_ms, severity, value, detail, kind, scope, site"
+_PENDING = "delivered_ms IS NULL AND dead_ms IS NULL"
+# The due deliveries, at most :limit a channel, less those behind an earlier pending one of
+# their channel whose next attempt is after :now (each channel's first such one: `held_from`).
+_DUE = f"""
+    WITH held AS (
+        SELECT channel, min(id) AS held_from FROM outbox
+        WHERE {_PENDING} AND next_attempt_ms > :now GROUP BY channel
+    ), ready AS (
+        SELECT o.*, row_number() OVER (PARTITION BY o.channel ORDER BY o.id) AS place
+        FROM outbox AS o LEFT JOIN held AS h ON h.channel = o.channel
+        WHERE o.delivered_ms IS NULL AND o.dead_ms IS NULL AND o.next_attempt_ms <= :now
+            AND (h.held_from IS NULL OR o.id < h.held_from)
+    )
+    SELECT id, channel, attempts, created_ms, {_OUTBOX_NOTICE} FROM ready
+    WHERE place <= :limit ORDER BY id
+"""
 
 
 @dataclass(frozen=True)
@@ -317,15 +333,13 @@ class AlertBook:
     # -- the outbox --------------------------------------------------------------------------
 
     def due(self, now_ms: int, limit: int = 100) -> list[Delivery]:
-        """Deliveries neither delivered nor dead whose next attempt is due, oldest first."""
+        """Deliveries neither delivered nor dead whose next attempt is due, oldest first: at
+        most `limit` of each channel, and none behind an earlier pending one of its channel
+        that is not due yet (a failed notice waiting for its retry), so that a "resolved"
+        never overtakes its "firing", even after a restart."""
 
         def work(conn: sqlite3.Connection) -> list[Delivery]:
-            found = conn.execute(
-                f"SELECT id, channel, attempts, created_ms, {_OUTBOX_NOTICE} FROM outbox "
-                "WHERE delivered_ms IS NULL AND dead_ms IS NULL AND next_attempt_ms <= ? "
-                "ORDER BY id LIMIT ?",
-                (now_ms, limit),
-            )
+            found = conn.execute(_DUE, {"now": now_ms, "limit": limit})
             return [_delivery(row) for row in found]
 
         return self._run(work)
@@ -374,11 +388,12 @@ class AlertBook:
         return self._run(work)
 
     def next_due_ms(self) -> int | None:
-        """When the earliest pending delivery is due (None: nothing pending)."""
+        """When `due` next has something (None: nothing pending): the earliest next attempt
+        of each channel's oldest pending delivery, which the others of its channel wait for."""
         row = self._run(
             lambda c: c.execute(
-                "SELECT min(next_attempt_ms) FROM outbox "
-                "WHERE delivered_ms IS NULL AND dead_ms IS NULL"
+                "SELECT min(o.next_attempt_ms) FROM outbox AS o JOIN (SELECT min(id) AS id "
+                f"FROM outbox WHERE {_PENDING} GROUP BY channel) AS oldest ON o.id = oldest.id"
             ).fetchone()
         )
         return None if row[0] is None else int(row[0])

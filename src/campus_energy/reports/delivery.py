@@ -4,12 +4,16 @@ The alerts service calls `send_due` in its loop. A report's last sending is kept
 book of alerts (`memo`/`remember` under "report:<name>"); a report is due when its next
 sending time after that is past. It is sent for the period its latest due run reports
 (a service that was down sends the latest period once, not every one it missed), and
-remembered only once `send` returned: a failure propagates and the next loop retries.
-A first start remembers "now" and sends nothing for periods already past.
+remembered once `send` returned: a failure that may pass (`DeliveryError`) propagates and the
+next loop retries. A report refused for good (`DeliveryRefused`: every recipient refused, or
+the credentials) is logged at ERROR and remembered too, so it is not mailed again every loop:
+the next one goes for the next period. A first start remembers "now" and sends nothing for
+periods already past.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from email.message import EmailMessage
 from typing import Any, Protocol
@@ -18,10 +22,12 @@ from campus_energy.backends.base import WindowSource
 from campus_energy.config import Config
 from campus_energy.config.alerts import ReportConfig
 from campus_energy.core.schedules import next_run_ms, period_of_run
-from campus_energy.incidents.values import HistoryRow
+from campus_energy.incidents.values import DeliveryRefused, HistoryRow
 from campus_energy.reports.content import build_report
 from campus_energy.reports.message import build_message
 from campus_energy.reports.periods import parse_period
+
+log = logging.getLogger(__name__)
 
 Send = Callable[[str, EmailMessage], Awaitable[None]]
 
@@ -71,7 +77,8 @@ async def send_due(
     config: Config, book: ReportBook, source: WindowSource, send: Send, now_ms: int
 ) -> list[str]:
     """Send every report that is due at `now_ms` through `send(channel name, message)`;
-    returns the names of those sent. Failures of `send` propagate."""
+    returns the names of those sent. A report `send` refuses (DeliveryRefused) is logged
+    and remembered as if sent; other failures of `send` propagate."""
     sent: list[str] = []
     for report in config.reports:
         key = memo_key(report)
@@ -84,7 +91,11 @@ async def send_due(
             continue
         period = period_of_run(report.every, run, config.site.zone)
         message = report_message(config, book, source, report, period)
-        await send(report.channel, message)
+        try:
+            await send(report.channel, message)
+        except DeliveryRefused as exc:
+            log.error("report %s (%s) not sent, not tried again: %s", report.name, period, exc)
+        else:
+            sent.append(report.name)
         book.remember(key, run)
-        sent.append(report.name)
     return sent

@@ -9,6 +9,10 @@ Every failure becomes a `DeliveryError` (try again later: nothing listens, a tim
 4xx answer, TLS trouble) or a `DeliveryRefused` (a 5xx answer: recipients or credentials
 refused), naming the channel and host:port and never the password.
 
+A notice whose message some recipients accepted and others refused raises `DeliveryRefused`
+(a retry would repeat it to those who have it); a report's message (`send_message`) counts
+as sent, the refused addresses logged once at WARNING.
+
 A notice's `Message-ID` is derived from its key, so a delivery retried after a crash
 carries the same id and mail clients fold the duplicates.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import html
+import logging
 import smtplib
 import ssl
 import time
@@ -29,6 +34,8 @@ from pathlib import Path
 
 from campus_energy.core.timestamps import iso_utc
 from campus_energy.incidents.values import DeliveryError, DeliveryRefused, Notice
+
+log = logging.getLogger(__name__)
 
 PORTS = {"starttls": 587, "tls": 465, "none": 25}
 AUTH_MECHANISMS = ("PLAIN", "LOGIN")  # in order of preference (both need TLS to be safe)
@@ -127,12 +134,18 @@ class EmailChannel:
         return f"EmailChannel({self.name!r}, {self.endpoint}, {self.security})"
 
     async def send(self, notice: Notice) -> None:
-        """Mail the notice to the channel's recipients."""
-        await self._submit(notice_message(notice, self.sender, self.recipients))
+        """Mail the notice to the channel's recipients; DeliveryRefused when any refused."""
+        refused = await self._submit(notice_message(notice, self.sender, self.recipients))
+        if refused:  # the others have it: sending again would repeat it to them
+            raise DeliveryRefused(
+                self._say(f"delivered to the others; refused: {_refused(refused)}")
+            )
 
     async def send_message(self, message: EmailMessage) -> None:
         """Mail a message built elsewhere (a report): From and To default to the channel's,
-        Date to now, Message-ID to a fresh one. The caller's message is left as it is."""
+        Date to now, Message-ID to a fresh one. The caller's message is left as it is.
+        Sent when any recipient accepted it (those refused are logged at WARNING); raises
+        DeliveryRefused when every one refused it, DeliveryError when it may go later."""
         copy = deepcopy(message)
         defaults = {
             "From": self.sender,
@@ -143,14 +156,17 @@ class EmailChannel:
         for header, value in defaults.items():
             if copy[header] is None:
                 copy[header] = value
-        await self._submit(copy)
+        refused = await self._submit(copy)
+        if refused:
+            log.warning("%s", self._say(f"sent, but refused: {_refused(refused)}"))
 
     async def close(self) -> None:
         """Nothing held open: each message has its own connection."""
 
-    async def _submit(self, message: EmailMessage) -> None:
+    async def _submit(self, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
+        """Send it; the recipients refused while others accepted it (address: answer)."""
         try:
-            await asyncio.to_thread(self._deliver, message)
+            return await asyncio.to_thread(self._deliver, message)
         except DeliveryError:
             raise
         except smtplib.SMTPRecipientsRefused as exc:
@@ -173,8 +189,9 @@ class EmailChannel:
             text = text.replace(self._password, "***")
         return text
 
-    def _deliver(self, message: EmailMessage) -> None:
-        """One SMTP session (in a worker thread): connect, secure, log in, send, quit."""
+    def _deliver(self, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
+        """One SMTP session (in a worker thread): connect, secure, log in, send, quit; the
+        recipients refused while others accepted it."""
         context = ssl.create_default_context(
             cafile=str(self.ca_file) if self.ca_file is not None else None
         )
@@ -192,11 +209,7 @@ class EmailChannel:
                 client.ehlo()
             if self.username is not None:
                 self._log_in(client)
-            refused = client.send_message(message)
-        if refused:  # the others have it: sending again would repeat it to them
-            raise DeliveryRefused(
-                self._say(f"delivered to the others; refused: {_refused(refused)}")
-            )
+            return client.send_message(message)
 
     def _log_in(self, client: smtplib.SMTP) -> None:
         """AUTH with one mechanism the server offers (PLAIN, else LOGIN): one try, not one

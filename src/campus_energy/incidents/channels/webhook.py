@@ -9,8 +9,10 @@ receiver can check both who sent it and that it is fresh (refusing replays).
 A 2xx answer delivers it. 408, 429, 5xx, connection failures and timeouts raise
 `DeliveryError` (try again later); any other answer — other 4xx, and redirects, which are
 never followed (a POST would not survive one, and the body must not go to another host) —
-raises `DeliveryRefused`. Errors name the channel and the URL's scheme, host and port only:
-the path or query of a webhook URL often holds a token.
+raises `DeliveryRefused`. Errors name the channel and the URL's scheme, host and port only,
+and an answer's status by its code and standard phrase, never its body or its reason: the path
+or query of a webhook URL often holds a token, and a server's error page often echoes them.
+Whatever else an error quotes has the URL's path and query masked.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,7 @@ from campus_energy.core.timestamps import iso_utc
 from campus_energy.incidents.values import DeliveryError, DeliveryRefused, Notice
 
 SCHEMA = 1
-ANSWER_LIMIT = 4096  # bytes of an answer read, for the error message
+ANSWER_LIMIT = 4096  # bytes of an answer read (and dropped)
 RETRY_STATUSES = frozenset({408, 425, 429})  # besides every 5xx
 USER_AGENT = f"campus-energy/{__version__}"
 
@@ -95,6 +98,10 @@ class WebhookChannel:
         parts = urllib.parse.urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         self.endpoint = f"{parts.scheme}://{parts.hostname}:{port}"
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        # what an error must never quote, longest first: each may hold a token
+        hidden = (url, target, parts.query, parts.path if len(parts.path) > 1 else "", secret)
+        self._hidden = tuple(sorted({h for h in hidden if h}, key=len, reverse=True))
 
     def __repr__(self) -> str:  # never the secret, nor the URL's path
         return f"WebhookChannel({self.name!r}, {self.endpoint})"
@@ -128,21 +135,20 @@ class WebhookChannel:
             with opener.open(request, timeout=self.timeout_s) as response:
                 response.read(ANSWER_LIMIT)
         except urllib.error.HTTPError as exc:
-            with exc:
-                answer = _text(exc.read(ANSWER_LIMIT))
+            with exc:  # the body (an error page may echo the URL) is read, never quoted
+                exc.read(ANSWER_LIMIT)
             code = exc.code
             kind = DeliveryError if code >= 500 or code in RETRY_STATUSES else DeliveryRefused
-            raise kind(self._say(f"HTTP {code} {exc.reason}{answer}")) from None
+            raise kind(self._say(_status(code))) from None
         except urllib.error.URLError as exc:  # refused, unresolvable, TLS, a timeout
             raise DeliveryError(self._say(f"{_reason(exc.reason)}")) from None
         except (OSError, http.client.HTTPException) as exc:  # timeout or cut while answering
             raise DeliveryError(self._say(f"{type(exc).__name__}: {exc}")) from None
 
     def _say(self, what: str) -> str:
-        text = f"webhook channel {self.name} ({self.endpoint}): {what}"
-        if self._secret:
-            text = text.replace(self._secret, "***")
-        return text
+        for hidden in self._hidden:
+            what = what.replace(hidden, "***")
+        return f"webhook channel {self.name} ({self.endpoint}): {what}"
 
 
 def _reason(reason: object) -> str:
@@ -151,6 +157,9 @@ def _reason(reason: object) -> str:
     return str(reason)
 
 
-def _text(answer: bytes) -> str:
-    text = " ".join(answer.decode(errors="replace").split())[:200]
-    return f": {text}" if text else ""
+def _status(code: int) -> str:
+    """`HTTP 404 Not Found`: the standard phrase, not the server's."""
+    try:
+        return f"HTTP {code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"HTTP {code}"
