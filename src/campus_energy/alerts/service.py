@@ -138,7 +138,7 @@ class AlertsService:
         self.watchdog = Watchdog(self.notifier)
         self.metrics = AlertsMetrics(self)
         self.max_attempts = max_attempts(config)
-        self.watches = Watches()  # each channel's outage and hold, across delivery passes
+        self.watches = Watches()  # each channel's outage (logged once), across delivery passes
         self.report_backoff = Backoff(REPORTS_EVERY_S, REPORTS_BACKOFF_MAX_S)
 
     def now_ms(self) -> int:

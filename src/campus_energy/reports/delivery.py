@@ -13,6 +13,7 @@ periods already past.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from email.message import EmailMessage
@@ -90,7 +91,9 @@ async def send_due(
         if run is None:
             continue
         period = period_of_run(report.every, run, config.site.zone)
-        message = report_message(config, book, source, report, period)
+        # built in a worker thread: a month of store reads, charts and a workbook take a while,
+        # and the service's event loop keeps taking readings and pinging the watchdog meanwhile
+        message = await asyncio.to_thread(report_message, config, book, source, report, period)
         try:
             await send(report.channel, message)
         except DeliveryRefused as exc:
