@@ -45,7 +45,9 @@ def firestore_campus(
     return config
 
 
-@pytest.fixture(params=["sqlite", "postgres", "firestore"])
+# Firestore's API answers are a long case (writing the fixture to the emulator takes ~20 s):
+# tests/integration/test_firestore_source.py and the figures suite read Firestore in short.
+@pytest.fixture(params=["sqlite", "postgres", pytest.param("firestore", marks=pytest.mark.long)])
 def campus(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Config, Flask]]:
     if request.param == "firestore":
         config = request.getfixturevalue("firestore_campus")

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.support.config import config_data, write_toml
@@ -174,16 +175,26 @@ ROLES: dict[str, tuple[set[str], list[str], list[str]]] = {
         ["campus_energy.dashboard.charts", "campus_energy.dashboard.history"],
         ["dashboard"],
     ),
+    "alerts": (
+        {"aiomqtt", "paho", "prometheus_client", "openpyxl", "matplotlib"},
+        ["campus_energy.alerts.service", "campus_energy.reports.content"],
+        ["alerts", "report"],
+    ),
 }
 
 
-SLOW_ROLES = {"api", "dashboard"}  # Flask or Streamlit imported nine times: 5 s or more
+SLOW_ROLES = {"api", "dashboard", "alerts"}  # Flask, Streamlit or matplotlib: 5 s or more
+# A store's driver on top of a role: `make faults` runs them (the roles without it run here).
+LONG_ROLES = {"bridge-postgres", "api-postgres"}
 
 
-@pytest.mark.parametrize(
-    "role",
-    [pytest.param(r, marks=pytest.mark.slow) if r in SLOW_ROLES else r for r in sorted(ROLES)],
-)
+def _role(name: str) -> Any:
+    marks = [pytest.mark.slow] if name in SLOW_ROLES else []
+    marks += [pytest.mark.long] if name in LONG_ROLES else []
+    return pytest.param(name, marks=marks)
+
+
+@pytest.mark.parametrize("role", [_role(r) for r in sorted(ROLES)])
 def test_a_role_runs_without_the_other_roles_packages(role: str) -> None:
     brings, modules, commands = ROLES[role]
     blocked = OPTIONAL - brings
@@ -206,6 +217,8 @@ def test_the_extras_bring_what_the_roles_import() -> None:
         "streamlit": "streamlit",
         "pandas": "pandas",
         "altair": "altair",
+        "openpyxl": "openpyxl",
+        "matplotlib": "matplotlib",
     }
     for role, (brings, _, _) in ROLES.items():
         if role == "core":
