@@ -184,8 +184,9 @@ ROLES: dict[str, tuple[set[str], list[str], list[str]]] = {
 
 
 SLOW_ROLES = {"api", "dashboard", "alerts"}  # Flask, Streamlit or matplotlib: 5 s or more
-# A store's driver on top of a role: `make faults` runs them (the roles without it run here).
-LONG_ROLES = {"bridge-postgres", "api-postgres"}
+# In `make faults`: a store's driver on top of a role (the role without it runs here), the
+# bridge (the logger's packages and its own store) and the dashboard (Streamlit, 12 s).
+LONG_ROLES = {"bridge-postgres", "api-postgres", "bridge", "dashboard"}
 
 
 def _role(name: str) -> Any:
