@@ -82,7 +82,7 @@ def rule(**keys: Any) -> dict[str, Any]:
         (data(channels=[{**HOOK, "host": "x"}]), "alerts.channels[0]", "not a setting"),
         (
             data(channels=[{**MAIL, "recipients": ["not an address"]}]),
-            "alerts.channels[0].recipients",
+            "alerts.channels[0].recipients[0]",
             "e-mail address",
         ),
         (

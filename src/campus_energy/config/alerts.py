@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from campus_energy.config.billing import Identifier, _Part, _unknown
 from campus_energy.core.alerts import KINDS, Rule, Scope
@@ -61,7 +61,9 @@ def _address(value: str) -> str:
     return value
 
 
-Address = Annotated[str, BeforeValidator(lambda v: v.strip() if isinstance(v, str) else v)]
+Address = Annotated[
+    str, BeforeValidator(lambda v: v.strip() if isinstance(v, str) else v), AfterValidator(_address)
+]
 
 
 # -- channels ------------------------------------------------------------------------------
@@ -92,16 +94,9 @@ class ChannelConfig(_Part):
     # mqtt: the service's own broker connection (`[mqtt]`); states under <prefix>/alerts/...
     homeassistant_discovery: bool = False
 
-    @field_validator("sender")
-    @classmethod
-    def _check_sender(cls, value: str | None) -> str | None:
-        return None if value is None else _address(value)
-
     @field_validator("recipients")
     @classmethod
     def _check_recipients(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for address in value:
-            _address(address)
         if len(value) > 100:
             raise ValueError(f"at most 100 recipients, got {len(value)}")
         return value
@@ -286,13 +281,6 @@ class ReportConfig(_Part):
     @classmethod
     def _check_at(cls, value: str) -> str:
         parse_clock(value)
-        return value
-
-    @field_validator("recipients")
-    @classmethod
-    def _check_recipients(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for address in value:
-            _address(address)
         return value
 
     @model_validator(mode="after")
