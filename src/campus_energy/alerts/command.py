@@ -10,7 +10,8 @@
 
 The actions read and write the book of alerts (`alerts.state_path`), which only the service
 creates. An acknowledged alert is not notified again until it resolves; a silenced one's
-notifications are held back until the silence ends. TIME is ISO 8601 (without an offset: the
+firings and re-notifications are held back until the silence ends (the end of an alert that
+was told is told all the same). TIME is ISO 8601 (without an offset: the
 site's local time); DURATION is seconds or 90m, 2h, 1d. Tables show the site's local time,
 JSON ISO 8601 UTC. NAME defaults to your user name.
 """
