@@ -10,6 +10,7 @@ exiting 0 within their unit's TimeoutStopSec.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import socket
@@ -301,11 +302,20 @@ async def stops_cleanly(process: subprocess.Popen[bytes], manager: NotifySocket,
     assert time.monotonic() - started < timeout
 
 
-def finish(process: subprocess.Popen[bytes], log: Path) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-    assert "Traceback" not in log.read_text()
+@contextlib.contextmanager
+def running(
+    command: str, config: Path, manager: NotifySocket, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`campus-energy <command>` under `manager` for the block; killed if still running after
+    it, and its log free of tracebacks."""
+    process = start(command, config, manager, log)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert "Traceback" not in log.read_text()
 
 
 async def test_the_logger_is_ready_pings_the_watchdog_and_stops_cleanly(
@@ -314,14 +324,11 @@ async def test_the_logger_is_ready_pings_the_watchdog_and_stops_cleanly(
     config_file = write_toml(tmp_path / "c.toml", two_meters(tmp_path, mosquitto.port, free_port()))
     log = tmp_path / "logger.log"
     async with Simulator(load_config(config_file, {})):
-        process = start("logger", config_file, manager, log)
-        try:
+        with running("logger", config_file, manager, log) as process:
             ready = await manager.arrival("READY", 30)
             assert ready == {"READY": "1", "STATUS": "polling 2 meters on 1 buses"}
             await manager.pings(4)
             await stops_cleanly(process, manager, "campus-energy-logger.service")
-        finally:
-            finish(process, log)
 
 
 async def test_the_bridge_is_ready_pings_the_watchdog_and_stops_cleanly(
@@ -342,14 +349,11 @@ path = "{tmp_path / "windows.db"}"
         encoding="utf-8",
     )
     log = tmp_path / "bridge.log"
-    process = start("bridge", config_file, file_manager, log)
-    try:
+    with running("bridge", config_file, file_manager, log) as process:
         ready = await file_manager.arrival("READY", 30)
         assert ready["STATUS"] == "campus/energy/+/reading → sqlite sink"
         await file_manager.pings(4)
         await stops_cleanly(process, file_manager, "campus-energy-bridge.service")
-    finally:
-        finish(process, log)
 
 
 async def test_the_alerts_service_is_ready_pings_the_watchdog_and_stops_cleanly(
@@ -380,15 +384,12 @@ channels = ["ha"]
         encoding="utf-8",
     )
     log = tmp_path / "alerts.log"
-    process = start("alerts", config_file, manager, log)
-    try:
+    with running("alerts", config_file, manager, log) as process:
         ready = await manager.arrival("READY", 30)
         assert ready == {"READY": "1", "STATUS": "2 rules"}
         await manager.pings(4)
         assert (tmp_path / "alerts.db").is_file()  # its book, created before READY=1
         await stops_cleanly(process, manager, "campus-energy-alerts.service")
-    finally:
-        finish(process, log)
 
 
 async def test_the_api_under_gunicorn_is_ready_when_it_listens_and_pings_the_watchdog(
@@ -407,8 +408,7 @@ path = "{tmp_path / "windows.db"}"
         encoding="utf-8",
     )
     log = tmp_path / "api.log"
-    process = start("api", config_file, manager, log)
-    try:
+    with running("api", config_file, manager, log) as process:
         await manager.arrival("READY", 60)
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass  # listening once it said READY=1
@@ -421,5 +421,3 @@ path = "{tmp_path / "windows.db"}"
             assert exc.code == 503  # no windows yet: an answer all the same
             exc.close()
         await stops_cleanly(process, manager, "campus-energy-api.service")
-    finally:
-        finish(process, log)
