@@ -30,6 +30,7 @@ from tests.support.waiting import eventually, within
 from campus_energy.alerts.service import AlertsService
 from campus_energy.alerts.stored import StoreReader
 from campus_energy.backends.sqlite.source import SqliteSource
+from campus_energy.config import Config
 from campus_energy.core import alert_rules
 from campus_energy.core.alerts import AlertState, Transition
 from campus_energy.core.readings import Reading
@@ -470,6 +471,18 @@ async def test_a_due_report_is_mailed_by_the_service_with_its_attachments(tmp_pa
 QUIET_RULE = {**SILENT_RULE, "channels": []}  # (a book of its own, no mail)
 
 
+def quiet_config(folder: Path, **alerts: Any) -> Config:
+    """One meter, no broker, the quiet rule and its book (alerts.db) in `folder`; `alerts`: more
+    of the alerts section."""
+    return make_config(
+        [tcp_bus()],
+        [meter_at("m1", "plant", 1, "eastron-sdm120")],
+        mqtt={"port": free_port()},
+        bridge={"sqlite": {"path": str(folder / "windows.db")}},
+        alerts={"state_path": str(folder / "alerts.db"), "rules": [QUIET_RULE], **alerts},
+    )
+
+
 class BrokenEvaluation(AlertsService):
     """An evaluation loop with a bug no check foresaw (a stand-in for one)."""
 
@@ -480,13 +493,7 @@ class BrokenEvaluation(AlertsService):
 async def test_a_loop_that_ends_stops_the_service_with_an_error_for_systemd_to_restart(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = make_config(
-        [tcp_bus()],
-        [meter_at("m1", "plant", 1, "eastron-sdm120")],
-        mqtt={"port": free_port()},
-        bridge={"sqlite": {"path": str(tmp_path / "windows.db")}},
-        alerts={"state_path": str(tmp_path / "alerts.db"), "rules": [QUIET_RULE]},
-    )
+    config = quiet_config(tmp_path)
     service = BrokenEvaluation(config)
     with pytest.raises(ServiceError, match="evaluate loop ended: RuntimeError"):
         await asyncio.wait_for(service.run(asyncio.Event()), 10)
@@ -530,14 +537,7 @@ async def test_a_removed_rules_told_firing_is_resolved_on_the_mqtt_channels(
         book.record([state], [(firing, "meter-silent", "campus", ())], 1_000)
     finally:
         book.close()
-    config = make_config(
-        [tcp_bus()],
-        [meter_at("m1", "plant", 1, "eastron-sdm120")],
-        mqtt={"port": free_port()},
-        bridge={"sqlite": {"path": str(tmp_path / "windows.db")}},
-        alerts={"state_path": str(book_path), "rules": [QUIET_RULE],
-                "channels": [{"name": "ha", "kind": "mqtt"}]},
-    )  # fmt: skip
+    config = quiet_config(tmp_path, channels=[{"name": "ha", "kind": "mqtt"}])
     service = AlertsService(config)
     async with serving(service):
         await eventually(lambda: service.evaluated > 0, 10, "an evaluation")
@@ -563,13 +563,7 @@ async def test_the_book_is_pruned_of_what_is_older_than_a_year_and_a_bit(tmp_pat
             book.record([], [(event, "meter-silent", "campus", ())], at)
     finally:
         book.close()
-    config = make_config(
-        [tcp_bus()],
-        [meter_at("m1", "plant", 1, "eastron-sdm120")],
-        mqtt={"port": free_port()},
-        bridge={"sqlite": {"path": str(tmp_path / "windows.db")}},
-        alerts={"state_path": str(book_path), "rules": [QUIET_RULE]},
-    )
+    config = quiet_config(tmp_path)
     service = AlertsService(config)
     async with serving(service):
         await eventually(lambda: service.evaluated > 0, 10, "an evaluation")
