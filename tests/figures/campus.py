@@ -6,10 +6,8 @@ that code; the tests compare what the API answers with them.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +15,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from tests.figures.books import Books, Scenario, readings
-from tests.support.sinks import sink_settings
+from tests.support.config import campus_meters
+from tests.support.sinks import merge, sink_settings
 
 from campus_energy.api import create_app
-from campus_energy.backends import open_sink
 from campus_energy.config import Config, parse_config
 from campus_energy.core.windows import contributions, group
 
@@ -41,25 +39,13 @@ class Campus:
 
 
 def config_of(s: Scenario, folder: Path, sink: dict[str, Any]) -> Config:
-    meters = [*s.meters]
     return parse_config(
         {
             "site": {"name": f"Figures {s.name}", "timezone": s.zone},
             "bridge": {"window_s": s.window_s, "grace_s": 5, **sink},
             "api": {"cache_s": 0},
             "buses": [{"name": "b", "transport": "tcp", "host": "127.0.0.1"}],
-            "meters": [
-                {
-                    "id": m,
-                    "bus": "b",
-                    "unit": i,
-                    "profile": "eastron-sdm120",
-                    "building": s.meters[m][0],
-                    "floor": s.meters[m][1],
-                    "interval_s": min(s.interval_s, 3600),
-                }
-                for i, m in enumerate(meters, start=1)
-            ],
+            "meters": campus_meters(s.meters, interval_s=min(s.interval_s, 3600)),
             "storage": {"path": str(folder / "smart_meter.db")},
         }
     )
@@ -69,19 +55,7 @@ def write_windows(config: Config, s: Scenario, items: list[Any]) -> None:
     """The readings as the bridge turns them into windows, written through the real sink."""
     window_ms = s.window_s * 1000
     parts = [c for r in items for c in contributions(r, window_ms)]
-    deltas = group(parts, s.window_s, s.meters)
-
-    async def go() -> None:
-        sink = open_sink(config)
-        try:
-            for i in range(0, len(deltas), BATCH):
-                await sink.merge(deltas[i : i + BATCH], s.now_ms)
-        finally:
-            await sink.close()
-
-    # in a thread of its own: Playwright's sync API may hold an event loop in this one
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, go()).result()
+    merge(config, group(parts, s.window_s, s.meters), s.now_ms, batch=BATCH)
 
 
 @contextlib.contextmanager

@@ -11,12 +11,12 @@ local; Main has a spike in the repeated hour of the DST change (25 October, 02:3
 CET), and f2 is silent on 13 November 10:00-12:00.
 
 The books below know nothing of the code: they sum the windows per quarter hour and
-price each quarter at its local time's rate.
+price each quarter at its local time's rate (the campus, its tariffs and that pricing are
+tests/support/priced_campus.py, shared with the reports).
 """
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 from collections import defaultdict
@@ -26,52 +26,49 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from flask.testing import FlaskClient
+from tests.support.config import campus_meters
+from tests.support.priced_campus import (
+    ACCOUNTS,
+    ANNEX,
+    CENT,
+    HOLIDAY,
+    KWH,
+    MAIN,
+    METERS,
+    QUARTER_MS,
+    RATES,
+    TARIFF_OF,
+    YARD,
+    flat_tariff,
+    kwh,
+    local,
+    local_ms,
+    midnight,
+    money,
+    period_of,
+    tou_tariff,
+)
+from tests.support.sinks import KnownWindow, merge, window_deltas
 
 from campus_energy.api import create_app
-from campus_energy.backends import open_sink, open_source
+from campus_energy.backends import open_source
 from campus_energy.config import Config, parse_config
-from campus_energy.core.windows import Contribution, WindowDelta
 
-ZONE = ZoneInfo("Europe/Berlin")
-QUARTER_MS = 900_000
 WINDOW_S = 300
-
-
-def local_ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
-    return round(datetime(year, month, day, hour, minute, tzinfo=ZONE).timestamp() * 1000)
 
 
 def utc_ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
     return round(datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp() * 1000)
 
 
-def local(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(ZONE)
-
-
 START_MS = local_ms(2026, 10, 1)
 NOW_MS = local_ms(2026, 11, 16, 11, 0)  # a Monday
 SPIKE_MS = utc_ms(2026, 10, 25, 1, 30)  # 02:30 CET, the second 02:30 of that night
 GAP = (local_ms(2026, 11, 13, 10), local_ms(2026, 11, 13, 12))  # f2 silent
-HOLIDAY = date(2026, 11, 2)  # a Monday: no peak rate
-METERS = {  # id: (building, floor, role, parent)
-    "main-1": ("Main", "0", "main", None),
-    "main-f1": ("Main", "1", None, "main-1"),
-    "main-f2": ("Main", "2", None, "main-1"),
-    "annex-1": ("Annex", "0", None, None),
-    "annex-2": ("Annex", "1", None, None),
-    "yard-1": ("", "", None, None),
-}
-MAIN = {"main-1": 1.0}
-ANNEX = {"annex-1": 1.0, "annex-2": 1.0}
-YARD = {"yard-1": 1.0}
 REST = {"main-1": 1.0, "main-f1": -1.0, "main-f2": -1.0}
-ACCOUNTS = {"Main": MAIN, "Annex": ANNEX, "": YARD}  # what the campus sums
-TARIFF_OF = {"Main": "tou", "Annex": "flat", "": "tou"}
 
 
 def window_energies(k: int, quarter_ms: int) -> dict[str, float]:
@@ -92,39 +89,17 @@ def window_energies(k: int, quarter_ms: int) -> dict[str, float]:
     return found
 
 
-@dataclass(frozen=True)
-class Window:
-    meter_id: str
-    start_ms: int
-    energy_wh: float
-
-
-def windows() -> list[Window]:
+def windows() -> list[KnownWindow]:
     """One window per meter per quarter hour, at :00, :05 or :10 of it, all ended by now."""
     found = []
     for k, quarter in enumerate(range(START_MS, NOW_MS - QUARTER_MS + 1, QUARTER_MS)):
         start = quarter + (k % 3) * WINDOW_S * 1000
         for meter, wh in window_energies(k, quarter).items():
-            found.append(Window(meter, start, wh))
+            found.append(KnownWindow(meter, start, wh, WINDOW_S, 0.0))
     return found
 
 
 # -- the books ----------------------------------------------------------------------------------
-
-KWH = Decimal("0.001")
-CENT = Decimal("0.01")
-
-
-def kwh(wh: float) -> Decimal:
-    return (Decimal(wh) / 1000).quantize(KWH, ROUND_HALF_UP)
-
-
-def money(value: Decimal) -> Decimal:
-    return value.quantize(CENT, ROUND_HALF_UP)
-
-
-def midnight(day: date) -> int:
-    return local_ms(day.year, day.month, day.day)
 
 
 def days(first: date, last: date) -> list[date]:
@@ -139,7 +114,7 @@ def month_length(year: int, month: int) -> int:
 class Books:
     """The windows summed per meter per quarter hour (UTC ms of its start), and priced."""
 
-    def __init__(self, items: list[Window]) -> None:
+    def __init__(self, items: list[KnownWindow]) -> None:
         self.quarters: dict[str, dict[int, float]] = defaultdict(dict)
         for w in items:
             quarter = w.start_ms - w.start_ms % QUARTER_MS
@@ -207,25 +182,6 @@ def billed_kw(peaks: Mapping[tuple[int, int], Decimal], month: tuple[int, int]) 
     return max(peaks.get(month, Decimal(0)), Decimal(floor), Decimal(2))
 
 
-RATES = {
-    "tou": {"peak": Decimal("0.30"), "night": Decimal("0.15"), "default": Decimal("0.20")},
-    "flat": {"default": Decimal("0.25")},
-}
-
-
-def period_of(tariff: str, quarter_ms: int) -> str:
-    """The rate of a quarter hour by its local clock: night 00-06 every day, peak 08-20 on
-    working weekdays (not the holiday), else the default."""
-    if tariff == "flat":
-        return "default"
-    moment = local(quarter_ms)
-    minute = moment.hour * 60 + moment.minute
-    if minute < 6 * 60:
-        return "night"
-    working = moment.weekday() < 5 and moment.date() != HOLIDAY
-    return "peak" if working and 8 * 60 <= minute < 20 * 60 else "default"
-
-
 def co2_kg(wh: float) -> Decimal:
     return (Decimal(wh) / 1000 * Decimal("0.4")).quantize(KWH, ROUND_HALF_UP)
 
@@ -234,49 +190,6 @@ def co2_kg(wh: float) -> Decimal:
 
 
 def config_for(folder: Path) -> Config:
-    tou = {
-        "id": "tou",
-        "currency": "EUR",
-        "holidays": [HOLIDAY],
-        "versions": [
-            {
-                "valid_from": date(2026, 1, 1),
-                "default_rate": "0.20",
-                "standing_per_day": "1.50",
-                "standing_per_month": "30",
-                "periods": [
-                    {
-                        "name": "peak",
-                        "days": ["weekdays"],
-                        "start": "08:00",
-                        "end": "20:00",
-                        "rate": "0.30",
-                    },
-                    {
-                        "name": "night",
-                        "days": ["all"],
-                        "start": "00:00",
-                        "end": "06:00",
-                        "rate": "0.15",
-                    },
-                ],
-                "demand": {
-                    "interval_min": 15,
-                    "price_per_kw": "10",
-                    "ratchet_share": "0.5",
-                    "ratchet_months": 11,
-                    "minimum_kw": "2",
-                },
-            }
-        ],
-    }
-    flat = {
-        "id": "flat",
-        "currency": "EUR",
-        "versions": [
-            {"valid_from": date(2026, 1, 1), "default_rate": "0.25", "standing_per_day": "0.50"}
-        ],
-    }
     return parse_config(
         {
             "site": {
@@ -303,50 +216,19 @@ def config_for(folder: Path) -> Config:
             },
             "api": {"cache_s": 30},
             "buses": [{"name": "b", "transport": "tcp", "host": "127.0.0.1"}],
-            "meters": [
-                {
-                    "id": m,
-                    "bus": "b",
-                    "unit": i,
-                    "profile": "eastron-sdm120",
-                    "building": b,
-                    "floor": f,
-                    **({"role": role} if role else {}),
-                    **({"parent": parent} if parent else {}),
-                }
-                for i, (m, (b, f, role, parent)) in enumerate(METERS.items(), start=1)
-            ],
+            "meters": campus_meters(METERS),
             "virtual_meters": [
                 {"id": "main-rest", "building": "Main", "terms": "main-1 - main-f1 - main-f2"}
             ],
-            "tariffs": [tou, flat],
+            "tariffs": [tou_tariff(date(2026, 1, 1), HOLIDAY), flat_tariff(date(2026, 1, 1))],
             "emissions": {"factors": [{"valid_from": date(2026, 1, 1), "kg_per_kwh": "0.4"}]},
         }
     )
 
 
-def write(config: Config, items: list[Window]) -> None:
+def write(config: Config, items: list[KnownWindow]) -> None:
     """The windows merged through the real sink, as the bridge writes them."""
-    deltas = [
-        WindowDelta(
-            w.meter_id,
-            w.start_ms,
-            WINDOW_S,
-            (Contribution(w.meter_id, w.start_ms, 1, w.energy_wh, WINDOW_S, True, 0.0),),
-            METERS[w.meter_id][0],
-            METERS[w.meter_id][1],
-        )
-        for w in items
-    ]
-
-    async def go() -> None:
-        sink = open_sink(config)
-        try:
-            await sink.merge(deltas, NOW_MS)
-        finally:
-            await sink.close()
-
-    asyncio.run(go())
+    merge(config, window_deltas(items, WINDOW_S, METERS), NOW_MS)
 
 
 @dataclass(frozen=True)

@@ -21,45 +21,45 @@ time, a month's peak its highest quarter hour.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import math
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
+from tests.support.config import campus_meters
 from tests.support.net import free_port
+from tests.support.priced_campus import (
+    CENT,
+    KWH,
+    QUARTER_MS,
+    ZONE,
+    flat_tariff,
+    kwh,
+    local,
+    local_ms,
+    midnight,
+    money,
+)
+from tests.support.sinks import KnownWindow, merge, window_deltas
 
 from campus_energy.api import create_app
-from campus_energy.backends import open_sink, open_source
+from campus_energy.backends import open_source
 from campus_energy.config import Config, parse_config
-from campus_energy.core.windows import Contribution, WindowDelta
 
 pytestmark = pytest.mark.slow
 
-ZONE = ZoneInfo("Europe/Berlin")
 BROWSER_ZONE = "America/New_York"
-QUARTER_MS = 900_000
 WINDOW_S = 300
 SIZES = {"desktop": (1280, 900), "phone": (390, 844)}
 SCREENSHOTS = Path("/tmp")
-
-
-def local_ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
-    return round(datetime(year, month, day, hour, minute, tzinfo=ZONE).timestamp() * 1000)
-
-
-def local(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(ZONE)
 
 
 START_MS = local_ms(2026, 10, 1)
@@ -116,69 +116,26 @@ def quarter_energies(quarter_ms: int) -> dict[str, float]:
     return found
 
 
-@dataclass(frozen=True)
-class Window:
-    meter_id: str
-    start_ms: int
-    energy_wh: float
-
-
-def windows(now_ms: int) -> list[Window]:
+def windows(now_ms: int) -> list[KnownWindow]:
     """Three 300 s windows a quarter hour per meter, from START_MS to the last ended by now."""
-    found: list[Window] = []
+    found: list[KnownWindow] = []
     for quarter in range(START_MS, now_ms - now_ms % QUARTER_MS, QUARTER_MS):
         for meter, wh in quarter_energies(quarter).items():
-            found.extend(Window(meter, quarter + i * WINDOW_S * 1000, wh / 3) for i in range(3))
+            third = wh / 3  # and its mean power (W) over 300 s: 12 × its Wh
+            found.extend(
+                KnownWindow(meter, quarter + i * WINDOW_S * 1000, third, WINDOW_S, third * 12)
+                for i in range(3)
+            )
     return found
 
 
-def write(config: Config, items: list[Window], now_ms: int) -> None:
-    deltas = [
-        WindowDelta(
-            w.meter_id,
-            w.start_ms,
-            WINDOW_S,
-            (
-                Contribution(
-                    w.meter_id, w.start_ms, 1, w.energy_wh, WINDOW_S, True, w.energy_wh * 12
-                ),
-            ),
-            METERS[w.meter_id][0],
-            METERS[w.meter_id][1],
-        )
-        for w in items
-    ]
-
-    async def go() -> None:
-        sink = open_sink(config)
-        try:
-            for i in range(0, len(deltas), 5000):
-                await sink.merge(deltas[i : i + 5000], now_ms)
-        finally:
-            await sink.close()
-
-    # in a thread of its own: Playwright's sync API keeps an event loop in this one
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, go()).result()
+def write(config: Config, items: list[KnownWindow], now_ms: int) -> None:
+    merge(config, window_deltas(items, WINDOW_S, METERS), now_ms, batch=5000)
 
 
 # -- the books ------------------------------------------------------------------------------------
 
-KWH = Decimal("0.001")
-CENT = Decimal("0.01")
 Month = tuple[int, int]
-
-
-def kwh(wh: float) -> Decimal:
-    return (Decimal(wh) / 1000).quantize(KWH, ROUND_HALF_UP)
-
-
-def money(value: Decimal) -> Decimal:
-    return value.quantize(CENT, ROUND_HALF_UP)
-
-
-def midnight(day: date) -> int:
-    return local_ms(day.year, day.month, day.day)
 
 
 def month_last(day: date) -> date:
@@ -200,7 +157,7 @@ class Peak:
 class Books:
     """The windows summed per meter per quarter hour, and priced by hand."""
 
-    def __init__(self, items: list[Window], now_ms: int) -> None:
+    def __init__(self, items: list[KnownWindow], now_ms: int) -> None:
         self.now_ms = now_ms
         self.today = local(now_ms).date()
         self.quarters: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
@@ -324,16 +281,9 @@ def config_for(db: Path, priced: bool) -> Config:
             }
         ],
     }
-    flat = {
-        "id": "flat",
-        "currency": "EUR",
-        "versions": [
-            {"valid_from": date(2026, 1, 1), "default_rate": "0.25", "standing_per_day": "0.50"}
-        ],
-    }
     own = {"tariff": "flat"} if priced else {}
     billing: dict[str, Any] = {
-        "tariffs": [tou, flat],
+        "tariffs": [tou, flat_tariff(date(2026, 1, 1))],
         "emissions": {"factors": [{"valid_from": date(2026, 1, 1), "kg_per_kwh": "0.35"}]},
     }
     return parse_config(
@@ -363,19 +313,7 @@ def config_for(db: Path, priced: bool) -> Config:
             "bridge": {"window_s": WINDOW_S, "grace_s": 60, "sqlite": {"path": str(db)}},
             "api": {"cache_s": 0},
             "buses": [{"name": "b", "transport": "tcp", "host": "127.0.0.1"}],
-            "meters": [
-                {
-                    "id": m,
-                    "bus": "b",
-                    "unit": i,
-                    "profile": "eastron-sdm120",
-                    "building": b,
-                    "floor": f,
-                    **({"role": role} if role else {}),
-                    **({"parent": parent} if parent else {}),
-                }
-                for i, (m, (b, f, role, parent, _)) in enumerate(METERS.items(), start=1)
-            ],
+            "meters": campus_meters(METERS),
             "virtual_meters": [
                 {"id": "ece-rest", "building": "ECE", "terms": "ece-main - ece-f1 - ece-f2"}
             ],

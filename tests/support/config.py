@@ -9,7 +9,7 @@ path = write_toml(tmp_path / "campus-energy.toml", data)   # for a command
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,29 @@ def tcp_bus(name: str = "plant", **extra: Any) -> dict[str, Any]:
 
 def meter_at(meter_id: str, bus: str, unit: int, profile: str, **extra: Any) -> dict[str, Any]:
     return {"id": meter_id, "bus": bus, "unit": unit, "profile": profile, **extra}
+
+
+def campus_meters(meters: Mapping[str, Sequence[Any]], **extra: Any) -> list[dict[str, Any]]:
+    """The `meters` section of a campus on bus "b": an Eastron SDM120 per id, units from 1.
+    Each value is (building, floor[, role, parent, …]); a role or parent of None is left out.
+    `extra`: keys every meter gets."""
+    found = []
+    for unit, (meter, (building, floor, *more)) in enumerate(meters.items(), start=1):
+        role, parent = (*more, None, None)[:2]
+        found.append(
+            {
+                "id": meter,
+                "bus": "b",
+                "unit": unit,
+                "profile": "eastron-sdm120",
+                "building": building,
+                "floor": floor,
+                **extra,
+                **({"role": role} if role else {}),
+                **({"parent": parent} if parent else {}),
+            }
+        )
+    return found
 
 
 def config_data(

@@ -8,16 +8,17 @@ local midnight (23:55 and 00:00 local) to check day cuts.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from campus_energy.backends import open_sink
+from tests.support.config import campus_meters
+from tests.support.sinks import merge, window_deltas
+
 from campus_energy.config import Config, parse_config
-from campus_energy.core.windows import Contribution, WindowDelta
+from campus_energy.core.windows import WindowDelta
 
 ZONE = ZoneInfo("Asia/Kolkata")
 NOW_MS = round(datetime(2026, 11, 27, 8, 0, tzinfo=UTC).timestamp() * 1000)
@@ -44,6 +45,7 @@ class FixtureWindow:
     start_ms: int
     energy_wh: float
     power_w: float
+    covered_s: float = WINDOW_S
 
 
 def windows() -> list[FixtureWindow]:
@@ -59,16 +61,7 @@ def windows() -> list[FixtureWindow]:
 
 
 def deltas(items: list[FixtureWindow]) -> list[WindowDelta]:
-    return [
-        WindowDelta(
-            w.meter_id,
-            w.start_ms,
-            WINDOW_S,
-            (Contribution(w.meter_id, w.start_ms, 1, w.energy_wh, WINDOW_S, True, w.power_w),),
-            *METERS[w.meter_id],
-        )
-        for w in items
-    ]
+    return window_deltas(items, WINDOW_S, METERS)
 
 
 def local_day(ms: int) -> date:
@@ -97,17 +90,7 @@ def config_for(tmp_path: Path, sink: dict[str, Any] | None = None) -> Config:
             },
             "api": {"cache_s": 30, "cors_origins": ["https://energy.example.edu"]},
             "buses": [{"name": "b", "transport": "tcp", "host": "127.0.0.1"}],
-            "meters": [
-                {
-                    "id": m,
-                    "bus": "b",
-                    "unit": i,
-                    "profile": "eastron-sdm120",
-                    "building": b,
-                    "floor": f,
-                }
-                for i, (m, (b, f)) in enumerate(METERS.items(), start=1)
-            ],
+            "meters": campus_meters(METERS),
         }
     )
 
@@ -119,12 +102,4 @@ MONTH_START = TODAY.replace(day=1)
 
 def write(config: Config, items: list[FixtureWindow]) -> None:
     """`items` merged into the sink `config` names, as the bridge would write them at NOW_MS."""
-
-    async def go() -> None:
-        sink = open_sink(config)
-        try:
-            await sink.merge(deltas(items), NOW_MS)
-        finally:
-            await sink.close()
-
-    asyncio.run(go())
+    merge(config, deltas(items), NOW_MS)

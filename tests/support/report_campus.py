@@ -12,44 +12,44 @@ Every meter writes one 900 s window per quarter hour over
 Thursday 19 November 2026 at 14:15; main-f2 is silent on 13 November 10:00–12:00, the
 yard on 18–19 November; annex-2's windows on 20 November cover half their length.
 
+The campus, its tariffs and the pricing of a quarter hour are tests/support/priced_campus.py.
 `Books` knows nothing of the code: it sums the windows per quarter hour and prices them
 by the rules of docs/billing.md.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from campus_energy.backends import open_sink
+from tests.support.config import campus_meters
+from tests.support.priced_campus import (
+    ACCOUNTS,
+    HOLIDAY,
+    KWH,
+    METERS,
+    QUARTER_MS,
+    RATES,
+    TARIFF_OF,
+    flat_tariff,
+    kwh,
+    local,
+    local_ms,
+    midnight,
+    money,
+    period_of,
+    tou_tariff,
+)
+from tests.support.sinks import KnownWindow, merge, window_deltas
+
 from campus_energy.config import Config, parse_config
-from campus_energy.core.windows import Contribution, WindowDelta
 
-ZONE = ZoneInfo("Europe/Berlin")
-QUARTER_MS = 900_000
 WINDOW_S = 900  # one window per quarter hour: a small store that covers its time
 RANGES = ((date(2025, 11, 16), date(2025, 11, 25)), (date(2026, 10, 24), date(2026, 12, 2)))
-HOLIDAY = date(2026, 11, 2)  # a Monday
-METERS = {  # id: (building, floor, role, parent)
-    "main-1": ("Main", "0", "main", None),
-    "main-f1": ("Main", "1", None, "main-1"),
-    "main-f2": ("Main", "2", None, "main-1"),
-    "annex-1": ("Annex", "0", None, None),
-    "annex-2": ("Annex", "1", None, None),
-    "yard-1": ("", "", None, None),
-}
-MAIN = {"main-1": 1.0}
-ANNEX = {"annex-1": 1.0, "annex-2": 1.0}
-YARD = {"yard-1": 1.0}
-ACCOUNTS = {"Main": MAIN, "Annex": ANNEX, "": YARD}
-TARIFF_OF = {"Main": "tou", "Annex": "flat", "": "tou"}
 # local opening hours: weekday index -> [start, end) minutes
 OPEN = {
     "Main": {0: [(480, 1080)], 1: [(480, 1080)], 2: [(480, 1080)], 3: [(480, 1080)],
@@ -57,19 +57,6 @@ OPEN = {
     "Annex": {d: [(420, 1140)] for d in range(5)},
 }  # fmt: skip
 HOLIDAYS = {"Main": {HOLIDAY}, "Annex": set()}
-
-
-def local_ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
-    return round(datetime(year, month, day, hour, minute, tzinfo=ZONE).timestamp() * 1000)
-
-
-def local(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(ZONE)
-
-
-def midnight(day: date) -> int:
-    return local_ms(day.year, day.month, day.day)
-
 
 SPIKE_MS = local_ms(2026, 11, 19, 14, 15)
 F2_GAP = (local_ms(2026, 11, 13, 10), local_ms(2026, 11, 13, 12))
@@ -100,15 +87,7 @@ def energies(k: int, quarter_ms: int) -> dict[str, float]:
     return found
 
 
-@dataclass(frozen=True)
-class Window:
-    meter_id: str
-    start_ms: int
-    energy_wh: float
-    covered_s: float
-
-
-def windows() -> list[Window]:
+def windows() -> list[KnownWindow]:
     found = []
     for first, after in RANGES:
         quarters = range(midnight(first), midnight(after), QUARTER_MS)
@@ -116,50 +95,11 @@ def windows() -> list[Window]:
             start = quarter
             for meter, wh in energies(k, quarter).items():
                 half = meter == "annex-2" and HALF_DAY[0] <= quarter < HALF_DAY[1]
-                found.append(Window(meter, start, wh, WINDOW_S / 2 if half else WINDOW_S))
+                found.append(KnownWindow(meter, start, wh, WINDOW_S / 2 if half else WINDOW_S, 0.0))
     return found
 
 
 def config_data(folder: Path) -> dict[str, Any]:
-    demand = {"interval_min": 15, "price_per_kw": "10", "ratchet_share": "0.5",
-              "ratchet_months": 11, "minimum_kw": "2"}  # fmt: skip
-    tou = {
-        "id": "tou",
-        "currency": "EUR",
-        "holidays": [HOLIDAY.isoformat()],
-        "versions": [
-            {
-                "valid_from": "2025-01-01",
-                "default_rate": "0.20",
-                "standing_per_day": "1.50",
-                "standing_per_month": "30",
-                "periods": [
-                    {
-                        "name": "peak",
-                        "days": ["weekdays"],
-                        "start": "08:00",
-                        "end": "20:00",
-                        "rate": "0.30",
-                    },
-                    {
-                        "name": "night",
-                        "days": ["all"],
-                        "start": "00:00",
-                        "end": "06:00",
-                        "rate": "0.15",
-                    },
-                ],
-                "demand": demand,
-            }
-        ],
-    }
-    flat = {
-        "id": "flat",
-        "currency": "EUR",
-        "versions": [
-            {"valid_from": "2025-01-01", "default_rate": "0.25", "standing_per_day": "0.50"}
-        ],
-    }
     return {
         "site": {
             "name": "Report Campus",
@@ -185,20 +125,8 @@ def config_data(folder: Path) -> dict[str, Any]:
         },
         "bridge": {"window_s": WINDOW_S, "grace_s": 60, "sqlite": {"path": str(folder / "w.db")}},
         "buses": [{"name": "b", "transport": "tcp", "host": "127.0.0.1"}],
-        "meters": [
-            {
-                "id": m,
-                "bus": "b",
-                "unit": i,
-                "profile": "eastron-sdm120",
-                "building": b,
-                "floor": f,
-                **({"role": role} if role else {}),
-                **({"parent": parent} if parent else {}),
-            }
-            for i, (m, (b, f, role, parent)) in enumerate(METERS.items(), start=1)
-        ],
-        "tariffs": [tou, flat],
+        "meters": campus_meters(METERS),
+        "tariffs": [tou_tariff("2025-01-01", HOLIDAY.isoformat()), flat_tariff("2025-01-01")],
         "emissions": {"factors": [{"valid_from": "2025-01-01", "kg_per_kwh": "0.4"}]},
         "alerts": {
             "state_path": str(folder / "alerts.db"),
@@ -230,31 +158,12 @@ def config_data(folder: Path) -> dict[str, Any]:
     }
 
 
-def write(config: Config, items: list[Window]) -> None:
+def write(config: Config, items: list[KnownWindow]) -> None:
     """The windows merged through the real sink, as the bridge writes them."""
-    deltas = [
-        WindowDelta(
-            w.meter_id,
-            w.start_ms,
-            WINDOW_S,
-            (Contribution(w.meter_id, w.start_ms, 1, w.energy_wh, w.covered_s, True, 0.0),),
-            METERS[w.meter_id][0],
-            METERS[w.meter_id][1],
-        )
-        for w in items
-    ]
-
-    async def go() -> None:
-        sink = open_sink(config)
-        try:
-            await sink.merge(deltas, midnight(date(2026, 12, 2)))
-        finally:
-            await sink.close()
-
-    asyncio.run(go())
+    merge(config, window_deltas(items, WINDOW_S, METERS), midnight(date(2026, 12, 2)))
 
 
-def build(folder: Path) -> tuple[Config, list[Window]]:
+def build(folder: Path) -> tuple[Config, list[KnownWindow]]:
     config = parse_config(config_data(folder))
     items = windows()
     write(config, items)
@@ -262,32 +171,6 @@ def build(folder: Path) -> tuple[Config, list[Window]]:
 
 
 # -- the books ----------------------------------------------------------------------------------
-
-KWH = Decimal("0.001")
-CENT = Decimal("0.01")
-RATES = {
-    "tou": {"peak": Decimal("0.30"), "night": Decimal("0.15"), "default": Decimal("0.20")},
-    "flat": {"default": Decimal("0.25")},
-}
-
-
-def kwh(wh: float) -> Decimal:
-    return (Decimal(wh) / 1000).quantize(KWH, ROUND_HALF_UP)
-
-
-def money(value: Decimal) -> Decimal:
-    return value.quantize(CENT, ROUND_HALF_UP)
-
-
-def period_of(tariff: str, quarter_ms: int) -> str:
-    if tariff == "flat":
-        return "default"
-    moment = local(quarter_ms)
-    minute = moment.hour * 60 + moment.minute
-    if minute < 6 * 60:
-        return "night"
-    working = moment.weekday() < 5 and moment.date() != HOLIDAY
-    return "peak" if working and 8 * 60 <= minute < 20 * 60 else "default"
 
 
 def is_closed(building: str, quarter_ms: int) -> bool:
@@ -302,7 +185,7 @@ def is_closed(building: str, quarter_ms: int) -> bool:
 class Books:
     """The windows summed per meter per quarter hour (UTC ms of its start)."""
 
-    def __init__(self, items: list[Window]) -> None:
+    def __init__(self, items: list[KnownWindow]) -> None:
         self.quarters: dict[str, dict[int, float]] = defaultdict(dict)
         self.covered: dict[str, dict[int, float]] = defaultdict(dict)
         for w in items:

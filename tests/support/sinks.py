@@ -2,15 +2,19 @@
 
 `sink_settings(kind, folder)` gives the `bridge` keys of a fresh sink ("sqlite",
 "postgres", "firestore", "firestore-per-meter", "firestore-per-window"), its
-store started and dropped around the block; `docs_of(config)` reads back what
-the bridge wrote, the way a test checks the books.
+store started and dropped around the block; `merge(config, deltas, now_ms)`
+writes windows through it as the bridge does (`window_deltas` makes them);
+`docs_of(config)` reads back what the bridge wrote, the way a test checks the
+books.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,9 @@ from typing import Any
 from tests.support.emulator import emulator_environment
 from tests.support.stores import emulator_or_skip, postgres_schema
 
+from campus_energy.backends import open_sink
 from campus_energy.config import Config
+from campus_energy.core.windows import Contribution, WindowDelta
 
 # the `sink_for` fixture: sink_for(kind, **options) -> the settings (see sink_settings)
 SinkFor = Callable[..., dict[str, Any]]
@@ -55,6 +61,55 @@ def sink_settings(
             yield {"sink": "firestore", "firestore": firestore}
     else:
         raise ValueError(f"no sink of kind {kind!r}")
+
+
+@dataclass(frozen=True)
+class KnownWindow:
+    """A window of a test's campus, its figures known: what one reading inside it left."""
+
+    meter_id: str
+    start_ms: int
+    energy_wh: float
+    covered_s: float
+    power_w: float
+
+
+def window_deltas(
+    items: Iterable[KnownWindow], window_s: int, places: Mapping[str, Sequence[Any]]
+) -> list[WindowDelta]:
+    """Each window as the bridge hands it to the sink: one contribution, the meter's building
+    and floor the first two of its `places` entry."""
+    return [
+        WindowDelta(
+            w.meter_id,
+            w.start_ms,
+            window_s,
+            (Contribution(w.meter_id, w.start_ms, 1, w.energy_wh, w.covered_s, True, w.power_w),),
+            places[w.meter_id][0],
+            places[w.meter_id][1],
+        )
+        for w in items
+    ]
+
+
+def merge(
+    config: Config, deltas: Sequence[WindowDelta], now_ms: int, *, batch: int | None = None
+) -> None:
+    """`deltas` merged through the sink `config` names, as the bridge writes them at `now_ms`
+    (`batch`: so many a merge, as a busy bridge flushes them; all at once unless said)."""
+    size = batch or max(len(deltas), 1)
+
+    async def go() -> None:
+        sink = open_sink(config)
+        try:
+            for i in range(0, len(deltas), size):
+                await sink.merge(deltas[i : i + size], now_ms)
+        finally:
+            await sink.close()
+
+    # in a thread of its own: the caller may hold an event loop (Playwright's sync API does)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, go()).result()
 
 
 @dataclass(frozen=True)
