@@ -26,7 +26,6 @@ import math
 from asyncio import FIRST_COMPLETED
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 from campus_energy.alerts.live import Anchor, LiveState
 from campus_energy.alerts.metrics import AlertsMetrics
@@ -46,6 +45,7 @@ from campus_energy.core.alerts import (
     Transition,
     advance,
 )
+from campus_energy.core.days import hour_of, local_date
 from campus_energy.core.tariffs import DemandCharge
 from campus_energy.core.timestamps import epoch_ms
 from campus_energy.errors import AlertBookError, BrokerError, ServiceError, SourceError
@@ -363,7 +363,7 @@ class AlertsService:
             self.book.record(changed, transitions, now, site=self.config.site.name, kinds=kinds)
         if any(not t.suppressed for t, *_ in transitions):
             self.deliver.set()
-        self.metrics.states = self.book.states(now) if transitions else states
+        self.metrics.states = {**states, **{(a.rule, a.subject): a for a in changed}}
         self.evaluated += 1
 
     def _log(self, transition: Transition) -> None:
@@ -476,16 +476,15 @@ class AlertsService:
             building = place.building if place is not None else ""
         name = campus.tariff_of(building) if building else campus.tariff
         tariff = self.config.tariff_values.get(name or "")
-        today = datetime.fromtimestamp(now_ms / 1000, self.config.site.zone).date()
+        today = local_date(now_ms, self.config.site.zone)
         version = tariff.version_on(today) if tariff is not None else None
         return None if version is None else version.demand
 
     def _interval_start_ms(self, now_ms: int, interval_min: int) -> int:
-        """The start of the local clock interval holding now (every zone's starts on a UTC
-        quarter hour)."""
-        local = datetime.fromtimestamp(now_ms / 1000, self.config.site.zone)
-        into_ms = ((local.minute % interval_min) * 60 + local.second) * 1000
-        return now_ms - into_ms - local.microsecond // 1000
+        """The start of the local clock interval holding now: intervals of 15, 30 and 60
+        minutes divide the local hour, which starts on a UTC quarter hour in every zone."""
+        hour_ms = hour_of(now_ms, self.config.site.zone)
+        return now_ms - (now_ms - hour_ms) % (interval_min * 60_000)
 
     def _save_seen(self) -> None:
         if self.book is None:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Callable, Collection, Mapping
-from datetime import datetime
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from campus_energy.backends.base import WindowSource
 from campus_energy.core.alerts import HourEnergy
-from campus_energy.core.timestamps import datetime_ms
+from campus_energy.core.days import hour_of, local_date
+from campus_energy.core.demand import month_bounds, month_of, previous_months
 
 T = TypeVar("T")
 HOUR_MS = 3_600_000
@@ -116,24 +116,20 @@ class StoreReader:
     def last_settled_hour_ms(self, now_ms: int) -> int:
         """The start of the latest local clock hour whose windows are all in the store."""
         settled = now_ms - self.settle_ms
-        return self._hour_start_ms(settled) - HOUR_MS  # the hour holding `settled` still fills
-
-    def _hour_start_ms(self, ms: int) -> int:
-        """The start of the local clock hour holding `ms` (a quarter-hour zone's too)."""
-        moment = datetime.fromtimestamp(ms / 1000, self.zone)
-        return ms - (moment.minute * 60 + moment.second) * 1000 - moment.microsecond // 1000
+        return hour_of(settled, self.zone) - HOUR_MS  # the hour holding `settled` still fills
 
     async def month_peak_kw(
         self, subject: str, terms: Mapping[str, float], interval_min: int, now_ms: int
     ) -> float | None:
         """The highest ended interval of the local month so far (kW), every five minutes."""
-        month_start = self._month_start_ms(now_ms)
+        month = month_of(now_ms, self.zone)
+        month_start = month_bounds(month, month, self.zone)[0]
         key = (subject, interval_min)
         asked = self._peaks.get(key)
         if asked is None or now_ms - asked[0] >= PEAK_EVERY_MS:
 
             def ask() -> float | None:
-                bounds = [month_start, self._hour_start_ms(now_ms) + HOUR_MS]
+                bounds = [month_start, hour_of(now_ms, self.zone) + HOUR_MS]
                 peaks = self.source.scope_peaks(bounds, dict(terms), interval_min, len(terms))
                 if not peaks:
                     return None
@@ -147,12 +143,17 @@ class StoreReader:
     ) -> float | None:
         """The highest interval (kW) of the `months` local months before this one, what a
         demand charge's ratchet looks back to; asked once a day."""
-        day = datetime.fromtimestamp(now_ms / 1000, self.zone).date()
+        day = local_date(now_ms, self.zone)
         key = (subject, interval_min, months, day.toordinal())
         if key not in self._earlier:
 
             def ask() -> float | None:
-                bounds = [self._month_start_ms(now_ms, back) for back in range(months, -1, -1)]
+                month = month_of(now_ms, self.zone)
+                earlier = previous_months(month, months)  # the nearest first
+                if not earlier:
+                    return None
+                # the starts of those months, and of this one (where the last of them ends)
+                bounds = month_bounds(earlier[-1], earlier[0], self.zone)
                 peaks = self.source.scope_peaks(bounds, dict(terms), interval_min, len(terms))
                 highest = max((p.energy_wh for p in peaks), default=None)
                 return None if highest is None else highest / 1000 * 60 / interval_min
@@ -161,10 +162,3 @@ class StoreReader:
             self._earlier = {k: v for k, v in self._earlier.items() if k[:3] != key[:3]}
             self._earlier[key] = found
         return self._earlier[key]
-
-    def _month_start_ms(self, now_ms: int, back: int = 0) -> int:
-        """The start of the local month holding now_ms, or of the month `back` months before."""
-        local = datetime.fromtimestamp(now_ms / 1000, self.zone)
-        index = local.year * 12 + local.month - 1 - back
-        first = datetime(index // 12, index % 12 + 1, 1, tzinfo=self.zone)
-        return datetime_ms(first)
