@@ -95,6 +95,7 @@ class WebhookChannel:
         self.timeout_s = timeout_s
         self.ca_file = ca_file
         self.clock = clock
+        self._made: urllib.request.OpenerDirector | None = None
         parts = urllib.parse.urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         self.endpoint = f"{parts.scheme}://{parts.hostname}:{port}"
@@ -124,15 +125,21 @@ class WebhookChannel:
     async def close(self) -> None:
         """Nothing held open: each notice has its own connection."""
 
+    def _opener(self) -> urllib.request.OpenerDirector:
+        """Made once, on the first notice: the TLS context (its CA file read) and the handlers
+        serve every notice after it."""
+        if self._made is None:
+            context = ssl.create_default_context(
+                cafile=str(self.ca_file) if self.ca_file is not None else None
+            )
+            self._made = urllib.request.build_opener(
+                _NoRedirects, urllib.request.HTTPSHandler(context=context)
+            )
+        return self._made
+
     def _post(self, request: urllib.request.Request) -> None:
-        context = ssl.create_default_context(
-            cafile=str(self.ca_file) if self.ca_file is not None else None
-        )
-        opener = urllib.request.build_opener(
-            _NoRedirects, urllib.request.HTTPSHandler(context=context)
-        )
-        try:
-            with opener.open(request, timeout=self.timeout_s) as response:
+        try:  # (a CA file that cannot be read is an outage like the others, said once)
+            with self._opener().open(request, timeout=self.timeout_s) as response:
                 response.read(ANSWER_LIMIT)
         except urllib.error.HTTPError as exc:
             with exc:  # the body (an error page may echo the URL) is read, never quoted
