@@ -254,7 +254,7 @@ CONTRACT_FIELDS = [
 def test_document_fields_are_the_contracts() -> None:
     doc = documents(STREAM)[document_id(METER, T0)]
     fields = doc.fields()
-    assert list(fields) == CONTRACT_FIELDS
+    assert list(fields) == [*CONTRACT_FIELDS, "site"]  # the contract, then its extension
     assert fields["window_start"] == fields["timestamp"] == datetime(2026, 1, 1, tzinfo=UTC)
     assert fields["window_end"] == datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
     assert fields["updated_at"] == datetime(2026, 1, 1, 1, tzinfo=UTC)

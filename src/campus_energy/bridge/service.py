@@ -34,7 +34,6 @@ from campus_energy.bridge.spool import Arrival, DeadLetter, Spool
 from campus_energy.config import Config
 from campus_energy.core.incoming import Malformed, admit
 from campus_energy.core.timestamps import epoch_ms
-from campus_energy.core.topics import reading_topic
 from campus_energy.core.windows import IncomingReading, contributions, group
 from campus_energy.errors import BrokerError, SinkError, SpoolError
 from campus_energy.runtime.clock import Backoff, SystemClock, first_or_stop, sleep_or_stop
@@ -91,10 +90,14 @@ class Bridge:
         self.metrics = BridgeMetrics(self)
 
     @property
+    def topics(self) -> list[str]:
+        """What the bridge subscribes to (`Config.reading_filters`)."""
+        return self.config.reading_filters()
+
+    @property
     def topic(self) -> str:
-        topic = reading_topic(self.config.mqtt.topic_prefix, "+")
-        group_name = self.config.bridge.shared_group
-        return f"$share/{group_name}/{topic}" if group_name else topic
+        """The subscriptions as the log shows them."""
+        return ", ".join(self.topics)
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info(
@@ -135,7 +138,7 @@ class Bridge:
         while not stop.is_set():
             try:
                 async with subscribe(
-                    self.config.mqtt, client_id=self.config.bridge.client_id, topics=[self.topic]
+                    self.config.mqtt, client_id=self.config.bridge.client_id, topics=self.topics
                 ) as subscription:
                     self.broker_outage.recovered(self.clock.wall())
                     if not self.subscribed.is_set():

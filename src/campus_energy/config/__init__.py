@@ -46,6 +46,7 @@ from campus_energy.core.incoming import Limits
 from campus_energy.core.models import Profile
 from campus_energy.core.planner import BusCostModel
 from campus_energy.core.tariffs import Tariff
+from campus_energy.core.topics import reading_topic, site_root
 from campus_energy.core.validation import problems
 from campus_energy.errors import ConfigError, ProfileError
 from campus_energy.meters.profiles import load_profiles
@@ -75,6 +76,9 @@ class _Section(BaseModel):
 
 
 class SiteConfig(_Section):
+    id: str = Field(
+        default="main", description="the default site's id (its meters' topics have no site level)"
+    )
     name: str = "Campus"
     timezone: str = "UTC"
     tariff: str | None = Field(
@@ -94,6 +98,35 @@ class SiteConfig(_Section):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        return _site_id(value)
+
+
+def _site_id(value: str) -> str:
+    if not _ID.match(value):
+        raise ValueError(f"must use only a-z, 0-9, '-' and '_', got {value!r}")
+    return value
+
+
+class OtherSiteConfig(_Section):
+    """A further site of the estate (`[[sites]]`): its meters name it in `meters.site`."""
+
+    id: str
+    name: str = ""
+    timezone: str | None = Field(default=None, description="default: [site].timezone")
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        return _site_id(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str | None) -> str | None:
+        return None if value is None else SiteConfig._check_timezone(value)
 
 
 class StorageConfig(_Section):
@@ -265,6 +298,9 @@ class MeterConfig(_Section):
         default=None, gt=0, description="default: 3 × interval_s, plus half an interval of slack"
     )
     max_power_w: float | None = Field(default=None, gt=0, description="default: the profile's")
+    site: str | None = Field(
+        default=None, description="the site it belongs to (default: [site].id)"
+    )
     simulate: SimulationConfig = SimulationConfig()
 
     @model_validator(mode="after")
@@ -306,6 +342,10 @@ def _default_logger_id() -> str:
 
 class LoggerConfig(_Section):
     id: str = Field(default_factory=_default_logger_id, description="default: the host name")
+    site: str | None = Field(
+        default=None, description="poll only this site's meters (default: all)"
+    )
+    buses: tuple[str, ...] = Field(default=(), description="poll only these buses (default: all)")
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=1, le=65535, description="None: no /metrics")
 
@@ -359,6 +399,12 @@ class BridgeConfig(_Section):
     shared_group: str | None = Field(
         default=None, description="share the load with other bridges ($share/<group>/...)"
     )
+    topic_filters: tuple[str, ...] = Field(
+        default=(),
+        description="subscribe to these reading topics only (default: every site's "
+        "'<root>/+/reading'): bridges split the meters this way on brokers without shared "
+        "subscriptions",
+    )
     max_interval_s: float | None = Field(
         default=None,
         gt=0,
@@ -395,6 +441,26 @@ class BridgeConfig(_Section):
             raise ValueError("sink 'postgres' needs postgres.dsn (or $CAMPUS_ENERGY_POSTGRES_DSN)")
         return self
 
+    @field_validator("topic_filters")
+    @classmethod
+    def _check_filters(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for topic in value:
+            levels = topic.split("/")
+            if (
+                len(levels) < 3
+                or levels[-1] != "reading"
+                or "" in levels
+                or any(("+" in lv or "#" in lv) and lv != "+" for lv in levels)
+                or topic.startswith("$")
+            ):
+                raise ValueError(
+                    "must be reading topics like 'campus/energy/+/reading' or "
+                    f"'campus/energy/sites/north/+/reading' ('+' only, no '#'), got {topic!r}"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("names a topic filter twice")
+        return value
+
     @field_validator("shared_group")
     @classmethod
     def _check_group(cls, value: str | None) -> str | None:
@@ -413,6 +479,9 @@ class ApiConfig(_Section):
     cache_s: float = Field(default=30, ge=0, le=3600)
     refresh_s: int = Field(default=60, ge=5, le=3600)
     cors_origins: tuple[str, ...] = ()
+    site: str | None = Field(
+        default=None, description="serve this site only, as if the others did not exist"
+    )
 
     @field_validator("cors_origins")
     @classmethod
@@ -426,11 +495,13 @@ class ApiConfig(_Section):
 class DashboardConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8501, ge=1, le=65535)
+    site: str | None = Field(default=None, description="show this site only")
 
 
 class Config(_Section):
     profiles_dir: Path | None = None
     site: SiteConfig = SiteConfig()
+    sites: tuple[OtherSiteConfig, ...] = ()
     storage: StorageConfig = StorageConfig()
     mqtt: MqttConfig = MqttConfig()
     buses: tuple[BusConfig, ...] = ()
@@ -497,6 +568,53 @@ class Config(_Section):
             if meter.id == meter_id:
                 return meter
         raise KeyError(meter_id)
+
+    @property
+    def site_ids(self) -> tuple[str, ...]:
+        """Every site of the estate, the default one first."""
+        return (self.site.id, *(s.id for s in self.sites))
+
+    def site_of(self, meter: MeterConfig) -> str:
+        return meter.site or self.site.id
+
+    def site_name(self, site: str) -> str:
+        for other in self.sites:
+            if other.id == site:
+                return other.name or other.id
+        return self.site.name
+
+    def site_zone(self, site: str) -> ZoneInfo:
+        for other in self.sites:
+            if other.id == site and other.timezone is not None:
+                return ZoneInfo(other.timezone)
+        return self.site.zone
+
+    def topic_root(self, site: str) -> str:
+        """Where a site's meters publish (`core.topics.site_root`)."""
+        return site_root(self.mqtt.topic_prefix, None if site == self.site.id else site)
+
+    def topic_roots(self) -> dict[str, str]:
+        """Every site's topic root -> its id."""
+        return {self.topic_root(site): site for site in self.site_ids}
+
+    def logger_meters(self) -> tuple[MeterConfig, ...]:
+        """The meters this configuration's logger polls (`logger.site`, `logger.buses`)."""
+        chosen = self.logger.site
+        buses = set(self.logger.buses)
+        return tuple(
+            m
+            for m in self.meters
+            if (chosen is None or self.site_of(m) == chosen) and (not buses or m.bus in buses)
+        )
+
+    def reading_filters(self) -> list[str]:
+        """The bridge's subscriptions: `bridge.topic_filters`, else every site's readings;
+        as shared subscriptions of `bridge.shared_group` when it is set."""
+        topics = list(self.bridge.topic_filters) or [
+            reading_topic(self.topic_root(site), "+") for site in self.site_ids
+        ]
+        group_name = self.bridge.shared_group
+        return [f"$share/{group_name}/{t}" for t in topics] if group_name else topics
 
     def profile_of(self, meter: MeterConfig) -> Profile:
         return self._profiles[meter.profile]
@@ -579,8 +697,14 @@ def unknown_name(kind: str, name: str, choices: Iterable[str], listing: str) -> 
 
 
 # list sections whose items have a name of their own: section -> the key holding it
-_ITEM_NAMES = {"meters": "id", "buses": "name", "tariffs": "id", "virtual_meters": "id"}
-_ITEM_KEY = re.compile(r"^(meters|buses|tariffs|virtual_meters)\[(\d+)\]")
+_ITEM_NAMES = {
+    "meters": "id",
+    "buses": "name",
+    "tariffs": "id",
+    "virtual_meters": "id",
+    "sites": "id",
+}
+_ITEM_KEY = re.compile(r"^(meters|buses|tariffs|virtual_meters|sites)\[(\d+)\]")
 
 
 def named_key(key: str, data: Mapping[str, Any]) -> str:
@@ -604,7 +728,7 @@ def named_key(key: str, data: Mapping[str, Any]) -> str:
 
 
 def _cross_check(config: Config, profiles: Mapping[str, Profile]) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
+    found: list[tuple[str, str]] = _site_checks(config)
     bus_names = [b.name for b in config.buses]
     for i, bus in enumerate(config.buses):
         if bus_names.index(bus.name) != i:
@@ -628,6 +752,50 @@ def _cross_check(config: Config, profiles: Mapping[str, Profile]) -> list[tuple[
             listing = "(see: campus-energy profiles)"
             found.append(
                 (f"{where}.profile", unknown_name("profile", meter.profile, profiles, listing))
+            )
+    return found
+
+
+def _site_checks(config: Config) -> list[tuple[str, str]]:
+    """Sites are named once and exist where they are named; a building is in one site."""
+    found: list[tuple[str, str]] = []
+    ids = config.site_ids
+    for i, other in enumerate(config.sites):
+        if ids.index(other.id) != i + 1:
+            found.append((f"sites[{i}].id", f"duplicate site id {quoted(other.id)}"))
+    listing = f"(sites: {', '.join(ids)})"
+
+    def check(key: str, site: str | None) -> None:
+        if site is not None and site not in ids:
+            found.append((key, unknown_name("site", site, ids, listing)))
+
+    buildings: dict[str, str] = {}
+    for i, meter in enumerate(config.meters):
+        check(f"meters[{i}].site", meter.site)
+        if meter.building and meter.site in (None, *ids):
+            site = config.site_of(meter)
+            first = buildings.setdefault(meter.building, site)
+            if first != site:
+                found.append(
+                    (
+                        f"meters[{i}].site",
+                        f"building {quoted(meter.building)} is in site {quoted(first)}: a "
+                        "building belongs to one site (name buildings apart, e.g. "
+                        f"{quoted(site.capitalize() + ' ' + meter.building)})",
+                    )
+                )
+    check("logger.site", config.logger.site)
+    check("api.site", config.api.site)
+    check("dashboard.site", config.dashboard.site)
+    bus_names = {b.name for b in config.buses}
+    for j, bus in enumerate(config.logger.buses):
+        if bus not in bus_names:
+            found.append((f"logger.buses[{j}]", unknown_name("bus", bus, bus_names, "")))
+    prefix = config.mqtt.topic_prefix
+    for j, topic in enumerate(config.bridge.topic_filters):
+        if not topic.startswith(prefix + "/"):
+            found.append(
+                (f"bridge.topic_filters[{j}]", f"must be under mqtt.topic_prefix {quoted(prefix)}")
             )
     return found
 

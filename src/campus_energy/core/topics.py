@@ -10,6 +10,12 @@ MeterState = Literal["online", "offline", "error"]
 LoggerState = Literal["online", "offline"]
 
 
+def site_root(prefix: str, site: str | None) -> str:
+    """The topic root of a site's meters: `prefix` itself for the default site (None, so a
+    single-site deployment's topics are what they always were), else `<prefix>/sites/<site>`."""
+    return prefix if site is None else f"{prefix}/sites/{site}"
+
+
 def reading_topic(prefix: str, meter_id: str) -> str:
     return f"{prefix}/{meter_id}/reading"
 

@@ -56,6 +56,7 @@ class IncomingReading:
     frequency_hz: float | None = None
     building: str = ""
     floor: str = ""
+    site: str = ""  # the site whose topic root it came under ('': a single-site deployment)
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,7 @@ class WindowDelta:
     items: Sequence[Contribution]
     building: str = ""
     floor: str = ""
+    site: str = ""
 
     @property
     def document_id(self) -> str:
@@ -244,6 +246,7 @@ class WindowDoc:
     coverage: float
     updated_at_ms: int
     accumulator: Accumulator
+    site: str = ""  # the meter's site (older windows: '', read as the default site)
 
     @property
     def document_id(self) -> str:
@@ -270,6 +273,7 @@ class WindowDoc:
             "readings_in_batch": self.readings_in_batch,
             "coverage": self.coverage,
             "updated_at": as_time(self.updated_at_ms),
+            "site": self.site,  # an extension of the contract: after its fields
         }
 
 
@@ -306,13 +310,16 @@ def window_document(
         coverage=min(1.0, covered / delta.window_s),
         updated_at_ms=updated_at_ms,
         accumulator=acc,
+        site=delta.site,
     )
 
 
 def group(
-    items: Iterable[Contribution], window_s: int, meta: Mapping[str, tuple[str, str]]
+    items: Iterable[Contribution],
+    window_s: int,
+    meta: Mapping[str, tuple[str, str] | tuple[str, str, str]],
 ) -> list[WindowDelta]:
-    """One delta per (meter, window); `meta` maps a meter to its (building, floor)."""
+    """One delta per (meter, window); `meta` maps a meter to its (building, floor[, site])."""
     buckets: dict[tuple[str, int], list[Contribution]] = {}
     for c in items:
         buckets.setdefault((c.meter_id, c.window_start_ms), []).append(c)
