@@ -371,6 +371,13 @@ class FirestoreSinkConfig(_Section):
 class PostgresSinkConfig(_Section):
     dsn: str | None = Field(default=None, repr=False)
     schema_name: str = Field(default="public", alias="schema")
+    retention_months: int | None = Field(
+        default=None,
+        ge=1,
+        le=1200,
+        description="None: keep every window; N: drop the monthly partitions of windows (and "
+        "their rollups) that ended more than N months ago",
+    )
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
