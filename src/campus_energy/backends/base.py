@@ -97,6 +97,7 @@ def stored_window(
         coverage=float(fields.get("coverage") or 0.0),
         updated_at_ms=updated_at_ms,
         accumulator=Accumulator.from_dict(fields.get("accumulator")),
+        site=str(fields.get("site") or ""),
     )
 
 

@@ -21,6 +21,7 @@ class MeterLatest:
     last_window_ms: int | None
     power_w: float | None
     coverage: float | None
+    site: str = ""  # as the store holds it ('': written before sites, the default site)
 
 
 @dataclass(frozen=True)
