@@ -32,6 +32,7 @@ def payload_keys(profile_fields: list[str]) -> set[str]:
         "energy_wh",
         "energy_total_wh",
         "interval_start",
+        "site",  # added to the contract's fields: the meter's site
     }
     return base | set(profile_fields)
 
@@ -70,6 +71,7 @@ async def test_readings_land_in_sqlite_and_on_mqtt_with_the_contract_payload(
             assert set(payload) == payload_keys(profile_fields)
             assert payload["schema"] == 1
             assert (payload["building"], payload["floor"]) == (meter.building, meter.floor)
+            assert payload["site"] == config.site.id
             assert payload["ts"] == iso_utc(row[1])
             previous = [r for r in mine if r[2] == row[2] - 1]
             if row[8] > 0:  # energy covers (previous reading, this one]

@@ -64,7 +64,7 @@ async def test_due_windows_and_removal(spool: Spool) -> None:
     assert await spool.due(T0 + W - 1, W, 10) == []
     assert await spool.due(None, W, 10) == [("m1", T0), ("m1", T0 + W)]
     items, meta = await spool.load([("m1", T0)])
-    assert {c.seq for c in items} == {1, 2} and meta == {"m1": ("ECE", "2")}
+    assert {c.seq for c in items} == {1, 2} and meta == {"m1": ("ECE", "2", "")}
     await spool.remove(items)
     assert await spool.due(None, W, 10) == [("m1", T0 + W)]
 
@@ -265,7 +265,7 @@ async def test_a_first_layout_spool_keeps_its_contributions_and_seen_readings(
             (c for r in pending for c in contributions(r, W)),
             key=lambda c: (c.meter_id, c.window_start_ms, c.seq),
         )
-        assert meta == {"m1": ("ECE", "2")}
+        assert meta == {"m1": ("ECE", "2", "")}  # site unknown: written before sites
         assert rows(spool, "SELECT * FROM readings_seen ORDER BY 1, 2") == seen_before
         assert rows(spool, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
         # what it held counts once, and a different reading with a held (meter, seq) conflicts

@@ -77,6 +77,8 @@ class Bridge:
         self.window_s = config.bridge.window_s
         self.window_ms = config.bridge.window_s * 1000
         self.known_meters = {m.id for m in config.meters} or None
+        self.roots = config.topic_roots()  # each site's topic root -> the site's id
+        self.sites = {m.id: config.site_of(m) for m in config.meters}
         self.limits = config.intake_limits()
         self.fallback = config.intake_fallback()
         self.counters = BridgeCounters()
@@ -210,12 +212,13 @@ class Bridge:
             parsed = admit(
                 message.topic,
                 message.payload,
-                prefix=self.config.mqtt.topic_prefix,
+                prefix=self.roots,
                 now_ms=now,
                 meters=self.known_meters,
                 limits=self.limits,
                 fallback=self.fallback,
                 key=self.signing_key,
+                sites=self.sites,
             )
             if isinstance(parsed, Malformed):
                 dead.append(

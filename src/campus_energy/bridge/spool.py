@@ -73,7 +73,8 @@ SCHEMA = (
 CREATE TABLE IF NOT EXISTS meters (
     meter_id TEXT PRIMARY KEY,
     building TEXT NOT NULL DEFAULT '',
-    floor TEXT NOT NULL DEFAULT ''
+    floor TEXT NOT NULL DEFAULT '',
+    site TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
@@ -100,7 +101,11 @@ CREATE INDEX IF NOT EXISTS readings_seen_by_time ON readings_seen (received_ms)
 )
 SCHEMA_VERSION = 2  # 1: contributions keyed by (meter_id, window_start_ms, seq), WITHOUT ROWID
 # Columns added after the first release, for spools made before them: (table, column, type).
-_ADDED_COLUMNS = (("dead_letters", "size", "INTEGER"), ("dead_letters", "sha256", "TEXT"))
+_ADDED_COLUMNS = (
+    ("dead_letters", "size", "INTEGER"),
+    ("dead_letters", "sha256", "TEXT"),
+    ("meters", "site", "TEXT NOT NULL DEFAULT ''"),
+)
 
 _COLUMNS = (
     "meter_id",
@@ -313,10 +318,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 def _place(conn: sqlite3.Connection, readings: Iterable[IncomingReading]) -> None:
     conn.executemany(
-        "INSERT INTO meters (meter_id, building, floor) VALUES (?, ?, ?) "
+        "INSERT INTO meters (meter_id, building, floor, site) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (meter_id) DO UPDATE SET building = excluded.building, "
-        "floor = excluded.floor",
-        {(r.meter_id, r.building, r.floor) for r in readings},
+        "floor = excluded.floor, site = excluded.site",
+        {(r.meter_id, r.building, r.floor, r.site) for r in readings},
     )
 
 
@@ -498,11 +503,13 @@ class Spool(SqliteFile):
 
     async def load(
         self, keys: Iterable[tuple[str, int]]
-    ) -> tuple[list[Contribution], dict[str, tuple[str, str]]]:
-        """The contributions of these windows, and (building, floor) of their meters."""
+    ) -> tuple[list[Contribution], dict[str, tuple[str, str, str]]]:
+        """The contributions of these windows, and (building, floor, site) of their meters."""
         wanted = list(keys)
 
-        def work(conn: sqlite3.Connection) -> tuple[list[Contribution], dict[str, tuple[str, str]]]:
+        def work(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[Contribution], dict[str, tuple[str, str, str]]]:
             meters: dict[int, set[str]] = {}
             for meter_id, start in wanted:
                 meters.setdefault(start, set()).add(meter_id)
@@ -514,8 +521,10 @@ class Spool(SqliteFile):
             ]
             found.sort(key=lambda c: (c.meter_id, c.window_start_ms, c.seq))
             meta = {
-                m: (b, f)
-                for m, b, f in conn.execute("SELECT meter_id, building, floor FROM meters")
+                m: (b, f, site)
+                for m, b, f, site in conn.execute(
+                    "SELECT meter_id, building, floor, site FROM meters"
+                )
             }
             return found, meta
 

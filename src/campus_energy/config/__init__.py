@@ -614,6 +614,23 @@ class Config(_Section):
             if (chosen is None or self.site_of(m) == chosen) and (not buses or m.bus in buses)
         )
 
+    def logger_site_root(self) -> str:
+        """Where this configuration's logger publishes its own status."""
+        return self.topic_root(self.logger.site or self.site.id)
+
+    def for_logger(self) -> Config:
+        """This configuration as its logger sees it: only the meters it polls
+        (`logger_meters`) and the buses they are on. The same object when that is all."""
+        meters = self.logger_meters()
+        if meters == self.meters:
+            return self
+        used = {m.bus for m in meters}
+        narrowed = self.model_copy(
+            update={"meters": meters, "buses": tuple(b for b in self.buses if b.name in used)}
+        )
+        narrowed._campus = None  # built again from its own meters
+        return narrowed
+
     def reading_filters(self) -> list[str]:
         """The bridge's subscriptions: `bridge.topic_filters`, else every site's readings;
         as shared subscriptions of `bridge.shared_group` when it is set."""

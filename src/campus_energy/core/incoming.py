@@ -184,12 +184,13 @@ def _plausible(
 def _parse(
     topic: str,
     raw: bytes,
-    prefix: str,
+    prefix: str | Mapping[str, str],
     now_ms: int,
     meters: Collection[str] | None,
     limits: Mapping[str, Limits],
     fallback: Limits,
     key: bytes | None,
+    sites: Mapping[str, str],
 ) -> Admitted:
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise _Refused("oversized", f"{len(raw)} bytes (at most {MAX_PAYLOAD_BYTES})")
@@ -211,10 +212,22 @@ def _parse(
     meter_id = body.get("meter_id")
     if not isinstance(meter_id, str) or not meter_id:
         raise _Refused("missing", "'meter_id' is missing")
-    if topic != f"{prefix}/{meter_id}/reading":
+    roots = {prefix: ""} if isinstance(prefix, str) else prefix
+    tail = f"/{meter_id}/reading"
+    root = topic[: -len(tail)] if topic.endswith(tail) else None
+    if root not in roots:
         raise _Refused("topic", f"meter {meter_id[:80]!r} published on {topic[:200]!r}")
+    site = roots[root]
     if meters is not None and meter_id not in meters:
         raise _Refused("unknown-meter", f"meter {meter_id[:80]!r} is not configured")
+    if meter_id in sites and sites[meter_id] != site:
+        raise _Refused(
+            "site",
+            f"meter {meter_id[:80]!r} of site {sites[meter_id]!r} published on {topic[:200]!r}",
+        )
+    named = body.get("site", site)
+    if named != site and not (site == "" and isinstance(named, str)):
+        raise _Refused("site", f"'site' {str(named)[:80]!r} is not the topic's {site!r}")
     seq = body.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_SEQ:
         raise _Refused("types", f"'seq' must be a positive integer, got {str(seq)[:40]!r}")
@@ -253,6 +266,7 @@ def _parse(
         frequency_hz=values["frequency_hz"],
         building=_text(body, "building"),
         floor=_text(body, "floor"),
+        site=site,
     )
     cut = None if start_ms is None or bounded == start_ms else (ts_ms - start_ms) / 1000
     return Admitted(reading, cut)
@@ -262,20 +276,24 @@ def admit(
     topic: str,
     raw: bytes,
     *,
-    prefix: str,
+    prefix: str | Mapping[str, str],
     now_ms: int,
     meters: Collection[str] | None = None,
     limits: Mapping[str, Limits] | None = None,
     fallback: Limits = DEFAULT_LIMITS,
     key: bytes | None = None,
+    sites: Mapping[str, str] | None = None,
 ) -> Admitted | Malformed:
-    """Validate one `<prefix>/<meter_id>/reading` message.
+    """Validate one `<root>/<meter_id>/reading` message.
 
     `meters`: the known ids (None: any meter); `limits`: per meter (a meter not in it
-    gets `fallback`); `key`: the signing key (None: a `sig` is ignored).
+    gets `fallback`); `key`: the signing key (None: a `sig` is ignored). `prefix`: the topic
+    root, or every site's root mapped to the site's id (the reading is that site's);
+    `sites`: each known meter's site (a meter publishing under another site's root is
+    refused, and so is a payload whose `site` is not its topic's).
     """
     try:
-        return _parse(topic, raw, prefix, now_ms, meters, limits or {}, fallback, key)
+        return _parse(topic, raw, prefix, now_ms, meters, limits or {}, fallback, key, sites or {})
     except _Refused as refused:
         return refused.verdict
     except RecursionError:
@@ -288,12 +306,13 @@ def parse_reading(
     topic: str,
     raw: bytes,
     *,
-    prefix: str,
+    prefix: str | Mapping[str, str],
     now_ms: int,
     meters: Collection[str] | None = None,
     limits: Mapping[str, Limits] | None = None,
     fallback: Limits = DEFAULT_LIMITS,
     key: bytes | None = None,
+    sites: Mapping[str, str] | None = None,
 ) -> IncomingReading | Malformed:
     """`admit`, for callers that need only the reading (its span already bounded)."""
     found = admit(
@@ -305,6 +324,7 @@ def parse_reading(
         limits=limits,
         fallback=fallback,
         key=key,
+        sites=sites,
     )
     return found.reading if isinstance(found, Admitted) else found
 

@@ -36,8 +36,9 @@ class Reading:
     def energy_total_wh(self) -> float:
         return self.total_uwh / UWH_PER_WH
 
-    def payload(self, building: str, floor: str) -> dict[str, Any]:
-        """The JSON document published to `<prefix>/<meter_id>/reading`."""
+    def payload(self, building: str, floor: str, site: str | None = None) -> dict[str, Any]:
+        """The JSON document published to `<root>/<meter_id>/reading` (`site`: its site's id,
+        a field added to the contract's; None leaves it out)."""
         body: dict[str, Any] = {
             "schema": PAYLOAD_SCHEMA,
             "meter_id": self.meter_id,
@@ -55,6 +56,8 @@ class Reading:
         for name, value in self.values.items():
             if name not in body:
                 body[name] = _number(value)
+        if site is not None:
+            body["site"] = site
         return body
 
 

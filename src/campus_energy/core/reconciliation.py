@@ -122,13 +122,16 @@ class Finding:
         return (self.local_energy_wh or 0.0) - (self.sink_energy_wh or 0.0)
 
     def replacement(self) -> WindowDoc:
-        """The document to write in the sink's place: the local one, keeping the building and
-        floor the sink recorded (they describe where the meter was, not what it measured)."""
+        """The document to write in the sink's place: the local one, keeping the building,
+        floor and site the sink recorded (they describe where the meter was, not what it
+        measured)."""
         if self.status not in REWRITTEN or self.local is None:
             raise ValueError(f"{self.document_id} is {self.status}: nothing to rewrite")
         if self.sink is None:
             return self.local
-        return replace(self.local, building=self.sink.building, floor=self.sink.floor)
+        return replace(
+            self.local, building=self.sink.building, floor=self.sink.floor, site=self.sink.site
+        )
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,7 @@ def recompute(
     window_s: int,
     start_ms: int,
     end_ms: int,
-    meta: Mapping[str, tuple[str, str]],
+    meta: Mapping[str, tuple[str, str] | tuple[str, str, str]],
     updated_at_ms: int,
 ) -> dict[Key, WindowDoc]:
     """The documents the bridge builds from `readings` for windows starting in [start, end).

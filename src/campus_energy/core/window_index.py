@@ -48,6 +48,7 @@ class WindowEntry:
     readings: int
     avg_power_w: float | None
     coverage: float
+    site: str = ""
 
 
 class _Sums:
@@ -70,11 +71,12 @@ class _HourSums(_Sums):
 
 
 class _Latest:
-    __slots__ = ("building", "coverage", "floor", "last_window_ms", "power_w", "written")
+    __slots__ = ("building", "coverage", "floor", "last_window_ms", "power_w", "site", "written")
 
     def __init__(self, entry: WindowEntry, written: tuple[int, int]) -> None:
         self.building = entry.building
         self.floor = entry.floor
+        self.site = entry.site
         self.last_window_ms = entry.window_start_ms
         self.power_w = entry.avg_power_w
         self.coverage = entry.coverage
@@ -240,7 +242,7 @@ class WindowIndex:
         return sums
 
     def _note_latest(self, entry: WindowEntry, written_us: int) -> None:
-        # As the SQLite sink's window_meters: building and floor of the latest write,
+        # As the SQLite sink's window_meters: building, floor and site of the latest write,
         # power and coverage of the latest window (of its latest write).
         written = (written_us, entry.window_start_ms)
         latest = self.latest.get(entry.meter_id)
@@ -249,6 +251,7 @@ class WindowIndex:
             return
         if written >= latest.written:
             latest.building, latest.floor, latest.written = entry.building, entry.floor, written
+            latest.site = entry.site
         if entry.window_start_ms >= latest.last_window_ms:
             latest.last_window_ms = entry.window_start_ms
             latest.power_w = entry.avg_power_w
@@ -267,7 +270,7 @@ class WindowIndex:
 
     def meters(self) -> list[MeterLatest]:
         return [
-            MeterLatest(m, x.building, x.floor, x.last_window_ms, x.power_w, x.coverage)
+            MeterLatest(m, x.building, x.floor, x.last_window_ms, x.power_w, x.coverage, x.site)
             for m, x in sorted(self.latest.items())
         ]
 

@@ -103,7 +103,6 @@ class Backfill:
         self.config = config
         self.interval_s = interval_s
         self.progress = progress
-        self.topic_prefix = config.mqtt.topic_prefix
         self.known = {m.id for m in config.meters}
 
     async def run(self, days: int, now: float) -> Backfilled:
@@ -183,10 +182,11 @@ class Backfill:
 
     def _received(self, reading: Reading, meter: MeterConfig, now_ms: int) -> IncomingReading:
         """The reading as the bridge receives it: its MQTT payload, parsed and validated."""
-        payload = json.dumps(reading.payload(meter.building, meter.floor)).encode()
-        topic = reading_topic(self.topic_prefix, meter.id)
+        site = self.config.site_of(meter)
+        payload = json.dumps(reading.payload(meter.building, meter.floor, site)).encode()
+        topic = reading_topic(self.config.topic_root(site), meter.id)
         parsed = parse_reading(
-            topic, payload, prefix=self.topic_prefix, now_ms=now_ms, meters=self.known
+            topic, payload, prefix=self.config.topic_roots(), now_ms=now_ms, meters=self.known
         )
         if isinstance(parsed, Malformed):  # the simulator and the logger never make one
             raise ValueError(f"backfill made a reading the bridge refuses: {parsed.reason}")
@@ -227,7 +227,10 @@ class Backfill:
                 meter.written += 1
         if not readings:
             return 0, 0
-        meta = {m.config.id: (m.config.building, m.config.floor) for m in meters}
+        meta = {
+            m.config.id: (m.config.building, m.config.floor, self.config.site_of(m.config))
+            for m in meters
+        }
         windows = await sink.merge(group(items, HISTORY_WINDOW_S, meta), now_ms)
         await store.insert_history(readings, gaps)
         return len(readings), windows

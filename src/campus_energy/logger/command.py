@@ -23,4 +23,9 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, os.environ)
     if not config.meters:
         raise UsageError("no meters configured: the logger has nothing to poll")
+    if not config.logger_meters():
+        chosen = f"logger.site {config.logger.site!r}" if config.logger.site else ""
+        chosen += " and " if chosen and config.logger.buses else ""
+        chosen += f"logger.buses {list(config.logger.buses)}" if config.logger.buses else ""
+        raise UsageError(f"no meters in {chosen}: the logger has nothing to poll")
     return run_until_signalled(MeterLogger(config, notifier=notifier()).run)

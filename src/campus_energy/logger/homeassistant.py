@@ -133,16 +133,16 @@ def _origin(sw_version: str) -> dict[str, str]:
 
 
 def _availability(config: Config, meter: MeterConfig) -> list[dict[str, str]]:
-    prefix = config.mqtt.topic_prefix
+    root = config.topic_root(config.site_of(meter))
     return [
         {
-            "topic": meter_status_topic(prefix, meter.id),
+            "topic": meter_status_topic(root, meter.id),
             "value_template": "{{ 'offline' if value_json.state == 'offline' else 'online' }}",
             "payload_available": "online",
             "payload_not_available": "offline",
         },
         {
-            "topic": logger_status_topic(prefix, config.logger.id),
+            "topic": logger_status_topic(config.logger_site_root(), config.logger.id),
             "value_template": "{{ value_json.state }}",
             "payload_available": "online",
             "payload_not_available": "offline",
@@ -173,7 +173,7 @@ def sensor_config(
     payload: dict[str, Any] = {
         "name": kind.name,
         "unique_id": sensor_unique_id(meter.id, field),
-        "state_topic": reading_topic(config.mqtt.topic_prefix, meter.id),
+        "state_topic": reading_topic(config.topic_root(config.site_of(meter)), meter.id),
         "value_template": f"{{{{ value_json.{field} }}}}",
         "qos": 1,
         "device_class": kind.device_class,
@@ -200,7 +200,7 @@ def logger_config(config: Config, sw_version: str) -> dict[str, Any]:
     return {
         "name": "Connectivity",
         "unique_id": f"{logger_device_id(logger_id)}_connectivity",
-        "state_topic": logger_status_topic(config.mqtt.topic_prefix, logger_id),
+        "state_topic": logger_status_topic(config.logger_site_root(), logger_id),
         "value_template": "{{ value_json.state }}",
         "payload_on": "online",
         "payload_off": "offline",

@@ -94,9 +94,15 @@ class Publisher:
         self.clock = clock or SystemClock()
         self.meters: Mapping[str, MeterConfig] = {m.id: m for m in config.meters}
         self.prefix = config.mqtt.topic_prefix
+        # each meter publishes under its site's root (the prefix itself for the default site)
+        self.sites = {m.id: config.site_of(m) for m in config.meters}
+        self.roots = {
+            m.id: config.topic_root(site)
+            for m, site in zip(config.meters, self.sites.values(), strict=True)
+        }
         key_file = config.mqtt.signing_key_file
         self.signing_key = read_signing_key(key_file) if key_file is not None else None
-        self.logger_topic = logger_status_topic(self.prefix, config.logger.id)
+        self.logger_topic = logger_status_topic(config.logger_site_root(), config.logger.id)
         self.outage = Outage("MQTT", log)  # BrokerError messages name the broker
         self.store_outage = Outage("outbox", log)
         self._wake = asyncio.Event()
@@ -104,6 +110,10 @@ class Publisher:
         self.published = 0
         self.drained = asyncio.Event()
         self._discovery_announced = False  # Home Assistant configs published once this run
+
+    def root(self, meter_id: str) -> str:
+        """The topic root of a meter's site (a meter the config lost: the prefix)."""
+        return self.roots.get(meter_id, self.prefix)
 
     def wake(self) -> None:
         """New readings were committed."""
@@ -189,7 +199,7 @@ class Publisher:
             s = self.statuses.current[meter_id]
             try:
                 await broker.publish(
-                    meter_status_topic(self.prefix, meter_id),
+                    meter_status_topic(self.root(meter_id), meter_id),
                     status_document(s.state, s.ts_ms, s.detail),
                     retain=True,
                 )
@@ -200,11 +210,13 @@ class Publisher:
     async def _publish_one(self, broker: Broker, reading: Reading) -> bool:
         meter = self.meters.get(reading.meter_id)
         building, floor = (meter.building, meter.floor) if meter else ("", "")
-        payload = reading.payload(building, floor)
+        payload = reading.payload(building, floor, self.sites.get(reading.meter_id))
         if self.signing_key is not None:
             payload = signed(payload, self.signing_key)
         try:
-            await broker.publish(reading_topic(self.prefix, reading.meter_id), payload)
+            await broker.publish(
+                reading_topic(self.root(reading.meter_id), reading.meter_id), payload
+            )
         except BrokerError:
             return False
         return True

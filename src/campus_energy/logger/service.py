@@ -133,6 +133,7 @@ class MeterLogger:
     def __init__(
         self, config: Config, *, clock: SystemClock | None = None, notifier: Notifier | None = None
     ) -> None:
+        config = config.for_logger()  # only its site's and buses' meters (logger.site, .buses)
         self.config = config
         self.clock = clock or SystemClock()
         self.store = ReadingStore(config.storage.path, cursor_with_commits=True)

@@ -222,7 +222,8 @@ async def _check(
         report.summary.refused += sum(1 for r in readings if start_ms <= r.ts_ms < end_ms) - sum(
             1 for r in received if start_ms <= r.ts_ms < end_ms
         )
-        meta = {record.meter_id: (record.building, record.floor)}
+        site = _site_of(config, record.meter_id)
+        meta = {record.meter_id: (record.building, record.floor, site)}
         local.update(recompute(received, report.window_s, start_ms, end_ms, meta, report.now_ms))
     findings = compare(local, held, partial_until, spans)
     report.summary.add(findings)
@@ -249,20 +250,29 @@ def _wanted(
     return set(meters)
 
 
+def _site_of(config: Config, meter_id: str) -> str:
+    """A meter's site as the bridge records it (a meter the config lost: the default site)."""
+    try:
+        return config.site_of(config.meter(meter_id))
+    except KeyError:
+        return config.site.id
+
+
 def _as_received(
     readings: Sequence[Reading], record: MeterRecord, config: Config, now_ms: int
 ) -> list[IncomingReading]:
     """The readings as the bridge receives them: published by the logger, then validated."""
     known = {m.id for m in config.meters} or None  # as the bridge: None accepts every meter
-    prefix = config.mqtt.topic_prefix
-    topic = reading_topic(prefix, record.meter_id)
+    site = _site_of(config, record.meter_id)
+    topic = reading_topic(config.topic_root(site), record.meter_id)
+    roots = config.topic_roots()
     limits = config.intake_limits()  # as the bridge: the same plausibility and span bound
     fallback = config.intake_fallback()
     found = []
     for reading in readings:
-        raw = encode(reading.payload(record.building, record.floor))
+        raw = encode(reading.payload(record.building, record.floor, site))
         parsed = parse_reading(
-            topic, raw, prefix=prefix, now_ms=now_ms, meters=known, limits=limits, fallback=fallback
+            topic, raw, prefix=roots, now_ms=now_ms, meters=known, limits=limits, fallback=fallback
         )
         if not isinstance(parsed, Malformed):
             found.append(parsed)

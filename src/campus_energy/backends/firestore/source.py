@@ -75,6 +75,7 @@ def _entry(meter_id: str, start_ms: int, fields: Mapping[str, Any]) -> WindowEnt
         readings=int(fields.get("readings_in_batch") or 0),
         avg_power_w=_float(fields.get("avg_power_w")),
         coverage=float(fields.get("coverage") or 0.0),
+        site=sys.intern(str(fields.get("site") or "")),
     )
 
 

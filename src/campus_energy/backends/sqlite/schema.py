@@ -8,8 +8,9 @@ hour's row also with the energy of each of its quarter hours (`q0_wh`..`q3_wh`),
 day's row with the day's highest 15-, 30- and 60-minute interval of its meter
 (`peak15_wh`, `peak15_ms` its start, the earliest of equals; `core.peaks.day_peaks`);
 `rollup_daily_campus` the day's sums over every meter; `window_meters` each
-meter's latest window; `meta` the data version readers watch for changes. The
-sink creates and writes them; the source reads the same tables.
+meter's latest window (and its site: '' for one written before sites); `meta` the
+data version readers watch for changes. The sink creates and writes them; the source
+reads the same tables.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ CREATE TABLE IF NOT EXISTS window_aggregates (
     readings_in_batch INTEGER NOT NULL,
     coverage REAL NOT NULL,
     updated_at TEXT NOT NULL,
-    accumulator TEXT NOT NULL
+    accumulator TEXT NOT NULL,
+    site TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX IF NOT EXISTS window_aggregates_meter_start
     ON window_aggregates (meter_id, window_start_ms);
@@ -86,9 +88,16 @@ CREATE TABLE IF NOT EXISTS window_meters (
     last_window_ms INTEGER NOT NULL,
     last_avg_power_w REAL,
     last_coverage REAL NOT NULL,
-    updated_ms INTEGER NOT NULL
+    updated_ms INTEGER NOT NULL,
+    site TEXT NOT NULL DEFAULT ''
 )
 """
+
+# Columns added after the first release, for files made before them: (table, column, type).
+ADDED_COLUMNS = (
+    ("window_aggregates", "site", "TEXT NOT NULL DEFAULT ''"),
+    ("window_meters", "site", "TEXT NOT NULL DEFAULT ''"),
+)
 
 ROLLUP_TABLES = ("rollup_hourly", "rollup_daily", "rollup_daily_campus")
 ROLLUP_LAYOUT = 5  # bump when the rollup tables change: existing files drop and rebuild them

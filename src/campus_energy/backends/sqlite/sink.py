@@ -10,7 +10,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from campus_energy.backends.base import stored_window
-from campus_energy.backends.sqlite.schema import ROLLUP_LAYOUT, ROLLUP_TABLES, SCHEMA
+from campus_energy.backends.sqlite.schema import (
+    ADDED_COLUMNS,
+    ROLLUP_LAYOUT,
+    ROLLUP_TABLES,
+    SCHEMA,
+)
 from campus_energy.core.days import day_span, local_day
 from campus_energy.core.peaks import (
     DayPeaks,
@@ -60,8 +65,9 @@ ROLLUP_SQL = (
 )
 METER_SQL = (
     "INSERT INTO window_meters (meter_id, building, floor, last_window_ms, last_avg_power_w, "
-    "last_coverage, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (meter_id) DO UPDATE SET "
-    "building = excluded.building, floor = excluded.floor, updated_ms = excluded.updated_ms, "
+    "last_coverage, updated_ms, site) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (meter_id) "
+    "DO UPDATE SET building = excluded.building, floor = excluded.floor, "
+    "site = excluded.site, updated_ms = excluded.updated_ms, "
     "last_window_ms = max(last_window_ms, excluded.last_window_ms), "
     "last_avg_power_w = CASE WHEN excluded.last_window_ms >= last_window_ms "
     "THEN excluded.last_avg_power_w ELSE last_avg_power_w END, "
@@ -96,6 +102,10 @@ class SqliteSink(SqliteFile):
     def _prepare(self, conn: sqlite3.Connection) -> None:
         super()._prepare(conn)
         with transaction(conn):
+            for table, column, kind in ADDED_COLUMNS:
+                have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             # Rollups depend on the time zone and on their own layout: rebuild on a change.
             wanted = f"{self.zone.key}|{ROLLUP_LAYOUT}"
             row = conn.execute("SELECT value FROM meta WHERE key = 'rollup_zone'").fetchone()
@@ -202,6 +212,7 @@ def _write(conn: sqlite3.Connection, doc: WindowDoc, now_ms: int) -> None:
             doc.avg_power_w,
             doc.coverage,
             now_ms,
+            doc.site,
         ),
     )
     fields = doc.fields(iso_seconds)
@@ -235,8 +246,8 @@ def _recount_days(
 def _find_latest(conn: sqlite3.Connection, meter_id: str, now_ms: int) -> None:
     """Note the meter's latest window again from its windows (none left: forget the meter)."""
     row = conn.execute(
-        "SELECT building, floor, window_start_ms, avg_power_w, coverage FROM window_aggregates "
-        "WHERE meter_id = ? ORDER BY window_start_ms DESC LIMIT 1",
+        "SELECT building, floor, window_start_ms, avg_power_w, coverage, site "
+        "FROM window_aggregates WHERE meter_id = ? ORDER BY window_start_ms DESC LIMIT 1",
         (meter_id,),
     ).fetchone()
     if row is None:
@@ -244,7 +255,7 @@ def _find_latest(conn: sqlite3.Connection, meter_id: str, now_ms: int) -> None:
         return
     conn.execute(
         "UPDATE window_meters SET building = ?, floor = ?, last_window_ms = ?, "
-        "last_avg_power_w = ?, last_coverage = ?, updated_ms = ? WHERE meter_id = ?",
+        "last_avg_power_w = ?, last_coverage = ?, site = ?, updated_ms = ? WHERE meter_id = ?",
         (*row, now_ms, meter_id),
     )
 
@@ -338,8 +349,9 @@ def _rebuild_rollups(conn: sqlite3.Connection, zone: ZoneInfo) -> None:
     conn.execute("DELETE FROM window_meters")
     conn.execute(
         "INSERT INTO window_meters (meter_id, building, floor, last_window_ms, last_avg_power_w, "
-        "last_coverage, updated_ms) SELECT w.meter_id, w.building, w.floor, w.window_start_ms, "
-        "w.avg_power_w, w.coverage, 0 FROM window_aggregates w WHERE w.window_start_ms = "
+        "last_coverage, updated_ms, site) SELECT w.meter_id, w.building, w.floor, "
+        "w.window_start_ms, w.avg_power_w, w.coverage, 0, w.site FROM window_aggregates w "
+        "WHERE w.window_start_ms = "
         "(SELECT max(window_start_ms) FROM window_aggregates x WHERE x.meter_id = w.meter_id)"
     )
     rows = conn.execute("SELECT meter_id, window_start_ms, accumulator FROM window_aggregates")

@@ -143,6 +143,7 @@ class SqliteSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()  # one connection per thread (Gunicorn threads, tests)
+        self._sited = False  # window_meters has its site column (once seen, always)
 
     def _conn(self) -> sqlite3.Connection:
         file: ReadOnly | None = getattr(self._local, "file", None)
@@ -183,11 +184,15 @@ class SqliteSource:
         return rows[0][0] if rows else "0"
 
     def meters(self) -> list[MeterLatest]:
+        if not self._sited:  # a file the sink has not opened since sites came: no column yet
+            columns = self._query("PRAGMA table_info(window_meters)")
+            self._sited = any(row[1] == "site" for row in columns)
+        site = "site" if self._sited else "''"
         return [
             MeterLatest(*row)
             for row in self._query(
-                "SELECT meter_id, building, floor, last_window_ms, last_avg_power_w, last_coverage "
-                "FROM window_meters ORDER BY meter_id"
+                "SELECT meter_id, building, floor, last_window_ms, last_avg_power_w, "
+                f"last_coverage, {site} FROM window_meters ORDER BY meter_id"
             )
         ]
 
