@@ -1,24 +1,29 @@
 """The PostgreSQL window store's schema: the windows table, its rollups, and their creation.
 
 Table `<schema>.window_aggregates`, primary key (meter_id, window_start): one row
-per meter per window, the contract's fields and the `accumulator` the sink merges
-into. The rollup tables hold sums by local hour and local day of the site's zone
-(which is recorded in `sink_meta` with their layout: a change drops and rebuilds
-them), an hour's row also with the energy of each of its quarter hours
+per meter per window, the contract's fields, its `site` and the `accumulator` the
+sink merges into. It is partitioned by UTC month of `window_start` (`partitions`),
+or a TimescaleDB hypertable where the server offers the extension (`hypertable`);
+a table of the older, unpartitioned layout is moved into partitions when a sink
+first opens the schema. The rollup tables hold sums by local hour and local day of
+the site's zone (which is recorded in `sink_meta` with their layout: a change drops
+and rebuilds them), an hour's row also with the energy of each of its quarter hours
 (`q0_wh`..`q3_wh`), a day's row with the day's highest 15-, 30- and 60-minute interval
 of its meter (`peak15_wh`, `peak15_start` its start, the earliest of equals; NULL only
 within a merge's transaction, before its hours are read); `window_meters` each meter's
-latest window. The sink creates
-and writes them; the source reads the same tables.
+latest window (and its site). The sink creates and writes them; the source reads the
+same tables.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
+
+from campus_energy.backends.postgres import hypertable, partitions
 
 COLUMNS = (
     "meter_id",
@@ -39,9 +44,12 @@ COLUMNS = (
     "readings_in_batch",
     "coverage",
     "updated_at",
+    "site",
     "accumulator",
 )
 
+# The windows table, unpartitioned: what a hypertable starts from (and what `doctor` writes
+# to, rolled back). The primary key holds the partition key, as a partitioned table needs.
 TABLE = """
 CREATE TABLE IF NOT EXISTS {table} (
     meter_id TEXT NOT NULL,
@@ -62,11 +70,20 @@ CREATE TABLE IF NOT EXISTS {table} (
     readings_in_batch INTEGER NOT NULL DEFAULT 0,
     coverage DOUBLE PRECISION NOT NULL DEFAULT 0,
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    site TEXT NOT NULL DEFAULT '',
     accumulator JSONB NOT NULL DEFAULT '{{}}',
     PRIMARY KEY (meter_id, window_start)
 )
 """
+PARTITIONED_TABLE = TABLE.rstrip() + " PARTITION BY RANGE (window_start)"
+# What a table of the older layout lacks (added in place: `ADD COLUMN … DEFAULT ''` rewrites
+# nothing).
+ADDED_COLUMNS = {
+    "windows": {"site": "TEXT NOT NULL DEFAULT ''"},
+    "meters": {"site": "TEXT NOT NULL DEFAULT ''"},
+}
 
+Layout = Literal["partitions", "hypertable"]
 
 ROLLUPS = """
 CREATE TABLE IF NOT EXISTS {hourly} (
@@ -115,7 +132,8 @@ CREATE TABLE IF NOT EXISTS {meters} (
     last_window TIMESTAMPTZ NOT NULL,
     last_avg_power_w DOUBLE PRECISION,
     last_coverage DOUBLE PRECISION NOT NULL,
-    updated_at TIMESTAMPTZ NOT NULL
+    updated_at TIMESTAMPTZ NOT NULL,
+    site TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS {meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL)
 """
@@ -127,9 +145,9 @@ DROP_ROLLUPS = "DROP TABLE IF EXISTS {hourly}, {daily}, {campus}"
 REBUILD = """
 DELETE FROM {meters};
 INSERT INTO {meters} (meter_id, building, floor, last_window, last_avg_power_w, last_coverage,
-                      updated_at)
+                      updated_at, site)
 SELECT DISTINCT ON (meter_id) meter_id, building, floor, window_start, avg_power_w, coverage,
-       updated_at
+       updated_at, site
 FROM {windows} ORDER BY meter_id, window_start DESC;
 INSERT INTO {hourly} (hour_start, meter_id, energy_wh, covered_s, readings, windows,
                       q0_wh, q1_wh, q2_wh, q3_wh)
@@ -195,14 +213,16 @@ def table_names(schema: str) -> dict[str, sql.Identifier]:
 
 async def create_schema(
     conn: psycopg.AsyncConnection[Any], schema_name: str, zone: ZoneInfo
-) -> None:
-    """Create what is missing of the schema; rebuild the rollups when the site's zone or their
-    layout changed (they are sums by local hour and day). Concurrent callers take turns; a
-    rebuild holds off every writer of the windows until it commits, as `replace` does."""
+) -> Layout:
+    """Create what is missing of the schema, move an unpartitioned windows table into monthly
+    partitions, add the columns an older layout lacks, and rebuild the rollups when the
+    site's zone or their layout changed (they are sums by local hour and day). Concurrent
+    callers take turns; a rebuild or a move holds off every writer of the windows until it
+    commits, as `replace` does. Returns how the windows table is split."""
     names = table_names(schema_name)
     async with conn.transaction():
         # Bridges starting together would race on CREATE … IF NOT EXISTS: take turns.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('campus_energy.schema'))")
+        await conn.execute(partitions.SCHEMA_LOCK)
         # CREATE SCHEMA needs the CREATE right on the database even when the schema exists:
         # only ask for it when the schema is really missing.
         found = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema_name,))
@@ -210,9 +230,11 @@ async def create_schema(
             await conn.execute(
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema_name))
             )
-        await conn.execute(sql.SQL(TABLE).format(table=names["windows"]))
+        layout = await _windows_table(conn, schema_name, names["windows"])
         for statement in ROLLUPS.split(";\n"):
             await conn.execute(sql.SQL(statement).format(**names))
+        for role, columns in ADDED_COLUMNS.items():
+            await _add_columns(conn, schema_name, TABLES[role], columns)
         recorded = await (
             await conn.execute(
                 sql.SQL("SELECT value FROM {} WHERE key = 'rollup_zone'").format(names["meta"])
@@ -235,12 +257,98 @@ async def create_schema(
                 ).format(names["meta"]),
                 (wanted,),
             )
-        timescale = await (
-            await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
-        ).fetchone()
-        if timescale:
+    return layout
+
+
+async def _kind(conn: psycopg.AsyncConnection[Any], schema: str, name: str) -> str | None:
+    """The relation's pg_class.relkind ('r' a plain table, 'p' a partitioned one), or None."""
+    found = await conn.execute(
+        "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s",
+        (schema, name),
+    )
+    row = await found.fetchone()
+    return None if row is None else str(row[0])
+
+
+async def _windows_table(
+    conn: psycopg.AsyncConnection[Any], schema: str, table: sql.Identifier
+) -> Layout:
+    """The windows table as it should be: partitioned by month (made so, when it is a plain
+    table), or a hypertable where TimescaleDB is offered and the table is not partitioned."""
+    kind = await _kind(conn, schema, partitions.TABLE_NAME)
+    if kind != "p" and await hypertable.wanted(conn):
+        await _add_columns(conn, schema, partitions.TABLE_NAME, ADDED_COLUMNS["windows"])
+        await conn.execute(sql.SQL(TABLE).format(table=table))
+        await hypertable.convert(conn, schema)
+        return "hypertable"
+    if kind is None:
+        await conn.execute(sql.SQL(PARTITIONED_TABLE).format(table=table))
+    elif kind == "r":
+        await _partition(conn, schema, table)
+    return "partitions"
+
+
+async def _partition(
+    conn: psycopg.AsyncConnection[Any], schema: str, table: sql.Identifier
+) -> None:
+    """Move the plain windows table into monthly partitions, in the caller's transaction:
+    rename it, create the partitioned table and the partitions its windows need, copy the
+    windows (the columns both layouts have), drop the old table. Writers wait meanwhile."""
+    old_name = f"{partitions.TABLE_NAME}_unpartitioned"
+    old = sql.Identifier(schema, old_name)
+    await conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table))
+    await conn.execute(
+        sql.SQL("ALTER TABLE {} RENAME TO {}").format(table, sql.Identifier(old_name))
+    )
+    # Its primary key's index keeps its name, which the new table's wants.
+    keys = await conn.execute(
+        "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
+        (f"{schema}.{old_name}",),
+    )
+    for (key,) in await keys.fetchall():
+        await conn.execute(
+            sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
+                old, sql.Identifier(key), sql.Identifier(f"{old_name}_pkey")
+            )
+        )
+    await conn.execute(sql.SQL(PARTITIONED_TABLE).format(table=table))
+    months = await conn.execute(
+        sql.SQL(
+            "SELECT DISTINCT date_trunc('month', window_start AT TIME ZONE 'UTC')::date FROM {}"
+        ).format(old)
+    )
+    async with conn.cursor() as cur:
+        await partitions.create(cur, schema, [m for (m,) in await months.fetchall()])
+    have = await _columns(conn, schema, old_name)
+    shared = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS if c in have)
+    await conn.execute(
+        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(table, shared, shared, old)
+    )
+    await conn.execute(sql.SQL("DROP TABLE {}").format(old))
+
+
+async def _columns(conn: psycopg.AsyncConnection[Any], schema: str, table: str) -> set[str]:
+    found = await conn.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s",
+        (schema, table),
+    )
+    return {str(name) for (name,) in await found.fetchall()}
+
+
+async def _add_columns(
+    conn: psycopg.AsyncConnection[Any], schema: str, table: str, columns: dict[str, str]
+) -> None:
+    """Add the columns an existing table lacks (asking first: ALTER TABLE would lock it even
+    when nothing is missing)."""
+    have = await _columns(conn, schema, table)
+    if not have:
+        return  # no such table (yet)
+    for name, kind in columns.items():
+        if name not in have:
             await conn.execute(
-                "SELECT create_hypertable(%s, 'window_start', if_not_exists => TRUE, "
-                "migrate_data => TRUE)",
-                (f"{schema_name}.window_aggregates",),
+                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                    sql.Identifier(schema, table), sql.Identifier(name), sql.SQL(kind)
+                )
             )

@@ -1,21 +1,27 @@
 """The PostgreSQL window sink (psycopg 3): the self-hosted path; Grafana can read it directly.
 
-Table `<schema>.window_aggregates`, primary key (meter_id, window_start). A
-merge runs in one transaction: missing rows are created empty
-(`ON CONFLICT DO NOTHING`), every row is then locked with `SELECT … FOR
-UPDATE`, so two bridges merging the same window take turns and neither
-overwrites the other. Replacing documents (`campus-energy reconcile --apply`)
-locks the table against writers for its transaction and counts the rollups it
-touches afresh; so does deleting windows (`delete`). With the TimescaleDB
-extension the table becomes a hypertable on `window_start`.
+Table `<schema>.window_aggregates`, primary key (meter_id, window_start),
+partitioned by UTC month (see `schema`). A merge first makes sure the partitions
+of its windows' months exist (remembering which do), then runs in one
+transaction: missing rows are created empty (`ON CONFLICT DO NOTHING`), every
+row is then locked with `SELECT … FOR UPDATE`, so two bridges merging the same
+window take turns and neither overwrites the other. Every merge takes its row
+locks in one order (windows, then hours, days and campus days, each sorted), so
+bridges merging at once wait for each other but never deadlock. Replacing
+documents (`campus-energy reconcile --apply`) locks the table against writers
+for its transaction and counts the rollups it touches afresh; so does deleting
+windows (`delete`). Once a UTC day, at its first merge, the sink creates this
+and next month's partitions and, with `retention_months`, drops the months that
+ended longer ago than that, with their rollups (`upkeep`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from datetime import date
+import logging
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from datetime import date, datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -24,10 +30,12 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from campus_energy.backends.base import stored_window
+from campus_energy.backends.postgres import hypertable, partitions
 from campus_energy.backends.postgres.connection import endpoint, error_text
-from campus_energy.backends.postgres.schema import COLUMNS, create_schema, table_names
+from campus_energy.backends.postgres.partitions import add_months, month_of, month_start
+from campus_energy.backends.postgres.schema import COLUMNS, Layout, create_schema, table_names
 from campus_energy.config import PostgresSinkConfig
-from campus_energy.core.days import day_span, local_day
+from campus_energy.core.days import day_span, local_date, local_day, midnight_ms
 from campus_energy.core.peaks import DayPeaks, day_peaks, peak_values, peaks_from, raised
 from campus_energy.core.rollups import RollupChange, change, recount
 from campus_energy.core.timestamps import datetime_ms, utc_datetime
@@ -35,11 +43,14 @@ from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc, wind
 from campus_energy.errors import SinkError
 
 T = TypeVar("T")
+W = TypeVar("W", WindowDelta, WindowDoc)
+log = logging.getLogger("campus_energy.sinks")
+DAY_MS = 86_400_000
 METERS_SQL = (  # each meter's latest window
     "INSERT INTO {} AS m (meter_id, building, floor, last_window, last_avg_power_w, "
-    "last_coverage, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+    "last_coverage, updated_at, site) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT (meter_id) DO UPDATE SET building = excluded.building, "
-    "floor = excluded.floor, updated_at = excluded.updated_at, "
+    "floor = excluded.floor, site = excluded.site, updated_at = excluded.updated_at, "
     "last_window = greatest(m.last_window, excluded.last_window), "
     "last_avg_power_w = CASE WHEN excluded.last_window >= m.last_window "
     "THEN excluded.last_avg_power_w ELSE m.last_avg_power_w END, "
@@ -81,6 +92,10 @@ class PostgresSink:
         self.where = endpoint(config.dsn)
         self.table = self.names["windows"]
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._layout: Layout = "partitions"
+        self._months: set[date] = set()  # months whose partitions are known to exist
+        self._upkept_day: int | None = None  # the UTC day (epoch days) of the last upkeep
+        self._told_day: int | None = None  # the day windows before the retention were last logged
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is not None and not self._conn.closed:
@@ -88,7 +103,7 @@ class PostgresSink:
         assert self.config.dsn is not None
         conn = await psycopg.AsyncConnection.connect(self.config.dsn, connect_timeout=10)
         try:
-            await create_schema(conn, self.config.schema_name, self.zone)
+            self._layout = await create_schema(conn, self.config.schema_name, self.zone)
         except BaseException:
             await conn.close()
             raise
@@ -113,8 +128,121 @@ class PostgresSink:
     async def merge(self, deltas: Sequence[WindowDelta], now_ms: int) -> int:
         if not deltas:
             return 0
-        await self._transaction(lambda conn: self._merge(conn, deltas, now_ms))
-        return len(deltas)
+        if self._upkept_day != now_ms // DAY_MS:
+            await self.upkeep(now_ms)
+        kept = self._retained(deltas, now_ms)
+        if kept:
+            await self._partitions_for(d.window_start_ms for d in kept)
+            await self._transaction(lambda conn: self._merge(conn, kept, now_ms))
+        return len(kept)
+
+    async def upkeep(self, now_ms: int) -> list[date]:
+        """This month's and next month's partitions, made ahead; with `retention_months`, the
+        months that ended longer ago than that dropped with their rollups (never this month
+        or a later one). Returns the months dropped. `merge` calls it once a UTC day."""
+        this_month = month_of(now_ms)
+        await self._partitions_for([], ahead=(this_month, add_months(this_month, 1)))
+        gone: list[date] = []
+        if self.config.retention_months is not None:
+            cutoff = partitions.retention_cutoff(now_ms, self.config.retention_months)
+            gone = await self._transaction(lambda conn: self._expire(conn, cutoff, now_ms))
+            self._months -= set(gone)
+        self._upkept_day = now_ms // DAY_MS
+        return gone
+
+    def _retained(self, items: Sequence[W], now_ms: int) -> list[W]:
+        """The windows retention keeps: those of months it has dropped (or would drop) are not
+        written, as they would make partitions and rollups again for a day (logged once a day)."""
+        if self.config.retention_months is None:
+            return list(items)
+        cutoff = partitions.retention_cutoff(now_ms, self.config.retention_months)
+        first_ms = datetime_ms(month_start(cutoff))
+        kept = [item for item in items if item.window_start_ms >= first_ms]
+        if len(kept) < len(items) and self._told_day != now_ms // DAY_MS:
+            self._told_day = now_ms // DAY_MS
+            log.warning(
+                "%s: %d windows before %s not written: bridge.postgres.retention_months = %d "
+                "drops them (logged once a day)",
+                self.where,
+                len(items) - len(kept),
+                cutoff.isoformat(),
+                self.config.retention_months,
+            )
+        return kept
+
+    async def _partitions_for(self, starts: Iterable[int], ahead: Collection[date] = ()) -> None:
+        """Make sure the partitions of these windows' months (and of the months `ahead`) exist:
+        a look at the catalogue and, for those missing, their creation, under the schema's
+        lock; only for months not known to exist already."""
+        missing = ({month_of(ms) for ms in starts} | set(ahead)) - self._months
+        if not missing:
+            return
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> None:
+            if self._layout == "partitions":
+                async with conn.cursor() as cur:
+                    await cur.execute(partitions.SCHEMA_LOCK)
+                    await partitions.create(cur, self.config.schema_name, missing)
+
+        await self._transaction(work)  # (a hypertable makes its chunks itself)
+        self._months |= missing
+
+    async def _expire(
+        self, conn: psycopg.AsyncConnection[Any], cutoff: date, now_ms: int
+    ) -> list[date]:
+        """Drop the windows of the months before `cutoff` (whole partitions, or chunks) and the
+        rollups they made; a local day the cutoff cuts is counted afresh from what is left."""
+        async with conn.cursor() as cur:
+            await cur.execute(partitions.SCHEMA_LOCK)
+            if self._layout == "hypertable":
+                gone = await hypertable.drop_before(
+                    cur, self.config.schema_name, month_start(cutoff)
+                )
+                months = [add_months(cutoff, -1)] if gone else []
+            else:
+                held = await partitions.existing(cur, self.config.schema_name)
+                if not any(add_months(m, 1) <= cutoff for m in held):
+                    return []
+                # Merges wait from here to the commit: the rollups trimmed below are those of
+                # exactly the windows dropped.
+                await cur.execute(
+                    sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(self.table)
+                )
+                months = await partitions.drop_before(cur, self.config.schema_name, cutoff)
+            if months:
+                await self._forget_before(cur, month_start(cutoff), now_ms)
+        return months
+
+    async def _forget_before(
+        self, cur: psycopg.AsyncCursor[Any], cutoff: datetime, now_ms: int
+    ) -> None:
+        """Trim the rollups to the windows left, all of which start at or after `cutoff`: the
+        hours and days wholly before it go, the local day it falls in is counted afresh (when
+        the cut is not its midnight), a meter with no window left is forgotten."""
+        cutoff_ms = datetime_ms(cutoff)
+        day = local_date(cutoff_ms, self.zone)
+        midnight = midnight_ms(day, self.zone)
+        await cur.execute(
+            sql.SQL("DELETE FROM {} WHERE hour_start < %s").format(self.names["hourly"]),
+            (utc_datetime(midnight),),
+        )
+        for role in ("daily", "campus"):
+            await cur.execute(
+                sql.SQL("DELETE FROM {} WHERE day < %s").format(self.names[role]), (day,)
+            )
+        if midnight < cutoff_ms:
+            await cur.execute(
+                sql.SQL("SELECT meter_id FROM {} WHERE day = %s ORDER BY meter_id").format(
+                    self.names["daily"]
+                ),
+                (day,),
+            )
+            await self._recount_days(cur, [(m, cutoff_ms) for (m,) in await cur.fetchall()])
+        await cur.execute(
+            sql.SQL("DELETE FROM {} WHERE last_window < %s").format(self.names["meters"]),
+            (cutoff,),
+        )
+        await cur.execute(sql.SQL(DATA_VERSION_SQL).format(self.names["meta"]))
 
     async def windows(
         self, start_ms: int, end_ms: int, meters: Collection[str] | None
@@ -147,10 +275,12 @@ class PostgresSink:
         return await self._transaction(work)
 
     async def replace(self, docs: Sequence[WindowDoc], now_ms: int) -> int:
-        if not docs:
+        kept = self._retained(docs, now_ms)
+        if not kept:
             return 0
-        await self._transaction(lambda conn: self._replace(conn, docs, now_ms))
-        return len(docs)
+        await self._partitions_for(d.window_start_ms for d in kept)
+        await self._transaction(lambda conn: self._replace(conn, kept, now_ms))
+        return len(kept)
 
     async def _replace(
         self, conn: psycopg.AsyncConnection[Any], docs: Sequence[WindowDoc], now_ms: int
@@ -194,8 +324,9 @@ class PostgresSink:
                         d.avg_power_w,
                         d.coverage,
                         utc_datetime(now_ms),
+                        d.site,
                     )
-                    for d in docs
+                    for d in sorted(docs, key=lambda d: d.meter_id)
                 ],
             )
             await self._recount_days(cur, [(d.meter_id, d.window_start_ms) for d in docs])
@@ -252,7 +383,7 @@ class PostgresSink:
         """Note the meter's latest window again from its windows (none left: forget the meter)."""
         await cur.execute(
             sql.SQL(
-                "SELECT building, floor, window_start, avg_power_w, coverage FROM {} "
+                "SELECT building, floor, window_start, avg_power_w, coverage, site FROM {} "
                 "WHERE meter_id = %s ORDER BY window_start DESC LIMIT 1"
             ).format(self.table),
             (meter_id,),
@@ -267,7 +398,8 @@ class PostgresSink:
         await cur.execute(
             sql.SQL(
                 "UPDATE {} SET building = %s, floor = %s, last_window = %s, "
-                "last_avg_power_w = %s, last_coverage = %s, updated_at = %s WHERE meter_id = %s"
+                "last_avg_power_w = %s, last_coverage = %s, site = %s, updated_at = %s "
+                "WHERE meter_id = %s"
             ).format(self.names["meters"]),
             (*row, utc_datetime(now_ms), meter_id),
         )
@@ -342,6 +474,9 @@ class PostgresSink:
     async def _merge(
         self, conn: psycopg.AsyncConnection[Any], deltas: Sequence[WindowDelta], now_ms: int
     ) -> None:
+        # In (meter, window) order: so are the rows of every rollup table but the campus's
+        # (sorted by day below), and merges that lock rows in one order never deadlock.
+        deltas = sorted(deltas, key=lambda d: (d.meter_id, d.window_start_ms))
         async with conn.cursor() as cur:
             await cur.executemany(
                 sql.SQL(
@@ -386,6 +521,7 @@ class PostgresSink:
                         doc.avg_power_w,
                         doc.coverage,
                         utc_datetime(now_ms),
+                        doc.site,
                     )
                 )
                 fields = doc.fields(utc_datetime)
@@ -475,7 +611,7 @@ class PostgresSink:
                     c.windows,
                     utc_datetime(c.window_start_ms),
                 )
-                for c in changes
+                for c in sorted(changes, key=lambda c: c.day)
             ],
         )
         await cur.executemany(sql.SQL(METERS_SQL).format(self.names["meters"]), latest)
@@ -547,6 +683,8 @@ class PostgresSink:
         )
 
     async def _drop(self) -> None:
+        # Another bridge may have dropped a partition meanwhile: look again before writing.
+        self._months.clear()
         if self._conn is not None:
             with contextlib.suppress(psycopg.Error):
                 await self._conn.close()

@@ -140,10 +140,10 @@ class PostgresSource:
 
     def meters(self) -> list[MeterLatest]:
         return [
-            MeterLatest(m, b, f, _ms(last), power, coverage)
-            for m, b, f, last, power, coverage in self._query(
-                "SELECT meter_id, building, floor, last_window, last_avg_power_w, last_coverage "
-                "FROM {meters} ORDER BY meter_id"
+            MeterLatest(m, b, f, _ms(last), power, coverage, site)
+            for m, b, f, last, power, coverage, site in self._query(
+                "SELECT meter_id, building, floor, last_window, last_avg_power_w, last_coverage, "
+                "site FROM {meters} ORDER BY meter_id"
             )
         ]
 
