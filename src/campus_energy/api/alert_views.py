@@ -11,6 +11,10 @@ The actions are this public API's only writes, so they are kept tight: allowed o
 (else 401), a JSON object of at most `MAX_BODY` bytes (else 415 or 413) holding only the
 fields of the action (else 400 naming the field). No CORS header is ever added to them.
 The token is compared in constant time and never logged.
+
+With `site=` (or `api.site`) in an estate of several sites, the list holds the alerts of
+that site's meters, buildings and virtual meters only (a campus-wide total's alerts are
+of no one site), and the silences that reach it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,8 @@ from flask import Blueprint, Response, request
 
 from campus_energy.api.answers import dumps, json_response
 from campus_energy.api.queries import BadParameter, NotFound, finite, iso, parse_instant
-from campus_energy.api.views import api_state
+from campus_energy.api.sites import Estate, SiteView
+from campus_energy.api.views import api_state, request_view
 from campus_energy.config.alerts import _duration as duration_s
 from campus_energy.config.alerts import read_secret
 from campus_energy.errors import CampusEnergyError
@@ -164,25 +169,54 @@ def _days() -> int:
     return int(text)
 
 
+def _of_site(estate: Estate, view: SiteView) -> Callable[[str, str], bool]:
+    """Whether an alert (its rule's scope, its subject) is the view's to list: every alert
+    for the whole estate, or for a site of an estate of one; else those whose subject (or
+    scope) lies in the view's site alone."""
+    if view.id is None or len(estate.estate_sites) == 1:
+        return lambda scope, subject: True
+    alone = frozenset({view.id})
+    return lambda scope, subject: (
+        (estate.sites_of_name(subject) or estate.sites_of_scope(scope)) == alone
+    )
+
+
+def _reaches(estate: Estate, view: SiteView, silence: Silence) -> bool:
+    """Whether a silence holds back alerts of the view's site (one of every rule and subject
+    reaches every site)."""
+    if view.id is None or len(estate.estate_sites) == 1:
+        return True
+    if silence.subject is not None:
+        return view.id in estate.sites_of_name(silence.subject)
+    if silence.rule is not None:
+        return view.id in estate.sites_of_rule(silence.rule)
+    return True
+
+
 @alert_views.get("/api/alerts")
 def alerts() -> Response:
     days = _days()
     state = api_state()
+    view = request_view()
+    shown = _of_site(state.estate, view)
     now = state.now_ms()
-    body: dict[str, Any] = {"configured": False, "timezone": state.zone.key}
+    body: dict[str, Any] = {"configured": False, "timezone": view.zone.key}
     with _book() as book:
         if book is None:
             body.update(active=[], recent=[], silences=[])
         else:
             active = sorted(book.alerts(active_only=True, now_ms=now), key=_order)
             recent = book.history(now - days * 86_400_000, now + 1)
+            silences = book.silences(now)
             body.update(
                 configured=True,
-                active=[alert_answer(r) for r in active],
-                recent=[history_answer(r) for r in reversed(recent)],  # the newest first
-                silences=[silence_answer(s) for s in book.silences(now)],
+                active=[alert_answer(r) for r in active if shown(r.scope, r.subject)],
+                recent=[  # the newest first
+                    history_answer(r) for r in reversed(recent) if shown(r.scope, r.subject)
+                ],
+                silences=[silence_answer(s) for s in silences if _reaches(state.estate, view, s)],
             )
-    data = dumps(body)
+    data = dumps(view.answer(body))
     response = Response(data, mimetype="application/json")
     response.set_etag(hashlib.sha1(data).hexdigest()[:20])
     max_age = min(MAX_CACHE_S, int(state.config.api.cache_s))
@@ -303,7 +337,7 @@ def _until(body: dict[str, Any], now: int) -> int:
         value = body["until"]
         if not isinstance(value, str) or not value:
             raise BadParameter("until", "must be an ISO 8601 time with a zone")
-        until = parse_instant("until", value, api_state().zone)
+        until = parse_instant("until", value, api_state().estate.whole.zone)
         assert until is not None
     else:
         value = body["for"]

@@ -19,6 +19,8 @@ from campus_energy.api.openapi_schemas import (
     OVERVIEW,
     SILENCE_REQUEST,
     SILENCED,
+    SITE,
+    SITES,
     TIME,
     UNSILENCE_REQUEST,
     UNSILENCED,
@@ -40,6 +42,7 @@ _AGGREGATE = schema_object(
         "timezone": {"type": "string"},
     }
 )
+_SITE = [SITE]
 _DATES = [
     {
         "name": "start_date",
@@ -57,6 +60,7 @@ _DATES = [
     },
 ]
 _SERIES_PARAMS = [
+    SITE,
     {"name": "meter", "in": "query", "required": False, "schema": {"type": "string"}},
     {"name": "building", "in": "query", "required": False, "schema": {"type": "string"}},
     {
@@ -103,6 +107,7 @@ _POINT = schema_object(
 def openapi_document() -> dict[str, Any]:
     """The whole description: the original endpoints, then billing's (`billing_paths`)."""
     errors = {"400": ERROR, "404": ERROR, "503": ERROR}
+    refused = {"400": ERROR, "404": ERROR}  # a malformed site, an unknown one
     return {
         "openapi": "3.1.0",
         "info": {
@@ -129,10 +134,19 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/sites": {
+                "get": {
+                    "summary": "The sites served, the default first: meters, buildings, power "
+                    "now and today's energy on each site's own clock",
+                    "responses": {"200": ok(SITES), "503": ERROR},
+                }
+            },
             "/api/health": {
                 "get": {
                     "summary": "Is data flowing?",
+                    "parameters": _SITE,
                     "responses": {
+                        **refused,
                         "200": ok(
                             schema_object(
                                 {
@@ -156,7 +170,9 @@ def openapi_document() -> dict[str, Any]:
             "/api/meters": {
                 "get": {
                     "summary": "Every meter with its latest window, and the virtual meters",
+                    "parameters": _SITE,
                     "responses": {
+                        **refused,
                         "200": ok(
                             schema_object(
                                 {
@@ -173,13 +189,14 @@ def openapi_document() -> dict[str, Any]:
             "/api/summary": {
                 "get": {
                     "summary": "The campus now: power, today, this week, this month, per building",
-                    "responses": {"200": ok({"type": "object"}), "503": ERROR},
+                    "parameters": _SITE,
+                    "responses": {"200": ok({"type": "object"}), **errors},
                 }
             },
             "/api/aggregate/campus": {
                 "get": {
                     "summary": "Campus energy over local days (the original deployment's endpoint)",
-                    "parameters": _DATES,
+                    "parameters": [*_DATES, SITE],
                     "responses": {"200": ok(_AGGREGATE), **errors},
                 }
             },
@@ -194,6 +211,7 @@ def openapi_document() -> dict[str, Any]:
                             "schema": {"type": "string"},
                         },
                         *_DATES,
+                        SITE,
                     ],
                     "responses": {"200": ok(_AGGREGATE), **errors},
                 }
@@ -272,6 +290,7 @@ _BILL_PARAMETERS = [
         "schema": {"type": "string", "minLength": 1},
         "description": "only this building's bill (default: every account's)",
     },
+    SITE,
 ]
 
 
@@ -291,7 +310,7 @@ def _billing_paths(errors: dict[str, Any]) -> dict[str, Any]:
                 "(no charge: each account's demand charge is in its statement), and "
                 "`unpriced_kwh` adds the energy no tariff prices. Money and billed quantities "
                 "are decimal strings.",
-                "parameters": [*_scope_parameters("the campus"), *_days_up_to(366)],
+                "parameters": [*_scope_parameters("the campus"), *_days_up_to(366), SITE],
                 "responses": {"200": ok(COST), **errors},
             }
         },
@@ -307,7 +326,8 @@ def _billing_paths(errors: dict[str, Any]) -> dict[str, Any]:
                 "without a floor area last; name '' is the meters in no building). `currency` "
                 "and the totals are set when one currency holds every amount, else null beside "
                 "the per-currency maps.",
-                "responses": {"200": ok(OVERVIEW), "503": ERROR},
+                "parameters": _SITE,
+                "responses": {"200": ok(OVERVIEW), **errors},
             }
         },
         "/api/demand": {
@@ -328,6 +348,7 @@ def _billing_paths(errors: dict[str, Any]) -> dict[str, Any]:
                         "schema": {"type": "integer", "enum": [15, 30, 60]},
                         "description": "minutes (default: the tariff's demand interval, or 15)",
                     },
+                    SITE,
                 ],
                 "responses": {"200": ok(DEMAND), **errors},
             }
@@ -359,7 +380,8 @@ def _billing_paths(errors: dict[str, Any]) -> dict[str, Any]:
                 "description": "Each building (declared, or only named by its meters) with its "
                 "floor area, tariff, opening hours, the basis of its total, its meters (main, "
                 "sub-meter or top-level) and virtual meters; then the meters in no building.",
-                "responses": {"200": ok(CAMPUS_MODEL), "503": ERROR},
+                "parameters": _SITE,
+                "responses": {"200": ok(CAMPUS_MODEL), **errors},
             }
         },
     }
@@ -404,9 +426,10 @@ def _alerts_paths() -> dict[str, Any]:
                         "required": False,
                         "schema": {"type": "integer", "minimum": 1, "maximum": 90, "default": 7},
                         "description": "how many days of transitions `recent` holds",
-                    }
+                    },
+                    SITE,
                 ],
-                "responses": {"200": ok(ALERTS), "400": ERROR, "503": ERROR},
+                "responses": {"200": ok(ALERTS), "400": ERROR, "404": ERROR, "503": ERROR},
             }
         },
         "/api/alerts/ack": _action(

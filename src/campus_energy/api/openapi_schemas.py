@@ -8,8 +8,8 @@ from typing import Any
 
 DATE = {"type": "string", "format": "date", "example": "2026-11-27"}
 ERROR = {
-    "description": "a bad parameter (named in the message), an unknown meter, building or "
-    "virtual meter, or the data source unavailable",
+    "description": "a bad parameter (named in the message), an unknown site, meter, building "
+    "or virtual meter, or the data source unavailable",
     "content": {
         "application/json": {
             "schema": {
@@ -21,6 +21,15 @@ ERROR = {
     },
 }
 TIME = {"type": ["string", "null"], "format": "date-time"}
+SITE = {
+    "name": "site",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[a-z0-9_-]+$", "example": "main"},
+    "description": "one site of the estate (GET /api/sites), as if the others did not exist: "
+    "its meters only, its days cut in its own time zone (default: the whole estate, or the "
+    "site api.site serves); a malformed id is a 400, a site not served a 404",
+}
 NUMBER = {"type": ["number", "null"]}
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -310,6 +319,29 @@ CAMPUS_MODEL = schema_object(
 
 
 # -- alerts (`alert_views`) ----------------------------------------------------------------
+
+SITES = schema_object(
+    {
+        "sites": {
+            "type": "array",
+            "items": schema_object(
+                {
+                    "id": _STRING,
+                    "name": _STRING,
+                    "timezone": _STRING,
+                    "default": {"type": "boolean"},
+                    "meters": _INTEGER,
+                    "meters_online": _INTEGER,
+                    "buildings": {"type": "array", "items": _STRING},
+                    "power_w": {"type": "number"},
+                    "today": _DAY,
+                    "today_kwh": {"type": "number"},
+                    "last_window": TIME,
+                }
+            ),
+        }
+    }
+)
 
 _INSTANT = {"type": "string", "format": "date-time"}
 _SEVERITY = {"type": "string", "enum": ["info", "warning", "critical"]}

@@ -3,7 +3,9 @@
 
 Views only parse parameters and shape answers: the source reads rollups, the pure
 builders in `queries` do the sums, the response cache keeps answers, and the app's
-error handler turns the project's exceptions into statuses.
+error handler turns the project's exceptions into statuses. Each read endpoint takes
+`site=`: the request's `SiteView` (`sites`) gives the meters, the zone, the configuration
+and the source it reads; without it, the whole estate (or the site `api.site` serves).
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ from campus_energy.api.queries import (
     summary_answer,
     virtual_answer,
 )
+from campus_energy.api.sites import SiteView
 from campus_energy.api.state import ApiState
+from campus_energy.backends.base import MeterLatest
 from campus_energy.core.days import local_date, midnight_ms
 from campus_energy.errors import SourceError
 
@@ -62,6 +66,7 @@ PARAMETERS = frozenset(
         "step",
         "month",
         "interval",
+        "site",
     }
 )
 
@@ -72,6 +77,11 @@ def api_state() -> ApiState:
     """The app's state (what every view reads through)."""
     state: ApiState = current_app.extensions["campus_energy"]
     return state
+
+
+def request_view() -> SiteView:
+    """The site the request asks for (`site=`), or the whole: BadParameter, NotFound."""
+    return api_state().view(request.args.get("site"))
 
 
 def cached(build: Callable[[], tuple[bytes, str]]) -> Response:
@@ -111,9 +121,10 @@ def live() -> Response:
 @views.get("/api/health")
 def health() -> Response:
     state = api_state()
+    view = request_view()
     now = state.now_ms()
     try:
-        meters = state.meters()
+        meters = state.meters(view)
     except SourceError:
         state.metrics.source_errors.inc()
         body = {"status": "unavailable", "error": UNAVAILABLE, "source": state.source.name}
@@ -124,44 +135,52 @@ def health() -> Response:
     ok = last is not None and reporting == len(meters)
     covered = [m.coverage for m in online if m.coverage is not None]
     return json_response(
-        {
-            "status": "ok" if ok else "degraded",
-            "source": state.source.name,
-            "timezone": state.zone.key,
-            "last_window": iso(last),
-            "meters": len(meters),
-            "meters_reporting": reporting,
-            "coverage": round(sum(covered) / len(covered), 4) if covered else None,
-            "detail": health_detail(meters, online),
-            "checked_at": iso(now - now % 1000),
-            "refresh_s": state.config.api.refresh_s,
-        }
+        view.answer(
+            {
+                "status": "ok" if ok else "degraded",
+                "source": state.source.name,
+                "timezone": view.zone.key,
+                "last_window": iso(last),
+                "meters": len(meters),
+                "meters_reporting": reporting,
+                "coverage": round(sum(covered) / len(covered), 4) if covered else None,
+                "detail": health_detail(meters, online),
+                "checked_at": iso(now - now % 1000),
+                "refresh_s": state.config.api.refresh_s,
+            }
+        )
     )
 
 
 @views.get("/api/meters")
 def meters() -> Response:
     state = api_state()
-    campus = state.config.campus
+    view = request_view()
+    campus = view.config.campus
+    # the whole of several sites names each meter's
+    sited = view.id is None and state.estate.several
+
+    def answer(m: MeterLatest, now: int) -> dict[str, Any]:
+        body = {
+            "meter_id": m.meter_id,
+            "building": m.building,
+            "floor": m.floor,
+            "last_window": iso(m.last_window_ms),
+            "power_w": rounded(finite(m.power_w), round_w),
+            "coverage": rounded(m.coverage, round_share),
+            "online": state.online(m, now),
+        }
+        return {**body, "site": state.estate.site_of(m)} if sited else body
 
     def build() -> dict[str, Any]:
         now = state.now_ms()
-        return {
-            "timezone": state.zone.key,
-            "meters": [
-                {
-                    "meter_id": m.meter_id,
-                    "building": m.building,
-                    "floor": m.floor,
-                    "last_window": iso(m.last_window_ms),
-                    "power_w": rounded(finite(m.power_w), round_w),
-                    "coverage": rounded(m.coverage, round_share),
-                    "online": state.online(m, now),
-                }
-                for m in state.meters()
-            ],
-            "virtual_meters": [virtual_meter_answer(campus, v) for v in campus.virtual_meters],
-        }
+        return view.answer(
+            {
+                "timezone": view.zone.key,
+                "meters": [answer(m, now) for m in state.meters(view)],
+                "virtual_meters": [virtual_meter_answer(campus, v) for v in campus.virtual_meters],
+            }
+        )
 
     return cached_json(build)
 
@@ -169,35 +188,80 @@ def meters() -> Response:
 @views.get("/api/summary")
 def summary() -> Response:
     state = api_state()
+    view = request_view()
 
     def build() -> dict[str, Any]:
         now = state.now_ms()
-        period = Period.at(now, state.zone)
-        meters = state.meters()
+        period = Period.at(now, view.zone)
+        meters = state.meters(view)
+        ids = None if view.id is None else [m.meter_id for m in meters]
         after = (period.today + timedelta(days=1)).isoformat()
-        month = state.source.buckets("day", period.month_start.isoformat(), after, None)
+        month = view.source.buckets("day", period.month_start.isoformat(), after, ids)
         week = month
         if period.week_start < period.month_start:  # the week began last month
-            week = state.source.buckets("day", period.week_start.isoformat(), after, None)
+            week = view.source.buckets("day", period.week_start.isoformat(), after, ids)
         online = [m for m in meters if state.online(m, now)]
-        return summary_answer(
-            meters, online, month, week, now, state.zone, state.uncounted, state.basis
+        return view.answer(
+            summary_answer(
+                meters, online, month, week, now, view.zone, view.uncounted, state.basis(view)
+            )
         )
 
     return cached_json(build)
 
 
+@views.get("/api/sites")
+def sites() -> Response:
+    """Every site served, the default first: its meters and buildings, power now and
+    today's energy on its own clock."""
+    state = api_state()
+
+    def build() -> dict[str, Any]:
+        now = state.now_ms()
+        every = state.every_meter()
+        return {"sites": [_site(state, view, every, now) for view in state.estate.sites()]}
+
+    return cached_json(build)
+
+
+def _site(state: ApiState, view: SiteView, every: list[MeterLatest], now: int) -> dict[str, Any]:
+    meters = state.estate.within(view, every)
+    online = [m for m in meters if state.online(m, now)]
+    counted = [m.meter_id for m in meters if m.meter_id not in view.uncounted]
+    today = local_date(now, view.zone)
+    after = today + timedelta(days=1)
+    rows = view.source.buckets("day", today.isoformat(), after.isoformat(), counted)
+    power = [finite(m.power_w) or 0.0 for m in online if m.meter_id not in view.uncounted]
+    buildings = {m.building for m in meters} | set(view.config.campus.building_names())
+    return {
+        "id": view.id,
+        "name": view.name,
+        "timezone": view.zone.key,
+        "default": view.id == state.estate.ids[0],
+        "meters": len(meters),
+        "meters_online": len(online),
+        "buildings": sorted(buildings - {""}),
+        "power_w": round_w(sum(power)),
+        "today": today.isoformat(),
+        "today_kwh": kwh(sum(b.energy_wh for b in rows if b.key == today.isoformat())),
+        "last_window": iso(last_window_ms(meters)),
+    }
+
+
 def _aggregate(scope: str, building: str | None) -> Response:
     state = api_state()
-    zone = state.zone
+    view = request_view()
+    zone = view.zone
     today = local_date(state.now_ms(), zone)
     args = request.args
     first, last = day_range(args.get("start_date"), args.get("end_date"), today, MAX_RANGE_DAYS)
-    # the original deployment's answer: every meter named with the building
-    ids = state.scope(None, building, totals=False)[2] if building is not None else None
+    # the original deployment's answer: every meter named with the building (or the site)
+    ids = None
+    if building is not None or view.id is not None:
+        ids = state.scope(view, None, building, totals=False)[2]
 
     def build() -> dict[str, Any]:
-        total = state.source.total(first.isoformat(), last.isoformat(), ids)
+        total = view.source.total(first.isoformat(), last.isoformat(), ids)
         body: dict[str, Any] = {
             "scope": scope,
             "time_range_start": iso(midnight_ms(first, zone)),
@@ -210,7 +274,7 @@ def _aggregate(scope: str, building: str | None) -> Response:
         }
         if building is not None:
             body["building_name"] = building
-        return body
+        return view.answer(body)
 
     return cached_json(build)
 
@@ -228,7 +292,8 @@ def aggregate_building(name: str) -> Response:
 def _series_request() -> tuple[dict[str, Any], Callable[[], list[dict[str, Any]]]]:
     """Check the parameters now; the points are computed only on a cache miss."""
     state = api_state()
-    zone = state.zone
+    view = request_view()
+    zone = view.zone
     step = request.args.get("step", "5m")
     if step not in STEPS:
         raise BadParameter("step", f"must be one of {', '.join(STEPS)}, got {step[:20]!r}")
@@ -246,43 +311,45 @@ def _series_request() -> tuple[dict[str, Any], Callable[[], list[dict[str, Any]]
     steps = (end - start) / 1000 / step_s
     if steps > MAX_POINTS:
         raise BadParameter("start", f"the range holds more than {MAX_POINTS} steps of {step}")
-    scope, name, ids, in_scope, terms = _series_scope(state)
+    scope, name, ids, in_scope, terms = _series_scope(state, view)
     if steps * max(1, in_scope) > MAX_ROWS:
         raise BadParameter(
             "start", f"too long a range for {in_scope} meters at {step}: use a larger step"
         )
-    head = {
-        "scope": scope,
-        "name": name,
-        "step": step,
-        "timezone": zone.key,
-        "start": iso(start),
-        "end": iso(end),
-    }
+    head = view.answer(
+        {
+            "scope": scope,
+            "name": name,
+            "step": step,
+            "timezone": zone.key,
+            "start": iso(start),
+            "end": iso(end),
+        }
+    )
 
     def points() -> list[dict[str, Any]]:
         first, after = series_span(grain, start, end, zone)
         if terms is not None:
-            rows = state.source.buckets(grain, first, after, ids) if terms else []
+            rows = view.source.buckets(grain, first, after, ids) if terms else []
             return virtual_answer(rows, grain, step_s, terms, zone)
-        rows = state.source.buckets(grain, first, after, ids)
+        rows = view.source.buckets(grain, first, after, ids)
         return series_answer(rows, grain, step_s, in_scope, zone)
 
     return head, points
 
 
 def _series_scope(
-    state: ApiState,
+    state: ApiState, view: SiteView
 ) -> tuple[str, str | None, list[str] | None, int, dict[str, float] | None]:
     """(scope, name, meter ids or None for the campus, how many meters, a virtual meter's
     terms or None) of a series request: a meter, a building, a virtual meter or the campus."""
     virtual = request.args.get("virtual")
     if virtual is None:
         meter, building = request.args.get("meter"), request.args.get("building")
-        return (*state.scope(meter, building), None)
+        return (*state.scope(view, meter, building), None)
     if "meter" in request.args or "building" in request.args:
         raise BadParameter("virtual", "give one of meter, building and virtual, not several")
-    campus = state.config.campus
+    campus = view.config.campus
     try:
         campus.virtual(virtual)
     except KeyError:
