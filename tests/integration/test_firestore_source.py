@@ -9,6 +9,7 @@ refreshes from memory.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import threading
 import time
@@ -33,7 +34,7 @@ from campus_energy.backends.sqlite.source import SqliteSource
 from campus_energy.config import FirestoreSinkConfig
 from campus_energy.core.days import local_day
 from campus_energy.core.window_index import WindowEntry, WindowIndex
-from campus_energy.core.windows import Contribution, WindowDelta
+from campus_energy.core.windows import Contribution, WindowDelta, window_stamp
 from campus_energy.errors import SourceError
 
 ZONE = ZoneInfo("Asia/Kolkata")
@@ -464,3 +465,63 @@ async def test_threads_share_one_index_and_one_refresh_at_a_time(
         assert fs.queries == 6 * 10 * 2  # one per call: the first loads, the others are empty
     finally:
         fs.close()
+
+
+async def test_per_window_documents_are_one_per_site_and_window(
+    tmp_path: Path, firestore_emulator: str, sqlite_source: SqliteSource
+) -> None:
+    """A site's meters share a window's document, not the estate's (1 MiB a document): the
+    default site's keep their plain ids, another site's are `<site>_<stamp>`."""
+    from google.cloud import firestore
+
+    rng, seqs = random.Random(5), Seqs()
+    start = local_ms("2026-11-21T00:00")
+    sites = {"ece-f1": "main", "ece-f2": "main", "lib-main": "north"}
+    deltas = [
+        dataclasses.replace(window_delta(m, start + i * WINDOW_MS, rng, seqs, 2), site=site)
+        for i in range(3)
+        for m, site in sites.items()
+    ]
+    config = config_for("per-window")
+    sinks: list[Any] = [
+        SqliteSink(tmp_path / "windows.db", ZONE),
+        FirestoreSink(config, WINDOW_S, default_site="main", sites=sites),
+    ]
+    try:
+        for sink in sinks:
+            await sink.merge(deltas, WRITTEN_MS)
+        stamps = [window_stamp(start + i * WINDOW_MS) for i in range(3)]
+        client = firestore.Client(project=PROJECT)
+        try:
+            held = {s.id: s.to_dict() for s in client.collection(config.collection).stream()}
+        finally:
+            client.close()
+        assert sorted(held) == sorted([*stamps, *(f"north_{s}" for s in stamps)])
+        assert sorted(held[stamps[0]]["meters"]) == ["ece-f1", "ece-f2"]
+        assert sorted(held[f"north_{stamps[0]}"]["meters"]) == ["lib-main"]
+        assert held[f"north_{stamps[0]}"]["site"] == "north"
+        # read back whole, with each meter's site
+        got = await sinks[1].windows(start, start + 3 * WINDOW_MS, None)
+        assert sorted((d.meter_id, d.window_start_ms, d.site) for d in got) == sorted(
+            (d.meter_id, d.window_start_ms, d.site) for d in deltas
+        )
+        fs = FirestoreSource(config, ZONE, CACHE_S, clock=FakeClock(WRITTEN_MS / 1000 + 3600))
+        try:
+            assert_rows_equal(
+                [astuple(m) for m in fs.meters()], [astuple(m) for m in sqlite_source.meters()]
+            )
+            assert {m.meter_id: m.site for m in fs.meters()} == sites
+        finally:
+            fs.close()
+        # deleting the other site's meter's window empties that site's document only
+        for sink in sinks:
+            assert await sink.delete([("lib-main", start)], WRITTEN_MS) == 1
+        client = firestore.Client(project=PROJECT)
+        try:
+            ids = {s.id for s in client.collection(config.collection).stream()}
+        finally:
+            client.close()
+        assert f"north_{stamps[0]}" not in ids and stamps[0] in ids
+    finally:
+        for sink in sinks:
+            await sink.close()

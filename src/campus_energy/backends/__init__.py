@@ -26,7 +26,12 @@ def _postgres_sink(config: Config) -> WindowSink:
 def _firestore_sink(config: Config) -> WindowSink:
     from campus_energy.backends.firestore.sink import FirestoreSink
 
-    return FirestoreSink(config.bridge.firestore, config.bridge.window_s)
+    return FirestoreSink(
+        config.bridge.firestore,
+        config.bridge.window_s,
+        default_site=config.site.id,
+        sites={m.id: config.site_of(m) for m in config.meters},
+    )
 
 
 def _sqlite_source(config: Config) -> WindowSource:

@@ -214,8 +214,8 @@ def _parse(
         raise _Refused("missing", "'meter_id' is missing")
     roots = {prefix: ""} if isinstance(prefix, str) else prefix
     tail = f"/{meter_id}/reading"
-    root = topic[: -len(tail)] if topic.endswith(tail) else None
-    if root not in roots:
+    root = topic[: -len(tail)] if topic.endswith(tail) else ""
+    if not root or root not in roots:
         raise _Refused("topic", f"meter {meter_id[:80]!r} published on {topic[:200]!r}")
     site = roots[root]
     if meters is not None and meter_id not in meters:

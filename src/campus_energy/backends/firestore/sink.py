@@ -27,7 +27,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
@@ -58,6 +58,9 @@ class _InWindow(Protocol):
     @property
     def window_start_ms(self) -> int: ...
 
+    @property
+    def site(self) -> str: ...
+
 
 _W = TypeVar("_W", bound=_InWindow)
 PER_TRANSACTION = 250
@@ -68,9 +71,18 @@ RPC_DEADLINE_S = 20.0  # all attempts of one call, retries included
 class FirestoreSink:
     name = "firestore"
 
-    def __init__(self, config: FirestoreSinkConfig, window_s: int) -> None:
+    def __init__(
+        self,
+        config: FirestoreSinkConfig,
+        window_s: int,
+        *,
+        default_site: str = "",
+        sites: Mapping[str, str] | None = None,
+    ) -> None:
         self.config = config
         self.window_s = window_s
+        self.default_site = default_site  # its per-window documents keep their plain ids
+        self.sites = dict(sites or {})  # meter -> site: which per-window document holds it
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="firestore")
         self._client: Any = None
 
@@ -97,7 +109,7 @@ class FirestoreSink:
             self._merge_per_window if self.config.layout == "per-window" else self._merge_per_meter
         )
         written = 0
-        for chunk in transactions(deltas, self.config.layout):
+        for chunk in transactions(deltas, self.config.layout, self.default_site):
             written += await self._run(functools.partial(write, chunk, now_ms))
         return written
 
@@ -150,10 +162,11 @@ class FirestoreSink:
 
         db = self._db()
         collection = db.collection(self.config.collection)
-        by_window: dict[int, list[_W]] = {}
+        by_window: dict[tuple[str, int], list[_W]] = {}
         for item in items:
-            by_window.setdefault(item.window_start_ms, []).append(item)
-        refs = {start: collection.document(window_stamp(start)) for start in by_window}
+            key = (site_key(item.site, self.default_site), item.window_start_ms)
+            by_window.setdefault(key, []).append(item)
+        refs = {key: collection.document(window_document_id(*key)) for key in by_window}
 
         @firestore.transactional
         def write(transaction: Any) -> None:
@@ -167,8 +180,8 @@ class FirestoreSink:
                 )
                 if snap.exists
             }
-            for start, group in by_window.items():
-                ref = refs[start]
+            for key, group in by_window.items():
+                ref = refs[key]
                 fields = update(held.get(ref.id) or {}, group)
                 if fields is None:
                     transaction.delete(ref)
@@ -263,7 +276,10 @@ class FirestoreSink:
         write = self._delete_per_window if per_window else self._delete_per_meter
         deleted = 0
         for i in range(0, len(keys), PER_TRANSACTION):
-            chunk = [_Key(meter_id, start) for meter_id, start in keys[i : i + PER_TRANSACTION]]
+            chunk = [
+                _Key(meter_id, start, self.sites.get(meter_id, ""))
+                for meter_id, start in keys[i : i + PER_TRANSACTION]
+            ]
             deleted += await self._run(functools.partial(write, chunk, now_ms))
         return deleted
 
@@ -319,10 +335,25 @@ class _Key:
 
     meter_id: str
     window_start_ms: int
+    site: str = ""
 
     @property
     def document_id(self) -> str:
         return document_id(self.meter_id, self.window_start_ms)
+
+
+def site_key(site: str, default_site: str) -> str:
+    """The site part of a per-window document's id: '' for the default site (and for windows
+    written before sites), so a single-site deployment's documents keep their ids."""
+    return "" if site in ("", default_site) else site
+
+
+def window_document_id(site: str, start_ms: int) -> str:
+    """A per-window document's id: `<YYYYmmddTHHMMSSZ>`, or `<site>_<...>` for another site
+    than the default one. One document per site and window: a site's meters, not the
+    estate's, share a document (Firestore holds at most 1 MiB in one)."""
+    stamp = window_stamp(start_ms)
+    return f"{site}_{stamp}" if site else stamp
 
 
 def _meter_entry(doc: WindowDoc) -> dict[str, Any]:
@@ -344,22 +375,25 @@ def _window_fields(doc: WindowDoc, meters: dict[str, Any]) -> dict[str, Any]:
         "total_energy_wh": sum(m["total_energy_wh"] for m in meters.values()),
         "meters": meters,
         "updated_at": fields["updated_at"],
+        "site": doc.site,
     }
 
 
-def transactions(deltas: Sequence[WindowDelta], layout: str) -> list[list[WindowDelta]]:
+def transactions(
+    deltas: Sequence[WindowDelta], layout: str, default_site: str = ""
+) -> list[list[WindowDelta]]:
     """The deltas cut into transactions of at most PER_TRANSACTION documents.
 
-    Per window, every meter of a window goes into the same transaction, so each
+    Per window, every meter of a site's window goes into the same transaction, so each
     window's document is written once however many meters it holds.
     """
     if layout != "per-window":
         return [
             list(deltas[i : i + PER_TRANSACTION]) for i in range(0, len(deltas), PER_TRANSACTION)
         ]
-    by_window: dict[int, list[WindowDelta]] = {}
+    by_window: dict[tuple[int, str], list[WindowDelta]] = {}
     for d in deltas:
-        by_window.setdefault(d.window_start_ms, []).append(d)
+        by_window.setdefault((d.window_start_ms, site_key(d.site, default_site)), []).append(d)
     windows = [by_window[w] for w in sorted(by_window)]
     return [
         [d for group in windows[i : i + PER_TRANSACTION] for d in group]
