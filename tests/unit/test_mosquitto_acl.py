@@ -251,3 +251,50 @@ def test_the_command_names_the_file_and_key_of_a_conflict(
     assert f"configuration error: {broken}: mqtt.port" in capsys.readouterr().err
     assert main(["mosquitto-acl", "-c", str(a), "--loggers", str(tmp_path / "none")]) == 2
     assert "no configuration file" in capsys.readouterr().err
+
+
+def estate_data(**logger_keys: Any) -> dict[str, Any]:
+    """Two sites: lib-main on the default site, lab-1 and lab-2 on "north"."""
+    return {
+        "sites": [{"id": "north"}],
+        "buses": [BUS],
+        "meters": [
+            {"id": "lib-main", "bus": "b", "unit": 1, "profile": "eastron-sdm120"},
+            {"id": "lab-1", "bus": "b", "unit": 2, "profile": "eastron-sdm120", "site": "north"},
+            {"id": "lab-2", "bus": "b", "unit": 3, "profile": "eastron-sdm120", "site": "north"},
+        ],
+        "logger": logger_keys,
+    }
+
+
+def test_each_sites_logger_publishes_under_its_sites_root_and_the_bridge_reads_every_site() -> None:
+    main = parse_config(estate_data(id="main-pi", site="main"))
+    north = parse_config(estate_data(id="north-pi", site="north"))
+    users = by_user(acl_users(sources(main, north), main))
+    north_root = "campus/energy/sites/north"
+    assert users["logger-north-pi"] == {
+        ("write", f"{north_root}/lab-1/reading"),
+        ("write", f"{north_root}/lab-1/status"),
+        ("write", f"{north_root}/lab-2/reading"),
+        ("write", f"{north_root}/lab-2/status"),
+        ("readwrite", f"{north_root}/logger/north-pi/status"),
+    }
+    assert ("write", "campus/energy/lib-main/reading") in users["logger-main-pi"]
+    assert not any("north" in topic for _, topic in users["logger-main-pi"])
+    assert users["bridge"] == {
+        ("read", "campus/energy/+/reading"),
+        ("read", "$share/+/campus/energy/+/reading"),
+        ("read", f"{north_root}/+/reading"),
+        ("read", f"$share/+/{north_root}/+/reading"),
+    }
+
+
+def test_a_logger_of_a_site_the_bridge_does_not_know_is_refused() -> None:
+    north = parse_config(estate_data(id="north-pi", site="north"))
+    bridge = parse_config({"buses": [BUS]})  # a bridge configured before the site was added
+    with pytest.raises(ConfigError) as caught:
+        acl_users(sources(north), bridge)
+    assert any(
+        key == "meters.site" and "a site the bridge's configuration does not have" in message
+        for key, message in caught.value.problems
+    ), caught.value.problems

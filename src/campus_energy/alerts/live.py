@@ -44,7 +44,7 @@ class Anchor:
 class LiveState:
     """The service's picture of every configured meter, updated message by message."""
 
-    prefix: str
+    prefix: str | Mapping[str, str]  # the topic root, or every site's root -> its id
     intervals_s: Mapping[str, float]  # meter id -> poll interval
     limits: Mapping[str, Limits]
     key: bytes | None = None  # the readings' signing key (None: signatures are not checked)
@@ -57,6 +57,7 @@ class LiveState:
     taken: dict[str, set[int]] = field(default_factory=dict)  # meter -> ts of readings counted
     refused: int = 0
     readings: int = 0
+    sites: Mapping[str, str] = field(default_factory=dict)  # meter -> its site (`admit`)
 
     def __post_init__(self) -> None:
         for meter_id, interval_s in self.intervals_s.items():
@@ -88,7 +89,8 @@ class LiveState:
     def message(self, topic: str, payload: bytes, now_ms: int) -> bool:
         """Take one message; False when it was refused (counted)."""
         parts = topic.split("/")
-        if topic.endswith("/status") and len(parts) == len(self.prefix.split("/")) + 2:
+        roots = {self.prefix: ""} if isinstance(self.prefix, str) else self.prefix
+        if topic.endswith("/status") and len(parts) > 2 and "/".join(parts[:-2]) in roots:
             return self._status(parts[-2], payload)
         verdict = admit(
             topic,
@@ -98,6 +100,7 @@ class LiveState:
             meters=self.meters.keys(),
             limits=self.limits,
             key=self.key,
+            sites=self.sites,
         )
         if isinstance(verdict, Malformed):
             self.refused += 1

@@ -119,7 +119,13 @@ class AlertsService:
         )
         key_file = config.mqtt.signing_key_file  # a bad key stops us before any I/O
         key = read_signing_key(key_file) if key_file is not None else None
-        self.live = LiveState(config.mqtt.topic_prefix, intervals, config.intake_limits(), key)
+        self.live = LiveState(
+            config.topic_roots(),
+            intervals,
+            config.intake_limits(),
+            key,
+            sites={m.id: config.site_of(m) for m in config.meters},
+        )
         self.source = source
         self.channels = channels
         self.book: AlertBook | None = None
@@ -242,8 +248,8 @@ class AlertsService:
     # -- receiving --------------------------------------------------------------------------
 
     async def _receive(self, stop: asyncio.Event) -> None:
-        prefix = self.config.mqtt.topic_prefix
-        topics = [f"{prefix}/+/reading", f"{prefix}/+/status"]
+        roots = self.config.topic_roots()  # every site's meters
+        topics = [f"{root}/+/{kind}" for root in roots for kind in ("reading", "status")]
         backoff = Backoff(RETRY_MIN_S, RETRY_MAX_S)
         while not stop.is_set():
             try:

@@ -90,13 +90,14 @@ class Receiver:
         self.last[meter_id] = seq
 
     async def run(self) -> None:
-        topic = reading_topic(self.config.mqtt.topic_prefix, "+")
+        topics = [reading_topic(root, "+") for root in self.config.topic_roots()]
         while True:
             try:
                 async with aiomqtt.Client(
                     self.config.mqtt.host, self.config.mqtt.port, identifier="campus-energy-demo"
                 ) as client:
-                    await client.subscribe(topic, qos=1)
+                    for topic in topics:
+                        await client.subscribe(topic, qos=1)
                     async for message in client.messages:
                         self.take(message.payload)
             except aiomqtt.MqttError:

@@ -88,15 +88,16 @@ def logger_user(config: Config) -> str:
 
 
 def logger_rules(config: Config) -> tuple[Rule, ...]:
-    """What one logger may publish: its own meters' topics, its status, its discovery node."""
-    prefix = config.mqtt.topic_prefix
+    """What one logger may publish: its own meters' topics (under their site's root), its
+    status, its discovery node."""
     rules = [
-        Rule("write", topic(prefix, m.id))
-        for m in config.meters
+        Rule("write", topic(config.topic_root(config.site_of(m)), m.id))
+        for m in config.for_logger().meters
         for topic in (reading_topic, meter_status_topic)
     ]
     # Its own status, also its last will; read too, so that its credentials can check it.
-    rules.append(Rule("readwrite", logger_status_topic(prefix, config.logger.id)))
+    status = logger_status_topic(config.logger_site_root(), config.logger.id)
+    rules.append(Rule("readwrite", status))
     if config.mqtt.homeassistant_discovery:
         # Every config of this logger, also those of meters it no longer has (it clears
         # them): the node level names the logger (see campus_energy.homeassistant).
@@ -105,10 +106,11 @@ def logger_rules(config: Config) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
-def bridge_rules(prefix: str) -> tuple[Rule, ...]:
-    """Readings only, plain or as the shared subscription of `bridge.shared_group`."""
-    topic = reading_topic(prefix, "+")
-    return (Rule("read", topic), Rule("read", f"$share/+/{topic}"))
+def bridge_rules(config: Config) -> tuple[Rule, ...]:
+    """Readings only, of every site, plain or as the shared subscription of
+    `bridge.shared_group`."""
+    topics = [reading_topic(root, "+") for root in config.topic_roots()]
+    return tuple(rule for t in topics for rule in (Rule("read", t), Rule("read", f"$share/+/{t}")))
 
 
 def alerts_rules(config: Config) -> tuple[Rule, ...]:
@@ -116,10 +118,11 @@ def alerts_rules(config: Config) -> tuple[Rule, ...]:
     announces them, their Home Assistant discovery configs to write."""
     prefix = config.mqtt.topic_prefix
     rules = [
-        Rule("read", reading_topic(prefix, "+")),
-        Rule("read", meter_status_topic(prefix, "+")),
-        Rule("readwrite", f"{prefix}/alerts/#"),
+        Rule("read", topic(root, "+"))
+        for root in config.topic_roots()
+        for topic in (reading_topic, meter_status_topic)
     ]
+    rules.append(Rule("readwrite", f"{prefix}/alerts/#"))
     if any(c.kind == "mqtt" and c.homeassistant_discovery for c in config.alerts.channels):
         ha = config.mqtt.homeassistant_prefix
         rules.append(Rule("write", f"{ha}/binary_sensor/{ALERTS_NODE}/+/config"))
@@ -147,6 +150,7 @@ def _check(loggers: Sequence[LoggerSource], bridge: Config, names: Sequence[str]
                     "reads the file): set it, so that the ACL names the logger's own topics",
                 )
             )
+        config = config.for_logger()  # the meters it polls (logger.site, logger.buses)
         if not config.meters:
             problems.append(("meters", f"{origin} has no meters: a logger publishes for none"))
         if logger_id in seen_ids:
@@ -162,7 +166,18 @@ def _check(loggers: Sequence[LoggerSource], bridge: Config, names: Sequence[str]
                     f"{quoted(bridge.mqtt.topic_prefix)}: it would not receive those readings",
                 )
             )
+        roots = bridge.topic_roots()
         for meter in config.meters:
+            root = config.topic_root(config.site_of(meter))
+            if root not in roots and config.mqtt.topic_prefix == bridge.mqtt.topic_prefix:
+                problems.append(
+                    (
+                        "meters.site",
+                        f"meter {quoted(meter.id)} of site {quoted(config.site_of(meter))} "
+                        f"({origin}) publishes under {quoted(root)}, a site the bridge's "
+                        "configuration does not have: it would not receive those readings",
+                    )
+                )
             if meter.id in owner and owner[meter.id][0] != logger_id:
                 other, where = owner[meter.id]
                 problems.append(
@@ -207,7 +222,7 @@ def acl_users(
     users = []
     for source in loggers:
         config = source.config
-        count = len(config.meters)
+        count = len(config.for_logger().meters)
         meters = f"its {count} meters'" if count != 1 else "its meter's"
         about = f"logger {config.logger.id}: {meters} readings and statuses, its own status"
         if config.mqtt.homeassistant_discovery:
@@ -221,7 +236,7 @@ def acl_users(
         "else. Mosquitto checks the first line on each reading it delivers, plain or shared; "
         "the second names the shared subscription for brokers that check the subscription itself"
     )
-    users.append(AclUser(bridge_user, about, bridge_rules(prefix)))
+    users.append(AclUser(bridge_user, about, bridge_rules(bridge)))
     if alerting:
         about = (
             "the alerts service reads readings and meter statuses, and writes its alerts' "
