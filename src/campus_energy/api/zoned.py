@@ -123,9 +123,10 @@ class ZonedSource:
     ) -> list[Bucket]:
         if grain == "window" or (grain == "hour" and self.aligned):
             return self.source.buckets(grain, start, end, meters)
-        if grain == "hour":
-            windows = self.source.buckets("window", start, end, meters)
-            return _regrouped(windows, lambda key: hour_of(key, self.zone))
+        if grain == "hour":  # whole hours, as the store's: those starting before `end`
+            windows = self.source.buckets("window", start, int(end) + HOUR_MS, meters)
+            hours = _regrouped(windows, lambda key: hour_of(key, self.zone))
+            return [h for h in hours if int(start) <= int(h.key) < int(end)]
         first, after = date.fromisoformat(str(start)), date.fromisoformat(str(end))
         if after <= first or self.same_days(first, after):
             return self.source.buckets("day", str(start), str(end), meters)
