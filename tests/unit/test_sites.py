@@ -128,6 +128,8 @@ def test_a_logger_polls_its_sites_meters_on_its_buses_only() -> None:
          "bridge.topic_filters", "must be reading topics"),
         (lambda d: d["sites"][0].update(id="North Campus"), "sites[0].id",
          "must use only a-z"),
+        (lambda d: d["sites"][0].update(timezone="Asia/Kolkata"),
+         "sites[0] (id \"north\").timezone", "is not a whole number of hours from"),
         (lambda d: d["sites"][0].update(timezone="Mars/Olympus"),
          "sites[0] (id \"north\").timezone", "unknown IANA time zone"),
     ],

@@ -36,6 +36,7 @@ FORMATS = ("table", "csv", "xlsx", "json")
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--month", required=True, help="the local calendar month, YYYY-MM")
     parser.add_argument("--building", help="only this building's bill ('' : meters in none)")
+    parser.add_argument("--site", help="only this site's accounts, over its own local month")
     parser.add_argument("--format", choices=FORMATS, default="table", help="default: table")
     parser.add_argument("-o", "--output", type=Path, help="write to this file (xlsx: needed "
                         "when standard output is a terminal)")  # fmt: skip
@@ -60,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         month = parse_month(args.month)
     except ValueError as exc:
         raise UsageError(f"--month {exc}") from None
+    if args.site is not None and args.site not in config.site_ids:
+        raise UsageError(
+            f"--site: unknown site {args.site[:80]!r} (sites: {', '.join(config.site_ids)})"
+        )
     if args.format == "xlsx" and args.output is None and sys.stdout.isatty():
         raise UsageError("--format xlsx writes a workbook: name a file with --output")
     source = open_source(config)
@@ -71,12 +76,13 @@ def run(args: argparse.Namespace) -> int:
             month,
             args.building,
             peaks_of=source.scope_peaks,
+            site=args.site,
         )
     except UnknownScope as exc:
         raise UsageError(f"--building: {exc}") from None
     finally:
         source.close()
-    zone = config.site.zone
+    zone = config.site_zone(args.site) if args.site else config.site.zone
     if args.format == "xlsx":
         data = bills_xlsx(found, zone)
         if args.output is not None:

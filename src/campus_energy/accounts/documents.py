@@ -98,6 +98,7 @@ def scope_document(statement: Statement) -> dict[str, Any]:
         "kind": scope.kind,
         "name": scope.name,
         "building": scope.building,
+        "site": scope.site,
         "basis": scope.basis,
         "meters": {m: w for m, w in sorted(scope.terms.items())},
     }
@@ -113,6 +114,8 @@ def statement_document(statement: Statement, zone: tzinfo) -> dict[str, Any]:
 
 
 def bill_document(bill: Bill, zone: tzinfo) -> dict[str, Any]:
+    """`zone`: the campus's; a bill of another site's account shows its peaks in its own."""
+    zone = bill.statement.zone or zone
     return {
         "month": month_text(bill.month),
         "account": bill.scope.name,
@@ -266,7 +269,7 @@ def bills_xlsx(found: CampusBill, zone: tzinfo) -> bytes:
         ]
     )
     for one in found.bills:
-        peak = peak_document(one.peak, zone)
+        peak = peak_document(one.peak, one.statement.zone or zone)
         accounts.append(
             [
                 month_text(found.month),

@@ -16,8 +16,16 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from campus_energy.accounts.scopes import UNASSIGNED, Scope, accounts, resolve
+from campus_energy.accounts.scopes import (
+    UNASSIGNED,
+    Scope,
+    accounts,
+    meter_site,
+    resolve,
+    zone_of,
+)
 from campus_energy.config import Config
 from campus_energy.core.answers import ScopeHour, ScopePeak
 from campus_energy.core.billing import Cost, cost, history_start, kwh, money
@@ -83,6 +91,7 @@ class Statement:
     footprint: Footprint
     interval_min: int  # the demand interval of the peaks
     peaks: Mapping[Month, Peak]  # every month of the hours read (from the ratchet's start)
+    zone: ZoneInfo | None = None  # the zone its days were cut in (its site's)
 
 
 def _interval(tariff: Tariff | None, day: date) -> int:
@@ -95,7 +104,7 @@ def read_hours(
 ) -> list[ScopeHour]:
     """What a statement of first..last reads hour by hour: from the start of first's month
     (a demand charge bills the month's peak) to the end of `last`."""
-    zone = config.site.zone
+    zone = zone_of(config, scope)
     start_ms = midnight_ms(_month_start(first), zone)
     end_ms = midnight_ms(last + timedelta(days=1), zone)
     return hours_of(start_ms, end_ms, scope.terms) if scope.terms else []
@@ -118,7 +127,7 @@ def earlier_peaks(
     """Per demand interval, the peaks of the months from `first`'s to the one before
     `before`'s: computed in the store when it can (`peaks_of`: one query per interval),
     else from the hours."""
-    zone = config.site.zone
+    zone = zone_of(config, scope)
     months: list[Month] = []
     month = (first.year, first.month)
     while month < (before.year, before.month):
@@ -153,7 +162,7 @@ def statement(
     """`hours`: read_hours of first..last or of a longer range from the same month start
     (read once for several statements); None: read here. `peaks_of`: the store's
     `scope_peaks`, for the months before (the ratchet's, last month's peak)."""
-    zone = config.site.zone
+    zone = zone_of(config, scope)
     tariff = scope.tariff if scope.is_account else energy_only(scope.tariff)
     if hours is None:
         hours = read_hours(config, hours_of, scope, first, last)
@@ -177,6 +186,7 @@ def statement(
         footprint(hours, zone, first, last, config.emission_factors),
         interval,
         {**earlier[interval], **measured},
+        zone,
     )
 
 
@@ -196,11 +206,13 @@ def campus_peaks(
     month: Month,
     *,
     peaks_of: PeaksOf | None = None,
+    site: str | None = None,
 ) -> tuple[int, dict[Month, Peak]]:
     """The campus's coincident peak of `month` and of the month before, and their interval:
-    what a campus bill shows beside the accounts' (no charge, so no ratchet to read)."""
-    zone = config.site.zone
-    scope = resolve(config, "campus", None)
+    what a campus bill shows beside the accounts' (no charge, so no ratchet to read).
+    With `site`, that site's campus, in its time zone."""
+    scope = resolve(config, "campus", None, site)
+    zone = zone_of(config, scope)
     first, last = month_days(month)
     interval = _interval(scope.tariff, last)
     hours = read_hours(config, hours_of, scope, first, last)
@@ -258,14 +270,31 @@ class CampusBill:
 
 
 def _meter_uses(
-    config: Config, scope: Scope, first: date, last: date, energy_of: EnergyOf
+    config: Config,
+    scope: Scope,
+    first: date,
+    last: date,
+    energy_of: EnergyOf,
+    hours_of: HoursOf,
 ) -> tuple[MeterUse, ...]:
     campus = config.campus
     building = scope.building or UNASSIGNED
     meters = [m for m in campus.meters if m.building == building]
+    if scope.site is not None:
+        meters = [m for m in meters if meter_site(config, m.id) == scope.site]
     virtual = [v for v in campus.virtual_meters if v.building == building and building]
     wanted = {m.id for m in meters} | {m for v in virtual for m in campus.terms(v.id)}
-    energy = energy_of(first, last, sorted(wanted)) if wanted else {}
+    zone = zone_of(config, scope)
+    if not wanted:
+        energy: Mapping[str, float] = {}
+    elif zone.key == config.site.zone.key:
+        energy = energy_of(first, last, sorted(wanted))  # the store's days are the scope's
+    else:  # another site's days: from its meters' hours, cut at its own midnights
+        start, end = midnight_ms(first, zone), midnight_ms(last + timedelta(days=1), zone)
+        energy = {
+            m: sum(sum(h.quarters_wh) for h in hours_of(start, end, {m: 1.0}))
+            for m in sorted(wanted)
+        }
     total_wh = sum(energy.get(m, 0.0) * w for m, w in scope.terms.items())
 
     def use(ident: str, kind: str, wh: float) -> MeterUse:
@@ -301,7 +330,7 @@ def bill(
         else None
     )
     previous = found.peaks.get(previous_months(month, 1)[0])
-    uses = _meter_uses(config, scope, first, last, energy_of)
+    uses = _meter_uses(config, scope, first, last, energy_of, hours_of)
     return Bill(month, found, uses, per_m2, previous)
 
 
@@ -313,9 +342,16 @@ def campus_bill(
     building: str | None = None,
     *,
     peaks_of: PeaksOf | None = None,
+    site: str | None = None,
 ) -> CampusBill:
-    """Every account's bill for the month (or only `building`'s) and their sums."""
-    scopes = accounts(config) if building is None else [resolve(config, "building", building)]
+    """Every account's bill for the month (or only `building`'s) and their sums; with
+    `site`, that site's accounts and its campus peak. Each account's month is its site's
+    local month."""
+    scopes = (
+        accounts(config, site)
+        if building is None
+        else [resolve(config, "building", building, site)]
+    )
     first, last = month_days(month)
     every = sorted(m.id for m in config.campus.meters)
     month_energy = dict(energy_of(first, last, every)) if every else {}
@@ -334,7 +370,7 @@ def campus_bill(
             totals[one.cost.currency] = totals.get(one.cost.currency, Decimal(0)) + one.cost.total
         else:
             unpriced += kwh(one.cost.energy_wh)
-    interval, peaks = campus_peaks(config, hours_of, month, peaks_of=peaks_of)
+    interval, peaks = campus_peaks(config, hours_of, month, peaks_of=peaks_of, site=site)
     return CampusBill(
         month,
         bills,
@@ -369,7 +405,7 @@ def month_to_date(
 ) -> Projection:
     """Energy charges projected linearly over the rest of the month; standing and demand
     charges of the whole month at today's billed demand."""
-    zone = config.site.zone
+    zone = zone_of(config, scope)
     today = local_date(now_ms, zone)
     first, last = month_days((today.year, today.month))
     hours = read_hours(config, hours_of, scope, first, last)
@@ -433,7 +469,7 @@ def demand(
 ) -> DemandAnswer:
     """The demand series of local days first..last and each month's peak (whole months'
     peaks over the month, also past the range's ends) and ratchet floor."""
-    zone = config.site.zone
+    zone = zone_of(config, scope)
     interval = interval_min or _interval(scope.tariff, last)
     months: list[Month] = []
     month = (first.year, first.month)

@@ -14,6 +14,7 @@ import re
 import socket
 import tomllib
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -780,6 +781,22 @@ def _cross_check(config: Config, profiles: Mapping[str, Profile]) -> list[tuple[
     return found
 
 
+def _same_hours(zone: ZoneInfo, other: str) -> bool:
+    """Whether `other`'s clock hours start when `zone`'s do (their UTC offsets differ by whole
+    hours), in winter and summer of every year from 2000 to 2040."""
+    theirs = ZoneInfo(other)
+    for year in range(2000, 2041):
+        for month in (1, 7):
+            moment = datetime(year, month, 15, 12, tzinfo=UTC)
+            ours, other_offset = (
+                moment.astimezone(zone).utcoffset(),
+                moment.astimezone(theirs).utcoffset(),
+            )
+            if ours is None or other_offset is None or (ours - other_offset).total_seconds() % 3600:
+                return False
+    return True
+
+
 def _site_checks(config: Config) -> list[tuple[str, str]]:
     """Sites are named once and exist where they are named; a building is in one site."""
     found: list[tuple[str, str]] = []
@@ -808,6 +825,17 @@ def _site_checks(config: Config) -> list[tuple[str, str]]:
                         f"{quoted(site.capitalize() + ' ' + meter.building)})",
                     )
                 )
+    for i, other in enumerate(config.sites):
+        if other.timezone is not None and not _same_hours(config.site.zone, other.timezone):
+            found.append(
+                (
+                    f"sites[{i}].timezone",
+                    f"{quoted(other.timezone)} is not a whole number of hours from "
+                    f"{quoted(config.site.timezone)} (site.timezone): the window store's "
+                    "hourly rollups are clock hours of site.timezone, so every site's local "
+                    "hours must start on them (docs/sites.md)",
+                )
+            )
     check("logger.site", config.logger.site)
     check("api.site", config.api.site)
     check("dashboard.site", config.dashboard.site)
