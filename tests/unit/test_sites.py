@@ -197,3 +197,44 @@ def test_the_logger_status_topic_is_under_its_sites_root() -> None:
     assert logger_status_topic(north.logger_site_root(), north.logger.id) == (
         f"{NORTH_ROOT}/logger/north-pi/status"
     )
+
+
+# --- alerts: a rule's local hours are its scope's site's -----------------------------------------
+
+
+def test_an_alert_rules_hours_are_its_sites() -> None:
+    from dataclasses import replace
+
+    from campus_energy.alerts.service import AlertsService
+    from campus_energy.core import alert_rules
+    from campus_energy.core.alerts import Observations
+
+    open_hours = {day: "08:00-18:00" for day in ("mon", "tue", "wed", "thu", "fri")}
+    rules = [
+        {"name": "labs-after-hours", "kind": "after-hours", "scope": "building:Labs",
+         "above_kw": 1.0, "for": "0s", "channels": []},
+        {"name": "library-after-hours", "kind": "after-hours", "scope": "building:Library",
+         "above_kw": 1.0, "for": "0s", "channels": []},
+        {"name": "estate-silent", "kind": "meter-silent", "scope": "campus", "channels": []},
+    ]  # fmt: skip
+    data = estate(alerts={"rules": rules})
+    data["site"]["buildings"] = [
+        {"name": "Library", "occupancy": open_hours},
+        {"name": "Labs", "occupancy": open_hours},
+    ]
+    service = AlertsService(parse_config(data))
+    zones = {p.rule.name: p.zone for p in service.planned}
+    assert zones == {
+        "labs-after-hours": "America/New_York",  # Labs is north's
+        "library-after-hours": "Europe/Berlin",
+        "estate-silent": "Europe/Berlin",  # the campus: the default site's
+    }
+    # Tuesday 10 November 2026, 07:30 UTC: 08:30 in Berlin (open), 02:30 in New York (closed)
+    now = 1_794_295_800_000
+    seen = Observations(now, "Europe/Berlin", power_w={"Labs": 5000.0, "Library": 5000.0})
+    found = {}
+    for plan in service.planned[:2]:
+        context = replace(service.context, zone=plan.zone)
+        [finding] = alert_rules.evaluate(plan.rule, plan.subjects, seen, context)
+        found[plan.rule.name] = finding.holds
+    assert found == {"labs-after-hours": True, "library-after-hours": False}

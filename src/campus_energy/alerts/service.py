@@ -26,6 +26,7 @@ import math
 from asyncio import FIRST_COMPLETED
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from zoneinfo import ZoneInfo
 
 from campus_energy.alerts.live import Anchor, LiveState
 from campus_energy.alerts.metrics import AlertsMetrics
@@ -81,6 +82,18 @@ class Planned:
     rule: Rule
     subjects: tuple[str, ...]
     terms: Mapping[str, float]
+    zone: str  # the time zone of the rule's scope: its site's (the default site's for several)
+
+
+def _zone_of(config: Config, rule: Rule) -> str:
+    """The time zone a rule's local hours, days and months are in: its scope's site's; the
+    default site's for the campus (or a scope whose meters are in several sites)."""
+    campus = config.campus
+    meters = set(alert_rules.terms_of(rule, campus)) | set(alert_rules.subjects(rule, campus))
+    sites = {config.site_of(m) for m in config.meters if m.id in meters} or {config.site.id}
+    if rule.scope.kind == "campus" or len(sites) != 1:
+        return config.site.timezone
+    return config.site_zone(sites.pop()).key
 
 
 class AlertsService:
@@ -98,7 +111,12 @@ class AlertsService:
         self.rules = config.alerts.rule_values()
         campus = config.campus
         self.planned = [
-            Planned(r, tuple(alert_rules.subjects(r, campus)), alert_rules.terms_of(r, campus))
+            Planned(
+                r,
+                tuple(alert_rules.subjects(r, campus)),
+                alert_rules.terms_of(r, campus),
+                _zone_of(config, r),
+            )
             for r in self.rules
         ]
         self.weeks_of: dict[str, int] = {}  # subject -> the most weeks of hours its rules read
@@ -129,7 +147,8 @@ class AlertsService:
         self.source = source
         self.channels = channels
         self.book: AlertBook | None = None
-        self.store: StoreReader | None = None
+        self.store: StoreReader | None = None  # in the default site's zone
+        self.stores: dict[str, StoreReader] = {}  # by zone, the default's and other sites'
         self.wake = asyncio.Event()  # evaluate now (a status changed)
         self.deliver = asyncio.Event()  # deliver now (something was recorded)
         self.subscribed = asyncio.Event()
@@ -155,9 +174,13 @@ class AlertsService:
         self.context = replace(self.context, started_ms=self.now_ms())
         self.book = AlertBook(config.alerts.state_path)
         self.source = self.source or open_source(config)
-        self.store = StoreReader(
-            self.source, config.site.zone, config.bridge.window_s, config.bridge.grace_s
-        )
+        self.stores = {
+            zone: StoreReader(
+                self.source, ZoneInfo(zone), config.bridge.window_s, config.bridge.grace_s
+            )
+            for zone in {config.site.timezone, *(p.zone for p in self.planned)}
+        }
+        self.store = self.stores[config.site.timezone]
         self.channels = self.channels if self.channels is not None else open_channels(config)
         self._restore()
         log.info(
@@ -202,7 +225,8 @@ class AlertsService:
                 await channel.close()
             except Exception:  # a channel's own bug must not keep the book open
                 log.exception("alerts: closing channel %s failed", channel.name)
-        self.store.close()
+        for store in self.stores.values():
+            store.close()
         self.source.close()
         self.book.close()
 
@@ -345,7 +369,8 @@ class AlertsService:
         for plan in self.planned:
             rule = plan.rule
             try:
-                findings = alert_rules.evaluate(rule, plan.subjects, seen, self.context)
+                context = replace(self.context, zone=plan.zone)  # its site's local hours
+                findings = alert_rules.evaluate(rule, plan.subjects, seen, context)
             except Exception:  # one rule's bug: its alerts keep their states, the others go on
                 if rule.name not in self.failed_rules:
                     self.failed_rules.add(rule.name)
@@ -404,7 +429,8 @@ class AlertsService:
                     subject = plan.subjects[0]
                     if subject not in hours:  # as many weeks as the subject's rules look back
                         weeks = self.weeks_of[subject]
-                        hours[subject] = await store.hours(subject, plan.terms, now_ms, weeks)
+                        in_zone = self._store_in(plan.zone)
+                        hours[subject] = await in_zone.hours(subject, plan.terms, now_ms, weeks)
                 elif rule.kind == "demand-approaching":
                     demand[plan.subjects[0]] = await self._demand(plan, now_ms)
             self.store_outage.recovered(self.clock.wall())
@@ -440,18 +466,18 @@ class AlertsService:
         )
 
     async def _demand(self, plan: Planned, now_ms: int) -> DemandNow:
-        assert self.store is not None
+        store = self._store_in(plan.zone)  # its site's months
         charge = self._demand_charge(plan, now_ms)
         tariff_min = charge.interval_min if charge is not None else 15
         interval_min = int(plan.rule.params.get("interval_min") or tariff_min)
         interval_ms = interval_min * 60_000
-        start = self._interval_start_ms(now_ms, interval_min)
+        start = self._interval_start_ms(now_ms, interval_min, ZoneInfo(plan.zone))
         subject = plan.subjects[0]
-        peak = await self.store.month_peak_kw(subject, plan.terms, interval_min, now_ms)
+        peak = await store.month_peak_kw(subject, plan.terms, interval_min, now_ms)
         floor = None
         if charge is not None and "contracted_kw" not in plan.rule.params:
             ratchet = charge.ratchet
-            highest = await self.store.earlier_peak_kw(
+            highest = await store.earlier_peak_kw(
                 subject, plan.terms, interval_min, ratchet.months, now_ms
             )
             floor = max(float(ratchet.minimum_kw), float(ratchet.share) * (highest or 0.0))
@@ -482,14 +508,27 @@ class AlertsService:
             building = place.building if place is not None else ""
         name = campus.tariff_of(building) if building else campus.tariff
         tariff = self.config.tariff_values.get(name or "")
-        today = local_date(now_ms, self.config.site.zone)
+        today = local_date(now_ms, ZoneInfo(plan.zone))
         version = tariff.version_on(today) if tariff is not None else None
         return None if version is None else version.demand
 
-    def _interval_start_ms(self, now_ms: int, interval_min: int) -> int:
+    def _store_in(self, zone: str) -> StoreReader:
+        """The store reader whose local hours, days and months are `zone`'s."""
+        assert self.store is not None
+        if zone not in self.stores:
+            if zone == self.store.zone.key:
+                self.stores[zone] = self.store
+            else:
+                window_s = self.config.bridge.window_s
+                grace_s = self.config.bridge.grace_s
+                reader = StoreReader(self.store.source, ZoneInfo(zone), window_s, grace_s)
+                self.stores[zone] = reader
+        return self.stores[zone]
+
+    def _interval_start_ms(self, now_ms: int, interval_min: int, zone: ZoneInfo) -> int:
         """The start of the local clock interval holding now: intervals of 15, 30 and 60
         minutes divide the local hour, which starts on a UTC quarter hour in every zone."""
-        hour_ms = hour_of(now_ms, self.config.site.zone)
+        hour_ms = hour_of(now_ms, zone)
         return now_ms - (now_ms - hour_ms) % (interval_min * 60_000)
 
     def _save_seen(self) -> None:
