@@ -3,6 +3,8 @@ the alerts firing or pending now, the silences in force, and the transitions of 
 sidebar's local days. Read-only: acknowledge and silence with `campus-energy alerts` or
 the API. Without the file, a note says that the service keeps no book here.
 
+Where the estate has several sites, the tab lists the site's alerts only (`AlertSites`):
+those about its meters, buildings and virtual meters, and the silences that reach them.
 Every time is on the site's clock, like the rest of the dashboard.
 """
 
@@ -15,6 +17,7 @@ import streamlit as st
 
 from campus_energy.config import Config
 from campus_energy.dashboard import charts
+from campus_energy.dashboard.sites import AlertSites
 from campus_energy.errors import AlertBookError
 from campus_energy.incidents.store import AlertBook, Silence
 from campus_energy.incidents.values import AlertRow, HistoryRow
@@ -94,9 +97,11 @@ def silence_frame(rows: list[Silence], zone: ZoneInfo) -> pd.DataFrame:
     )
 
 
-def draw(config: Config, zone: ZoneInfo, start_ms: int, end_ms: int, now_ms: int) -> None:
+def draw(
+    config: Config, zone: ZoneInfo, start_ms: int, end_ms: int, now_ms: int, of_site: AlertSites
+) -> None:
     """The tab: the book's active alerts and silences at `now_ms`, its transitions in
-    [start_ms, end_ms)."""
+    [start_ms, end_ms); those `of_site` lists."""
     path = config.alerts.state_path
     if not path.is_file():
         st.markdown(
@@ -109,10 +114,13 @@ def draw(config: Config, zone: ZoneInfo, start_ms: int, end_ms: int, now_ms: int
         with AlertBook(path) as book:
             active = book.alerts(active_only=True, now_ms=now_ms)
             silences = book.silences(now_ms)
-            history = book.history(start_ms, end_ms, HISTORY_ROWS)
+            read = book.history(start_ms, end_ms, HISTORY_ROWS)
     except AlertBookError as exc:
         st.error(f"{exc}. Reload the page to try again.")
         return
+    active = [r for r in active if of_site.lists(r.scope, r.subject)]
+    silences = [s for s in silences if of_site.reaches(s)]
+    history = [r for r in read if of_site.lists(r.scope, r.subject)]
     firing = sum(1 for r in active if r.phase == "firing")
     cols = st.columns(3)
     cols[0].metric("Firing", firing)
@@ -129,7 +137,7 @@ def draw(config: Config, zone: ZoneInfo, start_ms: int, end_ms: int, now_ms: int
     st.subheader(f"Changes in the selected days ({len(history)})")
     if history:
         st.dataframe(history_frame(history, zone), hide_index=True)
-        if len(history) == HISTORY_ROWS:
+        if len(read) == HISTORY_ROWS:
             st.caption(f"The newest {HISTORY_ROWS:,} changes of the range.")
     else:
         st.write("No alert changed in the selected days.")

@@ -2,8 +2,10 @@
 
 Run with `campus-energy dashboard` (it starts `streamlit run` on this file).
 The configuration is found as for every command (`--config` after `--`,
-`$CAMPUS_ENERGY_CONFIG`, `./campus-energy.toml`). Every time shown is on the
-site's clock (`site.timezone`), 24-hour, whatever the browser's zone.
+`$CAMPUS_ENERGY_CONFIG`, `./campus-energy.toml`). It shows one site at a time
+(`sites`): `dashboard.site`, else the one chosen in the sidebar when the store's meters
+cover several. Every time shown is on that site's clock (its time zone), 24-hour,
+whatever the browser's zone.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from campus_energy.core.answers import ScopeHour
 from campus_energy.core.days import local_date, midnight_ms
 from campus_energy.core.demand import month_bounds, month_of
 from campus_energy.core.timestamps import datetime_ms
-from campus_energy.dashboard import alerts, charts, costs, store_hours
+from campus_energy.dashboard import alerts, charts, costs, sites, store_hours
 from campus_energy.dashboard import history as h
 from campus_energy.dashboard import store_queries as q
 from campus_energy.errors import CampusEnergyError, ConfigError
@@ -101,8 +103,8 @@ def _clock() -> Callable[[], int]:
 
 @dataclass(frozen=True)
 class View:
-    """What every tab draws from: the configuration, the store, the site's zone, the
-    selection, now, the range."""
+    """What every tab draws from: the configuration as the site shown has it, the store,
+    the site's zone, the selection, now, the range, which alerts are the site's."""
 
     config: Config
     path: str
@@ -112,6 +114,7 @@ class View:
     now_ms: int
     first: date
     last: date
+    alert_sites: sites.AlertSites
 
     @property
     def keys(self) -> tuple[int, ...]:
@@ -220,18 +223,27 @@ def main() -> None:
     except CampusEnergyError as exc:
         st.error(f"Configuration problem: {exc}")
         return
-    zone = config.site.zone
+    estate = sites.Estate(config)
     path = str(config.storage.path)
-    st.title(f"Campus Energy — {config.site.name}")
-    st.caption(f"The logger's store {path} · times in {zone.key}, 24-hour clock")
     try:
-        all_meters = q.meters(_connection(path))
+        every_meter = q.meters(_connection(path))
         has_readings = q.has_readings(_connection(path))
     except q.StoreUnavailable as exc:
+        _heading(config, estate.first_shown(estate.offered([])), path)
         _unavailable(path, exc, "Start the logger (`campus-energy logger`) and reload.")
         return
-    if not all_meters or not has_readings:
+    site = _sidebar_site(estate, every_meter)
+    zone = config.site_zone(site)
+    _heading(config, site, path)
+    if not every_meter or not has_readings:
         st.info("No readings yet: the store is empty. Start the logger and reload.")
+        return
+    all_meters = [m for m in every_meter if estate.site_of(m.meter_id) == site]
+    if not all_meters:
+        st.info(
+            f"The logger's store holds no meter of {config.site_name(site)}: its logger "
+            "writes another store."
+        )
         return
     selected = _sidebar_meters(all_meters)
     now_ms = clock()
@@ -239,10 +251,37 @@ def main() -> None:
     if not selected:
         st.info("Select at least one meter in the sidebar.")
         return
-    view = View(config, path, zone, selected, clock, now_ms, first, last)
+    store_meters = {m.meter_id: m.building for m in every_meter}
+    alert_sites = estate.alerts_of(site, store_meters)
+    site_config = estate.config_of(site)
+    view = View(site_config, path, zone, selected, clock, now_ms, first, last, alert_sites)
     for tab, draw in zip(st.tabs(TABS), DRAW, strict=True):
         with tab:
             _drawn(draw, view)
+
+
+def _heading(config: Config, site: str, path: str) -> None:
+    name = config.site_name(site)
+    st.set_page_config(page_title=f"Campus Energy — {name} (local)")
+    st.title(f"Campus Energy — {name}")
+    zone = config.site_zone(site)
+    st.caption(f"The logger's store {path} · times in {zone.key}, 24-hour clock")
+
+
+def _sidebar_site(estate: sites.Estate, every_meter: list[q.Meter]) -> str:
+    """The site shown: the only one offered, else the one chosen (the default site first)."""
+    offered = estate.offered(m.meter_id for m in every_meter)
+    first = estate.first_shown(offered)
+    if len(offered) == 1:
+        return first
+    return st.sidebar.selectbox(
+        "Site",
+        offered,
+        index=offered.index(first),
+        format_func=estate.config.site_name,
+        key="site",
+        help="Every view shows this site's meters only, its days cut in its own time zone.",
+    )
 
 
 def _sidebar_meters(all_meters: list[q.Meter]) -> list[q.Meter]:
@@ -472,7 +511,7 @@ def _raw(view: View) -> None:
 
 def _alerts(view: View) -> None:
     start, end = view.range_ms()
-    alerts.draw(view.config, view.zone, start, end, view.now_ms)
+    alerts.draw(view.config, view.zone, start, end, view.now_ms, view.alert_sites)
 
 
 DRAW: list[Callable[[View], None]] = [
