@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from campus_energy.config import Config
 from campus_energy.core.alerts import CAMPUS, Scope
@@ -37,11 +38,12 @@ class Estate:
         """The site of the logger that wrote the store: of a meter only the store knows."""
         return self.config.logger.site or self.config.site.id
 
+    @cached_property
+    def _configured(self) -> dict[str, str]:
+        return {m.id: self.config.site_of(m) for m in self.config.meters}
+
     def site_of(self, meter_id: str) -> str:
-        for meter in self.config.meters:
-            if meter.id == meter_id:
-                return self.config.site_of(meter)
-        return self.writer
+        return self._configured.get(meter_id, self.writer)
 
     def offered(self, meter_ids: Iterable[str]) -> list[str]:
         """The sites to choose from: `dashboard.site` alone, else those the store's meters
