@@ -153,3 +153,30 @@ def test_the_bill_command_bills_a_site(billed: Any, capsys: pytest.CaptureFixtur
     )
     assert main([*args[:-4], "--site", "east"]) == 2
     assert "unknown site 'east'" in capsys.readouterr().err
+
+
+def test_a_sites_report_is_cut_in_its_own_zone(billed: Any) -> None:
+    from campus_energy.reports.content import build_report
+    from campus_energy.reports.periods import parse_period
+
+    config, source, known = billed
+    report = build_report(config, source, parse_period("2026-11"), site="west")
+    assert (report.site, report.zone) == ("West Campus", "America/New_York")
+    annex, campus = report.rows
+    expected = month_wh(known, {"annex-1", "annex-2"}, NEW_YORK)
+    assert (annex.name, annex.energy_kwh, campus.energy_kwh) == (
+        "Annex",
+        kwh(expected),
+        kwh(expected),
+    )
+    for day, shown in zip(range(1, 31), campus.daily_kwh, strict=True):
+        low, high = ms(NEW_YORK, 2026, 11, day), ms(NEW_YORK, 2026, 11, day) + 86_400_000
+        if day == 1:  # 1 November in New York: the clocks go back, a 25-hour day
+            high += 3_600_000
+        wh = sum(w.energy_wh for w in known
+                 if w.meter_id.startswith("annex") and low <= w.start_ms < high)  # fmt: skip
+        assert shown == pytest.approx(wh / 1000, abs=1e-9), day
+    assert {c.meter for c in report.coverage} == {"annex-1", "annex-2"}
+    # a building's report is its site's too, without naming the site
+    alone = build_report(config, source, parse_period("2026-11"), "Annex")
+    assert alone.zone == "America/New_York" and alone.rows[0].energy_kwh == kwh(expected)

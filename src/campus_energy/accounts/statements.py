@@ -100,11 +100,17 @@ def _interval(tariff: Tariff | None, day: date) -> int:
 
 
 def read_hours(
-    config: Config, hours_of: HoursOf, scope: Scope, first: date, last: date
+    config: Config,
+    hours_of: HoursOf,
+    scope: Scope,
+    first: date,
+    last: date,
+    zone: ZoneInfo | None = None,
 ) -> list[ScopeHour]:
     """What a statement of first..last reads hour by hour: from the start of first's month
-    (a demand charge bills the month's peak) to the end of `last`."""
-    zone = zone_of(config, scope)
+    (a demand charge bills the month's peak) to the end of `last`. `zone`: whose days
+    (default: the scope's site's)."""
+    zone = zone or zone_of(config, scope)
     start_ms = midnight_ms(_month_start(first), zone)
     end_ms = midnight_ms(last + timedelta(days=1), zone)
     return hours_of(start_ms, end_ms, scope.terms) if scope.terms else []
@@ -123,11 +129,12 @@ def earlier_peaks(
     first: date,
     before: date,
     intervals: set[int],
+    zone: ZoneInfo | None = None,
 ) -> dict[int, dict[Month, Peak]]:
     """Per demand interval, the peaks of the months from `first`'s to the one before
     `before`'s: computed in the store when it can (`peaks_of`: one query per interval),
     else from the hours."""
-    zone = zone_of(config, scope)
+    zone = zone or zone_of(config, scope)
     months: list[Month] = []
     month = (first.year, first.month)
     while month < (before.year, before.month):
@@ -158,21 +165,22 @@ def statement(
     hours: Sequence[ScopeHour] | None = None,
     *,
     peaks_of: PeaksOf | None = None,
+    zone: ZoneInfo | None = None,
 ) -> Statement:
     """`hours`: read_hours of first..last or of a longer range from the same month start
     (read once for several statements); None: read here. `peaks_of`: the store's
-    `scope_peaks`, for the months before (the ratchet's, last month's peak)."""
-    zone = zone_of(config, scope)
+    `scope_peaks`, for the months before (the ratchet's, last month's peak). `zone`: whose
+    local days and months (default: the scope's site's)."""
+    zone = zone or zone_of(config, scope)
     tariff = scope.tariff if scope.is_account else energy_only(scope.tariff)
     if hours is None:
-        hours = read_hours(config, hours_of, scope, first, last)
+        hours = read_hours(config, hours_of, scope, first, last, zone)
     end_ms = midnight_ms(last + timedelta(days=1), zone)
     interval = _interval(scope.tariff, last)
     month_start = _month_start(first)
     since = min(history_start(first, scope.tariff), _month_start(month_start - timedelta(days=1)))
-    earlier = earlier_peaks(
-        config, hours_of, peaks_of, scope, since, month_start, _intervals(scope.tariff, interval)
-    )
+    intervals = _intervals(scope.tariff, interval)
+    earlier = earlier_peaks(config, hours_of, peaks_of, scope, since, month_start, intervals, zone)
     priced = cost(hours, scope.terms, zone, first, last, tariff, earlier)
     # the months' peaks: those the demand charges measured, else measured here
     charged = {d.month: d.peak for d in priced.demand if d.interval_min == interval}

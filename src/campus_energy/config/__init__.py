@@ -591,6 +591,13 @@ class Config(_Section):
                 return other.name or other.id
         return self.site.name
 
+    def report_zone(self, site: str | None, building: str | None) -> ZoneInfo:
+        """Whose clock a report is cut and sent by: its site's, its building's site's, else
+        site.timezone's (an estate's report)."""
+        if site is None and building:
+            site = next((self.site_of(m) for m in self.meters if m.building == building), None)
+        return self.site_zone(site) if site is not None else self.site.zone
+
     def site_zone(self, site: str) -> ZoneInfo:
         for other in self.sites:
             if other.id == site and other.timezone is not None:
@@ -834,6 +841,17 @@ def _site_checks(config: Config) -> list[tuple[str, str]]:
                     f"{quoted(config.site.timezone)} (site.timezone): the window store's "
                     "hourly rollups are clock hours of site.timezone, so every site's local "
                     "hours must start on them (docs/sites.md)",
+                )
+            )
+    for i, report in enumerate(config.reports):
+        check(f"reports[{i}].site", report.site)
+        home = buildings.get(report.building or "")
+        if report.site in ids and home is not None and home != report.site:
+            found.append(
+                (
+                    f"reports[{i}].building",
+                    f"building {quoted(report.building or '')} is in site {quoted(home)}, "
+                    f"not {quoted(report.site or '')}",
                 )
             )
     check("logger.site", config.logger.site)

@@ -264,7 +264,7 @@ class AlertsConfig(_Part):
 
 
 class ReportConfig(_Part):
-    """`[[reports]]`: a report mailed on a schedule (local time of the site)."""
+    """`[[reports]]`: a report mailed on a schedule (local time of its site)."""
 
     name: Identifier
     every: Literal["week", "month"]
@@ -273,6 +273,9 @@ class ReportConfig(_Part):
     )
     at: str = Field(default="07:00", description="local HH:MM it is sent")
     building: str | None = None
+    site: str | None = Field(
+        default=None, description="that site's accounts, in its own time zone (default: all)"
+    )
     channel: str = Field(description="an e-mail channel of [[alerts.channels]]")
     recipients: tuple[Address, ...] = Field(default=(), description="default: the channel's")
     attach: tuple[Literal["xlsx", "csv"], ...] = ("xlsx", "csv")

@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from campus_energy.accounts.scopes import UnknownScope
 from campus_energy.backends import open_source
@@ -37,13 +38,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--period", required=True,
                         help="a local calendar month YYYY-MM or an ISO week YYYY-Www")  # fmt: skip
     parser.add_argument("--building", help="only this building ('' : the meters in none)")
+    parser.add_argument("--site", help="only this site's accounts, in its own time zone")
     parser.add_argument("--format", choices=FORMATS, default="csv", help="default: csv")
     parser.add_argument(
         "-o", "--output", type=Path, help="write here (html, xlsx: else report-<period>.<ext>)"
     )
 
 
-def alert_history(config: Config, period: Period) -> Sequence[HistoryRow] | None:
+def alert_history(
+    config: Config, period: Period, zone: ZoneInfo | None = None
+) -> Sequence[HistoryRow] | None:
     """The period's transitions from the book of alerts; None when there is no book."""
     path = config.alerts.state_path
     if not path.exists():
@@ -51,7 +55,7 @@ def alert_history(config: Config, period: Period) -> Sequence[HistoryRow] | None
     from campus_energy.incidents.store import AlertBook
 
     with AlertBook(path) as book:
-        return book.history(*period.bounds_ms(config.site.zone), limit=100_000)
+        return book.history(*period.bounds_ms(zone or config.site.zone), limit=100_000)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
     building = args.building
     if building and building not in config.campus.building_names():
         raise UsageError(f"--building: unknown building {building[:80]!r}")
-    report = make(config, period, building)
+    if args.site is not None and args.site not in config.site_ids:
+        raise UsageError(
+            f"--site: unknown site {args.site[:80]!r} (sites: {', '.join(config.site_ids)})"
+        )
+    report = make(config, period, building, args.site)
     if args.format in ("csv", "json"):
         text = report_csv(report) if args.format == "csv" else _json(report)
         if args.output is None:
@@ -80,11 +88,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def make(config: Config, period: Period, building: str | None) -> Report:
-    history = alert_history(config, period)
+def make(config: Config, period: Period, building: str | None, site: str | None = None) -> Report:
+    history = alert_history(config, period, config.report_zone(site, building))
     source = open_source(config)
     try:
-        return build_report(config, source, period, building, alerts=history)
+        return build_report(config, source, period, building, alerts=history, site=site)
     except UnknownScope as exc:
         raise UsageError(f"--building: {exc}") from None
     finally:

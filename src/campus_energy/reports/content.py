@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from campus_energy.accounts.scopes import Scope, accounts, resolve
 from campus_energy.accounts.statements import (
@@ -162,13 +163,14 @@ def highest(
 class _Reader:
     """A period's hours of scopes, and of the periods compared with it."""
 
-    def __init__(self, config: Config, hours_of: HoursOf, period: Period) -> None:
+    def __init__(self, config: Config, hours_of: HoursOf, period: Period, zone: ZoneInfo) -> None:
         self.config = config
         self.hours_of = hours_of
         self.period = period
+        self.zone = zone  # the report's: its days and months
 
     def hours(self, terms: Mapping[str, float], period: Period) -> list[ScopeHour]:
-        start, end = period.bounds_ms(self.config.site.zone)
+        start, end = period.bounds_ms(self.zone)
         return self.hours_of(start, end, terms) if terms else []
 
     def energy(self, terms: Mapping[str, float], period: Period) -> Decimal | None:
@@ -181,7 +183,7 @@ class _Reader:
 
     def known_daily(self, hours: Sequence[ScopeHour], period: Period) -> tuple[float | None, ...]:
         """kWh per local day of `period`, None for a day without data."""
-        zone = self.config.site.zone
+        zone = self.zone
         sums: dict[date, float | None] = dict.fromkeys(period.days)
         for hour in hours:
             day = local_date(hour.hour_ms, zone)
@@ -202,12 +204,19 @@ def _cost(found: Statement, period: Period) -> dict[str, Decimal]:
 def account_row(
     config: Config, reader: _Reader, scope: Scope, peaks_of: PeaksOf
 ) -> tuple[ScopeRow, list[ScopeHour]]:
-    period = reader.period
-    hours = read_hours(config, reader.hours_of, scope, period.first, period.last)
+    period, zone = reader.period, reader.zone
+    hours = read_hours(config, reader.hours_of, scope, period.first, period.last, zone)
     found = statement(
-        config, reader.hours_of, scope, period.first, period.last, hours, peaks_of=peaks_of
+        config,
+        reader.hours_of,
+        scope,
+        period.first,
+        period.last,
+        hours,
+        peaks_of=peaks_of,
+        zone=zone,
     )
-    start, end = period.bounds_ms(config.site.zone)
+    start, end = period.bounds_ms(zone)
     mine = [h for h in hours if start <= h.hour_ms < end]
     row = ScopeRow(
         "building",
@@ -231,16 +240,19 @@ def _sum(values: Sequence[Decimal | None]) -> Decimal | None:
     return sum(known, Decimal(0)) if known else None
 
 
-def campus_row(config: Config, reader: _Reader, rows: Sequence[ScopeRow]) -> ScopeRow:
-    """The sums of the accounts' rows, and the campus's own coincident peak and coverage."""
+def campus_row(
+    config: Config, reader: _Reader, rows: Sequence[ScopeRow], site: str | None = None
+) -> ScopeRow:
+    """The sums of the accounts' rows, and the campus's own coincident peak and coverage
+    (with `site`: that site's)."""
     period = reader.period
-    scope = resolve(config, "campus", None)
+    scope = resolve(config, "campus", None, site)
     hours = reader.hours(scope.terms, period)
     costs: dict[str, Decimal] = {}
     for row in rows:
         for currency, amount in row.costs.items():
             costs[currency] = costs.get(currency, Decimal(0)) + amount
-    start, end = period.bounds_ms(config.site.zone)
+    start, end = period.bounds_ms(reader.zone)
     complete = sum(h.min_covered_s for h in hours if h.members >= len(scope.terms))
     return ScopeRow(
         "campus",
@@ -259,11 +271,10 @@ def campus_row(config: Config, reader: _Reader, rows: Sequence[ScopeRow]) -> Sco
 
 
 def _profile(
-    config: Config, hours: Sequence[ScopeHour], peak: PeakAt | None, terms: Mapping[str, float]
+    zone: ZoneInfo, hours: Sequence[ScopeHour], peak: PeakAt | None, terms: Mapping[str, float]
 ) -> tuple[tuple[int, float], ...]:
     if peak is None:
         return ()
-    zone = config.site.zone
     day = local_date(peak.start_ms, zone)
     those = [h for h in hours if local_date(h.hour_ms, zone) == day]
     return tuple((p.start_ms, p.kw) for p in series(those, peak.interval_min, terms))
@@ -276,13 +287,21 @@ def build_report(
     building: str | None = None,
     *,
     alerts: Sequence[HistoryRow] | None = None,
+    site: str | None = None,
 ) -> Report:
     """The report of `period` for the campus (or one building: '' the meters in no building).
     `alerts`: the transitions of the period from the book of alerts (None: there is no book).
+    `site`: that site's accounts and campus, in its own time zone (a building's report: its
+    site's zone; the estate's: site.timezone's).
     Raises UnknownScope for an unknown building, SourceError when the store fails."""
     hours_of = remembered(source.scope_hours)
-    scopes = accounts(config) if building is None else [resolve(config, "building", building)]
-    reader = _Reader(config, hours_of, period)
+    scopes = (
+        accounts(config, site)
+        if building is None
+        else [resolve(config, "building", building, site)]
+    )
+    zone = config.report_zone(site, building)
+    reader = _Reader(config, hours_of, period, zone)
     rows: list[ScopeRow] = []
     headline_hours: list[ScopeHour] = []
     for scope in scopes:
@@ -290,28 +309,28 @@ def build_report(
         rows.append(row)
     headline_terms = scopes[0].terms
     if building is None:
-        campus = campus_row(config, reader, rows)
+        campus = campus_row(config, reader, rows, site)
         rows.append(campus)
-        headline_terms = resolve(config, "campus", None).terms
+        headline_terms = resolve(config, "campus", None, site).terms
         headline_hours = reader.hours(headline_terms, period)
     headline = rows[-1]
     previous = period.previous()
     previous_daily = reader.known_daily(reader.hours(headline_terms, previous), previous)
-    buildings, meters = after_hours(config, hours_of, scopes, period)
+    buildings, meters = after_hours(config, hours_of, scopes, period, zone)
     wanted = _alerts_of(config, alerts, building)
     notes = (WEEK_NOTE if period.kind == "week" else MONTH_NOTE,)
     return Report(
-        site=config.site.name,
-        zone=config.site.timezone,
+        site=config.site_name(site) if site is not None else config.site.name,
+        zone=zone.key,
         period=period,
         building=building,
         rows=tuple(rows),
         after_hours_buildings=tuple(buildings),
         after_hours_meters=tuple(meters),
-        coverage=tuple(coverage(config, source, period, building)),
+        coverage=tuple(coverage(config, source, period, building, zone, site)),
         alerts=wanted,
         previous_daily_kwh=previous_daily,
-        profile=_profile(config, headline_hours, headline.peak, headline_terms),
+        profile=_profile(zone, headline_hours, headline.peak, headline_terms),
         notes=notes,
     )
 

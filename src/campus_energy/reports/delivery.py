@@ -49,7 +49,7 @@ def memo_key(report: ReportConfig) -> str:
 
 def latest_run(config: Config, report: ReportConfig, after_ms: int, now_ms: int) -> int | None:
     """The latest sending time of `report` in (after_ms, now_ms], or None."""
-    zone = config.site.zone
+    zone = config.report_zone(report.site, report.building)
     found = None
     at = next_run_ms(report.every, report.day, report.minute_of_day, zone, after_ms)
     while at <= now_ms:
@@ -63,8 +63,8 @@ def report_message(
 ) -> EmailMessage:
     """The e-mail of `report` for a period, addressed as its channel says."""
     period = parse_period(period_text)
-    history = book.history(*period.bounds_ms(config.site.zone))
-    found = build_report(config, source, period, report.building, alerts=history)
+    history = book.history(*period.bounds_ms(config.report_zone(report.site, report.building)))
+    found = build_report(config, source, period, report.building, alerts=history, site=report.site)
     channel = next(c for c in config.alerts.channels if c.name == report.channel)
     return build_message(
         found,
@@ -90,7 +90,8 @@ async def send_due(
         run = latest_run(config, report, int(last), now_ms)
         if run is None:
             continue
-        period = period_of_run(report.every, run, config.site.zone)
+        zone = config.report_zone(report.site, report.building)
+        period = period_of_run(report.every, run, zone)
         # built in a worker thread: a month of store reads, charts and a workbook take a while,
         # and the service's event loop keeps taking readings and pinging the watchdog meanwhile
         message = await asyncio.to_thread(report_message, config, book, source, report, period)

@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
-from campus_energy.accounts.scopes import Scope
+from campus_energy.accounts.scopes import Scope, meter_site, zone_of
 from campus_energy.accounts.statements import HoursOf
 from campus_energy.backends.base import WindowSource
 from campus_energy.config import Config
@@ -90,11 +91,11 @@ def _closed_wh(hours: Sequence[ScopeHour], closed: Callable[[int], bool]) -> flo
 
 
 def after_hours(
-    config: Config, hours_of: HoursOf, scopes: Sequence[Scope], period: Period
+    config: Config, hours_of: HoursOf, scopes: Sequence[Scope], period: Period, zone: ZoneInfo
 ) -> tuple[list[AfterHours], list[AfterHours]]:
     """(buildings, meters): every building of `scopes` with opening hours, and the meters of
-    those buildings, each by its energy while closed, the most first (meters: the top 10)."""
-    zone = config.site.zone
+    those buildings, each by its energy while closed, the most first (meters: the top 10).
+    `zone`: the report's days; a building is closed by its own site's clock."""
     start, end = period.bounds_ms(zone)
     campus = config.campus
     buildings: list[AfterHours] = []
@@ -104,7 +105,7 @@ def after_hours(
         occupancy = campus.building(name).occupancy if name else None
         if name is None or occupancy is None:
             continue
-        closed = _Closed(occupancy, zone)
+        closed = _Closed(occupancy, zone_of(config, scope))
         per_meter: dict[str, tuple[float, float]] = {}
         for meter in (m.id for m in campus.meters if m.building == name):
             hours = hours_of(start, end, {meter: 1.0})
@@ -122,19 +123,33 @@ def _row(building: str, meter: str | None, closed_wh: float, total_wh: float) ->
 
 
 def coverage(
-    config: Config, source: WindowSource, period: Period, building: str | None
+    config: Config,
+    source: WindowSource,
+    period: Period,
+    building: str | None,
+    zone: ZoneInfo,
+    site: str | None = None,
 ) -> list[MeterCoverage]:
-    """Every meter's coverage of the period (only `building`'s when one is named), the least
-    covered first."""
-    zone = config.site.zone
+    """Every meter's coverage of the period cut in `zone` (only `building`'s when one is
+    named, only `site`'s when one is), the least covered first."""
     start, end = period.bounds_ms(zone)
     seconds = (end - start) / 1000
-    meters = [m for m in config.campus.meters if building is None or m.building == building]
+    meters = [
+        m
+        for m in config.campus.meters
+        if (building is None or m.building == building)
+        and (site is None or meter_site(config, m.id) == site)
+    ]
     if not meters:
         return []
-    after = (period.last + timedelta(days=1)).isoformat()
+    ids = [m.id for m in meters]
+    if zone.key == config.site.zone.key:  # the store's days are the report's
+        after = (period.last + timedelta(days=1)).isoformat()
+        buckets = source.buckets("day", period.first.isoformat(), after, ids)
+    else:  # another site's days: its hours, cut at its own midnights
+        buckets = source.buckets("hour", start, end, ids)
     covered: dict[str, float] = {}
-    for bucket in source.buckets("day", period.first.isoformat(), after, [m.id for m in meters]):
+    for bucket in buckets:
         covered[bucket.meter_id] = covered.get(bucket.meter_id, 0.0) + bucket.covered_s
     found = [
         MeterCoverage(
