@@ -41,7 +41,7 @@ from campus_energy.config.billing import (
     build_tariff,
     cross_check,
 )
-from campus_energy.core.campus import Campus
+from campus_energy.core.campus import Campus, parse_terms
 from campus_energy.core.emissions import EmissionFactors
 from campus_energy.core.incoming import Limits
 from campus_energy.core.models import Profile
@@ -637,6 +637,49 @@ class Config(_Section):
             update={"meters": meters, "buses": tuple(b for b in self.buses if b.name in used)}
         )
         narrowed._campus = None  # built again from its own meters
+        return narrowed
+
+    def for_site(self, site: str) -> Config:
+        """This configuration as if `site` were the estate's only one: its meters, the
+        declared buildings its meters name (a building no meter names is the default
+        site's), the virtual meters of its buildings made of its meters only, and `[site]`
+        with its id, name and time zone. What a site's view of the API or dashboard reads."""
+        meters = tuple(m for m in self.meters if self.site_of(m) == site)
+        ids = {m.id for m in meters}
+        building_site = {m.building: self.site_of(m) for m in self.meters if m.building}
+        buildings = tuple(
+            b for b in self.site.buildings if building_site.get(b.name, self.site.id) == site
+        )
+        kept: set[str] = set()
+        while True:  # until no virtual meter is added: one may be made of another
+            more = {
+                v.id
+                for v in self.virtual_meters
+                if v.id not in kept
+                and building_site.get(v.building, self.site.id if v.building else site) == site
+                and all(name in ids or name in kept for name, _ in parse_terms(v.terms))
+            }
+            if not more:
+                break
+            kept |= more
+        narrowed = self.model_copy(
+            update={
+                "site": self.site.model_copy(
+                    update={
+                        "id": site,
+                        "name": self.site_name(site),
+                        "timezone": self.site_zone(site).key,
+                        "buildings": buildings,
+                    }
+                ),
+                "sites": (),
+                "meters": meters,
+                "virtual_meters": tuple(v for v in self.virtual_meters if v.id in kept),
+                "api": self.api.model_copy(update={"site": None}),
+                "dashboard": self.dashboard.model_copy(update={"site": None}),
+            }
+        )
+        narrowed._campus = None  # built again from its own buildings and meters
         return narrowed
 
     def reading_filters(self) -> list[str]:

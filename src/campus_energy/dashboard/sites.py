@@ -18,7 +18,6 @@ from functools import cached_property
 
 from campus_energy.config import Config
 from campus_energy.core.alerts import CAMPUS, Scope
-from campus_energy.core.campus import parse_terms
 from campus_energy.incidents.store import Silence
 
 
@@ -59,56 +58,13 @@ class Estate:
 
     def config_of(self, site: str) -> Config:
         """The configuration `site`'s views draw from: the whole one for an estate of one
-        site, else `site_config`."""
-        return site_config(self.config, site) if self.several else self.config
+        site, else `Config.for_site`."""
+        return self.config.for_site(site) if self.several else self.config
 
     def alerts_of(self, site: str, store_meters: Mapping[str, str]) -> AlertSites:
         """Which alerts and silences are `site`'s (`store_meters`: every meter id of the
         store -> its building)."""
         return AlertSites(site, self.several, _sites_of_names(self, store_meters), _rules(self))
-
-
-def site_config(config: Config, site: str) -> Config:
-    """The configuration as if `site` were the estate's only one: its meters, the declared
-    buildings its meters name (a building no meter names is the default site's), the
-    virtual meters of its buildings made of its meters only, and `[site]` with its id, name
-    and time zone. (The API's `api.sites.site_config` does the same for its requests.)"""
-    meters = tuple(m for m in config.meters if config.site_of(m) == site)
-    ids = {m.id for m in meters}
-    building_site = {m.building: config.site_of(m) for m in config.meters if m.building}
-    buildings = tuple(
-        b for b in config.site.buildings if building_site.get(b.name, config.site.id) == site
-    )
-    kept: set[str] = set()
-    while True:  # until no virtual meter is added: one may be made of another
-        more = {
-            v.id
-            for v in config.virtual_meters
-            if v.id not in kept
-            and building_site.get(v.building, config.site.id if v.building else site) == site
-            and all(name in ids or name in kept for name, _ in parse_terms(v.terms))
-        }
-        if not more:
-            break
-        kept |= more
-    narrowed = config.model_copy(
-        update={
-            "site": config.site.model_copy(
-                update={
-                    "id": site,
-                    "name": config.site_name(site),
-                    "timezone": config.site_zone(site).key,
-                    "buildings": buildings,
-                }
-            ),
-            "sites": (),
-            "meters": meters,
-            "virtual_meters": tuple(v for v in config.virtual_meters if v.id in kept),
-            "dashboard": config.dashboard.model_copy(update={"site": None}),
-        }
-    )
-    narrowed._campus = None  # built again from its own buildings and meters
-    return narrowed
 
 
 @dataclass(frozen=True)
