@@ -117,12 +117,26 @@ class Campus:
     meters: list[dict[str, Any]] = field(default_factory=standard_meters)
     serial: SocatPair | None = None
     truth_sink: dict[str, Any] | None = None  # where to read the books (default: `sink`)
+    # The `bridge` keys of each bridge: one, or several sharing the readings (a
+    # `shared_group`, or `topic_filters` each); from the second on, each has its own
+    # client id and spool.
+    bridge_keys: Sequence[Mapping[str, Any]] = ({},)
 
     def __post_init__(self) -> None:
         self.started = time.monotonic()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.config_file = self.folder / "campus.toml"
-        self.config_file.write_text(toml_text(self._data(self.sink)))
+        self.config_file.write_text(toml_text(self._data(self.sink, bridge=self.bridge_keys[0])))
+        self.bridge_files = [self.config_file]
+        for n, keys in enumerate(self.bridge_keys[1:], start=2):
+            own = {
+                "client_id": f"faults-bridge-{n}",
+                "spool_path": str(self.folder / f"spool-{n}.db"),
+            }
+            self.bridge_files.append(self.folder / f"campus-bridge-{n}.toml")
+            self.bridge_files[-1].write_text(
+                toml_text(self._data(self.sink, bridge={**own, **keys}))
+            )
         self.sim_file = self.folder / "simulator.toml"
         self.sim_file.write_text(toml_text(self._data(self.sink, simulator=True)))
         self.config = load_config(self.config_file, {})
@@ -138,6 +152,7 @@ class Campus:
             self.truth = self.config
         self.db = self.config.storage.path
         self.spool = self.config.bridge.spool_path
+        self.spools = [load_config(f, {}).bridge.spool_path for f in self.bridge_files]
         self.ledger = Ledger(self.db)
         self.interruptions: list[Interruption] = []
         self.problems: list[str] = []
@@ -148,8 +163,21 @@ class Campus:
         self._cleanups: list[Callable[[], None]] = []
         self.logger: Service = self._process("logger", self._logger_ready)
         self.bridge: Service = self._process("bridge", self._bridge_ready)
+        self.other_bridges: list[Service] = [
+            self._process("bridge", self._bridge_ready, name=f"bridge-{n}", config=f)
+            for n, f in enumerate(self.bridge_files[1:], start=2)
+        ]
 
-    def _data(self, sink: Mapping[str, Any], simulator: bool = False) -> dict[str, Any]:
+    @property
+    def bridges(self) -> list[Service]:
+        return [self.bridge, *self.other_bridges]
+
+    def _data(
+        self,
+        sink: Mapping[str, Any],
+        simulator: bool = False,
+        bridge: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         buses = []
         for bus in self.buses:
             bus = dict(bus)
@@ -168,6 +196,7 @@ class Campus:
                 "spool_path": str(self.folder / "spool.db"),
                 "client_id": "faults-bridge",
                 **sink,
+                **(bridge or {}),
             },
             "buses": buses,
             "meters": self.meters,
@@ -175,11 +204,19 @@ class Campus:
 
     # -- services ---------------------------------------------------------------------------
 
-    def _process(self, command: str, ready: Callable[[Process], bool]) -> Process:
+    def _process(
+        self,
+        command: str,
+        ready: Callable[[Process], bool],
+        *,
+        name: str | None = None,
+        config: Path | None = None,
+    ) -> Process:
+        name = name or command
         return Process(
-            command,
-            [command, "-c", str(self.config_file)],
-            self.folder / f"{command}.log",
+            name,
+            [command, "-c", str(config or self.config_file)],
+            self.folder / f"{name}.log",
             ready=ready,
         )
 
@@ -243,7 +280,8 @@ class Campus:
         self.ledger.start()
         for name, meters in (simulators or {"simulator": None}).items():
             self.simulator(name, meters).start()
-        self.bridge.start()
+        for bridge in self.bridges:
+            bridge.start()
         self.logger.start()
         wait_for(lambda: self.ledger.count() > 0, 30, "the first readings are stored")
 
@@ -279,7 +317,8 @@ class Campus:
     def dead_letters(self) -> list[tuple[str, bytes, str]]:
         return [
             (t, bytes(p), k)
-            for t, p, k in query(self.spool, "SELECT topic, payload, kind FROM dead_letters")
+            for spool in self.spools
+            for t, p, k in query(spool, "SELECT topic, payload, kind FROM dead_letters")
         ]
 
     def overdue_s(self) -> float:
@@ -290,17 +329,22 @@ class Campus:
         return time.time() - (rows[0][0] / 1000 + WINDOW_S + GRACE_S)
 
     def received(self) -> set[tuple[str, int]]:
-        """(meter, seq) of every reading the bridge holds: in its spool or in the sink."""
-        spooled = {(m, s) for m, s in query(self.spool, "SELECT meter_id, seq FROM contributions")}
+        """(meter, seq) of every reading the bridges hold: in their spools or in the sink."""
+        spooled = {
+            (m, s)
+            for spool in self.spools
+            for m, s in query(spool, "SELECT meter_id, seq FROM contributions")
+        }
         written = {(w.meter_id, seq) for w in sink_windows(self.truth) for seq in w.seqs}
         return spooled | written
 
     # -- the end ------------------------------------------------------------------------------
 
-    def settle(self) -> None:
+    def settle(self, wait_s: float = PLAN.settle_s) -> None:
         """Bring the campus to rest: the logger publishes all it stored and stops, the bridge
-        receives every reading, writes every window and stops, the simulators stop."""
-        if not within(lambda: self.outbox_depth() <= 2 * len(self.meters), PLAN.settle_s):
+        receives every reading, writes every window and stops, the simulators stop.
+        `wait_s`: the longest wait for the outbox to drain, and for the bridges to receive."""
+        if not within(lambda: self.outbox_depth() <= 2 * len(self.meters), wait_s):
             self.problems.append(f"the outbox did not drain: {self.outbox_depth()} readings left")
         self._stopped(self.logger)
         depth = self.outbox_depth()
@@ -308,10 +352,11 @@ class Campus:
             self.problems.append(f"the logger stopped with {depth} readings not published")
         self.ledger.look()
         stored = set(self.ledger.readings)
-        if not within(lambda: stored <= self.received(), PLAN.settle_s, interval=0.25):
+        if not within(lambda: stored <= self.received(), wait_s, interval=0.25):
             missing = len(stored - self.received())
             self.problems.append(f"the bridge did not receive {missing} stored readings")
-        self._stopped(self.bridge)
+        for bridge in self.bridges:
+            self._stopped(bridge)
         for simulator in self.simulators.values():
             if simulator.alive:
                 self._stopped(simulator)
@@ -324,7 +369,7 @@ class Campus:
 
     def close(self) -> None:
         """Whatever happened, leave no process or thread behind."""
-        for service in (self.logger, self.bridge, *self.simulators.values()):
+        for service in (self.logger, *self.bridges, *self.simulators.values()):
             service.close()
         self.ledger.stop()
         for cleanup in reversed(self._cleanups):
@@ -363,7 +408,7 @@ class Campus:
         kept = len(self.dead_letters())
         if kept != dead_letters:
             books.problems.append(f"{kept} dead letters in the spool, expected {dead_letters}")
-        for service in (self.logger, self.bridge, *self.simulators.values()):
+        for service in (self.logger, *self.bridges, *self.simulators.values()):
             if "Traceback" in service.log_text():
                 books.problems.append(f"a traceback in the {service.name}'s log")
         books.problems += self.records.failures
