@@ -47,7 +47,9 @@ screenshots: $(STAMP)
 
 # benchmarks/REPORT.md for the commit checked out: refused (exit 2) while src/ or benchmarks/
 # hold uncommitted changes; `benchmarks/report.py --quick --out DIR` measures any tree elsewhere.
-bench: $(STAMP)
+# The scale script (an estate of 1,000 meters, then to saturation; Firestore from the emulator)
+# runs for about 50 minutes: `benchmarks/report.py --only scale` measures it alone.
+bench: $(STAMP) $(EMULATOR)
 	$(BIN)/python benchmarks/report.py
 
 # Re-resolve the pinned dependency sets (needs network access to PyPI): requirements.lock, every

@@ -1,9 +1,9 @@
 """Runs the benchmark scripts and writes benchmarks/REPORT.md.
 
 Each script (read_plan, logger, bridge, disk, api, billing, alerts, figures, dashboard,
-edges, layout) runs as a child process with `CAMPUS_ENERGY_BENCH_RESULTS` pointing to a temporary
-folder, where it leaves its headline figures and its tables (`benchmarks/results.py`). Its output
-goes to this console and to `benchmarks/output/<script>.txt`; the run itself
+edges, layout, scale) runs as a child process with `CAMPUS_ENERGY_BENCH_RESULTS` pointing to a
+temporary folder, where it leaves its headline figures and its tables (`benchmarks/results.py`).
+Its output goes to this console and to `benchmarks/output/<script>.txt`; the run itself
 (start, time, exit status, figures, tables, the end of stderr) to
 `benchmarks/output/<script>.json`. The report is then written from
 `benchmarks/output/`: the commit measured and the date, the machine, per script
@@ -72,6 +72,7 @@ SCRIPTS = {
     "dashboard": "Dashboard",
     "edges": "Edges (intake, spool, front)",
     "layout": "Layout (package tree, imports, start-up)",
+    "scale": "Scale (an estate of 1,000 meters end to end, then to saturation)",
 }
 
 
