@@ -8,11 +8,12 @@ and its books: each site's windows summed over days cut in that site's own time 
 - "east", America/New_York: "Dock" (two meters; declared in `[site.buildings]`), "Office"
   (one meter reporting, one configured that never reported), and "east-x", a meter only the
   store knows whose windows name "east".
-- "south", Asia/Kolkata (UTC+5:30: its midnights cut the store's hours in two): "Gate".
+- "south", Asia/Tokyo (UTC+9, no daylight-saving time: 8 hours off Berlin in winter, 7 in
+  summer): "Gate".
 
 Now is Sunday 1 November 2026, 19:50 in New York (00:50Z on 2 November): New York's day of
 25 hours (its clocks went back at 02:00), Monday 2 November 01:50 in Berlin (whose clocks
-went back on 25 October, within the data), 06:20 in Kolkata. Every meter writes a 300 s
+went back on 25 October, within the data), 09:50 in Tokyo. Every meter writes a 300 s
 window every 20 minutes from 4 October on (the latest, at 00:40Z, has just ended: every
 meter that reports is online), and one at 23:55 and one at 00:00 local time around each
 midnight of its site since 25 October.
@@ -46,7 +47,7 @@ EDGES_FROM = date(2026, 10, 25)
 ZONES = {
     "north": ZoneInfo("Europe/Berlin"),
     "east": ZoneInfo("America/New_York"),
-    "south": ZoneInfo("Asia/Kolkata"),
+    "south": ZoneInfo("Asia/Tokyo"),
 }
 NAMES = {"north": "North Campus", "east": "East Campus", "south": "South Campus"}
 SITES = tuple(ZONES)  # the default first

@@ -7,7 +7,7 @@
  * Nothing shows when the API has no book of alerts (`configured: false`). A failed refresh
  * keeps what was shown and says so in the panel; it never marks the page's data stale. */
 
-import { getJSON } from "./api.js";
+import { currentSite, getJSON } from "./api.js";
 import { $, clock, make, setTime, setZone, syncRows } from "./format.js";
 
 const RECENT_ROWS = 25; // the newest transitions listed; the API keeps 7 days
@@ -133,8 +133,10 @@ function renderPanel(data) {
 export async function refreshAlerts() {
   const error = $("#alerts-error");
   let data;
+  const asked = currentSite();
   try {
     data = await getJSON("api/alerts");
+    if (currentSite() !== asked) return; // another site was chosen meanwhile
   } catch (e) {
     error.textContent = `Couldn't update the alerts (${clock.format(Date.now())}); showing what was last received.`;
     error.hidden = false;

@@ -2,12 +2,16 @@
  * Talks only to the same-origin JSON API described in docs/api.md and updates
  * the page in place every data-refresh-s seconds (read from <main id="app">).
  * Two views on one page: the campus (the address without a fragment) and a building's
- * page (#building=<name>, building.js). */
+ * page (#building=<name>, building.js). When the API serves several sites (/api/sites),
+ * a picker chooses one (kept in the address as ?site=<id>; none: all of them), every
+ * request carries it and the header names it. */
 
 import { refreshAlerts } from "./alerts.js";
-import { HttpError, failureText, getJSON } from "./api.js";
+import { HttpError, currentSite, failureText, getJSON, place, setSite } from "./api.js";
 import { renderOverview, setName } from "./billing.js";
-import { buildingJobs, demandChart, renderBuilding, routedBuilding, showBuilding } from "./building.js";
+import {
+  buildingJobs, demandChart, pageTitle, renderBuilding, routedBuilding, showBuilding,
+} from "./building.js";
 import {
   askedRange, chartSlot, dailyColumns, dailyOptions, describeDaily, describePower, fiveMinutes,
   monthRange, peakOf, powerOptions,
@@ -186,6 +190,72 @@ $("#meters").tBodies[0].addEventListener("click", (e) => {
   if (tr) openDetail(tr.dataset.key, tr.querySelector("button"));
 });
 
+// ---------------------------------------------------------------- sites
+const sites = { list: null }; // /api/sites once known: [{id, name, …}], the default first
+const picker = $("#site-select");
+const ALL_SITES = "All sites";
+
+function siteInAddress() {
+  return new URL(window.location.href).searchParams.get("site");
+}
+
+/** The site's name in the header and the title, and the picker, when there are several. */
+function renderSite() {
+  const list = sites.list || [];
+  const several = list.length > 1;
+  const found = list.find((x) => x.id === currentSite());
+  place.name = several ? (found ? String(found.name || found.id) : ALL_SITES) : null;
+  $("#site-name").textContent = place.name || "";
+  $("#site-name").hidden = !several;
+  $("#site-picker").hidden = !several;
+  if (several) picker.value = found ? found.id : "";
+  document.title = pageTitle();
+}
+
+function renderSites(answer) {
+  const list = (Array.isArray(answer && answer.sites) ? answer.sites : [])
+    .filter((x) => x && typeof x.id === "string");
+  sites.list = list;
+  app.dataset.sites = String(list.length); // for scripts (and tests): the sites are known
+  if (list.length > 1) {
+    const options = [new Option(ALL_SITES, ""), ...list.map((x) => new Option(String(x.name || x.id), x.id))];
+    picker.replaceChildren(...options);
+  }
+  // a site the API does not serve (a stale link): show what it serves instead
+  if (currentSite() !== null && !list.some((x) => x.id === currentSite())) chooseSite(null, "replace");
+  renderSite();
+}
+
+/** Show another site: every figure of the one before is forgotten and fetched afresh.
+ *  `how` keeps it in the address: "push" (a new history entry), "replace", or "none". */
+function chooseSite(id, how) {
+  id = id || null;
+  if (id === currentSite()) return;
+  setSite(id);
+  if (how !== "none") {
+    const url = new URL(window.location.href);
+    if (id) url.searchParams.set("site", id); else url.searchParams.delete("site");
+    if (routedBuilding() !== null) url.hash = ""; // a building is in one site: back to the campus
+    history[how === "push" ? "pushState" : "replaceState"](null, "", url);
+    route(false);
+  }
+  Object.assign(state, { health: null, summary: null, meters: null, model: null, overview: null });
+  delete app.dataset.shownSite;
+  for (const chart of [chart24h, chart30d]) chart.clear();
+  if (detail.el.open) detail.el.close();
+  renderSite();
+  tick();
+}
+picker.addEventListener("change", () => chooseSite(picker.value, "push"));
+// back and forward between sites (a fragment's change is the hashchange's)
+window.addEventListener("popstate", () => chooseSite(siteInAddress(), "none"));
+setSite(siteInAddress());
+
+async function loadSites() {
+  if (sites.list !== null) return;
+  try { renderSites(await getJSON("api/sites", { site: false })); } catch (_) { /* next refresh */ }
+}
+
 // ---------------------------------------------------------------- refresh loop
 let lastOkAt = null;
 let staleSince = null;
@@ -210,7 +280,9 @@ const jobs = [ // [path, apply the JSON, on failure]: the campus's, on either vi
 
 /** Fetch the jobs' paths together and apply each answer in the jobs' order; what failed, in words. */
 async function run(list) {
+  const asked = currentSite();
   const results = await Promise.allSettled(list.map(([path]) => getJSON(path)));
+  if (currentSite() !== asked) return null; // another site was chosen meanwhile: its turn next
   // the site's zone first: every time drawn below is on its clock
   results.forEach((r) => { if (r.status === "fulfilled" && r.value) setZone(r.value.timezone); });
   let failure = null;
@@ -235,8 +307,10 @@ async function run(list) {
 
 async function refresh() {
   // the alerts alongside (their failure is said in their panel, not as stale data)
-  let [failure] = await Promise.all([run(jobs), refreshAlerts()]);
+  let [failure] = await Promise.all([run(jobs), refreshAlerts(), loadSites()]);
   renderHeader();
+  // whose figures the page shows now (for scripts, and tests): the summary's site, "" the whole
+  if (state.summary) app.dataset.shownSite = typeof state.summary.site === "string" ? state.summary.site : "";
   if (routedBuilding() !== null) {
     renderBuilding(state.model, state.overview);
     // a building's 404 is said on its page; the campus's data is not stale for it

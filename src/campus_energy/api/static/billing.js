@@ -3,6 +3,7 @@
  * with each building's peak against its ratchet floor, and the buildings ranked by kWh/m².
  * A name the campus model (/api/buildings) knows links to its building page. */
 
+import { sited } from "./api.js";
 import {
   $, dateTime, fmtDecimalKWh, fmtMoney, fmtMonth, fmtPct, fmtTotals, isDecimal, isNum, make, nf0,
   parseTime, setDecimal, setNumber, syncRows,
@@ -90,8 +91,8 @@ function renderCost(o) {
   $("#projection").title = assumes;
   const key = /^\d{4}-\d{2}/.exec(month.first_day || "");
   if (key) {
-    $("#bills-csv").href = `api/bills.csv?month=${key[0]}`;
-    $("#bills-xlsx").href = `api/bills.xlsx?month=${key[0]}`;
+    $("#bills-csv").href = sited(`api/bills.csv?month=${key[0]}`);
+    $("#bills-xlsx").href = sited(`api/bills.xlsx?month=${key[0]}`);
   }
 }
 

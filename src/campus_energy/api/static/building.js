@@ -2,7 +2,7 @@
  * hours (/api/buildings), this month's bill line by line with its exports (/api/bills) and
  * the month's demand with its peak and ratchet floor (/api/demand). */
 
-import { HttpError } from "./api.js";
+import { HttpError, place, sited } from "./api.js";
 import { setMoney, setPeak } from "./billing.js";
 import {
   chartSlot, demandColumns, demandOptions, describeDemand, monthFloor,
@@ -27,7 +27,7 @@ export function routedBuilding() {
 export function showBuilding(name) {
   $("#campus-view").hidden = name !== null;
   $("#building-view").hidden = name === null;
-  document.title = name === null ? "Campus Energy" : `${name} · Campus Energy`;
+  document.title = pageTitle(name);
   if (name === shown.name) return false;
   shown.name = name;
   shown.entry = {};
@@ -48,6 +48,11 @@ export function showBuilding(name) {
 }
 
 const query = (name) => encodeURIComponent(name);
+
+/** The page's title: the building's, the site's (of several), "Campus Energy". */
+export function pageTitle(building = shown.name) {
+  return [building, place.name, "Campus Energy"].filter((x) => x !== null).join(" · ");
+}
 
 /** What the building's page fetches besides the campus's: [path, apply, on failure]. */
 export function buildingJobs(overview) {
@@ -164,8 +169,8 @@ function renderBill(answer, key) {
   const bill = (answer && Array.isArray(answer.bills) ? answer.bills : []).find((b) => b && b.account === shown.name);
   $("#bill-month").textContent = fmtMonth(key);
   const q = `month=${key}&building=${query(shown.name)}`;
-  $("#bill-csv").href = `api/bills.csv?${q}`;
-  $("#bill-xlsx").href = `api/bills.xlsx?${q}`;
+  $("#bill-csv").href = sited(`api/bills.csv?${q}`);
+  $("#bill-xlsx").href = sited(`api/bills.xlsx?${q}`);
   if (!bill || bill === shown.bill) return;
   shown.bill = bill;
   const currency = typeof bill.currency === "string" ? bill.currency : null;
