@@ -23,6 +23,7 @@ import pytest
 from flask.testing import FlaskClient
 from tests.support import known_windows as fx
 from tests.support import sites as st
+from tests.support.stores import postgres_schema
 
 from campus_energy.api import create_app
 from campus_energy.backends import open_source
@@ -270,6 +271,47 @@ def test_the_whole_estate_is_one_campus_on_the_default_sites_clock(
 
 
 VIRTUAL = {"dock-sum": {"dock-1", "dock-2"}}
+
+
+@pytest.fixture(scope="module")
+def postgres_estate() -> Iterator[FlaskClient]:
+    """The estate's windows written once to a PostgreSQL schema of its own."""
+    with postgres_schema() as (dsn, schema):
+        sink = {"sink": "postgres", "postgres": {"dsn": dsn, "schema": schema}}
+        st.write(sink)
+        config = st.config_for(sink)
+        source = open_source(config)
+        try:
+            yield create_app(config, source=source, clock=lambda: st.NOW_MS / 1000).test_client()
+        finally:
+            source.close()
+
+
+@pytest.mark.parametrize("site", st.SITES)
+def test_a_sites_figures_from_postgresql_are_its_books(
+    postgres_estate: FlaskClient, books: st.Books, site: str
+) -> None:
+    """The same days of each site from PostgreSQL's rollups: today, this month, a long range
+    and each day of the last 30."""
+    client, zone, day = postgres_estate, st.ZONES[site], today(site)
+    counted = st.meters_of(site, counted=True)
+    summary = get(client, f"/api/summary?site={site}")
+    for key, first in (("today_kwh", day), ("month_kwh", day.replace(day=1))):
+        expected = kwh(books.days(counted, first, day, zone).energy_wh)
+        assert summary[key] == pytest.approx(expected, abs=1e-6), key
+    first, last = date(2026, 10, 5), date(2026, 11, 1)
+    total = get(client, f"/api/aggregate/campus?site={site}&start_date={first}&end_date={last}")
+    sums = books.days(st.meters_of(site), first, last, zone)
+    assert total["total_energy_kwh"] == pytest.approx(kwh(sums.energy_wh), abs=1e-6)
+    assert (total["readings_processed"], total["last_reading_in_range"]) == (
+        sums.readings,
+        st.iso(sums.last_ms),
+    )
+    per_day = books.per_day(counted, zone)
+    for point in get(client, f"/api/series?site={site}&step=1d")["points"]:
+        expected = per_day[date.fromisoformat(point["date"])]
+        assert point["energy_wh"] == pytest.approx(expected, abs=1e-6)
+
 
 # -- billing per site -----------------------------------------------------------------------------
 

@@ -177,8 +177,12 @@ def deltas(items: Iterable[KnownWindow]) -> list[WindowDelta]:
 # -- the configuration ----------------------------------------------------------------------------
 
 
-def config_data(db: Path, alerts: Path | None = None, **api: Any) -> dict[str, Any]:
-    """The estate (`alerts`: the book of alerts, with `RULES`; `api`: keys of `[api]`)."""
+def config_data(
+    db: Path | dict[str, Any], alerts: Path | None = None, **api: Any
+) -> dict[str, Any]:
+    """The estate on the SQLite file `db` or the sink of the `bridge` keys `db` (`alerts`:
+    the book of alerts, with `RULES`; `api`: keys of `[api]`)."""
+    sink = db if isinstance(db, dict) else {"sqlite": {"path": str(db)}}
     meters = campus_meters({m: (b, f, r, p) for m, (_, b, f, r, p, _) in METERS.items()})
     for meter in meters:
         if METERS[meter["id"]][0] != "north":
@@ -201,7 +205,7 @@ def config_data(db: Path, alerts: Path | None = None, **api: Any) -> dict[str, A
             {"id": site, "name": NAMES[site], "timezone": ZONES[site].key}
             for site in ("east", "south")
         ],
-        "bridge": {"window_s": WINDOW_S, "grace_s": 60, "sqlite": {"path": str(db)}},
+        "bridge": {"window_s": WINDOW_S, "grace_s": 60, **sink},
         "api": {"cache_s": 0, **api},
         "buses": [{"name": "b", "transport": "tcp", "host": "127.0.0.1"}],
         "meters": meters,
@@ -220,13 +224,13 @@ def config_data(db: Path, alerts: Path | None = None, **api: Any) -> dict[str, A
     }
 
 
-def config_for(db: Path, alerts: Path | None = None, **api: Any) -> Config:
+def config_for(db: Path | dict[str, Any], alerts: Path | None = None, **api: Any) -> Config:
     """The estate's configuration (`api`: keys of `[api]`, e.g. site="east")."""
     return parse_config(config_data(db, alerts, **api))
 
 
-def write(db: Path) -> list[KnownWindow]:
-    """The estate's windows, written through the SQLite sink as the bridge writes them."""
+def write(db: Path | dict[str, Any]) -> list[KnownWindow]:
+    """The estate's windows, written through its sink (`config_data`) as the bridge does."""
     items = windows()
     merge(config_for(db), deltas(items), NOW_MS, batch=5000)
     return items
