@@ -5,8 +5,9 @@
 `billing_views` those of costs, demand, bills and the campus model, `alert_views` the
 book of alerts (and its acknowledgements and silences, with a token), `queries` the pure
 sums and answers, `costs` and `campus_model` the billing answers, `cache` the response
-cache, `state` what the views read through, and `watched` the source that logs its
-outages once.
+cache, `state` what the views read through, `sites` what a request sees of an estate of
+sites (`site=`, `api.site`), `zoned` a site's days from a store cut in another zone, and
+`watched` the source that logs its outages once.
 """
 
 from campus_energy.api.app import create_app

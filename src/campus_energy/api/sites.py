@@ -3,8 +3,8 @@ not exist, or (no `site` asked, no `api.site`) the whole estate as one campus.
 
 A site's view holds the configuration as that site alone would have it (`site_config`:
 its meters, its buildings and virtual meters, its name and zone in `[site]`), so the
-campus model, the accounts and the bills see that site only, and a source whose days and
-hours are the site's (`zoned.ZonedSource`). A meter belongs to the site the configuration
+campus model, the accounts and the bills see that site only, and a source whose days are
+the site's (`zoned.ZonedSource`). A meter belongs to the site the configuration
 gives it; a meter only the store knows, to the site its windows name (none: the default
 site).
 """
@@ -35,7 +35,7 @@ class SiteView:
     name: str
     zone: ZoneInfo
     config: Config  # as this view sees it: a site's alone (`site_config`), or the estate's
-    source: WindowSource  # its days and hours are the view's zone's
+    source: WindowSource  # its days are the view's zone's
     uncounted: frozenset[str]  # meters inside another meter's total (no sum adds them)
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:
