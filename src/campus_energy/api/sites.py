@@ -1,7 +1,7 @@
 """The sites an API serves, and what a request sees of them: one site as if the others did
 not exist, or (no `site` asked, no `api.site`) the whole estate as one campus.
 
-A site's view holds the configuration as that site alone would have it (`site_config`:
+A site's view holds the configuration as that site alone would have it (`Config.for_site`:
 its meters, its buildings and virtual meters, its name and zone in `[site]`), so the
 campus model, the accounts and the bills see that site only, and a source whose days are
 the site's (`zoned.ZonedSource`). A meter belongs to the site the configuration
@@ -22,7 +22,6 @@ from campus_energy.api.zoned import ZonedSource
 from campus_energy.backends.base import MeterLatest, WindowSource
 from campus_energy.config import Config
 from campus_energy.core.alerts import CAMPUS, Scope
-from campus_energy.core.campus import parse_terms
 
 SITE_ID = re.compile(r"[a-z0-9_-]+")
 
@@ -34,57 +33,13 @@ class SiteView:
     id: str | None
     name: str
     zone: ZoneInfo
-    config: Config  # as this view sees it: a site's alone (`site_config`), or the estate's
+    config: Config  # as this view sees it: a site's alone (`Config.for_site`), or the estate's
     source: WindowSource  # its days are the view's zone's
     uncounted: frozenset[str]  # meters inside another meter's total (no sum adds them)
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:
         """`body`, naming the site when the view is one."""
         return body if self.id is None else {**body, "site": self.id}
-
-
-def site_config(config: Config, site: str) -> Config:
-    """The configuration as if `site` were the estate's only one: its meters, the declared
-    buildings its meters name (a building no meter names is the default site's), the
-    virtual meters of its buildings made of its meters only, and `[site]` with its id, name
-    and time zone."""
-    meters = tuple(m for m in config.meters if config.site_of(m) == site)
-    ids = {m.id for m in meters}
-    building_site = {m.building: config.site_of(m) for m in config.meters if m.building}
-    buildings = tuple(
-        b for b in config.site.buildings if building_site.get(b.name, config.site.id) == site
-    )
-    own = {v.id: v for v in config.virtual_meters}
-    kept: set[str] = set()
-    while True:  # until no virtual meter is added: one may be made of another
-        more = {
-            v.id
-            for v in own.values()
-            if v.id not in kept
-            and building_site.get(v.building, config.site.id if v.building else site) == site
-            and all(name in ids or name in kept for name, _ in parse_terms(v.terms))
-        }
-        if not more:
-            break
-        kept |= more
-    narrowed = config.model_copy(
-        update={
-            "site": config.site.model_copy(
-                update={
-                    "id": site,
-                    "name": config.site_name(site),
-                    "timezone": config.site_zone(site).key,
-                    "buildings": buildings,
-                }
-            ),
-            "sites": (),
-            "meters": meters,
-            "virtual_meters": tuple(v for v in config.virtual_meters if v.id in kept),
-            "api": config.api.model_copy(update={"site": None}),
-        }
-    )
-    narrowed._campus = None  # built again from its own buildings and meters
-    return narrowed
 
 
 def _uncounted(config: Config) -> frozenset[str]:
@@ -114,7 +69,7 @@ class Estate:
 
     @staticmethod
     def _site_view(config: Config, site: str, source: WindowSource) -> SiteView:
-        own = site_config(config, site)
+        own = config.for_site(site)
         zone = config.site_zone(site)
         zoned: WindowSource = source
         if zone.key != config.site.zone.key:  # days cut where the store does not cut them
