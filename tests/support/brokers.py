@@ -26,7 +26,8 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -332,27 +333,33 @@ class MosquittoBroker(_Server):
         return [executable, "-c", str(self.config_file)]
 
 
-BROKERS: dict[str, tuple[type[_Server], str, object]] = {
-    "mosquitto": (MosquittoBroker, "mosquitto", mosquitto_executable),
-    "rabbitmq": (RabbitMq, "rabbitmq-server", rabbitmq_executable),
-    "nats": (NatsServer, "nats-server", nats_executable),
+@dataclass(frozen=True)
+class Kind:
+    """A kind of broker: its class, its program, and where that program is found."""
+
+    make: Callable[..., _Server]
+    program: str
+    find: Callable[[], str | None]
+
+
+BROKERS = {
+    "mosquitto": Kind(MosquittoBroker, "mosquitto", mosquitto_executable),
+    "rabbitmq": Kind(RabbitMq, "rabbitmq-server", rabbitmq_executable),
+    "nats": Kind(NatsServer, "nats-server", nats_executable),
 }
 
 
 def require_broker(kind: str) -> None:
     """Skip the test when the broker's program is missing (fail it under CI)."""
-    _, program, find = BROKERS[kind]
-    assert callable(find)
-    if find() is None:
-        unavailable(f"{program} is not installed")
+    if BROKERS[kind].find() is None:
+        unavailable(f"{BROKERS[kind].program} is not installed")
 
 
 @contextlib.contextmanager
 def running_broker(kind: str, folder: Path, **options: object) -> Iterator[_Server]:
     """A broker of `kind` ("mosquitto", "rabbitmq", "nats") on a free port, stopped after."""
     require_broker(kind)
-    make = BROKERS[kind][0]
-    broker = make(folder, **options)  # type: ignore[arg-type]
+    broker = BROKERS[kind].make(folder, **options)
     broker.start()
     try:
         yield broker
