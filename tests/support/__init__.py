@@ -12,6 +12,8 @@ Places to talk to:
 - `net`: free ports, a TCP relay a test can cut
 - `http`: asking a local HTTP service while it starts
 - `mqtt`: a private Mosquitto, a persistent subscriber, retained messages read back
+- `brokers`: RabbitMQ's MQTT plugin, NATS server's MQTT and a production-like Mosquitto as
+  a test's own processes; `broker_probes`: what each does with what the pipeline relies on
 - `serial`: a virtual RS-485 cable (socat)
 - `metrics`: Prometheus `/metrics` scraped and read
 
@@ -23,6 +25,8 @@ Configurations and data:
 - `readback`: a service's SQLite files read from outside while it runs
 - `logger_store`: a logger's store written by its own code, for fix-db and the damage tests
 - `known_windows`: a deterministic campus of windows with known sums (the API's fixture)
+- `sites`: an estate of three sites in three zones with known sums per site (the API's)
+- `priced_campus`, `report_campus`: the priced Berlin campus of the bills and the reports
 - `dashboard_books`: the local dashboard's store and the sums it must show
 - `homeassistant`: Home Assistant's rules for a discovered sensor
 - `clock`: a clock a test moves by hand
