@@ -844,3 +844,18 @@ profile = "eastron-sdm630"
         in (sdm120["fix"])
     )
     assert "factory" not in sdm630["fix"] and "answers at" not in sdm630["fix"]
+
+
+def test_a_shared_subscription_is_warned_of(
+    tmp_path: Path, mosquitto: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_file = write_config(tmp_path, sqlite_sink(tmp_path), broker_port=mosquitto.port)
+    text = config_file.read_text("utf-8").replace("[bridge]\n", '[bridge]\nshared_group = "b"\n')
+    config_file.write_text(text, "utf-8")
+    _, out = doctor(capsys, "-c", str(config_file), "--skip-meters")
+    status, detail, fix = lines_of(out)["bridge subscription"]
+    assert status == "warn" and "does not restore a shared subscription" in detail
+    assert fix is not None and "bridge.topic_filters" in fix
+    config_file.write_text(text.replace('shared_group = "b"\n', ""), "utf-8")
+    _, out = doctor(capsys, "-c", str(config_file), "--skip-meters")
+    assert "bridge subscription" not in lines_of(out)

@@ -120,7 +120,22 @@ async def broker(ctx: Context) -> list[Result]:
     except BrokerError as exc:
         fix = next(BROKER_FIXES[k] for k in type(exc).__mro__ if k in BROKER_FIXES)
         return [Result(Status.FAIL, "broker", str(exc).removeprefix("broker "), fix(mqtt))]
-    return [Result(Status.OK, "broker", f"{how}: connected in {latency_ms:.0f} ms")]
+    found = [Result(Status.OK, "broker", f"{how}: connected in {latency_ms:.0f} ms")]
+    group = ctx.config.bridge.shared_group
+    if group is not None:
+        found.append(
+            Result(
+                Status.WARN,
+                "bridge subscription",
+                f"bridge.shared_group {group!r}: Mosquitto 2.0 does not restore a shared "
+                "subscription when it restarts (readings published before the bridges "
+                "subscribe again reach none), and the MQTT of RabbitMQ 3.10 and NATS 2.9 "
+                "delivers nothing to one",
+                "give each bridge its own meters with bridge.topic_filters instead "
+                "(docs/brokers.md), or run a broker that keeps shared subscriptions",
+            )
+        )
+    return found
 
 
 # --- the window sink ------------------------------------------------------------------------------
