@@ -45,9 +45,11 @@ async def convert(conn: psycopg.AsyncConnection[Any], schema: str) -> None:
     )
 
 
-async def drop_before(cur: psycopg.AsyncCursor[Any], schema: str, cutoff: datetime) -> int:
+async def drop_before(
+    cur: psycopg.AsyncCursor[Any], schema: str, cutoff: datetime
+) -> tuple[int, int]:
     """Drop the chunks wholly before `cutoff`, then the windows left before it; how many chunks
-    and rows went."""
+    and how many rows (of chunks the cutoff cuts) went."""
     await cur.execute(
         "SELECT drop_chunks(%s, older_than => %s)", (f"{schema}.window_aggregates", cutoff)
     )
@@ -58,4 +60,4 @@ async def drop_before(cur: psycopg.AsyncCursor[Any], schema: str, cutoff: dateti
         ),
         (cutoff,),
     )
-    return chunks + max(cur.rowcount, 0)
+    return chunks, max(cur.rowcount, 0)
