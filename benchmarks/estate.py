@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
+from campus_energy.core.topics import reading_topic, site_root
 from campus_energy.demo.mosquitto import MESSAGE_SIZE_LIMIT, listens, mosquitto_executable
 from measure import free_port
 
@@ -55,10 +56,13 @@ class Shape:
     window_s: int = 300
     grace_s: float = 60.0
     bridges: int = 2
+    split: str = "shared"  # bridges share the subscription, or "sites": each takes its sites
 
     def __post_init__(self) -> None:
         if self.buses < self.sites:
             raise ValueError(f"{self.sites} sites need at least as many gateways: {self.buses}")
+        if self.split == "sites" and self.sites % self.bridges:
+            raise ValueError(f"{self.sites} sites do not split evenly over {self.bridges} bridges")
 
     @property
     def buses(self) -> int:
@@ -76,8 +80,19 @@ class Shape:
         """Buses are dealt to the sites in turn, so that each site has whole gateways."""
         return bus % self.sites
 
+    def reading_filter(self, k: int) -> str:
+        """The reading topics of site `k` (the first is the default site: no site level)."""
+        return reading_topic(site_root(PREFIX, self.site_id(k) if k else None), "+")
+
+    def filters_of(self, bridge: int) -> list[str]:
+        """With `split` "sites": the reading topics bridge `bridge` subscribes to."""
+        per = self.sites // self.bridges
+        return [self.reading_filter(k) for k in range(bridge * per, (bridge + 1) * per)]
+
     def label(self) -> str:
         bridges = f"{self.bridges} bridge{'s' if self.bridges > 1 else ''}"
+        if self.bridges > 1:
+            bridges += " split by site" if self.split == "sites" else " sharing a subscription"
         return (
             f"{self.meters:,} meters, {self.sites} sites, {self.buses} gateways, "
             f"{self.interval_s:g} s, {self.window_s} s windows, {bridges}"
@@ -115,7 +130,9 @@ def estate_data(
             }
         )
     bridge: dict[str, Any] = {"window_s": shape.window_s, "grace_s": shape.grace_s, **store}
-    if shape.bridges > 1:
+    if shape.bridges > 1 and shape.split == "sites":
+        bridge["topic_filters"] = shape.filters_of(0)  # the others' are overridden (Estate)
+    elif shape.bridges > 1:
         bridge["shared_group"] = "scale"
     return {
         "site": {"id": shape.site_id(0), "name": "Site 0", "timezone": "UTC"},
@@ -349,16 +366,15 @@ class Estate:
             simulator = self._spawn("simulator", "simulator", "simulate", {})
             for k in range(self.shape.bridges):
                 port = free_port()
-                bridge = self._spawn(
-                    "bridge",
-                    f"bridge-{k}",
-                    "bridge",
-                    {
-                        "CAMPUS_ENERGY__BRIDGE__CLIENT_ID": f"scale-bridge-{k}",
-                        "CAMPUS_ENERGY__BRIDGE__SPOOL_PATH": str(self.folder / f"spool-{k}.db"),
-                        "CAMPUS_ENERGY__BRIDGE__METRICS_PORT": str(port),
-                    },
-                )
+                env = {
+                    "CAMPUS_ENERGY__BRIDGE__CLIENT_ID": f"scale-bridge-{k}",
+                    "CAMPUS_ENERGY__BRIDGE__SPOOL_PATH": str(self.folder / f"spool-{k}.db"),
+                    "CAMPUS_ENERGY__BRIDGE__METRICS_PORT": str(port),
+                }
+                if self.shape.bridges > 1 and self.shape.split == "sites":
+                    for i, topic in enumerate(self.shape.filters_of(k)):
+                        env[f"CAMPUS_ENERGY__BRIDGE__TOPIC_FILTERS__{i}"] = topic
+                bridge = self._spawn("bridge", f"bridge-{k}", "bridge", env)
                 bridge.metrics_port, bridge.spool = port, self.folder / f"spool-{k}.db"
             wait_for(lambda: "simulator ready" in read(simulator.log), 600, simulator)
             for bridge in self.of("bridge"):  # subscribed before the first reading is published

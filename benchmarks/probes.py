@@ -425,3 +425,41 @@ def document_writes(log: Path) -> list[DocumentWrite]:
         at, kind, path, size = line.split("\t")
         found.append(DocumentWrite(int(at), kind, path, int(size)))
     return found
+
+
+def lost_updates(host: str, clients: int = 2, each: int = 50) -> tuple[int, int]:
+    """`clients` clients at once each add 1 to one document's counter `each` times, each time
+    in a transaction (read, then write the value read + 1), against the Firestore emulator at
+    `host`: (increments committed, the counter's final value). A store that isolates
+    transactions ends at the first; one that does not loses the difference."""
+    from google.cloud import firestore
+    from tests.support.emulator import emulator_environment  # the repository's root: harness
+
+    def work() -> None:
+        db = firestore.Client(project="isolation-probe")
+        ref = db.collection("probe").document("counter")
+
+        @firestore.transactional  # type: ignore[misc]
+        def add(transaction: Any) -> None:
+            snap = ref.get(transaction=transaction)
+            held = (snap.to_dict() or {}).get("n", 0) if snap.exists else 0
+            transaction.set(ref, {"n": held + 1})
+
+        try:
+            for _ in range(each):
+                add(db.transaction())
+        finally:
+            db.close()
+
+    with emulator_environment(host):
+        threads = [threading.Thread(target=work) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        db = firestore.Client(project="isolation-probe")
+        try:
+            found = db.collection("probe").document("counter").get().to_dict() or {}
+        finally:
+            db.close()
+    return clients * each, int(found.get("n", 0))

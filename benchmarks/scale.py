@@ -22,9 +22,12 @@ time after a warm-up, then stopped cleanly and its books balanced (`benchmarks/s
     outboxes, the broker's queue, the bridges' message lag); from the CPU per reading of
     each component, the readings/s one core sustains for it.
 (d) The same 1,000 meters into the Firestore emulator, `bridge.firestore.layout =
-    "per-window"`, for MAIN_S: document writes (counted in the emulator,
+    "per-window"` (a document per site and window), the two bridges sharing the subscription
+    as in (a) (1-minute windows, STEP_S), then split by site with `bridge.topic_filters`
+    (5-minute windows, MAIN_S): document writes (counted in the emulator,
     `benchmarks/firestore_counting.js`) per window and per day against the goal of
-    288 × sites a day, window-write latency, the books.
+    288 × sites a day, window-write latency, the books; and whether the emulator isolates
+    transactions (two clients incrementing one counter at once).
 
 This machine has 2 cores that every process shares (and other users' work): the figures
 say what the estate costs, and the saturation is the machine's unless one process reaches
@@ -40,8 +43,9 @@ import math
 import os
 import re
 import statistics
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,7 +53,7 @@ import harness
 import results as bench
 from estate import Shape, firestore_store, postgres_store
 from measure import percentile
-from probes import DocumentWrite, document_writes
+from probes import DocumentWrite, document_writes, lost_updates
 from results import Col, Table
 from scale_run import Outcome, measure
 
@@ -553,122 +557,197 @@ def cpu_ms_per_k(o: Outcome, role: str) -> float:
 STAMP = re.compile(r"(\d{8}T\d{6}Z)")
 
 
-def firestore_run(folder: Path) -> tuple[Outcome, list[DocumentWrite]]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with firestore_store(folder, "per-window") as store:
-        outcome = measure(
-            shape(METERS, MAIN_WINDOW),
-            folder / "estate",
-            store,
-            warm_up_s=WARM_UP_S,
-            measure_s=MAIN_S,
-            progress=log,
-        )
-        assert store.write_log is not None
-        writes = document_writes(store.write_log)
-    return outcome, writes
+@dataclass
+class FirestoreRun:
+    """One estate into the counting emulator: what it measured and every document write."""
+
+    name: str
+    outcome: Outcome
+    writes: list[DocumentWrite]
+    isolation: tuple[int, int] | None = None  # (increments committed, counted): `lost_updates`
 
 
-def firestore_table(o: Outcome, writes: list[DocumentWrite]) -> Table:
+def firestore_plans() -> list[tuple[str, Shape, float]]:
+    """The estate of (a) into the emulator's per-window layout: its two bridges sharing the
+    subscription as in (a) (1-minute windows, STEP_S), then split by site (MAIN_S)."""
+    return [
+        ("2 bridges sharing the subscription", shape(METERS, STEP_WINDOW), STEP_S),
+        (
+            "2 bridges split by site (bridge.topic_filters)",
+            Shape(METERS, window_s=MAIN_WINDOW[0], grace_s=MAIN_WINDOW[1], split="sites"),
+            MAIN_S,
+        ),
+    ]
+
+
+def firestore_runs(
+    folder: Path, plans: Sequence[tuple[str, Shape, float]] | None = None
+) -> list[FirestoreRun]:
+    """Each plan (name, shape, measured seconds) into a fresh counting emulator; the first
+    emulator is also probed for lost updates (`probes.lost_updates`)."""
+    found = []
+    for k, (name, planned, measure_s) in enumerate(plans or firestore_plans()):
+        folder_k = folder / f"firestore-{k}"
+        folder_k.mkdir(parents=True)
+        with firestore_store(folder_k, "per-window") as store:
+            outcome = measure(
+                planned,
+                folder_k / "estate",
+                store,
+                warm_up_s=WARM_UP_S,
+                measure_s=measure_s,
+                progress=log,
+            )
+            assert store.write_log is not None
+            isolation = lost_updates(store.env["FIRESTORE_EMULATOR_HOST"]) if k == 0 else None
+            found.append(FirestoreRun(name, outcome, document_writes(store.write_log), isolation))
+    return found
+
+
+@dataclass
+class WriteFigures:
+    layout: str = ""
+    windows: int = 0  # windows written wholly while the estate ran
+    per_window: float = math.nan  # document writes
+    per_document: float = math.nan  # writes of one document per window
+    least: int = 0
+    most: int = 0
+    total: int = 0
+    first_s: list[float] = field(default_factory=list)  # window end -> its first write
+    last_s: list[float] = field(default_factory=list)  # window end -> its last write
+    largest: int = 0  # bytes of the largest write
+
+    @property
+    def at_5min_a_day(self) -> float:
+        return self.per_window * 288
+
+
+def write_figures(o: Outcome, writes: Sequence[DocumentWrite]) -> WriteFigures:
     s = o.shape
     window_ms = s.window_s * 1000
     by_window: dict[int, list[DocumentWrite]] = defaultdict(list)
     for w in writes:
         found = STAMP.search(w.document_id)
         if found:
-            start = round(
-                datetime.strptime(found.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
-                * 1000
-            )
-            by_window[start].append(w)
-    # windows written wholly while the estate ran (not by the bridges' final flush)
+            stamp = datetime.strptime(found.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+            by_window[round(stamp.timestamp() * 1000)].append(w)
+    # the windows written wholly while the estate ran (not by the bridges' final flush)
     live = {
         start: found
         for start, found in by_window.items()
         if all(w.at_ms <= o.live_until_ms for w in found)
     }
-    docs_per_window = [len({w.document_id for w in found}) for found in live.values()]
-    writes_per_window = [len(found) for found in live.values()]
-    per_window = statistics.mean(writes_per_window) if writes_per_window else math.nan
-    per_day = per_window * 86_400 / s.window_s
-    day_at_5min = per_window * 288
-    goal = FIRESTORE_GOAL_PER_WINDOW * s.sites * 288
-    first = [min(w.at_ms for w in f) - start - window_ms for start, f in live.items()]
-    last = [max(w.at_ms for w in f) - start - window_ms for start, f in live.items()]
-    sizes = [w.size for w in writes if w.kind == "set"]
-    docs = Counter(docs_per_window)
-    most = max(docs, default=0)
-    layouts = {1: "one document per window for every meter", s.meters: "one per meter and window"}
+    counts = [len(found) for found in live.values()]
+    docs = max((len({w.document_id for w in found}) for found in live.values()), default=0)
+    layouts = {1: "one document per window", s.meters: "one document per meter and window"}
     layouts[s.sites] = f"one document per site and window ({s.sites} sites)"
-    layout = layouts.get(most, f"{'/'.join(map(str, sorted(docs)))} documents per window")
+    per_window = statistics.mean(counts) if counts else math.nan
+    return WriteFigures(
+        layout=layouts.get(docs, f"{docs} documents per window"),
+        windows=len(live),
+        per_window=per_window,
+        per_document=per_window / docs if docs else math.nan,
+        least=min(counts, default=0),
+        most=max(counts, default=0),
+        total=len(writes),
+        first_s=[(min(w.at_ms for w in f) - t - window_ms) / 1000 for t, f in live.items()],
+        last_s=[(max(w.at_ms for w in f) - t - window_ms) / 1000 for t, f in live.items()],
+        largest=max((w.size for w in writes if w.kind == "set"), default=0),
+    )
+
+
+def firestore_table(runs: Sequence[FirestoreRun]) -> Table:
     table = Table(
         f'(d) Firestore emulator, bridge.firestore.layout = "per-window" as on main at this '
-        f"commit: {s.label()}",
-        (Col("figure", align="left"), Col("value", align="right"), Col("note", align="left")),
+        f"commit, {runs[0].outcome.shape.meters:,} meters in {runs[0].outcome.shape.sites} sites",
+        (Col("figure", align="left"), *(Col(r.name, align="right") for r in runs)),
     )
-    rows = [
-        ("layout measured", layout, f"{len(live)} windows written while the estate ran"),
-        (
-            "writes per document per window",
-            f"{per_window / most:,.2f}" if most else "—",
-            f"{s.bridges} bridges on a shared subscription: each merges the readings it "
-            "received, of every site",
+    figures = [write_figures(r.outcome, r.writes) for r in runs]
+    outcomes = [r.outcome for r in runs]
+    sites = outcomes[0].shape.sites
+    goal = FIRESTORE_GOAL_PER_WINDOW * sites * 288
+
+    def row(name: str, *cells: str) -> None:
+        table.row(name, *cells)
+
+    row("windows", *(f"{o.shape.window_s} s, grace {o.shape.grace_s:g} s" for o in outcomes))
+    row("layout measured", *(f.layout for f in figures))
+    row("windows written while it ran", *(str(f.windows) for f in figures))
+    row(
+        "document writes per window",
+        *(f"{f.per_window:,.1f} ({f.least}–{f.most})" for f in figures),
+    )
+    row("writes of one document per window", *(f"{f.per_document:.2f}" for f in figures))
+    row("document writes a day at 5-minute windows", *(f"{f.at_5min_a_day:,.0f}" for f in figures))
+    row(
+        f"goal ≤ 288 × {sites} sites = {goal:,} a day",
+        *("met" if f.at_5min_a_day <= goal else "NOT met" for f in figures),
+    )
+    row("per-meter layout (computed)", *(f"{288 * o.shape.meters:,}" for o in outcomes))
+    row(
+        "window end → first / last write, p50",
+        *(f"{percentile(f.first_s, 50):.1f} / {percentile(f.last_s, 50):.1f} s" for f in figures),
+    )
+    row(
+        "window end → last write, max",
+        *(f"{max(f.last_s, default=math.nan):.1f} s" for f in figures),
+    )
+    row(
+        "reading ts → its window written, p50 / p99",
+        *(
+            f"{percentile(o.latencies_s, 50):.1f} / {percentile(o.latencies_s, 99):.1f} s"
+            for o in outcomes
         ),
-        (
-            "document writes per window",
-            f"{per_window:,.1f}",
-            f"min {min(writes_per_window, default=0)}, max {max(writes_per_window, default=0)}; "
-            f"{len(writes):,} writes in all (the final flush included)",
+    )
+    row("largest document write", *(f"{f.largest:,} B" for f in figures))
+    row(
+        "readings in windows / delivered",
+        *(
+            f"{o.books.window_readings + o.books.spooled_readings:,} / "
+            f"{o.books.delivered_readings:,}"
+            for o in outcomes
         ),
-        (
-            "document writes per day",
-            f"{per_day:,.0f}",
-            f"at {s.window_s} s windows; at 5-minute windows {day_at_5min:,.0f}",
+    )
+    row(
+        "Σ window energy / Σ delivered, Wh",
+        *(
+            f"{o.books.window_wh + o.books.spooled_wh:,.3f} / {o.books.delivered_wh:,.3f}"
+            for o in outcomes
         ),
-        (
-            "goal: ≤ 288 × sites a day",
-            f"{goal:,}",
-            f"{s.sites} sites; met: {'yes' if day_at_5min <= goal else 'NO'}",
-        ),
-        (
-            "per-meter layout (computed)",
-            f"{288 * s.meters:,}",
-            f"288 × {s.meters:,} meters at 5-minute windows",
-        ),
-        (
-            "window end → first / last write of its documents, p50",
-            f"{percentile(first, 50) / 1000:.1f} / {percentile(last, 50) / 1000:.1f} s",
-            f"max {max(last, default=math.nan) / 1000:.1f} s; grace_s = {s.grace_s:g} s of it",
-        ),
-        (
-            "reading ts → its window written, p50 / p99",
-            f"{percentile(o.latencies_s, 50):.1f} / {percentile(o.latencies_s, 99):.1f} s",
-            "the meter entry's updated_at",
-        ),
-        (
-            "largest document write",
-            f"{max(sizes, default=0):,} B",
-            "Firestore's limit is 1 MiB (1,048,576 B) a document",
-        ),
-    ]
-    rows += books_rows(o)
-    for row in rows:
-        table.row(*row)
+    )
+    row("books balance", *("yes" if o.books.balanced else "NO" for o in outcomes))
     table.note(
-        "Writes counted in the emulator (every set or delete a commit makes, "
-        "benchmarks/firestore_counting.js); a window's documents are written once per merge "
-        "that holds any of its meters: each bridge merges the readings it received, at most "
-        "500 window rows a merge.",
-        run_note(o),
+        "Writes counted in the emulator: every set or delete a commit makes "
+        "(benchmarks/firestore_counting.js). A bridge writes a window's document once per "
+        "merge holding any of its meters; sharing the subscription, every bridge receives "
+        "readings of every site, so each writes every site's document; split by site, each "
+        "writes only its own sites'. Firestore's limit is 1 MiB a document.",
     )
+    probe = next((r.isolation for r in runs if r.isolation is not None), None)
+    if probe is not None:
+        committed, counted = probe
+        table.note(
+            f"The emulator does not isolate transactions: two clients at once each adding 1 "
+            f"to one counter {committed // 2} times in a transaction (read, write the value "
+            f"read + 1) left it at {counted} of {committed}. So two bridges merging the same "
+            "document at the same moment overwrite each other's meters here (the books of the "
+            "shared subscription do not balance on the emulator); Firestore itself takes the "
+            "transaction's reads as locks or aborts and retries it, which the sink's "
+            "transactions rely on. The split by site never has two bridges on one document."
+        )
+    for r in runs:
+        table.note(f"{r.name}: {run_note(r.outcome)}")
+    split = next((f for f, r in zip(figures, runs, strict=True) if "site" in r.name), figures[-1])
+    shared = figures[0]
     bench.record(
         TIER,
-        f"Firestore document writes a day at 5-minute windows, {s.meters:,} meters, "
-        f"{s.sites} sites, per-window layout, vs the per-meter layout (computed)",
-        day_at_5min,
-        288 * s.meters,
+        f"Firestore document writes a day at 5-minute windows, {METERS:,} meters in {sites} "
+        "sites, per-window layout, 2 bridges split by site, vs the per-meter layout (computed)",
+        split.at_5min_a_day,
+        288 * METERS,
         "writes",
-        f"goal ≤ 288 × {s.sites} sites = {goal:,}; {per_window:,.1f} writes per window measured",
+        f"goal ≤ {goal:,}; sharing the subscription: {shared.at_5min_a_day:,.0f} "
+        f"({shared.per_document:.1f} writes per document per window)",
     )
     return table
 
@@ -728,15 +807,14 @@ def run(folder: Path) -> Iterator[Table]:
     yield capacity_table(main, steps)
     outcomes = [("main", main), ("1 bridge", one)] + [(f"{o.shape.meters} m", o) for o in steps]
     try:
-        fire, writes = firestore_run(folder / "firestore")
+        fired = firestore_runs(folder / "firestore")
     except harness.EmulatorError as exc:
         yield Table("(d) Firestore: not measured", notes=[str(exc)])
     else:
-        yield firestore_table(fire, writes)
-        yield cpu_table(
-            fire, f"(d) CPU and memory by component, Firestore, {fire.shape.meters:,} meters"
-        )
-        outcomes.append(("firestore", fire))
+        yield firestore_table(fired)
+        last = fired[-1].outcome
+        yield cpu_table(last, f"(d) CPU and memory by component, Firestore, {last.shape.label()}")
+        outcomes += [(f"firestore, {r.name}", r.outcome) for r in fired]
     found = problems_table(outcomes)
     if found is not None:
         yield found
