@@ -4,6 +4,7 @@ bridge admits under each site's topic root."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -238,3 +239,44 @@ def test_an_alert_rules_hours_are_its_sites() -> None:
         [finding] = alert_rules.evaluate(plan.rule, plan.subjects, seen, context)
         found[plan.rule.name] = finding.holds
     assert found == {"labs-after-hours": True, "library-after-hours": False}
+
+
+def test_a_logger_whose_default_site_has_another_id_is_heard() -> None:
+    """The loggers' files say [site] id "main" (the default), the bridge's "hq": the default
+    root is one root, and its readings are the bridge's default site's."""
+    bridge = parse_config(estate(site={"id": "hq", "timezone": "Europe/Berlin"}))
+    found = admitted(bridge, reading_topic(PREFIX, "lib-1"), payload("lib-1", "main"))
+    assert isinstance(found, Admitted) and found.reading.site == "hq"
+
+
+def test_a_meter_status_under_another_sites_root_is_refused() -> None:
+    from campus_energy.alerts.live import LiveState
+    from campus_energy.core.incoming import Limits
+
+    config = parse_config(estate())
+    live = LiveState(
+        config.topic_roots(),
+        {m.id: 5.0 for m in config.meters},
+        {m.id: Limits() for m in config.meters},
+        sites={m.id: config.site_of(m) for m in config.meters},
+    )
+    offline = json.dumps({"state": "offline", "ts": "2026-01-01T00:00:00.000Z"}).encode()
+    assert not live.message(f"{PREFIX}/lab-1/status", offline, NOW)  # north's, main's root
+    assert live.refused == 1 and live.meters["lab-1"].status is None
+    assert live.message(f"{NORTH_ROOT}/lab-1/status", offline, NOW)
+    assert live.meters["lab-1"].status == "offline"
+
+
+def test_a_logger_publishes_an_outbox_reading_of_a_meter_it_no_longer_polls_under_its_root(
+    tmp_path: Path,
+) -> None:
+    """`logger.site` changed to north with readings of lib-1 (main's) still in the outbox:
+    they go out under main's root, as lib-1's, not under the bare prefix as nobody's."""
+    from campus_energy.logger.publisher import Publisher, StatusBoard
+    from campus_energy.logger.store import ReadingStore
+
+    estate_config = parse_config(estate(logger__site="north"))
+    store = ReadingStore(tmp_path / "store.db")
+    publisher = Publisher(estate_config.for_logger(), store, StatusBoard(), estate=estate_config)
+    assert publisher.root("lib-1") == PREFIX and publisher.sites["lib-1"] == "main"
+    assert publisher.root("lab-2") == NORTH_ROOT

@@ -90,8 +90,13 @@ class LiveState:
         """Take one message; False when it was refused (counted)."""
         parts = topic.split("/")
         roots = {self.prefix: ""} if isinstance(self.prefix, str) else self.prefix
-        if topic.endswith("/status") and len(parts) > 2 and "/".join(parts[:-2]) in roots:
-            return self._status(parts[-2], payload)
+        root = "/".join(parts[:-2])
+        if topic.endswith("/status") and len(parts) > 2 and root in roots:
+            meter_id = parts[-2]
+            if self.sites.get(meter_id, roots[root]) != roots[root]:  # under another site's root
+                self.refused += 1
+                return False
+            return self._status(meter_id, payload)
         verdict = admit(
             topic,
             payload,

@@ -225,8 +225,11 @@ def _parse(
             "site",
             f"meter {meter_id[:80]!r} of site {sites[meter_id]!r} published on {topic[:200]!r}",
         )
+    # The topic decides the site; a payload naming another configured site is a reading out
+    # of its place. Any other name is not one: a logger whose [site].id differs from the
+    # bridge's publishes its default site's meters under the same root.
     named = body.get("site", site)
-    if named != site and not (site == "" and isinstance(named, str)):
+    if not isinstance(named, str) or (named != site and named in roots.values()):
         raise _Refused("site", f"'site' {str(named)[:80]!r} is not the topic's {site!r}")
     seq = body.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_SEQ:

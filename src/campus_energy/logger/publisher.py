@@ -87,19 +87,21 @@ class Publisher:
         statuses: StatusBoard,
         *,
         clock: SystemClock | None = None,
+        estate: Config | None = None,
     ) -> None:
+        """`estate`: the whole configuration, when `config` is the logger's part of it."""
         self.config = config
         self.store = store
         self.statuses = statuses
         self.clock = clock or SystemClock()
-        self.meters: Mapping[str, MeterConfig] = {m.id: m for m in config.meters}
+        # Every configured meter, not only those this logger polls now: its outbox may still
+        # hold readings of meters it polled before `logger.site` or `logger.buses` changed.
+        every = estate.meters if estate is not None else config.meters
+        self.meters: Mapping[str, MeterConfig] = {m.id: m for m in every}
         self.prefix = config.mqtt.topic_prefix
         # each meter publishes under its site's root (the prefix itself for the default site)
-        self.sites = {m.id: config.site_of(m) for m in config.meters}
-        self.roots = {
-            m.id: config.topic_root(site)
-            for m, site in zip(config.meters, self.sites.values(), strict=True)
-        }
+        self.sites = {m.id: config.site_of(m) for m in every}
+        self.roots = {m.id: config.topic_root(self.sites[m.id]) for m in every}
         key_file = config.mqtt.signing_key_file
         self.signing_key = read_signing_key(key_file) if key_file is not None else None
         self.logger_topic = logger_status_topic(config.logger_site_root(), config.logger.id)

@@ -133,12 +133,14 @@ class MeterLogger:
     def __init__(
         self, config: Config, *, clock: SystemClock | None = None, notifier: Notifier | None = None
     ) -> None:
-        config = config.for_logger()  # only its site's and buses' meters (logger.site, .buses)
+        estate, config = config, config.for_logger()  # its site's and buses' meters only
         self.config = config
         self.clock = clock or SystemClock()
         self.store = ReadingStore(config.storage.path, cursor_with_commits=True)
         self.statuses = StatusBoard()
-        self.publisher = Publisher(config, self.store, self.statuses, clock=self.clock)
+        self.publisher = Publisher(
+            config, self.store, self.statuses, clock=self.clock, estate=estate
+        )
         self.counters = Counters()
         self.boot_id = boot_id()
         self.store_outage = Outage(f"store {config.storage.path}", log)
