@@ -180,3 +180,36 @@ def test_a_sites_report_is_cut_in_its_own_zone(billed: Any) -> None:
     # a building's report is its site's too, without naming the site
     alone = build_report(config, source, parse_period("2026-11"), "Annex")
     assert alone.zone == "America/New_York" and alone.rows[0].energy_kwh == kwh(expected)
+
+
+def test_a_sites_report_holds_its_own_alerts_only(billed: Any) -> None:
+    from campus_energy.incidents.values import HistoryRow
+    from campus_energy.reports.content import build_report
+    from campus_energy.reports.periods import parse_period
+
+    config, source, _ = billed
+    at = ms(UTC, 2026, 11, 10)
+
+    def row(rule: str, subject: str, scope: str) -> HistoryRow:
+        return HistoryRow(rule, subject, "meter-silent", scope, "firing", at, "warning", None,
+                          "", False)  # fmt: skip
+
+    history = [
+        row("silent", "annex-1", "campus"),  # west's meter, of an estate-wide rule
+        row("silent", "main-1", "campus"),  # main's
+        row("load", "campus", "campus"),  # the estate's total: no one site's
+        row("annex-night", "Annex", "building:Annex"),
+        row("main-night", "Main", "building:Main"),
+    ]
+    west = build_report(config, source, parse_period("2026-11"), site="west", alerts=history)
+    assert [(r.rule, r.subject) for r in west.alerts or ()] == [
+        ("annex-night", "Annex"),
+        ("silent", "annex-1"),
+    ]
+    annex = build_report(config, source, parse_period("2026-11"), "Annex", alerts=history)
+    assert [(r.rule, r.subject) for r in annex.alerts or ()] == [
+        ("annex-night", "Annex"),
+        ("silent", "annex-1"),
+    ]
+    estate_report = build_report(config, source, parse_period("2026-11"), alerts=history)
+    assert len(estate_report.alerts or ()) == len(history)

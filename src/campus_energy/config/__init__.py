@@ -639,6 +639,30 @@ class Config(_Section):
         narrowed._campus = None  # built again from its own meters
         return narrowed
 
+    def sites_of_name(self, name: str) -> frozenset[str]:
+        """The sites of a configured meter, building, virtual meter (its members') or the
+        campus ("campus": every site); none for a name the configuration does not know."""
+        if name == "campus":
+            return frozenset(self.site_ids)
+        found = {self.site_of(m) for m in self.meters if name in (m.id, m.building)}
+        if found or name in {b.name for b in self.site.buildings}:
+            return frozenset(found or {self.site.id})
+        try:
+            members = self.campus.terms(name)
+        except KeyError:
+            return frozenset()
+        return frozenset(self.site_of(m) for m in self.meters if m.id in members)
+
+    def site_has_alert(self, site: str, scope: str, subject: str) -> bool:
+        """Whether an alert (its rule's scope text and its subject) is `site`'s alone: its
+        subject's sites, or for a subject the configuration does not know its scope's, are
+        that site — so an alert of the whole estate is no one site's."""
+        kind, _, name = scope.partition(":")
+        sites = self.sites_of_name(subject) or self.sites_of_name(
+            "campus" if kind == "campus" else name
+        )
+        return sites == {site}
+
     def for_site(self, site: str) -> Config:
         """This configuration as if `site` were the estate's only one: its meters, the
         declared buildings its meters name (a building no meter names is the default

@@ -30,6 +30,7 @@ from campus_energy.accounts.statements import (
 )
 from campus_energy.backends.base import WindowSource
 from campus_energy.config import Config
+from campus_energy.core.alerts import CAMPUS
 from campus_energy.core.answers import ScopeHour
 from campus_energy.core.billing import kwh
 from campus_energy.core.days import local_date
@@ -317,7 +318,7 @@ def build_report(
     previous = period.previous()
     previous_daily = reader.known_daily(reader.hours(headline_terms, previous), previous)
     buildings, meters = after_hours(config, hours_of, scopes, period, zone)
-    wanted = _alerts_of(config, alerts, building)
+    wanted = _alerts_of(config, alerts, building, site)
     notes = (WEEK_NOTE if period.kind == "week" else MONTH_NOTE,)
     return Report(
         site=config.site_name(site) if site is not None else config.site.name,
@@ -336,19 +337,36 @@ def build_report(
 
 
 def _alerts_of(
-    config: Config, alerts: Sequence[HistoryRow] | None, building: str | None
+    config: Config,
+    alerts: Sequence[HistoryRow] | None,
+    building: str | None,
+    site: str | None = None,
 ) -> tuple[HistoryRow, ...] | None:
-    """The transitions in time order; for one building's report, those of the campus, the
-    building and its meters."""
+    """The transitions in time order; for a site's report those of that site alone; for one
+    building's report, those of its campus (of an estate: of its site), the building and
+    its meters."""
     if alerts is None:
         return None
     ordered = sorted(alerts, key=lambda r: (r.at_ms, r.rule, r.subject))
+    several = len(config.site_ids) > 1
+    if site is not None and several:
+        ordered = [r for r in ordered if config.site_has_alert(site, r.scope, r.subject)]
     if building is None:
         return tuple(ordered)
     meters = {m.id for m in config.campus.meters if m.building == building}
     meters |= {v.id for v in config.campus.virtual_meters if v.building == building}
+    home = config.sites_of_name(building)
+
+    def of_its_campus(r: HistoryRow) -> bool:
+        if r.scope != CAMPUS:
+            return False
+        return not several or (
+            len(home) == 1 and config.site_has_alert(next(iter(home)), r.scope, r.subject)
+        )
+
     mine: Callable[[HistoryRow], bool] = lambda r: (  # noqa: E731
-        r.scope in ("campus", f"building:{building}")
+        of_its_campus(r)
+        or r.scope == f"building:{building}"
         or r.scope.removeprefix("meter:") in meters
         or r.subject in meters
     )
