@@ -518,3 +518,20 @@ def test_a_sites_alerts_are_those_of_its_meters_and_buildings(
     assert {r["subject"] for r in body["recent"]} <= active
     assert {(s["rule"], s["subject"]) for s in body["silences"]} == silences
     assert ("campus" in {a["subject"] for a in body["active"]}) is not bool(site)
+
+
+def test_the_estates_cost_cuts_every_account_at_the_estates_midnights(
+    client: FlaskClient, books: st.Books
+) -> None:
+    """Without `site`, days are [site].timezone's for every account (docs/api.md), a New
+    York account's too: the sum of the accounts is the books cut at Berlin's midnights."""
+    zone = st.ZONES["north"]
+    counted = set().union(*(st.meters_of(s, counted=True) for s in st.SITES))
+    counted &= set(st.METERS)  # the accounts hold configured meters only
+    body = get(client, "/api/cost?start_date=2026-10-05&end_date=2026-10-31")
+    wh = books.days(counted, date(2026, 10, 5), date(2026, 10, 31), zone).energy_wh
+    assert float(body["energy_kwh"]) == pytest.approx(wh / 1000, abs=5e-3)
+    overview = get(client, "/api/cost/overview")
+    assert overview["today"]["date"] == "2026-11-02"  # Berlin's, not New York's 1 November
+    today = books.days(counted, date(2026, 11, 2), date(2026, 11, 2), zone).energy_wh
+    assert float(overview["today"]["energy_kwh"]) == pytest.approx(today / 1000, abs=5e-3)

@@ -410,20 +410,22 @@ def month_to_date(
     now_ms: int,
     *,
     peaks_of: PeaksOf | None = None,
+    zone: ZoneInfo | None = None,
 ) -> Projection:
     """Energy charges projected linearly over the rest of the month; standing and demand
-    charges of the whole month at today's billed demand."""
-    zone = zone_of(config, scope)
+    charges of the whole month at today's billed demand. `zone`: whose today and month
+    (default: the scope's site's)."""
+    zone = zone or zone_of(config, scope)
     today = local_date(now_ms, zone)
     first, last = month_days((today.year, today.month))
-    hours = read_hours(config, hours_of, scope, first, last)
+    hours = read_hours(config, hours_of, scope, first, last, zone)
     peaks_of = None if peaks_of is None else _once(peaks_of)  # both statements read the same
-    so_far = statement(config, hours_of, scope, first, today, hours, peaks_of=peaks_of)
+    so_far = statement(config, hours_of, scope, first, today, hours, peaks_of=peaks_of, zone=zone)
     start_ms = midnight_ms(first, zone)
     end_ms = midnight_ms(last + timedelta(days=1), zone)
     elapsed = min(1.0, max(0.0, (now_ms - start_ms) / (end_ms - start_ms)))
     whole = statement(
-        config, hours_of, scope, first, last, hours, peaks_of=peaks_of
+        config, hours_of, scope, first, last, hours, peaks_of=peaks_of, zone=zone
     )  # standing, demand: all month
     projected = None
     tariff = scope.tariff if scope.is_account else energy_only(scope.tariff)
@@ -474,10 +476,12 @@ def demand(
     interval_min: int | None = None,
     *,
     peaks_of: PeaksOf | None = None,
+    zone: ZoneInfo | None = None,
 ) -> DemandAnswer:
     """The demand series of local days first..last and each month's peak (whole months'
-    peaks over the month, also past the range's ends) and ratchet floor."""
-    zone = zone_of(config, scope)
+    peaks over the month, also past the range's ends) and ratchet floor. `zone`: whose
+    days (default: the scope's site's)."""
+    zone = zone or zone_of(config, scope)
     interval = interval_min or _interval(scope.tariff, last)
     months: list[Month] = []
     month = (first.year, first.month)
@@ -490,7 +494,14 @@ def demand(
     points = series(hours, interval, scope.terms)
     intervals = _intervals(scope.tariff, interval)
     earlier = earlier_peaks(
-        config, hours_of, peaks_of, scope, history_start(first, scope.tariff), start, intervals
+        config,
+        hours_of,
+        peaks_of,
+        scope,
+        history_start(first, scope.tariff),
+        start,
+        intervals,
+        zone,
     )
     peaks = {i: {**earlier[i], **peaks_of_hours(hours, i, scope.terms, zone)} for i in intervals}
     lo, hi = midnight_ms(first, zone), midnight_ms(last + timedelta(days=1), zone)

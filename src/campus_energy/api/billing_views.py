@@ -76,7 +76,7 @@ def cost() -> Response:
         hours, peaks = HoursMemo(view.source.scope_hours), view.source.scope_peaks
         if scope.kind == "campus":
             return view.answer(campus_cost_answer(view.config, hours, first, last, peaks))
-        found = statement(view.config, hours, scope, first, last, peaks_of=peaks)
+        found = statement(view.config, hours, scope, first, last, peaks_of=peaks, zone=view.zone)
         return view.answer(cost_answer(found, view.zone))
 
     return cached_json(build)
@@ -112,6 +112,7 @@ def demand_series() -> Response:
             last,
             interval,
             peaks_of=source.scope_peaks,
+            zone=view.zone,
         )
         body = {**demand_document(found, view.zone), "timezone": view.zone.key}
         if scope.kind == "campus":  # its coincident peak is billed to no one: no ratchet

@@ -129,12 +129,13 @@ def campus_cost_answer(
     """`/api/cost` of the campus: each account's statement (`accounts`) and their sums. Its
     `demand` holds the campus's coincident peak per month, which is no charge (each
     account's demand charge is in its statement); `coverage` is the campus's own."""
-    zone = config.site.zone
+    zone = config.site.zone  # the view's: every account's days are cut here
     found = [
-        statement(config, hours_of, s, first, last, peaks_of=peaks_of) for s in accounts(config)
+        statement(config, hours_of, s, first, last, peaks_of=peaks_of, zone=zone)
+        for s in accounts(config)
     ]
     campus_scope = resolve(config, "campus", None)
-    campus = statement(config, hours_of, campus_scope, first, last, peaks_of=peaks_of)
+    campus = statement(config, hours_of, campus_scope, first, last, peaks_of=peaks_of, zone=zone)
     totals = totals_of((s.cost.currency, s.cost.total) for s in found)
     demand = []
     for month in months_of(first, last):
@@ -182,12 +183,16 @@ def overview_answer(
     start_ms, end_ms = midnight_ms(first, zone), midnight_ms(last + timedelta(days=1), zone)
     rows = []
     for scope in accounts(config):
-        projection = month_to_date(config, hours_of, scope, now_ms, peaks_of=peaks_of)
-        today_only = statement(config, hours_of, scope, today, today, peaks_of=peaks_of)
+        projection = month_to_date(config, hours_of, scope, now_ms, peaks_of=peaks_of, zone=zone)
+        today_only = statement(config, hours_of, scope, today, today, peaks_of=peaks_of, zone=zone)
         rows.append((projection, today_only))
     campus_scope = resolve(config, "campus", None)
-    campus_month = statement(config, hours_of, campus_scope, first, today, peaks_of=peaks_of)
-    campus_today = statement(config, hours_of, campus_scope, today, today, peaks_of=peaks_of)
+    campus_month = statement(
+        config, hours_of, campus_scope, first, today, peaks_of=peaks_of, zone=zone
+    )
+    campus_today = statement(
+        config, hours_of, campus_scope, today, today, peaks_of=peaks_of, zone=zone
+    )
     day_totals = totals_of((d.cost.currency, d.cost.total) for _, d in rows)
     month_totals = totals_of((p.to_date.cost.currency, p.to_date.cost.total) for p, _ in rows)
     projected = totals_of((p.to_date.cost.currency, p.projected_total) for p, _ in rows)
