@@ -27,6 +27,7 @@ from tests.support.stores import postgres_schema
 
 from campus_energy.api import create_app
 from campus_energy.backends import open_source
+from campus_energy.config import parse_config
 from campus_energy.core.alerts import AlertState, Transition
 from campus_energy.incidents.store import AlertBook
 
@@ -535,3 +536,36 @@ def test_the_estates_cost_cuts_every_account_at_the_estates_midnights(
     assert overview["today"]["date"] == "2026-11-02"  # Berlin's, not New York's 1 November
     today = books.days(counted, date(2026, 11, 2), date(2026, 11, 2), zone).energy_wh
     assert float(overview["today"]["energy_kwh"]) == pytest.approx(today / 1000, abs=5e-3)
+
+
+def test_a_served_site_acts_on_its_own_alerts_only(
+    estate: tuple[Path, st.Books], tmp_path: Path
+) -> None:
+    """An API serving east acknowledges and silences east's alerts, and answers 404 for
+    another site's and for the estate's."""
+    folder = estate[0]
+    book = tmp_path / "alerts.db"
+    book.write_bytes((folder / "alerts.db").read_bytes())  # the module's book stays as it is
+    (tmp_path / "token").write_text("s3cret-token\n", "utf-8")
+    data = st.config_data(folder / "windows.db", book, site="east")
+    data["alerts"]["api_token_file"] = str(tmp_path / "token")
+    config = parse_config(data)
+    source = open_source(config)
+    try:
+        client = create_app(config, source=source, clock=lambda: st.NOW_MS / 1000).test_client()
+        auth = {"Authorization": "Bearer s3cret-token"}
+
+        def post(url: str, body: dict[str, Any]) -> int:
+            return client.post(url, json=body, headers=auth).status_code
+
+        assert post("/api/alerts/ack", {"rule": "silent", "subject": "gate-1"}) == 404  # south's
+        assert post("/api/alerts/ack", {"rule": "estate-load", "subject": "campus"}) == 404
+        assert post("/api/alerts/ack", {"rule": "silent", "subject": "dock-1"}) == 200  # east's
+        assert post("/api/alerts/silence", {"rule": "gate-cover", "for": "1h"}) == 404
+        assert post("/api/alerts/silence", {"rule": "silent", "for": "1h"}) == 404  # estate
+        assert post("/api/alerts/silence", {"rule": "dock-hours", "for": "1h"}) == 200
+        with AlertBook(book) as held:
+            others = [x.id for x in held.silences(st.NOW_MS) if x.rule == "gate-cover"]
+        assert others and post("/api/alerts/unsilence", {"id": others[0]}) == 404
+    finally:
+        source.close()

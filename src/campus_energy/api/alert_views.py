@@ -321,7 +321,11 @@ def acknowledge() -> Response:
     by = _by(body)
     now = api_state().now_ms()
     with _book() as book:
-        if book is None or not book.acknowledge(rule, subject, by, now):
+        if (
+            book is None
+            or not _served(rule, subject)
+            or not book.acknowledge(rule, subject, by, now)
+        ):
             raise NotFound(f"no pending or firing alert {rule[:80]!r} for {subject[:80]!r}")
     log.info("alert %s/%s acknowledged by %s over the API", rule, subject, by)
     return json_response(
@@ -366,6 +370,12 @@ def silence() -> Response:
             raise NotFound("no book of alerts on this host: the alerts service does not run here")
         if rule is not None and rule not in _known_rules(book):
             raise NotFound(f"unknown rule {rule[:80]!r}")
+        if not _served(rule, subject):
+            raise NotFound(
+                f"no alerts of {'rule ' + repr(rule[:80]) if rule else 'every rule'} for "
+                f"{'subject ' + repr(subject[:80]) if subject else 'every subject'} "
+                "on this site's API"
+            )
         try:
             found = book.silence(rule, subject, until, by, now, note)
         except ValueError as exc:
@@ -377,6 +387,23 @@ def silence() -> Response:
     )  # fmt: skip
     made = {"id": found, "rule": rule, "subject": subject, "until": iso(until), "by": by}
     return json_response({"silence": {**made, "created": iso(now), "note": note}})
+
+
+def _served(rule: str | None, subject: str | None) -> bool:
+    """Whether an API serving one site (`api.site`) may act on these alerts: the subject's
+    (else the rule's scope's) site is that site alone; a silence of every rule and every
+    subject is no one site's. An API of the whole estate may act on every alert."""
+    config = api_state().config
+    site = config.api.site
+    if site is None or len(config.site_ids) == 1:
+        return True
+    scopes = {r.name: r.scope for r in config.alerts.rules}
+    if subject is not None:
+        return config.site_has_alert(site, scopes.get(rule or "", "campus"), subject)
+    if rule is not None and rule in scopes:
+        kind, _, name = scopes[rule].partition(":")
+        return config.sites_of_name("campus" if kind == "campus" else name) == {site}
+    return False
 
 
 def _known_rules(book: AlertBook) -> set[str]:
@@ -400,7 +427,14 @@ def unsilence() -> Response:
         raise BadParameter("id", "must be a silence's id (a positive whole number)")
     now = api_state().now_ms()
     with _book() as book:
-        if book is None or not book.unsilence(ident, now):
+        held = {x.id: x for x in book.silences(now)} if book is not None else {}
+        found = held.get(ident)
+        if (
+            book is None
+            or found is None
+            or not _served(found.rule, found.subject)
+            or not book.unsilence(ident, now)
+        ):
             raise NotFound(f"no active silence {ident}")
     log.info("silence %d lifted over the API", ident)
     return json_response({"unsilenced": ident})
