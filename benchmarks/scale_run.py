@@ -3,10 +3,11 @@ of wall-clock time, stop it cleanly, then balance the books.
 
 The stretch: every process's CPU seconds and RSS (`probes.Usage`, sampled every `SAMPLE_S`,
 PostgreSQL's processes serving the bridges included), the machine's own busy time (other
-users' work shows as the difference), the services' counters at its start and end and every
-`SCRAPE_S` in between (readings stored and delivered by the loggers, their outboxes, skipped
-slots and failed polls; readings accepted, windows written, spool depth and message lag of
-the bridges; Mosquitto's stored messages).
+users' work shows as the difference), the services' counters at its start and its end (only
+then: scraping a logger of 1,000 meters costs both sides CPU): readings stored and delivered
+by the loggers, their outboxes, skipped slots, failed polls and poll durations; readings
+accepted, windows written, spool depth, message lag and sink writes of the bridges;
+Mosquitto's stored messages.
 
 The clean stop: the loggers first (SIGTERM; each commits its cycle and drains its outbox for
 a few seconds), then, once the bridges have accepted every reading the loggers delivered,
@@ -47,7 +48,6 @@ from probes import (
 )
 
 SAMPLE_S = 2.0
-SCRAPE_S = 10.0
 CATCH_UP_S = 180.0  # the bridges get this long to accept what the loggers delivered
 ROLES = ("simulator", "logger", "broker", "bridge", "database", "emulator")
 LOGGER = "campus_energy_logger_"
@@ -128,7 +128,6 @@ class Outcome:
     harness_cpu_s: float = 0.0  # this process (sampling, scraping)
     start: Counts | None = None
     end: Counts | None = None
-    timeline: list[Counts] = field(default_factory=list)
     books: Books = field(default_factory=Books)
     latencies_s: list[float] = field(default_factory=list)  # reading ts -> its window's write
     after_end_s: list[float] = field(default_factory=list)  # window end -> its row's write
@@ -164,17 +163,11 @@ class Outcome:
         return self.cpu_s.get(role, 0.0) / self.measured_s if self.measured_s else math.nan
 
 
-def _sleep_sampling(
-    seconds: float, sample: Callable[[], None], scrape_every: Callable[[], None] | None
-) -> None:
+def _sleep_sampling(seconds: float, sample: Callable[[], None]) -> None:
     end = time.monotonic() + seconds
-    next_scrape = time.monotonic() + SCRAPE_S
     while (left := end - time.monotonic()) > 0:
         time.sleep(min(SAMPLE_S, left))
         sample()
-        if scrape_every is not None and time.monotonic() >= next_scrape:
-            scrape_every()
-            next_scrape += SCRAPE_S
 
 
 def cpu_clock() -> tuple[float, float]:
@@ -213,7 +206,7 @@ def measure(
         estate.start()
         broker = SysTopics(estate.broker.port)
         progress(f"all serving; warming up {warm_up_s:g} s")
-        _sleep_sampling(warm_up_s, sample, None)
+        _sleep_sampling(warm_up_s, sample)
         sample()
         before, clock0, harness0 = usage.snapshot(), cpu_clock(), sum(me.cpu_times()[:2])
         usage.mark_peak()
@@ -221,7 +214,7 @@ def measure(
         outcome.live_from_ms = round(outcome.start.at * 1000)
         progress(f"measuring {measure_s:g} s")
         started = time.monotonic()
-        _sleep_sampling(measure_s, sample, lambda: outcome.timeline.append(counts(estate, broker)))
+        _sleep_sampling(measure_s, sample)
         sample()
         outcome.measured_s = time.monotonic() - started
         after, clock1, harness1 = usage.snapshot(), cpu_clock(), sum(me.cpu_times()[:2])
