@@ -569,3 +569,17 @@ def test_a_served_site_acts_on_its_own_alerts_only(
         assert others and post("/api/alerts/unsilence", {"id": others[0]}) == 404
     finally:
         source.close()
+
+
+def test_a_sites_daily_series_from_hours_counts_its_hour_rows(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """East's days are summed from the store's hours: a daily series reads 24 rows a day and
+    meter, and its budget counts them; north's days are the store's and read one row."""
+    from campus_energy.api import views
+
+    monkeypatch.setattr(views, "MAX_HOUR_ROWS", 1_000)
+    url = "/api/series?step=1d&start=2026-10-01T00:00:00Z&end=2026-10-31T00:00:00Z"
+    refused = get(client, url + "&site=east", status=400)
+    assert "start" in refused["error"] and "America/New_York" in refused["error"]
+    get(client, url + "&site=north")  # 30 daily rows a meter: within MAX_ROWS

@@ -48,11 +48,13 @@ from campus_energy.api.queries import (
 )
 from campus_energy.api.sites import SiteView
 from campus_energy.api.state import ApiState
+from campus_energy.api.zoned import ZonedSource
 from campus_energy.backends.base import MeterLatest
 from campus_energy.core.days import local_date, midnight_ms
 from campus_energy.errors import SourceError
 
 MAX_ROWS = 200_000  # source rows one series request may read (steps × meters)
+MAX_HOUR_ROWS = 800_000  # ... and hour rows, where a site's days are summed from hours
 # The parameters an answer depends on: the response cache keys answers by them.
 PARAMETERS = frozenset(
     {
@@ -312,7 +314,17 @@ def _series_request() -> tuple[dict[str, Any], Callable[[], list[dict[str, Any]]
     if steps > MAX_POINTS:
         raise BadParameter("start", f"the range holds more than {MAX_POINTS} steps of {step}")
     scope, name, ids, in_scope, terms = _series_scope(state, view)
-    if steps * max(1, in_scope) > MAX_ROWS:
+    rows = steps * max(1, in_scope)
+    # a site whose midnights are not the store's has its days summed from hours: 24 rows a day
+    source = view.source
+    days = local_date(start, zone), local_date(end, zone)
+    if grain == "day" and isinstance(source, ZonedSource) and not source.same_days(*days):
+        if rows * 24 > MAX_HOUR_ROWS:
+            raise BadParameter(
+                "start",
+                f"too long a range for {in_scope} meters at {step} in {zone.key}: use fewer days",
+            )
+    elif rows > MAX_ROWS:
         raise BadParameter(
             "start", f"too long a range for {in_scope} meters at {step}: use a larger step"
         )
