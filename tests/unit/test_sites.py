@@ -89,6 +89,10 @@ def test_bridges_share_every_sites_readings_or_take_their_filters() -> None:
     ]
     north_only = parse_config(estate(bridge__topic_filters=[f"{NORTH_ROOT}/+/reading"]))
     assert north_only.reading_filters() == [f"{NORTH_ROOT}/+/reading"]
+    one_meter = [f"{PREFIX}/lib-1/reading", f"{PREFIX}/sites/+/lab-2/reading"]
+    assert parse_config(estate(bridge__topic_filters=one_meter)).reading_filters() == one_meter
+    anyone = parse_config({"bridge": {"topic_filters": [f"{PREFIX}/m9/reading"]}})
+    assert anyone.reading_filters() == [f"{PREFIX}/m9/reading"]  # no meters: any id
 
 
 def test_a_logger_polls_its_sites_meters_on_its_buses_only() -> None:
@@ -123,6 +127,10 @@ def test_a_logger_polls_its_sites_meters_on_its_buses_only() -> None:
          'unknown bus "north-c"'),
         (lambda d: d.update(bridge={"topic_filters": ["other/+/reading"]}),
          "bridge.topic_filters[0]", 'must be under mqtt.topic_prefix "campus/energy"'),
+        (lambda d: d.update(bridge={"topic_filters": [f"{PREFIX}/sites/nowhere/+/reading"]}),
+         "bridge.topic_filters[0]", "matches no site's readings"),
+        (lambda d: d.update(bridge={"topic_filters": [f"{NORTH_ROOT}/lib-1/x/reading"]}),
+         "bridge.topic_filters[0]", "matches no site's readings"),
         (lambda d: d.update(bridge={"topic_filters": [f"{PREFIX}/#"]}), "bridge.topic_filters",
          "must be reading topics"),
         (lambda d: d.update(bridge={"topic_filters": [f"{PREFIX}/a+/reading"]}),

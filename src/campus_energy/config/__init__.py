@@ -934,7 +934,32 @@ def _site_checks(config: Config) -> list[tuple[str, str]]:
             found.append(
                 (f"bridge.topic_filters[{j}]", f"must be under mqtt.topic_prefix {quoted(prefix)}")
             )
+        elif not any(_matches(topic, f"{root}/{meter}/reading")
+                     for root, meter in _reading_places(config)):  # fmt: skip
+            found.append(
+                (
+                    f"bridge.topic_filters[{j}]",
+                    f"{quoted(topic)} matches no site's readings (the default site's are "
+                    f"{quoted(prefix + '/<meter>/reading')}, another's "
+                    f"{quoted(prefix + '/sites/<site>/<meter>/reading')})",
+                )
+            )
     return found
+
+
+def _matches(topic_filter: str, topic: str) -> bool:
+    """Whether an MQTT filter with '+' levels matches a topic ('+' there: any one level)."""
+    wanted, levels = topic_filter.split("/"), topic.split("/")
+    return len(wanted) == len(levels) and all(
+        "+" in (w, t) or w == t for w, t in zip(wanted, levels, strict=True)
+    )
+
+
+def _reading_places(config: Config) -> list[tuple[str, str]]:
+    """(topic root, meter) of every configured meter, and of a meter of any id ('+' stands
+    for one) under every site's root."""
+    places = [(config.topic_root(config.site_of(m)), m.id) for m in config.meters]
+    return places + [(config.topic_root(site), "+") for site in config.site_ids]
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
