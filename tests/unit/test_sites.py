@@ -288,3 +288,15 @@ def test_a_logger_publishes_an_outbox_reading_of_a_meter_it_no_longer_polls_unde
     publisher = Publisher(estate_config.for_logger(), store, StatusBoard(), estate=estate_config)
     assert publisher.root("lib-1") == PREFIX and publisher.sites["lib-1"] == "main"
     assert publisher.root("lab-2") == NORTH_ROOT
+
+
+def test_doctor_tells_a_sites_report_by_its_sites_clock() -> None:
+    from campus_energy.ops.doctor.checks.alerts import _report
+
+    channel = {"name": "mail", "kind": "email", "host": "127.0.0.1", "sender": "a@b.example",
+               "recipients": ["c@d.example"], "security": "none"}  # fmt: skip
+    reports = [{"name": "north-monthly", "every": "month", "at": "07:00", "site": "north",
+                "channel": "mail"}]  # fmt: skip
+    config = parse_config(estate(alerts={"channels": [channel]}, reports=reports))
+    found = _report(config, config.reports[0], NOW / 1000)  # 1 January 2026, 00:00Z
+    assert "next Thu 2026-01-01 07:00 EST (in 12 h)" in found.detail, found.detail  # not CET

@@ -404,7 +404,7 @@ def _report(config: Config, report: ReportConfig, now: float) -> Result:
         from campus_energy.core.schedules import next_run_ms
     except ImportError:  # a version without schedules: the sending time is not known here
         return Result(Status.OK, title, f"{_schedule(report)} by channel {report.channel}")
-    zone = config.site.zone
+    zone = config.report_zone(report.site, report.building)  # as the service sends it
     now_ms = round(now * 1000)
     at_ms = next_run_ms(report.every, report.day, report.minute_of_day, zone, now_ms)
     local = datetime.fromtimestamp(at_ms / 1000, zone)
