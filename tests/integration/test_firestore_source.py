@@ -522,6 +522,13 @@ async def test_per_window_documents_are_one_per_site_and_window(
         finally:
             client.close()
         assert f"north_{stamps[0]}" not in ids and stamps[0] in ids
+        # a window written before its meter was north's is in the default site's document,
+        # and is found there
+        earlier = start - WINDOW_MS
+        older = window_delta("lib-main", earlier, rng, seqs, 1)  # site '': before sites
+        await sinks[1].merge([older], WRITTEN_MS)
+        assert await sinks[1].delete([("lib-main", earlier)], WRITTEN_MS) == 1
+        assert await sinks[1].windows(earlier, start, None) == []
     finally:
         for sink in sinks:
             await sink.close()

@@ -302,6 +302,10 @@ class FirestoreSink:
 
     def _delete_per_window(self, keys: list[_Key], now_ms: int) -> int:
         held_by_key: dict[_Key, bool] = {}  # set, not counted: a retried transaction redoes it
+        # A window is looked for in every site's document of its start: one written before
+        # sites, or before its meter moved to another site, is in another than its meter's.
+        sites = {site_key(s, self.default_site) for s in ("", *self.sites.values())}
+        keys = [dataclasses.replace(k, site=s) for k in keys for s in sorted(sites)]
 
         def update(held: dict[str, Any], group: list[_Key]) -> dict[str, Any] | None:
             meters = dict(held.get("meters") or {})
@@ -317,7 +321,7 @@ class FirestoreSink:
             }
 
         self._update_windows(keys, update)
-        return sum(held_by_key.values())
+        return len({(k.meter_id, k.window_start_ms) for k, held in held_by_key.items() if held})
 
     def _reset(self) -> None:
         client, self._client = self._client, None
