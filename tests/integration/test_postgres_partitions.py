@@ -445,3 +445,47 @@ async def test_bridges_merging_the_same_windows_at_once_across_a_month_stay_exac
         "window_aggregates_p2026_02",
         "window_aggregates_p2026_03",
     ]
+
+
+async def test_a_store_of_the_old_layout_is_read_and_keeps_its_grants_when_moved(
+    postgres_dsn: tuple[str, str],
+) -> None:
+    """Before an upgraded bridge opens it, the API reads a store without sites (its meters
+    are the default site's); once moved into partitions, the roles granted the old windows
+    table (Grafana's reader) may still read it."""
+    dsn, schema = postgres_dsn
+    deltas = months_of_windows(random.Random(7))
+    await merged(dsn, schema, KOLKATA, deltas, utc(2026, 5, 31, 20, 0))
+    to_old_layout(dsn, schema)
+    reader = f"reader_{schema}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {reader}")
+        conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {reader}")
+        conn.execute(f"GRANT SELECT ON {schema}.window_aggregates TO {reader}")
+    try:
+        source = PostgresSource(PostgresSinkConfig(dsn=dsn, schema=schema))
+        try:
+            found = source.meters()
+            assert found and {m.site for m in found} == {""}
+        finally:
+            source.close()
+        opened = sink(dsn, schema, KOLKATA)  # an upgraded bridge opens it: the move
+        try:
+            assert len(await opened.windows(0, utc(2027, 1, 1), None)) == len(deltas)
+        finally:
+            await opened.close()
+        assert kind_of(dsn, schema) == "p"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            allowed = conn.execute(
+                "SELECT has_table_privilege(%s, %s, 'SELECT')",
+                (reader, f"{schema}.window_aggregates"),
+            ).fetchone()
+            assert allowed == (True,)
+            conn.execute(f"SET ROLE {reader}")
+            count = conn.execute(f"SELECT count(*) FROM {schema}.window_aggregates").fetchone()
+            conn.execute("RESET ROLE")
+        assert count == (len(deltas),)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {reader}")
+            conn.execute(f"DROP ROLE {reader}")

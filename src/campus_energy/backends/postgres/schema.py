@@ -293,8 +293,9 @@ async def _partition(
     conn: psycopg.AsyncConnection[Any], schema: str, table: sql.Identifier
 ) -> None:
     """Move the plain windows table into monthly partitions, in the caller's transaction:
-    rename it, create the partitioned table and the partitions its windows need, copy the
-    windows (the columns both layouts have), drop the old table. Writers wait meanwhile."""
+    rename it, create the partitioned table (with the old one's grants to other roles) and
+    the partitions its windows need, copy the windows (the columns both layouts have), drop
+    the old table. Writers wait meanwhile."""
     old_name = f"{partitions.TABLE_NAME}_unpartitioned"
     old = sql.Identifier(schema, old_name)
     await conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table))
@@ -312,7 +313,23 @@ async def _partition(
                 old, sql.Identifier(key), sql.Identifier(f"{old_name}_pkey")
             )
         )
+    # Who else may read or write it (Grafana's reader, the API's role): granted again below.
+    acl = await conn.execute(
+        "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, "
+        "a.privilege_type, a.is_grantable FROM pg_class c CROSS JOIN LATERAL "
+        "aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee "
+        "WHERE c.oid = %s::regclass AND a.grantee <> c.relowner",
+        (f"{schema}.{old_name}",),
+    )
+    grants = await acl.fetchall()
     await conn.execute(sql.SQL(PARTITIONED_TABLE).format(table=table))
+    for grantee, privilege, grantable in grants:  # names from the catalogue, quoted there
+        option = " WITH GRANT OPTION" if grantable else ""
+        await conn.execute(
+            sql.SQL("GRANT {} ON {} TO {}{}").format(
+                sql.SQL(privilege), table, sql.SQL(grantee), sql.SQL(option)
+            )
+        )
     months = await conn.execute(
         sql.SQL(
             "SELECT DISTINCT date_trunc('month', window_start AT TIME ZONE 'UTC')::date FROM {}"

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from campus_energy.backends.base import Bucket, Grain, MeterLatest, ScopeHour, ScopePeak, Total
 from campus_energy.backends.postgres.connection import endpoint, error_text
-from campus_energy.backends.postgres.schema import ROLLUP_LAYOUT, table_names
+from campus_energy.backends.postgres.schema import ROLLUP_LAYOUT, TABLES, table_names
 from campus_energy.config import PostgresSinkConfig
 from campus_energy.core.days import starts_day
 from campus_energy.core.peaks import INTERVALS, Quarters, daily_scope, day_range, intervals_of
@@ -115,6 +115,7 @@ class PostgresSource:
         self.where = endpoint(config.dsn)
         self.names = table_names(config.schema_name)
         self._local = threading.local()
+        self._sited = False  # the latest windows' table has its site column (once seen, always)
 
     def _query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
@@ -139,11 +140,20 @@ class PostgresSource:
         return str(rows[0][0]) if rows else "0"
 
     def meters(self) -> list[MeterLatest]:
+        if not self._sited:  # a store no bridge of this release has opened: no column yet
+            self._sited = bool(
+                self._query(
+                    "SELECT 1 FROM information_schema.columns WHERE table_schema = %s "
+                    "AND table_name = %s AND column_name = 'site'",
+                    (self.config.schema_name, TABLES["meters"]),
+                )
+            )
+        site = "site" if self._sited else "''"
         return [
             MeterLatest(m, b, f, _ms(last), power, coverage, site)
             for m, b, f, last, power, coverage, site in self._query(
                 "SELECT meter_id, building, floor, last_window, last_avg_power_w, last_coverage, "
-                "site FROM {meters} ORDER BY meter_id"
+                f"{site} FROM {{meters}} ORDER BY meter_id"
             )
         ]
 
