@@ -20,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -282,6 +284,31 @@ class Broker:
             end_group(self.process, timeout_s=15)
 
 
+# -- ports -------------------------------------------------------------------------------------
+
+LISTEN_PORTS = (20000, 32000)  # below Linux's ephemeral range (32768-60999): no client's port
+
+
+def listen_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports nothing listens on, below the ephemeral range, so that
+    no outgoing connection (ours or another program's) holds one when a gateway binds it."""
+    rng = random.Random()
+    held: list[socket.socket] = []
+    try:
+        while len(held) < count:
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", rng.randrange(*LISTEN_PORTS)))
+            except OSError:
+                sock.close()
+                continue
+            held.append(sock)
+        return [int(sock.getsockname()[1]) for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
+
+
 # -- processes ---------------------------------------------------------------------------------
 
 
@@ -333,7 +360,7 @@ class Estate:
         self.store = store
         folder.mkdir(parents=True, exist_ok=True)
         self.broker = Broker(folder / "mosquitto")
-        self.bus_ports = [free_port() for _ in range(shape.buses)]
+        self.bus_ports = listen_ports(shape.buses)
         self.config_file = folder / "estate.toml"
         self.services: list[Service] = []
         self.started_at = 0.0
@@ -361,9 +388,7 @@ class Estate:
 
         try:
             self.broker.start()
-            data = estate_data(self.shape, self.broker.port, self.bus_ports, self.store.settings)
-            self.config_file.write_text(toml_text(data), encoding="utf-8")
-            simulator = self._spawn("simulator", "simulator", "simulate", {})
+            simulator = self._simulate(toml_text)
             for k in range(self.shape.bridges):
                 port = free_port()
                 env = {
@@ -376,7 +401,17 @@ class Estate:
                         env[f"CAMPUS_ENERGY__BRIDGE__TOPIC_FILTERS__{i}"] = topic
                 bridge = self._spawn("bridge", f"bridge-{k}", "bridge", env)
                 bridge.metrics_port, bridge.spool = port, self.folder / f"spool-{k}.db"
-            wait_for(lambda: "simulator ready" in read(simulator.log), 600, simulator)
+            for attempt in range(3):  # another program may take a gateway's port meanwhile
+                try:
+                    ready = simulator.log
+                    wait_for(lambda log=ready: "simulator ready" in read(log), 600, simulator)
+                    break
+                except RuntimeError:
+                    if attempt == 2 or "cannot serve on" not in read(simulator.log):
+                        raise
+                self.services.remove(simulator)
+                self.bus_ports = listen_ports(self.shape.buses)
+                simulator = self._simulate(toml_text, f"simulator-{attempt + 1}")
             for bridge in self.of("bridge"):  # subscribed before the first reading is published
                 wait_for(lambda b=bridge: subscribed(b), 60, bridge)
             for k in range(self.shape.sites):
@@ -400,6 +435,12 @@ class Estate:
         except BaseException:
             self.close()
             raise
+
+    def _simulate(self, toml_text: Any, name: str = "simulator") -> Service:
+        """The configuration file written with the gateways' ports, and the simulator of it."""
+        data = estate_data(self.shape, self.broker.port, self.bus_ports, self.store.settings)
+        self.config_file.write_text(toml_text(data), encoding="utf-8")
+        return self._spawn("simulator", name, "simulate", {})
 
     def stop(self, role: str, timeout_s: float = 60.0) -> list[int | None]:
         """SIGTERM to every process of `role`, at once; their exit statuses."""
