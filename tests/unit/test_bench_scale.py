@@ -18,7 +18,7 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))  # the script's own modules (harness, estate, probes, ...)
 scale = load_benchmark("scale")
 
-pytestmark = pytest.mark.slow  # a dozen processes for about 20 s
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # a dozen processes for about 20 s: make faults
 
 
 def require_postgres() -> None:
