@@ -254,7 +254,17 @@ CONTRACT_FIELDS = [
 def test_document_fields_are_the_contracts() -> None:
     doc = documents(STREAM)[document_id(METER, T0)]
     fields = doc.fields()
-    assert list(fields) == [*CONTRACT_FIELDS, "site"]  # the contract, then its extension
+    # the contract, then its extensions
+    assert list(fields) == [
+        *CONTRACT_FIELDS,
+        "site",
+        "import_energy_wh",
+        "export_energy_wh",
+        "net_energy_wh",
+        "estimated_energy_wh",
+        "estimated_export_wh",
+    ]
+    assert fields["import_energy_wh"] == fields["net_energy_wh"] == fields["total_energy_wh"]
     assert fields["window_start"] == fields["timestamp"] == datetime(2026, 1, 1, tzinfo=UTC)
     assert fields["window_end"] == datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
     assert fields["updated_at"] == datetime(2026, 1, 1, 1, tzinfo=UTC)

@@ -79,6 +79,10 @@ def stored_window(
         value = fields.get(name)
         return None if value is None else float(value)
 
+    # The directions and the estimate are read from the accumulator, which every sink keeps
+    # (a document written before they existed has none of them: zero).
+    acc = Accumulator.from_dict(fields.get("accumulator"))
+
     return WindowDoc(
         meter_id=str(fields["meter_id"]),
         building=str(fields.get("building") or ""),
@@ -96,8 +100,11 @@ def stored_window(
         readings_in_batch=int(fields.get("readings_in_batch") or 0),
         coverage=float(fields.get("coverage") or 0.0),
         updated_at_ms=updated_at_ms,
-        accumulator=Accumulator.from_dict(fields.get("accumulator")),
+        accumulator=acc,
         site=str(fields.get("site") or ""),
+        export_energy_wh=acc.export_wh,
+        estimated_energy_wh=acc.estimated_wh,
+        estimated_export_wh=acc.estimated_export_wh,
     )
 
 

@@ -31,17 +31,23 @@ class Bucket:
 
     meter_id: str
     key: int | str  # window or hour start (epoch ms), or the local day 'YYYY-MM-DD'
-    energy_wh: float
+    energy_wh: float  # measured import
     covered_s: float
     readings: int
+    export_wh: float = 0.0  # measured export
+    estimated_wh: float = 0.0  # estimated import: gaps bridged by the meter's registers
+    estimated_export_wh: float = 0.0
 
 
 @dataclass(frozen=True)
 class Total:
-    energy_wh: float
+    energy_wh: float  # measured import
     readings: int
     meters_found: int
     last_window_ms: int | None
+    export_wh: float = 0.0  # measured export
+    estimated_wh: float = 0.0  # estimated import
+    estimated_export_wh: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -57,9 +63,10 @@ class ScopeHour:
     """
 
     hour_ms: int
-    quarters_wh: tuple[float, float, float, float]
+    quarters_wh: tuple[float, float, float, float]  # measured import (signed sum of members)
     min_covered_s: float
     members: int
+    estimated_wh: float = 0.0  # the hour's estimated import (signed sum of members)
 
     @property
     def energy_wh(self) -> float:

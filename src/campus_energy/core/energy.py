@@ -7,6 +7,13 @@ outage is not applied to the whole outage) and is reported as a gap. Energy is
 counted in integer microwatt-hours so that a meter's cumulative total is
 exactly the sum of its readings' energies, forever.
 
+Energy has two directions. Power is signed (positive: drawn from the grid,
+negative: fed into it, as a building with rooftop solar does at noon), and an
+interval's trapezoid is split into its import (the area above zero) and its
+export (the area below), exactly at the zero crossing of the straight line
+between the two powers. Each direction is counted and totalled on its own;
+import − export is the interval's net energy, the signed trapezoid.
+
 Pure: every time and value comes in as an argument.
 """
 
@@ -22,6 +29,24 @@ SLEW = 0.5  # while the wall clock is behind the last timestamp, timestamps adva
 def trapezoid_uwh(power_a_w: float, power_b_w: float, seconds: float) -> int:
     """∫ power dt of a straight line from a to b over `seconds`, in whole µWh."""
     return round((power_a_w + power_b_w) / 2 * seconds / 3600 * UWH_PER_WH)
+
+
+def split_trapezoid_uwh(power_a_w: float, power_b_w: float, seconds: float) -> tuple[int, int]:
+    """The trapezoid of a straight line from a to b over `seconds`, split by direction:
+    (import, export) in whole µWh, both ≥ 0. Where the line crosses zero, at
+    seconds × a / (a − b), the part before and the part after go to their own direction."""
+    if power_a_w >= 0 and power_b_w >= 0:
+        return trapezoid_uwh(power_a_w, power_b_w, seconds), 0
+    if power_a_w <= 0 and power_b_w <= 0:
+        return 0, trapezoid_uwh(-power_a_w, -power_b_w, seconds)
+    crossing_s = seconds * power_a_w / (power_a_w - power_b_w)
+    if power_a_w > 0:  # importing, then exporting
+        return trapezoid_uwh(power_a_w, 0.0, crossing_s), trapezoid_uwh(
+            0.0, -power_b_w, seconds - crossing_s
+        )
+    return trapezoid_uwh(0.0, power_b_w, seconds - crossing_s), trapezoid_uwh(
+        -power_a_w, 0.0, crossing_s
+    )
 
 
 @dataclass(frozen=True)
@@ -57,7 +82,8 @@ class MeterState:
     """What the integrator remembers of a meter between readings."""
 
     seq: int = 0
-    total_uwh: int = 0
+    total_uwh: int = 0  # cumulative import
+    export_total_uwh: int = 0  # cumulative export
     last_ts_ms: int | None = None
     last_power_w: float | None = None
     last_mono_s: float | None = None  # None: the previous reading's monotonic time is unknown
@@ -69,9 +95,11 @@ class Step:
 
     ts_ms: int
     seq: int
-    energy_uwh: int
-    total_uwh: int
+    energy_uwh: int  # imported over the interval
+    total_uwh: int  # cumulative import
     gap_s: float | None  # the interval left unintegrated because it was too long (or unknown)
+    export_uwh: int = 0  # exported over the interval
+    export_total_uwh: int = 0  # cumulative export
 
     @property
     def energy_wh(self) -> float:
@@ -102,7 +130,7 @@ def advance(
 ) -> tuple[Step, MeterState]:
     """Account for one plausible reading of `power_w` that arrived at (wall_s, mono_s)."""
     ts_ms = stamp(state.last_ts_ms, state.last_mono_s, wall_s, mono_s)
-    energy = 0
+    energy = exported = 0
     gap_s: float | None = None
     if state.last_power_w is not None:
         if state.last_mono_s is None:
@@ -110,16 +138,26 @@ def advance(
         else:
             elapsed = mono_s - state.last_mono_s
             if 0 < elapsed <= max_gap_s:
-                energy = trapezoid_uwh(state.last_power_w, power_w, elapsed)
+                energy, exported = split_trapezoid_uwh(state.last_power_w, power_w, elapsed)
             else:
                 gap_s = elapsed
     total = state.total_uwh + energy
+    export_total = state.export_total_uwh + exported
     seq = state.seq + 1
-    step = Step(ts_ms=ts_ms, seq=seq, energy_uwh=energy, total_uwh=total, gap_s=gap_s)
+    step = Step(
+        ts_ms=ts_ms,
+        seq=seq,
+        energy_uwh=energy,
+        total_uwh=total,
+        gap_s=gap_s,
+        export_uwh=exported,
+        export_total_uwh=export_total,
+    )
     new_state = replace(
         state,
         seq=seq,
         total_uwh=total,
+        export_total_uwh=export_total,
         last_ts_ms=ts_ms,
         last_power_w=power_w,
         last_mono_s=mono_s,

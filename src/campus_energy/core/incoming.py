@@ -7,7 +7,14 @@ else it is refused as "implausible":
 - `|power_w|` at most the meter's `max_power_w`;
 - `energy_wh` at most `max_power_w` over its interval (`ts - interval_start`),
   times `ENERGY_FACTOR`; with no `interval_start`, over the longest interval;
-- every optional number within `BOUNDS`.
+- every optional number within `BOUNDS`;
+- `energy_export_wh` (exported energy, a field added to the contract's) bounded
+  as `energy_wh` is; an older logger's negative `energy_wh` (its signed
+  trapezoid, sent before directions were split) is read as export;
+- an estimate (`estimated_energy_wh`, `estimated_export_wh` over
+  (`estimated_start`, `ts`]: a gap the meter's registers bridged) not negative,
+  at most `max_power_w` over its span, and over a span of at most
+  `MAX_ESTIMATE_SPAN_S`.
 
 The span a reading's energy is split across is bounded: an interval longer
 than the meter's longest integrated interval (`max_gap_s` plus `SPAN_SLACK`)
@@ -60,6 +67,9 @@ SPAN_SLACK = 0.01  # ts - interval_start may exceed the meter's max_gap_s by 1 %
 # 1 % for clock rates and rounding, and one µWh (the logger's unit).
 ENERGY_FACTOR = (1 + SPAN_SLACK) / (1 - SLEW)
 ENERGY_ROUNDING_WH = 1 / UWH_PER_WH
+# An estimate covers at most this long a gap (a logger estimates across shorter ones only):
+# a bound on the windows one reading can touch.
+MAX_ESTIMATE_SPAN_S = 7 * 86_400.0
 
 
 @dataclass(frozen=True)
@@ -181,6 +191,37 @@ def _plausible(
         )
 
 
+def _estimate(body: dict[str, Any], ts_ms: int, limits: Limits) -> tuple[float, float, int | None]:
+    """The reading's estimate (import, export, start of its span), checked: (0, 0, None) when
+    it has none."""
+    guessed = _number(body, "estimated_energy_wh", required=False)
+    guessed_export = _number(body, "estimated_export_wh", required=False)
+    start = body.get("estimated_start")
+    if guessed is None and guessed_export is None and start is None:
+        return 0.0, 0.0, None
+    if start is None:
+        raise _Refused("missing", "'estimated_start' is missing")
+    start_ms = parse_time_ms(start, "estimated_start")
+    span_s = (ts_ms - start_ms) / 1000
+    if not 0 < span_s <= MAX_ESTIMATE_SPAN_S:
+        raise _Refused(
+            "timestamp",
+            f"'estimated_start' is {span_s:g} s before 'ts' (0 < span ≤ {MAX_ESTIMATE_SPAN_S:g})",
+        )
+    most = limits.max_power_w * span_s / 3600 * (1 + SPAN_SLACK) + ENERGY_ROUNDING_WH
+    for name, amount in (("estimated_energy_wh", guessed), ("estimated_export_wh", guessed_export)):
+        if amount is not None and amount < 0:
+            raise _Refused("types", f"{name!r} is negative: {amount}")
+    total = (guessed or 0.0) + (guessed_export or 0.0)
+    if total > most:
+        raise _Refused(
+            "implausible",
+            f"the estimate is {total:g} Wh, more than {limits.max_power_w:g} W can deliver in "
+            f"{span_s:g} s ({most:g} Wh)",
+        )
+    return guessed or 0.0, guessed_export or 0.0, start_ms
+
+
 def _parse(
     topic: str,
     raw: bytes,
@@ -247,15 +288,21 @@ def _parse(
         raise _Refused("timestamp", "'interval_start' is not before 'ts'")
     energy = _number(body, "energy_wh", required=True)
     assert energy is not None
-    if energy < 0:
-        raise _Refused("types", f"'energy_wh' is negative: {energy}")
+    exported = _number(body, "energy_export_wh", required=False)
+    if exported is None and energy < 0:  # an older logger's signed trapezoid: an export
+        energy, exported = 0.0, -energy
+    exported = exported or 0.0
+    for name, amount in (("energy_wh", energy), ("energy_export_wh", exported)):
+        if amount < 0:
+            raise _Refused("types", f"{name!r} is negative: {amount}")
     power = _number(body, "power_w", required=True)
     values = {key: _number(body, key, required=False) for key in OPTIONAL_NUMBERS}
     meter_limits = limits.get(meter_id, fallback)
     bounded = _bounded_start(start_ms, ts_ms, meter_limits)
-    _plausible(energy, power, bounded, ts_ms, meter_limits)
+    _plausible(energy + exported, power, bounded, ts_ms, meter_limits)
     for name, (low, high) in BOUNDS.items():
         _within(name, values[name], low, high)
+    guessed, guessed_export, gap_start_ms = _estimate(body, ts_ms, meter_limits)
     reading = IncomingReading(
         meter_id=meter_id,
         ts_ms=ts_ms,
@@ -270,6 +317,10 @@ def _parse(
         building=_text(body, "building"),
         floor=_text(body, "floor"),
         site=site,
+        export_wh=exported,
+        estimated_wh=guessed,
+        estimated_export_wh=guessed_export,
+        estimated_start_ms=gap_start_ms,
     )
     cut = None if start_ms is None or bounded == start_ms else (ts_ms - start_ms) / 1000
     return Admitted(reading, cut)
@@ -350,4 +401,14 @@ def fingerprint(reading: IncomingReading) -> bytes:
         reading.power_factor,
         reading.frequency_hz,
     ]
+    # Added only when there is something in them, so a reading without them keeps the
+    # fingerprint it had before they existed (a spool written by an older bridge).
+    extended = [
+        reading.export_wh,
+        reading.estimated_wh,
+        reading.estimated_export_wh,
+        reading.estimated_start_ms,
+    ]
+    if any(extended):
+        values.extend(extended)
     return hashlib.sha256(json.dumps(values).encode()).digest()[:16]

@@ -43,6 +43,9 @@ class RollupChange:
     readings: int
     windows: int  # 1 when the window is new, else 0
     quarter: int  # 0..3: the quarter hour of `hour_ms` the window lies in
+    export_wh: float = 0.0
+    estimated_wh: float = 0.0
+    estimated_export_wh: float = 0.0
 
     def quarters_wh(self) -> tuple[float, float, float, float]:
         """The change's energy, in its quarter of the hour (0 in the other three)."""
@@ -67,6 +70,9 @@ def change(before: Accumulator | None, doc: WindowDoc, zone: ZoneInfo) -> Rollup
         acc.readings - old.readings,
         0 if before is not None else 1,
         zone,
+        export_wh=acc.export_wh - old.export_wh,
+        estimated_wh=acc.estimated_wh - old.estimated_wh,
+        estimated_export_wh=acc.estimated_export_wh - old.estimated_export_wh,
     )
 
 
@@ -78,6 +84,10 @@ def added(
     readings: int,
     windows: int,
     zone: ZoneInfo,
+    *,
+    export_wh: float = 0.0,
+    estimated_wh: float = 0.0,
+    estimated_export_wh: float = 0.0,
 ) -> RollupChange:
     """What adding these sums of a meter's window to its hour and day changes."""
     hour = hour_of(window_start_ms, zone)
@@ -91,6 +101,9 @@ def added(
         readings=readings,
         windows=windows,
         quarter=quarter_of(window_start_ms, hour),
+        export_wh=export_wh,
+        estimated_wh=estimated_wh,
+        estimated_export_wh=estimated_export_wh,
     )
 
 
@@ -105,6 +118,9 @@ class Sums:
     windows: int
     last_window_ms: int
     quarters_wh: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    export_wh: float = 0.0
+    estimated_wh: float = 0.0
+    estimated_export_wh: float = 0.0
 
 
 def recount(
@@ -134,4 +150,7 @@ def _sums(windows: list[tuple[int, Accumulator]], hour_ms: int | None) -> Sums:
         windows=len(windows),
         last_window_ms=max(start for start, _ in windows),
         quarters_wh=(quarters[0], quarters[1], quarters[2], quarters[3]),
+        export_wh=sum(acc.export_wh for _, acc in windows),
+        estimated_wh=sum(acc.estimated_wh for _, acc in windows),
+        estimated_export_wh=sum(acc.estimated_export_wh for _, acc in windows),
     )

@@ -11,6 +11,14 @@ idempotent, lets late readings update a written window, and lets several
 bridges that each see part of the stream (an MQTT shared subscription) merge
 into one correct document.
 
+Energy has two directions and two kinds. `energy_wh` is imported energy (the
+contract's `total_energy_wh`, as the original deployment meant it), `export_wh`
+exported energy, both measured: integrated from power over covered time.
+`estimated_wh` and `estimated_export_wh` are what the meter's own registers
+counted across a gap the logger could not integrate; they are spread over the
+gap's windows in proportion to time, kept apart from measured energy, and never
+add to covered time (so never to `coverage`).
+
 Pure: no I/O, no clock reads.
 """
 
@@ -25,6 +33,8 @@ from typing import Any
 from campus_energy.core.timestamps import utc_datetime
 
 AVERAGED = ("voltage_v", "current_a", "power_factor", "frequency_hz")
+# The accumulator's sums beyond measured import, stored only when not zero
+EXTENDED = ("export_wh", "estimated_wh", "estimated_export_wh")
 
 
 def window_start_ms(ts_ms: int, window_ms: int) -> int:
@@ -57,6 +67,10 @@ class IncomingReading:
     building: str = ""
     floor: str = ""
     site: str = ""  # the site whose topic root it came under ('': a single-site deployment)
+    export_wh: float = 0.0  # exported over (interval_start, ts]; energy_wh is the import
+    estimated_wh: float = 0.0  # estimated import over (estimated_start, ts]: a gap
+    estimated_export_wh: float = 0.0
+    estimated_start_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -74,10 +88,37 @@ class Contribution:
     current_a: float | None = None
     power_factor: float | None = None
     frequency_hz: float | None = None
+    export_wh: float = 0.0
+    estimated_wh: float = 0.0
+    estimated_export_wh: float = 0.0
+
+
+def _shares(
+    start_ms: int, end_ms: int, window_ms: int, amounts: Sequence[float]
+) -> dict[int, tuple[float, list[float]]]:
+    """Each window (start) that (start_ms, end_ms] overlaps: the overlap in seconds and its
+    share of each of `amounts`, proportional to the overlap; the last window takes what the
+    others left, so the shares add up to each amount to within float rounding."""
+    span = end_ms - start_ms
+    found: dict[int, tuple[float, list[float]]] = {}
+    shared = [0.0] * len(amounts)
+    window = window_start_ms(start_ms, window_ms)
+    while window < end_ms:
+        overlap = min(end_ms, window + window_ms) - max(start_ms, window)
+        last = window + window_ms >= end_ms
+        parts = []
+        for i, amount in enumerate(amounts):
+            part = amount - shared[i] if last else amount * overlap / span
+            shared[i] += part
+            parts.append(part)
+        found[window] = (overlap / 1000, parts)
+        window += window_ms
+    return found
 
 
 def contributions(reading: IncomingReading, window_ms: int) -> list[Contribution]:
-    """The reading's share of every window its interval overlaps, plus its own window's samples."""
+    """The reading's share of every window its interval (and its estimated gap) overlaps, plus
+    its own window's samples: one contribution per window."""
     own = window_start_ms(reading.ts_ms, window_ms)
     samples = {
         "power_w": reading.power_w,
@@ -86,38 +127,40 @@ def contributions(reading: IncomingReading, window_ms: int) -> list[Contribution
         "power_factor": reading.power_factor,
         "frequency_hz": reading.frequency_hz,
     }
+    measured: dict[int, tuple[float, list[float]]]
     start = reading.interval_start_ms
     if start is None or start >= reading.ts_ms:
         # Nothing integrated (or, from an older logger, an interval we cannot place):
         # the energy, if any, goes to the reading's own window, covering no known time.
-        return [
-            Contribution(
-                reading.meter_id, own, reading.seq, reading.energy_wh, 0.0, True, **samples
-            )
-        ]
-    span = reading.ts_ms - start
+        measured = {own: (0.0, [reading.energy_wh, reading.export_wh])}
+    else:
+        measured = _shares(start, reading.ts_ms, window_ms, (reading.energy_wh, reading.export_wh))
+    estimated: dict[int, tuple[float, list[float]]] = {}
+    gap_start = reading.estimated_start_ms
+    if reading.estimated_wh or reading.estimated_export_wh:
+        amounts = (reading.estimated_wh, reading.estimated_export_wh)
+        if gap_start is None or gap_start >= reading.ts_ms:
+            estimated = {own: (0.0, list(amounts))}
+        else:
+            estimated = _shares(gap_start, reading.ts_ms, window_ms, amounts)
     found: list[Contribution] = []
-    shared = 0.0
-    window = window_start_ms(start, window_ms)
-    while window < reading.ts_ms:
-        overlap = min(reading.ts_ms, window + window_ms) - max(start, window)
-        last = window + window_ms >= reading.ts_ms
-        energy = reading.energy_wh - shared if last else reading.energy_wh * overlap / span
-        shared += energy
+    for window in sorted({own, *measured, *estimated}):
+        covered_s, (energy, exported) = measured.get(window, (0.0, [0.0, 0.0]))
+        _, (guessed, guessed_export) = estimated.get(window, (0.0, [0.0, 0.0]))
         found.append(
             Contribution(
                 reading.meter_id,
                 window,
                 reading.seq,
                 energy,
-                overlap / 1000,
+                covered_s,
                 window == own,
                 **(samples if window == own else {}),
+                export_wh=exported,
+                estimated_wh=guessed,
+                estimated_export_wh=guessed_export,
             )
         )
-        window += window_ms
-    if not any(c.in_window for c in found):  # ts exactly on a boundary: its window starts at ts
-        found.append(Contribution(reading.meter_id, own, reading.seq, 0.0, 0.0, True, **samples))
     return found
 
 
@@ -146,12 +189,20 @@ class Accumulator:
     """Everything needed to (re)compute a window document and to merge more readings into it."""
 
     seqs: tuple[tuple[int, int], ...] = ()
-    energy_wh: float = 0.0
+    energy_wh: float = 0.0  # measured import
     covered_s: float = 0.0
     readings: int = 0
     power_min_w: float | None = None
     power_max_w: float | None = None
     sums: Mapping[str, tuple[float, int]] = field(default_factory=dict)
+    export_wh: float = 0.0  # measured export
+    estimated_wh: float = 0.0  # estimated import (a gap bridged by the meter's registers)
+    estimated_export_wh: float = 0.0
+
+    @property
+    def net_wh(self) -> float:
+        """Measured import − measured export."""
+        return self.energy_wh - self.export_wh
 
     def includes(self, seq: int) -> bool:
         return any(first <= seq <= last for first, last in self.seqs)
@@ -160,6 +211,11 @@ class Accumulator:
         """This accumulator plus every contribution whose reading it does not hold yet."""
         ranges = [list(r) for r in self.seqs]
         energy, covered, readings = self.energy_wh, self.covered_s, self.readings
+        exported, guessed, guessed_export = (
+            self.export_wh,
+            self.estimated_wh,
+            self.estimated_export_wh,
+        )
         low, high = self.power_min_w, self.power_max_w
         sums = dict(self.sums)
         for c in sorted(items, key=lambda c: c.seq):
@@ -167,6 +223,9 @@ class Accumulator:
                 continue  # a redelivery, a replay, or another bridge already merged it
             energy += c.energy_wh
             covered += c.covered_s
+            exported += c.export_wh
+            guessed += c.estimated_wh
+            guessed_export += c.estimated_export_wh
             if not c.in_window:
                 continue
             readings += 1
@@ -179,11 +238,22 @@ class Accumulator:
                     total, count = sums.get(name, (0.0, 0))
                     sums[name] = (total + value, count + 1)
         return Accumulator(
-            tuple((a, b) for a, b in ranges), energy, covered, readings, low, high, sums
+            tuple((a, b) for a, b in ranges),
+            energy,
+            covered,
+            readings,
+            low,
+            high,
+            sums,
+            exported,
+            guessed,
+            guessed_export,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The stored form; a direction or kind with nothing in it is left out, so a window of
+        a meter that never exported and never had a gap bridged is stored as it always was."""
+        found: dict[str, Any] = {
             "seqs": [list(r) for r in self.seqs],
             "energy_wh": self.energy_wh,
             "covered_s": self.covered_s,
@@ -192,6 +262,11 @@ class Accumulator:
             "power_max_w": self.power_max_w,
             "sums": {k: list(v) for k, v in sorted(self.sums.items())},
         }
+        for name in EXTENDED:
+            value = getattr(self, name)
+            if value:
+                found[name] = value
+        return found
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Accumulator:
@@ -205,6 +280,9 @@ class Accumulator:
             power_min_w=data.get("power_min_w"),
             power_max_w=data.get("power_max_w"),
             sums={k: (float(v[0]), int(v[1])) for k, v in (data.get("sums") or {}).items()},
+            export_wh=float(data.get("export_wh", 0.0)),
+            estimated_wh=float(data.get("estimated_wh", 0.0)),
+            estimated_export_wh=float(data.get("estimated_export_wh", 0.0)),
         )
 
 
@@ -247,10 +325,22 @@ class WindowDoc:
     updated_at_ms: int
     accumulator: Accumulator
     site: str = ""  # the meter's site (older windows: '', read as the default site)
+    export_energy_wh: float = 0.0  # measured export; total_energy_wh is the measured import
+    estimated_energy_wh: float = 0.0  # estimated import (never counted in coverage)
+    estimated_export_wh: float = 0.0
 
     @property
     def document_id(self) -> str:
         return document_id(self.meter_id, self.window_start_ms)
+
+    @property
+    def import_energy_wh(self) -> float:
+        return self.total_energy_wh
+
+    @property
+    def net_energy_wh(self) -> float:
+        """Measured import − measured export."""
+        return self.total_energy_wh - self.export_energy_wh
 
     def fields(self, timestamp: Any = None) -> dict[str, Any]:
         """The document's fields; `timestamp(ms)` turns times into the sink's own type."""
@@ -273,7 +363,12 @@ class WindowDoc:
             "readings_in_batch": self.readings_in_batch,
             "coverage": self.coverage,
             "updated_at": as_time(self.updated_at_ms),
-            "site": self.site,  # an extension of the contract: after its fields
+            "site": self.site,  # extensions of the contract: after its fields
+            "import_energy_wh": self.total_energy_wh,
+            "export_energy_wh": self.export_energy_wh,
+            "net_energy_wh": self.net_energy_wh,
+            "estimated_energy_wh": self.estimated_energy_wh,
+            "estimated_export_wh": self.estimated_export_wh,
         }
 
 
@@ -289,7 +384,7 @@ def window_document(
     acc = (existing or Accumulator()).merged(delta.items)
     window_ms = delta.window_s * 1000
     covered = acc.covered_s
-    avg_power = acc.energy_wh * 3600 / covered if covered > 0 else None
+    avg_power = acc.net_wh * 3600 / covered if covered > 0 else None
     if avg_power is not None and not math.isfinite(avg_power):
         avg_power = None
     return WindowDoc(
@@ -311,6 +406,9 @@ def window_document(
         updated_at_ms=updated_at_ms,
         accumulator=acc,
         site=delta.site,
+        export_energy_wh=acc.export_wh,
+        estimated_energy_wh=acc.estimated_wh,
+        estimated_export_wh=acc.estimated_export_wh,
     )
 
 
