@@ -266,6 +266,15 @@ class SimulationConfig(_Section):
     replace_at_s: float | None = Field(
         default=None, ge=0, description="a new meter (import register from 0) this long after start"
     )
+    pv_peak_w: float | None = Field(
+        default=None,
+        ge=0,
+        description="a rooftop PV array of this peak behind the meter: it measures load − PV, "
+        "exporting when the sun gives more than the building draws",
+    )
+    cloudiness: float = Field(
+        default=0.0, ge=0, le=1, description="the share of the PV array's sun that clouds take away"
+    )
 
     @field_validator("refused_registers")
     @classmethod
@@ -301,6 +310,17 @@ class MeterConfig(_Section):
     max_power_w: float | None = Field(default=None, gt=0, description="default: the profile's")
     site: str | None = Field(
         default=None, description="the site it belongs to (default: [site].id)"
+    )
+    estimate_gaps: bool = Field(
+        default=True,
+        description="record the energy the meter's own registers counted across a gap as "
+        "estimated energy (kept apart from measured energy)",
+    )
+    max_estimate_gap_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        le=7 * 86_400.0,
+        description="the longest gap bridged by an estimate from the registers",
     )
     simulate: SimulationConfig = SimulationConfig()
 
