@@ -15,6 +15,7 @@ from campus_energy.core.energy import (
     Step,
     advance,
     implausible,
+    split_trapezoid_uwh,
     stamp,
     trapezoid_uwh,
 )
@@ -203,3 +204,59 @@ def test_energy_does_not_depend_on_poll_spacing_within_max_gap(
 def test_trapezoid_rounds_to_whole_microwatt_hours() -> None:
     assert trapezoid_uwh(1.0, 1.0, 3.6) == 1000  # 1 W × 3.6 s = 1 mWh
     assert isinstance(trapezoid_uwh(0.3, 0.3, 1.0), int)
+
+
+# --- two directions --------------------------------------------------------------------------
+
+
+SPLITS = [
+    # (power a W, power b W, seconds, import Wh, export Wh)
+    (2000.0, 2000.0, 3600.0, 2000.0, 0.0),
+    (-1000.0, -3000.0, 3600.0, 0.0, 2000.0),
+    # +2 kW to −1 kW over 6 s: zero at 4 s; import ½·2000·4 s, export ½·1000·2 s
+    (2000.0, -1000.0, 6.0, 2000 * 4 / 2 / 3600, 1000 * 2 / 2 / 3600),
+    # −3 kW to +1 kW over 8 s: zero at 6 s; export ½·3000·6 s, import ½·1000·2 s
+    (-3000.0, 1000.0, 8.0, 1000 * 2 / 2 / 3600, 3000 * 6 / 2 / 3600),
+    # touching zero at one end only is one direction
+    (0.0, 500.0, 10.0, 500 * 10 / 2 / 3600, 0.0),
+    (0.0, -500.0, 10.0, 0.0, 500 * 10 / 2 / 3600),
+]
+
+
+@pytest.mark.parametrize(("a", "b", "seconds", "imported", "exported"), SPLITS)
+def test_an_interval_is_split_at_its_zero_crossing(
+    a: float, b: float, seconds: float, imported: float, exported: float
+) -> None:
+    got = split_trapezoid_uwh(a, b, seconds)
+    assert got == (round(imported * UWH_PER_WH), round(exported * UWH_PER_WH))
+
+
+@given(
+    st.floats(-1e5, 1e5, allow_nan=False),
+    st.floats(-1e5, 1e5, allow_nan=False),
+    st.floats(0.001, 3600.0),
+)
+@settings(max_examples=300)
+def test_import_minus_export_is_the_signed_trapezoid(a: float, b: float, seconds: float) -> None:
+    imported, exported = split_trapezoid_uwh(a, b, seconds)
+    assert imported >= 0 and exported >= 0
+    assert abs((imported - exported) - trapezoid_uwh(a, b, seconds)) <= 1  # µWh rounding
+    if a >= 0 and b >= 0:
+        assert exported == 0
+    if a <= 0 and b <= 0:
+        assert imported == 0
+
+
+def test_each_direction_is_totalled_on_its_own() -> None:
+    # a PV building: importing, then exporting through noon, then importing again
+    powers = [800.0, 200.0, -600.0, -1500.0, -400.0, 300.0, 900.0]
+    steps, state = run([(10.0 * i, p) for i, p in enumerate(powers)])
+    assert state.total_uwh == sum(s.energy_uwh for s in steps)
+    assert state.export_total_uwh == sum(s.export_uwh for s in steps)
+    assert steps[-1].export_total_uwh == state.export_total_uwh
+    assert all(s.energy_uwh >= 0 and s.export_uwh >= 0 for s in steps)
+    signed = sum(trapezoid_uwh(a, b, 10.0) for a, b in itertools.pairwise(powers))
+    assert abs(state.total_uwh - state.export_total_uwh - signed) <= len(powers)
+    # a gap integrates neither direction
+    after, _ = run([(0.0, -1000.0), (100.0, -1000.0)], max_gap_s=30.0)
+    assert (after[1].energy_uwh, after[1].export_uwh, after[1].gap_s) == (0, 0, 100.0)
