@@ -227,10 +227,19 @@ def observe(
     specs: Mapping[str, RegisterSpec],
     max_power_w: float,
     gap: bool,
+    since_ms: int | None = None,
 ) -> Observed:
     """Judge a reading's registers (`specs`: direction -> the register's layout; a direction
     without one is not judged). An estimate is made only when every register the meter has
-    bears witness across the gap, so import and export are estimated together or not at all."""
+    bears witness across the gap, so import and export are estimated together or not at all.
+
+    `since_ms` is where the gap starts (the previous reading's time): a register last read
+    at another time (a reading between without it, a baseline a person set) would span
+    more or less than the gap, so it bears no witness for it."""
+    if since_ms is not None and any(
+        witnesses.of(d).ts_ms != since_ms for d in DIRECTIONS if d in specs
+    ):
+        gap = False
     judged: dict[str, Judgement] = {}
     for direction in DIRECTIONS:
         spec = specs.get(direction)
