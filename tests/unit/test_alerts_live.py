@@ -55,3 +55,49 @@ def test_what_is_not_known_of_an_interval_is_said() -> None:
     topic, payload = message("m1", T0 + 301_000, 2, 1.0, T0 + 300_000)
     live.message(topic, payload, T0 + 301_000)
     assert live.unknown_ms({"m1": 1.0}, T0, T0 + 360_000) == {"m1": 300_000}
+
+
+def register_message(meter: str, ts: int, seq: int, total_wh: float, register_wh: float) -> bytes:
+    values = {"power_w": 1000.0, "import_energy_wh": register_wh}
+    body = Reading(meter, ts, seq, 0, round(total_wh * 1e6), values, None)
+    return encode(body.payload("Lab", "1"))
+
+
+def test_register_drift_is_never_compared_across_a_replaced_meter() -> None:
+    live = LiveState(PREFIX, {"m1": 60.0}, {"m1": Limits(max_power_w=2000.0)})
+    topic = reading_topic(PREFIX, "m1")
+    hour = 3_600_000
+    # a day at 1 kW: the register and the integrated total agree
+    for n in range(25):
+        payload = register_message("m1", T0 + n * hour, n + 1, n * 1000.0, 5e6 + n * 1000.0)
+        assert live.message(topic, payload, T0 + n * hour)
+    first, last = live.drift_anchors("m1") or (None, None)
+    assert first is not None and last is not None
+    assert last.register_wh - first.register_wh == last.total_wh - first.total_wh
+    # the meter is replaced: its register starts again from 3 Wh
+    payload = register_message("m1", T0 + 25 * hour, 26, 25_000.0, 3.0)
+    assert live.message(topic, payload, T0 + 25 * hour)
+    assert live.register_events == 1
+    assert live.drift_anchors("m1") is None  # nothing across the replacement
+    for n in range(26, 52):
+        register = 3.0 + (n - 26) * 1000.0
+        payload = register_message("m1", T0 + n * hour, n + 1, n * 1000.0, register)
+        assert live.message(topic, payload, T0 + n * hour)
+    first, last = live.drift_anchors("m1") or (None, None)
+    assert first is not None and last is not None
+    assert first.ts_ms > T0 + 25 * hour  # from after the new baseline only
+    assert last.register_wh - first.register_wh == last.total_wh - first.total_wh
+    assert live.register_events == 1
+
+
+def test_a_restored_book_judges_the_first_register_read_against_its_last_anchor() -> None:
+    live = LiveState(PREFIX, {"m1": 60.0}, {"m1": Limits(max_power_w=2000.0)})
+    topic = reading_topic(PREFIX, "m1")
+    for n in range(3):
+        live.message(topic, register_message("m1", T0 + n * 60_000, n + 1, n, 9e6 + n), T0)
+    again = LiveState(PREFIX, {"m1": 60.0}, {"m1": Limits(max_power_w=2000.0)})
+    again.restore({}, live.anchors)
+    # replaced while the service was down
+    again.message(topic, register_message("m1", T0 + 3_600_000, 9, 60.0, 12.0), T0 + 3_600_000)
+    assert again.register_events == 1
+    assert again.anchors["m1"] == []

@@ -3,6 +3,10 @@ retained status, the energy of each UTC quarter hour (the running demand interva
 them: every local 15-, 30- and 60-minute interval of every zone starts on a UTC quarter hour),
 and the meter's own register beside its integrated total (for register-drift).
 
+The register is judged as the logger judges it (`core.witness`): a register that goes
+backwards or jumps (a meter replaced, reset, rolled over) is an event, and register-drift
+starts its comparison afresh from the new baseline, never across the event.
+
 Readings are validated by the bridge's own rules (`core.incoming.admit`): form, known meter,
 the meter's plausibility limits. A message that fails is counted and otherwise ignored here
 (the bridge dead-letters it); nothing a stranger publishes can stop the service.
@@ -21,12 +25,16 @@ from campus_energy.core.alerts import MeterSeen
 from campus_energy.core.incoming import Limits, Malformed, admit
 from campus_energy.core.timestamps import datetime_ms
 from campus_energy.core.windows import IncomingReading, contributions
+from campus_energy.core.witness import RegisterSpec, Witness, judge
 
 QUARTER_MS = 900_000
 KEEP_QUARTERS = 8  # two hours: the longest demand interval and the one before it
 REGISTER_FIELD = "import_energy_wh"  # the profiles' name for the meter's import register
 ANCHOR_EVERY_MS = 3_600_000  # one (integrated, register) pair kept per hour ...
 ANCHORS_KEPT = 26  # ... for a little over a day
+# The register's layout as the built-in profiles have it (float32 kWh): what its resolution is
+# judged by here, where the profile is not known
+REGISTER_SPEC = RegisterSpec("float32", 1000.0)
 MAX_STATUS_BYTES = 4096
 TAKEN_KEPT = 4096  # a meter's counted readings remembered at least (two hours at 2 s polls)
 
@@ -51,6 +59,8 @@ class LiveState:
     meters: dict[str, MeterSeen] = field(default_factory=dict)
     quarters: dict[str, dict[int, float]] = field(default_factory=dict)  # meter -> start -> Wh
     anchors: dict[str, list[Anchor]] = field(default_factory=dict)
+    registers: dict[str, Witness] = field(default_factory=dict)  # meter -> its register judged
+    register_events: int = 0  # registers seen going backwards or jumping
     # meter -> since when its energy is known here without a break (its first reading's
     # interval start, or after a gap the reading's ts)
     known_from: dict[str, int] = field(default_factory=dict)
@@ -72,6 +82,9 @@ class LiveState:
         for meter_id, kept in anchors.items():
             if meter_id in self.meters:
                 self.anchors[meter_id] = list(kept)[-ANCHORS_KEPT:]
+                if kept:  # the register is judged from the last anchor on
+                    last = kept[-1]
+                    self.registers[meter_id] = Witness(last.register_wh, last.ts_ms, trusted=True)
 
     def seed_from_store(self, last_window_start_ms: Mapping[str, int]) -> None:
         """A meter of which nothing is known (no reading heard, none in the book): its last
@@ -151,6 +164,22 @@ class LiveState:
     def _anchor(self, reading: IncomingReading, total: float, register_wh: float) -> None:
         kept = self.anchors.setdefault(reading.meter_id, [])
         if kept and reading.ts_ms <= kept[-1].ts_ms:
+            return
+        limits = self.limits.get(reading.meter_id)
+        judged = judge(
+            self.registers.get(reading.meter_id, Witness()),
+            register_wh,
+            reading.ts_ms,
+            spec=REGISTER_SPEC,
+            max_power_w=limits.max_power_w if limits is not None else Limits().max_power_w,
+            register=REGISTER_FIELD,
+            gap=False,
+        )
+        self.registers[reading.meter_id] = judged.witness
+        if judged.event is not None:
+            self.register_events += 1
+        if judged.event is not None or not judged.witness.trusted:
+            kept.clear()  # replaced, reset, rolled over or jumped: no comparison across it
             return
         anchor = Anchor(reading.ts_ms, total, register_wh)
         if len(kept) > 1 and kept[-1].ts_ms - kept[-2].ts_ms < ANCHOR_EVERY_MS:
