@@ -73,8 +73,9 @@ CORRUPTIONS = (
     # ece-f1-001: the first 40 readings stamped after a boot without a clock (1970)
     f"UPDATE samples SET ts_ms = ts_ms - {T0 - 10_000} WHERE meter = 1 AND seq <= 40",
     # ... and readings 250-259 stored a second time, three hours later
-    "INSERT INTO samples SELECT meter, ts_ms + 10800000, seq, voltage, current, power, pf, freq, "
-    "import_energy, energy, energy_total, extra FROM samples WHERE meter = 1 "
+    "INSERT INTO samples (meter, ts_ms, seq, voltage, current, power, pf, freq, import_energy, "
+    "energy, energy_total, extra) SELECT meter, ts_ms + 10800000, seq, voltage, current, power, "
+    "pf, freq, import_energy, energy, energy_total, extra FROM samples WHERE meter = 1 "
     "AND seq BETWEEN 250 AND 259",
     # mech-f2-001: readings 100-150 in local time (Asia/Kolkata) as if it were UTC
     f"UPDATE samples SET ts_ms = ts_ms + {IST} WHERE meter = 2 AND seq BETWEEN 100 AND 150",
@@ -270,7 +271,10 @@ def to_meter_order(path: Path) -> None:
             "freq INTEGER, import_energy INTEGER, energy INTEGER NOT NULL, "
             "energy_total INTEGER NOT NULL, extra TEXT, PRIMARY KEY (meter, ts_ms)) WITHOUT ROWID"
         )
-        conn.execute("INSERT INTO by_meter SELECT * FROM samples")
+        conn.execute(
+            "INSERT INTO by_meter SELECT meter, ts_ms, seq, voltage, current, power, pf, freq, "
+            "import_energy, energy, energy_total, extra FROM samples"
+        )
         conn.execute("DROP TABLE samples")
         conn.execute("ALTER TABLE by_meter RENAME TO samples")
         conn.execute("ALTER TABLE meters DROP COLUMN first_ts_ms")
@@ -312,7 +316,7 @@ def test_reorder_rewrites_a_store_kept_by_meter_in_time_order(tmp_path: Path) ->
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         assert time_ordered(conn)
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
-            "2",
+            "3",
         )
         spans = conn.execute(
             "SELECT meter_id, first_ts_ms, last_ts_ms FROM meters ORDER BY meter_id"

@@ -13,7 +13,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from campus_energy.core.meter_events import MeterEvent
 from campus_energy.core.readings import Reading
+from campus_energy.core.witness import Witness, Witnesses
 from campus_energy.core.resolution import quantize
 from campus_energy.errors import StoreError
 from campus_energy.logger.store import (
@@ -36,6 +38,27 @@ CONTRACT = {
     "energy_total_wh": "real",
     "seq": "integer",
 }
+# The view's columns in order: the contract's and the profile's register, then those added
+# since (only ever added, at the end)
+VIEW_COLUMNS = [
+    "meter_id",
+    "ts_ms",
+    "voltage_v",
+    "current_a",
+    "power_w",
+    "power_factor",
+    "frequency_hz",
+    "import_energy_wh",
+    "energy_wh",
+    "energy_total_wh",
+    "seq",
+    "extra",
+    "energy_export_wh",
+    "energy_export_total_wh",
+    "estimated_energy_wh",
+    "estimated_export_wh",
+    "export_energy_wh",
+]
 METERS = [
     MeterRecord("m-1", building="ECE", floor="1", profile="eastron-sdm120"),
     MeterRecord("m-2", building="MECH", floor="2", profile="eastron-sdm630"),
@@ -73,7 +96,7 @@ async def test_readings_view_has_the_contract_columns_and_the_file_is_wal(
     store: ReadingStore,
 ) -> None:
     rows = await store.query("SELECT name FROM pragma_table_info('readings')")
-    assert sorted(r[0] for r in rows) == sorted([*CONTRACT, "import_energy_wh", "extra"])
+    assert [r[0] for r in rows] == VIEW_COLUMNS
     assert await store.query("PRAGMA journal_mode") == [("wal",)]
 
     full = dict(voltage_v=230.0, current_a=1.0, power_factor=1.0, frequency_hz=50.0)
@@ -198,6 +221,29 @@ async def test_restore_returns_each_meters_last_reading_and_continuity(
         ),
         "m-2": Restored(seq=9, ts_ms=2_000, total_uwh=77, power_w=5.0, boot_id=None, mono_ms=None),
     }
+
+
+async def test_restore_gives_the_export_total_and_the_registers_of_the_last_reading(
+    store: ReadingStore,
+) -> None:
+    registers = {"power_w": -300.0, "import_energy_wh": 1_234.5, "export_energy_wh": 77.7}
+    await store.commit(
+        Cycle(
+            readings=[
+                reading("m-1", 1_000, 1, power_w=100.0, import_energy_wh=1_000.0),
+                Reading("m-1", 6_000, 2, 10, 510, registers, export_uwh=5, export_total_uwh=900),
+                Reading("m-2", 6_000, 4, 0, 0, {"power_w": 1.0, "import_energy_wh": 50.0}),
+            ],
+            # m-2's register went back at its last reading: still settling after a restart
+            events=[MeterEvent("m-2", 6_000, "reset", "detected", before_wh=9e6, after_wh=50.0)],
+        )
+    )
+    restored = await store.restore()
+    assert restored["m-1"].export_total_uwh == 900
+    assert restored["m-1"].registers == Witnesses(
+        Witness(1_234.5, 6_000, trusted=True), Witness(77.7, 6_000, trusted=True)
+    )
+    assert restored["m-2"].registers == Witnesses(Witness(50.0, 6_000, trusted=False), Witness())
 
 
 async def test_register_updates_metadata_and_keeps_readings(store: ReadingStore) -> None:
@@ -410,10 +456,89 @@ async def test_a_store_of_schema_1_keeps_its_order_and_gains_the_spans(tmp_path:
         assert [r.seq for r in await store.unpublished()][:2] == [1, 1]
         assert await store.outbox_depth() == {"m-1": 11, "m-2": 10, "m-3": 0}
         assert (await store.query("SELECT value FROM meta WHERE key = 'schema_version'")) == [
-            ("2",)
+            ("3",)
         ]
     finally:
         await store.close()
+
+
+SCHEMA_2 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '2');
+CREATE TABLE meters (id INTEGER PRIMARY KEY, meter_id TEXT NOT NULL UNIQUE,
+    building TEXT NOT NULL DEFAULT '', floor TEXT NOT NULL DEFAULT '',
+    profile TEXT NOT NULL DEFAULT '', published_seq INTEGER NOT NULL DEFAULT 0,
+    published_ts_ms INTEGER NOT NULL DEFAULT 0, boot_id TEXT, mono_ms INTEGER,
+    first_ts_ms INTEGER, last_ts_ms INTEGER);
+CREATE TABLE samples (meter INTEGER NOT NULL, ts_ms INTEGER NOT NULL, seq INTEGER NOT NULL,
+    voltage INTEGER, current INTEGER, power INTEGER, pf INTEGER, freq INTEGER,
+    import_energy INTEGER, energy INTEGER NOT NULL, energy_total INTEGER NOT NULL, extra TEXT,
+    PRIMARY KEY (ts_ms, meter)) WITHOUT ROWID;
+CREATE TABLE gaps (meter INTEGER NOT NULL, start_ts_ms INTEGER NOT NULL,
+    end_ts_ms INTEGER NOT NULL, PRIMARY KEY (meter, start_ts_ms)) WITHOUT ROWID;
+CREATE TABLE rejects (meter INTEGER NOT NULL, ts_ms INTEGER NOT NULL, reason TEXT NOT NULL,
+    power_w REAL, PRIMARY KEY (meter, ts_ms)) WITHOUT ROWID;
+CREATE VIEW readings AS SELECT m.meter_id AS meter_id, s.ts_ms AS ts_ms,
+    s.voltage / 100.0 AS voltage_v, s.current / 1000.0 AS current_a, s.power / 100.0 AS power_w,
+    s.pf / 10000.0 AS power_factor, s.freq / 1000.0 AS frequency_hz,
+    s.import_energy / 10.0 AS import_energy_wh,
+    CAST(s.energy / 1000000.0 AS REAL) AS energy_wh,
+    CAST(s.energy_total / 1000000.0 AS REAL) AS energy_total_wh, s.seq AS seq, s.extra AS extra
+    FROM meters m JOIN samples s ON s.meter = m.id;
+CREATE VIEW latest_readings AS SELECT r.* FROM meters m JOIN readings r
+    ON r.meter_id = m.meter_id WHERE r.ts_ms = (SELECT ts_ms FROM samples WHERE meter = m.id
+    AND ts_ms <= m.last_ts_ms ORDER BY ts_ms DESC LIMIT 1);
+INSERT INTO meters (id, meter_id, published_seq, published_ts_ms, first_ts_ms, last_ts_ms)
+    VALUES (1, 'm-1', 10, 10000, 1000, 10000), (2, 'm-2', 0, 0, 1000, 10000);
+"""
+
+
+async def test_a_store_of_schema_2_keeps_every_reading_and_gains_the_new_columns(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.db"
+    old = [
+        (m, 1_000 * k, k, 23_000, 10_000 * k, 1_000, 1_000 * k, 12_345 + k)
+        for m in (1, 2)
+        for k in range(1, 11)
+    ]
+    with sqlite3.connect(path) as conn:
+        conn.executescript(SCHEMA_2)
+        conn.executemany(
+            "INSERT INTO samples (meter, ts_ms, seq, voltage, power, energy, energy_total, "
+            "import_energy) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            old,
+        )
+        before = conn.execute("SELECT * FROM readings ORDER BY meter_id, ts_ms").fetchall()
+    store = ReadingStore(path)
+    try:
+        await store.register(METERS)
+        assert store.time_ordered
+        version = await store.query("SELECT value FROM meta WHERE key = 'schema_version'")
+        assert version == [("3",)]
+        columns = [
+            r[0] for r in await store.query("SELECT name FROM pragma_table_info('readings')")
+        ]
+        assert columns == VIEW_COLUMNS
+        # every reading is there with the values it had, and exported nothing, estimated none
+        after = await store.query(
+            f"SELECT {', '.join(VIEW_COLUMNS)} FROM readings ORDER BY meter_id, ts_ms"
+        )
+        assert [row[:12] for row in after] == before
+        assert {row[12:] for row in after} == {(0.0, 0.0, None, None, None)}
+        assert [r.seq for r in await store.unpublished()] == list(range(1, 11))
+        assert (await store.restore())["m-1"].registers.import_ == Witness(1_235.5, 10_000, True)
+        # it takes the new values and events
+        new = Reading("m-1", 11_000, 11, 0, 10_000, {"power_w": -5.0}, export_uwh=3,
+                      export_total_uwh=3)  # fmt: skip
+        event = MeterEvent("m-2", 11_000, "jump", "confirmed")
+        await store.commit(Cycle(readings=[new], events=[event]))
+        assert (await store.unpublished())[-1] == replace(new, interval_start_ms=10_000)
+        assert [e.kind for e in await store.meter_events()] == ["jump"]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:  # the file checks whole
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 
 
 # -- failures -------------------------------------------------------------------------------
@@ -501,6 +626,90 @@ async def test_unpublished_readings_know_where_their_interval_starts(store: Read
     await store.mark_published([first, more[0]])  # the cursor is now at ts 2000
     starts = [(r.seq, r.interval_start_ms) for r in await store.unpublished()]
     assert starts == [(3, 2_000), (4, 3_000), (5, None)]
+
+
+async def test_export_and_estimates_read_back_with_where_they_start(store: ReadingStore) -> None:
+    first = reading("m-1", 1_000, 1)
+    exporting = Reading("m-1", 2_000, 2, 0, 0, {"power_w": -50.0}, export_uwh=7, export_total_uwh=7)
+    after_gap = Reading(
+        "m-1",
+        60_000,
+        3,
+        0,
+        0,
+        {"power_w": -50.0, "import_energy_wh": 10.0, "export_energy_wh": 20.5},
+        export_total_uwh=7,
+        estimated_uwh=0,
+        estimated_export_uwh=800_000,
+    )
+    await store.commit(Cycle(readings=[first, exporting, after_gap]))
+    found = await store.unpublished()
+    # an all-export interval is integrated: it starts at the reading before
+    assert [(r.seq, r.interval_start_ms, r.estimated_start_ms) for r in found] == [
+        (1, None, None),
+        (2, 1_000, None),
+        (3, None, 2_000),
+    ]
+    assert found[1].export_uwh == 7 and found[1].export_total_uwh == 7
+    assert (found[2].estimated_uwh, found[2].estimated_export_uwh) == (0, 800_000)
+    assert found[2].values["export_energy_wh"] == 20.5
+    assert found[2].payload("B", "1")["estimated_start"] == "1970-01-01T00:00:02.000Z"
+    around = await store.readings_around("m-1", 1_500, 70_000)
+    assert [(r.seq, r.interval_start_ms, r.estimated_start_ms) for r in around] == [
+        (1, None, None),
+        (2, 1_000, None),
+        (3, None, 2_000),
+    ]
+    rows = await store.query(
+        "SELECT seq, energy_export_wh, energy_export_total_wh, estimated_energy_wh, "
+        "estimated_export_wh, export_energy_wh FROM readings ORDER BY seq"
+    )
+    assert rows == [
+        (1, 0.0, 0.0, None, None, None),
+        (2, 7e-6, 7e-6, None, None, None),
+        (3, 0.0, 7e-6, 0.0, 0.8, 20.5),
+    ]
+
+
+# -- meter events ---------------------------------------------------------------------------
+
+
+async def test_meter_events_are_recorded_with_the_cycle_and_listed(store: ReadingStore) -> None:
+    detected = MeterEvent(
+        "m-1", 5_000, "replaced", "detected", before_wh=9e6, after_wh=3e6, recorded_ms=5_010
+    )
+    await store.commit(Cycle(readings=[reading("m-1", 5_000, 1)], events=[detected]))
+    (confirmed,) = await store.record_events(
+        [
+            MeterEvent(
+                "m-1",
+                4_000,
+                "replaced",
+                "confirmed",
+                old_final_wh=9_000_500.0,
+                new_start_wh=0.0,
+                note="new meter, serial 42",
+                recorded_ms=9_000,
+            )
+        ]
+    )
+    other = MeterEvent("m-9", 1_000, "jump", "confirmed", register="export_energy_wh")
+    (other,) = await store.record_events([other])
+    assert other.recorded_ms == 1_000  # none given: recorded at its time
+    everything = await store.meter_events()
+    assert [e.id for e in everything] == [other.id, confirmed.id, 1]
+    assert (await store.meter_events("m-1"))[1] == replace(detected, id=1)
+    assert await store.meter_events("m-1", source="confirmed") == [confirmed]
+    assert await store.meter_events("m-1", since_ms=4_500) == [replace(detected, id=1)]
+    assert await store.meter_events(after_id=1) == [other, confirmed]
+
+
+async def test_a_failed_cycle_records_none_of_its_events(store: ReadingStore) -> None:
+    event = MeterEvent("m-1", 5_000, "reset", "detected")
+    await store.commit(Cycle(readings=[reading("m-1", 5_000, 1)]))
+    with pytest.raises(StoreError, match="UNIQUE"):
+        await store.commit(Cycle(readings=[reading("m-1", 5_000, 2)], events=[event]))
+    assert await store.meter_events() == []
 
 
 # -- searches in time order stay inside what they look for ------------------------------------

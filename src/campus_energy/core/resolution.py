@@ -17,6 +17,7 @@ RESOLUTION: dict[str, float] = {
     "power_factor": 0.0001,
     "frequency_hz": 0.001,
     "import_energy_wh": 0.1,
+    "export_energy_wh": 0.1,
 }
 STEPS_PER_UNIT: dict[str, int] = {name: round(1 / step) for name, step in RESOLUTION.items()}
 MAX_STEPS = 2**63 - 1  # SQLite's INTEGER range

@@ -1,6 +1,7 @@
-"""The logger's SQLite store: high-resolution readings, the MQTT outbox cursor, gaps and rejects.
+"""The logger's SQLite store: high-resolution readings, the MQTT outbox cursor, gaps, rejects
+and meter events.
 
-Layout (schema 2):
+Layout (schema 3):
 - `meters`: one row per meter, with a small integer key, its metadata, the
   outbox cursor (`published_seq`, `published_ts_ms`: every reading up to it was
   acknowledged by the broker), the monotonic-clock continuity of its last
@@ -9,17 +10,35 @@ Layout (schema 2):
   (`first_ts_ms`, `last_ts_ms`, kept by triggers whoever writes `samples`: a
   first no later and a last no earlier than the readings' own), which bounds
   every search for one meter's readings.
-- `samples`: one compact row per reading; the core values are integers at the
+- `samples`: one compact row per reading; the core values and the meter's own
+  energy registers (`import_energy`, `export_energy`) are integers at the
   resolution of `core.resolution`, fields beyond them are a JSON object in
-  `extra`. A file made by this version keeps them in time order (primary key
-  (ts_ms, meter)): a cycle's readings go to the end of the table, one or two
-  pages per commit, where the order (meter, ts_ms) of a file made before it
-  wrote a page per meter — on an SD card the difference between a few and
-  tens of kB/s (`benchmarks/disk.py`). Both orders answer the same queries;
+  `extra`. Energy is in integer µWh by direction: imported over the interval
+  (`energy`) and cumulative (`energy_total`), exported likewise
+  (`energy_export`, `energy_export_total`), and what the registers counted
+  across a gap before the reading (`estimated`, `estimated_export`; NULL: no
+  estimate), which covers the time since the meter's previous reading and is
+  never part of the measured columns. A file made by this version keeps them in
+  time order (primary key (ts_ms, meter)): a cycle's readings go to the end of
+  the table, one or two pages per commit, where the order (meter, ts_ms) of a
+  file made before schema 2 wrote a page per meter — on an SD card the
+  difference between a few and tens of kB/s (`benchmarks/disk.py`). Both orders answer the same queries;
   `time_ordered` says which one a file has.
-- `readings`: the public view with the column names and units of the contract.
+- `readings`: the public view with the column names and units of the contract
+  (`energy_wh`, `energy_total_wh`: import), and after them the columns added
+  since: `energy_export_wh`, `energy_export_total_wh`, `estimated_energy_wh`,
+  `estimated_export_wh`, `export_energy_wh` (the register).
 - `latest_readings`: the newest reading of every meter.
 - `gaps`, `rejects`: intervals left unintegrated, readings refused as implausible.
+- `meter_events`: a meter's energy register replaced, reset, rolled over or
+  jumping (`core.meter_events`), detected by the logger or confirmed by a
+  person (`campus-energy meter-event add`): an audit trail, never deleted by
+  retention. It names meters by id, so an event may be recorded for a meter
+  the store has no reading of yet.
+
+A file of schema 1 or 2 is upgraded when it is opened, in one transaction:
+the new columns are added (a reading stored before has no export and no
+estimate) and the views made again; every reading stays as it is.
 
 The readings table is the outbox: nothing is copied to publish it, so the
 outbox is bounded by the disk, not by memory. When the disk is full,
@@ -38,13 +57,15 @@ import json
 import logging
 import math
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from campus_energy.core.meter_events import MeterEvent
 from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import RESOLUTION, STEPS_PER_UNIT, from_steps, to_steps
+from campus_energy.core.witness import Witness, Witnesses
 from campus_energy.errors import StoreError, StoreFullError
 from campus_energy.runtime.sqlite import (
     INTEGRITY_BUDGET_S,
@@ -55,7 +76,7 @@ from campus_energy.runtime.sqlite import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RETENTION_CHUNK = 10_000
 MAKE_ROOM_SHARE = 0.01  # a full disk: delete this share of the published readings, until it fits
 
@@ -67,14 +88,24 @@ COLUMNS: dict[str, str] = {
     "power_factor": "pf",
     "frequency_hz": "freq",
     "import_energy_wh": "import_energy",
+    "export_energy_wh": "export_energy",
 }
 assert set(COLUMNS) == set(RESOLUTION)
+# Columns of `samples` added in schema 3, with their declarations (ALTER TABLE ADD COLUMN)
+ADDED_IN_3: dict[str, str] = {
+    "export_energy": "INTEGER",
+    "energy_export": "INTEGER NOT NULL DEFAULT 0",
+    "energy_export_total": "INTEGER NOT NULL DEFAULT 0",
+    "estimated": "INTEGER",
+    "estimated_export": "INTEGER",
+}
+_FIRST_VIEW_FIELDS = [name for name, column in COLUMNS.items() if column not in ADDED_IN_3]
+_LATER_VIEW_FIELDS = [name for name, column in COLUMNS.items() if column in ADDED_IN_3]
 
 
-def _view_columns() -> str:
+def _view_columns(names: Iterable[str]) -> str:
     return ",\n    ".join(
-        f"s.{column} / {float(STEPS_PER_UNIT[name])!r} AS {name}"
-        for name, column in COLUMNS.items()
+        f"s.{COLUMNS[name]} / {float(STEPS_PER_UNIT[name])!r} AS {name}" for name in names
     )
 
 
@@ -100,6 +131,10 @@ CREATE TABLE IF NOT EXISTS samples (
     energy INTEGER NOT NULL,
     energy_total INTEGER NOT NULL,
     extra TEXT,
+    energy_export INTEGER NOT NULL DEFAULT 0,
+    energy_export_total INTEGER NOT NULL DEFAULT 0,
+    estimated INTEGER,
+    estimated_export INTEGER,
     PRIMARY KEY (ts_ms, meter)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS gaps (
@@ -119,11 +154,16 @@ CREATE VIEW IF NOT EXISTS readings AS
 SELECT
     m.meter_id AS meter_id,
     s.ts_ms AS ts_ms,
-    {_view_columns()},
+    {_view_columns(_FIRST_VIEW_FIELDS)},
     CAST(s.energy / 1000000.0 AS REAL) AS energy_wh,
     CAST(s.energy_total / 1000000.0 AS REAL) AS energy_total_wh,
     s.seq AS seq,
-    s.extra AS extra
+    s.extra AS extra,
+    CAST(s.energy_export / 1000000.0 AS REAL) AS energy_export_wh,
+    CAST(s.energy_export_total / 1000000.0 AS REAL) AS energy_export_total_wh,
+    CAST(s.estimated / 1000000.0 AS REAL) AS estimated_energy_wh,
+    CAST(s.estimated_export / 1000000.0 AS REAL) AS estimated_export_wh,
+    {_view_columns(_LATER_VIEW_FIELDS)}
 FROM meters m JOIN samples s ON s.meter = m.id;
 CREATE VIEW IF NOT EXISTS latest_readings AS
 SELECT r.* FROM meters m JOIN readings r ON r.meter_id = m.meter_id
@@ -131,6 +171,21 @@ WHERE r.ts_ms = (
     SELECT ts_ms FROM samples WHERE meter = m.id AND ts_ms <= m.last_ts_ms
     ORDER BY ts_ms DESC LIMIT 1
 );
+CREATE TABLE IF NOT EXISTS meter_events (
+    id INTEGER PRIMARY KEY,
+    meter_id TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    source TEXT NOT NULL,
+    register TEXT NOT NULL,
+    before_wh REAL,
+    after_wh REAL,
+    old_final_wh REAL,
+    new_start_wh REAL,
+    note TEXT NOT NULL DEFAULT '',
+    recorded_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS meter_events_by_meter ON meter_events (meter_id, ts_ms);
 """
 
 # The span of each meter's readings, kept whoever writes `samples` (the logger, an import,
@@ -172,22 +227,45 @@ def respan(conn: sqlite3.Connection, meters: Iterable[int] | None = None) -> Non
 
 
 def upgrade(conn: sqlite3.Connection) -> None:
-    """A file of schema 1 to schema 2, in the caller's transaction: each meter's span of
-    readings (a seek at either end of its readings in a file of that version), the
-    triggers that keep it, and the latest_readings view that uses it. Its readings stay
-    in the order they have."""
+    """A file of schema 1 or 2 to schema 3, in the caller's transaction; its readings stay
+    as they are, in the order they have.
+
+    From schema 1: each meter's span of readings (a seek at either end of its readings in a
+    file of that version) and the triggers that keep it. From schema 2: the columns of
+    export, estimates and the export register (a reading stored before exported nothing
+    and has no estimate), and the `meter_events` table. The views are made again."""
     have = {row[1] for row in conn.execute("PRAGMA table_info(meters)")}
-    for column in ("first_ts_ms", "last_ts_ms"):
+    spans = [c for c in ("first_ts_ms", "last_ts_ms") if c not in have]
+    for column in spans:
+        conn.execute(f"ALTER TABLE meters ADD COLUMN {column} INTEGER")
+    if spans:
+        respan(conn)
+    have = {row[1] for row in conn.execute("PRAGMA table_info(samples)")}
+    for column, declaration in ADDED_IN_3.items():
         if column not in have:
-            conn.execute(f"ALTER TABLE meters ADD COLUMN {column} INTEGER")
-    respan(conn)
-    conn.execute("DROP VIEW IF EXISTS latest_readings")
+            conn.execute(f"ALTER TABLE samples ADD COLUMN {column} {declaration}")
+    for view in ("latest_readings", "readings"):
+        conn.execute(f"DROP VIEW IF EXISTS {view}")
     for statement in statements(SCHEMA):
-        if statement.lstrip().startswith("CREATE VIEW IF NOT EXISTS latest_readings"):
+        if statement.startswith(
+            ("CREATE VIEW", "CREATE TABLE IF NOT EXISTS meter_events", "CREATE INDEX")
+        ):
             conn.execute(statement)
 
 
-_SAMPLE_COLUMNS = ("meter", "ts_ms", "seq", *COLUMNS.values(), "energy", "energy_total", "extra")
+_SAMPLE_COLUMNS = (
+    "meter",
+    "ts_ms",
+    "seq",
+    *COLUMNS.values(),
+    "energy",
+    "energy_total",
+    "extra",
+    "energy_export",
+    "energy_export_total",
+    "estimated",
+    "estimated_export",
+)
 _INSERT_SAMPLE = (
     f"INSERT INTO samples ({', '.join(_SAMPLE_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _SAMPLE_COLUMNS)})"
@@ -198,7 +276,8 @@ def reorder(conn: sqlite3.Connection) -> int:
     """Rewrite `samples` in time order, in the caller's transaction (the store opened by one
     process alone: `fix-db --reorder --apply`); a file of schema 1 becomes schema 2. Returns
     the number of readings copied. Every value is copied as it is."""
-    if int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]) < 2:
+    version = int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+    if version < SCHEMA_VERSION:
         upgrade(conn)
     columns = ", ".join(_SAMPLE_COLUMNS)
     table = next(t for t in statements(SCHEMA) if "CREATE TABLE IF NOT EXISTS samples" in t)
@@ -253,7 +332,8 @@ class MeterRecord:
 
 @dataclass(frozen=True)
 class Restored:
-    """A meter's last stored reading, to continue its sequence and its energy."""
+    """A meter's last stored reading, to continue its sequence, its energy and the witness of
+    its registers (what the last reading read of them)."""
 
     seq: int
     ts_ms: int
@@ -261,6 +341,8 @@ class Restored:
     power_w: float | None
     boot_id: str | None
     mono_ms: int | None
+    export_total_uwh: int = 0
+    registers: Witnesses = field(default_factory=Witnesses)
 
 
 @dataclass
@@ -271,6 +353,7 @@ class Cycle:
     gaps: list[tuple[str, int, int]] = field(default_factory=list)  # meter_id, start, end ts_ms
     rejects: list[tuple[str, int, str, float | None]] = field(default_factory=list)
     continuity: list[tuple[str, str | None, int]] = field(default_factory=list)  # id, boot, mono_ms
+    events: list[MeterEvent] = field(default_factory=list)
 
 
 def _encode(reading: Reading, meter: int) -> tuple[Any, ...]:
@@ -283,11 +366,16 @@ def _encode(reading: Reading, meter: int) -> tuple[Any, ...]:
         reading.energy_uwh,
         reading.total_uwh,
         json.dumps(extra, separators=(",", ":")) if extra else None,
+        reading.export_uwh,
+        reading.export_total_uwh,
+        reading.estimated_uwh,
+        reading.estimated_export_uwh,
     )
 
 
 def _decode(meter_id: str, row: Sequence[Any]) -> Reading:
-    # row: ts_ms, seq, <columns...>, energy, energy_total, extra
+    # row: ts_ms, seq, <columns...>, energy, energy_total, extra, energy_export,
+    # energy_export_total, estimated, estimated_export
     values: dict[str, float | None] = {}
     for offset, name in enumerate(COLUMNS, start=2):
         value = from_steps(name, row[offset])
@@ -296,7 +384,62 @@ def _decode(meter_id: str, row: Sequence[Any]) -> Reading:
     n = 2 + len(COLUMNS)
     if row[n + 2]:
         values.update(json.loads(row[n + 2]))
-    return Reading(meter_id, row[0], row[1], row[n], row[n + 1], values)
+    return Reading(
+        meter_id,
+        row[0],
+        row[1],
+        row[n],
+        row[n + 1],
+        values,
+        export_uwh=row[n + 3],
+        export_total_uwh=row[n + 4],
+        estimated_uwh=row[n + 5],
+        estimated_export_uwh=row[n + 6],
+    )
+
+
+def _framed(readings: Iterable[Reading], previous: int | None) -> Iterator[Reading]:
+    """Readings of one meter in time order with the starts of what they cover: the interval
+    (when energy was integrated) and the estimate (when there is one), both the previous
+    reading's time (`previous`: the one before the first, None when it is not known)."""
+    for reading in readings:
+        integrated = reading.energy_uwh or reading.export_uwh
+        estimated = reading.estimated_uwh is not None or reading.estimated_export_uwh is not None
+        yield replace(
+            reading,
+            interval_start_ms=previous if integrated else None,
+            estimated_start_ms=previous if estimated else None,
+        )
+        previous = reading.ts_ms
+
+
+_EVENT_COLUMNS = (
+    "meter_id, ts_ms, kind, source, register, before_wh, after_wh, old_final_wh, new_start_wh, "
+    "note, recorded_ms, id"
+)
+_INSERT_EVENT = f"INSERT INTO meter_events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+
+
+def _event_row(event: MeterEvent) -> tuple[Any, ...]:
+    recorded = event.recorded_ms if event.recorded_ms is not None else event.ts_ms
+    return (
+        event.meter_id,
+        event.ts_ms,
+        event.kind,
+        event.source,
+        event.register,
+        event.before_wh,
+        event.after_wh,
+        event.old_final_wh,
+        event.new_start_wh,
+        event.note,
+        recorded,
+        event.id,
+    )
+
+
+def _event_of(row: Sequence[Any]) -> MeterEvent:
+    return MeterEvent(*row)
 
 
 def _page_count(conn: sqlite3.Connection) -> int:
@@ -429,7 +572,10 @@ class ReadingStore(SqliteFile):
         return await self._call(work)
 
     async def restore(self) -> dict[str, Restored]:
-        """The last reading of every registered meter that has one."""
+        """The last reading of every registered meter that has one.
+
+        The registers it read are the witnesses' baselines, trusted unless a detected
+        event showed at that very reading (the register is then still settling)."""
 
         def work(conn: sqlite3.Connection) -> dict[str, Restored]:
             found = {}
@@ -437,19 +583,41 @@ class ReadingStore(SqliteFile):
                 "SELECT meter_id, id, boot_id, mono_ms, last_ts_ms FROM meters"
             ).fetchall():
                 row = conn.execute(
-                    "SELECT seq, ts_ms, energy_total, power FROM samples "
+                    "SELECT seq, ts_ms, energy_total, power, energy_export_total, "
+                    "import_energy, export_energy FROM samples "
                     "WHERE meter = ? AND ts_ms <= ? ORDER BY ts_ms DESC LIMIT 1",
                     (meter, last),
                 ).fetchone()
-                if row is not None:
-                    found[meter_id] = Restored(
-                        seq=row[0],
-                        ts_ms=row[1],
-                        total_uwh=row[2],
-                        power_w=from_steps("power_w", row[3]),
-                        boot_id=boot_id,
-                        mono_ms=mono_ms,
+                if row is None:
+                    continue
+                ts_ms = row[1]
+                settling = {
+                    register
+                    for (register,) in conn.execute(
+                        "SELECT register FROM meter_events WHERE meter_id = ? AND ts_ms = ? "
+                        "AND source = 'detected'",
+                        (meter_id, ts_ms),
                     )
+                }
+
+                def witness(name: str, steps: int | None) -> Witness:
+                    value = from_steps(name, steps)
+                    if value is None:
+                        return Witness()
+                    return Witness(value, ts_ms, trusted=name not in settling)  # noqa: B023
+
+                found[meter_id] = Restored(
+                    seq=row[0],
+                    ts_ms=ts_ms,
+                    total_uwh=row[2],
+                    power_w=from_steps("power_w", row[3]),
+                    boot_id=boot_id,
+                    mono_ms=mono_ms,
+                    export_total_uwh=row[4],
+                    registers=Witnesses(
+                        witness("import_energy_wh", row[5]), witness("export_energy_wh", row[6])
+                    ),
+                )
             return found
 
         return await self._call(work)
@@ -464,8 +632,10 @@ class ReadingStore(SqliteFile):
             gaps = [(self._id(m), a, b) for m, a, b in cycle.gaps]
             rejects = [(self._id(m), t, why, p) for m, t, why, p in cycle.rejects]
             continuity = [(boot, mono, self._id(m)) for m, boot, mono in cycle.continuity]
+            events = [_event_row(e) for e in cycle.events]
             with transaction(conn):
                 conn.executemany(_INSERT_SAMPLE, samples)
+                conn.executemany(_INSERT_EVENT, events)
                 conn.executemany("INSERT OR REPLACE INTO gaps VALUES (?, ?, ?)", gaps)
                 conn.executemany("INSERT OR IGNORE INTO rejects VALUES (?, ?, ?, ?)", rejects)
                 conn.executemany(
@@ -597,14 +767,9 @@ class ReadingStore(SqliteFile):
                     "WHERE meter = ? AND ts_ms >= ? AND ts_ms <= ? ORDER BY ts_ms LIMIT ?",
                     (meter, cursor, last, per_meter + 1),
                 ).fetchall()
-                previous: int | None = None
-                for row in rows:
-                    ts_ms = row[0]
-                    if ts_ms > cursor:
-                        reading = _decode(meter_id, row)
-                        start = previous if reading.energy_uwh else None
-                        found.append(replace(reading, interval_start_ms=start))
-                    previous = ts_ms
+                # the cursor's own reading (when it is kept) frames the first one after it
+                framed = _framed((_decode(meter_id, row) for row in rows), None)
+                found.extend(r for r in framed if r.ts_ms > cursor)
             found.sort(key=lambda r: (r.ts_ms, r.meter_id))
             return found[:limit]
 
@@ -678,7 +843,8 @@ class ReadingStore(SqliteFile):
         reading before start_ms and its first at or after end_ms (when there are such).
 
         Each carries its interval start as `unpublished` gives it (the previous reading's
-        ts_ms when it integrated energy); the first has None, its predecessor not being read.
+        ts_ms when it integrated energy), and its estimate's start likewise; the first has
+        None, its predecessor not being read.
         """
         columns = ", ".join(_SAMPLE_COLUMNS[1:])
 
@@ -704,14 +870,56 @@ class ReadingStore(SqliteFile):
                 "ORDER BY ts_ms LIMIT 1",
                 (meter, end_ms, last),
             ).fetchall()
-            readings: list[Reading] = []
-            previous: int | None = None
-            for row in [*before, *inside, *after]:
-                reading = _decode(meter_id, row)
-                start = previous if reading.energy_uwh else None
-                readings.append(replace(reading, interval_start_ms=start))
-                previous = reading.ts_ms
-            return readings
+            rows = [*before, *inside, *after]
+            return list(_framed((_decode(meter_id, row) for row in rows), None))
+
+        return await self._call(work)
+
+    # -- meter events -----------------------------------------------------------------------
+
+    async def record_events(self, events: Iterable[MeterEvent]) -> list[MeterEvent]:
+        """Record meter events in one transaction (`campus-energy meter-event add`); they come
+        back with their ids."""
+        pending = list(events)
+
+        def work(conn: sqlite3.Connection) -> list[MeterEvent]:
+            stored = []
+            with transaction(conn):
+                for event in pending:
+                    cursor = conn.execute(_INSERT_EVENT, _event_row(event))
+                    recorded = event.recorded_ms if event.recorded_ms is not None else event.ts_ms
+                    stored.append(replace(event, id=cursor.lastrowid, recorded_ms=recorded))
+            return stored
+
+        return await self._call(work)
+
+    async def meter_events(
+        self,
+        meter_id: str | None = None,
+        *,
+        since_ms: int | None = None,
+        source: str | None = None,
+        after_id: int | None = None,
+    ) -> list[MeterEvent]:
+        """Meter events in time order: of one meter (None: all), at or after `since_ms`, of one
+        source (detected or confirmed), recorded after the event of id `after_id`."""
+        where, params = [], []
+        for clause, value in (
+            ("meter_id = ?", meter_id),
+            ("ts_ms >= ?", since_ms),
+            ("source = ?", source),
+            ("id > ?", after_id),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        query = f"SELECT {_EVENT_COLUMNS} FROM meter_events"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+
+        def work(conn: sqlite3.Connection) -> list[MeterEvent]:
+            rows = conn.execute(query + " ORDER BY ts_ms, id", params).fetchall()
+            return [_event_of(row) for row in rows]
 
         return await self._call(work)
 

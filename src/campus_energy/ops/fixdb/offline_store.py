@@ -38,7 +38,7 @@ TEMP_RUN = 1 << 62  # while they move, a run's readings wait at ts_ms - TEMP_RUN
 TEMP_ROW = -(1 << 63) + 1  # ... single readings at TEMP_ROW + seq
 LOWEST_MS = -(1 << 61)  # real timestamps lie above both waiting areas
 FETCH = 5_000
-KNOWN_SCHEMAS = frozenset({"1", "2"})  # 2: meters carry the span of their readings
+KNOWN_SCHEMAS = frozenset({"1", "2", "3"})  # 2: meters carry the span of their readings
 _ROW_COLUMNS = (
     "seq, ts_ms, power, energy, energy_total, voltage, current, pf, freq, import_energy, extra"
 )
