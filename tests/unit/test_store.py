@@ -15,8 +15,8 @@ import pytest
 
 from campus_energy.core.meter_events import MeterEvent
 from campus_energy.core.readings import Reading
-from campus_energy.core.witness import Witness, Witnesses
 from campus_energy.core.resolution import quantize
+from campus_energy.core.witness import Witness, Witnesses
 from campus_energy.errors import StoreError
 from campus_energy.logger.store import (
     OUTBOX_SQL_BY_TIME,

@@ -22,8 +22,8 @@ Layout (schema 3):
   time order (primary key (ts_ms, meter)): a cycle's readings go to the end of
   the table, one or two pages per commit, where the order (meter, ts_ms) of a
   file made before schema 2 wrote a page per meter — on an SD card the
-  difference between a few and tens of kB/s (`benchmarks/disk.py`). Both orders answer the same queries;
-  `time_ordered` says which one a file has.
+  difference between a few and tens of kB/s (`benchmarks/disk.py`). Both
+  orders answer the same queries; `time_ordered` says which one a file has.
 - `readings`: the public view with the column names and units of the contract
   (`energy_wh`, `energy_total_wh`: import), and after them the columns added
   since: `energy_export_wh`, `energy_export_total_wh`, `estimated_energy_wh`,
