@@ -225,9 +225,18 @@ def test_export_csv_has_the_series(client: FlaskClient) -> None:
     response = client.get("/api/export.csv?step=1h&building=Library")
     assert response.status_code == 200 and response.mimetype == "text/csv"
     rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
-    assert rows[0] == ["t", "energy_wh", "avg_power_w", "coverage"]
+    # the original columns first, where they always were; the added ones at the end
+    assert rows[0] == [
+        *("t", "energy_wh", "avg_power_w", "coverage"),
+        *("export_wh", "net_wh", "estimated_wh", "estimated_export_wh"),
+    ]
     series = get(client, "/api/series?step=1h&building=Library")
     assert len(rows) - 1 == len(series["points"])
+    for row, point in zip(rows[1:], series["points"], strict=True):
+        assert [float(v) for v in row[4:]] == [
+            point[k] for k in ("export_wh", "net_wh", "estimated_wh", "estimated_export_wh")
+        ]
+        assert float(row[5]) == pytest.approx(point["energy_wh"])  # nothing exported
 
 
 def test_etags_make_refreshes_cheap_and_change_with_the_data(

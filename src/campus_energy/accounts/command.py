@@ -2,8 +2,9 @@
 
   campus-energy bill --month 2026-11 [--building ECE] [--format table|csv|xlsx|json]
 
-Reads the window store the API reads (`api.source`, else `bridge.sink`). XLSX is
-written to --output (or to standard output when that is not a terminal).
+Reads the window store the API reads (`api.source`, else `bridge.sink`), and the meter
+events of the month from the logger's store (`storage.path`) where it can be read. XLSX
+is written to --output (or to standard output when that is not a terminal).
 """
 
 from __future__ import annotations
@@ -23,11 +24,22 @@ from campus_energy.accounts.documents import (
     kwh_of,
     month_text,
 )
+from campus_energy.accounts.events import events_of_store
 from campus_energy.accounts.scopes import UnknownScope
-from campus_energy.accounts.statements import CampusBill, EnergyOf, campus_bill, parse_month
+from campus_energy.accounts.statements import (
+    CampusBill,
+    EnergyOf,
+    Flows,
+    FlowsOf,
+    campus_bill,
+    parse_month,
+)
 from campus_energy.backends import open_source
 from campus_energy.backends.base import WindowSource
 from campus_energy.config import load_config
+from campus_energy.core.billing import kwh
+from campus_energy.core.meter_events import MeterEvent
+from campus_energy.core.timestamps import iso_utc
 from campus_energy.errors import UsageError
 
 FORMATS = ("table", "csv", "xlsx", "json")
@@ -55,6 +67,25 @@ def energy_from(source: WindowSource) -> EnergyOf:
     return energy
 
 
+def flows_from(source: WindowSource) -> FlowsOf:
+    """Each meter's energy by direction and kind over local days, from the daily rollups."""
+
+    def flows(first: date, last: date, meters: Collection[str]) -> Mapping[str, Flows]:
+        after = (last + timedelta(days=1)).isoformat()
+        sums: dict[str, Flows] = {}
+        for b in source.buckets("day", first.isoformat(), after, list(meters)):
+            f = sums.get(b.meter_id, Flows())
+            sums[b.meter_id] = Flows(
+                f.import_wh + b.energy_wh,
+                f.export_wh + b.export_wh,
+                f.estimated_wh + b.estimated_wh,
+                f.estimated_export_wh + b.estimated_export_wh,
+            )
+        return sums
+
+    return flows
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, os.environ)
     try:
@@ -77,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
             args.building,
             peaks_of=source.scope_peaks,
             site=args.site,
+            flows_of=flows_from(source),
+            events_of=events_of_store(config.storage.path),
         )
     except UnknownScope as exc:
         raise UsageError(f"--building: {exc}") from None
@@ -118,12 +151,45 @@ def as_table(found: CampusBill) -> str:
             )
         total = "—" if cost.total is None else f"{cost.total} {cost.currency}"
         out.append(f"  {'Total':<52} {kwh_of(cost):>12} kWh   {'':>20} {total:>12}")
+        if cost.estimated_wh:
+            what = "of which estimated" if cost.estimated_counted else "estimated, not billed"
+            out.append(f"  {what:<52} {kwh(cost.estimated_wh):>12} kWh")
+        if one.export_kwh:
+            out.append(
+                f"  {'Exported (not priced: no feed-in tariff)':<52} {one.export_kwh:>12} kWh"
+            )
         peak = f"{one.peak.kw} kW" if one.peak else "—"
         extra = f", {one.kwh_per_m2} kWh/m²" if one.kwh_per_m2 is not None else ""
         out.append(f"  peak {peak}, CO₂ {one.statement.footprint.kg} kg{extra}")
+        for event in one.events or ():
+            out.append(f"  meter event: {event_line(event)}")
         out.append("")
     totals = ", ".join(f"{v} {c}" for c, v in sorted(found.totals.items())) or "—"
     out.append(f"Campus: {found.energy_kwh} kWh, {totals}, CO₂ {found.co2_kg} kg")
+    if found.estimated_kwh:
+        out.append(f"Campus estimated energy: {found.estimated_kwh} kWh")
+    if found.export_kwh:
+        out.append(f"Campus exported: {found.export_kwh} kWh (not priced)")
+    if any(one.events is None for one in found.bills):
+        out.append("Meter events: the logger's store (storage.path) could not be read")
     if found.campus_peak is not None:
         out.append(f"Campus peak ({found.interval_min} min): {found.campus_peak.kw} kW")
     return "\n".join(out) + "\n"
+
+
+def event_line(event: MeterEvent) -> str:
+    """'ece-main replaced (confirmed) at 2026-03-29T02:30:00.000Z: old final 12.5 kWh, new
+    start 0.0 kWh — note'."""
+    facts = [
+        f"{label} {value / 1000:,.3f} kWh"
+        for label, value in (
+            ("before", event.before_wh),
+            ("after", event.after_wh),
+            ("old final", event.old_final_wh),
+            ("new start", event.new_start_wh),
+        )
+        if value is not None
+    ]
+    text = f"{event.meter_id} {event.kind} ({event.source}) at {iso_utc(event.ts_ms)}"
+    text += f": {', '.join(facts)}" if facts else ""
+    return text + (f" — {event.note}" if event.note else "")

@@ -18,6 +18,7 @@ from campus_energy.accounts.statements import Bill, CampusBill, DemandAnswer, St
 from campus_energy.core.billing import Cost, Line
 from campus_energy.core.demand import Month, Peak
 from campus_energy.core.emissions import Footprint
+from campus_energy.core.meter_events import MeterEvent
 from campus_energy.core.timestamps import iso_utc, utc_datetime
 
 
@@ -53,6 +54,29 @@ def line_document(line: Line) -> dict[str, Any]:
         "days": line.days,
         "month_days": line.month_days,
         "amount": str(line.amount),
+        "estimated": line.estimated,
+    }
+
+
+def _kwh(wh: float) -> Decimal:
+    return (Decimal(wh) / 1000).quantize(Decimal("0.001"))
+
+
+def event_document(event: MeterEvent, zone: tzinfo) -> dict[str, Any]:
+    """A meter event on a bill: when (UTC and the account's local time), what, which register."""
+    local = utc_datetime(event.ts_ms).astimezone(zone)
+    return {
+        "meter": event.meter_id,
+        "at": iso_utc(event.ts_ms),
+        "at_local": local.isoformat(timespec="seconds"),
+        "kind": event.kind,
+        "source": event.source,
+        "register": event.register,
+        "before_wh": event.before_wh,
+        "after_wh": event.after_wh,
+        "old_final_wh": event.old_final_wh,
+        "new_start_wh": event.new_start_wh,
+        "note": event.note,
     }
 
 
@@ -73,6 +97,10 @@ def cost_document(cost: Cost) -> dict[str, Any]:
         "tariff": cost.tariff,
         "currency": cost.currency,
         "energy_kwh": str((Decimal(cost.energy_wh) / 1000).quantize(Decimal("0.001"))),
+        # energy_kwh = measured_kwh + (estimated_kwh when estimated_counted)
+        "measured_kwh": str(_kwh(cost.measured_wh)),
+        "estimated_kwh": str(_kwh(cost.estimated_wh)),
+        "estimated_counted": cost.estimated_counted,
         "coverage": round(cost.coverage, 6),
         "lines": [line_document(x) for x in cost.lines],
         "total": _text(cost.total),
@@ -124,15 +152,22 @@ def bill_document(bill: Bill, zone: tzinfo) -> dict[str, Any]:
         "kwh_per_m2": _text(bill.kwh_per_m2),
         "peak": peak_document(bill.peak, zone),
         "previous_month_peak": peak_document(bill.previous_peak, zone),
+        "export_kwh": _text(bill.export_kwh),  # measured export: stated, not priced
         "meter_energy": [
             {
                 "id": m.id,
                 "kind": m.kind,
                 "energy_kwh": str(m.energy_kwh),
                 "share": None if m.share is None else round(m.share, 6),
+                "estimated_kwh": str(m.estimated_kwh),
+                "export_kwh": str(m.export_kwh),
             }
             for m in bill.meters
         ],
+        # None: the logger's store (where the events are recorded) could not be read
+        "meter_events": None
+        if bill.events is None
+        else [event_document(e, zone) for e in bill.events],
     }
 
 
@@ -144,6 +179,8 @@ def campus_bill_document(found: CampusBill, zone: tzinfo) -> dict[str, Any]:
         "campus": {
             "totals": {c: str(v) for c, v in sorted(found.totals.items())},
             "energy_kwh": str(found.energy_kwh),
+            "estimated_kwh": str(found.estimated_kwh),
+            "export_kwh": _text(found.export_kwh),
             "co2_kg": str(found.co2_kg),
             "unpriced_kwh": str(found.unpriced_kwh),
             "demand_interval_min": found.interval_min,
@@ -211,6 +248,13 @@ def bill_rows(found: CampusBill) -> Iterable[list[str]]:
         total = "" if cost.total is None else str(cost.total)
         yield [month, account, cost.tariff or "", cost.currency or "", "total",
                "Total", "", energy, "kWh", "", total]  # fmt: skip
+        head = [month, account, cost.tariff or "", cost.currency or ""]
+        if cost.estimated_wh:
+            what = "of which estimated" if cost.estimated_counted else "estimated, not billed"
+            yield [*head, "estimated", what, "", str(_kwh(cost.estimated_wh)), "kWh", "", ""]
+        if one.export_kwh:
+            yield [*head, "export", "Exported (not priced)", "", str(one.export_kwh), "kWh",
+                   "", ""]  # fmt: skip
     for currency, value in sorted(found.totals.items()):
         yield [month, "campus", "", currency, "total", "Campus total", "",
                str(found.energy_kwh), "kWh", "", str(value)]  # fmt: skip

@@ -1,7 +1,11 @@
 """Costs, monthly bills, demand and CO₂ of scopes, from their quarter-hour energies.
 
 A building (and the meters in no building) is an account: its bill carries energy,
-standing and demand charges on its tariff. A meter or a virtual meter is priced
+standing and demand charges on its tariff. Energy billed is measured import plus, unless
+`billing.include_estimated` is false, the estimated import of gaps the meters' registers
+bridged, on lines of its own; exported energy is stated, not priced (no feed-in tariff);
+the meter events of the month (a register replaced, reset, rolled over) are listed where
+the logger's store can be read. A meter or a virtual meter is priced
 at its building's energy rates only: standing and demand charges belong to the
 account. The campus bill is the sum of the accounts' bills — every kWh is billed
 once, on the account whose total holds it — and states the campus's own
@@ -43,6 +47,7 @@ from campus_energy.core.demand import (
     series,
 )
 from campus_energy.core.emissions import Footprint, footprint
+from campus_energy.core.meter_events import MeterEvent
 from campus_energy.core.tariffs import Tariff
 
 # (start_ms, end_ms, terms) -> the scope's hours: a window source's `scope_hours`
@@ -52,6 +57,22 @@ PeaksOf = Callable[[Sequence[int], Mapping[str, float], int, int], list[ScopePea
 # (first local day, last local day, meter ids) -> each meter's energy (Wh) over those days
 EnergyOf = Callable[[date, date, Collection[str]], Mapping[str, float]]
 DEFAULT_INTERVAL_MIN = 15
+
+
+@dataclass(frozen=True)
+class Flows:
+    """A meter's energy over a range, by direction and kind (Wh)."""
+
+    import_wh: float = 0.0  # measured
+    export_wh: float = 0.0  # measured
+    estimated_wh: float = 0.0  # estimated import
+    estimated_export_wh: float = 0.0
+
+
+# (first local day, last local day, meter ids) -> each meter's Flows over those days
+FlowsOf = Callable[[date, date, Collection[str]], Mapping[str, Flows]]
+# (start_ms, end_ms, meter ids) -> their meter events in [start, end), None: no record to read
+EventsOf = Callable[[int, int, Collection[str]], Sequence[MeterEvent] | None]
 
 
 def energy_only(tariff: Tariff | None) -> Tariff | None:
@@ -181,7 +202,16 @@ def statement(
     since = min(history_start(first, scope.tariff), _month_start(month_start - timedelta(days=1)))
     intervals = _intervals(scope.tariff, interval)
     earlier = earlier_peaks(config, hours_of, peaks_of, scope, since, month_start, intervals, zone)
-    priced = cost(hours, scope.terms, zone, first, last, tariff, earlier)
+    priced = cost(
+        hours,
+        scope.terms,
+        zone,
+        first,
+        last,
+        tariff,
+        earlier,
+        include_estimated=config.billing.include_estimated,
+    )
     # the months' peaks: those the demand charges measured, else measured here
     charged = {d.month: d.peak for d in priced.demand if d.interval_min == interval}
     if set(charged) >= set(months_of(first, last)):
@@ -239,8 +269,10 @@ class MeterUse:
 
     id: str
     kind: str  # "main" | "sub-meter" | "top-level" | "virtual"
-    energy_kwh: Decimal
-    share: float | None  # of the account's energy
+    energy_kwh: Decimal  # measured import
+    share: float | None  # of the account's measured import
+    estimated_kwh: Decimal = Decimal("0.000")  # estimated import
+    export_kwh: Decimal = Decimal("0.000")  # measured export
 
 
 @dataclass(frozen=True)
@@ -250,6 +282,8 @@ class Bill:
     meters: tuple[MeterUse, ...]
     kwh_per_m2: Decimal | None
     previous_peak: Peak | None  # last month's, for comparison
+    export_kwh: Decimal | None = None  # measured export of the account (None: not read)
+    events: tuple[MeterEvent, ...] | None = None  # its meters' events (None: no record read)
 
     @property
     def scope(self) -> Scope:
@@ -275,6 +309,8 @@ class CampusBill:
     campus_previous_peak: Peak | None
     interval_min: int
     unpriced_kwh: Decimal  # energy of accounts without a tariff
+    estimated_kwh: Decimal = Decimal("0.000")  # the bills' estimated import, counted or not
+    export_kwh: Decimal | None = None  # the bills' measured export (None: not read)
 
 
 def _meter_uses(
@@ -284,7 +320,10 @@ def _meter_uses(
     last: date,
     energy_of: EnergyOf,
     hours_of: HoursOf,
-) -> tuple[MeterUse, ...]:
+    flows_of: FlowsOf | None = None,
+) -> tuple[tuple[MeterUse, ...], Decimal | None]:
+    """Each meter's and virtual meter's energy on the account's bill, and the account's
+    measured export (None: `flows_of` not given, or another site's days)."""
     campus = config.campus
     building = scope.building or UNASSIGNED
     meters = [m for m in campus.meters if m.building == building]
@@ -293,10 +332,16 @@ def _meter_uses(
     virtual = [v for v in campus.virtual_meters if v.building == building and building]
     wanted = {m.id for m in meters} | {m for v in virtual for m in campus.terms(v.id)}
     zone = zone_of(config, scope)
+    flows: Mapping[str, Flows] | None = None
     if not wanted:
+        flows = {} if flows_of is not None else None
         energy: Mapping[str, float] = {}
-    elif zone.key == config.site.zone.key:
-        energy = energy_of(first, last, sorted(wanted))  # the store's days are the scope's
+    elif zone.key == config.site.zone.key:  # the store's days are the scope's
+        if flows_of is not None:
+            flows = flows_of(first, last, sorted(wanted))
+            energy = {m: f.import_wh for m, f in flows.items()}
+        else:
+            energy = energy_of(first, last, sorted(wanted))
     else:  # another site's days: from its meters' hours, cut at its own midnights
         start, end = midnight_ms(first, zone), midnight_ms(last + timedelta(days=1), zone)
         energy = {
@@ -304,19 +349,47 @@ def _meter_uses(
             for m in sorted(wanted)
         }
     total_wh = sum(energy.get(m, 0.0) * w for m, w in scope.terms.items())
+    none = Flows()
 
-    def use(ident: str, kind: str, wh: float) -> MeterUse:
+    def flow(terms: Mapping[str, float]) -> Flows:
+        known = flows or {}
+        return Flows(
+            sum(energy.get(m, 0.0) * w for m, w in terms.items()),
+            sum(known.get(m, none).export_wh * w for m, w in terms.items()),
+            sum(known.get(m, none).estimated_wh * w for m, w in terms.items()),
+            sum(known.get(m, none).estimated_export_wh * w for m, w in terms.items()),
+        )
+
+    def use(ident: str, kind: str, found: Flows) -> MeterUse:
+        wh = found.import_wh
         share = wh / total_wh if total_wh else None
-        return MeterUse(ident, kind, kwh(wh), share)
+        return MeterUse(ident, kind, kwh(wh), share, kwh(found.estimated_wh), kwh(found.export_wh))
 
-    found = []
+    uses = []
     for meter in meters:
         kind = "main" if meter.role == "main" else "sub-meter" if meter.parent else "top-level"
-        found.append(use(meter.id, kind, energy.get(meter.id, 0.0)))
+        uses.append(use(meter.id, kind, flow({meter.id: 1.0})))
     for v in virtual:
-        wh = sum(energy.get(m, 0.0) * w for m, w in campus.terms(v.id).items())
-        found.append(use(v.id, "virtual", wh))
-    return tuple(found)
+        uses.append(use(v.id, "virtual", flow(campus.terms(v.id))))
+    export = kwh(flow(scope.terms).export_wh) if flows is not None else None
+    return tuple(uses), export
+
+
+def _events(
+    config: Config, scope: Scope, month: Month, events_of: EventsOf | None
+) -> tuple[MeterEvent, ...] | None:
+    """The events of the month of the account's meters (its building's, and its terms')."""
+    if events_of is None:
+        return None
+    building = scope.building or UNASSIGNED
+    meters = {m.id for m in config.campus.meters if m.building == building} | set(scope.terms)
+    zone = zone_of(config, scope)
+    first, last = month_days(month)
+    start, end = midnight_ms(first, zone), midnight_ms(last + timedelta(days=1), zone)
+    found = events_of(start, end, sorted(meters)) if meters else ()
+    if found is None:
+        return None
+    return tuple(sorted(found, key=lambda e: (e.ts_ms, e.meter_id)))
 
 
 def bill(
@@ -327,8 +400,11 @@ def bill(
     month: Month,
     *,
     peaks_of: PeaksOf | None = None,
+    flows_of: FlowsOf | None = None,
+    events_of: EventsOf | None = None,
 ) -> Bill:
-    """An account's bill for a local calendar month."""
+    """An account's bill for a local calendar month. `flows_of`: each meter's energy by
+    direction (the bill then states the export); `events_of`: the meter events on record."""
     first, last = month_days(month)
     found = statement(config, hours_of, scope, first, last, peaks_of=peaks_of)
     area = scope.floor_area_m2
@@ -338,8 +414,9 @@ def bill(
         else None
     )
     previous = found.peaks.get(previous_months(month, 1)[0])
-    uses = _meter_uses(config, scope, first, last, energy_of, hours_of)
-    return Bill(month, found, uses, per_m2, previous)
+    uses, export = _meter_uses(config, scope, first, last, energy_of, hours_of, flows_of)
+    events = _events(config, scope, month, events_of)
+    return Bill(month, found, uses, per_m2, previous, export, events)
 
 
 def campus_bill(
@@ -351,10 +428,12 @@ def campus_bill(
     *,
     peaks_of: PeaksOf | None = None,
     site: str | None = None,
+    flows_of: FlowsOf | None = None,
+    events_of: EventsOf | None = None,
 ) -> CampusBill:
     """Every account's bill for the month (or only `building`'s) and their sums; with
     `site`, that site's accounts and its campus peak. Each account's month is its site's
-    local month."""
+    local month. `flows_of`, `events_of`: as for `bill`."""
     scopes = (
         accounts(config, site)
         if building is None
@@ -370,7 +449,30 @@ def campus_bill(
             return energy_of(since, until, meters)
         return {m: month_energy[m] for m in meters if m in month_energy}
 
-    bills = tuple(bill(config, hours_of, energy_once, s, month, peaks_of=peaks_of) for s in scopes)
+    flows_once: FlowsOf | None = None
+    if flows_of is not None:
+        month_flows = dict(flows_of(first, last, every)) if every else {}
+        reader = flows_of
+
+        def read_flows(since: date, until: date, meters: Collection[str]) -> Mapping[str, Flows]:
+            if (since, until) != (first, last):
+                return reader(since, until, meters)
+            return {m: month_flows[m] for m in meters if m in month_flows}
+
+        flows_once = read_flows
+    bills = tuple(
+        bill(
+            config,
+            hours_of,
+            energy_once,
+            s,
+            month,
+            peaks_of=peaks_of,
+            flows_of=flows_once,
+            events_of=events_of,
+        )
+        for s in scopes
+    )
     totals: dict[str, Decimal] = {}
     unpriced = Decimal(0)
     for one in bills:
@@ -389,6 +491,10 @@ def campus_bill(
         peaks.get(previous_months(month, 1)[0]),
         interval,
         unpriced,
+        sum((kwh(b.cost.estimated_wh) for b in bills), Decimal(0)),
+        None
+        if any(b.export_kwh is None for b in bills)
+        else sum((b.export_kwh or Decimal(0) for b in bills), Decimal(0)),
     )
 
 

@@ -1,5 +1,7 @@
 """The billing endpoints, as a second Blueprint: costs, the dashboard's cost overview,
-demand, monthly bills (JSON, CSV, XLSX) and the campus model.
+demand, monthly bills (JSON, CSV, XLSX: measured and estimated energy apart, the export
+stated, the meter events of the month where the logger's store is readable) and the campus
+model.
 
 As in `views`, a view checks its parameters before anything is read (a bad one is a 400
 naming it, an unknown building, meter or virtual meter a 404), and the answer is built
@@ -15,7 +17,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from campus_energy.accounts.command import energy_from
+from campus_energy.accounts.command import energy_from, flows_from
 from campus_energy.accounts.documents import (
     bills_csv,
     bills_xlsx,
@@ -23,6 +25,7 @@ from campus_energy.accounts.documents import (
     demand_document,
     month_text,
 )
+from campus_energy.accounts.events import events_of_store
 from campus_energy.accounts.scopes import Scope, resolve
 from campus_energy.accounts.statements import CampusBill, campus_bill, demand, statement
 from campus_energy.api.campus_model import campus_model_answer
@@ -142,6 +145,9 @@ def _bill(view: SiteView, month: Month, building: str | None) -> CampusBill:
         month,
         building,
         peaks_of=view.source.scope_peaks,
+        flows_of=flows_from(view.source),
+        # the logger's store, where this host can read it (else the bills say they could not)
+        events_of=events_of_store(view.config.storage.path),
     )
 
 

@@ -26,6 +26,7 @@ from campus_energy.api.openapi_schemas import (
     UNSILENCED,
     VIRTUAL_METER,
     XLSX,
+    directions,
     ok,
     schema_object,
 )
@@ -40,7 +41,76 @@ _AGGREGATE = schema_object(
         "readings_processed": {"type": "integer"},
         "last_reading_in_range": TIME,
         "timezone": {"type": "string"},
+        "import_energy_kwh": {
+            "type": "number",
+            "description": "measured import: the same as total_energy_kwh",
+        },
+        **directions(
+            ("export_energy_kwh", "net_energy_kwh", "estimated_energy_kwh", "estimated_export_kwh")
+        ),
     }
+)
+_PERIODS = ("today", "week", "month")
+_MEASURED = {
+    f"{period}_kwh": {"type": "number", "description": f"measured import ({period})"}
+    for period in _PERIODS
+}
+_FIGURES = {**_MEASURED, **{k: v for p in _PERIODS for k, v in directions(p).items()}}
+_SUMMARY = schema_object(
+    {
+        "timezone": {"type": "string"},
+        "generated_at": TIME,
+        "last_window": TIME,
+        "power_w": {
+            "type": "number",
+            "description": "net power now (signed: negative while the campus feeds the grid)",
+        },
+        "meters": {"type": "integer"},
+        "meters_online": {"type": "integer"},
+        **_FIGURES,
+        "buildings": {
+            "type": "array",
+            "items": schema_object(
+                {
+                    "building": {"type": "string"},
+                    "power_w": {"type": "number"},
+                    **_FIGURES,
+                    "share_today": {"type": "number"},
+                    "basis": {"type": "string"},
+                    "site": {"type": "string"},
+                },
+                ["building", "power_w", *_FIGURES, "share_today"],
+            ),
+        },
+        "site": {"type": "string"},
+    },
+    [
+        *("timezone", "generated_at", "last_window", "power_w", "meters", "meters_online"),
+        *_FIGURES,
+        "buildings",
+    ],
+)
+_METER = schema_object(
+    {
+        "meter_id": {"type": "string"},
+        "building": {"type": "string"},
+        "floor": {"type": "string"},
+        "last_window": TIME,
+        "power_w": {
+            **NUMBER,
+            "description": "average net power of the latest window (signed: negative while "
+            "the meter feeds the grid)",
+        },
+        "coverage": NUMBER,
+        "online": {"type": "boolean"},
+        "today_kwh": {**NUMBER, "description": "measured import today"},
+        **directions("today", nullable=True),
+        "site": {"type": "string"},
+    },
+    [
+        *("meter_id", "building", "floor", "last_window", "power_w", "coverage", "online"),
+        *("today_kwh", *directions("today")),
+    ],
 )
 _SITE = [SITE]
 _DATES = [
@@ -92,15 +162,20 @@ _SERIES_PARAMS = [
         "schema": {"type": "string", "enum": ["5m", "1h", "1d"], "default": "5m"},
     },
 ]
+_POINT_DIRECTIONS = directions(("export_wh", "net_wh", "estimated_wh", "estimated_export_wh"))
 _POINT = schema_object(
     {
         "t": {"type": "string", "format": "date-time"},
-        "energy_wh": {"type": "number"},
-        "avg_power_w": NUMBER,
+        "energy_wh": {"type": "number", "description": "measured import"},
+        "avg_power_w": {
+            **NUMBER,
+            "description": "average net power (signed: negative while feeding the grid)",
+        },
         "coverage": {"type": "number", "minimum": 0, "maximum": 1},
         "date": {"type": "string", "format": "date"},
+        **_POINT_DIRECTIONS,
     },
-    ["t", "energy_wh", "avg_power_w", "coverage"],
+    ["t", "energy_wh", "avg_power_w", "coverage", *_POINT_DIRECTIONS],
 )
 
 
@@ -177,7 +252,7 @@ def openapi_document() -> dict[str, Any]:
                             schema_object(
                                 {
                                     "timezone": {"type": "string"},
-                                    "meters": {"type": "array", "items": {"type": "object"}},
+                                    "meters": {"type": "array", "items": _METER},
                                     "virtual_meters": {"type": "array", "items": VIRTUAL_METER},
                                 }
                             )
@@ -190,7 +265,7 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "The campus now: power, today, this week, this month, per building",
                     "parameters": _SITE,
-                    "responses": {"200": ok({"type": "object"}), **errors},
+                    "responses": {"200": ok(_SUMMARY), **errors},
                 }
             },
             "/api/aggregate/campus": {

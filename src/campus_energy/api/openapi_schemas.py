@@ -34,6 +34,9 @@ NUMBER = {"type": ["number", "null"]}
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
+ADDED = ("export", "net", "estimated", "estimated_export")  # the added figures' words
+
+
 def ok(schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
     return {"description": "OK", "content": {media: {"schema": schema}}}
 
@@ -41,6 +44,24 @@ def ok(schema: dict[str, Any], media: str = "application/json") -> dict[str, Any
 def schema_object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
     """An object with these properties, all required unless `required` says which."""
     return {"type": "object", "properties": properties, "required": required or list(properties)}
+
+
+def directions(names: tuple[str, str, str, str] | str, nullable: bool = False) -> dict[str, Any]:
+    """The figures added beside a measured import (whose field keeps its meaning): measured
+    export, net (import − export), estimated import and export, by these `names` (a prefix
+    `p`: `p_export_kwh`, `p_net_kwh`, `p_estimated_kwh`, `p_estimated_export_kwh`)."""
+    found = names if isinstance(names, tuple) else tuple(f"{names}_{k}_kwh" for k in ADDED)
+    kind = ["number", "null"] if nullable else "number"
+    said = (
+        "measured export: energy fed into the grid (e.g. by rooftop solar)",
+        "measured import − measured export (negative: a net exporter)",
+        "estimated import: gaps the meters' own registers bridged; never added to the "
+        "measured figures, never counted in coverage",
+        "estimated export",
+    )
+    return {
+        name: {"type": kind, "description": text} for name, text in zip(found, said, strict=True)
+    }
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -335,8 +356,9 @@ SITES = schema_object(
                     "buildings": {"type": "array", "items": _STRING},
                     "power_w": {"type": "number"},
                     "today": _DAY,
-                    "today_kwh": {"type": "number"},
+                    "today_kwh": {"type": "number", "description": "measured import today"},
                     "last_window": TIME,
+                    **directions("today"),
                 }
             ),
         }

@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from campus_energy.accounts.statements import parse_month
+from campus_energy.api.directions import Energy, by_group
 from campus_energy.backends.base import Bucket, Grain, MeterLatest
 from campus_energy.core.days import hour_of, local_date, midnight_ms
 from campus_energy.core.demand import Month
@@ -21,6 +22,7 @@ from campus_energy.errors import CampusEnergyError
 MAX_POINTS = 10_000
 MAX_RANGE_DAYS = 3660
 DEMAND_INTERVALS = tuple(str(m) for m in DEMAND_INTERVALS_MIN)
+PERIODS = ("today", "week", "month")  # the summary's
 STEPS: dict[str, tuple[Grain, int]] = {
     "5m": ("window", 300),
     "1h": ("hour", 3600),
@@ -123,18 +125,30 @@ class Period:
 
 @dataclass(frozen=True)
 class Point:
+    """A step of a series: `energy_wh` is the measured import (as it always was),
+    `avg_power_w` the net (signed: negative while a meter feeds the grid)."""
+
     t_ms: int
     energy_wh: float
     avg_power_w: float | None
     coverage: float
     day: str | None = None
+    export_wh: float = 0.0
+    estimated_wh: float = 0.0
+    estimated_export_wh: float = 0.0
+    net_wh: float | None = None  # None: energy_wh − export_wh
 
     def as_json(self) -> dict[str, object]:
+        net = self.energy_wh - self.export_wh if self.net_wh is None else self.net_wh
         body: dict[str, object] = {
             "t": iso_utc(self.t_ms).replace(".000Z", "Z"),
             "energy_wh": self.energy_wh,
             "avg_power_w": self.avg_power_w,
             "coverage": self.coverage,
+            "export_wh": round_wh(self.export_wh),
+            "net_wh": round_wh(net),
+            "estimated_wh": round_wh(self.estimated_wh),
+            "estimated_export_wh": round_wh(self.estimated_export_wh),
         }
         if self.day is not None:
             body["date"] = self.day
@@ -144,36 +158,50 @@ class Point:
 def series_points(
     buckets: Iterable[Bucket], grain: Grain, step_s: int, meters_in_scope: int, zone: ZoneInfo
 ) -> list[Point]:
-    """One point per step: Σ energy, coverage of the scope, and the average power.
+    """One point per step: Σ energy (each direction and kind), coverage of the scope, and
+    the average (net) power.
 
     A step may hold several buckets of one meter (windows shorter than the step), so
-    each meter's average is its energy over its covered time in the whole step; the
-    step's power is the sum of those averages over the meters that reported.
+    each meter's average is its net energy over its covered time in the whole step; the
+    step's power is the sum of those averages over the meters that reported. Estimated
+    energy covers no time: it is in neither power nor coverage.
     """
-    per_meter: dict[tuple[int | str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    per_meter: dict[tuple[int | str, str], list[float]] = defaultdict(lambda: [0.0] * 5)
     for b in buckets:
         sums = per_meter[(b.key, b.meter_id)]
         sums[0] += b.energy_wh
         sums[1] += b.covered_s
-    energy: dict[int | str, float] = defaultdict(float)
+        sums[2] += b.export_wh
+        sums[3] += b.estimated_wh
+        sums[4] += b.estimated_export_wh
+    energy: dict[int | str, list[float]] = defaultdict(lambda: [0.0] * 4)
     power: dict[int | str, float] = defaultdict(float)
     covered: dict[int | str, float] = defaultdict(float)
-    for (key, _), (energy_wh, covered_s) in per_meter.items():
-        energy[key] += energy_wh
+    for (key, _), (energy_wh, covered_s, export, guessed, guessed_export) in per_meter.items():
+        sums = energy[key]
+        sums[0] += energy_wh
+        sums[1] += export
+        sums[2] += guessed
+        sums[3] += guessed_export
         covered[key] += covered_s
         if covered_s > 0:
-            power[key] += energy_wh * 3600 / covered_s
+            power[key] += (energy_wh - export) * 3600 / covered_s
     points = []
     for key in sorted(energy, key=str):
         start, length_s = step_of(key, grain, step_s, zone)
         possible = length_s * max(1, meters_in_scope)
+        imported, export, guessed, guessed_export = energy[key]
         points.append(
             Point(
                 t_ms=start,
-                energy_wh=round_wh(energy[key]),
+                energy_wh=round_wh(imported),
                 avg_power_w=round_w(power[key]) if covered[key] > 0 else None,
                 coverage=round_share(min(1.0, covered[key] / possible) if possible else 0.0),
                 day=key if grain == "day" else None,  # type: ignore[arg-type]
+                export_wh=export,
+                estimated_wh=guessed,
+                estimated_export_wh=guessed_export,
+                net_wh=imported - export,
             )
         )
     points.sort(key=lambda p: p.t_ms)
@@ -189,6 +217,11 @@ def step_of(key: int | str, grain: Grain, step_s: int, zone: ZoneInfo) -> tuple[
     return int(key), float(step_s)
 
 
+def weighted(i: int, pairs: Iterable[tuple[float, Sequence[float]]]) -> float:
+    """Σ weight × the i-th sum of each member: (weight, sums) pairs."""
+    return math.fsum(w * m[i] for w, m in pairs)
+
+
 def virtual_points(
     buckets: Iterable[Bucket],
     grain: Grain,
@@ -197,34 +230,38 @@ def virtual_points(
     zone: ZoneInfo,
 ) -> list[Point]:
     """One point per step of a virtual meter (`terms`: meter id -> weight), from its members'
-    buckets: energy Σ weight × each member's energy; coverage the least covered member's,
-    a member without data in the step covering nothing (its energy is never filled in);
-    power Σ weight × each member's average, only when every member covered some time."""
-    sums: dict[tuple[int | str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    buckets: each energy (direction and kind) Σ weight × each member's; coverage the least
+    covered member's, a member without data in the step covering nothing (its energy is
+    never filled in); power Σ weight × each member's average net power, only when every
+    member covered some time."""
+    sums: dict[tuple[int | str, str], list[float]] = defaultdict(lambda: [0.0] * 5)
     for b in buckets:
         if b.meter_id in terms:
             found = sums[(b.key, b.meter_id)]
             found[0] += b.energy_wh
             found[1] += b.covered_s
+            found[2] += b.export_wh
+            found[3] += b.estimated_wh
+            found[4] += b.estimated_export_wh
     points = []
+    nothing = (0.0,) * 5
     for key in sorted({k for k, _ in sums}, key=str):
         start, length_s = step_of(key, grain, step_s, zone)
-        members = [sums.get((key, m), (0.0, 0.0)) for m in terms]
-        weights = list(terms.values())
-        energy = math.fsum(w * e for w, (e, _) in zip(weights, members, strict=True))
-        least = min(covered for _, covered in members)
-        power = (
-            math.fsum(w * e * 3600 / c for w, (e, c) in zip(weights, members, strict=True))
-            if least > 0
-            else None
-        )
+        members = [sums.get((key, m), nothing) for m in terms]
+        pairs = list(zip(terms.values(), members, strict=True))
+        least = min(m[1] for m in members)
+        power = math.fsum(w * (m[0] - m[2]) * 3600 / m[1] for w, m in pairs) if least > 0 else None
         points.append(
             Point(
                 t_ms=start,
-                energy_wh=round_wh(energy),
+                energy_wh=round_wh(weighted(0, pairs)),
                 avg_power_w=rounded(power, round_w),
                 coverage=round_share(min(1.0, least / length_s)),
                 day=str(key) if grain == "day" else None,
+                export_wh=weighted(2, pairs),
+                estimated_wh=weighted(3, pairs),
+                estimated_export_wh=weighted(4, pairs),
+                net_wh=math.fsum(w * (m[0] - m[2]) for w, m in pairs),
             )
         )
     points.sort(key=lambda p: p.t_ms)
@@ -260,13 +297,6 @@ def round_share(share: float) -> float:
 
 def kwh(wh: float) -> float:
     return round(wh / 1000, 6)
-
-
-def by_building(rows: Iterable[Bucket], building_of: Mapping[str, str]) -> dict[str, float]:
-    found: dict[str, float] = defaultdict(float)
-    for b in rows:
-        found[building_of.get(b.meter_id, "")] += b.energy_wh
-    return dict(found)
 
 
 def finite(value: float | None) -> float | None:
@@ -322,13 +352,37 @@ def summary_answer(
     today = [b for b in month if b.key == period.today.isoformat()]
     this_week = [b for b in week if str(b.key) >= period.week_start.isoformat()]
     power = {m.meter_id: finite(m.power_w) or 0.0 for m in online if m.meter_id not in uncounted}
+
+    def group(meter: str) -> str:
+        return building_of.get(meter, "")
+
     per = {
-        "today": by_building(today, building_of),
-        "week": by_building(this_week, building_of),
-        "month": by_building(month, building_of),
+        "today": by_group(today, group),
+        "week": by_group(this_week, group),
+        "month": by_group(month, group),
     }
-    total_today = sum(per["today"].values())
+    whole = {period: sum(found.values(), Energy()) for period, found in per.items()}
+    total_today = whole["today"].import_wh
     buildings = sorted({m.building for m in meters})
+
+    def figures(energy: Mapping[str, Energy]) -> dict[str, float]:
+        """today/week/month: the measured import (`<period>_kwh`), then the added figures."""
+        found = {f"{p}_kwh": kwh(energy[p].import_wh) for p in PERIODS}
+        for p in PERIODS:
+            found.update(energy[p].added(kwh, p))
+        return found
+
+    def building(name: str) -> dict[str, Any]:
+        energy = {p: per[p].get(name, Energy()) for p in PERIODS}
+        share = energy["today"].import_wh / total_today if total_today > 0 else 0.0
+        return {
+            "building": name,
+            "power_w": round_w(sum(p for mid, p in power.items() if building_of[mid] == name)),
+            **figures(energy),
+            "share_today": round(share, 4) if total_today > 0 else 0.0,
+            **({"basis": basis(name)} if basis is not None and name else {}),
+        }
+
     return {
         "timezone": zone.key,
         "generated_at": iso(now_ms - now_ms % 1000),
@@ -336,23 +390,8 @@ def summary_answer(
         "power_w": round_w(sum(power.values())),
         "meters": len(meters),
         "meters_online": len(online),
-        "today_kwh": kwh(total_today),
-        "week_kwh": kwh(sum(per["week"].values())),
-        "month_kwh": kwh(sum(per["month"].values())),
-        "buildings": [
-            {
-                "building": name,
-                "power_w": round_w(sum(p for mid, p in power.items() if building_of[mid] == name)),
-                "today_kwh": kwh(per["today"].get(name, 0.0)),
-                "week_kwh": kwh(per["week"].get(name, 0.0)),
-                "month_kwh": kwh(per["month"].get(name, 0.0)),
-                "share_today": round(per["today"].get(name, 0.0) / total_today, 4)
-                if total_today > 0
-                else 0.0,
-                **({"basis": basis(name)} if basis is not None and name else {}),
-            }
-            for name in buildings
-        ],
+        **figures(whole),
+        "buildings": [building(name) for name in buildings],
     }
 
 

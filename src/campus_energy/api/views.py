@@ -23,6 +23,7 @@ from flask import Blueprint, Response, current_app, request
 
 from campus_energy.api.answers import UNAVAILABLE, Unrepresentable, dumps, json_response
 from campus_energy.api.campus_model import virtual_meter_answer
+from campus_energy.api.directions import Energy, per_meter
 from campus_energy.api.openapi import openapi_document
 from campus_energy.api.queries import (
     MAX_POINTS,
@@ -70,6 +71,18 @@ PARAMETERS = frozenset(
         "interval",
         "site",
     }
+)
+
+# The CSV's columns after `t`: the original four, then the added ones (at the end, so a
+# reader of the original columns by position still finds them)
+CSV_COLUMNS = (
+    "energy_wh",
+    "avg_power_w",
+    "coverage",
+    "export_wh",
+    "net_wh",
+    "estimated_wh",
+    "estimated_export_wh",
 )
 
 views = Blueprint("api", __name__)
@@ -154,6 +167,11 @@ def health() -> Response:
     )
 
 
+def finite_kwh(wh: float) -> float | None:
+    """kWh as answers give them; None for a sum JSON cannot carry."""
+    return rounded(finite(wh), kwh)
+
+
 @views.get("/api/meters")
 def meters() -> Response:
     state = api_state()
@@ -162,7 +180,7 @@ def meters() -> Response:
     # the whole of several sites names each meter's
     sited = view.id is None and state.estate.several
 
-    def answer(m: MeterLatest, now: int) -> dict[str, Any]:
+    def answer(m: MeterLatest, now: int, today: Energy) -> dict[str, Any]:
         body = {
             "meter_id": m.meter_id,
             "building": m.building,
@@ -171,15 +189,25 @@ def meters() -> Response:
             "power_w": rounded(finite(m.power_w), round_w),
             "coverage": rounded(m.coverage, round_share),
             "online": state.online(m, now),
+            # added: the meter's energy today (a corrupt window's sum is null, not an error:
+            # the list of meters is what shows which meter is wrong)
+            "today_kwh": finite_kwh(today.import_wh),
+            **today.added(finite_kwh, "today"),
         }
         return {**body, "site": state.estate.site_of(m)} if sited else body
 
     def build() -> dict[str, Any]:
         now = state.now_ms()
+        meters = state.meters(view)
+        today = local_date(now, view.zone)
+        ids = None if view.id is None else [m.meter_id for m in meters]
+        after = (today + timedelta(days=1)).isoformat()
+        rows = view.source.buckets("day", today.isoformat(), after, ids)
+        by_meter = per_meter(b for b in rows if b.key == today.isoformat())
         return view.answer(
             {
                 "timezone": view.zone.key,
-                "meters": [answer(m, now) for m in state.meters(view)],
+                "meters": [answer(m, now, by_meter.get(m.meter_id, Energy())) for m in meters],
                 "virtual_meters": [virtual_meter_answer(campus, v) for v in campus.virtual_meters],
             }
         )
@@ -235,6 +263,7 @@ def _site(state: ApiState, view: SiteView, every: list[MeterLatest], now: int) -
     rows = view.source.buckets("day", today.isoformat(), after.isoformat(), counted)
     power = [finite(m.power_w) or 0.0 for m in online if m.meter_id not in view.uncounted]
     buildings = {m.building for m in meters} | set(view.config.campus.building_names())
+    energy = Energy.of(b for b in rows if b.key == today.isoformat())
     return {
         "id": view.id,
         "name": view.name,
@@ -245,8 +274,9 @@ def _site(state: ApiState, view: SiteView, every: list[MeterLatest], now: int) -
         "buildings": sorted(buildings - {""}),
         "power_w": round_w(sum(power)),
         "today": today.isoformat(),
-        "today_kwh": kwh(sum(b.energy_wh for b in rows if b.key == today.isoformat())),
+        "today_kwh": kwh(energy.import_wh),
         "last_window": iso(last_window_ms(meters)),
+        **energy.added(kwh, "today"),
     }
 
 
@@ -273,6 +303,12 @@ def _aggregate(scope: str, building: str | None) -> Response:
             "readings_processed": total.readings,
             "last_reading_in_range": iso(total.last_window_ms),
             "timezone": zone.key,
+            # added to the original's keys: total_energy_kwh is the measured import
+            "import_energy_kwh": kwh(total.energy_wh),
+            "export_energy_kwh": kwh(total.export_wh),
+            "net_energy_kwh": kwh(total.energy_wh - total.export_wh),
+            "estimated_energy_kwh": kwh(total.estimated_wh),
+            "estimated_export_kwh": kwh(total.estimated_export_wh),
         }
         if building is not None:
             body["building_name"] = building
@@ -383,13 +419,12 @@ def export() -> Response:
     def build() -> tuple[bytes, str]:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["t", "energy_wh", "avg_power_w", "coverage"])
+        writer.writerow(["t", *CSV_COLUMNS])
         for p in points():
-            numbers = [p["energy_wh"], p["avg_power_w"], p["coverage"]]
+            numbers = [p[name] for name in CSV_COLUMNS]
             if not all(v is None or math.isfinite(v) for v in numbers):
                 raise Unrepresentable(f"a step at {p['t']} holds {numbers}")
-            power = "" if p["avg_power_w"] is None else p["avg_power_w"]
-            writer.writerow([p["t"], p["energy_wh"], power, p["coverage"]])
+            writer.writerow([p["t"], *("" if v is None else v for v in numbers)])
         return out.getvalue().encode(), "text/csv"
 
     response = cached(build)

@@ -98,6 +98,9 @@ class ZonedSource:
             sum(b.readings for b in found),
             len({b.meter_id for b in found}),
             last_ms,
+            export_wh=sum(b.export_wh for b in found),
+            estimated_wh=sum(b.estimated_wh for b in found),
+            estimated_export_wh=sum(b.estimated_export_wh for b in found),
         )
 
     def buckets(
@@ -114,13 +117,16 @@ class ZonedSource:
         )
         sums: dict[tuple[str, str], list[float]] = {}
         for b in hours:
-            found = sums.setdefault((b.meter_id, local_day(int(b.key), self.zone)), [0.0] * 3)
+            found = sums.setdefault((b.meter_id, local_day(int(b.key), self.zone)), [0.0] * 6)
             found[0] += b.energy_wh
             found[1] += b.covered_s
             found[2] += b.readings
-        return [
-            Bucket(meter, day, energy, covered, int(readings))
-            for (meter, day), (energy, covered, readings) in sorted(sums.items())
+            found[3] += b.export_wh
+            found[4] += b.estimated_wh
+            found[5] += b.estimated_export_wh
+        return [  # energy, covered, readings; export, estimated import and export
+            Bucket(meter, day, s[0], s[1], int(s[2]), s[3], s[4], s[5])
+            for (meter, day), s in sorted(sums.items())
         ]
 
     def scope_hours(

@@ -32,6 +32,7 @@ from pydantic import (
 from campus_energy.config.alerts import AlertsConfig, ReportConfig, read_secret
 from campus_energy.config.alerts import cross_check as alerts_cross_check
 from campus_energy.config.billing import (
+    BillingConfig,
     BuildingConfig,
     EmissionsConfig,
     TariffConfig,
@@ -540,6 +541,7 @@ class Config(_Section):
     dashboard: DashboardConfig = DashboardConfig()
     virtual_meters: tuple[VirtualMeterConfig, ...] = ()
     tariffs: tuple[TariffConfig, ...] = ()
+    billing: BillingConfig = BillingConfig()
     emissions: EmissionsConfig = EmissionsConfig()
     alerts: AlertsConfig = AlertsConfig()
     reports: tuple[ReportConfig, ...] = ()

@@ -2,7 +2,7 @@
 
 `[[site.buildings]]` (floor area, tariff, opening hours), `role`/`parent` on meters,
 `[[virtual_meters]]`, `[[tariffs]]` with dated `[[tariffs.versions]]` and their
-time-of-use `[[tariffs.versions.periods]]` and `demand`, and `[emissions]`. Each is
+time-of-use `[[tariffs.versions.periods]]` and `demand`, `[billing]` and `[emissions]`. Each is
 checked where it is read; `cross_check` checks what spans sections, and `build_*`
 turn the checked sections into `core` values (reading the holiday and hourly factor
 files they name).
@@ -299,6 +299,16 @@ class TariffConfig(_Part):
                     value[i].valid_from.isoformat(),
                 )
         return value
+
+
+class BillingConfig(_Part):
+    """How bills count energy (`[billing]`)."""
+
+    include_estimated: bool = Field(
+        default=True,
+        description="bill the energy the meters' own registers counted across gaps (estimated, "
+        "shown apart on the bill); false: measured energy only",
+    )
 
 
 class AnnualFactorConfig(_Part):

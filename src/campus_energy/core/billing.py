@@ -8,6 +8,14 @@ month's billed demand — the month's highest demand (up to the range's last day
 raised to the ratchet floor and the minimum — times its price, pro rata by the days
 of the month each version is in force.
 
+Estimated energy (what the meters' own registers counted across a gap the logger could
+not integrate, `ScopeHour.estimated_wh`) is billed by default, on lines of its own
+("Energy, peak (estimated)"), priced like measured energy at the rates of the hour
+it fell in, spread evenly over its four quarter hours (an estimate is an even spread
+over its gap); `include_estimated=False` leaves it off the bill, still stated. It never
+sets a demand peak: a demand is measured power, and an even spread over a gap is not
+one. Nor does it raise coverage.
+
 Rounding, once per line item: the quantity first (kWh and kW to 0.001, a count of
 days or one month as it is), then amount = quantity × rate (× days / days of the
 month for a part of a month), rounded half up to the currency's minor unit; the
@@ -52,6 +60,7 @@ class Line:
     period: str | None = None  # energy: the time-of-use period
     days: int | None = None  # a part of a month: its days in the range ...
     month_days: int | None = None  # ... of this many
+    estimated: bool = False  # energy: estimated (a gap bridged by the meters' registers)
 
 
 @dataclass(frozen=True)
@@ -70,12 +79,24 @@ class Cost:
     last_day: date
     tariff: str | None
     currency: str | None
-    energy_wh: float  # every quarter hour of the range, priced or not
+    energy_wh: float  # billed: measured, plus estimated when counted; priced or not
     lines: tuple[Line, ...]
     total: Decimal | None  # None: no tariff
     unpriced_kwh: Decimal  # energy on days before the tariff's first version
     coverage: float  # covered share of the range (a member without data covers nothing)
     demand: tuple[MonthDemand, ...]
+    estimated_wh: float = 0.0  # the estimated import of the range, counted or not
+    estimated_counted: bool = True  # whether energy_wh (and the lines) count estimated_wh
+
+    @property
+    def measured_wh(self) -> float:
+        """The measured import of the range (integrated from power)."""
+        return self.energy_wh - self.billed_estimated_wh
+
+    @property
+    def billed_estimated_wh(self) -> float:
+        """The part of energy_wh that is estimated (0 when estimates are not counted)."""
+        return self.estimated_wh if self.estimated_counted else 0.0
 
 
 def money(value: Decimal, decimals: int) -> Decimal:
@@ -110,6 +131,8 @@ def cost(
     last_day: date,
     tariff: Tariff | None,
     earlier: Mapping[int, Mapping[Month, Peak]] | None = None,
+    *,
+    include_estimated: bool = True,
 ) -> Cost:
     """The cost of the scope (`terms`) over the local days first_day..last_day (inclusive).
 
@@ -117,16 +140,35 @@ def cost(
     bills the month's peak) to the range's end, and may reach back to `history_start`:
     earlier months feed the ratchet, unless `earlier` gives their peaks (per demand
     interval, per month), as a store computes them (`scope_peaks`). Hours outside the
-    range are used for nothing else."""
+    range are used for nothing else. `include_estimated`: whether the hours' estimated
+    energy is billed (it is stated either way)."""
     start_ms = midnight_ms(first_day, zone)
     end_ms = midnight_ms(last_day + timedelta(days=1), zone)
     in_range = [h for h in hours if start_ms <= h.hour_ms < end_ms]
-    energy_wh = sum(h.energy_wh for h in in_range)
+    estimated_wh = sum(h.estimated_wh for h in in_range)
+    energy_wh = sum(h.energy_wh for h in in_range) + (estimated_wh if include_estimated else 0.0)
     covered = sum(h.min_covered_s for h in in_range if h.members >= len(terms))
     coverage = covered / ((end_ms - start_ms) / 1000)
     if tariff is None:
-        return Cost(first_day, last_day, None, None, energy_wh, (), None, kwh(0), coverage, ())
+        return Cost(
+            first_day,
+            last_day,
+            None,
+            None,
+            energy_wh,
+            (),
+            None,
+            kwh(0),
+            coverage,
+            (),
+            estimated_wh,
+            include_estimated,
+        )
     energy_lines, unpriced_wh = _energy_lines(in_range, zone, tariff)
+    if include_estimated and any(h.estimated_wh for h in in_range):
+        estimated_lines, unpriced_estimate = _energy_lines(in_range, zone, tariff, estimated=True)
+        energy_lines += estimated_lines
+        unpriced_wh += unpriced_estimate
     demand_lines, demand = _demand(hours, terms, zone, first_day, last_day, end_ms, tariff, earlier)
     lines = (*energy_lines, *_standing_lines(first_day, last_day, tariff), *demand_lines)
     total = sum((line.amount for line in lines), Decimal(0))
@@ -141,12 +183,16 @@ def cost(
         kwh(unpriced_wh),
         coverage,
         demand,
+        estimated_wh,
+        include_estimated,
     )
 
 
 def _energy_lines(
-    hours: Sequence[ScopeHour], zone: tzinfo, tariff: Tariff
+    hours: Sequence[ScopeHour], zone: tzinfo, tariff: Tariff, *, estimated: bool = False
 ) -> tuple[list[Line], float]:
+    """The energy lines of the measured energy of `hours`, or of their estimated energy (a
+    quarter of each hour's in each of its quarter hours), and the energy left unpriced."""
     # per (version, rate object) the energy; a day's rates come from the version's table
     sums: dict[tuple[date, int], float] = {}
     rates: dict[tuple[date, int], Rate] = {}
@@ -161,11 +207,12 @@ def _energy_lines(
             version = tariff.version_on(day)
             if version is not None:
                 table = version.day_rates(day_kind(day, tariff.holidays), local.month)
+        quarters = (hour.estimated_wh / 4,) * 4 if estimated else hour.quarters_wh
         if version is None:
-            unpriced += hour.energy_wh
+            unpriced += sum(quarters)
             continue
         step = local.hour * 4 + local.minute // 15
-        for index, wh in enumerate(hour.quarters_wh):
+        for index, wh in enumerate(quarters):
             found = table[step + index]
             if found is None:  # a gap with no default: configuration checks refuse it
                 unpriced += wh
@@ -183,17 +230,20 @@ def _energy_lines(
     for (valid_from, period, rate), wh in sorted(
         merged.items(), key=lambda item: (item[0][0], order.get(item[0][:2], 1_000), item[0][1])
     ):
+        if estimated and not wh:
+            continue  # no estimate at this rate: no line
         quantity = kwh(wh)
         lines.append(
             Line(
                 "energy",
-                f"Energy, {period}",
+                f"Energy, {period} (estimated)" if estimated else f"Energy, {period}",
                 valid_from,
                 quantity,
                 "kWh",
                 rate,
                 money(quantity * rate, tariff.decimals),
                 period=period,
+                estimated=estimated,
             )
         )
     return lines, unpriced
