@@ -56,7 +56,15 @@ def _seconds(value: float) -> Callable[[Context], float]:
 
 def check_table() -> tuple[Entry, ...]:
     """Every check, in the order of the report (imported here: the CLI loads this module early)."""
-    from campus_energy.ops.doctor.checks import alerts, clock, devices, files, plans, services
+    from campus_energy.ops.doctor.checks import (
+        alerts,
+        clock,
+        devices,
+        files,
+        plans,
+        registers,
+        services,
+    )
 
     return (
         Entry("serial", devices.serial_devices, _seconds(5)),
@@ -69,6 +77,7 @@ def check_table() -> tuple[Entry, ...]:
         Entry("clock", clock.clock, _seconds(clock.TIMEDATECTL_TIMEOUT_S + 2)),
         Entry("queues", files.queues, _seconds(2 * files.QUERY_DEADLINE_S + 5)),
         Entry("plans", plans.learned_plans, _seconds(5)),
+        Entry("registers", registers.registers, _seconds(2 * files.QUERY_DEADLINE_S + 5)),
         Entry("alerts", alerts.alerts, _seconds(4 * alerts.CHANNEL_TIMEOUT_S + 5)),
     )
 
