@@ -320,8 +320,8 @@ class MeterConfig(_Section):
     max_estimate_gap_s: float = Field(
         default=86_400.0,
         gt=0,
-        le=7 * 86_400.0,
-        description="the longest gap bridged by an estimate from the registers",
+        le=86_400.0,
+        description="the longest gap bridged by an estimate from the registers (at most a day)",
     )
     simulate: SimulationConfig = SimulationConfig()
 

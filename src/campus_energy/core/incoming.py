@@ -67,9 +67,10 @@ SPAN_SLACK = 0.01  # ts - interval_start may exceed the meter's max_gap_s by 1 %
 # 1 % for clock rates and rounding, and one µWh (the logger's unit).
 ENERGY_FACTOR = (1 + SPAN_SLACK) / (1 - SLEW)
 ENERGY_ROUNDING_WH = 1 / UWH_PER_WH
-# An estimate covers at most this long a gap (a logger estimates across shorter ones only):
-# a bound on the windows one reading can touch.
-MAX_ESTIMATE_SPAN_S = 7 * 86_400.0
+# An estimate covers at most this long a gap (a logger estimates across no longer one: its
+# meters.max_estimate_gap_s is at most this): a bound on the windows one reading can touch,
+# 288 of 5 minutes, 1,440 of a minute.
+MAX_ESTIMATE_SPAN_S = 86_400.0
 
 
 @dataclass(frozen=True)
