@@ -107,6 +107,25 @@ def added(
     )
 
 
+def added_window(
+    meter_id: str, window_start_ms: int, acc: Accumulator, zone: ZoneInfo
+) -> RollupChange:
+    """What a whole window (its accumulator, every direction and kind) adds to rollups that
+    did not count it yet: a store's rollups built again from its windows."""
+    return added(
+        meter_id,
+        window_start_ms,
+        acc.energy_wh,
+        acc.covered_s,
+        acc.readings,
+        1,
+        zone,
+        export_wh=acc.export_wh,
+        estimated_wh=acc.estimated_wh,
+        estimated_export_wh=acc.estimated_export_wh,
+    )
+
+
 @dataclass(frozen=True)
 class Sums:
     """A meter's sums over one local hour or day, counted afresh from its windows; for an hour,

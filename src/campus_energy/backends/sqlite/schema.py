@@ -7,7 +7,11 @@ and `rollup_daily` the sums by local hour and local day of the site's zone
 hour's row also with the energy of each of its quarter hours (`q0_wh`..`q3_wh`), a
 day's row with the day's highest 15-, 30- and 60-minute interval of its meter
 (`peak15_wh`, `peak15_ms` its start, the earliest of equals; `core.peaks.day_peaks`);
-`rollup_daily_campus` the day's sums over every meter; `window_meters` each
+`rollup_daily_campus` the day's sums over every meter; every rollup also with the
+measured export (`export_wh`) and the estimated import and export (`estimated_wh`,
+`estimated_export_wh`: gaps the meters' registers bridged), apart from the measured
+import (`energy_wh`). A window's `import_energy_wh` (its `total_energy_wh`) and
+`net_energy_wh` (import − export) are generated columns. `window_meters` holds each
 meter's latest window (and its site: '' for one written before sites); `meta` the
 data version readers watch for changes. The sink creates and writes them; the source
 reads the same tables.
@@ -37,7 +41,12 @@ CREATE TABLE IF NOT EXISTS window_aggregates (
     coverage REAL NOT NULL,
     updated_at TEXT NOT NULL,
     accumulator TEXT NOT NULL,
-    site TEXT NOT NULL DEFAULT ''
+    site TEXT NOT NULL DEFAULT '',
+    export_energy_wh REAL NOT NULL DEFAULT 0,
+    estimated_energy_wh REAL NOT NULL DEFAULT 0,
+    estimated_export_wh REAL NOT NULL DEFAULT 0,
+    import_energy_wh REAL GENERATED ALWAYS AS (total_energy_wh) VIRTUAL,
+    net_energy_wh REAL GENERATED ALWAYS AS (total_energy_wh - export_energy_wh) VIRTUAL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS window_aggregates_meter_start
     ON window_aggregates (meter_id, window_start_ms);
@@ -53,6 +62,9 @@ CREATE TABLE IF NOT EXISTS rollup_hourly (
     q1_wh REAL NOT NULL,
     q2_wh REAL NOT NULL,
     q3_wh REAL NOT NULL,
+    export_wh REAL NOT NULL DEFAULT 0,
+    estimated_wh REAL NOT NULL DEFAULT 0,
+    estimated_export_wh REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (hour_ms, meter_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rollup_hourly_by_meter ON rollup_hourly (meter_id, hour_ms);
@@ -70,6 +82,9 @@ CREATE TABLE IF NOT EXISTS rollup_daily (
     peak30_ms INTEGER NOT NULL,
     peak60_wh REAL NOT NULL,
     peak60_ms INTEGER NOT NULL,
+    export_wh REAL NOT NULL DEFAULT 0,
+    estimated_wh REAL NOT NULL DEFAULT 0,
+    estimated_export_wh REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (day, meter_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rollup_daily_by_meter ON rollup_daily (meter_id, day);
@@ -79,7 +94,10 @@ CREATE TABLE IF NOT EXISTS rollup_daily_campus (
     covered_s REAL NOT NULL,
     readings INTEGER NOT NULL,
     windows INTEGER NOT NULL,
-    last_window_ms INTEGER NOT NULL
+    last_window_ms INTEGER NOT NULL,
+    export_wh REAL NOT NULL DEFAULT 0,
+    estimated_wh REAL NOT NULL DEFAULT 0,
+    estimated_export_wh REAL NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS window_meters (
     meter_id TEXT PRIMARY KEY,
@@ -93,11 +111,26 @@ CREATE TABLE IF NOT EXISTS window_meters (
 )
 """
 
-# Columns added after the first release, for files made before them: (table, column, type).
+# Columns added after the first release, for files made before them: (table, column, type),
+# in the order they are added (a generated column after the columns it reads). A window
+# written before directions has no export and no estimate: 0 is its truth.
 ADDED_COLUMNS = (
     ("window_aggregates", "site", "TEXT NOT NULL DEFAULT ''"),
     ("window_meters", "site", "TEXT NOT NULL DEFAULT ''"),
+    ("window_aggregates", "export_energy_wh", "REAL NOT NULL DEFAULT 0"),
+    ("window_aggregates", "estimated_energy_wh", "REAL NOT NULL DEFAULT 0"),
+    ("window_aggregates", "estimated_export_wh", "REAL NOT NULL DEFAULT 0"),
+    ("window_aggregates", "import_energy_wh", "REAL GENERATED ALWAYS AS (total_energy_wh) VIRTUAL"),
+    (
+        "window_aggregates",
+        "net_energy_wh",
+        "REAL GENERATED ALWAYS AS (total_energy_wh - export_energy_wh) VIRTUAL",
+    ),
 )
+# Columns the store computes from others (never written): the document's import and net
+GENERATED_COLUMNS = frozenset({"import_energy_wh", "net_energy_wh"})
 
 ROLLUP_TABLES = ("rollup_hourly", "rollup_daily", "rollup_daily_campus")
-ROLLUP_LAYOUT = 5  # bump when the rollup tables change: existing files drop and rebuild them
+# bump when the rollup tables change: existing files drop and rebuild them from the windows
+# (6: export, estimated import and estimated export beside the measured import)
+ROLLUP_LAYOUT = 6

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from campus_energy.backends.base import stored_window
 from campus_energy.backends.sqlite.schema import (
     ADDED_COLUMNS,
+    GENERATED_COLUMNS,
     ROLLUP_LAYOUT,
     ROLLUP_TABLES,
     SCHEMA,
@@ -25,43 +26,53 @@ from campus_energy.core.peaks import (
     peaks_from,
     raised,
 )
-from campus_energy.core.rollups import RollupChange, added, change, recount
+from campus_energy.core.rollups import RollupChange, Sums, added_window, change, recount
 from campus_energy.core.timestamps import datetime_ms, iso_seconds
 from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc, window_document
 from campus_energy.errors import SinkError
 from campus_energy.runtime.sqlite import INTEGRITY_BUDGET_S, SqliteFile, statements, transaction
 
+# Beyond the measured import: the measured export and the estimates (see schema.py)
+DIRECTED_COLUMNS = "export_wh, estimated_wh, estimated_export_wh"
+DIRECTED_SUMS = (
+    "export_wh = export_wh + excluded.export_wh, "
+    "estimated_wh = estimated_wh + excluded.estimated_wh, "
+    "estimated_export_wh = estimated_export_wh + excluded.estimated_export_wh"
+)
 HOURLY_COLUMNS = (
-    "hour_ms, meter_id, energy_wh, covered_s, readings, windows, q0_wh, q1_wh, q2_wh, q3_wh"
+    "hour_ms, meter_id, energy_wh, covered_s, readings, windows, q0_wh, q1_wh, q2_wh, q3_wh, "
+    f"{DIRECTED_COLUMNS}"
 )
 PEAK_COLUMNS = "peak15_wh, peak15_ms, peak30_wh, peak30_ms, peak60_wh, peak60_ms"
 DAILY_COLUMNS = (
-    f"day, meter_id, energy_wh, covered_s, readings, windows, last_window_ms, {PEAK_COLUMNS}"
+    f"day, meter_id, energy_wh, covered_s, readings, windows, last_window_ms, {PEAK_COLUMNS}, "
+    f"{DIRECTED_COLUMNS}"
 )
+CAMPUS_COLUMNS = f"day, energy_wh, covered_s, readings, windows, last_window_ms, {DIRECTED_COLUMNS}"
 PEAKS_SQL = (
     "UPDATE rollup_daily SET peak15_wh = ?, peak15_ms = ?, peak30_wh = ?, peak30_ms = ?, "
     "peak60_wh = ?, peak60_ms = ? WHERE day = ? AND meter_id = ?"
 )
+HOURLY_INSERT = f"INSERT INTO rollup_hourly ({HOURLY_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+DAILY_INSERT = f"INSERT INTO rollup_daily ({DAILY_COLUMNS}) VALUES ({', '.join('?' * 16)})"
 ROLLUP_SQL = (
-    f"INSERT INTO rollup_hourly ({HOURLY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (hour_ms, meter_id) DO UPDATE SET "
+    f"{HOURLY_INSERT} ON CONFLICT (hour_ms, meter_id) DO UPDATE SET "
     "energy_wh = energy_wh + excluded.energy_wh, covered_s = covered_s + excluded.covered_s, "
     "readings = readings + excluded.readings, windows = windows + excluded.windows, "
     "q0_wh = q0_wh + excluded.q0_wh, q1_wh = q1_wh + excluded.q1_wh, "
-    "q2_wh = q2_wh + excluded.q2_wh, q3_wh = q3_wh + excluded.q3_wh "
+    f"q2_wh = q2_wh + excluded.q2_wh, q3_wh = q3_wh + excluded.q3_wh, {DIRECTED_SUMS} "
     "RETURNING q0_wh, q1_wh, q2_wh, q3_wh",
     # a new day's peaks are its first hour's; a day's row returns the peaks it held
-    f"INSERT INTO rollup_daily ({DAILY_COLUMNS}) VALUES ({', '.join('?' * 13)}) "
-    "ON CONFLICT (day, meter_id) DO UPDATE SET "
+    f"{DAILY_INSERT} ON CONFLICT (day, meter_id) DO UPDATE SET "
     "energy_wh = energy_wh + excluded.energy_wh, covered_s = covered_s + excluded.covered_s, "
     "readings = readings + excluded.readings, windows = windows + excluded.windows, "
-    "last_window_ms = max(last_window_ms, excluded.last_window_ms) "
+    f"last_window_ms = max(last_window_ms, excluded.last_window_ms), {DIRECTED_SUMS} "
     f"RETURNING {PEAK_COLUMNS}",
-    "INSERT INTO rollup_daily_campus (day, energy_wh, covered_s, readings, windows, "
-    "last_window_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (day) DO UPDATE SET "
+    f"INSERT INTO rollup_daily_campus ({CAMPUS_COLUMNS}) VALUES ({', '.join('?' * 9)}) "
+    "ON CONFLICT (day) DO UPDATE SET "
     "energy_wh = energy_wh + excluded.energy_wh, covered_s = covered_s + excluded.covered_s, "
     "readings = readings + excluded.readings, windows = windows + excluded.windows, "
-    "last_window_ms = max(last_window_ms, excluded.last_window_ms)",
+    f"last_window_ms = max(last_window_ms, excluded.last_window_ms), {DIRECTED_SUMS}",
 )
 METER_SQL = (
     "INSERT INTO window_meters (meter_id, building, floor, last_window_ms, last_avg_power_w, "
@@ -80,9 +91,9 @@ DATA_VERSION_SQL = (  # a counter: readers use it to tell whether anything chang
     "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
 )
 CAMPUS_RECOUNT_SQL = (
-    "INSERT INTO rollup_daily_campus (day, energy_wh, covered_s, readings, windows, "
-    "last_window_ms) SELECT day, sum(energy_wh), sum(covered_s), sum(readings), sum(windows), "
-    "max(last_window_ms) FROM rollup_daily WHERE day = ? GROUP BY day"
+    f"INSERT INTO rollup_daily_campus ({CAMPUS_COLUMNS}) SELECT day, sum(energy_wh), "
+    "sum(covered_s), sum(readings), sum(windows), max(last_window_ms), sum(export_wh), "
+    "sum(estimated_wh), sum(estimated_export_wh) FROM rollup_daily WHERE day = ? GROUP BY day"
 )
 
 
@@ -102,8 +113,8 @@ class SqliteSink(SqliteFile):
     def _prepare(self, conn: sqlite3.Connection) -> None:
         super()._prepare(conn)
         with transaction(conn):
-            for table, column, kind in ADDED_COLUMNS:
-                have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for table, column, kind in ADDED_COLUMNS:  # table_xinfo: generated columns too
+                have = {row[1] for row in conn.execute(f"PRAGMA table_xinfo({table})")}
                 if column not in have:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             # Rollups depend on the time zone and on their own layout: rebuild on a change.
@@ -215,7 +226,11 @@ def _write(conn: sqlite3.Connection, doc: WindowDoc, now_ms: int) -> None:
             doc.site,
         ),
     )
-    fields = doc.fields(iso_seconds)
+    fields = {
+        name: value
+        for name, value in doc.fields(iso_seconds).items()
+        if name not in GENERATED_COLUMNS  # the store computes them
+    }
     fields["updated_at"] = iso_seconds(now_ms)
     columns = ["id", *fields, "window_start_ms", "accumulator"]
     values = [
@@ -283,16 +298,25 @@ def _recount(conn: sqlite3.Connection, meter_id: str, day: str, zone: ZoneInfo) 
     ]
     conn.executemany("DELETE FROM rollup_hourly WHERE hour_ms = ? AND meter_id = ?", stale)
     conn.executemany(
-        f"INSERT INTO rollup_hourly ({HOURLY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        HOURLY_INSERT,
         [
-            (hour, meter_id, s.energy_wh, s.covered_s, s.readings, s.windows, *s.quarters_wh)
+            (
+                hour,
+                meter_id,
+                s.energy_wh,
+                s.covered_s,
+                s.readings,
+                s.windows,
+                *s.quarters_wh,
+                *_directed(s),
+            )
             for hour, s in sorted(hourly.items())
         ],
     )
     conn.execute("DELETE FROM rollup_daily WHERE day = ? AND meter_id = ?", (day, meter_id))
     if daily is not None:
         conn.execute(
-            f"INSERT INTO rollup_daily ({DAILY_COLUMNS}) VALUES ({', '.join('?' * 13)})",
+            DAILY_INSERT,
             (
                 day,
                 meter_id,
@@ -302,8 +326,14 @@ def _recount(conn: sqlite3.Connection, meter_id: str, day: str, zone: ZoneInfo) 
                 daily.windows,
                 daily.last_window_ms,
                 *peak_values(peaks),
+                *_directed(daily),
             ),
         )
+
+
+def _directed(s: RollupChange | Sums) -> tuple[float, float, float]:
+    """The sums beyond the measured import, in DIRECTED_COLUMNS' order."""
+    return s.export_wh, s.estimated_wh, s.estimated_export_wh
 
 
 def _roll_up(conn: sqlite3.Connection, c: RollupChange, zone: ZoneInfo) -> None:
@@ -311,7 +341,16 @@ def _roll_up(conn: sqlite3.Connection, c: RollupChange, zone: ZoneInfo) -> None:
     hourly, daily, campus = ROLLUP_SQL
     quarters = conn.execute(
         hourly,
-        (c.hour_ms, c.meter_id, c.energy_wh, c.covered_s, c.readings, c.windows, *c.quarters_wh()),
+        (
+            c.hour_ms,
+            c.meter_id,
+            c.energy_wh,
+            c.covered_s,
+            c.readings,
+            c.windows,
+            *c.quarters_wh(),
+            *_directed(c),
+        ),
     ).fetchone()
     held = conn.execute(
         daily,
@@ -324,6 +363,7 @@ def _roll_up(conn: sqlite3.Connection, c: RollupChange, zone: ZoneInfo) -> None:
             c.windows,
             c.window_start_ms,
             *peak_values(hour_peaks(c.hour_ms, quarters)),
+            *_directed(c),
         ),
     ).fetchone()
     before = peaks_from(held)
@@ -333,7 +373,8 @@ def _roll_up(conn: sqlite3.Connection, c: RollupChange, zone: ZoneInfo) -> None:
     if after != before:
         conn.execute(PEAKS_SQL, (*peak_values(after), c.day, c.meter_id))
     conn.execute(
-        campus, (c.day, c.energy_wh, c.covered_s, c.readings, c.windows, c.window_start_ms)
+        campus,
+        (c.day, c.energy_wh, c.covered_s, c.readings, c.windows, c.window_start_ms, *_directed(c)),
     )
 
 
@@ -357,11 +398,7 @@ def _rebuild_rollups(conn: sqlite3.Connection, zone: ZoneInfo) -> None:
     rows = conn.execute("SELECT meter_id, window_start_ms, accumulator FROM window_aggregates")
     for meter_id, start_ms, accumulator in rows:
         acc = Accumulator.from_dict(json.loads(accumulator))
-        _roll_up(
-            conn,
-            added(meter_id, start_ms, acc.energy_wh, acc.covered_s, acc.readings, 1, zone),
-            zone,
-        )
+        _roll_up(conn, added_window(meter_id, start_ms, acc, zone), zone)
 
 
 def _day_peaks(conn: sqlite3.Connection, meter_id: str, day: str, zone: ZoneInfo) -> DayPeaks:

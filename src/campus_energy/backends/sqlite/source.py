@@ -27,23 +27,42 @@ from campus_energy.core.peaks import (
 from campus_energy.errors import SourceError
 from campus_energy.runtime.sqlite import ReadOnly
 
-GRAIN_SQL = {
-    # windows summed per meter per 5-minute step here, so short windows send no more rows
-    "window": (
-        "SELECT meter_id, window_start_ms - window_start_ms % 300000 AS step, "
-        "sum(total_energy_wh), sum(json_extract(accumulator, '$.covered_s')), "
-        "sum(readings_in_batch) FROM window_aggregates "
-        "WHERE window_start_ms >= ? AND window_start_ms < ?"
-    ),
-    "hour": (
-        "SELECT meter_id, hour_ms, energy_wh, covered_s, readings FROM rollup_hourly "
-        "WHERE hour_ms >= ? AND hour_ms < ?"
-    ),
-    "day": (
-        "SELECT meter_id, day, energy_wh, covered_s, readings FROM rollup_daily "
-        "WHERE day >= ? AND day < ?"
-    ),
+# The sums beyond the measured import (export, estimated import, estimated export): their
+# columns, or zeros in a store no bridge has opened since they came (no column yet).
+DIRECTED = {
+    True: ("export_wh", "estimated_wh", "estimated_export_wh"),
+    False: ("0", "0", "0"),
 }
+WINDOW_DIRECTED = {
+    True: ("export_energy_wh", "estimated_energy_wh", "estimated_export_wh"),
+    False: ("0", "0", "0"),
+}
+
+
+def _grain_sql(directed: bool) -> dict[str, str]:
+    """Per grain: meter, key, import, covered seconds, readings, export, the two estimates."""
+    rolled = ", ".join(DIRECTED[directed])
+    windowed = ", ".join(f"sum({column})" for column in WINDOW_DIRECTED[directed])
+    return {
+        # windows summed per meter per 5-minute step here, so short windows send no more rows
+        "window": (
+            "SELECT meter_id, window_start_ms - window_start_ms % 300000 AS step, "
+            "sum(total_energy_wh), sum(json_extract(accumulator, '$.covered_s')), "
+            f"sum(readings_in_batch), {windowed} FROM window_aggregates "
+            "WHERE window_start_ms >= ? AND window_start_ms < ?"
+        ),
+        "hour": (
+            f"SELECT meter_id, hour_ms, energy_wh, covered_s, readings, {rolled} "
+            "FROM rollup_hourly WHERE hour_ms >= ? AND hour_ms < ?"
+        ),
+        "day": (
+            f"SELECT meter_id, day, energy_wh, covered_s, readings, {rolled} FROM rollup_daily "
+            "WHERE day >= ? AND day < ?"
+        ),
+    }
+
+
+GRAIN_SQL = {directed: _grain_sql(directed) for directed in (True, False)}
 
 # A scope's hours in one statement, read the cheaper way. Fewer members than one meter in
 # eight (`plan.few`): each member's hours through rollup_hourly_by_meter, a look-up in the
@@ -52,18 +71,25 @@ GRAIN_SQL = {
 # empty range of hours (it ends where it starts), so it reads nothing.
 SCOPE_TERMS = "t(meter_id, w) AS MATERIALIZED (SELECT key, value FROM json_each(?1))"
 QUARTER_SUMS = "sum(t.w * r.q0_wh), sum(t.w * r.q1_wh), sum(t.w * r.q2_wh), sum(t.w * r.q3_wh)"
-SCOPE_SUMS = f"r.hour_ms AS hour_ms, {QUARTER_SUMS}, min(r.covered_s), count(*)"
-SCOPE_HOURS_SQL = (
-    f"WITH {SCOPE_TERMS}, "
-    "plan(few) AS MATERIALIZED (SELECT (SELECT count(*) FROM t) * 8 < "
-    "(SELECT count(*) FROM window_meters)) "
-    f"SELECT {SCOPE_SUMS} FROM t CROSS JOIN rollup_hourly r ON r.meter_id = t.meter_id "
-    "WHERE r.hour_ms >= ?2 AND r.hour_ms < (SELECT CASE WHEN few THEN ?3 ELSE ?2 END FROM plan) "
-    "GROUP BY r.hour_ms "
-    f"UNION ALL SELECT {SCOPE_SUMS} FROM rollup_hourly r CROSS JOIN t ON r.meter_id = t.meter_id "
-    "WHERE r.hour_ms >= ?2 AND r.hour_ms < (SELECT CASE WHEN few THEN ?2 ELSE ?3 END FROM plan) "
-    "GROUP BY r.hour_ms ORDER BY hour_ms"
-)
+
+
+def _scope_hours_sql(directed: bool) -> str:
+    guessed = "sum(t.w * r.estimated_wh)" if directed else "0"
+    sums = f"r.hour_ms AS hour_ms, {QUARTER_SUMS}, min(r.covered_s), count(*), {guessed}"
+    return (
+        f"WITH {SCOPE_TERMS}, "
+        "plan(few) AS MATERIALIZED (SELECT (SELECT count(*) FROM t) * 8 < "
+        "(SELECT count(*) FROM window_meters)) "
+        f"SELECT {sums} FROM t CROSS JOIN rollup_hourly r ON r.meter_id = t.meter_id "
+        "WHERE r.hour_ms >= ?2 AND r.hour_ms < "
+        "(SELECT CASE WHEN few THEN ?3 ELSE ?2 END FROM plan) GROUP BY r.hour_ms "
+        f"UNION ALL SELECT {sums} FROM rollup_hourly r CROSS JOIN t ON r.meter_id = t.meter_id "
+        "WHERE r.hour_ms >= ?2 AND r.hour_ms < "
+        "(SELECT CASE WHEN few THEN ?2 ELSE ?3 END FROM plan) GROUP BY r.hour_ms ORDER BY hour_ms"
+    )
+
+
+SCOPE_HOURS_SQL = {directed: _scope_hours_sql(directed) for directed in (True, False)}
 
 # Each range's peak in one statement (?1 terms, ?2 bounds, both JSON; ?3 min_members; ?4 and
 # ?5 the first and last bound). The scope's hours of the ranges [lo, hi) are read one of
@@ -144,6 +170,7 @@ class SqliteSource:
         self.path = path
         self._local = threading.local()  # one connection per thread (Gunicorn threads, tests)
         self._sited = False  # window_meters has its site column (once seen, always)
+        self._directed = False  # the rollups have their export and estimate columns (the same)
 
     def _conn(self) -> sqlite3.Connection:
         file: ReadOnly | None = getattr(self._local, "file", None)
@@ -196,39 +223,52 @@ class SqliteSource:
             )
         ]
 
+    def directed(self) -> bool:
+        """The rollups have their export and estimate columns: a store the bridge has opened
+        since they came (rollups and windows gain them in one transaction)."""
+        if not self._directed:
+            columns = self._query("PRAGMA table_info(rollup_daily)")
+            self._directed = any(row[1] == "export_wh" for row in columns)
+        return self._directed
+
     def total(self, first_day: str, last_day: str, meters: Collection[str] | None) -> Total:
+        sums = ", ".join(f"coalesce(sum({c}), 0)" for c in DIRECTED[self.directed()])
         if meters is None:  # the campus: one rollup row per day, however many meters
             rows = self._query(
                 "SELECT coalesce(sum(energy_wh), 0), coalesce(sum(readings), 0), "
                 "max(last_window_ms), (SELECT count(*) FROM window_meters m WHERE EXISTS "
                 "(SELECT 1 FROM rollup_daily d WHERE d.meter_id = m.meter_id "
-                "AND d.day >= ?1 AND d.day <= ?2)) FROM rollup_daily_campus "
+                f"AND d.day >= ?1 AND d.day <= ?2)), {sums} FROM rollup_daily_campus "
                 "WHERE day >= ?1 AND day <= ?2",
                 [first_day, last_day],
             )
             if not rows:
                 return Total(0.0, 0, 0, None)
-            energy, readings, last, found = rows[0]
-            return Total(float(energy), int(readings), int(found), last)
+            energy, readings, last, found, *directed = rows[0]
+            return _total(energy, readings, found, last, directed)
         where, params = _meter_filter(meters)
         rows = self._query(
             "SELECT coalesce(sum(energy_wh), 0), coalesce(sum(readings), 0), "
-            "count(DISTINCT meter_id), max(last_window_ms) FROM rollup_daily "
+            f"count(DISTINCT meter_id), max(last_window_ms), {sums} FROM rollup_daily "
             f"WHERE day >= ? AND day <= ? {where}",
             [first_day, last_day, *params],
         )
         if not rows:
             return Total(0.0, 0, 0, None)
-        energy, readings, found, last = rows[0]
-        return Total(float(energy), int(readings), int(found), last)
+        energy, readings, found, last, *directed = rows[0]
+        return _total(energy, readings, found, last, directed)
 
     def buckets(
         self, grain: Grain, start: int | str, end: int | str, meters: Collection[str] | None
     ) -> list[Bucket]:
         where, params = _meter_filter(meters)
         group = " GROUP BY meter_id, step" if grain == "window" else ""
-        rows = self._query(f"{GRAIN_SQL[grain]} {where}{group}", [start, end, *params])
-        return [Bucket(m, k, float(e), float(c or 0.0), int(r)) for m, k, e, c, r in rows]
+        sql = GRAIN_SQL[self.directed()][grain]
+        rows = self._query(f"{sql} {where}{group}", [start, end, *params])
+        return [
+            Bucket(m, k, float(e), float(c or 0.0), int(r), float(x), float(g), float(gx))
+            for m, k, e, c, r, x, g, gx in rows
+        ]
 
     def scope_hours(
         self, start_ms: int, end_ms: int, terms: Mapping[str, float]
@@ -236,10 +276,12 @@ class SqliteSource:
         if not terms:
             return []
         weights = json.dumps({meter: float(w) for meter, w in terms.items()})
-        rows = self._query(SCOPE_HOURS_SQL, [weights, start_ms, end_ms])
+        rows = self._query(SCOPE_HOURS_SQL[self.directed()], [weights, start_ms, end_ms])
         return [
-            ScopeHour(int(hour), (float(q0), float(q1), float(q2), float(q3)), float(c), int(n))
-            for hour, q0, q1, q2, q3, c, n in rows
+            ScopeHour(
+                int(hour), (float(q0), float(q1), float(q2), float(q3)), float(c), int(n), float(g)
+            )
+            for hour, q0, q1, q2, q3, c, n, g in rows
         ]
 
     def scope_peaks(
@@ -282,6 +324,21 @@ class SqliteSource:
         if file is not None:
             file.close()
             self._local.file = None
+
+
+def _total(
+    energy: float, readings: int, found: int, last: int | None, directed: Sequence[float]
+) -> Total:
+    exported, guessed, guessed_export = (float(value) for value in directed)
+    return Total(
+        float(energy),
+        int(readings),
+        int(found),
+        last,
+        export_wh=exported,
+        estimated_wh=guessed,
+        estimated_export_wh=guessed_export,
+    )
 
 
 def _meter_filter(meters: Collection[str] | None) -> tuple[str, list[str]]:
