@@ -113,7 +113,7 @@ def _gap_body(**changes: Any) -> dict[str, Any]:
         ({"estimated_start": iso_utc(NOW - 5_000)}, "timestamp"),  # no span
         (
             {"estimated_start": iso_utc(NOW - 5_000 - int(MAX_ESTIMATE_SPAN_S * 1000) - 1)},
-            "timestamp",
+            "implausible",
         ),
         # 60 s at most 1 kW is 16.8 Wh with slack: 20 Wh cannot be
         ({"estimated_energy_wh": 20.0}, "implausible"),
@@ -130,6 +130,15 @@ def test_a_plausible_estimate_is_admitted() -> None:
     parsed = parse(_gap_body(), Limits(max_power_w=1000.0))
     assert isinstance(parsed, IncomingReading)
     assert parsed.estimated_wh == 2.0
+
+
+def test_an_estimate_longer_than_the_meters_max_estimate_gap_is_refused() -> None:
+    # the gap is 60 s; a meter that estimates across at most 30 s cannot have sent it
+    limits = Limits.of(1000.0, 17.5, None, max_estimate_s=30.0)
+    verdict = parse(_gap_body(), limits)
+    assert isinstance(verdict, Malformed) and verdict.kind == "implausible"
+    assert "max_estimate_gap_s" in verdict.reason
+    assert isinstance(parse(_gap_body(), Limits.of(1000.0, 17.5, None, 60.0)), IncomingReading)
 
 
 def test_the_estimate_spreads_over_the_gap_without_covering_time() -> None:

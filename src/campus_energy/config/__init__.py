@@ -749,7 +749,10 @@ class Config(_Section):
     def intake_limits(self) -> dict[str, Limits]:
         """Per meter, what the bridge accepts from it (`core.incoming`)."""
         bound = self.bridge.max_interval_s
-        return {m.id: Limits.of(self.power_limit_w(m), m.gap_limit_s, bound) for m in self.meters}
+        return {
+            m.id: Limits.of(self.power_limit_w(m), m.gap_limit_s, bound, m.max_estimate_gap_s)
+            for m in self.meters
+        }
 
     def intake_fallback(self) -> Limits:
         """What the bridge accepts from a meter the configuration does not list."""

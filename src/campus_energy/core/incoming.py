@@ -79,9 +79,16 @@ class Limits:
 
     max_power_w: float = CEILING_POWER_W
     max_interval_s: float = FALLBACK_INTERVAL_S
+    max_estimate_s: float = MAX_ESTIMATE_SPAN_S  # the longest gap an estimate may bridge
 
     @classmethod
-    def of(cls, max_power_w: float | None, max_gap_s: float, bound_s: float | None) -> Limits:
+    def of(
+        cls,
+        max_power_w: float | None,
+        max_gap_s: float,
+        bound_s: float | None,
+        max_estimate_s: float = MAX_ESTIMATE_SPAN_S,
+    ) -> Limits:
         """A meter's limits: its power limit (None: the ceiling) and `max_gap_s` with slack,
         or `bound_s` (the bridge's `max_interval_s`) when one is configured and longer: a
         bound shorter than the meter's own longest interval would cut, and then refuse as
@@ -90,6 +97,7 @@ class Limits:
         return cls(
             max_power_w=CEILING_POWER_W if max_power_w is None else max_power_w,
             max_interval_s=own_s if bound_s is None else max(bound_s, own_s),
+            max_estimate_s=min(max_estimate_s * (1 + SPAN_SLACK), MAX_ESTIMATE_SPAN_S),
         )
 
     def max_energy_wh(self, span_s: float) -> float:
@@ -204,10 +212,11 @@ def _estimate(body: dict[str, Any], ts_ms: int, limits: Limits) -> tuple[float, 
         raise _Refused("missing", "'estimated_start' is missing")
     start_ms = parse_time_ms(start, "estimated_start")
     span_s = (ts_ms - start_ms) / 1000
-    if not 0 < span_s <= MAX_ESTIMATE_SPAN_S:
+    if not 0 < span_s <= limits.max_estimate_s:
         raise _Refused(
-            "timestamp",
-            f"'estimated_start' is {span_s:g} s before 'ts' (0 < span ≤ {MAX_ESTIMATE_SPAN_S:g})",
+            "implausible" if span_s > 0 else "timestamp",
+            f"'estimated_start' is {span_s:g} s before 'ts' "
+            f"(0 < span ≤ {limits.max_estimate_s:g}: the meter's max_estimate_gap_s)",
         )
     most = limits.max_power_w * span_s / 3600 * (1 + SPAN_SLACK) + ENERGY_ROUNDING_WH
     for name, amount in (("estimated_energy_wh", guessed), ("estimated_export_wh", guessed_export)):
