@@ -287,7 +287,15 @@ async def test_an_unpartitioned_table_moves_into_monthly_partitions_unchanged(
             f"SELECT DISTINCT site FROM {schema}.window_aggregates UNION "
             f"SELECT DISTINCT site FROM {schema}.window_meters"
         ).fetchall()
+        # the directions, which the old table had not: every window so far an import
+        directions = conn.execute(
+            "SELECT count(*) FROM "
+            f"{schema}.window_aggregates WHERE import_energy_wh = total_energy_wh "
+            "AND net_energy_wh = total_energy_wh AND export_energy_wh = 0 "
+            "AND estimated_energy_wh = 0 AND estimated_export_wh = 0"
+        ).fetchone()
     assert tables == [] and sites == [("",)]
+    assert directions == (len(deltas),)
 
     # and merges go on into the moved windows: the later reading adds to them
     later = delta("ece-1", utc(2026, 3, 1, 0, 0), 10_000, 2.5, "north")

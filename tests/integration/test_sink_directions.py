@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from campus_energy.backends.base import WindowSource
 from campus_energy.config import Config, parse_config
 from campus_energy.core.windows import IncomingReading, WindowDoc, contributions, group
 
-KINDS = ["sqlite"]
+KINDS = ["sqlite", "postgres", "firestore-per-meter", "firestore-per-window"]
 WINDOW_S = 300
 S = 1000  # ms
 METERS = {"m1": ("SOLAR", "0"), "m2": ("ECE", "1")}
@@ -235,41 +235,82 @@ def test_replace_and_delete_recount_every_direction(
     assert_answers(config, source_of(config), expected)
 
 
-def test_an_older_store_gains_the_columns_and_keeps_its_windows(tmp_path: Path) -> None:
-    """A window file written before directions: its windows read as import only, and a new
-    reading with export and an estimate is counted (SQLite: the columns added on open)."""
-    config = config_for(tmp_path, {"sqlite": {"path": str(tmp_path / "windows.db")}})
-    write(config, dataclasses.replace(R1, export_wh=0.0))  # a window as an older bridge wrote it
-    path = config.bridge.sqlite.path
-    conn = sqlite3.connect(path)
-    try:  # back to the layout before directions: no such columns, rollups of layout 5
+def run_sql(config: Config, statements: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Run statements against the sink's store ({p}: the tables' prefix); the last one's rows."""
+    rows: list[tuple[Any, ...]] = []
+    if config.bridge.sink == "sqlite":
+        conn = sqlite3.connect(config.bridge.sqlite.path)
+        try:
+            for statement in statements:
+                rows = conn.execute(statement.format(p="")).fetchall()
+            conn.commit()
+        finally:
+            conn.close()
+        return rows
+    import psycopg
+
+    assert config.bridge.postgres.dsn is not None
+    with psycopg.connect(config.bridge.postgres.dsn) as pg:
+        for statement in statements:
+            cur = pg.execute(statement.format(p=f"{config.bridge.postgres.schema_name}."))
+            rows = cur.fetchall() if cur.description else []
+    return rows
+
+
+OLDER_LAYOUT = [  # back to the layout before directions: no such columns, rollups of layout 5
+    *(
+        f"ALTER TABLE {{p}}window_aggregates DROP COLUMN {column}"
         for column in (
             "net_energy_wh",
             "import_energy_wh",
             "estimated_export_wh",
             "estimated_energy_wh",
             "export_energy_wh",
-        ):
-            conn.execute(f"ALTER TABLE window_aggregates DROP COLUMN {column}")
-        for table in ("rollup_hourly", "rollup_daily", "rollup_daily_campus"):
-            for column in ("export_wh", "estimated_wh", "estimated_export_wh"):
-                conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-        conn.execute("UPDATE meta SET value = 'Asia/Kolkata|5' WHERE key = 'rollup_zone'")
-        conn.commit()
-    finally:
-        conn.close()
+        )
+    ),
+    *(
+        f"ALTER TABLE {{p}}{table} DROP COLUMN {column}"
+        for table in ("rollup_hourly", "rollup_daily", "rollup_daily_campus")
+        for column in ("export_wh", "estimated_wh", "estimated_export_wh")
+    ),
+]
+META = {"sqlite": "meta", "postgres": "sink_meta"}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_an_older_store_gains_the_columns_and_keeps_its_windows(
+    tmp_path: Path, sink_for: SinkFor, source_of: Any, kind: str
+) -> None:
+    """A store written before directions: the API reads it as it is (no export, no estimate),
+    and once a bridge opens it its windows read as import only, and new readings with export
+    are counted (the columns added, the old rows' import and net filled, rollups rebuilt)."""
+    config = config_for(tmp_path, sink_for(kind))
+    # windows as an older bridge wrote them (R4's is not written again below)
+    write(config, dataclasses.replace(R1, export_wh=0.0), R4)
+    run_sql(
+        config,
+        [
+            *OLDER_LAYOUT,
+            f"UPDATE {{p}}{META[kind]} SET value = 'Asia/Kolkata|5' WHERE key = 'rollup_zone'",
+        ],
+    )
+    total = source_of(config).total(DAY, DAY, None)
+    assert (total.energy_wh, total.export_wh, total.estimated_wh) == (2.0, 0.0, 0.0)
     write(config, R2, M2_R1)
-    conn = sqlite3.connect(path)
-    try:
-        rows = conn.execute(
-            "SELECT window_start_ms, total_energy_wh, import_energy_wh, export_energy_wh, "
-            "net_energy_wh FROM window_aggregates WHERE meter_id = 'm1' ORDER BY 1"
-        ).fetchall()
-        rolled = conn.execute("SELECT sum(export_wh) FROM rollup_daily_campus").fetchone()[0]
-    finally:
-        conn.close()
-    w0 = 1.5 + 2.0 * 240 / 360
-    assert [r[0] for r in rows] == [B, B + 300 * S]
-    assert close(rows[0][1], w0) and close(rows[0][2], w0)
-    assert close(rows[0][3], 3.0 * 240 / 360) and close(rows[0][4], w0 - 3.0 * 240 / 360)
-    assert close(rolled, 3.0 + 0.1)
+    start = "window_start_ms" if kind == "sqlite" else "window_start"
+    rows = run_sql(
+        config,
+        [
+            f"SELECT total_energy_wh, import_energy_wh, export_energy_wh, net_energy_wh "
+            f"FROM {{p}}window_aggregates WHERE meter_id = 'm1' ORDER BY {start}"
+        ],
+    )
+    (rolled,) = run_sql(config, ["SELECT sum(export_wh) FROM {p}rollup_daily_campus"])
+    w0_import, w0_export = 1.5 + 2.0 * 240 / 360, 3.0 * 240 / 360
+    assert len(rows) == 3
+    assert close(rows[0][0], w0_import) and close(rows[0][1], w0_import)
+    assert close(rows[0][2], w0_export) and close(rows[0][3], w0_import - w0_export)
+    assert rows[2] == (0.5, 0.5, 0.0, 0.5)  # an older window: all of it an import
+    assert close(rolled[0], 3.0 + 0.1)
+    total = source_of(config).total(DAY, DAY, None)
+    assert close(total.energy_wh, 1.5 + 2.0 + 0.5 + 0.3) and close(total.export_wh, 3.1)

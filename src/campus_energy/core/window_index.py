@@ -49,10 +49,33 @@ class WindowEntry:
     avg_power_w: float | None
     coverage: float
     site: str = ""
+    export_wh: float = 0.0  # measured export (energy_wh: measured import)
+    estimated_wh: float = 0.0  # estimated import and export: gaps the registers bridged
+    estimated_export_wh: float = 0.0
+
+    def kept(self) -> tuple[float, float, int, float, float, float]:
+        """What the index keeps of a recent window: its sums in `Bucket`'s order."""
+        return (
+            self.energy_wh,
+            self.covered_s,
+            self.readings,
+            self.export_wh,
+            self.estimated_wh,
+            self.estimated_export_wh,
+        )
 
 
 class _Sums:
-    __slots__ = ("covered_s", "energy_wh", "last_window_ms", "readings", "windows")
+    __slots__ = (
+        "covered_s",
+        "energy_wh",
+        "estimated_export_wh",
+        "estimated_wh",
+        "export_wh",
+        "last_window_ms",
+        "readings",
+        "windows",
+    )
 
     def __init__(self) -> None:
         self.energy_wh = 0.0
@@ -60,6 +83,19 @@ class _Sums:
         self.readings = 0
         self.windows = 0
         self.last_window_ms = 0
+        self.export_wh = 0.0
+        self.estimated_wh = 0.0
+        self.estimated_export_wh = 0.0
+
+    def add(self, kept: tuple[float, float, int, float, float, float], sign: int) -> None:
+        """Add (sign 1) or take away (-1) a window's sums (`WindowEntry.kept`)."""
+        energy, covered, readings, exported, guessed, guessed_export = kept
+        self.energy_wh += sign * energy
+        self.covered_s += sign * covered
+        self.readings += sign * readings
+        self.export_wh += sign * exported
+        self.estimated_wh += sign * guessed
+        self.estimated_export_wh += sign * guessed_export
 
 
 class _HourSums(_Sums):
@@ -113,8 +149,8 @@ class WindowIndex:
         self.documents = 0  # documents applied
         self.kept_from: int | None = None  # every applied window from here on is in `recent`
         self.newest_ms: int | None = None
-        # window start -> meter -> (energy_wh, covered_s, readings), to subtract on a rewrite
-        self.recent: dict[int, dict[str, tuple[float, float, int]]] = {}
+        # window start -> meter -> its sums (`WindowEntry.kept`), to subtract on a rewrite
+        self.recent: dict[int, dict[str, tuple[float, float, int, float, float, float]]] = {}
         self.hourly: dict[int, dict[str, _HourSums]] = {}
         self.daily: dict[str, dict[str, _Sums]] = {}
         self.latest: dict[str, _Latest] = {}
@@ -204,7 +240,7 @@ class WindowIndex:
             if window is None:
                 window = self.recent[start] = {}
                 self._sorted.pop("window", None)
-            window[meter] = (entry.energy_wh, entry.covered_s, entry.readings)
+            window[meter] = entry.kept()
         hour = hour_of(start, self.zone)
         hourly = self._sums(self.hourly, hour, "hour", meter, _HourSums)
         quarter = quarter_of(start, hour)
@@ -216,14 +252,10 @@ class WindowIndex:
             self._sums(self.daily, local_day(start, self.zone), "day", meter, _Sums),
         ):
             if old is not None:
-                sums.energy_wh -= old[0]
-                sums.covered_s -= old[1]
-                sums.readings -= old[2]
+                sums.add(old, -1)
             else:
                 sums.windows += 1
-            sums.energy_wh += entry.energy_wh
-            sums.covered_s += entry.covered_s
-            sums.readings += entry.readings
+            sums.add(entry.kept(), 1)
             sums.last_window_ms = max(sums.last_window_ms, start)
         if self.newest_ms is None or start > self.newest_ms:
             self.newest_ms = start
@@ -276,16 +308,24 @@ class WindowIndex:
 
     def total(self, first_day: str, last_day: str, meters: Collection[str] | None) -> Total:
         keys = self._keys("day")
-        energy, readings, last = 0.0, 0, None
+        every = _Sums()
+        last: int | None = None
         found: set[str] = set()
         wanted = _wanted(meters)
         for day in keys[bisect.bisect_left(keys, first_day) : bisect.bisect_right(keys, last_day)]:
             for meter, sums in _select(self.daily[day], wanted):
-                energy += sums.energy_wh
-                readings += sums.readings
+                every.add(_kept(sums), 1)
                 found.add(meter)
                 last = sums.last_window_ms if last is None else max(last, sums.last_window_ms)
-        return Total(energy, readings, len(found), last)
+        return Total(
+            every.energy_wh,
+            int(every.readings),
+            len(found),
+            last,
+            export_wh=every.export_wh,
+            estimated_wh=every.estimated_wh,
+            estimated_export_wh=every.estimated_export_wh,
+        )
 
     def buckets(
         self, grain: Grain, start: int | str, end: int | str, meters: Collection[str] | None
@@ -300,10 +340,7 @@ class WindowIndex:
                 found.extend(Bucket(m, key, *kept) for m, kept in _select(self.recent[key], wanted))
             else:
                 row = self.hourly[key] if grain == "hour" else self.daily[key]
-                found.extend(
-                    Bucket(m, key, s.energy_wh, s.covered_s, s.readings)
-                    for m, s in _select(row, wanted)
-                )
+                found.extend(Bucket(m, key, *_kept(s)) for m, s in _select(row, wanted))
         return found
 
     def scope_hours(
@@ -319,6 +356,7 @@ class WindowIndex:
         for hour in keys[bisect.bisect_left(keys, start_ms) : bisect.bisect_left(keys, end_ms)]:
             row = self.hourly[hour]
             quarters = [0.0, 0.0, 0.0, 0.0]
+            guessed = 0.0
             covered: float | None = None
             count = 0
             # whichever is shorter is walked: the hour's meters, or the scope's
@@ -330,12 +368,17 @@ class WindowIndex:
             for _, weight, sums in present:
                 for i, energy in enumerate(sums.quarters_wh):
                     quarters[i] += weight * energy
+                guessed += weight * sums.estimated_wh
                 covered = sums.covered_s if covered is None else min(covered, sums.covered_s)
                 count += 1
             if covered is not None:
                 found.append(
                     ScopeHour(
-                        hour, (quarters[0], quarters[1], quarters[2], quarters[3]), covered, count
+                        hour,
+                        (quarters[0], quarters[1], quarters[2], quarters[3]),
+                        covered,
+                        count,
+                        guessed,
                     )
                 )
         return found
@@ -354,6 +397,18 @@ class WindowIndex:
             return []
         hours = self.scope_hours(bounds[0], bounds[-1], terms)
         return peaks_of(hours, bounds, interval_min, min_members)
+
+
+def _kept(sums: _Sums) -> tuple[float, float, int, float, float, float]:
+    """A rollup's sums in `Bucket`'s order (as `WindowEntry.kept`)."""
+    return (
+        sums.energy_wh,
+        sums.covered_s,
+        sums.readings,
+        sums.export_wh,
+        sums.estimated_wh,
+        sums.estimated_export_wh,
+    )
 
 
 def _wanted(meters: Collection[str] | None) -> list[str] | None:

@@ -76,6 +76,11 @@ def _entry(meter_id: str, start_ms: int, fields: Mapping[str, Any]) -> WindowEnt
         avg_power_w=_float(fields.get("avg_power_w")),
         coverage=float(fields.get("coverage") or 0.0),
         site=sys.intern(str(fields.get("site") or "")),
+        # from the accumulator, as `stored_window` reads them (a window written before they
+        # existed has none: 0)
+        export_wh=float(accumulator.get("export_wh") or 0.0),
+        estimated_wh=float(accumulator.get("estimated_wh") or 0.0),
+        estimated_export_wh=float(accumulator.get("estimated_export_wh") or 0.0),
     )
 
 

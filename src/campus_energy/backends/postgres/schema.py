@@ -11,8 +11,11 @@ and rebuilds them), an hour's row also with the energy of each of its quarter ho
 (`q0_wh`..`q3_wh`), a day's row with the day's highest 15-, 30- and 60-minute interval
 of its meter (`peak15_wh`, `peak15_start` its start, the earliest of equals; NULL only
 within a merge's transaction, before its hours are read); `window_meters` each meter's
-latest window (and its site). The sink creates and writes them; the source reads the
-same tables.
+latest window (and its site). Windows carry their measured import (`total_energy_wh`,
+again as `import_energy_wh`), export and net, and the estimates of gaps the meters'
+registers bridged; every rollup the export (`export_wh`) and the estimates
+(`estimated_wh`, `estimated_export_wh`) beside the import (`energy_wh`). The sink creates
+and writes them; the source reads the same tables.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ COLUMNS = (
     "coverage",
     "updated_at",
     "site",
+    "import_energy_wh",
+    "export_energy_wh",
+    "net_energy_wh",
+    "estimated_energy_wh",
+    "estimated_export_wh",
     "accumulator",
 )
 
@@ -71,17 +79,33 @@ CREATE TABLE IF NOT EXISTS {table} (
     coverage DOUBLE PRECISION NOT NULL DEFAULT 0,
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     site TEXT NOT NULL DEFAULT '',
+    import_energy_wh DOUBLE PRECISION NOT NULL DEFAULT 0,
+    export_energy_wh DOUBLE PRECISION NOT NULL DEFAULT 0,
+    net_energy_wh DOUBLE PRECISION NOT NULL DEFAULT 0,
+    estimated_energy_wh DOUBLE PRECISION NOT NULL DEFAULT 0,
+    estimated_export_wh DOUBLE PRECISION NOT NULL DEFAULT 0,
     accumulator JSONB NOT NULL DEFAULT '{{}}',
     PRIMARY KEY (meter_id, window_start)
 )
 """
 PARTITIONED_TABLE = TABLE.rstrip() + " PARTITION BY RANGE (window_start)"
 # What a table of the older layout lacks (added in place: `ADD COLUMN … DEFAULT ''` rewrites
-# nothing).
+# nothing). A window written before directions has no export and no estimate (0 is right).
 ADDED_COLUMNS = {
-    "windows": {"site": "TEXT NOT NULL DEFAULT ''"},
+    "windows": {
+        "site": "TEXT NOT NULL DEFAULT ''",
+        "import_energy_wh": "DOUBLE PRECISION NOT NULL DEFAULT 0",
+        "export_energy_wh": "DOUBLE PRECISION NOT NULL DEFAULT 0",
+        "net_energy_wh": "DOUBLE PRECISION NOT NULL DEFAULT 0",
+        "estimated_energy_wh": "DOUBLE PRECISION NOT NULL DEFAULT 0",
+        "estimated_export_wh": "DOUBLE PRECISION NOT NULL DEFAULT 0",
+    },
     "meters": {"site": "TEXT NOT NULL DEFAULT ''"},
 }
+# Columns an older table's rows are given when they are added: its import and net are its
+# measured energy (every window so far an import). The one update rewrites the table's
+# rows once, at the upgrade (docs/deployment.md).
+FILLED_ON_ADD = {"import_energy_wh": "total_energy_wh", "net_energy_wh": "total_energy_wh"}
 
 Layout = Literal["partitions", "hypertable"]
 
@@ -97,6 +121,9 @@ CREATE TABLE IF NOT EXISTS {hourly} (
     q1_wh DOUBLE PRECISION NOT NULL,
     q2_wh DOUBLE PRECISION NOT NULL,
     q3_wh DOUBLE PRECISION NOT NULL,
+    export_wh DOUBLE PRECISION NOT NULL DEFAULT 0,
+    estimated_wh DOUBLE PRECISION NOT NULL DEFAULT 0,
+    estimated_export_wh DOUBLE PRECISION NOT NULL DEFAULT 0,
     PRIMARY KEY (hour_start, meter_id)
 );
 CREATE INDEX IF NOT EXISTS rollup_hourly_by_meter ON {hourly} (meter_id, hour_start);
@@ -114,6 +141,9 @@ CREATE TABLE IF NOT EXISTS {daily} (
     peak30_start TIMESTAMPTZ,
     peak60_wh DOUBLE PRECISION,
     peak60_start TIMESTAMPTZ,
+    export_wh DOUBLE PRECISION NOT NULL DEFAULT 0,
+    estimated_wh DOUBLE PRECISION NOT NULL DEFAULT 0,
+    estimated_export_wh DOUBLE PRECISION NOT NULL DEFAULT 0,
     PRIMARY KEY (day, meter_id)
 );
 CREATE INDEX IF NOT EXISTS rollup_daily_by_meter ON {daily} (meter_id, day);
@@ -123,7 +153,10 @@ CREATE TABLE IF NOT EXISTS {campus} (
     covered_s DOUBLE PRECISION NOT NULL,
     readings INTEGER NOT NULL,
     windows INTEGER NOT NULL,
-    last_window TIMESTAMPTZ NOT NULL
+    last_window TIMESTAMPTZ NOT NULL,
+    export_wh DOUBLE PRECISION NOT NULL DEFAULT 0,
+    estimated_wh DOUBLE PRECISION NOT NULL DEFAULT 0,
+    estimated_export_wh DOUBLE PRECISION NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS {meters} (
     meter_id TEXT PRIMARY KEY,
@@ -150,7 +183,7 @@ SELECT DISTINCT ON (meter_id) meter_id, building, floor, window_start, avg_power
        updated_at, site
 FROM {windows} ORDER BY meter_id, window_start DESC;
 INSERT INTO {hourly} (hour_start, meter_id, energy_wh, covered_s, readings, windows,
-                      q0_wh, q1_wh, q2_wh, q3_wh)
+                      q0_wh, q1_wh, q2_wh, q3_wh, export_wh, estimated_wh, estimated_export_wh)
 SELECT window_start - into_hour, meter_id, sum(total_energy_wh),
        sum((accumulator->>'covered_s')::float8), sum(readings_in_batch), count(*),
        coalesce(sum(total_energy_wh) FILTER (WHERE into_hour < interval '15 minutes'), 0),
@@ -158,15 +191,18 @@ SELECT window_start - into_hour, meter_id, sum(total_energy_wh),
                                              AND into_hour < interval '30 minutes'), 0),
        coalesce(sum(total_energy_wh) FILTER (WHERE into_hour >= interval '30 minutes'
                                              AND into_hour < interval '45 minutes'), 0),
-       coalesce(sum(total_energy_wh) FILTER (WHERE into_hour >= interval '45 minutes'), 0)
+       coalesce(sum(total_energy_wh) FILTER (WHERE into_hour >= interval '45 minutes'), 0),
+       sum(export_energy_wh), sum(estimated_energy_wh), sum(estimated_export_wh)
 FROM {windows},
      LATERAL (SELECT (window_start AT TIME ZONE %(zone)s)
                      - date_trunc('hour', window_start AT TIME ZONE %(zone)s) AS into_hour) h
 GROUP BY 1, 2;
-INSERT INTO {daily} (day, meter_id, energy_wh, covered_s, readings, windows, last_window)
+INSERT INTO {daily} (day, meter_id, energy_wh, covered_s, readings, windows, last_window,
+                     export_wh, estimated_wh, estimated_export_wh)
 SELECT (window_start AT TIME ZONE %(zone)s)::date, meter_id, sum(total_energy_wh),
        sum((accumulator->>'covered_s')::float8), sum(readings_in_batch), count(*),
-       max(window_start)
+       max(window_start), sum(export_energy_wh), sum(estimated_energy_wh),
+       sum(estimated_export_wh)
 FROM {windows} GROUP BY 1, 2;
 UPDATE {daily} d SET peak15_wh = p15.e, peak15_start = p15.s, peak30_wh = p30.e,
        peak30_start = p30.s, peak60_wh = p60.e, peak60_start = p60.s
@@ -188,12 +224,16 @@ FROM (SELECT DISTINCT ON (day, meter_id) day, meter_id, e, s
       ORDER BY day, meter_id, e DESC, s) p60
 WHERE p15.day = d.day AND p15.meter_id = d.meter_id AND p30.day = d.day
   AND p30.meter_id = d.meter_id AND p60.day = d.day AND p60.meter_id = d.meter_id;
-INSERT INTO {campus} (day, energy_wh, covered_s, readings, windows, last_window)
-SELECT day, sum(energy_wh), sum(covered_s), sum(readings), sum(windows), max(last_window)
+INSERT INTO {campus} (day, energy_wh, covered_s, readings, windows, last_window, export_wh,
+                      estimated_wh, estimated_export_wh)
+SELECT day, sum(energy_wh), sum(covered_s), sum(readings), sum(windows), max(last_window),
+       sum(export_wh), sum(estimated_wh), sum(estimated_export_wh)
 FROM {daily} GROUP BY day
 """
 
-ROLLUP_LAYOUT = 5  # bump when the rollup tables change: existing schemas drop and rebuild them
+# bump when the rollup tables change: existing schemas drop and rebuild them from the windows
+# (6: export, estimated import and estimated export beside the measured import)
+ROLLUP_LAYOUT = 6
 
 
 TABLES = {
@@ -338,9 +378,16 @@ async def _partition(
     async with conn.cursor() as cur:
         await partitions.create(cur, schema, [m for (m,) in await months.fetchall()])
     have = await _columns(conn, schema, old_name)
-    shared = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS if c in have)
+    # what the old table lacks and is filled on an upgrade (FILLED_ON_ADD): computed here
+    copied = [c for c in COLUMNS if c in have or c in FILLED_ON_ADD]
+    values = [sql.Identifier(c) if c in have else sql.SQL(FILLED_ON_ADD[c]) for c in copied]
     await conn.execute(
-        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(table, shared, shared, old)
+        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+            table,
+            sql.SQL(", ").join(sql.Identifier(c) for c in copied),
+            sql.SQL(", ").join(values),
+            old,
+        )
     )
     await conn.execute(sql.SQL("DROP TABLE {}").format(old))
 
@@ -362,10 +409,21 @@ async def _add_columns(
     have = await _columns(conn, schema, table)
     if not have:
         return  # no such table (yet)
-    for name, kind in columns.items():
-        if name not in have:
-            await conn.execute(
-                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
-                    sql.Identifier(schema, table), sql.Identifier(name), sql.SQL(kind)
-                )
+    added = [name for name in columns if name not in have]
+    for name in added:
+        await conn.execute(
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                sql.Identifier(schema, table), sql.Identifier(name), sql.SQL(columns[name])
             )
+        )
+    filled = [name for name in added if name in FILLED_ON_ADD]
+    if filled:
+        await conn.execute(
+            sql.SQL("UPDATE {} SET {}").format(
+                sql.Identifier(schema, table),
+                sql.SQL(", ").join(
+                    sql.SQL("{} = {}").format(sql.Identifier(n), sql.SQL(FILLED_ON_ADD[n]))
+                    for n in filled
+                ),
+            )
+        )

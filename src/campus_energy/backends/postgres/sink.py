@@ -37,7 +37,7 @@ from campus_energy.backends.postgres.schema import COLUMNS, Layout, create_schem
 from campus_energy.config import PostgresSinkConfig
 from campus_energy.core.days import day_span, local_date, local_day, midnight_ms
 from campus_energy.core.peaks import DayPeaks, day_peaks, peak_values, peaks_from, raised
-from campus_energy.core.rollups import RollupChange, change, recount
+from campus_energy.core.rollups import RollupChange, Sums, change, recount
 from campus_energy.core.timestamps import datetime_ms, utc_datetime
 from campus_energy.core.windows import Accumulator, WindowDelta, WindowDoc, window_document
 from campus_energy.errors import SinkError
@@ -66,8 +66,13 @@ DATA_VERSION_SQL = (  # a counter: readers use it to tell whether anything chang
 ADD_TO_ROLLUP = (
     "energy_wh = r.energy_wh + excluded.energy_wh, "
     "covered_s = r.covered_s + excluded.covered_s, "
-    "readings = r.readings + excluded.readings, windows = r.windows + excluded.windows"
+    "readings = r.readings + excluded.readings, windows = r.windows + excluded.windows, "
+    "export_wh = r.export_wh + excluded.export_wh, "
+    "estimated_wh = r.estimated_wh + excluded.estimated_wh, "
+    "estimated_export_wh = r.estimated_export_wh + excluded.estimated_export_wh"
 )
+# Beyond the measured import: the measured export and the estimates (see schema)
+DIRECTED_COLUMNS = "export_wh, estimated_wh, estimated_export_wh"
 # An hour's row also adds the change to the quarter hour its window lies in (0 to the others).
 ADD_TO_QUARTERS = (
     "q0_wh = r.q0_wh + excluded.q0_wh, q1_wh = r.q1_wh + excluded.q1_wh, "
@@ -76,7 +81,7 @@ ADD_TO_QUARTERS = (
 PEAK_COLUMNS = "peak15_wh, peak15_start, peak30_wh, peak30_start, peak60_wh, peak60_start"
 HOURLY_INSERT = (
     "INSERT INTO {} AS r (hour_start, meter_id, energy_wh, covered_s, readings, windows, "
-    "q0_wh, q1_wh, q2_wh, q3_wh) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    f"q0_wh, q1_wh, q2_wh, q3_wh, {DIRECTED_COLUMNS}) VALUES ({', '.join(['%s'] * 13)})"
 )
 
 
@@ -379,8 +384,10 @@ class PostgresSink:
             await cur.execute(
                 sql.SQL(
                     "INSERT INTO {} (day, energy_wh, covered_s, readings, windows, "
-                    "last_window) SELECT day, sum(energy_wh), sum(covered_s), sum(readings), "
-                    "sum(windows), max(last_window) FROM {} WHERE day = %s GROUP BY day"
+                    f"last_window, {DIRECTED_COLUMNS}) SELECT day, sum(energy_wh), "
+                    "sum(covered_s), sum(readings), sum(windows), max(last_window), "
+                    "sum(export_wh), sum(estimated_wh), sum(estimated_export_wh) FROM {} "
+                    "WHERE day = %s GROUP BY day"
                 ).format(self.names["campus"], self.names["daily"]),
                 (date.fromisoformat(day),),
             )
@@ -451,6 +458,7 @@ class PostgresSink:
                     s.readings,
                     s.windows,
                     *s.quarters_wh,
+                    *_directed(s),
                 )
                 for hour, s in sorted(hourly.items())
             ],
@@ -463,7 +471,8 @@ class PostgresSink:
             await cur.execute(
                 sql.SQL(
                     "INSERT INTO {} (day, meter_id, energy_wh, covered_s, readings, windows, "
-                    f"last_window, {PEAK_COLUMNS}) VALUES ({', '.join(['%s'] * 13)})"
+                    f"last_window, {PEAK_COLUMNS}, {DIRECTED_COLUMNS}) "
+                    f"VALUES ({', '.join(['%s'] * 16)})"
                 ).format(self.names["daily"]),
                 (
                     date.fromisoformat(day),
@@ -474,6 +483,7 @@ class PostgresSink:
                     daily.windows,
                     utc_datetime(daily.last_window_ms),
                     *_peak_values(peaks),
+                    *_directed(daily),
                 ),
             )
 
@@ -580,6 +590,7 @@ class PostgresSink:
                     c.readings,
                     c.windows,
                     *c.quarters_wh(),
+                    *_directed(c),
                 )
                 for c in changes
             ],
@@ -587,7 +598,7 @@ class PostgresSink:
         await cur.executemany(
             sql.SQL(
                 "INSERT INTO {} AS r (day, meter_id, energy_wh, covered_s, readings, windows, "
-                "last_window) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                f"last_window, {DIRECTED_COLUMNS}) VALUES ({', '.join(['%s'] * 10)}) "
                 "ON CONFLICT (day, meter_id) DO UPDATE SET "
                 + ADD_TO_ROLLUP
                 + ", last_window = greatest(r.last_window, excluded.last_window)"
@@ -601,6 +612,7 @@ class PostgresSink:
                     c.readings,
                     c.windows,
                     utc_datetime(c.window_start_ms),
+                    *_directed(c),
                 )
                 for c in changes
             ],
@@ -608,8 +620,9 @@ class PostgresSink:
         await self._raise_peaks(cur, changes)
         await cur.executemany(
             sql.SQL(
-                "INSERT INTO {} AS r (day, energy_wh, covered_s, readings, windows, last_window) "
-                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (day) DO UPDATE SET "
+                "INSERT INTO {} AS r (day, energy_wh, covered_s, readings, windows, last_window, "
+                f"{DIRECTED_COLUMNS}) VALUES ({', '.join(['%s'] * 9)}) "
+                "ON CONFLICT (day) DO UPDATE SET "
                 + ADD_TO_ROLLUP
                 + ", last_window = greatest(r.last_window, excluded.last_window)"
             ).format(self.names["campus"]),
@@ -621,6 +634,7 @@ class PostgresSink:
                     c.readings,
                     c.windows,
                     utc_datetime(c.window_start_ms),
+                    *_directed(c),
                 )
                 for c in sorted(changes, key=lambda c: c.day)
             ],
@@ -703,6 +717,11 @@ class PostgresSink:
 
     async def close(self) -> None:
         await self._drop()
+
+
+def _directed(s: RollupChange | Sums) -> tuple[float, float, float]:
+    """The sums beyond the measured import, in DIRECTED_COLUMNS' order."""
+    return s.export_wh, s.estimated_wh, s.estimated_export_wh
 
 
 def _peaks_of(values: Sequence[Any]) -> DayPeaks:

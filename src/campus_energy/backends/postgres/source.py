@@ -20,33 +20,56 @@ from campus_energy.core.peaks import INTERVALS, Quarters, daily_scope, day_range
 from campus_energy.core.timestamps import datetime_ms, utc_datetime
 from campus_energy.errors import SourceError
 
-GRAIN_SQL = {
-    # windows summed per meter per 5-minute step here, so short windows send no more rows
-    "window": (
-        "SELECT meter_id, date_bin('5 minutes', window_start, TIMESTAMPTZ '2000-01-01Z') AS step, "
-        "sum(total_energy_wh), sum(coalesce((accumulator->>'covered_s')::float8, 0)), "
-        "sum(readings_in_batch) "
-        "FROM {windows} WHERE window_start >= %s AND window_start < %s"
-    ),
-    "hour": (
-        "SELECT meter_id, hour_start, energy_wh, covered_s, readings FROM {hourly} "
-        "WHERE hour_start >= %s AND hour_start < %s"
-    ),
-    "day": (
-        "SELECT meter_id, day, energy_wh, covered_s, readings FROM {daily} "
-        "WHERE day >= %s AND day < %s"
-    ),
+# The sums beyond the measured import (export, estimated import, estimated export): their
+# columns, or zeros in a store no bridge has opened since they came (no column yet).
+DIRECTED = {
+    True: ("export_wh", "estimated_wh", "estimated_export_wh"),
+    False: ("0", "0", "0"),
 }
+WINDOW_DIRECTED = {
+    True: ("export_energy_wh", "estimated_energy_wh", "estimated_export_wh"),
+    False: ("0", "0", "0"),
+}
+
+
+def _grain_sql(directed: bool) -> dict[str, str]:
+    """Per grain: meter, key, import, covered seconds, readings, export, the two estimates."""
+    rolled = ", ".join(DIRECTED[directed])
+    windowed = ", ".join(f"sum({column})" for column in WINDOW_DIRECTED[directed])
+    return {
+        # windows summed per meter per 5-minute step here, so short windows send no more rows
+        "window": (
+            "SELECT meter_id, date_bin('5 minutes', window_start, TIMESTAMPTZ '2000-01-01Z') "
+            "AS step, sum(total_energy_wh), "
+            "sum(coalesce((accumulator->>'covered_s')::float8, 0)), sum(readings_in_batch), "
+            f"{windowed} FROM {{windows}} WHERE window_start >= %s AND window_start < %s"
+        ),
+        "hour": (
+            f"SELECT meter_id, hour_start, energy_wh, covered_s, readings, {rolled} "
+            "FROM {hourly} WHERE hour_start >= %s AND hour_start < %s"
+        ),
+        "day": (
+            f"SELECT meter_id, day, energy_wh, covered_s, readings, {rolled} FROM {{daily}} "
+            "WHERE day >= %s AND day < %s"
+        ),
+    }
+
+
+GRAIN_SQL = {directed: _grain_sql(directed) for directed in (True, False)}
 # A scope's hours: its members (the arrays, unnested) joined to their hours' rows; the
 # planner reads a few meters' hours through rollup_hourly_by_meter and many by hour.
-SCOPE_HOURS_SQL = (
-    "SELECT r.hour_start, sum(t.w * r.q0_wh), sum(t.w * r.q1_wh), sum(t.w * r.q2_wh), "
-    "sum(t.w * r.q3_wh), min(r.covered_s), count(*) "
-    "FROM unnest(%s::text[], %s::float8[]) AS t(meter_id, w) "
-    "JOIN {hourly} r ON r.meter_id = t.meter_id "
-    "WHERE r.hour_start >= %s AND r.hour_start < %s "
-    "GROUP BY r.hour_start ORDER BY r.hour_start"
-)
+SCOPE_HOURS_SQL = {
+    directed: (
+        "SELECT r.hour_start, sum(t.w * r.q0_wh), sum(t.w * r.q1_wh), sum(t.w * r.q2_wh), "
+        "sum(t.w * r.q3_wh), min(r.covered_s), count(*), "
+        f"{'sum(t.w * r.estimated_wh)' if directed else '0'} "
+        "FROM unnest(%s::text[], %s::float8[]) AS t(meter_id, w) "
+        "JOIN {hourly} r ON r.meter_id = t.meter_id "
+        "WHERE r.hour_start >= %s AND r.hour_start < %s "
+        "GROUP BY r.hour_start ORDER BY r.hour_start"
+    )
+    for directed in (True, False)
+}
 # Each range's peak in one statement: the scope's hours from the first bound to the last
 # with at least the members asked for (read as scope_hours reads them), each reduced to its
 # highest interval (the earliest of equals) and put in its range (width_bucket: how many
@@ -116,6 +139,7 @@ class PostgresSource:
         self.names = table_names(config.schema_name)
         self._local = threading.local()
         self._sited = False  # the latest windows' table has its site column (once seen, always)
+        self._directed = False  # the rollups have their export and estimate columns (the same)
 
     def _query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
@@ -157,31 +181,46 @@ class PostgresSource:
             )
         ]
 
+    def directed(self) -> bool:
+        """The rollups have their export and estimate columns: a store a bridge has opened
+        since they came (rollups and windows gain them in one transaction)."""
+        if not self._directed:
+            self._directed = bool(
+                self._query(
+                    "SELECT 1 FROM information_schema.columns WHERE table_schema = %s "
+                    "AND table_name = %s AND column_name = 'export_wh'",
+                    (self.config.schema_name, TABLES["daily"]),
+                )
+            )
+        return self._directed
+
     def total(self, first_day: str, last_day: str, meters: Collection[str] | None) -> Total:
+        sums = ", ".join(f"coalesce(sum({c}), 0)" for c in DIRECTED[self.directed()])
         if meters is None:  # the campus: one rollup row per day, however many meters
             first, last = date.fromisoformat(first_day), date.fromisoformat(last_day)
             rows = self._query(
                 "SELECT coalesce(sum(energy_wh), 0), coalesce(sum(readings), 0), "
                 "max(last_window), (SELECT count(*) FROM {meters} m WHERE EXISTS "
                 "(SELECT 1 FROM {daily} d WHERE d.meter_id = m.meter_id "
-                "AND d.day >= %s AND d.day <= %s)) FROM {campus} WHERE day >= %s AND day <= %s",
+                f"AND d.day >= %s AND d.day <= %s)), {sums} FROM {{campus}} "
+                "WHERE day >= %s AND day <= %s",
                 [first, last, first, last],
             )
             if not rows:
                 return Total(0.0, 0, 0, None)
-            energy, readings, last_window, found = rows[0]
-            return Total(float(energy), int(readings), int(found), _ms(last_window))
+            energy, readings, last_window, found, *directed = rows[0]
+            return _total(energy, readings, found, _ms(last_window), directed)
         where, params = _meter_filter(meters)
         rows = self._query(
             "SELECT coalesce(sum(energy_wh), 0), coalesce(sum(readings), 0), "
-            "count(DISTINCT meter_id), max(last_window) FROM {daily} "
+            f"count(DISTINCT meter_id), max(last_window), {sums} FROM {{daily}} "
             f"WHERE day >= %s AND day <= %s {where}",
             [date.fromisoformat(first_day), date.fromisoformat(last_day), *params],
         )
         if not rows:
             return Total(0.0, 0, 0, None)
-        energy, readings, found, last = rows[0]
-        return Total(float(energy), int(readings), int(found), _ms(last))
+        energy, readings, found, last, *directed = rows[0]
+        return _total(energy, readings, found, _ms(last), directed)
 
     def buckets(
         self, grain: Grain, start: int | str, end: int | str, meters: Collection[str] | None
@@ -192,11 +231,23 @@ class PostgresSource:
         else:
             bounds = [utc_datetime(int(start)), utc_datetime(int(end))]
         group = " GROUP BY meter_id, step" if grain == "window" else ""
-        rows = self._query(f"{GRAIN_SQL[grain]} {where}{group}", [*bounds, *params])
+        sql_of = GRAIN_SQL[self.directed()][grain]
+        rows = self._query(f"{sql_of} {where}{group}", [*bounds, *params])
         found = []
-        for meter_id, key, energy, covered, readings in rows:
+        for meter_id, key, energy, covered, readings, exported, guessed, guessed_export in rows:
             k: int | str = key.isoformat() if grain == "day" else datetime_ms(key)
-            found.append(Bucket(meter_id, k, float(energy), float(covered or 0.0), int(readings)))
+            found.append(
+                Bucket(
+                    meter_id,
+                    k,
+                    float(energy),
+                    float(covered or 0.0),
+                    int(readings),
+                    float(exported),
+                    float(guessed),
+                    float(guessed_export),
+                )
+            )
         return found
 
     def scope_hours(
@@ -206,7 +257,7 @@ class PostgresSource:
             return []
         meters = list(terms)
         rows = self._query(
-            SCOPE_HOURS_SQL,
+            SCOPE_HOURS_SQL[self.directed()],
             [
                 meters,
                 [float(terms[m]) for m in meters],
@@ -216,9 +267,13 @@ class PostgresSource:
         )
         return [
             ScopeHour(
-                datetime_ms(hour), (float(q0), float(q1), float(q2), float(q3)), float(c), int(n)
+                datetime_ms(hour),
+                (float(q0), float(q1), float(q2), float(q3)),
+                float(c),
+                int(n),
+                float(g),
             )
-            for hour, q0, q1, q2, q3, c, n in rows
+            for hour, q0, q1, q2, q3, c, n, g in rows
         ]
 
     def scope_peaks(
@@ -275,6 +330,21 @@ class PostgresSource:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _total(
+    energy: float, readings: int, found: int, last: int | None, directed: Sequence[float]
+) -> Total:
+    exported, guessed, guessed_export = (float(value) for value in directed)
+    return Total(
+        float(energy),
+        int(readings),
+        int(found),
+        last,
+        export_wh=exported,
+        estimated_wh=guessed,
+        estimated_export_wh=guessed_export,
+    )
 
 
 def _meter_filter(meters: Collection[str] | None) -> tuple[str, list[Any]]:
