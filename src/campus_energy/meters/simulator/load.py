@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from campus_energy.meters.simulator.calendar import (
@@ -62,12 +63,18 @@ def _mix(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def unit_random(seed: int, *keys: int) -> float:
-    """A uniform number in [0, 1) that depends only on `seed` and `keys`, in order."""
+def hash64(seed: int, *keys: int) -> int:
+    """64 bits that depend only on `seed` and `keys`, in order: `hash64(hash64(s, a), b)` is
+    `hash64(s, a, b)` less the first scramble, so a caller can keep a prefix and extend it."""
     x = _mix(seed & _MASK)
     for key in keys:
         x = _mix(x ^ (key & _MASK))
-    return (x >> 11) / float(1 << 53)
+    return x
+
+
+def unit_random(seed: int, *keys: int) -> float:
+    """A uniform number in [0, 1) that depends only on `seed` and `keys`, in order."""
+    return (hash64(seed, *keys) >> 11) / float(1 << 53)
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,11 @@ class CampusLoad:
     @property
     def span_w(self) -> float:
         return max(self.peak_w - self.base_w, 0.0)
+
+    @property
+    def rated_w(self) -> float:
+        """The largest power it draws: what the power factor is measured against."""
+        return self.peak_w
 
     @property
     def hvac_duty(self) -> float:
@@ -273,15 +285,31 @@ class CampusLoad:
 PHASE_SHARES = (0.36, 0.33, 0.31)
 
 
-def electrical_values(load: CampusLoad, t: float, phases: int) -> dict[str, float]:
+class Load(Protocol):
+    """What a meter measures: `CampusLoad`, or `solar.SolarBuilding` (power negative while
+    it exports)."""
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def rated_w(self) -> float: ...
+
+    def power_w(self, t: float) -> float: ...
+
+
+def electrical_values(load: Load, t: float, phases: int) -> dict[str, float]:
     """What a meter displays at `t`, by standard field name.
 
     Voltage, current, power factor, frequency and the per-phase values are
-    consistent with the power.
+    consistent with the power: current and power factor with its magnitude
+    (a meter exporting 5 kW carries the current of one importing 5 kW), the
+    per-phase powers with its sign.
     """
     power = load.power_w(t)
+    magnitude = abs(power)
     second = int(t)
-    fraction = power / load.peak_w if load.peak_w > 0 else 0.0
+    fraction = magnitude / load.rated_w if load.rated_w > 0 else 0.0
     pf = min(0.99, 0.82 + 0.15 * fraction + 0.01 * unit_random(load.seed, 11, second))
     frequency = 50.0 + 0.06 * (unit_random(load.seed, 12, second) - 0.5)
     daily = math.sin(2 * math.pi * (t % 86400) / 86400)
@@ -290,7 +318,7 @@ def electrical_values(load: CampusLoad, t: float, phases: int) -> dict[str, floa
         voltage = 230.0 + 3.0 * daily + 2.0 * (unit_random(load.seed, 13, second) - 0.5)
         values |= {
             "voltage_v": voltage,
-            "current_a": power / (voltage * pf),
+            "current_a": magnitude / (voltage * pf),
             "power_factor": pf,
         }
         return values
@@ -300,7 +328,7 @@ def electrical_values(load: CampusLoad, t: float, phases: int) -> dict[str, floa
     for n, share in enumerate(PHASE_SHARES, start=1):
         voltage = 230.0 + 3.0 * daily + 2.0 * (unit_random(load.seed, 13 + n, second) - 0.5)
         phase_pf = min(0.99, pf + 0.01 * (n - 2))
-        current = power * share / (voltage * phase_pf)
+        current = magnitude * share / (voltage * phase_pf)
         volts.append(voltage)
         currents.append(current)
         apparent += voltage * current
@@ -313,6 +341,6 @@ def electrical_values(load: CampusLoad, t: float, phases: int) -> dict[str, floa
     values |= {
         "voltage_v": sum(volts) / 3,
         "current_a": sum(currents),
-        "power_factor": power / apparent if apparent > 0 else 1.0,
+        "power_factor": magnitude / apparent if apparent > 0 else 1.0,
     }
     return values

@@ -6,9 +6,9 @@ Every register pair is a float32 field holding one named quantity; the names are
 the standard field names (`voltage_v`, `power_w`, `import_energy_wh`, ...)
 where a profile has them, and further names for the rest of the datasheet's
 map. `derived_values` computes the quantities the load does not give directly
-(apparent and reactive power, phase angles, export, totals, per-phase
-energies), consistent with the power, the power factor and the import
-register. Pure: no clock, no I/O.
+(apparent and reactive power, phase angles, totals, per-phase energies),
+consistent with the power, the power factor and the import and export
+registers. Pure: no clock, no I/O.
 """
 
 from __future__ import annotations
@@ -162,19 +162,21 @@ def _line_to_line(a: float, b: float) -> float:
 
 def derived_values(values: Mapping[str, float], phases: int) -> dict[str, float]:
     """The quantities of the datasheet's map that `values` (the load's voltage, current,
-    power, power factor and frequency, and the import register) does not hold.
+    power, power factor and frequency, and the import and export registers) does not hold.
 
-    A consuming load exports nothing: export is 0, total = import + export;
-    apparent power is V × I, reactive power what P and PF leave over; reactive
-    energy follows the import register at `REACTIVE_PER_ACTIVE`.
+    Total = import + export (an export register absent from `values` is 0: a
+    consuming load); apparent power is V × I, reactive power what P and PF
+    leave over; reactive energy follows each direction's active register at
+    `REACTIVE_PER_ACTIVE`; per-phase energies are each phase's share of the power.
     """
     imported = values["import_energy_wh"]
+    exported = values.get("export_energy_wh", 0.0)
     derived: dict[str, float] = {
-        "export_energy_wh": 0.0,
-        "total_energy_wh": imported,
+        "export_energy_wh": exported,
+        "total_energy_wh": imported + exported,
         "import_reactive_energy_varh": imported * REACTIVE_PER_ACTIVE,
-        "export_reactive_energy_varh": 0.0,
-        "total_reactive_energy_varh": imported * REACTIVE_PER_ACTIVE,
+        "export_reactive_energy_varh": exported * REACTIVE_PER_ACTIVE,
+        "total_reactive_energy_varh": (imported + exported) * REACTIVE_PER_ACTIVE,
         "phase_angle_deg": _angle_deg(values["power_factor"]),
     }
     if phases == 1:
@@ -198,8 +200,8 @@ def derived_values(values: Mapping[str, float], phases: int) -> dict[str, float]
             f"reactive_power_l{n}_var": _reactive(apparent, values[f"power_l{n}_w"]),
             f"phase_angle_l{n}_deg": lag,
             f"import_energy_l{n}_wh": imported * share,
-            f"export_energy_l{n}_wh": 0.0,
-            f"total_energy_l{n}_wh": imported * share,
+            f"export_energy_l{n}_wh": exported * share,
+            f"total_energy_l{n}_wh": (imported + exported) * share,
         }
     line = [_line_to_line(volts[i], volts[(i + 1) % 3]) for i in range(3)]
     return derived | {
