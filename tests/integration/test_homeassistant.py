@@ -17,7 +17,7 @@ from tests.support.waiting import eventually
 from campus_energy import __version__
 from campus_energy.config import Config
 from campus_energy.core.readings import Reading
-from campus_energy.logger.homeassistant import INTEGRATED_ENERGY, SENSORS
+from campus_energy.logger.homeassistant import EXPORTED_ENERGY, INTEGRATED_ENERGY, SENSORS
 from campus_energy.logger.publisher import Publisher, StatusBoard
 from campus_energy.logger.service import MeterLogger
 from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore
@@ -138,7 +138,7 @@ async def test_home_assistant_discovers_every_meter_the_running_logger_publishes
     assert len(unique_ids) == len(set(unique_ids))
     for meter in config.meters:
         read = {f.name for f in config.profile_of(meter).fields}
-        assert by_meter[meter.id] == (read & set(SENSORS)) | {INTEGRATED_ENERGY}
+        assert by_meter[meter.id] == (read & set(SENSORS)) | {INTEGRATED_ENERGY, EXPORTED_ENERGY}
     assert {"power_l1_w", "voltage_l2_v"} <= by_meter["lib-main"]
     energy = configs["homeassistant/sensor/campus_energy_test-logger/lib-f1_energy_total_wh/config"]
     assert (energy["device_class"], energy["state_class"], energy["unit_of_measurement"]) == (

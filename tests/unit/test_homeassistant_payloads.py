@@ -13,6 +13,7 @@ from campus_energy.config import Config, parse_config
 from campus_energy.core.readings import Reading
 from campus_energy.errors import ConfigError
 from campus_energy.logger.homeassistant import (
+    EXPORTED_ENERGY,
     INTEGRATED_ENERGY,
     SENSORS,
     discovery_configs,
@@ -50,7 +51,10 @@ def test_each_meter_offers_exactly_what_its_profile_reads_plus_the_integrated_en
     config = campus([SDM630, SDM120, LEGACY])
     for meter in config.meters:
         read = {f.name for f in config.profile_of(meter).fields}
-        assert set(meter_fields(config, meter)) == (read & set(SENSORS)) | {INTEGRATED_ENERGY}
+        assert set(meter_fields(config, meter)) == (read & set(SENSORS)) | {
+            INTEGRATED_ENERGY,
+            EXPORTED_ENERGY,
+        }
     by_id = {m.id: set(meter_fields(config, m)) for m in config.meters}
     assert {"power_l1_w", "voltage_l3_v", "current_l2_a", "power_factor_l1"} <= by_id["lib-main"]
     assert by_id["admin-old"] == {
@@ -60,6 +64,7 @@ def test_each_meter_offers_exactly_what_its_profile_reads_plus_the_integrated_en
         "power_factor",
         "frequency_hz",
         "energy_total_wh",
+        "energy_export_total_wh",
     }
 
 

@@ -5,8 +5,10 @@ them, retained, each time it connects (`mqtt.homeassistant_discovery = true`).
 
 - Each meter is a device (`campus_energy_meter_<meter_id>`) with one sensor per
   value its profile provides (table `SENSORS`), plus the cumulative integrated
-  energy `energy_total_wh`. Every sensor reads the meter's reading topic with a
-  `value_template` on the JSON payload; a null value becomes HA's "unknown".
+  energy in both directions: imported (`energy_total_wh`) and exported
+  (`energy_export_total_wh`; every meter has it, one that never exports shows
+  0). Every sensor reads the meter's reading topic with a `value_template` on
+  the JSON payload; a null value becomes HA's "unknown".
 - The logger is a device (`campus_energy_logger_<logger_id>`) with one
   connectivity binary sensor on its status topic (online, or offline by its
   last will); the meters name it as `via_device`.
@@ -33,6 +35,8 @@ from campus_energy.core.topics import logger_status_topic, meter_status_topic, r
 
 ORIGIN_NAME = "campus-energy"
 INTEGRATED_ENERGY = "energy_total_wh"
+EXPORTED_ENERGY = "energy_export_total_wh"
+INTEGRATED = frozenset({INTEGRATED_ENERGY, EXPORTED_ENERGY})  # every meter's, whatever its profile
 EXPIRE_INTERVALS = 10
 EXPIRE_MIN_S = 60
 MEASUREMENT = "measurement"
@@ -73,16 +77,18 @@ def _sensor_table() -> dict[str, SensorKind]:
         for phase in (1, 2, 3):
             table[f"{stem}_l{phase}{suffix}"] = replace(base, name=f"{base.name} L{phase}")
     table[INTEGRATED_ENERGY] = SensorKind("Energy", "energy", "Wh", TOTAL_INCREASING, 0)
-    # The meter's own register, kept for comparison: off unless the user enables it.
-    table["import_energy_wh"] = SensorKind(
-        "Import energy (meter register)",
-        "energy",
-        "Wh",
-        TOTAL_INCREASING,
-        0,
-        enabled=False,
-        diagnostic=True,
-    )
+    table[EXPORTED_ENERGY] = SensorKind("Export energy", "energy", "Wh", TOTAL_INCREASING, 0)
+    # The meter's own registers, kept for comparison: off unless the user enables them.
+    for field, name in (("import_energy_wh", "Import"), ("export_energy_wh", "Export")):
+        table[field] = SensorKind(
+            f"{name} energy (meter register)",
+            "energy",
+            "Wh",
+            TOTAL_INCREASING,
+            0,
+            enabled=False,
+            diagnostic=True,
+        )
     return table
 
 
@@ -119,8 +125,9 @@ def logger_topic(config: Config) -> str:
 
 
 def meter_fields(config: Config, meter: MeterConfig) -> list[str]:
-    """The discoverable fields of a meter: what its profile reads, and the integrated energy."""
-    provided = {f.name for f in config.profile_of(meter).fields} | {INTEGRATED_ENERGY}
+    """The discoverable fields of a meter: what its profile reads, and the integrated energy
+    in both directions."""
+    provided = {f.name for f in config.profile_of(meter).fields} | INTEGRATED
     return [name for name in SENSORS if name in provided]
 
 

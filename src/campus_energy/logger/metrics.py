@@ -5,8 +5,8 @@ Most are read from the logger's own state when Prometheus scrapes
 reading of each meter, the publisher's connection and the store's outbox.
 The few that must be measured when something happens — a poll's outcome and
 duration, how late a cycle started after its grid slot, why a reading was
-refused — are recorded by `LoggerMetrics`, which the logger calls at those
-places.
+refused, a meter event of a register, the energy estimated across gaps — are
+recorded by `LoggerMetrics`, which the logger calls at those places.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from campus_energy.core.energy import IMPLAUSIBLE_KINDS
+from campus_energy.core.witness import DIRECTIONS, EVENT_KINDS
 from campus_energy.errors import (
     ModbusConnectionError,
     ModbusError,
@@ -121,6 +122,20 @@ class LoggerMetrics:
             ["meter", "reason"],
             registry=registry,
         )
+        self.meter_events = Counter(
+            PREFIX + "meter_events",
+            "Meter events detected in a meter's energy register, by kind (replaced, reset, "
+            "rollover, jump)",
+            ["meter", "kind"],
+            registry=registry,
+        )
+        self.estimated_wh = Counter(
+            PREFIX + "estimated_energy_wh",
+            "Energy the meter's own registers counted across gaps, stored as estimated energy "
+            "(apart from the measured energy), by direction (import, export)",
+            ["meter", "direction"],
+            registry=registry,
+        )
         for meter in logger.config.meters:  # every series exists from the start, at 0
             for outcome in ("ok", "failed"):
                 self.polls.labels(meter.id, outcome)
@@ -128,6 +143,10 @@ class LoggerMetrics:
                 self.failures.labels(meter.id, kind)
             for reason in IMPLAUSIBLE_KINDS:
                 self.rejected.labels(meter.id, reason)
+            for kind in EVENT_KINDS:
+                self.meter_events.labels(meter.id, kind)
+            for direction in DIRECTIONS:
+                self.estimated_wh.labels(meter.id, direction)
             self.poll_seconds.labels(meter.bus)
             self.lateness.labels(meter.bus)
         registry.register(LoggerCollector(logger, self.exporter))
@@ -162,6 +181,15 @@ class LoggerMetrics:
     def refused(self, meter_id: str, kind: str) -> None:
         """A reading of `meter_id` was refused as implausible, of this kind."""
         self.rejected.labels(meter_id, kind).inc()
+
+    def meter_event(self, meter_id: str, kind: str) -> None:
+        """A meter event of this kind was detected in a register of `meter_id` (and stored)."""
+        self.meter_events.labels(meter_id, kind).inc()
+
+    def estimated(self, meter_id: str, import_wh: float, export_wh: float) -> None:
+        """A stored reading of `meter_id` carries this much estimated energy."""
+        self.estimated_wh.labels(meter_id, "import").inc(max(import_wh, 0.0))
+        self.estimated_wh.labels(meter_id, "export").inc(max(export_wh, 0.0))
 
 
 _families = Families(PREFIX)

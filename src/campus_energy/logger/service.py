@@ -12,6 +12,17 @@ written a fraction as often. Only what is committed is published, so a power
 cut loses at most the uncommitted readings (commit_interval_s plus a cycle),
 never a reading the broker has already passed on; the meters' sequences and
 totals continue from what was stored.
+
+The meter's own energy registers are a second witness (`core.witness`): when
+an interval is left unintegrated (a gap: lost polls, a restart) and the
+registers read on both sides of it moved plausibly, what they counted is put
+on the reading as estimated energy (`meters.estimate_gaps`, up to
+`meters.max_estimate_gap_s`), apart from the measured energy. A register that
+goes backwards or jumps is a meter event: recorded with the cycle's readings,
+logged once at WARNING and counted. A person's confirmed event (`campus-energy
+meter-event add`) with the new meter's first count sets the register's
+baseline when the logger has not read it since; they are read from the store
+at the start and every `CONFIRMED_EVERY_S`.
 """
 
 from __future__ import annotations
@@ -21,13 +32,24 @@ import contextlib
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from campus_energy.config import Config, MeterConfig
-from campus_energy.core.energy import MeterState, advance, implausibility
+from campus_energy.core.energy import UWH_PER_WH, MeterState, Step, advance, implausibility
+from campus_energy.core.meter_events import MeterEvent
+from campus_energy.core.models import Profile
 from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import RESOLUTION, quantize
-from campus_energy.core.timestamps import epoch_ms, next_grid_time
+from campus_energy.core.timestamps import epoch_ms, iso_utc, next_grid_time
+from campus_energy.core.witness import (
+    DIRECTIONS,
+    REGISTER_FIELDS,
+    RegisterRead,
+    RegisterSpec,
+    Witnesses,
+    observe,
+    rebased,
+)
 from campus_energy.errors import ModbusConnectionError, ModbusError, ModbusTimeoutError, StoreError
 from campus_energy.logger.metrics import Counters, LoggerMetrics
 from campus_energy.logger.publisher import Publisher, StatusBoard
@@ -47,6 +69,27 @@ CLOCK_STEP_WARN_S = 1.0
 HUNG_SLACK_S = 60.0  # beyond a cycle's worst case of Modbus timeouts, its bus loop is hung
 BUS_RESTART_MIN_S = 1.0  # a bus whose polling failed unexpectedly starts again after this
 BUS_RESTART_MAX_S = 60.0
+CONFIRMED_EVERY_S = 60.0  # how often the store is asked for events people confirmed
+DIRECTION_OF_REGISTER = {field: direction for direction, field in REGISTER_FIELDS.items()}
+
+
+def register_specs(profile: Profile) -> dict[str, RegisterSpec]:
+    """The layout of a profile's energy registers, by direction (none: the profile reads none)."""
+    found = {}
+    for spec in profile.fields:
+        direction = DIRECTION_OF_REGISTER.get(spec.name)
+        if direction is not None:
+            found[direction] = RegisterSpec(spec.type, spec.scale)
+    return found
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What the logger remembers of a meter between readings: its integrator's state and the
+    witnesses of its registers."""
+
+    state: MeterState
+    witnesses: Witnesses
 
 
 @dataclass
@@ -59,32 +102,42 @@ class MeterRun:
     outage: Outage
     failures_in_row: int = 0
     clock_behind: bool = False
+    witnesses: Witnesses = field(default_factory=Witnesses)
+    specs: dict[str, RegisterSpec] = field(default_factory=dict)  # direction -> register
 
     @property
     def meter(self) -> MeterConfig:
         return self.poller.meter
 
+    @property
+    def memory(self) -> Memory:
+        return Memory(self.state, self.witnesses)
+
+    def recall(self, memory: Memory) -> None:
+        self.state, self.witnesses = memory.state, memory.witnesses
+
 
 @dataclass
 class Pending:
-    """A bus's readings not yet committed, and each meter's state before the first of them."""
+    """A bus's readings not yet committed, and what each meter's run remembered before the
+    first of them."""
 
     cycle: Cycle = field(default_factory=Cycle)
-    before: dict[str, MeterState] = field(default_factory=dict)
+    before: dict[str, Memory] = field(default_factory=dict)
     since_mono_s: float | None = None  # when the oldest was taken
 
-    def marks(self) -> tuple[int, int, int, int]:
+    def marks(self) -> tuple[int, int, int, int, int]:
         c = self.cycle
-        return len(c.readings), len(c.gaps), len(c.rejects), len(c.continuity)
+        return len(c.readings), len(c.gaps), len(c.rejects), len(c.continuity), len(c.events)
 
-    def truncate(self, marks: tuple[int, int, int, int]) -> None:
+    def truncate(self, marks: tuple[int, int, int, int, int]) -> None:
         """Forget what was added since `marks`."""
         c = self.cycle
-        readings, gaps, rejects, continuity = marks
+        readings, gaps, rejects, continuity, events = marks
         del c.readings[readings:], c.gaps[gaps:], c.rejects[rejects:]
-        del c.continuity[continuity:]
+        del c.continuity[continuity:], c.events[events:]
 
-    def take(self) -> tuple[Cycle, dict[str, MeterState]]:
+    def take(self) -> tuple[Cycle, dict[str, Memory]]:
         """What is pending, leaving nothing."""
         taken = self.cycle, self.before
         self.cycle, self.before, self.since_mono_s = Cycle(), {}, None
@@ -99,6 +152,7 @@ def restored_state(restored: Restored | None, this_boot: str | None) -> MeterSta
     return MeterState(
         seq=restored.seq,
         total_uwh=restored.total_uwh,
+        export_total_uwh=restored.export_total_uwh,
         last_ts_ms=restored.ts_ms,
         last_power_w=restored.power_w,
         last_mono_s=restored.mono_ms / 1000 if same_boot and restored.mono_ms is not None else None,
@@ -151,6 +205,7 @@ class MeterLogger:
         self.notifier = notifier or Notifier()  # systemd's, when it runs us
         self.watchdog = Watchdog(self.notifier)
         self.metrics = LoggerMetrics(self)
+        self._confirmed_seen: int | None = None  # the id of the last confirmed event applied
 
     async def _prepare(self) -> dict[str, list[MeterRun]]:
         await self.store.register(
@@ -163,15 +218,52 @@ class MeterLogger:
         book = PlanBook(learned_plans_path(self.config.storage.path), writable=True)
         for poller in pollers(self.config, buses, self.config.meters, book):
             meter = poller.meter
+            found = restored.get(meter.id)
+            limit_w = self.config.power_limit_w(meter)
             run = MeterRun(
                 poller=poller,
-                state=restored_state(restored.get(meter.id), self.boot_id),
-                limit_w=self.config.power_limit_w(meter),
+                state=restored_state(found, self.boot_id),
+                limit_w=limit_w,
                 outage=Outage(f"meter {meter.id} (bus {meter.bus} unit {meter.unit})", log),
+                witnesses=found.registers if found is not None else Witnesses(),
+                # without a largest power nothing tells a plausible count from a jump
+                specs=register_specs(poller.profile) if limit_w is not None else {},
             )
             self.runs[meter.id] = run
             by_bus.setdefault(meter.bus, []).append(run)
+        await self._apply_confirmed()
         return by_bus
+
+    async def _apply_confirmed(self) -> None:
+        """Set the baselines people confirmed (a new meter's first count) that are newer than
+        what the logger last read of the register."""
+        events = await self.store.meter_events(source="confirmed", after_id=self._confirmed_seen)
+        for event in events:
+            if event.id is not None:
+                self._confirmed_seen = max(self._confirmed_seen or 0, event.id)
+            run = self.runs.get(event.meter_id)
+            direction = DIRECTION_OF_REGISTER.get(event.register)
+            if run is None or direction is None or event.new_start_wh is None:
+                continue
+            read_ms = run.witnesses.of(direction).ts_ms
+            if read_ms is not None and read_ms >= event.ts_ms:
+                continue  # read since: the register speaks for itself
+            run.witnesses = rebased(run.witnesses, direction, event.new_start_wh, event.ts_ms)
+            log.info(
+                "meter %s: %s starts again from %.1f Wh at %s, as confirmed (meter event %s)",
+                event.meter_id,
+                event.register,
+                event.new_start_wh,
+                iso_utc(event.ts_ms),
+                event.id,
+            )
+
+    async def _confirmed_loop(self, stop: asyncio.Event) -> None:
+        while not await sleep_or_stop(CONFIRMED_EVERY_S, stop):
+            try:
+                await self._apply_confirmed()
+            except StoreError as exc:
+                log.error("meter events: %s", exc)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; then finish the cycle, flush the outbox briefly, and close."""
@@ -195,6 +287,7 @@ class MeterLogger:
         if self.config.storage.retention_days is not None:
             tasks.append(asyncio.create_task(self._retention_loop(stop), name="retention"))
         tasks.append(asyncio.create_task(self.watchdog.run(stop), name="watchdog"))
+        tasks.append(asyncio.create_task(self._confirmed_loop(stop), name="confirmed-events"))
         self.ready.set()
         self.notifier.ready(f"polling {len(self.runs)} meters on {len(by_bus)} buses")
         try:
@@ -281,14 +374,15 @@ class MeterLogger:
             with self.watchdog.working(f"bus {runs[0].meter.bus}", cycle_limit_s(due)):
                 await self._cycle(due, pending)
 
-    def _forget(self, before: dict[str, MeterState]) -> None:
+    def _forget(self, before: dict[str, Memory]) -> None:
         """Nothing since `before` is stored: forget it, so the next reading integrates across
-        (energy is kept within max_gap_s) and sequences stay contiguous."""
-        for meter_id, state in before.items():
-            self.runs[meter_id].state = state
+        (energy is kept within max_gap_s), sequences stay contiguous and the registers are
+        judged from what is stored."""
+        for meter_id, memory in before.items():
+            self.runs[meter_id].recall(memory)
 
     async def _cycle(self, due: Sequence[MeterRun], pending: Pending) -> None:
-        before = {r.meter.id: r.state for r in due}
+        before = {r.meter.id: r.memory for r in due}
         marks = pending.marks()
         try:
             for run in due:
@@ -308,7 +402,7 @@ class MeterLogger:
     async def _commit(self, pending: Pending) -> None:
         """Commit what `pending` holds in one transaction; then it may be published."""
         cycle, before = pending.take()
-        if not (cycle.readings or cycle.gaps or cycle.rejects or cycle.continuity):
+        if not (cycle.readings or cycle.gaps or cycle.rejects or cycle.continuity or cycle.events):
             return
         try:
             evicted = await self.store.commit_making_room(cycle)
@@ -329,6 +423,21 @@ class MeterLogger:
             run.failures_in_row = 0
             run.outage.recovered(wall)
             self.statuses.set(reading.meter_id, "online", reading.ts_ms)
+            if reading.estimated:
+                self.metrics.estimated(
+                    reading.meter_id,
+                    (reading.estimated_uwh or 0) / UWH_PER_WH,
+                    (reading.estimated_export_uwh or 0) / UWH_PER_WH,
+                )
+        for event in cycle.events:  # once: an event is found again only if it was not stored
+            self.metrics.meter_event(event.meter_id, event.kind)
+            log.warning(
+                "meter %s: meter event (%s): %s; the register bears no witness until it counts "
+                "plausibly again (confirm it with `campus-energy meter-event add`)",
+                event.meter_id,
+                event.kind,
+                event.note,
+            )
         self.publisher.wake()
 
     async def _disk_full(self, evicted: int) -> None:
@@ -372,9 +481,7 @@ class MeterLogger:
         if step.gap_s is not None and previous_ts is not None:
             self.counters.gaps += 1
             cycle.gaps.append((meter.id, previous_ts, step.ts_ms))
-        cycle.readings.append(
-            Reading(meter.id, step.ts_ms, step.seq, step.energy_uwh, step.total_uwh, values)
-        )
+        cycle.readings.append(self._witnessed(run, step, values, previous_ts, cycle, wall))
         cycle.continuity.append((meter.id, self.boot_id, round(mono * 1000)))
         behind_s = step.ts_ms / 1000 - wall
         if behind_s > CLOCK_STEP_WARN_S and not run.clock_behind:
@@ -385,6 +492,73 @@ class MeterLogger:
                 behind_s,
             )
         run.clock_behind = behind_s > CLOCK_STEP_WARN_S
+
+    def _witnessed(
+        self,
+        run: MeterRun,
+        step: Step,
+        values: dict[str, float | None],
+        previous_ts: int | None,
+        cycle: Cycle,
+        wall: float,
+    ) -> Reading:
+        """The reading of `step`, with what the meter's registers counted across its gap (when
+        they bear witness to it); their events go into the cycle."""
+        meter = run.meter
+        reading = Reading(
+            meter.id,
+            step.ts_ms,
+            step.seq,
+            step.energy_uwh,
+            step.total_uwh,
+            values,
+            export_uwh=step.export_uwh,
+            export_total_uwh=step.export_total_uwh,
+        )
+        read = RegisterRead(
+            step.ts_ms, values.get(REGISTER_FIELDS["import"]), values.get(REGISTER_FIELDS["export"])
+        )
+        specs = {d: run.specs[d] for d in DIRECTIONS if d in run.specs and read.of(d) is not None}
+        if not specs or run.limit_w is None:
+            return reading
+        gap = (
+            step.gap_s is not None
+            and previous_ts is not None
+            and meter.estimate_gaps
+            and step.gap_s <= meter.max_estimate_gap_s
+        )
+        seen = observe(
+            run.witnesses,
+            read,
+            specs=specs,
+            max_power_w=run.limit_w,
+            gap=gap,
+            since_ms=previous_ts,
+        )
+        run.witnesses = seen.witnesses
+        recorded = epoch_ms(wall)
+        cycle.events.extend(
+            MeterEvent(
+                meter.id,
+                e.ts_ms,
+                e.kind,
+                "detected",
+                register=e.register,
+                before_wh=e.before_wh,
+                after_wh=e.after_wh,
+                note=e.detail,
+                recorded_ms=recorded,
+            )
+            for e in seen.events
+        )
+        if not seen.estimated:
+            return reading
+        return replace(
+            reading,
+            estimated_uwh=seen.estimated_uwh,
+            estimated_export_uwh=seen.estimated_export_uwh,
+            estimated_start_ms=previous_ts,
+        )
 
     def _failed(self, run: MeterRun, exc: ModbusError) -> None:
         meter_id = run.meter.id
