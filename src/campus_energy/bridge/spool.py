@@ -63,7 +63,10 @@ CREATE TABLE IF NOT EXISTS contributions (
     power_factor REAL,
     frequency_hz REAL,
     fingerprint BLOB,
-    received_ms INTEGER
+    received_ms INTEGER,
+    export_wh REAL NOT NULL DEFAULT 0,
+    estimated_wh REAL NOT NULL DEFAULT 0,
+    estimated_export_wh REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS contributions_by_window ON contributions (window_start_ms)
 """
@@ -105,6 +108,10 @@ _ADDED_COLUMNS = (
     ("dead_letters", "size", "INTEGER"),
     ("dead_letters", "sha256", "TEXT"),
     ("meters", "site", "TEXT NOT NULL DEFAULT ''"),
+    # a contribution's export and estimate (core.windows): 0 in a spool made before them
+    ("contributions", "export_wh", "REAL NOT NULL DEFAULT 0"),
+    ("contributions", "estimated_wh", "REAL NOT NULL DEFAULT 0"),
+    ("contributions", "estimated_export_wh", "REAL NOT NULL DEFAULT 0"),
 )
 
 _COLUMNS = (
@@ -119,6 +126,9 @@ _COLUMNS = (
     "current_a",
     "power_factor",
     "frequency_hz",
+    "export_wh",
+    "estimated_wh",
+    "estimated_export_wh",
 )
 
 
@@ -184,6 +194,9 @@ def _row(c: Contribution) -> tuple[object, ...]:
         c.current_a,
         c.power_factor,
         c.frequency_hz,
+        c.export_wh,
+        c.estimated_wh,
+        c.estimated_export_wh,
     )
 
 
