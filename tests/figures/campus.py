@@ -7,8 +7,9 @@ that code; the tests compare what the API answers with them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from tests.support.sinks import merge, sink_settings
 
 from campus_energy.api import create_app
 from campus_energy.config import Config, parse_config
-from campus_energy.core.windows import contributions, group
+from campus_energy.core.timestamps import iso_utc
+from campus_energy.core.windows import IncomingReading, contributions, group
 
 BATCH = 5000  # windows per sink write, as a busy bridge would flush them
 
@@ -38,9 +40,13 @@ class Campus:
         return answer.get_json()
 
 
-def config_of(s: Scenario, folder: Path, sink: dict[str, Any]) -> Config:
+def config_of(
+    s: Scenario, folder: Path, sink: dict[str, Any], extra: dict[str, Any] | None = None
+) -> Config:
+    """The scenario's configuration (`extra`: further sections, e.g. virtual_meters)."""
     return parse_config(
         {
+            **(extra or {}),
             "site": {"name": f"Figures {s.name}", "timezone": s.zone},
             "bridge": {"window_s": s.window_s, "grace_s": 5, **sink},
             "api": {"cache_s": 0},
@@ -59,17 +65,42 @@ def write_windows(config: Config, s: Scenario, items: list[Any]) -> None:
 
 
 @contextlib.contextmanager
-def campus_of(s: Scenario, sink: str, folder: Path) -> Iterator[Campus]:
+def campus_of(
+    s: Scenario,
+    sink: str,
+    folder: Path,
+    extra: dict[str, Any] | None = None,
+    change: Callable[[list[IncomingReading]], list[IncomingReading]] | None = None,
+) -> Iterator[Campus]:
+    """The scenario's readings (`change`d, for a twin) written through a real sink of `sink`'s
+    kind, the app reading it, and the books of those readings."""
     items = readings(s)
+    if change is not None:
+        items = change(items)
     settings_of = sink_settings(sink, folder, project="demo-figures", collection="w", shared=True)
     with settings_of as settings:
-        config = config_of(s, folder, settings)
+        config = config_of(s, folder, settings, extra)
         write_windows(config, s, items)
         app = create_app(config, clock=lambda: s.now_ms / 1000)
         try:
             yield Campus(s, Books(s, items), config, app.test_client())
         finally:
             app.extensions["campus_energy"].source.close()
+
+
+def iso(ms: int) -> str:
+    """An instant as the API writes it."""
+    return iso_utc(ms).replace(".000Z", "Z")
+
+
+def ms_of(text: str) -> int:
+    return round(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def days_of(s: Scenario) -> list[date]:
+    """The scenario's local days, first to last."""
+    first, last = s.local_day(s.start_ms), s.local_day(s.end_ms - 1)
+    return [first + timedelta(days=k) for k in range((last - first).days + 1)]
 
 
 def close(a: float | None, b: float | None, *, abs_tol: float, rel_tol: float = 0.0) -> bool:

@@ -22,7 +22,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 from tests.figures.books import Scenario, local_ms, utc_ms
-from tests.figures.campus import Campus, campus_of, close, require
+from tests.figures.campus import Campus, campus_of, close, days_of, iso, require
 
 WH_TOL = 1e-6
 KWH_TOL = 0.5e-6 + 1e-9  # the API gives kWh to six decimals
@@ -104,11 +104,6 @@ def selections(c: Campus) -> list[tuple[str, list[str] | None, str]]:
     return found
 
 
-def days_of(s: Scenario) -> list[date]:
-    first, last = s.local_day(s.start_ms), s.local_day(s.end_ms - 1)
-    return [first + timedelta(days=k) for k in range((last - first).days + 1)]
-
-
 def spans(s: Scenario) -> dict[str, tuple[int, int]]:
     """The range asked for each step: all of it, or for 5 minutes at most two days of it."""
     first, last = days_of(s)[0], days_of(s)[-1]
@@ -118,12 +113,6 @@ def spans(s: Scenario) -> dict[str, tuple[int, int]]:
         away = next(iter(s.offline.values()))
         five = (away[0] - 86_400_000 // 2, away[1] + 86_400_000 // 2)
     return {"5m": five, "1h": whole, "1d": whole}
-
-
-def iso(ms: int) -> str:
-    from campus_energy.core.timestamps import iso_utc
-
-    return iso_utc(ms).replace(".000Z", "Z")
 
 
 def step_range(c: Campus, step: str, point: dict[str, object]) -> tuple[int, int]:
