@@ -61,9 +61,11 @@ def test_golden_single_phase_eastron_map(name: str) -> None:
         "power_factor": 0x001E,
         "frequency_hz": 0x0046,
         "import_energy_wh": 0x0048,
+        "export_energy_wh": 0x004A,
     }
     assert all(spec.type == "float32" for spec in profile.fields)
     assert profile.field("import_energy_wh").scale == 1000.0  # kWh on the wire, Wh for us
+    assert profile.field("export_energy_wh").scale == 1000.0
     assert profile.field("power_w").scale == 1.0
 
 
@@ -89,8 +91,10 @@ def test_golden_sdm630_map() -> None:
         "power_factor": 0x003E,
         "frequency_hz": 0x0046,
         "import_energy_wh": 0x0048,
+        "export_energy_wh": 0x004A,
     }
     assert profile.field("import_energy_wh").scale == 1000.0
+    assert profile.field("export_energy_wh").scale == 1000.0
 
 
 def test_golden_campus_legacy_map() -> None:
@@ -199,14 +203,16 @@ def test_an_invalid_profile_names_the_file_and_the_key(
 
 def test_decode_reads_sdm120_registers_in_si_units() -> None:
     profile = BUILTINS["eastron-sdm120"]
-    block = [0] * 0x004A
+    block = [0] * 0x004C
     block[0x0000:0x0002] = [0x4367, 0xAF55]  # 231.685 V
     block[0x000C:0x000E] = [0x41FA, 0x177C]  # 31.261 W
     block[0x0048:0x004A] = [0x45A2, 0x26C7]  # 5188.847 kWh
+    block[0x004A:0x004C] = [0x4367, 0xAF55]  # 231.685 kWh exported
     values = profile.decode([(0, block)])
     assert values["voltage_v"] == pytest.approx(231.685, abs=5e-4)
     assert values["power_w"] == pytest.approx(31.261, abs=5e-4)
     assert values["import_energy_wh"] == pytest.approx(5_188_847, abs=0.5)
+    assert values["export_energy_wh"] == pytest.approx(231_685, abs=0.5)
     assert values["current_a"] == 0.0
 
 
@@ -220,7 +226,7 @@ def test_decode_takes_fields_from_several_blocks() -> None:
     profile = BUILTINS["eastron-sdm120"]
     encoded = profile.encode({"voltage_v": 230.0, "frequency_hz": 50.0})
     low = encoded[0x0000] + [0] * 0x1E  # 0x0000 .. 0x001F
-    high = encoded[0x0046] + encoded[0x0048]  # 0x0046 .. 0x0049
+    high = encoded[0x0046] + encoded[0x0048] + encoded[0x004A]  # 0x0046 .. 0x004B
     values = profile.decode([(0x0000, low), (0x0046, high)])
     assert (values["voltage_v"], values["frequency_hz"]) == (230.0, 50.0)
 

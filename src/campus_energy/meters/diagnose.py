@@ -93,6 +93,7 @@ TABLE_COLUMNS: tuple[Column, ...] = (
     ("power_factor", "PF", 1),
     ("frequency_hz", "Hz", 1),
     ("import_energy_wh", "import kWh", 1000),
+    ("export_energy_wh", "export kWh", 1000),  # blank for a profile without the register
 )
 
 
