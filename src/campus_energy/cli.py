@@ -61,6 +61,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "campus_energy.ops.legacy_import.command",
         "import a database of the original deployment",
     ),
+    "meter-event": (
+        "campus_energy.ops.meter_events",
+        "record a meter's register replaced, reset, rolled over or jumping; list the events",
+    ),
     "reconcile": (
         "campus_energy.ops.reconcile",
         "recompute windows from the local store and compare them with the sink",

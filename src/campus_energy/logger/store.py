@@ -505,7 +505,7 @@ class ReadingStore(SqliteFile):
     full_error = StoreFullError
     schema = SCHEMA
     schema_version = SCHEMA_VERSION
-    integrity_budget_s = INTEGRITY_BUDGET_S
+    integrity_budget_s: float | None = INTEGRITY_BUDGET_S
     page_size = 1024  # a commit writes each page it touches whole: small pages, fewer bytes
 
     def __init__(self, path: Path, *, cursor_with_commits: bool = False) -> None:
