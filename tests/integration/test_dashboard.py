@@ -159,7 +159,9 @@ def widget(widgets: Iterable[Any], label: str) -> Any:
 
 
 def kpis(at: AppTest) -> dict[str, float]:
-    return {m.label: float(m.value.replace(",", "")) for m in at.metric}
+    """The Overview's figures of today, this week and this month (those of the sidebar's
+    range, by direction, follow them: tests/integration/test_dashboard_directions.py)."""
+    return {m.label: float(m.value.replace(",", "")) for m in at.metric if m.label in KPIS}
 
 
 def infos(block: Any) -> list[str]:
@@ -241,6 +243,8 @@ def test_data_quality_shows_the_gap_the_reject_and_the_register_drift(
         "Gaps (1)",
         "Rejected readings (1)",
         "Integrated energy against the meters' own registers",
+        "Estimated energy (gaps bridged by the meters' registers)",
+        "Meter events (0)",
     ]
     gaps, rejects, drift = (d.value for d in quality.dataframe)
 

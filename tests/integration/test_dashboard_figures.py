@@ -133,10 +133,16 @@ class Check:
         starts = [today, today - timedelta(days=today.weekday()), today.replace(day=1)]
         labels = ["Today (kWh)", "This week (kWh)", "This month (kWh)"]
         shown = {m.label: float(m.value.replace(",", "")) for m in self.at.metric}
-        assert list(shown) == labels
+        directions = ["Consumption (kWh)", "Generation (kWh)", "Net (kWh)"]
+        assert list(shown) == labels + directions
         for label, day in zip(labels, starts, strict=True):
             exact = b.wh(self.meters, b.midnight(day), b.now_ms + 1) / 1000
             assert abs(shown[label] - exact) <= 0.0005 + 1e-9, label  # shown to 1 Wh
+        # the sidebar's range: these meters only import, so net is consumption
+        consumed = b.wh(self.meters, *self.range_ms()) / 1000
+        assert abs(shown["Consumption (kWh)"] - consumed) <= 0.0005 + 1e-9
+        assert shown["Generation (kWh)"] == 0
+        assert shown["Net (kWh)"] == shown["Consumption (kWh)"]
 
     def overview(self) -> None:
         b, overview = self.books, tab(self.at, "Overview")

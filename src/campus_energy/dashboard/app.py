@@ -31,7 +31,7 @@ from campus_energy.core.answers import ScopeHour
 from campus_energy.core.days import local_date, midnight_ms
 from campus_energy.core.demand import month_bounds, month_of
 from campus_energy.core.timestamps import datetime_ms
-from campus_energy.dashboard import alerts, charts, costs, sites, store_hours
+from campus_energy.dashboard import alerts, charts, costs, directions, sites, store_hours
 from campus_energy.dashboard import history as h
 from campus_energy.dashboard import store_queries as q
 from campus_energy.errors import CampusEnergyError, ConfigError
@@ -52,19 +52,7 @@ TABS = [
 ]
 SETTLED_AFTER_MS = 3_600_000  # a month ended this long ago: its readings are in the store
 SETTLED_TTL_S = 600
-RAW_COLUMNS = [
-    "meter_id",
-    "ts_ms",
-    "seq",
-    "voltage_v",
-    "current_a",
-    "power_w",
-    "power_factor",
-    "frequency_hz",
-    "energy_wh",
-    "energy_total_wh",
-    "import_energy_wh",
-]
+RAW_COLUMNS = list(q.RAW_COLUMNS)
 NOW_COLUMNS = {
     "meter_id": "meter",
     "status": "status",
@@ -348,6 +336,10 @@ def _overview(view: View) -> None:
         st.altair_chart(charts.building_bars(pd.DataFrame(rows)), width="stretch")
     else:
         st.info("No energy recorded today for the selected meters yet.")
+    start, end = view.range_ms()
+    period = _spans(view.path, view.keys, (start, end))
+    title = f"Consumption, generation and net, {view.first.isoformat()} to {view.last.isoformat()}"
+    directions.draw(period, {m.key: m for m in view.selected}, title)
 
 
 def _live(view: View) -> None:
@@ -439,6 +431,11 @@ def _day_detail(view: View) -> None:
     frame = charts.with_site_time(frame.assign(W=frame["W"].round(1)), view.zone)
     chart = charts.power_over_time(frame, view.zone, "Average power per minute (W)", charts.CLOCK)
     st.altair_chart(chart, width="stretch")
+    if (frame["W"] < 0).any():
+        st.caption(
+            "Net power: import − export. Below zero a meter exports (rooftop PV giving more "
+            "than the building draws)."
+        )
 
 
 def _cost(view: View) -> None:
@@ -468,6 +465,7 @@ def _quality(view: View) -> None:
     else:
         st.write("No reading was refused.")
     _drift(conn, view.keys, start, end)
+    directions.quality(conn, {m.key: m for m in view.selected}, start, end, view.zone)
 
 
 def _drift(conn: Any, keys: tuple[int, ...], start: int, end: int) -> None:

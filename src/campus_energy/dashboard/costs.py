@@ -27,6 +27,7 @@ from campus_energy.core.days import midnight_ms
 from campus_energy.core.demand import KW, Month, Peak, month_after, month_start
 from campus_energy.core.emissions import Footprint
 from campus_energy.dashboard import charts
+from campus_energy.dashboard.directions import apart
 
 NO_MODEL = (
     "No meters in the configuration: the campus model (`[[meters]]` with their buildings, "
@@ -122,6 +123,14 @@ def _figures(found: Sequence[Statement]) -> None:
     co2_col.metric("CO₂ (kg)", f"{footprint.kg:,}" if has_factor else "—")
     coverage = min(s.cost.coverage for s in found) if found else 0.0
     notes = [f"Readings cover {100 * coverage:.1f} % of the range"]
+    estimated = sum(s.cost.estimated_wh for s in found)
+    if estimated:
+        measured = sum(s.cost.measured_wh for s in found)
+        billed = all(s.cost.estimated_counted for s in found)
+        notes.append(
+            f"Energy: {apart(measured, estimated)}"
+            + ("" if billed else " (the estimate not billed: `billing.include_estimated`)")
+        )
     if footprint.kwh_unknown > 0:
         notes.append(f"{footprint.kwh_unknown:,} kWh have no CO₂ factor (`[emissions]`)")
     if footprint.kwh_annual > 0 and footprint.kwh_hourly > 0:

@@ -14,7 +14,9 @@ the least among them of the time their readings in the hour integrated — the s
 rule again: from the last reading before the hour to the last one in it, less the gaps
 recorded as ending in it (the first reading a meter ever made integrated nothing). An
 hour in which no member has a reading is left out, as the window sources leave out an
-hour without rollups.
+hour without rollups. Its `estimated_wh` is the signed sum of the estimates of the
+members' readings in the hour (what their registers counted across a gap), apart from
+the measured quarters, as the window sources give it.
 """
 
 from __future__ import annotations
@@ -111,6 +113,11 @@ def scope_hours(
     sums: dict[int, list[float]] = {}
     members: dict[int, int] = {}
     least_ms: dict[int, int] = {}
+    estimated: dict[int, float] = {}
+    weights = {key: terms[meter_id] for meter_id, key in keys.items()}
+    for key, ts, uwh, _ in q.estimates(conn, list(weights), hours[0], hours[-1]):
+        hour = hours[bisect.bisect_right(hours, ts) - 1]
+        estimated[hour] = estimated.get(hour, 0.0) + weights[key] * uwh
     for meter_id, key in keys.items():
         weight = terms[meter_id]
         for share in meter_hours(conn, key, hours, bounds):
@@ -126,6 +133,7 @@ def scope_hours(
             (v[0] / q.UWH, v[1] / q.UWH, v[2] / q.UWH, v[3] / q.UWH),
             least_ms[hour] / 1000,
             members[hour],
+            estimated.get(hour, 0.0) / q.UWH,
         )
         for hour, v in sorted(sums.items())
     ]

@@ -9,6 +9,14 @@ so an average power is always energy ÷ covered time, never energy ÷ clock time
 Long power profiles are averaged per bucket in SQL; raw rows are only ever read
 for short ranges or with a limit.
 
+Energy has two directions and two kinds (schema 3 of the store): exported energy
+comes from the cumulative `energy_export_total` the same way; estimated energy (what
+the meters' registers counted across a gap, `estimated`, `estimated_export`) is the
+sum over the readings in the range that carry one, read in one pass of the range for
+every meter asked. The dashboard opens the store read-only, so a store an older
+logger wrote keeps its older columns until a newer logger opens it: `layout` says
+which it has, and what it lacks is read as none (no export, no estimate).
+
 The store is opened read-only with `runtime.sqlite.ReadOnly` (also on a
 read-only mount); every sqlite3 failure becomes a StoreUnavailable, and
 StoreDamaged when SQLite finds the file malformed.
@@ -25,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from campus_energy.accounts.events import read_events
+from campus_energy.core.meter_events import MeterEvent
 from campus_energy.errors import CampusEnergyError
 from campus_energy.runtime.sqlite import ReadOnly, is_damage
 
@@ -49,8 +59,33 @@ def _failure(what: str, exc: sqlite3.Error) -> StoreUnavailable:
 class Span:
     """What one meter's readings with ts in [a, b) hold: energy, and the time they integrated."""
 
-    wh: float
+    wh: float  # measured import
     covered_ms: int
+    export_wh: float = 0.0  # measured export
+    estimated_wh: float = 0.0  # estimated import (gaps bridged by the meter's registers)
+    estimated_export_wh: float = 0.0
+
+    @property
+    def net_wh(self) -> float:
+        """Measured import − measured export."""
+        return self.wh - self.export_wh
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the store's `samples` hold beyond the first schema's columns."""
+
+    export: bool  # energy_export, energy_export_total
+    estimates: bool  # estimated, estimated_export
+
+
+def layout(conn: sqlite3.Connection) -> Layout:
+    """The store's layout (an older store, not yet opened by a newer logger, has less)."""
+    have = {row[1] for row in _rows(conn, "PRAGMA table_info(samples)")}
+    return Layout(
+        export={"energy_export", "energy_export_total"} <= have,
+        estimates={"estimated", "estimated_export"} <= have,
+    )
 
 
 @dataclass(frozen=True)
@@ -109,6 +144,9 @@ def has_readings(conn: sqlite3.Connection) -> bool:
 
 
 _FAR_MS = 2**62
+# a cumulative total -> the column it is read from, and the reading's own step of it
+TOTALS = {"energy_total": "energy_total", "energy_export_total": "energy_export_total"}
+STEPS = {"energy_total": "energy", "energy_export_total": "energy_export"}
 
 
 def _after(last: Any) -> Any:
@@ -138,8 +176,14 @@ def _span(conn: sqlite3.Connection, meter: int) -> tuple[Any, Any] | None:
     return row[0], row[1]
 
 
-def edges(conn: sqlite3.Connection, meter: int, boundaries: Sequence[int]) -> list[Any]:
-    """(ts, total µWh) of the meter's last reading before each boundary (None, None: none).
+def edges(
+    conn: sqlite3.Connection,
+    meter: int,
+    boundaries: Sequence[int],
+    column: str = "energy_total",
+) -> list[Any]:
+    """(ts, total µWh) of the meter's last reading before each boundary (None, None: none);
+    `column`: which cumulative total (`energy_total`: import, `energy_export_total`).
 
     One seek per boundary inside the meter's span of readings: a boundary at or before its
     first reading has none before it, and every boundary past its last reading has that
@@ -154,7 +198,7 @@ def edges(conn: sqlite3.Connection, meter: int, boundaries: Sequence[int]) -> li
         "WITH b(t) AS (SELECT value FROM json_each(?)), last(t, ts) AS (SELECT t, (SELECT ts_ms "
         "FROM samples WHERE meter = ? AND ts_ms >= ? AND ts_ms < b.t "  # one bound each way: a seek
         "ORDER BY ts_ms DESC LIMIT 1) FROM b) "
-        "SELECT last.t, s.ts_ms, s.energy_total FROM last LEFT JOIN samples s "
+        f"SELECT last.t, s.ts_ms, s.{TOTALS[column]} FROM last LEFT JOIN samples s "
         "ON s.meter = ? AND s.ts_ms = last.ts",
         (json.dumps(inside), meter, first, meter),
     )
@@ -162,15 +206,17 @@ def edges(conn: sqlite3.Connection, meter: int, boundaries: Sequence[int]) -> li
     return [found[min(b, after)] if b > first else (None, None) for b in boundaries]
 
 
-def first_edge(conn: sqlite3.Connection, meter: int, t_ms: int) -> tuple[Any, Any]:
+def first_edge(
+    conn: sqlite3.Connection, meter: int, t_ms: int, column: str = "energy_total"
+) -> tuple[Any, Any]:
     """(ts, total before it) of the first reading at or after `t_ms`: where a meter began."""
     span = _span(conn, meter)
     if span is None:
         return (None, None)
     row = _rows(
         conn,
-        "SELECT ts_ms, energy_total - energy FROM samples WHERE meter = ? AND ts_ms >= ? "
-        "AND ts_ms <= ? ORDER BY ts_ms LIMIT 1",
+        f"SELECT ts_ms, {TOTALS[column]} - {STEPS[column]} FROM samples WHERE meter = ? "
+        "AND ts_ms >= ? AND ts_ms <= ? ORDER BY ts_ms LIMIT 1",
         (meter, t_ms, span[1]),
     )
     return (row[0][0], row[0][1]) if row else (None, None)
@@ -193,27 +239,73 @@ def gaps_ending(
 def spans(
     conn: sqlite3.Connection, meter_keys: Sequence[int], boundaries: Sequence[int]
 ) -> dict[int, list[Span]]:
-    """Per meter, the Span of each [boundaries[i], boundaries[i+1]) (ascending boundaries)."""
+    """Per meter, the Span of each [boundaries[i], boundaries[i+1]) (ascending boundaries):
+    measured import and export, estimated import and export, covered time."""
     if len(boundaries) < 2:
         return {m: [] for m in meter_keys}
+    has = layout(conn)
+    guessed = estimates(conn, meter_keys, boundaries[0], boundaries[-1]) if has.estimates else []
     found: dict[int, list[Span]] = {}
     for meter in meter_keys:
-        edges_of = edges(conn, meter, boundaries)
-        if edges_of[0][0] is None:  # nothing before the range: start from its first reading
-            edges_of[0] = first_edge(conn, meter, boundaries[0])
+        imported = _steps(conn, meter, boundaries, "energy_total")
+        exported = _steps(conn, meter, boundaries, "energy_export_total") if has.export else None
         gaps_ms = [0] * (len(boundaries) - 1)
         for a, b in gaps_ending(conn, meter, boundaries[0], boundaries[-1]):
             gaps_ms[bisect.bisect_right(boundaries, b) - 1] += b - a
+        est = [[0, 0] for _ in gaps_ms]
+        for key, ts, wh, export_wh in guessed:
+            if key == meter:
+                index = bisect.bisect_right(boundaries, ts) - 1
+                est[index][0] += wh
+                est[index][1] += export_wh
         series: list[Span] = []
-        base_ts, base_total = edges_of[0]
-        for (ts, total), gap_ms in zip(edges_of[1:], gaps_ms, strict=True):
-            if ts is None or base_ts is None:
-                series.append(Span(0.0, 0))
-                continue
-            series.append(Span((total - base_total) / UWH, max(0, ts - base_ts - gap_ms)))
-            base_ts, base_total = ts, total
+        for i, (step, gap_ms) in enumerate(zip(imported, gaps_ms, strict=True)):
+            out = exported[i][1] if exported is not None else 0
+            covered = max(0, step[0] - gap_ms) if step[0] is not None else 0
+            series.append(Span(step[1] / UWH, covered, out / UWH, est[i][0] / UWH, est[i][1] / UWH))
         found[meter] = series
     return found
+
+
+def _steps(
+    conn: sqlite3.Connection, meter: int, boundaries: Sequence[int], column: str
+) -> list[tuple[int | None, int]]:
+    """Per [boundaries[i], boundaries[i+1]): (ms from the last reading before the range's
+    start, or the first in it, to the last before its end — None: no reading to measure
+    from; the change of the cumulative `column` in µWh)."""
+    edges_of = edges(conn, meter, boundaries, column)
+    if edges_of[0][0] is None:  # nothing before the range: start from its first reading
+        edges_of[0] = first_edge(conn, meter, boundaries[0], column)
+    found: list[tuple[int | None, int]] = []
+    base_ts, base_total = edges_of[0]
+    for ts, total in edges_of[1:]:
+        if ts is None or base_ts is None:
+            found.append((None, 0))
+            continue
+        found.append((ts - base_ts, total - base_total))
+        base_ts, base_total = ts, total
+    return found
+
+
+def estimates(
+    conn: sqlite3.Connection, meter_keys: Sequence[int], start_ms: int, end_ms: int
+) -> list[tuple[int, int, int, int]]:
+    """(meter key, ts, estimated µWh, estimated export µWh) of every reading with ts in
+    [start_ms, end_ms) that carries an estimate, in one pass of the range (a store without
+    estimates: none)."""
+    if not meter_keys or not layout(conn).estimates:
+        return []
+    marks = ", ".join("?" for _ in meter_keys)
+    return [
+        (int(m), int(t), int(a or 0), int(b or 0))
+        for m, t, a, b in _rows(
+            conn,
+            "SELECT meter, ts_ms, estimated, estimated_export FROM samples "
+            f"WHERE ts_ms >= ? AND ts_ms < ? AND meter IN ({marks}) "
+            "AND (estimated IS NOT NULL OR estimated_export IS NOT NULL) ORDER BY ts_ms",
+            (start_ms, end_ms, *meter_keys),
+        )
+    ]
 
 
 def latest(conn: sqlite3.Connection, meter_keys: Sequence[int]) -> list[dict[str, Any]]:
@@ -252,8 +344,9 @@ def mean_power(
     end_ms: int,
     bucket_ms: int,
 ) -> list[tuple[str, int, float]]:
-    """(meter_id, bucket start ms, W) per bucket that integrated anything: Σ energy ÷ Σ time
-    of the readings in it (each reading's interval since the one before, gaps left out).
+    """(meter_id, bucket start ms, W) per bucket that integrated anything: Σ net energy
+    (import − export: negative while a meter exports) ÷ Σ time of the readings in it (each
+    reading's interval since the one before, gaps left out).
 
     One pass over the range for every meter asked (each from its last reading before the
     range, so that its first interval inside it counts): in a store kept in time order, a
@@ -275,11 +368,12 @@ def mean_power(
     if not since:
         return []
     marks = ", ".join("?" for _ in since)
+    net = "energy - energy_export" if layout(conn).export else "energy"
     # From the earliest of those last readings: each meter's first interval in the range takes
     # its start from the meter's own previous reading, which is in what is read.
     rows = _rows(
         conn,
-        "WITH r AS (SELECT meter, ts_ms, energy, "
+        f"WITH r AS (SELECT meter, ts_ms, {net} AS energy, "
         "ts_ms - lag(ts_ms) OVER (PARTITION BY meter ORDER BY ts_ms) AS dt "
         f"FROM samples WHERE ts_ms >= ? AND ts_ms < ? AND meter IN ({marks})) "
         "SELECT m.meter_id, ? + ((r.ts_ms - ?) / ?) * ?, sum(r.energy), sum(r.dt) "
@@ -302,18 +396,40 @@ def mean_power(
     return sorted(found, key=lambda row: (row[1], row[0]))
 
 
+RAW_COLUMNS = (
+    "meter_id",
+    "ts_ms",
+    "seq",
+    "voltage_v",
+    "current_a",
+    "power_w",
+    "power_factor",
+    "frequency_hz",
+    "energy_wh",
+    "energy_total_wh",
+    "import_energy_wh",
+    # a store before directions has none of these: read as NULL
+    "energy_export_wh",
+    "energy_export_total_wh",
+    "estimated_energy_wh",
+    "estimated_export_wh",
+    "export_energy_wh",
+)
+
+
 def raw_readings(
     conn: sqlite3.Connection, meter_ids: Sequence[str], start_ms: int, end_ms: int, limit: int
 ) -> list[tuple[Any, ...]]:
     """The newest readings in the range (the `readings` view), at most `limit` (of readings
-    taken at the same moment, the first meters by id)."""
+    taken at the same moment, the first meters by id): RAW_COLUMNS."""
     if not meter_ids:
         return []
+    have = {row[1] for row in _rows(conn, "PRAGMA table_info(readings)")}
+    columns = ", ".join(c if c in have else f"NULL AS {c}" for c in RAW_COLUMNS)
     marks = ", ".join("?" for _ in meter_ids)
     return _rows(
         conn,
-        "SELECT meter_id, ts_ms, seq, voltage_v, current_a, power_w, power_factor, frequency_hz, "
-        f"energy_wh, energy_total_wh, import_energy_wh FROM readings WHERE meter_id IN ({marks}) "
+        f"SELECT {columns} FROM readings WHERE meter_id IN ({marks}) "
         "AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms DESC, meter_id LIMIT ?",
         (*meter_ids, start_ms, end_ms, limit),
     )
@@ -392,3 +508,14 @@ def register_drift(
         (meter_id, _, reg_a, tot_a), (_, _, reg_b, tot_b) = pair
         found.append((meter_id, (tot_b - tot_a) / UWH, (reg_b - reg_a) / 10, reg_b / 10))
     return found
+
+
+def meter_events(
+    conn: sqlite3.Connection, meter_ids: Sequence[str], start_ms: int, end_ms: int
+) -> list[MeterEvent] | None:
+    """The meters' events with ts in [start_ms, end_ms), in time order; None: the store keeps
+    no record of them (made before the table was)."""
+    try:
+        return read_events(conn, start_ms, end_ms, meter_ids)
+    except sqlite3.Error as exc:
+        raise _failure("the logger's store", exc) from None
