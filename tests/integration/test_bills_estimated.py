@@ -40,6 +40,10 @@ from campus_energy.api import create_app
 from campus_energy.backends import open_source
 from campus_energy.config import Config, parse_config
 from campus_energy.core.windows import Contribution, WindowDelta
+from campus_energy.reports.content import build_report
+from campus_energy.reports.message import plain_text, standalone_html
+from campus_energy.reports.periods import parse_period
+from campus_energy.reports.tables import document
 
 ZONE = ZoneInfo("Europe/Berlin")
 WINDOW_S = 300
@@ -461,3 +465,49 @@ def test_the_bill_command_prints_the_estimate_export_and_events(campus: Campus) 
     assert found.energy_kwh == kwh(
         books.total("main-1", "import_wh") + books.total("main-1", "estimated_wh")
     ) + kwh(books.total("roof-1", "import_wh"))
+
+
+# -- the report of the month --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["counted", "excluded"])
+def test_the_months_report_states_the_estimate_the_export_and_the_net(
+    campus: Campus, which: str
+) -> None:
+    books = campus.books
+    config = campus.counted if which == "counted" else campus.excluded
+    counted = which == "counted"
+    source = open_source(config)
+    try:
+        report = build_report(config, source, parse_period("2026-03"))
+    finally:
+        source.close()
+    rows = {row.title: row for row in report.rows}
+    main, annex, whole = rows["Main"], rows["Annex"], rows["Campus"]
+    measured = books.total("main-1", "import_wh")
+    estimated = books.total("main-1", "estimated_wh")
+    assert main.measured_kwh == kwh(measured)
+    assert main.estimated_kwh == kwh(estimated)
+    assert main.estimated_counted is counted
+    assert main.energy_kwh == kwh(measured + (estimated if counted else 0))
+    assert main.export_kwh == 0
+    exported = books.total("roof-1", "export_wh")
+    assert annex.export_kwh == kwh(exported)
+    assert annex.net_kwh == kwh(books.total("roof-1", "import_wh")) - kwh(exported)
+    assert whole.export_kwh == kwh(exported)
+    assert whole.estimated_kwh == kwh(estimated)
+    assert whole.energy_kwh == main.energy_kwh + annex.energy_kwh
+    # the month's cost is the month's bill, with or without the estimate
+    assert main.costs == {"EUR": books.main_total(counted=counted)}
+    [row] = [r for r in document(report)["buildings"] if r["scope"] == "Main"]
+    assert row["estimated_kwh"] == str(kwh(estimated))
+    assert row["export_kwh"] == "0.000"
+    assert row["estimated_counted"] is counted
+    text = plain_text(report)
+    what = "of which estimated" if counted else "not counted: estimated"
+    assert f"  {what} {kwh(estimated)} kWh (measured {kwh(measured)} kWh)" in text
+    assert f"  exported {kwh(exported)} kWh (not priced)" in text
+    assert any(str(kwh(estimated)) in note for note in report.notes)
+    html = standalone_html(report)
+    assert ("of which estimated" if counted else "estimated, not counted") in html
+    assert "Exported kWh" in html

@@ -8,13 +8,19 @@ cost of its days — energy lines and standing charges pro rata — without dema
 which are billed by the month (the week's peak is shown, not charged). The campus's
 figures are the sums of its accounts', so no sub-meter is counted twice; its peak is
 its own coincident peak.
+
+Energy is what the bills count: measured import, plus the estimated import of gaps the
+meters' registers bridged unless `billing.include_estimated` is false (the periods
+compared with it likewise); the estimated part, the measured import alone, the
+measured export and the net (measured import − export) are stated beside it. The
+charts (daily energy, demand) are measured energy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -73,6 +79,15 @@ class ScopeRow:
     previous_kwh: Decimal | None  # None: the store has no data for it
     last_year_kwh: Decimal | None
     daily_kwh: tuple[float, ...]  # per local day of the period (for the charts)
+    measured_kwh: Decimal = Decimal("0.000")  # measured import
+    estimated_kwh: Decimal = Decimal("0.000")  # estimated import, counted in energy_kwh or not
+    estimated_counted: bool = True  # energy_kwh = measured_kwh + (estimated_kwh if counted)
+    export_kwh: Decimal | None = None  # measured export (None: not read)
+
+    @property
+    def net_kwh(self) -> Decimal | None:
+        """Measured import − measured export (None when the export is not known)."""
+        return None if self.export_kwh is None else self.measured_kwh - self.export_kwh
 
     @property
     def title(self) -> str:
@@ -129,6 +144,20 @@ class Report:
         return f"{self.period.text}-{safe or 'unassigned'}"
 
 
+def estimated_note(row: ScopeRow) -> str:
+    """What the energy figures make of the estimated energy."""
+    if row.estimated_counted:
+        return (
+            f"Energy counts {row.estimated_kwh} kWh estimated from the meters' own registers "
+            f"across gaps in the readings (measured {row.measured_kwh} kWh + estimated "
+            f"{row.estimated_kwh} kWh), as the bills do; peaks are measured only."
+        )
+    return (
+        f"{row.estimated_kwh} kWh estimated from the meters' own registers across gaps in the "
+        "readings are not counted (billing.include_estimated = false)."
+    )
+
+
 def interval_of(tariff: Tariff | None, day: date) -> int:
     """The demand interval of the tariff in force on `day` (15 minutes without one)."""
     version = tariff.version_on(day) if tariff else None
@@ -164,19 +193,46 @@ def highest(
 class _Reader:
     """A period's hours of scopes, and of the periods compared with it."""
 
-    def __init__(self, config: Config, hours_of: HoursOf, period: Period, zone: ZoneInfo) -> None:
+    def __init__(
+        self,
+        config: Config,
+        hours_of: HoursOf,
+        period: Period,
+        zone: ZoneInfo,
+        source: WindowSource | None = None,
+    ) -> None:
         self.config = config
         self.hours_of = hours_of
         self.period = period
         self.zone = zone  # the report's: its days and months
+        self.source = source  # for the export (None: not read)
 
     def hours(self, terms: Mapping[str, float], period: Period) -> list[ScopeHour]:
         start, end = period.bounds_ms(self.zone)
         return self.hours_of(start, end, terms) if terms else []
 
     def energy(self, terms: Mapping[str, float], period: Period) -> Decimal | None:
+        """The energy bills count: measured, plus estimated unless billing excludes it."""
         hours = self.hours(terms, period)
-        return kwh(sum(h.energy_wh for h in hours)) if hours else None
+        counted = self.config.billing.include_estimated
+        return (
+            kwh(sum(h.energy_wh + (h.estimated_wh if counted else 0.0) for h in hours))
+            if hours
+            else None
+        )
+
+    def export(self, terms: Mapping[str, float], period: Period) -> Decimal | None:
+        """The scope's measured export over the period (None: no source to read it from)."""
+        if self.source is None or not terms:
+            return None if self.source is None else kwh(0)
+        ids = sorted(terms)
+        if self.zone.key == self.config.site.zone.key:  # the store's days are the report's
+            after = (period.last + timedelta(days=1)).isoformat()
+            buckets = self.source.buckets("day", period.first.isoformat(), after, ids)
+        else:  # another site's days: its hours, cut at its own midnights
+            start, end = period.bounds_ms(self.zone)
+            buckets = self.source.buckets("hour", start, end, ids)
+        return kwh(sum(terms.get(b.meter_id, 0.0) * b.export_wh for b in buckets))
 
     def daily(self, hours: Sequence[ScopeHour], period: Period) -> tuple[float, ...]:
         """kWh per local day of `period` (0 for a day without data)."""
@@ -232,6 +288,10 @@ def account_row(
         reader.energy(scope.terms, period.previous()),
         reader.energy(scope.terms, period.year_before()),
         reader.daily(mine, period),
+        kwh(found.cost.measured_wh),
+        kwh(found.cost.estimated_wh),
+        found.cost.estimated_counted,
+        reader.export(scope.terms, period),
     )
     return row, mine
 
@@ -268,6 +328,12 @@ def campus_row(
         _sum([r.previous_kwh for r in rows]),
         _sum([r.last_year_kwh for r in rows]),
         tuple(sum(day) for day in zip(*(r.daily_kwh for r in rows), strict=True)),
+        sum((r.measured_kwh for r in rows), Decimal(0)),
+        sum((r.estimated_kwh for r in rows), Decimal(0)),
+        config.billing.include_estimated,
+        None
+        if any(r.export_kwh is None for r in rows)
+        else sum((r.export_kwh or Decimal(0) for r in rows), Decimal(0)),
     )
 
 
@@ -302,7 +368,7 @@ def build_report(
         else [resolve(config, "building", building, site)]
     )
     zone = config.report_zone(site, building)
-    reader = _Reader(config, hours_of, period, zone)
+    reader = _Reader(config, hours_of, period, zone, source)
     rows: list[ScopeRow] = []
     headline_hours: list[ScopeHour] = []
     for scope in scopes:
@@ -319,7 +385,9 @@ def build_report(
     previous_daily = reader.known_daily(reader.hours(headline_terms, previous), previous)
     buildings, meters = after_hours(config, hours_of, scopes, period, zone)
     wanted = _alerts_of(config, alerts, building, site)
-    notes = (WEEK_NOTE if period.kind == "week" else MONTH_NOTE,)
+    notes: tuple[str, ...] = (WEEK_NOTE if period.kind == "week" else MONTH_NOTE,)
+    if headline.estimated_kwh:
+        notes += (estimated_note(headline),)
     return Report(
         site=config.site_name(site) if site is not None else config.site.name,
         zone=zone.key,

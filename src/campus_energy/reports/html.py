@@ -125,6 +125,17 @@ def _buildings(report: Report, zone: ZoneInfo) -> str:
         )
         rows.append([name, _number(row.energy_kwh), _money(row), _number(row.co2_kg), peak])
     heads = [("", False), ("kWh", True), ("Cost", True), ("CO₂ kg", True), ("Peak kW", True)]
+    # the estimate and the export, where there are any: after the kWh they qualify
+    if any(row.estimated_kwh for row in report.rows):
+        heads.insert(2, ("of which estimated" if report.headline.estimated_counted
+                         else "estimated, not counted", True))  # fmt: skip
+        for cells, row in zip(rows, report.rows, strict=True):
+            cells.insert(2, _number(row.estimated_kwh))
+    if any(row.export_kwh for row in report.rows):
+        at = len(heads) - 3
+        heads.insert(at, ("Exported kWh", True))
+        for cells, row in zip(rows, report.rows, strict=True):
+            cells.insert(at, "—" if row.export_kwh is None else _number(row.export_kwh))
     return _table(heads, rows)
 
 

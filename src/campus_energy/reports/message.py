@@ -48,6 +48,11 @@ def plain_text(report: Report) -> str:
             f"{row.peak.kw} kW at {local_text(row.peak.start_ms, zone)}" if row.peak else "no peak"
         )
         out.append(f"{row.title}: {row.energy_kwh} kWh, {costs}, CO2 {row.co2_kg} kg, {peak}")
+        if row.estimated_kwh:
+            what = "of which estimated" if row.estimated_counted else "not counted: estimated"
+            out.append(f"  {what} {row.estimated_kwh} kWh (measured {row.measured_kwh} kWh)")
+        if row.export_kwh:
+            out.append(f"  exported {row.export_kwh} kWh (not priced), net {row.net_kwh} kWh")
         before = "no data" if row.previous_kwh is None else f"{row.previous_kwh} kWh"
         year = "no data" if row.last_year_kwh is None else f"{row.last_year_kwh} kWh"
         out.append(f"  {period.previous().text}: {before}; {period.year_before().text}: {year}")

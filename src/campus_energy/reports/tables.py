@@ -21,6 +21,7 @@ SCOPE_COLUMNS = (
     "scope", "basis", "energy_kwh", "cost", "currency", "unpriced_kwh", "co2_kg", "peak_kw",
     "peak_interval_min", "peak_start_local", "coverage", "previous_period", "previous_kwh",
     "previous_change_pct", "last_year_period", "last_year_kwh", "last_year_change_pct",
+    "measured_kwh", "estimated_kwh", "estimated_counted", "export_kwh", "net_kwh",
 )  # fmt: skip
 AFTER_HOURS_COLUMNS = ("building", "meter", "after_hours_kwh", "total_kwh", "after_hours_share")
 COVERAGE_COLUMNS = ("meter", "building", "coverage", "below_95_percent")
@@ -63,7 +64,8 @@ def scope_rows(report: Report) -> list[list[Cell]]:
                 row.co2_kg, peak.kw if peak else None, peak.interval_min if peak else None,
                 local_text(peak.start_ms, zone) if peak else None, round(row.coverage, 4),
                 previous, row.previous_kwh, row.previous_change, last_year, row.last_year_kwh,
-                row.last_year_change,
+                row.last_year_change, row.measured_kwh, row.estimated_kwh, row.estimated_counted,
+                row.export_kwh, row.net_kwh,
             ]
         )  # fmt: skip
     return found

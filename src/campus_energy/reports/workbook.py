@@ -41,6 +41,10 @@ def report_xlsx(report: Report) -> bytes:
         facts.append((f"Cost ({currency})", amount))
     facts += [
         ("Energy (kWh)", head.energy_kwh),
+        ("Measured import (kWh)", head.measured_kwh),
+        ("Estimated import (kWh)", head.estimated_kwh),
+        ("Export (kWh)", head.export_kwh),
+        ("Net (kWh)", head.net_kwh),
         ("CO2 (kg)", head.co2_kg),
         ("Peak (kW)", head.peak.kw if head.peak else None),
         ("Meters below 95 % coverage", len(report.low_coverage)),
