@@ -169,11 +169,22 @@ def test_the_page_shows_the_books(served: tuple[Campus, str], browser: Any, size
             kwh = float(row.locator("td").nth(1).get_attribute("data-value"))
             assert close(kwh * 1000, books.energy_wh(ids, *ranges["today"]), abs_tol=1e-3), name
 
+        # a campus that never generated and had no gap bridged: the page as it was before
+        # solar, with no generation, net or estimate shown anywhere
+        hidden = page.evaluate(
+            """() => [...document.querySelectorAll(
+              '.kpis .flows, .kpis .estimate, #buildings .flow, #buildings .estimate-note')]
+              .filter((el) => el.checkVisibility()).map((el) => el.outerHTML.slice(0, 80))"""
+        )
+        assert hidden == [], hidden
+        assert page.locator(".kpis .flows").count() >= 3
+
         charts = page.evaluate(READ_CHARTS)
         assert check_power_chart(s, books, charts["power24h"], None) > 0
         check_ticks(s, charts["power24h"], daily=False)
 
         month = charts["daily30d"]
+        assert page.evaluate("() => window.campusCharts.daily30d.data.length") == 2  # no generation
         last_day = today
         first_day = last_day - timedelta(days=29)
         utc_midnight = lambda d: datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp()  # noqa: E731

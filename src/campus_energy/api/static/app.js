@@ -17,8 +17,8 @@ import {
   monthRange, peakOf, powerOptions,
 } from "./charts.js";
 import {
-  $, clock, fmtAge, fmtKW, fmtKWh, fmtPct, isNum, kW, kWh, make, nf0, setNumber, setTime, setZone,
-  syncRows,
+  $, clock, fmtAge, fmtKW, fmtKWh, fmtPct, isNum, kW, kWh, make, nf0, setMeasured, setNumber, setTime,
+  setZone, syncRows,
 } from "./format.js";
 
 const app = $("#app");
@@ -48,13 +48,15 @@ function buildBuildingRow(key) {
   share.append(bar, make("span", "share-text"));
   const cell = make("td");
   cell.append(share);
-  tr.append(name, make("td", "num"), make("td", "num"), cell);
+  tr.append(name, make("td", "num"), make("td", "num"), make("td", "num flow"), make("td", "num flow"), cell);
   return tr;
 }
 function updateBuildingRow(tr, b) {
   setName(tr.cells[0], b.building, state.model);
   setNumber(tr.cells[1], kW(b.power_w), fmtKW);
-  setNumber(tr.cells[2], b.today_kwh, fmtKWh);
+  setMeasured(tr.cells[2], b.today_kwh, b.today_estimated_kwh, fmtKWh);
+  setMeasured(tr.cells[3], b.today_export_kwh, b.today_estimated_export_kwh, fmtKWh);
+  setNumber(tr.cells[4], b.today_net_kwh, fmtKWh);
   const share = isNum(b.share_today) ? b.share_today : null;
   setNumber(tr.querySelector(".share-text"), share, fmtPct);
   tr.querySelector(".share-fill").style.width = `${Math.max(0, Math.min(100, (share || 0) * 100))}%`;
@@ -115,11 +117,37 @@ function renderHeader() {
   $("#no-data").hidden = !known || (known.last_window != null) || status === "unavailable";
 }
 
+const PERIODS = ["today", "week", "month"];
+const nonZero = (v) => isNum(v) && v !== 0;
+/** Show `value` only where it is not zero (an estimate), else hide `box` and forget it. */
+function setIfAny(box, el, value) {
+  box.hidden = !nonZero(value);
+  setNumber(el, nonZero(value) ? value : null, fmtKWh);
+}
+
+/** Today, this week, this month: consumption (the measured import, as ever); the measured
+ *  figure and the estimate beside it where the registers bridged a gap; generation and net
+ *  wherever the campus generated at all (else the page is as it was before solar). */
+function renderPeriods(s) {
+  const flows = PERIODS.some((p) => nonZero(s[`${p}_export_kwh`]) || nonZero(s[`${p}_estimated_export_kwh`]));
+  const estimated = PERIODS.some((p) => nonZero(s[`${p}_estimated_kwh`]) || nonZero(s[`${p}_estimated_export_kwh`]));
+  const section = $("#kpi-heading").closest("section");
+  for (const p of PERIODS) {
+    setNumber($(`#${p}-kwh`), s[`${p}_kwh`], fmtKWh);
+    setNumber($(`#${p}-estimate .measured`), s[`${p}_kwh`], fmtKWh);
+    setIfAny($(`#${p}-estimate`), $(`#${p}-estimated-kwh`), s[`${p}_estimated_kwh`]);
+    setNumber($(`#${p}-export-kwh`), flows ? s[`${p}_export_kwh`] : null, fmtKWh);
+    setNumber($(`#${p}-net-kwh`), flows ? s[`${p}_net_kwh`] : null, fmtKWh);
+    setIfAny($(`#${p}-estimate-export`), $(`#${p}-estimated-export-kwh`), flows ? s[`${p}_estimated_export_kwh`] : null);
+  }
+  section.querySelectorAll(".flows").forEach((el) => { el.hidden = !flows; });
+  section.querySelector(".hint.estimate").hidden = !estimated;
+  $("#buildings").dataset.flows = String(flows);
+}
+
 function renderSummary(s) {
   setNumber($("#power-now"), kW(s.power_w), fmtKW);
-  setNumber($("#today-kwh"), s.today_kwh, fmtKWh);
-  setNumber($("#week-kwh"), s.week_kwh, fmtKWh);
-  setNumber($("#month-kwh"), s.month_kwh, fmtKWh);
+  renderPeriods(s);
   const buildings = (Array.isArray(s.buildings) ? s.buildings : []).filter((b) => b && b.building != null)
     .sort((a, b) => (a.building === "") - (b.building === "") // the meters in no building last
       || String(a.building).localeCompare(String(b.building)));
@@ -147,8 +175,16 @@ function renderDetailFacts() {
 function renderDetailSeries(series) {
   const data = chartMeter.update(series);
   const points = series && Array.isArray(series.points) ? series.points : [];
-  const wh = points.map((p) => p && p.energy_wh).filter(isNum);
-  setNumber($("#detail-kwh"), wh.length ? kWh(wh.reduce((a, b) => a + b, 0)) : null, fmtKWh);
+  const total = (key) => {
+    const wh = points.map((p) => p && p[key]).filter(isNum);
+    return wh.length ? kWh(wh.reduce((a, b) => a + b, 0)) : null;
+  };
+  setNumber($("#detail-kwh"), total("energy_wh"), fmtKWh);
+  setIfAny($("#detail-estimate"), $("#detail-estimated-kwh"), total("estimated_wh"));
+  const exported = total("export_wh"), guessed = total("estimated_export_wh");
+  $("#detail-flows").hidden = !(nonZero(exported) || nonZero(guessed));
+  setNumber($("#detail-export-kwh"), $("#detail-flows").hidden ? null : exported, fmtKWh);
+  setIfAny($("#detail-estimate-export"), $("#detail-estimated-export-kwh"), guessed);
   const peak = peakOf(data);
   setNumber($("#detail-peak"), peak ? peak.v : null, fmtKW);
 }
@@ -174,6 +210,7 @@ function openDetail(id, opener) {
   detail.opener = opener;
   $("#detail-title").textContent = `Meter ${id}`;
   ["#detail-kwh", "#detail-peak"].forEach((sel) => setNumber($(sel), null, fmtKW));
+  for (const id of ["#detail-flows", "#detail-estimate", "#detail-estimate-export"]) $(id).hidden = true;
   chartMeter.clear();
   renderDetailFacts();
   if (!detail.el.open) detail.el.showModal();

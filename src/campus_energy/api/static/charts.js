@@ -9,7 +9,7 @@ import {
 
 const NO_DATA_LABEL = "No data yet.";
 const COLOR = { line: "#1f5fbf", fill: "rgba(31, 95, 191, 0.16)", bar: "#2f6fcf",
-  axis: "#1a1f29", grid: "#dfe3e9" };
+  axis: "#1a1f29", grid: "#dfe3e9", generation: "#2e7d32", net: "#1a1f29" };
 // Canvas text does not follow CSS: scale it with the root font size (larger on lobby screens).
 const axisPx = () => Math.round(0.8125 * (Number.parseFloat(getComputedStyle(document.documentElement).fontSize) || 16));
 const axisStyle = () => {
@@ -22,6 +22,14 @@ const yFromZero = (u, min, max) => {
   if (!isNum(max) || max <= 0) return [0, 1];
   const step = niceStep(max / 4);
   return [0, Math.ceil((max * 1.05) / step) * step];
+};
+/** From zero as `yFromZero`, or, when a value is below zero (a campus feeding the grid: power
+ *  at noon, a day's generation drawn down), from a round step below it: nothing is clipped. */
+const ySigned = (u, min, max) => {
+  if (!isNum(min) || min >= 0) return yFromZero(u, min, max);
+  const step = niceStep(Math.max(-min, isNum(max) ? max : 0) / 4);
+  const top = isNum(max) && max > 0 ? Math.ceil((max * 1.05) / step) * step : 0;
+  return [Math.floor((min * 1.05) / step) * step, top];
 };
 /** 1, 2 or 5 × a power of ten: round ticks for any magnitude. */
 function niceStep(raw) {
@@ -108,33 +116,45 @@ export function powerOptions(seriesLabel, range) {
     cursor: { drag: { x: false, y: false } },
     padding: [12, RIGHT_PAD(), 0, 0],
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), site.zone),
-    scales: { x: { time: true, range: () => range() }, y: { range: yFromZero } },
+    // net power: below zero while feeding the grid, filled from zero either way
+    scales: { x: { time: true, range: () => range() }, y: { range: ySigned } },
     axes: [
       { ...axisStyle(), label: `Time (${site.zone}, 24-hour)`, splits: hourSplits, values: hourLabels },
       { ...axisStyle(), label: "Power (kW)", size: yAxisSize, incrs: NICE, values: valueLabels },
     ],
     series: [
       { label: "Time", value: (u, v) => (v == null ? "—" : dateTime.format(v * 1000)) },
-      { label: seriesLabel, stroke: COLOR.line, fill: COLOR.fill, width: 2, spanGaps: false,
+      { label: seriesLabel, stroke: COLOR.line, fill: COLOR.fill, fillTo: 0, width: 2, spanGaps: false,
         points: { show: false }, value: (u, v) => (v == null ? "—" : `${fmtKW(v)} kW`) },
     ],
   };
 }
-export function dailyOptions(range) {
+/** Energy per day: consumption as bars; where the campus generated (`columns` 4: dailyColumns'),
+ *  its generation as bars below zero and the net as a dot per day. */
+export function dailyOptions(range, columns = 2) {
+  const flows = columns === 4;
+  const kwhValue = (u, v) => (v == null ? "—" : `${fmtKWh(v)} kWh`);
   return {
     cursor: { drag: { x: false, y: false } },
     padding: [12, 2 * axisPx(), 0, 0], // today's label ("30 May"), half a day from the edge, fits
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
-    scales: { x: { time: true, range: () => range() }, y: { range: yFromZero } },
+    scales: { x: { time: true, range: () => range() }, y: { range: ySigned } },
     axes: [
       { ...axisStyle(), label: `Day (${site.zone})`, splits: daySplits, values: dayLabels },
-      { ...axisStyle(), label: "Energy (kWh)", size: yAxisSize, incrs: NICE, values: valueLabels },
+      { ...axisStyle(), label: flows ? "Energy (kWh), generation below zero" : "Energy (kWh)",
+        size: yAxisSize, incrs: NICE, values: valueLabels },
     ],
     series: [
       { label: "Day", value: (u, v) => (v == null ? "—" : siteDay.format(v * 1000)) },
-      { label: "Energy per day", stroke: COLOR.bar, fill: COLOR.bar, width: 1,
-        paths: uPlot.paths.bars({ size: [0.7, 48], align: 0 }), points: { show: false },
-        value: (u, v) => (v == null ? "—" : `${fmtKWh(v)} kWh`) },
+      { label: flows ? "Consumption" : "Energy per day", stroke: COLOR.bar, fill: COLOR.bar, width: 1,
+        paths: uPlot.paths.bars({ size: [0.7, 48], align: 0 }), points: { show: false }, value: kwhValue },
+      ...(flows ? [
+        { label: "Generation", stroke: COLOR.generation, fill: COLOR.generation, width: 1, fillTo: 0,
+          paths: uPlot.paths.bars({ size: [0.7, 48], align: 0 }), points: { show: false },
+          value: (u, v) => (v == null ? "—" : `${fmtKWh(-v)} kWh`) },
+        { label: "Net", stroke: COLOR.net, width: 0, paths: () => null,
+          points: { show: true, size: 7, width: 1.5, stroke: "#ffffff", fill: COLOR.net }, value: kwhValue },
+      ] : []),
     ],
   };
 }
@@ -169,11 +189,13 @@ export function chartSlot(container, options, toColumns, rangeOf, describe) {
     note.textContent = noDataText;
     container.setAttribute("aria-label", empty ? NO_DATA_LABEL : describe(data, source));
     if (empty || typeof uPlot === "undefined") return data;
-    if (slot.u && slot.zone !== site.zone) { slot.u.destroy(); slot.u = null; }
+    // another zone, or other columns (a campus that began to generate): a chart made afresh
+    if (slot.u && (slot.zone !== site.zone || slot.columns !== data.length)) { slot.u.destroy(); slot.u = null; }
     if (slot.u) slot.u.setData(data);
     else {
-      slot.u = new uPlot({ ...chartSize(container), ...options(() => slot.range) }, data, container);
+      slot.u = new uPlot({ ...chartSize(container), ...options(() => slot.range, data.length) }, data, container);
       slot.zone = site.zone;
+      slot.columns = data.length;
     }
     return data;
   };
@@ -205,13 +227,19 @@ function powerColumns(points, stepS) {
   return stepColumns((Array.isArray(points) ? points : [])
     .map((p) => [parseTime(p && p.t), kW(p && p.avg_power_w)]), stepS);
 }
+/** /api/series daily points -> [days, consumption kWh]; where any day generated, also
+ *  [generation as kWh below zero, net kWh]. */
 export function dailyColumns(points) {
+  const kwhOf = (p, key) => (p && isNum(p[key]) ? kWh(p[key]) : null);
   const rows = (Array.isArray(points) ? points : []).map((p) => {
     const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec((p && p.date) || "");
     const ms = m ? Date.UTC(+m[1], +m[2] - 1, +m[3]) : parseTime(p && p.t);
-    return [ms, p && isNum(p.energy_wh) ? kWh(p.energy_wh) : null];
+    const exported = kwhOf(p, "export_wh");
+    return [ms, kwhOf(p, "energy_wh"), exported ? -exported : null, kwhOf(p, "net_wh")];
   }).filter(([ms]) => ms !== null).sort((a, b) => a[0] - b[0]);
-  return [rows.map((r) => r[0] / 1000), rows.map((r) => r[1])];
+  const columns = [rows.map((r) => r[0] / 1000), rows.map((r) => r[1])];
+  if (rows.some((r) => r[2] !== null)) columns.push(rows.map((r) => r[2]), rows.map((r) => r[3]));
+  return columns;
 }
 export function peakOf([xs, ys]) {
   let i = -1;
@@ -232,12 +260,15 @@ export function describePower(what) {
   };
 }
 export function describeDaily(data) {
-  const total = data[1].filter(isNum).reduce((a, b) => a + b, 0);
+  const sum = (column) => column.filter(isNum).reduce((a, b) => a + b, 0);
+  const total = sum(data[1]);
   const peak = peakOf(data), last = lastOf(data);
-  return `Campus energy per day for the last 30 days, in kWh: ${data[0].length} days with data, ` +
-    `${fmtKWh(total)} kWh in all` +
+  return `Campus ${data.length > 2 ? "consumption" : "energy"} per day for the last 30 days, in kWh: ` +
+    `${data[0].length} days with data, ${fmtKWh(total)} kWh in all` +
     (peak ? `; highest ${fmtKWh(peak.v)} kWh on ${siteDay.format(peak.t * 1000)}` : "") +
-    (last ? `; latest ${fmtKWh(last.v)} kWh on ${siteDay.format(last.t * 1000)}.` : ".");
+    (last ? `; latest ${fmtKWh(last.v)} kWh on ${siteDay.format(last.t * 1000)}` : "") +
+    (data.length > 2 ? `; generation ${fmtKWh(-sum(data[2]))} kWh in all, drawn below zero, ` +
+      `and the net of each day as a dot.` : ".");
 }
 
 export const fiveMinutes = (points) => powerColumns(points, 300);

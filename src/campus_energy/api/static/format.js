@@ -166,6 +166,17 @@ export function setNumber(el, value, fmt) {
   if (isNum(value)) el.dataset.value = String(value);
   else delete el.dataset.value;
 }
+/** A measured figure with, only when there is one, the estimate beside it ("+ est. 3.10"),
+ *  apart: data-value keeps the measured figure, the note's own data-value the estimate. */
+export function setMeasured(el, measured, estimated, fmt) {
+  setNumber(el, measured, fmt);
+  if (isNum(estimated) && estimated !== 0) {
+    const note = make("span", "estimate-note", `+ est. ${fmt(estimated)}`);
+    note.dataset.value = String(estimated);
+    note.title = "estimated from the meters' registers across gaps in the data";
+    el.append(note);
+  }
+}
 /** Show a decimal string formatted, and keep the string in data-value. */
 export function setDecimal(el, s, fmt = fmtDecimal) {
   el.textContent = fmt(s);
