@@ -511,3 +511,23 @@ def test_the_months_report_states_the_estimate_the_export_and_the_net(
     html = standalone_html(report)
     assert ("of which estimated" if counted else "estimated, not counted") in html
     assert "Exported kWh" in html
+
+
+def test_the_cost_endpoint_states_the_estimate_apart(campus: Campus) -> None:
+    books = campus.books
+    measured = books.total("main-1", "import_wh")
+    estimated = books.total("main-1", "estimated_wh")
+    roof = books.total("roof-1", "import_wh")
+    days = "start_date=2026-03-01&end_date=2026-03-31"
+    for which, counted in (("counted", True), ("excluded", False)):
+        client = campus.clients[which]
+        main = client.get(f"/api/cost?building=Main&{days}").get_json()
+        assert Decimal(main["measured_kwh"]) == kwh(measured)
+        assert Decimal(main["estimated_kwh"]) == kwh(estimated)
+        assert main["estimated_counted"] is counted
+        assert Decimal(main["energy_kwh"]) == kwh(measured + (estimated if counted else 0))
+        whole = client.get(f"/api/cost?{days}").get_json()
+        assert Decimal(whole["measured_kwh"]) == kwh(measured) + kwh(roof)
+        assert Decimal(whole["estimated_kwh"]) == kwh(estimated)
+        assert whole["estimated_counted"] is counted
+        assert Decimal(whole["total"]) == books.main_total(counted) + books.annex_total()

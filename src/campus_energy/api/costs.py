@@ -40,7 +40,7 @@ from campus_energy.accounts.statements import (
 )
 from campus_energy.config import Config
 from campus_energy.core.answers import ScopeHour
-from campus_energy.core.billing import Cost
+from campus_energy.core.billing import Cost, kwh
 from campus_energy.core.days import local_date, midnight_ms
 from campus_energy.core.demand import Month, previous_months
 from campus_energy.core.emissions import Footprint
@@ -159,6 +159,10 @@ def campus_cost_answer(
         "currency": currency_of(totals),
         **money_answer(totals),
         "energy_kwh": str(sum((kwh_of(s.cost) for s in found), Decimal(0))),
+        # energy_kwh = measured_kwh + (estimated_kwh when estimated_counted), as each account's
+        "measured_kwh": str(sum((kwh(s.cost.measured_wh) for s in found), Decimal(0))),
+        "estimated_kwh": str(sum((kwh(s.cost.estimated_wh) for s in found), Decimal(0))),
+        "estimated_counted": config.billing.include_estimated,
         "coverage": round(campus.cost.coverage, 6),
         "unpriced_kwh": str(sum((_unpriced_kwh(s.cost) for s in found), Decimal(0))),
         "demand": demand,
@@ -203,6 +207,7 @@ def overview_answer(
         "today": {
             "date": today.isoformat(),
             "energy_kwh": str(sum((kwh_of(d.cost) for _, d in rows), Decimal(0))),
+            "estimated_kwh": str(sum((kwh(d.cost.estimated_wh) for _, d in rows), Decimal(0))),
             **money_answer(day_totals),
             "co2_kg": str(sum((d.footprint.kg for _, d in rows), Decimal(0))),
             "coverage": round(campus_today.cost.coverage, 6),
@@ -211,6 +216,9 @@ def overview_answer(
             "first_day": first.isoformat(),
             "last_day": last.isoformat(),
             "energy_kwh": str(sum((kwh_of(p.to_date.cost) for p, _ in rows), Decimal(0))),
+            "estimated_kwh": str(
+                sum((kwh(p.to_date.cost.estimated_wh) for p, _ in rows), Decimal(0))
+            ),
             **money_answer(month_totals),
             **money_answer(projected, "projected_total"),
             "elapsed_share": round(_share(now_ms - start_ms, end_ms - start_ms), 6),
@@ -245,6 +253,7 @@ def _building_month(
         "currency": cost.currency,
         "basis": scope.basis,
         "energy_kwh": str(kwh_of(cost)),
+        "estimated_kwh": str(kwh(cost.estimated_wh)),
         "kwh_per_m2": _text(per_m2),
         "total": _text(cost.total),
         "projected_total": _text(projection.projected_total),
