@@ -36,9 +36,10 @@ SDM120_FIELDS = (
     "power_factor",
     "frequency_hz",
     "import_energy_wh",
+    "export_energy_wh",
 )
-# The SDM120 profile's fields, read each on its own (the last two are adjacent).
-FIELDS_ONLY = [(0, 2), (6, 2), (12, 2), (30, 2), (70, 4)]
+# The SDM120 profile's fields, read each on its own (the last three are adjacent).
+FIELDS_ONLY = [(0, 2), (6, 2), (12, 2), (30, 2), (70, 6)]
 
 
 def one_meter(folder: Path, broker_port: int, **simulate: Any) -> Config:
@@ -90,7 +91,7 @@ async def test_a_meter_refusing_gap_reads_logs_every_field_after_learning_its_pl
     assert rows and all(None not in row for row in rows)  # the first poll's values too
     learned = messages(caplog, logging.INFO, "meter lab")
     assert len(learned) == 1, learned
-    assert "FC04 0+74 → FC04 0+2, FC04 6+2, FC04 12+2, FC04 30+2, FC04 70+4" in learned[0]
+    assert "FC04 0+76 → FC04 0+2, FC04 6+2, FC04 12+2, FC04 30+2, FC04 70+6" in learned[0]
     assert "registers 2–5, 8–11, 14–29, 32–69" in learned[0]
     assert not messages(caplog, logging.WARNING, "")
     stored = json.loads(learned_plans_path(db).read_text())
@@ -110,7 +111,7 @@ async def test_a_refused_field_is_left_out_and_reported_once_while_power_and_ene
         async with serving(logger, "ready"):
             await eventually(lambda: count(db, "lab") >= 8, timeout=20)
             poller = logger.runs["lab"].poller
-    assert spans(poller.plan) == [(0, 32), (72, 2)]
+    assert spans(poller.plan) == [(0, 32), (72, 4)]
     rows = query(
         db,
         "SELECT power_w, frequency_hz, voltage_v, energy_wh, energy_total_wh FROM readings "
@@ -125,7 +126,7 @@ async def test_a_refused_field_is_left_out_and_reported_once_while_power_and_ene
     assert len(warned) == 1, warned
     assert "meter lab" in warned[0] and "FC04 address 70" in warned[0]
     assert "left out" in warned[0]
-    assert len(messages(caplog, logging.INFO, "plan FC04 0+74")) == 1
+    assert len(messages(caplog, logging.INFO, "plan FC04 0+76")) == 1
 
 
 async def test_a_restarted_logger_never_asks_what_was_refused_again(
@@ -274,9 +275,9 @@ async def test_read_verbose_marks_the_learned_plan_and_uses_what_the_logger_kept
     async with Simulator(config):
         first = await asyncio.to_thread(run_cli, "read", "lab", "-v", "-c", str(path))
         assert first.returncode == 0, first.stderr
-        assert "plan for lab: FC04 0+74" in first.stderr
+        assert "plan for lab: FC04 0+76" in first.stderr
         assert (
-            "learned plan for lab: FC04 0+2, FC04 6+2, FC04 12+2, FC04 30+2, FC04 72+2"
+            "learned plan for lab: FC04 0+2, FC04 6+2, FC04 12+2, FC04 30+2, FC04 72+4"
             in first.stderr
         )
         assert (
@@ -296,7 +297,7 @@ async def test_read_verbose_marks_the_learned_plan_and_uses_what_the_logger_kept
         )
         second = await asyncio.to_thread(run_cli, "read", "lab", "-v", "-c", str(path))
     assert second.returncode == 0, second.stderr
-    assert "plan for lab: FC04 0+2, FC04 6+2, FC04 12+2, FC04 30+2, FC04 72+2" in second.stderr
+    assert "plan for lab: FC04 0+2, FC04 6+2, FC04 12+2, FC04 30+2, FC04 72+4" in second.stderr
     assert "(learned earlier): registers 2–5, 8–11, 14–29" in second.stderr
     assert "learned plan" not in second.stderr
     assert exception_answers(second.stderr) == []
@@ -333,7 +334,7 @@ async def test_doctor_reports_what_the_firmware_refuses_with_the_fix(
     assert plan["detail"].startswith(
         "the firmware refuses registers 2–5, 8–11, 14–29; the plan avoids them; "
         "the firmware refuses frequency_hz (FC04 address 70): left out of its readings "
-        "(5 requests: FC04 0+2, FC04 6+2, FC04 12+2, FC04 30+2, FC04 72+2, learned "
+        "(5 requests: FC04 0+2, FC04 6+2, FC04 12+2, FC04 30+2, FC04 72+4, learned "
     )
     assert "profiles show eastron-sdm120" in plan["fix"]
     assert after["meter lab"]["status"] == "ok"

@@ -57,7 +57,7 @@ def test_golden_device_limit_splits_the_span() -> None:
 
 def test_all_sdm120_fields_on_tcp_are_one_request() -> None:
     sdm120 = builtin_profiles()["eastron-sdm120"]
-    assert spans(plan_profile(sdm120, TCP)) == [(0, 74)]
+    assert spans(plan_profile(sdm120, TCP)) == [(0, 76)]
 
 
 def test_every_builtin_plan_covers_every_field_within_the_device_limit() -> None:

@@ -46,8 +46,8 @@ def test_golden_a_forbidden_register_splits_the_one_span() -> None:
 def test_golden_sdm120_whose_gaps_are_refused_reads_only_its_fields() -> None:
     gaps = [Extent(2, 6), Extent(8, 12), Extent(14, 30), Extent(32, 70)]
     plan = plan_profile(SDM120, TCP, Refusals(registers=tuple(gaps)))
-    assert spans(plan) == [(0, 2), (6, 2), (12, 2), (30, 2), (70, 4)]
-    assert spans(plan_profile(SDM120, TCP)) == [(0, 74)]  # what it reads without refusals
+    assert spans(plan) == [(0, 2), (6, 2), (12, 2), (30, 2), (70, 6)]
+    assert spans(plan_profile(SDM120, TCP)) == [(0, 76)]  # what it reads without refusals
 
 
 def test_a_refused_field_is_left_out_and_its_registers_never_covered() -> None:
@@ -55,14 +55,14 @@ def test_a_refused_field_is_left_out_and_its_registers_never_covered() -> None:
     plan = plan_profile(SDM120, TCP, refusals)
     frequency = Extent(0x46, 0x48)
     assert not any(covers_any(r, [frequency]) for r in plan)
-    assert spans(plan) == [(0, 32), (72, 2)]
+    assert spans(plan) == [(0, 32), (72, 4)]
 
 
 def test_a_learned_request_limit_shortens_requests_but_never_splits_a_field() -> None:
     plan = plan_profile(SDM120, TCP, Refusals(max_registers=40))
     assert all(r.count <= 40 for r in plan)
     tiny = plan_profile(SDM120, TCP, Refusals(max_registers=1))
-    assert spans(tiny) == [(0, 2), (6, 2), (12, 2), (30, 2), (70, 2), (72, 2)]
+    assert spans(tiny) == [(0, 2), (6, 2), (12, 2), (30, 2), (70, 2), (72, 2), (74, 2)]
 
 
 def test_an_extent_covering_a_forbidden_register_is_an_error() -> None:
