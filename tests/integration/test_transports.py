@@ -121,6 +121,6 @@ async def test_meters_on_one_bus_are_read_in_one_request_each_over_tcp() -> None
     assert len(sent) == 2
     # MBAP unit id is byte 6, function code byte 7, then address and count.
     assert [(f[6], f[7], int.from_bytes(f[8:10]), int.from_bytes(f[10:12])) for f in sent] == [
-        (1, 4, 0, 74),
-        (2, 4, 0, 74),
+        (1, 4, 0, 76),
+        (2, 4, 0, 76),
     ]
