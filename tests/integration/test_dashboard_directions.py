@@ -23,6 +23,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
-from tests.support.config import write_toml
+from tests.support.config import campus_meters, write_toml
 
 from campus_energy.core.energy import MeterState, advance
 from campus_energy.core.meter_events import MeterEvent
@@ -198,9 +199,25 @@ def campus(tmp_path_factory: pytest.TempPathFactory) -> Campus:
     folder = tmp_path_factory.mktemp("directions")
     store = folder / "store.db"
     write_store(store)
+    flat = {
+        "id": "flat",
+        "currency": "EUR",
+        "versions": [{"valid_from": "2026-01-01", "default_rate": "0.25"}],
+    }
     config = write_toml(
         folder / "campus-energy.toml",
-        {"site": {"name": "Solar campus", "timezone": "Europe/Berlin"}, "storage": {"path": store}},
+        {
+            "site": {
+                "name": "Solar campus",
+                "timezone": "Europe/Berlin",
+                "tariff": "flat",
+                "buildings": [{"name": "Lab"}, {"name": "Hall"}],
+            },
+            "storage": {"path": store},
+            "buses": [{"name": "b", "transport": "tcp", "host": "127.0.0.1"}],
+            "meters": campus_meters({m: (b, f, "main") for m, (b, f) in METERS.items()}),
+            "tariffs": [flat],
+        },
     )
     return Campus(store, config, Books(store))
 
@@ -342,6 +359,25 @@ def test_the_data_quality_view_shows_estimates_and_meter_events(
     assert confirmed["new start (kWh)"] == 0
     assert confirmed["note"] == "new meter"
     assert events.iloc[0]["before (kWh)"] == pytest.approx(98_765.432)
+
+
+def test_the_cost_tab_counts_the_estimate_and_shows_it_apart(at: AppTest, campus: Campus) -> None:
+    """As bills do: measured import plus estimated import, each account's kWh rounded."""
+    b, (start, end) = campus.books, range_ms()
+    cost = tab(at, "Cost & demand")
+    shown = {m.label: m.value for m in cost.metric}
+    measured = {m: b.total({m}, IMPORT, start, end) for m in METERS}
+    estimated = {m: b.total({m}, ESTIMATED, start, end) for m in METERS}
+    billed = sum(
+        (Decimal(measured[m] + estimated[m]) / 1000).quantize(Decimal("0.001"), ROUND_HALF_UP)
+        for m in METERS
+    )
+    assert shown["Energy (kWh)"] == f"{billed:,}"
+    note = next(c.value for c in cost.caption if c.value.startswith("Readings cover"))
+    assert (
+        f"Energy: measured {kwh(sum(measured.values()))} kWh + estimated "
+        f"{kwh(sum(estimated.values()))} kWh" in note
+    )
 
 
 def test_an_older_store_without_directions_shows_import_only(
