@@ -65,7 +65,10 @@ def _close(a: float, b: float) -> bool:
 
 # field -> when two values of it agree; compared (and reported) in this order
 COMPARED: dict[str, Callable[[float, float], bool]] = {
-    "total_energy_wh": _energy,
+    "total_energy_wh": _energy,  # measured import
+    "export_energy_wh": _energy,
+    "estimated_energy_wh": _energy,
+    "estimated_export_wh": _energy,
     "readings_in_batch": _exact,
     "coverage": _close,
     "avg_power_w": _close,
@@ -164,6 +167,8 @@ def store_span(
         low = r.ts_ms if r.interval_start_ms is None else min(r.interval_start_ms, r.ts_ms)
         if max_interval_ms is not None:
             low = max(low, r.ts_ms - max_interval_ms)
+        if r.estimated and r.estimated_start_ms is not None:  # its estimate's gap is backed too
+            low = min(low, r.estimated_start_ms)
         first, last = window_start_ms(low, window_ms), window_start_ms(r.ts_ms, window_ms)
         backed.update(range(first, last + 1, window_ms))
     return StoreSpan(readings[0].ts_ms, readings[-1].ts_ms, frozenset(backed))

@@ -215,8 +215,8 @@ async def _check(
         if span is not None:
             spans[record.meter_id] = span
         first = readings[0] if readings else None
-        if first is not None and first.ts_ms >= start_ms and first.energy_uwh:
-            # it integrated from a reading the store no longer holds
+        if first is not None and first.ts_ms >= start_ms and _covers_before(first):
+            # it integrated (or estimated) from a reading the store no longer holds
             partial_until[record.meter_id] = window_start_ms(first.ts_ms, window_ms)
         received = _as_received(readings, record, config, report.now_ms)
         report.summary.refused += sum(1 for r in readings if start_ms <= r.ts_ms < end_ms) - sum(
@@ -235,6 +235,17 @@ async def _check(
         orphans = [(f.meter_id, f.window_start_ms) for f in findings if f.status in DELETED]
         if orphans:
             report.summary.deleted += await sink.delete(orphans, report.now_ms)
+
+
+def _covers_before(reading: Reading) -> bool:
+    """Whether the reading holds energy of a time before it (measured or estimated in either
+    direction), which began at its predecessor."""
+    return bool(
+        reading.energy_uwh
+        or reading.export_uwh
+        or reading.estimated_uwh
+        or reading.estimated_export_uwh
+    )
 
 
 def _wanted(
