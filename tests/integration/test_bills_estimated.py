@@ -531,3 +531,27 @@ def test_the_cost_endpoint_states_the_estimate_apart(campus: Campus) -> None:
         assert Decimal(whole["estimated_kwh"]) == kwh(estimated)
         assert whole["estimated_counted"] is counted
         assert Decimal(whole["total"]) == books.main_total(counted) + books.annex_total()
+
+
+def test_the_workbook_has_the_estimate_the_export_and_the_events(campus: Campus) -> None:
+    from openpyxl import load_workbook  # type: ignore[import-untyped]
+
+    books = campus.books
+    answer = campus.clients["counted"].get("/api/bills.xlsx?month=2026-03")
+    assert answer.status_code == 200
+    book = load_workbook(io.BytesIO(answer.data))
+    header, *rows = book["Accounts"].iter_rows(values_only=True)
+    accounts = {row[1]: dict(zip(header, row, strict=True)) for row in rows}
+    assert Decimal(str(accounts["Main"]["estimated_kwh"])) == kwh(
+        books.total("main-1", "estimated_wh")
+    )
+    assert Decimal(str(accounts["Main"]["measured_kwh"])) == kwh(books.total("main-1", "import_wh"))
+    assert accounts["Main"]["estimated_counted"] == "yes"
+    assert Decimal(str(accounts["Annex"]["export_kwh"])) == kwh(books.total("roof-1", "export_wh"))
+    header, *events = book["Meter events"].iter_rows(values_only=True)
+    found = [dict(zip(header, row, strict=True)) for row in events]
+    assert [(e["account"], e["meter"], e["kind"], e["source"]) for e in found] == [
+        ("Main", "main-1", "replaced", "detected"),
+        ("Main", "main-1", "replaced", "confirmed"),
+        ("Annex", "roof-1", "jump", "detected"),
+    ]

@@ -62,6 +62,10 @@ def _kwh(wh: float) -> Decimal:
     return (Decimal(wh) / 1000).quantize(Decimal("0.001"))
 
 
+EVENT_COLUMNS = ("meter", "at", "at_local", "kind", "source", "register", "before_wh",
+                 "after_wh", "old_final_wh", "new_start_wh", "note")  # fmt: skip
+
+
 def event_document(event: MeterEvent, zone: tzinfo) -> dict[str, Any]:
     """A meter event on a bill: when (UTC and the account's local time), what, which register."""
     local = utc_datetime(event.ts_ms).astimezone(zone)
@@ -280,7 +284,8 @@ def _safe_cell(value: str) -> str:
 
 def bills_xlsx(found: CampusBill, zone: tzinfo) -> bytes:
     """A workbook: 'Bills' (the line items and totals), 'Accounts' (per account: energy,
-    kWh/m², CO₂, peak, total) and 'Meters' (each meter's energy and share)."""
+    kWh/m², CO₂, peak, total, measured and estimated energy, export), 'Meters' (each
+    meter's energy and share) and 'Meter events' (the month's, where they were read)."""
     from openpyxl import Workbook  # type: ignore[import-untyped]  # only XLSX needs it
 
     book = Workbook()
@@ -310,6 +315,10 @@ def bills_xlsx(found: CampusBill, zone: tzinfo) -> bytes:
             "peak_start_local",
             "currency",
             "total",
+            "measured_kwh",
+            "estimated_kwh",
+            "estimated_counted",
+            "export_kwh",
         ]
     )
     for one in found.bills:
@@ -327,10 +336,16 @@ def bills_xlsx(found: CampusBill, zone: tzinfo) -> bytes:
                 peak["start_local"] if peak else None,
                 one.cost.currency,
                 one.cost.total,
+                _kwh(one.cost.measured_wh),
+                _kwh(one.cost.estimated_wh),
+                "yes" if one.cost.estimated_counted else "no",
+                one.export_kwh,
             ]
         )
     meters = book.create_sheet("Meters")
-    meters.append(["month", "account", "meter", "kind", "energy_kwh", "share"])
+    meters.append(
+        ["month", "account", "meter", "kind", "energy_kwh", "share", "estimated_kwh", "export_kwh"]
+    )
     for one in found.bills:
         for use in one.meters:
             meters.append(
@@ -341,6 +356,20 @@ def bills_xlsx(found: CampusBill, zone: tzinfo) -> bytes:
                     use.kind,
                     use.energy_kwh,
                     use.share,
+                    use.estimated_kwh,
+                    use.export_kwh,
+                ]
+            )
+    events = book.create_sheet("Meter events")
+    events.append(["month", "account", *EVENT_COLUMNS])
+    for one in found.bills:
+        for event in one.events or ():
+            cells = event_document(event, one.statement.zone or zone)
+            events.append(
+                [
+                    month_text(found.month),
+                    _safe_cell(one.scope.name or "(no building)"),
+                    *(_safe_cell(v) if isinstance(v, str) else v for v in cells.values()),
                 ]
             )
     out = io.BytesIO()
