@@ -172,8 +172,8 @@ def test_the_page_shows_the_books(served: tuple[Campus, str], browser: Any, size
         # a campus that never generated and had no gap bridged: the page as it was before
         # solar, with no generation, net or estimate shown anywhere
         hidden = page.evaluate(
-            """() => [...document.querySelectorAll(
-              '.kpis .flows, .kpis .estimate, #buildings .flow, #buildings .estimate-note')]
+            """() => [...document.querySelectorAll(['.kpis .flows', '.kpis .estimate',
+              '#buildings .flow', '#buildings .estimate-note', '#daily-key'].join(', '))]
               .filter((el) => el.checkVisibility()).map((el) => el.outerHTML.slice(0, 80))"""
         )
         assert hidden == [], hidden

@@ -179,6 +179,7 @@ def test_the_month_chart_draws_generation_below_zero_and_the_net(
     s, books = campus.scenario, campus.books
     drawn = page.evaluate(READ_CHART, "daily30d")
     assert drawn["labels"] == ["Consumption", "Generation", "Net"]
+    assert page.locator("#daily-key").is_visible()  # the key says which bars are which
     consumption, generation, net = drawn["ys"]
     assert len(drawn["xs"]) == len({s.local_day(slot) for m in s.meters for slot in books.slots[m]})
     for x, used, made, left in zip(drawn["xs"], consumption, generation, net, strict=True):

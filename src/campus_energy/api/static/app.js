@@ -31,6 +31,10 @@ const STATUSES = ["ok", "degraded", "unavailable"];
 const chart24h = chartSlot($("#chart-24h"), (range) => powerOptions("Campus power", range), fiveMinutes,
   askedRange, describePower("Campus average power"));
 const chart30d = chartSlot($("#chart-30d"), dailyOptions, dailyColumns, monthRange, describeDaily);
+/** The month chart's key, while it draws generation and net beside consumption. */
+function renderDailyKey() {
+  $("#daily-key").hidden = !(chart30d.data && chart30d.data.length > 2);
+}
 const chartMeter = chartSlot($("#chart-meter"), (range) => powerOptions("Meter power", range), fiveMinutes,
   askedRange, describePower("Meter average power"));
 // What each chart drew, for people who script the page (and for its tests).
@@ -279,6 +283,7 @@ function chooseSite(id, how) {
   Object.assign(state, { health: null, summary: null, meters: null, model: null, overview: null });
   delete app.dataset.shownSite;
   for (const chart of [chart24h, chart30d]) chart.clear();
+  renderDailyKey();
   if (detail.el.open) detail.el.close();
   renderSite();
   tick();
@@ -311,7 +316,7 @@ const jobs = [ // [path, apply the JSON, on failure]: the campus's, on either vi
   ["api/summary", (s) => { state.summary = s; renderSummary(s); }, () => {}],
   ["api/meters", (m) => { state.meters = m; renderMeters(m); }, () => {}],
   ["api/series?step=5m", (s) => chart24h.update(s), () => chart24h.fail()],
-  ["api/series?step=1d", (s) => chart30d.update(s), () => chart30d.fail()],
+  ["api/series?step=1d", (s) => { chart30d.update(s); renderDailyKey(); }, () => chart30d.fail()],
   ["api/cost/overview", (o) => { state.overview = o; renderOverview(o, state.model); }, () => {}],
 ];
 

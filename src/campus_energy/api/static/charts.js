@@ -141,8 +141,7 @@ export function dailyOptions(range, columns = 2) {
     scales: { x: { time: true, range: () => range() }, y: { range: ySigned } },
     axes: [
       { ...axisStyle(), label: `Day (${site.zone})`, splits: daySplits, values: dayLabels },
-      { ...axisStyle(), label: flows ? "Energy (kWh), generation below zero" : "Energy (kWh)",
-        size: yAxisSize, incrs: NICE, values: valueLabels },
+      { ...axisStyle(), label: "Energy (kWh)", size: yAxisSize, incrs: NICE, values: valueLabels },
     ],
     series: [
       { label: "Day", value: (u, v) => (v == null ? "—" : siteDay.format(v * 1000)) },
