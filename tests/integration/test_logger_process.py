@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,22 @@ def logger_process(config: Path, log: Path) -> subprocess.Popen[bytes]:
     return spawn(campus_energy("logger", "-c", config), log, with_stdout=False)
 
 
+def zone_at_noon() -> str:
+    """A zone where it is about noon now (a PV array behind a meter then exports)."""
+    offset = 12 - datetime.now(UTC).hour  # local = UTC + offset; Etc/GMT's sign is reversed
+    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
 @pytest.mark.slow
 async def test_kill_9_then_restart_loses_nothing_and_continues_the_totals(
     tmp_path: Path, mosquitto: Any
 ) -> None:
     bus_port = free_port()
-    config_file = write_toml(tmp_path / "c.toml", two_meters(tmp_path, mosquitto.port, bus_port))
+    data = two_meters(tmp_path, mosquitto.port, bus_port)
+    # m1 has rooftop PV and exports at noon: the books balance in both directions
+    data["site"]["timezone"] = zone_at_noon()
+    data["meters"][0]["simulate"] = {"base_w": 200.0, "peak_w": 300.0, "pv_peak_w": 12_000.0}
+    config_file = write_toml(tmp_path / "c.toml", data)
     config = load_config(config_file, {})
     db = config.storage.path
     log = tmp_path / "logger.log"
@@ -51,18 +63,32 @@ async def test_kill_9_then_restart_loses_nothing_and_continues_the_totals(
                 process.wait()
         after = query(
             db,
-            "SELECT meter_id, seq, ts_ms, energy_wh, energy_total_wh FROM readings "
-            "ORDER BY meter_id, seq",
+            "SELECT meter_id, seq, ts_ms, energy_wh, energy_total_wh, energy_export_wh, "
+            "energy_export_total_wh, estimated_energy_wh, estimated_export_wh, "
+            "import_energy_wh, export_energy_wh FROM readings ORDER BY meter_id, seq",
         )
         # every committed reading survived
-        assert {(m, s, t) for m, s, t, _ in before} <= {(m, s, t) for m, s, t, _, _ in after}
+        assert {(m, s, t) for m, s, t, _ in before} <= {(m, s, t) for m, s, t, *_ in after}
+        gaps = set(
+            query(db, "SELECT m.meter_id, g.end_ts_ms FROM gaps g JOIN meters m ON m.id = g.meter")
+        )
         for meter_id in ("m1", "m2"):
             mine = [r for r in after if r[0] == meter_id]
             assert [r[1] for r in mine] == list(range(1, len(mine) + 1))
-            running_total = 0.0
-            for _, _, _, energy, total in mine:
-                running_total += energy
-                assert total == running_total or abs(total - running_total) < 1e-6
+            # each direction's total is the running sum of its energies, across the kill
+            imported = exported = 0.0
+            for _, _, _, energy, total, export, export_total, *_ in mine:
+                imported += energy
+                exported += export
+                assert abs(total - imported) < 1e-6 and abs(export_total - exported) < 1e-6
+            # an estimate only after a gap, as the registers counted it
+            for previous, row in itertools.pairwise(mine):
+                if row[7] is not None:
+                    assert (meter_id, row[2]) in gaps
+                    assert abs(row[7] - (row[9] - previous[9])) < 1e-6
+                    assert abs(row[8] - (row[10] - previous[10])) < 1e-6
+        m1 = [r for r in after if r[0] == "m1"]
+        assert m1[-1][6] > 0 and m1[-1][4] == 0.0  # m1 exported, and imported nothing
         # the outbox drained to the broker: every stored reading was delivered
         expected = {(m, s) for m, s, *_ in after}
         await eventually(
