@@ -516,3 +516,24 @@ async def test_the_tables_over_rtu_on_a_serial_line(tmp_path: Path) -> None:
     assert [f32(configuration[i:][:2]) for i in (0, ADDRESS - PARITY, BAUD - PARITY)] == [0, 3, 2]
     assert all(f32(energies[i : i + 2]) > 0 for i in (0, 2, 4))
     assert refused == ILLEGAL_ADDRESS  # 0x002C..0x002D is no register of the SDM630
+
+
+# --- a building with rooftop PV ---------------------------------------------------------------
+
+SUNNY_NOON = 1_772_953_200.0  # Sunday 8 March 2026, 12:30 in Asia/Kolkata: it exports
+
+
+@pytest.mark.parametrize("model", sorted(MAPS))
+async def test_a_pv_building_serves_negative_power_and_its_export_register(model: str) -> None:
+    simulate = {"base_w": 400, "peak_w": 1500, "pv_peak_w": 6000, "cloudiness": 0.1}
+    config = make_config([tcp_bus()], [meter_at("roof", "plant", 1, model, simulate=simulate)])
+    async with served(config, clock=lambda: SUNNY_NOON) as simulator:
+        async with tcp_client(config) as client:
+            v = await documented(client, 1, MAPS[model])
+        truth = simulator.meters["roof"].values_at(SUNNY_NOON)
+    assert v["P"] == pytest.approx(truth["power_w"], rel=1e-6) and v["P"] < -1000
+    assert v["export kWh"] == pytest.approx(truth["export_energy_wh"] / 1000, rel=1e-6)
+    assert v["export kWh"] > 100  # its own starting value and the exports since the epoch
+    assert abs(v["total kWh"] - v["import kWh"] - v["export kWh"]) <= 2 * ulp32(v["total kWh"])
+    currents = [v[k] for k in ("I", "I sum") if k in v]
+    assert currents and all(c > 0 for c in currents)  # current is a magnitude
