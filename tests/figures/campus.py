@@ -43,16 +43,17 @@ class Campus:
 def config_of(
     s: Scenario, folder: Path, sink: dict[str, Any], extra: dict[str, Any] | None = None
 ) -> Config:
-    """The scenario's configuration (`extra`: further sections, e.g. virtual_meters)."""
+    """The scenario's configuration (`extra`: further sections, e.g. virtual_meters, or
+    sections in place of the scenario's, e.g. meters of another site)."""
     return parse_config(
         {
-            **(extra or {}),
             "site": {"name": f"Figures {s.name}", "timezone": s.zone},
             "bridge": {"window_s": s.window_s, "grace_s": 5, **sink},
             "api": {"cache_s": 0},
             "buses": [{"name": "b", "transport": "tcp", "host": "127.0.0.1"}],
             "meters": campus_meters(s.meters, interval_s=min(s.interval_s, 3600)),
             "storage": {"path": str(folder / "smart_meter.db")},
+            **(extra or {}),
         }
     )
 

@@ -16,15 +16,17 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
 
 import pytest
 from tests.figures.books import Scenario, Slot
 from tests.figures.campus import Campus, campus_of, close, days_of, iso, ms_of, require
 from tests.figures.solar import PV, VIRTUAL, fall, spring
+from tests.support.config import campus_meters
 
 from campus_energy.core.windows import IncomingReading
 
@@ -109,8 +111,6 @@ def spans(s: Scenario) -> dict[str, tuple[int, int]]:
 
 def step_range(s: Scenario, step: str, point: dict[str, Any]) -> tuple[int, int]:
     if step == "1d":
-        from datetime import date
-
         day = date.fromisoformat(point["date"])
         return s.midnight_ms(day), s.midnight_ms(day + timedelta(days=1))
     start = ms_of(point["t"])
@@ -316,3 +316,57 @@ def test_estimates_change_no_measured_figure_and_no_coverage(
             assert summary[key] == plain[key], key
     health, plain_health = campus.get("/api/health"), twin.get("/api/health")
     assert health["coverage"] == plain_health["coverage"]
+
+
+# -- a site in another zone: its days summed from the store's hours ---------------------------
+
+WEST = ZoneInfo("Europe/London")  # always an hour behind Berlin: the store's hours are its own
+
+
+@pytest.fixture(scope="module")
+def west(campus: Campus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campus]:
+    """The same campus, its meters a site in Europe/London of an estate kept in Berlin."""
+    s = campus.scenario
+    extra = {
+        **VIRTUAL,
+        "sites": [{"id": "west", "name": "West", "timezone": WEST.key}],
+        "meters": campus_meters(s.meters, interval_s=s.interval_s, site="west"),
+    }
+    with campus_of(s, "sqlite", Path(tmp_path_factory.mktemp(f"{s.name}-west")), extra) as found:
+        yield found
+
+
+def west_midnight(day: date) -> int:
+    return round(datetime(day.year, day.month, day.day, tzinfo=WEST).timestamp() * 1000)
+
+
+def test_a_site_in_another_zone_counts_every_direction_on_its_own_days(west: Campus) -> None:
+    s, books = west.scenario, west.books
+    today = datetime.fromtimestamp(s.now_ms / 1000, WEST).date()
+    tomorrow = west_midnight(today + timedelta(days=1))
+    ranges = {
+        "today": (west_midnight(today), tomorrow),
+        "week": (west_midnight(today - timedelta(days=today.weekday())), tomorrow),
+        "month": (west_midnight(today.replace(day=1)), tomorrow),
+    }
+    summary = west.get("/api/summary?site=west")
+    assert summary["site"] == "west" and summary["timezone"] == WEST.key
+    for period, (lo, hi) in ranges.items():
+        matches(summary, period_fields(period), books.sums(None, lo, hi), KWH_TOL, True, period)
+    first = datetime.fromtimestamp(s.start_ms / 1000, WEST).date()
+    days = [first + timedelta(days=k) for k in range((today - first).days + 1)]
+    query = f"site=west&step=1d&start={days[0]}&end={today + timedelta(days=1)}"
+    points = west.get(f"/api/series?{query}")["points"]
+    assert [p["date"] for p in points] == [d.isoformat() for d in days]
+    for p, day in zip(points, days, strict=True):
+        sums = books.sums(None, west_midnight(day), west_midnight(day + timedelta(days=1)))
+        matches(p, POINT_FIELDS, sums, WH_TOL, False, f"west {day}")
+    span = urlencode({"site": "west", "start_date": days[0], "end_date": today})
+    body = west.get(f"/api/aggregate/campus?{span}")
+    lo, hi = west_midnight(days[0]), tomorrow
+    matches(body, AGGREGATE_FIELDS, books.sums(None, lo, hi), KWH_TOL, True, "west aggregate")
+    (site,) = [x for x in west.get("/api/sites")["sites"] if x["id"] == "west"]
+    matches(site, period_fields("today"), books.sums(None, *ranges["today"]), KWH_TOL, True, "")
+    # the books' days differ from Berlin's: the comparison is of the zone's own days
+    berlin = books.sums(None, *periods(s)["today"])
+    assert berlin.energy_wh != books.sums(None, *ranges["today"]).energy_wh
