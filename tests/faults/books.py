@@ -13,9 +13,12 @@ Each stored reading is matched, in order, to the answer that carried its power
 value. The checks: every answer is stored (unless it was in flight when the
 logger was killed or its cable pulled), every stored reading is in its window
 exactly once, each window's energy and reading count equal what the store
-says, Σ window energy equals Σ stored energy per meter, and the logger's
+says, Σ window energy equals Σ stored energy per meter — in each direction
+(import, export) and of each kind (measured, estimated) — and the logger's
 trapezoid energy is within the integration error of the exact integral of the
-simulated load between the answers' times.
+simulated load between the answers' times, per direction. An estimate (a gap
+the meter's registers bridged, such as a logger's restart) is within the
+register's resolution of the exact energy over the gap.
 """
 
 from __future__ import annotations
@@ -28,8 +31,11 @@ from dataclasses import dataclass, field
 
 from campus_energy.config import Config, MeterConfig
 from campus_energy.core.resolution import to_steps
-from campus_energy.meters.simulator.load import KNOT_S, CampusLoad
+from campus_energy.core.witness import RegisterSpec
+from campus_energy.meters.simulator import load as campus_load
+from campus_energy.meters.simulator import solar
 from campus_energy.meters.simulator.meter import VirtualMeter
+from campus_energy.meters.simulator.solar import SolarBuilding
 
 ENERGY_TOLERANCE_WH = 1e-6
 # Longest time from the simulator taking a meter's values to the logger reading its
@@ -38,6 +44,9 @@ LATENCY_S = 0.1
 # An answer this long before a logger kill (or a cable pull) may not have been committed.
 IN_FLIGHT_S = 1.0
 POWER_STEP_W = 0.01  # the store keeps power in steps of 0.01 W
+REGISTER_STEP_WH = 0.1  # the store keeps a register in steps of 0.1 Wh
+KWH_REGISTER = RegisterSpec("float32", 1000.0)  # the Eastron registers the campus's meters have
+DIRECTIONS = ("import", "export")
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,18 @@ class Stored:
     seq: int
     ts_ms: int
     power_w: float
-    energy_wh: float
+    energy_wh: float  # measured import
+    export_wh: float = 0.0  # measured export
+    estimated_wh: float = 0.0  # estimated import: the gap before it, bridged by the registers
+    estimated_export_wh: float = 0.0
+    estimated: bool = False  # whether the gap before it was estimated
+
+    def amount(self, kind: str) -> float:
+        return float(getattr(self, kind))
+
+
+# What each reading and window carries: measured import, measured export, the two estimates
+AMOUNTS = ("energy_wh", "export_wh", "estimated_wh", "estimated_export_wh")
 
 
 @dataclass(frozen=True)
@@ -69,6 +89,12 @@ class Window:
     energy_wh: float
     readings: int
     seqs: frozenset[int]
+    export_wh: float = 0.0
+    estimated_wh: float = 0.0
+    estimated_export_wh: float = 0.0
+
+    def amount(self, kind: str) -> float:
+        return float(getattr(self, kind))
 
 
 @dataclass(frozen=True)
@@ -95,9 +121,17 @@ class Books:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    totals: dict[str, float] = field(default_factory=dict)  # Σ stored per kind (AMOUNTS)
+    estimates: int = 0  # gaps bridged by the registers
 
     def line(self) -> str:
         extra = f"  in flight at a kill {self.in_flight}" if self.in_flight else ""
+        if self.totals.get("export_wh") or self.estimates:
+            extra += (
+                f"  exported {self.totals.get('export_wh', 0.0):.3f} Wh, "
+                f"{self.estimates} gaps estimated "
+                f"({self.totals.get('estimated_wh', 0.0):.3f} Wh)"
+            )
         notes = f"  [{'; '.join(self.notes)}]" if self.notes else ""
         return (
             f"{self.scenario:<28} produced {self.produced:>6}  stored {self.stored:>6}  "
@@ -134,15 +168,40 @@ def match(
     return paired, spare, unanswered
 
 
+def _spread(
+    into: dict[str, Counter[int]],
+    seqs: dict[int, set[int]],
+    seq: int,
+    start: int,
+    end: int,
+    window_ms: int,
+    amounts: Mapping[str, float],
+) -> None:
+    """Share `amounts` over the windows (start, end] overlaps, in proportion to time."""
+    span = end - start
+    shared = dict.fromkeys(amounts, 0.0)
+    window = start - start % window_ms
+    while window < end:
+        overlap = min(end, window + window_ms) - max(start, window)
+        last = window + window_ms >= end
+        for kind, amount in amounts.items():
+            share = amount - shared[kind] if last else amount * overlap / span
+            shared[kind] += share
+            into[kind][window] += share
+        seqs.setdefault(window, set()).add(seq)
+        window += window_ms
+
+
 def expected_windows(
     rows: Sequence[Stored], window_ms: int, longest_ms: int | None = None
 ) -> dict[int, Window]:
     """Each window of one meter as the store says it must be: energy shared by overlap.
 
     An interval longer than `longest_ms` (the meter's longest, as the bridge bounds it)
-    is its last `longest_ms` before the reading.
+    is its last `longest_ms` before the reading. An estimate covers the time since the
+    meter's previous reading.
     """
-    energy: Counter[int] = Counter()
+    amounts: dict[str, Counter[int]] = {kind: Counter() for kind in AMOUNTS}
     readings: Counter[int] = Counter()
     seqs: dict[int, set[int]] = {}
     by_seq = {r.seq: r for r in rows}
@@ -151,64 +210,91 @@ def expected_windows(
         readings[own] += 1
         seqs.setdefault(own, set()).add(r.seq)
         previous = by_seq.get(r.seq - 1)
-        if r.energy_wh == 0:
-            continue
-        if previous is None:
-            energy[own] += r.energy_wh
-            continue
-        start = previous.ts_ms if longest_ms is None else max(previous.ts_ms, r.ts_ms - longest_ms)
-        span, shared = r.ts_ms - start, 0.0
-        window = start - start % window_ms
-        while window < r.ts_ms:
-            overlap = min(r.ts_ms, window + window_ms) - max(start, window)
-            last = window + window_ms >= r.ts_ms
-            share = r.energy_wh - shared if last else r.energy_wh * overlap / span
-            shared += share
-            energy[window] += share
-            seqs.setdefault(window, set()).add(r.seq)
-            window += window_ms
+        measured = {"energy_wh": r.energy_wh, "export_wh": r.export_wh}
+        if r.energy_wh or r.export_wh:
+            if previous is None:
+                for kind, amount in measured.items():
+                    amounts[kind][own] += amount
+            else:
+                start = previous.ts_ms
+                if longest_ms is not None:
+                    start = max(start, r.ts_ms - longest_ms)
+                _spread(amounts, seqs, r.seq, start, r.ts_ms, window_ms, measured)
+        guessed = {"estimated_wh": r.estimated_wh, "estimated_export_wh": r.estimated_export_wh}
+        if r.estimated_wh or r.estimated_export_wh:
+            if previous is None:
+                for kind, amount in guessed.items():
+                    amounts[kind][own] += amount
+            else:
+                _spread(amounts, seqs, r.seq, previous.ts_ms, r.ts_ms, window_ms, guessed)
     meter_id = rows[0].meter_id if rows else ""
     return {
-        w: Window(meter_id, w, energy[w], readings[w], frozenset(seqs[w]))
+        w: Window(
+            meter_id,
+            w,
+            amounts["energy_wh"][w],
+            readings[w],
+            frozenset(seqs[w]),
+            export_wh=amounts["export_wh"][w],
+            estimated_wh=amounts["estimated_wh"][w],
+            estimated_export_wh=amounts["estimated_export_wh"][w],
+        )
         for w in sorted(set(seqs))
     }
 
 
-def _curvature_wh(load: CampusLoad, a: float, b: float, knots: dict[int, float]) -> float:
-    """|trapezoid − exact| of the load sampled at a and b: the kinks at the knots between."""
+def _kinks_wh(
+    meter: VirtualMeter, a: float, b: float, knots: dict[int, float]
+) -> tuple[float, float]:
+    """How far the trapezoid of the load sampled at a and b can be from its exact integral:
+    (|Σ| of the kinks at the knots between, Σ |each kink|). The first bounds the net energy's
+    error; the second each direction's, whose split at the chord's zero crossing is off by at
+    most ∫ |load − chord|."""
+    load = meter.load
+    knot_s = solar.KNOT_S if isinstance(load, SolarBuilding) else campus_load.KNOT_S
 
     def w(k: int) -> float:
         if k not in knots:
             knots[k] = load.knot_w(k)
         return knots[k]
 
-    total = 0.0
-    k = math.floor(a / KNOT_S) + 1
-    while k * KNOT_S < b:
+    signed = every = 0.0
+    k = math.floor(a / knot_s) + 1
+    while k * knot_s < b:
         kink = (w(k + 1) - w(k)) - (w(k) - w(k - 1))  # change of slope, W per knot
-        total += kink / KNOT_S * (b - k * KNOT_S) * (k * KNOT_S - a) / 2
+        area = kink / knot_s * (b - k * knot_s) * (k * knot_s - a) / 2
+        signed += area
+        every += abs(area)
         k += 1
-    return abs(total) / 3600
+    return abs(signed) / 3600, every / 3600
 
 
 @dataclass
 class Integration:
-    logger_wh: float = 0.0
+    logger_wh: float = 0.0  # measured import
     exact_wh: float = 0.0
     bound_wh: float = 0.0
+    logger_export_wh: float = 0.0
+    exact_export_wh: float = 0.0
     across_gaps: int = 0
+    estimates: int = 0
+    estimate_problems: list[str] = field(default_factory=list)
 
 
 def integration(
-    meter: MeterConfig, load: CampusLoad, rows: Sequence[Stored], paired: Mapping[int, Answered]
+    meter: MeterConfig,
+    simulated: VirtualMeter,
+    rows: Sequence[Stored],
+    paired: Mapping[int, Answered],
 ) -> Integration:
-    """The logger's energy against the exact integral between the answers' times.
+    """The logger's energy against the exact integral between the answers' times, per direction.
 
     Only intervals the logger integrated count (a reading with energy after its
     predecessor). The bound adds, per run of integrated intervals, the timing
     error LATENCY_S × (largest power + the power's total variation), and per
     interval the trapezoid's error on the load's kinks, the 0.01 W steps of the
-    stored power and the µWh rounding.
+    stored power and the µWh rounding. An estimate (the registers across a gap) is held
+    to the exact energy over the gap within two steps of the register and of the store.
     """
     found = Integration()
     knots: dict[int, float] = {}
@@ -223,7 +309,10 @@ def integration(
 
     for before, after in itertools.pairwise(ordered):
         a, b = paired.get(before.seq), paired.get(after.seq)
-        integrated = after.seq == before.seq + 1 and after.energy_wh > 0
+        consecutive = after.seq == before.seq + 1
+        if consecutive and after.estimated and a is not None and b is not None:
+            _estimate(found, simulated, after, a, b)
+        integrated = consecutive and (after.energy_wh > 0 or after.export_wh > 0)
         if not integrated or a is None or b is None:
             close_run()
             continue
@@ -232,17 +321,44 @@ def integration(
         if not run_powers:
             run_powers.append(before.power_w)
         run_powers.append(after.power_w)
+        exact = simulated.energy(a.t, b.t)
         found.logger_wh += after.energy_wh
-        found.exact_wh += load.energy_wh(a.t, b.t)
-        found.bound_wh += _curvature_wh(load, a.t, b.t, knots)
+        found.exact_wh += exact.import_wh
+        found.logger_export_wh += after.export_wh
+        found.exact_export_wh += exact.export_wh
+        _, every = _kinks_wh(simulated, a.t, b.t, knots)
+        found.bound_wh += every
         found.bound_wh += POWER_STEP_W / 2 * (b.t - a.t) / 3600 + 0.5e-6
     close_run()
     return found
 
 
-def load_of(config: Config, meter: MeterConfig) -> CampusLoad:
-    """The simulated load of a meter: a pure function of its configuration and of time."""
-    return VirtualMeter(meter, config.profile_of(meter), config.site.zone, started_at=0.0).load
+def _estimate(
+    found: Integration, simulated: VirtualMeter, reading: Stored, a: Answered, b: Answered
+) -> None:
+    """An estimate against the exact energy between the answers around its gap: the registers
+    were read in those answers, so only their resolution (and the store's) stands between."""
+    found.estimates += 1
+    exact = simulated.energy(a.t, b.t)
+    registers = simulated.registers(b.t)
+    for got, want, value in (
+        (reading.estimated_wh, exact.import_wh, registers.import_wh),
+        (reading.estimated_export_wh, exact.export_wh, registers.export_wh),
+    ):
+        step = KWH_REGISTER.resolution_wh(value) if value else 0.0
+        bound = 2 * step + 2 * REGISTER_STEP_WH + 1e-6
+        if abs(got - want) > bound:
+            found.estimate_problems.append(
+                f"{reading.meter_id}: seq {reading.seq} estimated {got:.6f} Wh over "
+                f"{b.t - a.t:.3f} s, exactly {want:.6f} Wh (more than {bound:.3f} Wh apart)"
+            )
+
+
+def simulated_meter(config: Config, meter: MeterConfig) -> VirtualMeter:
+    """The simulated meter: its load and registers are pure functions of its configuration and
+    of time."""
+    # as the simulator makes it: in the default site's zone
+    return VirtualMeter(meter, config.profile_of(meter), config.site.zone, started_at=0.0)
 
 
 def balance(
@@ -334,28 +450,41 @@ def balance(
                     f"{meter.id}: window {start} holds {got.readings} readings "
                     f"(seqs {sorted(got.seqs ^ want.seqs)[:5]} differ), the store {want.readings}"
                 )
-            if abs(got.energy_wh - want.energy_wh) > ENERGY_TOLERANCE_WH:
-                problems.append(
-                    f"{meter.id}: window {start} holds {got.energy_wh!r} Wh, "
-                    f"the store {want.energy_wh!r} Wh"
-                )
+            for kind in AMOUNTS:
+                if abs(got.amount(kind) - want.amount(kind)) > ENERGY_TOLERANCE_WH:
+                    problems.append(
+                        f"{meter.id}: window {start} holds {got.amount(kind)!r} Wh of {kind}, "
+                        f"the store {want.amount(kind)!r} Wh"
+                    )
         extra = [w for (m, s), w in held.items() if m == meter.id and s not in expected]
         if extra:
             problems.append(f"{meter.id}: {len(extra)} windows in the sink without stored readings")
-        sink_wh = sum(w.energy_wh for (m, _), w in held.items() if m == meter.id)
-        store_wh = math.fsum(r.energy_wh for r in rows)
-        books.books_error_wh = max(books.books_error_wh, abs(sink_wh - store_wh))
-        if abs(sink_wh - store_wh) > ENERGY_TOLERANCE_WH:
-            problems.append(f"{meter.id}: Σ windows {sink_wh!r} Wh, Σ store {store_wh!r} Wh")
+        for kind in AMOUNTS:
+            sink_wh = sum(w.amount(kind) for (m, _), w in held.items() if m == meter.id)
+            store_wh = math.fsum(r.amount(kind) for r in rows)
+            books.books_error_wh = max(books.books_error_wh, abs(sink_wh - store_wh))
+            books.totals[kind] = books.totals.get(kind, 0.0) + store_wh
+            if abs(sink_wh - store_wh) > ENERGY_TOLERANCE_WH:
+                problems.append(
+                    f"{meter.id}: Σ windows {sink_wh!r} Wh of {kind}, Σ store {store_wh!r} Wh"
+                )
+        if any(r.energy_wh < 0 or r.export_wh < 0 or r.estimated_wh < 0 for r in rows):
+            problems.append(f"{meter.id}: a stored reading with negative energy")
 
-        found = integration(meter, load_of(config, meter), rows, paired)
+        found = integration(meter, simulated_meter(config, meter), rows, paired)
+        books.estimates += found.estimates
+        problems.extend(found.estimate_problems[:3])
         if found.across_gaps:
             problems.append(f"{meter.id}: {found.across_gaps} intervals integrated across a gap")
-        if abs(found.logger_wh - found.exact_wh) > found.bound_wh:
-            problems.append(
-                f"{meter.id}: integrated {found.logger_wh:.6f} Wh, exactly {found.exact_wh:.6f} Wh "
-                f"(more than the bound {found.bound_wh:.6f} Wh apart)"
-            )
+        for direction, logged, exact in (
+            ("import", found.logger_wh, found.exact_wh),
+            ("export", found.logger_export_wh, found.exact_export_wh),
+        ):
+            if abs(logged - exact) > found.bound_wh:
+                problems.append(
+                    f"{meter.id}: integrated {logged:.6f} Wh of {direction}, exactly "
+                    f"{exact:.6f} Wh (more than the bound {found.bound_wh:.6f} Wh apart)"
+                )
         total_logger += found.logger_wh
         total_exact += found.exact_wh
         total_bound += found.bound_wh

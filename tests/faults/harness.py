@@ -93,13 +93,28 @@ def meter(meter_id: str, bus: str, unit: int, profile: str, **extra: Any) -> dic
     return meter_at(meter_id, bus, unit, profile, **{**defaults, **extra})
 
 
+# A building with rooftop PV: at midday its meter exports (net −2.5 kW and more)
+SOLAR = {"base_w": 150.0, "peak_w": 300.0, "pv_peak_w": 4000.0}
+
+
 def standard_meters(bus: str = "plant") -> list[dict[str, Any]]:
-    """Three meters of three models on one bus (each read with a single request)."""
+    """Four meters of three models on one bus (each read with a single request), one of them
+    behind rooftop PV."""
     return [
         meter("lib-main", bus, 1, "eastron-sdm630"),
         meter("lib-f1", bus, 2, "eastron-sdm120"),
         meter("admin", bus, 3, "eastron-sdm72d"),
+        meter("roof-pv", bus, 4, "eastron-sdm120", building="Solar", simulate=SOLAR),
     ]
+
+
+def midday_zone(now_s: float) -> str:
+    """A whole-hour zone in which it is about 12:30 now: the campus's PV meter exports whenever
+    the suite runs (the simulated sun follows the site's local time)."""
+    offset = 12 - time.gmtime(now_s).tm_hour  # -11 … 12
+    if offset == 0:
+        return "Etc/GMT"
+    return f"Etc/GMT-{offset}" if offset > 0 else f"Etc/GMT+{-offset}"  # POSIX signs: reversed
 
 
 # --- the campus ---------------------------------------------------------------------------------
@@ -124,6 +139,7 @@ class Campus:
 
     def __post_init__(self) -> None:
         self.started = time.monotonic()
+        self.zone = midday_zone(time.time())
         self.folder.mkdir(parents=True, exist_ok=True)
         self.config_file = self.folder / "campus.toml"
         self.config_file.write_text(toml_text(self._data(self.sink, bridge=self.bridge_keys[0])))
@@ -186,7 +202,7 @@ class Campus:
                 bus["device"] = self.serial.server_end if simulator else self.serial.client_end
             buses.append(bus)
         return {
-            "site": {"timezone": "Asia/Kolkata"},
+            "site": {"timezone": self.zone},
             "storage": {"path": str(self.folder / "store.db")},
             "mqtt": {"port": self.broker_port},
             "logger": {"id": "faults"},

@@ -17,11 +17,18 @@ from campus_energy.config import Config
 # --- watching the store -------------------------------------------------------------------------
 
 
-READINGS_SQL = "SELECT meter_id, seq, ts_ms, power_w, energy_wh FROM readings"
+READINGS_SQL = (
+    "SELECT meter_id, seq, ts_ms, power_w, energy_wh, energy_export_wh, "
+    "coalesce(estimated_energy_wh, 0.0), coalesce(estimated_export_wh, 0.0), "
+    "estimated_energy_wh IS NOT NULL OR estimated_export_wh IS NOT NULL FROM readings"
+)
 
 
 def stored_readings(db: Path, where: str = "", params: Sequence[Any] = ()) -> list[Stored]:
-    return [Stored(*row) for row in query(db, f"{READINGS_SQL} {where}", params)]
+    return [
+        Stored(*row[:8], estimated=bool(row[8]))
+        for row in query(db, f"{READINGS_SQL} {where}", params)
+    ]
 
 
 class Ledger:
@@ -83,6 +90,23 @@ def _seqs(accumulator: Mapping[str, Any] | None) -> frozenset[int]:
     return frozenset(found)
 
 
+def _window(
+    meter_id: str, start_ms: int, energy_wh: float, readings: int, accumulator: Any
+) -> Window:
+    """A window as the sink holds it; the directions and estimates from its accumulator."""
+    acc = accumulator or {}
+    return Window(
+        meter_id,
+        start_ms,
+        energy_wh,
+        readings,
+        _seqs(acc),
+        export_wh=float(acc.get("export_wh", 0.0)),
+        estimated_wh=float(acc.get("estimated_wh", 0.0)),
+        estimated_export_wh=float(acc.get("estimated_export_wh", 0.0)),
+    )
+
+
 def _ms(value: Any) -> int:
     return round(value.timestamp() * 1000)
 
@@ -96,7 +120,7 @@ def sink_windows(config: Config) -> list[Window]:
             "SELECT meter_id, window_start_ms, total_energy_wh, readings_in_batch, accumulator "
             "FROM window_aggregates",
         )
-        return [Window(m, s, e, n, _seqs(json.loads(a))) for m, s, e, n, a in rows]
+        return [_window(m, s, e, n, json.loads(a)) for m, s, e, n, a in rows]
     if bridge.sink == "postgres":
         import psycopg
 
@@ -113,7 +137,7 @@ def sink_windows(config: Config) -> list[Window]:
                 "SELECT meter_id, window_start, total_energy_wh, readings_in_batch, accumulator "
                 f"FROM {bridge.postgres.schema_name}.window_aggregates"
             ).fetchall()
-        return [Window(m, _ms(s), e, n, _seqs(a)) for m, s, e, n, a in rows]
+        return [_window(m, _ms(s), e, n, a) for m, s, e, n, a in rows]
     from google.cloud import firestore
 
     from campus_energy.backends.firestore.client import close_client
@@ -127,22 +151,22 @@ def sink_windows(config: Config) -> list[Window]:
                 start = _ms(data["window_start"])
                 for meter_id, e in data["meters"].items():
                     found.append(
-                        Window(
+                        _window(
                             meter_id,
                             start,
                             e["total_energy_wh"],
                             e["readings_in_batch"],
-                            _seqs(e["accumulator"]),
+                            e["accumulator"],
                         )
                     )
             else:
                 found.append(
-                    Window(
+                    _window(
                         data["meter_id"],
                         _ms(data["window_start"]),
                         data["total_energy_wh"],
                         data["readings_in_batch"],
-                        _seqs(data["accumulator"]),
+                        data["accumulator"],
                     )
                 )
         return found

@@ -42,3 +42,5 @@ def test_kill_9_of_the_logger_and_of_the_bridge_loses_nothing(
         books = c.books()
         books.notes.append(f"{PLAN.kills} + {PLAN.kills} kills")
     record(report, books)
+    # both directions were exercised: the rooftop PV meter exports at the campus's midday
+    assert books.totals["export_wh"] > 0
