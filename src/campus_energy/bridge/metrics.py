@@ -53,6 +53,26 @@ LAG_BUCKETS_S = (
 )
 
 
+# (direction, kind) of the energy a reading carries, as counted
+ENERGY_KINDS = (
+    ("import", "measured"),
+    ("export", "measured"),
+    ("import", "estimated"),
+    ("export", "estimated"),
+)
+
+
+def energy_of(reading: IncomingReading) -> dict[tuple[str, str], float]:
+    """A reading's energy by (direction, kind), in ENERGY_KINDS' order."""
+    amounts = (
+        reading.energy_wh,
+        reading.export_wh,
+        reading.estimated_wh,
+        reading.estimated_export_wh,
+    )
+    return dict(zip(ENERGY_KINDS, amounts, strict=True))
+
+
 @dataclass
 class BridgeCounters:
     """What the bridge counts as it goes; exposed as counters when Prometheus scrapes."""
@@ -65,6 +85,17 @@ class BridgeCounters:
     spans_cut: int = 0  # readings whose interval was longer than the meter's longest
     window_writes: int = 0  # documents merged into the sink (a rewrite counts again)
     flushes: int = 0
+    # Wh of the readings new to the spool, by (direction, kind): measured or estimated
+    # import and export (a redelivery or a conflict adds nothing)
+    energy_wh: dict[tuple[str, str], float] = field(
+        default_factory=lambda: {key: 0.0 for key in ENERGY_KINDS}
+    )
+
+    def accepted(self, readings: Iterable[IncomingReading]) -> None:
+        """Add the energy of readings new to the spool."""
+        for reading in readings:
+            for key, amount in energy_of(reading).items():
+                self.energy_wh[key] += amount
 
 
 class Observed(Protocol):
@@ -165,6 +196,16 @@ class BridgeCollector(Collector):
             "Window documents merged into the sink (a rewrite by a late reading counts again)",
             counters.window_writes,
         )
+        energy = CounterMetricFamily(
+            PREFIX + "energy_accepted_wh",
+            "Energy of the readings accepted into the spool, in Wh, by direction (import, "
+            "export) and kind (measured: integrated from power; estimated: a gap the meter's "
+            "registers bridged)",
+            labels=["direction", "kind"],
+        )
+        for (direction, kind), amount in counters.energy_wh.items():
+            energy.add_metric([direction, kind], amount)
+        yield energy
         dead = CounterMetricFamily(
             PREFIX + "dead_letters",
             "Messages refused (malformed, implausible, span, signature, unknown meter, ...) and "

@@ -247,6 +247,7 @@ class Bridge:
         self.counters.received += len(messages)
         self.counters.readings += len(arrivals) - len(recorded.conflicts)
         self.counters.duplicates += recorded.duplicates
+        self.counters.accepted(recorded.kept)
         self.metrics.received(now, [a.reading for a in arrivals])
 
     def _count_cut(self, reading: IncomingReading, span_s: float) -> None:
