@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from campus_energy.core.energy import trapezoid_uwh
+from campus_energy.core.energy import split_trapezoid_uwh, trapezoid_uwh
 from campus_energy.core.repair import (
     LOCAL,
     OUT_OF_ORDER,
@@ -27,6 +28,7 @@ from campus_energy.core.repair import (
     Rules,
     Surveyor,
     apply_plan,
+    interval_energies_uwh,
     interval_energy_uwh,
     local_to_utc_ms,
     plan_meter,
@@ -275,6 +277,70 @@ def test_energy_is_recomputed_where_an_interval_changed_and_later_totals_follow(
     assert (fix.seq, fix.old_uwh, fix.new_uwh) == (41, 0, original[40].energy_uwh)
     assert [r.total_uwh for r in result] == [r.total_uwh for r in original]
     assert consistent(result)
+
+
+@pytest.mark.parametrize(
+    ("watts_a", "watts_b", "step_ms", "uwh"),
+    [
+        (1000.0, -1000.0, 5_000, (347_222, 347_222)),  # crossing zero half-way
+        (-600.0, -600.0, 6_000, (0, 1_000_000)),  # exporting throughout
+        (900.0, -300.0, 4_000, (375_000, 41_667)),  # crossing at 3 s
+        (-1000.0, 1000.0, 17_501, (0, 0)),  # a gap: nothing in either direction
+    ],
+)
+def test_an_intervals_energy_is_split_by_direction(
+    watts_a: float, watts_b: float, step_ms: int, uwh: tuple[int, int]
+) -> None:
+    assert interval_energies_uwh(watts_a, watts_b, step_ms, 17.5) == uwh
+    assert interval_energy_uwh(watts_a, watts_b, step_ms, 17.5) == uwh[0]
+
+
+def solar_store(times: Sequence[int]) -> list[Row]:
+    """A meter with solar behind it: importing, then exporting (the power crosses zero between
+    seq 20 and 21), energy split by direction as the logger splits it."""
+    rows: list[Row] = []
+    total = exported = 0
+
+    def watts(k: int) -> float:
+        return 600.0 - 30.5 * k
+
+    for k, ts in enumerate(times):
+        energy = export = 0
+        if k:
+            energy, export = split_trapezoid_uwh(watts(k - 1), watts(k), (ts - times[k - 1]) / 1000)
+        total += energy
+        exported += export
+        rows.append(Row(k + 1, ts, watts(k), energy, total, (watts(k),), export, exported))
+    return rows
+
+
+def test_an_exporting_interval_is_recomputed_in_both_directions() -> None:
+    rules = rules_for()
+    original = solar_store(grid(60))
+    # seq 1..25 stamped 56 years early: seq 26's interval looked like a gap (nothing stored)
+    corrupted = [replace(r, ts=r.ts - T0 + 12_000) if r.seq <= 25 else r for r in original]
+    lost, lost_export = original[25].energy_uwh, original[25].export_uwh
+    assert lost_export > 0 and lost == 0  # an interval of export
+    corrupted = [
+        replace(
+            r,
+            energy_uwh=0 if r.seq == 26 else r.energy_uwh,
+            total_uwh=r.total_uwh - lost,
+            export_uwh=0 if r.seq == 26 else r.export_uwh,
+            export_total_uwh=r.export_total_uwh - lost_export,
+        )
+        if r.seq >= 26
+        else r
+        for r in corrupted
+    ]
+    plan, result = repaired(corrupted, rules)
+    (fix,) = plan.fixes
+    assert (fix.seq, fix.old_uwh, fix.new_uwh) == (26, 0, 0)
+    assert (fix.old_export_uwh, fix.new_export_uwh) == (0, lost_export)
+    assert [(r.ts, r.export_uwh, r.export_total_uwh) for r in result] == [
+        (r.ts, r.export_uwh, r.export_total_uwh) for r in original
+    ]
+    assert [r.total_uwh for r in result] == [r.total_uwh for r in original]
 
 
 def test_what_cannot_be_placed_is_refused() -> None:

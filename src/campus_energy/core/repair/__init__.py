@@ -30,7 +30,7 @@ The stages, one module each, in the order a repair takes them:
 - `plan`: a meter's plan (or why it is refused), with energy recomputed by the
   project's integrator for every reading whose interval changed;
 - `apply`: the plan carried out on the readings, every later cumulative total
-  moved by the difference.
+  (import and export) moved by the difference.
 
 Pure: rows come in (in `seq` order), a plan goes out.
 """
@@ -42,6 +42,7 @@ from campus_energy.core.repair.plan import (
     EnergyFix,
     MeterPlan,
     RunPlan,
+    interval_energies_uwh,
     interval_energy_uwh,
     is_gap,
     plan_meter,
@@ -80,6 +81,7 @@ __all__ = [
     "Surveyor",
     "apply_plan",
     "edge_before",
+    "interval_energies_uwh",
     "interval_energy_uwh",
     "is_gap",
     "local_to_utc_ms",

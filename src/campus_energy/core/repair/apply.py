@@ -14,7 +14,7 @@ from campus_energy.core.repair.plan import (
     EnergyFix,
     MeterPlan,
     RunPlan,
-    interval_energy_uwh,
+    interval_energies_uwh,
     is_gap,
 )
 from campus_energy.core.repair.stamps import Raw, Rules, read_stamp
@@ -48,9 +48,12 @@ def retime_rows(
         if previous is not None:
             old_ms, new_ms, power = previous
             if new - new_ms != ms - old_ms:
-                energy = interval_energy_uwh(power, row.power_w, new - new_ms, rules.max_gap_s)
-                gap = is_gap(new - new_ms, rules.max_gap_s)
-                fix = EnergyFix(row.seq, new, new_ms, row.energy_uwh, energy, gap)
+                step = new - new_ms
+                energy, export = interval_energies_uwh(power, row.power_w, step, rules.max_gap_s)
+                gap = is_gap(step, rules.max_gap_s)
+                fix = EnergyFix(
+                    row.seq, new, new_ms, row.energy_uwh, energy, gap, row.export_uwh, export
+                )
         yield Change(row.seq, row.ts, new, fix)
         previous = (ms, new, row.power_w)
 
@@ -85,13 +88,25 @@ def apply_plan(rows: Sequence[Row], plan: MeterPlan, rules: Rules) -> list[Row]:
                 assert stamp is not None
                 new_ts[r.seq] = run_plan.retime.apply(stamp[1])
     result: list[Row] = []
-    delta = 0
+    delta = export_delta = 0
     for r in kept:
         fix = fixes.get(r.seq)
-        energy = r.energy_uwh
+        energy, export = r.energy_uwh, r.export_uwh
         if fix is not None:
             delta += fix.new_uwh - fix.old_uwh
-            energy = fix.new_uwh
+            export_delta += fix.new_export_uwh - fix.old_export_uwh
+            energy, export = fix.new_uwh, fix.new_export_uwh
         ts: Raw = new_ts.get(r.seq, r.ts)
-        result.append(Row(r.seq, ts, r.power_w, energy, r.total_uwh + delta, r.values))
+        result.append(
+            Row(
+                r.seq,
+                ts,
+                r.power_w,
+                energy,
+                r.total_uwh + delta,
+                r.values,
+                export,
+                r.export_total_uwh + export_delta,
+            )
+        )
     return result

@@ -1,9 +1,10 @@
 """The plan for one meter: where each run goes and why, the duplicates to delete, and the
 energy of each reading whose interval changes; or why it cannot be done automatically.
 
-Energy is recomputed with the project's integrator (trapezoid, nothing across a
-gap) over each changed interval; every later cumulative total then moves by
-the difference.
+Energy is recomputed with the project's integrator (trapezoid split at the zero
+crossing into import and export, nothing across a gap) over each changed
+interval; every later cumulative total (import and export) then moves by the
+difference.
 """
 
 from __future__ import annotations
@@ -24,16 +25,24 @@ LOCAL = "local time stored as UTC"
 OUT_OF_ORDER = "out of order"
 
 
-def interval_energy_uwh(
+def interval_energies_uwh(
     power_a_w: float | None, power_b_w: float | None, step_ms: int, max_gap_s: float
-) -> int:
-    """Energy of one interval by the project's integrator (trapezoid, nothing across a gap)."""
+) -> tuple[int, int]:
+    """Energy of one interval by the project's integrator (trapezoid, split at the zero
+    crossing, nothing across a gap): (imported, exported)."""
     state = MeterState(last_ts_ms=0, last_power_w=power_a_w or 0.0, last_mono_s=0.0)
     seconds = step_ms / 1000
     step, _ = advance(
         state, power_w=power_b_w or 0.0, wall_s=seconds, mono_s=seconds, max_gap_s=max_gap_s
     )
-    return step.energy_uwh
+    return step.energy_uwh, step.export_uwh
+
+
+def interval_energy_uwh(
+    power_a_w: float | None, power_b_w: float | None, step_ms: int, max_gap_s: float
+) -> int:
+    """Imported energy of one interval by the project's integrator (`interval_energies_uwh`)."""
+    return interval_energies_uwh(power_a_w, power_b_w, step_ms, max_gap_s)[0]
 
 
 def is_gap(step_ms: int, max_gap_s: float) -> bool:
@@ -59,14 +68,17 @@ class RunPlan:
 
 @dataclass(frozen=True)
 class EnergyFix:
-    """A reading whose interval changed: its energy recomputed over the new interval."""
+    """A reading whose interval changed: its energy recomputed over the new interval, in
+    each direction (an estimate of a gap is the registers' difference: it stays)."""
 
     seq: int
     ts_ms: int  # its new timestamp
     start_ms: int  # the new timestamp of the reading before it
-    old_uwh: int
+    old_uwh: int  # import
     new_uwh: int
     gap: bool  # the new interval is too long (or not positive) to integrate
+    old_export_uwh: int = 0
+    new_export_uwh: int = 0
 
 
 @dataclass(frozen=True)
@@ -151,6 +163,15 @@ def _boundary_fixes(plans: Sequence[RunPlan], rules: Rules) -> Iterator[EnergyFi
         p, r = before.run.last, after.run.first
         step = after.new_first - before.new_last
         if step != r.ms - p.ms:
-            energy = interval_energy_uwh(p.power_w, r.power_w, step, rules.max_gap_s)
+            energy, export = interval_energies_uwh(p.power_w, r.power_w, step, rules.max_gap_s)
             gap = is_gap(step, rules.max_gap_s)
-            yield EnergyFix(r.seq, after.new_first, before.new_last, r.energy_uwh, energy, gap)
+            yield EnergyFix(
+                r.seq,
+                after.new_first,
+                before.new_last,
+                r.energy_uwh,
+                energy,
+                gap,
+                r.export_uwh,
+                export,
+            )

@@ -22,9 +22,11 @@ class Row:
     seq: int
     ts: Raw
     power_w: float | None
-    energy_uwh: int
-    total_uwh: int
+    energy_uwh: int  # imported over its interval
+    total_uwh: int  # cumulative import
     values: tuple[object, ...] = ()  # the measured values: two copies of a reading match
+    export_uwh: int = 0  # exported over its interval
+    export_total_uwh: int = 0  # cumulative export
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,8 @@ class Edge:
     raw: Raw
     ms: int  # as read (seconds and text turned into ms), before any repair
     power_w: float | None
-    energy_uwh: int
+    energy_uwh: int  # imported over its interval
+    export_uwh: int = 0  # exported over its interval
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ class Surveyor:
         return fmt is not Fmt.MS, self.rules.era(ms) is not Era.OK, not fits, distance, ms
 
     def _extend(self, row: Row, fmt: Fmt, ms: int) -> None:
-        edge = Edge(row.seq, row.ts, ms, row.power_w, row.energy_uwh)
+        edge = Edge(row.seq, row.ts, ms, row.power_w, row.energy_uwh, row.export_uwh)
         era = self.rules.era(ms)
         run = self._open
         if run is not None and run.fmt is fmt and run.era is era and self._continues(run, edge):
