@@ -152,6 +152,7 @@ class Backfill:
                 state = MeterState(
                     seq=last.seq,
                     total_uwh=last.total_uwh,
+                    export_total_uwh=last.export_total_uwh,
                     last_ts_ms=last.ts_ms,
                     last_power_w=last.power_w,
                     last_mono_s=last.ts_ms / 1000,
@@ -174,9 +175,17 @@ class Backfill:
             mono_s=t,
             max_gap_s=GAP_INTERVALS * self.interval_s,
         )
-        start = previous_ts if step.energy_uwh else None
+        start = previous_ts if step.energy_uwh or step.export_uwh else None
         reading = Reading(
-            meter.config.id, step.ts_ms, step.seq, step.energy_uwh, step.total_uwh, values, start
+            meter.config.id,
+            step.ts_ms,
+            step.seq,
+            step.energy_uwh,
+            step.total_uwh,
+            values,
+            start,
+            export_uwh=step.export_uwh,
+            export_total_uwh=step.export_total_uwh,
         )
         return reading, step.gap_s if previous_ts is not None else None
 

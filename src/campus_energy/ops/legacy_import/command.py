@@ -103,8 +103,9 @@ class Tally:
     gaps: int = 0
     first_ms: int | None = None
     last_ms: int | None = None
-    ours_uwh: int = 0
-    legacy_wh: float = 0.0
+    ours_uwh: int = 0  # imported
+    ours_export_uwh: int = 0
+    legacy_wh: float = 0.0  # the legacy logger's signed interval energies: a net
     refused: str | None = None
     inserted: int | None = None
 
@@ -276,6 +277,7 @@ def _count(tally: Tally, items: Iterable[Imported | Skipped | None]) -> Iterator
         else:
             tally.readings += 1
             tally.ours_uwh += item.energy_uwh
+            tally.ours_export_uwh += item.export_uwh
             tally.legacy_wh += item.legacy_wh or 0.0
             tally.repeated_hour += item.repeated_hour
             tally.gaps += item.gap
@@ -325,15 +327,27 @@ async def _write(store_path: Path, job: Job) -> None:
 async def _insert(
     store: ReadingStore, tally: Tally, items: Iterable[Imported | Skipped | None]
 ) -> int:
-    """Number one meter's readings (…, -1, 0; totals ending at 0 Wh) and insert them."""
+    """Number one meter's readings (…, -1, 0; totals of import and export ending at 0 Wh)
+    and insert them."""
     inserted = 0
     pending: list[Reading] = []
     gaps: list[tuple[str, int, int]] = []
     seq, total, previous = 1 - tally.readings, -tally.ours_uwh, None
+    exported = -tally.ours_export_uwh
     for item in _count(Tally(tally.legacy_id, tally.meter_id), items):
         total += item.energy_uwh
+        exported += item.export_uwh
         pending.append(
-            Reading(tally.meter_id, item.ts_ms, seq, item.energy_uwh, total, item.values)
+            Reading(
+                tally.meter_id,
+                item.ts_ms,
+                seq,
+                item.energy_uwh,
+                total,
+                item.values,
+                export_uwh=item.export_uwh,
+                export_total_uwh=exported,
+            )
         )
         if item.gap and previous is not None:
             gaps.append((tally.meter_id, previous, item.ts_ms))
@@ -343,7 +357,7 @@ async def _insert(
             pending, gaps = [], []
     if pending:
         inserted += await store.insert_history(pending, gaps)
-    if total != 0 or seq != 1:
+    if total != 0 or exported != 0 or seq != 1:
         raise StoreError(f"{tally.legacy_id}: the file changed while it was read")
     return inserted
 
@@ -410,7 +424,7 @@ def _describe(tally: Tally, config: Config, hierarchy: Mapping[str, tuple[str, s
                 f"  {tally.repeated_hour:,} stamps in a repeated autumn hour, placed by the order "
                 "they were written in"
             )
-        ours = tally.ours_uwh / 1e6
+        ours = (tally.ours_uwh - tally.ours_export_uwh) / 1e6  # a net, as the legacy's
         diff = (
             f"{(ours - tally.legacy_wh) / abs(tally.legacy_wh):+.2%}" if tally.legacy_wh else "n/a"
         )
@@ -418,6 +432,11 @@ def _describe(tally: Tally, config: Config, hierarchy: Mapping[str, tuple[str, s
             f"  energy: legacy Σ energy_wh_interval {tally.legacy_wh:,.3f} Wh, ours (trapezoid "
             f"over the time between stamps) {ours:,.3f} Wh, difference {diff}"
         )
+        if tally.ours_export_uwh:
+            lines.append(
+                f"  of ours, import {tally.ours_uwh / 1e6:,.3f} Wh and export "
+                f"{tally.ours_export_uwh / 1e6:,.3f} Wh (the power below zero)"
+            )
     if tally.refused is not None:
         lines.append(f"  refused: {tally.refused}")
     elif tally.inserted is not None:

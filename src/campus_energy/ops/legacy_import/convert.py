@@ -78,10 +78,11 @@ class Imported:
 
     ts_ms: int
     values: dict[str, float | None]
-    energy_uwh: int
+    energy_uwh: int  # imported over the interval before it
     gap: bool  # the interval before it was not integrated (too long)
     legacy_wh: float | None
     repeated_hour: bool
+    export_uwh: int = 0  # exported over the interval before it (the power below zero)
 
 
 def number(value: object) -> float | None:
@@ -309,7 +310,13 @@ def integrate(
         )
         gap = previous is not None and step.gap_s is not None
         yield Imported(
-            item.ts_ms, values, step.energy_uwh, gap, number(row.energy_wh), item.repeated_hour
+            item.ts_ms,
+            values,
+            step.energy_uwh,
+            gap,
+            number(row.energy_wh),
+            item.repeated_hour,
+            step.export_uwh,
         )
 
 
