@@ -370,3 +370,28 @@ def test_a_site_in_another_zone_counts_every_direction_on_its_own_days(west: Cam
     # the books' days differ from Berlin's: the comparison is of the zone's own days
     berlin = books.sums(None, *periods(s)["today"])
     assert berlin.energy_wh != books.sums(None, *ranges["today"]).energy_wh
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/summary",
+        "/api/meters",
+        "/api/sites",
+        "/api/aggregate/campus",
+        "/api/aggregate/building/{name}",
+        "/api/series",
+    ],
+)
+def test_every_answer_matches_its_published_schema(campus: Campus, path: str) -> None:
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+
+    paths = campus.get("/api/openapi.json")["paths"]
+    schema = paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    body = campus.get(path.replace("{name}", "Solar%20Hall"))
+    validator.validate(body)
+    # the answer carries every figure the schema names, and each has something to say here
+    found = str(body)
+    for added in ("export", "net", "estimated"):
+        assert added in found, (path, added)
