@@ -155,9 +155,9 @@ def _drawn(draw: Callable[[View], None], view: View) -> None:
 
 @st.cache_data(ttl=5, show_spinner=False)
 def _spans(
-    path: str, keys: tuple[int, ...], boundaries: tuple[int, ...]
+    path: str, keys: tuple[int, ...], boundaries: tuple[int, ...], estimated: bool = False
 ) -> dict[int, list[q.Span]]:
-    return q.spans(_connection(path), keys, boundaries)
+    return q.spans(_connection(path), keys, boundaries, estimated=estimated)
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -337,7 +337,7 @@ def _overview(view: View) -> None:
     else:
         st.info("No energy recorded today for the selected meters yet.")
     start, end = view.range_ms()
-    period = _spans(view.path, view.keys, (start, end))
+    period = _spans(view.path, view.keys, (start, end), estimated=True)
     title = f"Consumption, generation and net, {view.first.isoformat()} to {view.last.isoformat()}"
     directions.draw(period, {m.key: m for m in view.selected}, title)
 

@@ -237,14 +237,23 @@ def gaps_ending(
 
 
 def spans(
-    conn: sqlite3.Connection, meter_keys: Sequence[int], boundaries: Sequence[int]
+    conn: sqlite3.Connection,
+    meter_keys: Sequence[int],
+    boundaries: Sequence[int],
+    *,
+    estimated: bool = False,
 ) -> dict[int, list[Span]]:
     """Per meter, the Span of each [boundaries[i], boundaries[i+1]) (ascending boundaries):
-    measured import and export, estimated import and export, covered time."""
+    measured import and export, covered time, and with `estimated` the estimated import and
+    export (a pass over the range's readings: asked for only where they are shown)."""
     if len(boundaries) < 2:
         return {m: [] for m in meter_keys}
     has = layout(conn)
-    guessed = estimates(conn, meter_keys, boundaries[0], boundaries[-1]) if has.estimates else []
+    guessed = (
+        estimates(conn, meter_keys, boundaries[0], boundaries[-1])
+        if estimated and has.estimates
+        else []
+    )
     found: dict[int, list[Span]] = {}
     for meter in meter_keys:
         imported = _steps(conn, meter, boundaries, "energy_total")
