@@ -67,15 +67,15 @@ def test_until_the_first_window_a_line_says_what_the_demo_waits_for(tmp_path: Pa
     config = load_config(prepare(tmp_path), {})  # 30 s windows written 5 s after they end
     now = time.mktime((2026, 12, 5, 18, 30, 12, 0, 0, -1))
     before = waiting_line(config, polled=0, windows=0, first_ms=None, now=now)
-    assert before == "waiting for the first readings: polling 12 meters every 5 s …"
+    assert before == "waiting for the first readings: polling 13 meters every 5 s …"
     first_ms = round((now - 2) * 1000)  # 18:30:10
     waiting = waiting_line(config, polled=7, windows=0, first_ms=first_ms, now=now)
     assert waiting is not None
-    assert "7 of 12 meters polled" in waiting
+    assert "7 of 13 meters polled" in waiting
     assert "closes at 18:30:30" in waiting and "written at 18:30:35" in waiting
-    late = waiting_line(config, polled=12, windows=0, first_ms=first_ms, now=now + 60)
+    late = waiting_line(config, polled=13, windows=0, first_ms=first_ms, now=now + 60)
     assert late is not None and "due since 18:30:35" in late
-    assert waiting_line(config, polled=12, windows=1, first_ms=first_ms, now=now) is None
+    assert waiting_line(config, polled=13, windows=1, first_ms=first_ms, now=now) is None
 
 
 def test_a_taken_port_is_replaced_by_a_free_one_and_said(tmp_path: Path) -> None:

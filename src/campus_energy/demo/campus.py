@@ -1,4 +1,5 @@
-"""The demo's campus: 12 simulated meters in 4 buildings, its modes and its configuration file."""
+"""The demo's campus: 13 simulated meters in 5 buildings (one with rooftop PV that exports at
+noon), its modes and its configuration file."""
 
 from __future__ import annotations
 
@@ -29,8 +30,17 @@ DEMO_METERS = (
     ("admin-f1-001", "Admin", "1", "plant-tcp", 4, "eastron-sdm120"),
     ("admin-legacy", "Admin", "G", "plant-tcp", 5, "campus-legacy"),
     ("admin-main", "Admin", "G", "plant-tcp", 6, "eastron-sdm72d"),
+    ("sports-main", "Sports", "G", "plant-tcp", 7, "eastron-sdm630"),
 )
-DEMO_COLUMNS = (*TABLE_COLUMNS[:3], ("energy_total_wh", "logged kWh", 1000), TABLE_COLUMNS[5])
+# The sports hall's roof carries a PV array larger than the hall draws: its main meter
+# measures load − PV and exports around noon (meters.simulate.pv_peak_w, docs/solar.md).
+PV_METERS = {"sports-main": (60_000, 0.2)}  # meter id -> (pv_peak_w, cloudiness)
+DEMO_COLUMNS = (
+    *TABLE_COLUMNS[:3],
+    ("energy_total_wh", "logged kWh", 1000),
+    TABLE_COLUMNS[5],  # the meter's import register
+    TABLE_COLUMNS[6],  # its export register (the PV building's moves at noon)
+)
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,7 @@ FAST = DemoMode("fast", interval_s=1.0, window_s=10, grace_s=2, refresh_s=5)
 
 
 def demo_config_text(mode: DemoMode = NORMAL) -> str:
-    """The demo's configuration file: 12 meters, 4 buildings, an RS-485 gateway and a TCP bus."""
+    """The demo's configuration file: 13 meters, 5 buildings, an RS-485 gateway and a TCP bus."""
     lines = [
         "# The Campus Energy demo: simulated meters on this machine.",
         "# Written by `campus-energy demo`; edit it freely, it is reused on the next run.",
@@ -121,7 +131,15 @@ def demo_config_text(mode: DemoMode = NORMAL) -> str:
         main = meter_id.endswith("-main")
         lines.append('role = "main"' if main else f'parent = "{meter_id.split("-")[0]}-main"')
         base, peak = (12000, 40000) if main else (800, 5000)
+        if meter_id in PV_METERS:
+            base, peak = 6000, 20000
         lines += ["", "[meters.simulate]", f"base_w = {base}", f"peak_w = {peak}"]
+        if meter_id in PV_METERS:
+            pv_peak, cloudiness = PV_METERS[meter_id]
+            lines += [
+                f"pv_peak_w = {pv_peak}               # rooftop PV: the meter measures load − PV",
+                f"cloudiness = {cloudiness:g}",
+            ]
         if meter_id == "admin-legacy":
             lines += ["timeout_rate = 0.02   # a little unreliability"]
     lines += BILLING_LINES + alert_lines(mode)
@@ -154,6 +172,10 @@ BILLING_LINES = [
     "[[site.buildings]]",
     'name = "Admin"',
     "floor_area_m2 = 2500",
+    "",
+    "[[site.buildings]]",
+    'name = "Sports"                      # a hall with rooftop PV: exports around noon',
+    "floor_area_m2 = 3800",
     "",
     "[[virtual_meters]]",
     'id = "ece-unmetered"',
