@@ -32,27 +32,18 @@ import contextlib
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from campus_energy.config import Config, MeterConfig
-from campus_energy.core.energy import UWH_PER_WH, MeterState, Step, advance, implausibility
-from campus_energy.core.meter_events import MeterEvent
-from campus_energy.core.models import Profile
+from campus_energy.core.energy import UWH_PER_WH, MeterState, advance, implausibility
 from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import RESOLUTION, quantize
 from campus_energy.core.timestamps import epoch_ms, iso_utc, next_grid_time
-from campus_energy.core.witness import (
-    DIRECTIONS,
-    REGISTER_FIELDS,
-    RegisterRead,
-    RegisterSpec,
-    Witnesses,
-    observe,
-    rebased,
-)
+from campus_energy.core.witness import Witnesses
 from campus_energy.errors import ModbusConnectionError, ModbusError, ModbusTimeoutError, StoreError
 from campus_energy.logger.metrics import Counters, LoggerMetrics
 from campus_energy.logger.publisher import Publisher, StatusBoard
+from campus_energy.logger.registers import Registers
 from campus_energy.logger.store import Cycle, MeterRecord, ReadingStore, Restored
 from campus_energy.meters.learned import PlanBook, learned_plans_path
 from campus_energy.meters.polling import MeterPoller, open_buses, pollers
@@ -70,26 +61,15 @@ HUNG_SLACK_S = 60.0  # beyond a cycle's worst case of Modbus timeouts, its bus l
 BUS_RESTART_MIN_S = 1.0  # a bus whose polling failed unexpectedly starts again after this
 BUS_RESTART_MAX_S = 60.0
 CONFIRMED_EVERY_S = 60.0  # how often the store is asked for events people confirmed
-DIRECTION_OF_REGISTER = {field: direction for direction, field in REGISTER_FIELDS.items()}
-
-
-def register_specs(profile: Profile) -> dict[str, RegisterSpec]:
-    """The layout of a profile's energy registers, by direction (none: the profile reads none)."""
-    found = {}
-    for spec in profile.fields:
-        direction = DIRECTION_OF_REGISTER.get(spec.name)
-        if direction is not None:
-            found[direction] = RegisterSpec(spec.type, spec.scale)
-    return found
 
 
 @dataclass(frozen=True)
 class Memory:
-    """What the logger remembers of a meter between readings: its integrator's state and the
-    witnesses of its registers."""
+    """What the logger remembers of a meter between readings: its integrator's state and its
+    registers' witnesses."""
 
     state: MeterState
-    witnesses: Witnesses
+    registers: Registers
 
 
 @dataclass
@@ -100,10 +80,9 @@ class MeterRun:
     state: MeterState
     limit_w: float | None
     outage: Outage
+    registers: Registers
     failures_in_row: int = 0
     clock_behind: bool = False
-    witnesses: Witnesses = field(default_factory=Witnesses)
-    specs: dict[str, RegisterSpec] = field(default_factory=dict)  # direction -> register
 
     @property
     def meter(self) -> MeterConfig:
@@ -111,10 +90,10 @@ class MeterRun:
 
     @property
     def memory(self) -> Memory:
-        return Memory(self.state, self.witnesses)
+        return Memory(self.state, self.registers)
 
     def recall(self, memory: Memory) -> None:
-        self.state, self.witnesses = memory.state, memory.witnesses
+        self.state, self.registers = memory.state, memory.registers
 
 
 @dataclass
@@ -220,14 +199,13 @@ class MeterLogger:
             meter = poller.meter
             found = restored.get(meter.id)
             limit_w = self.config.power_limit_w(meter)
+            witnesses = found.registers if found is not None else Witnesses()
             run = MeterRun(
                 poller=poller,
                 state=restored_state(found, self.boot_id),
                 limit_w=limit_w,
                 outage=Outage(f"meter {meter.id} (bus {meter.bus} unit {meter.unit})", log),
-                witnesses=found.registers if found is not None else Witnesses(),
-                # without a largest power nothing tells a plausible count from a jump
-                specs=register_specs(poller.profile) if limit_w is not None else {},
+                registers=Registers.of(meter, poller.profile, limit_w, witnesses),
             )
             self.runs[meter.id] = run
             by_bus.setdefault(meter.bus, []).append(run)
@@ -242,13 +220,10 @@ class MeterLogger:
             if event.id is not None:
                 self._confirmed_seen = max(self._confirmed_seen or 0, event.id)
             run = self.runs.get(event.meter_id)
-            direction = DIRECTION_OF_REGISTER.get(event.register)
-            if run is None or direction is None or event.new_start_wh is None:
+            rebased = run.registers.confirmed(event) if run is not None else None
+            if run is None or rebased is None:
                 continue
-            read_ms = run.witnesses.of(direction).ts_ms
-            if read_ms is not None and read_ms >= event.ts_ms:
-                continue  # read since: the register speaks for itself
-            run.witnesses = rebased(run.witnesses, direction, event.new_start_wh, event.ts_ms)
+            run.registers = rebased
             log.info(
                 "meter %s: %s starts again from %.1f Wh at %s, as confirmed (meter event %s)",
                 event.meter_id,
@@ -481,30 +456,6 @@ class MeterLogger:
         if step.gap_s is not None and previous_ts is not None:
             self.counters.gaps += 1
             cycle.gaps.append((meter.id, previous_ts, step.ts_ms))
-        cycle.readings.append(self._witnessed(run, step, values, previous_ts, cycle, wall))
-        cycle.continuity.append((meter.id, self.boot_id, round(mono * 1000)))
-        behind_s = step.ts_ms / 1000 - wall
-        if behind_s > CLOCK_STEP_WARN_S and not run.clock_behind:
-            log.warning(
-                "meter %s: the wall clock is %.1f s behind its last reading (stepped back?); "
-                "timestamps advance at half speed until it catches up",
-                meter.id,
-                behind_s,
-            )
-        run.clock_behind = behind_s > CLOCK_STEP_WARN_S
-
-    def _witnessed(
-        self,
-        run: MeterRun,
-        step: Step,
-        values: dict[str, float | None],
-        previous_ts: int | None,
-        cycle: Cycle,
-        wall: float,
-    ) -> Reading:
-        """The reading of `step`, with what the meter's registers counted across its gap (when
-        they bear witness to it); their events go into the cycle."""
-        meter = run.meter
         reading = Reading(
             meter.id,
             step.ts_ms,
@@ -515,50 +466,21 @@ class MeterLogger:
             export_uwh=step.export_uwh,
             export_total_uwh=step.export_total_uwh,
         )
-        read = RegisterRead(
-            step.ts_ms, values.get(REGISTER_FIELDS["import"]), values.get(REGISTER_FIELDS["export"])
+        reading, run.registers, events = run.registers.witness(
+            reading, step, previous_ts, epoch_ms(wall)
         )
-        specs = {d: run.specs[d] for d in DIRECTIONS if d in run.specs and read.of(d) is not None}
-        if not specs or run.limit_w is None:
-            return reading
-        gap = (
-            step.gap_s is not None
-            and previous_ts is not None
-            and meter.estimate_gaps
-            and step.gap_s <= meter.max_estimate_gap_s
-        )
-        seen = observe(
-            run.witnesses,
-            read,
-            specs=specs,
-            max_power_w=run.limit_w,
-            gap=gap,
-            since_ms=previous_ts,
-        )
-        run.witnesses = seen.witnesses
-        recorded = epoch_ms(wall)
-        cycle.events.extend(
-            MeterEvent(
+        cycle.readings.append(reading)
+        cycle.events.extend(events)
+        cycle.continuity.append((meter.id, self.boot_id, round(mono * 1000)))
+        behind_s = step.ts_ms / 1000 - wall
+        if behind_s > CLOCK_STEP_WARN_S and not run.clock_behind:
+            log.warning(
+                "meter %s: the wall clock is %.1f s behind its last reading (stepped back?); "
+                "timestamps advance at half speed until it catches up",
                 meter.id,
-                e.ts_ms,
-                e.kind,
-                "detected",
-                register=e.register,
-                before_wh=e.before_wh,
-                after_wh=e.after_wh,
-                note=e.detail,
-                recorded_ms=recorded,
+                behind_s,
             )
-            for e in seen.events
-        )
-        if not seen.estimated:
-            return reading
-        return replace(
-            reading,
-            estimated_uwh=seen.estimated_uwh,
-            estimated_export_uwh=seen.estimated_export_uwh,
-            estimated_start_ms=previous_ts,
-        )
+        run.clock_behind = behind_s > CLOCK_STEP_WARN_S
 
     def _failed(self, run: MeterRun, exc: ModbusError) -> None:
         meter_id = run.meter.id
