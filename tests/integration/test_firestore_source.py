@@ -87,6 +87,10 @@ def window_delta(meter: str, start: int, rng: random.Random, seqs: Seqs, n: int)
                 in_window,
                 power_w=energy * 3600 / covered if in_window and covered else None,
                 voltage_v=rng.uniform(225, 235) if in_window else None,
+                # both directions and the estimates, in a pattern (the stream of rng unchanged)
+                export_wh=energy * ((start // WINDOW_MS + k) % 3) / 4,
+                estimated_wh=0.25 if (start // WINDOW_MS + k) % 5 == 0 else 0.0,
+                estimated_export_wh=0.5 if (start // WINDOW_MS) % 7 == 0 else 0.0,
             )
         )
     return WindowDelta(meter, start, WINDOW_S, tuple(items), *METERS[meter])
