@@ -394,12 +394,16 @@ def test_export_is_stated_on_the_bill_and_not_priced(campus: Campus) -> None:
     annex, main = account(found, "Annex"), account(found, "Main")
     exported = books.total("roof-1", "export_wh")
     assert Decimal(annex["export_kwh"]) == kwh(exported)
+    estimated_export = books.total("roof-1", "estimated_export_wh")
+    assert Decimal(annex["estimated_export_kwh"]) == kwh(estimated_export) > 0
+    assert Decimal(found["campus"]["estimated_export_kwh"]) == kwh(estimated_export)
     assert Decimal(main["export_kwh"]) == 0
     assert Decimal(found["campus"]["export_kwh"]) == kwh(exported)
     [roof] = annex["meter_energy"]
     assert Decimal(roof["export_kwh"]) == kwh(exported)
     assert Decimal(roof["energy_kwh"]) == kwh(books.total("roof-1", "import_wh"))
     assert Decimal(roof["estimated_kwh"]) == 0  # an estimated export is no import
+    assert Decimal(roof["estimated_export_kwh"]) == kwh(estimated_export)
     # the flat tariff prices the import alone: no feed-in tariff
     assert Decimal(annex["total"]) == books.annex_total()
     assert Decimal(annex["estimated_kwh"]) == 0
@@ -414,9 +418,12 @@ def test_the_csv_shows_the_estimate_and_the_export_apart(campus: Campus) -> None
     assert Decimal(of_which["quantity"]) == kwh(books.total("main-1", "estimated_wh"))
     [total] = [r for r in main if r["kind"] == "total"]
     assert Decimal(total["amount"]) == books.main_total(counted=True)
-    [exported] = [r for r in rows if r["account"] == "Annex" and r["kind"] == "export"]
+    exported, guessed = [r for r in rows if r["account"] == "Annex" and r["kind"] == "export"]
+    assert exported["description"] == "Exported (not priced)"
     assert Decimal(exported["quantity"]) == kwh(books.total("roof-1", "export_wh"))
-    assert exported["amount"] == ""
+    assert guessed["description"] == "Exported, estimated (not priced)"
+    assert Decimal(guessed["quantity"]) == kwh(books.total("roof-1", "estimated_export_wh"))
+    assert exported["amount"] == guessed["amount"] == ""
     excluded = list(csv.DictReader(io.StringIO(campus.bills("excluded", ".csv"))))
     [not_billed] = [r for r in excluded if r["account"] == "Main" and r["kind"] == "estimated"]
     assert not_billed["description"] == "estimated, not billed"

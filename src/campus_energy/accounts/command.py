@@ -158,6 +158,10 @@ def as_table(found: CampusBill) -> str:
             out.append(
                 f"  {'Exported (not priced: no feed-in tariff)':<52} {one.export_kwh:>12} kWh"
             )
+        if one.estimated_export_kwh:
+            out.append(
+                f"  {'Exported, estimated (not priced)':<52} {one.estimated_export_kwh:>12} kWh"
+            )
         peak = f"{one.peak.kw} kW" if one.peak else "—"
         extra = f", {one.kwh_per_m2} kWh/m²" if one.kwh_per_m2 is not None else ""
         out.append(f"  peak {peak}, CO₂ {one.statement.footprint.kg} kg{extra}")

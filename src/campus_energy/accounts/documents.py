@@ -157,6 +157,7 @@ def bill_document(bill: Bill, zone: tzinfo) -> dict[str, Any]:
         "peak": peak_document(bill.peak, zone),
         "previous_month_peak": peak_document(bill.previous_peak, zone),
         "export_kwh": _text(bill.export_kwh),  # measured export: stated, not priced
+        "estimated_export_kwh": _text(bill.estimated_export_kwh),
         "meter_energy": [
             {
                 "id": m.id,
@@ -165,6 +166,7 @@ def bill_document(bill: Bill, zone: tzinfo) -> dict[str, Any]:
                 "share": None if m.share is None else round(m.share, 6),
                 "estimated_kwh": str(m.estimated_kwh),
                 "export_kwh": str(m.export_kwh),
+                "estimated_export_kwh": str(m.estimated_export_kwh),
             }
             for m in bill.meters
         ],
@@ -185,6 +187,7 @@ def campus_bill_document(found: CampusBill, zone: tzinfo) -> dict[str, Any]:
             "energy_kwh": str(found.energy_kwh),
             "estimated_kwh": str(found.estimated_kwh),
             "export_kwh": _text(found.export_kwh),
+            "estimated_export_kwh": _text(found.estimated_export_kwh),
             "co2_kg": str(found.co2_kg),
             "unpriced_kwh": str(found.unpriced_kwh),
             "demand_interval_min": found.interval_min,
@@ -259,6 +262,9 @@ def bill_rows(found: CampusBill) -> Iterable[list[str]]:
         if one.export_kwh:
             yield [*head, "export", "Exported (not priced)", "", str(one.export_kwh), "kWh",
                    "", ""]  # fmt: skip
+        if one.estimated_export_kwh:
+            yield [*head, "export", "Exported, estimated (not priced)", "",
+                   str(one.estimated_export_kwh), "kWh", "", ""]  # fmt: skip
     for currency, value in sorted(found.totals.items()):
         yield [month, "campus", "", currency, "total", "Campus total", "",
                str(found.energy_kwh), "kWh", "", str(value)]  # fmt: skip
@@ -319,6 +325,7 @@ def bills_xlsx(found: CampusBill, zone: tzinfo) -> bytes:
             "estimated_kwh",
             "estimated_counted",
             "export_kwh",
+            "estimated_export_kwh",
         ]
     )
     for one in found.bills:
@@ -340,6 +347,7 @@ def bills_xlsx(found: CampusBill, zone: tzinfo) -> bytes:
                 _kwh(one.cost.estimated_wh),
                 "yes" if one.cost.estimated_counted else "no",
                 one.export_kwh,
+                one.estimated_export_kwh,
             ]
         )
     meters = book.create_sheet("Meters")

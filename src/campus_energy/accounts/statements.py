@@ -273,6 +273,7 @@ class MeterUse:
     share: float | None  # of the account's measured import
     estimated_kwh: Decimal = Decimal("0.000")  # estimated import
     export_kwh: Decimal = Decimal("0.000")  # measured export
+    estimated_export_kwh: Decimal = Decimal("0.000")
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,7 @@ class Bill:
     previous_peak: Peak | None  # last month's, for comparison
     export_kwh: Decimal | None = None  # measured export of the account (None: not read)
     events: tuple[MeterEvent, ...] | None = None  # its meters' events (None: no record read)
+    estimated_export_kwh: Decimal | None = None  # estimated export (None: not read)
 
     @property
     def scope(self) -> Scope:
@@ -311,6 +313,7 @@ class CampusBill:
     unpriced_kwh: Decimal  # energy of accounts without a tariff
     estimated_kwh: Decimal = Decimal("0.000")  # the bills' estimated import, counted or not
     export_kwh: Decimal | None = None  # the bills' measured export (None: not read)
+    estimated_export_kwh: Decimal | None = None
 
 
 def _meter_uses(
@@ -321,9 +324,9 @@ def _meter_uses(
     energy_of: EnergyOf,
     hours_of: HoursOf,
     flows_of: FlowsOf | None = None,
-) -> tuple[tuple[MeterUse, ...], Decimal | None]:
+) -> tuple[tuple[MeterUse, ...], tuple[Decimal, Decimal] | None]:
     """Each meter's and virtual meter's energy on the account's bill, and the account's
-    measured export (None: `flows_of` not given, or another site's days)."""
+    measured and estimated export (None: `flows_of` not given, or another site's days)."""
     campus = config.campus
     building = scope.building or UNASSIGNED
     meters = [m for m in campus.meters if m.building == building]
@@ -363,7 +366,15 @@ def _meter_uses(
     def use(ident: str, kind: str, found: Flows) -> MeterUse:
         wh = found.import_wh
         share = wh / total_wh if total_wh else None
-        return MeterUse(ident, kind, kwh(wh), share, kwh(found.estimated_wh), kwh(found.export_wh))
+        return MeterUse(
+            ident,
+            kind,
+            kwh(wh),
+            share,
+            kwh(found.estimated_wh),
+            kwh(found.export_wh),
+            kwh(found.estimated_export_wh),
+        )
 
     uses = []
     for meter in meters:
@@ -371,8 +382,10 @@ def _meter_uses(
         uses.append(use(meter.id, kind, flow({meter.id: 1.0})))
     for v in virtual:
         uses.append(use(v.id, "virtual", flow(campus.terms(v.id))))
-    export = kwh(flow(scope.terms).export_wh) if flows is not None else None
-    return tuple(uses), export
+    if flows is None:
+        return tuple(uses), None
+    account = flow(scope.terms)
+    return tuple(uses), (kwh(account.export_wh), kwh(account.estimated_export_wh))
 
 
 def _events(
@@ -416,7 +429,16 @@ def bill(
     previous = found.peaks.get(previous_months(month, 1)[0])
     uses, export = _meter_uses(config, scope, first, last, energy_of, hours_of, flows_of)
     events = _events(config, scope, month, events_of)
-    return Bill(month, found, uses, per_m2, previous, export, events)
+    return Bill(
+        month,
+        found,
+        uses,
+        per_m2,
+        previous,
+        export[0] if export else None,
+        events,
+        export[1] if export else None,
+    )
 
 
 def campus_bill(
@@ -492,10 +514,16 @@ def campus_bill(
         interval,
         unpriced,
         sum((kwh(b.cost.estimated_wh) for b in bills), Decimal(0)),
-        None
-        if any(b.export_kwh is None for b in bills)
-        else sum((b.export_kwh or Decimal(0) for b in bills), Decimal(0)),
+        _total([b.export_kwh for b in bills]),
+        _total([b.estimated_export_kwh for b in bills]),
     )
+
+
+def _total(values: Sequence[Decimal | None]) -> Decimal | None:
+    """The sum, None when any is unknown."""
+    if any(v is None for v in values):
+        return None
+    return sum((v or Decimal(0) for v in values), Decimal(0))
 
 
 @dataclass(frozen=True)
