@@ -36,6 +36,8 @@ POWER_REL = 1e-3
 SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "spring-60s": (spring(60), "sqlite"),
     "fall-300s": (fall(300), "sqlite"),
+    "spring-60s-postgres": (spring(60), "postgres"),
+    "fall-300s-postgres": (fall(300), "postgres"),
 }
 STEP_MS = {"5m": 300_000, "1h": 3_600_000}
 # the answer's name of each sum, per unit style
@@ -69,7 +71,18 @@ AGGREGATE_FIELDS = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(SCENARIOS))
+# Writing 60 s windows of three days to PostgreSQL takes ~12 s: a long case, the same store
+# is read in short with 300 s windows and the same windows in short from SQLite.
+LONG = {"spring-60s-postgres"}
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param(name, marks=[pytest.mark.long, pytest.mark.slow] if name in LONG else [])
+        for name in sorted(SCENARIOS)
+    ],
+)
 def campus(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Campus]:
@@ -77,6 +90,11 @@ def campus(
     folder = Path(tmp_path_factory.mktemp(request.param))
     with campus_of(scenario, sink, folder, VIRTUAL) as found:
         yield found
+
+
+def sink_of(campus: Campus) -> str:
+    """The kind of window store the campus was written to."""
+    return campus.config.bridge.sink
 
 
 def matches(
@@ -279,7 +297,7 @@ def twin(campus: Campus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
     """The same campus written without the registers' estimates."""
     s = campus.scenario
     folder = Path(tmp_path_factory.mktemp(f"{s.name}-twin"))
-    with campus_of(s, "sqlite", folder, VIRTUAL, change=without_estimates) as found:
+    with campus_of(s, sink_of(campus), folder, VIRTUAL, change=without_estimates) as found:
         yield found
 
 
@@ -332,7 +350,8 @@ def west(campus: Campus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
         "sites": [{"id": "west", "name": "West", "timezone": WEST.key}],
         "meters": campus_meters(s.meters, interval_s=s.interval_s, site="west"),
     }
-    with campus_of(s, "sqlite", Path(tmp_path_factory.mktemp(f"{s.name}-west")), extra) as found:
+    folder = Path(tmp_path_factory.mktemp(f"{s.name}-west"))
+    with campus_of(s, sink_of(campus), folder, extra) as found:
         yield found
 
 
