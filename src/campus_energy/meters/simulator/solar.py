@@ -34,6 +34,7 @@ Pure: time comes in as an argument (UTC epoch seconds), nothing reads a clock.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from dataclasses import dataclass, field
@@ -57,14 +58,21 @@ WOBBLE = 0.03  # the building's load moves this share either way from knot to kn
 LOOP_LIMIT_S = DAY_S  # energy over spans up to this long: summed piece by piece
 
 
-def sun_share(local_day: int, local_second: float) -> float:
-    """The clear sky's share of the array's peak at a local day and second (0 at night)."""
+@functools.lru_cache(maxsize=4096)
+def sun_day(local_day: int) -> tuple[float, float, float]:
+    """A local day's sunrise (second of the day), day length (s) and noon height (share)."""
     season = math.cos(2 * math.pi * (local_day - SOLSTICE_DAY) / YEAR_DAYS)
     length_s = (DAY_H + DAY_SWING_H * season) * 3600
-    since_sunrise = local_second - (NOON_S - length_s / 2)
+    return NOON_S - length_s / 2, length_s, HEIGHT + HEIGHT_SWING * season
+
+
+def sun_share(local_day: int, local_second: float) -> float:
+    """The clear sky's share of the array's peak at a local day and second (0 at night)."""
+    sunrise_s, length_s, height = sun_day(local_day)
+    since_sunrise = local_second - sunrise_s
     if since_sunrise <= 0 or since_sunrise >= length_s:
         return 0.0
-    return (HEIGHT + HEIGHT_SWING * season) * math.sin(math.pi * since_sunrise / length_s)
+    return height * math.sin(math.pi * since_sunrise / length_s)
 
 
 def clouds_take(draw: float, cloudiness: float) -> float:
@@ -109,10 +117,19 @@ class Energy:
 
 @dataclass(frozen=True)
 class _Day:
-    """One UTC day's net power at its knots, and its energy before each knot."""
+    """One UTC day's net power at its knots, and its energy before each knot (Wh)."""
 
     knots: tuple[float, ...]  # KNOTS_PER_DAY + 1 values: the next day's first knot closes it
-    before: tuple[Energy, ...]  # energy from the day's start to each knot
+    imported: tuple[float, ...]  # from the day's start to each knot
+    exported: tuple[float, ...]
+
+    def before(self, n: int) -> Energy:
+        """The energy from the day's start to knot n."""
+        return Energy(self.imported[n], self.exported[n])
+
+    @property
+    def total(self) -> Energy:
+        return self.before(KNOTS_PER_DAY)
 
 
 # Per building (equal buildings share it): the energy from EPOCH_S to the start of day
@@ -177,16 +194,14 @@ class SolarBuilding:
         if found is None:
             first = day * KNOTS_PER_DAY
             knots = tuple(self.knot_w(first + i) for i in range(KNOTS_PER_DAY + 1))
-            imported = exported = 0.0
-            before = [Energy()]
+            imported, exported = [0.0], [0.0]
             for a, b in pairwise(knots):
                 i, e = split_wh(a, b, KNOT_S)
-                imported += i
-                exported += e
-                before.append(Energy(imported, exported))
+                imported.append(imported[-1] + i)
+                exported.append(exported[-1] + e)
             if len(self._days) > 8:  # the days around the last reads: reads come in clusters
                 self._days.clear()
-            found = self._days[day] = _Day(knots, tuple(before))
+            found = self._days[day] = _Day(knots, tuple(imported), tuple(exported))
         return found
 
     def power_w(self, t: float) -> float:
@@ -206,8 +221,8 @@ class SolarBuilding:
         i, frac = divmod(t - day * DAY_S, KNOT_S)
         n = int(i)
         if frac == 0:
-            return found.before[n]
-        return found.before[n] + Energy(*split_wh(found.knots[n], self.power_w(t), frac))
+            return found.before(n)
+        return found.before(n) + Energy(*split_wh(found.knots[n], self.power_w(t), frac))
 
     def since_epoch(self, t: float) -> Energy:
         """Exact import and export over [EPOCH_S, t] (negative before EPOCH_S)."""
@@ -219,11 +234,11 @@ class SolarBuilding:
         if day < EPOCH_DAY:
             back = Energy()
             for d in range(day, EPOCH_DAY):
-                back = back + self._day(d).before[-1]
+                back = back + self._day(d).total
             return Energy() - back
         sums = _SINCE_EPOCH.setdefault(self, [Energy()])
         while len(sums) <= day - EPOCH_DAY:
-            sums.append(sums[-1] + self._day(EPOCH_DAY + len(sums) - 1).before[-1])
+            sums.append(sums[-1] + self._day(EPOCH_DAY + len(sums) - 1).total)
         return sums[day - EPOCH_DAY]
 
     def energy(self, t0: float, t1: float) -> Energy:
@@ -235,7 +250,7 @@ class SolarBuilding:
         day0, day1 = math.floor(t0 / DAY_S), math.floor(t1 / DAY_S)
         if day0 == day1:
             return self._within_day(t1) - self._within_day(t0)
-        whole = self._day(day0).before[-1]
+        whole = self._day(day0).total
         return whole - self._within_day(t0) + self._within_day(t1)
 
     def import_wh(self, t0: float, t1: float) -> float:
