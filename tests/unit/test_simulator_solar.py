@@ -13,14 +13,16 @@ import math
 from datetime import datetime
 from fractions import Fraction
 from itertools import pairwise
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campus_energy.config import parse_config
+from campus_energy.config import load_config, parse_config
 from campus_energy.core.energy import split_trapezoid_uwh
+from campus_energy.demo.campus import prepare
 from campus_energy.meters.simulator.load import EPOCH_S
 from campus_energy.meters.simulator.meter import VirtualMeter
 from campus_energy.meters.simulator.models import derived_values
@@ -345,3 +347,20 @@ def test_a_generation_meter_only_exports() -> None:
     assert (night["power_w"], night["current_a"]) == (0.0, 0.0)
     assert noon["power_w"] < 0 < noon["current_a"]
     assert noon["import_energy_wh"] == meter.registers(SUNDAY).import_wh  # never moves
+
+
+@pytest.mark.parametrize("month", [3, 6, 12])
+def test_the_demos_sports_hall_exports_around_noon_and_imports_at_night(
+    tmp_path: Path, month: int
+) -> None:
+    config = load_config(prepare(tmp_path), {})
+    (hall,) = [m for m in config.meters if m.id == "sports-main"]
+    meter = VirtualMeter(hall, config.profile_of(hall), config.site.zone, started_at=SUNDAY)
+    wednesday = datetime(2026, month, 2, tzinfo=KOLKATA)
+    while wednesday.weekday() != 2:
+        wednesday = wednesday.replace(day=wednesday.day + 1)
+    midnight = wednesday.timestamp()
+    midday = meter.energy(midnight + 11 * 3600, midnight + 13 * 3600)
+    night = meter.energy(midnight, midnight + 5 * 3600)
+    assert midday.export_wh > 5000  # kWh go out over the working day's lunch hours
+    assert night.export_wh == 0.0 and night.import_wh > 5 * 6000 * 0.97
