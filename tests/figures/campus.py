@@ -72,13 +72,17 @@ def campus_of(
     folder: Path,
     extra: dict[str, Any] | None = None,
     change: Callable[[list[IncomingReading]], list[IncomingReading]] | None = None,
+    collection: str = "w",
 ) -> Iterator[Campus]:
     """The scenario's readings (`change`d, for a twin) written through a real sink of `sink`'s
-    kind, the app reading it, and the books of those readings."""
+    kind (Firestore: into `collection` of the shared emulator), the app reading it, and the
+    books of those readings."""
     items = readings(s)
     if change is not None:
         items = change(items)
-    settings_of = sink_settings(sink, folder, project="demo-figures", collection="w", shared=True)
+    settings_of = sink_settings(
+        sink, folder, project="demo-figures", collection=collection, shared=True
+    )
     with settings_of as settings:
         config = config_of(s, folder, settings, extra)
         write_windows(config, s, items)

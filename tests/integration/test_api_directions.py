@@ -38,6 +38,7 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "fall-300s": (fall(300), "sqlite"),
     "spring-60s-postgres": (spring(60), "postgres"),
     "fall-300s-postgres": (fall(300), "postgres"),
+    "fall-300s-firestore": (fall(300), "firestore"),
 }
 STEP_MS = {"5m": 300_000, "1h": 3_600_000}
 # the answer's name of each sum, per unit style
@@ -71,9 +72,10 @@ AGGREGATE_FIELDS = {
 }
 
 
-# Writing 60 s windows of three days to PostgreSQL takes ~12 s: a long case, the same store
-# is read in short with 300 s windows and the same windows in short from SQLite.
-LONG = {"spring-60s-postgres"}
+# Writing 60 s windows of three days to PostgreSQL takes ~12 s, three days to the Firestore
+# emulator longer: long cases (PostgreSQL is read in short with 300 s windows, the same
+# windows in short from SQLite; tests/integration/test_firestore_source.py reads Firestore).
+LONG = {"spring-60s-postgres", "fall-300s-firestore"}
 
 
 @pytest.fixture(
@@ -88,7 +90,7 @@ def campus(
 ) -> Iterator[Campus]:
     scenario, sink = SCENARIOS[request.param]
     folder = Path(tmp_path_factory.mktemp(request.param))
-    with campus_of(scenario, sink, folder, VIRTUAL) as found:
+    with campus_of(scenario, sink, folder, VIRTUAL, collection=scenario.name) as found:
         yield found
 
 
@@ -297,7 +299,8 @@ def twin(campus: Campus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
     """The same campus written without the registers' estimates."""
     s = campus.scenario
     folder = Path(tmp_path_factory.mktemp(f"{s.name}-twin"))
-    with campus_of(s, sink_of(campus), folder, VIRTUAL, change=without_estimates) as found:
+    sink = sink_of(campus)
+    with campus_of(s, sink, folder, VIRTUAL, without_estimates, f"{s.name}-twin") as found:
         yield found
 
 
@@ -351,7 +354,7 @@ def west(campus: Campus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
         "meters": campus_meters(s.meters, interval_s=s.interval_s, site="west"),
     }
     folder = Path(tmp_path_factory.mktemp(f"{s.name}-west"))
-    with campus_of(s, sink_of(campus), folder, extra) as found:
+    with campus_of(s, sink_of(campus), folder, extra, collection=f"{s.name}-west") as found:
         yield found
 
 
