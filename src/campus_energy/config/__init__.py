@@ -265,7 +265,7 @@ class SimulationConfig(_Section):
     )
     response_delay_s: float = Field(default=0.0, ge=0, le=60, description="delay of each answer")
     replace_at_s: float | None = Field(
-        default=None, ge=0, description="a new meter (import register from 0) this long after start"
+        default=None, ge=0, description="a new meter (its registers from 0) this long after start"
     )
     pv_peak_w: float | None = Field(
         default=None,
