@@ -249,3 +249,39 @@ def test_a_pv_meters_day_curve_goes_below_zero(served: tuple[Campus, str], page:
         else:
             assert close(read[sel], expected, abs_tol=1e-6), sel
     assert sums.estimated_export_wh > 0  # its bridged noon lies in the last 24 hours
+
+
+def test_a_buildings_page_shows_its_generation_net_and_estimates(
+    served: tuple[Campus, str], page: Any
+) -> None:
+    campus, base = served
+    s, books = campus.scenario, campus.books
+    month = periods(s)["month"]
+    read = """() => Object.fromEntries(["#building-export-kwh", "#building-net-kwh",
+      "#building-estimated-kwh", "#building-estimated-export-kwh"].map((sel) => {
+        const el = document.querySelector(sel);
+        return [sel, el.checkVisibility() ? Number(el.dataset.value) : null];
+      }))"""
+    for name in s.buildings():
+        page.goto(f"{base}/#building={name.replace(' ', '%20')}")
+        page.wait_for_function(
+            "(name) => document.querySelector('#building-title').textContent === name"
+            " && document.querySelector('#building-kwh').dataset.value !== undefined",
+            arg=name,
+        )
+        shown = page.evaluate(read)
+        ids = [m for m, (b, _) in s.meters.items() if b == name]
+        sums = books.sums(ids, *month)
+        expected = {
+            "#building-export-kwh": kwh(sums.export_wh) if sums.export_wh else None,
+            "#building-net-kwh": kwh(sums.net_wh) if sums.export_wh else None,
+            "#building-estimated-kwh": kwh(sums.estimated_wh)
+            if sums.estimated_wh or sums.estimated_export_wh
+            else None,
+            "#building-estimated-export-kwh": kwh(sums.estimated_export_wh)
+            if sums.estimated_export_wh
+            else None,
+        }
+        for sel, value in expected.items():
+            assert close(shown[sel], value, abs_tol=KWH_TOL), (name, sel, shown[sel], value)
+    assert books.sums(["lib-1"], *month).export_wh == 0  # the Library shows no generation

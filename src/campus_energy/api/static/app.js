@@ -354,7 +354,7 @@ async function refresh() {
   // whose figures the page shows now (for scripts, and tests): the summary's site, "" the whole
   if (state.summary) app.dataset.shownSite = typeof state.summary.site === "string" ? state.summary.site : "";
   if (routedBuilding() !== null) {
-    renderBuilding(state.model, state.overview);
+    renderBuilding(state.model, state.overview, state.summary);
     // a building's 404 is said on its page; the campus's data is not stale for it
     const found = await run(buildingJobs(state.overview));
     if (found && !/HTTP 404/.test(found)) failure = failure || found;
@@ -367,7 +367,7 @@ async function refresh() {
 function route(moveFocus) {
   const name = routedBuilding();
   if (!showBuilding(name)) return;
-  if (name !== null) renderBuilding(state.model, state.overview);
+  if (name !== null) renderBuilding(state.model, state.overview, state.summary);
   if (!moveFocus) return;
   window.scrollTo(0, 0);
   if (name !== null) $("#building-title").focus({ preventScroll: true });

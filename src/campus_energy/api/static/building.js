@@ -8,8 +8,8 @@ import {
   chartSlot, demandColumns, demandOptions, describeDemand, monthFloor,
 } from "./charts.js";
 import {
-  $, addDays, fmtDate, fmtDecimal, fmtDecimalKWh, fmtMoney, fmtMonth, fmtPct, fmtRate, isDecimal,
-  isNum, make, midnightOf, nf0, setDecimal, setNumber, syncRows,
+  $, addDays, fmtDate, fmtDecimal, fmtDecimalKWh, fmtKWh, fmtMoney, fmtMonth, fmtPct, fmtRate,
+  isDecimal, isNum, make, midnightOf, nf0, setDecimal, setNumber, syncRows,
 } from "./format.js";
 
 const shown = { name: null, entry: {}, bill: null, range: [0, 1] };
@@ -87,11 +87,13 @@ const KINDS = {
 const DAYS = [["mon", "Monday"], ["tue", "Tuesday"], ["wed", "Wednesday"], ["thu", "Thursday"],
   ["fri", "Friday"], ["sat", "Saturday"], ["sun", "Sunday"]];
 
-/** The building's facts from the campus model and its row of the overview. */
-export function renderBuilding(model, overview) {
+/** The building's facts from the campus model and its row of the overview; its generation,
+ *  net and estimates this month from its row of the summary, where it has any. */
+export function renderBuilding(model, overview, summary) {
   if (shown.name === null) return;
   const entry = ((model && model.buildings) || []).find((b) => b && b.name === shown.name);
   const row = ((overview && overview.buildings) || []).find((b) => b && b.name === shown.name) || {};
+  renderFlows(((summary && summary.buildings) || []).find((b) => b && b.building === shown.name) || {});
   if (model && !entry) {
     const note = $("#building-missing");
     note.hidden = false;
@@ -109,6 +111,20 @@ export function renderBuilding(model, overview) {
   document.querySelectorAll("#building-facts .money").forEach((el) => { el.hidden = !priced; });
   renderMeters(b);
   renderHours(b.occupancy);
+}
+
+const nonZero = (v) => isNum(v) && v !== 0;
+function renderFlows(b) {
+  const flows = nonZero(b.month_export_kwh) || nonZero(b.month_estimated_export_kwh);
+  const estimated = nonZero(b.month_estimated_kwh) || nonZero(b.month_estimated_export_kwh);
+  document.querySelectorAll("#building-facts .flows").forEach((el) => { el.hidden = !flows; });
+  $("#building-facts .estimate").hidden = !estimated;
+  setNumber($("#building-export-kwh"), flows ? b.month_export_kwh : null, fmtKWh);
+  setNumber($("#building-net-kwh"), flows ? b.month_net_kwh : null, fmtKWh);
+  setNumber($("#building-estimated-kwh"), estimated ? b.month_estimated_kwh : null, fmtKWh);
+  $("#building-estimated-export").hidden = !nonZero(b.month_estimated_export_kwh);
+  setNumber($("#building-estimated-export-kwh"), nonZero(b.month_estimated_export_kwh)
+    ? b.month_estimated_export_kwh : null, fmtKWh);
 }
 
 function buildMeterRow(withFloor) {
