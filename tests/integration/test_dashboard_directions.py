@@ -392,6 +392,7 @@ def test_an_older_store_without_directions_shows_import_only(
         wh = conn.execute("SELECT sum(energy_wh) FROM readings").fetchone()[0]
         for view in ("latest_readings", "readings"):
             conn.execute(f"DROP VIEW {view}")
+        conn.execute("DROP INDEX samples_estimated")
         for column in ("energy_export", "energy_export_total", "estimated", "estimated_export",
                        "export_energy"):  # fmt: skip
             conn.execute(f"ALTER TABLE samples DROP COLUMN {column}")
