@@ -315,12 +315,13 @@ function monthSplits(u, axisIdx, min, max) {
 }
 
 const kwValue = (u, v) => (v == null ? "—" : `${fmtKW(v)} kW`);
+/** A month of demand: net, so a building whose solar outweighs its load goes below zero. */
 export function demandOptions(range) {
   return {
     cursor: { drag: { x: false, y: false } },
     padding: [12, RIGHT_PAD(), 0, 0],
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), site.zone),
-    scales: { x: { time: true, range: () => range() }, y: { range: yFromZero } },
+    scales: { x: { time: true, range: () => range() }, y: { range: ySigned } },
     axes: [
       { ...axisStyle(), label: `Day (${site.zone})`, splits: monthSplits, values: hourLabels },
       { ...axisStyle(), label: "Demand (kW)", size: yAxisSize, incrs: NICE, values: valueLabels },
