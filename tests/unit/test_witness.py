@@ -11,6 +11,7 @@ from campus_energy.core.witness import (
     RegisterSpec,
     Witness,
     Witnesses,
+    across_event,
     judge,
     most_wh,
     observe,
@@ -240,3 +241,36 @@ def test_estimates_of_an_honest_register_add_up_to_its_difference(
         total += found.estimated_uwh
         witness = found.witness
     assert total == pytest.approx((value - start) * 1e6, abs=len(powers))
+
+
+# --- across a confirmed replacement ------------------------------------------------------------
+
+
+KWH32 = RegisterSpec("float32", 1000.0)
+
+
+@pytest.mark.parametrize(
+    ("before", "old_final", "new_start", "after", "expected"),
+    [
+        # 300 Wh on the old meter, 33.3 on the new: 333.3 Wh in the gap
+        (98_765_400.0, 98_765_700.0, 0.0, 33.3, 333.3),
+        # a final read one register step below the last read (rounding): nothing on the old
+        (98_765_400.0, 98_765_400.0 - 7.8, 10.0, 110.0, 100.0),
+        # the old meter's final before its last read: not its final
+        (98_765_400.0, 98_765_000.0, 0.0, 33.3, None),
+        # the new meter's first count above what it shows after the gap
+        (1000.0, 1100.0, 500.0, 400.0, None),
+        # 20 minutes at most 1 kW cannot count 400 Wh (333.3 Wh and four steps)
+        (98_765_400.0, 98_765_780.0, 0.0, 20.0, None),
+    ],
+)
+def test_a_gap_across_a_replacement_from_the_old_and_new_counts(
+    before: float, old_final: float, new_start: float, after: float, expected: float | None
+) -> None:
+    found = across_event(
+        before, old_final, new_start, after, span_s=1200.0, spec=KWH32, max_power_w=1000.0
+    )
+    if expected is None:
+        assert found is None
+    else:
+        assert found == pytest.approx(expected)

@@ -283,3 +283,28 @@ def rebased(witnesses: Witnesses, direction: str, value_wh: float, ts_ms: int) -
     if direction == "import":
         return replace(witnesses, import_=fresh)
     return replace(witnesses, export=fresh)
+
+
+def across_event(
+    before_wh: float,
+    old_final_wh: float,
+    new_start_wh: float,
+    after_wh: float,
+    *,
+    span_s: float,
+    spec: RegisterSpec,
+    max_power_w: float,
+) -> float | None:
+    """What a register counted across a gap in which its meter was replaced (or reset), from a
+    person's record of the old meter's final count and the new one's first: the old meter's
+    count from the read before the gap to its final, plus the new one's from its start to the
+    read after. None when either part goes backwards by more than the register's step, or
+    the sum is more than the meter's largest power can count in the gap."""
+    step = max(spec.resolution_wh(v) for v in (before_wh, old_final_wh, new_start_wh, after_wh))
+    old_part, new_part = old_final_wh - before_wh, after_wh - new_start_wh
+    if old_part < -step or new_part < -step:
+        return None
+    counted = max(old_part, 0.0) + max(new_part, 0.0)
+    if counted > most_wh(max_power_w, span_s) + 4 * step:
+        return None
+    return counted

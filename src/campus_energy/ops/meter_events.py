@@ -9,7 +9,10 @@ on the record.
 The logger detects an event when a register goes backwards or jumps, records it in its store
 (`storage.path`, table `meter_events`) and logs it once. `add` records one a person confirms,
 with what they know: when it happened, the old meter's final count and the new one's first
-(read off the meters), and a note. A running logger reads confirmed events within a minute:
+(read off the meters), and a note. When the event lies in a gap of the meter's readings and
+gives the old and new counts, the gap is estimated from them (`ops.event_gaps`) and the
+estimate put on the reading after it; `reconcile --apply` writes it into the windows. A
+running logger reads confirmed events within a minute:
 a new start given for a register it has not read since sets where that register counts from
 (no event is detected then). `add` may run while the logger runs (the store takes a second
 writer; it waits while the logger commits).
@@ -40,6 +43,7 @@ from campus_energy.core.timestamps import datetime_ms, iso_utc
 from campus_energy.core.witness import REGISTER_FIELDS
 from campus_energy.errors import EXIT_OK, StoreError, UsageError
 from campus_energy.logger.store import ReadingStore
+from campus_energy.ops.event_gaps import Bridged, NotBridged, bridge_gap
 
 WH_PER_KWH = 1000.0
 FUTURE_SLACK_MS = 60_000  # a clock a little ahead of this machine's is no reason to refuse
@@ -99,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
         (stored,) = asyncio.run(_record(path, event))
         print(stored.id)
         print(f"recorded: {_line(stored, config.site.zone)}", file=sys.stderr)
+        bridged = asyncio.run(bridge_gap(config, stored))
+        if bridged is not None:
+            print(_bridged(bridged, stored.meter_id, config.site.zone), file=sys.stderr)
         return EXIT_OK
     since_ms = at_ms(args.since, config.site.zone, "--since") if args.since else None
     events = asyncio.run(_events(config.storage.path, args.meter, since_ms))
@@ -181,6 +188,27 @@ async def _events(path: Path, meter_id: str | None, since_ms: int | None) -> lis
 
 
 # -- words ---------------------------------------------------------------------------------
+
+
+def _bridged(found: Bridged | NotBridged, meter_id: str, zone: ZoneInfo) -> str:
+    """What became of the gap the event lies in, in words."""
+    gap = found.gap
+    span = "" if gap is None else f" {_local(gap.start_ms, zone)} – {_local(gap.end_ms, zone)}"
+    if isinstance(found, NotBridged):
+        return f"the gap{span} is not estimated: {found.reason}"
+    assert gap is not None
+    exported = (
+        ""
+        if found.estimated_export_uwh is None
+        else f", {found.estimated_export_uwh / 1e6:.1f} Wh exported"
+    )
+    day = datetime.fromtimestamp(gap.start_ms / 1000, zone).date().isoformat()
+    last = datetime.fromtimestamp(gap.end_ms / 1000, zone).date().isoformat()
+    return (
+        f"the gap{span} across it is estimated: {found.estimated_uwh / 1e6:.1f} Wh imported"
+        f"{exported}, put on its reading (seq {gap.seq}); write it into the windows with "
+        f"`campus-energy reconcile --start {day} --end {last} --meter {meter_id} --apply`"
+    )
 
 
 def _local(ms: int, zone: ZoneInfo) -> str:
