@@ -160,12 +160,16 @@ def test_series_carry_every_direction_and_kind(campus: Campus, step: str) -> Non
                 close(p["coverage"], books.coverage(meters, lo, hi), abs_tol=1e-6),
                 f"{where}: coverage {p['coverage']}",
             )
-            if meters is None:
-                seen = Slot(
-                    export_wh=seen.export_wh + p["export_wh"],
-                    estimated_wh=seen.estimated_wh + p["estimated_wh"],
-                    estimated_export_wh=seen.estimated_export_wh + p["estimated_export_wh"],
-                )
+        # no step left out: the points add up to the whole range's books
+        whole = books.sums(meters, a, b)
+        for field, name in POINT_FIELDS.items():
+            total = sum(p[field] for p in points)
+            require(
+                close(total, getattr(whole, name), abs_tol=WH_TOL * len(points)),
+                f"{label} {step}: Σ {field} {total} ≠ {getattr(whole, name)}",
+            )
+        if meters is None:
+            seen = whole
     # the comparisons meant something: the campus exported and had both estimates
     assert seen.export_wh > 0 and seen.estimated_wh > 0 and seen.estimated_export_wh > 0, seen
 
