@@ -101,11 +101,17 @@ def served(
             server.server_close()
 
 
-@pytest.fixture
-def page(served: tuple[Campus, str], browser: Any) -> Iterator[Any]:
+SIZES = {"desktop": (1280, 900), "phone": (390, 844)}
+
+
+@pytest.fixture(params=["desktop"])
+def page(request: pytest.FixtureRequest, served: tuple[Campus, str], browser: Any) -> Iterator[Any]:
+    """The page in a browser on New York's clock (not the site's), at a width (`desktop`
+    unless a test asks for others)."""
     _, base = served
+    width, height = SIZES[request.param]
     context = browser.new_context(
-        viewport={"width": 1280, "height": 900}, timezone_id="America/New_York"
+        viewport={"width": width, "height": height}, timezone_id="America/New_York"
     )
     page = context.new_page()
     problems: list[str] = []
@@ -134,6 +140,7 @@ def kwh(wh: float) -> float:
     return wh / 1000
 
 
+@pytest.mark.parametrize("page", sorted(SIZES), indirect=True)
 def test_the_totals_show_consumption_generation_net_and_estimates(
     served: tuple[Campus, str], page: Any
 ) -> None:
