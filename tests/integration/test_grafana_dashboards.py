@@ -219,6 +219,68 @@ async def test_the_daily_panel_shows_the_local_day_of_a_range_of_a_few_hours(
     assert totals == pytest.approx(energy_kwh)
 
 
+async def test_the_energy_panels_show_each_direction_and_the_estimate_as_the_books(
+    postgres_dsn: tuple[str, str],
+) -> None:
+    """A building with rooftop PV exporting 2 kW for 20 minutes, and a gap before it bridged by
+    its registers: "Energy today" and "Energy in the time range" show import, export, net and
+    the estimate apart, each equal to the sums of the readings behind them."""
+    dsn, schema = postgres_dsn
+    zone = ZoneInfo("Asia/Kolkata")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    now = max(now, datetime.combine(now.astimezone(zone).date(), datetime.min.time(), zone)
+              .astimezone(UTC) + timedelta(minutes=45))  # fmt: skip
+    items: list[Contribution] = []
+    previous: int | None = None
+    for seq in range(1, 22):  # the PV building: −2 kW every minute of the last 20 minutes
+        ts_ms = round((now - (21 - seq) * timedelta(minutes=1)).timestamp() * 1000)
+        reading = IncomingReading(
+            "lib-main",
+            ts_ms,
+            seq,
+            0.0,
+            previous,
+            -2000.0,
+            building="Library",
+            floor="G",
+            export_wh=0.0 if previous is None else 2000 / 60,
+            # the first reading follows a 10-minute gap its registers counted 150 Wh in
+            estimated_wh=150.0 if previous is None else 0.0,
+            estimated_start_ms=ts_ms - 600_000 if previous is None else None,
+        )
+        items.extend(contributions(reading, 300_000))
+        previous = ts_ms
+    for seq in range(1, 22):  # and a building drawing 1 kW
+        ts_ms = round((now - (21 - seq) * timedelta(minutes=1)).timestamp() * 1000)
+        start = None if seq == 1 else ts_ms - 60_000
+        reading = IncomingReading(
+            "admin-old", ts_ms, seq, 0.0 if start is None else 1000 / 60, start, 1000.0,
+            building="Admin", floor="G",
+        )  # fmt: skip
+        items.extend(contributions(reading, 300_000))
+    sink = PostgresSink(PostgresSinkConfig(dsn=dsn, schema=schema), zone)
+    try:
+        assert await sink.merge(group(items, 300, METERS), round(now.timestamp() * 1000)) > 0
+    finally:
+        await sink.close()
+    queries = dict(dashboard_queries(load(POSTGRES_DASHBOARD)))
+    books = {
+        "kWh": 20 * 1000 / 60 / 1000,
+        "exported kWh": 20 * 2000 / 60 / 1000,
+        "net kWh": (20 * 1000 / 60 - 20 * 2000 / 60) / 1000,
+        "estimated kWh": 0.150,
+    }
+    start, end = now - timedelta(minutes=40), now + timedelta(minutes=1)
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        for title in ("Energy today", "Energy in the time range"):
+            cursor = await conn.execute(grafana_sql(queries[title], schema, start, end))
+            assert cursor.description is not None
+            names = [column.name for column in cursor.description]
+            (row,) = await cursor.fetchall()
+            shown = {name: float(value) for name, value in zip(names, row, strict=True)}
+            assert shown == pytest.approx(books, abs=1e-9), title
+
+
 # -- the PromQL, against what the services expose ------------------------------------------------
 
 
