@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from campus_energy.config import Config, load_config
 from campus_energy.core.days import midnight_ms
 from campus_energy.core.repair.apply import Change, edge_before, retime_rows
-from campus_energy.core.repair.plan import RunPlan, plan_meter
+from campus_energy.core.repair.plan import EnergyFix, RunPlan, plan_meter
 from campus_energy.core.repair.stamps import NOT_BEFORE_MS, Fmt, Rules, typical_interval_ms
 from campus_energy.core.repair.survey import Edge, Surveyor
 from campus_energy.core.timestamps import epoch_ms, iso_seconds, iso_utc, utc_datetime
@@ -88,6 +88,7 @@ class MeterReport:
     rules: Rules
     interval_source: str
     rejects_outside: int
+    directions: bool = True  # the store keeps export apart (schema 3); else signed energy
 
     @property
     def meter(self) -> StoredMeter:
@@ -185,7 +186,8 @@ def survey_meter(
             changes.extend(retime_rows(run_plan, edge_before(plan.runs, index), rows, rules))
     assert rules.not_after_ms is not None
     rejects = store.rejects_outside(meter.key, not_before_ms, rules.not_after_ms)
-    return MeterReport(Repair(meter, plan, tuple(changes)), rules, source, rejects)
+    repair = Repair(meter, plan, tuple(changes))
+    return MeterReport(repair, rules, source, rejects, store.directions)
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -227,19 +229,8 @@ def describe(report: MeterReport) -> str:
         lines.extend(_run_lines(run_plan, rules))
     if plan.duplicates:
         lines.append(f"  - duplicates: {len(plan.duplicates):,} extra copies of readings, removed")
-    fixes = repair.fixes
-    if fixes:
-        before = sum(f.old_uwh for f in fixes) / 1e6
-        after = sum(f.new_uwh for f in fixes) / 1e6
-        moved = (
-            f"cumulative totals from seq {fixes[0].seq} on move by {after - before:+.6f} Wh"
-            if after != before
-            else "cumulative totals unchanged"
-        )
-        lines.append(
-            f"  energy: recomputed for {_count_of(len(fixes), 'reading')} whose interval changed: "
-            f"{before:.6f} Wh before, {after:.6f} Wh after; {moved}"
-        )
+    if repair.fixes:
+        lines.extend(_energy_lines(repair.fixes, report.directions))
     lines.extend(f"  note: {notice}" for notice in plan.notices)
     if report.rejects_outside:
         lines.append(
@@ -248,6 +239,38 @@ def describe(report: MeterReport) -> str:
         )
     lines.extend(_outbox_lines(report))
     return "\n".join(lines)
+
+
+def _energy_lines(fixes: Sequence[EnergyFix], directions: bool) -> list[str]:
+    """What becomes of the energy of the readings whose interval changed, by direction (a
+    store made before schema 3 keeps the net, as its logger integrated it)."""
+    before = sum(f.old_uwh for f in fixes) / 1e6
+    if directions:
+        after = sum(f.new_uwh for f in fixes) / 1e6
+    else:
+        after = sum(f.new_uwh - f.new_export_uwh for f in fixes) / 1e6
+    moved = (
+        f"cumulative totals from seq {fixes[0].seq} on move by {after - before:+.6f} Wh"
+        if after != before
+        else "cumulative totals unchanged"
+    )
+    lines = [
+        f"  energy: recomputed for {_count_of(len(fixes), 'reading')} whose interval changed: "
+        f"{before:.6f} Wh before, {after:.6f} Wh after; {moved}"
+    ]
+    export_before = sum(f.old_export_uwh for f in fixes) / 1e6
+    export_after = sum(f.new_export_uwh for f in fixes) / 1e6
+    if directions and (export_before or export_after):
+        moved = (
+            f"cumulative export from seq {fixes[0].seq} on moves by "
+            f"{export_after - export_before:+.6f} Wh"
+            if export_after != export_before
+            else "cumulative export unchanged"
+        )
+        lines.append(
+            f"  export: {export_before:.6f} Wh before, {export_after:.6f} Wh after; {moved}"
+        )
+    return lines
 
 
 def _run_lines(plan: RunPlan, rules: Rules) -> list[str]:

@@ -42,6 +42,8 @@ KNOWN_SCHEMAS = frozenset({"1", "2", "3"})  # 2: meters carry the span of their 
 _ROW_COLUMNS = (
     "seq, ts_ms, power, energy, energy_total, voltage, current, pf, freq, import_energy, extra"
 )
+# export over the interval and cumulative (schema 3); a store made before has none
+_EXPORT_COLUMNS = ("energy_export", "energy_export_total")
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,17 @@ class Repair:
 
 
 def _row(values: Sequence[Any]) -> Row:
-    seq, ts, power, energy, total, *measured = values
-    return Row(seq, ts, from_steps("power_w", power), energy, total, (power, *measured))
+    seq, ts, power, energy, total, *measured, export, export_total = values
+    return Row(
+        seq,
+        ts,
+        from_steps("power_w", power),
+        energy,
+        total,
+        (power, *measured),
+        export,
+        export_total,
+    )
 
 
 class OfflineStore:
@@ -78,6 +89,8 @@ class OfflineStore:
         self.path = path
         self.exclusive = exclusive
         self._conn = conn
+        self.directions = True  # the readings carry their export (schema 3; else signed energy)
+        self._columns = f"{_ROW_COLUMNS}, {', '.join(_EXPORT_COLUMNS)}"
 
     @classmethod
     def open(cls, path: Path, *, exclusive: bool) -> OfflineStore:
@@ -149,6 +162,10 @@ class OfflineStore:
                 f"store {self.path} has schema {row and row[0]}; fix-db knows "
                 f"{' and '.join(sorted(KNOWN_SCHEMAS))}"
             )
+        have = {r[1] for r in self._conn.execute("PRAGMA table_info(samples)")}
+        self.directions = set(_EXPORT_COLUMNS) <= have
+        if not self.directions:
+            self._columns = f"{_ROW_COLUMNS}, 0, 0"
 
     def _guard(self, what: str) -> StoreError:
         return StoreError(f"store {self.path}: {what}")
@@ -169,7 +186,7 @@ class OfflineStore:
     def rows(self, meter: int) -> Iterator[Row]:
         """A meter's readings in (seq, ts_ms) order, fetched a few thousand at a time."""
         cursor = self._conn.execute(
-            f"SELECT {_ROW_COLUMNS} FROM samples WHERE meter = ? ORDER BY seq, ts_ms", (meter,)
+            f"SELECT {self._columns} FROM samples WHERE meter = ? ORDER BY seq, ts_ms", (meter,)
         )
         try:
             while batch := cursor.fetchmany(FETCH):
@@ -182,7 +199,7 @@ class OfflineStore:
     ) -> list[Row]:
         """A meter's readings from seq first_seq to last_seq, without the copies in `skip`."""
         found = self._conn.execute(
-            f"SELECT {_ROW_COLUMNS} FROM samples WHERE meter = ? AND seq BETWEEN ? AND ? "
+            f"SELECT {self._columns} FROM samples WHERE meter = ? AND seq BETWEEN ? AND ? "
             "ORDER BY seq, ts_ms",
             (meter, first_seq, last_seq),
         ).fetchall()
@@ -325,28 +342,43 @@ class OfflineStore:
             conn.execute("UPDATE meters SET published_ts_ms = ? WHERE id = ?", (cursor, key))
 
     def _fix_energy(self, key: int, fixes: Sequence[EnergyFix]) -> None:
-        """New energies, and every later cumulative total moved by the difference so far."""
-        delta = 0
+        """New energies in each direction, and every later cumulative total moved by the
+        difference so far. A store made before schema 3 keeps one signed energy per interval
+        (import − export, as the logger then integrated): it gets the net."""
+        delta = export_delta = 0
         for fix, following in itertools.zip_longest(fixes, fixes[1:]):
             assert fix is not None
-            delta += fix.new_uwh - fix.old_uwh
-            self._conn.execute(
-                "UPDATE samples SET energy = ? WHERE meter = ? AND ts_ms = ?",
-                (fix.new_uwh, key, fix.ts_ms),
-            )
-            if not delta:
+            if self.directions:
+                delta += fix.new_uwh - fix.old_uwh
+                export_delta += fix.new_export_uwh - fix.old_export_uwh
+                self._conn.execute(
+                    "UPDATE samples SET energy = ?, energy_export = ? "
+                    "WHERE meter = ? AND ts_ms = ?",
+                    (fix.new_uwh, fix.new_export_uwh, key, fix.ts_ms),
+                )
+            else:
+                net = fix.new_uwh - fix.new_export_uwh
+                delta += net - fix.old_uwh
+                self._conn.execute(
+                    "UPDATE samples SET energy = ? WHERE meter = ? AND ts_ms = ?",
+                    (net, key, fix.ts_ms),
+                )
+            if not delta and not export_delta:
                 continue
+            totals = "energy_total = energy_total + ?"
+            moves: tuple[int, ...] = (delta,)
+            if export_delta:
+                totals += ", energy_export_total = energy_export_total + ?"
+                moves = (delta, export_delta)
             if following is None:
                 self._conn.execute(
-                    "UPDATE samples SET energy_total = energy_total + ? "
-                    "WHERE meter = ? AND ts_ms >= ?",
-                    (delta, key, fix.ts_ms),
+                    f"UPDATE samples SET {totals} WHERE meter = ? AND ts_ms >= ?",
+                    (*moves, key, fix.ts_ms),
                 )
             else:
                 self._conn.execute(
-                    "UPDATE samples SET energy_total = energy_total + ? "
-                    "WHERE meter = ? AND ts_ms >= ? AND ts_ms < ?",
-                    (delta, key, fix.ts_ms, following.ts_ms),
+                    f"UPDATE samples SET {totals} WHERE meter = ? AND ts_ms >= ? AND ts_ms < ?",
+                    (*moves, key, fix.ts_ms, following.ts_ms),
                 )
 
     def _new_ts(self, key: int, plan: MeterPlan, ts: Raw) -> Raw:
