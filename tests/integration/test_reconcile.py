@@ -808,3 +808,90 @@ async def test_export_and_estimates_are_rebuilt_and_a_wrong_one_is_repaired(
     assert await directed(config) == held
     again = await reconcile(config, *RANGE)
     assert by_status(again) == {}
+
+
+async def test_the_summary_sets_store_against_sink_by_direction_and_kind(
+    tmp_path: Path, sink_for: SinkFor
+) -> None:
+    config = configure(tmp_path, 1883, sink_for("sqlite"))
+    readings = solar_readings()
+    stored = {
+        "import": sum(r.energy_uwh for r in readings) / 1e6,
+        "export": sum(r.export_uwh for r in readings) / 1e6,
+        "estimated_import": SOLAR_GUESS_UWH[0] / 1e6,
+        "estimated_export": SOLAR_GUESS_UWH[1] / 1e6,
+    }
+    first = (await reconcile_into_an_empty_sink(config, readings)).summary.energies()
+    assert {k: b.local_wh for k, b in first.items()} == pytest.approx(stored, abs=1e-9)
+    assert {k: b.sink_wh for k, b in first.items()} == dict.fromkeys(stored, 0.0)
+
+    # a window's export and another's estimate damaged behind the sink's back
+    sink = open_sink(config)
+    try:
+        docs = await sink.windows(*RANGE, None)
+        exporting = next(d for d in docs if d.export_energy_wh > 10)
+        guessed = next(d for d in docs if d.estimated_energy_wh > 10)
+        await sink.replace(
+            [
+                replace(
+                    exporting,
+                    export_energy_wh=1.0,
+                    accumulator=replace(exporting.accumulator, export_wh=1.0),
+                ),
+                replace(
+                    guessed,
+                    estimated_energy_wh=0.0,
+                    accumulator=replace(guessed.accumulator, estimated_wh=0.0),
+                ),
+            ],
+            epoch_ms(time.time()),
+        )
+    finally:
+        await sink.close()
+    lost = {
+        "import": 0.0,
+        "export": exporting.export_energy_wh - 1.0,
+        "estimated_import": guessed.estimated_energy_wh,
+        "estimated_export": 0.0,
+    }
+    report = await reconcile(config, *RANGE)
+    balances = report.summary.energies()
+    assert {k: b.local_wh for k, b in balances.items()} == pytest.approx(stored, abs=1e-9)
+    assert {k: b.difference_wh for k, b in balances.items()} == pytest.approx(lost, abs=1e-9)
+    assert {k: b.sink_wh for k, b in balances.items()} == pytest.approx(
+        {k: stored[k] - lost[k] for k in stored}, abs=1e-9
+    )
+
+    # the summary line as it was, then each direction and kind
+    text = as_text(report).splitlines()
+    at = next(i for i, line in enumerate(text) if line.startswith("checked 8 windows:"))
+    assert text[at] == (
+        "checked 8 windows: 6 equal, 2 differing, 0 missing, 0 extra; energy local "
+        f"{report.summary.local_energy_wh:.6f} Wh, sink {report.summary.sink_energy_wh:.6f} Wh"
+    )
+    s = {
+        k: f"{b.local_wh:.6f} / {b.sink_wh:.6f} / {b.difference_wh:+.6f}"
+        for k, b in balances.items()
+    }
+    assert text[at + 1] == (
+        f"energy local / sink / difference, Wh: measured import {s['import']}; "
+        f"measured export {s['export']}; estimated import {s['estimated_import']}; "
+        f"estimated export {s['estimated_export']}"
+    )
+    assert f"measured export {stored['export']:.6f} / " in text[at + 1]
+    assert f"/ {lost['estimated_import']:+.6f}; estimated export" in text[at + 1]
+
+    # --json: the totals it had, and each direction and kind
+    summary = json.loads(json.dumps(as_json(report)))["summary"]
+    assert summary["local_energy_wh"] == report.summary.local_energy_wh
+    assert summary["sink_energy_wh"] == report.summary.sink_energy_wh
+    assert summary["energy"] == {
+        k: {"local_wh": b.local_wh, "sink_wh": b.sink_wh, "difference_wh": b.difference_wh}
+        for k, b in balances.items()
+    }
+
+    await reconcile(config, *RANGE, apply=True)
+    again = (await reconcile(config, *RANGE)).summary.energies()
+    assert {k: b.difference_wh for k, b in again.items()} == pytest.approx(
+        dict.fromkeys(stored, 0.0), abs=1e-9
+    )

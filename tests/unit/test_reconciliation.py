@@ -116,6 +116,34 @@ def test_every_window_either_side_holds_is_one_finding() -> None:
     assert (summary.local_energy_wh, summary.sink_energy_wh, summary.to_rewrite) == (6.0, 8.5, 2)
 
 
+def test_the_summary_balances_each_direction_and_kind_apart() -> None:
+    local = {
+        ("m", 0): doc(1.0, export_energy_wh=0.25),
+        ("m", WINDOW_MS): doc(2.0, estimated_energy_wh=4.0, estimated_export_wh=0.5),
+    }
+    sink = {
+        ("m", 0): doc(1.0, export_energy_wh=0.75),
+        ("m", 2 * WINDOW_MS): doc(8.0, export_energy_wh=1.0, estimated_energy_wh=16.0),
+    }
+    summary = Summary()
+    assert not summary.directed
+    summary.add(compare(local, sink))
+    found = {
+        name: (b.local_wh, b.sink_wh, b.difference_wh) for name, b in summary.energies().items()
+    }
+    assert found == {
+        "import": (3.0, 9.0, -6.0),
+        "export": (0.25, 1.75, -1.5),
+        "estimated_import": (4.0, 16.0, -12.0),
+        "estimated_export": (0.5, 0.0, 0.5),
+    }
+    assert (summary.local_energy_wh, summary.sink_energy_wh) == (3.0, 9.0)  # as before
+    assert summary.directed
+    only_import = Summary()
+    only_import.add(compare({("m", 0): doc(1.0)}, {("m", 0): doc(2.0)}))
+    assert not only_import.directed
+
+
 def test_a_rewrite_keeps_where_the_sink_says_the_meter_was() -> None:
     local, sink = doc(1.0), doc(2.0, building="Old block", floor="G")
     (finding,) = compare({("m", 0): local}, {("m", 0): sink})

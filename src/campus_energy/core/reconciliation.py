@@ -49,6 +49,13 @@ Status = Literal["equal", "differs", "missing", "extra", "partial", "orphan"]
 Key = tuple[str, int]  # (meter_id, window_start_ms)
 REWRITTEN: frozenset[Status] = frozenset({"differs", "missing"})
 DELETED: frozenset[Status] = frozenset({"orphan"})
+# energy by direction and kind, as the summary names it -> the window's field holding it
+ENERGIES: dict[str, str] = {
+    "import": "total_energy_wh",  # measured
+    "export": "export_energy_wh",  # measured
+    "estimated_import": "estimated_energy_wh",
+    "estimated_export": "estimated_export_wh",
+}
 
 
 def _exact(a: float, b: float) -> bool:
@@ -253,22 +260,58 @@ def compare(
     return found
 
 
+@dataclass(frozen=True)
+class Balance:
+    """One kind of energy summed over the windows checked: what the store's readings give
+    (`local_wh`) and what the sink holds."""
+
+    local_wh: float
+    sink_wh: float
+
+    @property
+    def difference_wh(self) -> float:
+        """local - sink."""
+        return self.local_wh - self.sink_wh
+
+
+def _zeros() -> dict[str, float]:
+    return dict.fromkeys(ENERGIES, 0.0)
+
+
 @dataclass
 class Summary:
     """Counts and energy over every window checked."""
 
     statuses: Counter[Status] = field(default_factory=Counter)
-    local_energy_wh: float = 0.0
+    local_energy_wh: float = 0.0  # measured import
     sink_energy_wh: float = 0.0
     refused: int = 0  # readings the bridge would refuse (and so never count)
     rewritten: int = 0
     deleted: int = 0
+    local_wh: dict[str, float] = field(default_factory=_zeros)  # by ENERGIES' names
+    sink_wh: dict[str, float] = field(default_factory=_zeros)
 
     def add(self, findings: Iterable[Finding]) -> None:
         for f in findings:
             self.statuses[f.status] += 1
             self.local_energy_wh += f.local_energy_wh or 0.0
             self.sink_energy_wh += f.sink_energy_wh or 0.0
+            for name, attribute in ENERGIES.items():
+                if f.local is not None:
+                    self.local_wh[name] += getattr(f.local, attribute)
+                if f.sink is not None:
+                    self.sink_wh[name] += getattr(f.sink, attribute)
+
+    def energies(self) -> dict[str, Balance]:
+        """Measured import and export, estimated import and export: store against sink."""
+        return {name: Balance(self.local_wh[name], self.sink_wh[name]) for name in ENERGIES}
+
+    @property
+    def directed(self) -> bool:
+        """Whether any window either side holds export or an estimate."""
+        return any(
+            self.local_wh[name] or self.sink_wh[name] for name in ENERGIES if name != "import"
+        )
 
     @property
     def checked(self) -> int:

@@ -334,6 +334,8 @@ def as_text(report: Report) -> str:
         line += f", {counts['orphan']} orphan (no reading behind them)"
     line += f"; energy local {s.local_energy_wh:.6f} Wh, sink {s.sink_energy_wh:.6f} Wh"
     lines.append(line)
+    if s.directed:
+        lines.append(_energies_line(s))
     if s.refused:
         lines.append(f"{s.refused} stored readings are ones the bridge refuses (not counted)")
     if report.applied:
@@ -347,6 +349,23 @@ def as_text(report: Report) -> str:
         if todo:
             lines.append(f"run with --apply to {' and '.join(todo)}")
     return "\n".join(lines)
+
+
+ENERGY_LABELS = {
+    "import": "measured import",
+    "export": "measured export",
+    "estimated_import": "estimated import",
+    "estimated_export": "estimated export",
+}
+
+
+def _energies_line(s: Summary) -> str:
+    """Each direction and kind, store against sink (a campus that only imports has no need)."""
+    parts = [
+        f"{ENERGY_LABELS[name]} {b.local_wh:.6f} / {b.sink_wh:.6f} / {b.difference_wh:+.6f}"
+        for name, b in s.energies().items()
+    ]
+    return f"energy local / sink / difference, Wh: {'; '.join(parts)}"
 
 
 def as_json(report: Report) -> dict[str, Any]:
@@ -380,5 +399,13 @@ def as_json(report: Report) -> dict[str, Any]:
             "refused": s.refused,
             "rewritten": s.rewritten,
             "deleted": s.deleted,
+            "energy": {
+                name: {
+                    "local_wh": b.local_wh,
+                    "sink_wh": b.sink_wh,
+                    "difference_wh": b.difference_wh,
+                }
+                for name, b in s.energies().items()
+            },
         },
     }
