@@ -281,3 +281,27 @@ def test_a_store_made_before_directions_gets_the_signed_energy_its_logger_kept(
     assert "export:" not in done.stdout
     assert signed(db) == original  # the net: the split's import alone would be its export more
     assert [r[3] for r in original] == list(itertools.accumulate(r[2] for r in original))
+
+
+def test_an_estimate_on_an_interval_the_repair_integrates_is_reported(
+    stores: tuple[Path, Path, dict[int, list[tuple[Any, ...]]]],
+) -> None:
+    """The logger estimated the gap after ece-f1-001's 1970 span from the registers; the
+    repair puts the span 5 s before it and integrates the interval: both would count it."""
+    config, db, _ = stores
+    damage(db)
+    sql(
+        db,
+        "UPDATE samples SET estimated = 40000, estimated_export = 0 WHERE meter = 1 AND seq = 41",
+    )
+    dry = run_cli("fix-db", "-c", str(config))
+    assert dry.returncode == 0, dry.stderr
+    notes = [line for line in dry.stdout.splitlines() if "carry an estimate" in line]
+    assert notes == [
+        "  note: the readings at seq 41 carry an estimate of the gap before them (the "
+        "registers' difference), and the repair integrates that interval now: measured and "
+        "estimated energy both cover it. The estimate is left as it is: check whether the "
+        "outage was as short as the repair puts it"
+    ]
+    meter = dry.stdout.index("meter ece-f1-001")
+    assert meter < dry.stdout.index("carry an estimate") < dry.stdout.index("meter mech-f2-001")

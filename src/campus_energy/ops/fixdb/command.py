@@ -89,6 +89,8 @@ class MeterReport:
     interval_source: str
     rejects_outside: int
     directions: bool = True  # the store keeps export apart (schema 3); else signed energy
+    # readings with an estimate of the gap before them whose interval the repair integrates
+    doubly_counted: tuple[int, ...] = ()
 
     @property
     def meter(self) -> StoredMeter:
@@ -187,7 +189,9 @@ def survey_meter(
     assert rules.not_after_ms is not None
     rejects = store.rejects_outside(meter.key, not_before_ms, rules.not_after_ms)
     repair = Repair(meter, plan, tuple(changes))
-    return MeterReport(repair, rules, source, rejects, store.directions)
+    estimated = store.estimated_seqs(meter.key) if repair.fixes else frozenset()
+    doubly = tuple(f.seq for f in repair.fixes if not f.gap and f.seq in estimated)
+    return MeterReport(repair, rules, source, rejects, store.directions, doubly)
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -232,6 +236,15 @@ def describe(report: MeterReport) -> str:
     if repair.fixes:
         lines.extend(_energy_lines(repair.fixes, report.directions))
     lines.extend(f"  note: {notice}" for notice in plan.notices)
+    if report.doubly_counted:
+        seqs = ", ".join(str(seq) for seq in report.doubly_counted[:5])
+        more = " …" if len(report.doubly_counted) > 5 else ""
+        lines.append(
+            f"  note: the readings at seq {seqs}{more} carry an estimate of the gap before "
+            "them (the registers' difference), and the repair integrates that interval now: "
+            "measured and estimated energy both cover it. The estimate is left as it is: check "
+            "whether the outage was as short as the repair puts it"
+        )
     if report.rejects_outside:
         lines.append(
             f"  note: {report.rejects_outside:,} refused readings (table rejects) carry wrong "

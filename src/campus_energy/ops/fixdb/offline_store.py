@@ -213,6 +213,20 @@ class OfflineStore:
             (meter, limit),
         ).fetchall()
 
+    def estimated_seqs(self, meter: int) -> frozenset[int]:
+        """The seq numbers of a meter's readings that carry an estimate of the gap before them
+        (a few a day at most: the store's partial index holds them)."""
+        if not self.directions:
+            return frozenset()
+        return frozenset(
+            row[0]
+            for row in self._conn.execute(
+                "SELECT seq FROM samples WHERE meter = ? "
+                "AND (estimated IS NOT NULL OR estimated_export IS NOT NULL)",
+                (meter,),
+            )
+        )
+
     def rejects_outside(self, meter: int, low_ms: int, high_ms: int) -> int:
         return int(
             self._conn.execute(
