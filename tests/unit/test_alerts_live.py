@@ -101,3 +101,22 @@ def test_a_restored_book_judges_the_first_register_read_against_its_last_anchor(
     again.message(topic, register_message("m1", T0 + 3_600_000, 9, 60.0, 12.0), T0 + 3_600_000)
     assert again.register_events == 1
     assert again.anchors["m1"] == []
+
+
+def test_an_integer_register_steps_by_its_scale_without_an_event() -> None:
+    """A 10 Wh counter on a 1 kW meter read every second moves one step every 36 s: judged by
+    its own layout (not a float32 kWh register's), that is no jump."""
+    from campus_energy.core.witness import RegisterSpec
+
+    def run(specs: dict[str, RegisterSpec]) -> int:
+        live = LiveState(
+            PREFIX, {"m1": 1.0}, {"m1": Limits(max_power_w=1000.0)}, register_specs=specs
+        )
+        topic = reading_topic(PREFIX, "m1")
+        for n in range(120):
+            register = 50_000.0 + 10.0 * (n // 36)  # 1 kW: 10 Wh every 36 s
+            live.message(topic, register_message("m1", T0 + n * 1000, n + 1, n / 3.6, register), T0)
+        return live.register_events
+
+    assert run({"m1": RegisterSpec("uint32", 10.0)}) == 0
+    assert run({}) > 0  # judged as a float32 kWh register, each step is a jump

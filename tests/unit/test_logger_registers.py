@@ -12,8 +12,8 @@ from campus_energy.config import Config
 from campus_energy.core.energy import Step
 from campus_energy.core.meter_events import MeterEvent
 from campus_energy.core.readings import Reading
-from campus_energy.core.witness import RegisterSpec, Witness, Witnesses
-from campus_energy.logger.registers import Registers, register_specs
+from campus_energy.core.witness import RegisterSpec, Witness, Witnesses, register_specs
+from campus_energy.logger.registers import Registers
 
 T0 = 1_767_225_600_000
 KWH_FLOAT = RegisterSpec("float32", 1000.0)
@@ -122,3 +122,25 @@ def test_a_confirmed_new_start_is_a_baseline_only_if_the_register_was_not_read_s
     assert registers(BEFORE).confirmed(export) is not None
     assert registers(BEFORE).confirmed(replace(new, ts_ms=T0)) is None  # read at it
     assert registers(BEFORE).confirmed(replace(new, new_start_wh=None)) is None
+
+
+def test_an_export_register_not_read_after_the_gap_leaves_the_gap_unestimated() -> None:
+    """Import and export are estimated together or not at all: an import-only estimate would
+    drop the gap's export for good (its witness would no longer start at the gap)."""
+    found, after, events = registers(BEFORE).witness(
+        reading_at(T0 + HOUR, 1_001_000.0, None), step_at(T0 + HOUR, 3600.0), T0, T0 + HOUR
+    )
+    assert not found.estimated and events == []
+    assert after.witnesses.export == BEFORE.export  # still the read before the gap
+    assert after.witnesses.import_.value_wh == 1_001_000.0
+
+
+def test_a_confirmed_baseline_is_set_once() -> None:
+    event = MeterEvent(
+        "lab", T0 + 600_000, "replaced", "confirmed", old_final_wh=1_000_100.0,
+        new_start_wh=0.0, id=4,
+    )  # fmt: skip
+    once = registers(BEFORE).confirmed(event)
+    assert once is not None and once.witnesses.import_.rebased_by == 4
+    assert once.witnesses.import_.value_wh == -100.0  # the new count, less the old one's last
+    assert once.confirmed(event) is None  # set from it already

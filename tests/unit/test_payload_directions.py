@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from campus_energy.core.incoming import MAX_ESTIMATE_SPAN_S, Limits, Malformed, parse_reading
+from campus_energy.core.incoming import (
+    MAX_ESTIMATE_SPAN_S,
+    Admitted,
+    Limits,
+    Malformed,
+    admit,
+    parse_reading,
+)
 from campus_energy.core.readings import Reading
 from campus_energy.core.timestamps import iso_utc
 from campus_energy.core.windows import (
@@ -108,7 +115,6 @@ def _gap_body(**changes: Any) -> dict[str, Any]:
     ("changes", "kind"),
     [
         ({"estimated_energy_wh": -1.0}, "types"),
-        ({"energy_export_wh": -0.1}, "types"),
         ({"estimated_start": None}, "missing"),
         ({"estimated_start": iso_utc(NOW - 5_000)}, "timestamp"),  # no span
         (
@@ -117,13 +123,30 @@ def _gap_body(**changes: Any) -> dict[str, Any]:
         ),
         # 60 s at most 1 kW is 16.8 Wh with slack: 20 Wh cannot be
         ({"estimated_energy_wh": 20.0}, "implausible"),
+        # nor 10 Wh of import with 10 Wh of export: |power| bounds both together
+        ({"estimated_energy_wh": 10.0, "estimated_export_wh": 10.0}, "implausible"),
         ({"estimated_energy_wh": "2"}, "types"),
     ],
 )
-def test_a_wrong_estimate_is_refused(changes: dict[str, Any], kind: str) -> None:
-    verdict = parse(_gap_body(**changes), Limits(max_power_w=1000.0))
-    assert isinstance(verdict, Malformed)
-    assert verdict.kind == kind
+def test_a_wrong_estimate_is_dropped_and_the_reading_kept(
+    changes: dict[str, Any], kind: str
+) -> None:
+    body = _gap_body(**changes)
+    verdict = admit(
+        TOPIC, json.dumps(body).encode(), prefix=PREFIX, now_ms=NOW,
+        limits={METER: Limits(max_power_w=1000.0)},
+    )  # fmt: skip
+    assert isinstance(verdict, Admitted)
+    assert verdict.estimate_refused is not None and verdict.estimate_refused.kind == kind
+    reading = verdict.reading
+    assert (reading.estimated_wh, reading.estimated_export_wh) == (0.0, 0.0)
+    assert reading.estimated_start_ms is None
+    assert reading.power_w == 100.0 and reading.seq == 9  # the rest of it stands
+
+
+def test_negative_export_is_refused() -> None:
+    verdict = parse(_gap_body(energy_export_wh=-0.1), Limits(max_power_w=1000.0))
+    assert isinstance(verdict, Malformed) and verdict.kind == "types"
 
 
 def test_a_plausible_estimate_is_admitted() -> None:
@@ -132,13 +155,19 @@ def test_a_plausible_estimate_is_admitted() -> None:
     assert parsed.estimated_wh == 2.0
 
 
-def test_an_estimate_longer_than_the_meters_max_estimate_gap_is_refused() -> None:
+def test_an_estimate_longer_than_the_meters_max_estimate_gap_is_dropped() -> None:
     # the gap is 60 s; a meter that estimates across at most 30 s cannot have sent it
     limits = Limits.of(1000.0, 17.5, None, max_estimate_s=30.0)
-    verdict = parse(_gap_body(), limits)
-    assert isinstance(verdict, Malformed) and verdict.kind == "implausible"
-    assert "max_estimate_gap_s" in verdict.reason
-    assert isinstance(parse(_gap_body(), Limits.of(1000.0, 17.5, None, 60.0)), IncomingReading)
+    verdict = admit(
+        TOPIC, json.dumps(_gap_body()).encode(), prefix=PREFIX, now_ms=NOW,
+        limits={METER: limits},
+    )  # fmt: skip
+    assert isinstance(verdict, Admitted) and verdict.estimate_refused is not None
+    assert verdict.estimate_refused.kind == "implausible"
+    assert "max_estimate_gap_s" in verdict.estimate_refused.reason
+    assert verdict.reading.estimated_wh == 0.0
+    parsed = parse(_gap_body(), Limits.of(1000.0, 17.5, None, 60.0))
+    assert isinstance(parsed, IncomingReading) and parsed.estimated_wh == 2.0
 
 
 def test_the_estimate_spreads_over_the_gap_without_covering_time() -> None:

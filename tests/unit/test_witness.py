@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -89,7 +91,9 @@ def test_the_most_a_meter_can_count_bounds_the_estimate() -> None:
     assert most == pytest.approx(20_000 * 1.01)
     step = KWH_FLOAT.resolution_wh(1_020_000.0)
     at_most = judged(trusted(1_000_000.0), 1_000_000.0 + most + step)
-    assert at_most.event is None and at_most.estimated_uwh == round((most + step) * 1e6)
+    # no event (within the register's rounding), and the estimate held to what the meter can
+    # count: the bound the bridge holds an estimate to
+    assert at_most.event is None and at_most.estimated_uwh == math.floor(most * 1e6)
     beyond = judged(trusted(1_000_000.0), 1_000_000.0 + most + 3 * step)
     assert beyond.estimated_uwh is None
     assert beyond.event is not None and beyond.event.kind == "jump"
@@ -274,3 +278,102 @@ def test_a_gap_across_a_replacement_from_the_old_and_new_counts(
         assert found is None
     else:
         assert found == pytest.approx(expected)
+
+
+def test_an_estimate_at_the_bound_is_admitted_by_the_bridge() -> None:
+    """What the logger estimates near its bound passes the bridge's check (core.incoming):
+    a float32 kWh register near 98,765 kWh (7.8 Wh steps) on a 1 kW meter over a 60 s gap,
+    whose registers moved three steps (23.4 Wh) where the meter can count 16.8 Wh."""
+    import json
+
+    from campus_energy.core.incoming import Admitted, Limits, admit
+    from campus_energy.core.readings import Reading
+
+    spec = RegisterSpec("float32", 1000.0)
+    start = 98_765_000.0
+    witnesses = Witnesses(Witness(start, 0, trusted=True), Witness(0.0, 0, trusted=True))
+    seen = observe(
+        witnesses,
+        RegisterRead(60_000, start + 3 * 7.8125, 0.0),
+        specs={"import": spec, "export": spec},
+        max_power_w=1000.0,
+        gap=True,
+        since_ms=0,
+    )
+    assert seen.estimated_uwh == math.floor(most_wh(1000.0, 60) * 1e6)
+    ts = 1_767_225_600_000
+    reading = Reading(
+        "m",
+        ts,
+        2,
+        0,
+        0,
+        {"power_w": 900.0},
+        estimated_uwh=seen.estimated_uwh,
+        estimated_export_uwh=seen.estimated_export_uwh,
+        estimated_start_ms=ts - 60_000,
+    )
+    verdict = admit(
+        "campus/energy/m/reading",
+        json.dumps(reading.payload("", "")).encode(),
+        prefix="campus/energy",
+        now_ms=ts,
+        limits={"m": Limits(max_power_w=1000.0)},
+    )
+    assert isinstance(verdict, Admitted), verdict
+
+
+def test_import_and_export_together_are_held_to_what_the_meter_moves() -> None:
+    spec = RegisterSpec("float32", 1000.0)
+    witnesses = Witnesses(Witness(5_000.0, 0, trusted=True), Witness(3_000.0, 0, trusted=True))
+    # 1 kW over 60 s moves 16.83 Wh at most; the registers say 12 + 12
+    seen = observe(
+        witnesses,
+        RegisterRead(60_000, 5_012.0, 3_012.0),
+        specs={"import": spec, "export": spec},
+        max_power_w=1000.0,
+        gap=True,
+        since_ms=0,
+    )
+    assert seen.estimated_uwh is not None and seen.estimated_export_uwh is not None
+    most = math.floor(most_wh(1000.0, 60) * 1e6)
+    assert seen.estimated_uwh + seen.estimated_export_uwh <= most
+    assert seen.estimated_uwh == seen.estimated_export_uwh  # shared down alike
+
+
+def test_a_confirmed_replacement_carries_the_old_count_across_the_gap() -> None:
+    """A person's record of a replacement inside a gap the logger has not seen the end of yet:
+    the read after the gap estimates the whole gap from the old and new counts."""
+    spec = RegisterSpec("float32", 1000.0)
+    before = Witnesses(Witness(98_765_400.0, 0, trusted=True), Witness(0.0, 0, trusted=True))
+    witnesses = rebased(
+        before,
+        "import",
+        0.0,  # the new meter's first count, at 8 minutes
+        480_000,
+        spec=spec,
+        old_final_wh=98_765_400.0 + 133.3,  # the old meter counted 133.3 Wh more
+        event_id=7,
+    )
+    assert witnesses.import_.ts_ms == 0 and witnesses.import_.rebased_by == 7
+    seen = observe(
+        witnesses,
+        RegisterRead(1_200_000, 200.0, 0.0),  # 20 minutes: the new meter shows 200 Wh
+        specs={"import": spec, "export": spec},
+        max_power_w=1000.0,
+        gap=True,
+        since_ms=0,
+    )
+    assert seen.events == ()
+    assert seen.estimated_uwh == pytest.approx(333.3e6, abs=1)
+    # without the old meter's final, the baseline is the new start at the event: no estimate
+    plain = rebased(before, "import", 0.0, 480_000, spec=spec, event_id=7)
+    assert plain.import_.ts_ms == 480_000
+    assert not observe(
+        plain,
+        RegisterRead(1_200_000, 200.0, 0.0),
+        specs={"import": spec, "export": spec},
+        max_power_w=1000.0,
+        gap=True,
+        since_ms=0,
+    ).estimated

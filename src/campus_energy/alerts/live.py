@@ -60,6 +60,8 @@ class LiveState:
     quarters: dict[str, dict[int, float]] = field(default_factory=dict)  # meter -> start -> Wh
     anchors: dict[str, list[Anchor]] = field(default_factory=dict)
     registers: dict[str, Witness] = field(default_factory=dict)  # meter -> its register judged
+    # meter -> its import register's layout (from its profile; REGISTER_SPEC where unknown)
+    register_specs: Mapping[str, RegisterSpec] = field(default_factory=dict)
     register_events: int = 0  # registers seen going backwards or jumping
     # meter -> since when its energy is known here without a break (its first reading's
     # interval start, or after a gap the reading's ts)
@@ -170,7 +172,7 @@ class LiveState:
             self.registers.get(reading.meter_id, Witness()),
             register_wh,
             reading.ts_ms,
-            spec=REGISTER_SPEC,
+            spec=self.register_specs.get(reading.meter_id, REGISTER_SPEC),
             max_power_w=limits.max_power_w if limits is not None else Limits().max_power_w,
             register=REGISTER_FIELD,
             gap=False,

@@ -49,6 +49,7 @@ from campus_energy.core.alerts import (
 from campus_energy.core.days import hour_of, local_date
 from campus_energy.core.tariffs import DemandCharge
 from campus_energy.core.timestamps import epoch_ms
+from campus_energy.core.witness import register_specs
 from campus_energy.errors import AlertBookError, BrokerError, ServiceError, SourceError
 from campus_energy.incidents.channels import max_attempts, open_channels
 from campus_energy.incidents.outbox import Watches, deliver_due
@@ -143,6 +144,11 @@ class AlertsService:
             config.intake_limits(),
             key,
             sites={m.id: config.site_of(m) for m in config.meters},
+            register_specs={
+                m.id: spec
+                for m in config.meters
+                if (spec := register_specs(config.profile_of(m)).get("import")) is not None
+            },
         )
         self.source = source
         self.channels = channels

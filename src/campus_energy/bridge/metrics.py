@@ -83,6 +83,7 @@ class BridgeCounters:
     dead_letters: Tally[str] = field(default_factory=Tally)
     dead_letters_evicted: int = 0  # old dead letters dropped to keep the table under its cap
     spans_cut: int = 0  # readings whose interval was longer than the meter's longest
+    estimates_refused: Tally[str] = field(default_factory=Tally)  # estimates dropped, by kind
     window_writes: int = 0  # documents merged into the sink (a rewrite counts again)
     flushes: int = 0
     # Wh of the readings new to the spool, by (direction, kind): measured or estimated
@@ -215,6 +216,15 @@ class BridgeCollector(Collector):
         for kind, count in sorted(dict(counters.dead_letters).items()):
             dead.add_metric([kind], count)
         yield dead
+        refused = CounterMetricFamily(
+            PREFIX + "estimates_refused",
+            "Estimates dropped from readings that were kept (implausible, a span longer than the "
+            "meter's max_estimate_gap_s, malformed), by kind",
+            labels=["kind"],
+        )
+        for kind, count in sorted(dict(counters.estimates_refused).items()):
+            refused.add_metric([kind], count)
+        yield refused
         yield _counter(
             "spans_cut",
             "Readings whose interval was longer than the meter's longest, cut to it (a logger's "

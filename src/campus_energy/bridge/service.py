@@ -208,6 +208,7 @@ class Bridge:
         arrivals: list[Arrival] = []
         dead: list[DeadLetter] = []
         cut: list[tuple[IncomingReading, float]] = []
+        refused: list[tuple[IncomingReading, Malformed]] = []
         for message in messages:
             parsed = admit(
                 message.topic,
@@ -227,6 +228,8 @@ class Bridge:
                 continue
             if parsed.span_s is not None:
                 cut.append((parsed.reading, parsed.span_s))
+            if parsed.estimate_refused is not None:
+                refused.append((parsed.reading, parsed.estimate_refused))
             items = contributions(parsed.reading, self.window_ms)
             arrivals.append(Arrival(parsed.reading, items, message.topic, message.payload))
         recorded = await self.spool.record(arrivals, dead, now)
@@ -236,6 +239,9 @@ class Bridge:
         for reading, span_s in cut:
             if reading in new:
                 self._count_cut(reading, span_s)
+        for reading, verdict in refused:
+            if reading in new:
+                self._count_refused_estimate(reading, verdict)
         if recorded.evicted:
             if not self.counters.dead_letters_evicted:
                 log.warning(
@@ -261,6 +267,17 @@ class Bridge:
                 reading.meter_id,
                 span_s,
                 (reading.ts_ms - reading.interval_start_ms) / 1000,
+            )
+
+    def _count_refused_estimate(self, reading: IncomingReading, verdict: Malformed) -> None:
+        self.counters.estimates_refused[verdict.kind] += 1
+        if self.counters.estimates_refused[verdict.kind] == 1:
+            log.warning(
+                "dropped the estimate of a reading of meter %s (%s): %s — the reading's measured "
+                "energy counts; more are counted quietly",
+                reading.meter_id,
+                verdict.kind,
+                verdict.reason,
             )
 
     def _count_dead(self, kind: str, reason: str) -> None:

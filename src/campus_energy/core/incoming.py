@@ -13,8 +13,11 @@ else it is refused as "implausible":
   trapezoid, sent before directions were split) is read as export;
 - an estimate (`estimated_energy_wh`, `estimated_export_wh` over
   (`estimated_start`, `ts`]: a gap the meter's registers bridged) not negative,
-  at most `max_power_w` over its span, and over a span of at most
-  `MAX_ESTIMATE_SPAN_S`.
+  import and export together at most `max_power_w` over its span (the bound
+  the logger holds its estimates to), over a span of at most the meter's
+  `max_estimate_gap_s`. An estimate that fails is dropped, not the reading:
+  its measured energy and samples still count (`Admitted.estimate_refused`
+  says why, for the bridge to count).
 
 The span a reading's energy is split across is bounded: an interval longer
 than the meter's longest integrated interval (`max_gap_s` plus `SPAN_SLACK`)
@@ -114,6 +117,7 @@ class Admitted:
 
     reading: IncomingReading
     span_s: float | None = None
+    estimate_refused: Malformed | None = None  # the estimate it carried, dropped: why
 
 
 @dataclass(frozen=True)
@@ -312,7 +316,12 @@ def _parse(
     _plausible(energy + exported, power, bounded, ts_ms, meter_limits)
     for name, (low, high) in BOUNDS.items():
         _within(name, values[name], low, high)
-    guessed, guessed_export, gap_start_ms = _estimate(body, ts_ms, meter_limits)
+    try:
+        guessed, guessed_export, gap_start_ms = _estimate(body, ts_ms, meter_limits)
+        dropped = None
+    except _Refused as refused:  # the reading stands without it
+        guessed, guessed_export, gap_start_ms = 0.0, 0.0, None
+        dropped = refused.verdict
     reading = IncomingReading(
         meter_id=meter_id,
         ts_ms=ts_ms,
@@ -333,7 +342,7 @@ def _parse(
         estimated_start_ms=gap_start_ms,
     )
     cut = None if start_ms is None or bounded == start_ms else (ts_ms - start_ms) / 1000
-    return Admitted(reading, cut)
+    return Admitted(reading, cut, dropped)
 
 
 def admit(

@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from campus_energy.core.energy import UWH_PER_WH
+from campus_energy.core.models import Profile
 from campus_energy.core.registers import REGISTER_TYPES
 
 EVENT_KINDS = ("replaced", "reset", "rollover", "jump")
@@ -84,6 +85,17 @@ def _float32_ulp(value: float) -> float:
     return float(above - below)
 
 
+def register_specs(profile: Profile) -> dict[str, RegisterSpec]:
+    """The layout of a profile's energy registers, by direction (none: the profile reads none)."""
+    direction_of = {name: direction for direction, name in REGISTER_FIELDS.items()}
+    found = {}
+    for spec in profile.fields:
+        direction = direction_of.get(spec.name)
+        if direction is not None:
+            found[direction] = RegisterSpec(spec.type, spec.scale)
+    return found
+
+
 @dataclass(frozen=True)
 class RegisterRead:
     """A meter's energy registers as one reading read them (None: not read)."""
@@ -104,6 +116,7 @@ class Witness:
     value_wh: float | None = None
     ts_ms: int | None = None
     trusted: bool = False  # False: after an event, until a read steps plausibly from it
+    rebased_by: int | None = None  # the confirmed event (id) a person's counts set it from
 
 
 @dataclass(frozen=True)
@@ -158,7 +171,10 @@ def judge(
     if -step <= delta <= most_wh(max_power_w, span_s) + 2 * step:
         if not witness.trusted:
             return Judgement(now)  # a new baseline, established: a witness from here on
-        estimated = round(max(delta, 0.0) * UWH_PER_WH) if gap else None
+        # a count beyond what the meter can draw in the time is the register's rounding:
+        # the estimate is held to the bound the bridge holds it to
+        counted = min(max(delta, 0.0), most_wh(max_power_w, span_s))
+        estimated = math.floor(counted * UWH_PER_WH) if gap else None
         return Judgement(now, estimated_uwh=estimated)
     untrusted = Witness(value_wh, ts_ms, trusted=False)
     if not witness.trusted:
@@ -267,19 +283,62 @@ def observe(
         value = read.of(direction)
         assert value is not None
         resolution = max(resolution, specs[direction].resolution_wh(value))
+    imported = judged["import"].estimated_uwh if "import" in judged else None
+    exported = judged["export"].estimated_uwh if "export" in judged else None
+    # Import and export together are at most what the meter's largest power moves in the gap
+    # (|power| bounds both): a sum beyond it (two registers' rounding) is shared down.
+    spans = [witnesses.of(d).ts_ms for d in judged]
+    start = since_ms if since_ms is not None else min(t for t in spans if t is not None)
+    most = math.floor(most_wh(max_power_w, (read.ts_ms - start) / 1000) * UWH_PER_WH)
+    total = (imported or 0) + (exported or 0)
+    if total > most:
+        imported = None if imported is None else imported * most // total
+        exported = None if exported is None else exported * most // total
     return Observed(
         after,
-        estimated_uwh=judged["import"].estimated_uwh if "import" in judged else None,
-        estimated_export_uwh=judged["export"].estimated_uwh if "export" in judged else None,
+        estimated_uwh=imported,
+        estimated_export_uwh=exported,
         resolution_wh=resolution,
         events=events,
     )
 
 
-def rebased(witnesses: Witnesses, direction: str, value_wh: float, ts_ms: int) -> Witnesses:
+def rebased(
+    witnesses: Witnesses,
+    direction: str,
+    value_wh: float,
+    ts_ms: int,
+    *,
+    spec: RegisterSpec | None = None,
+    old_final_wh: float | None = None,
+    event_id: int | None = None,
+) -> Witnesses:
     """The witnesses with a register's baseline set by a person (a confirmed replacement's
-    new start): trusted from `value_wh` at `ts_ms`."""
-    fresh = Witness(value_wh, ts_ms, trusted=True)
+    new start `value_wh` at `ts_ms`).
+
+    When the person also gave the old meter's final count and the register was last read,
+    trusted, before the event, the new meter's count is carried on from that read: the
+    baseline is the new start less what the old meter counted from that read to its final,
+    at that read's time. The read after the gap then estimates the whole gap, as
+    `across_event` does ((old final − the read before) + (the read after − new start)).
+    Otherwise the baseline is the new start at the event's time (nothing estimated across
+    the part before it). `event_id` marks the baseline as that event's, so it is set once."""
+    last = witnesses.of(direction)
+    carried = (
+        old_final_wh is not None
+        and spec is not None
+        and last.trusted
+        and last.value_wh is not None
+        and last.ts_ms is not None
+        and last.ts_ms < ts_ms
+        and old_final_wh >= last.value_wh - spec.resolution_wh(last.value_wh)
+    )
+    if carried:
+        assert old_final_wh is not None and last.value_wh is not None
+        counted = max(old_final_wh - last.value_wh, 0.0)
+        fresh = Witness(value_wh - counted, last.ts_ms, trusted=True, rebased_by=event_id)
+    else:
+        fresh = Witness(value_wh, ts_ms, trusted=True, rebased_by=event_id)
     if direction == "import":
         return replace(witnesses, import_=fresh)
     return replace(witnesses, export=fresh)

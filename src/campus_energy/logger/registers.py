@@ -27,19 +27,10 @@ from campus_energy.core.witness import (
     Witnesses,
     observe,
     rebased,
+    register_specs,
 )
 
 DIRECTION_OF_REGISTER = {name: direction for direction, name in REGISTER_FIELDS.items()}
-
-
-def register_specs(profile: Profile) -> dict[str, RegisterSpec]:
-    """The layout of a profile's energy registers, by direction (none: the profile reads none)."""
-    found = {}
-    for spec in profile.fields:
-        direction = DIRECTION_OF_REGISTER.get(spec.name)
-        if direction is not None:
-            found[direction] = RegisterSpec(spec.type, spec.scale)
-    return found
 
 
 @dataclass(frozen=True)
@@ -71,7 +62,9 @@ class Registers:
             reading.values.get(REGISTER_FIELDS["import"]),
             reading.values.get(REGISTER_FIELDS["export"]),
         )
-        specs = {d: self.specs[d] for d in DIRECTIONS if d in self.specs and read.of(d) is not None}
+        # every register the meter has is judged: one not read at this reading bears no
+        # witness, so nothing is estimated (import and export together or not at all)
+        specs = {d: self.specs[d] for d in DIRECTIONS if d in self.specs}
         if not specs or self.limit_w is None:
             return reading, self, []
         gap = (
@@ -119,10 +112,18 @@ class Registers:
         direction = DIRECTION_OF_REGISTER.get(event.register)
         if direction is None or event.new_start_wh is None:
             return None
-        read_ms = self.witnesses.of(direction).ts_ms
-        if read_ms is not None and read_ms >= event.ts_ms:
+        last = self.witnesses.of(direction)
+        if last.ts_ms is not None and last.ts_ms >= event.ts_ms:
             return None
-        return replace(
-            self,
-            witnesses=rebased(self.witnesses, direction, event.new_start_wh, event.ts_ms),
+        if event.id is not None and last.rebased_by == event.id:
+            return None  # set from it already
+        witnesses = rebased(
+            self.witnesses,
+            direction,
+            event.new_start_wh,
+            event.ts_ms,
+            spec=self.specs.get(direction),
+            old_final_wh=event.old_final_wh,
+            event_id=event.id,
         )
+        return replace(self, witnesses=witnesses)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from campus_energy.config import Config, MeterConfig
 from campus_energy.core.energy import UWH_PER_WH, MeterState, advance, implausibility
+from campus_energy.core.meter_events import MeterEvent
 from campus_energy.core.readings import Reading
 from campus_energy.core.resolution import RESOLUTION, quantize
 from campus_energy.core.timestamps import epoch_ms, iso_utc, next_grid_time
@@ -185,6 +186,9 @@ class MeterLogger:
         self.watchdog = Watchdog(self.notifier)
         self.metrics = LoggerMetrics(self)
         self._confirmed_seen: int | None = None  # the id of the last confirmed event applied
+        # per meter, the confirmed events whose counts set a register's baseline: set again
+        # when what they were set on is forgotten (a commit that failed)
+        self._rebases: dict[str, list[MeterEvent]] = {}
 
     async def _prepare(self) -> dict[str, list[MeterRun]]:
         await self.store.register(
@@ -224,6 +228,7 @@ class MeterLogger:
             if run is None or rebased is None:
                 continue
             run.registers = rebased
+            self._rebases.setdefault(event.meter_id, []).append(event)
             log.info(
                 "meter %s: %s starts again from %.1f Wh at %s, as confirmed (meter event %s)",
                 event.meter_id,
@@ -354,7 +359,12 @@ class MeterLogger:
         (energy is kept within max_gap_s), sequences stay contiguous and the registers are
         judged from what is stored."""
         for meter_id, memory in before.items():
-            self.runs[meter_id].recall(memory)
+            run = self.runs[meter_id]
+            run.recall(memory)
+            for event in self._rebases.get(meter_id, ()):  # a person's baselines stay set
+                again = run.registers.confirmed(event)
+                if again is not None:
+                    run.registers = again
 
     async def _cycle(self, due: Sequence[MeterRun], pending: Pending) -> None:
         before = {r.meter.id: r.memory for r in due}

@@ -22,6 +22,7 @@ reason says which counts are missing.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,8 +31,7 @@ from campus_energy.config import Config
 from campus_energy.core.energy import UWH_PER_WH
 from campus_energy.core.meter_events import MeterEvent
 from campus_energy.core.resolution import from_steps
-from campus_energy.core.witness import REGISTER_FIELDS, across_event, most_wh
-from campus_energy.logger.registers import register_specs
+from campus_energy.core.witness import REGISTER_FIELDS, across_event, most_wh, register_specs
 from campus_energy.logger.store import ReadingStore
 
 # The register columns of `samples`, by direction (steps of core.resolution)
@@ -215,8 +215,12 @@ def estimate_gap(
         return NotBridged(
             gap, f"{total:.1f} Wh is more than {limit_w:g} W can count in {span_s:g} s"
         )
-    imported = round(counted.get("import", 0.0) * UWH_PER_WH)
-    exported = round(counted["export"] * UWH_PER_WH) if "export" in counted else None
+    # held to what the meter can count in the gap, as the logger holds its own estimates (the
+    # bridge refuses more): a count beyond it is the registers' rounding
+    most = most_wh(limit_w, span_s)
+    share = min(1.0, most / total) if total > 0 else 1.0
+    imported = math.floor(counted.get("import", 0.0) * share * UWH_PER_WH)
+    exported = math.floor(counted["export"] * share * UWH_PER_WH) if "export" in counted else None
     return Bridged(gap, imported, exported)
 
 

@@ -106,7 +106,9 @@ def _events(config: Config, now: float) -> Result:
         Status.WARN,
         title,
         f"{plural(len(open_events), 'event')} not confirmed: {shown}",
-        "no energy is estimated across an event until a person confirms what happened: "
+        "the logger estimates nothing across an event; a person's record of what happened, "
+        "with the old meter's final count and the new one's first, estimates a gap it lies in "
+        "and is the audit trail bills and reconcile read: "
         f"campus-energy meter-event add {first.meter_id} --kind {first.kind} "
         f"--at {iso_utc(first.ts_ms)} --old-final-kwh X --new-start-kwh Y "
         "(see docs/directions.md)",
