@@ -130,8 +130,11 @@ def quality(
     st.subheader("Estimated energy (gaps bridged by the meters' registers)")
     found = q.estimates(conn, list(meters), start_ms, end_ms)
     if found:
-        frame = pd.DataFrame(found, columns=["key", "ts_ms", "uwh", "export_uwh"])
-        frame["meter"] = [meters[k].meter_id for k in frame["key"]]
+        rows = []
+        for e in found:  # the part of each in the range (a gap the range cuts: its share)
+            parts = e.within((start_ms, end_ms)).get(0, (0, 0))
+            rows.append((meters[e.key].meter_id, e.ts_ms, *parts))
+        frame = pd.DataFrame(rows, columns=["meter", "ts_ms", "uwh", "export_uwh"])
         sums = frame.groupby("meter", as_index=False).agg(
             estimates=("ts_ms", "size"), uwh=("uwh", "sum"), export_uwh=("export_uwh", "sum")
         )
@@ -141,7 +144,8 @@ def quality(
         st.caption(
             "What each meter's own registers counted across the gaps above, where the "
             "difference was plausible: estimated, kept apart from measured energy, and never "
-            "counted as covered time."
+            "counted as covered time. A gap the range cuts counts with the part of its "
+            "estimate inside the range, in proportion to time."
         )
     else:
         st.write("No estimated energy: no gap was bridged by a meter's registers.")

@@ -14,9 +14,13 @@ the least among them of the time their readings in the hour integrated — the s
 rule again: from the last reading before the hour to the last one in it, less the gaps
 recorded as ending in it (the first reading a meter ever made integrated nothing). An
 hour in which no member has a reading is left out, as the window sources leave out an
-hour without rollups. Its `estimated_wh` is the signed sum of the estimates of the
-members' readings in the hour (what their registers counted across a gap), apart from
-the measured quarters, as the window sources give it.
+hour without rollups. Its `estimated_wh` is the signed sum of the members' parts of
+their estimates (what their registers counted across a gap) that fall in the hour, in
+proportion to time over each gap — from the meter's reading before it to the reading
+that carries it (`store_queries.estimates`) — apart from the measured quarters, as the
+window sources give it: so a gap's estimate is priced at the rates of the hours it spans.
+A meter whose only share of an hour is such a part is one of its members, covering none
+of it (as a window source has a rollup row of that meter that covered nothing).
 """
 
 from __future__ import annotations
@@ -115,12 +119,18 @@ def scope_hours(
     least_ms: dict[int, int] = {}
     estimated: dict[int, float] = {}
     weights = {key: terms[meter_id] for meter_id, key in keys.items()}
-    for key, ts, uwh, _ in q.estimates(conn, list(weights), hours[0], hours[-1]):
-        hour = hours[bisect.bisect_right(hours, ts) - 1]
-        estimated[hour] = estimated.get(hour, 0.0) + weights[key] * uwh
+    guessed: dict[int, set[int]] = {}  # meter key -> the hours with a part of its estimates
+    for found in q.estimates(conn, list(weights), hours[0], hours[-1]):
+        for index, (uwh, _) in found.within(hours).items():
+            hour = hours[index]
+            estimated[hour] = estimated.get(hour, 0.0) + weights[found.key] * uwh
+            guessed.setdefault(found.key, set()).add(hour)
     for meter_id, key in keys.items():
         weight = terms[meter_id]
-        for share in meter_hours(conn, key, hours, bounds):
+        measured = meter_hours(conn, key, hours, bounds)
+        have = {share.hour_ms for share in measured}
+        only_estimated = sorted(guessed.get(key, set()) - have)
+        for share in measured + [MeterHour(h, (0, 0, 0, 0), 0) for h in only_estimated]:
             hour = share.hour_ms
             quarters = sums.setdefault(hour, [0.0, 0.0, 0.0, 0.0])
             for index, uwh in enumerate(share.quarters_uwh):

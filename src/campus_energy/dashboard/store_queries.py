@@ -10,12 +10,17 @@ Long power profiles are averaged per bucket in SQL; raw rows are only ever read
 for short ranges or with a limit.
 
 Energy has two directions and two kinds (schema 3 of the store): exported energy
-comes from the cumulative `energy_export_total` the same way; estimated energy (what
-the meters' registers counted across a gap, `estimated`, `estimated_export`) is the
-sum over the readings in the range that carry one, read in one pass of the range for
-every meter asked. The dashboard opens the store read-only, so a store an older
-logger wrote keeps its older columns until a newer logger opens it: `layout` says
-which it has, and what it lacks is read as none (no export, no estimate).
+comes from the cumulative `energy_export_total` the same way. Estimated energy (what
+the meters' registers counted across a gap, `estimated`, `estimated_export`) covers the
+gap, from the meter's reading before to the reading that carries it: a range holds the
+part of each estimate that its time shares with the gap, in proportion to time
+(`core.estimate_shares`), as the bridge's windows, the rollups, the API and the bills
+count it — so a range that cuts a gap holds its part of it, wherever the reading lies.
+The readings with an estimate are found through the store's partial index of them
+(`samples_estimated`), each one's previous reading with one seek. The dashboard opens
+the store read-only, so a store an older logger wrote keeps its older columns until a
+newer logger opens it: `layout` says which it has, and what it lacks is read as none (no
+export, no estimate).
 
 The store is opened read-only with `runtime.sqlite.ReadOnly` (also on a
 read-only mount); every sqlite3 failure becomes a StoreUnavailable, and
@@ -34,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from campus_energy.accounts.events import read_events
+from campus_energy.core.estimate_shares import Gap, shares
+from campus_energy.core.incoming import MAX_ESTIMATE_SPAN_S
 from campus_energy.core.meter_events import MeterEvent
 from campus_energy.errors import CampusEnergyError
 from campus_energy.runtime.sqlite import ReadOnly, is_damage
@@ -57,13 +64,14 @@ def _failure(what: str, exc: sqlite3.Error) -> StoreUnavailable:
 
 @dataclass(frozen=True)
 class Span:
-    """What one meter's readings with ts in [a, b) hold: energy, and the time they integrated."""
+    """What one meter's readings with ts in [a, b) hold: energy, and the time they integrated;
+    and the part in [a, b) of the estimates of the gaps that reach into it."""
 
     wh: float  # measured import
     covered_ms: int
     export_wh: float = 0.0  # measured export
     estimated_wh: float = 0.0  # estimated import (gaps bridged by the meter's registers)
-    estimated_export_wh: float = 0.0
+    estimated_export_wh: float = 0.0  # (both: the parts of the estimates in [a, b))
 
     @property
     def net_wh(self) -> float:
@@ -244,8 +252,9 @@ def spans(
     estimated: bool = False,
 ) -> dict[int, list[Span]]:
     """Per meter, the Span of each [boundaries[i], boundaries[i+1]) (ascending boundaries):
-    measured import and export, covered time, and with `estimated` the estimated import and
-    export (a pass over the range's readings: asked for only where they are shown)."""
+    measured import and export, covered time, and with `estimated` each range's part of the
+    estimated import and export of the gaps that reach into it, in proportion to time
+    (`estimates`: asked for only where they are shown)."""
     if len(boundaries) < 2:
         return {m: [] for m in meter_keys}
     has = layout(conn)
@@ -262,11 +271,11 @@ def spans(
         for a, b in gaps_ending(conn, meter, boundaries[0], boundaries[-1]):
             gaps_ms[bisect.bisect_right(boundaries, b) - 1] += b - a
         est = [[0, 0] for _ in gaps_ms]
-        for key, ts, wh, export_wh in guessed:
-            if key == meter:
-                index = bisect.bisect_right(boundaries, ts) - 1
-                est[index][0] += wh
-                est[index][1] += export_wh
+        for estimate in guessed:
+            if estimate.key == meter:
+                for index, (uwh, export_uwh) in estimate.within(boundaries).items():
+                    est[index][0] += uwh
+                    est[index][1] += export_uwh
         series: list[Span] = []
         for i, (step, gap_ms) in enumerate(zip(imported, gaps_ms, strict=True)):
             out = exported[i][1] if exported is not None else 0
@@ -296,25 +305,59 @@ def _steps(
     return found
 
 
+MAX_ESTIMATE_SPAN_MS = round(MAX_ESTIMATE_SPAN_S * 1000)  # the longest gap an estimate bridges
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One reading's estimate: what its meter's registers counted over `gap`, (the meter's
+    reading before, the reading's own ts]."""
+
+    key: int  # samples.meter
+    gap: Gap
+    uwh: int  # estimated import
+    export_uwh: int  # estimated export
+
+    @property
+    def ts_ms(self) -> int:
+        """The time of the reading that carries it."""
+        return self.gap.end_ms
+
+    def within(self, boundaries: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """i -> its part (import, export µWh) in [boundaries[i], boundaries[i + 1]), in
+        proportion to time, for each range that gets a part."""
+        imported = shares(self.gap, self.uwh, boundaries)
+        exported = shares(self.gap, self.export_uwh, boundaries)
+        return {i: (imported.get(i, 0), exported.get(i, 0)) for i in sorted({*imported, *exported})}
+
+
 def estimates(
     conn: sqlite3.Connection, meter_keys: Sequence[int], start_ms: int, end_ms: int
-) -> list[tuple[int, int, int, int]]:
-    """(meter key, ts, estimated µWh, estimated export µWh) of every reading with ts in
-    [start_ms, end_ms) that carries an estimate, in one pass of the range (a store without
-    estimates: none)."""
+) -> list[Estimate]:
+    """The estimates of the meters whose gap reaches into [start_ms, end_ms), in the time
+    order of their readings (a store without estimates: none).
+
+    Their readings lie in [start_ms, end_ms + the longest gap an estimate bridges): one read
+    of the store's partial index of the readings with an estimate; each one's gap starts at
+    the meter's reading before it, one seek each (none within that longest gap: the gap is
+    not known, and the estimate counts at its reading's time, as a window counts it)."""
     if not meter_keys or not layout(conn).estimates:
         return []
     marks = ", ".join("?" for _ in meter_keys)
-    return [
-        (int(m), int(t), int(a or 0), int(b or 0))
-        for m, t, a, b in _rows(
-            conn,
-            "SELECT meter, ts_ms, estimated, estimated_export FROM samples "
-            f"WHERE ts_ms >= ? AND ts_ms < ? AND meter IN ({marks}) "
-            "AND (estimated IS NOT NULL OR estimated_export IS NOT NULL) ORDER BY ts_ms",
-            (start_ms, end_ms, *meter_keys),
-        )
+    rows = _rows(
+        conn,
+        "SELECT e.meter, (SELECT p.ts_ms FROM samples p WHERE p.meter = e.meter "
+        "AND p.ts_ms >= e.ts_ms - ? AND p.ts_ms < e.ts_ms ORDER BY p.ts_ms DESC LIMIT 1), "
+        "e.ts_ms, e.estimated, e.estimated_export FROM samples e "
+        f"WHERE e.ts_ms >= ? AND e.ts_ms < ? AND e.meter IN ({marks}) "
+        "AND (e.estimated IS NOT NULL OR e.estimated_export IS NOT NULL) ORDER BY e.ts_ms",
+        (MAX_ESTIMATE_SPAN_MS, start_ms, end_ms + MAX_ESTIMATE_SPAN_MS, *meter_keys),
+    )
+    found = [
+        Estimate(int(m), Gap(None if p is None else int(p), int(t)), int(a or 0), int(b or 0))
+        for m, p, t, a, b in rows
     ]
+    return [e for e in found if e.gap.overlaps(start_ms, end_ms)]
 
 
 def latest(conn: sqlite3.Connection, meter_keys: Sequence[int]) -> list[dict[str, Any]]:
