@@ -642,12 +642,147 @@ def test_an_unknown_name_is_a_404(campus: Campus, url: str) -> None:
     ],
 )
 def test_every_answer_matches_its_published_schema(campus: Campus, path: str, query: str) -> None:
+    schema = published_schema(campus.get("/api/openapi.json"), path)
+    body = campus.get(path + query)
+    validate(schema, body)
+    assert undescribed(schema, body) == []
+
+
+def published_schema(document: Any, path: str) -> Any:
+    return document["paths"][path]["get"]["responses"]["200"]["content"]["application/json"][
+        "schema"
+    ]
+
+
+def validate(schema: Any, body: Any) -> None:
     from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
-    paths = campus.get("/api/openapi.json")["paths"]
-    schema = paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
-    validator.validate(campus.get(path + query))
+    validator.validate(body)
+
+
+def undescribed(schema: Any, body: Any, where: str = "") -> list[str]:
+    """Where the answer holds a field its schema does not name (the schema allows more, so
+    validating alone would not say)."""
+    found: list[str] = []
+    if isinstance(body, dict):
+        named = schema.get("properties", {})
+        others = schema.get("additionalProperties")
+        for key, value in body.items():
+            if key in named:
+                found += undescribed(named[key], value, f"{where}.{key}")
+            elif isinstance(others, dict):
+                found += undescribed(others, value, f"{where}.{key}")
+            else:
+                found.append(f"{where}.{key}")
+    elif isinstance(body, list):
+        for i, item in enumerate(body):
+            found += undescribed(schema.get("items", {}), item, f"{where}[{i}]")
+    return found
+
+
+def test_undescribed_names_a_field_the_schema_leaves_out() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "a": {"type": "array", "items": {"type": "object", "properties": {"b": {}}}},
+            "m": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }
+    body = {"a": [{"b": 1}, {"b": 2, "c": 3}], "m": {"EUR": "1"}, "d": None}
+    assert undescribed(schema, body) == [".a[1].c", ".d"]
+
+
+# -- answers with estimated energy and export -----------------------------------------------------
+
+ESTIMATED_PATHS = [
+    ("/api/cost", "?building=Main&start_date=2026-03-01&end_date=2026-03-31"),
+    ("/api/cost", "?meter=roof-1&start_date=2026-03-15&end_date=2026-03-15"),
+    ("/api/cost", "?start_date=2026-03-01&end_date=2026-03-30"),
+    ("/api/cost/overview", ""),
+    ("/api/bills", "?month=2026-03"),
+    ("/api/bills", "?month=2026-03&building=Annex"),
+]
+
+
+@pytest.fixture(scope="module")
+def estimated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, FlaskClient]]:
+    """The campus of tests/support/estimated_campus.py: estimates counted and not."""
+    from tests.support.estimated_campus import NOW_MS as ESTIMATED_NOW_MS
+    from tests.support.estimated_campus import write_campus
+
+    counted, excluded, _ = write_campus(tmp_path_factory.mktemp("billing-estimated"))
+    sources = {"counted": open_source(counted), "excluded": open_source(excluded)}
+    try:
+        yield {
+            name: create_app(
+                c, source=sources[name], clock=lambda: ESTIMATED_NOW_MS / 1000
+            ).test_client()
+            for name, c in (("counted", counted), ("excluded", excluded))
+        }
+    finally:
+        for source in sources.values():
+            source.close()
+
+
+@pytest.mark.parametrize("which", ["counted", "excluded"])
+@pytest.mark.parametrize(("path", "query"), ESTIMATED_PATHS)
+def test_the_estimated_energy_and_export_match_the_published_schema(
+    estimated: dict[str, FlaskClient], which: str, path: str, query: str
+) -> None:
+    client = estimated[which]
+    schema = published_schema(client.get("/api/openapi.json").get_json(), path)
+    answer = client.get(path + query)
+    assert answer.status_code == 200, answer.data[:300]
+    body = answer.get_json()
+    validate(schema, body)
+    assert undescribed(schema, body) == []
+    # each added field is described, required where it is always answered, and has
+    # something to say here
+    text = str(body)
+    for added in ("estimated_kwh", "estimated_counted", "export_kwh", "meter_events"):
+        if added in text:
+            assert f"'{added}'" in str(schema), added
+    assert "'estimated_kwh'" in text
+    assert f"'estimated_counted': {which == 'counted'}" in text
+    if path == "/api/bills":
+        assert {"export_kwh", "estimated_export_kwh", "meter_events"} <= set(
+            published_schema_of_bill(schema)["required"]
+        )
+        events = [b["meter_events"] for b in body["bills"]]
+        if which == "excluded":  # no logger's store to read: no record, not "no event"
+            assert events == [None] * len(events)
+        else:
+            assert [e["kind"] for found in events for e in found] == (
+                [] if "building=Annex" in query else ["replaced"]
+            )
+
+
+def published_schema_of_bill(schema: Any) -> Any:
+    return schema["properties"]["bills"]["items"]
+
+
+def test_a_schema_without_an_added_field_fails_the_check(
+    estimated: dict[str, FlaskClient],
+) -> None:
+    """The check above would catch a field left out of the schema."""
+    import copy
+
+    from jsonschema import ValidationError  # type: ignore[import-untyped]
+
+    client = estimated["counted"]
+    schema = published_schema(client.get("/api/openapi.json").get_json(), "/api/bills")
+    body = client.get("/api/bills?month=2026-03").get_json()
+    bill = published_schema_of_bill(schema)
+    for field in ("estimated_kwh", "export_kwh", "meter_events", "measured_kwh"):
+        cut = copy.deepcopy(schema)
+        del published_schema_of_bill(cut)["properties"][field]
+        assert undescribed(cut, body) == [f".bills[{i}].{field}" for i in range(3)], field
+    cut = copy.deepcopy(schema)
+    published_schema_of_bill(cut)["properties"]["estimated_counted"] = {"type": "string"}
+    with pytest.raises(ValidationError):
+        validate(cut, body)
+    assert bill["properties"]["estimated_counted"]["type"] == "boolean"
 
 
 def test_money_is_summed_per_currency_and_named_only_when_one() -> None:

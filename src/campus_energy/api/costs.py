@@ -204,6 +204,8 @@ def overview_answer(
     return {
         "timezone": zone.key,
         "currency": currency_of(currencies),
+        # whether energy_kwh, the totals and the projection count each estimated_kwh
+        "estimated_counted": config.billing.include_estimated,
         "today": {
             "date": today.isoformat(),
             "energy_kwh": str(sum((kwh_of(d.cost) for _, d in rows), Decimal(0))),

@@ -384,7 +384,10 @@ def _billing_paths(errors: dict[str, Any]) -> dict[str, Any]:
                 "holds every amount, `demand` states the campus's coincident peak per month "
                 "(no charge: each account's demand charge is in its statement), and "
                 "`unpriced_kwh` adds the energy no tariff prices. Money and billed quantities "
-                "are decimal strings.",
+                "are decimal strings. Estimated import (gaps the meters' registers bridged) "
+                "is stated apart (`estimated_kwh`) and counted in `energy_kwh`, on energy lines "
+                "of its own (`estimated`), when `estimated_counted` (billing.include_estimated); "
+                "it never sets demand, coverage or CO2.",
                 "parameters": [*_scope_parameters("the campus"), *_days_up_to(366), SITE],
                 "responses": {"200": ok(COST), **errors},
             }
@@ -431,6 +434,11 @@ def _billing_paths(errors: dict[str, Any]) -> dict[str, Any]:
         "/api/bills": {
             "get": {
                 "summary": "The month's bills: every account's (or one building's) and the sums",
+                "description": "Each bill states its measured and estimated import apart "
+                "(`measured_kwh`, `estimated_kwh`, `estimated_counted`), the account's export "
+                "(`export_kwh`, `estimated_export_kwh`: stated, never priced), each meter's "
+                "share of them (`meter_energy`), and the month's meter events of its meters "
+                "(`meter_events`: null where the logger's store cannot be read here).",
                 "parameters": _BILL_PARAMETERS,
                 "responses": {"200": ok(BILLS), **errors},
             }

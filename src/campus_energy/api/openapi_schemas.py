@@ -85,6 +85,8 @@ _TERMS = {
     "description": "meter id -> weight (+1 or -1)",
 }
 _MONTH = {"type": "string", "example": "2026-11"}
+_INSTANT = {"type": "string", "format": "date-time"}
+_SITE_ID = {"type": "string", "description": "the site answered for (with site=, or api.site)"}
 
 PEAK = {
     "type": ["object", "null"],
@@ -109,6 +111,11 @@ LINE = schema_object(
         "days": _nullable(_INTEGER),
         "month_days": _nullable(_INTEGER),
         "amount": _DECIMAL,
+        "estimated": {
+            "type": "boolean",
+            "description": "an energy line of estimated energy (gaps the meters' registers "
+            "bridged), e.g. 'Energy, peak (estimated)'",
+        },
     }
 )
 DEMAND_MONTH = schema_object(
@@ -136,8 +143,55 @@ SCOPE = schema_object(
         "kind": {"type": "string", "enum": ["campus", "building", "meter", "virtual"]},
         "name": _TEXT,
         "building": _TEXT,
+        "site": {**_TEXT, "description": "the site it is in (null: the estate)"},
         "basis": _STRING,
         "meters": _TERMS,
+    }
+)
+ESTIMATED_COUNTED = {
+    "type": "boolean",
+    "description": "whether energy_kwh, the lines and the total count the estimated import "
+    "(billing.include_estimated)",
+}
+_BILLED_ENERGY = {
+    "energy_kwh": {
+        **_DECIMAL,
+        "description": "billed energy: measured_kwh, plus estimated_kwh when estimated_counted",
+    },
+    "measured_kwh": {**_DECIMAL, "description": "measured import (integrated from power)"},
+    "estimated_kwh": {
+        **_DECIMAL,
+        "description": "estimated import (gaps the meters' registers bridged), counted or not; "
+        "never in coverage, demand or CO2",
+    },
+    "estimated_counted": ESTIMATED_COUNTED,
+}
+_EXPORTED = {
+    "export_kwh": {
+        **_MONEY,
+        "description": "measured export: stated, not priced (no feed-in tariff); null: not read",
+    },
+    "estimated_export_kwh": {**_MONEY, "description": "estimated export, not priced"},
+}
+_ESTIMATED_PART = {
+    "estimated_kwh": {
+        **_DECIMAL,
+        "description": "the estimated import in energy_kwh (or beside it, when not counted)",
+    }
+}
+METER_EVENT = schema_object(
+    {
+        "meter": _STRING,
+        "at": _INSTANT,
+        "at_local": {"type": "string", "example": "2026-03-18T09:30:00+01:00"},
+        "kind": {"type": "string", "enum": ["replaced", "reset", "rollover", "jump"]},
+        "source": {"type": "string", "enum": ["detected", "confirmed"]},
+        "register": {"type": "string", "example": "import_energy_wh"},
+        "before_wh": NUMBER,
+        "after_wh": NUMBER,
+        "old_final_wh": NUMBER,
+        "new_start_wh": NUMBER,
+        "note": _STRING,
     }
 )
 _STATEMENT_FIELDS: dict[str, Any] = {
@@ -146,7 +200,7 @@ _STATEMENT_FIELDS: dict[str, Any] = {
     "last_day": _DAY,
     "tariff": _TEXT,
     "currency": _TEXT,
-    "energy_kwh": _DECIMAL,
+    **_BILLED_ENERGY,
     "coverage": {"type": "number", "minimum": 0},
     "lines": {"type": "array", "items": LINE},
     "total": _MONEY,
@@ -162,6 +216,7 @@ COST = schema_object(
         "timezone": _STRING,
         "totals": _PER_CURRENCY,
         "accounts": {"type": "array", "items": STATEMENT},
+        "site": _SITE_ID,
     },
     [k for k in _STATEMENT_FIELDS if k != "lines"] + ["timezone", "totals"],
 )
@@ -174,6 +229,7 @@ BILL = schema_object(
         "kwh_per_m2": _MONEY,
         "peak": PEAK,
         "previous_month_peak": PEAK,
+        **_EXPORTED,
         "meter_energy": {
             "type": "array",
             "items": schema_object(
@@ -183,10 +239,19 @@ BILL = schema_object(
                         "type": "string",
                         "enum": ["main", "sub-meter", "top-level", "virtual"],
                     },
-                    "energy_kwh": _DECIMAL,
-                    "share": NUMBER,
+                    "energy_kwh": {**_DECIMAL, "description": "measured import"},
+                    "share": {**NUMBER, "description": "of the account's measured import"},
+                    "estimated_kwh": {**_DECIMAL, "description": "estimated import"},
+                    "export_kwh": {**_DECIMAL, "description": "measured export, not priced"},
+                    "estimated_export_kwh": {**_DECIMAL, "description": "estimated export"},
                 }
             ),
+        },
+        "meter_events": {
+            "type": ["array", "null"],
+            "items": METER_EVENT,
+            "description": "the month's meter events of the account's meters, from the "
+            "logger's store; null: that store could not be read here (no record), [] no event",
         },
     }
 )
@@ -199,6 +264,8 @@ BILLS = schema_object(
             {
                 "totals": _PER_CURRENCY,
                 "energy_kwh": _DECIMAL,
+                **_ESTIMATED_PART,
+                **_EXPORTED,
                 "co2_kg": _DECIMAL,
                 "unpriced_kwh": _DECIMAL,
                 "demand_interval_min": _INTEGER,
@@ -206,7 +273,9 @@ BILLS = schema_object(
                 "previous_month_peak": PEAK,
             }
         ),
-    }
+        "site": _SITE_ID,
+    },
+    ["month", "timezone", "bills", "campus"],
 )
 DEMAND = schema_object(
     {
@@ -225,16 +294,20 @@ DEMAND = schema_object(
         "monthly_peaks": {"type": "array", "items": PEAK},
         "ratchet_floors": {"type": "object", "additionalProperties": _DECIMAL},
         "timezone": _STRING,
-    }
+        "site": _SITE_ID,
+    },
+    ["scope", "interval_min", "points", "monthly_peaks", "ratchet_floors", "timezone"],
 )
 OVERVIEW = schema_object(
     {
         "timezone": _STRING,
         "currency": _TEXT,
+        "estimated_counted": ESTIMATED_COUNTED,
         "today": schema_object(
             {
                 "date": _DAY,
                 "energy_kwh": _DECIMAL,
+                **_ESTIMATED_PART,
                 "total": _MONEY,
                 "totals": _PER_CURRENCY,
                 "co2_kg": _DECIMAL,
@@ -246,6 +319,7 @@ OVERVIEW = schema_object(
                 "first_day": _DAY,
                 "last_day": _DAY,
                 "energy_kwh": _DECIMAL,
+                **_ESTIMATED_PART,
                 "total": _MONEY,
                 "totals": _PER_CURRENCY,
                 "projected_total": _MONEY,
@@ -267,6 +341,7 @@ OVERVIEW = schema_object(
                     "currency": _TEXT,
                     "basis": _STRING,
                     "energy_kwh": _DECIMAL,
+                    **_ESTIMATED_PART,
                     "kwh_per_m2": _MONEY,
                     "total": _MONEY,
                     "projected_total": _MONEY,
@@ -278,7 +353,9 @@ OVERVIEW = schema_object(
                 }
             ),
         },
-    }
+        "site": _SITE_ID,
+    },
+    ["timezone", "currency", "estimated_counted", "today", "month", "campus_demand", "buildings"],
 )
 VIRTUAL_METER = schema_object(
     {
@@ -365,7 +442,6 @@ SITES = schema_object(
     }
 )
 
-_INSTANT = {"type": "string", "format": "date-time"}
 _SEVERITY = {"type": "string", "enum": ["info", "warning", "critical"]}
 ALERT = schema_object(
     {
