@@ -847,6 +847,42 @@ def test_a_buildings_page_shows_its_meters_bill_and_demand(browser: Any, campus:
     assert not problems, problems
 
 
+@campuses("november")
+def test_without_estimates_or_export_the_bills_look_as_before(browser: Any, campus: Served) -> None:
+    """No gap bridged, no solar: no estimate and no export is shown anywhere money is."""
+    page = open_page(browser, campus)
+    try:
+        page.wait_for_function(CAMPUS_READY, arg=True)
+        shown = page.evaluate(READ)
+        notes = page.evaluate("() => document.querySelectorAll('main .estimate-note').length")
+        overview = api(page, campus, "/api/cost/overview")
+        building = open_building(page, campus, "#intensity-ranking a[href='#building=ECE']")
+        building_notes = page.evaluate(
+            "() => document.querySelectorAll('#building-view .estimate-note').length"
+        )
+        bill = api(page, campus, "/api/bills?month=2026-11&building=ECE")["bills"][0]
+        problems = page.problems
+    finally:
+        page.context.close()
+    assert overview["estimated_counted"] is True
+    assert Decimal(overview["today"]["estimated_kwh"]) == 0
+    assert Decimal(overview["month"]["estimated_kwh"]) == 0
+    for key in ("today", "month"):  # the place is there, kept hidden
+        assert not shown["figures"][f"cost-{key}-estimate"]["shown"]
+        assert shown["figures"][f"cost-{key}-estimated-kwh"]["value"] is None
+    assert notes == 0 and building_notes == 0
+    assert Decimal(bill["estimated_kwh"]) == 0 and Decimal(bill["export_kwh"]) == 0
+    figures = building["figures"]
+    assert not figures["building-kwh-estimate"]["shown"]
+    assert figures["bill-energy-kwh"]["value"] == bill["energy_kwh"]
+    for absent in ("bill-estimate", "bill-estimated-kwh", "bill-export", "bill-export-kwh"):
+        assert absent not in figures, absent
+    assert not [r for r in building["rows"]["bill"] if "(estimated)" in r["cells"][0]["text"]]
+    for text in (shown["text"], building["text"]):
+        assert "estimated" not in text.lower() and "xported" not in text, text
+    assert not problems, problems
+
+
 @campuses("dst-day")
 def test_the_dst_day_is_drawn_and_priced_by_its_local_clock(browser: Any, campus: Served) -> None:
     books = campus.books

@@ -1,7 +1,9 @@
 /* Money, carbon and demand on the campus view, all from /api/cost/overview: the cost cards
  * (today, the month so far and its projection, CO₂), the campus's peak against last month's
  * with each building's peak against its ratchet floor, and the buildings ranked by kWh/m².
- * A name the campus model (/api/buildings) knows links to its building page. */
+ * A name the campus model (/api/buildings) knows links to its building page. Billed energy
+ * states its estimated part apart, only where there is one: "of which estimated" when bills
+ * count it (billing.include_estimated), else "estimated, not billed". */
 
 import { sited } from "./api.js";
 import {
@@ -62,6 +64,34 @@ export function setPeak(valueEl, atEl, peak) {
 /** Buildings by name, the meters in no building ("") last. */
 const byName = (a, b) => (a.name === "") - (b.name === "") || a.name.localeCompare(b.name);
 
+// ---------------------------------------------------------------- estimated energy
+/** Whether a decimal string is a figure other than zero. */
+export const nonZeroDecimal = (s) => isDecimal(s) && Number(s) !== 0;
+const ESTIMATED = "estimated from the meters' registers across gaps in the data";
+/** What an estimate is called beside billed energy: part of it, or left out of it. */
+export const estimateWords = (counted) => (counted === false ? "estimated, not billed:" : "of which estimated");
+
+/** A note after a billed energy figure for its estimated part ("of which est. 3.10", or
+ *  "est. 3.10, not billed"), its decimal string in data-value; none where it is zero. */
+export function appendEstimate(el, estimated, counted) {
+  if (!nonZeroDecimal(estimated)) return;
+  const text = counted === false ? `est. ${fmtDecimalKWh(estimated)}, not billed` : `of which est. ${fmtDecimalKWh(estimated)}`;
+  const note = make("span", "estimate-note", text);
+  note.dataset.value = estimated;
+  note.title = ESTIMATED;
+  el.append(note);
+}
+
+/** A billed energy's estimate in its own box ("of which estimated 3.10 kWh": the words in
+ *  its .what, the figure in its .estimated-kwh), shown only where there is one. */
+export function setEstimate(box, estimated, counted) {
+  const any = nonZeroDecimal(estimated);
+  box.hidden = !any;
+  box.querySelector(".what").textContent = estimateWords(counted);
+  setDecimal(box.querySelector(".estimated-kwh"), any ? estimated : null, fmtDecimalKWh);
+  box.title = any ? ESTIMATED : "";
+}
+
 // ---------------------------------------------------------------- cost cards
 function renderCost(o) {
   const section = $("#cost");
@@ -78,6 +108,8 @@ function renderCost(o) {
   setDecimal($("#co2-month"), month.co2_kg, fmtDecimalKWh);
   setDecimal($("#cost-today-kwh"), today.energy_kwh, fmtDecimalKWh);
   setDecimal($("#cost-month-kwh"), month.energy_kwh, fmtDecimalKWh);
+  setEstimate($("#cost-today-estimate"), today.estimated_kwh, o.estimated_counted);
+  setEstimate($("#cost-month-estimate"), month.estimated_kwh, o.estimated_counted);
   section.querySelectorAll(".money").forEach((el) => { el.hidden = !priced; });
   section.querySelectorAll(".carbon").forEach((el) => { el.hidden = !carbon; });
   section.hidden = !priced && !carbon;
@@ -168,12 +200,13 @@ function buildRankRow() {
   tr.append(make("td", "num rank-col"), name, cell, make("td", "num"), make("td", "num opt"));
   return tr;
 }
-function updateRankRow(tr, b, model, top) {
+function updateRankRow(tr, b, model, top, counted) {
   tr.cells[0].textContent = nf0.format(b.rank);
   setName(tr.cells[1], b.name, model);
   setDecimal(tr.querySelector(".share-text"), b.kwh_per_m2);
   tr.querySelector(".share-fill").style.width = `${top > 0 ? Math.min(100, (Number(b.kwh_per_m2) / top) * 100) : 0}%`;
   setDecimal(tr.cells[3], b.energy_kwh);
+  appendEstimate(tr.cells[3], b.estimated_kwh, counted);
   setNumber(tr.cells[4], b.floor_area_m2, (v) => (isNum(v) ? nf0.format(v) : "—"));
 }
 function buildApartRow() {
@@ -191,10 +224,12 @@ function renderIntensity(o, model) {
   const apart = all.filter((b) => !isDecimal(b.kwh_per_m2)).sort(byName);
   $("#intensity").hidden = all.length === 0;
   const top = Math.max(0, ...ranked.map((b) => Number(b.kwh_per_m2)));
-  syncRows($("#intensity-ranking"), ranked, (b) => b.name, buildRankRow, (tr, b) => updateRankRow(tr, b, model, top));
+  const counted = o.estimated_counted;
+  syncRows($("#intensity-ranking"), ranked, (b) => b.name, buildRankRow, (tr, b) => updateRankRow(tr, b, model, top, counted));
   syncRows($("#intensity-unranked"), apart, (b) => b.name, buildApartRow, (tr, b) => {
     setName(tr.cells[0], b.name, model);
     setDecimal(tr.cells[1], b.energy_kwh);
+    appendEstimate(tr.cells[1], b.estimated_kwh, counted);
   }, null);
   $("#no-area").hidden = apart.length === 0;
 }

@@ -1,9 +1,13 @@
 /* A building's page (#building=<name>): its meters and virtual meters, tariff and opening
  * hours (/api/buildings), this month's bill line by line with its exports (/api/bills) and
- * the month's demand with its peak and ratchet floor (/api/demand). */
+ * the month's demand with its peak and ratchet floor (/api/demand). The bill states its
+ * estimated energy and the building's export apart, only where there is some: the export
+ * is stated, never priced. */
 
 import { HttpError, place, sited } from "./api.js";
-import { setMoney, setPeak } from "./billing.js";
+import {
+  estimateWords, nonZeroDecimal, setEstimate, setMoney, setPeak,
+} from "./billing.js";
 import {
   chartSlot, demandColumns, demandOptions, describeDemand, monthFloor,
 } from "./charts.js";
@@ -105,6 +109,7 @@ export function renderBuilding(model, overview, summary) {
   setNumber($("#building-area"), b.floor_area_m2, (v) => (isNum(v) ? nf0.format(v) : "not set"));
   $("#building-basis").textContent = b.basis || "—";
   setDecimal($("#building-kwh"), row.energy_kwh);
+  setEstimate($("#building-kwh-estimate"), row.estimated_kwh, overview && overview.estimated_counted);
   setDecimal($("#building-kwh-m2"), row.kwh_per_m2);
   const priced = [setMoney($("#building-cost"), row, "total", row.currency),
     setMoney($("#building-projected"), row, "projected_total", row.currency)].some(Boolean);
@@ -137,7 +142,13 @@ function buildMeterRow(withFloor) {
   };
 }
 function setUse(cells, use) {
-  setDecimal(cells[0], use && use.energy_kwh);
+  setDecimal(cells[0], use && use.energy_kwh); // measured import
+  if (use && nonZeroDecimal(use.estimated_kwh)) {
+    cells[0].append(figureNote("estimate-note meter-estimate", "+ est. ", use.estimated_kwh));
+  }
+  if (use && nonZeroDecimal(use.export_kwh)) {
+    cells[0].append(figureNote("estimate-note meter-export", "exported ", use.export_kwh));
+  }
   setNumber(cells[1], use && isNum(use.share) ? use.share : null, fmtPct);
 }
 function renderMeters(b) {
@@ -181,6 +192,45 @@ function renderHours(occupancy) {
 }
 
 // ---------------------------------------------------------------- the bill
+/** A span "<words><figure>" keeping the figure's decimal string in data-value. */
+function figureNote(className, words, s, id) {
+  const note = make("span", className, `${words}${fmtDecimal(s)}`);
+  note.dataset.value = s;
+  if (id) note.id = id;
+  return note;
+}
+/** A kWh figure of the bill's facts, by id: its decimal string kept in data-value. */
+function kwhFigure(id, s) {
+  const el = make("span", null, fmtDecimal(s));
+  el.id = id;
+  el.dataset.value = s;
+  return el;
+}
+/** The bill's energy, with its estimated part where it has one ("of which estimated …", or
+ *  "estimated …, not billed"); its export, measured and estimated, stated and not priced. */
+function energyFacts(bill) {
+  const energy = make("span", null, "Energy ");
+  energy.append(kwhFigure("bill-energy-kwh", bill.energy_kwh), " kWh");
+  if (nonZeroDecimal(bill.estimated_kwh)) {
+    const part = make("span", null, ` (${estimateWords(bill.estimated_counted)} `);
+    part.id = "bill-estimate";
+    part.title = "estimated from the meters' registers across gaps in the data";
+    part.append(kwhFigure("bill-estimated-kwh", bill.estimated_kwh), " kWh)");
+    energy.append(part);
+  }
+  const facts = [energy];
+  const exported = nonZeroDecimal(bill.export_kwh), guessed = nonZeroDecimal(bill.estimated_export_kwh);
+  if (exported || guessed) {
+    const out = make("span", null, "Exported ");
+    out.id = "bill-export";
+    out.append(kwhFigure("bill-export-kwh", isDecimal(bill.export_kwh) ? bill.export_kwh : "0.000"), " kWh");
+    if (guessed) out.append(", estimated ", kwhFigure("bill-estimated-export-kwh", bill.estimated_export_kwh), " kWh");
+    out.append(" (not priced: no feed-in tariff)");
+    facts.push(out);
+  }
+  return facts;
+}
+
 function renderBill(answer, key) {
   const bill = (answer && Array.isArray(answer.bills) ? answer.bills : []).find((b) => b && b.account === shown.name);
   $("#bill-month").textContent = fmtMonth(key);
@@ -196,6 +246,7 @@ function renderBill(answer, key) {
   $("#bill").tBodies[0].replaceChildren(...(priced ? bill.lines : []).map((x) => {
     const tr = make("tr");
     tr.dataset.kind = x.kind;
+    if (x.estimated === true) tr.classList.add("estimated"); // "Energy, peak (estimated)"
     const item = make("th", null, x.description); // a part of a month says so: "(… 16 of 30 days)"
     item.scope = "row";
     const cells = [make("td", "num"), make("td", "opt", x.unit), make("td", "num"), make("td", "num")];
@@ -207,7 +258,7 @@ function renderBill(answer, key) {
     return tr;
   }));
   setDecimal($("#bill-total"), bill.total, (s) => fmtMoney(s, currency));
-  const facts = [`Energy ${fmtDecimal(bill.energy_kwh)} kWh`];
+  const facts = energyFacts(bill);
   if (bill.emissions && isDecimal(bill.emissions.co2_kg) && Number(bill.emissions.co2_kg) > 0) {
     facts.push(`CO₂ ${fmtDecimalKWh(bill.emissions.co2_kg)} kg`);
   }
@@ -215,7 +266,7 @@ function renderBill(answer, key) {
   if (isDecimal(bill.unpriced_kwh) && Number(bill.unpriced_kwh) > 0) {
     facts.push(`${fmtDecimal(bill.unpriced_kwh)} kWh before the tariff's first version, not priced`);
   }
-  $("#bill-facts").textContent = `${facts.join(" · ")}.`;
+  $("#bill-facts").replaceChildren(...facts.flatMap((f, i) => (i ? [" · ", f] : [f])), ".");
 
   const demand = Array.isArray(bill.demand) && bill.demand.length ? bill.demand[bill.demand.length - 1] : {};
   setPeak($("#building-peak"), $("#building-peak-at"), bill.peak);
