@@ -874,6 +874,7 @@ def test_without_estimates_or_export_the_bills_look_as_before(browser: Any, camp
     assert Decimal(bill["estimated_kwh"]) == 0 and Decimal(bill["export_kwh"]) == 0
     figures = building["figures"]
     assert not figures["building-kwh-estimate"]["shown"]
+    assert not figures["bill-events-block"]["shown"]  # no meter event on record
     assert figures["bill-energy-kwh"]["value"] == bill["energy_kwh"]
     for absent in ("bill-estimate", "bill-estimated-kwh", "bill-export", "bill-export-kwh"):
         assert absent not in figures, absent

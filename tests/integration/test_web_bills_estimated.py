@@ -8,7 +8,8 @@ a gap), the Hall has neither. Its windows are written once through the real SQLi
 served by the real app on a fixed clock, with `billing.include_estimated` true ("counted")
 and false ("excluded"). Read back from the page: the cost cards, the kWh/m² ranking, and
 the Main's, the Annex's and the Hall's bills and meters — each figure's text and the
-decimal string it keeps (`data-value`), each equal to the books: the windows' sums.
+decimal string it keeps (`data-value`), each equal to the books: the windows' sums — and
+the month's meter events where the logger's store is readable.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ READ = r"""() => {
       key: tr.dataset.key ?? null, kind: tr.dataset.kind ?? null, cls: tr.className,
       cells: [...tr.cells].map(cell) }));
   }
-  return { figures, rows, text: document.body.innerText };
+  const events = [...document.querySelectorAll('#bill-events li')].map((li) =>
+    ({ text: li.textContent, kind: li.dataset.kind }));
+  return { figures, rows, events, text: document.body.innerText };
 }"""
 
 
@@ -262,6 +265,17 @@ def test_a_bill_states_its_estimate_apart(browser: Any, served: Served) -> None:
         ("estimate-note meter-estimate", guessed)
     ]
     assert cell["notes"][0]["text"] == f"+ est. {decimal_text(str(guessed))}"
+    # the month's meter events, where the logger's store is readable (not in "excluded")
+    events = [r["text"] for r in shown["events"]]
+    if counted:
+        assert [(e["meter"], e["kind"], e["source"]) for e in bill["meter_events"]] == [
+            ("main-1", "replaced", "confirmed")
+        ]
+        assert events == ["main-1 replaced (confirmed), 18 Mar, 09:30: new meter SN 42"]
+        assert figures["bill-events-block"]["shown"]
+    else:
+        assert bill["meter_events"] is None and events == []
+        assert not figures["bill-events-block"]["shown"]
 
 
 def test_a_bill_states_the_export_not_priced(browser: Any, served: Served) -> None:
@@ -306,6 +320,7 @@ def test_a_bill_without_estimate_or_export_says_nothing_of_them(
     )
     assert not figures["building-kwh-estimate"]["shown"]
     assert figures["building-kwh-estimated"]["value"] is None
+    assert shown["events"] == [] and not figures["bill-events-block"]["shown"]
     assert shown["rows"]["building-meters"][0]["cells"][3]["notes"] == []
 
 

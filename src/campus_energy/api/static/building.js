@@ -12,8 +12,8 @@ import {
   chartSlot, demandColumns, demandOptions, describeDemand, monthFloor,
 } from "./charts.js";
 import {
-  $, addDays, fmtDate, fmtDecimal, fmtDecimalKWh, fmtKWh, fmtMoney, fmtMonth, fmtPct, fmtRate,
-  isDecimal, isNum, make, midnightOf, nf0, setDecimal, setNumber, syncRows,
+  $, addDays, dateTime, fmtDate, fmtDecimal, fmtDecimalKWh, fmtKWh, fmtMoney, fmtMonth, fmtPct, fmtRate,
+  isDecimal, isNum, make, midnightOf, nf0, parseTime, setDecimal, setNumber, syncRows,
 } from "./format.js";
 
 const shown = { name: null, entry: {}, bill: null, range: [0, 1] };
@@ -46,7 +46,10 @@ export function showBuilding(name) {
     el.textContent = "—";
     delete el.dataset.value;
   }
-  for (const id of ["#bill-facts", "#building-peak-at", "#building-minimum", "#holidays"]) $(id).textContent = "";
+  for (const id of ["#bill-facts", "#bill-events", "#building-peak-at", "#building-minimum", "#holidays"]) {
+    $(id).textContent = "";
+  }
+  $("#bill-events-block").hidden = true;
   demandChart.clear();
   return true;
 }
@@ -267,6 +270,7 @@ function renderBill(answer, key) {
     facts.push(`${fmtDecimal(bill.unpriced_kwh)} kWh before the tariff's first version, not priced`);
   }
   $("#bill-facts").replaceChildren(...facts.flatMap((f, i) => (i ? [" · ", f] : [f])), ".");
+  renderEvents(bill.meter_events);
 
   const demand = Array.isArray(bill.demand) && bill.demand.length ? bill.demand[bill.demand.length - 1] : {};
   setPeak($("#building-peak"), $("#building-peak-at"), bill.peak);
@@ -278,6 +282,20 @@ function renderBill(answer, key) {
   const minutes = isNum(demand.interval_min) ? demand.interval_min : bill.demand_interval_min;
   $("#building-demand-interval").textContent = isNum(minutes) ? `${minutes}-minute averages` : "";
   renderMeters(shown.entry); // their energy this month
+}
+
+/** The month's meter events of the bill's meters (a register replaced, reset, rolled over or
+ *  jumping), where the API could read the record: none, or no record (null), shows nothing. */
+function renderEvents(events) {
+  const found = (Array.isArray(events) ? events : []).filter((e) => e && typeof e.meter === "string");
+  $("#bill-events-block").hidden = found.length === 0;
+  $("#bill-events").replaceChildren(...found.map((e) => {
+    const at = parseTime(e.at);
+    const li = make("li", null, `${e.meter} ${e.kind} (${e.source})`
+      + `${at === null ? "" : `, ${dateTime.format(at)}`}${e.note ? `: ${e.note}` : ""}`);
+    li.dataset.kind = e.kind;
+    return li;
+  }));
 }
 
 // ---------------------------------------------------------------- the demand chart
