@@ -343,7 +343,8 @@ async def test_the_logger_publishes_and_the_bridge_and_home_assistant_receive(
     assert status["state"] == "online"
     discovery = [t for t in seen if t.startswith("homeassistant/")]
     assert f"homeassistant/sensor/campus_energy_{LOGGER_ID}/lib-f1_power_w/config" in discovery
-    assert len(discovery) == 1 + 7 + 19  # the logger, an SDM120, an SDM630
+    # the logger, an SDM120 and an SDM630, each meter with its export energy and export register
+    assert len(discovery) == 1 + 9 + 21
 
 
 async def first_message(client: aiomqtt.Client) -> tuple[str, bytes]:
