@@ -37,8 +37,16 @@ Layout (schema 3):
   the store has no reading of yet.
 
 A file of schema 1 or 2 is upgraded when it is opened, in one transaction:
-the new columns are added (a reading stored before has no export and no
-estimate) and the views made again; every reading stays as it is.
+the new columns are added (a reading stored before has no estimate) and the
+views made again. The logger of those schemas stored one signed energy per
+interval (`energy`: import − export) and its running sum (`energy_total`), so
+the readings of a meter that exported (any negative `energy`) are split by
+direction: a negative energy becomes that much export and no import, and the
+meter's import and export totals are summed again in `seq` order: the import
+total from its total before the first kept reading, the export total from 0
+(what it exported before that reading is unknown). The readings of a meter
+that never exported, every reading's outbox state and every other value stay
+as they are.
 
 The readings table is the outbox: nothing is copied to publish it, so the
 outbox is bounded by the disk, not by memory. When the disk is full,
@@ -237,12 +245,13 @@ def respan(conn: sqlite3.Connection, meters: Iterable[int] | None = None) -> Non
 
 def upgrade(conn: sqlite3.Connection) -> None:
     """A file of schema 1 or 2 to schema 3, in the caller's transaction; its readings stay
-    as they are, in the order they have.
+    in the order they have.
 
     From schema 1: each meter's span of readings (a seek at either end of its readings in a
     file of that version) and the triggers that keep it. From schema 2: the columns of
-    export, estimates and the export register (a reading stored before exported nothing
-    and has no estimate), and the `meter_events` table. The views are made again."""
+    export, estimates and the export register (a reading stored before has no estimate),
+    and the `meter_events` table; the signed energy of meters that exported split by
+    direction (`_split_directions`). The views are made again."""
     have = {row[1] for row in conn.execute("PRAGMA table_info(meters)")}
     spans = [c for c in ("first_ts_ms", "last_ts_ms") if c not in have]
     for column in spans:
@@ -253,6 +262,8 @@ def upgrade(conn: sqlite3.Connection) -> None:
     for column, declaration in ADDED_IN_3.items():
         if column not in have:
             conn.execute(f"ALTER TABLE samples ADD COLUMN {column} {declaration}")
+    if "energy_export" not in have:  # its energy is the signed trapezoid of a logger before 3
+        _split_directions(conn)
     for view in ("latest_readings", "readings"):
         conn.execute(f"DROP VIEW IF EXISTS {view}")
     for statement in statements(SCHEMA):
@@ -260,6 +271,57 @@ def upgrade(conn: sqlite3.Connection) -> None:
             ("CREATE VIEW", "CREATE TABLE IF NOT EXISTS meter_events", "CREATE INDEX")
         ):
             conn.execute(statement)
+
+
+# A meter's running totals by direction after the split, in seq order: import from the
+# total before its first kept reading (that reading's old total minus its old signed energy),
+# export from 0. Window functions (SQLite 3.25) into a keyed table, read back per row by the
+# UPDATE: no `UPDATE … FROM` (SQLite 3.33), and a pass over the meter's rows, not one a row.
+# The keys have the affinity of samples' own: a stamp as stored (text too) matches, by a seek.
+SPLIT_TABLE = (
+    "CREATE TEMP TABLE split_totals (meter INTEGER, ts_ms INTEGER, total INTEGER, "
+    "export_total INTEGER, PRIMARY KEY (meter, ts_ms)) WITHOUT ROWID"
+)
+SPLIT_UPDATE = (
+    "UPDATE samples SET (energy_total, energy_export_total) = ("
+    "SELECT t.total, t.export_total FROM temp.split_totals t "
+    "WHERE t.meter = samples.meter AND t.ts_ms = samples.ts_ms) WHERE meter = ?"
+)
+_SPLIT_TOTALS = """
+INSERT INTO temp.split_totals (meter, ts_ms, total, export_total)
+SELECT meter, ts_ms,
+    first_value(energy_total - energy) OVER running + sum(max(energy, 0)) OVER running,
+    sum(max(-energy, 0)) OVER running
+FROM samples WHERE meter = ?
+WINDOW running AS (ORDER BY seq, ts_ms ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+"""
+
+
+def _split_directions(conn: sqlite3.Connection) -> None:
+    """The signed energy of a logger before schema 3 split by direction, in the caller's
+    transaction, for each meter with a negative `energy` (found in one pass; a meter that
+    never exported is not touched): a negative energy becomes that much export and no
+    import, and the meter's cumulative import and export are summed again in `seq` order.
+
+    The import total keeps its base, the total before the meter's first kept reading (its
+    old `energy_total` minus its old `energy`: retention may have deleted earlier readings),
+    which was the net of what came before; the export total starts at 0 there, the export
+    before the first kept reading being unknown. Each reading's stamp, values and outbox
+    state stay as they are."""
+    exporting = [
+        row[0] for row in conn.execute("SELECT DISTINCT meter FROM samples WHERE energy < 0")
+    ]
+    if not exporting:
+        return
+    conn.execute(SPLIT_TABLE)
+    for meter in exporting:
+        conn.execute(_SPLIT_TOTALS, (meter,))
+        conn.execute(
+            "UPDATE samples SET energy_export = -energy, energy = 0 WHERE meter = ? AND energy < 0",
+            (meter,),
+        )
+        conn.execute(SPLIT_UPDATE, (meter,))
+    conn.execute("DROP TABLE temp.split_totals")
 
 
 _SAMPLE_COLUMNS = (
