@@ -283,13 +283,15 @@ def test_a_store_made_before_directions_gets_the_signed_energy_its_logger_kept(
     assert [r[3] for r in original] == list(itertools.accumulate(r[2] for r in original))
 
 
-def test_an_estimate_on_an_interval_the_repair_integrates_is_reported(
+def test_an_interval_whose_reading_carries_an_estimate_stays_a_gap_in_a_repair(
     stores: tuple[Path, Path, dict[int, list[tuple[Any, ...]]]],
 ) -> None:
     """The logger estimated the gap after ece-f1-001's 1970 span from the registers; the
-    repair puts the span 5 s before it and integrates the interval: both would count it."""
-    config, db, _ = stores
-    damage(db)
+    repair puts the span 5 s before it, short enough to integrate, but the estimate covers
+    that interval: measured energy there would count it twice, so it stays a gap."""
+    config, db, original = stores
+    lost = damage(db)
+    assert lost[0] > 0 and lost[1] > 0  # what integrating it would add, in each direction
     sql(
         db,
         "UPDATE samples SET estimated = 40000, estimated_export = 0 WHERE meter = 1 AND seq = 41",
@@ -299,9 +301,40 @@ def test_an_estimate_on_an_interval_the_repair_integrates_is_reported(
     notes = [line for line in dry.stdout.splitlines() if "carry an estimate" in line]
     assert notes == [
         "  note: the readings at seq 41 carry an estimate of the gap before them (the "
-        "registers' difference), and the repair integrates that interval now: measured and "
-        "estimated energy both cover it. The estimate is left as it is: check whether the "
-        "outage was as short as the repair puts it"
+        "registers' difference); the repair makes that interval short enough to integrate, "
+        "but leaves it a gap, which the estimate covers: measured energy over it would count "
+        "it twice. Check whether the outage was as short as the repair puts it"
     ]
     meter = dry.stdout.index("meter ece-f1-001")
     assert meter < dry.stdout.index("carry an estimate") < dry.stdout.index("meter mech-f2-001")
+    assert "0.000000 Wh before, 0.000000 Wh after; cumulative totals unchanged" in dry.stdout
+
+    done = run_cli("fix-db", "-c", str(config), "--apply", "--backup", str(db.with_name("b.db")))
+    assert done.returncode == 0, done.stderr
+    rows = samples(db)[1]
+    seq41 = rows[40]
+    # no measured energy over the interval its estimate covers, the estimate as it was
+    assert seq41[:1] + seq41[2:3] + seq41[4:5] + seq41[6:] == (41, 0, 0, 40000, 0)
+    assert seq41[1] == original[1][40][1]  # at its own time again, 5 s after seq 40
+    # every cumulative total the sum of the readings' measured energy, in each direction
+    assert [r[3] for r in rows] == list(itertools.accumulate(r[2] for r in rows))
+    assert [r[5] for r in rows] == list(itertools.accumulate(r[4] for r in rows))
+    # the rest as the logger wrote it: stamps, energies and, after seq 41, the totals less
+    # what that interval measured
+    less = [
+        (
+            *r[:3],
+            r[3] - lost[0] if r[0] >= 41 else r[3],
+            r[4],
+            r[5] - lost[1] if r[0] >= 41 else r[5],
+        )
+        for r in original[1]
+    ]
+    assert [r[:6] for r in rows if r[0] != 41] == [r for r in less if r[0] != 41]
+    assert samples(db)[2] == original[2]
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        gaps = conn.execute("SELECT * FROM gaps WHERE meter = 1").fetchall()
+    finally:
+        conn.close()
+    assert gaps == [(1, original[1][39][1], original[1][40][1])]  # a gap, as the logger had it

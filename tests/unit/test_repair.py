@@ -21,6 +21,7 @@ from campus_energy.core.energy import split_trapezoid_uwh, trapezoid_uwh
 from campus_energy.core.repair import (
     LOCAL,
     OUT_OF_ORDER,
+    Change,
     Era,
     Fmt,
     MeterPlan,
@@ -28,11 +29,14 @@ from campus_energy.core.repair import (
     Rules,
     Surveyor,
     apply_plan,
+    edge_before,
     interval_energies_uwh,
     interval_energy_uwh,
+    interval_fix,
     local_to_utc_ms,
     plan_meter,
     read_stamp,
+    retime_rows,
     typical_interval_ms,
 )
 
@@ -341,6 +345,79 @@ def test_an_exporting_interval_is_recomputed_in_both_directions() -> None:
         (r.ts, r.export_uwh, r.export_total_uwh) for r in original
     ]
     assert [r.total_uwh for r in result] == [r.total_uwh for r in original]
+
+
+@pytest.mark.parametrize(
+    ("estimated", "step_ms", "expected"),
+    [
+        (False, 5_000, (trapezoid_uwh(800.0, 837.5, 5.0), False, False)),  # integrated
+        (True, 5_000, (0, True, True)),  # its estimate covers it: a gap all the same
+        (True, 17_501, (0, True, False)),  # too long anyway
+        (False, 17_501, (0, True, False)),
+    ],
+)
+def test_an_interval_whose_reading_carries_an_estimate_is_not_integrated(
+    estimated: bool, step_ms: int, expected: tuple[int, bool, bool]
+) -> None:
+    reading = Row(2, T0 + step_ms, 837.5, 0, 0, (837.5,), estimated=estimated)
+    fix = interval_fix(reading, T0, T0 + step_ms, 800.0, rules_for())
+    assert (fix.new_uwh, fix.gap, fix.estimated) == expected
+    assert (fix.seq, fix.start_ms, fix.ts_ms, fix.new_export_uwh) == (2, T0, T0 + step_ms, 0)
+
+
+@pytest.mark.parametrize(
+    ("corruption", "first"),
+    [
+        ((1, 40, lambda t: t - T0 + 12_000), 41),  # a run shifted as a whole
+        ((80, 120, lambda t: t + OFFSET_IST), 80),  # local time, one offset: shifted whole
+        ((80, 120, lambda t: f"{datetime.fromtimestamp(t / 1000 - 1e9, UTC):%F %T}"), 80),
+    ],
+    ids=["before clock sync", "local time", "text before clock sync"],
+)
+def test_a_repair_leaves_the_interval_an_estimate_covers_a_gap(
+    corruption: tuple[int, int, Callable[[int], object]], first: int
+) -> None:
+    """The logger saw a gap before seq `first` and its registers estimated it; the repair
+    makes the interval 5 s again, but measured energy over it would count it twice."""
+    rules = rules_for()
+    original = store(grid(200))
+    lost = original[first - 1].energy_uwh
+    assert lost > 0
+    corrupted = [
+        replace(
+            r,
+            energy_uwh=0 if r.seq == first else r.energy_uwh,
+            total_uwh=r.total_uwh - lost,
+            estimated=r.seq == first,
+        )
+        if r.seq >= first
+        else r
+        for r in shifted(original, *corruption)
+    ]
+    plan, result = repaired(corrupted, rules)
+    per_row = [p.retime.per_row for p in plan.moving]
+    assert per_row == [isinstance(corrupted[first - 1].ts, str)]  # text: reading by reading
+    fixes = [f for f in plan.fixes if f.seq == first] + [
+        c.fix
+        for c in retimed_changes(plan, corrupted, rules)
+        if c.fix is not None and c.seq == first
+    ]
+    assert [(f.old_uwh, f.new_uwh, f.gap, f.estimated) for f in fixes] == [(0, 0, True, True)]
+    # the stamps put back, the interval left unintegrated, the estimate still on its reading
+    expected = [replace(r, energy_uwh=0, estimated=True) if r.seq == first else r for r in original]
+    expected = [replace(r, total_uwh=r.total_uwh - lost) if r.seq >= first else r for r in expected]
+    assert result == expected
+    assert consistent(result)
+
+
+def retimed_changes(plan: MeterPlan, rows: Sequence[Row], rules: Rules) -> list[Change]:
+    """The changes of the runs that move reading by reading (what the adapter writes)."""
+    found: list[Change] = []
+    for index, run_plan in enumerate(plan.runs):
+        if run_plan.retime.per_row:
+            inside = [r for r in rows if run_plan.run.first.seq <= r.seq <= run_plan.run.last.seq]
+            found.extend(retime_rows(run_plan, edge_before(plan.runs, index), inside, rules))
+    return found
 
 
 def test_what_cannot_be_placed_is_refused() -> None:

@@ -28,7 +28,9 @@ The stages, one module each, in the order a repair takes them:
   keeping their own spacing; of the possible anchors, the one that leaves the
   least time unexplained (then moves the fewest readings) wins;
 - `plan`: a meter's plan (or why it is refused), with energy recomputed by the
-  project's integrator for every reading whose interval changed;
+  project's integrator for every reading whose interval changed; an interval
+  whose reading carries an estimate of the gap before it stays a gap (the
+  estimate covers it: measured energy would count it twice);
 - `apply`: the plan carried out on the readings, every later cumulative total
   (import and export) moved by the difference.
 
@@ -44,6 +46,7 @@ from campus_energy.core.repair.plan import (
     RunPlan,
     interval_energies_uwh,
     interval_energy_uwh,
+    interval_fix,
     is_gap,
     plan_meter,
 )
@@ -83,6 +86,7 @@ __all__ = [
     "edge_before",
     "interval_energies_uwh",
     "interval_energy_uwh",
+    "interval_fix",
     "is_gap",
     "local_to_utc_ms",
     "parse_text",

@@ -8,15 +8,9 @@ is after the repair.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from campus_energy.core.repair.plan import (
-    EnergyFix,
-    MeterPlan,
-    RunPlan,
-    interval_energies_uwh,
-    is_gap,
-)
+from campus_energy.core.repair.plan import EnergyFix, MeterPlan, RunPlan, interval_fix
 from campus_energy.core.repair.stamps import Raw, Rules, read_stamp
 from campus_energy.core.repair.survey import Row
 
@@ -48,12 +42,7 @@ def retime_rows(
         if previous is not None:
             old_ms, new_ms, power = previous
             if new - new_ms != ms - old_ms:
-                step = new - new_ms
-                energy, export = interval_energies_uwh(power, row.power_w, step, rules.max_gap_s)
-                gap = is_gap(step, rules.max_gap_s)
-                fix = EnergyFix(
-                    row.seq, new, new_ms, row.energy_uwh, energy, gap, row.export_uwh, export
-                )
+                fix = interval_fix(row, new_ms, new, power, rules)
         yield Change(row.seq, row.ts, new, fix)
         previous = (ms, new, row.power_w)
 
@@ -98,15 +87,13 @@ def apply_plan(rows: Sequence[Row], plan: MeterPlan, rules: Rules) -> list[Row]:
             energy, export = fix.new_uwh, fix.new_export_uwh
         ts: Raw = new_ts.get(r.seq, r.ts)
         result.append(
-            Row(
-                r.seq,
-                ts,
-                r.power_w,
-                energy,
-                r.total_uwh + delta,
-                r.values,
-                export,
-                r.export_total_uwh + export_delta,
+            replace(
+                r,
+                ts=ts,
+                energy_uwh=energy,
+                total_uwh=r.total_uwh + delta,
+                export_uwh=export,
+                export_total_uwh=r.export_total_uwh + export_delta,
             )
         )
     return result

@@ -4,7 +4,10 @@ energy of each reading whose interval changes; or why it cannot be done automati
 Energy is recomputed with the project's integrator (trapezoid split at the zero
 crossing into import and export, nothing across a gap) over each changed
 interval; every later cumulative total (import and export) then moves by the
-difference.
+difference. An interval whose reading carries an estimate (what the meter's
+registers counted across the gap before it) stays a gap however short the
+repair makes it: the estimate covers it, and measured energy over the same
+time would count it twice (bills count estimates by default).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from campus_energy.core.energy import MeterState, advance
 from campus_energy.core.repair.anchoring import place_runs
 from campus_energy.core.repair.local_time import convert_runs, local_runs, offset_notices
 from campus_energy.core.repair.stamps import Era, Fmt, Raw, Retime, Rules, read_stamp
-from campus_energy.core.repair.survey import Run, Survey
+from campus_energy.core.repair.survey import Edge, Row, Run, Survey
 
 LOCAL = "local time stored as UTC"
 OUT_OF_ORDER = "out of order"
@@ -46,6 +49,7 @@ def interval_energy_uwh(
 
 
 def is_gap(step_ms: int, max_gap_s: float) -> bool:
+    """Whether an interval is too long (or not positive) to integrate."""
     return not 0 < step_ms / 1000 <= max_gap_s
 
 
@@ -76,9 +80,38 @@ class EnergyFix:
     start_ms: int  # the new timestamp of the reading before it
     old_uwh: int  # import
     new_uwh: int
-    gap: bool  # the new interval is too long (or not positive) to integrate
+    gap: bool  # the new interval is not integrated: too long (or not positive), or estimated
     old_export_uwh: int = 0
     new_export_uwh: int = 0
+    # short enough to integrate, but the reading's estimate covers it: a gap all the same
+    estimated: bool = False
+
+
+def interval_fix(
+    reading: Row | Edge, start_ms: int, ts_ms: int, power_before_w: float | None, rules: Rules
+) -> EnergyFix:
+    """`reading`'s energy over its new interval (start_ms, ts_ms], after a reading of power
+    `power_before_w`: integrated, unless the interval is a gap (too long, or covered by the
+    reading's estimate)."""
+    step = ts_ms - start_ms
+    too_long = is_gap(step, rules.max_gap_s)
+    estimated = reading.estimated and not too_long
+    energy, export = (
+        (0, 0)
+        if estimated
+        else interval_energies_uwh(power_before_w, reading.power_w, step, rules.max_gap_s)
+    )
+    return EnergyFix(
+        reading.seq,
+        ts_ms,
+        start_ms,
+        reading.energy_uwh,
+        energy,
+        too_long or estimated,
+        reading.export_uwh,
+        export,
+        estimated,
+    )
 
 
 @dataclass(frozen=True)
@@ -161,17 +194,5 @@ def _boundary_fixes(plans: Sequence[RunPlan], rules: Rules) -> Iterator[EnergyFi
         if after.retime.per_row:
             continue  # retime_rows recomputes it with the rest of its run
         p, r = before.run.last, after.run.first
-        step = after.new_first - before.new_last
-        if step != r.ms - p.ms:
-            energy, export = interval_energies_uwh(p.power_w, r.power_w, step, rules.max_gap_s)
-            gap = is_gap(step, rules.max_gap_s)
-            yield EnergyFix(
-                r.seq,
-                after.new_first,
-                before.new_last,
-                r.energy_uwh,
-                energy,
-                gap,
-                r.export_uwh,
-                export,
-            )
+        if after.new_first - before.new_last != r.ms - p.ms:
+            yield interval_fix(r, before.new_last, after.new_first, p.power_w, rules)

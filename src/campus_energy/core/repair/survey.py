@@ -27,6 +27,7 @@ class Row:
     values: tuple[object, ...] = ()  # the measured values: two copies of a reading match
     export_uwh: int = 0  # exported over its interval
     export_total_uwh: int = 0  # cumulative export
+    estimated: bool = False  # it carries an estimate of the gap before it (the registers')
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Edge:
     power_w: float | None
     energy_uwh: int  # imported over its interval
     export_uwh: int = 0  # exported over its interval
+    estimated: bool = False  # it carries an estimate of the gap before it
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ class Surveyor:
         return fmt is not Fmt.MS, self.rules.era(ms) is not Era.OK, not fits, distance, ms
 
     def _extend(self, row: Row, fmt: Fmt, ms: int) -> None:
-        edge = Edge(row.seq, row.ts, ms, row.power_w, row.energy_uwh, row.export_uwh)
+        edge = Edge(row.seq, row.ts, ms, row.power_w, row.energy_uwh, row.export_uwh, row.estimated)
         era = self.rules.era(ms)
         run = self._open
         if run is not None and run.fmt is fmt and run.era is era and self._continues(run, edge):

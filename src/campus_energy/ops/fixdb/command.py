@@ -4,6 +4,9 @@ A dry run by default: for each meter, what is wrong (readings stamped before
 the clock was set or ahead of it, local time stored as UTC, seconds or text
 where milliseconds belong, spans out of order, duplicates), how many readings,
 where they would move and what becomes of their energy. Nothing is written.
+An interval whose reading carries an estimate of the gap before it (what the
+meter's registers counted) stays a gap however short the repair makes it: the
+estimate covers it, and the report names those readings.
 
 The store's pages are checked first (`PRAGMA quick_check`): a damaged file is
 reported with the way to rebuild it, and nothing else is done (exit code 1).
@@ -89,12 +92,16 @@ class MeterReport:
     interval_source: str
     rejects_outside: int
     directions: bool = True  # the store keeps export apart (schema 3); else signed energy
-    # readings with an estimate of the gap before them whose interval the repair integrates
-    doubly_counted: tuple[int, ...] = ()
 
     @property
     def meter(self) -> StoredMeter:
         return self.repair.meter
+
+    @property
+    def estimated(self) -> tuple[int, ...]:
+        """The readings whose interval the repair makes short enough to integrate, but whose
+        estimate of the gap before them covers it: it stays a gap."""
+        return tuple(f.seq for f in self.repair.fixes if f.estimated)
 
     @property
     def to_apply(self) -> bool:
@@ -189,9 +196,7 @@ def survey_meter(
     assert rules.not_after_ms is not None
     rejects = store.rejects_outside(meter.key, not_before_ms, rules.not_after_ms)
     repair = Repair(meter, plan, tuple(changes))
-    estimated = store.estimated_seqs(meter.key) if repair.fixes else frozenset()
-    doubly = tuple(f.seq for f in repair.fixes if not f.gap and f.seq in estimated)
-    return MeterReport(repair, rules, source, rejects, store.directions, doubly)
+    return MeterReport(repair, rules, source, rejects, store.directions)
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -236,14 +241,14 @@ def describe(report: MeterReport) -> str:
     if repair.fixes:
         lines.extend(_energy_lines(repair.fixes, report.directions))
     lines.extend(f"  note: {notice}" for notice in plan.notices)
-    if report.doubly_counted:
-        seqs = ", ".join(str(seq) for seq in report.doubly_counted[:5])
-        more = " …" if len(report.doubly_counted) > 5 else ""
+    if report.estimated:
+        seqs = ", ".join(str(seq) for seq in report.estimated[:5])
+        more = " …" if len(report.estimated) > 5 else ""
         lines.append(
             f"  note: the readings at seq {seqs}{more} carry an estimate of the gap before "
-            "them (the registers' difference), and the repair integrates that interval now: "
-            "measured and estimated energy both cover it. The estimate is left as it is: check "
-            "whether the outage was as short as the repair puts it"
+            "them (the registers' difference); the repair makes that interval short enough to "
+            "integrate, but leaves it a gap, which the estimate covers: measured energy over it "
+            "would count it twice. Check whether the outage was as short as the repair puts it"
         )
     if report.rejects_outside:
         lines.append(

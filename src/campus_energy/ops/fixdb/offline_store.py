@@ -42,8 +42,10 @@ KNOWN_SCHEMAS = frozenset({"1", "2", "3"})  # 2: meters carry the span of their 
 _ROW_COLUMNS = (
     "seq, ts_ms, power, energy, energy_total, voltage, current, pf, freq, import_energy, extra"
 )
-# export over the interval and cumulative (schema 3); a store made before has none
+# export over the interval and cumulative, and whether the reading carries an estimate of
+# the gap before it (schema 3); a store made before has none
 _EXPORT_COLUMNS = ("energy_export", "energy_export_total")
+_ESTIMATED = "(estimated IS NOT NULL OR estimated_export IS NOT NULL)"
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class Repair:
 
 
 def _row(values: Sequence[Any]) -> Row:
-    seq, ts, power, energy, total, *measured, export, export_total = values
+    seq, ts, power, energy, total, *measured, export, export_total, estimated = values
     return Row(
         seq,
         ts,
@@ -79,6 +81,7 @@ def _row(values: Sequence[Any]) -> Row:
         (power, *measured),
         export,
         export_total,
+        bool(estimated),
     )
 
 
@@ -90,7 +93,7 @@ class OfflineStore:
         self.exclusive = exclusive
         self._conn = conn
         self.directions = True  # the readings carry their export (schema 3; else signed energy)
-        self._columns = f"{_ROW_COLUMNS}, {', '.join(_EXPORT_COLUMNS)}"
+        self._columns = f"{_ROW_COLUMNS}, {', '.join(_EXPORT_COLUMNS)}, {_ESTIMATED}"
 
     @classmethod
     def open(cls, path: Path, *, exclusive: bool) -> OfflineStore:
@@ -165,7 +168,7 @@ class OfflineStore:
         have = {r[1] for r in self._conn.execute("PRAGMA table_info(samples)")}
         self.directions = set(_EXPORT_COLUMNS) <= have
         if not self.directions:
-            self._columns = f"{_ROW_COLUMNS}, 0, 0"
+            self._columns = f"{_ROW_COLUMNS}, 0, 0, 0"
 
     def _guard(self, what: str) -> StoreError:
         return StoreError(f"store {self.path}: {what}")
@@ -212,20 +215,6 @@ class OfflineStore:
             "ORDER BY ts_ms DESC LIMIT ?",
             (meter, limit),
         ).fetchall()
-
-    def estimated_seqs(self, meter: int) -> frozenset[int]:
-        """The seq numbers of a meter's readings that carry an estimate of the gap before them
-        (a few a day at most: the store's partial index holds them)."""
-        if not self.directions:
-            return frozenset()
-        return frozenset(
-            row[0]
-            for row in self._conn.execute(
-                "SELECT seq FROM samples WHERE meter = ? "
-                "AND (estimated IS NOT NULL OR estimated_export IS NOT NULL)",
-                (meter,),
-            )
-        )
 
     def rejects_outside(self, meter: int, low_ms: int, high_ms: int) -> int:
         return int(
