@@ -144,3 +144,14 @@ def test_a_confirmed_baseline_is_set_once() -> None:
     assert once is not None and once.witnesses.import_.rebased_by == 4
     assert once.witnesses.import_.value_wh == -100.0  # the new count, less the old one's last
     assert once.confirmed(event) is None  # set from it already
+
+
+def test_a_register_that_went_back_is_settling_until_it_steps_plausibly() -> None:
+    back, after, events = registers(BEFORE).witness(
+        reading_at(T0 + 5_000, 12.0, 5_000.0), step_at(T0 + 5_000, None), T0, T0 + 5_000
+    )
+    assert [e.kind for e in events] == ["reset"] and after.settling() == ["import_energy_wh"]
+    _, later, _ = after.witness(
+        reading_at(T0 + 10_000, 12.5, 5_000.0), step_at(T0 + 10_000, None), T0 + 5_000, T0
+    )
+    assert later.settling() == []

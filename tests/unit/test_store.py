@@ -819,3 +819,33 @@ async def test_a_full_disk_makes_room_from_the_oldest_acknowledged_readings_by_t
     assert kept == [("m-1", first + len(fresh) - 1), ("m-2", HISTORY // 2)]
     # nothing waiting for the broker went
     assert await old_and_dead.outbox_depth() == {"m-1": 3 + len(fresh), "m-2": 0, "m-3": 0}
+
+
+async def test_a_register_still_settling_after_an_event_is_not_trusted_after_a_restart(
+    store: ReadingStore,
+) -> None:
+    """The event showed at one reading and the register was still implausible at the next
+    (no second event): a restart must not take that last read for a trusted baseline."""
+    await store.commit(
+        Cycle(
+            readings=[Reading("m-1", 1_000, 1, 0, 0, {"power_w": 1.0, "import_energy_wh": 50.0})],
+            events=[MeterEvent("m-1", 1_000, "reset", "detected", before_wh=9e6, after_wh=50.0)],
+            settling=[("m-1", "import_energy_wh")],
+        )
+    )
+    await store.commit(
+        Cycle(
+            readings=[Reading("m-1", 2_000, 2, 0, 0, {"power_w": 1.0, "import_energy_wh": 7e6})],
+            settling=[("m-1", "import_energy_wh")],
+        )
+    )
+    restored = (await store.restore())["m-1"]
+    assert restored.registers.import_ == Witness(7e6, 2_000, trusted=False)
+    # settled at the next reading: trusted again
+    await store.commit(
+        Cycle(
+            readings=[Reading("m-1", 3_000, 3, 0, 0, {"power_w": 1.0, "import_energy_wh": 7e6})],
+            settling=[("m-1", "")],
+        )
+    )
+    assert (await store.restore())["m-1"].registers.import_ == Witness(7e6, 3_000, trusted=True)

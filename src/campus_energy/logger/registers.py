@@ -106,6 +106,16 @@ class Registers:
         )
         return estimated, after, events
 
+    def settling(self) -> list[str]:
+        """The registers still settling after an event (read, not yet a trusted baseline)."""
+        return [
+            REGISTER_FIELDS[d]
+            for d in DIRECTIONS
+            if d in self.specs
+            and self.witnesses.of(d).value_wh is not None
+            and not self.witnesses.of(d).trusted
+        ]
+
     def confirmed(self, event: MeterEvent) -> Registers | None:
         """The registers with the new start of a confirmed event as a baseline, or None when it
         gives none or the register was read at or after it (it speaks for itself)."""

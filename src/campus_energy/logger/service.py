@@ -106,16 +106,23 @@ class Pending:
     before: dict[str, Memory] = field(default_factory=dict)
     since_mono_s: float | None = None  # when the oldest was taken
 
-    def marks(self) -> tuple[int, int, int, int, int]:
+    def marks(self) -> tuple[int, ...]:
         c = self.cycle
-        return len(c.readings), len(c.gaps), len(c.rejects), len(c.continuity), len(c.events)
+        return (
+            len(c.readings),
+            len(c.gaps),
+            len(c.rejects),
+            len(c.continuity),
+            len(c.events),
+            len(c.settling),
+        )
 
-    def truncate(self, marks: tuple[int, int, int, int, int]) -> None:
+    def truncate(self, marks: tuple[int, ...]) -> None:
         """Forget what was added since `marks`."""
         c = self.cycle
-        readings, gaps, rejects, continuity, events = marks
+        readings, gaps, rejects, continuity, events, settling = marks
         del c.readings[readings:], c.gaps[gaps:], c.rejects[rejects:]
-        del c.continuity[continuity:], c.events[events:]
+        del c.continuity[continuity:], c.events[events:], c.settling[settling:]
 
     def take(self) -> tuple[Cycle, dict[str, Memory]]:
         """What is pending, leaving nothing."""
@@ -482,6 +489,8 @@ class MeterLogger:
         cycle.readings.append(reading)
         cycle.events.extend(events)
         cycle.continuity.append((meter.id, self.boot_id, round(mono * 1000)))
+        if run.registers.specs:
+            cycle.settling.append((meter.id, ",".join(run.registers.settling())))
         behind_s = step.ts_ms / 1000 - wall
         if behind_s > CLOCK_STEP_WARN_S and not run.clock_behind:
             log.warning(

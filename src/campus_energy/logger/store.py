@@ -129,7 +129,8 @@ CREATE TABLE IF NOT EXISTS meters (
     boot_id TEXT,
     mono_ms INTEGER,
     first_ts_ms INTEGER,
-    last_ts_ms INTEGER
+    last_ts_ms INTEGER,
+    registers_settling TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS samples (
     meter INTEGER NOT NULL,
@@ -426,6 +427,9 @@ class Cycle:
     rejects: list[tuple[str, int, str, float | None]] = field(default_factory=list)
     continuity: list[tuple[str, str | None, int]] = field(default_factory=list)  # id, boot, mono_ms
     events: list[MeterEvent] = field(default_factory=list)
+    # meter id, its energy registers still settling after an event (comma-separated names):
+    # what a restart must not trust
+    settling: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _encode(reading: Reading, meter: int) -> tuple[Any, ...]:
@@ -607,6 +611,11 @@ class ReadingStore(SqliteFile):
             for statement in statements(SPAN_TRIGGERS):
                 conn.execute(statement)
             conn.execute(ESTIMATES_INDEX)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(meters)")}
+            if "registers_settling" not in have:  # a file of schema 3 made before it
+                conn.execute(
+                    "ALTER TABLE meters ADD COLUMN registers_settling TEXT NOT NULL DEFAULT ''"
+                )
         self.time_ordered = time_ordered(conn)
 
     # -- meters -----------------------------------------------------------------------------
@@ -647,13 +656,14 @@ class ReadingStore(SqliteFile):
     async def restore(self) -> dict[str, Restored]:
         """The last reading of every registered meter that has one.
 
-        The registers it read are the witnesses' baselines, trusted unless a detected
-        event showed at that very reading (the register is then still settling)."""
+        The registers it read are the witnesses' baselines, trusted unless the logger had them
+        still settling after an event when it committed that reading (`registers_settling`,
+        or a detected event at that very reading)."""
 
         def work(conn: sqlite3.Connection) -> dict[str, Restored]:
             found = {}
-            for meter_id, meter, boot_id, mono_ms, last in conn.execute(
-                "SELECT meter_id, id, boot_id, mono_ms, last_ts_ms FROM meters"
+            for meter_id, meter, boot_id, mono_ms, last, still in conn.execute(
+                "SELECT meter_id, id, boot_id, mono_ms, last_ts_ms, registers_settling FROM meters"
             ).fetchall():
                 row = conn.execute(
                     "SELECT seq, ts_ms, energy_total, power, energy_export_total, "
@@ -664,7 +674,7 @@ class ReadingStore(SqliteFile):
                 if row is None:
                     continue
                 ts_ms = row[1]
-                settling = {
+                settling = {name for name in str(still or "").split(",") if name} | {
                     register
                     for (register,) in conn.execute(
                         "SELECT register FROM meter_events WHERE meter_id = ? AND ts_ms = ? "
@@ -706,9 +716,11 @@ class ReadingStore(SqliteFile):
             rejects = [(self._id(m), t, why, p) for m, t, why, p in cycle.rejects]
             continuity = [(boot, mono, self._id(m)) for m, boot, mono in cycle.continuity]
             events = [_event_row(e) for e in cycle.events]
+            settling = [(names, self._id(m)) for m, names in cycle.settling]
             with transaction(conn):
                 conn.executemany(_INSERT_SAMPLE, samples)
                 conn.executemany(_INSERT_EVENT, events)
+                conn.executemany("UPDATE meters SET registers_settling = ? WHERE id = ?", settling)
                 conn.executemany("INSERT OR REPLACE INTO gaps VALUES (?, ?, ?)", gaps)
                 conn.executemany("INSERT OR IGNORE INTO rejects VALUES (?, ?, ?, ?)", rejects)
                 conn.executemany(
