@@ -147,7 +147,7 @@ def test_a_confirmed_baseline_is_set_once() -> None:
 
 
 def test_a_register_that_went_back_is_settling_until_it_steps_plausibly() -> None:
-    back, after, events = registers(BEFORE).witness(
+    _, after, events = registers(BEFORE).witness(
         reading_at(T0 + 5_000, 12.0, 5_000.0), step_at(T0 + 5_000, None), T0, T0 + 5_000
     )
     assert [e.kind for e in events] == ["reset"] and after.settling() == ["import_energy_wh"]
