@@ -108,6 +108,18 @@ def stored_window(
     )
 
 
+# The sums of a source beyond the measured import (export, estimated import, estimated export),
+# in its rollups and in its windows: their columns, or zeros in a store no bridge has opened
+# since they came (no column yet).
+DIRECTED = {
+    True: ("export_wh", "estimated_wh", "estimated_export_wh"),
+    False: ("0", "0", "0"),
+}
+WINDOW_DIRECTED = {
+    True: ("export_energy_wh", "estimated_energy_wh", "estimated_export_wh"),
+    False: ("0", "0", "0"),
+}
+
 # -- the read side: answers in core.answers' values (Grain, MeterLatest, Bucket, Total) ------------
 
 

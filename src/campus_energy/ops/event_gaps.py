@@ -127,9 +127,9 @@ class GapBook(ReadingStore):
 
 
 def _registers(names: Sequence[str], steps: Sequence[int | None]) -> dict[str, float | None]:
-    field_of = {"import": "import_energy_wh", "export": "export_energy_wh"}
     return {
-        name: from_steps(field_of[name], value) for name, value in zip(names, steps, strict=True)
+        name: from_steps(REGISTER_FIELDS[name], value)
+        for name, value in zip(names, steps, strict=True)
     }
 
 

@@ -11,7 +11,16 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
-from campus_energy.backends.base import Bucket, Grain, MeterLatest, ScopeHour, ScopePeak, Total
+from campus_energy.backends.base import (
+    DIRECTED,
+    WINDOW_DIRECTED,
+    Bucket,
+    Grain,
+    MeterLatest,
+    ScopeHour,
+    ScopePeak,
+    Total,
+)
 from campus_energy.backends.postgres.connection import endpoint, error_text
 from campus_energy.backends.postgres.schema import ROLLUP_LAYOUT, TABLES, table_names
 from campus_energy.config import PostgresSinkConfig
@@ -19,17 +28,6 @@ from campus_energy.core.days import starts_day
 from campus_energy.core.peaks import INTERVALS, Quarters, daily_scope, day_range, intervals_of
 from campus_energy.core.timestamps import datetime_ms, utc_datetime
 from campus_energy.errors import SourceError
-
-# The sums beyond the measured import (export, estimated import, estimated export): their
-# columns, or zeros in a store no bridge has opened since they came (no column yet).
-DIRECTED = {
-    True: ("export_wh", "estimated_wh", "estimated_export_wh"),
-    False: ("0", "0", "0"),
-}
-WINDOW_DIRECTED = {
-    True: ("export_energy_wh", "estimated_energy_wh", "estimated_export_wh"),
-    False: ("0", "0", "0"),
-}
 
 
 def _grain_sql(directed: bool) -> dict[str, str]:

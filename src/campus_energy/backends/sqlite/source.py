@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from campus_energy.backends.base import Bucket, Grain, MeterLatest, ScopeHour, ScopePeak, Total
+from campus_energy.backends.base import (
+    DIRECTED,
+    WINDOW_DIRECTED,
+    Bucket,
+    Grain,
+    MeterLatest,
+    ScopeHour,
+    ScopePeak,
+    Total,
+)
 from campus_energy.backends.sqlite.schema import ROLLUP_LAYOUT
 from campus_energy.core.answers import QUARTER_MS
 from campus_energy.core.days import starts_day
@@ -26,17 +35,6 @@ from campus_energy.core.peaks import (
 )
 from campus_energy.errors import SourceError
 from campus_energy.runtime.sqlite import ReadOnly
-
-# The sums beyond the measured import (export, estimated import, estimated export): their
-# columns, or zeros in a store no bridge has opened since they came (no column yet).
-DIRECTED = {
-    True: ("export_wh", "estimated_wh", "estimated_export_wh"),
-    False: ("0", "0", "0"),
-}
-WINDOW_DIRECTED = {
-    True: ("export_energy_wh", "estimated_energy_wh", "estimated_export_wh"),
-    False: ("0", "0", "0"),
-}
 
 
 def _grain_sql(directed: bool) -> dict[str, str]:
